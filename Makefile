@@ -1,0 +1,59 @@
+# Every target sets itself up: a fresh machine needs only python3 (with venv) and a C compiler.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+SOURCES := $(shell find csrc engine -name '*.c' -o -name '*.h' -o -name '*.cpp' -o -name '*.pyx' 2>/dev/null) setup.py pyproject.toml
+
+.PHONY: all build test test-quick sim bench bench-smoke demo lint clean sanitize
+
+all: build
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(STAMP): $(VENV)/bin/python $(SOURCES)
+	$(PIP) install --quiet setuptools wheel "Cython>=3.0" "pybind11>=2.11" "numpy>=1.26"
+	$(PIP) install --quiet --no-build-isolation -e ".[test]"
+	$(PY) setup.py -q build_ext --inplace
+	touch $(STAMP)
+
+build: $(STAMP)
+
+# The full suite, benchmark smoke runs included (they are ordinary tests marked bench_smoke).
+test: build
+	$(PY) -m pytest -q tests bench -p no:cacheprovider
+
+test-quick: build
+	$(PY) -m pytest -q -x tests -m "not slow"
+
+bench: build
+	mkdir -p bench/results
+	$(PY) -m pytest bench --benchmark-enable --benchmark-only -s -q \
+		--benchmark-json=bench/results/pytest-benchmark.json
+
+bench-smoke: build
+	$(PY) -m pytest -q bench -m bench_smoke
+
+sim: build
+	$(PY) -m engine sim --validators 4 --seeds 10000
+
+demo: build
+	$(PY) -m engine demo
+
+lint: build
+	$(PY) -m pip install --quiet ruff mypy
+	$(PY) -m ruff check engine tests bench
+	$(PY) -m mypy engine
+
+# Native code under AddressSanitizer + UBSan (see README, "Memory safety").
+sanitize: build
+	ENGINE_SANITIZE=1 $(PY) setup.py -q build_ext --inplace --force
+	ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+		$(PY) -m pytest -q -x tests -m "not slow" -p no:cacheprovider; rc=$$?; \
+		$(PY) setup.py -q build_ext --inplace --force; exit $$rc
+
+clean:
+	rm -rf build *.egg-info engine/*.so engine/**/*.so .pytest_cache

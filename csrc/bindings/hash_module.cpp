@@ -1,0 +1,344 @@
+// pybind11 binding for the BLAKE3 / Merkle kernels: converts buffers, checks lengths, releases
+// the GIL and maps status codes to exceptions. No hashing logic lives here.
+#include <pybind11/pybind11.h>
+
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+extern "C" {
+#include "blake3/blake3.h"
+#include "common/cpu.h"
+}
+
+namespace py = pybind11;
+
+namespace {
+
+// An uninitialised array: large batches must not pay for zero-filling pages they overwrite.
+template <typename T>
+class RawArray {
+  public:
+    explicit RawArray(size_t n) : n_(n), p_(new T[n ? n : 1]) {}
+    T *data() { return p_.get(); }
+    const T *data() const { return p_.get(); }
+    size_t size() const { return n_; }
+    T &operator[](size_t i) { return p_[i]; }
+    const T &operator[](size_t i) const { return p_[i]; }
+
+  private:
+    size_t n_;
+    std::unique_ptr<T[]> p_;
+};
+
+// Borrowed views of a sequence of byte buffers, kept alive (and unresizable) until destruction.
+class BufferList {
+  public:
+    BufferList(py::handle seq, const char *arg) {
+        if (PyUnicode_Check(seq.ptr()) || PyBytes_Check(seq.ptr()))
+            throw py::type_error(std::string(arg) + " must be a sequence of bytes-like objects");
+        fast_ = PySequence_Fast(seq.ptr(), "");
+        if (!fast_) {
+            PyErr_Clear();
+            throw py::type_error(std::string(arg) + " must be a sequence of bytes-like objects, not " +
+                                 Py_TYPE(seq.ptr())->tp_name);
+        }
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(fast_);
+        PyObject **items = PySequence_Fast_ITEMS(fast_);
+        ptrs_.reset(new const uint8_t *[n ? n : 1]);
+        lens_.reset(new size_t[n ? n : 1]);
+        n_ = static_cast<size_t>(n);
+        views_.reserve(4);
+        constexpr Py_ssize_t kPrefetchAhead = 16;  // objects are scattered: hide the misses
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (i + kPrefetchAhead < n) __builtin_prefetch(items[i + kPrefetchAhead]);
+            PyObject *item = items[i];
+            if (PyBytes_CheckExact(item)) {  // fast path: immutable, no export needed
+                ptrs_[i] = reinterpret_cast<const uint8_t *>(PyBytes_AS_STRING(item));
+                lens_[i] = static_cast<size_t>(PyBytes_GET_SIZE(item));
+                continue;
+            }
+            if (PyUnicode_Check(item) || !PyObject_CheckBuffer(item))
+                throw py::type_error(std::string(arg) + "[" + std::to_string(i) +
+                                     "] must be bytes, bytearray or memoryview, not " +
+                                     Py_TYPE(item)->tp_name);
+            views_.emplace_back();
+            if (PyObject_GetBuffer(item, &views_.back(), PyBUF_SIMPLE) != 0) {
+                views_.pop_back();
+                PyErr_Clear();
+                throw py::type_error(std::string(arg) + "[" + std::to_string(i) +
+                                     "] must be a contiguous bytes-like object");
+            }
+            ptrs_[i] = static_cast<const uint8_t *>(views_.back().buf);
+            lens_[i] = static_cast<size_t>(views_.back().len);
+        }
+    }
+    ~BufferList() {
+        for (auto &v : views_) PyBuffer_Release(&v);
+        Py_XDECREF(fast_);
+    }
+    BufferList(const BufferList &) = delete;
+    BufferList &operator=(const BufferList &) = delete;
+
+    size_t size() const { return n_; }
+    const uint8_t *const *ptrs() const { return ptrs_.get(); }
+    const size_t *lens() const { return lens_.get(); }
+
+  private:
+    PyObject *fast_ = nullptr;
+    size_t n_ = 0;
+    std::unique_ptr<const uint8_t *[]> ptrs_;
+    std::unique_ptr<size_t[]> lens_;
+    std::vector<Py_buffer> views_;
+};
+
+// A read-only contiguous view of one bytes-like argument.
+class Buffer {
+  public:
+    Buffer(py::handle obj, const char *arg) {
+        if (PyUnicode_Check(obj.ptr()) || PyObject_GetBuffer(obj.ptr(), &view_, PyBUF_SIMPLE) != 0) {
+            PyErr_Clear();
+            throw py::type_error(std::string(arg) + " must be bytes, bytearray or memoryview, not " +
+                                 Py_TYPE(obj.ptr())->tp_name);
+        }
+    }
+    ~Buffer() { PyBuffer_Release(&view_); }
+    Buffer(const Buffer &) = delete;
+    Buffer &operator=(const Buffer &) = delete;
+    const uint8_t *data() const { return static_cast<const uint8_t *>(view_.buf); }
+    size_t size() const { return static_cast<size_t>(view_.len); }
+
+  private:
+    Py_buffer view_{};
+};
+
+void check(int rc) {
+    if (rc == ENGINE_ENOMEM) throw std::bad_alloc();
+    if (rc != ENGINE_OK) throw py::value_error("invalid argument to a native hash kernel");
+}
+
+const uint8_t *key_ptr(const py::object &key, std::unique_ptr<Buffer> &holder) {
+    if (key.is_none()) return nullptr;
+    holder = std::make_unique<Buffer>(key, "key");
+    if (holder->size() != 32) throw py::value_error("key must be 32 bytes long");
+    return holder->data();
+}
+
+// Large batches release the GIL; tiny ones are faster without the round trip.
+constexpr size_t kReleaseGilBytes = 1 << 14;
+
+py::bytes hash_one(py::handle data, py::object key) {
+    Buffer buf(data, "data");
+    std::unique_ptr<Buffer> kh;
+    const uint8_t *k = key_ptr(key, kh);
+    const uint8_t *p = buf.data();
+    size_t len = buf.size();
+    uint8_t out[32];
+    int rc;
+    if (len >= kReleaseGilBytes) {
+        py::gil_scoped_release nogil;
+        rc = engine_blake3_many(&p, &len, 1, k, out, 0);
+    } else {
+        rc = engine_blake3_many(&p, &len, 1, k, out, 1);
+    }
+    check(rc);
+    return py::bytes(reinterpret_cast<const char *>(out), 32);
+}
+
+size_t total_bytes(const BufferList &list) {
+    size_t t = 0;
+    for (size_t i = 0; i < list.size(); i++) t += list.lens()[i];
+    return t;
+}
+
+// Hash every message into one contiguous n*32 buffer.
+RawArray<uint8_t> hash_list(const BufferList &list, const uint8_t *key, int threads) {
+    RawArray<uint8_t> out(32 * list.size());
+    int rc;
+    if (total_bytes(list) + 64 * list.size() >= kReleaseGilBytes) {
+        py::gil_scoped_release nogil;
+        rc = engine_blake3_many(list.ptrs(), list.lens(), list.size(), key, out.data(), threads);
+    } else {
+        rc = engine_blake3_many(list.ptrs(), list.lens(), list.size(), key, out.data(), 1);
+    }
+    check(rc);
+    return out;
+}
+
+py::list split_hashes(const RawArray<uint8_t> &out) {
+    size_t n = out.size() / 32;
+    PyObject *list = PyList_New(static_cast<Py_ssize_t>(n));
+    if (!list) throw py::error_already_set();
+    for (size_t i = 0; i < n; i++) {
+        PyObject *b = PyBytes_FromStringAndSize(reinterpret_cast<const char *>(&out[32 * i]), 32);
+        if (!b) {
+            Py_DECREF(list);
+            throw py::error_already_set();
+        }
+        PyList_SET_ITEM(list, static_cast<Py_ssize_t>(i), b);
+    }
+    return py::reinterpret_steal<py::list>(list);
+}
+
+py::list hash_many(py::handle messages, py::object key, int threads) {
+    BufferList list(messages, "messages");
+    std::unique_ptr<Buffer> kh;
+    const uint8_t *k = key_ptr(key, kh);
+    return split_hashes(hash_list(list, k, threads));
+}
+
+// Packed form: one buffer plus n+1 byte offsets (uint64, native endian); returns n*32 bytes.
+py::bytes hash_many_packed(py::handle data, py::handle offsets, py::object key, int threads) {
+    Buffer buf(data, "data");
+    Buffer off(offsets, "offsets");
+    std::unique_ptr<Buffer> kh;
+    const uint8_t *k = key_ptr(key, kh);
+    if (off.size() % 8 != 0 || off.size() < 8)
+        throw py::value_error("offsets must hold n + 1 uint64 values");
+    size_t n = off.size() / 8 - 1;
+    RawArray<uint64_t> o(n + 1);
+    std::memcpy(o.data(), off.data(), off.size());
+    RawArray<const uint8_t *> ptrs(n);
+    RawArray<size_t> lens(n);
+    for (size_t i = 0; i < n; i++) {
+        if (o[i] > o[i + 1] || o[i + 1] > buf.size())
+            throw py::value_error("offsets[" + std::to_string(i + 1) +
+                                  "] must be non-decreasing and within data");
+        ptrs[i] = buf.data() + o[i];
+        lens[i] = static_cast<size_t>(o[i + 1] - o[i]);
+    }
+    PyObject *res = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(32 * n));
+    if (!res) throw py::error_already_set();
+    auto result = py::reinterpret_steal<py::bytes>(res);
+    uint8_t *out = reinterpret_cast<uint8_t *>(PyBytes_AS_STRING(res));
+    int rc;
+    {
+        py::gil_scoped_release nogil;
+        rc = engine_blake3_many(ptrs.data(), lens.data(), n, k, out, threads);
+    }
+    check(rc);
+    return result;
+}
+
+// Leaf hashes as one contiguous buffer, from a list of 32-byte hashes or packed bytes.
+RawArray<uint8_t> gather_hashes(py::handle hashes) {
+    if (PyObject_CheckBuffer(hashes.ptr()) && !PyUnicode_Check(hashes.ptr())) {
+        Buffer b(hashes, "leaf_hashes");
+        if (b.size() % 32 != 0) throw py::value_error("packed leaf_hashes must be a multiple of 32 bytes");
+        RawArray<uint8_t> out(b.size());
+        std::memcpy(out.data(), b.data(), b.size());
+        return out;
+    }
+    BufferList list(hashes, "leaf_hashes");
+    RawArray<uint8_t> out(32 * list.size());
+    for (size_t i = 0; i < list.size(); i++) {
+        if (list.lens()[i] != 32)
+            throw py::value_error("leaf_hashes[" + std::to_string(i) + "] must be 32 bytes long, not " +
+                                  std::to_string(list.lens()[i]));
+        std::memcpy(&out[32 * i], list.ptrs()[i], 32);
+    }
+    return out;
+}
+
+py::bytes root_of(const RawArray<uint8_t> &leaf_hashes, const uint8_t *node_key, int threads) {
+    uint8_t root[32];
+    int rc;
+    {
+        py::gil_scoped_release nogil;
+        rc = engine_merkle_root(leaf_hashes.data(), leaf_hashes.size() / 32, node_key, root, threads);
+    }
+    check(rc);
+    return py::bytes(reinterpret_cast<const char *>(root), 32);
+}
+
+const uint8_t *node_key_ptr(py::handle node_key, std::unique_ptr<Buffer> &holder) {
+    holder = std::make_unique<Buffer>(node_key, "node_key");
+    if (holder->size() != 32) throw py::value_error("node_key must be 32 bytes long");
+    return holder->data();
+}
+
+py::bytes merkle_root(py::handle leaves, py::handle node_key, int threads) {
+    std::unique_ptr<Buffer> kh;
+    const uint8_t *nk = node_key_ptr(node_key, kh);
+    BufferList list(leaves, "leaves");
+    return root_of(hash_list(list, nullptr, threads), nk, threads);
+}
+
+py::bytes merkle_root_from_hashes(py::handle hashes, py::handle node_key, int threads) {
+    std::unique_ptr<Buffer> kh;
+    const uint8_t *nk = node_key_ptr(node_key, kh);
+    return root_of(gather_hashes(hashes), nk, threads);
+}
+
+py::list merkle_path(py::handle leaves, size_t index, py::handle node_key, int threads) {
+    std::unique_ptr<Buffer> kh;
+    const uint8_t *nk = node_key_ptr(node_key, kh);
+    BufferList list(leaves, "leaves");
+    if (index >= list.size())
+        throw py::index_error("index " + std::to_string(index) + " is outside a tree of " +
+                              std::to_string(list.size()) + " leaves");
+    RawArray<uint8_t> hashes = hash_list(list, nullptr, threads);
+    uint8_t path[64 * 32];
+    size_t path_len = 0;
+    int rc;
+    {
+        py::gil_scoped_release nogil;
+        rc = engine_merkle_path(hashes.data(), list.size(), index, nk, path, &path_len, threads);
+    }
+    check(rc);
+    py::list result;
+    for (size_t i = 0; i < path_len; i++)
+        result.append(py::bytes(reinterpret_cast<const char *>(path + 32 * i), 32));
+    return result;
+}
+
+py::dict native_info() {
+    py::dict info;
+    const char *names[32];
+    engine_cpu_feature_names(names, 32);
+    py::list features;
+    for (int i = 0; names[i]; i++) features.append(names[i]);
+    info["cpu_features"] = features;
+    info["cpu_count"] = engine_cpu_count();
+    int forced = engine_isa_forced();
+    info["forced_isa"] = forced == -1 ? py::object(py::none())
+                         : forced == -2 ? py::object(py::str("invalid"))
+                                        : py::object(py::str(engine_isa_name((engine_isa)forced)));
+    py::list supported;
+    for (int isa = ENGINE_ISA_PORTABLE; isa <= ENGINE_ISA_AVX512; isa++)
+        if (engine_isa_supported((engine_isa)isa)) supported.append(engine_isa_name((engine_isa)isa));
+    info["isa_supported"] = supported;
+    info["blake3"] = engine_blake3_isa_name();
+    return info;
+}
+
+void force_isa(py::object name) {
+    int isa = -1;
+    if (!name.is_none()) {
+        std::string s = py::cast<std::string>(name);
+        if (s == "portable") isa = ENGINE_ISA_PORTABLE;
+        else if (s == "avx2") isa = ENGINE_ISA_AVX2;
+        else if (s == "avx512") isa = ENGINE_ISA_AVX512;
+        else throw py::value_error("isa must be 'portable', 'avx2', 'avx512' or None");
+    }
+    if (engine_blake3_force_isa(isa) != ENGINE_OK)
+        throw py::value_error("this CPU cannot run the " + py::cast<std::string>(name) + " path");
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_native_hash, m) {
+    m.doc() = "BLAKE3 and Merkle kernels (internal; use engine.hashing)";
+    m.def("blake3", &hash_one, py::arg("data"), py::arg("key") = py::none());
+    m.def("blake3_many", &hash_many, py::arg("messages"), py::arg("key"), py::arg("threads"));
+    m.def("blake3_many_packed", &hash_many_packed, py::arg("data"), py::arg("offsets"),
+          py::arg("key"), py::arg("threads"));
+    m.def("merkle_root", &merkle_root, py::arg("leaves"), py::arg("node_key"), py::arg("threads"));
+    m.def("merkle_root_from_hashes", &merkle_root_from_hashes, py::arg("leaf_hashes"),
+          py::arg("node_key"), py::arg("threads"));
+    m.def("merkle_path", &merkle_path, py::arg("leaves"), py::arg("index"), py::arg("node_key"),
+          py::arg("threads"));
+    m.def("native_info", &native_info);
+    m.def("_force_isa", &force_isa, py::arg("name"));
+}

@@ -1,0 +1,117 @@
+/* BLAKE3 internals shared by the portable, AVX2 and AVX-512 files and the dispatcher.
+ *
+ * The unit of work is a *job*: one chunk-sized piece (at most 1024 bytes) hashed as a chain of
+ * 64-byte blocks into a 32-byte chaining value. A short message is one job with the ROOT flag;
+ * a long message is one job per chunk plus parent jobs; a Merkle node is one 64-byte job.
+ * Kernels hash many jobs side by side, one per SIMD lane. All jobs handed to one kernel call
+ * have the same number of blocks (the dispatcher buckets them), while each lane keeps its own
+ * length, counter and flags, so messages of different sizes share lanes.
+ */
+#ifndef ENGINE_BLAKE3_IMPL_H
+#define ENGINE_BLAKE3_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define B3_BLOCK_BYTES 64
+#define B3_CHUNK_BYTES 1024
+#define B3_OUT_BYTES 32
+#define B3_BLOCKS_PER_CHUNK 16
+
+enum {
+    B3_CHUNK_START = 1 << 0,
+    B3_CHUNK_END = 1 << 1,
+    B3_PARENT = 1 << 2,
+    B3_ROOT = 1 << 3,
+    B3_KEYED_HASH = 1 << 4,
+    B3_DERIVE_KEY_CONTEXT = 1 << 5,
+    B3_DERIVE_KEY_MATERIAL = 1 << 6,
+};
+
+typedef struct {
+    const uint8_t *input;  /* `len` bytes; may be NULL when len == 0 */
+    uint8_t *out;          /* 32 bytes of chaining value / hash */
+    uint64_t counter;      /* chunk index (0 for parents and single-chunk messages) */
+    uint32_t len;          /* 0..1024 */
+    uint8_t flags;         /* on every block (KEYED_HASH, PARENT, ...) */
+    uint8_t flags_start;   /* added on the first block */
+    uint8_t flags_end;     /* added on the last block */
+} b3_job;
+
+static const uint32_t B3_IV[8] = {
+    0x6A09E667u, 0xBB67AE85u, 0x3C6EF372u, 0xA54FF53Au,
+    0x510E527Fu, 0x9B05688Cu, 0x1F83D9ABu, 0x5BE0CD19u,
+};
+
+/* Message word order per round: round 0 is the identity and each round applies the spec's
+ * fixed permutation to the previous one. */
+static const uint8_t B3_SCHEDULE[7][16] = {
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+    {2, 6, 3, 10, 7, 0, 4, 13, 1, 11, 12, 5, 9, 14, 15, 8},
+    {3, 4, 10, 12, 13, 2, 7, 14, 6, 5, 9, 0, 11, 15, 8, 1},
+    {10, 7, 12, 9, 14, 3, 13, 15, 4, 0, 11, 2, 5, 8, 1, 6},
+    {12, 13, 9, 11, 15, 10, 14, 8, 7, 2, 5, 3, 0, 1, 6, 4},
+    {9, 14, 11, 5, 8, 12, 15, 1, 13, 3, 0, 10, 2, 6, 4, 7},
+    {11, 15, 5, 0, 1, 9, 8, 6, 14, 10, 2, 12, 3, 4, 7, 13},
+};
+
+static inline uint32_t b3_load32(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+static inline void b3_store32(uint8_t *p, uint32_t w) {
+    p[0] = (uint8_t)w;
+    p[1] = (uint8_t)(w >> 8);
+    p[2] = (uint8_t)(w >> 16);
+    p[3] = (uint8_t)(w >> 24);
+}
+
+static inline void b3_key_words(const uint8_t key[32], uint32_t words[8]) {
+    for (int i = 0; i < 8; i++) words[i] = b3_load32(key + 4 * i);
+}
+
+/* Number of 64-byte blocks a job of `len` bytes takes (an empty input is one empty block). */
+static inline size_t b3_job_blocks(uint32_t len) {
+    return len == 0 ? 1 : (len + B3_BLOCK_BYTES - 1) / B3_BLOCK_BYTES;
+}
+
+/* Fill `block` with block `b` of a job, zero-padded; return its length. */
+static inline uint32_t b3_job_block(const b3_job *job, size_t b, uint8_t block[64]) {
+    uint32_t offset = (uint32_t)(b * B3_BLOCK_BYTES);
+    uint32_t take = job->len - offset;
+    if (take > B3_BLOCK_BYTES) take = B3_BLOCK_BYTES;
+    memset(block, 0, B3_BLOCK_BYTES);
+    if (take) memcpy(block, job->input + offset, take);
+    return take;
+}
+
+/* One compression, updating the chaining value in place (portable C). */
+void engine_blake3_compress_portable(uint32_t cv[8], const uint8_t block[64], uint32_t block_len,
+                                     uint64_t counter, uint32_t flags);
+
+/* Hash `n` jobs that all take `blocks` blocks; one file per ISA. */
+typedef void (*b3_jobs_fn)(const uint32_t key[8], const b3_job *jobs, size_t n, size_t blocks);
+void engine_blake3_jobs_portable(const uint32_t key[8], const b3_job *jobs, size_t n, size_t blocks);
+void engine_blake3_jobs_avx2(const uint32_t key[8], const b3_job *jobs, size_t n, size_t blocks);
+void engine_blake3_jobs_avx512(const uint32_t key[8], const b3_job *jobs, size_t n, size_t blocks);
+
+/* Per-lane helpers for the SIMD files: the block pointer of lane `job` for block `b` (a
+ * zero-padded copy in `scratch` when the block is partial), its length and its flags. */
+static inline const uint8_t *b3_lane_block(const b3_job *job, size_t b, size_t blocks,
+                                           uint8_t scratch[64], uint32_t *block_len,
+                                           uint32_t *flags) {
+    uint32_t f = job->flags;
+    if (b == 0) f |= job->flags_start;
+    if (b + 1 == blocks) f |= job->flags_end;
+    *flags = f;
+    uint32_t offset = (uint32_t)(b * B3_BLOCK_BYTES);
+    if (job->len >= offset + B3_BLOCK_BYTES) {
+        *block_len = B3_BLOCK_BYTES;
+        return job->input + offset;
+    }
+    *block_len = b3_job_block(job, b, scratch);
+    return scratch;
+}
+
+#endif

@@ -1,0 +1,1 @@
+"""Slow, readable pure-Python references used as test oracles for the native kernels."""
