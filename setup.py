@@ -5,7 +5,9 @@ csrc/<primitive>/ and enables that ISA inside the file (target pragmas), so the 
 on any x86-64 and compiles on aarch64: no -march=native anywhere. The CPU is inspected at run time
 (csrc/common/cpu.c) and ENGINE_FORCE_ISA=portable|avx2|avx512 forces a path.
 
-Switches (environment): ENGINE_DEBUG=1 builds -O0 -g with assertions; ENGINE_SANITIZE=1 adds
+Switches (environment): ENGINE_BUILD_ONLY=name[,name] builds only the extensions whose module
+name contains one of the names (for working on one kernel while another is mid-change);
+ENGINE_DEBUG=1 builds -O0 -g with assertions; ENGINE_SANITIZE=1 adds
 AddressSanitizer and UBSan (run the tests with LD_PRELOAD=$(gcc -print-file-name=libasan.so)).
 """
 import glob
@@ -97,5 +99,9 @@ extensions = [
     )
     if e is not None
 ] + _cython_exts()
+
+_only = [n for n in os.environ.get("ENGINE_BUILD_ONLY", "").split(",") if n]
+if _only:
+    extensions = [e for e in extensions if any(n in e.name for n in _only)]
 
 setup(ext_modules=extensions)
