@@ -1,0 +1,154 @@
+"""The p2p message codec: one msgpack array per frame, ``[kind, fields...]``.
+
+Consensus objects (proposals, votes, evidence, blocks, certificates) travel as the opaque byte
+strings their own codecs produce; this layer only frames them, batches them and bounds them.
+``decode`` checks the shape, types and limits of everything and raises :class:`ProtocolError`
+otherwise, so a handler only ever sees well-formed messages.
+
+========  =======================================================================
+kind      fields
+========  =======================================================================
+STATUS    height (int >= 0, last committed), last block hash (32 bytes or empty)
+PROPOSAL  proposal bytes, block bytes
+VOTES     [vote bytes, ...]
+EVIDENCE  [evidence bytes, ...]
+TXS       [envelope bytes, ...]
+GET_BLOCKS  from height (int >= 1), count (int >= 1)
+BLOCKS    [[height, block bytes, certificate bytes], ...]
+========  =======================================================================
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from engine.net.errors import ProtocolError
+from engine.net.limits import NetLimits
+
+STATUS, PROPOSAL, VOTES, EVIDENCE, TXS, GET_BLOCKS, BLOCKS = range(1, 8)
+KIND_NAMES = {STATUS: "status", PROPOSAL: "proposal", VOTES: "votes", EVIDENCE: "evidence",
+              TXS: "txs", GET_BLOCKS: "get_blocks", BLOCKS: "blocks"}
+_U64_MAX = 2**64 - 1
+
+__all__ = ["Message", "decode", "encode", "STATUS", "PROPOSAL", "VOTES", "EVIDENCE", "TXS",
+           "GET_BLOCKS", "BLOCKS", "KIND_NAMES"]
+
+
+@dataclass(frozen=True)
+class Message:
+    """A decoded, validated message: ``kind`` and its fields as a tuple."""
+
+    kind: int
+    fields: tuple
+
+    @property
+    def name(self) -> str:
+        return KIND_NAMES[self.kind]
+
+
+def encode(kind: int, *fields: Any) -> bytes:
+    """Pack one message. The caller is trusted (these are our own messages)."""
+    if kind not in KIND_NAMES:
+        raise ValueError(f"kind must be one of {sorted(KIND_NAMES)}, not {kind!r}")
+    return msgpack.packb([kind, *fields], use_bin_type=True)
+
+
+def decode(data: bytes, limits: NetLimits) -> Message:
+    """Unpack and validate one message from a peer. Raises ProtocolError on anything else."""
+    try:
+        obj = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True)
+    except Exception as e:  # msgpack raises many types on garbage; all mean the same here
+        raise ProtocolError(f"undecodable message: {type(e).__name__}") from e
+    if not isinstance(obj, list) or not obj or type(obj[0]) is not int:
+        raise ProtocolError("a message is an array starting with its kind")
+    kind, fields = obj[0], obj[1:]
+    check = _CHECKS.get(kind)
+    if check is None:
+        raise ProtocolError(f"unknown message kind {kind}")
+    return Message(kind, tuple(check(fields, limits)))
+
+
+def _arity(fields: list, n: int, what: str) -> None:
+    if len(fields) != n:
+        raise ProtocolError(f"{what} has {len(fields)} fields, not {n}")
+
+
+def _uint(value: Any, what: str, minimum: int = 0) -> int:
+    if type(value) is not int or not minimum <= value <= _U64_MAX:
+        raise ProtocolError(f"{what} must be an integer >= {minimum}")
+    return value
+
+
+def _bytes(value: Any, what: str, max_bytes: int) -> bytes:
+    if type(value) is not bytes:
+        raise ProtocolError(f"{what} must be bytes")
+    if len(value) > max_bytes:
+        raise ProtocolError(f"{what} of {len(value)} bytes exceeds {max_bytes}")
+    return value
+
+
+def _byte_list(value: Any, what: str, count_max: int, item_bytes_max: int) -> list[bytes]:
+    if not isinstance(value, list):
+        raise ProtocolError(f"{what} must be an array")
+    if not 0 < len(value) <= count_max:
+        raise ProtocolError(f"{what} holds {len(value)} items, allowed 1..{count_max}")
+    for i, item in enumerate(value):
+        _bytes(item, f"{what}[{i}]", item_bytes_max)
+    return value
+
+
+def _status(f: list, lim: NetLimits) -> list:
+    _arity(f, 2, "status")
+    height = _uint(f[0], "status height")
+    block_hash = _bytes(f[1], "status block hash", 32)
+    if len(block_hash) not in (0, 32):
+        raise ProtocolError("status block hash must be 32 bytes or empty")
+    return [height, block_hash]
+
+
+def _proposal(f: list, lim: NetLimits) -> list:
+    _arity(f, 2, "proposal")
+    return [_bytes(f[0], "proposal", 4096), _bytes(f[1], "proposal block", lim.frame_bytes_max)]
+
+
+def _votes(f: list, lim: NetLimits) -> list:
+    _arity(f, 1, "votes")
+    return [_byte_list(f[0], "votes", lim.votes_per_message_max, 1024)]
+
+
+def _evidence(f: list, lim: NetLimits) -> list:
+    _arity(f, 1, "evidence")
+    return [_byte_list(f[0], "evidence", lim.evidence_per_message_max, 4096)]
+
+
+def _txs(f: list, lim: NetLimits) -> list:
+    _arity(f, 1, "txs")
+    return [_byte_list(f[0], "txs", lim.txs_per_message_max, lim.tx_bytes_max)]
+
+
+def _get_blocks(f: list, lim: NetLimits) -> list:
+    _arity(f, 2, "get_blocks")
+    start = _uint(f[0], "get_blocks from height", 1)
+    count = _uint(f[1], "get_blocks count", 1)
+    return [start, min(count, lim.blocks_per_message_max)]
+
+
+def _blocks(f: list, lim: NetLimits) -> list:
+    _arity(f, 1, "blocks")
+    items = f[0]
+    if not isinstance(items, list) or not 0 < len(items) <= lim.blocks_per_message_max:
+        raise ProtocolError(f"blocks must be an array of 1..{lim.blocks_per_message_max}")
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, list) or len(item) != 3:
+            raise ProtocolError(f"blocks[{i}] must be [height, block, certificate]")
+        out.append((_uint(item[0], f"blocks[{i}] height", 1),
+                    _bytes(item[1], f"blocks[{i}] block", lim.frame_bytes_max),
+                    _bytes(item[2], f"blocks[{i}] certificate", lim.frame_bytes_max)))
+    return [out]
+
+
+_CHECKS = {STATUS: _status, PROPOSAL: _proposal, VOTES: _votes, EVIDENCE: _evidence, TXS: _txs,
+           GET_BLOCKS: _get_blocks, BLOCKS: _blocks}

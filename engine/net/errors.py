@@ -1,0 +1,14 @@
+"""Errors raised for peer misbehaviour (as opposed to TypeError/ValueError for API misuse)."""
+from __future__ import annotations
+
+
+class ProtocolError(Exception):
+    """A peer sent something malformed or over a limit; the message is dropped and counted."""
+
+
+class HandshakeError(ProtocolError):
+    """The peer failed the handshake (bad magic, bad signature, key not in the peer set)."""
+
+
+class ConnectionLost(Exception):
+    """The stream can no longer be used (closed, truncated, or failed authentication)."""

@@ -1,0 +1,244 @@
+"""The peer set: who we talk to, one authenticated connection per pair, and fault accounting.
+
+Only keys in the configured peer set may connect. To keep exactly one connection per pair
+without a race, a node dials the peers whose key sorts above its own and accepts the others;
+an inbound connection from a peer that is already connected replaces the old one (the peer
+restarted). Dials retry with exponential backoff and jitter.
+
+Each connection has a bounded send queue drained by one writer task (which writes everything
+queued before one ``drain``, so a burst of messages costs one syscall) and one reader task that
+decodes frames and hands messages to ``on_message``. A message that fails to decode is dropped
+and counted; after ``peer_faults_max`` such faults the peer is disconnected. A frame that fails
+authentication or a truncated stream ends the connection at once.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable
+
+from engine import crypto
+from engine.net import codec
+from engine.net.errors import ConnectionLost, HandshakeError, ProtocolError
+from engine.net.limits import NetLimits
+from engine.net.secure import SecureStream, handshake
+
+log = logging.getLogger("engine.net")
+
+MessageHandler = Callable[[bytes, codec.Message], None]
+PeerHandler = Callable[[bytes], None]
+
+__all__ = ["PeerSet", "PeerAddress"]
+
+
+@dataclass(frozen=True)
+class PeerAddress:
+    """A peer's node key and, when we should dial it, its host and port."""
+
+    node_key: bytes
+    host: str | None = None
+    port: int | None = None
+
+
+@dataclass
+class _Peer:
+    stream: SecureStream
+    queue: asyncio.Queue
+    tasks: list = field(default_factory=list)
+    faults: int = 0
+
+
+class PeerSet:
+    """Connections to the allowed peers; ``send``/``broadcast`` queue encoded messages."""
+
+    def __init__(self, *, node_key: crypto.SigningKey, chain_id: str, listen_host: str,
+                 listen_port: int, peers: list[PeerAddress], on_message: MessageHandler,
+                 on_connect: PeerHandler | None = None,
+                 on_disconnect: PeerHandler | None = None, limits: NetLimits | None = None):
+        self.node_key = node_key
+        self.chain_id = chain_id
+        self.listen_host = listen_host
+        self.listen_port = listen_port
+        self.limits = limits or NetLimits()
+        self._allowed = {p.node_key: p for p in peers if p.node_key != node_key.public_key}
+        self._on_message = on_message
+        self._on_connect = on_connect or (lambda key: None)
+        self._on_disconnect = on_disconnect or (lambda key: None)
+        self._peers: dict[bytes, _Peer] = {}
+        self._server: asyncio.AbstractServer | None = None
+        self._dialers: list[asyncio.Task] = []
+        self._pending_handshakes = 0
+        self._closing = False
+        #: Counters by reason: refused handshakes, dropped messages, disconnects, queue drops.
+        self.faults: Counter[str] = Counter()
+        self.messages_in: Counter[str] = Counter()
+
+    # ----------------------------------------------------------------- life cycle
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._accept, self.listen_host, self.listen_port,
+            limit=2 ** 16, reuse_address=True)
+        if self.listen_port == 0:  # tests bind an ephemeral port
+            self.listen_port = self._server.sockets[0].getsockname()[1]
+        own = self.node_key.public_key
+        for peer in self._allowed.values():
+            if peer.host and peer.port and peer.node_key > own:
+                self._dialers.append(asyncio.create_task(self._dial_loop(peer)))
+
+    async def stop(self) -> None:
+        self._closing = True
+        for task in self._dialers:
+            task.cancel()
+        if self._server is not None:
+            self._server.close()
+        for key in list(self._peers):
+            self._drop(key)
+        await asyncio.gather(*self._dialers, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    # ----------------------------------------------------------------- sending
+    def connected(self) -> list[bytes]:
+        return list(self._peers)
+
+    def send(self, peer_key: bytes, message: bytes) -> bool:
+        """Queue an encoded message for one peer; False when not connected or its queue is full."""
+        peer = self._peers.get(peer_key)
+        if peer is None:
+            return False
+        try:
+            peer.queue.put_nowait(message)
+        except asyncio.QueueFull:
+            self.faults["send_queue_full"] += 1
+            return False
+        return True
+
+    def broadcast(self, message: bytes) -> int:
+        """Queue an encoded message for every connected peer; returns how many took it."""
+        return sum(self.send(key, message) for key in list(self._peers))
+
+    def penalize(self, peer_key: bytes, reason: str) -> None:
+        """Count a fault found above this layer (e.g. a vote with a bad signature)."""
+        peer = self._peers.get(peer_key)
+        self.faults[reason] += 1
+        if peer is not None:
+            peer.faults += 1
+            if peer.faults >= self.limits.peer_faults_max:
+                self.faults["disconnect_faults"] += 1
+                log.warning("disconnecting %s after %d faults", peer_key.hex()[:12], peer.faults)
+                self._drop(peer_key)
+
+    # ----------------------------------------------------------------- connections
+    async def _dial_loop(self, peer: PeerAddress) -> None:
+        delay_ms = self.limits.reconnect_delay_ms_min
+        while not self._closing:
+            if peer.node_key not in self._peers:
+                try:
+                    await self._dial(peer)
+                    delay_ms = self.limits.reconnect_delay_ms_min
+                except (OSError, ConnectionLost, HandshakeError, asyncio.TimeoutError) as e:
+                    log.debug("dial %s:%s failed: %s", peer.host, peer.port, e)
+                    delay_ms = min(delay_ms * 2, self.limits.reconnect_delay_ms_max)
+            await asyncio.sleep(delay_ms * random.uniform(0.5, 1.0) / 1000)
+
+    async def _dial(self, peer: PeerAddress) -> None:
+        timeout_s = self.limits.handshake_timeout_ms / 1000
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(peer.host, peer.port, limit=2 ** 16), timeout_s)
+        try:
+            stream = await asyncio.wait_for(self._handshake(reader, writer, True), timeout_s)
+        except BaseException:
+            writer.close()
+            raise
+        if stream.peer_key != peer.node_key:
+            stream.close()
+            raise HandshakeError("the peer at that address holds a different key")
+        self._attach(stream)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._closing or self._pending_handshakes >= self.limits.pending_handshakes_max:
+            self.faults["handshake_busy"] += 1
+            writer.close()
+            return
+        self._pending_handshakes += 1
+        try:
+            stream = await asyncio.wait_for(self._handshake(reader, writer, False),
+                                            self.limits.handshake_timeout_ms / 1000)
+        except (HandshakeError, ConnectionLost, asyncio.TimeoutError, OSError) as e:
+            self.faults["handshake_refused"] += 1
+            log.info("refused inbound connection: %s", e)
+            writer.close()
+            return
+        finally:
+            self._pending_handshakes -= 1
+        if self._closing:
+            stream.close()
+            return
+        self._attach(stream)
+
+    def _handshake(self, reader, writer, initiator: bool):
+        return handshake(reader, writer, node_key=self.node_key, chain_id=self.chain_id,
+                         initiator=initiator, is_allowed=self._allowed.__contains__,
+                         frame_bytes_max=self.limits.frame_bytes_max)
+
+    def _attach(self, stream: SecureStream) -> None:
+        key = stream.peer_key
+        if key in self._peers:  # the peer reconnected: its old connection is dead to it
+            self._drop(key)
+        peer = _Peer(stream, asyncio.Queue(self.limits.send_queue_messages_max))
+        self._peers[key] = peer
+        peer.tasks = [asyncio.create_task(self._read_loop(key, peer)),
+                      asyncio.create_task(self._write_loop(key, peer))]
+        log.info("connected to %s", key.hex()[:12])
+        self._on_connect(key)
+
+    def _drop(self, key: bytes, peer: _Peer | None = None) -> None:
+        current = self._peers.get(key)
+        if peer is not None and current is not peer:
+            peer.stream.close()  # an older connection of a peer that has since reconnected
+            return
+        if current is None:
+            return
+        del self._peers[key]
+        current.stream.close()
+        for task in current.tasks:
+            if task is not asyncio.current_task():
+                task.cancel()
+        if not self._closing:
+            self._on_disconnect(key)
+
+    async def _read_loop(self, key: bytes, peer: _Peer) -> None:
+        try:
+            while True:
+                data = await peer.stream.recv()
+                try:
+                    message = codec.decode(data, self.limits)
+                except ProtocolError as e:
+                    log.debug("dropped message from %s: %s", key.hex()[:12], e)
+                    self.penalize(key, "malformed_message")
+                    if key not in self._peers:
+                        return
+                    continue
+                self.messages_in[message.name] += 1
+                try:
+                    self._on_message(key, message)
+                except Exception:  # our bug, not the peer's: log it loudly, keep the link
+                    log.exception("handler failed on %s from %s", message.name, key.hex()[:12])
+                    self.faults["handler_error"] += 1
+        except ConnectionLost as e:
+            self.faults["connection_lost"] += 1
+            log.info("connection to %s lost: %s", key.hex()[:12], e)
+        self._drop(key, peer)
+
+    async def _write_loop(self, key: bytes, peer: _Peer) -> None:
+        try:
+            while True:
+                peer.stream.write(await peer.queue.get())
+                while not peer.queue.empty():
+                    peer.stream.write(peer.queue.get_nowait())
+                await peer.stream.drain()
+        except ConnectionLost:
+            self._drop(key, peer)

@@ -1,0 +1,184 @@
+"""The authenticated, encrypted p2p stream: handshake and sealed frames.
+
+Handshake (both sides run it at once; the dialer is the *initiator*):
+
+1. Each side sends ``MAGIC (8) || ephemeral X25519 public key (32)`` in the clear.
+2. ``transcript = BLAKE3(b"engine/p2p/transcript/v1" || u8 len(chain_id) || chain_id ||
+   initiator ephemeral || responder ephemeral)``; ``shared = X25519(own ephemeral, peer ephemeral)``.
+3. ``HKDF-SHA256(shared, salt=transcript, info=b"engine/p2p/keys/v1")`` gives 64 bytes: the key
+   for initiator-to-responder frames, then the key for responder-to-initiator frames.
+4. Each side sends, as its first sealed frame, ``node public key (32) || signature (64)`` where
+   the Ed25519 signature covers ``b"engine/p2p/auth/v1" || role (0 initiator, 1 responder) ||
+   transcript``. The role byte stops a peer from reflecting our own proof back at us, and signing
+   the transcript binds the node key to these ephemerals (no man in the middle can splice two
+   sessions). A peer whose key is not allowed is refused.
+
+Frame: ``u32 LE ciphertext length || ChaCha20-Poly1305(key, nonce, plaintext, aad=length)``; the
+nonce is a per-direction counter (4 zero bytes || u64 LE), so a replayed, reordered or dropped
+frame fails authentication and ends the stream.
+"""
+from __future__ import annotations
+
+import asyncio
+import struct
+from typing import Callable
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from engine import crypto
+from engine.hashing import blake3
+from engine.net.errors import ConnectionLost, HandshakeError
+
+MAGIC = b"ENGP2P\x01\x00"
+HELLO_BYTES = len(MAGIC) + 32
+AUTH_BYTES = 32 + 64
+TAG_BYTES = 16
+_HEADER = struct.Struct("<I")
+_TRANSCRIPT_DOMAIN = b"engine/p2p/transcript/v1"
+_AUTH_DOMAIN = b"engine/p2p/auth/v1"
+_KEYS_INFO = b"engine/p2p/keys/v1"
+
+__all__ = ["MAGIC", "SecureStream", "handshake"]
+
+
+class _Sealer:
+    """One direction of a stream: a key and a frame counter used as the nonce."""
+
+    __slots__ = ("_aead", "_counter")
+
+    def __init__(self, key: bytes):
+        self._aead = ChaCha20Poly1305(key)
+        self._counter = 0
+
+    def _nonce(self) -> bytes:
+        nonce = b"\x00\x00\x00\x00" + self._counter.to_bytes(8, "little")
+        self._counter += 1
+        return nonce
+
+    def seal(self, plaintext: bytes) -> bytes:
+        header = _HEADER.pack(len(plaintext) + TAG_BYTES)
+        return header + self._aead.encrypt(self._nonce(), plaintext, header)
+
+    def open(self, header: bytes, ciphertext: bytes) -> bytes:
+        return self._aead.decrypt(self._nonce(), ciphertext, header)
+
+
+class SecureStream:
+    """A TCP stream after the handshake: ``send`` seals a frame, ``recv`` opens the next one."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 send_key: bytes, recv_key: bytes, peer_key: bytes, frame_bytes_max: int):
+        self._reader = reader
+        self._writer = writer
+        self._out = _Sealer(send_key)
+        self._in = _Sealer(recv_key)
+        self.peer_key = peer_key
+        self.frame_bytes_max = frame_bytes_max
+
+    def write(self, plaintext: bytes) -> None:
+        """Seal and buffer one frame; call :meth:`drain` to apply back-pressure."""
+        if len(plaintext) + TAG_BYTES > self.frame_bytes_max:
+            raise ValueError(f"message of {len(plaintext)} bytes exceeds frame_bytes_max")
+        self._writer.write(self._out.seal(plaintext))
+
+    async def drain(self) -> None:
+        try:
+            await self._writer.drain()
+        except (ConnectionError, OSError) as e:
+            raise ConnectionLost(f"send failed: {e}") from e
+
+    async def send(self, plaintext: bytes) -> None:
+        self.write(plaintext)
+        await self.drain()
+
+    async def recv(self) -> bytes:
+        """The next frame's plaintext. Raises ConnectionLost on close, truncation, an oversized
+        header or a frame that fails authentication (the stream cannot be resynchronised)."""
+        header = await _read_exactly(self._reader, _HEADER.size)
+        (length,) = _HEADER.unpack(header)
+        if length < TAG_BYTES or length > self.frame_bytes_max:
+            raise ConnectionLost(f"frame length {length} outside [{TAG_BYTES}, "
+                                 f"{self.frame_bytes_max}]")
+        body = await _read_exactly(self._reader, length)
+        try:
+            return self._in.open(header, body)
+        except InvalidTag as e:
+            raise ConnectionLost("frame failed authentication") from e
+
+    def close(self) -> None:
+        self._writer.close()
+
+    async def wait_closed(self) -> None:
+        try:
+            await self._writer.wait_closed()
+        except (ConnectionError, OSError):
+            pass
+
+
+async def _read_exactly(reader: asyncio.StreamReader, n: int) -> bytes:
+    try:
+        return await reader.readexactly(n)
+    except asyncio.IncompleteReadError as e:
+        raise ConnectionLost(f"stream ended after {len(e.partial)} of {n} bytes") from e
+    except (ConnectionError, OSError) as e:
+        raise ConnectionLost(f"receive failed: {e}") from e
+
+
+def _transcript(chain_id: str, initiator_eph: bytes, responder_eph: bytes) -> bytes:
+    chain = chain_id.encode()
+    return blake3(_TRANSCRIPT_DOMAIN + bytes([len(chain)]) + chain + initiator_eph + responder_eph)
+
+
+def _auth_message(role: int, transcript: bytes) -> bytes:
+    return _AUTH_DOMAIN + bytes([role]) + transcript
+
+
+async def handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
+                    node_key: crypto.SigningKey, chain_id: str, initiator: bool,
+                    is_allowed: Callable[[bytes], bool], frame_bytes_max: int) -> SecureStream:
+    """Run the handshake on a fresh TCP stream and return the sealed stream.
+
+    Raises HandshakeError when the peer is not speaking this protocol, proves a key it does not
+    hold, or holds a key ``is_allowed`` refuses; ConnectionLost when the stream ends early.
+    The caller bounds the time it may take.
+    """
+    eph = X25519PrivateKey.generate()
+    eph_pub = eph.public_key().public_bytes_raw()
+    writer.write(MAGIC + eph_pub)
+    hello = await _read_exactly(reader, HELLO_BYTES)
+    if hello[: len(MAGIC)] != MAGIC:
+        raise HandshakeError("peer did not send the engine p2p magic")
+    peer_eph = hello[len(MAGIC):]
+    try:
+        shared = eph.exchange(X25519PublicKey.from_public_bytes(peer_eph))
+    except ValueError as e:  # a small-order point gives an all-zero secret, which is refused
+        raise HandshakeError(f"bad ephemeral key: {e}") from e
+    ours, theirs = (eph_pub, peer_eph) if initiator else (peer_eph, eph_pub)
+    transcript = _transcript(chain_id, ours, theirs)
+    keys = HKDF(algorithm=hashes.SHA256(), length=64, salt=transcript,
+                info=_KEYS_INFO).derive(shared)
+    i2r, r2i = keys[:32], keys[32:]
+    send_key, recv_key = (i2r, r2i) if initiator else (r2i, i2r)
+    stream = SecureStream(reader, writer, send_key, recv_key, b"", frame_bytes_max)
+    own_role, peer_role = (0, 1) if initiator else (1, 0)
+    signature = node_key.sign(_auth_message(own_role, transcript))
+    await stream.send(node_key.public_key + signature)
+    try:
+        auth = await stream.recv()
+    except ConnectionLost as e:
+        raise HandshakeError(f"no valid authentication frame: {e}") from e
+    if len(auth) != AUTH_BYTES:
+        raise HandshakeError(f"authentication frame is {len(auth)} bytes, not {AUTH_BYTES}")
+    peer_key, peer_sig = auth[:32], auth[32:]
+    if peer_key == node_key.public_key:
+        raise HandshakeError("peer presented our own node key")
+    if not crypto.verify(peer_key, _auth_message(peer_role, transcript), peer_sig):
+        raise HandshakeError("peer's transcript signature does not verify")
+    if not is_allowed(peer_key):
+        raise HandshakeError(f"peer key {peer_key.hex()} is not in the peer set")
+    stream.peer_key = peer_key
+    return stream
