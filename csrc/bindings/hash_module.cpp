@@ -10,26 +10,39 @@
 extern "C" {
 #include "blake3/blake3.h"
 #include "common/cpu.h"
+#include "common/scratch.h"
 }
 
 namespace py = pybind11;
 
 namespace {
 
-// An uninitialised array: large batches must not pay for zero-filling pages they overwrite.
+// Scratch slots (csrc/common/scratch.h): 0..2 belong to this binding.
+enum Slot { kSlotPtrs = 0, kSlotLens = 1, kSlotOut = 2 };
+
+// An uninitialised array of trivially copyable T in a per-thread scratch slot: large batches
+// must not pay page faults for buffers they overwrite anyway.
 template <typename T>
 class RawArray {
   public:
-    explicit RawArray(size_t n) : n_(n), p_(new T[n ? n : 1]) {}
-    T *data() { return p_.get(); }
-    const T *data() const { return p_.get(); }
+    RawArray(size_t n, Slot slot)
+        : n_(n), slot_(slot), p_(static_cast<T *>(engine_scratch_take(slot, (n ? n : 1) * sizeof(T)))) {
+        if (!p_) throw std::bad_alloc();
+    }
+    ~RawArray() { engine_scratch_release(slot_, p_); }
+    RawArray(RawArray &&o) noexcept : n_(o.n_), slot_(o.slot_), p_(o.p_) { o.p_ = nullptr; }
+    RawArray(const RawArray &) = delete;
+    RawArray &operator=(const RawArray &) = delete;
+    T *data() { return p_; }
+    const T *data() const { return p_; }
     size_t size() const { return n_; }
     T &operator[](size_t i) { return p_[i]; }
     const T &operator[](size_t i) const { return p_[i]; }
 
   private:
     size_t n_;
-    std::unique_ptr<T[]> p_;
+    Slot slot_;
+    T *p_;
 };
 
 // Borrowed views of a sequence of byte buffers, kept alive (and unresizable) until destruction.
@@ -46,8 +59,8 @@ class BufferList {
         }
         Py_ssize_t n = PySequence_Fast_GET_SIZE(fast_);
         PyObject **items = PySequence_Fast_ITEMS(fast_);
-        ptrs_.reset(new const uint8_t *[n ? n : 1]);
-        lens_.reset(new size_t[n ? n : 1]);
+        ptrs_ = std::make_unique<RawArray<const uint8_t *>>(static_cast<size_t>(n), kSlotPtrs);
+        lens_ = std::make_unique<RawArray<size_t>>(static_cast<size_t>(n), kSlotLens);
         n_ = static_cast<size_t>(n);
         views_.reserve(4);
         constexpr Py_ssize_t kPrefetchAhead = 16;  // objects are scattered: hide the misses
@@ -55,8 +68,8 @@ class BufferList {
             if (i + kPrefetchAhead < n) __builtin_prefetch(items[i + kPrefetchAhead]);
             PyObject *item = items[i];
             if (PyBytes_CheckExact(item)) {  // fast path: immutable, no export needed
-                ptrs_[i] = reinterpret_cast<const uint8_t *>(PyBytes_AS_STRING(item));
-                lens_[i] = static_cast<size_t>(PyBytes_GET_SIZE(item));
+                (*ptrs_)[i] = reinterpret_cast<const uint8_t *>(PyBytes_AS_STRING(item));
+                (*lens_)[i] = static_cast<size_t>(PyBytes_GET_SIZE(item));
                 continue;
             }
             if (PyUnicode_Check(item) || !PyObject_CheckBuffer(item))
@@ -70,8 +83,8 @@ class BufferList {
                 throw py::type_error(std::string(arg) + "[" + std::to_string(i) +
                                      "] must be a contiguous bytes-like object");
             }
-            ptrs_[i] = static_cast<const uint8_t *>(views_.back().buf);
-            lens_[i] = static_cast<size_t>(views_.back().len);
+            (*ptrs_)[i] = static_cast<const uint8_t *>(views_.back().buf);
+            (*lens_)[i] = static_cast<size_t>(views_.back().len);
         }
     }
     ~BufferList() {
@@ -82,14 +95,14 @@ class BufferList {
     BufferList &operator=(const BufferList &) = delete;
 
     size_t size() const { return n_; }
-    const uint8_t *const *ptrs() const { return ptrs_.get(); }
-    const size_t *lens() const { return lens_.get(); }
+    const uint8_t *const *ptrs() const { return ptrs_->data(); }
+    const size_t *lens() const { return lens_->data(); }
 
   private:
     PyObject *fast_ = nullptr;
     size_t n_ = 0;
-    std::unique_ptr<const uint8_t *[]> ptrs_;
-    std::unique_ptr<size_t[]> lens_;
+    std::unique_ptr<RawArray<const uint8_t *>> ptrs_;
+    std::unique_ptr<RawArray<size_t>> lens_;
     std::vector<Py_buffer> views_;
 };
 
@@ -154,7 +167,7 @@ size_t total_bytes(const BufferList &list) {
 
 // Hash every message into one contiguous n*32 buffer.
 RawArray<uint8_t> hash_list(const BufferList &list, const uint8_t *key, int threads) {
-    RawArray<uint8_t> out(32 * list.size());
+    RawArray<uint8_t> out(32 * list.size(), kSlotOut);
     int rc;
     if (total_bytes(list) + 64 * list.size() >= kReleaseGilBytes) {
         py::gil_scoped_release nogil;
@@ -197,10 +210,10 @@ py::bytes hash_many_packed(py::handle data, py::handle offsets, py::object key, 
     if (off.size() % 8 != 0 || off.size() < 8)
         throw py::value_error("offsets must hold n + 1 uint64 values");
     size_t n = off.size() / 8 - 1;
-    RawArray<uint64_t> o(n + 1);
+    RawArray<uint64_t> o(n + 1, kSlotOut);
     std::memcpy(o.data(), off.data(), off.size());
-    RawArray<const uint8_t *> ptrs(n);
-    RawArray<size_t> lens(n);
+    RawArray<const uint8_t *> ptrs(n, kSlotPtrs);
+    RawArray<size_t> lens(n, kSlotLens);
     for (size_t i = 0; i < n; i++) {
         if (o[i] > o[i + 1] || o[i + 1] > buf.size())
             throw py::value_error("offsets[" + std::to_string(i + 1) +
@@ -226,12 +239,12 @@ RawArray<uint8_t> gather_hashes(py::handle hashes) {
     if (PyObject_CheckBuffer(hashes.ptr()) && !PyUnicode_Check(hashes.ptr())) {
         Buffer b(hashes, "leaf_hashes");
         if (b.size() % 32 != 0) throw py::value_error("packed leaf_hashes must be a multiple of 32 bytes");
-        RawArray<uint8_t> out(b.size());
+        RawArray<uint8_t> out(b.size(), kSlotOut);
         std::memcpy(out.data(), b.data(), b.size());
         return out;
     }
     BufferList list(hashes, "leaf_hashes");
-    RawArray<uint8_t> out(32 * list.size());
+    RawArray<uint8_t> out(32 * list.size(), kSlotOut);
     for (size_t i = 0; i < list.size(); i++) {
         if (list.lens()[i] != 32)
             throw py::value_error("leaf_hashes[" + std::to_string(i) + "] must be 32 bytes long, not " +

@@ -14,6 +14,10 @@
 #include "blake3/blake3_impl.h"
 #include "common/cpu.h"
 #include "common/pool.h"
+#include "common/scratch.h"
+
+/* Scratch slots (csrc/common/scratch.h); the bindings use 0..2. */
+enum { SLOT_TASK_JOBS = 3, SLOT_LEVEL_A = 4, SLOT_LEVEL_B = 5 };
 
 /* Jobs per pool task: large enough to amortise the atomic claim, small enough to balance. */
 #define JOBS_PER_TASK 512
@@ -179,7 +183,7 @@ static void short_task(void *arg, size_t task) {
     short_ctx *ctx = (short_ctx *)arg;
     size_t first = task * SHORT_TASK_MSGS;
     size_t last = first + SHORT_TASK_MSGS < ctx->n ? first + SHORT_TASK_MSGS : ctx->n;
-    b3_job *jobs = (b3_job *)malloc(SHORT_TASK_MSGS * sizeof *jobs);
+    b3_job *jobs = (b3_job *)engine_scratch_take(SLOT_TASK_JOBS, SHORT_TASK_MSGS * sizeof *jobs);
     if (!jobs) {
         __atomic_store_n(&ctx->failed, 1, __ATOMIC_RELAXED);
         return;
@@ -205,7 +209,7 @@ static void short_task(void *arg, size_t task) {
         size_t count = starts[b + 1] - starts[b];
         if (count) ctx->kernel(ctx->key, jobs + starts[b], count, b + 1);
     }
-    free(jobs);
+    engine_scratch_release(SLOT_TASK_JOBS, jobs);
 }
 
 /* Messages over one chunk: one job per chunk (counter = chunk index), then parent rounds. */
@@ -286,22 +290,48 @@ int engine_blake3_many(const uint8_t *const *inputs, const size_t *lens, size_t 
 
 /* ---- Merkle trees --------------------------------------------------------------------------- */
 
-/* One level up: count nodes at `src` become (count + 1) / 2 at `dst` (the odd last promoted). */
-static int merkle_level(const uint32_t key[8], const uint8_t *src, size_t count, uint8_t *dst,
-                        b3_job *jobs, int threads) {
-    size_t pairs = count / 2;
-    for (size_t i = 0; i < pairs; i++) {
+/* One level up: count nodes at `src` become (count + 1) / 2 at `dst` (the odd last promoted).
+ * Pairs are hashed in tasks of SHORT_TASK_MSGS, each building its jobs in a local array. */
+typedef struct {
+    b3_jobs_fn kernel;
+    const uint32_t *key;
+    const uint8_t *src;
+    uint8_t *dst;
+    size_t pairs;
+    int failed;
+} level_ctx;
+
+static void level_task(void *arg, size_t task) {
+    level_ctx *ctx = (level_ctx *)arg;
+    size_t first = task * SHORT_TASK_MSGS;
+    size_t count = ctx->pairs - first < SHORT_TASK_MSGS ? ctx->pairs - first : SHORT_TASK_MSGS;
+    b3_job *jobs = (b3_job *)engine_scratch_take(SLOT_TASK_JOBS, SHORT_TASK_MSGS * sizeof *jobs);
+    if (!jobs) {
+        __atomic_store_n(&ctx->failed, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    for (size_t i = 0; i < count; i++) {
         b3_job *j = &jobs[i];
-        j->input = src + 64 * i;
+        j->input = ctx->src + 64 * (first + i);
         j->len = 64;
         j->counter = 0;
         j->flags = B3_KEYED_HASH;
         j->flags_start = B3_CHUNK_START;
         j->flags_end = B3_CHUNK_END | B3_ROOT;
-        j->out = dst + 32 * i;
+        j->out = ctx->dst + 32 * (first + i);
     }
+    ctx->kernel(ctx->key, jobs, count, 1);
+    engine_scratch_release(SLOT_TASK_JOBS, jobs);
+}
+
+static int merkle_level(const uint32_t key[8], const uint8_t *src, size_t count, uint8_t *dst,
+                        int threads) {
+    size_t pairs = count / 2;
     if (count & 1) memcpy(dst + 32 * pairs, src + 32 * (count - 1), 32);
-    return run_single_block(key, jobs, pairs, threads);
+    level_ctx ctx = {kernel_for(current_isa()), key, src, dst, pairs, 0};
+    size_t tasks = (pairs + SHORT_TASK_MSGS - 1) / SHORT_TASK_MSGS;
+    engine_parallel_for(pairs < PARALLEL_JOBS_MIN ? 1 : threads, tasks, level_task, &ctx);
+    return ctx.failed ? ENGINE_ENOMEM : ENGINE_OK;
 }
 
 static int merkle_walk(const uint8_t *leaf_hashes, size_t n, const uint8_t node_key[32],
@@ -309,22 +339,24 @@ static int merkle_walk(const uint8_t *leaf_hashes, size_t n, const uint8_t node_
                        int threads) {
     uint32_t key[8];
     b3_key_words(node_key, key);
+    if (path_len) *path_len = 0;
     if (n == 0) {
         /* root([]) = BLAKE3_keyed(NODE_KEY, "") */
         b3_job j = {NULL, root, 0, 0, B3_KEYED_HASH, B3_CHUNK_START, B3_CHUNK_END | B3_ROOT};
         engine_blake3_jobs_portable(key, &j, 1, 1);
         return ENGINE_OK;
     }
-    if (path_len) *path_len = 0;
     if (n == 1) {
         memcpy(root, leaf_hashes, 32);
         return ENGINE_OK;
     }
+    /* Levels alternate between two buffers (a level cannot be built in place when several
+     * threads write it). Level 1 needs ceil(n/2) hashes, level 2 ceil(n/4). */
     size_t half = (n + 1) / 2;
-    uint8_t *a = (uint8_t *)malloc(32 * half), *b = (uint8_t *)malloc(32 * half);
-    b3_job *jobs = (b3_job *)malloc(half * sizeof *jobs);
+    uint8_t *a = (uint8_t *)engine_scratch_take(SLOT_LEVEL_A, 32 * half);
+    uint8_t *b = (uint8_t *)engine_scratch_take(SLOT_LEVEL_B, 32 * ((half + 1) / 2));
     int rc = ENGINE_ENOMEM;
-    if (!a || !b || !jobs) goto done;
+    if (!a || !b) goto done;
     const uint8_t *src = leaf_hashes;
     uint8_t *dst = a;
     size_t count = n;
@@ -334,7 +366,7 @@ static int merkle_walk(const uint8_t *leaf_hashes, size_t n, const uint8_t node_
             if (sibling < count) memcpy(path + 32 * (*path_len)++, src + 32 * sibling, 32);
             index >>= 1;
         }
-        rc = merkle_level(key, src, count, dst, jobs, threads);
+        rc = merkle_level(key, src, count, dst, threads);
         if (rc) goto done;
         count = (count + 1) / 2;
         src = dst;
@@ -343,9 +375,8 @@ static int merkle_walk(const uint8_t *leaf_hashes, size_t n, const uint8_t node_
     memcpy(root, src, 32);
     rc = ENGINE_OK;
 done:
-    free(a);
-    free(b);
-    free(jobs);
+    engine_scratch_release(SLOT_LEVEL_A, a);
+    engine_scratch_release(SLOT_LEVEL_B, b);
     return rc;
 }
 

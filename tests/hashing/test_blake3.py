@@ -1,0 +1,119 @@
+"""BLAKE3: official vectors and differential tests against the `blake3` package, on every path."""
+from __future__ import annotations
+
+import os
+import random
+
+import blake3 as blake3_pkg
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine import hashing
+from tests.vectors import blake3_input, blake3_vectors
+
+VECTORS = blake3_vectors()
+KEY = VECTORS["key"].encode()
+BOUNDARIES = [0, 1, 63, 64, 65, 127, 128, 129, 1023, 1024, 1025, 2047, 2048, 2049, 3072, 4097,
+              5000]
+
+
+def expected(data: bytes, key: bytes | None = None) -> bytes:
+    return blake3_pkg.blake3(data, key=key).digest() if key else blake3_pkg.blake3(data).digest()
+
+
+@pytest.mark.parametrize("case", VECTORS["cases"], ids=lambda c: str(c["input_len"]))
+def test_official_vectors(hash_isa, case):
+    data = blake3_input(case["input_len"])
+    assert hashing.blake3(data).hex() == case["hash"][:64]
+    assert hashing.blake3(data, key=KEY).hex() == case["keyed_hash"][:64]
+
+
+def test_official_vectors_as_one_batch(hash_isa):
+    cases = VECTORS["cases"]
+    inputs = [blake3_input(c["input_len"]) for c in cases]
+    assert [h.hex() for h in hashing.blake3_many(inputs)] == [c["hash"][:64] for c in cases]
+    keyed = hashing.blake3_many(inputs, key=KEY)
+    assert [h.hex() for h in keyed] == [c["keyed_hash"][:64] for c in cases]
+
+
+@pytest.mark.parametrize("length", BOUNDARIES)
+def test_boundary_lengths(hash_isa, length):
+    data = os.urandom(length)
+    assert hashing.blake3(data) == expected(data)
+    # Every lane position and tail: the message alone and inside batches of 1..40.
+    for batch in (1, 7, 8, 9, 15, 16, 17, 33, 40):
+        msgs = [os.urandom(length) for _ in range(batch)]
+        assert hashing.blake3_many(msgs) == [expected(m) for m in msgs]
+
+
+def test_mixed_batches_every_size(hash_isa):
+    rng = random.Random(1)
+    for batch in range(1, 41):
+        lengths = [rng.choice(BOUNDARIES + [rng.randrange(0, 5001)]) for _ in range(batch)]
+        msgs = [rng.randbytes(n) for n in lengths]
+        assert hashing.blake3_many(msgs) == [expected(m) for m in msgs], lengths
+        key = rng.randbytes(32)
+        assert hashing.blake3_many(msgs, key=key) == [expected(m, key) for m in msgs], lengths
+
+
+def test_large_batch_threads(hash_isa):
+    rng = random.Random(2)
+    msgs = [rng.randbytes(rng.randrange(0, 3000)) for _ in range(5000)]
+    want = [expected(m) for m in msgs]
+    for threads in (1, 2, 3, None):
+        assert hashing.blake3_many(msgs, threads=threads) == want
+
+
+def test_long_messages(hash_isa):
+    for length in (1 << 16, (1 << 20) + 1, 3 * 1024 * 1024 + 517):
+        data = os.urandom(length)
+        assert hashing.blake3(data) == expected(data)
+        assert hashing.blake3_many([data, b"x", data[:5000]], threads=2) == [
+            expected(data), expected(b"x"), expected(data[:5000])]
+
+
+def test_bytes_like_inputs(hash_isa):
+    data = os.urandom(300)
+    arr = np.frombuffer(data, dtype=np.uint8)
+    out = hashing.blake3_many([data, bytearray(data), memoryview(data), memoryview(data)[10:20]])
+    assert out == [expected(data)] * 3 + [expected(data[10:20])]
+    assert hashing.blake3(arr) == expected(data)
+
+
+def test_packed_form(hash_isa):
+    rng = random.Random(3)
+    msgs = [rng.randbytes(rng.randrange(0, 2100)) for _ in range(1000)]
+    offsets = np.cumsum([0] + [len(m) for m in msgs], dtype=np.uint64)
+    out = hashing.blake3_many_packed(b"".join(msgs), offsets)
+    assert [out[32 * i:32 * i + 32] for i in range(len(msgs))] == [expected(m) for m in msgs]
+    assert hashing.blake3_many_packed(b"", np.zeros(1, dtype=np.uint64)) == b""
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=2100), max_size=40), st.one_of(st.none(), st.binary(min_size=32, max_size=32)))
+def test_hypothesis_matches_package(msgs, key):
+    assert hashing.blake3_many(msgs, key=key) == [expected(m, key) for m in msgs]
+
+
+def test_bad_arguments():
+    with pytest.raises(TypeError, match=r"messages\[1\]"):
+        hashing.blake3_many([b"a", 3])
+    with pytest.raises(TypeError, match=r"messages\[0\]"):
+        hashing.blake3_many(["text"])
+    with pytest.raises(TypeError, match="messages"):
+        hashing.blake3_many(b"abc")
+    with pytest.raises(TypeError, match="data"):
+        hashing.blake3("text")
+    with pytest.raises(ValueError, match="key"):
+        hashing.blake3(b"x", key=b"short")
+    with pytest.raises(ValueError, match="threads"):
+        hashing.blake3_many([b"x"], threads=0)
+    with pytest.raises(TypeError, match="threads"):
+        hashing.blake3_many([b"x"], threads=1.5)
+    with pytest.raises(ValueError, match="offsets"):
+        hashing.blake3_many_packed(b"abc", np.array([0, 5], dtype=np.uint64))
+    with pytest.raises(ValueError, match="offsets"):
+        hashing.blake3_many_packed(b"abc", np.array([2, 1], dtype=np.uint64))
+    assert hashing.blake3_many([]) == []
