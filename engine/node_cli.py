@@ -1,0 +1,115 @@
+"""`engine init | testnet | start | status | demo`: set up, run and watch nodes."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(sub) -> None:
+    p = sub.add_parser("init", help="create a single-validator node home")
+    p.add_argument("--home", required=True, help="node home folder to create")
+    p.add_argument("--chain-id", default=None, help="chain id (default: random)")
+    p.set_defaults(func=_init)
+
+    p = sub.add_parser("testnet", help="create N validator homes sharing one genesis")
+    p.add_argument("--validators", type=int, default=4, help="number of validators (default 4)")
+    p.add_argument("--output", required=True, help="folder for node0, node1, ...")
+    p.add_argument("--base-port", type=int, default=26656,
+                   help="p2p port of node0; node i uses base+2i (p2p) and base+2i+1 (rpc)")
+    p.add_argument("--chain-id", default=None)
+    p.add_argument("--hosts", default=None,
+                   help="comma-separated host of each node (default 127.0.0.1 for all)")
+    p.set_defaults(func=_testnet)
+
+    p = sub.add_parser("start", help="run a node until SIGINT/SIGTERM")
+    p.add_argument("--home", required=True)
+    p.add_argument("--app", default=None,
+                   help="application as package.module:ClassName (default: config, kvstore)")
+    p.add_argument("--log-level", default="WARNING")
+    p.set_defaults(func=_start)
+
+    p = sub.add_parser("status", help="print a node's GET /status as JSON")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--home", help="find the RPC address in this node's config")
+    g.add_argument("--rpc", help="RPC base URL, e.g. http://127.0.0.1:26657")
+    p.set_defaults(func=_status)
+
+    p = sub.add_parser("demo", help="run a local 4-validator network under load, live view")
+    p.add_argument("--validators", type=int, default=4)
+    p.add_argument("--duration", type=float, default=30.0, help="seconds of load (default 30)")
+    p.add_argument("--rate", type=int, default=2000, help="offered load, transactions/second")
+    p.add_argument("--base-port", type=int, default=0, help="default: pick free ports")
+    p.add_argument("--keep", action="store_true", help="keep the temporary homes")
+    p.add_argument("--no-live", action="store_true", help="print lines instead of a live view")
+    p.set_defaults(func=_demo)
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _init(args: argparse.Namespace) -> int:
+    from engine.config import init_home
+
+    try:
+        home = init_home(args.home, args.chain_id)
+    except ValueError as e:
+        return _fail(str(e))
+    print(json.dumps({"home": home.path, "chain_id": home.genesis.chain_id,
+                      "validator": home.validator_key.public_key.hex(),
+                      "p2p": f"{home.config.p2p_host}:{home.config.p2p_port}",
+                      "rpc": home.rpc_url}, indent=2))
+    return 0
+
+
+def _testnet(args: argparse.Namespace) -> int:
+    from engine.config import init_testnet
+
+    hosts = args.hosts.split(",") if args.hosts else None
+    try:
+        homes = init_testnet(args.output, args.validators, base_port=args.base_port,
+                             chain_id=args.chain_id, hosts=hosts)
+    except ValueError as e:
+        return _fail(str(e))
+    print(f"chain {homes[0].genesis.chain_id}: {len(homes)} validators")
+    for h, host in zip(homes, hosts or ["127.0.0.1"] * len(homes)):
+        print(f"  {h.path}  p2p {host}:{h.config.p2p_port}  rpc {h.rpc_url}")
+    return 0
+
+
+def _start(args: argparse.Namespace) -> int:
+    from engine.node import run_node_forever
+
+    try:
+        return run_node_forever(args.home, app_spec=args.app, log_level=args.log_level)
+    except ValueError as e:
+        return _fail(str(e))
+
+
+def _status(args: argparse.Namespace) -> int:
+    from engine.client import Client, ClientError
+
+    if args.home:
+        from engine.config import load_home
+
+        try:
+            url = load_home(args.home).rpc_url
+        except ValueError as e:
+            return _fail(str(e))
+    else:
+        url = args.rpc
+    try:
+        status = Client(url).status()
+    except ClientError as e:
+        return _fail(str(e))
+    print(json.dumps(status, indent=2))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from engine.demo import run_demo
+
+    return run_demo(validators=args.validators, duration_s=args.duration, rate=args.rate,
+                    base_port=args.base_port, keep=args.keep, live=not args.no_live)
