@@ -1,0 +1,274 @@
+"""The mempool: batched admission of signed transactions, and the pool proposals are cut from.
+
+Admission collects envelopes for up to ``batch_txs_max`` transactions or ``batch_wait_ms``,
+whichever comes first, then on a worker thread (the native calls release the GIL) hashes them
+all (transaction id = BLAKE3 of the envelope, one SIMD batch call) and verifies all their
+signatures with one ``verify_txs`` call. Back on the event loop each survivor goes through the
+application's ``check_tx`` and enters the pool in arrival order.
+
+Refused with a clear reason: malformed envelopes, bad signatures, duplicates (pooled, in flight
+or already committed), transactions over ``tx_bytes_max``, and anything beyond the count or
+byte limits of the pool. Transaction ids verified here are remembered (bounded), so when the
+same transaction comes back inside a proposal it is not verified again; ``remove_committed``
+takes a block's transactions out of the pool.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from engine.hashing import blake3_many
+
+__all__ = ["AddResult", "Mempool", "MempoolLimits"]
+
+# Result codes (also the RPC error names).
+OK = "ok"
+DUPLICATE = "duplicate"
+MALFORMED = "malformed"
+BAD_SIGNATURE = "bad_signature"
+APP_REJECTED = "app_rejected"
+FULL = "mempool_full"
+TOO_LARGE = "tx_too_large"
+
+
+@dataclass(frozen=True)
+class AddResult:
+    code: str
+    tx_id: bytes
+    log: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.code == OK
+
+
+@dataclass(frozen=True)
+class MempoolLimits:
+    txs_max: int = 100_000
+    bytes_max: int = 256 << 20
+    tx_bytes_max: int = 64 * 1024
+    batch_txs_max: int = 4096
+    batch_wait_ms: int = 2
+    #: Verified ids remembered so a proposal does not re-verify what admission already did.
+    verified_cache_max: int = 400_000
+
+    def __post_init__(self) -> None:
+        for name, value in self.__dict__.items():
+            if type(value) is not int or value < 0 or (value == 0 and name != "batch_wait_ms"):
+                raise ValueError(f"{name} must be a positive int, not {value!r}")
+        if self.tx_bytes_max > self.bytes_max:
+            raise ValueError("tx_bytes_max must not exceed bytes_max")
+
+
+def _default_verify(envelopes: Sequence[bytes], chain_id: bytes, threads: int | None) -> list[bool]:
+    from engine import tx
+
+    return tx.verify_txs(list(envelopes), chain_id, threads=threads)
+
+
+def _default_decode(envelope: bytes) -> Any:
+    from engine import tx
+
+    return tx.decode_tx(envelope)
+
+
+class Mempool:
+    """Pending transactions of one node. All methods run on the node's event loop."""
+
+    def __init__(self, *, chain_id: bytes, check_tx: Callable[[Any], Any],
+                 is_committed: Callable[[bytes], bool], limits: MempoolLimits | None = None,
+                 executor: Executor | None = None, verify_threads: int | None = None,
+                 verify: Callable[..., list[bool]] = _default_verify,
+                 decode: Callable[[bytes], Any] = _default_decode,
+                 on_admitted: Callable[[list[bytes]], None] | None = None):
+        self.chain_id = chain_id
+        self.limits = limits or MempoolLimits()
+        self._check_tx = check_tx
+        self._is_committed = is_committed
+        self._executor = executor
+        self._threads = verify_threads
+        self._verify = verify
+        self._decode = decode
+        self._on_admitted = on_admitted or (lambda envelopes: None)
+        self._pool: OrderedDict[bytes, bytes] = OrderedDict()  # tx id -> envelope
+        self._pool_bytes = 0
+        self._verified: OrderedDict[bytes, None] = OrderedDict()
+        self._pending: list[tuple[bytes, asyncio.Future | None, bool]] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        #: Observations for metrics: sizes of admission batches and their verify times.
+        self.batch_sizes: list[int] = []
+        self.verify_seconds: list[float] = []
+        self.rejected: dict[str, int] = {}
+
+    # --------------------------------------------------------------- life cycle
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._admission_loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        for _, fut, _ in self._pending:
+            if fut is not None and not fut.done():
+                fut.cancel()
+        self._pending.clear()
+
+    # --------------------------------------------------------------- queries
+    def __len__(self) -> int:
+        return len(self._pool)
+
+    @property
+    def size_bytes(self) -> int:
+        return self._pool_bytes
+
+    def __contains__(self, tx_id: bytes) -> bool:
+        return tx_id in self._pool
+
+    def is_verified(self, tx_id: bytes) -> bool:
+        return tx_id in self._verified
+
+    def reap(self, txs_max: int, bytes_max: int) -> list[bytes]:
+        """The oldest pooled envelopes that fit in a block (they stay pooled until committed)."""
+        out: list[bytes] = []
+        total = 0
+        for envelope in self._pool.values():
+            if len(out) >= txs_max or total + len(envelope) > bytes_max:
+                break
+            out.append(envelope)
+            total += len(envelope)
+        return out
+
+    # --------------------------------------------------------------- admission
+    async def add(self, envelope: bytes) -> AddResult:
+        """Admit one envelope; resolves when its batch has been verified and checked."""
+        return (await self.add_many([envelope]))[0]
+
+    async def add_many(self, envelopes: Sequence[bytes], *, local: bool = True) -> list[AddResult]:
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in envelopes]
+        for env, fut in zip(envelopes, futures):
+            self._enqueue(env, fut, local)
+        return list(await asyncio.gather(*futures))
+
+    def submit(self, envelopes: Sequence[bytes], *, local: bool = False) -> None:
+        """Admit envelopes without waiting for the outcome (transactions gossiped by peers)."""
+        for env in envelopes:
+            self._enqueue(env, None, local)
+
+    def _enqueue(self, envelope: bytes, fut: asyncio.Future | None, local: bool) -> None:
+        if not isinstance(envelope, (bytes, bytearray)):
+            raise TypeError(f"envelope must be bytes, not {type(envelope).__name__}")
+        self._pending.append((bytes(envelope), fut, local))
+        self._wakeup.set()
+
+    async def _admission_loop(self) -> None:
+        lim = self.limits
+        while True:
+            await self._wakeup.wait()
+            if len(self._pending) < lim.batch_txs_max and lim.batch_wait_ms:
+                await asyncio.sleep(lim.batch_wait_ms / 1000)
+            batch = self._pending[: lim.batch_txs_max]
+            del self._pending[: lim.batch_txs_max]
+            if not self._pending:
+                self._wakeup.clear()
+            if batch:
+                try:
+                    await self._admit(batch)
+                except Exception as e:  # a verifier failure must not wedge admission
+                    for _, fut, _ in batch:
+                        if fut is not None and not fut.done():
+                            fut.set_exception(e)
+
+    def _reject(self, code: str, tx_id: bytes, log: str) -> AddResult:
+        self.rejected[code] = self.rejected.get(code, 0) + 1
+        return AddResult(code, tx_id, log)
+
+    async def _admit(self, batch: list[tuple[bytes, asyncio.Future | None, bool]]) -> None:
+        envelopes = [env for env, _, _ in batch]
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        ids, verdicts = await loop.run_in_executor(self._executor, self._hash_and_verify,
+                                                   envelopes)
+        self.verify_seconds.append(time.perf_counter() - started)
+        self.batch_sizes.append(len(batch))
+        admitted: list[bytes] = []
+        for (env, fut, local), tx_id, valid in zip(batch, ids, verdicts):
+            result = self._admit_one(env, tx_id, valid)
+            if result.ok and local:
+                admitted.append(env)
+            if fut is not None and not fut.done():
+                fut.set_result(result)
+        if admitted:
+            self._on_admitted(admitted)
+
+    def _hash_and_verify(self, envelopes: list[bytes]) -> tuple[list[bytes], list[bool]]:
+        """Worker thread: one native hashing call and one native batch verification."""
+        ids = blake3_many(envelopes, threads=self._threads)
+        fresh = [i for i, t in enumerate(ids) if t not in self._verified]
+        verdicts = [True] * len(envelopes)
+        if fresh:
+            sizes_ok = [len(envelopes[i]) <= self.limits.tx_bytes_max for i in fresh]
+            to_check = [envelopes[i] for i, ok in zip(fresh, sizes_ok) if ok]
+            checked = iter(self._verify(to_check, self.chain_id, self._threads) if to_check
+                           else [])
+            for i, ok in zip(fresh, sizes_ok):
+                verdicts[i] = next(checked) if ok else False
+        return ids, verdicts
+
+    def _admit_one(self, env: bytes, tx_id: bytes, valid: bool) -> AddResult:
+        lim = self.limits
+        if len(env) > lim.tx_bytes_max:
+            return self._reject(TOO_LARGE, tx_id, f"envelope of {len(env)} bytes exceeds "
+                                                  f"tx_bytes_max {lim.tx_bytes_max}")
+        if tx_id in self._pool:
+            return self._reject(DUPLICATE, tx_id, "already in the mempool")
+        if self._is_committed(tx_id):
+            return self._reject(DUPLICATE, tx_id, "already committed")
+        if not valid:
+            return self._reject(BAD_SIGNATURE, tx_id,
+                                "malformed envelope or signature does not verify")
+        try:
+            tx = self._decode(env)
+        except (ValueError, TypeError) as e:
+            return self._reject(MALFORMED, tx_id, f"malformed envelope: {e}")
+        self._remember_verified(tx_id)
+        if len(self._pool) >= lim.txs_max or self._pool_bytes + len(env) > lim.bytes_max:
+            return self._reject(FULL, tx_id, f"mempool is full ({len(self._pool)} txs, "
+                                             f"{self._pool_bytes} bytes)")
+        check = self._check_tx(tx)
+        if not check.ok:
+            return self._reject(APP_REJECTED, tx_id, check.log or f"code {check.code}")
+        self._pool[tx_id] = env
+        self._pool_bytes += len(env)
+        return AddResult(OK, tx_id)
+
+    def _remember_verified(self, tx_id: bytes) -> None:
+        self._verified[tx_id] = None
+        if len(self._verified) > self.limits.verified_cache_max:
+            self._verified.popitem(last=False)
+
+    # --------------------------------------------------------------- blocks
+    def verify_block_txs(self, envelopes: Sequence[bytes], tx_ids: Sequence[bytes]) -> list[bool]:
+        """Signature verdicts for a proposed block's transactions, verifying only those this
+        node has not verified before (call from a worker thread for large blocks)."""
+        todo = [i for i, t in enumerate(tx_ids) if t not in self._verified]
+        verdicts = [True] * len(envelopes)
+        if todo:
+            checked = self._verify([envelopes[i] for i in todo], self.chain_id, self._threads)
+            for i, ok in zip(todo, checked):
+                verdicts[i] = bool(ok)
+        return verdicts
+
+    def remove_committed(self, tx_ids: Sequence[bytes]) -> None:
+        for tx_id in tx_ids:
+            env = self._pool.pop(tx_id, None)
+            if env is not None:
+                self._pool_bytes -= len(env)
+            self._verified.pop(tx_id, None)
