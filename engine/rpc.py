@@ -1,0 +1,187 @@
+"""The node's HTTP API (aiohttp), bound to 127.0.0.1 unless configured otherwise.
+
+=====================  ==============================================================
+route                  what it does
+=====================  ==============================================================
+POST /tx               one raw envelope as the body; ``?wait=commit`` waits for
+                       inclusion (``timeout_ms``, default 30000) and returns its height
+POST /txs              a batch of envelopes, each ``u32 LE length || envelope``
+GET  /status           chain_id, node_id, latest_height, latest_block_hash,
+                       latest_app_hash, peers, ...
+GET  /block/{height}   the block with its ``hash`` and transaction ids
+GET  /tx/{id}          height, index, result and a Merkle inclusion proof; 404 if unknown
+GET  /validators       the validator set
+GET  /metrics          Prometheus text format
+=====================  ==============================================================
+
+Hashes and ids are lowercase hex. Every bad request gets a 4xx with a JSON body
+``{"error": "<code>", "message": "<what was wrong>"}``; the handlers never let an exception
+escape as a 500 for something the client sent.
+"""
+from __future__ import annotations
+
+import struct
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+if TYPE_CHECKING:
+    from engine.node import Node
+
+#: Largest request body (a /txs batch); larger bodies get 413.
+RPC_BODY_BYTES_MAX = 32 << 20
+WAIT_TIMEOUT_MS_DEFAULT = 30_000
+WAIT_TIMEOUT_MS_MAX = 120_000
+_STATUS_OF_CODE = {"duplicate": 409, "mempool_full": 429, "tx_too_large": 413}
+
+__all__ = ["make_app", "RpcServer", "split_envelopes", "join_envelopes"]
+
+
+def error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status)
+
+
+def join_envelopes(envelopes: list[bytes]) -> bytes:
+    """The POST /txs body for ``envelopes``."""
+    return b"".join(struct.pack("<I", len(e)) + e for e in envelopes)
+
+
+def split_envelopes(body: bytes, count_max: int) -> list[bytes]:
+    """Parse a POST /txs body; ValueError naming the offset of the first bad record."""
+    out, pos, n = [], 0, len(body)
+    while pos < n:
+        if pos + 4 > n:
+            raise ValueError(f"truncated length prefix at byte {pos}")
+        (length,) = struct.unpack_from("<I", body, pos)
+        pos += 4
+        if length == 0 or pos + length > n:
+            raise ValueError(f"record at byte {pos - 4} announces {length} bytes, "
+                             f"{n - pos} remain")
+        out.append(body[pos:pos + length])
+        pos += length
+        if len(out) > count_max:
+            raise ValueError(f"more than {count_max} envelopes in one request")
+    if not out:
+        raise ValueError("empty batch")
+    return out
+
+
+def _result_json(result: Any) -> dict[str, Any]:
+    return {"tx_id": result.tx_id.hex(), "code": result.code, "log": result.log}
+
+
+def make_app(node: "Node") -> web.Application:
+    routes = web.RouteTableDef()
+
+    @routes.post("/tx")
+    async def post_tx(request: web.Request) -> web.Response:
+        wait = request.query.get("wait", "")
+        if wait not in ("", "commit", "none"):
+            return error(400, "bad_wait", "wait must be 'commit' or absent")
+        try:
+            timeout_ms = int(request.query.get("timeout_ms", WAIT_TIMEOUT_MS_DEFAULT))
+        except ValueError:
+            return error(400, "bad_timeout", "timeout_ms must be an integer")
+        if not 1 <= timeout_ms <= WAIT_TIMEOUT_MS_MAX:
+            return error(400, "bad_timeout", f"timeout_ms must be in 1..{WAIT_TIMEOUT_MS_MAX}")
+        body = await request.read()
+        if not body:
+            return error(400, "empty_body", "the body must be one raw transaction envelope")
+        result = await node.submit_tx(body)
+        if not result.ok:
+            return error(_STATUS_OF_CODE.get(result.code, 400), result.code,
+                         result.log or result.code)
+        if wait != "commit":
+            return web.json_response(_result_json(result), status=202)
+        info = await node.wait_for_tx(result.tx_id, timeout_ms / 1000)
+        if info is None:
+            return error(408, "timeout", f"not committed within {timeout_ms} ms "
+                                         f"(tx {result.tx_id.hex()} stays in the mempool)")
+        return web.json_response(info)
+
+    @routes.post("/txs")
+    async def post_txs(request: web.Request) -> web.Response:
+        body = await request.read()
+        try:
+            envelopes = split_envelopes(body, node.rpc_batch_txs_max)
+        except ValueError as e:
+            return error(400, "bad_batch", str(e))
+        results = await node.submit_txs(envelopes)
+        accepted = sum(r.ok for r in results)
+        return web.json_response({
+            "accepted": accepted, "rejected": len(results) - accepted,
+            "tx_ids": [r.tx_id.hex() for r in results],
+            "errors": [dict(_result_json(r), index=i) for i, r in enumerate(results)
+                       if not r.ok]})
+
+    @routes.get("/status")
+    async def get_status(request: web.Request) -> web.Response:
+        return web.json_response(node.status())
+
+    @routes.get("/block/{height}")
+    async def get_block(request: web.Request) -> web.Response:
+        text = request.match_info["height"]
+        if not text.isdigit() or len(text) > 20 or int(text) < 1:
+            return error(400, "bad_height", "height must be a positive integer")
+        info = node.block_info(int(text))
+        if info is None:
+            return error(404, "not_found", f"no block at height {int(text)}")
+        return web.json_response(info)
+
+    @routes.get("/tx/{tx_id}")
+    async def get_tx(request: web.Request) -> web.Response:
+        text = request.match_info["tx_id"]
+        if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+            return error(400, "bad_tx_id", "a transaction id is 64 lowercase hex characters")
+        info = node.tx_info(bytes.fromhex(text))
+        if info is None:
+            return error(404, "not_found", f"transaction {text} is not committed")
+        return web.json_response(info)
+
+    @routes.get("/validators")
+    async def get_validators(request: web.Request) -> web.Response:
+        return web.json_response(node.validators_info())
+
+    @routes.get("/metrics")
+    async def get_metrics(request: web.Request) -> web.Response:
+        data = generate_latest(node.metrics.registry)
+        return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    @web.middleware
+    async def json_errors(request: web.Request, handler):
+        try:
+            return await handler(request)
+        except web.HTTPException as e:  # 404 of unknown routes, 405, 413 ...
+            if e.status >= 400:
+                return error(e.status, e.reason.lower().replace(" ", "_"),
+                             f"{request.method} {request.path}: {e.reason}")
+            raise
+
+    app = web.Application(middlewares=[json_errors], client_max_size=RPC_BODY_BYTES_MAX)
+    app.add_routes(routes)
+    return app
+
+
+class RpcServer:
+    """Runs :func:`make_app` for a node on its configured address."""
+
+    def __init__(self, node: "Node", host: str, port: int):
+        self.node, self.host, self.port = node, host, port
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(make_app(self.node), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        await site.start()
+        if self.port == 0:
+            self.port = self._runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
