@@ -1,0 +1,69 @@
+"""Record framing for the store: every value ends with a 16-byte checksum tag.
+
+The tag binds the value to its database and key (``BLAKE3(db || 0 || key || BLAKE3(payload))``
+truncated to 16 bytes), so a flipped byte, a truncated value or a value that ended up under the
+wrong key is reported as :class:`StoreCorruption` naming the database and the key.
+"""
+from __future__ import annotations
+
+import struct
+
+from engine.hashing import blake3
+
+TAG_BYTES = 16
+HEIGHT = struct.Struct(">Q")  # keys are big-endian so LMDB appends them in order
+
+
+class StoreError(Exception):
+    """The store cannot do what was asked: bad path, foreign or newer store, disk full,
+    read-only, or a caller error that would break the store's invariants."""
+
+
+class StoreCorruption(StoreError):
+    """A stored record failed its checksum or its structure is impossible."""
+
+    def __init__(self, database: str, key: bytes, detail: str):
+        self.database = database
+        self.key = bytes(key)
+        self.detail = detail
+        super().__init__(f"store corruption in database {database!r} at key "
+                         f"{describe_key(database, self.key)}: {detail}")
+
+
+def describe_key(database: str, key: bytes) -> str:
+    """A readable key name: heights for height-keyed databases, hex otherwise."""
+    if database in ("blocks", "commits") and len(key) == 8:
+        return f"height {HEIGHT.unpack(key)[0]}"
+    if database == "wal" and len(key) == 16:
+        return f"height {HEIGHT.unpack(key[:8])[0]} entry {HEIGHT.unpack(key[8:])[0]}"
+    if database == "meta" and key.isalnum():
+        return repr(key.decode())
+    if database == "tx_index" and len(key) == 21 and key[:1] == b"R":
+        first, last = HEIGHT.unpack(key[1:9])[0], HEIGHT.unpack(key[9:17])[0]
+        return f"run of heights {first}..{last}"
+    return key.hex() if key else "(empty)"
+
+
+def height_key(height: int) -> bytes:
+    return HEIGHT.pack(height)
+
+
+def tag(database: str, key: bytes, payload) -> bytes:
+    inner = blake3(payload)
+    return blake3(database.encode() + b"\0" + bytes(key) + inner)[:TAG_BYTES]
+
+
+def seal(database: str, key: bytes, payload) -> bytes:
+    """``payload`` followed by its tag."""
+    return bytes(payload) + tag(database, key, payload)
+
+
+def unseal(database: str, key: bytes, value) -> memoryview:
+    """The payload of a sealed ``value`` (a view into it); StoreCorruption if the tag is wrong."""
+    view = memoryview(value)
+    if len(view) < TAG_BYTES:
+        raise StoreCorruption(database, key, f"record of {len(view)} bytes is shorter than its tag")
+    payload = view[:-TAG_BYTES]
+    if tag(database, key, payload) != bytes(view[-TAG_BYTES:]):
+        raise StoreCorruption(database, key, "checksum mismatch")
+    return payload

@@ -1,0 +1,189 @@
+"""The transaction index: tx id -> (height, index), laid out for LMDB's write pattern.
+
+Why not one key per transaction: random 32-byte keys make every block copy-on-write about one
+B+tree leaf page per transaction (measured 34x write amplification, see
+/work/shared/notes/hashing-and-lmdb.md). Instead the index is a small log-structured merge tree
+kept inside the ``tx_index`` database:
+
+- each block adds one *run*: its entries sorted by id, stored as one value under a key that sorts
+  after every earlier run (``b"R" || first height || last height || count``, big-endian);
+- when the newest ``TX_INDEX_MERGE_FANOUT`` runs are of the same size tier
+  (``floor(log_fanout(count))``), they are merged into one run, in the same write transaction.
+  Every entry is rewritten about log_fanout(total / block) times, sequentially; a lookup binary
+  searches each run (at most ``fanout - 1`` runs per tier).
+
+An entry is 16 bytes: the first 8 bytes of the tx id (big-endian u64) and the location
+``height << 24 | index``. A prefix can collide, so a lookup returns candidates and the store
+confirms each by hashing the stored transaction. A run value is
+``u32 count | u32 chunks | fence (first key of each chunk, u64 BE) | chunk tags (16 B each) |
+header tag (16 B) | entries``; the header tag covers the fence and the chunk tags, each chunk tag
+covers 256 entries, so a lookup verifies only the chunk it reads.
+"""
+from __future__ import annotations
+
+import struct
+from typing import Iterator
+
+import numpy as np
+
+from engine.hashing import blake3, blake3_many
+from engine.store._records import HEIGHT, TAG_BYTES, StoreCorruption
+
+DB = "tx_index"
+TX_INDEX_MERGE_FANOUT = 8
+CHUNK_ENTRIES = 256
+ENTRY_BYTES = 16
+LOC_INDEX_BITS = 24
+#: Transactions one block may hold (the location packs the index into 24 bits).
+block_txs_max = 1 << LOC_INDEX_BITS
+_RUN_HEADER = struct.Struct("<II")
+_ENTRY_DTYPE = np.dtype(">u8")
+
+
+def run_key(first: int, last: int, count: int) -> bytes:
+    return b"R" + HEIGHT.pack(first) + HEIGHT.pack(last) + count.to_bytes(4, "big")
+
+
+def parse_run_key(key: bytes) -> tuple[int, int, int]:
+    if len(key) != 21 or key[:1] != b"R":
+        raise StoreCorruption(DB, key, "not a run key")
+    first, last = HEIGHT.unpack(key[1:9])[0], HEIGHT.unpack(key[9:17])[0]
+    count = int.from_bytes(key[17:21], "big")
+    if first > last or count == 0:
+        raise StoreCorruption(DB, key, "impossible run key")
+    return first, last, count
+
+
+def tier(count: int) -> int:
+    t = 0
+    while count >= TX_INDEX_MERGE_FANOUT:
+        count //= TX_INDEX_MERGE_FANOUT
+        t += 1
+    return t
+
+
+def block_entries(height: int, tx_ids_packed: bytes) -> np.ndarray:
+    """The sorted (n, 2) uint64 entries of one block; ``tx_ids_packed`` is n * 32 bytes."""
+    n = len(tx_ids_packed) // 32
+    keys = np.frombuffer(tx_ids_packed, dtype=_ENTRY_DTYPE).reshape(n, 4)[:, 0].astype(np.uint64)
+    locs = (np.uint64(height) << np.uint64(LOC_INDEX_BITS)) + np.arange(n, dtype=np.uint64)
+    order = np.argsort(keys, kind="stable")
+    return np.stack([keys[order], locs[order]], axis=1)
+
+
+def encode_run(key: bytes, entries: np.ndarray) -> bytes:
+    """The run value for sorted (n, 2) uint64 ``entries`` stored under ``key``."""
+    body = entries.astype(_ENTRY_DTYPE).tobytes()
+    count = len(entries)
+    chunk_bytes = CHUNK_ENTRIES * ENTRY_BYTES
+    chunks = [key + i.to_bytes(4, "big") + body[off:off + chunk_bytes]
+              for i, off in enumerate(range(0, len(body), chunk_bytes))]
+    tags = b"".join(t[:TAG_BYTES] for t in blake3_many(chunks))
+    fence = entries[::CHUNK_ENTRIES, 0].astype(_ENTRY_DTYPE).tobytes()
+    header = _RUN_HEADER.pack(count, len(chunks)) + fence + tags
+    return header + _header_tag(key, header) + body
+
+
+def _header_tag(key: bytes, header) -> bytes:
+    return blake3(b"tx_index/run\0" + key + bytes(header))[:TAG_BYTES]
+
+
+class Run:
+    """A run read from the database: header verified, chunks verified as they are read."""
+
+    __slots__ = ("key", "first", "last", "count", "_value", "_fence", "_tags", "_body_off")
+
+    def __init__(self, key: bytes, value):
+        self.key = bytes(key)
+        self.first, self.last, self.count = parse_run_key(self.key)
+        view = memoryview(value)
+        if len(view) < _RUN_HEADER.size:
+            raise StoreCorruption(DB, self.key, "run shorter than its header")
+        count, chunks = _RUN_HEADER.unpack_from(view)
+        expect_chunks = -(-self.count // CHUNK_ENTRIES)
+        header_len = _RUN_HEADER.size + chunks * (8 + TAG_BYTES)
+        if count != self.count or chunks != expect_chunks or \
+                len(view) != header_len + TAG_BYTES + count * ENTRY_BYTES:
+            raise StoreCorruption(DB, self.key, "run header does not match its key or length")
+        if _header_tag(self.key, view[:header_len]) != bytes(view[header_len:header_len + TAG_BYTES]):
+            raise StoreCorruption(DB, self.key, "run header checksum mismatch")
+        self._value = view
+        self._fence = np.frombuffer(view, _ENTRY_DTYPE, chunks, _RUN_HEADER.size).astype(np.uint64)
+        self._tags = _RUN_HEADER.size + chunks * 8
+        self._body_off = header_len + TAG_BYTES
+
+    def chunk(self, i: int) -> np.ndarray:
+        """Entries of chunk ``i`` as (m, 2) uint64, after checking its tag."""
+        start = i * CHUNK_ENTRIES
+        m = min(CHUNK_ENTRIES, self.count - start)
+        off = self._body_off + start * ENTRY_BYTES
+        raw = self._value[off:off + m * ENTRY_BYTES]
+        want = bytes(self._value[self._tags + i * TAG_BYTES:self._tags + (i + 1) * TAG_BYTES])
+        if blake3(self.key + i.to_bytes(4, "big") + bytes(raw))[:TAG_BYTES] != want:
+            raise StoreCorruption(DB, self.key, f"checksum mismatch in entries {start}..{start + m - 1}")
+        entries = np.frombuffer(raw, _ENTRY_DTYPE).reshape(m, 2).astype(np.uint64)
+        if m > 1 and np.any(entries[1:, 0] < entries[:-1, 0]):
+            raise StoreCorruption(DB, self.key, "entries out of order")
+        if entries[0, 0] != self._fence[i]:
+            raise StoreCorruption(DB, self.key, f"fence of chunk {i} does not match its entries")
+        return entries
+
+    def all_entries(self) -> np.ndarray:
+        if self.count == 0:
+            return np.zeros((0, 2), np.uint64)
+        return np.concatenate([self.chunk(i) for i in range(len(self._fence))])
+
+    def find(self, prefix: int) -> list[int]:
+        """Locations whose id starts with ``prefix`` (a u64)."""
+        p = np.uint64(prefix)
+        lo = max(int(np.searchsorted(self._fence, p, side="left")) - 1, 0)
+        hi = int(np.searchsorted(self._fence, p, side="right"))
+        found: list[int] = []
+        for i in range(lo, max(hi, lo + 1)):
+            entries = self.chunk(i)
+            a = int(np.searchsorted(entries[:, 0], p, side="left"))
+            b = int(np.searchsorted(entries[:, 0], p, side="right"))
+            found += [int(x) for x in entries[a:b, 1]]
+        return found
+
+
+def iter_runs(txn, dbi) -> Iterator[tuple[bytes, object]]:
+    cur = txn.cursor(db=dbi)
+    for key, value in cur:
+        yield bytes(key), value
+
+
+def merge_tail(txn, dbi) -> None:
+    """Merge the newest runs while the newest ``fanout`` of them share one tier."""
+    while True:
+        keys: list[bytes] = []
+        cur = txn.cursor(db=dbi)
+        if not cur.last():
+            return
+        keys.append(bytes(cur.key()))
+        while len(keys) < TX_INDEX_MERGE_FANOUT and cur.prev():
+            keys.append(bytes(cur.key()))
+        if len(keys) < TX_INDEX_MERGE_FANOUT:
+            return
+        tiers = {tier(parse_run_key(k)[2]) for k in keys}
+        if len(tiers) != 1:
+            return
+        keys.reverse()  # oldest first, so a stable sort keeps lower heights first
+        runs = [Run(k, txn.get(k, db=dbi)) for k in keys]
+        write_run(txn, dbi, np.concatenate([r.all_entries() for r in runs]),
+                  runs[0].first, runs[-1].last, sort=True)
+        for k in keys:
+            txn.delete(k, db=dbi)
+
+
+def write_run(txn, dbi, entries: np.ndarray, first: int, last: int, *, sort: bool) -> None:
+    if sort:
+        entries = entries[np.argsort(entries[:, 0], kind="stable")]
+    if len(entries) == 0:
+        return
+    key = run_key(first, last, len(entries))
+    txn.put(key, encode_run(key, entries), db=dbi)
+
+
+def split_loc(loc: int) -> tuple[int, int]:
+    return loc >> LOC_INDEX_BITS, loc & ((1 << LOC_INDEX_BITS) - 1)

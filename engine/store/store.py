@@ -1,0 +1,817 @@
+"""The Store class: one LMDB environment per node (DESIGN.md section 4).
+
+See the package docstring (engine/store/__init__.py) for the API contract and the layout.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import struct
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Sequence
+
+import lmdb
+import numpy as np
+
+from engine.hashing import (HASH_BYTES, MerkleProof, blake3, blake3_many, merkle_proof,
+                            merkle_root_from_hashes)
+from engine.store import _txindex
+from engine.store._records import (HEIGHT, StoreCorruption, StoreError, height_key, seal,
+                                   unseal)
+
+SCHEMA_VERSION = 1
+MAGIC = b"engine/store/v1"
+DATABASES = ("blocks", "block_hashes", "commits", "tx_index", "state", "meta", "wal", "signer")
+
+map_bytes_default = 256 << 20
+#: The map never grows past this (address space only; the file holds only used pages).
+map_bytes_max = 1 << 40
+map_grow_bytes_min = 64 << 20
+map_grow_attempts_max = 64
+state_key_bytes_max = 400          # LMDB's key limit is 511; the tag is in the value
+block_bytes_max = (1 << 32) - 1    # offsets inside a block record are u32
+wal_entry_bytes_max = 64 << 20
+ZERO_HASH = bytes(HASH_BYTES)
+
+# version, height, block hash, parent hash, app hash, tx root, app chain, header len, txs, results
+_BLOCK = struct.Struct("<BQ32s32s32s32s32sIII")
+_BLOCK_VERSION = 1
+_SIGNER = struct.Struct("<QIB")
+
+
+@dataclass(frozen=True)
+class StoredBlock:
+    """A block as the store keeps it. ``header`` is the caller's opaque block bytes without the
+    transactions; ``certificate`` is the commit certificate saved with the block."""
+
+    height: int
+    block_hash: bytes
+    parent_hash: bytes
+    header: bytes
+    txs: list[bytes]
+    results: list[bytes]
+    certificate: bytes
+    app_hash: bytes
+    tx_root: bytes
+    app_chain: bytes
+
+
+@dataclass(frozen=True)
+class TxLocation:
+    """A committed transaction: the block height, its index in the block and its bytes."""
+
+    height: int
+    index: int
+    tx: bytes
+
+
+@dataclass(frozen=True)
+class TxProof:
+    """A transaction with its Merkle inclusion proof against the block's ``tx_root``."""
+
+    location: TxLocation
+    tx_root: bytes
+    proof: MerkleProof
+
+
+@dataclass(frozen=True)
+class SignerState:
+    """The last (height, round, step) this node signed, with the sign bytes and signature."""
+
+    height: int
+    round: int
+    step: int
+    sign_bytes: bytes
+    signature: bytes
+
+
+class DoubleSignRefused(StoreError):
+    """Signing would regress the signer state or sign different bytes at the same step."""
+
+
+def _bytes(value, name: str, length: int | None = None) -> bytes:
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise TypeError(f"{name} must be bytes, not {type(value).__name__}")
+    b = bytes(value)
+    if length is not None and len(b) != length:
+        raise ValueError(f"{name} must be {length} bytes long, not {len(b)}")
+    return b
+
+
+def _uint(value, name: str, bits: int = 63, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if not minimum <= value < (1 << bits):
+        raise ValueError(f"{name} must be in [{minimum}, 2**{bits}), not {value}")
+    return value
+
+
+def _pack_list(items: Sequence[bytes], name: str) -> tuple[np.ndarray, bytes]:
+    """(u32 offsets, concatenated bytes) of a list of byte strings."""
+    if isinstance(items, (bytes, bytearray, memoryview, str)):
+        raise TypeError(f"{name} must be a sequence of bytes, not {type(items).__name__}")
+    items = list(items)
+    for i, item in enumerate(items):
+        if not isinstance(item, (bytes, bytearray, memoryview)):
+            raise TypeError(f"{name}[{i}] must be bytes, not {type(item).__name__}")
+    data = b"".join(items)
+    if len(data) > block_bytes_max:
+        raise ValueError(f"{name} hold {len(data)} bytes, more than {block_bytes_max}")
+    offsets = np.zeros(len(items) + 1, dtype="<u4")
+    if items:
+        offsets[1:] = np.cumsum(np.fromiter(map(len, items), dtype=np.uint64,
+                                            count=len(items)))
+    return offsets, data
+
+
+def _unpack_list(view: memoryview, off: int, n: int, db: str, key: bytes
+                 ) -> tuple[list[bytes], int]:
+    end_off = off + 4 * (n + 1)
+    if end_off > len(view):
+        raise StoreCorruption(db, key, "record truncated in an offset table")
+    offsets = np.frombuffer(view, dtype="<u4", count=n + 1, offset=off).tolist()
+    total = offsets[-1]
+    if offsets[0] != 0 or any(b < a for a, b in zip(offsets, offsets[1:])) or \
+            end_off + total > len(view):
+        raise StoreCorruption(db, key, "impossible offset table")
+    data = view[end_off:end_off + total]
+    return [bytes(data[a:b]) for a, b in zip(offsets, offsets[1:])], end_off + total
+
+
+class Store:
+    """One node's LMDB environment: blocks, commits, tx index, app state, WAL, signer state.
+
+    Not thread-safe: one thread (the node's event loop) uses a Store at a time.
+    """
+
+    def __init__(self, path, *, sync: bool = True, map_size: int | None = None,
+                 readonly: bool = False):
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a str or os.PathLike, not {type(path).__name__}")
+        if not isinstance(sync, bool):
+            raise TypeError("sync must be a bool")
+        if map_size is not None:
+            _uint(map_size, "map_size", 48, 1 << 16)
+        self.path = os.fspath(path)
+        self.sync = sync
+        self.readonly = readonly
+        self._env = self._open_env(map_size)
+        self._dbs: dict[str, object] = {}
+        try:
+            self._attach()
+        except BaseException:
+            self._env.close()
+            raise
+
+    # ---- opening -------------------------------------------------------------------------
+    def _open_env(self, map_size: int | None) -> lmdb.Environment:
+        path = self.path
+        if os.path.lexists(path) and not os.path.isdir(path):
+            raise StoreError(f"{path!r} is a file, not a store directory")
+        data = os.path.join(path, "data.mdb")
+        exists = os.path.exists(data)
+        if os.path.isdir(path) and not exists:
+            extra = [n for n in os.listdir(path) if n != "lock.mdb"]
+            if extra:
+                raise StoreError(f"{path!r} is not an engine store: it holds other files "
+                                 f"({', '.join(sorted(extra)[:3])}) and no data.mdb")
+        if not exists and self.readonly:
+            raise StoreError(f"no store at {path!r} (nothing to open read-only)")
+        if not exists:
+            try:
+                os.makedirs(path, exist_ok=True)
+            except OSError as e:
+                raise StoreError(f"cannot create store directory {path!r}: {e.strerror}") from None
+        size = map_size or map_bytes_default
+        if exists:
+            size = max(size, os.path.getsize(data))
+        try:
+            return lmdb.open(path, map_size=size, subdir=True, max_dbs=len(DATABASES) + 2,
+                             sync=self.sync, metasync=self.sync, readonly=self.readonly,
+                             create=not exists, lock=True, max_spare_txns=2)
+        except lmdb.Error as e:
+            raise self._translate(e, f"open {path!r}") from None
+
+    def _attach(self) -> None:
+        """Check the environment is ours (or empty) and open the named databases."""
+        with self._env.begin() as txn:
+            names = [bytes(k) for k, _ in txn.cursor()]
+        foreign = [n for n in names if n.decode("latin-1") not in DATABASES]
+        if foreign:
+            raise StoreError(f"{self.path!r} holds a foreign LMDB environment "
+                             f"(unknown database {foreign[0]!r}), not an engine store")
+        if not names:
+            if self.readonly:
+                raise StoreError(f"{self.path!r} holds an empty LMDB environment, not a store")
+            self._write(self._initialize)
+        missing = [n for n in DATABASES if n.encode() not in names] if names else []
+        if missing and self.readonly:
+            raise StoreError(f"{self.path!r} lacks databases {missing}: not an engine store")
+        try:
+            for name in DATABASES:
+                self._dbs[name] = self._env.open_db(name.encode(), create=not self.readonly)
+        except lmdb.Error as e:
+            raise StoreError(f"{self.path!r} is not an engine store: database {name!r}: "
+                             f"{e}") from None
+        with self._env.begin() as txn:
+            magic = self._meta(txn, b"magic")
+            schema = self._meta(txn, b"schema")
+        if magic != MAGIC or schema is None or len(schema) != 4:
+            raise StoreError(f"{self.path!r} is not an engine store (no engine magic in meta)")
+        version = int.from_bytes(schema, "little")
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path!r} has store schema {version}, newer than this "
+                             f"engine's {SCHEMA_VERSION}; upgrade the engine")
+        if version < 1:
+            raise StoreError(f"{self.path!r} has an invalid store schema {version}")
+
+    def _initialize(self, txn) -> None:
+        for name in DATABASES:
+            self._dbs[name] = self._env.open_db(name.encode(), txn=txn, create=True)
+        self._put_meta(txn, b"magic", MAGIC)
+        self._put_meta(txn, b"schema", SCHEMA_VERSION.to_bytes(4, "little"))
+        self._put_meta(txn, b"latest", HEIGHT.pack(0))
+        self._put_meta(txn, b"base", HEIGHT.pack(0))
+
+    def close(self) -> None:
+        self._env.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- transactions and errors -----------------------------------------------------------
+    def _translate(self, e: lmdb.Error, what: str) -> StoreError:
+        text = str(e)
+        if isinstance(e, (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.BadChecksumError,
+                          lmdb.InvalidError, lmdb.VersionMismatchError, lmdb.PanicError)):
+            return StoreCorruption("lmdb", b"", f"{what}: LMDB reports {type(e).__name__}: "
+                                   f"{text} (the data file is damaged or not LMDB)")
+        if isinstance(e, lmdb.ReadonlyError) or "Permission denied" in text or \
+                os.strerror(errno.EACCES) in text or os.strerror(errno.EROFS) in text:
+            return StoreError(f"{what}: the store is read-only ({text}); nothing was written")
+        if os.strerror(errno.ENOSPC) in text or os.strerror(errno.EFBIG) in text or \
+                isinstance(e, lmdb.DiskError):
+            return StoreError(f"{what}: disk full ({text}); the transaction was aborted and "
+                              f"the store is unchanged")
+        return StoreError(f"{what}: LMDB error {type(e).__name__}: {text}")
+
+    def _grow(self) -> None:
+        current = self._env.info()["map_size"]
+        if current >= map_bytes_max:
+            raise StoreError(f"store map is full at map_bytes_max={map_bytes_max}")
+        new = min(max(current * 2, current + map_grow_bytes_min), map_bytes_max)
+        self._env.set_mapsize(new)
+
+    def _write(self, fn: Callable, *, durable: bool = False, what: str = "write"):
+        """Run ``fn(txn)`` in one write transaction, growing the map and retrying when full.
+        ``durable`` forces a flush even when the store was opened with sync=False."""
+        if self.readonly:
+            raise StoreError(f"{what}: the store was opened read-only")
+        for _ in range(map_grow_attempts_max):
+            try:
+                with self._env.begin(write=True) as txn:
+                    result = fn(txn)
+                if durable and not self.sync:
+                    self._env.sync(True)
+                return result
+            except lmdb.MapFullError:
+                self._grow()
+            except lmdb.MapResizedError:
+                self._env.set_mapsize(0)
+            except lmdb.Error as e:
+                raise self._translate(e, what) from None
+        raise StoreError(f"{what}: map kept filling after {map_grow_attempts_max} grows")
+
+    def _read(self, fn: Callable, *, what: str = "read"):
+        for _ in range(3):
+            try:
+                with self._env.begin(buffers=True) as txn:
+                    return fn(txn)
+            except lmdb.MapResizedError:
+                self._env.set_mapsize(0)
+            except lmdb.Error as e:
+                raise self._translate(e, what) from None
+        raise StoreError(f"{what}: the map kept being resized by another process")
+
+    def _get(self, txn, db: str, key: bytes) -> memoryview | None:
+        value = txn.get(key, db=self._dbs[db])
+        return None if value is None else unseal(db, key, value)
+
+    def _put(self, txn, db: str, key: bytes, payload, **kw) -> None:
+        txn.put(key, seal(db, key, payload), db=self._dbs[db], **kw)
+
+    def _meta(self, txn, name: bytes) -> bytes | None:
+        dbi = self._dbs.get("meta") or self._env.open_db(b"meta", txn=txn, create=False)
+        value = txn.get(name, db=dbi)
+        return None if value is None else bytes(unseal("meta", name, value))
+
+    def _put_meta(self, txn, name: bytes, payload: bytes) -> None:
+        self._put(txn, "meta", name, payload)
+
+    def _meta_height(self, txn, name: bytes) -> int:
+        raw = self._meta(txn, name)
+        if raw is None or len(raw) != 8:
+            raise StoreCorruption("meta", name, "missing or not 8 bytes")
+        return HEIGHT.unpack(raw)[0]
+
+    # ---- heights -------------------------------------------------------------------------
+    def latest_height(self) -> int:
+        """Height of the newest stored block, 0 when the store holds none."""
+        return self._read(lambda txn: self._meta_height(txn, b"latest"))
+
+    def base_height(self) -> int:
+        """Height of the oldest stored block (after pruning), 0 when the store holds none."""
+        return self._read(lambda txn: self._meta_height(txn, b"base"))
+
+    def app_hash(self, height: int | None = None) -> bytes | None:
+        """The application hash after ``height`` (default: the latest), None if not stored."""
+        if height is None:
+            return self._read(lambda txn: self._meta(txn, b"app_hash"))
+        block = self.load_block(height)
+        return None if block is None else block.app_hash
+
+    # ---- blocks --------------------------------------------------------------------------
+    def save_block(self, height: int, block_hash: bytes, header: bytes, txs: Sequence[bytes],
+                   certificate: bytes, *, parent_hash: bytes, app_hash: bytes,
+                   results: Sequence[bytes] = (),
+                   state_changes: Iterable[tuple[bytes, bytes | None]] = (),
+                   tx_ids: Sequence[bytes] | bytes | None = None) -> bytes:
+        """Store a committed block in one write transaction and return its tx Merkle root.
+
+        The transaction writes the block (``header`` plus ``txs``), its commit ``certificate``,
+        the per-tx ``results`` (empty or one per tx), the application's ``state_changes``
+        (``(key, value)``; value None deletes), the tx index, the latest height and app hash,
+        and deletes the WAL of every height <= ``height``. ``height`` must be latest + 1 (any
+        height >= 1 for the first block of an empty store); ``parent_hash`` must equal the
+        stored hash of ``height - 1`` when that block is stored. ``tx_ids`` (BLAKE3 of each tx,
+        as admission computed them) may be given to save hashing; they are trusted.
+        """
+        args = self._block_args(height, block_hash, header, txs, certificate, parent_hash,
+                                app_hash, results, state_changes, tx_ids)
+
+        def write(txn):
+            return self._save_block(txn, *args)
+
+        return self._write(write, what=f"save block {height}")
+
+    def _block_args(self, height, block_hash, header, txs, certificate, parent_hash, app_hash,
+                    results, state_changes, tx_ids):
+        height = _uint(height, "height", 40, 1)
+        block_hash = _bytes(block_hash, "block_hash", HASH_BYTES)
+        parent_hash = _bytes(parent_hash, "parent_hash", HASH_BYTES)
+        app_hash = _bytes(app_hash, "app_hash", HASH_BYTES)
+        header = _bytes(header, "header")
+        certificate = _bytes(certificate, "certificate")
+        tx_offsets, tx_data = _pack_list(txs, "txs")
+        n = len(tx_offsets) - 1
+        if n > _txindex.block_txs_max:
+            raise ValueError(f"txs holds {n} transactions, more than {_txindex.block_txs_max}")
+        res_offsets, res_data = _pack_list(results, "results")
+        if len(res_offsets) - 1 not in (0, n):
+            raise ValueError(f"results must be empty or hold one entry per tx ({n}), "
+                             f"not {len(res_offsets) - 1}")
+        if tx_ids is None:
+            ids = b"".join(blake3_many(list(txs))) if n else b""
+        elif isinstance(tx_ids, (bytes, bytearray, memoryview)):
+            ids = bytes(tx_ids)
+        else:
+            ids = b"".join(_bytes(t, f"tx_ids[{i}]", HASH_BYTES) for i, t in enumerate(tx_ids))
+        if len(ids) != n * HASH_BYTES:
+            raise ValueError(f"tx_ids must hold {n} ids of {HASH_BYTES} bytes, "
+                             f"not {len(ids)} bytes")
+        changes = []
+        for i, change in enumerate(state_changes):
+            if not isinstance(change, tuple) or len(change) != 2:
+                raise TypeError(f"state_changes[{i}] must be a (key, value) tuple")
+            key = _bytes(change[0], f"state_changes[{i}] key")
+            if not 0 < len(key) <= state_key_bytes_max:
+                raise ValueError(f"state_changes[{i}] key must be 1..{state_key_bytes_max} bytes")
+            value = None if change[1] is None else _bytes(change[1], f"state_changes[{i}] value")
+            changes.append((key, value))
+        body = b"".join([header, tx_offsets.tobytes(), tx_data, res_offsets.tobytes(), res_data])
+        if len(body) > block_bytes_max:
+            raise ValueError(f"block of {len(body)} bytes exceeds block_bytes_max")
+        return (height, block_hash, parent_hash, app_hash, header, n, len(res_offsets) - 1,
+                body, certificate, ids, changes)
+
+    def _save_block(self, txn, height, block_hash, parent_hash, app_hash, header, n, n_results,
+                    body, certificate, ids, changes) -> bytes:
+        latest = self._meta_height(txn, b"latest")
+        if latest and height != latest + 1:
+            raise StoreError(f"save block {height}: the store's latest height is {latest}; "
+                             f"blocks are saved in order")
+        prev_chain = ZERO_HASH
+        if latest:
+            prev = self._block_fields(txn, latest)
+            if prev["block_hash"] != parent_hash:
+                raise StoreError(f"save block {height}: parent_hash {parent_hash.hex()[:16]} "
+                                 f"does not match block {latest} "
+                                 f"({prev['block_hash'].hex()[:16]})")
+            prev_chain = prev["app_chain"]
+        if txn.get(block_hash, db=self._dbs["block_hashes"]) is not None:
+            raise StoreError(f"save block {height}: block hash {block_hash.hex()} is stored")
+        tx_root = merkle_root_from_hashes(ids) if n else merkle_root_from_hashes(b"")
+        app_chain = blake3(prev_chain + HEIGHT.pack(height) + app_hash)
+        key = height_key(height)
+        head = _BLOCK.pack(_BLOCK_VERSION, height, block_hash, parent_hash, app_hash, tx_root,
+                           app_chain, len(header), n, n_results)
+        self._put(txn, "blocks", key, head + body, append=True)
+        self._put(txn, "commits", key, certificate, append=True)
+        self._put(txn, "block_hashes", block_hash, key)
+        if n:
+            dbi = self._dbs["tx_index"]
+            _txindex.write_run(txn, dbi, _txindex.block_entries(height, ids), height, height,
+                               sort=False)
+            _txindex.merge_tail(txn, dbi)
+        for skey, value in changes:
+            if value is None:
+                txn.delete(skey, db=self._dbs["state"])
+            else:
+                self._put(txn, "state", skey, value)
+        self._put_meta(txn, b"latest", key)
+        if not latest:
+            self._put_meta(txn, b"base", key)
+        self._put_meta(txn, b"app_hash", app_hash)
+        self._discard_wal(txn, height)
+        return tx_root
+
+    def _block_fields(self, txn, height: int) -> dict:
+        key = height_key(height)
+        value = txn.get(key, db=self._dbs["blocks"])
+        if value is None:
+            raise StoreCorruption("blocks", key, "block missing below the latest height")
+        payload = unseal("blocks", key, value)
+        return self._decode_head(payload, key)
+
+    @staticmethod
+    def _decode_head(payload: memoryview, key: bytes) -> dict:
+        if len(payload) < _BLOCK.size:
+            raise StoreCorruption("blocks", key, "record shorter than its header")
+        (version, height, block_hash, parent_hash, app_hash, tx_root, app_chain, header_len,
+         n, n_results) = _BLOCK.unpack_from(payload)
+        if version != _BLOCK_VERSION or height_key(height) != bytes(key):
+            raise StoreCorruption("blocks", key, f"record version {version} height {height}")
+        return dict(height=height, block_hash=block_hash, parent_hash=parent_hash,
+                    app_hash=app_hash, tx_root=tx_root, app_chain=app_chain,
+                    header_len=header_len, n=n, n_results=n_results)
+
+    def _decode_block(self, txn, key: bytes, value) -> StoredBlock:
+        payload = unseal("blocks", key, value)
+        f = self._decode_head(payload, key)
+        off = _BLOCK.size + f["header_len"]
+        if off > len(payload):
+            raise StoreCorruption("blocks", key, "record truncated in the header")
+        header = bytes(payload[_BLOCK.size:off])
+        txs, off = _unpack_list(payload, off, f["n"], "blocks", key)
+        results, off = _unpack_list(payload, off, f["n_results"], "blocks", key)
+        if off != len(payload):
+            raise StoreCorruption("blocks", key, "trailing bytes after the results")
+        cert = self._get(txn, "commits", key)
+        if cert is None:
+            raise StoreCorruption("commits", key, "block stored without its certificate")
+        return StoredBlock(height=f["height"], block_hash=f["block_hash"],
+                           parent_hash=f["parent_hash"], header=header, txs=txs,
+                           results=results, certificate=bytes(cert), app_hash=f["app_hash"],
+                           tx_root=f["tx_root"], app_chain=f["app_chain"])
+
+    def load_block(self, height: int) -> StoredBlock | None:
+        """The block at ``height``, or None when it is not stored (or pruned)."""
+        key = height_key(_uint(height, "height"))
+
+        def read(txn):
+            value = txn.get(key, db=self._dbs["blocks"])
+            return None if value is None else self._decode_block(txn, key, value)
+
+        return self._read(read, what=f"load block {height}")
+
+    def height_of(self, block_hash: bytes) -> int | None:
+        """The height of the block with ``block_hash``, or None."""
+        block_hash = _bytes(block_hash, "block_hash", HASH_BYTES)
+
+        def read(txn):
+            raw = self._get(txn, "block_hashes", block_hash)
+            if raw is None:
+                return None
+            if len(raw) != 8:
+                raise StoreCorruption("block_hashes", block_hash, "height is not 8 bytes")
+            return HEIGHT.unpack(raw)[0]
+
+        return self._read(read, what="look up block hash")
+
+    def load_block_by_hash(self, block_hash: bytes) -> StoredBlock | None:
+        """The block with ``block_hash``, or None."""
+        height = self.height_of(block_hash)
+        if height is None:
+            return None
+        block = self.load_block(height)
+        if block is None or block.block_hash != bytes(block_hash):
+            raise StoreCorruption("block_hashes", bytes(block_hash),
+                                  f"points at height {height}, which holds another block")
+        return block
+
+    def load_certificate(self, height: int) -> bytes | None:
+        """The commit certificate saved with block ``height``, or None."""
+        key = height_key(_uint(height, "height"))
+        return self._read(lambda txn: (lambda v: None if v is None else bytes(v))(
+            self._get(txn, "commits", key)))
+
+    def blocks(self, start: int, stop: int | None = None) -> Iterator[StoredBlock]:
+        """Stored blocks with ``start <= height < stop`` in order (block sync range reads).
+        Reads in batches of short read transactions, so the writer is never held up long."""
+        start = _uint(start, "start")
+        stop = None if stop is None else _uint(stop, "stop")
+        batch_blocks = 64
+        while stop is None or start < stop:
+            def read(txn, start=start):
+                cur = txn.cursor(db=self._dbs["blocks"])
+                out: list[StoredBlock] = []
+                if not cur.set_range(height_key(start)):
+                    return out
+                for key, value in cur:
+                    h = HEIGHT.unpack(key)[0]
+                    if (stop is not None and h >= stop) or len(out) >= batch_blocks:
+                        break
+                    out.append(self._decode_block(txn, bytes(key), value))
+                return out
+
+            got = self._read(read, what=f"read blocks from {start}")
+            if not got:
+                return
+            yield from got
+            start = got[-1].height + 1
+
+    # ---- transactions --------------------------------------------------------------------
+    def find_tx(self, tx_id: bytes) -> TxLocation | None:
+        """The committed transaction whose id (BLAKE3 of its bytes) is ``tx_id``, or None.
+        If it was committed more than once, the lowest stored height is returned."""
+        tx_id = _bytes(tx_id, "tx_id", HASH_BYTES)
+        return self._read(lambda txn: self._find_tx(txn, tx_id), what="find tx")
+
+    def _find_tx(self, txn, tx_id: bytes) -> TxLocation | None:
+        prefix = int.from_bytes(tx_id[:8], "big")
+        dbi = self._dbs["tx_index"]
+        candidates: list[int] = []
+        for key, value in _txindex.iter_runs(txn, dbi):
+            candidates += _txindex.Run(key, value).find(prefix)
+        mismatched: set[int] = set()
+        for loc in sorted(candidates):
+            height, index = _txindex.split_loc(loc)
+            tx = self._tx_at(txn, height, index)
+            if tx is not None and blake3(tx) == tx_id:
+                return TxLocation(height, index, tx)
+            mismatched.add(height)
+        # A prefix collision is legitimate; a damaged block record is not: tell them apart.
+        for height in mismatched:
+            key = height_key(height)
+            value = txn.get(key, db=self._dbs["blocks"])
+            if value is not None:
+                self._decode_block(txn, key, value)
+        return None
+
+    def _tx_at(self, txn, height: int, index: int) -> bytes | None:
+        """Transaction ``index`` of block ``height`` read without checking the whole record
+        (the caller compares its hash with the id it looked up)."""
+        key = height_key(height)
+        value = txn.get(key, db=self._dbs["blocks"])
+        if value is None:
+            return None
+        view = memoryview(value)
+        if len(view) < _BLOCK.size:
+            return None
+        *_, header_len, n, _ = _BLOCK.unpack_from(view)
+        if index >= n:
+            return None
+        off = _BLOCK.size + header_len
+        if off + 4 * (n + 1) > len(view):
+            return None
+        a, b = struct.unpack_from("<II", view, off + 4 * index)
+        base = off + 4 * (n + 1)
+        if not a <= b <= len(view) - base:
+            return None
+        return bytes(view[base + a:base + b])
+
+    def tx_proof(self, tx_id: bytes) -> TxProof | None:
+        """The transaction with ``tx_id`` and its inclusion proof against its block's tx root
+        (check it with ``engine.hashing.verify_merkle_proof(tx_root, tx, proof)``)."""
+        loc = self.find_tx(tx_id)
+        if loc is None:
+            return None
+        block = self.load_block(loc.height)
+        if block is None:
+            return None
+        proof = merkle_proof(block.txs, loc.index)
+        return TxProof(location=loc, tx_root=block.tx_root, proof=proof)
+
+    # ---- application state ---------------------------------------------------------------
+    def state_get(self, key: bytes) -> bytes | None:
+        """The committed application value under ``key``, or None."""
+        key = _bytes(key, "key")
+        if not key:
+            raise ValueError("key must not be empty")
+        return self._read(lambda txn: (lambda v: None if v is None else bytes(v))(
+            self._get(txn, "state", key)))
+
+    def state_items(self, prefix: bytes = b"") -> list[tuple[bytes, bytes]]:
+        """All committed (key, value) pairs whose key starts with ``prefix``, in key order."""
+        prefix = _bytes(prefix, "prefix")
+
+        def read(txn):
+            cur = txn.cursor(db=self._dbs["state"])
+            out = []
+            if not cur.set_range(prefix):
+                return out
+            for key, value in cur:
+                key = bytes(key)
+                if not key.startswith(prefix):
+                    break
+                out.append((key, bytes(unseal("state", key, value))))
+            return out
+
+        return self._read(read, what="read state")
+
+    # ---- consensus WAL -------------------------------------------------------------------
+    def wal_append(self, height: int, entry: bytes, *, sync: bool = True) -> int:
+        """Append a consensus input for ``height``; returns its sequence number (0, 1, ...).
+        With ``sync`` the entry is on disk when this returns, even in a sync=False store."""
+        height = _uint(height, "height", 63, 1)
+        entry = _bytes(entry, "entry")
+        if len(entry) > wal_entry_bytes_max:
+            raise ValueError(f"entry of {len(entry)} bytes exceeds {wal_entry_bytes_max}")
+        return self._write(lambda txn: self._wal_put(txn, height, entry), durable=sync,
+                           what=f"WAL append at height {height}")
+
+    def _wal_put(self, txn, height: int, entry: bytes) -> int:
+        cur = txn.cursor(db=self._dbs["wal"])
+        seq = 0
+        if cur.set_range(height_key(height + 1)):
+            found = cur.prev()
+        else:
+            found = cur.last()
+        if found:
+            key = bytes(cur.key())
+            if key[:8] == height_key(height):
+                seq = HEIGHT.unpack(key[8:])[0] + 1
+        key = height_key(height) + HEIGHT.pack(seq)
+        self._put(txn, "wal", key, entry)
+        return seq
+
+    def wal_replay(self, height: int) -> list[bytes]:
+        """The WAL entries of ``height`` in the order they were appended."""
+        height = _uint(height, "height", 63, 1)
+        prefix = height_key(height)
+
+        def read(txn):
+            cur = txn.cursor(db=self._dbs["wal"])
+            out: list[bytes] = []
+            if not cur.set_range(prefix):
+                return out
+            expect = 0
+            for key, value in cur:
+                key = bytes(key)
+                if key[:8] != prefix:
+                    break
+                if HEIGHT.unpack(key[8:])[0] != expect:
+                    raise StoreCorruption("wal", key, f"expected entry {expect} here")
+                out.append(bytes(unseal("wal", key, value)))
+                expect += 1
+            return out
+
+        return self._read(read, what=f"WAL replay of height {height}")
+
+    def wal_heights(self) -> list[int]:
+        """Heights that have WAL entries."""
+        def read(txn):
+            heights: list[int] = []
+            for key in txn.cursor(db=self._dbs["wal"]).iternext(values=False):
+                h = HEIGHT.unpack(bytes(key)[:8])[0]
+                if not heights or heights[-1] != h:
+                    heights.append(h)
+            return heights
+
+        return self._read(read, what="list WAL heights")
+
+    def wal_discard(self, height: int) -> None:
+        """Delete the WAL entries of every height <= ``height`` (save_block does this too)."""
+        height = _uint(height, "height")
+        self._write(lambda txn: self._discard_wal(txn, height), what="WAL discard")
+
+    def _discard_wal(self, txn, height: int) -> None:
+        cur = txn.cursor(db=self._dbs["wal"])
+        limit = height_key(height + 1)
+        while cur.first() and bytes(cur.key()) < limit:
+            cur.delete()
+
+    # ---- signer state (double-sign guard) --------------------------------------------------
+    def signer_state(self) -> SignerState | None:
+        """What this node signed last, or None if it never signed."""
+        return self._read(self._signer_state, what="read signer state")
+
+    def _signer_state(self, txn) -> SignerState | None:
+        raw = self._get(txn, "signer", b"last")
+        if raw is None:
+            return None
+        if len(raw) < _SIGNER.size + 4:
+            raise StoreCorruption("signer", b"last", "record too short")
+        height, round_, step = _SIGNER.unpack_from(raw)
+        n = int.from_bytes(raw[_SIGNER.size:_SIGNER.size + 4], "little")
+        rest = bytes(raw[_SIGNER.size + 4:])
+        if len(rest) < n:
+            raise StoreCorruption("signer", b"last", "sign bytes truncated")
+        return SignerState(height, round_, step, rest[:n], rest[n:])
+
+    def sign_guarded(self, height: int, round: int, step: int, sign_bytes: bytes,
+                     sign: Callable[[bytes], bytes], *,
+                     wal_entry: Callable[[bytes], bytes] | None = None) -> bytes:
+        """Sign ``sign_bytes`` at (height, round, step) unless that would double-sign.
+
+        In one durable write transaction: refuse (DoubleSignRefused) if (height, round, step)
+        is below the last signed one, or equal to it with different sign bytes; return the
+        stored signature if equal with identical bytes; otherwise call ``sign(sign_bytes)``,
+        record the new state (and ``wal_entry(signature)`` in the WAL of ``height``, if given)
+        and return the signature only after the transaction is on disk.
+        """
+        height = _uint(height, "height", 63, 1)
+        round_ = _uint(round, "round", 32)
+        step = _uint(step, "step", 8)
+        sign_bytes = _bytes(sign_bytes, "sign_bytes")
+        if not callable(sign):
+            raise TypeError("sign must be callable")
+
+        def write(txn):
+            last = self._signer_state(txn)
+            hrs = (height, round_, step)
+            if last is not None:
+                last_hrs = (last.height, last.round, last.step)
+                if hrs < last_hrs:
+                    raise DoubleSignRefused(f"refusing to sign {hrs}: already signed {last_hrs}")
+                if hrs == last_hrs:
+                    if last.sign_bytes == sign_bytes:
+                        return last.signature
+                    raise DoubleSignRefused(f"refusing to sign different bytes at {hrs}")
+            signature = _bytes(sign(sign_bytes), "signature returned by sign")
+            record = _SIGNER.pack(height, round_, step) + len(sign_bytes).to_bytes(4, "little")
+            self._put(txn, "signer", b"last", record + sign_bytes + signature)
+            if wal_entry is not None:
+                self._wal_put(txn, height, _bytes(wal_entry(signature), "wal_entry result"))
+            return signature
+
+        return self._write(write, durable=True, what=f"sign at height {height}")
+
+    # ---- pruning and info ----------------------------------------------------------------
+    def prune(self, retain_height: int) -> int:
+        """Delete blocks, certificates, hash and tx index entries below ``retain_height``;
+        returns how many blocks were removed. LMDB reuses the freed pages for new writes."""
+        retain = _uint(retain_height, "retain_height", 63, 1)
+        return self._write(lambda txn: self._prune(txn, retain), what="prune")
+
+    def _prune(self, txn, retain: int) -> int:
+        latest = self._meta_height(txn, b"latest")
+        base = self._meta_height(txn, b"base")
+        if retain > latest:
+            raise ValueError(f"retain_height {retain} is above the latest height {latest}")
+        if retain <= base:
+            return 0
+        removed = 0
+        for height in range(base, retain):
+            key = height_key(height)
+            fields = self._block_fields(txn, height)
+            txn.delete(key, db=self._dbs["blocks"])
+            txn.delete(key, db=self._dbs["commits"])
+            txn.delete(fields["block_hash"], db=self._dbs["block_hashes"])
+            removed += 1
+        dbi = self._dbs["tx_index"]
+        for key, value in list(_txindex.iter_runs(txn, dbi)):
+            run = _txindex.Run(key, value)
+            if run.first >= retain:
+                break
+            entries = run.all_entries() if run.last >= retain else None
+            txn.delete(key, db=dbi)
+            if entries is not None:
+                keep = entries[(entries[:, 1] >> np.uint64(_txindex.LOC_INDEX_BITS))
+                               >= np.uint64(retain)]
+                _txindex.write_run(txn, dbi, keep, retain, run.last, sort=False)
+        self._put_meta(txn, b"base", height_key(retain))
+        return removed
+
+    def info(self) -> dict:
+        """Heights, schema, map and file sizes, and per-database entry and page counts."""
+        def read(txn):
+            dbs = {}
+            for name in DATABASES:
+                s = txn.stat(self._dbs[name])
+                dbs[name] = {"entries": s["entries"],
+                             "pages": s["branch_pages"] + s["leaf_pages"] + s["overflow_pages"]}
+            return {"latest_height": self._meta_height(txn, b"latest"),
+                    "base_height": self._meta_height(txn, b"base"),
+                    "schema": int.from_bytes(self._meta(txn, b"schema") or b"\0", "little"),
+                    "databases": dbs}
+
+        out = self._read(read, what="info")
+        env = self._env.info()
+        out.update(path=self.path, map_size=env["map_size"], last_page=env["last_pgno"],
+                   page_size=self._env.stat()["psize"],
+                   file_bytes=os.path.getsize(os.path.join(self.path, "data.mdb")))
+        return out
