@@ -1,0 +1,66 @@
+"""The double-sign guard: a signer that never signs two different things at one (h, r, step).
+
+Rule (as CometBFT's privval ``CheckHRS``): a request at a (height, round, step) lower than the
+last one signed is refused; at the same (height, round, step) the stored signature is returned
+when the sign bytes are identical (the crash-after-sign, replay-from-WAL case) and the request is
+refused otherwise. ``state`` is what the driver persists, together with the WAL record, before
+the signed message leaves the process; after a crash the driver restores it with
+``SignerGuard(key, state)``. This module is the in-memory model; the storage is engine/store.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class DoubleSignRefused(Exception):
+    """The guard refused to sign: it would contradict something already signed."""
+
+
+class Key(Protocol):
+    @property
+    def public_key(self) -> bytes: ...
+
+    def sign(self, message: bytes) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SignerState:
+    """The last signature made: its (height, round, step), the bytes and the signature."""
+
+    height: int = 0
+    round: int = -1
+    step: int = 0
+    sign_bytes: bytes = b""
+    signature: bytes = b""
+
+    def hrs(self) -> tuple[int, int, int]:
+        return (self.height, self.round, self.step)
+
+
+class SignerGuard:
+    """Signs with ``key`` under the double-sign rule; ``state`` is the record to persist."""
+
+    __slots__ = ("key", "state")
+
+    def __init__(self, key: Key, state: SignerState | None = None):
+        self.key = key
+        self.state = state if state is not None else SignerState()
+
+    @property
+    def public_key(self) -> bytes:
+        return self.key.public_key
+
+    def sign(self, height: int, round: int, step: int, sign_bytes: bytes) -> bytes:
+        """Sign or raise DoubleSignRefused (see the module docstring for the rule)."""
+        hrs = (height, round, step)
+        last = self.state.hrs()
+        if hrs < last:
+            raise DoubleSignRefused(f"(height, round, step) {hrs} is below the last signed {last}")
+        if hrs == last:
+            if sign_bytes == self.state.sign_bytes:
+                return self.state.signature
+            raise DoubleSignRefused(f"conflicting data at (height, round, step) {hrs}")
+        signature = self.key.sign(sign_bytes)
+        self.state = SignerState(height, round, step, sign_bytes, signature)
+        return signature

@@ -1,0 +1,51 @@
+"""Named bounds of the engine, in one place.
+
+Every queue, buffer and loop that peer input can grow has a bound here, named with its unit last.
+The relationships between bounds are asserted once at import (``check_limits``), so a change that
+breaks one fails loudly at start-up instead of deep inside a run. Other layers add their own
+bounds to this file.
+"""
+from __future__ import annotations
+
+# --- validator set and voting power ---------------------------------------------------------
+#: Largest validator set the consensus core and the native tally accept.
+validators_max = 10_000
+#: Largest total voting power; 3 * total must fit in a signed 64-bit integer in the tally.
+voting_power_total_max = 1 << 60
+#: Longest chain id (it is length-prefixed with one byte in the sign bytes).
+chain_id_bytes_max = 50
+
+# --- consensus message log -------------------------------------------------------------------
+#: Messages for a round further ahead than this (of the current round) are dropped and reported.
+rounds_ahead_max = 1_000
+#: Heights ahead of the current one whose messages are buffered.
+heights_ahead_max = 2
+#: Messages buffered for future heights (all of them together).
+future_height_messages_max = 20_000
+#: Distinct proposals kept per round (a second one means the proposer equivocated).
+proposals_per_round_max = 4
+#: Largest block (proposal value) the core accepts, in bytes.
+block_bytes_max = 64 << 20
+#: Rounds a single height may reach before the core refuses to go on (a broken invariant).
+rounds_max = 1 << 31
+
+# --- proposer schedule -------------------------------------------------------------------------
+#: Longest weighted round-robin schedule kept in memory; larger weights are scaled down to fit.
+proposer_schedule_len_max = 1 << 20
+
+# --- timeouts ------------------------------------------------------------------------------------
+#: Longest round timeout the core ever asks for (the linear growth is capped here).
+round_timeout_ms_max = 10 * 60 * 1000
+
+
+def check_limits() -> None:
+    """Assert the relationships between bounds (called once at import)."""
+    assert 3 * voting_power_total_max < (1 << 63), "3 * voting power must fit in int64"
+    assert validators_max < (1 << 31), "validator indices are int32 in the tally"
+    assert chain_id_bytes_max <= 255, "chain id length is one byte in the sign bytes"
+    assert rounds_ahead_max < rounds_max
+    assert heights_ahead_max >= 1
+    assert proposals_per_round_max >= 2, "room for the honest value next to an equivocation"
+
+
+check_limits()
