@@ -1,0 +1,25 @@
+/* Declarations shared between the Ed25519 dispatcher, the key cache and the per-ISA kernels. */
+#ifndef ENGINE_ED25519_IMPL_H
+#define ENGINE_ED25519_IMPL_H
+
+#include "ed25519/ed25519.h"
+#include "ed25519/ed25519_types.h"
+
+/* Verify a chunk of items in one thread; out[i] gets each verdict. Returns a status code. */
+typedef int (*ed_chunk_fn)(const engine_ed25519_item *items, size_t n, uint8_t *out);
+
+int engine_ed25519_verify_chunk_portable(const engine_ed25519_item *items, size_t n, uint8_t *out);
+#if defined(__x86_64__)
+int engine_ed25519_verify_chunk_avx2(const engine_ed25519_item *items, size_t n, uint8_t *out);
+#endif
+
+/* Key cache (cache.c): copy a cached key out (with its table when want_table); 1 on a hit. */
+int ed_cache_get(const uint8_t pk[32], ed_key *out, int want_table);
+void ed_cache_put(const uint8_t pk[32], const ed_key *key);
+
+/* Fill buf with bytes from the OS CSPRNG; 0 on success. */
+int ed_random_bytes(uint8_t *buf, size_t len);
+
+extern size_t ed_pippenger_min_points;
+
+#endif
