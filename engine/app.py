@@ -147,9 +147,12 @@ class KVStoreApp(Application):
     def __init__(self) -> None:
         super().__init__()
         self._pending: dict[bytes, bytes | None] = {}
+        self._genesis_writes: dict[bytes, bytes | None] = {}
 
     def init_chain(self, chain_id: str, app_state: dict[str, Any]) -> bytes:
         writes = {str(k).encode(): str(v).encode() for k, v in sorted(app_state.items())}
+        # The store only takes state changes with a block, so genesis writes ride in block 1.
+        self._genesis_writes = dict(writes)
         self._pending = writes
         self.last_app_hash = self._hash(0, writes)
         return self.last_app_hash
@@ -161,7 +164,7 @@ class KVStoreApp(Application):
         return CheckResult()
 
     def finalize_block(self, height: int, txs: list[Any]) -> BlockResult:
-        writes: dict[bytes, bytes | None] = {}
+        writes: dict[bytes, bytes | None] = dict(self._genesis_writes) if height == 1 else {}
         results = []
         for tx in txs:
             kv = parse_kv(tx.payload)
@@ -176,6 +179,8 @@ class KVStoreApp(Application):
         return BlockResult(results, app_hash, dict(writes))
 
     def _hash(self, height: int, writes: dict[bytes, bytes | None]) -> bytes:
+        if height == 0:
+            self.last_app_hash = bytes(32)
         leaves = [struct.pack("<I", len(k)) + k + (v or b"") for k, v in sorted(writes.items())]
         return blake3(_KV_DOMAIN + self.last_app_hash + struct.pack("<Q", height)
                       + merkle_root(leaves))

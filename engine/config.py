@@ -6,7 +6,7 @@ Layout of ``HOME``::
     genesis.json         chain id, validators (name, power, public key), app state
     node_key.json        the p2p identity (Ed25519 seed), mode 0600
     validator_key.json   the consensus signing key (Ed25519 seed), mode 0600
-    data/                the LMDB store
+    store/               the LMDB store (engine.store.store_path)
 
 Keys and hashes are lowercase hex everywhere. ``init_home`` and ``init_testnet`` write new homes;
 ``load_home`` reads one back and checks it, raising ValueError that names the file and field.
@@ -32,7 +32,7 @@ CONFIG_FILE = "config.toml"
 GENESIS_FILE = "genesis.json"
 NODE_KEY_FILE = "node_key.json"
 VALIDATOR_KEY_FILE = "validator_key.json"
-DATA_DIR = "data"
+DATA_DIR = "store"  # engine.store.store_path(home)
 CHAIN_ID_BYTES_MAX = 50
 
 __all__ = ["NodeConfig", "Genesis", "GenesisValidator", "Home", "init_home", "init_testnet",

@@ -100,9 +100,8 @@ class Mempool:
         self._pending: list[tuple[bytes, asyncio.Future | None, bool]] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task | None = None
-        #: Observations for metrics: sizes of admission batches and their verify times.
-        self.batch_sizes: list[int] = []
-        self.verify_seconds: list[float] = []
+        #: Called with (batch size, seconds spent hashing + verifying) after every batch.
+        self.observe_batch: Callable[[int, float], None] = lambda size, seconds: None
         self.rejected: dict[str, int] = {}
 
     # --------------------------------------------------------------- life cycle
@@ -196,8 +195,7 @@ class Mempool:
         started = time.perf_counter()
         ids, verdicts = await loop.run_in_executor(self._executor, self._hash_and_verify,
                                                    envelopes)
-        self.verify_seconds.append(time.perf_counter() - started)
-        self.batch_sizes.append(len(batch))
+        self.observe_batch(len(batch), time.perf_counter() - started)
         admitted: list[bytes] = []
         for (env, fut, local), tx_id, valid in zip(batch, ids, verdicts):
             result = self._admit_one(env, tx_id, valid)

@@ -26,12 +26,14 @@ def test_kvstore_check_finalize_commit_query():
     before = kv.last_app_hash
     res = kv.finalize_block(1, [tx(b"a=1"), tx(b"bad"), tx(b"b=2"), tx(b"a=3")])
     assert [r.code for r in res.tx_results] == [0, 1, 0, 0]
-    assert res.writes == {b"a": b"3", b"b": b"2"}
+    # Genesis state is written with block 1 (the store takes state changes only with a block).
+    assert res.writes == {b"a": b"3", b"b": b"2", b"seed": b"1"}
     assert res.app_hash != before and len(res.app_hash) == 32
     assert kv.query("/key", b"a").value == b"3"  # pending writes are visible before commit
     kv.commit()
     assert kv.query("/key", b"b").value == b"2"
     assert kv.query("/key", b"seed").value == b"1"
+    assert kv.finalize_block(2, [tx(b"c=4")]).writes == {b"c": b"4"}
     assert kv.query("/key", b"zz").code == 1
     assert kv.query("/nope", b"a").code == 1
 
