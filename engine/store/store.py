@@ -252,10 +252,13 @@ class Store:
         if isinstance(e, lmdb.ReadonlyError) or "Permission denied" in text or \
                 os.strerror(errno.EACCES) in text or os.strerror(errno.EROFS) in text:
             return StoreError(f"{what}: the store is read-only ({text}); nothing was written")
-        if os.strerror(errno.ENOSPC) in text or os.strerror(errno.EFBIG) in text or \
+        if any(os.strerror(n) in text for n in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)) or \
                 isinstance(e, lmdb.DiskError):
             return StoreError(f"{what}: disk full ({text}); the transaction was aborted and "
                               f"the store is unchanged")
+        if os.strerror(errno.EIO) in text:  # LMDB reports a short write (disk full) as EIO
+            return StoreError(f"{what}: write failed, disk full or I/O error ({text}); the "
+                              f"transaction was aborted and the store is unchanged")
         return StoreError(f"{what}: LMDB error {type(e).__name__}: {text}")
 
     def _grow(self) -> None:

@@ -1,0 +1,94 @@
+"""Crash trials with real processes: SIGKILL a writer at random moments, then verify the store.
+
+`make test` runs ENGINE_CRASH_TRIALS (default 20) trials; `make test-crash` runs 200+.
+"""
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from engine.hashing import blake3
+from engine.store import Store, check_store
+
+sys.path.insert(0, os.path.dirname(__file__))
+from crash_child import block_content, fake_sign, sign_bytes  # noqa: E402
+
+CHILD = os.path.join(os.path.dirname(__file__), "crash_child.py")
+TRIALS = int(os.environ.get("ENGINE_CRASH_TRIALS", "20"))
+SEED = int(os.environ.get("ENGINE_CRASH_SEED", str(random.randrange(1 << 30))))
+
+
+def _run_child(path: str, kill_after_s: float) -> list[str]:
+    proc = subprocess.Popen([sys.executable, CHILD, path], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def reader():
+        for line in proc.stdout:
+            if line.endswith("\n"):  # a line cut by the kill names nothing for sure
+                lines.append(line.split())
+            ready.set()
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    assert ready.wait(30), proc.stderr.read() if proc.poll() is not None else "child not ready"
+    time.sleep(kill_after_s)
+    proc.kill()
+    proc.wait()
+    t.join(10)
+    err = proc.stderr.read()
+    assert proc.returncode == -signal.SIGKILL, f"child died by itself: {err}"
+    return lines
+
+
+def _verify(path: str, lines, previous: dict) -> dict:
+    blocks = [int(x[1]) for x in lines if x[0] == "block"]
+    signs = [tuple(map(int, x[1:4])) for x in lines if x[0] == "sign"]
+    wals = [tuple(map(int, x[1:4])) for x in lines if x[0] == "wal"]
+    with Store(path) as store:
+        report = check_store(store)
+        assert report.ok, report.summary()
+        latest = store.latest_height()
+        assert latest >= previous["latest"], "latest height went backwards"
+        assert latest >= max(blocks, default=0), "a block reported durable is missing"
+        for h in blocks[-3:] + [latest]:
+            if h == 0:
+                continue
+            stored, want = store.load_block(h), block_content(h)
+            assert stored.block_hash == want["block_hash"] and stored.txs == want["txs"]
+            assert stored.results == want["results"] and stored.header == want["header"]
+            assert stored.certificate == want["certificate"]
+        if latest:
+            assert store.state_get(b"height") == b"%d" % latest, "state not in the block's txn"
+            assert store.app_hash() == blake3(b"app %d" % latest)
+        state = store.signer_state()
+        hrs = (state.height, state.round, state.step) if state else (0, 0, 0)
+        assert hrs >= previous["signer"], "signer state regressed"
+        assert hrs >= max(signs, default=(0, 0, 0)), "a reported signature is not recorded"
+        if state:
+            assert state.sign_bytes == sign_bytes(*hrs)
+            assert state.signature == fake_sign(state.sign_bytes)
+        for h, seq, k in wals:  # a reported WAL entry of an uncommitted height is there
+            if h > latest:
+                assert store.wal_replay(h)[seq] == b"wal %d %d" % (h, k)
+        for h in store.wal_heights():
+            assert h > latest, "WAL of a committed height survived"
+    return {"latest": latest, "signer": hrs}
+
+
+def test_sigkill_crash_trials(tmp_path):
+    rng = random.Random(SEED)
+    print(f"crash trials: ENGINE_CRASH_SEED={SEED} ENGINE_CRASH_TRIALS={TRIALS}")
+    path = str(tmp_path / "store")
+    state = {"latest": 0, "signer": (0, 0, 0)}
+    for trial in range(TRIALS):
+        lines = _run_child(path, rng.uniform(0.0, 0.25))
+        try:
+            state = _verify(path, lines, state)
+        except AssertionError as e:
+            raise AssertionError(f"trial {trial} (ENGINE_CRASH_SEED={SEED}): {e}") from None
+    assert state["latest"] > 0, "the child never committed a block"

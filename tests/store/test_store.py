@@ -1,0 +1,345 @@
+"""Store API: blocks, tx lookups and proofs, state, WAL, signer guard, errors, paths, growth,
+pruning."""
+import os
+import subprocess
+import sys
+
+import lmdb
+import pytest
+
+from conftest import block_args, save
+from engine.hashing import blake3, verify_merkle_proof
+from engine.store import (DoubleSignRefused, Store, StoreCorruption, StoreError, check_store)
+from engine.store import _txindex
+
+
+def test_blocks_round_trip_and_range_reads(store):
+    saved = [save(store, h, n_txs=h % 4 * 7) for h in range(1, 40)]
+    assert store.latest_height() == 39 and store.base_height() == 1
+    for args in saved:
+        block = store.load_block(args["height"])
+        assert block.txs == args["txs"] and block.header == args["header"]
+        assert block.certificate == args["certificate"] and block.results == args["results"]
+        assert block.app_hash == args["app_hash"] and block.parent_hash == args["parent_hash"]
+        assert store.load_block_by_hash(args["block_hash"]).height == args["height"]
+    assert [b.height for b in store.blocks(5, 100)] == list(range(5, 40))
+    assert [b.height for b in store.blocks(1)] == list(range(1, 40))
+    assert store.load_block(40) is None and store.load_block_by_hash(b"\1" * 32) is None
+    assert store.load_certificate(7) == b"cert 7"
+    assert store.app_hash(7) == blake3(b"app 7") and store.app_hash() == blake3(b"app 39")
+    assert check_store(store).ok
+
+
+def test_blocks_must_be_saved_in_order_with_matching_parent(store):
+    save(store, 1)
+    with pytest.raises(StoreError, match="in order"):
+        save(store, 3)
+    bad = block_args(2)
+    bad["parent_hash"] = b"\7" * 32
+    with pytest.raises(StoreError, match="parent_hash"):
+        store.save_block(**bad)
+    assert store.latest_height() == 1
+    save(store, 2)
+
+
+def test_tx_lookup_and_inclusion_proof(store):
+    saved = [save(store, h, n_txs=50) for h in range(1, 30)]  # enough blocks to merge runs
+    for args in saved[::7]:
+        for index in (0, 17, 49):
+            tx = args["txs"][index]
+            loc = store.find_tx(blake3(tx))
+            assert (loc.height, loc.index, loc.tx) == (args["height"], index, tx)
+            proof = store.tx_proof(blake3(tx))
+            assert verify_merkle_proof(proof.tx_root, tx, proof.proof)
+            assert not verify_merkle_proof(proof.tx_root, tx + b"x", proof.proof)
+    assert store.find_tx(blake3(b"never committed")) is None
+    with pytest.raises(ValueError, match="tx_id"):
+        store.find_tx(b"short")
+
+
+def test_tx_index_prefix_collision_is_resolved_by_the_full_id(store, monkeypatch):
+    """Two ids sharing the 8-byte prefix: the lookup must return the one asked for."""
+    a, b = b"tx a" * 10, b"tx b" * 10
+    fake_b = blake3(a)[:8] + blake3(b)[8:]  # b's index key collides with a's
+    args = block_args(1, n_txs=0)
+    args["txs"] = [a, b]
+    args["results"] = []
+    args["tx_ids"] = [blake3(a), fake_b]
+    store.save_block(**args)
+    assert store.find_tx(blake3(a)).index == 0
+    assert store.find_tx(fake_b) is None  # tx b hashes to something else: not found, no crash
+
+
+def test_tx_index_merges_into_few_runs(store):
+    for h in range(1, 1 + _txindex.TX_INDEX_MERGE_FANOUT ** 2):
+        save(store, h, n_txs=3)
+    runs = store.info()["databases"]["tx_index"]["entries"]
+    assert runs <= 2 * (_txindex.TX_INDEX_MERGE_FANOUT - 1)
+    assert check_store(store).ok
+
+
+def test_state_changes_apply_with_the_block(store):
+    args = block_args(1)
+    args["state_changes"] = [(b"a", b"1"), (b"b", b"2"), (b"c", b"3")]
+    store.save_block(**args)
+    args = block_args(2)
+    args["state_changes"] = [(b"b", None), (b"c", b"33")]
+    store.save_block(**args)
+    assert store.state_items() == [(b"a", b"1"), (b"c", b"33")]
+    assert store.state_get(b"b") is None and store.state_get(b"c") == b"33"
+    assert store.state_items(b"c") == [(b"c", b"33")]
+
+
+def test_wal_append_replay_and_discard_with_block(store):
+    assert [store.wal_append(1, b"e%d" % i) for i in range(5)] == [0, 1, 2, 3, 4]
+    store.wal_append(2, b"next height", sync=False)
+    assert store.wal_replay(1) == [b"e%d" % i for i in range(5)]
+    assert store.wal_heights() == [1, 2]
+    save(store, 1)  # committing height 1 discards its WAL in the same transaction
+    assert store.wal_replay(1) == [] and store.wal_replay(2) == [b"next height"]
+    store.wal_discard(2)
+    assert store.wal_heights() == []
+
+
+def test_wal_survives_reopen(tmp_path):
+    path = str(tmp_path / "s")
+    with Store(path) as s:
+        s.wal_append(1, b"proposal")
+        s.wal_append(1, b"prevote")
+    with Store(path) as s:
+        assert s.wal_replay(1) == [b"proposal", b"prevote"]
+
+
+def test_signer_guard(store):
+    calls = []
+
+    def sign(data):
+        calls.append(data)
+        return b"S" * 64
+
+    assert store.sign_guarded(5, 0, 1, b"vote a", sign) == b"S" * 64
+    assert store.sign_guarded(5, 0, 1, b"vote a", sign) == b"S" * 64  # stored signature
+    assert len(calls) == 1
+    with pytest.raises(DoubleSignRefused, match="different bytes"):
+        store.sign_guarded(5, 0, 1, b"vote b", sign)
+    with pytest.raises(DoubleSignRefused):
+        store.sign_guarded(4, 9, 2, b"older height", sign)
+    with pytest.raises(DoubleSignRefused):
+        store.sign_guarded(5, 0, 0, b"older step", sign)
+    store.sign_guarded(5, 1, 0, b"next round", sign, wal_entry=lambda sig: b"vote+" + sig)
+    state = store.signer_state()
+    assert (state.height, state.round, state.step, state.sign_bytes) == (5, 1, 0, b"next round")
+    assert store.wal_replay(5) == [b"vote+" + b"S" * 64]
+    with pytest.raises(TypeError, match="signature"):
+        store.sign_guarded(6, 0, 0, b"x", lambda data: None)
+    assert store.signer_state().height == 5  # a failed signing leaves the state as it was
+
+
+def test_bad_arguments_name_themselves(store):
+    args = block_args(1)
+    for name, value, exc in [("height", 0, ValueError), ("height", "1", TypeError),
+                             ("block_hash", b"x", ValueError), ("txs", b"abc", TypeError),
+                             ("txs", [b"a", 3], TypeError), ("results", [b"1"], ValueError),
+                             ("tx_ids", b"1" * 33, ValueError),
+                             ("state_changes", [(b"", b"v")], ValueError),
+                             ("app_hash", None, TypeError)]:
+        bad = dict(args, **{name: value})
+        with pytest.raises(exc, match=name):
+            store.save_block(**bad)
+    assert store.latest_height() == 0
+    with pytest.raises(TypeError, match="path"):
+        Store(123)
+    with pytest.raises(ValueError, match="map_size"):
+        Store("/tmp/x-never-created", map_size=10)
+
+
+def test_refuses_foreign_paths(tmp_path):
+    f = tmp_path / "file"
+    f.write_bytes(b"hello")
+    with pytest.raises(StoreError, match="is a file"):
+        Store(str(f))
+    d = tmp_path / "other"
+    d.mkdir()
+    (d / "notes.txt").write_text("x")
+    with pytest.raises(StoreError, match="other files"):
+        Store(str(d))
+    foreign = tmp_path / "foreign"
+    env = lmdb.open(str(foreign))
+    with env.begin(write=True) as txn:
+        txn.put(b"someone", b"else's data")
+    env.close()
+    with pytest.raises(StoreError, match="foreign LMDB"):
+        Store(str(foreign))
+    garbage = tmp_path / "garbage"
+    garbage.mkdir()
+    (garbage / "data.mdb").write_bytes(os.urandom(20000))
+    with pytest.raises(StoreError):
+        Store(str(garbage))
+
+
+def test_refuses_newer_schema(tmp_path):
+    path = str(tmp_path / "s")
+    with Store(path) as s:
+        def bump(txn):
+            s._put_meta(txn, b"schema", (99).to_bytes(4, "little"))
+        s._write(bump)
+    with pytest.raises(StoreError, match="newer"):
+        Store(path)
+
+
+def test_readonly_store_refuses_writes_cleanly(tmp_path):
+    path = str(tmp_path / "s")
+    with Store(path) as s:
+        save(s, 1)
+    with Store(path, readonly=True) as ro:
+        assert ro.latest_height() == 1
+        with pytest.raises(StoreError, match="read-only"):
+            save(ro, 2)
+        with pytest.raises(StoreError, match="read-only"):
+            ro.wal_append(2, b"x")
+    with pytest.raises(StoreError, match="no store"):
+        Store(str(tmp_path / "absent"), readonly=True)
+
+
+def test_permission_denied_is_a_clear_error(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("running as root: file modes do not deny root (read-only mode is tested)")
+    path = tmp_path / "locked"
+    with Store(str(path)) as s:
+        save(s, 1)
+    os.chmod(path / "data.mdb", 0o400)
+    os.chmod(path / "lock.mdb", 0o400)
+    os.chmod(path, 0o500)
+    try:
+        with pytest.raises(StoreError, match="read-only|Permission denied"):
+            with Store(str(path)) as s:
+                s.wal_append(1, b"x")
+        with pytest.raises(StoreError, match="cannot create"):
+            Store(str(path / "sub"))
+    finally:
+        os.chmod(path, 0o700)
+
+
+def _child_env():
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def test_disk_full_aborts_cleanly(tmp_path):
+    """RLIMIT_FSIZE makes writes past 2 MB fail with EFBIG, like a full disk."""
+    path = str(tmp_path / "s")
+    code = f"""
+import resource, signal, sys
+sys.path.insert(0, {os.path.dirname(__file__)!r})
+from conftest import block_args
+from engine.store import Store, StoreError
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+s = Store({path!r})
+s.save_block(**block_args(1))
+resource.setrlimit(resource.RLIMIT_FSIZE, (2 << 20, 2 << 20))
+try:
+    s.save_block(**block_args(2, n_txs=4000, tx_bytes=1000))
+except StoreError as e:
+    print("refused:", e)
+    sys.exit(0)
+sys.exit(5)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=_child_env())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "disk full" in proc.stdout and "unchanged" in proc.stdout, proc.stdout
+    with Store(path) as s:
+        assert s.latest_height() == 1
+        assert check_store(s).ok
+        save(s, 2)  # space available again: writes work
+        assert check_store(s).ok
+
+
+def test_map_grows_automatically(tmp_path):
+    with Store(str(tmp_path / "s"), map_size=1 << 17) as s:
+        for h in range(1, 6):
+            save(s, h, n_txs=500, tx_bytes=250)
+        assert s.info()["map_size"] > 5 * 500 * 250
+        assert s.latest_height() == 5 and check_store(s).ok
+
+
+def test_prune_removes_old_data_and_reuses_space(tmp_path):
+    with Store(str(tmp_path / "s")) as s:
+        saved = [save(s, h, n_txs=100, tx_bytes=250) for h in range(1, 41)]
+        pages_before = s.info()["last_page"]
+        assert s.prune(31) == 30
+        assert s.base_height() == 31 and s.load_block(30) is None
+        assert s.load_block_by_hash(saved[5]["block_hash"]) is None
+        assert s.find_tx(blake3(saved[3]["txs"][0])) is None
+        assert s.find_tx(blake3(saved[35]["txs"][9])).height == 36
+        assert s.prune(31) == 0
+        with pytest.raises(ValueError, match="retain_height"):
+            s.prune(1000)
+        assert check_store(s).ok
+        for h in range(41, 71):  # 30 new blocks of the same size fit in the freed pages
+            save(s, h, n_txs=100, tx_bytes=250)
+        assert s.info()["last_page"] <= pages_before * 1.1
+        assert check_store(s).ok
+        assert [b.height for b in s.blocks(1)] == list(range(31, 71))
+
+
+def test_check_reports_injected_inconsistencies(store):
+    for h in range(1, 5):
+        save(store, h)
+
+    def tamper(txn):  # rewrite valid-checksum records that contradict each other
+        store._put(txn, "block_hashes", b"\5" * 32, (3).to_bytes(8, "big"))
+        store._put(txn, "wal", (2).to_bytes(8, "big") + bytes(8), b"stale")
+        txn.delete((2).to_bytes(8, "big"), db=store._dbs["commits"])
+
+    store._write(tamper)
+    report = check_store(store)
+    text = report.summary()
+    assert not report.ok
+    assert "holds another block" in text and "discarded" in text and "certificate" in text
+
+
+def test_check_calls_the_node_verifier(store):
+    for h in range(1, 4):
+        save(store, h)
+    seen = []
+
+    def verify(block, parent):
+        seen.append((block.height, parent.height if parent else None))
+        return ["bad certificate"] if block.height == 2 else []
+
+    report = check_store(store, verify_block=verify)
+    assert seen == [(1, None), (2, 1), (3, 2)]
+    assert report.problems == ["blocks: height 2: bad certificate"]
+
+
+def test_corrupt_record_raises_store_corruption_naming_db_and_key(store):
+    save(store, 1)
+
+    def flip(txn):
+        key = (1).to_bytes(8, "big")
+        value = bytearray(txn.get(key, db=store._dbs["blocks"]))
+        value[200] ^= 1
+        txn.put(key, bytes(value), db=store._dbs["blocks"])
+
+    store._write(flip)
+    with pytest.raises(StoreCorruption, match="'blocks' at key height 1"):
+        store.load_block(1)
+    assert "checksum" in check_store(store).summary()
+
+
+def test_cli_check_and_info(tmp_path, capsys):
+    from engine.cli import main
+
+    home = tmp_path / "home"
+    with Store(str(home / "store")) as s:
+        for h in range(1, 4):
+            save(s, h)
+    assert main(["store", "check", "--home", str(home)]) == 0
+    assert "OK: 3 blocks" in capsys.readouterr().out
+    assert main(["store", "info", "--home", str(home)]) == 0
+    assert '"latest_height": 3' in capsys.readouterr().out
+    assert main(["store", "check", "--home", str(tmp_path / "nothing")]) == 1
+    assert "no store" in capsys.readouterr().out
