@@ -1,0 +1,169 @@
+"""Hashing benchmarks: BLAKE3 many-message kernel and Merkle roots against same-run baselines.
+
+`make bench` runs these with timing on; each prints one line per comparison: what ran, the native
+path, baseline and candidate times, the ratio, the target and a checksum of the outputs (so the
+work cannot be skipped). Baselines: a Python loop over the `blake3` package, the `blake3` package
+hashing one 64 MiB buffer, and the pure-Python reference Merkle tree. The smoke versions (marked
+bench_smoke) run the same code on small inputs inside `make test` and check the outputs agree.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import blake3 as blake3_pkg
+import numpy as np
+import pytest
+
+import engine
+from engine import hashing
+from engine._reference import merkle as ref
+
+MESSAGES_COUNT = 100_000
+MESSAGE_BYTES = 250
+BULK_BYTES = 64 << 20
+
+
+def best_ms(fn, repeat: int = 5) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best * 1e3
+
+
+def checksum(parts) -> str:
+    return hashing.blake3(b"".join(parts) if isinstance(parts, list) else parts).hex()[:16]
+
+
+def report(what: str, baseline_name: str, baseline_ms: float, candidate_ms: float,
+           target: float | None, check: str) -> float:
+    ratio = baseline_ms / candidate_ms
+    verdict = "" if target is None else (f"target >= {target:g}x " +
+                                         ("met" if ratio >= target else "MISSED"))
+    path = engine.native_info()["kernels"]["blake3"]
+    print(f"\n{what:<44} path={path:<8} {baseline_name}={baseline_ms:9.2f} ms  "
+          f"engine={candidate_ms:8.2f} ms  ratio={ratio:6.2f}x  {verdict}  checksum={check}")
+    return ratio
+
+
+def make_messages(count: int, size: int) -> list[bytes]:
+    seed = os.urandom(32)
+    return [blake3_pkg.blake3(i.to_bytes(8, "little"), key=seed).digest(length=size)
+            for i in range(count)]
+
+
+def packed(messages: list[bytes]):
+    offsets = np.cumsum([0] + [len(m) for m in messages], dtype=np.uint64)
+    return b"".join(messages), offsets
+
+
+def python_loop(messages):
+    return [blake3_pkg.blake3(m).digest() for m in messages]
+
+
+def reference_root(messages):
+    node_key = hashing.NODE_KEY
+    hashes = python_loop(messages)
+    return ref.root_from_hashes(
+        hashes, lambda l, r: blake3_pkg.blake3(l + r, key=node_key).digest(),
+        blake3_pkg.blake3(b"", key=node_key).digest())
+
+
+# ---- the comparisons (shared by the full benchmarks and the smoke runs) ------------------------
+
+def compare_many(messages, repeat):
+    want = python_loop(messages)
+    got = hashing.blake3_many(messages, threads=1)
+    data, offsets = packed(messages)
+    got_packed = hashing.blake3_many_packed(data, offsets, threads=1)
+    assert got == want and got_packed == b"".join(want)
+    base = best_ms(lambda: python_loop(messages), repeat)
+    cand = best_ms(lambda: hashing.blake3_many(messages, threads=1), repeat)
+    cand_packed = best_ms(lambda: hashing.blake3_many_packed(data, offsets, threads=1), repeat)
+    n = len(messages)
+    ratio = report(f"blake3_many {n} x {len(messages[0])} B, 1 thread (list)", "py-loop", base,
+                   cand, 10, checksum(got))
+    ratio_packed = report(f"blake3_many_packed {n} x {len(messages[0])} B, 1 thread", "py-loop",
+                          base, cand_packed, 10, checksum(got_packed))
+    return ratio, ratio_packed, cand, cand_packed
+
+
+def compare_bulk_fraction(messages, candidate_ms, candidate_packed_ms, bulk_bytes, repeat):
+    bulk = os.urandom(bulk_bytes)
+    bulk_ms = best_ms(lambda: blake3_pkg.blake3(bulk, max_threads=1).digest(), repeat)
+    bulk_gbs = bulk_bytes / bulk_ms / 1e6
+    total = sum(len(m) for m in messages)
+    for label, ms in (("list", candidate_ms), ("packed", candidate_packed_ms)):
+        gbs = total / ms / 1e6
+        fraction = gbs / bulk_gbs
+        print(f"\nblake3_many ({label}) {gbs:.2f} GB/s vs blake3 package one {bulk_bytes >> 20} MiB "
+              f"buffer {bulk_gbs:.2f} GB/s: {fraction:.0%} (target >= 60% "
+              f"{'met' if fraction >= 0.6 else 'MISSED'})")
+    return total / candidate_packed_ms / 1e6 / bulk_gbs
+
+
+def compare_merkle(messages, repeat):
+    want = reference_root(messages)
+    got = hashing.merkle_root(messages, threads=1)
+    assert got == want and hashing.merkle_root(messages, threads=2) == want
+    base = best_ms(lambda: reference_root(messages), max(1, repeat // 2))
+    one = best_ms(lambda: hashing.merkle_root(messages, threads=1), repeat)
+    two = best_ms(lambda: hashing.merkle_root(messages, threads=2), repeat)
+    n = len(messages)
+    r1 = report(f"merkle_root {n} x {len(messages[0])} B, 1 thread", "py-ref", base, one, 20,
+                checksum(got))
+    report(f"merkle_root {n} x {len(messages[0])} B, 2 threads", "py-ref", base, two, None,
+           checksum(got))
+    data, offsets = packed(messages)
+    leaf_hashes = hashing.blake3_many_packed(data, offsets, threads=1)
+    assert hashing.merkle_root_from_hashes(leaf_hashes, threads=1) == want
+    packed_ms = best_ms(lambda: hashing.merkle_root_from_hashes(
+        hashing.blake3_many_packed(data, offsets, threads=1), threads=1), repeat)
+    report(f"merkle_root packed {n} x {len(messages[0])} B, 1 thread", "py-ref", base, packed_ms,
+           20, checksum(got))
+    return r1
+
+
+# ---- make bench ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def messages():
+    return make_messages(MESSAGES_COUNT, MESSAGE_BYTES)
+
+
+def test_blake3_many_vs_python_loop_and_bulk(benchmark, messages):
+    _, _, cand, cand_packed = compare_many(messages, repeat=7)
+    compare_bulk_fraction(messages, cand, cand_packed, BULK_BYTES, repeat=5)
+    benchmark.group = "blake3_many 100k x 250 B"
+    benchmark(hashing.blake3_many, messages, threads=1)
+
+
+def test_merkle_root_vs_reference(benchmark, messages):
+    compare_merkle(messages, repeat=7)
+    benchmark.group = "merkle_root 100k x 250 B"
+    benchmark(hashing.merkle_root, messages, threads=1)
+
+
+@pytest.mark.parametrize("size", [64, 1024, 4096, 65536])
+def test_blake3_many_sizes(benchmark, size):
+    msgs = make_messages(max(64, 4_000_000 // size), size)
+    assert hashing.blake3_many(msgs) == python_loop(msgs)
+    base = best_ms(lambda: python_loop(msgs))
+    cand = best_ms(lambda: hashing.blake3_many(msgs, threads=1))
+    report(f"blake3_many {len(msgs)} x {size} B, 1 thread", "py-loop", base, cand, None,
+           checksum(hashing.blake3_many(msgs)))
+    benchmark.group = "blake3_many by size"
+    benchmark(hashing.blake3_many, msgs, threads=1)
+
+
+# ---- make test: smoke runs on small inputs -----------------------------------------------------
+
+@pytest.mark.bench_smoke
+def test_smoke_hashing_benchmarks_run():
+    msgs = make_messages(2000, MESSAGE_BYTES)
+    ratio, ratio_packed, cand, cand_packed = compare_many(msgs, repeat=1)
+    assert ratio > 0 and ratio_packed > 0
+    assert compare_bulk_fraction(msgs, cand, cand_packed, 1 << 20, repeat=1) > 0
+    assert compare_merkle(msgs, repeat=1) > 0
