@@ -1,25 +1,49 @@
-"""Ed25519 keys, signing and verification.
+"""Ed25519 keys, signing and ZIP-215 verification.
 
-Signing uses `cryptography` (Ed25519 signatures are deterministic, so any correct signer gives
-identical bytes). Verification follows ZIP-215 (DESIGN.md section 2) once the native kernel of
-issue 3 lands; until then it is OpenSSL through `cryptography`, behind the same API.
+Verification runs in the native kernel (csrc/ed25519, ``engine._native_ed25519``) under the
+ZIP-215 rules of DESIGN.md section 2: S < L; A and R must decode but non-canonical encodings are
+accepted; k = SHA-512(R || A || M) over the bytes as received; the cofactored equation
+[8][S]B = [8]R + [8][k]A. ``verify_batch`` checks one random linear combination per batch (fresh
+128-bit coefficients from the OS CSPRNG) and, when it fails, bisects down to single checks, so
+every verdict equals what ``verify`` says for that signature: nodes batching differently never
+disagree. An invalid point, S >= L or a failing equation is False, never an exception.
+
+Signing and key generation use `cryptography` (Ed25519 signatures are deterministic, so any
+correct signer gives identical bytes). Decompressed public keys are kept in a bounded native
+cache (``configure_key_cache``), since validators and busy senders sign again and again.
 """
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import Sequence, Union
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from engine import _native_ed25519
+
+BytesLike = Union[bytes, bytearray, memoryview]
 
 PUBLIC_KEY_BYTES = 32
 SIGNATURE_BYTES = 64
 SEED_BYTES = 32
+#: Default capacity of the decompressed public-key cache (keys).
+KEY_CACHE_KEYS_DEFAULT = 16384
 
-__all__ = ["SigningKey", "verify", "verify_batch"]
+__all__ = [
+    "PUBLIC_KEY_BYTES",
+    "SIGNATURE_BYTES",
+    "SEED_BYTES",
+    "SigningKey",
+    "verify",
+    "verify_batch",
+    "configure_key_cache",
+    "key_cache_info",
+    "native_path",
+]
 
 
-def _bytes_arg(value, name: str, length: int | None = None) -> bytes:
+def _bytes_arg(value: object, name: str, length: int | None = None) -> bytes:
     if not isinstance(value, (bytes, bytearray, memoryview)):
         raise TypeError(f"{name} must be bytes, bytearray or memoryview, not {type(value).__name__}")
     b = bytes(value)
@@ -28,24 +52,33 @@ def _bytes_arg(value, name: str, length: int | None = None) -> bytes:
     return b
 
 
+def _threads(threads: int | None) -> int:
+    if threads is None:
+        return 0
+    if isinstance(threads, bool) or not isinstance(threads, int):
+        raise TypeError(f"threads must be an int or None, not {type(threads).__name__}")
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, not {threads}")
+    return threads
+
+
 class SigningKey:
     """An Ed25519 signing key made from a 32-byte seed."""
 
     __slots__ = ("_seed", "_key", "_public")
 
-    def __init__(self, seed: bytes):
+    def __init__(self, seed: BytesLike):
         self._seed = _bytes_arg(seed, "seed", SEED_BYTES)
         self._key = Ed25519PrivateKey.from_private_bytes(self._seed)
-        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
         self._public = self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
     @classmethod
     def generate(cls) -> "SigningKey":
+        """A new key from the OS CSPRNG."""
         return cls(os.urandom(SEED_BYTES))
 
     @classmethod
-    def from_seed(cls, seed: bytes) -> "SigningKey":
+    def from_seed(cls, seed: BytesLike) -> "SigningKey":
         return cls(seed)
 
     @property
@@ -56,30 +89,53 @@ class SigningKey:
     def public_key(self) -> bytes:
         return self._public
 
-    def sign(self, message: bytes) -> bytes:
+    def sign(self, message: BytesLike) -> bytes:
+        """The 64-byte Ed25519 signature of ``message`` (deterministic, RFC 8032)."""
         return self._key.sign(_bytes_arg(message, "message"))
 
     def __repr__(self) -> str:
         return f"SigningKey(public_key={self._public.hex()})"
 
 
-def verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
-    pk = _bytes_arg(public_key, "public_key", PUBLIC_KEY_BYTES)
-    msg = _bytes_arg(message, "message")
-    sig = _bytes_arg(signature, "signature", SIGNATURE_BYTES)
-    try:
-        Ed25519PublicKey.from_public_bytes(pk).verify(sig, msg)
-    except (InvalidSignature, ValueError):
-        return False
-    return True
+def verify(public_key: BytesLike, message: BytesLike, signature: BytesLike) -> bool:
+    """ZIP-215 verdict for one signature.
+
+    Raises TypeError for non-bytes arguments and ValueError when ``public_key`` is not 32 bytes
+    or ``signature`` not 64; every other defect is simply False.
+    """
+    for value, name in ((public_key, "public_key"), (message, "message"),
+                        (signature, "signature")):
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            raise TypeError(f"{name} must be bytes, bytearray or memoryview, "
+                            f"not {type(value).__name__}")
+    return _native_ed25519.verify(public_key, message, signature)
 
 
-def verify_batch(public_keys: Sequence[bytes], messages: Sequence[bytes],
-                 signatures: Sequence[bytes], *, threads: int | None = None) -> list[bool]:
-    if not (len(public_keys) == len(messages) == len(signatures)):
-        raise ValueError("public_keys, messages and signatures must have the same length")
-    for i in range(len(public_keys)):
-        _bytes_arg(public_keys[i], f"public_keys[{i}]", PUBLIC_KEY_BYTES)
-        _bytes_arg(messages[i], f"messages[{i}]")
-        _bytes_arg(signatures[i], f"signatures[{i}]", SIGNATURE_BYTES)
-    return [verify(p, m, s) for p, m, s in zip(public_keys, messages, signatures)]
+def verify_batch(public_keys: Sequence[BytesLike], messages: Sequence[BytesLike],
+                 signatures: Sequence[BytesLike], *, threads: int | None = None) -> list[bool]:
+    """Verdicts for many signatures at once, each identical to ``verify`` on that entry.
+
+    ``threads=None`` uses every core (the GIL is released). Mismatched sequence lengths and an
+    item of the wrong length raise ValueError naming the argument and index; a non-bytes item
+    raises TypeError.
+    """
+    return _native_ed25519.verify_batch(public_keys, messages, signatures, _threads(threads))
+
+
+def configure_key_cache(capacity: int) -> None:
+    """Resize (and empty) the decompressed public-key cache; 0 disables it."""
+    if isinstance(capacity, bool) or not isinstance(capacity, int):
+        raise TypeError(f"capacity must be an int, not {type(capacity).__name__}")
+    if capacity < 0:
+        raise ValueError(f"capacity must be at least 0, not {capacity}")
+    _native_ed25519.cache_configure(capacity)
+
+
+def key_cache_info() -> dict:
+    """``{"capacity", "entries", "hits", "misses"}`` of the public-key cache."""
+    return dict(_native_ed25519.cache_info())
+
+
+def native_path() -> str:
+    """The ISA path the verifier runs now (``portable``, ``avx2``, ...)."""
+    return str(_native_ed25519.kernel_info()["ed25519"])
