@@ -1,0 +1,196 @@
+"""Several nodes in one process on real 127.0.0.1 sockets: commits, RPC, crash and catch-up."""
+from __future__ import annotations
+
+import asyncio
+import os
+
+import aiohttp
+import pytest
+
+from engine import crypto, hashing, tx
+from engine.hashing import MerkleProof
+from engine.node import Node
+from engine.rpc import join_envelopes
+from tests.node.helpers import make_testnet, make_txs
+
+CHAIN = "inproc"
+
+
+def run(coro, timeout_s: float = 60):
+    return asyncio.run(asyncio.wait_for(coro, timeout_s))
+
+
+async def _start(homes):
+    nodes = [Node(h) for h in homes]
+    for n in nodes:
+        await n.start()
+    return nodes
+
+
+async def _stop(nodes):
+    for n in nodes:
+        await n.stop()
+
+
+def _agree(nodes, height):
+    """Every node holds the same block and app hash at ``height``."""
+    infos = [n.block_info(height) for n in nodes]
+    assert all(i is not None for i in infos)
+    assert len({(i["hash"], i["result_app_hash"]) for i in infos}) == 1, infos
+
+
+def test_four_nodes_commit_and_rpc(tmp_path):
+    homes = make_testnet(tmp_path, 4, CHAIN)
+
+    async def main():
+        nodes = await _start(homes)
+        try:
+            await _exercise(nodes)
+        finally:
+            await _stop(nodes)
+
+    async def _exercise(nodes):
+        txs = make_txs(CHAIN, 300)
+        results = await nodes[1].submit_txs(txs)
+        assert all(r.ok for r in results)
+        target = max(n.latest_height for n in nodes) + 3
+        await asyncio.gather(*(n.wait_for_height(target, 30) for n in nodes))
+        for h in range(1, target + 1):
+            _agree(nodes, h)
+        # Every transaction was committed exactly once, on every node.
+        for n in nodes:
+            assert all(n.tx_info(r.tx_id) is not None for r in results)
+        assert nodes[3].app.query("/key", b"k7").value == b"v7"
+        await _rpc_checks(nodes[2])
+
+    run(main())
+
+
+async def _rpc_checks(node):
+    url = node.rpc.url
+    key = crypto.SigningKey.generate()
+    async with aiohttp.ClientSession() as http:
+        env = tx.encode_tx(key, 1, b"wait=commit", CHAIN)
+        async with http.post(f"{url}/tx?wait=commit&timeout_ms=20000", data=env) as r:
+            assert r.status == 200, await r.text()
+            committed = await r.json()
+        async with http.get(f"{url}/tx/{committed['tx_id']}") as r:
+            assert r.status == 200
+            info = await r.json()
+        async with http.get(f"{url}/block/{info['height']}") as r:
+            block = await r.json()
+        assert committed["tx_id"] in block["tx_ids"]
+        p = info["proof"]
+        proof = MerkleProof(p["index"], p["size"], tuple(bytes.fromhex(x) for x in p["path"]))
+        root = bytes.fromhex(block["tx_root"])
+        assert hashing.verify_merkle_proof(root, env, proof)
+        assert not hashing.verify_merkle_proof(root, env + b"x", proof)
+
+        # A batch through POST /txs, one of them a duplicate of the committed one.
+        batch = [tx.encode_tx(key, 100 + i, b"b%d=1" % i, CHAIN) for i in range(20)] + [env]
+        async with http.post(f"{url}/txs", data=join_envelopes(batch)) as r:
+            out = await r.json()
+        assert out["accepted"] == 20 and out["rejected"] == 1
+        assert out["errors"][0]["code"] == "duplicate"
+
+        async with http.get(f"{url}/status") as r:
+            status = await r.json()
+        for field in ("chain_id", "node_id", "latest_height", "latest_block_hash",
+                      "latest_app_hash", "peers"):
+            assert field in status
+        assert status["chain_id"] == CHAIN and len(status["peers"]) == 3
+        async with http.get(f"{url}/validators") as r:
+            assert len((await r.json())["validators"]) == 4
+        async with http.get(f"{url}/metrics") as r:
+            text = await r.text()
+        assert "engine_height" in text and "engine_mempool_batch_size_bucket" in text
+
+        bad = [
+            ("POST", "/tx", b"", 400), ("POST", "/tx", os.urandom(50), 400),
+            ("POST", "/tx?wait=maybe", env, 400), ("POST", "/tx?timeout_ms=abc", env, 400),
+            ("POST", "/tx?wait=commit&timeout_ms=0", env, 400),
+            ("POST", "/tx", env, 409),  # already committed
+            ("POST", "/txs", b"", 400), ("POST", "/txs", b"\x05\x00\x00\x00ab", 400),
+            ("POST", "/txs", b"\x01", 400),
+            ("GET", "/block/0", None, 400), ("GET", "/block/abc", None, 400),
+            ("GET", "/block/-1", None, 400), ("GET", "/block/99999999", None, 404),
+            ("GET", "/block/" + "9" * 30, None, 400),
+            ("GET", "/tx/xyz", None, 400), ("GET", "/tx/" + "AB" * 32, None, 400),
+            ("GET", "/tx/" + "00" * 32, None, 404), ("GET", "/nope", None, 404),
+            ("DELETE", "/status", None, 405), ("GET", "/tx", None, 405),
+        ]
+        for method, path, body, status_code in bad:
+            async with http.request(method, url + path, data=body) as r:
+                assert r.status == status_code, (method, path, r.status, await r.text())
+                err = await r.json()
+                assert err["error"] and err["message"], (path, err)
+        async with http.get(f"{url}/status") as r:
+            assert r.status == 200  # still serving
+
+
+def test_validator_down_then_catches_up_by_block_sync(tmp_path):
+    homes = make_testnet(tmp_path, 4, CHAIN)
+
+    async def main():
+        nodes = await _start(homes)
+        try:
+            await asyncio.gather(*(n.wait_for_height(2, 30) for n in nodes))
+            await nodes[3].stop()
+            # Three of four (75% > 2/3 of the power) keep committing.
+            up = nodes[:3]
+            await up[0].submit_txs(make_txs(CHAIN, 50, "down"))
+            target = up[0].latest_height + 4
+            await asyncio.gather(*(n.wait_for_height(target, 30) for n in up))
+            # Random bytes to a live node's p2p port change nothing.
+            for _ in range(3):
+                _, w = await asyncio.open_connection("127.0.0.1", homes[0].config.p2p_port)
+                w.write(os.urandom(500))
+                await w.drain()
+                w.close()
+            restarted = Node(homes[3])
+            nodes[3] = restarted
+            await restarted.start()
+            goal = up[0].latest_height + 1
+            await restarted.wait_for_height(goal, 30)
+            assert restarted.counters.get("blocks_synced", 0) >= 3
+            await asyncio.gather(*(n.wait_for_height(goal, 30) for n in nodes))
+            for h in range(1, goal + 1):
+                _agree(nodes, h)
+            assert up[0].peers.faults["handshake_refused"] >= 3
+        finally:
+            await _stop(nodes)
+
+    run(main(), 120)
+
+
+def test_embedding_api_single_validator(tmp_path):
+    from engine import config
+
+    home = config.init_home(str(tmp_path / "solo"), "solo", p2p_port=0, rpc_port=0)
+
+    async def main():
+        node = Node(home.path, rpc=False)
+        await node.start()
+        try:
+            env = make_txs("solo", 1)[0]
+            r = await node.submit_tx(env)
+            assert r.ok
+            info = await node.wait_for_tx(r.tx_id, 10)
+            assert info is not None and info["height"] >= 1
+            bad = await node.submit_tx(b"\x01" + os.urandom(120))
+            assert bad.code == "bad_signature"
+            with pytest.raises(TypeError):
+                await node.submit_tx("text")
+            h = node.latest_height
+        finally:
+            await node.stop()
+        # Restart from the same home: the chain continues from where it was.
+        again = Node(home.path, rpc=False)
+        await again.start()
+        try:
+            assert again.latest_height == h
+            await again.wait_for_height(h + 2, 10)
+        finally:
+            await again.stop()
+
+    run(main())
