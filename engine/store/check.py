@@ -72,6 +72,7 @@ class _Checker:
             return
         if (latest == 0) != (base == 0) or base > latest:
             self.r.add(f"meta: base height {base} and latest height {latest} are inconsistent")
+        self._meta_records()
         expected = self._blocks(base, latest)
         self._hashes(base, latest)
         self._commits(base, latest)
@@ -79,6 +80,17 @@ class _Checker:
         self._simple("state", count_attr="state_keys")
         self._wal(latest)
         self._signer()
+
+    def _meta_records(self) -> None:
+        known = {b"magic", b"schema", b"latest", b"base", b"app_hash"}
+        for key, value in self.txn.cursor(db=self.dbs["meta"]):
+            key = bytes(key)
+            try:
+                unseal("meta", key, value)
+            except StoreError as e:
+                self.r.add(str(e))
+            if key not in known:
+                self.r.add(f"meta: unknown key {describe_key('meta', key)}")
 
     def _meta_height(self, name: bytes) -> int | None:
         try:

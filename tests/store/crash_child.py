@@ -11,6 +11,9 @@ from engine.hashing import blake3
 from engine.store import Store
 
 
+PRUNE_KEEP = 60
+
+
 def block_content(height: int):
     rng = random.Random(height)
     n = rng.choice([0, 1, 5, 40, 200]) if height % 17 else 2000  # sometimes multi-page
@@ -51,6 +54,9 @@ def main(path: str) -> None:
                          parent_hash=parent, app_hash=c["app_hash"], results=c["results"],
                          state_changes=c["state_changes"])
         print("block", height, flush=True)
+        if height % 25 == 0 and height > PRUNE_KEEP:  # keeps checks short; prune gets killed too
+            store.prune(height - PRUNE_KEEP)
+            print("prune", height - PRUNE_KEEP, flush=True)
         height += 1
 
 

@@ -53,6 +53,8 @@ def _verify(path: str, lines, previous: dict) -> dict:
         report = check_store(store)
         assert report.ok, report.summary()
         latest = store.latest_height()
+        prunes = [int(x[1]) for x in lines if x[0] == "prune"]
+        assert store.base_height() >= max(prunes, default=0), "a reported prune was undone"
         assert latest >= previous["latest"], "latest height went backwards"
         assert latest >= max(blocks, default=0), "a block reported durable is missing"
         for h in blocks[-3:] + [latest]:
@@ -91,4 +93,6 @@ def test_sigkill_crash_trials(tmp_path):
             state = _verify(path, lines, state)
         except AssertionError as e:
             raise AssertionError(f"trial {trial} (ENGINE_CRASH_SEED={SEED}): {e}") from None
+
     assert state["latest"] > 0, "the child never committed a block"
+    print(f"crash trials: {TRIALS} kills, latest height {state['latest']}")

@@ -1,0 +1,140 @@
+"""Store benchmarks: saving blocks (with tx index and certificate) against a raw py-lmdb put of
+the same bytes, and tx lookups by id.
+
+`make bench` runs these with timing on and prints, per durability mode: blocks/s and MB/s of the
+store and of the baseline (one synced LMDB transaction putting the block's bytes as one value,
+same run, interleaved in rounds so both see the same machine), the overhead ratio against the
+1.3x target, lookups/s, and a checksum of the outputs (tx roots and lookup results). The smoke
+version (bench_smoke) runs a few small blocks inside `make test` and checks the outputs.
+"""
+from __future__ import annotations
+
+import os
+import random
+import statistics
+import tempfile
+import time
+
+import lmdb
+import pytest
+
+from engine.hashing import blake3, blake3_many, merkle_root_from_hashes
+from engine.store import Store, check_store
+
+BLOCK_TXS = 1000
+TX_BYTES = 250
+VALIDATORS = 100
+ROUNDS = 8
+BLOCKS_PER_ROUND = 25
+LOOKUPS = 5000
+OVERHEAD_TARGET = 1.3
+
+
+def make_block(height: int, n_txs: int, rng: random.Random) -> dict:
+    txs = [rng.randbytes(TX_BYTES) for _ in range(n_txs)]
+    ids = b"".join(blake3_many(txs))  # computed at admission in the node, so not timed
+    certificate = height.to_bytes(8, "little") + rng.randbytes(VALIDATORS // 8 + 64 * VALIDATORS)
+    return dict(height=height, block_hash=blake3(b"block %d" % height),
+                parent_hash=blake3(b"block %d" % (height - 1)) if height > 1 else bytes(32),
+                header=rng.randbytes(200), txs=txs, certificate=certificate,
+                app_hash=blake3(b"app %d" % height), results=[b"\0"] * n_txs,
+                state_changes=[(b"height", b"%d" % height)], tx_ids=ids)
+
+
+def raw_bytes(block: dict) -> bytes:
+    """What the baseline stores: the same block bytes as one value."""
+    return b"".join([block["header"], *block["txs"], block["certificate"], *block["results"]])
+
+
+def measure(n_rounds: int, per_round: int, n_txs: int, *, sync: bool, seed: int = 1) -> dict:
+    rng = random.Random(seed)
+    with tempfile.TemporaryDirectory(dir=os.environ.get("ENGINE_BENCH_DIR")) as tmp:
+        store = Store(os.path.join(tmp, "store"), sync=sync, map_size=1 << 30)
+        env = lmdb.open(os.path.join(tmp, "raw"), map_size=1 << 30, sync=sync, metasync=sync)
+        store_s, raw_s, roots, payload = [], [], [], 0
+        height = 1
+        for _ in range(n_rounds):
+            blocks = [make_block(height + i, n_txs, rng) for i in range(per_round)]
+            values = [raw_bytes(b) for b in blocks]
+            payload += sum(map(len, values))
+            start = time.perf_counter()
+            for b, v in zip(blocks, values):
+                with env.begin(write=True) as txn:
+                    txn.put(b["height"].to_bytes(8, "big"), v)
+            raw_s.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            for b in blocks:
+                roots.append(store.save_block(**b))
+            store_s.append(time.perf_counter() - start)
+            height += per_round
+        sample = [b["txs"][i] for b in blocks for i in range(0, n_txs, max(1, n_txs // 50))]
+        ids = [blake3(t) for t in sample] * max(1, LOOKUPS // max(1, len(sample)))
+        start = time.perf_counter()
+        found = [store.find_tx(i) for i in ids]
+        lookup_s = time.perf_counter() - start
+        ok = check_store(store).ok
+        store.close()
+        env.close()
+    n_blocks = n_rounds * per_round
+    store_med = statistics.median(store_s) / per_round
+    raw_med = statistics.median(raw_s) / per_round
+    return dict(blocks=n_blocks, store_block_ms=store_med * 1e3, raw_block_ms=raw_med * 1e3,
+                ratio=store_med / raw_med, store_blocks_s=1 / store_med,
+                raw_blocks_s=1 / raw_med, mb_per_block=payload / n_blocks / 1e6,
+                lookups_s=len(ids) / lookup_s, roots=roots, found=found, sample=sample,
+                check_ok=ok,
+                checksum=blake3(b"".join(roots) + b"".join(
+                    f.tx for f in found if f is not None)).hex()[:16])
+
+
+def print_report(r: dict, sync: bool) -> None:
+    mb = r["mb_per_block"]
+    verdict = "met" if r["ratio"] <= OVERHEAD_TARGET else "MISSED"
+    print(f"\nstore save sync={sync!s:<5} native=lmdb {'.'.join(map(str, lmdb.version()))} "
+          f"blocks={r['blocks']} of {BLOCK_TXS}x{TX_BYTES} B ({mb:.3f} MB):"
+          f"\n  baseline raw put: {r['raw_blocks_s']:8.1f} blocks/s {r['raw_blocks_s'] * mb:7.1f} "
+          f"MB/s ({r['raw_block_ms']:.3f} ms/block)"
+          f"\n  candidate store:  {r['store_blocks_s']:8.1f} blocks/s "
+          f"{r['store_blocks_s'] * mb:7.1f} MB/s ({r['store_block_ms']:.3f} ms/block)"
+          f"\n  ratio (store / raw time) = {r['ratio']:.3f}x, target <= {OVERHEAD_TARGET}x "
+          f"{verdict}; tx lookups by id: {r['lookups_s']:.0f}/s; checksum={r['checksum']}")
+
+
+def _assert_outputs(r: dict, n_txs: int) -> None:
+    assert r["check_ok"]
+    assert all(f is not None and f.tx == t for f, t in
+               zip(r["found"], r["sample"] * (len(r["found"]) // max(1, len(r["sample"])))))
+    assert len(r["roots"]) == r["blocks"] and all(len(x) == 32 for x in r["roots"])
+
+
+@pytest.mark.parametrize("sync", [True, False])
+def test_bench_store_save(benchmark, sync):
+    r = measure(ROUNDS, BLOCKS_PER_ROUND, BLOCK_TXS, sync=sync)
+    print_report(r, sync)
+    _assert_outputs(r, BLOCK_TXS)
+    rng = random.Random(7)
+    block = make_block(1, BLOCK_TXS, rng)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(os.path.join(tmp, "s"), sync=sync)
+        height = [0]
+
+        def save_one():
+            height[0] += 1
+            b = dict(block, height=height[0], block_hash=blake3(b"%d" % height[0]),
+                     parent_hash=blake3(b"%d" % (height[0] - 1)) if height[0] > 1 else bytes(32))
+            store.save_block(**b)
+
+        benchmark.pedantic(save_one, rounds=30, iterations=1)
+        store.close()
+    if sync and os.environ.get("ENGINE_BENCH_ENFORCE"):
+        assert r["ratio"] <= OVERHEAD_TARGET
+
+
+@pytest.mark.bench_smoke
+def test_bench_store_smoke():
+    r = measure(2, 3, 50, sync=True)
+    _assert_outputs(r, 50)
+    rng = random.Random(1)  # the roots must be the Merkle roots of the blocks' tx ids
+    for i, root in enumerate(r["roots"][:3]):
+        block = make_block(i + 1, 50, rng)
+        assert root == merkle_root_from_hashes(block["tx_ids"])
