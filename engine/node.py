@@ -74,8 +74,10 @@ RPC_BATCH_TXS_MAX = 50_000
 
 __all__ = ["Node", "run_node_forever"]
 
-# WAL record kinds (msgpack arrays).
-_W_PROPOSAL, _W_VOTE, _W_TIMEOUT, _W_VALUE, _W_COMMIT = range(1, 6)
+# WAL record kinds (msgpack arrays). _W_SIGNED records what this node signed at the height; it
+# is written by Store.sign_guarded in the same durable transaction as the signer state, and on
+# restart rebuilds the signer's history instead of being stepped.
+_W_PROPOSAL, _W_VOTE, _W_TIMEOUT, _W_VALUE, _W_COMMIT, _W_SIGNED = range(1, 7)
 
 
 class Node:
@@ -127,6 +129,7 @@ class Node:
         self._last_block_time_ms = 0
         self._replaying = False
         self._running = False
+        self._persisted: set[tuple[int, int, int, bytes]] = set()  # (h, r, step, signature)
         self.counters: dict[str, int] = {}
         self.latest_height = 0
         self.latest_block_hash = bytes(32)
@@ -238,10 +241,7 @@ class Node:
         own = self.home.validator_key
         signer = None
         if self.validators.index_of(own.public_key) is not None:
-            stored = self.store.signer_state()
-            state = (cs.SignerState(stored.height, stored.round, stored.step, stored.sign_bytes,
-                                    stored.signature) if stored else None)
-            signer = cs.SignerGuard(own, state)
+            signer = cs.SignerGuard(own, self._restore_signer_state())
         cfg = self.config
         timeouts = cs.TimeoutConfig(
             propose_ms=cfg.timeout_propose_ms, propose_delta_ms=cfg.timeout_delta_ms,
@@ -251,23 +251,47 @@ class Node:
                                      height=self.latest_height + 1, is_valid=self._is_valid,
                                      verify=self._verify, timeouts=timeouts)
 
+    def _restore_signer_state(self) -> cs.SignerState | None:
+        """The persisted signer state, with the history of the height rebuilt from the WAL."""
+        assert self.store is not None
+        stored = self.store.signer_state()
+        if stored is None:
+            return None
+        history = []
+        for raw in self.store.wal_replay(stored.height):
+            rec = msgpack.unpackb(raw, raw=False)
+            if rec[0] == _W_SIGNED:
+                _, r, step, sign_bytes, sig = rec
+                history.append((r, step, sign_bytes, sig))
+                self._persisted.add((stored.height, r, step, sig))
+        self._persisted.add((stored.height, stored.round, stored.step, stored.signature))
+        return cs.SignerState(stored.height, stored.round, stored.step, stored.sign_bytes,
+                              stored.signature, tuple(history))
+
     def _replay_and_start(self) -> None:
-        """Start the height, then feed its WAL back through the core (recovery is replay)."""
+        """Start the height, then feed its WAL back through the core (recovery is replay).
+        A replayed decision moves to the next height, whose WAL (if any) is replayed next."""
         assert self.store is not None and self.core is not None
-        self._execute(self.core.step(cs.Start()))
-        entries = self.store.wal_replay(self.core.height)
         self._replaying = True
         try:
-            for raw in entries:
-                try:
-                    event = self._decode_wal(raw)
-                    self._execute(self.core.step(event))
-                except (cs.ProtocolError, NetProtocolError, ValueError) as e:
-                    log.warning("skipping WAL record that no longer applies: %s", e)
+            while True:
+                height = self.core.height
+                self._execute(self.core.step(cs.Start(height)))
+                entries = self.store.wal_replay(height)
+                for raw in entries:
+                    try:
+                        event = self._decode_wal(raw)
+                        if event is not None:
+                            self._execute(self.core.step(event))
+                    except (cs.ProtocolError, NetProtocolError, ValueError) as e:
+                        log.warning("skipping WAL record that no longer applies: %s", e)
+                if entries:
+                    log.info("replayed %d WAL records at height %d", len(entries), height)
+                if self.core.height == height:
+                    break
         finally:
             self._replaying = False
-        if entries:
-            log.info("replayed %d WAL records at height %d", len(entries), self.core.height)
+        self._resend_own()
 
     # ------------------------------------------------------------------ inputs
     def _input(self, event: Any, wal_height: int) -> None:
@@ -289,12 +313,17 @@ class Node:
     # ------------------------------------------------------------------ actions
     def _execute(self, actions: list) -> None:
         votes: list[bytes] = []
+        decided = None
         for action in actions:
             if isinstance(action, cs.BroadcastVote):
-                if self._persist_signature(action.signer_state):
-                    votes.append(action.vote.encode())
+                v = action.vote
+                if self._persist_signature(v.height, v.round, int(v.type) + 1,
+                                           v.sign_bytes(self.chain_id), v.signature):
+                    votes.append(v.encode())
             elif isinstance(action, cs.BroadcastProposal):
-                if self._persist_signature(action.signer_state):
+                p = action.proposal
+                if self._persist_signature(p.height, p.round, int(cs.Step.PROPOSE),
+                                           p.sign_bytes(self.chain_id), p.signature):
                     self._flush_votes(votes)
                     msg = codec.encode(codec.PROPOSAL, action.proposal.encode(), action.block)
                     self._own_messages.append(msg)
@@ -306,6 +335,7 @@ class Node:
             elif isinstance(action, cs.Decide):
                 self._flush_votes(votes)
                 self._commit(action)
+                decided = action.height
             elif isinstance(action, cs.ReportEvidence):
                 self._add_evidence(action.evidence.encode(), gossip=True)
             elif isinstance(action, cs.MessageDropped):
@@ -316,6 +346,9 @@ class Node:
                               action.height, action.round, action.step.name, action.reason)
                 self._count("sign_refused")
         self._flush_votes(votes)
+        if decided is not None and self.core is not None and not self._replaying:
+            # The block is stored, so validity at the next height can be judged: start it.
+            self._execute(self.core.step(cs.Start(decided + 1)))
 
     def _flush_votes(self, votes: list[bytes]) -> None:
         if votes:
@@ -324,17 +357,27 @@ class Node:
             self._broadcast(msg)
             votes.clear()
 
-    def _persist_signature(self, state: cs.SignerState) -> bool:
-        """Make the signer state (and all WAL records before it) durable before sending."""
+    def _persist_signature(self, height: int, round: int, step: int, sign_bytes: bytes,
+                           signature: bytes) -> bool:
+        """Make the signature durable — signer record, a WAL record of it, and every WAL record
+        written before, in one synced transaction — before it may be sent. A signature that
+        is already on disk (re-sent after a replay) needs nothing more."""
         assert self.store is not None
+        key = (height, round, step, signature)
+        if key in self._persisted:
+            return True
         try:
-            self.store.sign_guarded(state.height, state.round, state.step, state.sign_bytes,
-                                    lambda sign_bytes: state.signature)
+            self.store.sign_guarded(
+                height, round, step, sign_bytes, lambda _: signature,
+                wal_entry=lambda sig: msgpack.packb([_W_SIGNED, round, step, sign_bytes, sig],
+                                                    use_bin_type=True))
         except Exception as e:  # DoubleSignRefused or a disk error: never send unpersisted
-            log.error("not sending signature at (%d, %d, %d): %s", state.height, state.round,
-                      state.step, e)
+            log.error("not sending signature at (%d, %d, %d): %s", height, round, step, e)
             self._count("persist_refused")
             return False
+        if len(self._persisted) > 64:  # only the current height's signatures matter
+            self._persisted = {k for k in self._persisted if k[0] >= height}
+        self._persisted.add(key)
         return True
 
     def _broadcast(self, message: bytes) -> None:
@@ -508,6 +551,10 @@ class Node:
         for msg in self._own_messages:
             self.peers.send(peer, msg)
 
+    def _resend_own(self) -> None:
+        for msg in self._own_messages:
+            self._broadcast(msg)
+
     def _on_disconnect(self, peer: bytes) -> None:
         self._peer_heights.pop(peer, None)
         self._sync_pending.pop(peer, None)
@@ -641,8 +688,7 @@ class Node:
             if self.latest_height != last_height:
                 last_height, stalled_since = self.latest_height, now
             elif now - stalled_since > RESEND_AFTER_MS / 1000:
-                for msg in self._own_messages:
-                    self._broadcast(msg)
+                self._resend_own()
                 stalled_since = now
 
     def _count(self, name: str, n: int = 1) -> None:
@@ -678,6 +724,8 @@ class Node:
         if kind == _W_COMMIT:
             return cs.CommitReceived(rec[1], cs.CommitCertificate.decode(rec[2],
                                                                          len(self.validators)))
+        if kind == _W_SIGNED:
+            return None  # restores the signer's history (see _restore_signer_state)
         raise ValueError(f"unknown WAL record kind {kind}")
 
     # ------------------------------------------------------------------ API (RPC, embedding)

@@ -190,6 +190,10 @@ def test_embedding_api_single_validator(tmp_path):
         try:
             assert again.latest_height == h
             await again.wait_for_height(h + 2, 10)
+            # Replaying the WAL of the unfinished height re-used the persisted signatures:
+            # nothing was refused by the double-sign guard.
+            assert again.counters.get("persist_refused", 0) == 0
+            assert again.counters.get("sign_refused", 0) == 0
         finally:
             await again.stop()
 

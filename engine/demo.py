@@ -1,0 +1,329 @@
+"""`engine demo` / `make demo`: a local validator network under load, watched live.
+
+Creates N validator homes in a temporary folder (``engine testnet``), starts each as its own
+``engine start`` process on 127.0.0.1, and runs a load generator that signs kvstore transactions
+(``key=value``) and posts them in batches to the nodes' ``POST /txs``. A live view (rich) shows
+height, committed TPS, latency and each node's status; at the end a summary gives blocks,
+transactions, TPS, p50/p99 latency and whether every node agrees on the last common block and
+app hash. Every process it started is stopped (SIGTERM, then SIGKILL after a grace period),
+whatever happens, and the temporary folder is removed unless ``--keep``.
+
+Latency is measured from the moment a transaction is posted to the moment the demo sees its
+block committed on node 0 (polled every ``POLL_MS``), so it includes up to one poll interval.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from engine import crypto, tx
+from engine.config import init_testnet
+from engine.rpc import join_envelopes
+
+POLL_MS = 100
+STARTUP_TIMEOUT_S = 30.0
+DRAIN_TIMEOUT_S = 8.0
+SHUTDOWN_GRACE_S = 10.0
+BATCH_INTERVAL_MS = 50
+
+__all__ = ["run_demo"]
+
+
+@dataclass
+class _Stats:
+    started: float = field(default_factory=time.monotonic)
+    submitted: int = 0
+    rejected: int = 0
+    committed: int = 0
+    blocks: int = 0
+    first_height: int = 0
+    last_height: int = 0
+    latencies_s: list[float] = field(default_factory=list)
+    pending: dict[str, float] = field(default_factory=dict)  # tx id hex -> submit time
+    tps_window: list[tuple[float, int]] = field(default_factory=list)
+    nodes: list[dict] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def recent_tps(self, window_s: float = 5.0) -> float:
+        now = time.monotonic()
+        recent = [(t, n) for t, n in self.tps_window if now - t <= window_s]
+        self.tps_window = recent
+        if not recent:
+            return 0.0
+        span = max(now - recent[0][0], 1e-3) if len(recent) > 1 else window_s
+        return sum(n for _, n in recent) / max(span, 1.0)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _spawn(home: str, log_path: str) -> subprocess.Popen:
+    log = open(log_path, "wb")
+    return subprocess.Popen([sys.executable, "-m", "engine", "start", "--home", home],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _shutdown(procs: list[subprocess.Popen]) -> list[int | None]:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + SHUTDOWN_GRACE_S
+    for p in procs:
+        try:
+            p.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    return [p.returncode for p in procs]
+
+
+async def _get_json(http: aiohttp.ClientSession, url: str) -> dict | None:
+    try:
+        async with http.get(url, timeout=aiohttp.ClientTimeout(total=2)) as r:
+            return await r.json() if r.status == 200 else None
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+        return None
+
+
+async def _wait_ready(http, urls: list[str], procs: list[subprocess.Popen]) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        for p in procs:
+            if p.poll() is not None:
+                raise RuntimeError(f"a node exited during start-up (code {p.returncode})")
+        states = [await _get_json(http, f"{u}/status") for u in urls]
+        if all(s is not None and len(s["peers"]) >= len(urls) - 1 for s in states):
+            return
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"nodes not connected within {STARTUP_TIMEOUT_S:.0f} s")
+
+
+async def _load(http, urls: list[str], chain_id: str, rate: int, stop: asyncio.Event,
+                stats: _Stats) -> None:
+    """Offer ``rate`` signed transactions per second, in batches every BATCH_INTERVAL_MS."""
+    key = crypto.SigningKey.generate()
+    nonce = 0
+    per_batch = max(1, rate * BATCH_INTERVAL_MS // 1000)
+    target = 0
+    next_at = time.monotonic()
+    while not stop.is_set():
+        envelopes = []
+        for _ in range(per_batch):
+            nonce += 1
+            envelopes.append(tx.encode_tx(key, nonce, f"key{nonce % 5000}={nonce}".encode(),
+                                          chain_id))
+        url = urls[target % len(urls)]
+        target += 1
+        sent_at = time.monotonic()
+        try:
+            async with http.post(f"{url}/txs", data=join_envelopes(envelopes),
+                                 timeout=aiohttp.ClientTimeout(total=10)) as r:
+                out = await r.json()
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as e:
+            stats.errors.append(f"POST /txs to {url}: {e}")
+            out = None
+        if out is not None:
+            bad = {e["index"] for e in out.get("errors", [])}
+            for i, tx_id in enumerate(out.get("tx_ids", [])):
+                if i not in bad:
+                    stats.pending[tx_id] = sent_at
+            stats.submitted += out.get("accepted", 0)
+            stats.rejected += out.get("rejected", 0)
+        next_at += BATCH_INTERVAL_MS / 1000
+        await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+
+async def _watch(http, urls: list[str], stop: asyncio.Event, stats: _Stats) -> None:
+    """Follow node 0's blocks (transactions committed, latency) and every node's status."""
+    while not stop.is_set():
+        states = await asyncio.gather(*(_get_json(http, f"{u}/status") for u in urls))
+        stats.nodes = [s or {} for s in states]
+        head = states[0]["latest_height"] if states[0] else stats.last_height
+        while stats.last_height < head:
+            block = await _get_json(http, f"{urls[0]}/block/{stats.last_height + 1}")
+            if block is None:
+                break
+            now = time.monotonic()
+            stats.last_height += 1
+            stats.blocks += 1
+            stats.committed += block["num_txs"]
+            stats.tps_window.append((now, block["num_txs"]))
+            for tx_id in block["tx_ids"]:
+                sent = stats.pending.pop(tx_id, None)
+                if sent is not None:
+                    stats.latencies_s.append(now - sent)
+        await asyncio.sleep(POLL_MS / 1000)
+
+
+def _render(stats: _Stats, duration_s: float):
+    from rich.table import Table
+
+    elapsed = time.monotonic() - stats.started
+    table = Table(title=f"engine demo — {elapsed:5.1f} s of {duration_s:.0f} s   "
+                        f"height {stats.last_height}   "
+                        f"TPS {stats.recent_tps():7.1f} (last 5 s)   "
+                        f"committed {stats.committed}   "
+                        f"latency p50 {_percentile(stats.latencies_s, .5) * 1000:5.0f} ms "
+                        f"p99 {_percentile(stats.latencies_s, .99) * 1000:5.0f} ms")
+    for col in ("node", "height", "round/step", "peers", "mempool", "block hash", "app hash"):
+        table.add_column(col)
+    for s in stats.nodes:
+        c = s.get("consensus") or {}
+        table.add_row(s.get("moniker", "down"), str(s.get("latest_height", "-")),
+                      f"{c.get('round', '-')}/{c.get('step', '-')}", str(len(s.get("peers", []))),
+                      str((s.get("mempool") or {}).get("txs", "-")),
+                      s.get("latest_block_hash", "")[:12], s.get("latest_app_hash", "")[:12])
+    return table
+
+
+async def _agreement(http, urls: list[str]) -> tuple[bool, int, list[tuple[str, str]]]:
+    """Whether all nodes hold the same block and app hash at the highest common height."""
+    states = await asyncio.gather(*(_get_json(http, f"{u}/status") for u in urls))
+    if any(s is None for s in states):
+        return False, 0, []
+    common = min(s["latest_height"] for s in states)
+    if common == 0:
+        return False, 0, []
+    blocks = await asyncio.gather(*(_get_json(http, f"{u}/block/{common}") for u in urls))
+    pairs = [(b["hash"], b["result_app_hash"]) if b else ("?", "?") for b in blocks]
+    return len(set(pairs)) == 1 and "?" not in pairs[0], common, pairs
+
+
+async def _run(urls, chain_id, duration_s, rate, live, procs) -> tuple[_Stats, bool, int, list]:
+    stats = _Stats()
+    async with aiohttp.ClientSession() as http:
+        await _wait_ready(http, urls, procs)
+        status0 = await _get_json(http, f"{urls[0]}/status")
+        stats.last_height = stats.first_height = status0["latest_height"] if status0 else 0
+        stats.started = time.monotonic()
+        stop_load, stop_watch = asyncio.Event(), asyncio.Event()
+        load = asyncio.create_task(_load(http, urls, chain_id, rate, stop_load, stats))
+        watch = asyncio.create_task(_watch(http, urls, stop_watch, stats))
+        await _display(stats, duration_s, live)
+        stop_load.set()
+        await load
+        drain_until = time.monotonic() + DRAIN_TIMEOUT_S
+        while stats.pending and time.monotonic() < drain_until:
+            await asyncio.sleep(0.2)
+        stop_watch.set()
+        await watch
+        ok, height, pairs = await _agreement(http, urls)
+    return stats, ok, height, pairs
+
+
+async def _display(stats: _Stats, duration_s: float, live: bool) -> None:
+    end = time.monotonic() + duration_s
+    if live:
+        from rich.live import Live
+
+        with Live(_render(stats, duration_s), refresh_per_second=4) as view:
+            while time.monotonic() < end:
+                await asyncio.sleep(0.25)
+                view.update(_render(stats, duration_s))
+        return
+    next_line = 0.0
+    while time.monotonic() < end:
+        if time.monotonic() >= next_line:
+            heights = [s.get("latest_height", "-") for s in stats.nodes]
+            print(f"[{time.monotonic() - stats.started:5.1f} s] heights {heights} "
+                  f"committed {stats.committed} TPS {stats.recent_tps():.1f}", flush=True)
+            next_line = time.monotonic() + 2
+        await asyncio.sleep(0.25)
+
+
+def run_demo(*, validators: int = 4, duration_s: float = 30.0, rate: int = 2000,
+             base_port: int = 0, keep: bool = False, live: bool = True) -> int:
+    if type(validators) is not int or not 1 <= validators <= 16:
+        raise SystemExit("--validators must be between 1 and 16")
+    if not 1 <= duration_s <= 3600 or not 1 <= rate <= 100_000:
+        raise SystemExit("--duration must be 1..3600 s and --rate 1..100000 tx/s")
+    base = base_port or free_base_port(2 * validators)
+    workdir = tempfile.mkdtemp(prefix="engine-demo-")
+    procs: list[subprocess.Popen] = []
+    try:
+        homes = init_testnet(workdir, validators, base_port=base, chain_id="demo")
+        for h in homes:
+            procs.append(_spawn(h.path, os.path.join(workdir, f"{h.config.moniker}.log")))
+        print(f"{validators} validators started in {workdir} (p2p/rpc ports {base}.."
+              f"{base + 2 * validators - 1}); load {rate} tx/s for {duration_s:.0f} s", flush=True)
+        stats, agreed, height, pairs = asyncio.run(
+            _run([h.rpc_url for h in homes], "demo", duration_s, rate, live, procs))
+    except (RuntimeError, OSError, ValueError) as e:
+        print(f"demo failed: {e}", file=sys.stderr)
+        _print_logs(workdir, procs)
+        return 1
+    finally:
+        codes = _shutdown(procs)
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    _print_summary(stats, agreed, height, pairs, codes, duration_s)
+    if keep:
+        print(f"homes and logs kept in {workdir}")
+    return 0 if agreed and stats.committed > 0 and all(c == 0 for c in codes) else 1
+
+
+def free_base_port(count: int) -> int:
+    """A base port with ``count`` free ports above it on 127.0.0.1 (checked by binding)."""
+    import random
+    import socket
+
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 60000 - count, 2)
+        ok = True
+        for port in range(base, base + count):
+            with socket.socket() as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError("no free range of ports found on 127.0.0.1")
+
+
+def _print_logs(workdir: str, procs: list[subprocess.Popen]) -> None:
+    for name in sorted(os.listdir(workdir)) if os.path.isdir(workdir) else []:
+        if name.endswith(".log"):
+            with open(os.path.join(workdir, name), errors="replace") as f:
+                tail = f.read()[-2000:]
+            print(f"--- {name} ---\n{tail}", file=sys.stderr)
+
+
+def _print_summary(stats: _Stats, agreed: bool, height: int, pairs: list, codes: list,
+                   duration_s: float) -> None:
+    elapsed = max(time.monotonic() - stats.started, 1e-3)
+    lat = stats.latencies_s
+    print()
+    print("summary")
+    print(f"  blocks committed     {stats.blocks} (heights {stats.first_height + 1}.."
+          f"{stats.last_height})")
+    print(f"  transactions         {stats.committed} committed, {stats.submitted} accepted, "
+          f"{stats.rejected} rejected, {len(stats.pending)} still pending")
+    print(f"  throughput           {stats.committed / elapsed:.1f} tx/s over {elapsed:.1f} s "
+          f"(load ran {duration_s:.0f} s)")
+    print(f"  latency              p50 {_percentile(lat, .5) * 1000:.0f} ms, "
+          f"p99 {_percentile(lat, .99) * 1000:.0f} ms ({len(lat)} samples)")
+    if pairs:
+        print(f"  agreement at height {height}: {'all nodes agree' if agreed else 'MISMATCH'} "
+              f"(block {pairs[0][0][:16]}, app hash {pairs[0][1][:16]})")
+    else:
+        print("  agreement            could not be checked (a node did not answer)")
+    print(f"  shutdown             exit codes {codes}")
+    if stats.errors:
+        print(f"  load errors          {len(stats.errors)} (first: {stats.errors[0]})")
