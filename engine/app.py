@@ -24,8 +24,17 @@ from typing import Any, Protocol
 
 from engine.hashing import blake3, merkle_root
 
-__all__ = ["Application", "CheckResult", "TxResult", "BlockResult", "QueryResult",
-           "StateView", "MemoryState", "KVStoreApp", "load_app"]
+__all__ = [
+    "Application",
+    "BlockResult",
+    "CheckResult",
+    "KVStoreApp",
+    "MemoryState",
+    "QueryResult",
+    "StateView",
+    "TxResult",
+    "load_app",
+]
 
 
 class StateView(Protocol):

@@ -54,7 +54,7 @@ class Block:
     def make(cls, *, chain_id: bytes, height: int, time_ms: int, parent_hash: bytes,
              app_hash: bytes, proposer_index: int, last_commit: bytes,
              evidence: list[bytes], txs: list[bytes],
-             tx_ids: list[bytes] | None = None) -> "Block":
+             tx_ids: list[bytes] | None = None) -> Block:
         ids = tx_ids if tx_ids is not None else blake3_many(txs) if txs else []
         return cls(chain_id, height, time_ms, parent_hash, app_hash, tx_root_of(ids),
                    proposer_index, last_commit, tuple(evidence), tuple(txs))
@@ -73,7 +73,7 @@ class Block:
         return self.header() + b"".join(_U32.pack(len(t)) + t for t in self.txs)
 
     @classmethod
-    def decode(cls, data: bytes, *, header_only: bool = False) -> "Block":
+    def decode(cls, data: bytes, *, header_only: bool = False) -> Block:
         """Parse a block (or, with ``header_only``, a stored header whose txs are kept apart)."""
         view = memoryview(data)
         try:

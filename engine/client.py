@@ -14,7 +14,8 @@ from __future__ import annotations
 import http.client
 import json
 import urllib.parse
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from engine.rpc import join_envelopes
 

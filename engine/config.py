@@ -35,8 +35,15 @@ VALIDATOR_KEY_FILE = "validator_key.json"
 DATA_DIR = "store"  # engine.store.store_path(home)
 CHAIN_ID_BYTES_MAX = 50
 
-__all__ = ["NodeConfig", "Genesis", "GenesisValidator", "Home", "init_home", "init_testnet",
-           "load_home"]
+__all__ = [
+    "Genesis",
+    "GenesisValidator",
+    "Home",
+    "NodeConfig",
+    "init_home",
+    "init_testnet",
+    "load_home",
+]
 
 
 @dataclass
@@ -103,9 +110,9 @@ class Genesis:
                 "app_state": self.app_state}
 
     @classmethod
-    def from_json(cls, obj: Any, where: str = GENESIS_FILE) -> "Genesis":
+    def from_json(cls, obj: Any, where: str = GENESIS_FILE) -> Genesis:
         if not isinstance(obj, dict):
-            raise ValueError(f"{where}: must hold a JSON object")
+            raise ValueError(f"{where}: must hold a JSON object")  # noqa: TRY004 - file content
         chain_id = obj.get("chain_id")
         check_chain_id(chain_id, f"{where}: chain_id")
         vals = obj.get("validators")
@@ -125,7 +132,7 @@ class Genesis:
             out.append(GenesisValidator(name, power, pk))
         app_state = obj.get("app_state", {})
         if not isinstance(app_state, dict):
-            raise ValueError(f"{where}: app_state must be an object")
+            raise ValueError(f"{where}: app_state must be an object")  # noqa: TRY004
         return cls(chain_id, out, app_state, int(obj.get("genesis_time_ms", 0)))
 
 

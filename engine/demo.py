@@ -71,7 +71,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def _spawn(home: str, log_path: str) -> subprocess.Popen:
-    log = open(log_path, "wb")
+    log = open(log_path, "wb")  # noqa: SIM115 - the child process owns it from here
     return subprocess.Popen([sys.executable, "-m", "engine", "start", "--home", home],
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 

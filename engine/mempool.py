@@ -17,9 +17,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from engine.hashing import blake3_many
 
@@ -180,7 +181,7 @@ class Mempool:
             if batch:
                 try:
                     await self._admit(batch)
-                except Exception as e:  # a verifier failure must not wedge admission
+                except Exception as e:  # noqa: BLE001 - a verifier failure must not wedge admission
                     for _, fut, _ in batch:
                         if fut is not None and not fut.done():
                             fut.set_exception(e)

@@ -41,7 +41,7 @@ import os
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, ClassVar
 
 import msgpack
 
@@ -371,7 +371,7 @@ class Node:
                 height, round, step, sign_bytes, lambda _: signature,
                 wal_entry=lambda sig: msgpack.packb([_W_SIGNED, round, step, sign_bytes, sig],
                                                     use_bin_type=True))
-        except Exception as e:  # DoubleSignRefused or a disk error: never send unpersisted
+        except Exception as e:  # noqa: BLE001 - DoubleSignRefused or disk error: never send
             log.error("not sending signature at (%d, %d, %d): %s", height, round, step, e)
             self._count("persist_refused")
             return False
@@ -667,9 +667,10 @@ class Node:
             self._count("blocks_synced")
         self._maybe_sync(peer)
 
-    _handlers = {codec.STATUS: _on_status, codec.PROPOSAL: _on_proposal,
-                 codec.VOTES: _on_votes, codec.EVIDENCE: _on_evidence, codec.TXS: _on_txs,
-                 codec.GET_BLOCKS: _on_get_blocks, codec.BLOCKS: _on_blocks}
+    _handlers: ClassVar[dict] = {codec.STATUS: _on_status, codec.PROPOSAL: _on_proposal,
+                                 codec.VOTES: _on_votes, codec.EVIDENCE: _on_evidence,
+                                 codec.TXS: _on_txs, codec.GET_BLOCKS: _on_get_blocks,
+                                 codec.BLOCKS: _on_blocks}
 
     def _gossip_txs(self, envelopes: list[bytes]) -> None:
         """Locally submitted transactions go to every peer, in batches (the mesh is full, so

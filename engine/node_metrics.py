@@ -6,7 +6,8 @@ admission batch sizes, verify time) are observed as events happen.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -19,7 +20,7 @@ __all__ = ["NodeMetrics"]
 
 
 class _StateCollector(Collector):
-    def __init__(self, node: "Node"):
+    def __init__(self, node: Node):
         self.node = node
 
     def collect(self) -> Iterator:
@@ -52,7 +53,7 @@ class _StateCollector(Collector):
 
 
 class NodeMetrics:
-    def __init__(self, node: "Node"):
+    def __init__(self, node: Node):
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(_StateCollector(node))
         self.block_interval = Histogram(

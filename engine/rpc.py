@@ -35,7 +35,7 @@ WAIT_TIMEOUT_MS_DEFAULT = 30_000
 WAIT_TIMEOUT_MS_MAX = 120_000
 _STATUS_OF_CODE = {"duplicate": 409, "mempool_full": 429, "tx_too_large": 413}
 
-__all__ = ["make_app", "RpcServer", "split_envelopes", "join_envelopes"]
+__all__ = ["RpcServer", "join_envelopes", "make_app", "split_envelopes"]
 
 
 def error(status: int, code: str, message: str) -> web.Response:
@@ -71,7 +71,7 @@ def _result_json(result: Any) -> dict[str, Any]:
     return {"tx_id": result.tx_id.hex(), "code": result.code, "log": result.log}
 
 
-def make_app(node: "Node") -> web.Application:
+def make_app(node: Node) -> web.Application:
     routes = web.RouteTableDef()
 
     @routes.post("/tx")
@@ -166,7 +166,7 @@ def make_app(node: "Node") -> web.Application:
 class RpcServer:
     """Runs :func:`make_app` for a node on its configured address."""
 
-    def __init__(self, node: "Node", host: str, port: int):
+    def __init__(self, node: Node, host: str, port: int):
         self.node, self.host, self.port = node, host, port
         self._runner: web.AppRunner | None = None
 

@@ -32,8 +32,19 @@ KIND_NAMES = {STATUS: "status", PROPOSAL: "proposal", VOTES: "votes", EVIDENCE: 
               TXS: "txs", GET_BLOCKS: "get_blocks", BLOCKS: "blocks"}
 _U64_MAX = 2**64 - 1
 
-__all__ = ["Message", "decode", "encode", "STATUS", "PROPOSAL", "VOTES", "EVIDENCE", "TXS",
-           "GET_BLOCKS", "BLOCKS", "KIND_NAMES"]
+__all__ = [
+    "BLOCKS",
+    "EVIDENCE",
+    "GET_BLOCKS",
+    "KIND_NAMES",
+    "PROPOSAL",
+    "STATUS",
+    "TXS",
+    "VOTES",
+    "Message",
+    "decode",
+    "encode",
+]
 
 
 @dataclass(frozen=True)

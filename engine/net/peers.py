@@ -17,8 +17,8 @@ import asyncio
 import logging
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from engine import crypto
 from engine.net import codec
@@ -31,7 +31,7 @@ log = logging.getLogger("engine.net")
 MessageHandler = Callable[[bytes, codec.Message], None]
 PeerHandler = Callable[[bytes], None]
 
-__all__ = ["PeerSet", "PeerAddress"]
+__all__ = ["PeerAddress", "PeerSet"]
 
 
 @dataclass(frozen=True)

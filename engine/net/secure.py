@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from typing import Callable
+from collections.abc import Callable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes

@@ -72,7 +72,7 @@ def test_mesh_broadcast_and_reconnect():
 
 def test_unknown_peer_and_garbage_are_refused_and_counted():
     async def main():
-        keys, sets, inbox, addrs = await _mesh(2)
+        _, sets, inbox, addrs = await _mesh(2)
         target = sets[0]
         # Random bytes, a truncated hello and a half frame: none crashes the listener.
         for data in (os.urandom(300), b"ENGP2P", os.urandom(40) + b"\x00\x00\x10"):
@@ -87,7 +87,7 @@ def test_unknown_peer_and_garbage_are_refused_and_counted():
             s = await handshake(r, w, node_key=stranger, chain_id=CHAIN, initiator=True,
                                 is_allowed=lambda k: True, frame_bytes_max=1 << 20)
             await s.send(codec.encode(codec.TXS, [b"x"]))
-        except Exception:  # noqa: BLE001 - refusal may surface on either side
+        except Exception:  # noqa: BLE001, S110 - refusal may surface on either side
             pass
         await _wait(lambda: target.faults["handshake_refused"] >= 4)
         assert stranger.public_key not in target.connected()

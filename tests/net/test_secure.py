@@ -53,7 +53,7 @@ def test_handshake_and_frames_roundtrip():
     a, b = crypto.SigningKey.generate(), crypto.SigningKey.generate()
 
     async def main():
-        c, s, server = await _pair(a, b, server_allows=lambda k: k == b.public_key,
+        c, s, _ = await _pair(a, b, server_allows=lambda k: k == b.public_key,
                                    client_allows=lambda k: k == a.public_key)
         assert c.peer_key == a.public_key and s.peer_key == b.public_key
         payloads = [b"", b"x", os.urandom(70000)]

@@ -198,3 +198,52 @@ def test_embedding_api_single_validator(tmp_path):
             await again.stop()
 
     run(main())
+
+
+def test_authenticated_peer_sending_garbage_cannot_stop_the_chain(tmp_path):
+    """A peer with an allowed key sends well-framed nonsense of every message kind: each is
+    dropped and counted, the peer is eventually disconnected, the others keep committing."""
+    from engine.net import codec
+    from engine.net.secure import handshake
+
+    homes = make_testnet(tmp_path, 4, CHAIN)
+
+    async def main():
+        nodes = await _start(homes[:3])
+        try:
+            await asyncio.gather(*(n.wait_for_height(1, 30) for n in nodes))
+            r, w = await asyncio.open_connection("127.0.0.1", homes[0].config.p2p_port)
+            stream = await handshake(r, w, node_key=homes[3].node_key, chain_id=CHAIN,
+                                     initiator=True, is_allowed=lambda k: True,
+                                     frame_bytes_max=1 << 24)
+            junk = [
+                codec.encode(codec.VOTES, [os.urandom(113) for _ in range(5)]),
+                codec.encode(codec.VOTES, [b"short"]),
+                codec.encode(codec.PROPOSAL, os.urandom(116), os.urandom(300)),
+                codec.encode(codec.BLOCKS, [[nodes[0].core.height, os.urandom(200),
+                                             os.urandom(100)]]),
+                codec.encode(codec.EVIDENCE, [os.urandom(226)]),
+                codec.encode(codec.TXS, [os.urandom(150) for _ in range(10)]),
+                codec.encode(codec.GET_BLOCKS, 1, 10**9),
+                codec.encode(codec.STATUS, 2**63, bytes(32)),
+                b"\x93\x01\x02",
+            ]
+            try:
+                for _ in range(4):
+                    for m in junk:
+                        await stream.send(m)
+            except Exception:  # noqa: BLE001, S110 - the node may hang up on us, as it should
+                pass
+            goal = nodes[0].latest_height + 3
+            await asyncio.gather(*(n.wait_for_height(goal, 30) for n in nodes))
+            faults = nodes[0].peers.faults
+            assert faults["disconnect_faults"] >= 1, faults
+            assert sum(v for k, v in faults.items() if k.startswith("invalid_")) >= 5, faults
+            assert homes[3].node_key.public_key not in nodes[0].peers.connected()
+            assert nodes[0].mempool.rejected.get("bad_signature", 0) >= 10
+            for h in range(1, goal + 1):
+                _agree(nodes, h)
+        finally:
+            await _stop(nodes)
+
+    run(main(), 90)

@@ -13,7 +13,7 @@ def _example_source() -> str:
     with open(os.path.join(ROOT, "README.md")) as f:
         text = f.read()
     section = text.split("## Embedding", 1)[1]
-    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    return re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
 
 
 def test_readme_counter_app_runs(tmp_path):
@@ -23,8 +23,9 @@ def test_readme_counter_app_runs(tmp_path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert asyncio.run(asyncio.wait_for(module.main(), 60)) == 3
-    from engine.app import load_app
     import sys
+
+    from engine.app import load_app
 
     sys.path.insert(0, str(tmp_path))
     try:
