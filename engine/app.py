@@ -159,7 +159,8 @@ class KVStoreApp(Application):
         self._genesis_writes: dict[bytes, bytes | None] = {}
 
     def init_chain(self, chain_id: str, app_state: dict[str, Any]) -> bytes:
-        writes = {str(k).encode(): str(v).encode() for k, v in sorted(app_state.items())}
+        writes: dict[bytes, bytes | None] = {str(k).encode(): str(v).encode()
+                                             for k, v in sorted(app_state.items())}
         # The store only takes state changes with a block, so genesis writes ride in block 1.
         self._genesis_writes = dict(writes)
         self._pending = writes

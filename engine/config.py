@@ -113,8 +113,7 @@ class Genesis:
     def from_json(cls, obj: Any, where: str = GENESIS_FILE) -> Genesis:
         if not isinstance(obj, dict):
             raise ValueError(f"{where}: must hold a JSON object")  # noqa: TRY004 - file content
-        chain_id = obj.get("chain_id")
-        check_chain_id(chain_id, f"{where}: chain_id")
+        chain_id = check_chain_id(obj.get("chain_id"), f"{where}: chain_id")
         vals = obj.get("validators")
         if not isinstance(vals, list) or not vals:
             raise ValueError(f"{where}: validators must be a non-empty list")

@@ -194,7 +194,7 @@ async def _agreement(http, urls: list[str]) -> tuple[bool, int, list[tuple[str, 
     states = await asyncio.gather(*(_get_json(http, f"{u}/status") for u in urls))
     if any(s is None for s in states):
         return False, 0, []
-    common = min(s["latest_height"] for s in states)
+    common = min(s["latest_height"] for s in states if s is not None)
     if common == 0:
         return False, 0, []
     blocks = await asyncio.gather(*(_get_json(http, f"{u}/block/{common}") for u in urls))

@@ -111,7 +111,7 @@ class Node:
         self.core: cs.ConsensusCore | None = None
         self.peers: PeerSet | None = None
         self.mempool: Mempool | None = None
-        self.rpc = None
+        self.rpc: Any = None  # engine.rpc.RpcServer once started
         self._executor: ThreadPoolExecutor | None = None
         self._timers: set[asyncio.TimerHandle] = set()
         self._tasks: set[asyncio.Task] = set()
@@ -153,7 +153,7 @@ class Node:
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="engine-verify")
         self.mempool = Mempool(
             chain_id=self.chain_id, check_tx=self.app.check_tx,
-            is_committed=lambda tx_id: self.store.find_tx(tx_id) is not None,
+            is_committed=self._is_committed,
             limits=MempoolLimits(txs_max=cfg.mempool_txs_max, bytes_max=cfg.mempool_bytes_max,
                                  tx_bytes_max=self._net_limits.tx_bytes_max,
                                  batch_txs_max=cfg.mempool_batch_txs_max,
@@ -178,7 +178,7 @@ class Node:
             await self.rpc.start()
         self._spawn(self._housekeeping())
         self._replay_and_start()
-        log.info("node %s started at height %d", self.config.moniker, self.core.height)
+        log.info("node %s started at height %d", self.config.moniker, self.latest_height + 1)
 
     async def stop(self) -> None:
         if not self._running:
@@ -229,12 +229,17 @@ class Node:
         self.latest_height = h
         if h:
             stored = self.store.load_block(h)
+            if stored is None:
+                raise RuntimeError(f"store reports height {h} but holds no block there")
             self.latest_block_hash = stored.block_hash
             self.latest_app_hash = stored.app_hash
             self._last_block_time_ms = Block.decode(stored.header, header_only=True).time_ms
         else:
             self.latest_app_hash = self.genesis_app_hash
         self.app.last_app_hash = self.latest_app_hash
+
+    def _is_committed(self, tx_id: bytes) -> bool:
+        return self.store is not None and self.store.find_tx(tx_id) is not None
 
     def _build_core(self) -> None:
         assert self.store is not None
@@ -644,7 +649,8 @@ class Node:
 
     def _on_get_blocks(self, peer: bytes, start: int, count: int) -> None:
         assert self.store is not None and self.peers is not None
-        items, total = [], 0
+        items: list[list] = []
+        total = 0
         for stored in self.store.blocks(start, start + count):
             raw = with_txs(Block.decode(stored.header, header_only=True), stored.txs).encode()
             if items and total + len(raw) > SYNC_REPLY_BYTES_MAX:
