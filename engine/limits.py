@@ -24,6 +24,8 @@ heights_ahead_max = 2
 future_height_messages_max = 20_000
 #: Distinct proposals kept per round (a second one means the proposer equivocated).
 proposals_per_round_max = 4
+#: Values an equivocating validator's conflicting votes are counted for, per vote set.
+equivocations_counted_max = 4
 #: Largest block (proposal value) the core accepts, in bytes.
 block_bytes_max = 64 << 20
 #: Rounds a single height may reach before the core refuses to go on (a broken invariant).

@@ -6,7 +6,8 @@ changes consensus state. The node driver (engine/node) and the simulator (engine
 the same events and execute the same actions.
 
 Events (inputs; the driver writes each to the WAL before ``step``)
-  ``Start()``                              begin the current height at round 0 (once)
+  ``Start(height)``                        begin the height at round 0 (after construction, and
+                                           after each Decide once the block is committed)
   ``ProposalReceived(proposal, block)``    a signed proposal and its block bytes
   ``VoteReceived(vote)``                   a signed prevote or precommit
   ``TimeoutFired(height, round, step)``    a timer from ``ScheduleTimeout`` expired
@@ -19,8 +20,8 @@ Actions (outputs; execute in order)
       its own message; the driver must not feed it back.
   ``ScheduleTimeout(height, round, step, duration_ms)``  deliver ``TimeoutFired`` later
   ``RequestValue(height, round)``       build a block (with evidence, last commit) -> ValueReady
-  ``Decide(height, round, block, block_hash, certificate)``  commit the block; the core is
-      already at height + 1
+  ``Decide(height, round, block, block_hash, certificate)``  commit the block, then feed
+      ``Start(height + 1)`` (the core is at height + 1 and logs its messages meanwhile)
   ``ReportEvidence(evidence)``          store DuplicateVoteEvidence; put it in a later block
   ``MessageDropped(reason)``            a bound was reached; count it in metrics
   ``SignRefused(height, round, step, reason)``  the double-sign guard refused; alert

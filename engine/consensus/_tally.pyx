@@ -3,10 +3,11 @@
 
 A *row* is one vote set, e.g. the prevotes of (height, round); the Python layer
 (engine/consensus/votes.py) maps (round, type) to rows and block hashes to small integer
-*slots* (slot 0 is nil by convention there; here a slot is just an index < validators + 1).
-Each validator's first vote in a row counts; a repeat of the same slot is a duplicate, a
-different slot is a conflict (the caller turns it into DuplicateVoteEvidence). Adding a vote is
-O(1). Thresholds compare with integer arithmetic: quorum is ``3 * power > 2 * total``
+*slots* (slot 0 is nil by convention there; here a slot is an index < 2 * validators + 2).
+Each validator's first vote in a row counts for its value and for "any"; a repeat of the same
+slot is a duplicate, a different slot is a conflict (the caller turns it into
+DuplicateVoteEvidence and may count it for its value only with ``add_extra``, as the paper
+counts every signed message per value). Adding a vote is O(1). Thresholds compare with integer arithmetic: quorum is ``3 * power > 2 * total``
 (more than two thirds), one third is ``3 * power > total`` (f + 1: at least one correct).
 
 This module knows nothing about consensus rules; it counts.
@@ -70,7 +71,7 @@ cdef class VoteTally:
     cdef _grow(self, Py_ssize_t cap):
         n = self.validators_count
         votes = np.full((cap, n), -1, dtype=np.int32)
-        value_power = np.zeros((cap, n + 1), dtype=np.int64)
+        value_power = np.zeros((cap, 2 * n + 2), dtype=np.int64)
         any_power = np.zeros(cap, dtype=np.int64)
         if self.rows_count:
             votes[:self.rows_count] = self._votes_arr[:self.rows_count]
@@ -89,7 +90,7 @@ cdef class VoteTally:
 
     cdef inline int _check(self, Py_ssize_t row, Py_ssize_t validator, Py_ssize_t slot) nogil:
         return (0 <= row < self.rows_count and 0 <= validator < self.validators_count
-                and 0 <= slot <= self.validators_count)
+                and 0 <= slot < 2 * self.validators_count + 2)
 
     cdef inline int _add(self, Py_ssize_t row, Py_ssize_t validator, Py_ssize_t slot) nogil:
         cdef int32_t prev = self.votes[row, validator]
@@ -105,6 +106,15 @@ cdef class VoteTally:
         if not self._check(row, validator, slot):
             raise ValueError(f"row {row}, validator {validator} or slot {slot} is out of range")
         return self._add(row, validator, slot)
+
+    def add_extra(self, Py_ssize_t row, Py_ssize_t validator, Py_ssize_t slot):
+        """Count an equivocating validator's vote for ``slot`` too (value power only). The
+        caller guarantees it counts each (validator, slot) of a row at most once."""
+        if not self._check(row, validator, slot):
+            raise ValueError(f"row {row}, validator {validator} or slot {slot} is out of range")
+        if self.votes[row, validator] == slot:
+            raise ValueError("add_extra of the validator's first vote")
+        self.value_power[row, slot] += self.powers[validator]
 
     def add_batch(self, rows, validators, slots):
         """Add many votes (three equal-length integer arrays); returns an int8 status array
@@ -165,7 +175,7 @@ cdef class VoteTally:
         if not self._check(row, 0, 0):
             raise ValueError(f"row {row} is out of range")
         cdef Py_ssize_t s
-        for s in range(self.validators_count + 1):
+        for s in range(2 * self.validators_count + 2):
             if 3 * self.value_power[row, s] > 2 * self.total_power:
                 return s
         return -1

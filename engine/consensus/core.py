@@ -155,10 +155,7 @@ class ConsensusCore:
         elif isinstance(event, ev.CommitReceived):
             self._on_commit(event, out)
         elif isinstance(event, ev.Start):
-            if not self.started:
-                self.started = True
-                self._start_round(0, out)
-                self._run_rules(0, out)
+            self._on_start(event, out)
         else:
             raise TypeError(f"event must be a consensus event, not {type(event).__name__}")
         return out
@@ -237,6 +234,27 @@ class ConsensusCore:
         self.blocks.setdefault(p.block_hash, block)
         self.votes.note_participant(p.round, p.proposer_index)
 
+    def _on_start(self, event: ev.Start, out: list) -> None:
+        if type(event.height) is not int:
+            raise TypeError("Start.height must be an int")
+        if event.height != self.height or self.started:
+            return  # stale or repeated
+        self.started = True
+        height = self.height
+        for i, e in enumerate(self.future):  # a certified block of this height decides at once
+            if isinstance(e, ev.CommitReceived) and e.certificate.height == height:
+                del self.future[i]
+                self._on_commit(e, out)
+                return
+        self._start_round(0, out)
+        # The log may already hold messages of this height: evaluate every round in it.
+        for r in self.votes.rounds():
+            if self.height != height:
+                return
+            self._run_rules(r, out)
+        if self.height == height:
+            self._run_rules(self.round, out)
+
     def _on_timeout(self, event: ev.TimeoutFired, out: list) -> None:
         h, r, s = event.height, event.round, event.step
         if h != self.height or r != self.round:
@@ -274,7 +292,8 @@ class ConsensusCore:
         if self.hash_block(event.block) != cert.block_hash:
             raise ProtocolError("block does not match the certificate's block hash")
         cert.verify(self.chain_id, self.validators, self._verify_batch)
-        if cert.height > self.height:
+        if cert.height > self.height or not self.started:
+            # Validity of this height needs the previous block committed, i.e. Start.
             self._buffer_future(cert.height, event, out)
             return
         if not self.is_valid(self.height, event.block):
@@ -439,11 +458,10 @@ class ConsensusCore:
 
     def decide(self, round: int, block: bytes, block_hash: bytes, cert: CommitCertificate,
                out: list) -> None:
-        """l.49: record the decision, move to the next height and start its round 0."""
+        """l.49: record the decision and move to the next height, which waits for Start."""
         out.append(ev.Decide(self.height, round, block, block_hash, cert))
-        self.started = True
+        self.started = False  # until the driver has committed the block and sends Start
         self._reset_height(self.height + 1)
-        self._start_round(0, out)
 
     _decide = decide
 
@@ -454,8 +472,8 @@ class ConsensusCore:
             h = _event_height(event)
             if h < self.height:
                 continue
-            if h > self.height:
-                self.future.append(event)
+            if h > self.height or isinstance(event, ev.CommitReceived):
+                self.future.append(event)  # a commit waits for Start (see _on_commit)
                 continue
             try:
                 out.extend(self.step(event))

@@ -18,8 +18,11 @@ from engine.consensus.types import Proposal, Step, Vote
 
 @dataclass(frozen=True, slots=True)
 class Start:
-    """Begin the current height at round 0 (once, after construction; not after a WAL replay
-    that already contains it)."""
+    """Begin ``height`` at round 0: after construction, and after each ``Decide`` once the
+    driver has committed the block (validity at the next height depends on it). Messages of
+    the height that arrive earlier are logged; the rules run from Start on."""
+
+    height: int
 
 
 @dataclass(frozen=True, slots=True)

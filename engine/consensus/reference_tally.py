@@ -31,7 +31,7 @@ class PyVoteTally:
 
     def _check(self, row: int, validator: int, slot: int) -> bool:
         return (0 <= row < len(self.rows) and 0 <= validator < self.validators_count
-                and 0 <= slot <= self.validators_count)
+                and 0 <= slot < 2 * self.validators_count + 2)
 
     def add(self, row: int, validator: int, slot: int) -> int:
         if not self._check(row, validator, slot):
@@ -45,6 +45,14 @@ class PyVoteTally:
         value_power[slot] = value_power.get(slot, 0) + p
         any_power[0] += p
         return ADDED
+
+    def add_extra(self, row: int, validator: int, slot: int) -> None:
+        if not self._check(row, validator, slot):
+            raise ValueError(f"row {row}, validator {validator} or slot {slot} is out of range")
+        if self.rows[row][0].get(validator) == slot:
+            raise ValueError("add_extra of the validator's first vote")
+        vp = self.rows[row][1]
+        vp[slot] = vp.get(slot, 0) + self.powers[validator]
 
     def add_batch(self, rows, validators, slots) -> list[int]:
         out = []

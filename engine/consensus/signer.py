@@ -1,9 +1,11 @@
 """The double-sign guard: a signer that never signs two different things at one (h, r, step).
 
-Rule (as CometBFT's privval ``CheckHRS``): a request at a (height, round, step) lower than the
-last one signed is refused; at the same (height, round, step) the stored signature is returned
-when the sign bytes are identical (the crash-after-sign, replay-from-WAL case) and the request is
-refused otherwise. ``state`` is what the driver persists, together with the WAL record, before
+Rule (CometBFT's privval ``CheckHRS``, extended to the whole current height): at a
+(height, round, step) already signed, the stored signature is returned when the sign bytes are
+identical and the request is refused otherwise; a new (height, round, step) lower than the last
+one signed is refused. The guard remembers every signature of the last height it signed at,
+because recovery replays the WAL of that height through the core, which asks again for each of
+its earlier votes: it gets back the very same signatures, never a new one. ``state`` is what the driver persists, together with the WAL record, before
 the signed message leaves the process; after a crash the driver restores it with
 ``SignerGuard(key, state)``. This module is the in-memory model; the storage is engine/store.
 """
@@ -33,6 +35,8 @@ class SignerState:
     step: int = 0
     sign_bytes: bytes = b""
     signature: bytes = b""
+    #: Every (round, step, sign bytes, signature) signed at ``height``, in signing order.
+    history: tuple[tuple[int, int, bytes, bytes], ...] = ()
 
     def hrs(self) -> tuple[int, int, int]:
         return (self.height, self.round, self.step)
@@ -54,13 +58,18 @@ class SignerGuard:
     def sign(self, height: int, round: int, step: int, sign_bytes: bytes) -> bytes:
         """Sign or raise DoubleSignRefused (see the module docstring for the rule)."""
         hrs = (height, round, step)
-        last = self.state.hrs()
-        if hrs < last:
-            raise DoubleSignRefused(f"(height, round, step) {hrs} is below the last signed {last}")
-        if hrs == last:
-            if sign_bytes == self.state.sign_bytes:
-                return self.state.signature
-            raise DoubleSignRefused(f"conflicting data at (height, round, step) {hrs}")
+        st = self.state
+        if height == st.height:
+            for r, s, b, sig in st.history:
+                if (r, s) == (round, step):
+                    if b == sign_bytes:
+                        return sig
+                    raise DoubleSignRefused(f"conflicting data at (height, round, step) {hrs}")
+        if hrs < st.hrs():
+            raise DoubleSignRefused(f"(height, round, step) {hrs} is below the last signed "
+                                    f"{st.hrs()}")
         signature = self.key.sign(sign_bytes)
-        self.state = SignerState(height, round, step, sign_bytes, signature)
+        history = st.history if height == st.height else ()
+        self.state = SignerState(height, round, step, sign_bytes, signature,
+                                 history + ((round, step, sign_bytes, signature),))
         return signature

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from engine import limits
 from engine.consensus import _tally
 from engine.consensus.evidence import DuplicateVoteEvidence
 from engine.consensus.types import NIL, ValidatorSet, Vote
@@ -18,12 +19,16 @@ ADDED, DUPLICATE, CONFLICT = _tally.ADDED, _tally.DUPLICATE, _tally.CONFLICT
 
 
 class _Row:
-    __slots__ = ("index", "slots", "votes")
+    __slots__ = ("index", "slots", "votes", "extra", "extra_slots_left")
 
     def __init__(self, index: int, validators_count: int):
         self.index = index
         self.slots: dict[bytes, int] = {NIL: 0}
         self.votes: list[Vote | None] = [None] * validators_count
+        # Conflicting votes counted for their value: validator -> block hash -> vote.
+        self.extra: dict[int, dict[bytes, Vote]] = {}
+        # First votes use at most validators + 1 slots; conflicting ones get as many more.
+        self.extra_slots_left = validators_count + 1
 
 
 class HeightVotes:
@@ -61,6 +66,7 @@ class HeightVotes:
             self.note_participant(vote.round, vote.validator_index)
             return status, None
         if status == CONFLICT:
+            self._count_conflicting(row, vote, slot, new_slot)
             key = (vote.round, int(vote.type), vote.validator_index)
             if key not in self._evidence_seen:  # one report per equivocating (round, type)
                 self._evidence_seen.add(key)
@@ -68,6 +74,21 @@ class HeightVotes:
                 assert first is not None and first.block_hash != vote.block_hash
                 return status, DuplicateVoteEvidence.from_votes(first, vote)
         return status, None
+
+    def _count_conflicting(self, row: _Row, vote: Vote, slot: int, new_slot: bool) -> None:
+        """The paper counts signed messages per value, so an equivocator's second value gets
+        its power too (that is what lets others see a proof of lock it helped form). Bounded:
+        ``limits.equivocations_counted_max`` values per validator and row."""
+        mine = row.extra.setdefault(vote.validator_index, {})
+        if vote.block_hash in mine or len(mine) >= limits.equivocations_counted_max:
+            return
+        if new_slot:
+            if row.extra_slots_left == 0:
+                return
+            row.extra_slots_left -= 1
+            row.slots[vote.block_hash] = slot
+        mine[vote.block_hash] = vote
+        self.tally.add_extra(row.index, vote.validator_index, slot)
 
     def note_participant(self, round: int, validator_index: int) -> None:
         """Record that the validator sent some message in ``round`` (vote or proposal)."""
@@ -110,8 +131,12 @@ class HeightVotes:
         row = self._rows.get((round, vote_type))
         if row is None:
             return {}
-        return {i: v.signature for i, v in enumerate(row.votes)
+        sigs = {i: v.signature for i, v in enumerate(row.votes)
                 if v is not None and v.block_hash == block_hash}
+        for i, votes in row.extra.items():
+            if block_hash in votes:
+                sigs[i] = votes[block_hash].signature
+        return sigs
 
     def votes_of(self, validator_index: int) -> list[Vote]:
         """The counted votes of one validator (for re-gossip by a driver)."""
