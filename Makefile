@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 SOURCES := $(shell find csrc engine -name '*.c' -o -name '*.h' -o -name '*.cpp' -o -name '*.pyx' 2>/dev/null) setup.py pyproject.toml
 
-.PHONY: all build test test-quick sim bench bench-smoke demo lint clean sanitize
+.PHONY: all build test test-quick sim bench bench-smoke demo lint clean sanitize test-crash
 
 all: build
 
@@ -54,6 +54,11 @@ sanitize: build
 	ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 		$(PY) -m pytest -q -x tests -m "not slow" -p no:cacheprovider; rc=$$?; \
 		$(PY) setup.py -q build_ext --inplace --force; exit $$rc
+
+# Storage crash and corruption trials, extended (make test runs 20 kills and 150 flips).
+test-crash: build
+	ENGINE_CRASH_TRIALS=$${ENGINE_CRASH_TRIALS:-200} ENGINE_CORRUPTION_TRIALS=$${ENGINE_CORRUPTION_TRIALS:-1000} \
+		$(PY) -m pytest -q -s tests/store/test_crash.py tests/store/test_corruption.py -p no:cacheprovider
 
 clean:
 	rm -rf build *.egg-info engine/*.so engine/**/*.so .pytest_cache

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import struct
 
-from engine.hashing import blake3
+from blake3 import blake3 as _blake3_pkg
+
 
 TAG_BYTES = 16
 HEIGHT = struct.Struct(">Q")  # keys are big-endian so LMDB appends them in order
@@ -49,13 +50,18 @@ def height_key(height: int) -> bytes:
 
 
 def tag(database: str, key: bytes, payload) -> bytes:
-    inner = blake3(payload)
-    return blake3(database.encode() + b"\0" + bytes(key) + inner)[:TAG_BYTES]
+    # BLAKE3 as in engine.hashing; the `blake3` package is used here because for one large
+    # buffer per call it measured faster (44 us vs 64-109 us for a 260 KB block record).
+    h = _blake3_pkg(database.encode())
+    h.update(b"\0")
+    h.update(key)
+    h.update(_blake3_pkg(payload).digest())
+    return h.digest()[:TAG_BYTES]
 
 
 def seal(database: str, key: bytes, payload) -> bytes:
     """``payload`` followed by its tag."""
-    return bytes(payload) + tag(database, key, payload)
+    return b"".join((payload, tag(database, key, payload)))
 
 
 def unseal(database: str, key: bytes, value) -> memoryview:

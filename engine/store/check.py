@@ -82,7 +82,7 @@ class _Checker:
         self._signer()
 
     def _meta_records(self) -> None:
-        known = {b"magic", b"schema", b"latest", b"base", b"app_hash"}
+        known = {b"magic", b"schema", b"latest", b"base", b"app_hash", b"tip"}
         for key, value in self.txn.cursor(db=self.dbs["meta"]):
             key = bytes(key)
             try:
@@ -127,6 +127,8 @@ class _Checker:
             app_hash = self.s._meta(self.txn, b"app_hash")
             if app_hash != prev.app_hash:
                 self.r.add(f"meta: app_hash does not match block {latest}")
+            if self.s._meta(self.txn, b"tip") != prev.block_hash + prev.app_chain:
+                self.r.add(f"meta: tip does not match block {latest}")
         return entries
 
     def _block(self, block: StoredBlock, prev: StoredBlock | None, entries: list) -> None:

@@ -110,17 +110,21 @@ def _pack_list(items: Sequence[bytes], name: str) -> tuple[np.ndarray, bytes]:
     """(u32 offsets, concatenated bytes) of a list of byte strings."""
     if isinstance(items, (bytes, bytearray, memoryview, str)):
         raise TypeError(f"{name} must be a sequence of bytes, not {type(items).__name__}")
-    items = list(items)
-    for i, item in enumerate(items):
-        if not isinstance(item, (bytes, bytearray, memoryview)):
-            raise TypeError(f"{name}[{i}] must be bytes, not {type(item).__name__}")
-    data = b"".join(items)
-    if len(data) > block_bytes_max:
-        raise ValueError(f"{name} hold {len(data)} bytes, more than {block_bytes_max}")
+    items = items if isinstance(items, list) else list(items)
+    try:
+        data = b"".join(items)
+        lengths = np.fromiter(map(len, items), dtype=np.int64, count=len(items))
+    except TypeError:
+        data, lengths = b"", None
     offsets = np.zeros(len(items) + 1, dtype="<u4")
-    if items:
-        offsets[1:] = np.cumsum(np.fromiter(map(len, items), dtype=np.uint64,
-                                            count=len(items)))
+    if lengths is not None and len(data) <= block_bytes_max and len(items):
+        np.cumsum(lengths, out=offsets[1:], dtype=np.uint32)
+    if lengths is None or int(offsets[-1]) != len(data):  # a non-bytes item: name it
+        for i, item in enumerate(items):
+            if not isinstance(item, (bytes, bytearray)) and not (
+                    isinstance(item, memoryview) and item.itemsize == 1):
+                raise TypeError(f"{name}[{i}] must be bytes, not {type(item).__name__}")
+        raise ValueError(f"{name} hold {len(data)} bytes, more than {block_bytes_max}")
     return offsets, data
 
 
@@ -394,9 +398,9 @@ class Store:
                 raise ValueError(f"state_changes[{i}] key must be 1..{state_key_bytes_max} bytes")
             value = None if change[1] is None else _bytes(change[1], f"state_changes[{i}] value")
             changes.append((key, value))
-        body = b"".join([header, tx_offsets.tobytes(), tx_data, res_offsets.tobytes(), res_data])
-        if len(body) > block_bytes_max:
-            raise ValueError(f"block of {len(body)} bytes exceeds block_bytes_max")
+        body = (header, tx_offsets.tobytes(), tx_data, res_offsets.tobytes(), res_data)
+        if sum(map(len, body)) > block_bytes_max:
+            raise ValueError(f"block of {sum(map(len, body))} bytes exceeds block_bytes_max")
         return (height, block_hash, parent_hash, app_hash, header, n, len(res_offsets) - 1,
                 body, certificate, ids, changes)
 
@@ -408,12 +412,10 @@ class Store:
                              f"blocks are saved in order")
         prev_chain = ZERO_HASH
         if latest:
-            prev = self._block_fields(txn, latest)
-            if prev["block_hash"] != parent_hash:
+            prev_hash, prev_chain = self._tip(txn)
+            if prev_hash != parent_hash:
                 raise StoreError(f"save block {height}: parent_hash {parent_hash.hex()[:16]} "
-                                 f"does not match block {latest} "
-                                 f"({prev['block_hash'].hex()[:16]})")
-            prev_chain = prev["app_chain"]
+                                 f"does not match block {latest} ({prev_hash.hex()[:16]})")
         if txn.get(block_hash, db=self._dbs["block_hashes"]) is not None:
             raise StoreError(f"save block {height}: block hash {block_hash.hex()} is stored")
         tx_root = merkle_root_from_hashes(ids) if n else merkle_root_from_hashes(b"")
@@ -421,7 +423,7 @@ class Store:
         key = height_key(height)
         head = _BLOCK.pack(_BLOCK_VERSION, height, block_hash, parent_hash, app_hash, tx_root,
                            app_chain, len(header), n, n_results)
-        self._put(txn, "blocks", key, head + body, append=True)
+        self._put(txn, "blocks", key, b"".join((head, *body)), append=True)
         self._put(txn, "commits", key, certificate, append=True)
         self._put(txn, "block_hashes", block_hash, key)
         if n:
@@ -435,11 +437,20 @@ class Store:
             else:
                 self._put(txn, "state", skey, value)
         self._put_meta(txn, b"latest", key)
+        self._put_meta(txn, b"tip", block_hash + app_chain)
         if not latest:
             self._put_meta(txn, b"base", key)
         self._put_meta(txn, b"app_hash", app_hash)
         self._discard_wal(txn, height)
         return tx_root
+
+    def _tip(self, txn) -> tuple[bytes, bytes]:
+        """(block hash, app chain) of the latest block, kept in meta so saving a block does not
+        have to read and verify the previous one."""
+        raw = self._meta(txn, b"tip")
+        if raw is None or len(raw) != 2 * HASH_BYTES:
+            raise StoreCorruption("meta", b"tip", "missing or not 64 bytes")
+        return raw[:HASH_BYTES], raw[HASH_BYTES:]
 
     def _block_fields(self, txn, height: int) -> dict:
         key = height_key(height)
