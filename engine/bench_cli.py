@@ -1,0 +1,132 @@
+"""`engine bench kernels | tps | compare`: benchmarks that state their setup and gate CI.
+
+See engine/benchmarks/ for what each measures; README "Benchmarks" for how to read the numbers.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+from typing import Any
+
+
+def register(sub) -> None:
+    p = sub.add_parser("bench", help="benchmarks: kernels, end-to-end TPS, compare reports")
+    bench = p.add_subparsers(dest="bench_command", metavar="WHAT")
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+    k = bench.add_parser("kernels", help="native kernels next to same-run baselines")
+    k.add_argument("--json", metavar="FILE", help="write the report here")
+    k.add_argument("--quick", action="store_true", help="small inputs, fewer repeats")
+    k.add_argument("--only", metavar="NAMES", default=None,
+                   help="comma-separated subset of: tx_ids, merkle, ed25519_single, "
+                        "ed25519_batch, verify_txs, tally, certificates, block_save")
+    k.add_argument("--tx-bytes", type=int, default=250, help="envelope size (default 250)")
+    k.set_defaults(func=_kernels)
+
+    t = bench.add_parser("tps", help="committed TPS of a local testnet of separate processes")
+    t.add_argument("--validators", type=int, default=4)
+    t.add_argument("--duration", type=float, default=30.0, help="seconds of load (default 30)")
+    t.add_argument("--tx-bytes", type=int, default=250, help="envelope size (default 250)")
+    t.add_argument("--rate", default="max",
+                   help="offered transactions/second, or 'max' (closed loop; default)")
+    t.add_argument("--sweep", action="store_true",
+                   help="a ladder of offered rates on one testnet; plots latency vs throughput")
+    t.add_argument("--rates", default=None,
+                   help="comma-separated ladder for --sweep (default: fractions of the max)")
+    t.add_argument("--json", metavar="FILE", help="write the report here")
+    t.add_argument("--plot", metavar="FILE.png", help="write a PNG plot here")
+    t.add_argument("--base-port", type=int, default=0, help="default: pick free ports")
+    t.add_argument("--profile", metavar="DIR", default=None,
+                   help="record node0 with py-spy into DIR (flame SVG + top functions)")
+    t.add_argument("--keep", action="store_true", help="keep the homes and node logs")
+    t.set_defaults(func=_tps)
+
+    c = bench.add_parser("compare", help="exit 1 when NEW regressed against BASE")
+    c.add_argument("base", metavar="BASE.json")
+    c.add_argument("new", metavar="NEW.json")
+    c.add_argument("--max-regression", type=float, default=10.0, metavar="PCT",
+                   help="largest loss allowed per figure, percent (default 10)")
+    c.set_defaults(func=_compare)
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _envelope(kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    from engine.benchmarks import REPORT_SCHEMA
+    from engine.benchmarks.machine import machine_info
+
+    return {"schema": REPORT_SCHEMA, "kind": kind,
+            "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                timespec="seconds"),
+            "machine": machine_info(), **body}
+
+
+def write_json(path: str, report: dict[str, Any]) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(report, f, indent=2, sort_keys=False)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _kernels(args: argparse.Namespace) -> int:
+    from engine.benchmarks.kernels import run_kernels
+    from engine.benchmarks.machine import describe, machine_info
+
+    only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
+    print(f"engine bench kernels on {describe(machine_info())}", flush=True)
+    try:
+        section = run_kernels(quick=args.quick, only=only, tx_bytes=args.tx_bytes,
+                              progress=lambda line: print(line, flush=True))
+    except ValueError as e:
+        return _fail(str(e))
+    except RuntimeError as e:  # outputs differed from the baseline's
+        print(f"FAIL: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        write_json(args.json, _envelope("kernels", {"kernels": section}))
+        print(f"report written to {args.json}")
+    return 0
+
+
+def _tps(args: argparse.Namespace) -> int:
+    from engine.benchmarks.tps import TpsOptions, run_tps_command
+
+    try:
+        opts = TpsOptions.from_args(args)
+    except ValueError as e:
+        return _fail(str(e))
+    report, ok = run_tps_command(opts)
+    if report is None:
+        return 1
+    if args.json:
+        write_json(args.json, _envelope("tps", report))
+        print(f"report written to {args.json}")
+    if args.plot:
+        from engine.benchmarks.plot import plot_tps
+
+        try:
+            plot_tps(report, args.plot)
+            print(f"plot written to {args.plot}")
+        except ImportError:
+            print("warning: matplotlib is not installed, no plot written", file=sys.stderr)
+    return 0 if ok else 1
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from engine.benchmarks.compare import compare_files
+
+    try:
+        code, text = compare_files(args.base, args.new, args.max_regression)
+    except (ValueError, KeyError) as e:
+        return _fail(str(e))
+    print(text)
+    return code

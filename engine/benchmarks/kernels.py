@@ -1,0 +1,447 @@
+"""`engine bench kernels`: every native hot path next to a baseline timed in the same run.
+
+Each kernel runs on inputs made for this run, the candidate (the engine's native call) and the
+baseline (what a Python program would do without the engine: an OpenSSL loop through
+``cryptography``, a loop over the ``blake3`` package, the pure-Python references, a raw LMDB
+put) are timed alternately, best of ``repeat`` runs (other tenants share the machine; the best
+run is the least disturbed one), and their outputs are compared before anything is reported: a
+kernel whose outputs differ from its baseline's raises instead of printing a ratio. Each result
+carries a checksum of the outputs, so the work cannot be skipped.
+
+``ratio`` is baseline time / engine time (higher is better). Ratios, not times, are what
+`engine bench compare` gates on: both sides of a ratio ran on the same machine in the same minute.
+The public-key cache of the Ed25519 verifier is emptied before every timed run ("cold" keys), the
+conservative figure; a node that sees the same senders again does better.
+
+The calibration kernel is a fixed pure-Python workload (dict, struct and bytes operations like
+the node's per-transaction bookkeeping). Its speed normalises end-to-end TPS across machines.
+"""
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Sequence
+
+from engine import crypto, hashing
+from engine import tx as txmod
+
+#: Sizes of the full and the quick (``--quick``) run.
+SIZES = {
+    "full": {"txs": 20_000, "single": 2_000, "validators": 100, "votes_rows": 2_000,
+             "block_txs": 1_000, "blocks": 20, "certs": 50, "repeat": 5},
+    "quick": {"txs": 1_024, "single": 200, "validators": 100, "votes_rows": 100,
+              "block_txs": 200, "blocks": 5, "certs": 5, "repeat": 2},
+}
+TX_BYTES_DEFAULT = 250
+MESSAGE_BYTES = 100
+CHAIN_ID = "bench"
+CALIBRATION_OPS = 200_000
+
+
+@dataclass
+class KernelResult:
+    name: str
+    path: str           # native path that ran (ISA or library)
+    baseline: str       # what the baseline is
+    items: int          # items per timed run (signatures, messages, blocks, ...)
+    unit: str           # what an item is
+    baseline_us: float  # µs per item, baseline
+    engine_us: float    # µs per item, engine
+    ratio: float        # baseline_us / engine_us
+    checksum: str       # of the engine's outputs (equal to the baseline's, or it raised)
+
+    def line(self) -> str:
+        return (f"{self.name:<34} {self.path:<8} {self.items:>7} {self.unit:<6} "
+                f"{self.baseline:<22} {self.baseline_us:>10.2f} {self.engine_us:>10.3f} "
+                f"{self.ratio:>8.2f}x  {self.checksum}")
+
+
+HEADER = (f"{'kernel':<34} {'path':<8} {'items':>7} {'unit':<6} {'baseline':<22} "
+          f"{'base µs':>10} {'engine µs':>10} {'ratio':>9}  checksum")
+
+
+def best_s(fn: Callable[[], Any], repeat: int, before: Callable[[], None] | None = None
+           ) -> tuple[float, Any]:
+    """Best wall time of ``repeat`` runs of ``fn`` and its last result."""
+    best, out = float("inf"), None
+    for _ in range(max(1, repeat)):
+        if before is not None:
+            before()
+        start = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, out
+
+
+def checksum(parts: Sequence[bytes] | bytes) -> str:
+    data = parts if isinstance(parts, (bytes, bytearray)) else b"".join(parts)
+    return hashing.blake3(bytes(data)).hex()[:16]
+
+
+def _verdict_bytes(verdicts: Sequence[Any]) -> bytes:
+    return bytes(1 if v else 0 for v in verdicts)
+
+
+def _cold_keys() -> None:
+    crypto.configure_key_cache(crypto.key_cache_info()["capacity"])
+
+
+def _same(name: str, engine_out: Any, baseline_out: Any) -> None:
+    if engine_out != baseline_out:
+        raise RuntimeError(f"{name}: engine and baseline outputs differ; no ratio reported")
+
+
+def _result(name: str, path: str, baseline: str, items: int, unit: str, base_s: float,
+            engine_s: float, check: str) -> KernelResult:
+    base_us, eng_us = base_s / items * 1e6, engine_s / items * 1e6
+    return KernelResult(name, path, baseline, items, unit, round(base_us, 4), round(eng_us, 4),
+                        round(base_us / eng_us, 3), check)
+
+
+# ---- inputs ----------------------------------------------------------------------------------
+
+def make_envelopes(count: int, tx_bytes: int = TX_BYTES_DEFAULT, *, chain_id: str = CHAIN_ID,
+                   senders: int = 64) -> list[bytes]:
+    """``count`` signed kvstore envelopes of exactly ``tx_bytes`` bytes from ``senders`` keys."""
+    overhead = txmod.TX_HEADER_BYTES + txmod.SIGNATURE_BYTES
+    if tx_bytes < overhead + 3:
+        raise ValueError(f"tx_bytes must be at least {overhead + 3}, not {tx_bytes}")
+    keys = [crypto.SigningKey.generate() for _ in range(max(1, senders))]
+    payload_bytes = tx_bytes - overhead
+    out = []
+    for i in range(count):
+        head = b"k%d=" % i
+        payload = head + (b"v%d." % i) * (payload_bytes // 4 + 1)
+        out.append(txmod.encode_tx(keys[i % len(keys)], i, payload[:payload_bytes], chain_id))
+    return out
+
+
+class SignatureCorpus:
+    """Distinct keys, random messages and their signatures, with OpenSSL key objects ready."""
+
+    def __init__(self, count: int):
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+        keys = [crypto.SigningKey.generate() for _ in range(count)]
+        self.messages = [os.urandom(MESSAGE_BYTES) for _ in range(count)]
+        self.signatures = [k.sign(m) for k, m in zip(keys, self.messages)]
+        self.public_keys = [k.public_key for k in keys]
+        self.openssl_keys = [Ed25519PublicKey.from_public_bytes(pk) for pk in self.public_keys]
+
+    def openssl_loop(self, n: int) -> list[bool]:
+        from cryptography.exceptions import InvalidSignature
+
+        out = []
+        for key, msg, sig in zip(self.openssl_keys[:n], self.messages[:n], self.signatures[:n]):
+            try:
+                key.verify(sig, msg)
+                out.append(True)
+            except InvalidSignature:
+                out.append(False)
+        return out
+
+
+# ---- kernels ---------------------------------------------------------------------------------
+
+def bench_tx_ids(envelopes: list[bytes], repeat: int) -> KernelResult:
+    import blake3 as blake3_pkg
+    import numpy as np
+
+    data = b"".join(envelopes)
+    offsets = np.cumsum([0] + [len(e) for e in envelopes], dtype=np.uint64)
+    base_s, want = best_s(lambda: [blake3_pkg.blake3(e).digest() for e in envelopes], repeat)
+    eng_s, got = best_s(lambda: hashing.blake3_many_packed(data, offsets, threads=1), repeat)
+    _same("tx ids", got, b"".join(want))
+    return _result("tx ids (blake3_many_packed, 1 thr)", hashing_path(), "blake3 pkg loop",
+                   len(envelopes), "tx", base_s, eng_s, checksum(got))
+
+
+def bench_merkle(envelopes: list[bytes], repeat: int) -> KernelResult:
+    import blake3 as blake3_pkg
+
+    from engine._reference import merkle as ref
+
+    ids = hashing.blake3_many(envelopes)
+    node_key = hashing.NODE_KEY
+    empty = blake3_pkg.blake3(b"", key=node_key).digest()
+
+    def reference() -> bytes:
+        return ref.root_from_hashes(
+            ids, lambda left, right: blake3_pkg.blake3(left + right, key=node_key).digest(), empty)
+
+    base_s, want = best_s(reference, repeat)
+    eng_s, got = best_s(lambda: hashing.merkle_root_from_hashes(ids, threads=1), repeat)
+    _same("merkle root", got, want)
+    return _result("merkle root of tx ids (1 thr)", hashing_path(), "py reference",
+                   len(ids), "leaf", base_s, eng_s, checksum(got))
+
+
+def bench_ed25519_single(corpus: SignatureCorpus, n: int, repeat: int) -> KernelResult:
+    def engine_loop() -> list[bool]:
+        return [crypto.verify(pk, m, s) for pk, m, s in
+                zip(corpus.public_keys[:n], corpus.messages[:n], corpus.signatures[:n])]
+
+    base_s, want = best_s(lambda: corpus.openssl_loop(n), repeat)
+    eng_s, got = best_s(engine_loop, repeat, before=_cold_keys)
+    _same("ed25519 single", got, want)
+    return _result("ed25519 verify single", crypto.native_path(), "OpenSSL loop", n, "sig",
+                   base_s, eng_s, checksum(_verdict_bytes(got)))
+
+
+def bench_ed25519_batch(corpus: SignatureCorpus, batch: int, threads: int | None,
+                        repeat: int) -> KernelResult:
+    batches = max(1, min(len(corpus.messages), 4096) // batch)
+    n = batches * batch
+
+    def engine_batches() -> list[bool]:
+        out: list[bool] = []
+        for b in range(batches):
+            sl = slice(b * batch, (b + 1) * batch)
+            out += crypto.verify_batch(corpus.public_keys[sl], corpus.messages[sl],
+                                       corpus.signatures[sl], threads=threads)
+        return out
+
+    base_s, want = best_s(lambda: corpus.openssl_loop(n), repeat)
+    eng_s, got = best_s(engine_batches, repeat, before=_cold_keys)
+    _same(f"ed25519 batch {batch}", got, want)
+    label = "all" if threads is None else str(threads)
+    return _result(f"ed25519 verify_batch {batch} ({label} thr)", crypto.native_path(),
+                   "OpenSSL loop", n, "sig", base_s, eng_s, checksum(_verdict_bytes(got)))
+
+
+def openssl_verify_txs(envelopes: Sequence[bytes], chain_id: str) -> list[bool]:
+    """The baseline of verify_txs: parse each envelope and verify it with OpenSSL."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    out = []
+    for env in envelopes:
+        t = txmod.decode_tx(env)
+        unsigned = env[:-txmod.SIGNATURE_BYTES]
+        try:
+            Ed25519PublicKey.from_public_bytes(t.sender).verify(
+                t.signature, txmod.sign_bytes(unsigned, chain_id))
+            out.append(True)
+        except InvalidSignature:
+            out.append(False)
+    return out
+
+
+def bench_verify_txs(envelopes: list[bytes], threads: int | None, repeat: int,
+                     chain_id: str = CHAIN_ID) -> KernelResult:
+    base_s, want = best_s(lambda: openssl_verify_txs(envelopes, chain_id), max(1, repeat // 2))
+    eng_s, got = best_s(lambda: txmod.verify_txs(envelopes, chain_id, threads=threads), repeat,
+                        before=_cold_keys)
+    _same("verify_txs", got, want)
+    label = "all" if threads is None else str(threads)
+    return _result(f"verify_txs ({label} thr)", crypto.native_path(), "parse + OpenSSL loop",
+                   len(envelopes), "tx", base_s, eng_s, checksum(_verdict_bytes(got)))
+
+
+def bench_tally(validators: int, rows: int, repeat: int) -> KernelResult:
+    import numpy as np
+
+    from engine.consensus import _tally
+    from engine.consensus.reference_tally import PyVoteTally
+
+    rng = np.random.default_rng(7)
+    powers = rng.integers(1, 100, validators).tolist()
+    # Every validator votes in every row, some twice (duplicates and conflicts are counted too).
+    r = np.repeat(np.arange(rows, dtype=np.int64), validators + validators // 10)
+    v = np.concatenate([np.concatenate([np.arange(validators),
+                                        rng.integers(0, validators, validators // 10)])
+                        for _ in range(rows)]).astype(np.int64)
+    s = rng.integers(0, 4, len(r)).astype(np.int64)
+
+    def run(factory) -> bytes:
+        tally = factory(powers, rows)
+        for _ in range(rows):
+            tally.new_row()
+        codes = tally.add_batch(r, v, s)
+        powers_out = [tally.power(row, slot) for row in range(rows) for slot in range(4)]
+        return bytes(np.asarray(codes, dtype=np.int8).tobytes()) + struct.pack(
+            f"<{len(powers_out)}q", *powers_out)
+
+    base_s, want = best_s(lambda: run(PyVoteTally), repeat)
+    eng_s, got = best_s(lambda: run(_tally.VoteTally), repeat)
+    _same("vote tally", got, want)
+    return _result(f"vote tally ({validators} validators)", "cython", "PyVoteTally", len(r),
+                   "vote", base_s, eng_s, checksum(got))
+
+
+def bench_certificates(validators: int, count: int, repeat: int) -> KernelResult:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from engine import consensus as cs
+    from engine.consensus.types import VoteType, vote_sign_bytes
+
+    chain_id = CHAIN_ID.encode()
+    keys = [crypto.SigningKey.generate() for _ in range(validators)]
+    vset = cs.ValidatorSet([cs.Validator(k.public_key, 10) for k in keys])
+    signers = validators * 2 // 3 + 1
+    certs = []
+    for h in range(1, count + 1):
+        block_hash = hashing.blake3(b"block %d" % h)
+        msg = vote_sign_bytes(chain_id, VoteType.PRECOMMIT, h, 0, block_hash)
+        sigs = {i: keys[i].sign(msg) for i in range(signers)}
+        certs.append(cs.CommitCertificate.build(h, 0, block_hash, sigs, validators))
+    openssl_keys = [Ed25519PublicKey.from_public_bytes(k.public_key) for k in keys]
+    powers = [10] * validators
+
+    def baseline() -> list[bool]:
+        out = []
+        for c in certs:
+            idx = c.signer_indices()
+            power = sum(powers[i] for i in idx)
+            msg = vote_sign_bytes(chain_id, VoteType.PRECOMMIT, c.height, c.round, c.block_hash)
+            for i, sig in zip(idx, c.signatures):
+                openssl_keys[i].verify(sig, msg)  # raises on a bad signature
+            out.append(power * 3 > sum(powers) * 2)
+        return out
+
+    def engine_run() -> list[bool]:
+        for c in certs:
+            c.verify(chain_id, vset)  # raises ProtocolError on a bad certificate
+        return [True] * len(certs)
+
+    base_s, want = best_s(baseline, repeat)
+    eng_s, got = best_s(engine_run, repeat, before=_cold_keys)
+    _same("certificates", got, want)
+    return _result(f"certificate verify ({signers}/{validators})", crypto.native_path(),
+                   "bitmap sum + OpenSSL", count, "cert", base_s, eng_s,
+                   checksum([c.encode() for c in certs]))
+
+
+def bench_block_save(block_txs: int, blocks: int, repeat: int, tx_bytes: int) -> KernelResult:
+    import lmdb
+
+    from engine.store import Store
+
+    rng_seed = os.urandom(16)
+    made = []
+    for h in range(1, blocks + 1):
+        txs = [hashing.blake3(rng_seed + struct.pack("<QI", h, i)) * (tx_bytes // 32 + 1)
+               for i in range(block_txs)]
+        txs = [t[:tx_bytes] for t in txs]
+        made.append(dict(height=h, block_hash=hashing.blake3(b"b%d" % h),
+                         header=hashing.blake3(b"h%d" % h) * 6, txs=txs,
+                         certificate=bytes(13) + os.urandom(64 * 67),
+                         parent_hash=hashing.blake3(b"b%d" % (h - 1)) if h > 1 else bytes(32),
+                         app_hash=hashing.blake3(b"a%d" % h), results=[b"\x93\x00\xa0\xc4\x00"]
+                         * block_txs, tx_ids=b"".join(hashing.blake3_many(txs))))
+    raw_values = [b"".join([b["header"], *b["txs"], b["certificate"], *b["results"]])
+                  for b in made]
+    bench_dir = os.environ.get("ENGINE_BENCH_DIR")
+    roots: list[bytes] = []
+
+    def raw_puts() -> list[bytes]:
+        with tempfile.TemporaryDirectory(dir=bench_dir) as tmp:
+            env = lmdb.open(tmp, map_size=1 << 30, sync=True, metasync=True)
+            try:
+                for b, v in zip(made, raw_values):
+                    with env.begin(write=True) as txn:
+                        txn.put(struct.pack(">Q", b["height"]), v)
+                with env.begin() as txn:
+                    return [bytes(txn.get(struct.pack(">Q", b["height"]))) for b in made]
+            finally:
+                env.close()
+
+    def store_saves() -> list[bytes]:
+        with tempfile.TemporaryDirectory(dir=bench_dir) as tmp:
+            store = Store(os.path.join(tmp, "store"), sync=True, map_size=1 << 30)
+            try:
+                out = [store.save_block(**b) for b in made]
+                if store.latest_height() != len(made):
+                    raise RuntimeError("block save: the store lost blocks")
+                return out
+            finally:
+                store.close()
+
+    base_s, stored = best_s(raw_puts, repeat)
+    _same("raw LMDB put", stored, raw_values)
+    eng_s, roots = best_s(store_saves, repeat)
+    want = [hashing.merkle_root_from_hashes(hashing.blake3_many(b["txs"])) for b in made]
+    _same("block save", roots, want)
+    return _result(f"block save ({block_txs} tx, sync)", "lmdb", "raw LMDB put (sync)", blocks,
+                   "block", base_s, eng_s, checksum(roots))
+
+
+def calibration(repeat: int = 3) -> dict[str, Any]:
+    """Time a fixed pure-Python workload; ``score`` is workloads per second on this machine."""
+    pack = struct.Struct("<QI").pack
+
+    def workload() -> int:
+        table: dict[bytes, int] = {}
+        acc = 0
+        for i in range(CALIBRATION_OPS):
+            key = pack(i & 4095, i)[:8]
+            table[key] = table.get(key, 0) + i
+            acc = (acc * 31 + len(key) + i) & 0xFFFFFFFF
+        return acc + len(table)
+
+    seconds, out = best_s(workload, repeat)
+    return {"name": "pure-Python dict/struct loop", "ops": CALIBRATION_OPS,
+            "seconds": round(seconds, 6), "score": round(1.0 / seconds, 4), "checksum": out}
+
+
+def hashing_path() -> str:
+    import engine
+
+    return str(engine.native_info()["kernels"].get("blake3", "?"))
+
+
+# ---- the whole run ---------------------------------------------------------------------------
+
+KERNEL_NAMES = ("tx_ids", "merkle", "ed25519_single", "ed25519_batch", "verify_txs", "tally",
+                "certificates", "block_save")
+
+
+def run_kernels(*, quick: bool = False, only: Sequence[str] | None = None,
+                tx_bytes: int = TX_BYTES_DEFAULT,
+                progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run the kernels (all, or those named in ``only``) and return the report section."""
+    unknown = sorted(set(only or ()) - set(KERNEL_NAMES))
+    if unknown:
+        raise ValueError(f"only names unknown kernels {unknown}; known: {list(KERNEL_NAMES)}")
+    wanted = set(only or KERNEL_NAMES)
+    size = SIZES["quick" if quick else "full"]
+    repeat = size["repeat"]
+    say = progress or (lambda _line: None)
+    results: list[KernelResult] = []
+
+    def add(result: KernelResult) -> None:
+        results.append(result)
+        say(result.line())
+
+    say(HEADER)
+    envelopes = make_envelopes(size["txs"], tx_bytes) if wanted & {
+        "tx_ids", "merkle", "verify_txs"} else []
+    if "tx_ids" in wanted:
+        add(bench_tx_ids(envelopes, repeat))
+    if "merkle" in wanted:
+        add(bench_merkle(envelopes, repeat))
+    if wanted & {"ed25519_single", "ed25519_batch"}:
+        corpus = SignatureCorpus(4096 if not quick else 1024)
+        if "ed25519_single" in wanted:
+            add(bench_ed25519_single(corpus, size["single"], repeat))
+        if "ed25519_batch" in wanted:
+            for batch in (64, 1024):
+                for threads in (1, None):
+                    add(bench_ed25519_batch(corpus, batch, threads, repeat))
+    if "verify_txs" in wanted:
+        for threads in (1, None):
+            add(bench_verify_txs(envelopes, threads, repeat))
+    if "tally" in wanted:
+        add(bench_tally(size["validators"], size["votes_rows"], repeat))
+    if "certificates" in wanted:
+        add(bench_certificates(size["validators"], size["certs"], repeat))
+    if "block_save" in wanted:
+        add(bench_block_save(size["block_txs"], size["blocks"], repeat, tx_bytes))
+    calib = calibration()
+    say(f"calibration: {calib['name']}, {calib['seconds'] * 1e3:.1f} ms per run "
+        f"(score {calib['score']:.2f}/s)")
+    return {"quick": quick, "tx_bytes": tx_bytes, "results": [asdict(r) for r in results],
+            "calibration": calib}

@@ -1,0 +1,798 @@
+"""`engine bench tps`: committed transactions per second of a real local testnet, with proof
+that nothing was lost.
+
+Set-up: ``init_testnet`` homes in a temporary folder, each validator an ``engine start``
+process on 127.0.0.1 (exactly as ``engine demo`` runs them; LMDB with sync on, the node's
+default). Every transaction is signed before the clock starts (by worker processes, spread over
+``SENDERS`` keys, kvstore payloads padded to ``tx_bytes``), so the load generator only posts
+bytes. Load goes round-robin to every node's ``POST /txs`` in batches: at a fixed offered
+rate (open loop: a batch every ``BATCH_INTERVAL_MS`` whatever the answers), or ``max`` (closed
+loop: ``WINDOW_PER_NODE`` batches in flight per node, a batch refused for a full mempool is
+offered again).
+
+Measured: committed TPS over the steady-state window (after ``warmup``, until the load stops),
+latency from the moment a batch is posted to the moment its block is seen committed on node 0
+(polled every ``POLL_MS``, so latency includes up to one poll interval), blocks per second,
+transactions per block, rounds per height (from each block's commit certificate) and CPU per
+process (psutil). Then, with the load stopped and the chain drained, every node's chain is read
+block by block over RPC: every accepted transaction must be committed exactly once on every node
+and all nodes must hold the same block and app hash at every height, or the run fails.
+
+The crypto ceiling is measured in the same run once the nodes are stopped: ``verify_txs`` over a
+sample of the same envelopes on every core — how fast one process could merely verify them. The
+calibration kernel (engine.benchmarks.kernels.calibration) is timed too, so `engine bench
+compare` can normalise TPS across machines.
+"""
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+CHAIN_ID = "bench-tps"
+SENDERS = 1000
+BATCH_INTERVAL_MS = 50
+BATCH_TXS_MAX = 2000
+WINDOW_PER_NODE = 2
+POLL_MS = 20
+STARTUP_TIMEOUT_S = 60.0
+SHUTDOWN_GRACE_S = 15.0
+PROGRESS_INTERVAL_S = 2.0
+#: Transactions signed for a ``max`` run, per second of load (the load stops when they run out).
+MAX_RATE_PRESIGN_TPS = 25_000
+RATE_MAX = 200_000
+CEILING_SAMPLE_TXS = 20_000
+DRAIN_TIMEOUT_S_MIN = 20.0
+SWEEP_FRACTIONS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.25)
+
+__all__ = ["TpsOptions", "run_tps", "run_tps_command"]
+
+
+@dataclass
+class TpsOptions:
+    validators: int = 4
+    duration_s: float = 30.0
+    tx_bytes: int = 250
+    rate: int | None = None  # None: max
+    sweep: bool = False
+    rates: list[int] | None = None
+    base_port: int = 0
+    profile_dir: str | None = None
+    keep: bool = False
+    progress: bool = True
+
+    @classmethod
+    def from_args(cls, args: Any) -> "TpsOptions":
+        rate: int | None
+        if str(args.rate).lower() == "max":
+            rate = None
+        else:
+            try:
+                rate = int(args.rate)
+            except ValueError:
+                raise ValueError(f"--rate must be 'max' or an integer, not {args.rate!r}") from None
+        rates = None
+        if args.rates:
+            try:
+                rates = [int(r) for r in args.rates.split(",") if r.strip()]
+            except ValueError:
+                raise ValueError(f"--rates must be comma-separated integers, not {args.rates!r}"
+                                 ) from None
+        opts = cls(validators=args.validators, duration_s=args.duration, tx_bytes=args.tx_bytes,
+                   rate=rate, sweep=args.sweep, rates=rates, base_port=args.base_port,
+                   profile_dir=args.profile, keep=args.keep)
+        opts.validate()
+        return opts
+
+    def validate(self) -> None:
+        from engine.benchmarks.kernels import make_envelopes  # noqa: F401  (size rule lives there)
+        from engine import tx as txmod
+
+        if type(self.validators) is not int or not 1 <= self.validators <= 16:
+            raise ValueError(f"validators must be an integer in 1..16, not {self.validators!r}")
+        if not 1 <= self.duration_s <= 3600:
+            raise ValueError(f"duration must be 1..3600 s, not {self.duration_s!r}")
+        low = txmod.TX_HEADER_BYTES + txmod.SIGNATURE_BYTES + 16
+        if type(self.tx_bytes) is not int or not low <= self.tx_bytes <= 4096:
+            raise ValueError(f"tx_bytes must be an integer in {low}..4096, not {self.tx_bytes!r}")
+        for r in [self.rate] + list(self.rates or []):
+            if r is not None and not 1 <= r <= RATE_MAX:
+                raise ValueError(f"rate must be 'max' or 1..{RATE_MAX} tx/s, not {r!r}")
+        if self.rates and not self.sweep:
+            raise ValueError("rates is only used with sweep")
+
+
+# ---- signing before the clock starts ---------------------------------------------------------
+
+def _sign_chunk(job: tuple[bytes, int, int, int, str]) -> list[bytes]:
+    """Worker: envelopes ``start .. start+count`` of a run (keys derived from ``run_seed``)."""
+    from engine import crypto, hashing
+    from engine import tx as txmod
+
+    run_seed, start, count, tx_bytes, chain_id = job
+    keys: dict[int, crypto.SigningKey] = {}
+    payload_bytes = tx_bytes - txmod.TX_HEADER_BYTES - txmod.SIGNATURE_BYTES
+    out = []
+    for i in range(start, start + count):
+        s = i % SENDERS
+        key = keys.get(s)
+        if key is None:
+            key = keys[s] = crypto.SigningKey(hashing.blake3(run_seed + s.to_bytes(4, "little")))
+        head = b"k%d=" % (i % 100_000)
+        body = head + (b"%x" % i).rjust(payload_bytes - len(head), b".")
+        out.append(txmod.encode_tx(key, i, body[:payload_bytes], chain_id))
+    return out
+
+
+def sign_envelopes(count: int, tx_bytes: int, chain_id: str = CHAIN_ID,
+                   workers: int | None = None) -> list[bytes]:
+    """``count`` signed envelopes of ``tx_bytes`` bytes, signed on every core."""
+    run_seed = os.urandom(16)
+    workers = workers or os.cpu_count() or 1
+    chunk = max(1000, math.ceil(count / (workers * 4)))
+    jobs = [(run_seed, s, min(chunk, count - s), tx_bytes, chain_id)
+            for s in range(0, count, chunk)]
+    if workers == 1 or count <= 2 * chunk:
+        return [e for job in jobs for e in _sign_chunk(job)]
+    with ProcessPoolExecutor(workers) as pool:
+        return [e for part in pool.map(_sign_chunk, jobs) for e in part]
+
+
+# ---- processes ---------------------------------------------------------------------------------
+
+def _spawn(home: str, log_path: str) -> subprocess.Popen:
+    log = open(log_path, "wb")
+    try:
+        return subprocess.Popen([sys.executable, "-m", "engine", "start", "--home", home],
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    finally:
+        log.close()
+
+
+def _shutdown(procs: list[subprocess.Popen]) -> list[int | None]:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + SHUTDOWN_GRACE_S
+    for p in procs:
+        try:
+            p.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    return [p.returncode for p in procs]
+
+
+class CpuMeter:
+    """CPU seconds of each node process and of this process between ``start`` and ``stop``."""
+
+    def __init__(self, pids: dict[str, int]):
+        try:
+            import psutil
+        except ImportError:
+            self.procs = {}
+            return
+        self.procs = {}
+        for name, pid in {**pids, "loadgen": os.getpid()}.items():
+            try:
+                self.procs[name] = psutil.Process(pid)
+            except psutil.Error:
+                continue
+        self.t0: dict[str, float] = {}
+        self.wall0 = 0.0
+
+    def _cpu(self, p) -> float:
+        try:
+            t = p.cpu_times()
+            return t.user + t.system + t.children_user + t.children_system
+        except Exception:  # the process is gone: its CPU can no longer be read
+            return float("nan")
+
+    def start(self) -> None:
+        self.wall0 = time.monotonic()
+        self.t0 = {n: self._cpu(p) for n, p in self.procs.items()}
+
+    def stop(self) -> dict[str, float]:
+        wall = max(time.monotonic() - self.wall0, 1e-6)
+        return {n: round((self._cpu(p) - self.t0[n]) / wall * 100, 1)
+                for n, p in self.procs.items()}
+
+
+# ---- the run -----------------------------------------------------------------------------------
+
+@dataclass
+class _Step:
+    """One load phase (the whole run, or one rung of a sweep)."""
+
+    rate: int | None
+    start: float = 0.0
+    end: float = 0.0
+    offered: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    retried: int = 0
+    behind_s: float = 0.0  # how late the open-loop sender fell behind its schedule
+    errors: list[str] = field(default_factory=list)
+    cpu_percent: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _State:
+    urls: list[str]
+    sent_at: dict[str, float] = field(default_factory=dict)      # tx id hex -> post time
+    step_of: dict[str, int] = field(default_factory=dict)        # tx id hex -> step index
+    seen_at: dict[str, float] = field(default_factory=dict)      # tx id hex -> commit seen
+    blocks: list[tuple[float, int, int]] = field(default_factory=list)  # (seen, height, txs)
+    height0: int = 0
+    node_heights: list[int] = field(default_factory=list)
+    node_mempools: list[int] = field(default_factory=list)
+
+
+async def _get_json(http, url: str, timeout_s: float = 5.0) -> Any:
+    import aiohttp
+
+    try:
+        async with http.get(url, timeout=aiohttp.ClientTimeout(total=timeout_s)) as r:
+            return await r.json() if r.status == 200 else None
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+        return None
+
+
+async def _wait_ready(http, urls: list[str], procs: list[subprocess.Popen]) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        for p in procs:
+            if p.poll() is not None:
+                raise RuntimeError(f"a node exited during start-up (code {p.returncode})")
+        states = await asyncio.gather(*(_get_json(http, f"{u}/status") for u in urls))
+        if all(s is not None and len(s["peers"]) >= len(urls) - 1 and s["latest_height"] >= 1
+               for s in states):
+            return
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"nodes not connected and committing within {STARTUP_TIMEOUT_S:.0f} s")
+
+
+async def _post(http, url: str, body: bytes) -> dict | None | str:
+    import aiohttp
+
+    try:
+        async with http.post(f"{url}/txs", data=body,
+                             timeout=aiohttp.ClientTimeout(total=30)) as r:
+            return await r.json()
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as e:
+        return f"POST /txs to {url}: {e!r}"
+
+
+def _record(state: _State, step: _Step, step_index: int, envelopes: list[bytes], out: Any,
+            sent: float) -> list[bytes]:
+    """Book a POST answer; returns the envelopes refused only because the mempool was full."""
+    if isinstance(out, str) or out is None:
+        step.errors.append(out or "no answer")
+        return []
+    refused_full = []
+    bad = {}
+    for e in out.get("errors", []):
+        bad[e["index"]] = e.get("code", "")
+    for i, tx_id in enumerate(out.get("tx_ids", [])):
+        code = bad.get(i)
+        if code is None:
+            state.sent_at[tx_id] = sent
+            state.step_of[tx_id] = step_index
+            step.accepted += 1
+        elif code == "mempool_full":
+            refused_full.append(envelopes[i])
+        else:
+            step.rejected += 1
+            if len(step.errors) < 20:
+                step.errors.append(f"tx {tx_id[:16]} refused: {code}")
+    return refused_full
+
+
+async def _load_open(http, state: _State, step: _Step, index: int, pool: list[bytes],
+                     duration_s: float) -> None:
+    """Offer ``step.rate`` tx/s: a batch every BATCH_INTERVAL_MS, without waiting for answers."""
+    from engine.rpc import join_envelopes
+
+    from_pool = _Cursor(pool)
+    per_batch = max(1, round(step.rate * BATCH_INTERVAL_MS / 1000))
+    tasks: set[asyncio.Task] = set()
+    target, next_at = 0, time.monotonic()
+    end = step.start + duration_s
+
+    async def send(url: str, envs: list[bytes]) -> None:
+        sent = time.monotonic()
+        out = await _post(http, url, join_envelopes(envs))
+        full = _record(state, step, index, envs, out, sent)
+        step.rejected += len(full)
+
+    while time.monotonic() < end:
+        envs = from_pool.take(per_batch)
+        if not envs:
+            step.errors.append("pre-signed transactions ran out")
+            break
+        step.offered += len(envs)
+        t = asyncio.create_task(send(state.urls[target % len(state.urls)], envs))
+        tasks.add(t)
+        t.add_done_callback(tasks.discard)
+        target += 1
+        next_at += BATCH_INTERVAL_MS / 1000
+        delay = next_at - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        else:
+            step.behind_s = max(step.behind_s, -delay)
+            await asyncio.sleep(0)
+    if tasks:
+        await asyncio.gather(*tasks)
+
+
+async def _load_closed(http, state: _State, step: _Step, index: int, pool: list[bytes],
+                       duration_s: float) -> None:
+    """As fast as the nodes take them: WINDOW_PER_NODE batches in flight per node."""
+    from engine.rpc import join_envelopes
+
+    from_pool = _Cursor(pool)
+    end = step.start + duration_s
+
+    async def sender(url: str) -> None:
+        retry: list[bytes] = []
+        while time.monotonic() < end:
+            envs = retry or from_pool.take(BATCH_TXS_MAX // 2)
+            if not envs:
+                step.errors.append("pre-signed transactions ran out")
+                return
+            if not retry:
+                step.offered += len(envs)
+            sent = time.monotonic()
+            out = await _post(http, url, join_envelopes(envs))
+            retry = _record(state, step, index, envs, out, sent)
+            if retry:
+                step.retried += len(retry)
+                await asyncio.sleep(BATCH_INTERVAL_MS / 1000)
+        step.rejected += len(retry)  # refused for a full mempool and never taken
+
+    await asyncio.gather(*(sender(u) for u in state.urls for _ in range(WINDOW_PER_NODE)))
+
+
+class _Cursor:
+    def __init__(self, pool: list[bytes]):
+        self.pool, self.pos = pool, 0
+
+    def take(self, n: int) -> list[bytes]:
+        out = self.pool[self.pos:self.pos + n]
+        self.pos += len(out)
+        return out
+
+
+async def _watch(http, state: _State, stop: asyncio.Event) -> None:
+    """Follow node 0's blocks: when each transaction was seen committed."""
+    url0 = state.urls[0]
+    while not stop.is_set():
+        s = await _get_json(http, f"{url0}/status")
+        head = s["latest_height"] if s else state.height0
+        while state.height0 < head:
+            block = await _get_json(http, f"{url0}/block/{state.height0 + 1}")
+            if block is None:
+                break
+            now = time.monotonic()
+            state.height0 += 1
+            state.blocks.append((now, block["height"], block["num_txs"]))
+            for tx_id in block["tx_ids"]:
+                state.seen_at.setdefault(tx_id, now)
+        await asyncio.sleep(POLL_MS / 1000)
+
+
+async def _watch_nodes(http, state: _State, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        states = await asyncio.gather(*(_get_json(http, f"{u}/status", 2.0) for u in state.urls))
+        state.node_heights = [s["latest_height"] if s else -1 for s in states]
+        state.node_mempools = [(s.get("mempool") or {}).get("txs", -1) if s else -1
+                               for s in states]
+        await asyncio.sleep(0.5)
+
+
+async def _progress(state: _State, step: _Step, label: str, duration_s: float,
+                    stop: asyncio.Event, enabled: bool) -> None:
+    last_t, last_n = time.monotonic(), len(state.seen_at)
+    while not stop.is_set():
+        await asyncio.sleep(PROGRESS_INTERVAL_S)
+        if not enabled:
+            continue
+        now, n = time.monotonic(), len(state.seen_at)
+        rate = (n - last_n) / max(now - last_t, 1e-3)
+        last_t, last_n = now, n
+        print(f"[{label} {now - step.start:5.1f}/{duration_s:.0f} s] offered {step.offered} "
+              f"accepted {step.accepted} committed {n} ({rate:,.0f} tx/s now) heights "
+              f"{state.node_heights} mempools {state.node_mempools}", flush=True)
+
+
+async def _drain(http, state: _State, accepted_ids: int, timeout_s: float) -> None:
+    """Wait until node 0 committed every accepted transaction and every node caught up."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if len(state.seen_at.keys() & state.sent_at.keys()) >= accepted_ids:
+            break
+        await asyncio.sleep(0.2)
+    # Every node must reach node 0's height before the chains are compared.
+    while time.monotonic() < deadline + 10:
+        if state.node_heights and min(state.node_heights) >= state.height0:
+            return
+        await asyncio.sleep(0.2)
+
+
+def _percentiles_ms(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"p50": float("nan"), "p95": float("nan"), "p99": float("nan"),
+                "max": float("nan"), "samples": 0}
+    v = sorted(values)
+
+    def q(p: float) -> float:
+        return round(v[min(len(v) - 1, int(p * len(v)))] * 1000, 1)
+
+    return {"p50": q(0.50), "p95": q(0.95), "p99": q(0.99), "max": round(v[-1] * 1000, 1),
+            "samples": len(v)}
+
+
+def _step_summary(state: _State, step: _Step, index: int, warmup_s: float) -> dict[str, Any]:
+    w0, w1 = step.start + warmup_s, step.end
+    window_s = max(w1 - w0, 1e-3)
+    blocks = [(t, h, n) for t, h, n in state.blocks if w0 <= t < w1]
+    committed_in_window = sum(n for _, _, n in blocks)
+    latencies = [state.seen_at[i] - t for i, t in state.sent_at.items()
+                 if state.step_of.get(i) == index and w0 <= t < w1 and i in state.seen_at]
+    return {
+        "offered_rate": step.rate if step.rate is not None else "max",
+        "tps": round(committed_in_window / window_s, 1),
+        "latency_ms": _percentiles_ms(latencies),
+        "window_s": round(window_s, 2),
+        "offered": step.offered, "accepted": step.accepted, "rejected": step.rejected,
+        "retried_mempool_full": step.retried,
+        "sender_behind_s": round(step.behind_s, 3),
+        "blocks": len(blocks),
+        "blocks_per_s": round(len(blocks) / window_s, 2),
+        "txs_per_block": round(committed_in_window / len(blocks), 1) if blocks else 0.0,
+        "cpu_percent": step.cpu_percent,
+        "errors": step.errors[:10],
+    }
+
+
+async def _verify_chains(http, urls: list[str], height: int,
+                         accepted: set[str]) -> dict[str, Any]:
+    """Read every node's chain 1..height; count each accepted id and compare hashes."""
+    sem = asyncio.Semaphore(8)
+
+    async def fetch(url: str, h: int):
+        async with sem:
+            for _ in range(3):
+                b = await _get_json(http, f"{url}/block/{h}", 30.0)
+                if b is not None:
+                    return b
+            return None
+
+    per_node_heads, lost_by_node, dup_by_node, rounds, missing = [], [], [], [], []
+    for n, url in enumerate(urls):
+        blocks = await asyncio.gather(*(fetch(url, h) for h in range(1, height + 1)))
+        counts: dict[str, int] = {}
+        heads = []
+        for h, b in enumerate(blocks, start=1):
+            if b is None:
+                missing.append((n, h))
+                heads.append(None)
+                continue
+            heads.append((b["hash"], b["result_app_hash"]))
+            if n == 0:
+                rounds.append(b["certificate"]["round"])
+            for tx_id in b["tx_ids"]:
+                counts[tx_id] = counts.get(tx_id, 0) + 1
+        per_node_heads.append(heads)
+        lost_by_node.append(sum(1 for i in accepted if i not in counts))
+        dup_by_node.append(sum(1 for c in counts.values() if c > 1))
+    agree = not missing and all(heads == per_node_heads[0] for heads in per_node_heads)
+    return {
+        "verified_height": height,
+        "nodes_agree": agree,
+        "last_block_hash": per_node_heads[0][-1][0] if height and per_node_heads[0][-1] else None,
+        "last_app_hash": per_node_heads[0][-1][1] if height and per_node_heads[0][-1] else None,
+        "lost": max(lost_by_node) if lost_by_node else 0,
+        "lost_by_node": lost_by_node,
+        "duplicates": max(dup_by_node) if dup_by_node else 0,
+        "rounds_per_height": round(sum(r + 1 for r in rounds) / len(rounds), 3) if rounds else 0,
+        "unreadable_blocks": missing[:10],
+    }
+
+
+def _sweep_rates(opts: TpsOptions) -> list[int | None]:
+    if not opts.sweep:
+        return [opts.rate]
+    if opts.rates:
+        return list(opts.rates)
+    top = opts.rate or 20_000
+    return [max(100, int(top * f)) for f in SWEEP_FRACTIONS]
+
+
+async def _drive(opts: TpsOptions, urls: list[str], procs: list[subprocess.Popen],
+                 pools: list[list[bytes]], profile) -> dict[str, Any]:
+    import aiohttp
+
+    conn = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=conn) as http:
+        await _wait_ready(http, urls, procs)
+        state = _State(urls)
+        first = await _get_json(http, f"{urls[0]}/status")
+        state.height0 = first["latest_height"]
+        stop_watch = asyncio.Event()
+        watchers = [asyncio.create_task(_watch(http, state, stop_watch)),
+                    asyncio.create_task(_watch_nodes(http, state, stop_watch))]
+        warmup_s = min(5.0, opts.duration_s * 0.2)
+        meter = CpuMeter({f"node{i}": p.pid for i, p in enumerate(procs)})
+        steps, summaries = [], []
+        started = time.monotonic()
+        for index, (rate, pool) in enumerate(zip(_sweep_rates(opts), pools)):
+            step = _Step(rate)
+            steps.append(step)
+            label = f"rate {rate if rate else 'max'}"
+            stop_progress = asyncio.Event()
+            prog = asyncio.create_task(_progress(state, step, label, opts.duration_s,
+                                                 stop_progress, opts.progress))
+            if profile is not None and index == len(pools) - 1:
+                profile.start(procs[0].pid, opts.duration_s)
+            step.start = time.monotonic()
+            meter.start()
+            if rate is None:
+                await _load_closed(http, state, step, index, pool, opts.duration_s)
+            else:
+                await _load_open(http, state, step, index, pool, opts.duration_s)
+            step.end = time.monotonic()
+            step.cpu_percent = meter.stop()
+            accepted_so_far = sum(s.accepted for s in steps)
+            await _drain(http, state, accepted_so_far,
+                         max(DRAIN_TIMEOUT_S_MIN, opts.duration_s))
+            stop_progress.set()
+            await prog
+            summaries.append(_step_summary(state, step, index, warmup_s))
+            if opts.progress:
+                s = summaries[-1]
+                print(f"[{label}] committed {s['tps']:,.0f} tx/s, p50 {s['latency_ms']['p50']} ms,"
+                      f" p99 {s['latency_ms']['p99']} ms", flush=True)
+        stop_watch.set()
+        await asyncio.gather(*watchers)
+        states = await asyncio.gather(*(_get_json(http, f"{u}/status") for u in urls))
+        common = min(s["latest_height"] for s in states if s) if all(states) else 0
+        accepted_ids = set(state.sent_at)
+        if opts.progress:
+            print(f"verifying {len(accepted_ids)} accepted transactions on {len(urls)} nodes, "
+                  f"heights 1..{common}", flush=True)
+        check = await _verify_chains(http, urls, common, accepted_ids)
+        all_lat = [state.seen_at[i] - t for i, t in state.sent_at.items() if i in state.seen_at]
+        timeline = _timeline(state, started)
+    return {"steps": summaries, "check": check, "accepted_ids": len(accepted_ids),
+            "committed_seen": sum(1 for i in accepted_ids if i in state.seen_at),
+            "latency_all_ms": _percentiles_ms(all_lat), "timeline": timeline,
+            "offered": sum(s.offered for s in steps), "rejected": sum(s.rejected for s in steps)}
+
+
+def _timeline(state: _State, started: float) -> list[list[float]]:
+    """Committed transactions per second on node 0 since the load started: [[t_s, txs]]."""
+    per_s: dict[int, int] = {}
+    for t, _, n in state.blocks:
+        if t >= started:
+            per_s[int(t - started)] = per_s.get(int(t - started), 0) + n
+    return [[s, per_s.get(s, 0)] for s in range(0, max(per_s, default=-1) + 1)]
+
+
+def crypto_ceiling(envelopes: list[bytes], chain_id: str = CHAIN_ID) -> dict[str, Any]:
+    """verify_txs over ``envelopes`` on every core: how fast one process merely verifies them."""
+    from engine import crypto
+    from engine import tx as txmod
+
+    sample = envelopes[:CEILING_SAMPLE_TXS]
+    best = float("inf")
+    verdicts: list[bool] = []
+    for _ in range(3):
+        crypto.configure_key_cache(crypto.key_cache_info()["capacity"])
+        start = time.perf_counter()
+        verdicts = txmod.verify_txs(sample, chain_id, threads=None)
+        best = min(best, time.perf_counter() - start)
+    if not all(verdicts):
+        raise RuntimeError("the pre-signed transactions do not all verify")
+    return {"txs": len(sample), "threads": os.cpu_count() or 1,
+            "tps": round(len(sample) / best, 1), "path": crypto.native_path()}
+
+
+def _presign_counts(opts: TpsOptions) -> list[int]:
+    counts = []
+    for rate in _sweep_rates(opts):
+        per_s = rate if rate is not None else MAX_RATE_PRESIGN_TPS
+        counts.append(int(per_s * opts.duration_s * 1.05) + BATCH_TXS_MAX)
+    return counts
+
+
+def run_tps(opts: TpsOptions) -> dict[str, Any]:
+    """Run the benchmark and return the report body (raises RuntimeError when it cannot run)."""
+    from engine.benchmarks.kernels import calibration
+    from engine.config import init_testnet
+    from engine.demo import free_base_port
+
+    opts.validate()
+    say = print if opts.progress else (lambda *a, **k: None)
+    counts = _presign_counts(opts)
+    t = time.monotonic()
+    say(f"signing {sum(counts):,} transactions of {opts.tx_bytes} B before the clock starts",
+        flush=True)
+    signed = sign_envelopes(sum(counts), opts.tx_bytes)
+    sign_s = time.monotonic() - t
+    pools, pos = [], 0
+    for c in counts:
+        pools.append(signed[pos:pos + c])
+        pos += c
+    base = opts.base_port or free_base_port(2 * opts.validators)
+    workdir = tempfile.mkdtemp(prefix="engine-bench-tps-")
+    procs: list[subprocess.Popen] = []
+    profile = Profiler(opts.profile_dir) if opts.profile_dir else None
+    try:
+        homes = init_testnet(workdir, opts.validators, base_port=base, chain_id=CHAIN_ID)
+        for h in homes:
+            procs.append(_spawn(h.path, os.path.join(workdir, f"{h.config.moniker}.log")))
+        last_port = base + 2 * opts.validators - 1
+        say(f"{opts.validators} validators in {workdir} (ports {base}..{last_port}), "
+            f"sync on; load {'max' if opts.rate is None else opts.rate} tx/s for "
+            f"{opts.duration_s:g} s" + (" per rung" if opts.sweep else ""), flush=True)
+        result = asyncio.run(_drive(opts, [h.rpc_url for h in homes], procs, pools, profile))
+    except (OSError, ValueError, RuntimeError) as e:
+        _print_logs(workdir)
+        raise RuntimeError(f"tps run failed: {e}") from e
+    finally:
+        codes = _shutdown(procs)
+        if profile is not None:
+            profile.finish()
+        if not opts.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    ceiling = crypto_ceiling(signed)
+    calib = calibration()
+    main = result["steps"][-1] if not opts.sweep else max(result["steps"], key=lambda s: s["tps"])
+    check = result["check"]
+    committed = result["accepted_ids"] - check["lost"]
+    report = {
+        "tps": main["tps"],
+        "latency_ms": main["latency_ms"],
+        "submitted": result["offered"],
+        "accepted": result["accepted_ids"],
+        "rejected": result["rejected"],
+        "committed": committed,
+        "lost": check["lost"],
+        "duplicates": check["duplicates"],
+        "nodes_agree": check["nodes_agree"],
+        "blocks_per_s": main["blocks_per_s"],
+        "txs_per_block": main["txs_per_block"],
+        "rounds_per_height": check["rounds_per_height"],
+        "cpu_percent": main["cpu_percent"],
+        "crypto_ceiling": ceiling,
+        "tps_fraction_of_ceiling": round(main["tps"] / ceiling["tps"], 4),
+        "calibration": calib,
+        "setup": {"validators": opts.validators, "duration_s": opts.duration_s,
+                  "tx_bytes": opts.tx_bytes, "rate": opts.rate or "max", "sweep": opts.sweep,
+                  "store_sync": True, "senders": SENDERS, "batch_interval_ms": BATCH_INTERVAL_MS,
+                  "poll_ms": POLL_MS, "signing_s": round(sign_s, 1),
+                  "latency": "POST sent -> block seen committed on node0",
+                  "window": "from warmup to the end of the load, per step"},
+        "check": check,
+        "latency_all_ms": result["latency_all_ms"],
+        "steps": result["steps"],
+        "timeline": result["timeline"],
+        "exit_codes": codes,
+    }
+    if profile is not None:
+        report["profile"] = profile.summary
+    return report
+
+
+def passed(report: dict[str, Any]) -> tuple[bool, list[str]]:
+    problems = []
+    if report["lost"]:
+        problems.append(f"{report['lost']} accepted transactions were not committed")
+    if report["duplicates"]:
+        problems.append(f"{report['duplicates']} transactions were committed more than once")
+    if not report["nodes_agree"]:
+        problems.append("the nodes do not hold the same blocks and app hashes")
+    if report["accepted"] == 0:
+        problems.append("no transaction was accepted")
+    if any(c != 0 for c in report["exit_codes"]):
+        problems.append(f"node exit codes {report['exit_codes']}")
+    return not problems, problems
+
+
+def format_summary(report: dict[str, Any]) -> str:
+    s, lat, ceil = report["setup"], report["latency_ms"], report["crypto_ceiling"]
+    lines = [
+        "",
+        f"engine bench tps: {s['validators']} validators, {s['tx_bytes']} B signed kvstore txs, "
+        f"LMDB sync on, offered {s['rate']} tx/s",
+        f"  committed TPS        {report['tps']:,.1f} (steady-state window)",
+        f"  latency              p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms "
+        f"({lat['samples']} samples)",
+        f"  transactions         {report['submitted']} offered, {report['accepted']} accepted, "
+        f"{report['committed']} committed, {report['lost']} lost, "
+        f"{report['duplicates']} duplicated",
+        f"  blocks               {report['blocks_per_s']} /s, {report['txs_per_block']} txs/block,"
+        f" {report['rounds_per_height']} rounds/height",
+        f"  CPU % of one core    {report['cpu_percent']}",
+        f"  crypto ceiling       verify_txs on {ceil['threads']} cores: {ceil['tps']:,.0f} tx/s "
+        f"({ceil['path']}); TPS is {report['tps_fraction_of_ceiling']:.1%} of it",
+        f"  agreement            {'all nodes agree' if report['nodes_agree'] else 'MISMATCH'} "
+        f"up to height {report['check']['verified_height']}",
+    ]
+    if len(report["steps"]) > 1:
+        lines.append("  sweep                offered -> committed tx/s, p50/p99 ms")
+        for st in report["steps"]:
+            lines.append(f"    {st['offered_rate']!s:>8} -> {st['tps']:>10,.1f}   "
+                         f"{st['latency_ms']['p50']} / {st['latency_ms']['p99']}")
+    return "\n".join(lines)
+
+
+def run_tps_command(opts: TpsOptions) -> tuple[dict[str, Any] | None, bool]:
+    try:
+        report = run_tps(opts)
+    except RuntimeError as e:
+        print(f"FAIL: {e}", file=sys.stderr)
+        return None, False
+    print(format_summary(report))
+    ok, problems = passed(report)
+    for p in problems:
+        print(f"FAIL: {p}", file=sys.stderr)
+    if ok:
+        print("PASS: every accepted transaction committed exactly once on every node")
+    return report, ok
+
+
+def _print_logs(workdir: str) -> None:
+    for name in sorted(os.listdir(workdir)) if os.path.isdir(workdir) else []:
+        if name.endswith(".log"):
+            with open(os.path.join(workdir, name), errors="replace") as f:
+                tail = f.read()[-2000:]
+            print(f"--- {name} ---\n{tail}", file=sys.stderr)
+
+
+class Profiler:
+    """py-spy recording of one node process during the (last) load phase."""
+
+    def __init__(self, out_dir: str):
+        self.out_dir = out_dir
+        self.proc: subprocess.Popen | None = None
+        self.summary: dict[str, Any] = {}
+        os.makedirs(out_dir, exist_ok=True)
+
+    def start(self, pid: int, duration_s: float) -> None:
+        exe = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
+        if not os.path.exists(exe):
+            self.summary = {"error": "py-spy is not installed (pip install py-spy)"}
+            return
+        self.raw = os.path.join(self.out_dir, "node0.folded")
+        self.proc = subprocess.Popen(
+            [exe, "record", "--pid", str(pid), "--duration", str(max(1, int(duration_s))),
+             "--rate", "100", "--nonblocking", "--format", "raw", "--output", self.raw],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def finish(self) -> None:
+        if self.proc is None:
+            return
+        try:
+            _, err = self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        if not os.path.exists(self.raw):
+            self.summary = {"error": (err or b"").decode(errors="replace")[-500:]}
+            return
+        from engine.benchmarks.profile import summarise_folded
+
+        self.summary = summarise_folded(self.raw)
+        self.summary["folded"] = self.raw
