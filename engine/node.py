@@ -130,6 +130,9 @@ class Node:
         self._replaying = False
         self._running = False
         self._persisted: set[tuple[int, int, int, bytes]] = set()  # (h, r, step, signature)
+        #: Why the node stopped itself (a broken invariant), or None while healthy.
+        self.halted: str | None = None
+        self._halted_event: asyncio.Event | None = None
         self.counters: dict[str, int] = {}
         self.latest_height = 0
         self.latest_block_hash = bytes(32)
@@ -163,6 +166,7 @@ class Node:
         self.mempool.observe_batch = self.metrics.observe_batch
         self.mempool.start()
         self._running = True
+        self._halted_event = asyncio.Event()
         self._build_core()
         self.peers = PeerSet(
             node_key=self.node_key, chain_id=self.home.genesis.chain_id,
@@ -181,8 +185,8 @@ class Node:
         log.info("node %s started at height %d", self.config.moniker, self.latest_height + 1)
 
     async def stop(self) -> None:
-        if not self._running:
-            return
+        if self.store is None:
+            return  # never started, or already stopped
         self._running = False
         for t in self._timers:
             t.cancel()
@@ -339,7 +343,13 @@ class Node:
                 self._spawn(self._propose(action.height, action.round))
             elif isinstance(action, cs.Decide):
                 self._flush_votes(votes)
-                self._commit(action)
+                try:
+                    self._commit(action)
+                except Exception as e:
+                    # The core has moved on but the block is not stored: going on could only
+                    # produce signatures on a state we do not have. Halt loudly instead.
+                    self._halt(f"cannot commit block {action.height}: {e!r}")
+                    raise
                 decided = action.height
             elif isinstance(action, cs.ReportEvidence):
                 self._add_evidence(action.evidence.encode(), gossip=True)
@@ -354,6 +364,13 @@ class Node:
         if decided is not None and self.core is not None and not self._replaying:
             # The block is stored, so validity at the next height can be judged: start it.
             self._execute(self.core.step(cs.Start(decided + 1)))
+
+    def _halt(self, reason: str) -> None:
+        log.critical("halting node %s: %s", self.config.moniker, reason)
+        self.halted = reason
+        self._running = False
+        if self._halted_event is not None:
+            self._halted_event.set()
 
     def _flush_votes(self, votes: list[bytes]) -> None:
         if votes:
@@ -857,7 +874,7 @@ def run_node_forever(home: str, *, app_spec: str | None = None,
     app = load_app(app_spec or loaded.config.app)
     _install_loop_policy()
 
-    async def main() -> None:
+    async def main() -> int:
         node = Node(loaded, app=app)
         await node.start()
         print(f"node {loaded.config.moniker} running: p2p {loaded.config.p2p_host}:"
@@ -866,8 +883,12 @@ def run_node_forever(home: str, *, app_spec: str | None = None,
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        assert node._halted_event is not None
+        waits = [asyncio.create_task(stop.wait()), asyncio.create_task(node._halted_event.wait())]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for w in waits:
+            w.cancel()
         await node.stop()
+        return 1 if node.halted else 0
 
-    asyncio.run(main())
-    return 0
+    return asyncio.run(main())

@@ -52,14 +52,16 @@ def test_four_nodes_commit_and_rpc(tmp_path):
     async def _exercise(nodes):
         txs = make_txs(CHAIN, 300)
         results = await nodes[1].submit_txs(txs)
-        assert all(r.ok for r in results)
-        target = max(n.latest_height for n in nodes) + 3
-        await asyncio.gather(*(n.wait_for_height(target, 30) for n in nodes))
+        assert all(r.ok for r in results), {(r.code, r.log) for r in results if not r.ok}
+        # Every transaction gets committed, on every node (the waits time out otherwise).
+        infos = await asyncio.gather(*(n.wait_for_tx(r.tx_id, 30) for n in nodes
+                                       for r in results))
+        assert all(i is not None for i in infos)
+        # ... exactly once: 300 distinct (height, index) slots.
+        assert len({(i["height"], i["index"]) for i in infos[:300]}) == 300
+        target = min(n.latest_height for n in nodes)
         for h in range(1, target + 1):
             _agree(nodes, h)
-        # Every transaction was committed exactly once, on every node.
-        for n in nodes:
-            assert all(n.tx_info(r.tx_id) is not None for r in results)
         assert nodes[3].app.query("/key", b"k7").value == b"v7"
         await _rpc_checks(nodes[2])
 
@@ -247,3 +249,33 @@ def test_authenticated_peer_sending_garbage_cannot_stop_the_chain(tmp_path):
             await _stop(nodes)
 
     run(main(), 90)
+
+
+def test_failing_application_halts_the_node_loudly(tmp_path):
+    from engine import config
+    from engine.app import KVStoreApp
+
+    class Broken(KVStoreApp):
+        def finalize_block(self, height, txs):
+            if height == 2:
+                raise RuntimeError("application bug")
+            return super().finalize_block(height, txs)
+
+    home = config.init_home(str(tmp_path / "solo"), "solo", p2p_port=0, rpc_port=0)
+
+    async def main():
+        node = Node(home.path, app=Broken(), rpc=False)
+        await node.start()
+        try:
+            await node.wait_for_height(1, 10)
+            for _ in range(100):
+                if node.halted:
+                    break
+                await asyncio.sleep(0.05)
+            assert node.halted and "cannot commit block 2" in node.halted
+            assert node.latest_height == 1
+        finally:
+            await node.stop()
+        assert node.store is None
+
+    run(main())
