@@ -22,19 +22,28 @@ def _frame_key(frame: str) -> tuple[str, str]:
     return m.group("func"), m.group("path")
 
 
+def _library(path: str) -> str | None:
+    p = path.replace("\\", "/")
+    for lib in ("aiohttp", "asyncio", "uvloop", "msgpack", "lmdb", "cryptography", "selectors",
+                "concurrent", "threading", "multidict", "yarl", "json", "prometheus_client"):
+        if f"/{lib}/" in p or p.startswith(f"{lib}/") or p.endswith(f"/{lib}.py"):
+            return lib
+    return None
+
+
 def _area(stack: list[tuple[str, str]]) -> str:
+    """A library when the leaf is in one, else the engine package nearest the leaf."""
+    func, path = stack[-1]
+    lib = _library(path)
+    if lib is not None:
+        return lib
     for func, path in reversed(stack):
         p = path.replace("\\", "/")
         if "/engine/" in p or p.startswith("engine/"):
             part = p.split("engine/", 1)[1]
             return "engine/" + part.split("/")[0].removesuffix(".py")
-    func, path = stack[-1] if stack else ("?", "")
-    p = path.replace("\\", "/")
-    for lib in ("aiohttp", "asyncio", "uvloop", "msgpack", "lmdb", "cryptography", "selectors",
-                "concurrent", "threading", "multidict", "yarl", "json"):
-        if f"/{lib}/" in p or p.startswith(lib) or f"/{lib}." in p:
-            return lib
-    return func.split(".")[0] if not p else p.rsplit("/", 1)[-1]
+    func, path = stack[-1]
+    return path.rsplit("/", 1)[-1] if path else func
 
 
 def summarise_folded(path: str) -> dict[str, Any]:

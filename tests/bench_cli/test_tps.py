@@ -1,0 +1,100 @@
+"""`engine bench tps`: a short real run on a 4-validator testnet of separate processes (every
+accepted transaction committed once on every node, JSON keys, PNG), option checks, signing,
+and the profile summary."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from engine import tx as txmod
+from engine.benchmarks import tps
+from engine.benchmarks.profile import format_profile, summarise_folded
+from engine.cli import main
+
+pytestmark = pytest.mark.timeout(150)
+
+
+def test_short_run_commits_every_accepted_tx_once_on_every_node(tmp_path, capsys):
+    out_json, out_png = tmp_path / "tps.json", tmp_path / "tps.png"
+    code = main(["bench", "tps", "--validators", "4", "--duration", "3", "--rate", "300",
+                 "--tx-bytes", "200", "--json", str(out_json), "--plot", str(out_png)])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    report = json.loads(out_json.read_text())
+    for key in ("tps", "latency_ms", "submitted", "accepted", "committed", "lost",
+                "nodes_agree", "blocks_per_s", "txs_per_block", "rounds_per_height",
+                "cpu_percent", "crypto_ceiling", "calibration", "machine"):
+        assert key in report, key
+    assert report["lost"] == 0 and report["duplicates"] == 0 and report["nodes_agree"] is True
+    assert report["accepted"] > 0 and report["committed"] == report["accepted"]
+    assert report["submitted"] >= report["accepted"]
+    assert set(report["latency_ms"]) >= {"p50", "p95", "p99"}
+    assert 0 < report["latency_ms"]["p50"] <= report["latency_ms"]["p99"]
+    assert set(report["cpu_percent"]) == {"node0", "node1", "node2", "node3", "loadgen"}
+    assert report["crypto_ceiling"]["tps"] > 0 and report["setup"]["store_sync"] is True
+    assert report["check"]["verified_height"] >= 1 and report["rounds_per_height"] >= 1
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "PASS: every accepted transaction committed exactly once" in text
+    assert "[rate 300" in text  # the progress display
+
+
+def _args(**kw):
+    base = dict(validators=4, duration=5.0, tx_bytes=250, rate="max", sweep=False, rates=None,
+                base_port=0, profile=None, keep=False)
+    base.update(kw)
+    return argparse.Namespace(**base)
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"rate": "fast"}, "--rate must be"), ({"rate": "0"}, "rate must be"),
+    ({"validators": 0}, "validators must be"), ({"duration": 0.1}, "duration must be"),
+    ({"tx_bytes": 50}, "tx_bytes must be"), ({"rates": "1,x", "sweep": True}, "--rates"),
+    ({"rates": "100,200"}, "only used with sweep")])
+def test_bad_options_are_refused(kw, message):
+    with pytest.raises(ValueError, match=message):
+        tps.TpsOptions.from_args(_args(**kw))
+
+
+def test_bad_options_on_the_command_line(capsys):
+    assert main(["bench", "tps", "--rate", "lots"]) == 2
+    assert "--rate must be" in capsys.readouterr().err
+
+
+def test_sweep_ladder_and_presign_counts():
+    opts = tps.TpsOptions.from_args(_args(sweep=True, rate="1000"))
+    assert tps._sweep_rates(opts) == [100, 250, 500, 750, 1000, 1250]
+    opts = tps.TpsOptions.from_args(_args(sweep=True, rates="200,400"))
+    assert tps._sweep_rates(opts) == [200, 400]
+    assert tps._presign_counts(opts) == [int(200 * 5 * 1.05) + tps.BATCH_TXS_MAX,
+                                         int(400 * 5 * 1.05) + tps.BATCH_TXS_MAX]
+
+
+def test_signed_envelopes_have_the_size_and_verify():
+    envs = tps.sign_envelopes(2500, 250, workers=2)
+    assert len(envs) == 2500 and {len(e) for e in envs} == {250}
+    assert len(set(envs)) == 2500
+    assert all(txmod.verify_txs(envs, tps.CHAIN_ID))
+    payload = txmod.decode_tx(envs[7]).payload
+    assert payload.startswith(b"k7=")
+
+
+def test_profile_summary_of_folded_stacks(tmp_path):
+    folded = tmp_path / "p.folded"
+    folded.write_text(
+        "process 1:\"python\";thread (0x1);main (engine/node.py:10);_commit (engine/node.py:20);"
+        "save_block (engine/store/store.py:30) 6\n"
+        "process 1:\"python\";thread (0x1);main (engine/node.py:10);"
+        "read (/x/site-packages/aiohttp/streams.py:5) 3\n"
+        "process 1:\"python\";thread (0x1);main (engine/node.py:10) 1\n"
+        "garbage line\n")
+    s = summarise_folded(str(folded))
+    assert s["samples"] == 10
+    assert dict(s["areas"]) == {"engine/store": 60.0, "aiohttp": 30.0, "engine/node": 10.0}
+    assert s["self"][0] == ["save_block (engine/store/store.py)", 60.0]
+    assert dict(s["inclusive"])["main (engine/node.py)"] == 100.0
+    assert "60.00%" in format_profile(s)
+    empty = tmp_path / "e.folded"
+    empty.write_text("")
+    assert summarise_folded(str(empty))["samples"] == 0
