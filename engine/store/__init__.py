@@ -18,6 +18,7 @@ types)::
     store.latest_height(), store.base_height(), store.app_hash(height=None)
     store.load_certificate(height)
     store.find_tx(tx_id) -> TxLocation(height, index, tx) | None
+    store.find_txs([tx_id, ...]) -> [TxLocation | None]   # batched, one search per index run
     store.tx_proof(tx_id) -> TxProof(location, tx_root, proof) | None
     store.state_get(key), store.state_items(prefix)
     store.wal_append(height, entry, sync=True) -> seq; store.wal_replay(height) -> [entry]

@@ -12,12 +12,12 @@ kept inside the ``tx_index`` database:
   Every entry is rewritten about log_fanout(total / block) times, sequentially; a lookup binary
   searches each run (at most ``fanout - 1`` runs per tier).
 
-An entry is 16 bytes: the first 8 bytes of the tx id (big-endian u64) and the location
-``height << 24 | index``. A prefix can collide, so a lookup returns candidates and the store
-confirms each by hashing the stored transaction. A run value is
-``u32 count | u32 chunks | fence (first key of each chunk, u64 BE) | chunk tags (16 B each) |
-header tag (16 B) | entries``; the header tag covers the fence and the chunk tags, each chunk tag
-covers 256 entries, so a lookup verifies only the chunk it reads.
+An entry is two little-endian u64: the first 8 bytes of the tx id read as a big-endian number
+(so entries sort like ids) and the location ``height << 24 | index``. A prefix can collide, so a
+lookup returns candidates and the store confirms each by hashing the stored transaction. A run
+value is ``u32 count | u32 chunks | fence (first key of each chunk) | chunk tags (16 B each) |
+header tag (16 B) | entries``; the header tag covers the fence and the chunk tags; each chunk tag
+(BLAKE3 keyed by the run key) covers 256 entries, so a lookup verifies only the chunk it reads.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from typing import Iterator
 
 import numpy as np
 
-from engine.hashing import blake3, blake3_many
+from engine.hashing import HASH_BYTES, blake3, blake3_many_packed
 from engine.store._records import HEIGHT, TAG_BYTES, StoreCorruption
 
 DB = "tx_index"
@@ -37,7 +37,8 @@ LOC_INDEX_BITS = 24
 #: Transactions one block may hold (the location packs the index into 24 bits).
 block_txs_max = 1 << LOC_INDEX_BITS
 _RUN_HEADER = struct.Struct("<II")
-_ENTRY_DTYPE = np.dtype(">u8")
+_ENTRY_DTYPE = np.dtype("<u8")  # little-endian: zero-copy on the hosts we run on
+_ID_PREFIX_DTYPE = np.dtype(">u8")
 
 
 def run_key(first: int, last: int, count: int) -> bytes:
@@ -65,7 +66,7 @@ def tier(count: int) -> int:
 def block_entries(height: int, tx_ids_packed: bytes) -> np.ndarray:
     """The sorted (n, 2) uint64 entries of one block; ``tx_ids_packed`` is n * 32 bytes."""
     n = len(tx_ids_packed) // 32
-    keys = np.frombuffer(tx_ids_packed, dtype=_ENTRY_DTYPE).reshape(n, 4)[:, 0].astype(np.uint64)
+    keys = np.frombuffer(tx_ids_packed, dtype=_ID_PREFIX_DTYPE).reshape(n, 4)[:, 0].astype(np.uint64)
     locs = (np.uint64(height) << np.uint64(LOC_INDEX_BITS)) + np.arange(n, dtype=np.uint64)
     order = np.argsort(keys)  # ties need no order: lookups sort candidates by location
     return np.stack([keys[order], locs[order]], axis=1)
@@ -73,15 +74,27 @@ def block_entries(height: int, tx_ids_packed: bytes) -> np.ndarray:
 
 def encode_run(key: bytes, entries: np.ndarray) -> bytes:
     """The run value for sorted (n, 2) uint64 ``entries`` stored under ``key``."""
-    body = entries.astype(_ENTRY_DTYPE).tobytes()
-    count = len(entries)
-    chunk_bytes = CHUNK_ENTRIES * ENTRY_BYTES
-    chunks = [key + i.to_bytes(4, "big") + body[off:off + chunk_bytes]
-              for i, off in enumerate(range(0, len(body), chunk_bytes))]
-    tags = b"".join(t[:TAG_BYTES] for t in blake3_many(chunks))
+    body = entries.astype(_ENTRY_DTYPE, copy=False).tobytes()
+    tags = chunk_tags(key, body)
     fence = entries[::CHUNK_ENTRIES, 0].astype(_ENTRY_DTYPE).tobytes()
-    header = _RUN_HEADER.pack(count, len(chunks)) + fence + tags
-    return header + _header_tag(key, header) + body
+    header = _RUN_HEADER.pack(len(entries), len(tags) // TAG_BYTES) + fence + tags
+    return b"".join((header, _header_tag(key, header), body))
+
+
+def _chunk_key(key: bytes) -> bytes:
+    return blake3(b"tx_index/chunk\0" + key)
+
+
+def chunk_tags(key: bytes, body) -> bytes:
+    """The tag of every 256-entry chunk of ``body``: BLAKE3 keyed by the run key, one native
+    batch over the buffer (no copies)."""
+    chunk_bytes = CHUNK_ENTRIES * ENTRY_BYTES
+    offsets = np.arange(0, len(body) + chunk_bytes, chunk_bytes, dtype=np.uint64)
+    offsets[-1] = len(body)
+    if len(offsets) > 2 and offsets[-2] == offsets[-1]:
+        offsets = offsets[:-1]
+    hashes = blake3_many_packed(body, offsets, key=_chunk_key(key))
+    return np.frombuffer(hashes, np.uint8).reshape(-1, HASH_BYTES)[:, :TAG_BYTES].tobytes()
 
 
 def _header_tag(key: bytes, header) -> bytes:
@@ -105,10 +118,11 @@ class Run:
         if count != self.count or chunks != expect_chunks or \
                 len(view) != header_len + TAG_BYTES + count * ENTRY_BYTES:
             raise StoreCorruption(DB, self.key, "run header does not match its key or length")
-        if _header_tag(self.key, view[:header_len]) != bytes(view[header_len:header_len + TAG_BYTES]):
+        header = bytes(view[:header_len + TAG_BYTES])
+        if _header_tag(self.key, header[:header_len]) != header[header_len:]:
             raise StoreCorruption(DB, self.key, "run header checksum mismatch")
+        self._fence = np.frombuffer(header, _ENTRY_DTYPE, chunks, _RUN_HEADER.size)
         self._value = view
-        self._fence = np.frombuffer(view, _ENTRY_DTYPE, chunks, _RUN_HEADER.size).astype(np.uint64)
         self._tags = _RUN_HEADER.size + chunks * 8
         self._body_off = header_len + TAG_BYTES
 
@@ -119,9 +133,9 @@ class Run:
         off = self._body_off + start * ENTRY_BYTES
         raw = self._value[off:off + m * ENTRY_BYTES]
         want = bytes(self._value[self._tags + i * TAG_BYTES:self._tags + (i + 1) * TAG_BYTES])
-        if blake3(self.key + i.to_bytes(4, "big") + bytes(raw))[:TAG_BYTES] != want:
+        if blake3(raw, key=_chunk_key(self.key))[:TAG_BYTES] != want:
             raise StoreCorruption(DB, self.key, f"checksum mismatch in entries {start}..{start + m - 1}")
-        entries = np.frombuffer(raw, _ENTRY_DTYPE).reshape(m, 2).astype(np.uint64)
+        entries = np.frombuffer(raw, _ENTRY_DTYPE).reshape(m, 2)
         if m > 1 and np.any(entries[1:, 0] < entries[:-1, 0]):
             raise StoreCorruption(DB, self.key, "entries out of order")
         if entries[0, 0] != self._fence[i]:
@@ -129,23 +143,17 @@ class Run:
         return entries
 
     def all_entries(self) -> np.ndarray:
-        """Every entry as (count, 2) uint64, all chunk tags checked in one native batch."""
-        if self.count == 0:
-            return np.zeros((0, 2), np.uint64)
+        """Every entry as (count, 2) uint64 (a copy), all chunk tags checked in one batch."""
         body = self._value[self._body_off:]
-        chunk_bytes = CHUNK_ENTRIES * ENTRY_BYTES
-        messages = [self.key + i.to_bytes(4, "big") + bytes(body[off:off + chunk_bytes])
-                    for i, off in enumerate(range(0, len(body), chunk_bytes))]
-        got = b"".join(t[:TAG_BYTES] for t in blake3_many(messages))
-        want = bytes(self._value[self._tags:self._tags + len(messages) * TAG_BYTES])
+        got = chunk_tags(self.key, body)
+        want = bytes(self._value[self._tags:self._tags + len(got)])
         if got != want:
-            bad = next(i for i in range(len(messages))
-                       if got[i * TAG_BYTES:(i + 1) * TAG_BYTES] !=
-                       want[i * TAG_BYTES:(i + 1) * TAG_BYTES])
+            bad = next(i for i in range(0, len(got), TAG_BYTES)
+                       if got[i:i + TAG_BYTES] != want[i:i + TAG_BYTES]) // TAG_BYTES
             first = bad * CHUNK_ENTRIES
             raise StoreCorruption(DB, self.key, f"checksum mismatch in entries {first}.."
                                   f"{min(first + CHUNK_ENTRIES, self.count) - 1}")
-        entries = np.frombuffer(body, _ENTRY_DTYPE).reshape(self.count, 2).astype(np.uint64)
+        entries = np.frombuffer(body, _ENTRY_DTYPE).reshape(self.count, 2).copy()
         if np.any(entries[1:, 0] < entries[:-1, 0]):
             raise StoreCorruption(DB, self.key, "entries out of order")
         if not np.array_equal(entries[::CHUNK_ENTRIES, 0], self._fence):
@@ -164,6 +172,67 @@ class Run:
             b = int(np.searchsorted(entries[:, 0], p, side="right"))
             found += [int(x) for x in entries[a:b, 1]]
         return found
+
+
+class RunCache:
+    """Verified runs kept in memory for lookups: run key -> (header tag, sorted keys, locations).
+
+    A run never changes under its key (merges and prunes write new keys), so an entry stays
+    valid while a run with that key and header tag exists; every run is read and verified once
+    (all chunk tags in one native batch) and a lookup is then a binary search in memory, with
+    no per-lookup hashing. Runs beyond ``cache_bytes_max`` are searched on disk chunk by chunk.
+    """
+
+    def __init__(self, cache_bytes_max: int = 128 << 20):
+        self.cache_bytes_max = cache_bytes_max
+        self._runs: dict[bytes, tuple[bytes, np.ndarray, np.ndarray]] = {}
+        self._bytes = 0
+
+    def lookup(self, txn, dbi, prefixes: np.ndarray) -> list[tuple[int, int]]:
+        """(query index, location) for every entry whose key equals one of ``prefixes``."""
+        found: list[tuple[int, int]] = []
+        live: set[bytes] = set()
+        for key, value in iter_runs(txn, dbi):
+            live.add(key)
+            view = memoryview(value)
+            tag = bytes(view[_tag_offset(key, view):][:TAG_BYTES])
+            cached = self._runs.get(key)
+            if cached is None or cached[0] != tag:
+                cached = self._load(key, view, tag)
+            if cached is None:  # over budget: search the run on disk
+                run = Run(key, view)
+                for q, p in enumerate(prefixes.tolist()):
+                    found += [(q, loc) for loc in run.find(p)]
+                continue
+            keys, locs = cached[1], cached[2]
+            lo = np.searchsorted(keys, prefixes, side="left")
+            hi = np.searchsorted(keys, prefixes, side="right")
+            for q in np.nonzero(hi > lo)[0].tolist():
+                found += [(q, int(x)) for x in locs[lo[q]:hi[q]]]
+        for key in [k for k in self._runs if k not in live]:
+            self._bytes -= self._runs.pop(key)[1].nbytes * 2
+        return found
+
+    def _load(self, key: bytes, view, tag: bytes):
+        self._runs.pop(key, None)
+        run = Run(key, view)
+        size = run.count * ENTRY_BYTES
+        if self._bytes + size > self.cache_bytes_max:
+            return None
+        entries = run.all_entries()
+        item = (tag, np.ascontiguousarray(entries[:, 0]), np.ascontiguousarray(entries[:, 1]))
+        self._runs[key] = item
+        self._bytes += size
+        return item
+
+
+def _tag_offset(key: bytes, view) -> int:
+    """Where the header tag of a run value starts (0 if the value is too short: the Run
+    constructor then reports it)."""
+    if len(view) < _RUN_HEADER.size:
+        return 0
+    chunks = _RUN_HEADER.unpack_from(view)[1]
+    return min(_RUN_HEADER.size + chunks * (8 + TAG_BYTES), len(view))
 
 
 def iter_runs(txn, dbi) -> Iterator[tuple[bytes, object]]:
@@ -197,7 +266,7 @@ def merge_tail(txn, dbi) -> None:
 
 def write_run(txn, dbi, entries: np.ndarray, first: int, last: int, *, sort: bool) -> None:
     if sort:
-        entries = entries[np.argsort(entries[:, 0], kind="stable")]
+        entries = entries[np.argsort(entries[:, 0], kind="stable")]  # merges sorted runs
     if len(entries) == 0:
         return
     key = run_key(first, last, len(entries))

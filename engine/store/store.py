@@ -31,6 +31,9 @@ map_grow_attempts_max = 64
 state_key_bytes_max = 400          # LMDB's key limit is 511; the tag is in the value
 block_bytes_max = (1 << 32) - 1    # offsets inside a block record are u32
 wal_entry_bytes_max = 64 << 20
+#: Memory for verified tx index runs kept for lookups (16 bytes per committed tx).
+tx_index_cache_bytes_max = 128 << 20
+find_txs_ids_max = 1 << 20
 ZERO_HASH = bytes(HASH_BYTES)
 
 # version, height, block hash, parent hash, app hash, tx root, app chain, header len, txs, results
@@ -161,6 +164,7 @@ class Store:
         self.readonly = readonly
         self._env = self._open_env(map_size)
         self._dbs: dict[str, object] = {}
+        self._runs = _txindex.RunCache(tx_index_cache_bytes_max)
         try:
             self._attach()
         except BaseException:
@@ -562,28 +566,40 @@ class Store:
         """The committed transaction whose id (BLAKE3 of its bytes) is ``tx_id``, or None.
         If it was committed more than once, the lowest stored height is returned."""
         tx_id = _bytes(tx_id, "tx_id", HASH_BYTES)
-        return self._read(lambda txn: self._find_tx(txn, tx_id), what="find tx")
+        return self._read(lambda txn: self._find_txs(txn, [tx_id]), what="find tx")[0]
 
-    def _find_tx(self, txn, tx_id: bytes) -> TxLocation | None:
-        prefix = int.from_bytes(tx_id[:8], "big")
-        dbi = self._dbs["tx_index"]
-        candidates: list[int] = []
-        for key, value in _txindex.iter_runs(txn, dbi):
-            candidates += _txindex.Run(key, value).find(prefix)
+    def find_txs(self, tx_ids: Sequence[bytes]) -> list[TxLocation | None]:
+        """:meth:`find_tx` for many ids in one read transaction and one search per index run."""
+        if isinstance(tx_ids, (bytes, bytearray, memoryview, str)):
+            raise TypeError("tx_ids must be a sequence of 32-byte ids")
+        ids = [_bytes(t, f"tx_ids[{i}]", HASH_BYTES) for i, t in enumerate(tx_ids)]
+        if len(ids) > find_txs_ids_max:
+            raise ValueError(f"tx_ids holds {len(ids)} ids, more than {find_txs_ids_max}")
+        if not ids:
+            return []
+        return self._read(lambda txn: self._find_txs(txn, ids), what="find txs")
+
+    def _find_txs(self, txn, ids: list[bytes]) -> list[TxLocation | None]:
+        prefixes = np.frombuffer(b"".join(i[:8] for i in ids), dtype=">u8").astype(np.uint64)
+        hits = self._runs.lookup(txn, self._dbs["tx_index"], prefixes)
+        out: list[TxLocation | None] = [None] * len(ids)
         mismatched: set[int] = set()
-        for loc in sorted(candidates):
+        for q, loc in sorted(hits, key=lambda h: (h[0], h[1])):
+            if out[q] is not None:
+                continue
             height, index = _txindex.split_loc(loc)
             tx = self._tx_at(txn, height, index)
-            if tx is not None and blake3(tx) == tx_id:
-                return TxLocation(height, index, tx)
-            mismatched.add(height)
+            if tx is not None and blake3(tx) == ids[q]:
+                out[q] = TxLocation(height, index, tx)
+            else:
+                mismatched.add(height)
         # A prefix collision is legitimate; a damaged block record is not: tell them apart.
         for height in mismatched:
             key = height_key(height)
             value = txn.get(key, db=self._dbs["blocks"])
             if value is not None:
                 self._decode_block(txn, key, value)
-        return None
+        return out
 
     def _tx_at(self, txn, height: int, index: int) -> bytes | None:
         """Transaction ``index`` of block ``height`` read without checking the whole record
