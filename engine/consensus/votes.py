@@ -126,6 +126,16 @@ class HeightVotes:
                 return h
         raise AssertionError("quorum slot without a hash")
 
+    def votes_for(self, round: int, vote_type: int, block_hash: bytes) -> list[Vote]:
+        """The votes counted for ``block_hash`` (first and conflicting), for relaying a proof
+        of lock to peers that miss it."""
+        row = self._rows.get((round, vote_type))
+        if row is None:
+            return []
+        found = [v for v in row.votes if v is not None and v.block_hash == block_hash]
+        found += [votes[block_hash] for votes in row.extra.values() if block_hash in votes]
+        return found
+
     def signatures_for(self, round: int, vote_type: int, block_hash: bytes) -> dict[int, bytes]:
         """Signatures of the votes counted for ``block_hash``, by validator index."""
         row = self._rows.get((round, vote_type))

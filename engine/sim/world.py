@@ -214,14 +214,18 @@ class SimNode:
     # --- gossip, catch-up, crash ---------------------------------------------------------------
 
     def gossip(self) -> None:
-        """When stuck in one (height, round, step), re-send own votes of this height and the
-        proposals this node holds for the current round (gossip eventually delivers)."""
+        """When stuck in one (height, round, step), re-send own votes of this height, relay the
+        proof of lock of the valid value (the prevotes that made it valid) and the proposals of
+        the current round: gossip relays what a correct node received, eventually."""
         core = self.core
         hrs = (core.height, core.round, core.step_)
         if hrs == self.last_hrs and self.behaviour != "silent":
             own = core.own_index
             if own is not None:
                 for v in core.votes.votes_of(own):
+                    self.world.broadcast(self.instance, ("vote", v))
+            if core.valid_value is not None:
+                for v in core.votes.votes_for(core.valid_round, 1, core.valid_value):
                     self.world.broadcast(self.instance, ("vote", v))
             for bh, p in core.proposals.get(core.round, {}).items():
                 self.world.broadcast(self.instance, ("proposal", p, core.blocks[bh]))
