@@ -98,8 +98,9 @@ int ed_cache_get(const uint8_t pk[32], ed_key *out, int want_table) {
             entry *e = &s->ways[i];
             if (e->stamp && memcmp(e->pk, pk, 32) == 0) {
                 e->stamp = __atomic_add_fetch(&g_clock, 1, __ATOMIC_RELAXED);
-                if (want_table) *out = e->key;
-                else out->neg_affine = e->key.neg_affine;
+                out->neg_affine = e->key.neg_affine;
+                out->has_table = want_table && e->key.has_table;
+                if (out->has_table) memcpy(out->neg_table, e->key.neg_table, sizeof out->neg_table);
                 hit = 1;
                 break;
             }
@@ -120,7 +121,9 @@ void ed_cache_put(const uint8_t pk[32], const ed_key *key) {
         entry *victim = &s->ways[0];
         for (int i = 0; i < WAYS; i++) {
             entry *e = &s->ways[i];
-            if (e->stamp && memcmp(e->pk, pk, 32) == 0) { /* another thread was first */
+            if (e->stamp && memcmp(e->pk, pk, 32) == 0) {
+                /* present already (another thread was first): add a table it lacks */
+                if (key->has_table && !e->key.has_table) e->key = *key;
                 victim = NULL;
                 break;
             }
@@ -128,7 +131,9 @@ void ed_cache_put(const uint8_t pk[32], const ed_key *key) {
         }
         if (victim) {
             memcpy(victim->pk, pk, 32);
-            victim->key = *key;
+            victim->key.neg_affine = key->neg_affine;
+            victim->key.has_table = key->has_table;
+            if (key->has_table) memcpy(victim->key.neg_table, key->neg_table, sizeof key->neg_table);
             victim->stamp = __atomic_add_fetch(&g_clock, 1, __ATOMIC_RELAXED);
         }
         spin_unlock(&s->lock);

@@ -211,43 +211,120 @@ static void ED_NAME(challenge)(sc256 *k, const engine_ed25519_item *it) {
     engine_sc_reduce512(k, digest);
 }
 
-/* Decompressed, negated key with its table, from the cache or computed (and cached). */
-static int ED_NAME(load_key)(ed_key *key, const uint8_t pk[32], int want_table) {
-    if (ed_cache_get(pk, key, want_table)) return 1;
-    fe51 x, y;
-    if (!ge_decompress(&x, &y, pk)) return 0;
-    ge_niels a;
-    ge_niels_from_affine(&a, &x, &y);
-    ge_niels_neg(&key->neg_affine, &a);
+/* Negated key with its table for a single check, from the cache or computed (and cached). */
+static int ED_NAME(load_key)(ed_key *key, const uint8_t pk[32]) {
+    int hit = ed_cache_get(pk, key, 1);
+    if (hit && key->has_table) return 1;
+    if (!hit) {
+        fe51 x, y;
+        if (!ge_decompress(&x, &y, pk)) return 0;
+        ge_niels a;
+        ge_niels_from_affine(&a, &x, &y);
+        ge_niels_neg(&key->neg_affine, &a);
+    }
     ED_NAME(table_from_niels)(key->neg_table, &key->neg_affine);
+    key->has_table = 1;
     ed_cache_put(pk, key);
     return 1;
 }
 
-static int ED_NAME(prepare)(ED_NAME(prepared) *p, const engine_ed25519_item *it) {
-    if (!it->pk || !engine_sc_is_canonical(it->sig + 32)) return 0;
-    ed_key key;
-    if (!ED_NAME(load_key)(&key, it->pk, 0)) return 0;
-    p->neg_a = key.neg_affine;
-    fe51 x, y;
-    if (!ge_decompress(&x, &y, it->sig)) return 0;
-    ge_niels r;
-    ge_niels_from_affine(&r, &x, &y);
-    ge_niels_neg(&p->neg_r, &r);
-    engine_sc_from_bytes(&p->s, it->sig + 32);
-    ED_NAME(challenge)(&p->k, it);
-    return 1;
+static void ED_NAME(negated_niels)(ge_niels *out, const fe51 *x, const fe51 *y) {
+    ge_niels p;
+    ge_niels_from_affine(&p, x, y);
+    ge_niels_neg(out, &p);
+}
+
+/* Decompress enc[j] for every job, four at a time so the exponentiations interleave;
+ * ok[j] = 0 where there is no such point. */
+static void ED_NAME(decompress_many)(ge_niels *neg_out, uint8_t *ok, const uint8_t *const *enc,
+                                     size_t count) {
+    for (size_t first = 0; first < count; first += 4) {
+        ge_decompress_state st[4];
+        fe51 base[4], pow[4];
+        size_t idx[4];
+        for (int j = 0; j < 4; j++) {
+            idx[j] = first + (size_t)j < count ? first + (size_t)j : first; /* pad with a repeat */
+            ge_decompress_begin(&st[j], enc[idx[j]]);
+            base[j] = st[j].base;
+        }
+        fe_pow22523_x4(pow, base);
+        for (int j = 0; j < 4 && first + (size_t)j < count; j++) {
+            fe51 x, y;
+            ok[idx[j]] = (uint8_t)ge_decompress_end(&x, &y, &st[j], &pow[j], enc[idx[j]]);
+            if (ok[idx[j]]) ED_NAME(negated_niels)(&neg_out[idx[j]], &x, &y);
+        }
+    }
+}
+
+#define ED_JOB_IS_KEY ((size_t)1 << (sizeof(size_t) * 8 - 1))
+
+/* Prepare items[0..n): range checks, keys from the cache or decompressed, R decompressed,
+ * k hashed. Writes the live entries' indexes to idx and returns their count, or -1 when out
+ * of memory. */
+static long ED_NAME(prepare_all)(ED_NAME(prepared) *prep, size_t *idx,
+                                 const engine_ed25519_item *items, size_t n) {
+    /* Jobs: every live R, and every key missing from the cache (owner's top bit set). */
+    const uint8_t **enc = (const uint8_t **)calloc(2 * n, sizeof *enc);
+    size_t *owner = (size_t *)malloc(2 * n * sizeof *owner);
+    ge_niels *points = (ge_niels *)malloc(2 * n * sizeof *points);
+    uint8_t *ok = (uint8_t *)malloc(2 * n);
+    uint8_t *live = (uint8_t *)malloc(n);
+    long count = -1;
+    if (!enc || !owner || !points || !ok || !live) goto done;
+    size_t jobs = 0;
+    for (size_t i = 0; i < n; i++) {
+        const engine_ed25519_item *it = &items[i];
+        live[i] = it->pk && engine_sc_is_canonical(it->sig + 32);
+        if (!live[i]) continue;
+        ed_key key;
+        owner[jobs] = i;
+        enc[jobs++] = it->sig;
+        if (ed_cache_get(it->pk, &key, 0)) {
+            prep[i].neg_a = key.neg_affine;
+        } else {
+            owner[jobs] = i | ED_JOB_IS_KEY;
+            enc[jobs++] = it->pk;
+        }
+    }
+    ED_NAME(decompress_many)(points, ok, enc, jobs);
+    for (size_t j = 0; j < jobs; j++) {
+        size_t i = owner[j] & ~ED_JOB_IS_KEY;
+        if (!ok[j]) {
+            live[i] = 0;
+        } else if (owner[j] & ED_JOB_IS_KEY) {
+            ed_key key;
+            key.neg_affine = points[j];
+            key.has_table = 0;
+            prep[i].neg_a = points[j];
+            ed_cache_put(items[i].pk, &key);
+        } else {
+            prep[i].neg_r = points[j];
+        }
+    }
+    count = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!live[i]) continue;
+        engine_sc_from_bytes(&prep[i].s, items[i].sig + 32);
+        ED_NAME(challenge)(&prep[i].k, &items[i]);
+        idx[count++] = i;
+    }
+done:
+    free(enc);
+    free(owner);
+    free(points);
+    free(ok);
+    free(live);
+    return count;
 }
 
 static int ED_NAME(verify_item)(const engine_ed25519_item *it) {
     if (!it->pk || !engine_sc_is_canonical(it->sig + 32)) return 0;
     ed_key key;
-    if (!ED_NAME(load_key)(&key, it->pk, 1)) return 0;
+    if (!ED_NAME(load_key)(&key, it->pk)) return 0;
     fe51 x, y;
     if (!ge_decompress(&x, &y, it->sig)) return 0;
-    ge_niels r, neg_r;
-    ge_niels_from_affine(&r, &x, &y);
-    ge_niels_neg(&neg_r, &r);
+    ge_niels neg_r;
+    ED_NAME(negated_niels)(&neg_r, &x, &y);
     sc256 k, s;
     engine_sc_from_bytes(&s, it->sig + 32);
     ED_NAME(challenge)(&k, it);
@@ -300,6 +377,7 @@ static int ED_NAME(msm_straus)(ge_p3 *out, const ge_niels *points, const sc256 *
 /* Window width for Pippenger over n points of about 253 bits, from a cost model counted in
  * field multiplications: per window n mixed additions (7M) plus 2^(c-1) bucket sums (2 x 9M). */
 static int ED_NAME(pippenger_window)(size_t n) {
+    if (getenv("ED_C")) return atoi(getenv("ED_C"));
     int best_c = 4;
     double best = 1e300;
     for (int c = 4; c <= 15; c++) {
@@ -490,12 +568,9 @@ int ED_NAME(engine_ed25519_verify_chunk)(const engine_ed25519_item *items, size_
         free(idx);
         return ENGINE_ED25519_ENOMEM;
     }
-    size_t live = 0;
-    for (size_t i = 0; i < n; i++) {
-        out[i] = 0;
-        if (ED_NAME(prepare)(&prep[i], &items[i])) idx[live++] = i;
-    }
-    int rc = ED_NAME(resolve)(prep, idx, live, out);
+    for (size_t i = 0; i < n; i++) out[i] = 0;
+    long live = ED_NAME(prepare_all)(prep, idx, items, n);
+    int rc = live < 0 ? ENGINE_ED25519_ENOMEM : ED_NAME(resolve)(prep, idx, (size_t)live, out);
     free(prep);
     free(idx);
     return rc;

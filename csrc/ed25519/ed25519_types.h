@@ -27,6 +27,7 @@ typedef struct {
  * odd-multiple table: what the key cache stores. */
 typedef struct {
     ge_niels neg_affine;
+    int has_table; /* batches need only neg_affine; the table is built on first single use */
     ge_cached neg_table[ED_KEY_TABLE_SIZE];
 } ed_key;
 

@@ -182,31 +182,42 @@ static inline int ge_p3_is_small_order_identity_x8(const ge_p3 *p) {
     return fe_iszero(&q.X) && fe_equal(&q.Y, &q.Z);
 }
 
-/* ZIP-215 decompression into affine (x, y): y is the low 255 bits reduced mod p (y >= p
- * accepted); x from x^2 = (y^2 - 1)/(d y^2 + 1); a set sign bit with x = 0 is accepted and x
- * stays 0. Returns 0 when no square root exists. */
-static inline int ge_decompress(fe51 *x, fe51 *y, const uint8_t s[32]) {
-    fe51 u, v, v3, vxx, t, yy;
-    fe_frombytes(y, s);
-    fe_sq(&yy, y);
-    fe_sub(&u, &yy, &FE_ONE);
-    fe_mul(&v, &yy, &FE_D);
-    fe_add(&v, &v, &FE_ONE);
-    fe_mul(&u, &u, &FE_ONE);  /* carry before reuse in products */
-    /* x = u v^3 (u v^7)^((p-5)/8) */
-    fe_sq(&v3, &v);
-    fe_mul(&v3, &v3, &v);
-    fe_sq(&t, &v3);
-    fe_mul(&t, &t, &v);
-    fe_mul(&t, &t, &u);
-    fe_pow22523(&t, &t);
-    fe_mul(&t, &t, &v3);
-    fe_mul(x, &t, &u);
+/* ZIP-215 decompression, split in three steps so that several points can share the costly
+ * exponentiation: the 250 dependent squarings of one point leave the multiplier idle most of the
+ * time, while four interleaved chains keep it busy.
+ *
+ * y is the low 255 bits reduced mod p (y >= p accepted); x comes from
+ * x^2 = u / v with u = y^2 - 1, v = d y^2 + 1, as x = u v^3 (u v^7)^((p-5)/8), fixed up by
+ * sqrt(-1) when needed; a set sign bit with x = 0 is accepted and x stays 0. */
+typedef struct {
+    fe51 y, u, v, v3, base; /* base = u v^7, raised to (p-5)/8 */
+} ge_decompress_state;
+
+static inline void ge_decompress_begin(ge_decompress_state *st, const uint8_t s[32]) {
+    fe51 yy, t;
+    fe_frombytes(&st->y, s);
+    fe_sq(&yy, &st->y);
+    fe_sub(&st->u, &yy, &FE_ONE);
+    fe_mul(&st->u, &st->u, &FE_ONE); /* carry before reuse in products and subtractions */
+    fe_mul(&st->v, &yy, &FE_D);
+    fe_add(&st->v, &st->v, &FE_ONE);
+    fe_sq(&st->v3, &st->v);
+    fe_mul(&st->v3, &st->v3, &st->v);
+    fe_sq(&t, &st->v3);
+    fe_mul(&t, &t, &st->v);
+    fe_mul(&st->base, &t, &st->u);
+}
+
+/* Returns 0 when (y^2 - 1)/(d y^2 + 1) has no square root; pow = base^((p-5)/8). */
+static inline int ge_decompress_end(fe51 *x, fe51 *y, const ge_decompress_state *st,
+                                    const fe51 *pow, const uint8_t s[32]) {
+    fe51 t, vxx, nu;
+    fe_mul(&t, pow, &st->v3);
+    fe_mul(x, &t, &st->u);
     fe_sq(&vxx, x);
-    fe_mul(&vxx, &vxx, &v);
-    if (!fe_equal(&vxx, &u)) {
-        fe51 nu;
-        fe_neg(&nu, &u);
+    fe_mul(&vxx, &vxx, &st->v);
+    if (!fe_equal(&vxx, &st->u)) {
+        fe_neg(&nu, &st->u);
         if (!fe_equal(&nu, &vxx)) return 0;
         fe_mul(x, x, &FE_SQRTM1);
     }
@@ -215,7 +226,16 @@ static inline int ge_decompress(fe51 *x, fe51 *y, const uint8_t s[32]) {
         fe_neg(x, x);
         fe_mul(x, x, &FE_ONE);
     }
+    *y = st->y;
     return 1;
+}
+
+static inline int ge_decompress(fe51 *x, fe51 *y, const uint8_t s[32]) {
+    ge_decompress_state st;
+    fe51 pow;
+    ge_decompress_begin(&st, s);
+    fe_pow22523(&pow, &st.base);
+    return ge_decompress_end(x, y, &st, &pow, s);
 }
 
 #endif
