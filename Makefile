@@ -29,13 +29,21 @@ test: build
 test-quick: build
 	$(PY) -m pytest -q -x tests -m "not slow"
 
+# Kernels and end-to-end TPS (README "Benchmarks"): JSON reports and PNG plots in bench/results/.
+# BENCH_DURATION / BENCH_RATE set the TPS run; `engine bench compare` gates on the JSON files.
+BENCH_DURATION ?= 30
+BENCH_RATE ?= max
 bench: build
 	mkdir -p bench/results
 	$(PY) -m pytest bench --benchmark-enable --benchmark-only -s -q \
 		--benchmark-json=bench/results/pytest-benchmark.json
+	$(PY) -m engine bench kernels --json bench/results/kernels.json
+	$(PY) -m engine bench tps --validators 4 --duration $(BENCH_DURATION) --tx-bytes 250 \
+		--rate $(BENCH_RATE) --json bench/results/tps.json --plot bench/results/tps.png
 
 bench-smoke: build
 	$(PY) -m pytest -q bench -m bench_smoke
+	$(PY) -m pytest -q tests/bench_cli
 
 sim: build
 	$(PY) -m engine sim --validators 4 --seeds 10000
