@@ -210,11 +210,34 @@ class RunCache:
             for q in np.nonzero(hi > lo)[0].tolist():
                 found += [(q, int(x)) for x in locs[lo[q]:hi[q]]]
         for key in [k for k in self._runs if k not in live]:
-            self._bytes -= self._runs.pop(key)[1].nbytes * 2
+            self.forget(key)
         return found
 
+    def entries(self, key: bytes, value) -> np.ndarray:
+        """The verified (count, 2) entries of a run: from memory when cached, else read."""
+        view = memoryview(value)
+        cached = self._runs.get(key)
+        if cached is not None and cached[0] == bytes(view[_tag_offset(key, view):][:TAG_BYTES]):
+            return np.stack([cached[1], cached[2]], axis=1)
+        return Run(key, view).all_entries()
+
+    def remember(self, key: bytes, value: bytes, entries: np.ndarray) -> None:
+        """Cache a run just written (its entries are the ones encoded into ``value``)."""
+        size = len(entries) * ENTRY_BYTES
+        if self._bytes + size > self.cache_bytes_max or key in self._runs:
+            return
+        tag = value[_tag_offset(key, value):][:TAG_BYTES]
+        self._runs[key] = (tag, np.ascontiguousarray(entries[:, 0]),
+                           np.ascontiguousarray(entries[:, 1]))
+        self._bytes += size
+
+    def forget(self, key: bytes) -> None:
+        item = self._runs.pop(key, None)
+        if item is not None:
+            self._bytes -= item[1].nbytes + item[2].nbytes
+
     def _load(self, key: bytes, view, tag: bytes):
-        self._runs.pop(key, None)
+        self.forget(key)
         run = Run(key, view)
         size = run.count * ENTRY_BYTES
         if self._bytes + size > self.cache_bytes_max:
@@ -241,7 +264,7 @@ def iter_runs(txn, dbi) -> Iterator[tuple[bytes, object]]:
         yield bytes(key), value
 
 
-def merge_tail(txn, dbi) -> None:
+def merge_tail(txn, dbi, cache: RunCache | None = None) -> None:
     """Merge the newest runs while the newest ``fanout`` of them share one tier."""
     while True:
         keys: list[bytes] = []
@@ -253,24 +276,30 @@ def merge_tail(txn, dbi) -> None:
             keys.append(bytes(cur.key()))
         if len(keys) < TX_INDEX_MERGE_FANOUT:
             return
-        tiers = {tier(parse_run_key(k)[2]) for k in keys}
-        if len(tiers) != 1:
+        if len({tier(parse_run_key(k)[2]) for k in keys}) != 1:
             return
         keys.reverse()  # oldest first, so a stable sort keeps lower heights first
-        runs = [Run(k, txn.get(k, db=dbi)) for k in keys]
-        write_run(txn, dbi, np.concatenate([r.all_entries() for r in runs]),
-                  runs[0].first, runs[-1].last, sort=True)
+        parts = [cache.entries(k, txn.get(k, db=dbi)) if cache is not None
+                 else Run(k, txn.get(k, db=dbi)).all_entries() for k in keys]
+        first, last = parse_run_key(keys[0])[0], parse_run_key(keys[-1])[1]
         for k in keys:
             txn.delete(k, db=dbi)
+            if cache is not None:
+                cache.forget(k)
+        write_run(txn, dbi, np.concatenate(parts), first, last, sort=True, cache=cache)
 
 
-def write_run(txn, dbi, entries: np.ndarray, first: int, last: int, *, sort: bool) -> None:
+def write_run(txn, dbi, entries: np.ndarray, first: int, last: int, *, sort: bool,
+              cache: RunCache | None = None) -> None:
     if sort:
         entries = entries[np.argsort(entries[:, 0], kind="stable")]  # merges sorted runs
     if len(entries) == 0:
         return
     key = run_key(first, last, len(entries))
-    txn.put(key, encode_run(key, entries), db=dbi)
+    value = encode_run(key, entries)
+    txn.put(key, value, db=dbi)
+    if cache is not None:
+        cache.remember(key, value, entries)
 
 
 def split_loc(loc: int) -> tuple[int, int]:

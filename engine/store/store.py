@@ -17,7 +17,7 @@ from engine.hashing import (HASH_BYTES, MerkleProof, blake3, blake3_many, merkle
                             merkle_root_from_hashes)
 from engine.store import _txindex
 from engine.store._records import (HEIGHT, StoreCorruption, StoreError, height_key, seal,
-                                   unseal)
+                                   seal_parts, unseal)
 
 SCHEMA_VERSION = 1
 MAGIC = b"engine/store/v1"
@@ -427,14 +427,15 @@ class Store:
         key = height_key(height)
         head = _BLOCK.pack(_BLOCK_VERSION, height, block_hash, parent_hash, app_hash, tx_root,
                            app_chain, len(header), n, n_results)
-        self._put(txn, "blocks", key, b"".join((head, *body)), append=True)
+        txn.put(key, seal_parts("blocks", key, (head, *body)), db=self._dbs["blocks"],
+                append=True)
         self._put(txn, "commits", key, certificate, append=True)
         self._put(txn, "block_hashes", block_hash, key)
         if n:
             dbi = self._dbs["tx_index"]
             _txindex.write_run(txn, dbi, _txindex.block_entries(height, ids), height, height,
-                               sort=False)
-            _txindex.merge_tail(txn, dbi)
+                               sort=False, cache=self._runs)
+            _txindex.merge_tail(txn, dbi, self._runs)
         for skey, value in changes:
             if value is None:
                 txn.delete(skey, db=self._dbs["state"])

@@ -343,3 +343,28 @@ def test_cli_check_and_info(tmp_path, capsys):
     assert '"latest_height": 3' in capsys.readouterr().out
     assert main(["store", "check", "--home", str(tmp_path / "nothing")]) == 1
     assert "no store" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("cache_bytes_max", [128 << 20, 0])  # in-memory runs / on-disk search
+def test_find_txs_batch_matches_single_lookups(store, cache_bytes_max):
+    store._runs.cache_bytes_max = cache_bytes_max
+    saved = [save(store, h, n_txs=30) for h in range(1, 40)]
+    txs = [a["txs"][i] for a in saved[::3] for i in (0, 29)]
+    queries = [blake3(t) for t in txs] + [blake3(b"absent %d" % i) for i in range(5)]
+    batch = store.find_txs(queries)
+    assert batch == [store.find_tx(q) for q in queries]
+    assert [loc.tx for loc in batch[:len(txs)]] == txs and batch[len(txs):] == [None] * 5
+    assert store.find_txs([]) == []
+    with pytest.raises(ValueError, match=r"tx_ids\[1\]"):
+        store.find_txs([queries[0], b"short"])
+
+
+def test_lookup_cache_follows_merges_and_prunes(store):
+    first = [save(store, h, n_txs=10) for h in range(1, 20)]
+    assert store.find_tx(blake3(first[2]["txs"][4])).height == 3  # fills the cache
+    more = [save(store, h, n_txs=10) for h in range(20, 60)]      # runs merge and get new keys
+    assert store.find_tx(blake3(more[-1]["txs"][9])).height == 59
+    assert store.find_tx(blake3(first[2]["txs"][4])).height == 3
+    store.prune(10)
+    assert store.find_tx(blake3(first[2]["txs"][4])) is None      # pruned runs left the cache
+    assert store.find_tx(blake3(first[15]["txs"][1])).height == 16
