@@ -13,7 +13,7 @@
 #include "ed25519/ed25519_impl.h"
 
 #define WAYS 8
-#define CACHE_KEYS_DEFAULT 16384
+#define CACHE_KEYS_DEFAULT 12288
 
 typedef struct {
     uint8_t pk[32];
@@ -47,6 +47,15 @@ static void spin_lock(int *l) {
 }
 
 static void spin_unlock(int *l) { __atomic_store_n(l, 0, __ATOMIC_RELEASE); }
+
+/* Copy only the parts that exist (and are wanted): tables are 2.5 KiB, the point 120 bytes. */
+static void copy_key(ed_key *dst, const ed_key *src, int with_tables) {
+    dst->neg_affine = src->neg_affine;
+    dst->has_table = with_tables && src->has_table;
+    dst->has_hi = with_tables && src->has_hi;
+    if (dst->has_table) memcpy(dst->neg_table, src->neg_table, sizeof dst->neg_table);
+    if (dst->has_hi) memcpy(dst->neg_hi_table, src->neg_hi_table, sizeof dst->neg_hi_table);
+}
 
 static uint64_t mix(uint64_t x) {
     x ^= x >> 33;
@@ -98,9 +107,7 @@ int ed_cache_get(const uint8_t pk[32], ed_key *out, int want_table) {
             entry *e = &s->ways[i];
             if (e->stamp && memcmp(e->pk, pk, 32) == 0) {
                 e->stamp = __atomic_add_fetch(&g_clock, 1, __ATOMIC_RELAXED);
-                out->neg_affine = e->key.neg_affine;
-                out->has_table = want_table && e->key.has_table;
-                if (out->has_table) memcpy(out->neg_table, e->key.neg_table, sizeof out->neg_table);
+                copy_key(out, &e->key, want_table);
                 hit = 1;
                 break;
             }
@@ -123,7 +130,8 @@ void ed_cache_put(const uint8_t pk[32], const ed_key *key) {
             entry *e = &s->ways[i];
             if (e->stamp && memcmp(e->pk, pk, 32) == 0) {
                 /* present already (another thread was first): add a table it lacks */
-                if (key->has_table && !e->key.has_table) e->key = *key;
+                if (key->has_table + key->has_hi > e->key.has_table + e->key.has_hi)
+                    copy_key(&e->key, key, 1);
                 victim = NULL;
                 break;
             }
@@ -131,9 +139,7 @@ void ed_cache_put(const uint8_t pk[32], const ed_key *key) {
         }
         if (victim) {
             memcpy(victim->pk, pk, 32);
-            victim->key.neg_affine = key->neg_affine;
-            victim->key.has_table = key->has_table;
-            if (key->has_table) memcpy(victim->key.neg_table, key->neg_table, sizeof key->neg_table);
+            copy_key(&victim->key, key, 1);
             victim->stamp = __atomic_add_fetch(&g_clock, 1, __ATOMIC_RELAXED);
         }
         spin_unlock(&s->lock);

@@ -28,6 +28,8 @@
 #define BASE_TABLE_SIZE 64
 
 static ge_niels ED_NAME(g_base_table)[BASE_TABLE_SIZE];
+/* and of [2^128]B, for split scalars */
+static ge_niels ED_NAME(g_base_hi_table)[BASE_TABLE_SIZE];
 static pthread_once_t ED_NAME(g_base_once) = PTHREAD_ONCE_INIT;
 
 static const fe51 ED_NAME(BASE_X) = {{0x62d608f25d51a, 0x412a4b4f6592a, 0x75b7171a4b31d,
@@ -42,22 +44,41 @@ static void ED_NAME(p3_to_affine)(fe51 *x, fe51 *y, const ge_p3 *p) {
     fe_mul(y, &p->Y, &zi);
 }
 
-static void ED_NAME(base_init)(void) {
-    ge_p3 b, b2, cur;
+/* Odd multiples [1, 3, ..., 2 size - 1]P as affine niels points. */
+static void ED_NAME(odd_multiples_niels)(ge_niels *table, int size, const ge_p3 *p) {
+    ge_p3 p2, cur = *p;
     ge_p1p1 t;
-    ge_cached b2c;
-    ge_p3_from_niels_affine(&b, &ED_NAME(BASE_X), &ED_NAME(BASE_Y));
-    ge_p3_dbl(&t, &b);
-    ge_p1p1_to_p3(&b2, &t);
-    ge_p3_to_cached(&b2c, &b2);
-    cur = b;
-    for (int i = 0; i < BASE_TABLE_SIZE; i++) {
+    ge_cached p2c;
+    ge_p3_dbl(&t, p);
+    ge_p1p1_to_p3(&p2, &t);
+    ge_p3_to_cached(&p2c, &p2);
+    for (int i = 0; i < size; i++) {
         fe51 x, y;
         ED_NAME(p3_to_affine)(&x, &y, &cur);
-        ge_niels_from_affine(&ED_NAME(g_base_table)[i], &x, &y);
-        ge_add(&t, &cur, &b2c);
+        ge_niels_from_affine(&table[i], &x, &y);
+        ge_add(&t, &cur, &p2c);
         ge_p1p1_to_p3(&cur, &t);
     }
+}
+
+static void ED_NAME(dbl_times)(ge_p3 *r, const ge_p3 *p, int times) {
+    ge_p1p1 t;
+    ge_p2 q;
+    ge_p3_to_p2(&q, p);
+    for (int i = 0; i < times - 1; i++) {
+        ge_p2_dbl(&t, &q);
+        ge_p1p1_to_p2(&q, &t);
+    }
+    ge_p2_dbl(&t, &q);
+    ge_p1p1_to_p3(r, &t);
+}
+
+static void ED_NAME(base_init)(void) {
+    ge_p3 b, b_hi;
+    ge_p3_from_niels_affine(&b, &ED_NAME(BASE_X), &ED_NAME(BASE_Y));
+    ED_NAME(odd_multiples_niels)(ED_NAME(g_base_table), BASE_TABLE_SIZE, &b);
+    ED_NAME(dbl_times)(&b_hi, &b, 128);
+    ED_NAME(odd_multiples_niels)(ED_NAME(g_base_hi_table), BASE_TABLE_SIZE, &b_hi);
 }
 
 static const ge_niels *ED_NAME(base_table)(void) {
@@ -114,26 +135,28 @@ typedef struct {
     sc256 k, s;
 } ED_NAME(prepared);
 
-static void ED_NAME(table_from_niels)(ge_cached table[ED_KEY_TABLE_SIZE], const ge_niels *p) {
-    /* (y+x) - (y-x) = 2x and (y+x) + (y-x) = 2y, so (4x : 4y : 4 : 4xy) is the point in
-     * extended coordinates without dividing by 2. */
+/* The affine point of a niels form as an extended point: (y+x) - (y-x) = 2x and
+ * (y+x) + (y-x) = 2y, so (4x : 4y : 4 : 4xy) needs no division by 2. */
+static void ED_NAME(p3_from_niels)(ge_p3 *r, const ge_niels *p) {
     fe51 two_x, two_y;
-    ge_p3 p3, p2x, cur;
-    ge_p1p1 t;
-    ge_cached c;
     fe_sub(&two_x, &p->ypx, &p->ymx);
     fe_add(&two_y, &p->ypx, &p->ymx);
     fe_mul(&two_x, &two_x, &FE_ONE);
     fe_mul(&two_y, &two_y, &FE_ONE);
-    fe_add(&p3.X, &two_x, &two_x);
-    fe_add(&p3.Y, &two_y, &two_y);
-    p3.Z = (fe51){{4, 0, 0, 0, 0}};
-    fe_mul(&p3.T, &two_x, &two_y);
-    ge_p3_to_cached(&table[0], &p3);
-    ge_p3_dbl(&t, &p3);
+    fe_add(&r->X, &two_x, &two_x);
+    fe_add(&r->Y, &two_y, &two_y);
+    r->Z = (fe51){{4, 0, 0, 0, 0}};
+    fe_mul(&r->T, &two_x, &two_y);
+}
+
+static void ED_NAME(table_from_p3)(ge_cached table[ED_KEY_TABLE_SIZE], const ge_p3 *p) {
+    ge_p3 p2x, cur = *p;
+    ge_p1p1 t;
+    ge_cached c;
+    ge_p3_to_cached(&table[0], p);
+    ge_p3_dbl(&t, p);
     ge_p1p1_to_p3(&p2x, &t);
     ge_p3_to_cached(&c, &p2x);
-    cur = p3;
     for (int i = 1; i < ED_KEY_TABLE_SIZE; i++) {
         ge_add(&t, &cur, &c);
         ge_p1p1_to_p3(&cur, &t);
@@ -141,60 +164,92 @@ static void ED_NAME(table_from_niels)(ge_cached table[ED_KEY_TABLE_SIZE], const 
     }
 }
 
-/* [8]([s]B + [k](-A) + (-R)) == O with -A given by its odd-multiple table. */
-static int ED_NAME(single_check)(const ge_cached a_table[ED_KEY_TABLE_SIZE], const sc256 *k,
-                                 const sc256 *s, const ge_niels *neg_r) {
-    const ge_niels *bt = ED_NAME(base_table)();
-    int8_t naf_s[256], naf_k[256];
-    int top_s = ED_NAME(wnaf)(naf_s, s, 8);
-    int top_k = ED_NAME(wnaf)(naf_k, k, 5);
-    int top = top_s > top_k ? top_s : top_k;
-    ge_p3 acc;
-    ge_p2 acc2;
+static void ED_NAME(table_from_niels)(ge_cached table[ED_KEY_TABLE_SIZE], const ge_niels *p) {
+    ge_p3 p3;
+    ED_NAME(p3_from_niels)(&p3, p);
+    ED_NAME(table_from_p3)(table, &p3);
+}
+
+/* Odd multiples of -[2^128]A, for split-scalar single checks of a cached key. */
+static void ED_NAME(hi_table_from_niels)(ge_cached table[ED_KEY_TABLE_SIZE], const ge_niels *p) {
+    ge_p3 p3, hi;
+    ED_NAME(p3_from_niels)(&p3, p);
+    ED_NAME(dbl_times)(&hi, &p3, 128);
+    ED_NAME(table_from_p3)(table, &hi);
+}
+
+/* [8]([s]B + [k](-A) + (-R)) == O. With only the table of -A the scalars are used whole (253
+ * doublings); with the table of -[2^128]A as well (cached keys), each scalar is split into
+ * 128-bit halves against A, [2^128]A, B and [2^128]B, which halves the doublings. */
+typedef struct {
+    int8_t naf[256];
+    const ge_niels *niels;   /* affine odd multiples (base point), or */
+    const ge_cached *cached; /* projective odd multiples (keys) */
+} ED_NAME(term);
+
+static void ED_NAME(half)(sc256 *lo, sc256 *hi, const sc256 *s) {
+    *lo = (sc256){{s->v[0], s->v[1], 0, 0}};
+    *hi = (sc256){{s->v[2], s->v[3], 0, 0}};
+}
+
+/* sum of the terms' multiples by a shared-doubling scan from the top digit. */
+static void ED_NAME(joint_mult)(ge_p3 *acc, const ED_NAME(term) *terms, int count, int top) {
+    ge_p2 q;
     ge_p1p1 t;
-    ge_p3_identity(&acc);
-    ge_p3_to_p2(&acc2, &acc);
+    ge_p3_identity(acc);
+    ge_p3_to_p2(&q, acc);
     for (int i = top; i >= 0; i--) {
-        ge_p2_dbl(&t, &acc2);
-        if (naf_s[i] == 0 && naf_k[i] == 0) {
-            ge_p1p1_to_p2(&acc2, &t);
-            continue;
+        ge_p2_dbl(&t, &q);
+        ge_p1p1_to_p3(acc, &t);
+        for (int j = 0; j < count; j++) {
+            int d = terms[j].naf[i];
+            if (!d) continue;
+            if (terms[j].niels) {
+                if (d > 0) ge_madd(&t, acc, &terms[j].niels[d >> 1]);
+                else ge_msub(&t, acc, &terms[j].niels[(-d) >> 1]);
+            } else {
+                if (d > 0) ge_add(&t, acc, &terms[j].cached[d >> 1]);
+                else ge_sub(&t, acc, &terms[j].cached[(-d) >> 1]);
+            }
+            ge_p1p1_to_p3(acc, &t);
         }
-        ge_p1p1_to_p3(&acc, &t);
-        if (naf_s[i] > 0) {
-            ge_madd(&t, &acc, &bt[naf_s[i] >> 1]);
-            ge_p1p1_to_p3(&acc, &t);
-        } else if (naf_s[i] < 0) {
-            ge_msub(&t, &acc, &bt[(-naf_s[i]) >> 1]);
-            ge_p1p1_to_p3(&acc, &t);
-        }
-        if (naf_k[i] > 0) {
-            ge_add(&t, &acc, &a_table[naf_k[i] >> 1]);
-            ge_p1p1_to_p3(&acc, &t);
-        } else if (naf_k[i] < 0) {
-            ge_sub(&t, &acc, &a_table[(-naf_k[i]) >> 1]);
-            ge_p1p1_to_p3(&acc, &t);
-        }
-        ge_p3_to_p2(&acc2, &acc);
+        ge_p3_to_p2(&q, acc);
     }
-    /* acc2 is current; lift to p3 for the final addition. */
-    ge_p3 cur;
-    cur.X = acc2.X;
-    cur.Y = acc2.Y;
-    cur.Z = acc2.Z;
-    if (top < 0) {
-        ge_p3_identity(&cur);
+}
+
+static int ED_NAME(single_check)(const ed_key *key, const sc256 *k, const sc256 *s,
+                                 const ge_niels *neg_r) {
+    ED_NAME(term) terms[4];
+    sc256 parts[4];
+    int count, top = -1;
+    if (key->has_hi) {
+        ED_NAME(half)(&parts[0], &parts[1], s);
+        ED_NAME(half)(&parts[2], &parts[3], k);
+        terms[0].niels = ED_NAME(base_table)();
+        terms[1].niels = ED_NAME(g_base_hi_table);
+        terms[2].niels = terms[3].niels = NULL;
+        terms[2].cached = key->neg_table;
+        terms[3].cached = key->neg_hi_table;
+        count = 4;
     } else {
-        /* T = XY/Z is not tracked through p2; recompute by scaling: (XZ : YZ : Z^2 : XY). */
-        fe51 x = acc2.X, y = acc2.Y, z = acc2.Z;
-        fe_mul(&cur.X, &x, &z);
-        fe_mul(&cur.Y, &y, &z);
-        fe_sq(&cur.Z, &z);
-        fe_mul(&cur.T, &x, &y);
+        parts[0] = *s;
+        parts[2] = *k;
+        terms[0].niels = ED_NAME(base_table)();
+        terms[1].niels = NULL;
+        terms[1].cached = key->neg_table;
+        parts[1] = parts[2];
+        count = 2;
     }
-    ge_madd(&t, &cur, neg_r);
-    ge_p1p1_to_p3(&cur, &t);
-    return ge_p3_is_small_order_identity_x8(&cur);
+    for (int j = 0; j < count; j++) {
+        int t = ED_NAME(wnaf)(terms[j].naf, &parts[j], terms[j].niels ? 8 : 5);
+        if (t > top) top = t;
+    }
+    ge_p3 acc;
+    ge_p1p1 t;
+    ED_NAME(joint_mult)(&acc, terms, count, top);
+    ge_madd(&t, &acc, neg_r);
+    ge_p1p1_to_p3(&acc, &t);
+    return ge_p3_is_small_order_identity_x8(&acc);
 }
 
 /* ---- preparation --------------------------------------------------------------------------- */
@@ -211,18 +266,23 @@ static void ED_NAME(challenge)(sc256 *k, const engine_ed25519_item *it) {
     engine_sc_reduce512(k, digest);
 }
 
-/* Negated key with its table for a single check, from the cache or computed (and cached). */
+/* Negated key with its tables for a single check, from the cache or computed: a key not in the
+ * cache gets its table; a key seen before gets whatever it still lacks. */
 static int ED_NAME(load_key)(ed_key *key, const uint8_t pk[32]) {
     int hit = ed_cache_get(pk, key, 1);
-    if (hit && key->has_table) return 1;
+    if (hit && key->has_table && key->has_hi) return 1;
     if (!hit) {
         fe51 x, y;
         if (!ge_decompress(&x, &y, pk)) return 0;
         ge_niels a;
         ge_niels_from_affine(&a, &x, &y);
         ge_niels_neg(&key->neg_affine, &a);
+        key->has_table = key->has_hi = 0;
+    } else if (!key->has_hi) {
+        ED_NAME(hi_table_from_niels)(key->neg_hi_table, &key->neg_affine);
+        key->has_hi = 1;
     }
-    ED_NAME(table_from_niels)(key->neg_table, &key->neg_affine);
+    if (!key->has_table) ED_NAME(table_from_niels)(key->neg_table, &key->neg_affine);
     key->has_table = 1;
     ed_cache_put(pk, key);
     return 1;
@@ -294,7 +354,7 @@ static long ED_NAME(prepare_all)(ED_NAME(prepared) *prep, size_t *idx,
         } else if (owner[j] & ED_JOB_IS_KEY) {
             ed_key key;
             key.neg_affine = points[j];
-            key.has_table = 0;
+            key.has_table = key.has_hi = 0;
             prep[i].neg_a = points[j];
             ed_cache_put(items[i].pk, &key);
         } else {
@@ -328,7 +388,7 @@ static int ED_NAME(verify_item)(const engine_ed25519_item *it) {
     sc256 k, s;
     engine_sc_from_bytes(&s, it->sig + 32);
     ED_NAME(challenge)(&k, it);
-    return ED_NAME(single_check)(key.neg_table, &k, &s, &neg_r);
+    return ED_NAME(single_check)(&key, &k, &s, &neg_r);
 }
 
 /* ---- multi-scalar multiplication ------------------------------------------------------------ */
@@ -377,7 +437,6 @@ static int ED_NAME(msm_straus)(ge_p3 *out, const ge_niels *points, const sc256 *
 /* Window width for Pippenger over n points of about 253 bits, from a cost model counted in
  * field multiplications: per window n mixed additions (7M) plus 2^(c-1) bucket sums (2 x 9M). */
 static int ED_NAME(pippenger_window)(size_t n) {
-    if (getenv("ED_C")) return atoi(getenv("ED_C"));
     int best_c = 4;
     double best = 1e300;
     for (int c = 4; c <= 15; c++) {
@@ -529,9 +588,11 @@ done:
 }
 
 static int ED_NAME(single_prepared)(const ED_NAME(prepared) *p) {
-    ge_cached table[ED_KEY_TABLE_SIZE];
-    ED_NAME(table_from_niels)(table, &p->neg_a);
-    return ED_NAME(single_check)(table, &p->k, &p->s, &p->neg_r);
+    ed_key key;
+    key.has_hi = 0;
+    key.has_table = 1;
+    ED_NAME(table_from_niels)(key.neg_table, &p->neg_a);
+    return ED_NAME(single_check)(&key, &p->k, &p->s, &p->neg_r);
 }
 
 /* Verdicts for entries idx[0..n): a passing batch accepts all; a failing one is split. */

@@ -27,8 +27,11 @@ typedef struct {
  * odd-multiple table: what the key cache stores. */
 typedef struct {
     ge_niels neg_affine;
-    int has_table; /* batches need only neg_affine; the table is built on first single use */
+    /* Batches need only neg_affine. A single check builds the table on a key's first use and
+     * the table of -[2^128]A (which halves the doublings) on its second. */
+    int has_table, has_hi;
     ge_cached neg_table[ED_KEY_TABLE_SIZE];
+    ge_cached neg_hi_table[ED_KEY_TABLE_SIZE];
 } ed_key;
 
 #endif

@@ -163,3 +163,17 @@ def test_batch_equals_singles_property(entries):
     singles = [crypto.verify(p, m, s) for p, m, s in entries]
     assert crypto.verify_batch(pks, msgs, sigs) == singles
     assert singles == [ref.verify(p, m, s) for p, m, s in entries]
+
+
+@pytest.mark.parametrize("name", ["cctv/ed25519vectors.json", "zip215/zip215.json",
+                                  "speccheck/cases.json"])
+def test_repeated_single_checks_through_every_key_form(isa, name):
+    """A key's first single check builds its table, the second its [2^128]A table (split
+    scalars), later ones use both: the verdicts must not change along the way."""
+    from engine import _native_ed25519
+
+    cases = [c for c in vectors.load(name) if len(c.public_key) == 32 and len(c.signature) == 64]
+    _native_ed25519.cache_clear()
+    for round_ in range(3):
+        got = [crypto.verify(c.public_key, c.message, c.signature) for c in cases]
+        assert got == [c.expected for c in cases], round_
