@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from conftest import save
+from tests.store.helpers import save
 from engine.store import Store, StoreError, check_store
 
 TRIALS = int(os.environ.get("ENGINE_CORRUPTION_TRIALS", "150"))

@@ -13,8 +13,7 @@ import time
 from engine.hashing import blake3
 from engine.store import Store, check_store
 
-sys.path.insert(0, os.path.dirname(__file__))
-from crash_child import block_content, fake_sign, sign_bytes  # noqa: E402
+from tests.store.crash_child import block_content, fake_sign, sign_bytes
 
 CHILD = os.path.join(os.path.dirname(__file__), "crash_child.py")
 TRIALS = int(os.environ.get("ENGINE_CRASH_TRIALS", "20"))

@@ -7,7 +7,7 @@ import sys
 import lmdb
 import pytest
 
-from conftest import block_args, save
+from tests.store.helpers import block_args, save
 from engine.hashing import blake3, verify_merkle_proof
 from engine.store import (DoubleSignRefused, Store, StoreCorruption, StoreError, check_store)
 from engine.store import _txindex
@@ -220,10 +220,13 @@ def test_permission_denied_is_a_clear_error(tmp_path):
         os.chmod(path, 0o700)
 
 
+def _repo_root() -> str:
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
 def _child_env():
     env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = _repo_root() + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
 
@@ -232,8 +235,8 @@ def test_disk_full_aborts_cleanly(tmp_path):
     path = str(tmp_path / "s")
     code = f"""
 import resource, signal, sys
-sys.path.insert(0, {os.path.dirname(__file__)!r})
-from conftest import block_args
+sys.path.insert(0, {_repo_root()!r})
+from tests.store.helpers import block_args
 from engine.store import Store, StoreError
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 s = Store({path!r})
