@@ -27,6 +27,7 @@ import aiohttp
 
 from engine import crypto, tx
 from engine.config import init_testnet
+from engine.hashing import blake3_many
 from engine.rpc import join_envelopes
 
 POLL_MS = 100
@@ -34,6 +35,7 @@ STARTUP_TIMEOUT_S = 30.0
 DRAIN_TIMEOUT_S = 8.0
 SHUTDOWN_GRACE_S = 10.0
 BATCH_INTERVAL_MS = 50
+LOAD_REQUESTS_IN_FLIGHT = 8
 
 __all__ = ["run_demo"]
 
@@ -113,10 +115,13 @@ async def _wait_ready(http, urls: list[str], procs: list[subprocess.Popen]) -> N
 
 async def _load(http, urls: list[str], chain_id: str, rate: int, stop: asyncio.Event,
                 stats: _Stats) -> None:
-    """Offer ``rate`` signed transactions per second, in batches every BATCH_INTERVAL_MS."""
+    """Offer ``rate`` signed transactions per second, in batches every BATCH_INTERVAL_MS, with
+    up to LOAD_REQUESTS_IN_FLIGHT batches in flight (so a slow answer does not lower the rate)."""
     key = crypto.SigningKey.generate()
     nonce = 0
     per_batch = max(1, rate * BATCH_INTERVAL_MS // 1000)
+    in_flight = asyncio.Semaphore(LOAD_REQUESTS_IN_FLIGHT)
+    tasks: set[asyncio.Task] = set()
     target = 0
     next_at = time.monotonic()
     while not stop.is_set():
@@ -125,25 +130,38 @@ async def _load(http, urls: list[str], chain_id: str, rate: int, stop: asyncio.E
             nonce += 1
             envelopes.append(tx.encode_tx(key, nonce, f"key{nonce % 5000}={nonce}".encode(),
                                           chain_id))
-        url = urls[target % len(urls)]
+        await in_flight.acquire()
+        task = asyncio.create_task(_post_batch(http, urls[target % len(urls)], envelopes,
+                                               stats, in_flight))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
         target += 1
-        sent_at = time.monotonic()
-        try:
-            async with http.post(f"{url}/txs", data=join_envelopes(envelopes),
-                                 timeout=aiohttp.ClientTimeout(total=10)) as r:
-                out = await r.json()
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as e:
-            stats.errors.append(f"POST /txs to {url}: {e}")
-            out = None
-        if out is not None:
-            bad = {e["index"] for e in out.get("errors", [])}
-            for i, tx_id in enumerate(out.get("tx_ids", [])):
-                if i not in bad:
-                    stats.pending[tx_id] = sent_at
-            stats.submitted += out.get("accepted", 0)
-            stats.rejected += out.get("rejected", 0)
         next_at += BATCH_INTERVAL_MS / 1000
         await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+    await asyncio.gather(*tasks)
+
+
+async def _post_batch(http, url: str, envelopes: list[bytes], stats: _Stats,
+                      in_flight: asyncio.Semaphore) -> None:
+    # Register before sending: the commit may be seen before the answer arrives.
+    ids = [i.hex() for i in blake3_many(envelopes)]
+    sent_at = time.monotonic()
+    for tx_id in ids:
+        stats.pending[tx_id] = sent_at
+    try:
+        async with http.post(f"{url}/txs", data=join_envelopes(envelopes),
+                             timeout=aiohttp.ClientTimeout(total=10)) as r:
+            out = await r.json()
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as e:
+        stats.errors.append(f"POST /txs to {url}: {e}")
+        out = {"accepted": 0, "rejected": len(ids),
+               "errors": [{"index": i} for i in range(len(ids))]}
+    finally:
+        in_flight.release()
+    for err in out.get("errors", []):
+        stats.pending.pop(ids[err["index"]], None)
+    stats.submitted += out.get("accepted", 0)
+    stats.rejected += out.get("rejected", 0)
 
 
 async def _watch(http, urls: list[str], stop: asyncio.Event, stats: _Stats) -> None:

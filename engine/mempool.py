@@ -56,6 +56,9 @@ class MempoolLimits:
     batch_wait_ms: int = 2
     #: Verified ids remembered so a proposal does not re-verify what admission already did.
     verified_cache_max: int = 400_000
+    #: Recently committed ids remembered, so a re-sent transaction is refused without a store
+    #: lookup (older ones are still refused, through ``find_committed``).
+    committed_cache_max: int = 400_000
 
     def __post_init__(self) -> None:
         for name, value in self.__dict__.items():
@@ -81,7 +84,8 @@ class Mempool:
     """Pending transactions of one node. All methods run on the node's event loop."""
 
     def __init__(self, *, chain_id: bytes, check_tx: Callable[[Any], Any],
-                 is_committed: Callable[[bytes], bool], limits: MempoolLimits | None = None,
+                 find_committed: Callable[[list[bytes]], list[bool]],
+                 limits: MempoolLimits | None = None,
                  executor: Executor | None = None, verify_threads: int | None = None,
                  verify: Callable[..., list[bool]] = _default_verify,
                  decode: Callable[[bytes], Any] = _default_decode,
@@ -89,7 +93,7 @@ class Mempool:
         self.chain_id = chain_id
         self.limits = limits or MempoolLimits()
         self._check_tx = check_tx
-        self._is_committed = is_committed
+        self._find_committed = find_committed
         self._executor = executor
         self._threads = verify_threads
         self._verify = verify
@@ -98,6 +102,7 @@ class Mempool:
         self._pool: OrderedDict[bytes, bytes] = OrderedDict()  # tx id -> envelope
         self._pool_bytes = 0
         self._verified: OrderedDict[bytes, None] = OrderedDict()
+        self._committed: OrderedDict[bytes, None] = OrderedDict()
         self._pending: list[tuple[bytes, asyncio.Future | None, bool]] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -197,9 +202,13 @@ class Mempool:
         ids, verdicts = await loop.run_in_executor(self._executor, self._hash_and_verify,
                                                    envelopes)
         self.observe_batch(len(batch), time.perf_counter() - started)
+        # One store lookup for the whole batch (pooled and recently committed ids need none).
+        unknown = [t for t in ids if t not in self._pool and t not in self._committed]
+        found = self._find_committed(unknown) if unknown else []
+        committed = {t for t, hit in zip(unknown, found) if hit}
         admitted: list[bytes] = []
         for (env, fut, local), tx_id, valid in zip(batch, ids, verdicts):
-            result = self._admit_one(env, tx_id, valid)
+            result = self._admit_one(env, tx_id, valid, tx_id in committed)
             if result.ok and local:
                 admitted.append(env)
             if fut is not None and not fut.done():
@@ -221,14 +230,14 @@ class Mempool:
                 verdicts[i] = next(checked) if ok else False
         return ids, verdicts
 
-    def _admit_one(self, env: bytes, tx_id: bytes, valid: bool) -> AddResult:
+    def _admit_one(self, env: bytes, tx_id: bytes, valid: bool, committed: bool) -> AddResult:
         lim = self.limits
         if len(env) > lim.tx_bytes_max:
             return self._reject(TOO_LARGE, tx_id, f"envelope of {len(env)} bytes exceeds "
                                                   f"tx_bytes_max {lim.tx_bytes_max}")
         if tx_id in self._pool:
             return self._reject(DUPLICATE, tx_id, "already in the mempool")
-        if self._is_committed(tx_id):
+        if committed or tx_id in self._committed:
             return self._reject(DUPLICATE, tx_id, "already committed")
         if not valid:
             return self._reject(BAD_SIGNATURE, tx_id,
@@ -271,3 +280,6 @@ class Mempool:
             if env is not None:
                 self._pool_bytes -= len(env)
             self._verified.pop(tx_id, None)
+            self._committed[tx_id] = None
+        while len(self._committed) > self.limits.committed_cache_max:
+            self._committed.popitem(last=False)

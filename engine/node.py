@@ -156,7 +156,7 @@ class Node:
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="engine-verify")
         self.mempool = Mempool(
             chain_id=self.chain_id, check_tx=self.app.check_tx,
-            is_committed=self._is_committed,
+            find_committed=self._find_committed,
             limits=MempoolLimits(txs_max=cfg.mempool_txs_max, bytes_max=cfg.mempool_bytes_max,
                                  tx_bytes_max=self._net_limits.tx_bytes_max,
                                  batch_txs_max=cfg.mempool_batch_txs_max,
@@ -242,8 +242,9 @@ class Node:
             self.latest_app_hash = self.genesis_app_hash
         self.app.last_app_hash = self.latest_app_hash
 
-    def _is_committed(self, tx_id: bytes) -> bool:
-        return self.store is not None and self.store.find_tx(tx_id) is not None
+    def _find_committed(self, tx_ids: list[bytes]) -> list[bool]:
+        assert self.store is not None
+        return [loc is not None for loc in self.store.find_txs(tx_ids)]
 
     def _build_core(self) -> None:
         assert self.store is not None
@@ -540,9 +541,11 @@ class Node:
             raise NetProtocolError("tx root does not match the transactions")
         if len(set(ids)) != len(ids):
             raise NetProtocolError("a transaction appears twice")
-        for tx_id in ids:
-            if self.store.find_tx(tx_id) is not None:
-                raise NetProtocolError(f"transaction {tx_id.hex()} is already committed")
+        # A pooled transaction is known to be uncommitted (commits leave the pool), so only
+        # the others need the store's index: one batched lookup.
+        unknown = [t for t in ids if t not in self.mempool]
+        if unknown and any(self._find_committed(unknown)):
+            raise NetProtocolError("the block holds an already committed transaction")
         if ids and not all(self.mempool.verify_block_txs(list(b.txs), ids)):
             raise NetProtocolError("a transaction signature does not verify")
         for e in b.evidence:

@@ -33,7 +33,7 @@ def make(limits=None, committed=()):
         return CheckResult(1, "app says no") if tx.payload.startswith(b"reject") else CheckResult()
 
     mp = Mempool(chain_id=b"chain", check_tx=check_tx,
-                 is_committed=lambda t: t in {blake3(c) for c in committed},
+                 find_committed=lambda ids: [t in {blake3(c) for c in committed} for t in ids],
                  limits=limits or MempoolLimits(batch_wait_ms=5), verify=v,
                  decode=lambda e: SimpleNamespace(payload=e), on_admitted=admitted.extend)
     return mp, v, admitted
