@@ -29,6 +29,8 @@ def register(sub) -> None:
                    help=f"Byzantine behaviours to draw from (default {','.join(BEHAVIOURS)})")
     p.add_argument("--zero-delay", action="store_true", help="no network delay and no faults")
     p.add_argument("--verbose", action="store_true", help="print one line per seed")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="worker processes (results and output order do not depend on it)")
     p.set_defaults(func=_run)
 
 
@@ -47,6 +49,17 @@ def _config(args: argparse.Namespace) -> SimConfig:
                      behaviours=behaviours, zero_delay=args.zero_delay)
 
 
+def _results(seeds, config: SimConfig, jobs: int):
+    """Seed results in seed order, computed in ``jobs`` processes (each seed is independent
+    and deterministic, so parallelism changes nothing but the wall time)."""
+    if jobs <= 1 or len(seeds) < 2:
+        return map(run_seed, seeds, [config] * len(seeds))
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(max_workers=jobs)
+    return pool.map(run_seed, seeds, [config] * len(seeds), chunksize=16)
+
+
 def _run(args: argparse.Namespace) -> int:
     config = _config(args)
     env_seed = os.environ.get("ENGINE_SIM_SEED")
@@ -57,8 +70,7 @@ def _run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     heights = rounds = decisions = messages = evidence = 0
     failed = []
-    for seed in seeds:
-        r = run_seed(seed, config)
+    for seed, r in zip(seeds, _results(seeds, config, args.jobs)):
         heights += r.heights_decided
         rounds += r.rounds_total
         decisions += r.decisions
