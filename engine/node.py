@@ -70,6 +70,9 @@ STATUS_INTERVAL_MS = 1000
 #: Re-send own current-height messages after this long without a new height.
 RESEND_AFTER_MS = 2000
 EVIDENCE_PENDING_MAX = 256
+#: Evidence older than this many heights is refused (bounds what a restarted node, which has
+#: forgotten what was committed, could be tricked into proposing again).
+EVIDENCE_AGE_HEIGHTS_MAX = 1000
 RPC_BATCH_TXS_MAX = 50_000
 
 __all__ = ["Node", "run_node_forever"]
@@ -121,7 +124,8 @@ class Node:
         self._valid_cache: dict[bytes, bool] = {}
         self._cert_ok: dict[bytes, bool] = {}
         self._own_messages: list[bytes] = []
-        self._evidence: dict[bytes, bytes] = {}  # hash -> encoded evidence, pending inclusion
+        #: Evidence waiting for a block: hash -> (height of the offence, encoded evidence).
+        self._evidence: dict[bytes, tuple[int, bytes]] = {}
         self._committed_evidence: set[bytes] = set()
         self._peer_heights: dict[bytes, int] = {}
         self._sync_pending: dict[bytes, float] = {}
@@ -353,7 +357,7 @@ class Node:
                     raise
                 decided = action.height
             elif isinstance(action, cs.ReportEvidence):
-                self._add_evidence(action.evidence.encode(), gossip=True)
+                self._add_evidence(action.evidence, gossip=True)
             elif isinstance(action, cs.MessageDropped):
                 self._count(f"dropped:{action.reason.split(' ')[0]}")
             elif isinstance(action, cs.SignRefused):
@@ -437,7 +441,8 @@ class Node:
         cfg = self.config
         txs = self.mempool.reap(cfg.block_txs_max, cfg.block_bytes_max)
         last_commit = self.store.load_certificate(height - 1) if height > 1 else b""
-        evidence = list(self._evidence.values())[:16]
+        # Evidence can only go into a block above the height of the offence.
+        evidence = [e for h, e in self._evidence.values() if h < height][:16]
         time_ms = max(int(time.time() * 1000), self._last_block_time_ms)
         own = self.core.own_index if self.core.own_index is not None else 0
         return Block.make(chain_id=self.chain_id, height=height, time_ms=time_ms,
@@ -550,8 +555,10 @@ class Node:
             raise NetProtocolError("a transaction signature does not verify")
         for e in b.evidence:
             ev = cs.DuplicateVoteEvidence.decode(e)
-            if ev.height >= height or blake3_many([e])[0] in self._committed_evidence:
-                raise NetProtocolError("evidence is from the future or already committed")
+            if not height - EVIDENCE_AGE_HEIGHTS_MAX <= ev.height < height \
+                    or blake3_many([e])[0] in self._committed_evidence:
+                raise NetProtocolError("evidence is too old, from the future or already "
+                                       "committed")
             ev.verify(self.chain_id, self.validators, crypto.verify)
 
     def _check_last_commit(self, height: int, raw: bytes) -> None:
@@ -649,16 +656,18 @@ class Node:
         for e in items:
             ev = cs.DuplicateVoteEvidence.decode(e)
             ev.verify(self.chain_id, self.validators, crypto.verify)
-            self._add_evidence(e, gossip=False)
+            self._add_evidence(ev, gossip=False)
 
-    def _add_evidence(self, encoded: bytes, *, gossip: bool) -> None:
+    def _add_evidence(self, evidence: cs.DuplicateVoteEvidence, *, gossip: bool) -> None:
+        encoded = evidence.encode()
         eh = blake3_many([encoded])[0]
-        if eh in self._evidence or eh in self._committed_evidence:
+        if eh in self._evidence or eh in self._committed_evidence \
+                or evidence.height < self.latest_height + 1 - EVIDENCE_AGE_HEIGHTS_MAX:
             return
         if len(self._evidence) >= EVIDENCE_PENDING_MAX:
             self._count("evidence_dropped")
             return
-        self._evidence[eh] = encoded
+        self._evidence[eh] = (evidence.height, encoded)
         self._count("evidence")
         if gossip:
             self._broadcast(codec.encode(codec.EVIDENCE, [encoded]))

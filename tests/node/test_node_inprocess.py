@@ -279,3 +279,50 @@ def test_failing_application_halts_the_node_loudly(tmp_path):
         assert node.store is None
 
     run(main())
+
+
+def test_equivocating_validator_is_caught_and_evidence_committed(tmp_path):
+    """Validator 3 signs two different prevotes at one (height, round): every node builds
+    duplicate-vote evidence and a later block carries it."""
+    from engine import consensus as cs
+    from engine.net import codec
+    from engine.net.secure import handshake
+
+    homes = make_testnet(tmp_path, 4, CHAIN)
+
+    async def main():
+        nodes = await _start(homes[:3])
+        try:
+            await asyncio.gather(*(n.wait_for_height(1, 30) for n in nodes))
+            key = homes[3].validator_key
+            chain = CHAIN.encode()
+            h, r = nodes[0].core.height, nodes[0].core.round
+            votes = []
+            for block_hash in (os.urandom(32), os.urandom(32)):
+                sig = key.sign(cs.vote_sign_bytes(chain, cs.VoteType.PREVOTE, h, r, block_hash))
+                votes.append(cs.Vote(cs.VoteType.PREVOTE, h, r, block_hash, 3, sig).encode())
+            for home in homes[:3]:
+                rd, wr = await asyncio.open_connection("127.0.0.1", home.config.p2p_port)
+                stream = await handshake(rd, wr, node_key=homes[3].node_key, chain_id=CHAIN,
+                                         initiator=True, is_allowed=lambda k: True,
+                                         frame_bytes_max=1 << 24)
+                await stream.send(codec.encode(codec.VOTES, votes))
+            found = None
+            for _ in range(200):
+                for height in range(h + 1, nodes[0].latest_height + 1):
+                    info = nodes[0].block_info(height)
+                    if info and info["evidence"]:
+                        found = height
+                        break
+                if found:
+                    break
+                await asyncio.sleep(0.05)
+            assert found is not None, "no block carried the evidence"
+            await asyncio.gather(*(n.wait_for_height(found, 30) for n in nodes))
+            assert all(n.block_info(found)["evidence"] == 1 for n in nodes)
+            assert all(n.counters.get("evidence", 0) >= 1 for n in nodes)
+            _agree(nodes, found)
+        finally:
+            await _stop(nodes)
+
+    run(main(), 90)
