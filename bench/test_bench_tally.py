@@ -80,7 +80,7 @@ def tally_native_batch(powers, rows_count, rows, vals, slots):
     for _ in range(rows_count):
         t.new_row()
     status = t.add_batch(rows, vals, slots)
-    return status.tobytes(), [t.quorum_slot(r) for r in range(rows_count)]
+    return status.tobytes(), t.quorum_slots().tolist()
 
 
 def tally_native_calls(powers, rows_count, rows, vals, slots):

@@ -88,17 +88,20 @@ cdef class VoteTally:
         self.rows_count += 1
         return self.rows_count - 1
 
-    cdef inline int _check(self, Py_ssize_t row, Py_ssize_t validator, Py_ssize_t slot) nogil:
+    cdef inline int _check(self, Py_ssize_t row, Py_ssize_t validator, Py_ssize_t slot) noexcept nogil:
         return (0 <= row < self.rows_count and 0 <= validator < self.validators_count
                 and 0 <= slot < 2 * self.validators_count + 2)
 
-    cdef inline int _add(self, Py_ssize_t row, Py_ssize_t validator, Py_ssize_t slot) nogil:
-        cdef int32_t prev = self.votes[row, validator]
+    cdef inline int _add(self, Py_ssize_t row, Py_ssize_t validator, Py_ssize_t slot) noexcept nogil:
+        # Raw pointers: rows are C-contiguous, so no memoryview checks in the hot loop.
+        cdef int32_t* vote = &self.votes[0, 0] + row * self.validators_count + validator
+        cdef int32_t prev = vote[0]
         if prev >= 0:
             return S_DUPLICATE if prev == slot else S_CONFLICT
-        self.votes[row, validator] = <int32_t>slot
-        self.value_power[row, slot] += self.powers[validator]
-        self.any_power[row] += self.powers[validator]
+        vote[0] = <int32_t>slot
+        cdef int64_t p = self.powers[validator]
+        (&self.value_power[0, 0])[row * (2 * self.validators_count + 2) + slot] += p
+        (&self.any_power[0])[row] += p
         return S_ADDED
 
     cpdef int add(self, Py_ssize_t row, Py_ssize_t validator, Py_ssize_t slot) except -1:
@@ -170,15 +173,32 @@ cdef class VoteTally:
         """More than 1/3 of the total power voted (f + 1: at least one correct validator)."""
         return 3 * self.power_any(row) > self.total_power
 
-    def quorum_slot(self, Py_ssize_t row) -> int:
-        """The slot holding a quorum in ``row``, or -1 (at most one slot can)."""
-        if not self._check(row, 0, 0):
-            raise ValueError(f"row {row} is out of range")
+    cdef inline Py_ssize_t _quorum_slot(self, Py_ssize_t row) noexcept nogil:
+        cdef Py_ssize_t width = 2 * self.validators_count + 2
+        cdef int64_t* vp = &self.value_power[0, 0] + row * width
+        cdef int64_t need = 2 * self.total_power
         cdef Py_ssize_t s
-        for s in range(2 * self.validators_count + 2):
-            if 3 * self.value_power[row, s] > 2 * self.total_power:
+        for s in range(width):
+            if 3 * vp[s] > need:
                 return s
         return -1
+
+    def quorum_slot(self, Py_ssize_t row) -> int:
+        """The slot holding a quorum in ``row``, or -1 (at most one slot can while less
+        than 1/3 of the power equivocates)."""
+        if not self._check(row, 0, 0):
+            raise ValueError(f"row {row} is out of range")
+        return self._quorum_slot(row)
+
+    def quorum_slots(self):
+        """``quorum_slot`` of every row, as an int64 array (one call, without the GIL)."""
+        out_arr = np.empty(self.rows_count, dtype=np.int64)
+        cdef int64_t[::1] out = out_arr
+        cdef Py_ssize_t r
+        with nogil:
+            for r in range(self.rows_count):
+                out[r] = self._quorum_slot(r)
+        return out_arr
 
 
 def bitmap_power(bitmap, powers) -> int:

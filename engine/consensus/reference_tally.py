@@ -79,6 +79,9 @@ class PyVoteTally:
     def has_one_third_any(self, row: int) -> bool:
         return 3 * self.power_any(row) > self.total_power
 
+    def quorum_slots(self) -> list[int]:
+        return [self.quorum_slot(r) for r in range(len(self.rows))]
+
     def quorum_slot(self, row: int) -> int:
         for s, p in self.rows[row][1].items():
             if 3 * p > 2 * self.total_power:

@@ -121,6 +121,7 @@ def test_native_matches_reference(powers, ops):
         b.new_row()
     rows, vals, slots = zip(*ops) if ops else ((), (), ())
     assert list(a.add_batch(rows, vals, slots)) == b.add_batch(rows, vals, slots)
+    assert list(a.quorum_slots()) == b.quorum_slots()
     for r in range(6):
         assert a.power_any(r) == b.power_any(r)
         assert a.has_quorum_any(r) == b.has_quorum_any(r)
