@@ -17,6 +17,7 @@ whatever its speed.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,7 +52,7 @@ def load_report(path: str) -> dict[str, Any]:
     except json.JSONDecodeError as e:
         raise ValueError(f"report {path!r} is not JSON: {e}") from None
     if not isinstance(report, dict):
-        raise ValueError(f"report {path!r} must hold a JSON object")
+        raise ValueError(f"report {path!r} must hold a JSON object")  # noqa: TRY004 (bad file)
     if report.get("schema") != REPORT_SCHEMA:
         raise ValueError(f"report {path!r} has schema {report.get('schema')!r}, "
                          f"expected {REPORT_SCHEMA}")
@@ -62,7 +63,7 @@ def load_report(path: str) -> dict[str, Any]:
 
 def _number(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{what} must be a number, not {value!r}")
+        raise ValueError(f"{what} must be a number, not {value!r}")  # noqa: TRY004 (bad file)
     return float(value)
 
 
@@ -81,7 +82,7 @@ def figures(report: dict[str, Any]) -> dict[str, Figure]:
         out["tps / calibration"] = Figure("tps / calibration",
                                           _number(report["tps"], "tps") / score, True)
         p50 = report.get("latency_ms", {}).get("p50")
-        if isinstance(p50, (int, float)) and p50 == p50:  # NaN when nothing was committed
+        if isinstance(p50, (int, float)) and not math.isnan(p50):  # NaN: nothing committed
             out["latency p50 x calibration"] = Figure("latency p50 x calibration",
                                                       float(p50) * score, False)
     return out
@@ -150,8 +151,8 @@ def compare_files(base_path: str, new_path: str,
     bad = [c for c in changes if c.verdict in ("REGRESSION", "missing")]
     text = [f"base: {describe(base.get('machine', {}))}",
             f"new:  {describe(new.get('machine', {}))}",
-            f"threshold: a figure may lose at most {max_regression_pct:g}% "
-            "(higher-is-better ratios; latency: may grow at most that much)", "",
+            (f"threshold: a figure may lose at most {max_regression_pct:g}% "
+             "(higher-is-better ratios; latency: may grow at most that much)"), "",
             format_table(changes), ""]
     text += [f"FAIL: {p}" for p in problems]
     if bad:

@@ -74,7 +74,7 @@ class TpsOptions:
     progress: bool = True
 
     @classmethod
-    def from_args(cls, args: Any) -> "TpsOptions":
+    def from_args(cls, args: Any) -> TpsOptions:
         rate: int | None
         if str(args.rate).lower() == "max":
             rate = None
@@ -97,8 +97,8 @@ class TpsOptions:
         return opts
 
     def validate(self) -> None:
-        from engine.benchmarks.kernels import make_envelopes  # noqa: F401  (size rule lives there)
         from engine import tx as txmod
+        from engine.benchmarks.kernels import make_envelopes  # noqa: F401  (size rule lives there)
 
         if type(self.validators) is not int or not 1 <= self.validators <= 16:
             raise ValueError(f"validators must be an integer in 1..16, not {self.validators!r}")
@@ -153,12 +153,9 @@ def sign_envelopes(count: int, tx_bytes: int, chain_id: str = CHAIN_ID,
 # ---- processes ---------------------------------------------------------------------------------
 
 def _spawn(home: str, log_path: str) -> subprocess.Popen:
-    log = open(log_path, "wb")
-    try:
+    with open(log_path, "wb") as log:  # the child keeps its own descriptor
         return subprocess.Popen([sys.executable, "-m", "engine", "start", "--home", home],
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    finally:
-        log.close()
 
 
 def _shutdown(procs: list[subprocess.Popen]) -> list[int | None]:
@@ -197,7 +194,7 @@ class CpuMeter:
         try:
             t = p.cpu_times()
             return t.user + t.system + t.children_user + t.children_system
-        except Exception:  # the process is gone: its CPU can no longer be read
+        except Exception:  # noqa: BLE001  (the process is gone: its CPU cannot be read)
             return float("nan")
 
     def start(self) -> None:
@@ -592,7 +589,7 @@ def _timeline(state: _State, started: float) -> list[list[float]]:
     for t, _, n in state.blocks:
         if t >= started:
             per_s[int(t - started)] = per_s.get(int(t - started), 0) + n
-    return [[s, per_s.get(s, 0)] for s in range(0, max(per_s, default=-1) + 1)]
+    return [[s, per_s.get(s, 0)] for s in range(max(per_s, default=-1) + 1)]
 
 
 def crypto_ceiling(envelopes: list[bytes], chain_id: str = CHAIN_ID) -> dict[str, Any]:
@@ -720,21 +717,21 @@ def format_summary(report: dict[str, Any]) -> str:
     s, lat, ceil = report["setup"], report["latency_ms"], report["crypto_ceiling"]
     lines = [
         "",
-        f"engine bench tps: {s['validators']} validators, {s['tx_bytes']} B signed kvstore txs, "
-        f"LMDB sync on, offered {s['rate']} tx/s",
+        (f"engine bench tps: {s['validators']} validators, {s['tx_bytes']} B signed kvstore txs, "
+         f"LMDB sync on, offered {s['rate']} tx/s"),
         f"  committed TPS        {report['tps']:,.1f} (steady-state window)",
-        f"  latency              p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms "
-        f"({lat['samples']} samples)",
-        f"  transactions         {report['submitted']} offered, {report['accepted']} accepted, "
-        f"{report['committed']} committed, {report['lost']} lost, "
-        f"{report['duplicates']} duplicated",
-        f"  blocks               {report['blocks_per_s']} /s, {report['txs_per_block']} txs/block,"
-        f" {report['rounds_per_height']} rounds/height",
+        (f"  latency              p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms "
+         f"({lat['samples']} samples)"),
+        (f"  transactions         {report['submitted']} offered, {report['accepted']} accepted, "
+         f"{report['committed']} committed, {report['lost']} lost, "
+         f"{report['duplicates']} duplicated"),
+        (f"  blocks               {report['blocks_per_s']} /s, {report['txs_per_block']} txs/block,"
+         f" {report['rounds_per_height']} rounds/height"),
         f"  CPU % of one core    {report['cpu_percent']}",
-        f"  crypto ceiling       verify_txs on {ceil['threads']} cores: {ceil['tps']:,.0f} tx/s "
-        f"({ceil['path']}); TPS is {report['tps_fraction_of_ceiling']:.1%} of it",
-        f"  agreement            {'all nodes agree' if report['nodes_agree'] else 'MISMATCH'} "
-        f"up to height {report['check']['verified_height']}",
+        (f"  crypto ceiling       verify_txs on {ceil['threads']} cores: {ceil['tps']:,.0f} tx/s "
+         f"({ceil['path']}); TPS is {report['tps_fraction_of_ceiling']:.1%} of it"),
+        (f"  agreement            {'all nodes agree' if report['nodes_agree'] else 'MISMATCH'} "
+         f"up to height {report['check']['verified_height']}"),
     ]
     if len(report["steps"]) > 1:
         lines.append("  sweep                offered -> committed tx/s, p50/p99 ms")

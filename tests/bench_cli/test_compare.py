@@ -53,8 +53,7 @@ def test_regression_beyond_threshold_fails_and_is_named(tmp_path):
 def test_missing_figure_fails_and_new_figure_is_listed(tmp_path):
     base = write(tmp_path, "base.json", kernels_report(a=10.0, b=2.0))
     new = write(tmp_path, "new.json", kernels_report(a=10.0, c=5.0))
-    code, text = compare_files(base, new)
-    assert code == 1
+    assert compare_files(base, new)[0] == 1
     verdicts = {c.name: c.verdict for c in compare_reports(load_report(base),
                                                            load_report(new))}
     assert verdicts == {"kernel: a": "ok", "kernel: b": "missing", "kernel: c": "new"}

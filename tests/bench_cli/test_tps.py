@@ -41,8 +41,8 @@ def test_short_run_commits_every_accepted_tx_once_on_every_node(tmp_path, capsys
 
 
 def _args(**kw):
-    base = dict(validators=4, duration=5.0, tx_bytes=250, rate="max", sweep=False, rates=None,
-                base_port=0, profile=None, keep=False)
+    base = {"validators": 4, "duration": 5.0, "tx_bytes": 250, "rate": "max", "sweep": False,
+            "rates": None, "base_port": 0, "profile": None, "keep": False}
     base.update(kw)
     return argparse.Namespace(**base)
 
