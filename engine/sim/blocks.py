@@ -3,7 +3,8 @@
 A sim block is ``height u64 | parent hash 32 | proposer tag u16 | invalid flag u8 |
 evidence count u16 | evidence (fixed size each) | payload``. It is valid at a height when it
 decodes, names that height and the node's previous decided block as parent, is not flagged
-invalid (what a Byzantine proposer sends) and all its evidence verifies against the set.
+invalid (what a Byzantine proposer sends) and all its evidence verifies against the set and is
+about an earlier height (evidence of this height could name a vote of this very round).
 """
 from __future__ import annotations
 
@@ -55,6 +56,8 @@ def make_validity(chain_id: bytes, validators: ValidatorSet,
             block = SimBlock.decode(data)
             for e in block.evidence:
                 e.verify(chain_id, validators, verify)
+                if e.height >= height:
+                    return False
         except ProtocolError:
             return False
         parent = parent_of(height)

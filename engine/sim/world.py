@@ -171,7 +171,8 @@ class SimNode:
         w = self.world
         parent = self._parent_of(a.height) or GENESIS_HASH
         evidence = tuple(e for k, e in sorted(self.evidence_pool.items())
-                         if k not in self.evidence_committed)[:BLOCK_EVIDENCE_MAX]
+                         if k not in self.evidence_committed
+                         and e.height < a.height)[:BLOCK_EVIDENCE_MAX]
         payload = w.rng.randbytes(w.rng.randint(0, 64))
         block = SimBlock(a.height, parent, self.instance, self.behaviour == "invalid",
                          evidence, payload)
