@@ -84,8 +84,10 @@ def _start(args: argparse.Namespace) -> int:
 
     try:
         return run_node_forever(args.home, app_spec=args.app, log_level=args.log_level)
-    except ValueError as e:
+    except (ValueError, TypeError) as e:
         return _fail(str(e))
+    except OSError as e:  # most often: the p2p or RPC port is taken
+        return _fail(f"cannot start the node: {e}")
 
 
 def _status(args: argparse.Namespace) -> int:

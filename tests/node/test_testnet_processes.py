@@ -102,3 +102,23 @@ def test_status_errors_are_clear(tmp_path):
     assert out.returncode == 2 and "error:" in out.stderr
     out = _engine("status", "--home", str(tmp_path / "missing"))
     assert out.returncode == 2 and "not a directory" in out.stderr
+
+
+def test_start_errors_are_clear(tmp_path):
+    import socket
+
+    out = _engine("start", "--home", str(tmp_path / "missing"))
+    assert out.returncode == 2 and "not a directory" in out.stderr
+    out = _engine("init", "--home", str(tmp_path / "solo"))
+    assert out.returncode == 0
+    out = _engine("start", "--home", str(tmp_path / "solo"), "--app", "no.such.module:App")
+    assert out.returncode == 2 and "cannot be loaded" in out.stderr
+    from engine.config import init_home
+
+    port = free_base_port(2)
+    init_home(str(tmp_path / "busy"), p2p_port=port, rpc_port=port + 1)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
+        s.listen()
+        out = _engine("start", "--home", str(tmp_path / "busy"))
+    assert out.returncode == 2 and "cannot start the node" in out.stderr, out.stderr
