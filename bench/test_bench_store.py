@@ -45,6 +45,18 @@ def raw_bytes(block: dict) -> bytes:
     return b"".join([block["header"], *block["txs"], block["certificate"], *block["results"]])
 
 
+def written_bytes() -> int:
+    """Bytes this process has caused to be written to storage (Linux), 0 if unknown."""
+    try:
+        with open("/proc/self/io") as f:
+            for line in f:
+                if line.startswith("write_bytes:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def measure(n_rounds: int, per_round: int, n_txs: int, *, sync: bool, seed: int = 1) -> dict:
     """Baseline and store alternate block by block (so load from other processes hits both
     alike); the ratio is total store time over total raw time, merges of the tx index included."""
@@ -53,35 +65,45 @@ def measure(n_rounds: int, per_round: int, n_txs: int, *, sync: bool, seed: int 
         store = Store(os.path.join(tmp, "store"), sync=sync, map_size=1 << 30)
         env = lmdb.open(os.path.join(tmp, "raw"), map_size=1 << 30, sync=sync, metasync=sync)
         store_s = raw_s = 0.0
+        store_w = raw_w = 0
         roots, payload, height = [], 0, 1
         for _ in range(n_rounds):
             blocks = [make_block(height + i, n_txs, rng) for i in range(per_round)]
             for b in blocks:
                 value = raw_bytes(b)
                 payload += len(value)
+                w0 = written_bytes()
                 start = time.perf_counter()
                 with env.begin(write=True) as txn:
                     txn.put(b["height"].to_bytes(8, "big"), value)
                 middle = time.perf_counter()
+                w1 = written_bytes()
                 roots.append(store.save_block(**b))
                 end = time.perf_counter()
                 raw_s += middle - start
                 store_s += end - middle
+                raw_w += w1 - w0
+                store_w += written_bytes() - w1
             height += per_round
         sample = [b["txs"][i] for b in blocks for i in range(0, n_txs, max(1, n_txs // 50))]
         ids = [blake3(t) for t in sample] * max(1, LOOKUPS // max(1, len(sample)))
         start = time.perf_counter()
         found = [store.find_tx(i) for i in ids]
         lookup_s = time.perf_counter() - start
+        start = time.perf_counter()
+        batch = store.find_txs(ids)
+        batch_s = time.perf_counter() - start
+        assert batch == found
         ok = check_store(store).ok
         store.close()
         env.close()
     n_blocks = n_rounds * per_round
     store_block, raw_block = store_s / n_blocks, raw_s / n_blocks
-    return dict(blocks=n_blocks, store_block_ms=store_block * 1e3, raw_block_ms=raw_block * 1e3,
+    return dict(blocks=n_blocks, raw_kb=raw_w / n_blocks / 1024, store_kb=store_w / n_blocks / 1024,
+                store_block_ms=store_block * 1e3, raw_block_ms=raw_block * 1e3,
                 ratio=store_s / raw_s, store_blocks_s=1 / store_block,
                 raw_blocks_s=1 / raw_block, mb_per_block=payload / n_blocks / 1e6,
-                lookups_s=len(ids) / lookup_s, roots=roots, found=found, sample=sample,
+                lookups_s=len(ids) / lookup_s, batch_lookups_s=len(ids) / batch_s, roots=roots, found=found, sample=sample,
                 check_ok=ok,
                 checksum=blake3(b"".join(roots) + b"".join(
                     f.tx for f in found if f is not None)).hex()[:16])
@@ -96,8 +118,11 @@ def print_report(r: dict, sync: bool) -> None:
           f"MB/s ({r['raw_block_ms']:.3f} ms/block)"
           f"\n  candidate store:  {r['store_blocks_s']:8.1f} blocks/s "
           f"{r['store_blocks_s'] * mb:7.1f} MB/s ({r['store_block_ms']:.3f} ms/block)"
+          f"\n  written per block (/proc/self/io): raw {r['raw_kb']:.0f} KB, "
+          f"store {r['store_kb']:.0f} KB"
           f"\n  ratio (store / raw time) = {r['ratio']:.3f}x, target <= {OVERHEAD_TARGET}x "
-          f"{verdict}; tx lookups by id: {r['lookups_s']:.0f}/s; checksum={r['checksum']}")
+          f"{verdict}; tx lookups by id: {r['lookups_s']:.0f}/s one by one, "
+          f"{r['batch_lookups_s']:.0f}/s batched (find_txs); checksum={r['checksum']}")
 
 
 def _assert_outputs(r: dict, n_txs: int) -> None:
