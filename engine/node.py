@@ -47,6 +47,7 @@ import msgpack
 
 from engine import consensus as cs
 from engine import crypto
+from engine import limits as cs_limits
 from engine.app import Application, load_app
 from engine.block import Block, tx_root_of, with_txs
 from engine.config import Home, load_home
@@ -146,9 +147,17 @@ class Node:
 
     # ------------------------------------------------------------------ life cycle
     async def start(self) -> None:
-        """Open the store, replay the WAL, start p2p, RPC and the consensus core."""
-        if self._running:
+        """Open the store, replay the WAL, start p2p, RPC and the consensus core. On failure
+        (e.g. a port in use) whatever was started is stopped again before the error rises."""
+        if self._running or self.store is not None:
             raise RuntimeError("node is already running")
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         cfg = self.config
         os.makedirs(self.home.path, exist_ok=True)
         self.store = Store(store_path(self.home.path), sync=self._store_sync)
@@ -622,28 +631,44 @@ class Node:
         self.peers.send(peer, codec.encode(codec.GET_BLOCKS, self.latest_height + 1,
                                            SYNC_BLOCKS_PER_REQUEST))
 
+    # Peer input reaches the WAL only once it is known to be signed by a validator and to be
+    # for a height the core keeps: otherwise a peer could grow our WAL with junk that the core
+    # would refuse anyway. The signatures checked here are remembered, so the core's own
+    # check (through _verify) costs a set lookup.
+
+    def _height_kept(self, height: int) -> bool:
+        assert self.core is not None
+        return self.core.height <= height <= self.core.height + cs_limits.heights_ahead_max
+
+    def _verify_and_remember(self, public_keys: list, messages: list, signatures: list) -> list:
+        verdicts = crypto.verify_batch(public_keys, messages, signatures)
+        if len(self._preverified) > 100_000:  # bounded: unused entries of a stuck height
+            self._preverified.clear()
+        self._preverified.update(t for t, ok in zip(zip(public_keys, messages, signatures),
+                                                    verdicts) if ok)
+        return verdicts
+
     def _on_proposal(self, peer: bytes, proposal: bytes, block: bytes) -> None:
         p = cs.Proposal.decode(proposal)
-        assert self.core is not None
-        if p.height < self.core.height:
+        if not self._height_kept(p.height):
             return
+        if not 0 <= p.proposer_index < len(self.validators) or not self._verify_and_remember(
+                [self.validators.public_key(p.proposer_index)], [p.sign_bytes(self.chain_id)],
+                [p.signature])[0]:
+            raise cs.ProtocolError("proposal is not signed by a validator")
         self._input(cs.ProposalReceived(p, block), p.height)
 
     def _on_votes(self, peer: bytes, raw_votes: list[bytes]) -> None:
-        assert self.core is not None
         votes = [cs.Vote.decode(v) for v in raw_votes]
-        live = [v for v in votes if v.height >= self.core.height]
+        live = [v for v in votes if self._height_kept(v.height)]
         known = [v for v in live if 0 <= v.validator_index < len(self.validators)]
-        if len(known) > 1:  # one batch verification for the lot; the core then asks per vote
-            triples = [(self.validators.public_key(v.validator_index),
-                        v.sign_bytes(self.chain_id), v.signature) for v in known]
-            verdicts = crypto.verify_batch(*map(list, zip(*triples)))
-            if len(self._preverified) > 100_000:  # bounded: unused entries of a stuck height
-                self._preverified.clear()
-            self._preverified.update(t for t, ok in zip(triples, verdicts) if ok)
-        bad = 0
-        for v in live:
-            if v.height < self.core.height:
+        verdicts = self._verify_and_remember(
+            [self.validators.public_key(v.validator_index) for v in known],
+            [v.sign_bytes(self.chain_id) for v in known],
+            [v.signature for v in known]) if known else []
+        bad = len(live) - len(known) + verdicts.count(False)
+        for v, ok in zip(known, verdicts):
+            if not ok or not self._height_kept(v.height):
                 continue
             try:
                 self._input(cs.VoteReceived(v), v.height)
@@ -698,6 +723,8 @@ class Node:
             cert = cs.CommitCertificate.decode(cert_raw, len(self.validators))
             if cert.height != height:
                 raise NetProtocolError("certificate height differs from the block's")
+            # One batch verification of the certificate before it may enter the WAL.
+            cert.verify(self.chain_id, self.validators, self._verify_and_remember)
             self._input(cs.CommitReceived(raw, cert), height)
             self._count("blocks_synced")
         self._maybe_sync(peer)
