@@ -41,10 +41,15 @@ int engine_ed25519_force_isa(int isa) {
     return ENGINE_ED25519_OK;
 }
 
-/* No AVX-512 kernel exists yet: an avx512 selection runs the avx2 kernel, and the reported
- * name says so. */
+/* The avx512 kernel needs IFMA on top of F/VL/BW; an AVX-512 CPU without it runs the avx2
+ * kernel, and the reported name says so. */
 static ed_chunk_fn kernel_for(enum engine_isa isa, const char **name) {
 #if defined(__x86_64__)
+    if (isa >= ENGINE_ISA_AVX512 && (engine_cpu_features() & ENGINE_CPU_AVX512IFMA) &&
+        (engine_cpu_features() & ENGINE_CPU_AVX512DQ)) {
+        *name = "avx512";
+        return engine_ed25519_verify_chunk_avx512;
+    }
     if (isa >= ENGINE_ISA_AVX2) {
         *name = "avx2";
         return engine_ed25519_verify_chunk_avx2;

@@ -11,6 +11,7 @@ typedef int (*ed_chunk_fn)(const engine_ed25519_item *items, size_t n, uint8_t *
 int engine_ed25519_verify_chunk_portable(const engine_ed25519_item *items, size_t n, uint8_t *out);
 #if defined(__x86_64__)
 int engine_ed25519_verify_chunk_avx2(const engine_ed25519_item *items, size_t n, uint8_t *out);
+int engine_ed25519_verify_chunk_avx512(const engine_ed25519_item *items, size_t n, uint8_t *out);
 #endif
 
 /* Key cache (cache.c): copy a cached key out (with its table when want_table); 1 on a hit. */

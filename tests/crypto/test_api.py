@@ -54,8 +54,11 @@ def test_native_info_reports_the_path():
         _native_ed25519._force_isa(isa)
         try:
             path = engine.native_info()["kernels"]["ed25519"]
-            # no dedicated AVX-512 kernel yet: that selection runs (and reports) avx2
-            assert path == {"portable": "portable"}.get(isa, "avx2")
+            # the avx512 kernel needs IFMA; without it that selection runs (and reports) avx2
+            features = engine.native_info()["cpu_features"]
+            expected = isa if isa != "avx512" or {"avx512ifma", "avx512dq"} <= set(features) \
+                else "avx2"
+            assert path == expected
             assert crypto.native_path() == path
         finally:
             _native_ed25519._force_isa(None)

@@ -1,0 +1,177 @@
+/* Eight field elements mod 2^255 - 19 side by side, radix 2^52, with AVX-512 IFMA.
+ *
+ * Include only from a file compiled with avx512f + avx512ifma enabled. Limb k of all eight
+ * elements sits in one register. vpmadd52luq / vpmadd52huq multiply the low 52 bits of each lane
+ * and add the low / high 52 bits of the 104-bit product, so every multiplication input must have
+ * limbs strictly below 2^52: fe52x8_mul normalises its output exactly (two carry passes) to keep
+ * that invariant. 2^260 = 2^5 * 2^255 = 32 * 19 = 608 (mod p) folds the upper half back.
+ */
+#ifndef ENGINE_ED25519_FE52_IFMA_H
+#define ENGINE_ED25519_FE52_IFMA_H
+
+#include <immintrin.h>
+#include <stdint.h>
+
+#include "ed25519/fe51.h"
+
+typedef struct {
+    __m512i l[5];
+} fe52x8;
+
+#define FE52_MASK ((UINT64_C(1) << 52) - 1)
+
+/* One exact carry pass over five limbs with the top carry folded back times 608. */
+static inline void fe52x8_carry(__m512i r[5]) {
+    const __m512i mask = _mm512_set1_epi64((long long)FE52_MASK);
+    for (int k = 0; k < 4; k++) {
+        r[k + 1] = _mm512_add_epi64(r[k + 1], _mm512_srli_epi64(r[k], 52));
+        r[k] = _mm512_and_si512(r[k], mask);
+    }
+    __m512i top = _mm512_srli_epi64(r[4], 52);
+    r[4] = _mm512_and_si512(r[4], mask);
+    /* 608 top = 512 top + 64 top + 32 top */
+    r[0] = _mm512_add_epi64(r[0], _mm512_add_epi64(_mm512_slli_epi64(top, 9),
+                                                   _mm512_add_epi64(_mm512_slli_epi64(top, 6),
+                                                                    _mm512_slli_epi64(top, 5))));
+}
+
+/* Columns z[0..10) of a product (column k has weight 2^(52k), each below 2^57) reduced mod p
+ * into h with limbs below 2^52. */
+static inline void fe52x8_reduce(fe52x8 *h, __m512i z[11]) {
+    const __m512i zero = _mm512_setzero_si512();
+    const __m512i mask = _mm512_set1_epi64((long long)FE52_MASK);
+    const __m512i c608 = _mm512_set1_epi64(608);
+    /* Columns 5..9 below 2^52 (column 10 takes the carry), then fold them times 608. */
+    z[10] = zero;
+    for (int k = 5; k < 10; k++) {
+        z[k + 1] = _mm512_add_epi64(z[k + 1], _mm512_srli_epi64(z[k], 52));
+        z[k] = _mm512_and_si512(z[k], mask);
+    }
+    __m512i r[5], over = zero; /* over: weight 2^260 */
+    for (int k = 0; k < 5; k++) r[k] = z[k];
+    for (int k = 0; k < 5; k++) {
+        r[k] = _mm512_madd52lo_epu64(r[k], z[k + 5], c608);
+        if (k < 4) r[k + 1] = _mm512_madd52hi_epu64(r[k + 1], z[k + 5], c608);
+        else over = _mm512_madd52hi_epu64(over, z[k + 5], c608);
+    }
+    /* z[10] has weight 2^520 = (2^260)^2, i.e. 608 z[10] at weight 2^260. z[10] < 2^6. */
+    over = _mm512_add_epi64(over, _mm512_mullo_epi64(z[10], c608));
+    r[0] = _mm512_add_epi64(r[0], _mm512_mullo_epi64(over, c608));
+    fe52x8_carry(r);
+    fe52x8_carry(r); /* the first pass can leave r[0] just above 2^52; see the header */
+    for (int k = 0; k < 5; k++) h->l[k] = r[k];
+}
+
+/* h = f g, limbs of f and g below 2^52; h's limbs below 2^52 again. */
+static inline void fe52x8_mul(fe52x8 *h, const fe52x8 *f, const fe52x8 *g) {
+    __m512i z[11];
+    for (int k = 0; k < 11; k++) z[k] = _mm512_setzero_si512();
+    for (int i = 0; i < 5; i++) {
+        for (int j = 0; j < 5; j++) {
+            z[i + j] = _mm512_madd52lo_epu64(z[i + j], f->l[i], g->l[j]);
+            z[i + j + 1] = _mm512_madd52hi_epu64(z[i + j + 1], f->l[i], g->l[j]);
+        }
+    }
+    fe52x8_reduce(h, z);
+}
+
+/* h = f^2: the ten cross products once, doubled, plus the five squares. */
+static inline void fe52x8_sq(fe52x8 *h, const fe52x8 *f) {
+    __m512i z[11], x[11];
+    for (int k = 0; k < 11; k++) z[k] = x[k] = _mm512_setzero_si512();
+    for (int i = 0; i < 5; i++) {
+        for (int j = i + 1; j < 5; j++) {
+            x[i + j] = _mm512_madd52lo_epu64(x[i + j], f->l[i], f->l[j]);
+            x[i + j + 1] = _mm512_madd52hi_epu64(x[i + j + 1], f->l[i], f->l[j]);
+        }
+    }
+    for (int k = 0; k < 10; k++) z[k] = _mm512_slli_epi64(x[k], 1);
+    for (int i = 0; i < 5; i++) {
+        z[2 * i] = _mm512_madd52lo_epu64(z[2 * i], f->l[i], f->l[i]);
+        z[2 * i + 1] = _mm512_madd52hi_epu64(z[2 * i + 1], f->l[i], f->l[i]);
+    }
+    fe52x8_reduce(h, z);
+}
+
+/* FE52_GROUPS independent groups of eight go through every step together: one chain of
+ * dependent multiplications is latency bound, several keep the IFMA units busy. */
+#define FE52_GROUPS 2
+#define FE52_EACH(stmt)                            \
+    do {                                           \
+        for (int g_ = 0; g_ < FE52_GROUPS; g_++) { \
+            stmt;                                  \
+        }                                          \
+    } while (0)
+
+static inline void fe52x8_sqn_g(fe52x8 *h, const fe52x8 *f, int n) {
+    FE52_EACH(fe52x8_sq(&h[g_], &f[g_]));
+    for (int i = 1; i < n; i++) FE52_EACH(fe52x8_sq(&h[g_], &h[g_]));
+}
+
+/* z^((p-5)/8) = z^(2^252 - 3) lane by lane for FE52_GROUPS groups, the chain of fe_pow22523. */
+static inline void fe52x8_pow22523_g(fe52x8 *out, const fe52x8 *z) {
+    fe52x8 z2[FE52_GROUPS], z9[FE52_GROUPS], z11[FE52_GROUPS], t[FE52_GROUPS];
+    fe52x8 a[FE52_GROUPS], b[FE52_GROUPS], c[FE52_GROUPS];
+    FE52_EACH(fe52x8_sq(&z2[g_], &z[g_]));
+    fe52x8_sqn_g(t, z2, 2);
+    FE52_EACH(fe52x8_mul(&z9[g_], &t[g_], &z[g_]));
+    FE52_EACH(fe52x8_mul(&z11[g_], &z9[g_], &z2[g_]));
+    FE52_EACH(fe52x8_sq(&t[g_], &z11[g_]));
+    FE52_EACH(fe52x8_mul(&a[g_], &t[g_], &z9[g_]));   /* 2^5 - 1 */
+    fe52x8_sqn_g(t, a, 5);
+    FE52_EACH(fe52x8_mul(&b[g_], &t[g_], &a[g_]));    /* 2^10 - 1 */
+    fe52x8_sqn_g(t, b, 10);
+    FE52_EACH(fe52x8_mul(&c[g_], &t[g_], &b[g_]));    /* 2^20 - 1 */
+    fe52x8_sqn_g(t, c, 20);
+    FE52_EACH(fe52x8_mul(&t[g_], &t[g_], &c[g_]));    /* 2^40 - 1 */
+    fe52x8_sqn_g(t, t, 10);
+    FE52_EACH(fe52x8_mul(&a[g_], &t[g_], &b[g_]));    /* 2^50 - 1 */
+    fe52x8_sqn_g(t, a, 50);
+    FE52_EACH(fe52x8_mul(&b[g_], &t[g_], &a[g_]));    /* 2^100 - 1 */
+    fe52x8_sqn_g(t, b, 100);
+    FE52_EACH(fe52x8_mul(&t[g_], &t[g_], &b[g_]));    /* 2^200 - 1 */
+    fe52x8_sqn_g(t, t, 50);
+    FE52_EACH(fe52x8_mul(&t[g_], &t[g_], &a[g_]));    /* 2^250 - 1 */
+    fe52x8_sqn_g(t, t, 2);
+    FE52_EACH(fe52x8_mul(&out[g_], &t[g_], &z[g_]));  /* 2^252 - 3 */
+}
+
+/* Eight radix-2^51 elements into lanes (fully reduced first, so limbs are below 2^52). */
+static inline void fe52x8_from_fe51(fe52x8 *h, const fe51 in[8]) {
+    uint64_t limbs[5][8];
+    for (int j = 0; j < 8; j++) {
+        uint8_t s[32];
+        uint64_t w[4];
+        fe_tobytes(s, &in[j]);
+        memcpy(w, s, 32);
+        limbs[0][j] = w[0] & FE52_MASK;
+        limbs[1][j] = ((w[0] >> 52) | (w[1] << 12)) & FE52_MASK;
+        limbs[2][j] = ((w[1] >> 40) | (w[2] << 24)) & FE52_MASK;
+        limbs[3][j] = ((w[2] >> 28) | (w[3] << 36)) & FE52_MASK;
+        limbs[4][j] = w[3] >> 16;
+    }
+    for (int k = 0; k < 5; k++) h->l[k] = _mm512_loadu_si512((const void *)limbs[k]);
+}
+
+/* Lanes back to radix 2^51: values below 2^260 are folded below 2^255 + 19 * 31 first. */
+static inline void fe52x8_to_fe51(fe51 out[8], const fe52x8 *f) {
+    uint64_t limbs[5][8];
+    for (int k = 0; k < 5; k++) _mm512_storeu_si512((void *)limbs[k], f->l[k]);
+    for (int j = 0; j < 8; j++) {
+        uint64_t l0 = limbs[0][j], l1 = limbs[1][j], l2 = limbs[2][j], l3 = limbs[3][j];
+        uint64_t l4 = limbs[4][j];
+        uint64_t top = l4 >> 47; /* bits 255..259 */
+        l4 &= (UINT64_C(1) << 47) - 1;
+        uint64_t w0 = l0 | (l1 << 52);
+        uint64_t w1 = (l1 >> 12) | (l2 << 40);
+        uint64_t w2 = (l2 >> 24) | (l3 << 28);
+        uint64_t w3 = (l3 >> 36) | (l4 << 16);
+        out[j].v[0] = (w0 & FE_MASK51) + 19 * top;
+        out[j].v[1] = ((w0 >> 51) | (w1 << 13)) & FE_MASK51;
+        out[j].v[2] = ((w1 >> 38) | (w2 << 26)) & FE_MASK51;
+        out[j].v[3] = ((w2 >> 25) | (w3 << 39)) & FE_MASK51;
+        out[j].v[4] = (w3 >> 12) & FE_MASK51;
+    }
+}
+
+#endif
