@@ -89,7 +89,9 @@ def make_app(node: Node) -> web.Application:
         if not body:
             return error(400, "empty_body", "the body must be one raw transaction envelope")
         result = await node.submit_tx(body)
-        if not result.ok:
+        # A client re-sending a transaction to wait for it is served, not refused.
+        waitable = wait == "commit" and result.code == "duplicate"
+        if not result.ok and not waitable:
             return error(_STATUS_OF_CODE.get(result.code, 400), result.code,
                          result.log or result.code)
         if wait != "commit":

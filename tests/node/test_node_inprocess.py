@@ -76,6 +76,9 @@ async def _rpc_checks(node):
         async with http.post(f"{url}/tx?wait=commit&timeout_ms=20000", data=env) as r:
             assert r.status == 200, await r.text()
             committed = await r.json()
+        # Re-sending it with wait=commit answers with the committed transaction, not a 409.
+        async with http.post(f"{url}/tx?wait=commit", data=env) as r:
+            assert r.status == 200 and (await r.json())["tx_id"] == committed["tx_id"]
         async with http.get(f"{url}/tx/{committed['tx_id']}") as r:
             assert r.status == 200
             info = await r.json()
