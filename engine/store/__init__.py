@@ -57,8 +57,11 @@ index, parent links, the tx root of each block, the tx index against the blocks,
 chain, the WAL and the signer record. ``fn(block, parent)`` -> iterable of problem strings is
 the node's hook for what the store cannot know (the parent certificate inside ``header`` against
 the validator set with one ``engine.crypto.verify_batch`` call, header hash == block_hash).
-``engine store check`` loads it from ``--verifier module:function``, or from
-``engine.consensus.store_check:verify_block`` when that exists.
+``engine store check`` loads it from ``--verifier module:function``, else from
+``engine.consensus.store_check:verify_block`` when that exists, else uses
+``engine.store.node_check`` (the node's block format: block hash = BLAKE3 of header + txs,
+header fields vs the record, the block's certificate and its parent certificate against the
+validators of ``HOME/genesis.json``, one batch verification each) when the home has a genesis.
 
 Errors. ``StoreError`` for bad paths, foreign or newer stores, read-only stores, disk full
 (the failed transaction is aborted; the store stays as it was) and misuse that would break an

@@ -16,8 +16,9 @@ def register(sub) -> None:
     check = ssub.add_parser("check", help="verify checksums, heights, links, tx index, WAL")
     check.add_argument("--home", required=True, help="node home directory (or the store itself)")
     check.add_argument("--verifier", default=None, metavar="MODULE:FUNCTION",
-                       help="per-block hook fn(block, parent) -> problems "
-                            f"(default: {DEFAULT_VERIFIER} when present)")
+                       help="per-block hook fn(block, parent) -> problems (default: "
+                            f"{DEFAULT_VERIFIER} when present, else the node's block format "
+                            "and certificates against HOME/genesis.json when it exists)")
     check.set_defaults(func=_check)
     info = ssub.add_parser("info", help="print heights, sizes and the schema")
     info.add_argument("--home", required=True, help="node home directory (or the store itself)")
@@ -60,9 +61,13 @@ def _check(args) -> int:
 
     try:
         verifier = _load_verifier(args.verifier)
+        if verifier is None:
+            from engine.store.node_check import verifier_for_home
+
+            verifier = verifier_for_home(args.home)
         with _open(args.home) as store:
             report = check_store(store, verify_block=verifier)
-    except StoreError as e:
+    except (StoreError, ValueError) as e:  # ValueError: an unreadable genesis.json
         print(f"store check FAILED: {e}")
         return 1
     print(report.summary())

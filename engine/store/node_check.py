@@ -1,0 +1,92 @@
+"""The node's half of `engine store check`: block format, block hashes and certificates.
+
+The store itself knows blocks only as bytes; this hook (used by ``engine store check --home``
+when the home holds a genesis.json) decodes each stored header with the node's block format
+(engine/block.py), and checks that BLAKE3 of header + transactions is the stored block hash, that
+height, parent hash and tx root agree with the store's record, that the header's app hash is the
+one stored after the parent, and that both the block's own commit certificate and the parent
+certificate it carries (``last_commit``) hold more than 2/3 of the genesis validators' power,
+each with one batch signature verification. Imported lazily: the store does not depend on it.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Callable, Iterable
+
+from engine.store.store import StoredBlock
+
+Verifier = Callable[[StoredBlock, "StoredBlock | None"], Iterable[str]]
+
+
+def verifier_for_home(home: str) -> Verifier | None:
+    """A block verifier for the node home ``home``, or None if it has no genesis.json."""
+    from engine import config
+
+    path = os.path.join(home, config.GENESIS_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        genesis = config.Genesis.from_json(json.load(f), path)
+    return make_verifier(genesis.chain_id.encode(),
+                         [(v.public_key, v.power) for v in genesis.validators])
+
+
+def make_verifier(chain_id: bytes, validators: list[tuple[bytes, int]]) -> Verifier:
+    """A verifier for blocks of ``chain_id`` signed by ``validators`` ((public key, power))."""
+    from engine import consensus as cs
+
+    vset = cs.ValidatorSet([cs.Validator(pk, power) for pk, power in validators])
+
+    from engine.net.errors import ProtocolError as WireError  # raised by Block.decode
+
+    def verify(block: StoredBlock, parent: StoredBlock | None) -> list[str]:
+        problems: list[str] = []
+        try:
+            _verify(block, parent, chain_id, vset, problems)
+        except (cs.ProtocolError, WireError) as e:
+            problems.append(f"malformed: {e}")
+        return problems
+
+    return verify
+
+
+def _verify(block: StoredBlock, parent: StoredBlock | None, chain_id: bytes, vset,
+            problems: list[str]) -> None:
+    from engine import consensus as cs
+    from engine.block import Block, with_txs
+    from engine.hashing import blake3
+
+    header = Block.decode(block.header, header_only=True)
+    if header.tx_count != len(block.txs):
+        problems.append(f"header counts {header.tx_count} txs, the store holds {len(block.txs)}")
+    if blake3(with_txs(header, block.txs).encode()) != block.block_hash:
+        problems.append("block hash is not BLAKE3 of the stored header and transactions")
+    if header.chain_id != chain_id:
+        problems.append(f"chain id {header.chain_id!r} is not the genesis chain id")
+    if header.height != block.height or header.parent_hash != block.parent_hash:
+        problems.append("header height or parent hash differs from the store's record")
+    if header.tx_root != block.tx_root:
+        problems.append("header tx root differs from the root of the stored transactions")
+    if parent is not None and header.app_hash != parent.app_hash:
+        problems.append(f"header app hash is not the app hash stored after {parent.height}")
+    cert = cs.CommitCertificate.decode(block.certificate, len(vset))
+    if cert.height != block.height or cert.block_hash != block.block_hash:
+        problems.append("commit certificate is not for this block")
+    else:
+        _verify_cert(cert, chain_id, vset, "commit certificate", problems)
+    if block.height > 1 and parent is not None:
+        last = cs.CommitCertificate.decode(header.last_commit, len(vset))
+        if last.height != parent.height or last.block_hash != parent.block_hash:
+            problems.append("last_commit is not a certificate for the parent block")
+        else:
+            _verify_cert(last, chain_id, vset, "parent certificate (last_commit)", problems)
+
+
+def _verify_cert(cert, chain_id: bytes, vset, what: str, problems: list[str]) -> None:
+    from engine import consensus as cs
+
+    try:
+        cert.verify(chain_id, vset)
+    except cs.ProtocolError as e:
+        problems.append(f"{what} does not verify: {e}")

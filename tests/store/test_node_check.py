@@ -1,0 +1,72 @@
+"""`engine store check` with the node's block format: hashes, certificates, app-hash links."""
+import json
+
+from engine import consensus as cs
+from engine.block import Block
+from engine.crypto import SigningKey
+from engine.hashing import blake3, blake3_many
+from engine.store import Store, check_store
+from engine.store.node_check import make_verifier
+
+CHAIN = b"test-chain"
+KEYS = [SigningKey(bytes([i + 1]) * 32) for i in range(4)]
+VALIDATORS = [(k.public_key, 10) for k in KEYS]
+
+
+def _cert(height: int, block_hash: bytes, signers=range(3)) -> bytes:
+    msg = cs.vote_sign_bytes(CHAIN, cs.VoteType.PRECOMMIT, height, 0, block_hash)
+    sigs = {i: KEYS[i].sign(msg) for i in signers}
+    return cs.CommitCertificate.build(height, 0, block_hash, sigs, len(KEYS)).encode()
+
+
+def _chain(store: Store, heights: int, *, bad_cert_at: int | None = None) -> None:
+    parent, app, last_commit = bytes(32), blake3(b"genesis app"), b""
+    for h in range(1, heights + 1):
+        txs = [b"tx %d %d" % (h, i) for i in range(5)]
+        block = Block.make(chain_id=CHAIN, height=h, time_ms=1000 * h, parent_hash=parent,
+                           app_hash=app, proposer_index=0, last_commit=last_commit,
+                           evidence=[], txs=txs)
+        block_hash = blake3(block.encode())
+        cert = _cert(h, block_hash, signers=range(2) if h == bad_cert_at else range(3))
+        new_app = blake3(b"app %d" % h)
+        store.save_block(h, block_hash, block.header(), txs, cert, parent_hash=parent,
+                         app_hash=new_app, tx_ids=blake3_many(txs))
+        parent, app, last_commit = block_hash, new_app, cert
+
+
+def test_node_verifier_accepts_a_valid_chain(store):
+    _chain(store, 6)
+    report = check_store(store, verify_block=make_verifier(CHAIN, VALIDATORS))
+    assert report.ok, report.summary()
+
+
+def test_node_verifier_reports_a_certificate_without_quorum(store):
+    _chain(store, 6, bad_cert_at=4)  # 2 of 4 equal-power signers: not more than 2/3
+    report = check_store(store, verify_block=make_verifier(CHAIN, VALIDATORS))
+    text = report.summary()
+    assert "height 4: commit certificate does not verify" in text
+    assert "height 5: parent certificate (last_commit) does not verify" in text
+
+
+def test_node_verifier_reports_wrong_validators_and_chain(store):
+    _chain(store, 3)
+    others = [(SigningKey(bytes([9 + i]) * 32).public_key, 10) for i in range(4)]
+    assert "does not verify" in check_store(
+        store, verify_block=make_verifier(CHAIN, others)).summary()
+    assert "chain id" in check_store(
+        store, verify_block=make_verifier(b"other", VALIDATORS)).summary()
+
+
+def test_cli_uses_the_home_genesis(tmp_path, capsys):
+    from engine.cli import main
+
+    home = tmp_path / "home"
+    with Store(str(home / "store")) as s:
+        _chain(s, 4, bad_cert_at=2)
+    genesis = {"chain_id": CHAIN.decode(), "validators": [
+        {"name": f"v{i}", "power": p, "public_key": pk.hex()}
+        for i, (pk, p) in enumerate(VALIDATORS)]}
+    (home / "genesis.json").write_text(json.dumps(genesis))
+    assert main(["store", "check", "--home", str(home)]) == 1
+    out = capsys.readouterr().out
+    assert "height 2: commit certificate does not verify" in out
