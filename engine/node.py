@@ -737,9 +737,18 @@ class Node:
     def _gossip_txs(self, envelopes: list[bytes]) -> None:
         """Locally submitted transactions go to every peer, in batches (the mesh is full, so
         peers do not relay what they receive)."""
-        step = self._net_limits.txs_per_message_max
-        for i in range(0, len(envelopes), step):
-            self._broadcast(codec.encode(codec.TXS, envelopes[i:i + step]))
+        count_max = self._net_limits.txs_per_message_max
+        bytes_max = self._net_limits.frame_bytes_max // 2  # room for msgpack framing
+        batch: list[bytes] = []
+        size = 0
+        for env in envelopes:
+            if batch and (len(batch) >= count_max or size + len(env) > bytes_max):
+                self._broadcast(codec.encode(codec.TXS, batch))
+                batch, size = [], 0
+            batch.append(env)
+            size += len(env) + 5
+        if batch:
+            self._broadcast(codec.encode(codec.TXS, batch))
 
     async def _housekeeping(self) -> None:
         """Periodic status to peers, and re-sending own messages when a height stalls."""

@@ -15,7 +15,7 @@ Nothing a peer sends may crash the node: every failure of peer input ends in ``P
 """
 from __future__ import annotations
 
-from engine.net.errors import ConnectionLost, HandshakeError, ProtocolError
+from engine.net.errors import ConnectionLost, FrameTooLarge, HandshakeError, ProtocolError
 from engine.net.limits import NetLimits
 
-__all__ = ["ConnectionLost", "HandshakeError", "NetLimits", "ProtocolError"]
+__all__ = ["ConnectionLost", "FrameTooLarge", "HandshakeError", "NetLimits", "ProtocolError"]

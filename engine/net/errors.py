@@ -12,3 +12,8 @@ class HandshakeError(ProtocolError):
 
 class ConnectionLost(Exception):
     """The stream can no longer be used (closed, truncated, or failed authentication)."""
+
+
+class FrameTooLarge(ConnectionLost):
+    """A frame header announced more than the frame limit: the stream cannot be resynchronised
+    without reading the oversized body, so it is closed (and the fault counted)."""

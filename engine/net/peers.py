@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 
 from engine import crypto
 from engine.net import codec
-from engine.net.errors import ConnectionLost, HandshakeError, ProtocolError
+from engine.net.errors import ConnectionLost, FrameTooLarge, HandshakeError, ProtocolError
 from engine.net.limits import NetLimits
-from engine.net.secure import SecureStream, handshake
+from engine.net.secure import TAG_BYTES, SecureStream, handshake
 
 log = logging.getLogger("engine.net")
 
@@ -108,6 +108,10 @@ class PeerSet:
         """Queue an encoded message for one peer; False when not connected or its queue is full."""
         peer = self._peers.get(peer_key)
         if peer is None:
+            return False
+        if len(message) + TAG_BYTES > self.limits.frame_bytes_max:
+            self.faults["send_oversized"] += 1  # our bug: never let it reach the writer task
+            log.error("not sending a %d-byte message: over frame_bytes_max", len(message))
             return False
         try:
             peer.queue.put_nowait(message)
@@ -228,6 +232,9 @@ class PeerSet:
                 except Exception:  # our bug, not the peer's: log it loudly, keep the link
                     log.exception("handler failed on %s from %s", message.name, key.hex()[:12])
                     self.faults["handler_error"] += 1
+        except FrameTooLarge as e:
+            self.faults["oversized_frame"] += 1
+            log.warning("dropping %s: %s", key.hex()[:12], e)
         except ConnectionLost as e:
             self.faults["connection_lost"] += 1
             log.info("connection to %s lost: %s", key.hex()[:12], e)

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from engine import crypto
 from engine.hashing import blake3
-from engine.net.errors import ConnectionLost, HandshakeError
+from engine.net.errors import ConnectionLost, FrameTooLarge, HandshakeError
 
 MAGIC = b"ENGP2P\x01\x00"
 HELLO_BYTES = len(MAGIC) + 32
@@ -101,8 +101,8 @@ class SecureStream:
         header = await _read_exactly(self._reader, _HEADER.size)
         (length,) = _HEADER.unpack(header)
         if length < TAG_BYTES or length > self.frame_bytes_max:
-            raise ConnectionLost(f"frame length {length} outside [{TAG_BYTES}, "
-                                 f"{self.frame_bytes_max}]")
+            raise FrameTooLarge(f"frame length {length} outside [{TAG_BYTES}, "
+                                f"{self.frame_bytes_max}]")
         body = await _read_exactly(self._reader, length)
         try:
             return self._in.open(header, body)

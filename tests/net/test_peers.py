@@ -117,3 +117,23 @@ def test_malformed_messages_dropped_counted_then_disconnect():
         for ps in sets:
             await ps.stop()
     run(main())
+
+
+def test_oversized_frame_is_counted_and_ends_the_connection():
+    async def main():
+        limits = NetLimits(frame_bytes_max=4096, tx_bytes_max=1024)
+        keys, sets, inbox, _ = await _mesh(2, limits)
+        a, b = sets
+        b_key = keys[1].public_key
+        assert a.send(b_key, b"x" * 5000) is False  # the sender refuses to seal it...
+        assert a.faults["send_oversized"] == 1
+        assert a.send(b_key, codec.encode(codec.TXS, [b"fine"]))  # and the link still works
+        await _wait(lambda: len(inbox[1]) == 1)
+        # ... so forge a header announcing a frame over the limit on the raw stream.
+        peer = a._peers[b_key]
+        peer.stream._writer.write((10_000).to_bytes(4, "little") + bytes(100))
+        await _wait(lambda: b.faults["oversized_frame"] == 1)
+        await _wait(lambda: keys[0].public_key not in b.connected())
+        for ps in sets:
+            await ps.stop()
+    run(main())
