@@ -34,6 +34,8 @@ wal_entry_bytes_max = 64 << 20
 #: Memory for verified tx index runs kept for lookups (16 bytes per committed tx).
 tx_index_cache_bytes_max = 128 << 20
 find_txs_ids_max = 1 << 20
+#: Blocks one prune transaction removes (keeps a transaction's dirty pages bounded).
+prune_blocks_per_txn_max = 4096
 ZERO_HASH = bytes(HASH_BYTES)
 
 # version, height, block hash, parent hash, app hash, tx root, app chain, header len, txs, results
@@ -796,13 +798,20 @@ class Store:
         """Delete blocks, certificates, hash and tx index entries below ``retain_height``;
         returns how many blocks were removed. LMDB reuses the freed pages for new writes."""
         retain = _uint(retain_height, "retain_height", 63, 1)
-        return self._write(lambda txn: self._prune(txn, retain), what="prune")
+        removed = 0
+        while True:  # bounded transactions: each one atomic, the base moves up step by step
+            step = self._write(lambda txn: self._prune(txn, retain, prune_blocks_per_txn_max),
+                               what="prune")
+            removed += step
+            if step < prune_blocks_per_txn_max:
+                return removed
 
-    def _prune(self, txn, retain: int) -> int:
+    def _prune(self, txn, retain_height: int, blocks_max: int) -> int:
         latest = self._meta_height(txn, b"latest")
         base = self._meta_height(txn, b"base")
-        if retain > latest:
-            raise ValueError(f"retain_height {retain} is above the latest height {latest}")
+        if retain_height > latest:
+            raise ValueError(f"retain_height {retain_height} is above the latest height {latest}")
+        retain = min(retain_height, base + blocks_max)
         if retain <= base:
             return 0
         removed = 0

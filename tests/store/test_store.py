@@ -371,3 +371,14 @@ def test_lookup_cache_follows_merges_and_prunes(store):
     store.prune(10)
     assert store.find_tx(blake3(first[2]["txs"][4])) is None      # pruned runs left the cache
     assert store.find_tx(blake3(first[15]["txs"][1])).height == 16
+
+
+def test_prune_runs_in_bounded_transactions(store, monkeypatch):
+    from engine.store import store as store_module
+
+    monkeypatch.setattr(store_module, "prune_blocks_per_txn_max", 7)
+    saved = [save(store, h, n_txs=4) for h in range(1, 41)]
+    assert store.prune(33) == 32 and store.base_height() == 33
+    assert store.find_tx(blake3(saved[31]["txs"][0])) is None
+    assert store.find_tx(blake3(saved[32]["txs"][3])).height == 33
+    assert check_store(store).ok
