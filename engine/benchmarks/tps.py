@@ -682,7 +682,9 @@ def run_tps(opts: TpsOptions) -> dict[str, Any]:
         "tps_fraction_of_ceiling": round(main["tps"] / ceiling["tps"], 4),
         "calibration": calib,
         "setup": {"validators": opts.validators, "duration_s": opts.duration_s,
-                  "tx_bytes": opts.tx_bytes, "rate": opts.rate or "max", "sweep": opts.sweep,
+                  "tx_bytes": opts.tx_bytes,
+                  "rate": ("sweep " + ",".join(str(r or "max") for r in _sweep_rates(opts))
+                           if opts.sweep else opts.rate or "max"), "sweep": opts.sweep,
                   "store_sync": True, "senders": SENDERS, "batch_interval_ms": BATCH_INTERVAL_MS,
                   "poll_ms": POLL_MS, "signing_s": round(sign_s, 1),
                   "latency": "POST sent -> block seen committed on node0",
