@@ -2,9 +2,21 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+def _shared_dir() -> Path:
+    """../shared beside the project (where developers and CI have it), or ENGINE_SHARED_DIR."""
+    env = os.environ.get("ENGINE_SHARED_DIR")
+    path = Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared"
+    if not (path / "vectors").is_dir():
+        raise RuntimeError(f"test vectors not found at {path}/vectors: the project expects "
+                           "../shared beside its root (set ENGINE_SHARED_DIR to point elsewhere)")
+    return path
+
+
+SHARED = _shared_dir()
 VECTORS = SHARED / "vectors"
 
 
