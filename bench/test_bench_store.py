@@ -33,11 +33,11 @@ def make_block(height: int, n_txs: int, rng: random.Random) -> dict:
     txs = [rng.randbytes(TX_BYTES) for _ in range(n_txs)]
     ids = b"".join(blake3_many(txs))  # computed at admission in the node, so not timed
     certificate = height.to_bytes(8, "little") + rng.randbytes(VALIDATORS // 8 + 64 * VALIDATORS)
-    return dict(height=height, block_hash=blake3(b"block %d" % height),
-                parent_hash=blake3(b"block %d" % (height - 1)) if height > 1 else bytes(32),
-                header=rng.randbytes(200), txs=txs, certificate=certificate,
-                app_hash=blake3(b"app %d" % height), results=[b"\0"] * n_txs,
-                state_changes=[(b"height", b"%d" % height)], tx_ids=ids)
+    parent = blake3(b"block %d" % (height - 1)) if height > 1 else bytes(32)
+    return {"height": height, "block_hash": blake3(b"block %d" % height), "parent_hash": parent,
+            "header": rng.randbytes(200), "txs": txs, "certificate": certificate,
+            "app_hash": blake3(b"app %d" % height), "results": [b"\0"] * n_txs,
+            "state_changes": [(b"height", b"%d" % height)], "tx_ids": ids}
 
 
 def raw_bytes(block: dict) -> bytes:
@@ -99,14 +99,14 @@ def measure(n_rounds: int, per_round: int, n_txs: int, *, sync: bool, seed: int 
         env.close()
     n_blocks = n_rounds * per_round
     store_block, raw_block = store_s / n_blocks, raw_s / n_blocks
-    return dict(blocks=n_blocks, raw_kb=raw_w / n_blocks / 1024, store_kb=store_w / n_blocks / 1024,
-                store_block_ms=store_block * 1e3, raw_block_ms=raw_block * 1e3,
-                ratio=store_s / raw_s, store_blocks_s=1 / store_block,
-                raw_blocks_s=1 / raw_block, mb_per_block=payload / n_blocks / 1e6,
-                lookups_s=len(ids) / lookup_s, batch_lookups_s=len(ids) / batch_s, roots=roots, found=found, sample=sample,
-                check_ok=ok,
-                checksum=blake3(b"".join(roots) + b"".join(
-                    f.tx for f in found if f is not None)).hex()[:16])
+    checksum = blake3(b"".join(roots) + b"".join(f.tx for f in found if f is not None))
+    return {"blocks": n_blocks, "raw_kb": raw_w / n_blocks / 1024,
+            "store_kb": store_w / n_blocks / 1024, "store_block_ms": store_block * 1e3,
+            "raw_block_ms": raw_block * 1e3, "ratio": store_s / raw_s,
+            "store_blocks_s": 1 / store_block, "raw_blocks_s": 1 / raw_block,
+            "mb_per_block": payload / n_blocks / 1e6, "lookups_s": len(ids) / lookup_s,
+            "batch_lookups_s": len(ids) / batch_s, "roots": roots, "found": found,
+            "sample": sample, "check_ok": ok, "checksum": checksum.hex()[:16]}
 
 
 def print_report(r: dict, sync: bool) -> None:

@@ -71,9 +71,17 @@ would regress. Bad argument types/values raise TypeError/ValueError naming the a
 grows automatically (doubling) when a write fills it.
 """
 from engine.store._records import StoreCorruption, StoreError
-from engine.store.store import (DATABASES, SCHEMA_VERSION, DoubleSignRefused, SignerState,
-                                Store, StoredBlock, TxLocation, TxProof)
 from engine.store.check import CheckReport, check_store
+from engine.store.store import (
+    DATABASES,
+    SCHEMA_VERSION,
+    DoubleSignRefused,
+    SignerState,
+    Store,
+    StoredBlock,
+    TxLocation,
+    TxProof,
+)
 
 __all__ = [
     "DATABASES", "SCHEMA_VERSION", "CheckReport", "DoubleSignRefused", "SignerState", "Store",

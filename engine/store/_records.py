@@ -10,7 +10,6 @@ import struct
 
 from blake3 import blake3 as _blake3_pkg
 
-
 TAG_BYTES = 16
 HEIGHT = struct.Struct(">Q")  # keys are big-endian so LMDB appends them in order
 

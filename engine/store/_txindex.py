@@ -22,7 +22,7 @@ header tag (16 B) | entries``; the header tag covers the fence and the chunk tag
 from __future__ import annotations
 
 import struct
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -104,7 +104,7 @@ def _header_tag(key: bytes, header) -> bytes:
 class Run:
     """A run read from the database: header verified, chunks verified as they are read."""
 
-    __slots__ = ("key", "first", "last", "count", "_value", "_fence", "_tags", "_body_off")
+    __slots__ = ("_body_off", "_fence", "_tags", "_value", "count", "first", "key", "last")
 
     def __init__(self, key: bytes, value):
         self.key = bytes(key)
@@ -258,10 +258,10 @@ def _tag_offset(key: bytes, view) -> int:
     return min(_RUN_HEADER.size + chunks * (8 + TAG_BYTES), len(view))
 
 
-def iter_runs(txn, dbi) -> Iterator[tuple[bytes, object]]:
+def iter_runs(txn, dbi) -> Iterator[tuple[bytes, memoryview]]:
     cur = txn.cursor(db=dbi)
     for key, value in cur:
-        yield bytes(key), value
+        yield bytes(key), memoryview(value)
 
 
 def merge_tail(txn, dbi, cache: RunCache | None = None) -> None:

@@ -4,8 +4,8 @@ Problems are collected rather than raised, so one run reports every damaged reco
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 import lmdb
 import numpy as np
@@ -152,7 +152,7 @@ class _Checker:
                 for problem in self.verify_block(block, prev if prev and prev.height == h - 1
                                                  else None):
                     self.r.add(f"blocks: height {h}: {problem}")
-            except Exception as e:  # the hook is node code; report, do not stop the check
+            except Exception as e:  # noqa: BLE001 - node code: report it, do not stop the check
                 self.r.add(f"blocks: height {h}: block verifier raised {type(e).__name__}: {e}")
 
     def _hashes(self, base: int, latest: int) -> None:

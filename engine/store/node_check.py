@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from engine.store.store import StoredBlock
 

@@ -5,19 +5,33 @@ See the package docstring (engine/store/__init__.py) for the API contract and th
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import struct
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Sequence
 
 import lmdb
 import numpy as np
 
-from engine.hashing import (HASH_BYTES, MerkleProof, blake3, blake3_many, merkle_proof,
-                            merkle_root_from_hashes)
+from engine.hashing import (
+    HASH_BYTES,
+    MerkleProof,
+    blake3,
+    blake3_many,
+    merkle_proof,
+    merkle_root_from_hashes,
+)
 from engine.store import _txindex
-from engine.store._records import (HEIGHT, StoreCorruption, StoreError, height_key, seal,
-                                   seal_parts, unseal)
+from engine.store._records import (
+    HEIGHT,
+    StoreCorruption,
+    StoreError,
+    height_key,
+    seal,
+    seal_parts,
+    unseal,
+)
 
 SCHEMA_VERSION = 1
 MAGIC = b"engine/store/v1"
@@ -133,6 +147,10 @@ def _pack_list(items: Sequence[bytes], name: str) -> tuple[np.ndarray, bytes]:
     return offsets, data
 
 
+def _copy(view) -> bytes | None:
+    return None if view is None else bytes(view)
+
+
 def _unpack_list(view: memoryview, off: int, n: int, db: str, key: bytes
                  ) -> tuple[list[bytes], int]:
     end_off = off + 4 * (n + 1)
@@ -140,11 +158,11 @@ def _unpack_list(view: memoryview, off: int, n: int, db: str, key: bytes
         raise StoreCorruption(db, key, "record truncated in an offset table")
     offsets = np.frombuffer(view, dtype="<u4", count=n + 1, offset=off).tolist()
     total = offsets[-1]
-    if offsets[0] != 0 or any(b < a for a, b in zip(offsets, offsets[1:])) or \
+    if offsets[0] != 0 or any(b < a for a, b in itertools.pairwise(offsets)) or \
             end_off + total > len(view):
         raise StoreCorruption(db, key, "impossible offset table")
     data = view[end_off:end_off + total]
-    return [bytes(data[a:b]) for a, b in zip(offsets, offsets[1:])], end_off + total
+    return [bytes(data[a:b]) for a, b in itertools.pairwise(offsets)], end_off + total
 
 
 class Store:
@@ -246,7 +264,7 @@ class Store:
     def close(self) -> None:
         self._env.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:  # noqa: PYI034 - typing.Self needs Python 3.11
         return self
 
     def __exit__(self, *exc) -> None:
@@ -475,9 +493,9 @@ class Store:
          n, n_results) = _BLOCK.unpack_from(payload)
         if version != _BLOCK_VERSION or height_key(height) != bytes(key):
             raise StoreCorruption("blocks", key, f"record version {version} height {height}")
-        return dict(height=height, block_hash=block_hash, parent_hash=parent_hash,
-                    app_hash=app_hash, tx_root=tx_root, app_chain=app_chain,
-                    header_len=header_len, n=n, n_results=n_results)
+        return {"height": height, "block_hash": block_hash, "parent_hash": parent_hash,
+                "app_hash": app_hash, "tx_root": tx_root, "app_chain": app_chain,
+                "header_len": header_len, "n": n, "n_results": n_results}
 
     def _decode_block(self, txn, key: bytes, value) -> StoredBlock:
         payload = unseal("blocks", key, value)
@@ -536,8 +554,7 @@ class Store:
     def load_certificate(self, height: int) -> bytes | None:
         """The commit certificate saved with block ``height``, or None."""
         key = height_key(_uint(height, "height"))
-        return self._read(lambda txn: (lambda v: None if v is None else bytes(v))(
-            self._get(txn, "commits", key)))
+        return self._read(lambda txn: _copy(self._get(txn, "commits", key)))
 
     def blocks(self, start: int, stop: int | None = None) -> Iterator[StoredBlock]:
         """Stored blocks with ``start <= height < stop`` in order (block sync range reads).
@@ -644,8 +661,7 @@ class Store:
         key = _bytes(key, "key")
         if not key:
             raise ValueError("key must not be empty")
-        return self._read(lambda txn: (lambda v: None if v is None else bytes(v))(
-            self._get(txn, "state", key)))
+        return self._read(lambda txn: _copy(self._get(txn, "state", key)))
 
     def state_items(self, prefix: bytes = b"") -> list[tuple[bytes, bytes]]:
         """All committed (key, value) pairs whose key starts with ``prefix``, in key order."""
@@ -701,15 +717,13 @@ class Store:
             out: list[bytes] = []
             if not cur.set_range(prefix):
                 return out
-            expect = 0
-            for key, value in cur:
+            for expect, (key, value) in enumerate(cur):
                 key = bytes(key)
                 if key[:8] != prefix:
                     break
                 if HEIGHT.unpack(key[8:])[0] != expect:
                     raise StoreCorruption("wal", key, f"expected entry {expect} here")
                 out.append(bytes(unseal("wal", key, value)))
-                expect += 1
             return out
 
         return self._read(read, what=f"WAL replay of height {height}")

@@ -10,7 +10,6 @@ import sys
 from engine.hashing import blake3
 from engine.store import Store
 
-
 PRUNE_KEEP = 60
 
 
@@ -18,10 +17,10 @@ def block_content(height: int):
     rng = random.Random(height)
     n = rng.choice([0, 1, 5, 40, 200]) if height % 17 else 2000  # sometimes multi-page
     txs = [rng.randbytes(rng.randint(60, 300)) for _ in range(n)]
-    return dict(block_hash=blake3(b"block %d" % height), header=b"header %d" % height, txs=txs,
-                certificate=b"cert %d" % height, app_hash=blake3(b"app %d" % height),
-                results=[b"r%d" % i for i in range(n)],
-                state_changes=[(b"height", b"%d" % height), (b"k%d" % (height % 50), rng.randbytes(20))])
+    changes = [(b"height", b"%d" % height), (b"k%d" % (height % 50), rng.randbytes(20))]
+    return {"block_hash": blake3(b"block %d" % height), "header": b"header %d" % height,
+            "txs": txs, "certificate": b"cert %d" % height, "app_hash": blake3(b"app %d" % height),
+            "results": [b"r%d" % i for i in range(n)], "state_changes": changes}
 
 
 def sign_bytes(height: int, round_: int, step: int) -> bytes:

@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 
-from tests.store.helpers import save
 from engine.store import Store, StoreError, check_store
+from tests.store.helpers import save
 
 TRIALS = int(os.environ.get("ENGINE_CORRUPTION_TRIALS", "150"))
 SEED = int(os.environ.get("ENGINE_CORRUPTION_SEED", str(random.randrange(1 << 30))))
@@ -60,7 +60,7 @@ def _run_forked(path: str, expected: dict) -> tuple[int, str]:
         os.close(r)
         try:
             out = _trial(path, expected)
-        except BaseException as e:  # an unexpected exception type is a finding, not a crash
+        except BaseException as e:  # noqa: BLE001 - any other exception is a finding to report
             out = f"UNCLEAR: {type(e).__name__}: {e}"
         os.write(w, out.encode()[:4000])
         os._exit(0)

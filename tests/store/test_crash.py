@@ -12,7 +12,6 @@ import time
 
 from engine.hashing import blake3
 from engine.store import Store, check_store
-
 from tests.store.crash_child import block_content, fake_sign, sign_bytes
 
 CHILD = os.path.join(os.path.dirname(__file__), "crash_child.py")

@@ -7,10 +7,16 @@ import sys
 import lmdb
 import pytest
 
-from tests.store.helpers import block_args, save
 from engine.hashing import blake3, verify_merkle_proof
-from engine.store import (DoubleSignRefused, Store, StoreCorruption, StoreError, check_store)
-from engine.store import _txindex
+from engine.store import (
+    DoubleSignRefused,
+    Store,
+    StoreCorruption,
+    StoreError,
+    _txindex,
+    check_store,
+)
+from tests.store.helpers import block_args, save
 
 
 def test_blocks_round_trip_and_range_reads(store):
@@ -211,9 +217,9 @@ def test_permission_denied_is_a_clear_error(tmp_path):
     os.chmod(path / "lock.mdb", 0o400)
     os.chmod(path, 0o500)
     try:
-        with pytest.raises(StoreError, match="read-only|Permission denied"):
-            with Store(str(path)) as s:
-                s.wal_append(1, b"x")
+        with pytest.raises(StoreError, match="read-only|Permission denied"), \
+                Store(str(path)) as s:
+            s.wal_append(1, b"x")
         with pytest.raises(StoreError, match="cannot create"):
             Store(str(path / "sub"))
     finally:
@@ -250,7 +256,7 @@ except StoreError as e:
 sys.exit(5)
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=_child_env())
+                          env=_child_env(), check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "disk full" in proc.stdout and "unchanged" in proc.stdout, proc.stdout
     with Store(path) as s:
