@@ -837,16 +837,22 @@ class Store:
             txn.delete(fields["block_hash"], db=self._dbs["block_hashes"])
             removed += 1
         dbi = self._dbs["tx_index"]
-        for key, value in list(_txindex.iter_runs(txn, dbi)):
-            run = _txindex.Run(key, value)
-            if run.first >= retain:
-                break
-            entries = run.all_entries() if run.last >= retain else None
+        old_keys = []
+        for raw_key in txn.cursor(db=dbi).iternext(values=False):
+            if _txindex.parse_run_key(bytes(raw_key))[0] >= retain:
+                break  # runs are ordered by their first height
+            old_keys.append(bytes(raw_key))
+        for key in old_keys:
+            _, last, _ = _txindex.parse_run_key(key)
+            entries = None
+            if last >= retain:  # straddles the new base: keep its upper part
+                entries = _txindex.Run(key, txn.get(key, db=dbi)).all_entries()
             txn.delete(key, db=dbi)
+            self._runs.forget(key)
             if entries is not None:
                 keep = entries[(entries[:, 1] >> np.uint64(_txindex.LOC_INDEX_BITS))
                                >= np.uint64(retain)]
-                _txindex.write_run(txn, dbi, keep, retain, run.last, sort=False)
+                _txindex.write_run(txn, dbi, keep, retain, last, sort=False)
         self._put_meta(txn, b"base", height_key(retain))
         return removed
 
