@@ -63,6 +63,16 @@ the validator set with one ``engine.crypto.verify_batch`` call, header hash == b
 header fields vs the record, the block's certificate and its parent certificate against the
 validators of ``HOME/genesis.json``, one batch verification each) when the home has a genesis.
 
+Layout (keys big-endian so LMDB appends in order; every value ends with its 16-byte tag):
+``blocks`` height u64 -> ``version u8 | height u64 | block hash | parent hash | app hash |
+tx root | app chain | header len u32 | tx count u32 | result count u32 | header |
+tx offsets (u32 LE, count + 1) | txs | result offsets | results``; ``commits`` height ->
+certificate; ``block_hashes`` hash -> height; ``tx_index`` run key -> sorted run (see
+engine/store/_txindex.py); ``state`` app key -> value; ``meta`` magic, schema (u32 LE), latest,
+base, app_hash, tip (latest block hash || app chain); ``wal`` height u64 || seq u64 -> entry;
+``signer`` ``last`` -> ``height u64 | round u32 | step u8 | len u32 | sign bytes | signature``
+(little-endian fields).
+
 Errors. ``StoreError`` for bad paths, foreign or newer stores, read-only stores, disk full
 (the failed transaction is aborted; the store stays as it was) and misuse that would break an
 invariant (saving out of order, a wrong parent hash). ``StoreCorruption`` (a StoreError) for
