@@ -119,7 +119,8 @@ def print_report(r: dict, sync: bool) -> None:
           f"\n  candidate store:  {r['store_blocks_s']:8.1f} blocks/s "
           f"{r['store_blocks_s'] * mb:7.1f} MB/s ({r['store_block_ms']:.3f} ms/block)"
           f"\n  written per block (/proc/self/io): raw {r['raw_kb']:.0f} KB, "
-          f"store {r['store_kb']:.0f} KB"
+          f"store {r['store_kb']:.0f} KB ({r['store_kb'] / max(r['raw_kb'], 1e-9):.2f}x; "
+          f"the time ratio nears 1 only when other processes make every flush slow)"
           f"\n  ratio (store / raw time) = {r['ratio']:.3f}x, target <= {OVERHEAD_TARGET}x "
           f"{verdict}; tx lookups by id: {r['lookups_s']:.0f}/s one by one, "
           f"{r['batch_lookups_s']:.0f}/s batched (find_txs); checksum={r['checksum']}")
