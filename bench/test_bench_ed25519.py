@@ -202,9 +202,18 @@ def txs_line(count: int, repeat: int) -> None:
 
 def crossover_lines(c: Corpus, repeat: int) -> None:
     """Straus against Pippenger per batch size: where the dispatcher's threshold comes from."""
-    old = _native_ed25519._pippenger_min()
+    for isa in paths():
+        _native_ed25519._force_isa(isa)
+        try:
+            crossover_path(c, repeat)
+        finally:
+            _native_ed25519._force_isa(None)
+
+
+def crossover_path(c: Corpus, repeat: int) -> None:
+    path = crypto.native_path()
     try:
-        for batch in (16, 32, 48, 64, 96, 128, 256):
+        for batch in (4, 8, 16, 32, 64, 96, 128, 256):
             times = {}
             for name, points in (("straus", 10**9), ("pippenger", 1)):
                 _native_ed25519._set_pippenger_min(points)
@@ -212,11 +221,13 @@ def crossover_lines(c: Corpus, repeat: int) -> None:
                     lambda b=batch: crypto.verify_batch(c.pks[:b], c.msgs[:b], c.sigs[:b],
                                                         threads=1), batch, repeat)
                 assert out == [True] * batch
-            print(f"msm crossover, batch {batch:>4}: straus {times['straus']:.2f} us/sig, "
-                  f"pippenger {times['pippenger']:.2f} us/sig")
+            print(f"msm crossover, {path}, batch {batch:>4}: straus {times['straus']:.2f} "
+                  f"us/sig, pippenger {times['pippenger']:.2f} us/sig")
     finally:
-        _native_ed25519._set_pippenger_min(old)
-    print(f"threshold in use: pippenger from {old} points ({(old - 1) // 2} signatures)")
+        _native_ed25519._set_pippenger_min(0)
+    points = _native_ed25519._pippenger_min()
+    print(f"threshold in use, {path}: pippenger from {points} points "
+          f"({(points - 1) // 2} signatures)")
 
 
 @pytest.mark.bench_smoke

@@ -55,8 +55,10 @@ size_t engine_ed25519_cache_capacity(void);
 void engine_ed25519_cache_stats(uint64_t *hits, uint64_t *misses, size_t *entries);
 void engine_ed25519_cache_clear(void);
 
-/* Batches of at least this many signatures use Pippenger's method instead of Straus's. */
-void engine_ed25519_set_pippenger_min(size_t n);
+/* Batch equations over at least this many points (2 per signature + 1) use Pippenger's method
+ * instead of Straus's; the getter answers for the kernel selected now. Setting 0 restores the
+ * measured defaults (a test hook). */
+void engine_ed25519_set_pippenger_min(size_t points);
 size_t engine_ed25519_pippenger_min(void);
 
 #ifdef __cplusplus

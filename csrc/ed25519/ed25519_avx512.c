@@ -1,10 +1,16 @@
-/* Ed25519 verification with AVX-512 IFMA: the radix-2^51 kernel, with the exponentiations of
- * point decompression (the largest per-signature cost of a batch after the multi-scalar
- * multiplication) run eight at a time in IFMA lanes, radix 2^52. Selected only when the CPU has
- * AVX-512 IFMA; the x86 guard keeps aarch64 builds working. */
+/* Ed25519 verification with AVX-512 IFMA, radix 2^52 in eight lanes, for the two largest costs
+ * of a batch:
+ *   - the exponentiations of point decompression, sixteen at a time;
+ *   - Pippenger's multi-scalar multiplication with one window per lane: each point is added to
+ *     the buckets of eight windows at once (gathered and scattered per lane, so lanes never share
+ *     a bucket), and the eight bucket sums run side by side too.
+ * Everything else is the radix-2^51 kernel. Selected only when the CPU has AVX-512 IFMA; the x86
+ * guard keeps aarch64 builds working. */
 #if defined(__x86_64__)
 #pragma GCC target("avx512f,avx512vl,avx512dq,avx512bw,avx512ifma,bmi2,adx")
 #include "ed25519/fe52_ifma.h"
+#include "ed25519/ge.h"
+#include "ed25519/scalar.h"
 
 /* FE52_GROUPS * 8 exponentiations per pass; a short last pass repeats its first element,
  * except that up to four leftovers are cheaper on the scalar path. */
@@ -28,7 +34,190 @@ static void pow_many_ifma(fe51 *out, const fe51 *in, size_t count) {
     }
 }
 
+static int msm_pippenger_ifma(ge_p3 *out, const ge_niels *points, const sc256 *scalars, size_t n);
+
 #define ED_POW_MANY pow_many_ifma
+#define ED_MSM_PIPPENGER msm_pippenger_ifma
 #define ED_SUFFIX avx512
 #include "ed25519/ed25519_kernel.h"
+
+/* Bucket storage: [bucket][coordinate X Y Z T][limb][lane], 160 words per bucket. Bucket 0
+ * takes the additions of lanes whose digit is 0 and is never read. */
+#define BUCKET_WORDS 160
+#define POINT_WORDS 20 /* ypx, ymx, xy2d, -xy2d: five limbs each */
+
+/* Window width from a cost model in gathered mixed additions: per group of eight windows, one
+ * per point whose digits there are not all zero (128-bit coefficients have none above bit 128),
+ * plus two bucket additions per bucket, each worth about two mixed additions (measured). */
+static int ifma_window(const sc256 *scalars, size_t n) {
+    size_t short_count = 0;
+    for (size_t i = 0; i < n; i++) short_count += (scalars[i].v[2] | scalars[i].v[3]) == 0;
+    int best_c = 4;
+    double best = 1e300;
+    for (int c = 4; c <= 14; c++) {
+        int groups = ((253 + c) / c + 1 + 7) / 8;
+        double cost = 0;
+        for (int g = 0; g < groups; g++) {
+            size_t active = n - short_count + (g * 8 * c <= 129 ? short_count : 0);
+            cost += (double)active + (double)(1 << (c - 1)) * 4.0;
+        }
+        if (cost < best) {
+            best = cost;
+            best_c = c;
+        }
+    }
+    return best_c;
+}
+
+static void point_words(uint64_t w[POINT_WORDS], const ge_niels *p) {
+    fe51 neg;
+    fe_neg(&neg, &p->xy2d);
+    fe52_limbs_from_fe51(w, &p->ypx);
+    fe52_limbs_from_fe51(w + 5, &p->ymx);
+    fe52_limbs_from_fe51(w + 10, &p->xy2d);
+    fe52_limbs_from_fe51(w + 15, &neg);
+}
+
+static void gather_p3(ge52x8_p3 *p, const uint64_t *buckets, __m512i vindex) {
+    fe52x8 *coords[4] = {&p->X, &p->Y, &p->Z, &p->T};
+    for (int c = 0; c < 4; c++)
+        for (int k = 0; k < 5; k++)
+            coords[c]->l[k] = _mm512_i64gather_epi64(vindex, buckets + c * 40 + k * 8, 8);
+}
+
+static void scatter_p3(uint64_t *buckets, __m512i vindex, const ge52x8_p3 *p) {
+    const fe52x8 *coords[4] = {&p->X, &p->Y, &p->Z, &p->T};
+    for (int c = 0; c < 4; c++)
+        for (int k = 0; k < 5; k++)
+            _mm512_i64scatter_epi64(buckets + c * 40 + k * 8, vindex, coords[c]->l[k], 8);
+}
+
+static void load_p3(ge52x8_p3 *p, const uint64_t *bucket) {
+    fe52x8 *coords[4] = {&p->X, &p->Y, &p->Z, &p->T};
+    for (int c = 0; c < 4; c++)
+        for (int k = 0; k < 5; k++) coords[c]->l[k] = _mm512_load_si512(bucket + c * 40 + k * 8);
+}
+
+static void store_p3(uint64_t *bucket, const ge52x8_p3 *p) {
+    const fe52x8 *coords[4] = {&p->X, &p->Y, &p->Z, &p->T};
+    for (int c = 0; c < 4; c++)
+        for (int k = 0; k < 5; k++) _mm512_store_si512(bucket + c * 40 + k * 8, coords[c]->l[k]);
+}
+
+/* The eight lanes of p as radix-2^51 points. */
+static void lanes_to_p3(ge_p3 out[8], const ge52x8_p3 *p) {
+    fe51 x[8], y[8], z[8], t[8];
+    fe52x8_to_fe51(x, &p->X);
+    fe52x8_to_fe51(y, &p->Y);
+    fe52x8_to_fe51(z, &p->Z);
+    fe52x8_to_fe51(t, &p->T);
+    for (int l = 0; l < 8; l++) {
+        out[l].X = x[l];
+        out[l].Y = y[l];
+        out[l].Z = z[l];
+        out[l].T = t[l];
+    }
+}
+
+/* Add every point, with its digit of each of eight windows, into those windows' buckets. */
+static void fill_buckets(uint64_t *buckets, const uint64_t *words, const int16_t *digits,
+                         size_t n, size_t stride, size_t first_window) {
+    const __m512i lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
+    const __m512i bucket_words = _mm512_set1_epi64(BUCKET_WORDS);
+    for (size_t i = 0; i < n; i++) {
+        __m128i d16 = _mm_loadu_si128((const __m128i *)(digits + i * stride + first_window));
+        __m512i d = _mm512_cvtepi16_epi64(d16);
+        if (_mm512_test_epi64_mask(d, d) == 0) continue;
+        __mmask8 neg = _mm512_movepi64_mask(d);
+        __m512i vindex = _mm512_add_epi64(_mm512_mullo_epi64(_mm512_abs_epi64(d), bucket_words),
+                                          lane);
+        const uint64_t *w = words + i * POINT_WORDS;
+        ge52x8_niels q;
+        for (int k = 0; k < 5; k++) {
+            __m512i ypx = _mm512_set1_epi64((long long)w[k]);
+            __m512i ymx = _mm512_set1_epi64((long long)w[5 + k]);
+            q.ypx.l[k] = _mm512_mask_blend_epi64(neg, ypx, ymx);
+            q.ymx.l[k] = _mm512_mask_blend_epi64(neg, ymx, ypx);
+            q.xy2d.l[k] = _mm512_mask_blend_epi64(neg, _mm512_set1_epi64((long long)w[10 + k]),
+                                                  _mm512_set1_epi64((long long)w[15 + k]));
+        }
+        ge52x8_p3 acc;
+        gather_p3(&acc, buckets, vindex);
+        ge52x8_madd(&acc, &acc, &q);
+        scatter_p3(buckets, vindex, &acc);
+    }
+}
+
+/* sum_b b * bucket[b] for each lane, by running sums from the top bucket down. */
+static void sum_buckets(ge52x8_p3 *sum, const uint64_t *buckets, size_t half, const fe52x8 *d2) {
+    ge52x8_p3 running, b;
+    ge52x8_cached c;
+    ge52x8_identity(&running);
+    ge52x8_identity(sum);
+    for (size_t j = half; j >= 1; j--) {
+        load_p3(&b, buckets + j * BUCKET_WORDS);
+        ge52x8_to_cached(&c, &b, d2);
+        ge52x8_add(&running, &running, &c);
+        ge52x8_to_cached(&c, &running, d2);
+        ge52x8_add(sum, sum, &c);
+    }
+}
+
+static int msm_pippenger_ifma(ge_p3 *out, const ge_niels *points, const sc256 *scalars,
+                              size_t n) {
+    int c = ifma_window(scalars, n);
+    size_t windows = (size_t)((253 + c) / c + 1);
+    size_t stride = (windows + 7) / 8 * 8;
+    size_t half = (size_t)1 << (c - 1);
+    int16_t *digits = (int16_t *)calloc(n * stride, sizeof(int16_t));
+    uint64_t *words = (uint64_t *)malloc(n * POINT_WORDS * sizeof(uint64_t));
+    uint64_t *buckets = (uint64_t *)aligned_alloc(64, (half + 1) * BUCKET_WORDS * sizeof(uint64_t));
+    ge_p3 *sums = (ge_p3 *)malloc(stride * sizeof(ge_p3));
+    if (!digits || !words || !buckets || !sums) {
+        free(digits);
+        free(words);
+        free(buckets);
+        free(sums);
+        return ENGINE_ED25519_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        signed_digits_avx512(digits + i * stride, &scalars[i], c, (int)windows);
+        point_words(words + i * POINT_WORDS, &points[i]);
+    }
+    uint64_t d2_limbs[5];
+    fe52_limbs_from_fe51(d2_limbs, &FE_D2);
+    fe52x8 d2;
+    fe52x8_set1(&d2, d2_limbs);
+    ge52x8_p3 identity, sum;
+    ge52x8_identity(&identity);
+    for (size_t first = 0; first < stride; first += 8) {
+        for (size_t b = 0; b <= half; b++) store_p3(buckets + b * BUCKET_WORDS, &identity);
+        fill_buckets(buckets, words, digits, n, stride, first);
+        sum_buckets(&sum, buckets, half, &d2);
+        lanes_to_p3(sums + first, &sum);
+    }
+    /* Horner over the windows, top first: acc = 2^c acc + sums[w]. */
+    ge_p3 acc = sums[windows - 1];
+    ge_p1p1 t;
+    ge_p2 q;
+    ge_cached cached;
+    for (size_t w = windows - 1; w-- > 0;) {
+        ge_p3_to_p2(&q, &acc);
+        for (int j = 0; j < c - 1; j++) {
+            ge_p2_dbl(&t, &q);
+            ge_p1p1_to_p2(&q, &t);
+        }
+        ge_p2_dbl(&t, &q);
+        ge_p1p1_to_p3(&acc, &t);
+        ge_p3_to_cached(&cached, &sums[w]);
+        ge_add(&t, &acc, &cached);
+        ge_p1p1_to_p3(&acc, &t);
+    }
+    *out = acc;
+    free(digits);
+    free(words);
+    free(buckets);
+    free(sums);
+    return ENGINE_ED25519_OK;
+}
 #endif

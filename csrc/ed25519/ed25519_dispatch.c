@@ -21,11 +21,15 @@
 #define TX_VERSION 1
 static const char TX_DOMAIN[] = "engine/tx/v1";
 
-/* Measured crossover (bench/test_bench_ed25519.py, test_msm_crossover): Straus below. */
-size_t ed_pippenger_min_points = 2 * 64 + 1;
+/* Straus/Pippenger crossovers, in points (2 per signature + B), measured with
+ * bench/test_bench_ed25519.py (crossover lines): the scalar kernels from 64 signatures, the
+ * IFMA one, whose Pippenger runs eight windows in lanes, from 6. 0 = no override (tests set one
+ * to force either method). */
+size_t ed_pippenger_min_override = 0;
+#define PIPPENGER_MIN_POINTS_SCALAR (2 * 64 + 1)
+#define PIPPENGER_MIN_POINTS_IFMA (2 * 6 + 1)
 
-void engine_ed25519_set_pippenger_min(size_t n) { ed_pippenger_min_points = n; }
-size_t engine_ed25519_pippenger_min(void) { return ed_pippenger_min_points; }
+void engine_ed25519_set_pippenger_min(size_t n) { ed_pippenger_min_override = n; }
 
 static int g_forced_isa = -1;
 
@@ -61,10 +65,21 @@ static ed_chunk_fn kernel_for(enum engine_isa isa, const char **name) {
     return engine_ed25519_verify_chunk_portable;
 }
 
+size_t ed_pippenger_min_points(int ifma) {
+    if (ed_pippenger_min_override) return ed_pippenger_min_override;
+    return ifma ? PIPPENGER_MIN_POINTS_IFMA : PIPPENGER_MIN_POINTS_SCALAR;
+}
+
 const char *engine_ed25519_isa_name(void) {
     const char *name;
     kernel_for(current_isa(), &name);
     return name;
+}
+
+size_t engine_ed25519_pippenger_min(void) {
+    const char *name;
+    kernel_for(current_isa(), &name);
+    return ed_pippenger_min_points(strcmp(name, "avx512") == 0);
 }
 
 int ed_random_bytes(uint8_t *buf, size_t len) {

@@ -21,6 +21,7 @@ void ed_cache_put(const uint8_t pk[32], const ed_key *key);
 /* Fill buf with bytes from the OS CSPRNG; 0 on success. */
 int ed_random_bytes(uint8_t *buf, size_t len);
 
-extern size_t ed_pippenger_min_points;
+/* Points from which a batch uses Pippenger rather than Straus (ifma: the avx512 kernel). */
+size_t ed_pippenger_min_points(int ifma);
 
 #endif

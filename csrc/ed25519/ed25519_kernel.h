@@ -460,22 +460,6 @@ static int ED_NAME(msm_straus)(ge_p3 *out, const ge_niels *points, const sc256 *
     return ENGINE_ED25519_OK;
 }
 
-/* Window width for Pippenger over n points of about 253 bits, from a cost model counted in
- * field multiplications: per window n mixed additions (7M) plus 2^(c-1) bucket sums (2 x 9M). */
-static int ED_NAME(pippenger_window)(size_t n) {
-    int best_c = 4;
-    double best = 1e300;
-    for (int c = 4; c <= 15; c++) {
-        double windows = (double)((253 + c) / c);
-        double cost = windows * ((double)n * 7.0 + (double)(1 << (c - 1)) * 18.0 + c * 7.0);
-        if (cost < best) {
-            best = cost;
-            best_c = c;
-        }
-    }
-    return best_c;
-}
-
 /* Signed radix-2^c digits in [-2^(c-1), 2^(c-1)] of s < 2^253, windows digits. */
 static void ED_NAME(signed_digits)(int16_t *digits, const sc256 *s, int c, int windows) {
     int carry = 0;
@@ -493,6 +477,26 @@ static void ED_NAME(signed_digits)(int16_t *digits, const sc256 *s, int c, int w
         if (d > half) d -= 1 << c;
         digits[w] = (int16_t)d;
     }
+}
+
+#ifdef ED_MSM_PIPPENGER
+#define ED_IFMA_MSM 1
+#else
+#define ED_IFMA_MSM 0
+/* Window width for Pippenger over n points of about 253 bits, from a cost model counted in
+ * field multiplications: per window n mixed additions (7M) plus 2^(c-1) bucket sums (2 x 9M). */
+static int ED_NAME(pippenger_window)(size_t n) {
+    int best_c = 4;
+    double best = 1e300;
+    for (int c = 4; c <= 15; c++) {
+        double windows = (double)((253 + c) / c);
+        double cost = windows * ((double)n * 7.0 + (double)(1 << (c - 1)) * 18.0 + c * 7.0);
+        if (cost < best) {
+            best = cost;
+            best_c = c;
+        }
+    }
+    return best_c;
 }
 
 static int ED_NAME(msm_pippenger)(ge_p3 *out, const ge_niels *points, const sc256 *scalars,
@@ -572,6 +576,10 @@ static int ED_NAME(msm_pippenger)(ge_p3 *out, const ge_niels *points, const sc25
     return ENGINE_ED25519_OK;
 }
 
+#define ED_MSM_PIPPENGER ED_NAME(msm_pippenger)
+#endif
+
+
 /* ---- batch equation and bisection ------------------------------------------------------------ */
 
 /* The randomized cofactored equation over prepared entries idx[0..n). *ok = 1 if it holds. */
@@ -601,8 +609,8 @@ static int ED_NAME(batch_check)(const ED_NAME(prepared) *prep, const size_t *idx
     points[2 * n] = ED_NAME(base_table)()[0];
     scalars[2 * n] = b_scalar;
     ge_p3 sum;
-    if (points_count >= ed_pippenger_min_points)
-        rc = ED_NAME(msm_pippenger)(&sum, points, scalars, points_count);
+    if (points_count >= ed_pippenger_min_points(ED_IFMA_MSM))
+        rc = ED_MSM_PIPPENGER(&sum, points, scalars, points_count);
     else
         rc = ED_NAME(msm_straus)(&sum, points, scalars, points_count);
     if (rc == ENGINE_ED25519_OK) *ok = ge_p3_is_small_order_identity_x8(&sum);

@@ -174,4 +174,112 @@ static inline void fe52x8_to_fe51(fe51 out[8], const fe52x8 *f) {
     }
 }
 
+/* ---- additions and points, for the lane-parallel Pippenger ------------------------------ */
+
+/* Exact normalisation after an addition: limbs below 2^54 in, below 2^52 out (see the header
+ * for why two passes always suffice). */
+static inline void fe52x8_norm(fe52x8 *h, __m512i r[5]) {
+    fe52x8_carry(r);
+    fe52x8_carry(r);
+    for (int k = 0; k < 5; k++) h->l[k] = r[k];
+}
+
+static inline void fe52x8_add(fe52x8 *h, const fe52x8 *f, const fe52x8 *g) {
+    __m512i r[5];
+    for (int k = 0; k < 5; k++) r[k] = _mm512_add_epi64(f->l[k], g->l[k]);
+    fe52x8_norm(h, r);
+}
+
+/* h = f + 64p - g; 64p = 2^261 - 1216 is spread so that every limb is at least 2^53 - 1216,
+ * above any normalised limb of g. */
+static inline void fe52x8_sub(fe52x8 *h, const fe52x8 *f, const fe52x8 *g) {
+    const __m512i p0 = _mm512_set1_epi64((long long)((UINT64_C(1) << 53) - 1216));
+    const __m512i pk = _mm512_set1_epi64((long long)((UINT64_C(1) << 53) - 2));
+    __m512i r[5];
+    for (int k = 0; k < 5; k++)
+        r[k] = _mm512_sub_epi64(_mm512_add_epi64(f->l[k], k ? pk : p0), g->l[k]);
+    fe52x8_norm(h, r);
+}
+
+static inline void fe52x8_set1(fe52x8 *h, const uint64_t limbs[5]) {
+    for (int k = 0; k < 5; k++) h->l[k] = _mm512_set1_epi64((long long)limbs[k]);
+}
+
+/* One element in radix 2^52, fully reduced. */
+static inline void fe52_limbs_from_fe51(uint64_t limbs[5], const fe51 *f) {
+    uint8_t s[32];
+    uint64_t w[4];
+    fe_tobytes(s, f);
+    memcpy(w, s, 32);
+    limbs[0] = w[0] & FE52_MASK;
+    limbs[1] = ((w[0] >> 52) | (w[1] << 12)) & FE52_MASK;
+    limbs[2] = ((w[1] >> 40) | (w[2] << 24)) & FE52_MASK;
+    limbs[3] = ((w[2] >> 28) | (w[3] << 36)) & FE52_MASK;
+    limbs[4] = w[3] >> 16;
+}
+
+typedef struct {
+    fe52x8 X, Y, Z, T;
+} ge52x8_p3;
+
+typedef struct {
+    fe52x8 ypx, ymx, xy2d;
+} ge52x8_niels;
+
+typedef struct {
+    fe52x8 ypx, ymx, z, t2d;
+} ge52x8_cached;
+
+static inline void ge52x8_finish(ge52x8_p3 *r, const fe52x8 *a, const fe52x8 *b,
+                                 const fe52x8 *c, const fe52x8 *d) {
+    fe52x8 e, f, g, h;
+    fe52x8_sub(&e, b, a);
+    fe52x8_sub(&f, d, c);
+    fe52x8_add(&g, d, c);
+    fe52x8_add(&h, b, a);
+    fe52x8_mul(&r->X, &e, &f);
+    fe52x8_mul(&r->Y, &g, &h);
+    fe52x8_mul(&r->Z, &f, &g);
+    fe52x8_mul(&r->T, &e, &h);
+}
+
+/* r = p + q with q affine (the same formulas as ge_madd, lane by lane). */
+static inline void ge52x8_madd(ge52x8_p3 *r, const ge52x8_p3 *p, const ge52x8_niels *q) {
+    fe52x8 t, a, b, c, d;
+    fe52x8_sub(&t, &p->Y, &p->X);
+    fe52x8_mul(&a, &t, &q->ymx);
+    fe52x8_add(&t, &p->Y, &p->X);
+    fe52x8_mul(&b, &t, &q->ypx);
+    fe52x8_mul(&c, &p->T, &q->xy2d);
+    fe52x8_add(&d, &p->Z, &p->Z);
+    ge52x8_finish(r, &a, &b, &c, &d);
+}
+
+static inline void ge52x8_add(ge52x8_p3 *r, const ge52x8_p3 *p, const ge52x8_cached *q) {
+    fe52x8 t, a, b, c, d;
+    fe52x8_sub(&t, &p->Y, &p->X);
+    fe52x8_mul(&a, &t, &q->ymx);
+    fe52x8_add(&t, &p->Y, &p->X);
+    fe52x8_mul(&b, &t, &q->ypx);
+    fe52x8_mul(&c, &p->T, &q->t2d);
+    fe52x8_mul(&d, &p->Z, &q->z);
+    fe52x8_add(&d, &d, &d);
+    ge52x8_finish(r, &a, &b, &c, &d);
+}
+
+static inline void ge52x8_to_cached(ge52x8_cached *r, const ge52x8_p3 *p, const fe52x8 *d2) {
+    fe52x8_add(&r->ypx, &p->Y, &p->X);
+    fe52x8_sub(&r->ymx, &p->Y, &p->X);
+    r->z = p->Z;
+    fe52x8_mul(&r->t2d, &p->T, d2);
+}
+
+static inline void ge52x8_identity(ge52x8_p3 *p) {
+    const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi64(1);
+    for (int k = 0; k < 5; k++) {
+        p->X.l[k] = p->T.l[k] = zero;
+        p->Y.l[k] = p->Z.l[k] = k ? zero : one;
+    }
+}
+
 #endif

@@ -98,14 +98,16 @@ def test_repeated_keys_hit_the_cache():
     assert crypto.key_cache_info()["hits"] >= hits + 4
 
 
-def test_pippenger_and_straus_agree():
-    pks, msgs, sigs = honest(80, seed=13)
-    sigs[5] = sigs[6]
-    expected = [i != 5 for i in range(80)]
-    old = _native_ed25519._pippenger_min()
+@pytest.mark.parametrize("n", [3, 7, 80])
+def test_pippenger_and_straus_agree(isa, n):
+    pks, msgs, sigs = honest(n, seed=13)
+    sigs[1] = sigs[2]
+    expected = [i != 1 for i in range(n)]
     try:
         for points in (1, 10**9):  # all Pippenger, then all Straus
             _native_ed25519._set_pippenger_min(points)
             assert crypto.verify_batch(pks, msgs, sigs, threads=1) == expected
     finally:
-        _native_ed25519._set_pippenger_min(old)
+        _native_ed25519._set_pippenger_min(0)
+    default = _native_ed25519._pippenger_min()
+    assert default == (13 if crypto.native_path() == "avx512" else 129)
