@@ -75,9 +75,14 @@ def _default_verify(envelopes: Sequence[bytes], chain_id: bytes, threads: int | 
 
 
 def _default_decode(envelope: bytes) -> Any:
-    from engine import tx
+    from engine.tx import decode_tx  # bound here: engine.tx imports the native kernel
 
-    return tx.decode_tx(envelope)
+    global _default_decode_impl
+    _default_decode_impl = decode_tx
+    return decode_tx(envelope)
+
+
+_default_decode_impl: Callable[[bytes], Any] = _default_decode
 
 
 class Mempool:
@@ -97,7 +102,10 @@ class Mempool:
         self._executor = executor
         self._threads = verify_threads
         self._verify = verify
-        self._decode = decode
+        self._decode = decode if decode is not _default_decode else \
+            (lambda env: _default_decode_impl(env))
+        #: Decoded transactions of the pool, so executing a block does not decode them again.
+        self._decoded: dict[bytes, Any] = {}
         self._on_admitted = on_admitted or (lambda envelopes: None)
         self._pool: OrderedDict[bytes, bytes] = OrderedDict()  # tx id -> envelope
         self._pool_bytes = 0
@@ -135,6 +143,10 @@ class Mempool:
 
     def __contains__(self, tx_id: bytes) -> bool:
         return tx_id in self._pool
+
+    def decoded(self, tx_id: bytes) -> Any | None:
+        """The decoded transaction of a pooled id (None when not pooled)."""
+        return self._decoded.get(tx_id)
 
     def is_verified(self, tx_id: bytes) -> bool:
         return tx_id in self._verified
@@ -254,6 +266,7 @@ class Mempool:
         if not check.ok:
             return self._reject(APP_REJECTED, tx_id, check.log or f"code {check.code}")
         self._pool[tx_id] = env
+        self._decoded[tx_id] = tx
         self._pool_bytes += len(env)
         return AddResult(OK, tx_id)
 
@@ -277,6 +290,7 @@ class Mempool:
     def remove_committed(self, tx_ids: Sequence[bytes]) -> None:
         for tx_id in tx_ids:
             env = self._pool.pop(tx_id, None)
+            self._decoded.pop(tx_id, None)
             if env is not None:
                 self._pool_bytes -= len(env)
             self._verified.pop(tx_id, None)

@@ -123,6 +123,7 @@ class Node:
         self._tx_waiters: dict[bytes, list[asyncio.Future]] = {}
         self._preverified: set[tuple[bytes, bytes, bytes]] = set()
         self._valid_cache: dict[bytes, bool] = {}
+        self._block_cache: dict[bytes, tuple[Block, list[bytes]]] = {}
         self._cert_ok: dict[bytes, bool] = {}
         self._own_messages: list[bytes] = []
         #: Evidence waiting for a block: hash -> (height of the offence, encoded evidence).
@@ -464,13 +465,17 @@ class Node:
         assert self.store is not None and self.mempool is not None
         from engine import tx as txmod
 
-        block = Block.decode(decide.block)
-        tx_ids = blake3_many(list(block.txs)) if block.txs else []
-        txs = [txmod.decode_tx(t) for t in block.txs]
+        block, tx_ids = self._decoded_block(decide.block_hash, decide.block)
+        pooled = self.mempool.decoded
+        txs = [pooled(i) or txmod.decode_tx(t) for i, t in zip(tx_ids, block.txs)]
         result = self.app.finalize_block(decide.height, txs)
         if len(result.tx_results) != len(txs):
             raise RuntimeError("application returned a result count different from the txs")
-        results = [msgpack.packb([r.code, r.log, r.data]) for r in result.tx_results]
+        packed: dict[tuple, bytes] = {}  # most results are identical (code 0): pack each once
+        results = []
+        for r in result.tx_results:
+            k = (r.code, r.log, r.data)
+            results.append(packed.get(k) or packed.setdefault(k, msgpack.packb(list(k))))
         self.store.save_block(
             decide.height, decide.block_hash, block.header(), list(block.txs),
             decide.certificate.encode(), parent_hash=block.parent_hash, app_hash=result.app_hash,
@@ -490,6 +495,7 @@ class Node:
         self.latest_app_hash = result.app_hash
         self._own_messages = []
         self._valid_cache.clear()
+        self._block_cache.clear()
         self._preverified.clear()
         self._count("txs_committed", len(tx_ids))
         self._wake_waiters(decide.height, tx_ids)
@@ -526,7 +532,7 @@ class Node:
         ok = self._valid_cache.get(key)
         if ok is None:
             try:
-                self._check_block(height, raw)
+                self._check_block(height, raw, key)
                 ok = True
             except (NetProtocolError, cs.ProtocolError, ValueError) as e:
                 log.warning("invalid block at height %d: %s", height, e)
@@ -535,10 +541,22 @@ class Node:
             self._valid_cache[key] = ok
         return ok
 
-    def _check_block(self, height: int, raw: bytes) -> None:
+    def _decoded_block(self, block_hash: bytes, raw: bytes) -> tuple[Block, list[bytes]]:
+        """A block and its transaction ids, decoded once between validation and commit."""
+        hit = self._block_cache.get(block_hash)
+        if hit is not None:
+            return hit
+        b = Block.decode(raw)
+        out = (b, blake3_many(list(b.txs)) if b.txs else [])
+        if len(self._block_cache) >= 8:  # proposals of a few rounds at most
+            self._block_cache.clear()
+        self._block_cache[block_hash] = out
+        return out
+
+    def _check_block(self, height: int, raw: bytes, block_hash: bytes) -> None:
         assert self.store is not None and self.mempool is not None
         cfg = self.config
-        b = Block.decode(raw)
+        b, ids = self._decoded_block(block_hash, raw)
         if b.chain_id != self.chain_id or b.height != height:
             raise NetProtocolError(f"block is for {b.chain_id!r} height {b.height}")
         if height != self.latest_height + 1:
@@ -550,7 +568,6 @@ class Node:
         if len(b.txs) > cfg.block_txs_max or len(raw) > cfg.block_bytes_max + (1 << 20):
             raise NetProtocolError("block exceeds the configured size limits")
         self._check_last_commit(height, b.last_commit)
-        ids = blake3_many(list(b.txs)) if b.txs else []
         if tx_root_of(ids) != b.tx_root:
             raise NetProtocolError("tx root does not match the transactions")
         if len(set(ids)) != len(ids):
