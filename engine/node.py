@@ -51,7 +51,7 @@ from engine import limits as cs_limits
 from engine.app import Application, load_app
 from engine.block import Block, tx_root_of, with_txs
 from engine.config import Home, load_home
-from engine.hashing import blake3_many
+from engine.hashing import blake3_many, merkle_proof
 from engine.mempool import AddResult, Mempool, MempoolLimits
 from engine.net import codec
 from engine.net.errors import ProtocolError as NetProtocolError
@@ -888,20 +888,21 @@ class Node:
 
     def tx_info(self, tx_id: bytes) -> dict[str, Any] | None:
         assert self.store is not None
-        found = self.store.tx_proof(tx_id)
-        if found is None:
+        loc = self.store.find_tx(tx_id)
+        stored = self.store.load_block(loc.height) if loc is not None else None
+        if loc is None or stored is None:
             return None
-        loc = found.location
-        stored = self.store.load_block(loc.height)
+        # One block load serves the proof (against the stored tx root) and the result.
+        proof = merkle_proof(stored.txs, loc.index)
         code, log_text = 0, ""
-        if stored is not None and loc.index < len(stored.results):
+        if loc.index < len(stored.results):
             code, log_text, _ = msgpack.unpackb(stored.results[loc.index])
         return {
             "tx_id": tx_id.hex(), "height": loc.height, "index": loc.index,
             "tx": loc.tx.hex(), "result": {"code": code, "log": log_text},
-            "block_hash": stored.block_hash.hex() if stored else None,
-            "proof": {"root": found.tx_root.hex(), "index": found.proof.index,
-                      "size": found.proof.size, "path": [p.hex() for p in found.proof.path]},
+            "block_hash": stored.block_hash.hex(),
+            "proof": {"root": stored.tx_root.hex(), "index": proof.index, "size": proof.size,
+                      "path": [p.hex() for p in proof.path]},
         }
 
     def validators_info(self) -> dict[str, Any]:
