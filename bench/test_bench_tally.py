@@ -45,7 +45,7 @@ def native_path() -> str:
         import engine
         kernels = engine.native_info()["kernels"]
         return f"tally=cython ed25519={kernels.get('ed25519', 'openssl')}"
-    except Exception:  # the hash module alone may be mid-rebuild by another engineer
+    except (ImportError, KeyError):  # a kernel may be absent from this build
         return "tally=cython"
 
 
@@ -173,6 +173,8 @@ def sim_speed(validators: int, heights: int) -> float:
 # ---- make bench --------------------------------------------------------------------------------
 
 def test_tally_million_votes(benchmark):
+    if benchmark.disabled:  # make test: the smoke version checks the same code's outputs
+        pytest.skip("timing runs under `make bench`")
     ratio = compare_tally(1_000_000, 100, repeat=3)
     assert ratio >= TALLY_TARGET
     args = ([1] * 100,) + make_votes(1_000_000, 100)
@@ -182,6 +184,8 @@ def test_tally_million_votes(benchmark):
 
 @pytest.mark.parametrize("validators", [4, 100, 1000])
 def test_certificate_verification(benchmark, validators):
+    if benchmark.disabled:  # make test: the smoke version checks the same code's outputs
+        pytest.skip("timing runs under `make bench`")
     compare_certificate(validators, repeat=5 if validators < 1000 else 2)
     cert, vs, _ = make_certificate(validators)
     benchmark.group = "certificate verify"
@@ -190,6 +194,8 @@ def test_certificate_verification(benchmark, validators):
 
 @pytest.mark.parametrize("validators,heights", [(4, 200), (100, 5)])
 def test_simulator_speed(benchmark, validators, heights):
+    if benchmark.disabled:  # make test: the smoke version checks the same code's outputs
+        pytest.skip("timing runs under `make bench`")
     sim_speed(validators, heights)
     benchmark.group = "simulator"
     benchmark.pedantic(sim_speed, args=(validators, heights), rounds=1)

@@ -9,13 +9,19 @@ validators u32 | bitmap ceil(validators/8) | signatures u32 | signature 64 * sig
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from engine import crypto
 from engine.consensus import _tally
 from engine.consensus.types import (
-    HASH_BYTES, NIL, SIGNATURE_BYTES, ProtocolError, ValidatorSet, VoteType, vote_sign_bytes,
+    HASH_BYTES,
+    NIL,
+    SIGNATURE_BYTES,
+    ProtocolError,
+    ValidatorSet,
+    VoteType,
+    vote_sign_bytes,
 )
 
 VerifyBatch = Callable[[Sequence[bytes], Sequence[bytes], Sequence[bytes]], list]
@@ -33,7 +39,7 @@ class CommitCertificate:
 
     @classmethod
     def build(cls, height: int, round: int, block_hash: bytes,
-              signatures_by_index: dict[int, bytes], validators_count: int) -> "CommitCertificate":
+              signatures_by_index: dict[int, bytes], validators_count: int) -> CommitCertificate:
         """From the precommit signatures of (height, round, block_hash), keyed by validator."""
         bitmap = bytearray((validators_count + 7) // 8)
         for i in signatures_by_index:
@@ -50,7 +56,7 @@ class CommitCertificate:
                 + self.bitmap + struct.pack("<I", len(self.signatures)) + b"".join(self.signatures))
 
     @classmethod
-    def decode(cls, data: bytes, validators_count: int) -> "CommitCertificate":
+    def decode(cls, data: bytes, validators_count: int) -> CommitCertificate:
         """Parse; ``validators_count`` is the size of the set the certificate is checked against."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise ProtocolError("a certificate must be bytes")

@@ -43,8 +43,9 @@ signer state gives the same state and the same actions.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any
 
 from engine import crypto, hashing, limits
 from engine.consensus import events as ev
@@ -52,8 +53,18 @@ from engine.consensus.certificate import CommitCertificate
 from engine.consensus.proposer import ProposerSchedule
 from engine.consensus.signer import DoubleSignRefused, SignerGuard
 from engine.consensus.types import (
-    NIL, Proposal, ProtocolError, Step, ValidatorSet, Vote, VoteType, check_chain_id,
-    check_proposal_shape, check_vote_shape, proposal_sign_bytes, vote_sign_bytes,
+    NIL,
+    Proposal,
+    ProtocolError,
+    Step,
+    ValidatorSet,
+    Vote,
+    VoteType,
+    check_chain_id,
+    check_proposal_shape,
+    check_vote_shape,
+    proposal_sign_bytes,
+    vote_sign_bytes,
 )
 from engine.consensus.votes import CONFLICT, HeightVotes
 
@@ -88,7 +99,7 @@ class ConsensusCore:
                  *, height: int = 1, is_valid: IsValid = lambda h, b: True,
                  hash_block: Callable[[bytes], bytes] = hashing.blake3,
                  verify: Verify = crypto.verify, timeouts: TimeoutConfig = TimeoutConfig(),
-                 tally_factory: Callable[..., object] | None = None):
+                 tally_factory: Callable[..., Any] | None = None):
         self.chain_id = check_chain_id(chain_id)
         if not isinstance(validators, ValidatorSet):
             raise TypeError("validators must be a ValidatorSet")
@@ -301,7 +312,8 @@ class ConsensusCore:
         self._decide(cert.round, event.block, cert.block_hash, cert, out)
         self._replay_future(out)
 
-    def _verify_batch(self, pks: list, msgs: list, sigs: list) -> list[bool]:
+    def _verify_batch(self, pks: Sequence[bytes], msgs: Sequence[bytes],
+                      sigs: Sequence[bytes]) -> list[bool]:
         return [self.verify(p, m, s) for p, m, s in zip(pks, msgs, sigs)] \
             if self.verify is not crypto.verify else crypto.verify_batch(pks, msgs, sigs)
 

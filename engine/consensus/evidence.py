@@ -9,8 +9,8 @@ the block-validity function checks it again with ``verify``.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from engine.consensus.types import ProtocolError, ValidatorSet, Vote, check_vote_shape
 
@@ -25,7 +25,7 @@ class DuplicateVoteEvidence:
     WIRE_BYTES = 2 * Vote.WIRE_BYTES
 
     @classmethod
-    def from_votes(cls, a: Vote, b: Vote) -> "DuplicateVoteEvidence":
+    def from_votes(cls, a: Vote, b: Vote) -> DuplicateVoteEvidence:
         """The canonical pair (lower block hash first)."""
         return cls(a, b) if a.block_hash < b.block_hash else cls(b, a)
 
@@ -41,7 +41,7 @@ class DuplicateVoteEvidence:
         return self.vote_a.encode() + self.vote_b.encode()
 
     @classmethod
-    def decode(cls, data: bytes) -> "DuplicateVoteEvidence":
+    def decode(cls, data: bytes) -> DuplicateVoteEvidence:
         if not isinstance(data, (bytes, bytearray, memoryview)) or len(data) != cls.WIRE_BYTES:
             raise ProtocolError(f"duplicate-vote evidence is {cls.WIRE_BYTES} bytes")
         n = Vote.WIRE_BYTES

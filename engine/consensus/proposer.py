@@ -11,7 +11,7 @@ from powers scaled down to fit (still deterministic; weights become approximate)
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -5,7 +5,7 @@ benchmark; the consensus core can run on either (``HeightVotes(tally_factory=...
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 ADDED, DUPLICATE, CONFLICT, INVALID = 0, 1, 2, 3
 

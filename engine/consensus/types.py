@@ -13,9 +13,9 @@ malformed, because its input comes from peers.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Sequence
 
 import numpy as np
 
@@ -104,7 +104,7 @@ class Vote:
                           self.validator_index, self.signature)
 
     @classmethod
-    def decode(cls, data: bytes) -> "Vote":
+    def decode(cls, data: bytes) -> Vote:
         if not isinstance(data, (bytes, bytearray, memoryview)) or len(data) != _VOTE.size:
             raise ProtocolError(f"a vote is {_VOTE.size} bytes")
         t, h, r, bh, vi, sig = _VOTE.unpack(data)
@@ -137,7 +137,7 @@ class Proposal:
                               self.proposer_index, self.signature)
 
     @classmethod
-    def decode(cls, data: bytes) -> "Proposal":
+    def decode(cls, data: bytes) -> Proposal:
         if not isinstance(data, (bytes, bytearray, memoryview)) or len(data) != _PROPOSAL.size:
             raise ProtocolError(f"a proposal is {_PROPOSAL.size} bytes")
         h, r, pr, bh, pi, sig = _PROPOSAL.unpack(data)
@@ -189,7 +189,7 @@ class Validator:
 class ValidatorSet:
     """An ordered set of validators (the order is the index used in votes and bitmaps)."""
 
-    __slots__ = ("validators", "powers", "total_power", "_index", "_public_keys")
+    __slots__ = ("_index", "_public_keys", "powers", "total_power", "validators")
 
     def __init__(self, validators: Sequence[Validator]):
         validators = tuple(validators)

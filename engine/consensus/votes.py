@@ -8,7 +8,8 @@ round-skip rule. Counting is done by the native tally (``_tally.VoteTally``); th
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
 from engine import limits
 from engine.consensus import _tally
@@ -19,7 +20,7 @@ ADDED, DUPLICATE, CONFLICT = _tally.ADDED, _tally.DUPLICATE, _tally.CONFLICT
 
 
 class _Row:
-    __slots__ = ("index", "slots", "votes", "extra", "extra_slots_left")
+    __slots__ = ("extra", "extra_slots_left", "index", "slots", "votes")
 
     def __init__(self, index: int, validators_count: int):
         self.index = index
@@ -34,12 +35,12 @@ class _Row:
 class HeightVotes:
     """All votes of one height. ``add`` returns (status, evidence or None)."""
 
-    __slots__ = ("tally", "validators", "_rows", "_round_rows", "_evidence_seen")
+    __slots__ = ("_evidence_seen", "_round_rows", "_rows", "tally", "validators")
 
     def __init__(self, validators: ValidatorSet,
-                 tally_factory: Callable[..., object] = _tally.VoteTally):
+                 tally_factory: Callable[..., Any] = _tally.VoteTally):
         self.validators = validators
-        self.tally = tally_factory(validators.powers)
+        self.tally: Any = tally_factory(validators.powers)
         self._rows: dict[tuple[int, int], _Row] = {}
         self._round_rows: dict[int, int] = {}
         self._evidence_seen: set[tuple[int, int, int]] = set()
@@ -54,10 +55,9 @@ class HeightVotes:
     def add(self, vote: Vote) -> tuple[int, DuplicateVoteEvidence | None]:
         """Count a vote whose signature was already checked."""
         row = self._row(vote.round, vote.type)
-        slot = row.slots.get(vote.block_hash)
-        new_slot = slot is None
-        if new_slot:
-            slot = len(row.slots)  # tentative: kept only if the vote is counted
+        known = row.slots.get(vote.block_hash)
+        new_slot = known is None
+        slot = len(row.slots) if known is None else known  # a new slot is tentative
         status = self.tally.add(row.index, vote.validator_index, slot)
         if status == ADDED:
             if new_slot:
@@ -150,8 +150,8 @@ class HeightVotes:
 
     def votes_of(self, validator_index: int) -> list[Vote]:
         """The counted votes of one validator (for re-gossip by a driver)."""
-        return [row.votes[validator_index] for row in self._rows.values()
-                if row.votes[validator_index] is not None]  # type: ignore[misc]
+        found = [row.votes[validator_index] for row in self._rows.values()]
+        return [v for v in found if v is not None]
 
     def rounds(self) -> list[int]:
         return sorted({r for r, _ in self._rows} | set(self._round_rows))

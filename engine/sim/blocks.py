@@ -9,8 +9,8 @@ about an earlier height (evidence of this height could name a vote of this very 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from engine.consensus import DuplicateVoteEvidence, ProtocolError, ValidatorSet
 
@@ -33,7 +33,7 @@ class SimBlock:
                 + b"".join(e.encode() for e in self.evidence) + self.payload)
 
     @classmethod
-    def decode(cls, data: bytes) -> "SimBlock":
+    def decode(cls, data: bytes) -> SimBlock:
         if len(data) < _HEAD.size:
             raise ProtocolError("sim block is truncated")
         h, parent, tag, invalid, n_ev = _HEAD.unpack_from(data)

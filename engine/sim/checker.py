@@ -24,7 +24,7 @@ VIOLATIONS_MAX = 20
 
 
 class Checker:
-    def __init__(self, world: "World"):
+    def __init__(self, world: World):
         self.world = world
         self.violations: list[str] = []
         self.decided: dict[int, bytes] = {}
@@ -37,7 +37,7 @@ class Checker:
         if len(self.violations) < VIOLATIONS_MAX:
             self.violations.append(f"t={self.world.now_ms}ms {text}")
 
-    def on_signed(self, node: "SimNode", height: int, round: int, step: int,
+    def on_signed(self, node: SimNode, height: int, round: int, step: int,
                   sign_bytes: bytes) -> None:
         if not node.honest:
             return
@@ -47,7 +47,7 @@ class Checker:
             self.violation(f"honest double-sign by validator {node.validator} at "
                            f"(h={height}, r={round}, step={step})")
 
-    def on_decide(self, node: "SimNode", a: Decide) -> None:
+    def on_decide(self, node: SimNode, a: Decide) -> None:
         if not node.honest:
             return
         self.decisions += 1
@@ -66,7 +66,7 @@ class Checker:
         except ProtocolError as e:
             self.violation(f"bad commit certificate at height {a.height}: {e}")
 
-    def on_restart(self, node: "SimNode") -> None:
+    def on_restart(self, node: SimNode) -> None:
         before = self.crash_snapshot.pop(node.instance, None)
         if before is not None and before != node.core.snapshot():
             self.violation(f"instance {node.instance}: state rebuilt from the WAL differs "

@@ -6,7 +6,7 @@ distinct (pk, msg, sig) once keeps real signatures affordable. A cached answer i
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from engine import crypto
 

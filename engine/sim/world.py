@@ -18,17 +18,38 @@ from dataclasses import dataclass, field
 
 from engine import hashing, limits
 from engine.consensus import (
-    NIL, BroadcastProposal, BroadcastVote, CommitReceived, ConsensusCore, Decide,
-    DuplicateVoteEvidence, Proposal, ProposalReceived, ProtocolError, ReportEvidence,
-    RequestValue, ScheduleTimeout, SignerGuard, SignerState, Start, TimeoutConfig, TimeoutFired,
-    Validator, ValidatorSet, ValueReady, Vote, VoteReceived, proposal_sign_bytes,
+    NIL,
+    BroadcastProposal,
+    BroadcastVote,
+    CommitReceived,
+    ConsensusCore,
+    Decide,
+    DuplicateVoteEvidence,
+    Proposal,
+    ProposalReceived,
+    ProtocolError,
+    ReportEvidence,
+    RequestValue,
+    ScheduleTimeout,
+    SignerGuard,
+    SignerState,
+    Start,
+    TimeoutConfig,
+    TimeoutFired,
+    Validator,
+    ValidatorSet,
+    ValueReady,
+    Vote,
+    VoteReceived,
+    proposal_sign_bytes,
     vote_sign_bytes,
 )
 from engine.consensus.core import _event_height
+from engine.consensus.events import Event
 from engine.crypto import SigningKey
 from engine.sim.blocks import GENESIS_HASH, SimBlock, make_validity
 from engine.sim.checker import Checker
-from engine.sim.crypto_cache import cached_verify, cached_verify_batch
+from engine.sim.crypto_cache import cached_verify
 from engine.sim.faults import BEHAVIOURS, FaultPlan, draw_plan
 
 CHAIN_ID = b"engine-sim"
@@ -81,7 +102,7 @@ def validator_key(i: int) -> SigningKey:
 class SimNode:
     """One instance: a driver around a ConsensusCore (twins are two instances, one key)."""
 
-    def __init__(self, world: "World", instance: int, validator: int, behaviour: str | None):
+    def __init__(self, world: World, instance: int, validator: int, behaviour: str | None):
         self.world = world
         self.instance = instance
         self.validator = validator
@@ -89,7 +110,7 @@ class SimNode:
         self.key = validator_key(validator)
         # Durable model: survives crashes.
         self.signer_state = SignerState()
-        self.wal: list[tuple[int, object]] = []  # (core height when fed, event)
+        self.wal: list[tuple[int, Event]] = []  # (core height when fed, event)
         self.decided: dict[int, tuple[bytes, bytes, object]] = {}  # h -> (hash, block, cert)
         self.evidence_pool: dict[bytes, DuplicateVoteEvidence] = {}
         self.evidence_committed: set[bytes] = set()
@@ -389,12 +410,10 @@ class World:
             if node.up:
                 node.gossip()
             self.schedule(GOSSIP_INTERVAL_MS, "gossip", data[0])
-        elif kind == "crash":
-            if self.nodes[data[0]].up:
-                self.nodes[data[0]].crash()
-        elif kind == "restart":
-            if not self.nodes[data[0]].up:
-                self.nodes[data[0]].restart()
+        elif kind == "crash" and self.nodes[data[0]].up:
+            self.nodes[data[0]].crash()
+        elif kind == "restart" and not self.nodes[data[0]].up:
+            self.nodes[data[0]].restart()
 
     def _result(self) -> SeedResult:
         honest = [n for n in self.nodes if n.honest]

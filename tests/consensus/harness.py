@@ -4,8 +4,20 @@ from __future__ import annotations
 
 from engine import hashing
 from engine.consensus import (
-    NIL, ConsensusCore, Proposal, ProposalReceived, SignerGuard, Start, TimeoutConfig,
-    Validator, ValidatorSet, Vote, VoteReceived, VoteType, proposal_sign_bytes, vote_sign_bytes,
+    NIL,
+    ConsensusCore,
+    Proposal,
+    ProposalReceived,
+    SignerGuard,
+    Start,
+    TimeoutConfig,
+    Validator,
+    ValidatorSet,
+    Vote,
+    VoteReceived,
+    VoteType,
+    proposal_sign_bytes,
+    vote_sign_bytes,
 )
 from engine.crypto import SigningKey
 

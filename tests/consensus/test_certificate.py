@@ -65,7 +65,7 @@ def test_bitmap_and_signature_count_must_agree():
 
 
 def test_encode_decode_round_trip():
-    cert, vs = _cert(list(range(1, 8)), n=10)
+    cert, _ = _cert(list(range(1, 8)), n=10)
     data = cert.encode()
     back = CommitCertificate.decode(data, 10)
     assert back == cert

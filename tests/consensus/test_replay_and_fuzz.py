@@ -6,11 +6,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine import limits
-from engine.consensus.core import _event_height
 from engine.consensus import (
-    BroadcastProposal, BroadcastVote, Decide, ProtocolError, RequestValue, SignerGuard, Start,
-    Step, TimeoutFired, ValueReady, Vote, VoteReceived, VoteType,
+    BroadcastProposal,
+    BroadcastVote,
+    Decide,
+    ProtocolError,
+    RequestValue,
+    SignerGuard,
+    Start,
+    Step,
+    TimeoutFired,
+    ValueReady,
+    Vote,
+    VoteReceived,
+    VoteType,
 )
+from engine.consensus.core import _event_height
 from engine.consensus.types import NIL
 
 from .harness import Net

@@ -8,9 +8,22 @@ import dataclasses
 import pytest
 
 from engine.consensus import (
-    NIL, BroadcastProposal, BroadcastVote, CommitCertificate, CommitReceived, Decide,
-    MessageDropped, ProtocolError, ReportEvidence, RequestValue, ScheduleTimeout, Start, Step,
-    TimeoutFired, ValueReady, VoteType,
+    NIL,
+    BroadcastProposal,
+    BroadcastVote,
+    CommitCertificate,
+    CommitReceived,
+    Decide,
+    MessageDropped,
+    ProtocolError,
+    ReportEvidence,
+    RequestValue,
+    ScheduleTimeout,
+    Start,
+    Step,
+    TimeoutFired,
+    ValueReady,
+    VoteType,
 )
 from engine.consensus.types import vote_sign_bytes
 
