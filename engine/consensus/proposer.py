@@ -35,16 +35,13 @@ def build_schedule(powers: Sequence[int]) -> np.ndarray:
     """One period of the weighted round-robin as an int32 array of validator indices."""
     if len(powers) == 0:
         raise ValueError("powers must not be empty")
-    weights = _normalised(powers)
-    total = sum(weights)
-    priority = [0] * len(weights)
+    weights = np.array(_normalised(powers), dtype=np.int64)
+    total = int(weights.sum())
+    priority = np.zeros(len(weights), dtype=np.int64)
     schedule = np.empty(total, dtype=np.int32)
     for step in range(total):
-        best = 0
-        for i, w in enumerate(weights):
-            priority[i] += w
-            if priority[i] > priority[best]:
-                best = i
+        priority += weights
+        best = int(np.argmax(priority))  # the first maximum: lowest index on a tie
         priority[best] -= total
         schedule[step] = best
     return schedule
