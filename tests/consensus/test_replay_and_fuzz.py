@@ -5,10 +5,12 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import limits
+from engine import hashing, limits
 from engine.consensus import (
     BroadcastProposal,
     BroadcastVote,
+    CommitCertificate,
+    CommitReceived,
     Decide,
     ProtocolError,
     RequestValue,
@@ -22,9 +24,9 @@ from engine.consensus import (
     VoteType,
 )
 from engine.consensus.core import _event_height
-from engine.consensus.types import NIL
+from engine.consensus.types import NIL, vote_sign_bytes
 
-from .harness import Net
+from .harness import CHAIN, Net
 
 
 def _run_network(net: Net, rng: random.Random, steps: int):
@@ -83,6 +85,15 @@ def test_replaying_the_inputs_rebuilds_the_exact_state():
             assert not [a for a in replay_actions if type(a).__name__ == "SignRefused"]
 
 
+def _commit(net: Net, h: int, r: int, block: bytes, signers: set[int], forge: bool):
+    """A CommitReceived for ``block`` signed by ``signers`` (one signature zeroed if forge)."""
+    bh = hashing.blake3(block)
+    msg = vote_sign_bytes(CHAIN, VoteType.PRECOMMIT, h, r, bh)
+    sigs = {i: (bytes(64) if forge and i == min(signers) else net.keys[i].sign(msg))
+            for i in signers}
+    return CommitReceived(block, CommitCertificate.build(h, r, bh, sigs, 4))
+
+
 def _event_strategy(net: Net):
     blocks = st.sampled_from([b"A", b"B", b""])
     heights = st.integers(0, 4)
@@ -99,10 +110,12 @@ def _event_strategy(net: Net):
                                                            proposer=p),
                          heights, rounds, blocks, st.integers(-1, 3),
                          st.one_of(st.none(), who))
+    commit = st.builds(lambda h, r, b, signers, forge: _commit(net, h, r, b, signers, forge),
+                       heights, rounds, blocks, st.sets(who, max_size=4), st.booleans())
     timeout = st.builds(TimeoutFired, heights, rounds, st.sampled_from(list(Step)))
     value = st.builds(ValueReady, heights, rounds, blocks)
     start = st.builds(Start, heights)
-    return st.one_of(vote, forged, proposal, timeout, value, start)
+    return st.one_of(vote, forged, proposal, commit, timeout, value, start)
 
 
 NET = Net(4)

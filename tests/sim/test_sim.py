@@ -27,6 +27,14 @@ def test_no_violation_below_one_third(validators, byzantine, seeds):
         assert decided_evidence > 0  # equivocations were caught and committed in blocks
 
 
+@pytest.mark.parametrize("behaviour", ["twin", "equivocate", "silent", "invalid"])
+def test_each_byzantine_behaviour_alone(behaviour):
+    config = SimConfig(validators=4, byzantine=1, behaviours=(behaviour,), heights=3)
+    for seed in range(15):
+        r = run_seed(seed, config)
+        assert not r.violations, (seed, r.violations, r.plan)
+
+
 def test_twins_with_one_third_power_fork_and_the_checker_sees_it():
     config = SimConfig(validators=4, byzantine=2, behaviours=("twin",), heights=4)
     forks = [s for s in range(40) if any("fork" in v for v in run_seed(s, config).violations)]
