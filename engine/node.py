@@ -310,6 +310,7 @@ class Node:
                     except (cs.ProtocolError, NetProtocolError, ValueError) as e:
                         log.warning("skipping WAL record that no longer applies: %s", e)
                 if entries:
+                    self._count("wal_records_replayed", len(entries))
                     log.info("replayed %d WAL records at height %d", len(entries), height)
                 if self.core.height == height:
                     break

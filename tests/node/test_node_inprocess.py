@@ -341,12 +341,19 @@ def test_whole_network_restarts_and_continues(tmp_path):
         try:
             await nodes[0].submit_txs(make_txs(CHAIN, 100, "before"))
             await asyncio.gather(*(n.wait_for_height(3, 30) for n in nodes))
+            # Stop as soon as the next height has consensus inputs in some node's WAL.
+            for _ in range(200):
+                if any(n.store.wal_replay(n.latest_height + 1) for n in nodes):
+                    break
+                await asyncio.sleep(0.005)
         finally:
-            await _stop(nodes)
+            # All at once: no node goes on deciding (and dropping its WAL) alone.
+            await asyncio.gather(*(n.stop() for n in nodes))
         heights = [n.latest_height for n in nodes]
         nodes = await _start(homes)
         try:
             assert [n.latest_height for n in nodes] == heights
+            assert sum(n.counters.get("wal_records_replayed", 0) for n in nodes) > 0
             results = await nodes[2].submit_txs(make_txs(CHAIN, 100, "after"))
             infos = await asyncio.gather(*(n.wait_for_tx(r.tx_id, 30) for n in nodes
                                            for r in results))
