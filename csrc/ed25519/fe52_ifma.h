@@ -21,7 +21,7 @@ typedef struct {
 #define FE52_MASK ((UINT64_C(1) << 52) - 1)
 
 /* One exact carry pass over five limbs with the top carry folded back times 608. */
-static inline void fe52x8_carry(__m512i r[5]) {
+static inline __attribute__((always_inline)) void fe52x8_carry(__m512i r[5]) {
     const __m512i mask = _mm512_set1_epi64((long long)FE52_MASK);
     for (int k = 0; k < 4; k++) {
         r[k + 1] = _mm512_add_epi64(r[k + 1], _mm512_srli_epi64(r[k], 52));
@@ -37,7 +37,7 @@ static inline void fe52x8_carry(__m512i r[5]) {
 
 /* Columns z[0..10) of a product (column k has weight 2^(52k), each below 2^57) reduced mod p
  * into h with limbs below 2^52. */
-static inline void fe52x8_reduce(fe52x8 *h, __m512i z[11]) {
+static inline __attribute__((always_inline)) void fe52x8_reduce(fe52x8 *h, __m512i z[11]) {
     const __m512i zero = _mm512_setzero_si512();
     const __m512i mask = _mm512_set1_epi64((long long)FE52_MASK);
     const __m512i c608 = _mm512_set1_epi64(608);
@@ -63,7 +63,7 @@ static inline void fe52x8_reduce(fe52x8 *h, __m512i z[11]) {
 }
 
 /* h = f g, limbs of f and g below 2^52; h's limbs below 2^52 again. */
-static inline void fe52x8_mul(fe52x8 *h, const fe52x8 *f, const fe52x8 *g) {
+static inline __attribute__((always_inline)) void fe52x8_mul(fe52x8 *h, const fe52x8 *f, const fe52x8 *g) {
     __m512i z[11];
     for (int k = 0; k < 11; k++) z[k] = _mm512_setzero_si512();
     for (int i = 0; i < 5; i++) {
@@ -76,7 +76,7 @@ static inline void fe52x8_mul(fe52x8 *h, const fe52x8 *f, const fe52x8 *g) {
 }
 
 /* h = f^2: the ten cross products once, doubled, plus the five squares. */
-static inline void fe52x8_sq(fe52x8 *h, const fe52x8 *f) {
+static inline __attribute__((always_inline)) void fe52x8_sq(fe52x8 *h, const fe52x8 *f) {
     __m512i z[11], x[11];
     for (int k = 0; k < 11; k++) z[k] = x[k] = _mm512_setzero_si512();
     for (int i = 0; i < 5; i++) {
@@ -178,13 +178,13 @@ static inline void fe52x8_to_fe51(fe51 out[8], const fe52x8 *f) {
 
 /* Exact normalisation after an addition: limbs below 2^54 in, below 2^52 out (see the header
  * for why two passes always suffice). */
-static inline void fe52x8_norm(fe52x8 *h, __m512i r[5]) {
+static inline __attribute__((always_inline)) void fe52x8_norm(fe52x8 *h, __m512i r[5]) {
     fe52x8_carry(r);
     fe52x8_carry(r);
     for (int k = 0; k < 5; k++) h->l[k] = r[k];
 }
 
-static inline void fe52x8_add(fe52x8 *h, const fe52x8 *f, const fe52x8 *g) {
+static inline __attribute__((always_inline)) void fe52x8_add(fe52x8 *h, const fe52x8 *f, const fe52x8 *g) {
     __m512i r[5];
     for (int k = 0; k < 5; k++) r[k] = _mm512_add_epi64(f->l[k], g->l[k]);
     fe52x8_norm(h, r);
@@ -192,7 +192,7 @@ static inline void fe52x8_add(fe52x8 *h, const fe52x8 *f, const fe52x8 *g) {
 
 /* h = f + 64p - g; 64p = 2^261 - 1216 is spread so that every limb is at least 2^53 - 1216,
  * above any normalised limb of g. */
-static inline void fe52x8_sub(fe52x8 *h, const fe52x8 *f, const fe52x8 *g) {
+static inline __attribute__((always_inline)) void fe52x8_sub(fe52x8 *h, const fe52x8 *f, const fe52x8 *g) {
     const __m512i p0 = _mm512_set1_epi64((long long)((UINT64_C(1) << 53) - 1216));
     const __m512i pk = _mm512_set1_epi64((long long)((UINT64_C(1) << 53) - 2));
     __m512i r[5];
