@@ -271,9 +271,9 @@ class ConsensusCore:
         if h != self.height or r != self.round:
             return  # stale: the (height, round) it was scheduled for is over
         if s == Step.PROPOSE and self.step_ == Step.PROPOSE:  # l.57
-            self._prevote(NIL, out)
+            self.enter_prevote(NIL, out)
         elif s == Step.PREVOTE and self.step_ == Step.PREVOTE:  # l.61
-            self._precommit(NIL, out)
+            self.enter_precommit(NIL, out)
         elif s == Step.PRECOMMIT:  # l.65
             self._start_round(r + 1, out)
         else:
@@ -309,7 +309,7 @@ class ConsensusCore:
             return
         if not self.is_valid(self.height, event.block):
             raise ProtocolError("a certified block is invalid here: the validator set forked")
-        self._decide(cert.round, event.block, cert.block_hash, cert, out)
+        self.decide(cert.round, event.block, cert.block_hash, cert, out)
         self._replay_future(out)
 
     def _verify_batch(self, pks: Sequence[bytes], msgs: Sequence[bytes],
@@ -349,12 +349,12 @@ class ConsensusCore:
             for bh, p in self.proposals.get(r, {}).items():
                 if p.pol_round == -1:  # l.22
                     ok = self._valid(bh) and (self.locked_round == -1 or self.locked_value == bh)
-                    self._prevote(bh if ok else NIL, out)
+                    self.enter_prevote(bh if ok else NIL, out)
                     return True
                 if votes.has_quorum(p.pol_round, VoteType.PREVOTE, bh):  # l.28
                     ok = self._valid(bh) and (self.locked_round <= p.pol_round
                                               or self.locked_value == bh)
-                    self._prevote(bh if ok else NIL, out)
+                    self.enter_prevote(bh if ok else NIL, out)
                     return True
         elif self._rules_after_propose(r, out):
             return True
@@ -379,11 +379,11 @@ class ConsensusCore:
             self._fired.add(("l36", r))
             if self.step_ == Step.PREVOTE:
                 self.locked_value, self.locked_round = qh, r
-                self._precommit(qh, out)
+                self.enter_precommit(qh, out)
             self.valid_value, self.valid_round = qh, r
             return True
         if qh == NIL and self.step_ == Step.PREVOTE:  # l.44
-            self._precommit(NIL, out)
+            self.enter_precommit(NIL, out)
             return True
         return False
 
@@ -394,7 +394,7 @@ class ConsensusCore:
             return False
         sigs = self.votes.signatures_for(round, VoteType.PRECOMMIT, qh)
         cert = CommitCertificate.build(self.height, round, qh, sigs, len(self.validators))
-        self._decide(round, self.blocks[qh], qh, cert, out)
+        self.decide(round, self.blocks[qh], qh, cert, out)
         return True
 
     # --- steps, named as in the paper ------------------------------------------------------------
@@ -408,6 +408,9 @@ class ConsensusCore:
         self.enter_propose(out)
 
     def enter_propose(self, out: list) -> None:
+        """Step propose of a new round (entered only from l.11 StartRound, which l.55 round
+        skip, l.65 timeoutPrecommit and Start call): schedule timeoutPropose (l.21); the
+        proposer proposes validValue with validRound (l.15-16) or asks for a value (l.18)."""
         self._schedule(Step.PROPOSE, out)
         if self.own_index is None or self.own_index != self.proposer(self.height, self.round):
             return
@@ -428,21 +431,18 @@ class ConsensusCore:
         self._record_proposal(p, block, out)
         out.append(ev.BroadcastProposal(p, block, self.signer.state))
 
-    def _prevote(self, block_hash: bytes, out: list) -> None:
-        self.enter_prevote(block_hash, out)
-
     def enter_prevote(self, block_hash: bytes, out: list) -> None:
-        """Prevote ``block_hash`` (NIL for nil) and move to step prevote."""
+        """Prevote ``block_hash`` (NIL for nil) and move to step prevote. Triggered by l.22
+        (a proposal without POL), l.28 (a proposal with a POL) and l.57 (timeoutPropose)."""
         if self.step_ != Step.PROPOSE:
             return  # stale guard: already past propose in this round
         self.step_ = Step.PREVOTE
         self._vote(VoteType.PREVOTE, block_hash, out)
 
-    def _precommit(self, block_hash: bytes, out: list) -> None:
-        self.enter_precommit(block_hash, out)
-
     def enter_precommit(self, block_hash: bytes, out: list) -> None:
-        """Precommit ``block_hash`` (NIL for nil) and move to step precommit."""
+        """Precommit ``block_hash`` (NIL for nil) and move to step precommit. Triggered by l.36
+        (2f+1 prevotes for a valid value: lock it), l.44 (2f+1 nil prevotes) and l.61
+        (timeoutPrevote)."""
         if self.step_ != Step.PREVOTE:
             return  # stale guard
         self.step_ = Step.PRECOMMIT
@@ -470,12 +470,12 @@ class ConsensusCore:
 
     def decide(self, round: int, block: bytes, block_hash: bytes, cert: CommitCertificate,
                out: list) -> None:
-        """l.49: record the decision and move to the next height, which waits for Start."""
+        """l.49: record the decision and move to the next height, which waits for Start.
+        Triggered by 2f+1 precommits for a known valid value in any round, or by a verified
+        commit certificate from a peer (catch-up)."""
         out.append(ev.Decide(self.height, round, block, block_hash, cert))
         self.started = False  # until the driver has committed the block and sends Start
         self._reset_height(self.height + 1)
-
-    _decide = decide
 
     def _replay_future(self, out: list) -> None:
         """Feed buffered messages of the new height back in (and keep later ones)."""
