@@ -135,6 +135,9 @@ class ConsensusCore:
         self._valid_cache: dict[bytes, bool] = {}
         self._fired: set[tuple[str, int]] = set()
         self._proposed: set[int] = set()
+        # Set when a proposal brings a block not seen before at this height: precommits of
+        # any earlier round may have been waiting for it (l.49).
+        self._block_learned = False
 
     def proposer(self, height: int, round: int) -> int:
         return self.schedule.proposer(height, round)
@@ -242,7 +245,9 @@ class ConsensusCore:
                                          f"proposals in round {p.round}"))
             return
         in_round[p.block_hash] = p
-        self.blocks.setdefault(p.block_hash, block)
+        if p.block_hash not in self.blocks:
+            self.blocks[p.block_hash] = block
+            self._block_learned = True
         self.votes.note_participant(p.round, p.proposer_index)
 
     def _on_start(self, event: ev.Start, out: list) -> None:
@@ -335,8 +340,12 @@ class ConsensusCore:
         height = self.height
         if touched_round > self.round and self.votes.has_one_third_in_round(touched_round):
             self._start_round(touched_round, out)  # l.55 round skip
+        rounds = [touched_round, self.round]
+        if self._block_learned:
+            self._block_learned = False
+            rounds = self.votes.rounds()
         while True:
-            if self._try_decide(touched_round, out) or self._try_decide(self.round, out):
+            if any(self._try_decide(r, out) for r in rounds):
                 assert self.height == height + 1
                 self._replay_future(out)
                 return

@@ -296,3 +296,12 @@ def test_observer_without_key_follows_and_decides(net):
     c.step(Start(1))
     out = feed(c, net.proposal(1, 0, b"A"), *(net.precommit(i, 1, 0, b"A") for i in (1, 2, 3)))
     assert of_type(out, BroadcastVote) == [] and len(of_type(out, Decide)) == 1
+
+
+def test_l49_block_learned_from_another_round_completes_a_waiting_decision(net):
+    c = net.core(0)
+    _skip_to_round_2(net, c)
+    out = feed(c, *(net.precommit(i, 1, 1, b"A") for i in (1, 2, 3)))
+    assert of_type(out, Decide) == []  # round 1's block is unknown
+    (d,) = of_type(c.step(net.proposal(1, 2, b"A", pol_round=-1)), Decide)  # from round 2
+    assert (d.round, d.block) == (1, b"A")
