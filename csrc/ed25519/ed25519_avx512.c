@@ -11,6 +11,8 @@
 #include "ed25519/fe52_ifma.h"
 #include "ed25519/ge.h"
 #include "ed25519/scalar.h"
+#include "ed25519/ed25519.h"
+#include "ed25519/sha512_x8.h"
 
 /* FE52_GROUPS * 8 exponentiations per pass; a short last pass repeats its first element,
  * except that up to four leftovers are cheaper on the scalar path. */
@@ -35,9 +37,13 @@ static void pow_many_ifma(fe51 *out, const fe51 *in, size_t count) {
 }
 
 static int msm_pippenger_ifma(ge_p3 *out, const ge_niels *points, const sc256 *scalars, size_t n);
+struct prepared_avx512;
+static int challenges_x8(struct prepared_avx512 *prep, const size_t *idx, size_t count,
+                         const engine_ed25519_item *items);
 
 #define ED_POW_MANY pow_many_ifma
 #define ED_MSM_PIPPENGER msm_pippenger_ifma
+#define ED_CHALLENGES challenges_x8
 #define ED_SUFFIX avx512
 #include "ed25519/ed25519_kernel.h"
 
@@ -219,5 +225,42 @@ static int msm_pippenger_ifma(ge_p3 *out, const ge_niels *points, const sc256 *s
     free(buckets);
     free(sums);
     return ENGINE_ED25519_OK;
+}
+/* k = SHA-512(R || A || prefix || M) mod L for every live entry, eight hashes at a time. */
+static int challenges_x8(struct prepared_avx512 *prep_, const size_t *idx, size_t count,
+                         const engine_ed25519_item *items) {
+    prepared_avx512 *prep = (prepared_avx512 *)prep_;
+    size_t total = 0;
+    for (size_t j = 0; j < count; j++) {
+        const engine_ed25519_item *it = &items[idx[j]];
+        total += sha512_x8_blocks(64 + it->prefix_len + it->msg_len) * 128;
+    }
+    uint8_t *padded = (uint8_t *)malloc(total ? total : 1);
+    if (!padded) return 0;
+    for (size_t first = 0; first < count; first += 8) {
+        const uint8_t *msgs[8];
+        size_t blocks[8];
+        uint8_t digests[8][64];
+        uint8_t *cursor = padded;
+        for (size_t l = 0; l < 8; l++) {
+            if (first + l >= count) {
+                msgs[l] = msgs[0];
+                blocks[l] = 0;
+                continue;
+            }
+            const engine_ed25519_item *it = &items[idx[first + l]];
+            const uint8_t *pieces[4] = {it->sig, it->pk, it->prefix, it->msg};
+            size_t lens[4] = {32, 32, it->prefix_len, it->msg_len};
+            sha512_x8_pad(cursor, pieces, lens);
+            msgs[l] = cursor;
+            blocks[l] = sha512_x8_blocks(64 + it->prefix_len + it->msg_len);
+            cursor += blocks[l] * 128;
+        }
+        sha512_x8(digests, msgs, blocks);
+        for (size_t l = 0; l < 8 && first + l < count; l++)
+            engine_sc_reduce512(&prep[idx[first + l]].k, digests[l]);
+    }
+    free(padded);
+    return 1;
 }
 #endif

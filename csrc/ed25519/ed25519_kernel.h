@@ -130,7 +130,7 @@ static int ED_NAME(wnaf)(int8_t naf[256], const sc256 *s, int w) {
 /* ---- single verification ----------------------------------------------------------------- */
 
 /* A prepared entry: negated affine A and R, challenge k and S. */
-typedef struct {
+typedef struct ED_NAME(prepared) {
     ge_niels neg_a, neg_r;
     sc256 k, s;
 } ED_NAME(prepared);
@@ -391,9 +391,13 @@ static long ED_NAME(prepare_all)(ED_NAME(prepared) *prep, size_t *idx,
     for (size_t i = 0; i < n; i++) {
         if (!live[i]) continue;
         engine_sc_from_bytes(&prep[i].s, items[i].sig + 32);
-        ED_NAME(challenge)(&prep[i].k, &items[i]);
         idx[count++] = i;
     }
+#ifdef ED_CHALLENGES
+    if (!ED_CHALLENGES(prep, idx, (size_t)count, items)) count = -1;
+#else
+    for (long j = 0; j < count; j++) ED_NAME(challenge)(&prep[idx[j]].k, &items[idx[j]]);
+#endif
 done:
     free(enc);
     free(owner);
