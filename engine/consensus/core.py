@@ -146,12 +146,16 @@ class ConsensusCore:
         """Everything that determines future behaviour, for replay checks."""
         votes = tuple(sorted((r, int(t), tuple(v.encode() if v else b"" for v in row.votes))
                              for (r, t), row in self.votes._rows.items()))
+        extra = tuple(sorted((r, int(t), i, tuple(sorted(vs)))
+                             for (r, t), row in self.votes._rows.items()
+                             for i, vs in row.extra.items()))
         props = tuple(sorted((r, tuple(sorted(p.encode() for p in ps.values())))
                              for r, ps in self.proposals.items()))
         return (self.height, self.round, int(self.step_), self.locked_value, self.locked_round,
                 self.valid_value, self.valid_round, tuple(sorted(self._fired)),
-                tuple(sorted(self._proposed)), votes, props, self.started,
-                self.signer.state if self.signer else None, len(self.future))
+                tuple(sorted(self._proposed)), votes, extra, props, self.started,
+                self.signer.state if self.signer else None,
+                tuple(type(e).__name__ for e in self.future))
 
     # --- the one entry point -------------------------------------------------------------------
 
