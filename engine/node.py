@@ -433,7 +433,9 @@ class Node:
     async def _propose(self, height: int, round: int) -> None:
         """Answer RequestValue: wait out the block interval, then cut a block."""
         wait_s = self.config.block_interval_ms / 1000 - (time.monotonic() - self._last_commit_time)
-        if wait_s > 0:
+        # The interval only exists to let transactions gather; a full block need not wait.
+        full = self.mempool is not None and len(self.mempool) >= self.config.block_txs_max
+        if wait_s > 0 and not full:
             await asyncio.sleep(wait_s)
         if not self.config.create_empty_blocks and round == 0:
             deadline = time.monotonic() + self.config.timeout_propose_ms / 2000
