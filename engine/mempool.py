@@ -231,7 +231,9 @@ class Mempool:
     def _hash_and_verify(self, envelopes: list[bytes]) -> tuple[list[bytes], list[bool]]:
         """Worker thread: one native hashing call and one native batch verification."""
         ids = blake3_many(envelopes, threads=self._threads)
-        fresh = [i for i, t in enumerate(ids) if t not in self._verified]
+        # Already verified, or already committed (refused as a duplicate anyway): no check.
+        fresh = [i for i, t in enumerate(ids)
+                 if t not in self._verified and t not in self._committed]
         verdicts = [True] * len(envelopes)
         if fresh:
             sizes_ok = [len(envelopes[i]) <= self.limits.tx_bytes_max for i in fresh]
@@ -285,6 +287,8 @@ class Mempool:
             checked = self._verify([envelopes[i] for i in todo], self.chain_id, self._threads)
             for i, ok in zip(todo, checked):
                 verdicts[i] = bool(ok)
+                if ok:  # the gossiped copy, when it arrives, is not verified again
+                    self._remember_verified(tx_ids[i])
         return verdicts
 
     def remove_committed(self, tx_ids: Sequence[bytes]) -> None:
