@@ -90,5 +90,11 @@ def test_reap_remove_committed_and_verified_cache():
         mp.remove_committed(ids)
         assert len(mp) == 6 and mp.reap(1, 100) == [envs[4]]
         assert mp.size_bytes == 24
+        # The proposal's new tx arriving by gossip is admitted without a second check, and a
+        # committed tx coming back is refused as a duplicate without any check.
+        calls = len(v.batches)
+        assert (await mp.add(b"new")).ok
+        assert (await mp.add(envs[0])).code == "duplicate"
+        assert len(v.batches) == calls
         await mp.stop()
     run(main())
