@@ -188,6 +188,12 @@ class Node:
             peers=[PeerAddress(bytes.fromhex(p.node_key), p.host, p.port) for p in cfg.peers],
             on_message=self._on_message, on_connect=self._on_connect,
             on_disconnect=self._on_disconnect, limits=self._net_limits)
+        if os.environ.get("ENGINE_TEST_FAULTS") == "1":
+            # Test-only fault injection (chaos transport, Byzantine behaviour, signature log),
+            # active only with HOME/testing.toml as well: engine/testnet/hooks.py.
+            from engine.testnet.hooks import install as install_test_hooks
+
+            install_test_hooks(self)
         await self.peers.start()
         if self._rpc_enabled:
             from engine.rpc import RpcServer

@@ -104,8 +104,17 @@ class PeerSet:
     def connected(self) -> list[bytes]:
         return list(self._peers)
 
+    #: Test-only fault injection (engine/net/chaos.py), set by engine.testnet.hooks; None in
+    #: every real configuration.
+    chaos = None
+
     def send(self, peer_key: bytes, message: bytes) -> bool:
         """Queue an encoded message for one peer; False when not connected or its queue is full."""
+        if self.chaos is not None:  # test-only chaos layer
+            return self.chaos.intercept(peer_key, message, self._send_now)
+        return self._send_now(peer_key, message)
+
+    def _send_now(self, peer_key: bytes, message: bytes) -> bool:
         peer = self._peers.get(peer_key)
         if peer is None:
             return False
