@@ -44,7 +44,7 @@ static inline void fe_sub(fe51 *h, const fe51 *f, const fe51 *g) {
 static inline void fe_neg(fe51 *h, const fe51 *f) { fe_sub(h, &FE_ZERO, f); }
 
 /* Carry a product accumulator into five limbs below 2^51 + 2^13. */
-static inline void fe_carry128(fe51 *h, u128 r0, u128 r1, u128 r2, u128 r3, u128 r4) {
+static inline __attribute__((always_inline)) void fe_carry128(fe51 *h, u128 r0, u128 r1, u128 r2, u128 r3, u128 r4) {
     uint64_t c;
     r1 += (uint64_t)(r0 >> 51);
     uint64_t h0 = (uint64_t)r0 & FE_MASK51;
@@ -66,7 +66,7 @@ static inline void fe_carry128(fe51 *h, u128 r0, u128 r1, u128 r2, u128 r3, u128
     h->v[4] = h4;
 }
 
-static inline void fe_mul(fe51 *h, const fe51 *f, const fe51 *g) {
+static inline __attribute__((always_inline)) void fe_mul(fe51 *h, const fe51 *f, const fe51 *g) {
     uint64_t f0 = f->v[0], f1 = f->v[1], f2 = f->v[2], f3 = f->v[3], f4 = f->v[4];
     uint64_t g0 = g->v[0], g1 = g->v[1], g2 = g->v[2], g3 = g->v[3], g4 = g->v[4];
     uint64_t g1_19 = g1 * 19, g2_19 = g2 * 19, g3_19 = g3 * 19, g4_19 = g4 * 19;
@@ -81,7 +81,7 @@ static inline void fe_mul(fe51 *h, const fe51 *f, const fe51 *g) {
     fe_carry128(h, r0, r1, r2, r3, r4);
 }
 
-static inline void fe_sq(fe51 *h, const fe51 *f) {
+static inline __attribute__((always_inline)) void fe_sq(fe51 *h, const fe51 *f) {
     uint64_t f0 = f->v[0], f1 = f->v[1], f2 = f->v[2], f3 = f->v[3], f4 = f->v[4];
     uint64_t f0_2 = f0 * 2, f1_2 = f1 * 2;
     uint64_t f3_19 = f3 * 19, f4_19 = f4 * 19;

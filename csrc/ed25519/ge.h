@@ -33,13 +33,13 @@ static inline void ge_p3_identity(ge_p3 *p) {
     p->T = FE_ZERO;
 }
 
-static inline void ge_p1p1_to_p2(ge_p2 *r, const ge_p1p1 *p) {
+static inline __attribute__((always_inline)) void ge_p1p1_to_p2(ge_p2 *r, const ge_p1p1 *p) {
     fe_mul(&r->X, &p->E, &p->F);
     fe_mul(&r->Y, &p->G, &p->H);
     fe_mul(&r->Z, &p->F, &p->G);
 }
 
-static inline void ge_p1p1_to_p3(ge_p3 *r, const ge_p1p1 *p) {
+static inline __attribute__((always_inline)) void ge_p1p1_to_p3(ge_p3 *r, const ge_p1p1 *p) {
     fe_mul(&r->X, &p->E, &p->F);
     fe_mul(&r->Y, &p->G, &p->H);
     fe_mul(&r->Z, &p->F, &p->G);
@@ -61,7 +61,7 @@ static inline void ge_p3_to_cached(ge_cached *r, const ge_p3 *p) {
 
 /* dbl-2008-hwcd: A = X^2, B = Y^2, C = 2Z^2, E = (X+Y)^2 - A - B, G = B - A, F = G - C,
  * H = -(A + B). */
-static inline void ge_p2_dbl(ge_p1p1 *r, const ge_p2 *p) {
+static inline __attribute__((always_inline)) void ge_p2_dbl(ge_p1p1 *r, const ge_p2 *p) {
     fe51 a, b, c, s, ab;
     fe_sq(&a, &p->X);
     fe_sq(&b, &p->Y);
@@ -83,7 +83,7 @@ static inline void ge_p3_dbl(ge_p1p1 *r, const ge_p3 *p) {
 }
 
 /* add-2008-hwcd-3 with the second operand cached: 4M + conversion. */
-static inline void ge_add(ge_p1p1 *r, const ge_p3 *p, const ge_cached *q) {
+static inline __attribute__((always_inline)) void ge_add(ge_p1p1 *r, const ge_p3 *p, const ge_cached *q) {
     fe51 a, b, c, d, t;
     fe_sub(&t, &p->Y, &p->X);
     fe_mul(&a, &t, &q->ymx);
@@ -99,7 +99,7 @@ static inline void ge_add(ge_p1p1 *r, const ge_p3 *p, const ge_cached *q) {
 }
 
 /* p - q: q's negation swaps Y+X with Y-X and negates 2dT. */
-static inline void ge_sub(ge_p1p1 *r, const ge_p3 *p, const ge_cached *q) {
+static inline __attribute__((always_inline)) void ge_sub(ge_p1p1 *r, const ge_p3 *p, const ge_cached *q) {
     fe51 a, b, c, d, t;
     fe_sub(&t, &p->Y, &p->X);
     fe_mul(&a, &t, &q->ypx);
@@ -115,7 +115,7 @@ static inline void ge_sub(ge_p1p1 *r, const ge_p3 *p, const ge_cached *q) {
 }
 
 /* Mixed addition with an affine operand (Z2 = 1): 3M + conversion. */
-static inline void ge_madd(ge_p1p1 *r, const ge_p3 *p, const ge_niels *q) {
+static inline __attribute__((always_inline)) void ge_madd(ge_p1p1 *r, const ge_p3 *p, const ge_niels *q) {
     fe51 a, b, c, d, t;
     fe_sub(&t, &p->Y, &p->X);
     fe_mul(&a, &t, &q->ymx);
@@ -129,7 +129,7 @@ static inline void ge_madd(ge_p1p1 *r, const ge_p3 *p, const ge_niels *q) {
     fe_add(&r->H, &b, &a);
 }
 
-static inline void ge_msub(ge_p1p1 *r, const ge_p3 *p, const ge_niels *q) {
+static inline __attribute__((always_inline)) void ge_msub(ge_p1p1 *r, const ge_p3 *p, const ge_niels *q) {
     fe51 a, b, c, d, t;
     fe_sub(&t, &p->Y, &p->X);
     fe_mul(&a, &t, &q->ypx);
