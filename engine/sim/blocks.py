@@ -1,10 +1,13 @@
 """The simulator's block format and block-validity function.
 
 A sim block is ``height u64 | parent hash 32 | proposer tag u16 | invalid flag u8 |
-evidence count u16 | evidence (fixed size each) | payload``. It is valid at a height when it
-decodes, names that height and the node's previous decided block as parent, is not flagged
-invalid (what a Byzantine proposer sends) and all its evidence verifies against the set and is
-about an earlier height (evidence of this height could name a vote of this very round).
+evidence count u16 | last commit length u32 | evidence (fixed size each) | last commit |
+payload``. The last commit is the encoded certificate of the parent (empty at height 1). A
+block is valid at a height when it decodes, names that height and the node's previous decided
+block as parent, carries a commit certificate of that parent with more than 2/3 of the power
+and valid signatures, is not flagged invalid (what a Byzantine proposer sends), and all its
+evidence verifies against the set and is about an earlier height (evidence of this height could
+name a vote of this very round).
 """
 from __future__ import annotations
 
@@ -12,9 +15,9 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from engine.consensus import DuplicateVoteEvidence, ProtocolError, ValidatorSet
+from engine.consensus import CommitCertificate, DuplicateVoteEvidence, ProtocolError, ValidatorSet
 
-_HEAD = struct.Struct("<Q32sHBH")
+_HEAD = struct.Struct("<Q32sHBHI")
 GENESIS_HASH = bytes(32)
 
 
@@ -25,43 +28,55 @@ class SimBlock:
     proposer_tag: int
     invalid: bool
     evidence: tuple[DuplicateVoteEvidence, ...]
+    last_commit: bytes
     payload: bytes
 
     def encode(self) -> bytes:
         return (_HEAD.pack(self.height, self.parent_hash, self.proposer_tag, int(self.invalid),
-                           len(self.evidence))
-                + b"".join(e.encode() for e in self.evidence) + self.payload)
+                           len(self.evidence), len(self.last_commit))
+                + b"".join(e.encode() for e in self.evidence) + self.last_commit + self.payload)
 
     @classmethod
     def decode(cls, data: bytes) -> SimBlock:
         if len(data) < _HEAD.size:
             raise ProtocolError("sim block is truncated")
-        h, parent, tag, invalid, n_ev = _HEAD.unpack_from(data)
+        h, parent, tag, invalid, n_ev, lc_len = _HEAD.unpack_from(data)
         off, size = _HEAD.size, DuplicateVoteEvidence.WIRE_BYTES
-        if len(data) < off + n_ev * size:
-            raise ProtocolError("sim block evidence is truncated")
+        if len(data) < off + n_ev * size + lc_len:
+            raise ProtocolError("sim block evidence or last commit is truncated")
         evidence = tuple(DuplicateVoteEvidence.decode(data[off + i * size: off + (i + 1) * size])
                          for i in range(n_ev))
-        return cls(h, parent, tag, bool(invalid), evidence, data[off + n_ev * size:])
+        off += n_ev * size
+        return cls(h, parent, tag, bool(invalid), evidence, data[off:off + lc_len],
+                   data[off + lc_len:])
 
 
 def make_validity(chain_id: bytes, validators: ValidatorSet,
                   verify: Callable[[bytes, bytes, bytes], bool],
+                  verify_batch: Callable[..., list],
                   parent_of: Callable[[int], bytes | None]) -> Callable[[int, bytes], bool]:
     """``is_valid(height, block)`` for one node; ``parent_of(height)`` is the hash that node
     decided at height - 1 (GENESIS_HASH for height 1), or None when it does not know it."""
 
     def is_valid(height: int, data: bytes) -> bool:
+        parent = parent_of(height)
         try:
             block = SimBlock.decode(data)
+            if block.invalid or block.height != height or parent is None \
+                    or block.parent_hash != parent:
+                return False
             for e in block.evidence:
                 e.verify(chain_id, validators, verify)
                 if e.height >= height:
                     return False
+            if height == 1:
+                return block.last_commit == b""
+            cert = CommitCertificate.decode(block.last_commit, len(validators))
+            if cert.height != height - 1 or cert.block_hash != parent:
+                return False
+            cert.verify(chain_id, validators, verify_batch)
         except ProtocolError:
             return False
-        parent = parent_of(height)
-        return (not block.invalid and block.height == height and parent is not None
-                and block.parent_hash == parent)
+        return True
 
     return is_valid

@@ -21,6 +21,7 @@ from engine.consensus import (
     NIL,
     BroadcastProposal,
     BroadcastVote,
+    CommitCertificate,
     CommitReceived,
     ConsensusCore,
     Decide,
@@ -49,7 +50,7 @@ from engine.consensus.events import Event
 from engine.crypto import SigningKey
 from engine.sim.blocks import GENESIS_HASH, SimBlock, make_validity
 from engine.sim.checker import Checker
-from engine.sim.crypto_cache import cached_verify
+from engine.sim.crypto_cache import cached_verify, cached_verify_batch
 from engine.sim.faults import BEHAVIOURS, FaultPlan, draw_plan
 
 CHAIN_ID = b"engine-sim"
@@ -111,7 +112,8 @@ class SimNode:
         # Durable model: survives crashes.
         self.signer_state = SignerState()
         self.wal: list[tuple[int, Event]] = []  # (core height when fed, event)
-        self.decided: dict[int, tuple[bytes, bytes, object]] = {}  # h -> (hash, block, cert)
+        # height -> (block hash, block, certificate)
+        self.decided: dict[int, tuple[bytes, bytes, CommitCertificate]] = {}
         self.evidence_pool: dict[bytes, DuplicateVoteEvidence] = {}
         self.evidence_committed: set[bytes] = set()
         self.up = True
@@ -134,7 +136,8 @@ class SimNode:
         return ConsensusCore(
             CHAIN_ID, w.validator_set, SignerGuard(self.key, self.signer_state),
             height=len(self.decided) + 1,
-            is_valid=make_validity(CHAIN_ID, w.validator_set, cached_verify, self._parent_of),
+            is_valid=make_validity(CHAIN_ID, w.validator_set, cached_verify,
+                                   cached_verify_batch, self._parent_of),
             verify=cached_verify, timeouts=SIM_TIMEOUTS)
 
     # --- inputs -------------------------------------------------------------------------------
@@ -195,8 +198,10 @@ class SimNode:
                          if k not in self.evidence_committed
                          and e.height < a.height)[:BLOCK_EVIDENCE_MAX]
         payload = w.rng.randbytes(w.rng.randint(0, 64))
+        parent_commit = self.decided.get(a.height - 1)
+        last_commit = parent_commit[2].encode() if parent_commit else b""
         block = SimBlock(a.height, parent, self.instance, self.behaviour == "invalid",
-                         evidence, payload)
+                         evidence, last_commit, payload)
         return ValueReady(a.height, a.round, block.encode())
 
     # --- outputs -------------------------------------------------------------------------------
@@ -221,7 +226,7 @@ class SimNode:
             return
         if self.behaviour == "equivocate":
             b = SimBlock.decode(block)
-            alt = SimBlock(b.height, b.parent_hash, b.proposer_tag, False, (),
+            alt = SimBlock(b.height, b.parent_hash, b.proposer_tag, False, (), b.last_commit,
                            b.payload + b"equivocation").encode()
             ah = hashing.blake3(alt)
             sb = proposal_sign_bytes(CHAIN_ID, p.height, p.round, p.pol_round, ah)
