@@ -17,6 +17,7 @@ SUBCOMMAND_MODULES = (
     "engine.store.cli",       # store check / store info
     "engine.bench_cli",       # bench kernels / tps / compare
     "engine.info_cli",        # native-info
+    "engine.testnet.cli",     # faults run / list
 )
 
 

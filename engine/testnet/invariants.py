@@ -1,0 +1,118 @@
+"""The end-of-run checks of a fault-injection testnet, on the stopped nodes' stores and
+signature logs. Each returns a list of violations (strings); empty means the invariant held.
+"""
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+from collections import defaultdict
+
+from engine import consensus as cs
+from engine.block import Block
+from engine.consensus.types import PROPOSAL_DOMAIN, VOTE_DOMAIN
+from engine.store import Store, store_path
+from engine.testnet.hooks import SIGNATURE_LOG
+
+__all__ = ["agreement", "committed_evidence", "double_signs", "store_checks", "txs_present"]
+
+
+def _open(home: str) -> Store:
+    return Store(store_path(home), readonly=True)
+
+
+def chain_hashes(home: str) -> list[bytes]:
+    """Block hashes of heights 1..latest."""
+    with _open(home) as st:
+        return [b.block_hash for b in st.blocks(1, st.latest_height() + 1)]
+
+
+def agreement(homes: dict[int, str]) -> tuple[list[str], dict[int, int]]:
+    """No fork: every pair of honest nodes holds the same hash at every height both have."""
+    chains = {i: chain_hashes(h) for i, h in homes.items()}
+    problems = []
+    ref_i = max(chains, key=lambda i: len(chains[i]))
+    ref = chains[ref_i]
+    for i, chain in chains.items():
+        for height, (a, b) in enumerate(zip(ref, chain), start=1):
+            if a != b:
+                problems.append(f"FORK at height {height}: node{ref_i} {a.hex()[:16]} vs "
+                                f"node{i} {b.hex()[:16]}")
+                break
+    return problems, {i: len(c) for i, c in chains.items()}
+
+
+def txs_present(homes: dict[int, str], tx_ids: list[bytes]) -> list[str]:
+    """Nothing lost: every transaction acknowledged as committed is in every honest store."""
+    problems = []
+    for i, home in homes.items():
+        with _open(home) as st:
+            found = st.find_txs(tx_ids) if tx_ids else []
+        missing = [t for t, loc in zip(tx_ids, found) if loc is None]
+        if missing:
+            problems.append(f"node{i} lacks {len(missing)} of {len(tx_ids)} acknowledged "
+                            f"transactions, e.g. {missing[0].hex()}")
+    return problems
+
+
+def committed_evidence(home: str) -> list[tuple[int, int]]:
+    """(height of the block, accused validator index) of every committed evidence item."""
+    out = []
+    with _open(home) as st:
+        for b in st.blocks(1, st.latest_height() + 1):
+            for e in Block.decode(b.header, header_only=True).evidence:
+                out.append((b.height, cs.DuplicateVoteEvidence.decode(e).vote_a.validator_index))
+    return out
+
+
+def parse_sign_bytes(data: bytes) -> tuple[str, int, int, int] | None:
+    """(kind, height, round, step) of vote or proposal sign bytes."""
+    for domain, kind in ((VOTE_DOMAIN, "vote"), (PROPOSAL_DOMAIN, "proposal")):
+        if data.startswith(domain):
+            off = len(domain) + 1 + data[len(domain)]
+            if kind == "vote":
+                vtype, h, r = struct.unpack_from("<BQI", data, off)
+                return kind, h, r, vtype + 1
+            h, r = struct.unpack_from("<QI", data, off)
+            return kind, h, r, 1
+    return None
+
+
+def double_signs(homes: list[str]) -> dict[str, list[str]]:
+    """Every (validator key, height, round, step) seen signed with two different sign bytes,
+    from all nodes' signature logs (own signatures and verified received ones)."""
+    seen: dict[tuple, set[bytes]] = defaultdict(set)
+    for home in homes:
+        path = os.path.join(home, SIGNATURE_LOG)
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) != 3:
+                    continue  # a line torn by kill -9
+                try:
+                    data = bytes.fromhex(parts[2])
+                except ValueError:
+                    continue
+                hrs = parse_sign_bytes(data)
+                if hrs is not None:
+                    seen[(parts[1], *hrs)].add(data)
+    out: dict[str, list[str]] = defaultdict(list)
+    for (key, kind, h, r, step), variants in seen.items():
+        if len(variants) > 1:
+            out[key].append(f"{kind} h={h} r={r} step={step}: {len(variants)} versions")
+    return dict(out)
+
+
+def store_checks(homes: dict[int, str], cwd: str) -> list[str]:
+    """`engine store check --home H` passes for every node."""
+    problems = []
+    for i, home in homes.items():
+        out = subprocess.run([sys.executable, "-m", "engine", "store", "check", "--home", home],
+                             cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
+        if out.returncode != 0:
+            problems.append(f"node{i}: engine store check failed: "
+                            f"{(out.stdout + out.stderr).strip()[-400:]}")
+    return problems

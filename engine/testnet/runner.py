@@ -1,0 +1,549 @@
+"""Run one scenario: real validator processes, load, perturbations, invariants.
+
+Timeline: build the homes (and namespaces), start every process, wait for the first blocks,
+start the load, apply each step at its time, then heal everything, wait for progress, stop the
+load, let every node catch up, stop the nodes and check the invariants on their stores and
+signature logs (engine/testnet/invariants.py). While running, the runner compares the block
+hash of the highest height all honest running nodes share, once a second, and after every
+heal, restart or resume it requires the chain to move within ``progress_timeout_s``.
+
+Everything started is stopped in ``finally`` (and on SIGTERM/SIGINT): processes are killed,
+namespaces, veths and the bridge deleted. A failure raises :class:`ScenarioFailed` whose text
+names the scenario file, the seed, the work folder and the node logs (with their last lines).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import tomli_w
+
+from engine import config as cfgmod
+from engine import crypto, tx
+from engine.client import Client, ClientError
+from engine.consensus.proposer import ProposerSchedule
+from engine.testnet import invariants, netns
+from engine.testnet.hooks import ENV_SWITCH, TESTING_FILE
+from engine.testnet.scenario import Scenario
+from engine.testnet.walfault import damage_wal
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+POWER = 10
+STARTUP_TIMEOUT_S = 60
+LOAD_TICK_S = 0.1
+LOG_TAIL_LINES = 15
+
+__all__ = ["Report", "ScenarioFailed", "run_scenario"]
+
+
+class ScenarioFailed(AssertionError):
+    """An invariant was violated or the run could not proceed; the text says how to reproduce."""
+
+
+@dataclass
+class Report:
+    scenario: str
+    seed: int
+    workdir: str
+    heights: dict[int, int] = field(default_factory=dict)
+    txs_submitted: int = 0
+    txs_acknowledged: int = 0
+    evidence: list[tuple[int, int]] = field(default_factory=list)
+    equivocations: dict[str, int] = field(default_factory=dict)
+    events: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+    def summary(self) -> str:
+        return (f"{self.scenario} seed={self.seed}: heights {self.heights}, txs acknowledged "
+                f"{self.txs_acknowledged}/{self.txs_submitted}, evidence {len(self.evidence)} "
+                f"{sorted(set(v for _, v in self.evidence))}, equivocating keys "
+                f"{self.equivocations}, {self.elapsed_s:.0f}s")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_base_port(count: int, rng: random.Random) -> int:
+    for _ in range(200):
+        base = rng.randrange(20000, 60000 - count, 2)
+        if all(_port_free(base + i) for i in range(count)):
+            return base
+    raise RuntimeError("no free port range found")
+
+
+class _Load(threading.Thread):
+    """Offers ``rate_tps`` signed transactions to live nodes and records which ones a node
+    reported committed (walking its blocks): those are the acknowledged transactions."""
+
+    def __init__(self, runner: Runner, rate_tps: int, seed: int):
+        super().__init__(daemon=True, name="faults-load")
+        self.runner = runner
+        self.rate_tps = rate_tps
+        self.rng = random.Random(seed)
+        self.stop_event = threading.Event()
+        self.submitted: set[bytes] = set()
+        self.acked: dict[bytes, int] = {}
+        self.walked_height = 0
+        self.errors = 0
+        self._clients: dict[int, Client] = {}
+
+    def client(self, i: int) -> Client:
+        if i not in self._clients:
+            self._clients[i] = Client(self.runner.rpc_urls[i], timeout_s=3)
+        return self._clients[i]
+
+    def run(self) -> None:
+        chain = self.runner.chain_id
+        seq = 0
+        carry = 0.0
+        while not self.stop_event.wait(LOAD_TICK_S):
+            carry += self.rate_tps * LOAD_TICK_S
+            count, carry = int(carry), carry - int(carry)
+            live = self.runner.live()
+            if count and live:
+                key = crypto.SigningKey.from_seed(self.rng.randbytes(32))
+                envs = [tx.encode_tx(key, n, f"f{seq}-{n}=v".encode(), chain)
+                        for n in range(count)]
+                seq += 1
+                target = self.rng.choice(live)
+                try:
+                    self.client(target).submit_txs(envs)
+                    self.submitted.update(blake3_ids(envs))
+                except ClientError:
+                    self.errors += 1
+            self.walk()
+
+    def walk(self, height_max: int | None = None) -> None:
+        """Record the transactions of new blocks of one live honest node."""
+        live = [i for i in self.runner.live() if i in self.runner.honest]
+        if not live:
+            return
+        c = self.client(live[0])
+        try:
+            top = c.status()["latest_height"] if height_max is None else height_max
+            for h in range(self.walked_height + 1, min(top, self.walked_height + 20) + 1):
+                for t in c.block(h)["tx_ids"]:
+                    tid = bytes.fromhex(t)
+                    if tid in self.submitted:
+                        self.acked[tid] = h
+                self.walked_height = h
+        except ClientError:
+            self.errors += 1
+
+
+def blake3_ids(envs: list[bytes]) -> list[bytes]:
+    from engine.hashing import blake3_many
+
+    return blake3_many(envs)
+
+
+class Runner:
+    def __init__(self, scenario: Scenario, workdir: str, log=print):
+        self.sc = scenario
+        self.workdir = workdir
+        self.log = log
+        self.rng = random.Random(scenario.seed)
+        self.homes: list[str] = []
+        self.rpc_urls: list[str] = []
+        self.procs: list[subprocess.Popen | None] = []
+        self.state: list[str] = []  # running | killed | paused
+        self.log_paths: list[str] = []
+        self.chain_id = f"faults-{scenario.name}"[:40]
+        self.net: netns.Network | None = None
+        self.honest = set(scenario.honest_processes)
+        self.report = Report(scenario.path, scenario.seed, workdir)
+        self._restarts = [0] * scenario.processes
+        self._t0 = time.monotonic()
+
+    # ---------------------------------------------------------------- setup
+    def _note(self, text: str) -> None:
+        line = f"[{time.monotonic() - self._t0:6.1f}s] {text}"
+        self.report.events.append(line)
+        self.log(line)
+
+    def setup(self) -> None:
+        sc = self.sc
+        n = sc.processes
+        if sc.netns:
+            why = netns.missing_tools()
+            if why:
+                raise RuntimeError("network namespaces unavailable: " + ", ".join(why))
+            netns.sweep_stale()
+            self.net = netns.Network(n)
+            self.net.open()
+            hosts, base = self.net.addresses, 26656
+        else:
+            hosts, base = ["127.0.0.1"] * n, _free_base_port(2 * n, self.rng)
+        homes_dir = os.path.join(self.workdir, "homes")
+        homes = cfgmod.init_testnet(homes_dir, n, base_port=base, chain_id=self.chain_id,
+                                    hosts=hosts, **sc.config)
+        self.homes = [h.path for h in homes]
+        genesis_validators = [{"name": f"node{i}", "power": POWER,
+                               "public_key": homes[i].validator_key.public_key.hex()}
+                              for i in range(sc.validators)]
+        if sc.duplicate_key >= 0:
+            shutil.copy(os.path.join(self.homes[sc.duplicate_key], cfgmod.VALIDATOR_KEY_FILE),
+                        os.path.join(self.homes[-1], cfgmod.VALIDATOR_KEY_FILE))
+        for i, home in enumerate(self.homes):
+            self._finish_home(i, home, hosts[i], genesis_validators)
+        self.rpc_urls = [cfgmod.load_home(h).rpc_url for h in self.homes]
+        self.log_paths = [os.path.join(self.workdir, f"node{i}.log") for i in range(n)]
+        self.procs = [None] * n
+        self.state = ["killed"] * n
+
+    def _finish_home(self, i: int, home: str, host: str, genesis_validators: list) -> None:
+        sc = self.sc
+        gpath = os.path.join(home, cfgmod.GENESIS_FILE)
+        with open(gpath) as f:
+            genesis = json.load(f)
+        genesis["validators"] = genesis_validators
+        with open(gpath, "w") as f:
+            json.dump(genesis, f, indent=2)
+        if sc.netns:
+            conf = cfgmod.load_config(home)
+            conf.rpc_host = host
+            cfgmod.save_config(home, conf)
+        testing: dict[str, Any] = {}
+        if sc.chaos is not None:
+            testing["chaos"] = {**sc.chaos, "seed": sc.seed * 1000 + i}
+        if i in sc.byzantine:
+            testing["byzantine"] = {"equivocate_votes": True, "equivocate_proposals": True}
+        with open(os.path.join(home, TESTING_FILE), "wb") as f:
+            tomli_w.dump(testing, f)
+
+    # ---------------------------------------------------------------- processes
+    def start(self, i: int) -> None:
+        prefix = self.net.exec_prefix(i) if self.net is not None else []
+        suffix = "" if not self._restarts[i] else f".{self._restarts[i]}"
+        self._restarts[i] += 1
+        path = self.log_paths[i] + suffix
+        env = {**os.environ, ENV_SWITCH: "1"}
+        with open(path, "ab") as out:
+            self.procs[i] = subprocess.Popen(
+                [*prefix, sys.executable, "-m", "engine", "start", "--home", self.homes[i],
+                 "--log-level", "INFO"], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                env=env, start_new_session=True)
+        self.state[i] = "running"
+
+    def kill(self, i: int) -> None:
+        p = self.procs[i]
+        if p is not None and p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+            p.wait(20)
+        self.state[i] = "killed"
+
+    def live(self) -> list[int]:
+        return [i for i, s in enumerate(self.state) if s == "running"]
+
+    def heights(self, nodes: list[int]) -> dict[int, int | None]:
+        out: dict[int, int | None] = {}
+        for i in nodes:
+            try:
+                out[i] = Client(self.rpc_urls[i], timeout_s=2).status()["latest_height"]
+            except ClientError:
+                out[i] = None
+        return out
+
+    def _check_exited(self) -> None:
+        for i in self.live():
+            p = self.procs[i]
+            if p is not None and p.poll() is not None:
+                raise ScenarioFailed(f"node{i} exited by itself with code {p.returncode}")
+
+    # ---------------------------------------------------------------- watching
+    def wait_progress(self, what: str, timeout_s: float | None = None, advance: int = 2) -> None:
+        """Every honest running node reaches (highest honest height now) + ``advance``."""
+        timeout_s = timeout_s or self.sc.progress_timeout_s
+        nodes = [i for i in self.live() if i in self.honest]
+        if not nodes:
+            return
+        start = self.heights(nodes)
+        goal = max((h for h in start.values() if h is not None), default=0) + advance
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            hs = self.heights(nodes)
+            if all(h is not None and h >= goal for h in hs.values()):
+                self._note(f"progress after {what}: {hs}")
+                return
+            self._check_exited()
+            self.check_agreement()
+            time.sleep(0.5)
+        raise ScenarioFailed(f"no progress within {timeout_s}s after {what}: nodes {nodes} "
+                             f"stayed at {self.heights(nodes)}, goal {goal}")
+
+    def check_agreement(self) -> None:
+        """Honest running nodes hold the same block at the highest height they share."""
+        nodes = [i for i in self.live() if i in self.honest]
+        hs = {i: h for i, h in self.heights(nodes).items() if h}
+        if len(hs) < 2:
+            return
+        h = min(hs.values())
+        hashes = {}
+        for i in hs:
+            try:
+                hashes[i] = Client(self.rpc_urls[i], timeout_s=2).block(h)["hash"]
+            except ClientError:
+                continue
+        if len(set(hashes.values())) > 1:
+            raise ScenarioFailed(f"FORK at height {h} while running: {hashes}")
+
+    # ---------------------------------------------------------------- steps
+    def apply(self, action: str, args: dict[str, Any]) -> None:
+        nodes = list(args.get("nodes", []))
+        self._note(f"{action} {args or ''}")
+        if action == "kill":
+            for i in nodes:
+                self.kill(i)
+        elif action == "start":
+            for i in nodes:
+                if self.state[i] == "killed":
+                    self.start(i)
+            self.wait_progress(f"restart of {nodes}")
+        elif action == "pause":
+            for i in nodes:
+                self._signal(i, signal.SIGSTOP)
+                self.state[i] = "paused"
+        elif action == "resume":
+            for i in nodes:
+                self._signal(i, signal.SIGCONT)
+                self.state[i] = "running"
+            self.wait_progress(f"resume of {nodes}")
+        elif action == "damage_wal":
+            for i in nodes:
+                if self.state[i] != "killed":
+                    raise ScenarioFailed(f"damage_wal: node{i} must be killed first")
+                tail = args.get("tail_bytes", self.rng.randrange(0, 1 << 20))
+                done = damage_wal(self.homes[i], args["mode"], tail, self.rng,
+                                  args.get("flips", 4))
+                self._note(f"node{i} WAL {args['mode']} of the last {tail} bytes: {done}")
+        else:
+            self._apply_net(action, args)
+
+    def _apply_net(self, action: str, args: dict[str, Any]) -> None:
+        assert self.net is not None
+        if action == "partition":
+            self.net.partition(args["groups"])
+        elif action == "isolate_proposer":
+            victim = self._next_proposer()
+            others = [i for i in range(self.sc.processes) if i != victim]
+            self._note(f"isolating node{victim}, the proposer")
+            self.net.partition([[victim], others])
+        elif action == "block":
+            for a in args["from"]:
+                for b in args["to"]:
+                    self.net.block(a, b)
+        elif action == "loss":
+            self.net.loss(args["nodes"], int(args["pct"]))
+        elif action == "heal":
+            self.net.heal()
+            self.wait_progress("heal")
+
+    def _next_proposer(self) -> int:
+        for i in self.live():
+            with contextlib.suppress(ClientError):
+                cons = Client(self.rpc_urls[i], timeout_s=2).status()["consensus"]
+                schedule = ProposerSchedule([POWER] * self.sc.validators)
+                return schedule.proposer(cons["height"] + 1, 0)
+        raise ScenarioFailed("no live node to ask for the proposer")
+
+    def _signal(self, i: int, sig: int) -> None:
+        p = self.procs[i]
+        if p is not None and p.poll() is None:
+            p.send_signal(sig)
+
+    # ---------------------------------------------------------------- the run
+    def run(self) -> Report:
+        sc = self.sc
+        self.setup()
+        for i in range(sc.processes):
+            self.start(i)
+        self.wait_progress("start", timeout_s=STARTUP_TIMEOUT_S)
+        load = _Load(self, sc.rate_tps, sc.seed)
+        load.start()
+        try:
+            self._timeline()
+            self._heal_all()
+        finally:
+            load.stop_event.set()
+            load.join(30)
+        self._finish(load)
+        return self.report
+
+    def _timeline(self) -> None:
+        t_start = time.monotonic()
+        steps = list(self.sc.steps)
+        while True:
+            elapsed = time.monotonic() - t_start
+            while steps and steps[0].at_s <= elapsed:
+                step = steps.pop(0)
+                self.apply(step.action, step.args)
+            if elapsed >= self.sc.duration_s and not steps:
+                return
+            self._check_exited()
+            self.check_agreement()
+            time.sleep(min(1.0, max(0.05, (steps[0].at_s - elapsed) if steps else 1.0)))
+
+    def _heal_all(self) -> None:
+        if self.net is not None:
+            self.net.heal()
+        for i, s in enumerate(self.state):
+            if s == "paused":
+                self._signal(i, signal.SIGCONT)
+                self.state[i] = "running"
+            elif s == "killed":
+                self.start(i)
+        self.wait_progress("healing everything at the end")
+
+    def _finish(self, load: _Load) -> None:
+        sc = self.sc
+        everyone = list(range(sc.processes))
+        top = max(h or 0 for h in self.heights(everyone).values())
+        end = time.monotonic() + sc.progress_timeout_s * 2
+        while time.monotonic() < end:
+            hs = self.heights(everyone)
+            if all(h is not None and h >= top for h in hs.values()):
+                break
+            self._check_exited()
+            time.sleep(0.5)
+        else:
+            raise ScenarioFailed(f"not every node caught up to height {top}: {hs}")
+        load.walk(height_max=top)
+        while load.walked_height < top:
+            before = load.walked_height
+            load.walk(height_max=top)
+            if load.walked_height == before:
+                raise ScenarioFailed(f"cannot read blocks up to {top} for the tx check")
+        codes = self.stop_all()
+        bad = {i: c for i, c in codes.items() if c != 0}
+        if bad:
+            raise ScenarioFailed(f"nodes did not stop cleanly (exit codes {bad})")
+        self._check_final(load)
+
+    def stop_all(self) -> dict[int, int | None]:
+        for i in range(len(self.procs)):
+            if self.state[i] == "paused":
+                self._signal(i, signal.SIGCONT)
+            self._signal(i, signal.SIGTERM)
+        codes = {}
+        for i, p in enumerate(self.procs):
+            if p is None:
+                continue
+            try:
+                codes[i] = p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                codes[i] = p.wait(10)
+            self.state[i] = "killed"
+        return codes
+
+    def _check_final(self, load: _Load) -> None:
+        sc = self.sc
+        rep = self.report
+        problems: list[str] = []
+        all_homes = dict(enumerate(self.homes))
+        honest_homes = {i: self.homes[i] for i in sorted(self.honest)}
+        fork, rep.heights = invariants.agreement(all_homes)
+        problems += fork
+        acked = list(load.acked)
+        rep.txs_submitted, rep.txs_acknowledged = len(load.submitted), len(acked)
+        if sc.rate_tps and not acked:
+            problems.append("no transaction was acknowledged as committed")
+        problems += invariants.txs_present(honest_homes, acked)
+        keys = [cfgmod.load_home(h).validator_key.public_key.hex() for h in self.homes]
+        faulty_keys = {keys[i] for i in sc.faulty}
+        doubles = invariants.double_signs(self.homes)
+        rep.equivocations = {k[:12]: len(v) for k, v in doubles.items()}
+        for key, items in doubles.items():
+            if key not in faulty_keys:
+                problems.append(f"HONEST validator {key[:12]} double-signed: {items[:3]}")
+        rep.evidence = invariants.committed_evidence(self.homes[min(self.honest)])
+        accused = {v for _, v in rep.evidence}
+        if accused - sc.faulty:
+            problems.append(f"evidence committed against honest validators {accused - sc.faulty}")
+        if sc.expect_evidence and not accused & sc.faulty:
+            problems.append("no evidence against the faulty validators was committed")
+        problems += invariants.store_checks(all_homes, ROOT)
+        if problems:
+            raise ScenarioFailed("; ".join(problems))
+
+    def cleanup(self) -> list[str]:
+        """Kill every process and remove the network; returns what could not be removed."""
+        for i, p in enumerate(self.procs):
+            if p is not None and p.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGKILL)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    p.wait(20)
+        left = []
+        if self.net is not None:
+            self.net.close()
+            left = self.net.leftovers()
+        return left
+
+    def describe(self) -> str:
+        lines = [f"scenario {self.sc.path} seed {self.sc.seed}",
+                 f"reproduce: engine faults run {self.sc.path} --seed {self.sc.seed} --keep",
+                 f"work folder: {self.workdir}"]
+        for base in self.log_paths:
+            for path in sorted(p for p in (base, *(f"{base}.{k}" for k in range(1, 20)))
+                               if os.path.exists(p)):
+                with open(path, errors="replace") as f:
+                    tail = f.readlines()[-LOG_TAIL_LINES:]
+                lines.append(f"--- {path} (last {len(tail)} lines)")
+                lines += [ln.rstrip() for ln in tail]
+        lines.append("events:")
+        lines += self.report.events
+        return "\n".join(lines)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run_scenario(scenario: Scenario, *, workdir: str | None = None, keep: bool = False,
+                 log=print) -> Report:
+    """Run ``scenario``; raises ScenarioFailed (with reproduction details) on any violation."""
+    owned = workdir is None
+    workdir = workdir or tempfile.mkdtemp(prefix=f"faults-{scenario.name}-")
+    os.makedirs(workdir, exist_ok=True)
+    runner = Runner(scenario, workdir, log)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    ok = False
+    try:
+        runner.run()
+        ok = True
+    except ScenarioFailed as e:
+        raise ScenarioFailed(f"{e}\n{runner.describe()}") from None
+    except Exception as e:
+        raise ScenarioFailed(f"{type(e).__name__}: {e}\n{runner.describe()}") from e
+    finally:
+        left = runner.cleanup()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        runner.report.elapsed_s = time.monotonic() - runner._t0
+        if left:
+            raise ScenarioFailed(f"cleanup left {left} behind")
+        if ok and owned and not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return runner.report
