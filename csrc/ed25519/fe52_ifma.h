@@ -35,6 +35,15 @@ static inline __attribute__((always_inline)) void fe52x8_carry(__m512i r[5]) {
                                                                     _mm512_slli_epi64(top, 5))));
 }
 
+/* Limbs below 2^52 exactly. One pass leaves every limb but r[0] below 2^52, and r[0] at most
+ * 608 * (top carry) above it; a second pass, needed only then (rarely), ends below 2^52: its
+ * top carry can only be 1 if r[0] overflowed, leaving r[0] below 2^12 before the fold. */
+static inline __attribute__((always_inline)) void fe52x8_carry_exact(__m512i r[5]) {
+    fe52x8_carry(r);
+    const __m512i high = _mm512_set1_epi64((long long)~FE52_MASK);
+    if (__builtin_expect(_mm512_test_epi64_mask(r[0], high) != 0, 0)) fe52x8_carry(r);
+}
+
 /* Columns z[0..10) of a product (column k has weight 2^(52k), each below 2^57) reduced mod p
  * into h with limbs below 2^52. */
 static inline __attribute__((always_inline)) void fe52x8_reduce(fe52x8 *h, __m512i z[11]) {
@@ -57,8 +66,7 @@ static inline __attribute__((always_inline)) void fe52x8_reduce(fe52x8 *h, __m51
     /* z[10] has weight 2^520 = (2^260)^2, i.e. 608 z[10] at weight 2^260. z[10] < 2^6. */
     over = _mm512_add_epi64(over, _mm512_mullo_epi64(z[10], c608));
     r[0] = _mm512_add_epi64(r[0], _mm512_mullo_epi64(over, c608));
-    fe52x8_carry(r);
-    fe52x8_carry(r); /* the first pass can leave r[0] just above 2^52; see the header */
+    fe52x8_carry_exact(r);
     for (int k = 0; k < 5; k++) h->l[k] = r[k];
 }
 
@@ -179,8 +187,7 @@ static inline void fe52x8_to_fe51(fe51 out[8], const fe52x8 *f) {
 /* Exact normalisation after an addition: limbs below 2^54 in, below 2^52 out (see the header
  * for why two passes always suffice). */
 static inline __attribute__((always_inline)) void fe52x8_norm(fe52x8 *h, __m512i r[5]) {
-    fe52x8_carry(r);
-    fe52x8_carry(r);
+    fe52x8_carry_exact(r);
     for (int k = 0; k < 5; k++) h->l[k] = r[k];
 }
 
