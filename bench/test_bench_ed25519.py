@@ -246,7 +246,7 @@ def test_ed25519_table(benchmark):
     if benchmark.disabled:
         pytest.skip("timing runs under `make bench`")
     c = Corpus(SIGNATURES_COUNT)
-    rows = run_table(c, BATCHES, (1, 2), repeat=3, cold_batches=(64, 1024))
+    rows = run_table(c, BATCHES, (1, 2), repeat=5, cold_batches=(64, 1024))
     print_table(rows)
     scaling_lines(rows)
     crossover_lines(c, repeat=3)
