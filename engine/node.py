@@ -162,6 +162,7 @@ class Node:
         cfg = self.config
         os.makedirs(self.home.path, exist_ok=True)
         self.store = Store(store_path(self.home.path), sync=self._store_sync)
+        self._repair_wal()
         self.app.state = _StoreState(self.store)
         self.app.info()
         self.genesis_app_hash = self.app.init_chain(self.home.genesis.chain_id,
@@ -246,6 +247,17 @@ class Node:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    def _repair_wal(self) -> None:
+        """A torn or corrupted WAL tail (crash, bad disk) loses its damaged records instead of
+        stopping the node from ever starting; the signer record still guards every signature."""
+        from engine.store.wal_repair import repair_wal
+
+        assert self.store is not None
+        dropped = repair_wal(self.store)
+        if dropped:
+            log.error("WAL damaged: dropped %d records from %s on", len(dropped), dropped[0])
+            self._count("wal_records_dropped", len(dropped))
 
     def _load_chain_tip(self) -> None:
         assert self.store is not None
