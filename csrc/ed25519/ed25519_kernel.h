@@ -192,18 +192,21 @@ static void ED_NAME(half)(sc256 *lo, sc256 *hi, const sc256 *s) {
     *hi = (sc256){{s->v[2], s->v[3], 0, 0}};
 }
 
-/* sum of the terms' multiples by a shared-doubling scan from the top digit. */
+/* sum of the terms' multiples by a shared-doubling scan from the top digit. Results stay in
+ * completed form until the next operation says what it needs: T (4M) only before an addition,
+ * (X : Y : Z) (3M) before a doubling. */
 static void ED_NAME(joint_mult)(ge_p3 *acc, const ED_NAME(term) *terms, int count, int top) {
     ge_p2 q;
     ge_p1p1 t;
     ge_p3_identity(acc);
+    if (top < 0) return;
     ge_p3_to_p2(&q, acc);
     for (int i = top; i >= 0; i--) {
         ge_p2_dbl(&t, &q);
-        ge_p1p1_to_p3(acc, &t);
         for (int j = 0; j < count; j++) {
             int d = terms[j].naf[i];
             if (!d) continue;
+            ge_p1p1_to_p3(acc, &t);
             if (terms[j].niels) {
                 if (d > 0) ge_madd(&t, acc, &terms[j].niels[d >> 1]);
                 else ge_msub(&t, acc, &terms[j].niels[(-d) >> 1]);
@@ -211,10 +214,10 @@ static void ED_NAME(joint_mult)(ge_p3 *acc, const ED_NAME(term) *terms, int coun
                 if (d > 0) ge_add(&t, acc, &terms[j].cached[d >> 1]);
                 else ge_sub(&t, acc, &terms[j].cached[(-d) >> 1]);
             }
-            ge_p1p1_to_p3(acc, &t);
         }
-        ge_p3_to_p2(&q, acc);
+        if (i > 0) ge_p1p1_to_p2(&q, &t);
     }
+    ge_p1p1_to_p3(acc, &t);
 }
 
 static int ED_NAME(single_check)(const ed_key *key, const sc256 *k, const sc256 *s,
@@ -439,25 +442,24 @@ static int ED_NAME(msm_straus)(ge_p3 *out, const ge_niels *points, const sc256 *
         int t = ED_NAME(wnaf)(nafs + i * 256, &scalars[i], 5);
         if (t > top) top = t;
     }
+    /* Completed results are converted lazily, as in joint_mult. */
     ge_p3 acc;
     ge_p1p1 t;
     ge_p2 acc2;
     ge_p3_identity(&acc);
+    ge_p3_to_p2(&acc2, &acc);
     for (int b = top; b >= 0; b--) {
-        ge_p3_to_p2(&acc2, &acc);
         ge_p2_dbl(&t, &acc2);
-        ge_p1p1_to_p3(&acc, &t);
         for (size_t i = 0; i < n; i++) {
             int d = nafs[i * 256 + b];
-            if (d > 0) {
-                ge_add(&t, &acc, &tables[i * ED_KEY_TABLE_SIZE + (d >> 1)]);
-                ge_p1p1_to_p3(&acc, &t);
-            } else if (d < 0) {
-                ge_sub(&t, &acc, &tables[i * ED_KEY_TABLE_SIZE + ((-d) >> 1)]);
-                ge_p1p1_to_p3(&acc, &t);
-            }
+            if (!d) continue;
+            ge_p1p1_to_p3(&acc, &t);
+            if (d > 0) ge_add(&t, &acc, &tables[i * ED_KEY_TABLE_SIZE + (d >> 1)]);
+            else ge_sub(&t, &acc, &tables[i * ED_KEY_TABLE_SIZE + ((-d) >> 1)]);
         }
+        if (b > 0) ge_p1p1_to_p2(&acc2, &t);
     }
+    if (top >= 0) ge_p1p1_to_p3(&acc, &t);
     *out = acc;
     free(tables);
     free(nafs);
