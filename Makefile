@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 SOURCES := $(shell find csrc engine -name '*.c' -o -name '*.h' -o -name '*.cpp' -o -name '*.pyx' 2>/dev/null) setup.py pyproject.toml
 
-.PHONY: all build test test-quick sim bench bench-smoke demo lint clean sanitize test-crash
+.PHONY: all build test test-quick sim bench bench-smoke demo lint clean sanitize test-crash test-faults
 
 all: build
 
@@ -70,6 +70,11 @@ sanitize: build
 test-crash: build
 	ENGINE_CRASH_TRIALS=$${ENGINE_CRASH_TRIALS:-200} ENGINE_CORRUPTION_TRIALS=$${ENGINE_CORRUPTION_TRIALS:-1000} \
 		$(PY) -m pytest -q -s tests/store/test_crash.py tests/store/test_corruption.py -p no:cacheprovider
+
+# Every fault-injection scenario in tests/scenarios/ (README "Fault injection"; make test runs
+# the quick ones). Namespace scenarios need root, ip and nft (.ci/run installs them).
+test-faults: build
+	ENGINE_FAULTS_ALL=1 $(PY) -m pytest -q -rxs tests/e2e -p no:cacheprovider
 
 clean:
 	rm -rf build *.egg-info engine/*.so engine/**/*.so .pytest_cache

@@ -13,6 +13,7 @@ progress_timeout_s = 30 # after every heal/restart/resume the chain must move wi
 byzantine = []          # validator indexes running the Byzantine hooks (excluded from honesty)
 duplicate_key = -1      # >= 0: one more process signing with that validator's key
 expect_evidence = false # true: committed evidence against a faulty validator is required
+known_bug = ""          # non-empty: reproduces an open bug (the test suite expects a failure)
 
 [config]                # engine.config.NodeConfig overrides for every node
 timeout_propose_ms = 800
@@ -78,6 +79,7 @@ class Scenario:
     byzantine: tuple[int, ...] = ()
     duplicate_key: int = -1
     expect_evidence: bool = False
+    known_bug: str = ""
     config: dict[str, Any] = field(default_factory=dict)
     chaos: dict[str, Any] | None = None
     steps: tuple[Step, ...] = ()
