@@ -28,7 +28,7 @@ PUBLIC_KEY_BYTES = 32
 SIGNATURE_BYTES = 64
 SEED_BYTES = 32
 #: Default capacity of the decompressed public-key cache (keys).
-KEY_CACHE_KEYS_DEFAULT = 16384
+KEY_CACHE_KEYS_DEFAULT = 12288
 
 __all__ = [
     "PUBLIC_KEY_BYTES",
