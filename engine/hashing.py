@@ -12,12 +12,12 @@ Tree (DESIGN.md section 2): RFC 6962 shape; ``leaf(x) = BLAKE3(x)``;
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence, Union
 
 from engine import _native_hash
 
-BytesLike = Union[bytes, bytearray, memoryview]
+BytesLike = bytes | bytearray | memoryview
 
 HASH_BYTES = 32
 #: Longest audit path a proof may carry (a tree of 2**64 leaves).

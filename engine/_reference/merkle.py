@@ -7,7 +7,7 @@ bottom-up implementation: for n > 1 with k the largest power of two below n,
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 LeafFn = Callable[[bytes], bytes]
 NodeFn = Callable[[bytes, bytes], bytes]

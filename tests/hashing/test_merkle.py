@@ -40,7 +40,7 @@ def test_roots_match_reference_for_every_size_to_300(hash_isa):
     rng = random.Random(10)
     leaves = [rng.randbytes(rng.randrange(0, 300)) for _ in range(300)]
     hashes = [leaf_hash(x) for x in leaves]
-    for n in range(0, 301):
+    for n in range(301):
         want = ref.root_from_hashes(hashes[:n], node, EMPTY_ROOT)
         assert hashing.merkle_root(leaves[:n]) == want, n
         assert hashing.merkle_root_from_hashes(hashes[:n]) == want, n
