@@ -105,9 +105,11 @@ def run_table(c: Corpus, batches, threads_list, repeat: int, *, cold_batches=())
             crypto.verify_batch(c.pks, c.msgs, c.sigs)  # warm the key cache
             n = min(256, len(c.pks))
             us, out = best_us_per_sig(
-                lambda: [crypto.verify(p, m, s) for p, m, s in zip(c.pks[:n], c.msgs[:n], c.sigs[:n])],
+                lambda n=n: [crypto.verify(p, m, s)
+                             for p, m, s in zip(c.pks[:n], c.msgs[:n], c.sigs[:n])],
                 n, repeat)
-            rows.append(dict(path=path, batch="single", threads=1, keys="cached", us=us, out=out))
+            rows.append({"path": path, "batch": "single", "threads": 1, "keys": "cached", "us": us,
+                         "out": out})
             for batch in batches:
                 for threads in threads_list:
                     for keys in ("cached", "cold") if batch in cold_batches else ("cached",):
@@ -128,13 +130,13 @@ def run_table(c: Corpus, batches, threads_list, repeat: int, *, cold_batches=())
                             lambda b=batch, t=threads: crypto.verify_batch(
                                 c.pks[:b], c.msgs[:b], c.sigs[:b], threads=t))
                         us, out = best_us_per_sig(fn, batch * reps, repeat, clear)
-                        row = dict(path=path, batch=batch, threads=threads, keys=keys, us=us,
-                                   out=out)
+                        row = {"path": path, "batch": batch, "threads": threads, "keys": keys,
+                               "us": us, "out": out}
                         if threads > 1:
                             # wall time, with a one-thread wall time taken right beside it
                             row["wall_us"], _ = best_us_per_sig(fn, batch * reps, repeat, clear,
                                                                 time.perf_counter)
-                            one = lambda b=batch, reps=reps: work(b, 1, reps)  # noqa: E731
+                            one = lambda b=batch, reps=reps: work(b, 1, reps)
                             row["wall_us_1"], _ = best_us_per_sig(
                                 one if keys == "cached" else (lambda b=batch: crypto.verify_batch(
                                     c.pks[:b], c.msgs[:b], c.sigs[:b], threads=1)),
@@ -147,10 +149,12 @@ def run_table(c: Corpus, batches, threads_list, repeat: int, *, cold_batches=())
     for row in rows:
         row["vs_openssl"] = openssl_us / row["us"]
         row["vs_sodium"] = sodium_us / row["us"]
-    rows.insert(0, dict(path="openssl", batch="loop", threads=1, keys="-", us=openssl_us,
-                        out=ref, vs_openssl=1.0, vs_sodium=sodium_us / openssl_us))
-    rows.insert(1, dict(path="libsodium", batch="loop", threads=1, keys="-", us=sodium_us,
-                        out=ref2, vs_openssl=openssl_us / sodium_us, vs_sodium=1.0))
+    rows.insert(0, {"path": "openssl", "batch": "loop", "threads": 1, "keys": "-",
+                    "us": openssl_us, "out": ref, "vs_openssl": 1.0,
+                    "vs_sodium": sodium_us / openssl_us})
+    rows.insert(1, {"path": "libsodium", "batch": "loop", "threads": 1, "keys": "-",
+                    "us": sodium_us, "out": ref2, "vs_openssl": openssl_us / sodium_us,
+                    "vs_sodium": 1.0})
     return rows
 
 
@@ -168,7 +172,7 @@ def print_table(rows: list[dict]) -> None:
     for r in rows:
         t = target_of(r)
         verdict = "" if t is None else f">={t:g}x " + ("met" if r["vs_openssl"] >= t else "SHORT")
-        print(f"{r['path']:<10}{str(r['batch']):>7}{r['threads']:>8}{r['keys']:>8}{r['us']:>10.2f}"
+        print(f"{r['path']:<10}{r['batch']!s:>7}{r['threads']:>8}{r['keys']:>8}{r['us']:>10.2f}"
               f"{r['vs_openssl']:>11.2f}x{r['vs_sodium']:>13.2f}x  {verdict:<11} {checksum(r['out'])}")
 
 

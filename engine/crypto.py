@@ -15,14 +15,14 @@ cache (``configure_key_cache``), since validators and busy senders sign again an
 from __future__ import annotations
 
 import os
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from engine import _native_ed25519
 
-BytesLike = Union[bytes, bytearray, memoryview]
+BytesLike = bytes | bytearray | memoryview
 
 PUBLIC_KEY_BYTES = 32
 SIGNATURE_BYTES = 64
@@ -32,14 +32,14 @@ KEY_CACHE_KEYS_DEFAULT = 12288
 
 __all__ = [
     "PUBLIC_KEY_BYTES",
-    "SIGNATURE_BYTES",
     "SEED_BYTES",
+    "SIGNATURE_BYTES",
     "SigningKey",
-    "verify",
-    "verify_batch",
     "configure_key_cache",
     "key_cache_info",
     "native_path",
+    "verify",
+    "verify_batch",
 ]
 
 
@@ -65,7 +65,7 @@ def _threads(threads: int | None) -> int:
 class SigningKey:
     """An Ed25519 signing key made from a 32-byte seed."""
 
-    __slots__ = ("_seed", "_key", "_public")
+    __slots__ = ("_key", "_public", "_seed")
 
     def __init__(self, seed: BytesLike):
         self._seed = _bytes_arg(seed, "seed", SEED_BYTES)
@@ -73,12 +73,12 @@ class SigningKey:
         self._public = self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
     @classmethod
-    def generate(cls) -> "SigningKey":
+    def generate(cls) -> SigningKey:
         """A new key from the OS CSPRNG."""
         return cls(os.urandom(SEED_BYTES))
 
     @classmethod
-    def from_seed(cls, seed: BytesLike) -> "SigningKey":
+    def from_seed(cls, seed: BytesLike) -> SigningKey:
         return cls(seed)
 
     @property

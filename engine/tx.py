@@ -13,14 +13,14 @@ call (no Python object per transaction); a malformed envelope is simply False th
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence, Union
 
 from engine import _native_ed25519
 from engine.crypto import SIGNATURE_BYTES, SigningKey, _threads
 from engine.hashing import blake3
 
-BytesLike = Union[bytes, bytearray, memoryview]
+BytesLike = bytes | bytearray | memoryview
 
 TX_VERSION = 1
 TX_DOMAIN = b"engine/tx/v1"
@@ -32,7 +32,7 @@ NONCE_MAX = 2**64 - 1
 
 _HEADER = struct.Struct("<B32sQI")
 
-__all__ = ["Tx", "TxDecodeError", "encode_tx", "decode_tx", "verify_txs", "sign_bytes"]
+__all__ = ["Tx", "TxDecodeError", "decode_tx", "encode_tx", "sign_bytes", "verify_txs"]
 
 
 class TxDecodeError(ValueError):
@@ -51,7 +51,7 @@ class Tx:
     tx_id: bytes
 
 
-def _chain_id(chain_id: Union[str, BytesLike]) -> bytes:
+def _chain_id(chain_id: str | BytesLike) -> bytes:
     if isinstance(chain_id, str):
         raw = chain_id.encode("utf-8")
     elif isinstance(chain_id, (bytes, bytearray, memoryview)):
@@ -63,14 +63,14 @@ def _chain_id(chain_id: Union[str, BytesLike]) -> bytes:
     return raw
 
 
-def sign_bytes(unsigned_envelope: bytes, chain_id: Union[str, BytesLike]) -> bytes:
+def sign_bytes(unsigned_envelope: bytes, chain_id: str | BytesLike) -> bytes:
     """The message the sender signs: domain tag, chain id and the envelope minus signature."""
     cid = _chain_id(chain_id)
     return TX_DOMAIN + bytes([len(cid)]) + cid + unsigned_envelope
 
 
 def encode_tx(signing_key: SigningKey, nonce: int, payload: BytesLike,
-              chain_id: Union[str, BytesLike]) -> bytes:
+              chain_id: str | BytesLike) -> bytes:
     """A signed v1 envelope carrying ``payload`` from ``signing_key``'s public key."""
     if not isinstance(signing_key, SigningKey):
         raise TypeError(f"signing_key must be a SigningKey, not {type(signing_key).__name__}")
@@ -105,7 +105,7 @@ def decode_tx(data: BytesLike) -> Tx:
     return Tx(version, sender, nonce, payload, raw[-SIGNATURE_BYTES:], blake3(raw))
 
 
-def verify_txs(envelopes: Sequence[BytesLike], chain_id: Union[str, BytesLike], *,
+def verify_txs(envelopes: Sequence[BytesLike], chain_id: str | BytesLike, *,
                threads: int | None = None) -> list[bool]:
     """Parse and verify every envelope natively in one call; malformed envelopes are False.
 

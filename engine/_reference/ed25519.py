@@ -18,18 +18,18 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 P = 2**255 - 19
 L = 2**252 + 27742317777372353535851937790883648493
 D = (-121665 * pow(121666, P - 2, P)) % P
 SQRT_M1 = pow(2, (P - 1) // 4, P)
 
-Point = Tuple[int, int, int, int]
+Point = tuple[int, int, int, int]
 IDENTITY: Point = (0, 1, 1, 0)
 
 
-def _recover_x(y: int, sign: int) -> Optional[int]:
+def _recover_x(y: int, sign: int) -> int | None:
     """x with x^2 = (y^2 - 1) / (d y^2 + 1) and the requested parity, or None if none exists."""
     u = (y * y - 1) % P
     v = (D * y * y + 1) % P
@@ -46,7 +46,7 @@ def _recover_x(y: int, sign: int) -> Optional[int]:
     return x
 
 
-def decode_point(encoded: bytes) -> Optional[Point]:
+def decode_point(encoded: bytes) -> Point | None:
     """ZIP-215 decoding of a 32-byte point: y may be >= p; None when y is not on the curve."""
     if len(encoded) != 32:
         return None

@@ -6,8 +6,9 @@ expected_zip215.json (lineN, tcIdN, caseN, numberN, idxN).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 VECTORS_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "vectors" / "ed25519"
 
