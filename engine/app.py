@@ -128,6 +128,9 @@ class Application:
         return QueryResult(code=1, log=f"unknown query path {path!r}")
 
 
+#: Results are immutable, so every successful transaction shares one.
+_TX_OK = TxResult()
+_TX_MALFORMED = TxResult(1, "malformed payload")
 _KV_DOMAIN = b"engine/kvstore/v1"
 KEY_BYTES_MAX = 256
 VALUE_BYTES_MAX = 4096
@@ -176,13 +179,14 @@ class KVStoreApp(Application):
     def finalize_block(self, height: int, txs: list[Any]) -> BlockResult:
         writes: dict[bytes, bytes | None] = dict(self._genesis_writes) if height == 1 else {}
         results = []
+        append = results.append
         for tx in txs:
             kv = parse_kv(tx.payload)
             if kv is None:
-                results.append(TxResult(1, "malformed payload"))
+                append(_TX_MALFORMED)
                 continue
             writes[kv[0]] = kv[1]
-            results.append(TxResult())
+            append(_TX_OK)
         self._pending = writes
         app_hash = self._hash(height, writes)
         self.last_app_hash = app_hash

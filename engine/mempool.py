@@ -74,15 +74,17 @@ def _default_verify(envelopes: Sequence[bytes], chain_id: bytes, threads: int | 
     return tx.verify_txs(list(envelopes), chain_id, threads=threads)
 
 
-def _default_decode(envelope: bytes) -> Any:
-    from engine.tx import decode_tx  # bound here: engine.tx imports the native kernel
-
-    global _default_decode_impl
-    _default_decode_impl = decode_tx
-    return decode_tx(envelope)
+_decode_tx: Callable[..., Any] | None = None
 
 
-_default_decode_impl: Callable[[bytes], Any] = _default_decode
+def _decode_with_id(envelope: bytes, tx_id: bytes) -> Any:
+    """engine.tx.decode_tx taking the id admission already computed (no second hash)."""
+    global _decode_tx
+    if _decode_tx is None:
+        from engine.tx import decode_tx  # bound late: engine.tx imports the native kernel
+
+        _decode_tx = decode_tx
+    return _decode_tx(envelope, tx_id=tx_id)
 
 
 class Mempool:
@@ -93,7 +95,7 @@ class Mempool:
                  limits: MempoolLimits | None = None,
                  executor: Executor | None = None, verify_threads: int | None = None,
                  verify: Callable[..., list[bool]] = _default_verify,
-                 decode: Callable[[bytes], Any] = _default_decode,
+                 decode: Callable[[bytes], Any] | None = None,
                  on_admitted: Callable[[list[bytes]], None] | None = None):
         self.chain_id = chain_id
         self.limits = limits or MempoolLimits()
@@ -102,8 +104,8 @@ class Mempool:
         self._executor = executor
         self._threads = verify_threads
         self._verify = verify
-        self._decode = decode if decode is not _default_decode else \
-            (lambda env: _default_decode_impl(env))
+        self._decode_with_id: Callable[[bytes, bytes], Any] = (
+            _decode_with_id if decode is None else (lambda env, tx_id: decode(env)))
         #: Decoded transactions of the pool, so executing a block does not decode them again.
         self._decoded: dict[bytes, Any] = {}
         self._on_admitted = on_admitted or (lambda envelopes: None)
@@ -220,11 +222,15 @@ class Mempool:
         committed = {t for t, hit in zip(unknown, found) if hit}
         admitted: list[bytes] = []
         for (env, fut, local), tx_id, valid in zip(batch, ids, verdicts):
-            result = self._admit_one(env, tx_id, valid, tx_id in committed)
-            if result.ok and local:
+            refused = self._admit_one(env, tx_id, valid, tx_id in committed)
+            if refused is None and local:
                 admitted.append(env)
+            # Gossiped transactions (no future) need no result object: most of the load.
             if fut is not None and not fut.done():
-                fut.set_result(result)
+                fut.set_result(AddResult(OK, tx_id) if refused is None
+                               else self._reject(refused[0], tx_id, refused[1]))
+            elif refused is not None:
+                self.rejected[refused[0]] = self.rejected.get(refused[0], 0) + 1
         if admitted:
             self._on_admitted(admitted)
 
@@ -244,33 +250,33 @@ class Mempool:
                 verdicts[i] = next(checked) if ok else False
         return ids, verdicts
 
-    def _admit_one(self, env: bytes, tx_id: bytes, valid: bool, committed: bool) -> AddResult:
+    def _admit_one(self, env: bytes, tx_id: bytes, valid: bool,
+                   committed: bool) -> tuple[str, str] | None:
+        """Pool one verified envelope; None when admitted, else (code, reason)."""
         lim = self.limits
         if len(env) > lim.tx_bytes_max:
-            return self._reject(TOO_LARGE, tx_id, f"envelope of {len(env)} bytes exceeds "
-                                                  f"tx_bytes_max {lim.tx_bytes_max}")
+            return TOO_LARGE, f"envelope of {len(env)} bytes exceeds tx_bytes_max " \
+                              f"{lim.tx_bytes_max}"
         if tx_id in self._pool:
-            return self._reject(DUPLICATE, tx_id, "already in the mempool")
+            return DUPLICATE, "already in the mempool"
         if committed or tx_id in self._committed:
-            return self._reject(DUPLICATE, tx_id, "already committed")
+            return DUPLICATE, "already committed"
         if not valid:
-            return self._reject(BAD_SIGNATURE, tx_id,
-                                "malformed envelope or signature does not verify")
+            return BAD_SIGNATURE, "malformed envelope or signature does not verify"
         try:
-            tx = self._decode(env)
+            tx = self._decode_with_id(env, tx_id)
         except (ValueError, TypeError) as e:
-            return self._reject(MALFORMED, tx_id, f"malformed envelope: {e}")
+            return MALFORMED, f"malformed envelope: {e}"
         self._remember_verified(tx_id)
         if len(self._pool) >= lim.txs_max or self._pool_bytes + len(env) > lim.bytes_max:
-            return self._reject(FULL, tx_id, f"mempool is full ({len(self._pool)} txs, "
-                                             f"{self._pool_bytes} bytes)")
+            return FULL, f"mempool is full ({len(self._pool)} txs, {self._pool_bytes} bytes)"
         check = self._check_tx(tx)
         if not check.ok:
-            return self._reject(APP_REJECTED, tx_id, check.log or f"code {check.code}")
+            return APP_REJECTED, check.log or f"code {check.code}"
         self._pool[tx_id] = env
         self._decoded[tx_id] = tx
         self._pool_bytes += len(env)
-        return AddResult(OK, tx_id)
+        return None
 
     def _remember_verified(self, tx_id: bytes) -> None:
         self._verified[tx_id] = None
@@ -290,6 +296,20 @@ class Mempool:
                 if ok:  # the gossiped copy, when it arrives, is not verified again
                     self._remember_verified(tx_ids[i])
         return verdicts
+
+    async def verify_ahead(self, envelopes: Sequence[bytes], tx_ids: Sequence[bytes]) -> None:
+        """Verify, on the executor, the signatures of a proposal's transactions not verified
+        yet; the valid ones are remembered, so ``verify_block_txs`` then costs lookups."""
+        todo = [i for i, t in enumerate(tx_ids) if t not in self._verified]
+        if not todo:
+            return
+        envs = [envelopes[i] for i in todo]
+        loop = asyncio.get_running_loop()
+        verdicts = await loop.run_in_executor(self._executor, self._verify, envs,
+                                              self.chain_id, self._threads)
+        for i, ok in zip(todo, verdicts):
+            if ok:
+                self._remember_verified(tx_ids[i])
 
     def remove_committed(self, tx_ids: Sequence[bytes]) -> None:
         for tx_id in tx_ids:

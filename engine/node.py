@@ -3,17 +3,21 @@ consensus events, and executing the core's actions in order.
 
 Theory of operation
 -------------------
-Every input to consensus goes through :meth:`Node._input`: it is appended to the WAL of its
-height in the store, then given to ``ConsensusCore.step``, and the returned actions are executed
-at once, in order, before the next input is taken (the loop is single-threaded, so no input can
-slip in between). Actions:
+Every input to consensus goes through :meth:`Node._input`: its WAL record (for its height) is
+buffered, then it is given to ``ConsensusCore.step``, and the returned actions are executed at
+once, in order, before the next input is taken (the loop is single-threaded, so no input can
+slip in between). Buffered records reach the store in the durable transaction of the next own
+signature, or on their own after at most ``WAL_FLUSH_MS`` (one flush per batch instead of one
+synced LMDB transaction per vote). Actions:
 
 - ``BroadcastProposal`` / ``BroadcastVote``: **persist before send** — the signer state (and,
   in the same LMDB transaction, every WAL record written so far) is made durable with
   ``Store.sign_guarded``; only then are the bytes queued to peers.
 - ``ScheduleTimeout``: a loop timer that feeds ``TimeoutFired`` back through ``_input``.
-- ``RequestValue``: after ``block_interval_ms`` since the last commit (transactions gather into
-  the next block), cut a block from the mempool and feed ``ValueReady``.
+- ``RequestValue``: cut a block from the mempool and feed ``ValueReady``, once
+  ``block_interval_ms`` has passed since the previous block's time: blocks are at least that
+  far apart, so an idle chain does not spin, while under load (a height taking longer than the
+  interval, transactions gathering meanwhile) the next block is cut at once.
 - ``Decide``: execute the block through the application, store block + certificate + results +
   state changes in one write transaction (which also drops the height's WAL), then tell the
   application to commit, clear the mempool of the block's transactions and wake waiters.
@@ -75,6 +79,11 @@ EVIDENCE_PENDING_MAX = 256
 #: forgotten what was committed, could be tricked into proposing again).
 EVIDENCE_AGE_HEIGHTS_MAX = 1000
 RPC_BATCH_TXS_MAX = 50_000
+#: Peer inputs wait at most this long in memory before their WAL records are flushed on their
+#: own (a signature flushes them sooner, in its own durable transaction).
+WAL_FLUSH_MS = 200
+#: ... or until this many bytes of records are waiting.
+WAL_PENDING_BYTES_MAX = 16 << 20
 
 __all__ = ["Node", "run_node_forever"]
 
@@ -136,6 +145,10 @@ class Node:
         self._replaying = False
         self._running = False
         self._persisted: set[tuple[int, int, int, bytes]] = set()  # (h, r, step, signature)
+        #: WAL records (height, entry) of inputs already stepped but not yet written.
+        self._wal_pending: list[tuple[int, bytes]] = []
+        self._wal_pending_bytes = 0
+        self._wal_flush_timer: asyncio.TimerHandle | None = None
         #: Why the node stopped itself (a broken invariant), or None while healthy.
         self.halted: str | None = None
         self._halted_event: asyncio.Event | None = None
@@ -231,6 +244,10 @@ class Node:
                 if not fut.done():
                     fut.cancel()
         if self.store is not None:
+            try:
+                self._flush_wal()
+            except Exception as e:  # noqa: BLE001 - a disk error must not keep the store open
+                log.error("could not flush the WAL at stop: %s", e)
             self.store.close()
             self.store = None
 
@@ -342,9 +359,45 @@ class Node:
         assert self.core is not None and self.store is not None
         if not self._running:
             return
-        self.store.wal_append(wal_height, self._encode_wal(event), sync=False)
+        self._wal_buffer(wal_height, self._encode_wal(event))
         actions = self.core.step(event)
         self._execute(actions)
+
+    # WAL records are buffered rather than each written in its own synced transaction: the
+    # records an own signature depends on are written in that signature's durable transaction
+    # (Store.sign_guarded(wal_before=...)), so persist-before-send still covers every input
+    # that led to a signed message. A crash can only lose inputs received after the last
+    # signature (and at most WAL_FLUSH_MS old): to recovery that looks like messages lost in
+    # the network, which peers re-send (own messages are re-sent on reconnect and on stalls).
+
+    def _wal_buffer(self, height: int, entry: bytes) -> None:
+        self._wal_pending.append((height, entry))
+        self._wal_pending_bytes += len(entry)
+        if self._wal_pending_bytes > WAL_PENDING_BYTES_MAX:
+            self._flush_wal()
+        elif self._wal_flush_timer is None:
+            self._wal_flush_timer = asyncio.get_running_loop().call_later(
+                WAL_FLUSH_MS / 1000, self._flush_wal)
+
+    def _flush_wal(self) -> None:
+        """Write the buffered WAL records in one transaction."""
+        if self._wal_flush_timer is not None:
+            self._wal_flush_timer.cancel()
+            self._wal_flush_timer = None
+        if self._wal_pending and self.store is not None:
+            self.store.wal_append_many(self._wal_pending)
+        self._wal_written()
+
+    def _wal_written(self) -> None:
+        self._wal_pending = []
+        self._wal_pending_bytes = 0
+
+    def _wal_drop_decided(self, height: int) -> None:
+        """save_block dropped the WAL of ``height`` and below: so do the buffered records."""
+        kept = [(h, e) for h, e in self._wal_pending if h > height]
+        if len(kept) != len(self._wal_pending):
+            self._wal_pending = kept
+            self._wal_pending_bytes = sum(len(e) for _, e in kept)
 
     def _on_timer(self, handle_ref: list, event: cs.TimeoutFired) -> None:
         self._timers.discard(handle_ref[0])
@@ -426,11 +479,13 @@ class Node:
             self.store.sign_guarded(
                 height, round, step, sign_bytes, lambda _: signature,
                 wal_entry=lambda sig: msgpack.packb([_W_SIGNED, round, step, sign_bytes, sig],
-                                                    use_bin_type=True))
+                                                    use_bin_type=True),
+                wal_before=self._wal_pending)
         except Exception as e:  # noqa: BLE001 - DoubleSignRefused or disk error: never send
             log.error("not sending signature at (%d, %d, %d): %s", height, round, step, e)
             self._count("persist_refused")
             return False
+        self._wal_written()
         if len(self._persisted) > 64:  # only the current height's signatures matter
             self._persisted = {k for k in self._persisted if k[0] >= height}
         self._persisted.add(key)
@@ -449,8 +504,11 @@ class Node:
         self._timers.add(handle)
 
     async def _propose(self, height: int, round: int) -> None:
-        """Answer RequestValue: wait out the block interval, then cut a block."""
-        wait_s = self.config.block_interval_ms / 1000 - (time.monotonic() - self._last_commit_time)
+        """Answer RequestValue: wait until the block interval since the previous block's time
+        has passed, then cut a block."""
+        interval_s = self.config.block_interval_ms / 1000
+        # Capped by the interval itself: the previous time comes from another node's clock.
+        wait_s = min(interval_s, self._last_block_time_ms / 1000 + interval_s - time.time())
         # The interval only exists to let transactions gather; a full block need not wait.
         full = self.mempool is not None and len(self.mempool) >= self.config.block_txs_max
         if wait_s > 0 and not full:
@@ -488,19 +546,26 @@ class Node:
 
         block, tx_ids = self._decoded_block(decide.block_hash, decide.block)
         pooled = self.mempool.decoded
-        txs = [pooled(i) or txmod.decode_tx(t) for i, t in zip(tx_ids, block.txs)]
+        txs = [pooled(i) or txmod.decode_tx(t, tx_id=i) for i, t in zip(tx_ids, block.txs)]
         result = self.app.finalize_block(decide.height, txs)
         if len(result.tx_results) != len(txs):
             raise RuntimeError("application returned a result count different from the txs")
-        packed: dict[tuple, bytes] = {}  # most results are identical (code 0): pack each once
+        # Most results are identical (code 0), often one shared object: pack each once.
+        packed: dict[tuple, bytes] = {}
+        by_object: dict[int, bytes] = {}  # the results list keeps every object alive
         results = []
         for r in result.tx_results:
-            k = (r.code, r.log, r.data)
-            results.append(packed.get(k) or packed.setdefault(k, msgpack.packb(list(k))))
+            raw = by_object.get(id(r))
+            if raw is None:
+                k = (r.code, r.log, r.data)
+                raw = by_object[id(r)] = packed.get(k) or packed.setdefault(
+                    k, msgpack.packb(list(k)))
+            results.append(raw)
         self.store.save_block(
             decide.height, decide.block_hash, block.header(), list(block.txs),
             decide.certificate.encode(), parent_hash=block.parent_hash, app_hash=result.app_hash,
             results=results, state_changes=list(result.writes.items()), tx_ids=tx_ids)
+        self._wal_drop_decided(decide.height)
         self.app.commit()
         self.mempool.remove_committed(tx_ids)
         for e in block.evidence:
@@ -694,7 +759,35 @@ class Node:
                 [self.validators.public_key(p.proposer_index)], [p.sign_bytes(self.chain_id)],
                 [p.signature])[0]:
             raise cs.ProtocolError("proposal is not signed by a validator")
-        self._input(cs.ProposalReceived(p, block), p.height)
+        todo = self._unverified_block_txs(block)
+        if todo is None:
+            self._input(cs.ProposalReceived(p, block), p.height)
+        else:
+            self._spawn(self._verify_then_input(p, block, *todo))
+
+    def _unverified_block_txs(self, raw: bytes) -> tuple[list[bytes], list[bytes]] | None:
+        """(envelopes, ids) of a proposed block's transactions this node has not verified yet,
+        or None when there are none (or the block does not decode: the core judges it)."""
+        assert self.mempool is not None
+        try:
+            block, ids = self._decoded_block(blake3_many([raw])[0], raw)
+        except (NetProtocolError, ValueError):
+            return None
+        verified = self.mempool.is_verified
+        todo = [i for i, t in enumerate(ids) if not verified(t)]
+        if not todo:
+            return None
+        return [block.txs[i] for i in todo], [ids[i] for i in todo]
+
+    async def _verify_then_input(self, p: cs.Proposal, block: bytes, envelopes: list[bytes],
+                                 tx_ids: list[bytes]) -> None:
+        """Transactions of a proposal that have not reached this node's mempool yet (their
+        gossip is still in admission) are verified on a worker thread, so the event loop keeps
+        serving votes and RPC meanwhile; the block check afterwards finds them verified."""
+        assert self.mempool is not None
+        await self.mempool.verify_ahead(envelopes, tx_ids)
+        if self._running and self._height_kept(p.height):
+            self._input(cs.ProposalReceived(p, block), p.height)
 
     def _on_votes(self, peer: bytes, raw_votes: list[bytes]) -> None:
         votes = [cs.Vote.decode(v) for v in raw_votes]

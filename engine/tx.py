@@ -87,8 +87,11 @@ def encode_tx(signing_key: SigningKey, nonce: int, payload: BytesLike,
     return unsigned + signing_key.sign(sign_bytes(unsigned, chain_id))
 
 
-def decode_tx(data: BytesLike) -> Tx:
-    """Parse an envelope; raises TxDecodeError (ValueError) when it is malformed."""
+def decode_tx(data: BytesLike, *, tx_id: bytes | None = None) -> Tx:
+    """Parse an envelope; raises TxDecodeError (ValueError) when it is malformed.
+
+    ``tx_id``, when the caller already hashed the envelope (the mempool does, in one batch
+    call), is taken as the id instead of hashing it again; it must be 32 bytes."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"data must be bytes, not {type(data).__name__}")
     raw = bytes(data)
@@ -102,7 +105,11 @@ def decode_tx(data: BytesLike) -> Tx:
         raise TxDecodeError(f"payload length {payload_len} does not match the "
                             f"{len(raw)}-byte envelope")
     payload = raw[TX_HEADER_BYTES:TX_HEADER_BYTES + payload_len]
-    return Tx(version, sender, nonce, payload, raw[-SIGNATURE_BYTES:], blake3(raw))
+    if tx_id is None:
+        tx_id = blake3(raw)
+    elif type(tx_id) is not bytes or len(tx_id) != 32:
+        raise TypeError("tx_id must be 32 bytes")
+    return Tx(version, sender, nonce, payload, raw[-SIGNATURE_BYTES:], tx_id)
 
 
 def verify_txs(envelopes: Sequence[BytesLike], chain_id: str | BytesLike, *,

@@ -692,6 +692,30 @@ class Store:
         return self._write(lambda txn: self._wal_put(txn, height, entry), durable=sync,
                            what=f"WAL append at height {height}")
 
+    def wal_append_many(self, entries: Sequence[tuple[int, bytes]], *,
+                        sync: bool = True) -> None:
+        """Append several ``(height, entry)`` records, in order, in one write transaction (one
+        flush instead of one per record)."""
+        checked = self._wal_entries(entries)
+        if checked:
+            self._write(lambda txn: self._wal_put_many(txn, checked), durable=sync,
+                        what="WAL append")
+
+    def _wal_entries(self, entries: Sequence[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+        out = []
+        for item in entries:
+            if not isinstance(item, tuple) or len(item) != 2:
+                raise TypeError("entries must be (height, entry) tuples")
+            entry = _bytes(item[1], "entry")
+            if len(entry) > wal_entry_bytes_max:
+                raise ValueError(f"entry of {len(entry)} bytes exceeds {wal_entry_bytes_max}")
+            out.append((_uint(item[0], "height", 63, 1), entry))
+        return out
+
+    def _wal_put_many(self, txn, entries: list[tuple[int, bytes]]) -> None:
+        for height, entry in entries:
+            self._wal_put(txn, height, entry)
+
     def _wal_put(self, txn, height: int, entry: bytes) -> int:
         cur = txn.cursor(db=self._dbs["wal"])
         seq = 0
@@ -771,14 +795,18 @@ class Store:
 
     def sign_guarded(self, height: int, round: int, step: int, sign_bytes: bytes,
                      sign: Callable[[bytes], bytes], *,
-                     wal_entry: Callable[[bytes], bytes] | None = None) -> bytes:
+                     wal_entry: Callable[[bytes], bytes] | None = None,
+                     wal_before: Sequence[tuple[int, bytes]] = ()) -> bytes:
         """Sign ``sign_bytes`` at (height, round, step) unless that would double-sign.
 
         In one durable write transaction: refuse (DoubleSignRefused) if (height, round, step)
         is below the last signed one, or equal to it with different sign bytes; return the
         stored signature if equal with identical bytes; otherwise call ``sign(sign_bytes)``,
         record the new state (and ``wal_entry(signature)`` in the WAL of ``height``, if given)
-        and return the signature only after the transaction is on disk.
+        and return the signature only after the transaction is on disk. ``wal_before``
+        (``(height, entry)`` records a caller buffered) is appended to the WAL first, in the
+        same transaction, so the inputs that led to the signature are durable with it; a
+        refused signature aborts the transaction and writes none of them.
         """
         height = _uint(height, "height", 63, 1)
         round_ = _uint(round, "round", 32)
@@ -786,8 +814,10 @@ class Store:
         sign_bytes = _bytes(sign_bytes, "sign_bytes")
         if not callable(sign):
             raise TypeError("sign must be callable")
+        before = self._wal_entries(wal_before)
 
         def write(txn):
+            self._wal_put_many(txn, before)
             last = self._signer_state(txn)
             hrs = (height, round_, step)
             if last is not None:

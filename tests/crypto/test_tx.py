@@ -25,6 +25,10 @@ def test_layout_and_round_trip():
     assert (t.version, t.sender, t.nonce, t.payload) == (1, k.public_key, 2**64 - 1, b"payload")
     assert t.signature == env[-64:] and t.tx_id == blake3(env)
     assert tx.decode_tx(bytearray(env)) == t
+    # A caller that already hashed the envelope passes the id instead of hashing again.
+    assert tx.decode_tx(env, tx_id=blake3(env)) == t
+    with pytest.raises(TypeError, match="tx_id"):
+        tx.decode_tx(env, tx_id=b"short")
 
 
 def test_decode_errors():

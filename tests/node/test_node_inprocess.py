@@ -299,7 +299,10 @@ def test_equivocating_validator_is_caught_and_evidence_committed(tmp_path):
             await asyncio.gather(*(n.wait_for_height(1, 30) for n in nodes))
             key = homes[3].validator_key
             chain = CHAIN.encode()
-            h, r = nodes[0].core.height, nodes[0].core.round
+            # Two heights ahead: an idle chain cuts a block every block interval, so the
+            # current height may be decided before the votes arrive; future votes are
+            # buffered and stepped when their height starts.
+            h, r = nodes[0].core.height + 2, 0
             votes = []
             for block_hash in (os.urandom(32), os.urandom(32)):
                 sig = key.sign(cs.vote_sign_bytes(chain, cs.VoteType.PREVOTE, h, r, block_hash))
@@ -367,3 +370,54 @@ def test_whole_network_restarts_and_continues(tmp_path):
             await _stop(nodes)
 
     run(main(), 90)
+
+
+def test_every_input_before_an_own_signature_is_durable_when_it_is_sent(tmp_path):
+    """WAL records are buffered, but persist-before-send still covers them: whenever a node
+    sends a message it signed, every consensus input it had stepped is already in its store's
+    WAL (or dropped with a stored block), and its signature record is there too."""
+    from engine import consensus as cs
+    from engine.net import codec
+
+    homes = make_testnet(tmp_path, 4, CHAIN)
+    checked = []
+
+    def watch(node):
+        send, buffer = node._broadcast, node._wal_buffer
+        stepped: dict[int, list[bytes]] = {}
+
+        def wal_buffer(height, entry):
+            stepped.setdefault(height, []).append(entry)
+            buffer(height, entry)
+
+        def broadcast(message):
+            msg = codec.decode(message, node.peers.limits)
+            if msg.kind in (codec.VOTES, codec.PROPOSAL):
+                # Every input of this height stepped so far is on disk as a signed message
+                # leaves.
+                records = node.store.wal_replay(node.core.height)
+                assert set(stepped.get(node.core.height, [])) <= set(records), \
+                    "inputs not durable at send"
+                if msg.kind == codec.VOTES:
+                    vote = cs.Vote.decode(msg.fields[0][-1])
+                    if vote.height == node.core.height:
+                        assert any(vote.signature in r for r in records)
+                checked.append(msg.kind)
+            send(message)
+
+        node._broadcast = broadcast
+        node._wal_buffer = wal_buffer
+
+    async def main():
+        nodes = [Node(h) for h in homes]
+        for n in nodes:
+            await n.start()
+            watch(n)
+        try:
+            await nodes[0].submit_txs(make_txs(CHAIN, 200))
+            await asyncio.gather(*(n.wait_for_height(n.latest_height + 3, 30) for n in nodes))
+        finally:
+            await _stop(nodes)
+
+    run(main())
+    assert codec.VOTES in checked and codec.PROPOSAL in checked

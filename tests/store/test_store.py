@@ -116,6 +116,25 @@ def test_wal_survives_reopen(tmp_path):
         assert s.wal_replay(1) == [b"proposal", b"prevote"]
 
 
+def test_wal_append_many_and_records_written_with_a_signature(store):
+    store.wal_append_many([(1, b"a"), (2, b"future"), (1, b"b")])
+    assert store.wal_replay(1) == [b"a", b"b"] and store.wal_replay(2) == [b"future"]
+    store.wal_append_many([])
+    # Buffered inputs go to disk in the signature's own transaction, before its record.
+    store.sign_guarded(1, 0, 1, b"prevote", lambda _: b"S" * 64,
+                       wal_entry=lambda sig: b"signed", wal_before=[(1, b"proposal")])
+    assert store.wal_replay(1) == [b"a", b"b", b"proposal", b"signed"]
+    # A refused signature aborts the transaction: none of its records are written.
+    with pytest.raises(DoubleSignRefused):
+        store.sign_guarded(1, 0, 1, b"other", lambda _: b"T" * 64,
+                           wal_before=[(1, b"vote"), (2, b"x")])
+    assert store.wal_replay(1)[-1] == b"signed" and store.wal_replay(2) == [b"future"]
+    with pytest.raises(TypeError, match="tuples"):
+        store.wal_append_many([b"no height"])
+    with pytest.raises(ValueError, match="height"):
+        store.wal_append_many([(0, b"x")])
+
+
 def test_signer_guard(store):
     calls = []
 
