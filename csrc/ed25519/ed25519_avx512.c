@@ -36,7 +36,8 @@ static void pow_many_ifma(fe51 *out, const fe51 *in, size_t count) {
     }
 }
 
-static int msm_pippenger_ifma(ge_p3 *out, const ge_niels *points, const sc256 *scalars, size_t n);
+static int msm_pippenger_ifma(ge_p3 *out, const ge_niels *points, const sc256 *scalars, size_t n,
+                              int threads);
 struct prepared_avx512;
 static int challenges_x8(struct prepared_avx512 *prep, const size_t *idx, size_t count,
                          const engine_ed25519_item *items);
@@ -169,20 +170,44 @@ static void sum_buckets(ge52x8_p3 *sum, const uint64_t *buckets, size_t half, co
     }
 }
 
+typedef struct {
+    const uint64_t *words;
+    const int16_t *digits;
+    size_t n, stride, half;
+    const fe52x8 *d2;
+    ge_p3 *sums;
+    int rc;
+} ifma_ctx;
+
+/* One group of eight windows with its own buckets (a pool task). */
+static void ifma_group_task(void *arg, size_t g) {
+    ifma_ctx *ctx = (ifma_ctx *)arg;
+    uint64_t *buckets =
+        (uint64_t *)aligned_alloc(64, (ctx->half + 1) * BUCKET_WORDS * sizeof(uint64_t));
+    if (!buckets) {
+        __atomic_store_n(&ctx->rc, ENGINE_ED25519_ENOMEM, __ATOMIC_RELAXED);
+        return;
+    }
+    ge52x8_p3 identity, sum;
+    ge52x8_identity(&identity);
+    for (size_t b = 0; b <= ctx->half; b++) store_p3(buckets + b * BUCKET_WORDS, &identity);
+    fill_buckets(buckets, ctx->words, ctx->digits, ctx->n, ctx->stride, 8 * g);
+    sum_buckets(&sum, buckets, ctx->half, ctx->d2);
+    lanes_to_p3(ctx->sums + 8 * g, &sum);
+    free(buckets);
+}
+
 static int msm_pippenger_ifma(ge_p3 *out, const ge_niels *points, const sc256 *scalars,
-                              size_t n) {
+                              size_t n, int threads) {
     int c = ifma_window(scalars, n);
     size_t windows = (size_t)((253 + c) / c + 1);
     size_t stride = (windows + 7) / 8 * 8;
-    size_t half = (size_t)1 << (c - 1);
     int16_t *digits = (int16_t *)calloc(n * stride, sizeof(int16_t));
     uint64_t *words = (uint64_t *)malloc(n * POINT_WORDS * sizeof(uint64_t));
-    uint64_t *buckets = (uint64_t *)aligned_alloc(64, (half + 1) * BUCKET_WORDS * sizeof(uint64_t));
     ge_p3 *sums = (ge_p3 *)malloc(stride * sizeof(ge_p3));
-    if (!digits || !words || !buckets || !sums) {
+    if (!digits || !words || !sums) {
         free(digits);
         free(words);
-        free(buckets);
         free(sums);
         return ENGINE_ED25519_ENOMEM;
     }
@@ -194,38 +219,16 @@ static int msm_pippenger_ifma(ge_p3 *out, const ge_niels *points, const sc256 *s
     fe52_limbs_from_fe51(d2_limbs, &FE_D2);
     fe52x8 d2;
     fe52x8_set1(&d2, d2_limbs);
-    ge52x8_p3 identity, sum;
-    ge52x8_identity(&identity);
-    for (size_t first = 0; first < stride; first += 8) {
-        for (size_t b = 0; b <= half; b++) store_p3(buckets + b * BUCKET_WORDS, &identity);
-        fill_buckets(buckets, words, digits, n, stride, first);
-        sum_buckets(&sum, buckets, half, &d2);
-        lanes_to_p3(sums + first, &sum);
-    }
-    /* Horner over the windows, top first: acc = 2^c acc + sums[w]. */
-    ge_p3 acc = sums[windows - 1];
-    ge_p1p1 t;
-    ge_p2 q;
-    ge_cached cached;
-    for (size_t w = windows - 1; w-- > 0;) {
-        ge_p3_to_p2(&q, &acc);
-        for (int j = 0; j < c - 1; j++) {
-            ge_p2_dbl(&t, &q);
-            ge_p1p1_to_p2(&q, &t);
-        }
-        ge_p2_dbl(&t, &q);
-        ge_p1p1_to_p3(&acc, &t);
-        ge_p3_to_cached(&cached, &sums[w]);
-        ge_add(&t, &acc, &cached);
-        ge_p1p1_to_p3(&acc, &t);
-    }
-    *out = acc;
+    ifma_ctx ctx = {words, digits, n, stride, (size_t)1 << (c - 1), &d2, sums,
+                    ENGINE_ED25519_OK};
+    engine_parallel_for(threads, stride / 8, ifma_group_task, &ctx);
+    if (ctx.rc == ENGINE_ED25519_OK) horner_avx512(out, sums, (int)windows, c);
     free(digits);
     free(words);
-    free(buckets);
     free(sums);
-    return ENGINE_ED25519_OK;
+    return ctx.rc;
 }
+
 /* k = SHA-512(R || A || prefix || M) mod L for every live entry, eight hashes at a time. */
 static int challenges_x8(struct prepared_avx512 *prep_, const size_t *idx, size_t count,
                          const engine_ed25519_item *items) {

@@ -14,6 +14,8 @@
 /* Each thread gets at least this many signatures: smaller chunks lose more to the per-batch
  * fixed costs (doublings, bucket sums) than they gain in parallelism. */
 #define CHUNK_ITEMS_MIN 48
+/* From this many signatures a multi-threaded batch is parallel inside one equation. */
+#define INNER_PARALLEL_ITEMS_MIN 512
 
 /* Envelope v1: version u8 | sender 32 | nonce u64 | payload length u32 | payload | sig 64. */
 #define TX_HEADER_BYTES (1 + 32 + 8 + 4)
@@ -105,7 +107,7 @@ int engine_ed25519_verify(const uint8_t pk[32], const uint8_t *msg, size_t msg_l
     engine_ed25519_item it = {pk, sig, NULL, 0, msg, msg_len};
     uint8_t out = 0;
     const char *name;
-    if (kernel_for(current_isa(), &name)(&it, 1, &out) != ENGINE_ED25519_OK) return 0;
+    if (kernel_for(current_isa(), &name)(&it, 1, &out, 1) != ENGINE_ED25519_OK) return 0;
     return out;
 }
 
@@ -120,7 +122,7 @@ typedef struct {
 static void chunk_task(void *arg, size_t c) {
     chunk_ctx *ctx = (chunk_ctx *)arg;
     size_t first = ctx->n * c / ctx->chunks, last = ctx->n * (c + 1) / ctx->chunks;
-    int rc = ctx->kernel(ctx->items + first, last - first, ctx->out + first);
+    int rc = ctx->kernel(ctx->items + first, last - first, ctx->out + first, 1);
     if (rc != ENGINE_ED25519_OK) {
         int expected = ENGINE_ED25519_OK;
         __atomic_compare_exchange_n(&ctx->rc, &expected, rc, 0, __ATOMIC_RELAXED,
@@ -134,9 +136,12 @@ int engine_ed25519_verify_items(const engine_ed25519_item *items, size_t n, uint
     const char *name;
     chunk_ctx ctx = {kernel_for(current_isa(), &name), items, out, n, 1, ENGINE_ED25519_OK};
     int t = engine_threads_resolve(threads);
+    /* A large batch stays one equation, its phases spread over the pool (Pippenger's cost per
+     * signature falls with size); a smaller one is split into independent batches. */
+    if (t > 1 && n >= INNER_PARALLEL_ITEMS_MIN) return ctx.kernel(items, n, out, t);
     size_t chunks = n / CHUNK_ITEMS_MIN;
     if (chunks > (size_t)t) chunks = (size_t)t;
-    if (chunks <= 1) return ctx.kernel(items, n, out);
+    if (chunks <= 1) return ctx.kernel(items, n, out, 1);
     ctx.chunks = chunks;
     engine_parallel_for(t, chunks, chunk_task, &ctx);
     return ctx.rc;

@@ -5,13 +5,18 @@
 #include "ed25519/ed25519.h"
 #include "ed25519/ed25519_types.h"
 
-/* Verify a chunk of items in one thread; out[i] gets each verdict. Returns a status code. */
-typedef int (*ed_chunk_fn)(const engine_ed25519_item *items, size_t n, uint8_t *out);
+/* Verify items as one batch; out[i] gets each verdict. With threads > 1 the kernel spreads its
+ * own phases (preparation, Pippenger windows) over the pool, so it must not run inside a pool
+ * task then. Returns a status code. */
+typedef int (*ed_chunk_fn)(const engine_ed25519_item *items, size_t n, uint8_t *out, int threads);
 
-int engine_ed25519_verify_chunk_portable(const engine_ed25519_item *items, size_t n, uint8_t *out);
+int engine_ed25519_verify_chunk_portable(const engine_ed25519_item *items, size_t n, uint8_t *out,
+                                         int threads);
 #if defined(__x86_64__)
-int engine_ed25519_verify_chunk_avx2(const engine_ed25519_item *items, size_t n, uint8_t *out);
-int engine_ed25519_verify_chunk_avx512(const engine_ed25519_item *items, size_t n, uint8_t *out);
+int engine_ed25519_verify_chunk_avx2(const engine_ed25519_item *items, size_t n, uint8_t *out,
+                                         int threads);
+int engine_ed25519_verify_chunk_avx512(const engine_ed25519_item *items, size_t n, uint8_t *out,
+                                         int threads);
 #endif
 
 /* Key cache (cache.c): copy a cached key out (with its table when want_table); 1 on a hit. */

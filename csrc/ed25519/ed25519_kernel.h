@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/pool.h"
 #include "ed25519/ed25519_impl.h"
 #include "ed25519/ge.h"
 #include "ed25519/scalar.h"
@@ -485,6 +486,27 @@ static void ED_NAME(signed_digits)(int16_t *digits, const sc256 *s, int c, int w
     }
 }
 
+/* Horner over per-window sums, top window first: acc = 2^c acc + sums[w]. */
+static void ED_NAME(horner)(ge_p3 *out, const ge_p3 *sums, int windows, int c) {
+    ge_p3 acc = sums[windows - 1];
+    ge_p1p1 t;
+    ge_p2 q;
+    ge_cached cached;
+    for (int w = windows - 2; w >= 0; w--) {
+        ge_p3_to_p2(&q, &acc);
+        for (int j = 0; j < c - 1; j++) {
+            ge_p2_dbl(&t, &q);
+            ge_p1p1_to_p2(&q, &t);
+        }
+        ge_p2_dbl(&t, &q);
+        ge_p1p1_to_p3(&acc, &t);
+        ge_p3_to_cached(&cached, &sums[w]);
+        ge_add(&t, &acc, &cached);
+        ge_p1p1_to_p3(&acc, &t);
+    }
+    *out = acc;
+}
+
 #ifdef ED_MSM_PIPPENGER
 #define ED_IFMA_MSM 1
 #else
@@ -505,81 +527,88 @@ static int ED_NAME(pippenger_window)(size_t n) {
     return best_c;
 }
 
-static int ED_NAME(msm_pippenger)(ge_p3 *out, const ge_niels *points, const sc256 *scalars,
-                                  size_t n) {
-    int c = ED_NAME(pippenger_window)(n);
-    int windows = (253 + c) / c + 1;
-    size_t buckets_count = (size_t)1 << (c - 1);
-    int16_t *digits = (int16_t *)malloc(n * (size_t)windows * sizeof(int16_t));
+typedef struct {
+    const ge_niels *points;
+    const int16_t *digits;
+    size_t n;
+    int windows, c;
+    ge_p3 *sums;
+    int rc;
+} ED_NAME(pippenger_ctx);
+
+/* One window: its bucket sums, independent of every other window (a pool task). */
+static void ED_NAME(pippenger_window_task)(void *arg, size_t w) {
+    ED_NAME(pippenger_ctx) *ctx = (ED_NAME(pippenger_ctx) *)arg;
+    size_t buckets_count = (size_t)1 << (ctx->c - 1);
     ge_p3 *buckets = (ge_p3 *)malloc(buckets_count * sizeof(ge_p3));
-    uint8_t *used = (uint8_t *)malloc(buckets_count);
-    if (!digits || !buckets || !used) {
-        free(digits);
+    uint8_t *used = (uint8_t *)calloc(buckets_count, 1);
+    if (!buckets || !used) {
         free(buckets);
         free(used);
+        __atomic_store_n(&ctx->rc, ENGINE_ED25519_ENOMEM, __ATOMIC_RELAXED);
+        return;
+    }
+    ge_p1p1 t;
+    ge_cached cached;
+    for (size_t i = 0; i < ctx->n; i++) {
+        int d = ctx->digits[i * (size_t)ctx->windows + w];
+        if (d == 0) continue;
+        size_t b = (size_t)(d > 0 ? d : -d) - 1;
+        if (!used[b]) {
+            ge_p3_identity(&buckets[b]);
+            used[b] = 1;
+        }
+        if (d > 0) ge_madd(&t, &buckets[b], &ctx->points[i]);
+        else ge_msub(&t, &buckets[b], &ctx->points[i]);
+        ge_p1p1_to_p3(&buckets[b], &t);
+    }
+    /* sum_j (j+1) * bucket[j] by running sums from the top bucket down. */
+    ge_p3 running, sum;
+    int started = 0;
+    ge_p3_identity(&running);
+    ge_p3_identity(&sum);
+    for (size_t j = buckets_count; j-- > 0;) {
+        if (used[j]) {
+            if (!started) {
+                running = buckets[j];
+                started = 1;
+            } else {
+                ge_p3_to_cached(&cached, &buckets[j]);
+                ge_add(&t, &running, &cached);
+                ge_p1p1_to_p3(&running, &t);
+            }
+        }
+        if (started) {
+            ge_p3_to_cached(&cached, &running);
+            ge_add(&t, &sum, &cached);
+            ge_p1p1_to_p3(&sum, &t);
+        }
+    }
+    ctx->sums[w] = sum;
+    free(buckets);
+    free(used);
+}
+
+/* Pippenger's method; the windows are independent pool tasks when threads > 1. */
+static int ED_NAME(msm_pippenger)(ge_p3 *out, const ge_niels *points, const sc256 *scalars,
+                                  size_t n, int threads) {
+    int c = ED_NAME(pippenger_window)(n);
+    int windows = (253 + c) / c + 1;
+    int16_t *digits = (int16_t *)malloc(n * (size_t)windows * sizeof(int16_t));
+    ge_p3 *sums = (ge_p3 *)malloc((size_t)windows * sizeof(ge_p3));
+    if (!digits || !sums) {
+        free(digits);
+        free(sums);
         return ENGINE_ED25519_ENOMEM;
     }
     for (size_t i = 0; i < n; i++)
         ED_NAME(signed_digits)(digits + i * (size_t)windows, &scalars[i], c, windows);
-    ge_p3 acc;
-    ge_p1p1 t;
-    ge_p2 acc2;
-    ge_cached cached;
-    ge_p3_identity(&acc);
-    for (int w = windows - 1; w >= 0; w--) {
-        if (w != windows - 1) {
-            ge_p3_to_p2(&acc2, &acc);
-            for (int j = 0; j < c - 1; j++) {
-                ge_p2_dbl(&t, &acc2);
-                ge_p1p1_to_p2(&acc2, &t);
-            }
-            ge_p2_dbl(&t, &acc2);
-            ge_p1p1_to_p3(&acc, &t);
-        }
-        memset(used, 0, buckets_count);
-        for (size_t i = 0; i < n; i++) {
-            int d = digits[i * (size_t)windows + w];
-            if (d == 0) continue;
-            size_t b = (size_t)(d > 0 ? d : -d) - 1;
-            if (!used[b]) {
-                ge_p3_identity(&buckets[b]);
-                used[b] = 1;
-            }
-            if (d > 0) ge_madd(&t, &buckets[b], &points[i]);
-            else ge_msub(&t, &buckets[b], &points[i]);
-            ge_p1p1_to_p3(&buckets[b], &t);
-        }
-        /* sum_j (j+1) * bucket[j] by running sums from the top bucket down. */
-        ge_p3 running, sum;
-        int started = 0;
-        ge_p3_identity(&running);
-        ge_p3_identity(&sum);
-        for (size_t j = buckets_count; j-- > 0;) {
-            if (used[j]) {
-                if (!started) {
-                    running = buckets[j];
-                    started = 1;
-                } else {
-                    ge_p3_to_cached(&cached, &buckets[j]);
-                    ge_add(&t, &running, &cached);
-                    ge_p1p1_to_p3(&running, &t);
-                }
-            }
-            if (started) {
-                ge_p3_to_cached(&cached, &running);
-                ge_add(&t, &sum, &cached);
-                ge_p1p1_to_p3(&sum, &t);
-            }
-        }
-        ge_p3_to_cached(&cached, &sum);
-        ge_add(&t, &acc, &cached);
-        ge_p1p1_to_p3(&acc, &t);
-    }
-    *out = acc;
+    ED_NAME(pippenger_ctx) ctx = {points, digits, n, windows, c, sums, ENGINE_ED25519_OK};
+    engine_parallel_for(threads, (size_t)windows, ED_NAME(pippenger_window_task), &ctx);
+    if (ctx.rc == ENGINE_ED25519_OK) ED_NAME(horner)(out, sums, windows, c);
     free(digits);
-    free(buckets);
-    free(used);
-    return ENGINE_ED25519_OK;
+    free(sums);
+    return ctx.rc;
 }
 
 #define ED_MSM_PIPPENGER ED_NAME(msm_pippenger)
@@ -590,7 +619,7 @@ static int ED_NAME(msm_pippenger)(ge_p3 *out, const ge_niels *points, const sc25
 
 /* The randomized cofactored equation over prepared entries idx[0..n). *ok = 1 if it holds. */
 static int ED_NAME(batch_check)(const ED_NAME(prepared) *prep, const size_t *idx, size_t n,
-                                int *ok) {
+                                int *ok, int threads) {
     size_t points_count = 2 * n + 1;
     ge_niels *points = (ge_niels *)malloc(points_count * sizeof(ge_niels));
     sc256 *scalars = (sc256 *)malloc(points_count * sizeof(sc256));
@@ -616,7 +645,7 @@ static int ED_NAME(batch_check)(const ED_NAME(prepared) *prep, const size_t *idx
     scalars[2 * n] = b_scalar;
     ge_p3 sum;
     if (points_count >= ed_pippenger_min_points(ED_IFMA_MSM))
-        rc = ED_MSM_PIPPENGER(&sum, points, scalars, points_count);
+        rc = ED_MSM_PIPPENGER(&sum, points, scalars, points_count, threads);
     else
         rc = ED_NAME(msm_straus)(&sum, points, scalars, points_count);
     if (rc == ENGINE_ED25519_OK) *ok = ge_p3_is_small_order_identity_x8(&sum);
@@ -637,27 +666,60 @@ static int ED_NAME(single_prepared)(const ED_NAME(prepared) *p) {
 
 /* Verdicts for entries idx[0..n): a passing batch accepts all; a failing one is split. */
 static int ED_NAME(resolve)(const ED_NAME(prepared) *prep, const size_t *idx, size_t n,
-                            uint8_t *out) {
+                            uint8_t *out, int threads) {
     if (n == 0) return ENGINE_ED25519_OK;
     if (n <= 2) {
         for (size_t j = 0; j < n; j++) out[idx[j]] = (uint8_t)ED_NAME(single_prepared)(&prep[idx[j]]);
         return ENGINE_ED25519_OK;
     }
     int ok = 0;
-    int rc = ED_NAME(batch_check)(prep, idx, n, &ok);
+    int rc = ED_NAME(batch_check)(prep, idx, n, &ok, threads);
     if (rc != ENGINE_ED25519_OK) return rc;
     if (ok) {
         for (size_t j = 0; j < n; j++) out[idx[j]] = 1;
         return ENGINE_ED25519_OK;
     }
     size_t half = n / 2;
-    rc = ED_NAME(resolve)(prep, idx, half, out);
+    rc = ED_NAME(resolve)(prep, idx, half, out, threads);
     if (rc != ENGINE_ED25519_OK) return rc;
-    return ED_NAME(resolve)(prep, idx + half, n - half, out);
+    return ED_NAME(resolve)(prep, idx + half, n - half, out, threads);
+}
+
+/* Preparation split in ranges, one pool task each. */
+typedef struct {
+    ED_NAME(prepared) *prep;
+    size_t *idx;
+    const engine_ed25519_item *items;
+    size_t n, ranges;
+    long *counts;
+} ED_NAME(prepare_ctx);
+
+static void ED_NAME(prepare_task)(void *arg, size_t r) {
+    ED_NAME(prepare_ctx) *ctx = (ED_NAME(prepare_ctx) *)arg;
+    size_t lo = ctx->n * r / ctx->ranges, hi = ctx->n * (r + 1) / ctx->ranges;
+    ctx->counts[r] = ED_NAME(prepare_all)(ctx->prep + lo, ctx->idx + lo, ctx->items + lo, hi - lo);
+}
+
+/* Live entries' indexes into idx in order, their count, or -1 when out of memory. */
+static long ED_NAME(prepare_parallel)(ED_NAME(prepared) *prep, size_t *idx,
+                                      const engine_ed25519_item *items, size_t n, int threads) {
+    size_t ranges = threads > 1 ? (size_t)threads * 2 : 1;
+    if (ranges > n) ranges = n ? n : 1;
+    long counts_small[2 * ENGINE_POOL_THREADS_MAX];
+    ED_NAME(prepare_ctx) ctx = {prep, idx, items, n, ranges, counts_small};
+    engine_parallel_for(threads, ranges, ED_NAME(prepare_task), &ctx);
+    long live = 0;
+    for (size_t r = 0; r < ranges; r++) {
+        size_t lo = n * r / ranges;
+        if (counts_small[r] < 0) return -1;
+        /* compact in place: the write position never passes the read position */
+        for (long j = 0; j < counts_small[r]; j++) idx[live++] = lo + idx[lo + (size_t)j];
+    }
+    return live;
 }
 
 int ED_NAME(engine_ed25519_verify_chunk)(const engine_ed25519_item *items, size_t n,
-                                         uint8_t *out) {
+                                         uint8_t *out, int threads) {
     if (n == 1) {
         out[0] = (uint8_t)ED_NAME(verify_item)(&items[0]);
         return ENGINE_ED25519_OK;
@@ -670,8 +732,9 @@ int ED_NAME(engine_ed25519_verify_chunk)(const engine_ed25519_item *items, size_
         return ENGINE_ED25519_ENOMEM;
     }
     for (size_t i = 0; i < n; i++) out[i] = 0;
-    long live = ED_NAME(prepare_all)(prep, idx, items, n);
-    int rc = live < 0 ? ENGINE_ED25519_ENOMEM : ED_NAME(resolve)(prep, idx, (size_t)live, out);
+    long live = ED_NAME(prepare_parallel)(prep, idx, items, n, threads);
+    int rc = live < 0 ? ENGINE_ED25519_ENOMEM
+                      : ED_NAME(resolve)(prep, idx, (size_t)live, out, threads);
     free(prep);
     free(idx);
     return rc;
