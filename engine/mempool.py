@@ -54,6 +54,8 @@ class MempoolLimits:
     tx_bytes_max: int = 64 * 1024
     batch_txs_max: int = 4096
     batch_wait_ms: int = 2
+    #: Transactions admitted between two yields to the event loop.
+    admit_chunk_txs: int = 512
     #: Verified ids remembered so a proposal does not re-verify what admission already did.
     verified_cache_max: int = 400_000
     #: Recently committed ids remembered, so a re-sent transaction is refused without a store
@@ -220,6 +222,18 @@ class Mempool:
         unknown = [t for t in ids if t not in self._pool and t not in self._committed]
         found = self._find_committed(unknown) if unknown else []
         committed = {t for t, hit in zip(unknown, found) if hit}
+        step = self.limits.admit_chunk_txs
+        for start in range(0, len(batch), step):
+            if start:
+                # Let consensus messages and RPC calls in between chunks: a big batch would
+                # otherwise hold the loop for tens of milliseconds. The checks in _admit_one
+                # are live, so a block committed meanwhile is still refused as a duplicate.
+                await asyncio.sleep(0)
+            self._admit_chunk(batch[start:start + step], ids[start:start + step],
+                              verdicts[start:start + step], committed)
+
+    def _admit_chunk(self, batch: list[tuple[bytes, asyncio.Future | None, bool]],
+                     ids: list[bytes], verdicts: list[bool], committed: set[bytes]) -> None:
         admitted: list[bytes] = []
         for (env, fut, local), tx_id, valid in zip(batch, ids, verdicts):
             refused = self._admit_one(env, tx_id, valid, tx_id in committed)

@@ -29,6 +29,7 @@ from engine.store._records import (
     StoreError,
     height_key,
     seal,
+    seal_many,
     seal_parts,
     unseal,
 )
@@ -415,6 +416,12 @@ class Store:
                              f"not {len(ids)} bytes")
         changes = []
         for i, change in enumerate(state_changes):
+            # Fast path for the common shape; anything else gets the named checks below.
+            if type(change) is tuple and len(change) == 2 and type(change[0]) is bytes \
+                    and 0 < len(change[0]) <= state_key_bytes_max \
+                    and (change[1] is None or type(change[1]) is bytes):
+                changes.append(change)
+                continue
             if not isinstance(change, tuple) or len(change) != 2:
                 raise TypeError(f"state_changes[{i}] must be a (key, value) tuple")
             key = _bytes(change[0], f"state_changes[{i}] key")
@@ -456,11 +463,14 @@ class Store:
             _txindex.write_run(txn, dbi, _txindex.block_entries(height, ids), height, height,
                                sort=False, cache=self._runs)
             _txindex.merge_tail(txn, dbi, self._runs)
+        state = self._dbs["state"]
+        written = [(k, v) for k, v in changes if v is not None]
+        sealed = iter(seal_many("state", [k for k, _ in written], [v for _, v in written]))
         for skey, value in changes:
             if value is None:
-                txn.delete(skey, db=self._dbs["state"])
+                txn.delete(skey, db=state)
             else:
-                self._put(txn, "state", skey, value)
+                txn.put(skey, next(sealed), db=state)
         self._put_meta(txn, b"latest", key)
         self._put_meta(txn, b"tip", block_hash + app_chain)
         if not latest:

@@ -116,6 +116,17 @@ def test_wal_survives_reopen(tmp_path):
         assert s.wal_replay(1) == [b"proposal", b"prevote"]
 
 
+def test_seal_many_equals_sealing_one_by_one():
+    from engine.store._records import seal, seal_many, unseal
+
+    keys = [b"k%d" % i for i in range(300)] + [b"empty"]
+    values = [os.urandom(i % 70) for i in range(300)] + [b""]
+    sealed = seal_many("state", keys, values)
+    assert sealed == [seal("state", k, v) for k, v in zip(keys, values)]
+    assert all(bytes(unseal("state", k, r)) == v for k, v, r in zip(keys, values, sealed))
+    assert seal_many("state", [], []) == []
+
+
 def test_wal_append_many_and_records_written_with_a_signature(store):
     store.wal_append_many([(1, b"a"), (2, b"future"), (1, b"b")])
     assert store.wal_replay(1) == [b"a", b"b"] and store.wal_replay(2) == [b"future"]
