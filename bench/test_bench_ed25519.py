@@ -176,6 +176,34 @@ def print_table(rows: list[dict]) -> None:
               f"{r['vs_openssl']:>11.2f}x{r['vs_sodium']:>13.2f}x  {verdict:<11} {checksum(r['out'])}")
 
 
+def cpu_split_line(c: Corpus, batch: int) -> None:
+    """Work and balance of threads=2, which wall time on a busy shared machine cannot show:
+    total process CPU time against threads=1 (1.0 = no extra work) and each thread's share."""
+    def ticks() -> dict:
+        out = {}
+        for t in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{t}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            out[t] = int(fields[11]) + int(fields[12])
+        return out
+
+    reps = max(5, 100_000 // batch)  # long enough for the 10 ms tick of /proc task times
+    cpu = {}
+    shares: list[int] = []
+    for threads in (1, 2):
+        before, start = ticks(), time.process_time()
+        for _ in range(reps):
+            out = crypto.verify_batch(c.pks[:batch], c.msgs[:batch], c.sigs[:batch],
+                                      threads=threads)
+        cpu[threads] = time.process_time() - start
+        assert out == [True] * batch
+        after = ticks()
+        shares = sorted((after[t] - before.get(t, 0) for t in after), reverse=True)[:2]
+    balance = shares[1] / shares[0] if shares and shares[0] else 0.0
+    print(f"threads=2 work, {crypto.native_path()}, batch {batch}: total CPU "
+          f"{cpu[2] / cpu[1]:.2f}x threads=1, second thread's share {balance:.2f} of the first's")
+
+
 def scaling_lines(rows: list[dict]) -> None:
     for path in {r["path"] for r in rows if r["batch"] != "loop"}:
         for batch in (1024, 4096):
@@ -253,6 +281,14 @@ def test_ed25519_table(benchmark):
     rows = run_table(c, BATCHES, (1, 2), repeat=5, cold_batches=(64, 1024))
     print_table(rows)
     scaling_lines(rows)
+    if os.path.isdir("/proc/self/task"):
+        for isa in paths():
+            _native_ed25519._force_isa(isa)
+            try:
+                for batch in (1024, 4096):
+                    cpu_split_line(c, batch)
+            finally:
+                _native_ed25519._force_isa(None)
     crossover_lines(c, repeat=3)
     txs_line(TXS_COUNT, repeat=3)
     for row in rows:

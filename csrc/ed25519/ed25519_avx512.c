@@ -55,19 +55,26 @@ static int challenges_x8(struct prepared_avx512 *prep, const size_t *idx, size_t
 
 /* Window width from a cost model in gathered mixed additions: per group of eight windows, one
  * per point whose digits there are not all zero (128-bit coefficients have none above bit 128),
- * plus two bucket additions per bucket, each worth about two mixed additions (measured). */
-static int ifma_window(const sc256 *scalars, size_t n) {
+ * plus two bucket additions per bucket, each worth about two mixed additions (measured). The
+ * groups are pool tasks, so with several threads the cost is the busiest thread's share
+ * (groups handed out in order to the least loaded thread, as the pool does). */
+static int ifma_window(const sc256 *scalars, size_t n, int threads) {
     size_t short_count = 0;
     for (size_t i = 0; i < n; i++) short_count += (scalars[i].v[2] | scalars[i].v[3]) == 0;
+    int workers = threads < 1 ? 1 : threads > 8 ? 8 : threads;
     int best_c = 4;
     double best = 1e300;
     for (int c = 4; c <= 14; c++) {
         int groups = ((253 + c) / c + 1 + 7) / 8;
-        double cost = 0;
+        double load[8] = {0};
         for (int g = 0; g < groups; g++) {
             size_t active = n - short_count + (g * 8 * c <= 129 ? short_count : 0);
-            cost += (double)active + (double)(1 << (c - 1)) * 4.0;
+            int least = 0;
+            for (int w = 1; w < workers; w++) least = load[w] < load[least] ? w : least;
+            load[least] += (double)active + (double)(1 << (c - 1)) * 4.0;
         }
+        double cost = 0;
+        for (int w = 0; w < workers; w++) cost = load[w] > cost ? load[w] : cost;
         if (cost < best) {
             best = cost;
             best_c = c;
@@ -170,6 +177,27 @@ static void sum_buckets(ge52x8_p3 *sum, const uint64_t *buckets, size_t half, co
     }
 }
 
+/* Digits and radix-2^52 words of every point, in ranges (pool tasks). */
+typedef struct {
+    const ge_niels *points;
+    const sc256 *scalars;
+    int16_t *digits;
+    uint64_t *words;
+    size_t n, stride, windows;
+    int c;
+    size_t ranges;
+} inputs_ctx;
+
+static void inputs_task(void *arg, size_t r) {
+    inputs_ctx *ctx = (inputs_ctx *)arg;
+    size_t lo = ctx->n * r / ctx->ranges, hi = ctx->n * (r + 1) / ctx->ranges;
+    for (size_t i = lo; i < hi; i++) {
+        signed_digits_avx512(ctx->digits + i * ctx->stride, &ctx->scalars[i], ctx->c,
+                             (int)ctx->windows);
+        point_words(ctx->words + i * POINT_WORDS, &ctx->points[i]);
+    }
+}
+
 typedef struct {
     const uint64_t *words;
     const int16_t *digits;
@@ -199,7 +227,7 @@ static void ifma_group_task(void *arg, size_t g) {
 
 static int msm_pippenger_ifma(ge_p3 *out, const ge_niels *points, const sc256 *scalars,
                               size_t n, int threads) {
-    int c = ifma_window(scalars, n);
+    int c = ifma_window(scalars, n, threads);
     size_t windows = (size_t)((253 + c) / c + 1);
     size_t stride = (windows + 7) / 8 * 8;
     int16_t *digits = (int16_t *)calloc(n * stride, sizeof(int16_t));
@@ -211,10 +239,9 @@ static int msm_pippenger_ifma(ge_p3 *out, const ge_niels *points, const sc256 *s
         free(sums);
         return ENGINE_ED25519_ENOMEM;
     }
-    for (size_t i = 0; i < n; i++) {
-        signed_digits_avx512(digits + i * stride, &scalars[i], c, (int)windows);
-        point_words(words + i * POINT_WORDS, &points[i]);
-    }
+    inputs_ctx in = {points, scalars, digits, words, n, stride, windows, c,
+                     threads > 1 ? (size_t)threads * 4 : 1};
+    engine_parallel_for(threads, in.ranges, inputs_task, &in);
     uint64_t d2_limbs[5];
     fe52_limbs_from_fe51(d2_limbs, &FE_D2);
     fe52x8 d2;

@@ -617,30 +617,54 @@ static int ED_NAME(msm_pippenger)(ge_p3 *out, const ge_niels *points, const sc25
 
 /* ---- batch equation and bisection ------------------------------------------------------------ */
 
+/* Points and scalars of the combination, built in ranges (pool tasks): z_i for -R_i, z_i k_i
+ * for -A_i, and each range's share of sum z_i S_i. */
+typedef struct {
+    const ED_NAME(prepared) *prep;
+    const size_t *idx;
+    const uint8_t *z_bytes;
+    ge_niels *points;
+    sc256 *scalars;
+    sc256 *b_parts;
+    size_t n, ranges;
+} ED_NAME(terms_ctx);
+
+static void ED_NAME(terms_task)(void *arg, size_t r) {
+    ED_NAME(terms_ctx) *ctx = (ED_NAME(terms_ctx) *)arg;
+    size_t lo = ctx->n * r / ctx->ranges, hi = ctx->n * (r + 1) / ctx->ranges;
+    sc256 b_part = {{0, 0, 0, 0}};
+    for (size_t j = lo; j < hi; j++) {
+        const ED_NAME(prepared) *p = &ctx->prep[ctx->idx[j]];
+        sc256 z = {{0, 0, 0, 0}}, zs, zk;
+        memcpy(z.v, ctx->z_bytes + 16 * j, 16);
+        ctx->points[2 * j] = p->neg_r;
+        ctx->scalars[2 * j] = z;
+        engine_sc_mul(&zk, &z, &p->k);
+        ctx->points[2 * j + 1] = p->neg_a;
+        ctx->scalars[2 * j + 1] = zk;
+        engine_sc_mul(&zs, &z, &p->s);
+        engine_sc_add(&b_part, &b_part, &zs);
+    }
+    ctx->b_parts[r] = b_part;
+}
+
 /* The randomized cofactored equation over prepared entries idx[0..n). *ok = 1 if it holds. */
 static int ED_NAME(batch_check)(const ED_NAME(prepared) *prep, const size_t *idx, size_t n,
                                 int *ok, int threads) {
     size_t points_count = 2 * n + 1;
+    size_t ranges = threads > 1 && n >= 64 ? (size_t)threads * 4 : 1;
     ge_niels *points = (ge_niels *)malloc(points_count * sizeof(ge_niels));
     sc256 *scalars = (sc256 *)malloc(points_count * sizeof(sc256));
+    sc256 *b_parts = (sc256 *)malloc(ranges * sizeof(sc256));
     uint8_t *z_bytes = (uint8_t *)malloc(16 * n);
     int rc = ENGINE_ED25519_ENOMEM;
-    if (!points || !scalars || !z_bytes) goto done;
+    if (!points || !scalars || !b_parts || !z_bytes) goto done;
     rc = ENGINE_ED25519_ERANDOM;
     if (ed_random_bytes(z_bytes, 16 * n) != 0) goto done;
+    ED_NAME(terms_ctx) ctx = {prep, idx, z_bytes, points, scalars, b_parts, n, ranges};
+    engine_parallel_for(threads, ranges, ED_NAME(terms_task), &ctx);
     sc256 b_scalar = {{0, 0, 0, 0}};
-    for (size_t j = 0; j < n; j++) {
-        const ED_NAME(prepared) *p = &prep[idx[j]];
-        sc256 z = {{0, 0, 0, 0}}, zs, zk;
-        memcpy(z.v, z_bytes + 16 * j, 16);
-        points[2 * j] = p->neg_r;
-        scalars[2 * j] = z;
-        engine_sc_mul(&zk, &z, &p->k);
-        points[2 * j + 1] = p->neg_a;
-        scalars[2 * j + 1] = zk;
-        engine_sc_mul(&zs, &z, &p->s);
-        engine_sc_add(&b_scalar, &b_scalar, &zs);
-    }
+    for (size_t r = 0; r < ranges; r++) engine_sc_add(&b_scalar, &b_scalar, &b_parts[r]);
     points[2 * n] = ED_NAME(base_table)()[0];
     scalars[2 * n] = b_scalar;
     ge_p3 sum;
@@ -652,6 +676,7 @@ static int ED_NAME(batch_check)(const ED_NAME(prepared) *prep, const size_t *idx
 done:
     free(points);
     free(scalars);
+    free(b_parts);
     free(z_bytes);
     return rc;
 }
