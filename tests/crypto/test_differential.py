@@ -112,10 +112,14 @@ def test_mixed_order_keys_follow_the_cofactored_rule(isa):
 
 
 def test_large_pippenger_batch_with_one_forgery(isa):
+    """700 entries: one equation, threads=2 spreads its phases over the pool."""
     pks, msgs, sigs = honest(700, seed=9)
     sigs[333] = _flip(sigs[333], 300)
-    got = crypto.verify_batch(pks, msgs, sigs, threads=1)
-    assert got == [i != 333 for i in range(700)]
+    pks[650] = SMALL_ORDER[3]
+    expected = [i not in (333, 650) for i in range(700)]
+    assert crypto.verify_batch(pks, msgs, sigs, threads=1) == expected
+    assert crypto.verify_batch(pks, msgs, sigs, threads=2) == expected
+    assert crypto.verify_batch(pks[:600], msgs[:600], sigs[:600], threads=2) == expected[:600]
 
 
 def test_openssl_signatures_verify_and_random_messages_differ(isa):
