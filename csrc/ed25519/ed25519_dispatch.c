@@ -27,7 +27,7 @@ static const char TX_DOMAIN[] = "engine/tx/v1";
  * bench/test_bench_ed25519.py (crossover lines): the scalar kernels from 64 signatures, the
  * IFMA one, whose Pippenger runs eight windows in lanes, from 6. 0 = no override (tests set one
  * to force either method). */
-size_t ed_pippenger_min_override = 0;
+static size_t ed_pippenger_min_override = 0;
 #define PIPPENGER_MIN_POINTS_SCALAR (2 * 64 + 1)
 #define PIPPENGER_MIN_POINTS_IFMA (2 * 6 + 1)
 
