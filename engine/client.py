@@ -89,6 +89,13 @@ class Client:
     def block(self, height: int) -> dict[str, Any]:
         return self._request("GET", f"/block/{int(height)}")
 
+    def blocks(self, from_height: int, *, wait_ms: int = 0,
+               limit: int = 32) -> dict[str, Any]:
+        """``{"latest_height", "blocks": [{height, hash, num_txs, tx_ids}, ...]}`` from
+        ``from_height`` on, waiting up to ``wait_ms`` for the first block (a long poll)."""
+        return self._request("GET", f"/blocks?from={int(from_height)}&wait_ms={int(wait_ms)}"
+                                    f"&limit={int(limit)}", timeout_s=wait_ms / 1000 + 5)
+
     def tx(self, tx_id: bytes | str) -> dict[str, Any]:
         text = tx_id.hex() if isinstance(tx_id, (bytes, bytearray)) else str(tx_id).lower()
         return self._request("GET", f"/tx/{text}")

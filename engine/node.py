@@ -84,6 +84,10 @@ RPC_BATCH_TXS_MAX = 50_000
 WAL_FLUSH_MS = 200
 #: ... or until this many bytes of records are waiting.
 WAL_PENDING_BYTES_MAX = 16 << 20
+#: Recent blocks whose transaction ids are kept in memory for GET /block and GET /blocks.
+RECENT_BLOCKS_MAX = 64
+#: Blocks one GET /blocks answer carries at most.
+BLOCKS_PER_ANSWER_MAX = 32
 
 __all__ = ["Node", "run_node_forever"]
 
@@ -149,6 +153,8 @@ class Node:
         self._wal_pending: list[tuple[int, bytes]] = []
         self._wal_pending_bytes = 0
         self._wal_flush_timer: asyncio.TimerHandle | None = None
+        #: height -> (block hash, tx ids) of the last RECENT_BLOCKS_MAX commits.
+        self._recent_blocks: dict[int, tuple[bytes, list[bytes]]] = {}
         #: Why the node stopped itself (a broken invariant), or None while healthy.
         self.halted: str | None = None
         self._halted_event: asyncio.Event | None = None
@@ -584,6 +590,9 @@ class Node:
         self._block_cache.clear()
         self._preverified.clear()
         self._count("txs_committed", len(tx_ids))
+        self._recent_blocks[decide.height] = (decide.block_hash, tx_ids)
+        if len(self._recent_blocks) > RECENT_BLOCKS_MAX:
+            del self._recent_blocks[min(self._recent_blocks)]
         self._wake_waiters(decide.height, tx_ids)
         if not self._replaying:
             self._broadcast(self._status_message())
@@ -995,10 +1004,48 @@ class Node:
             "app_hash": b.app_hash.hex(), "result_app_hash": stored.app_hash.hex(),
             "tx_root": stored.tx_root.hex(), "proposer_index": b.proposer_index,
             "num_txs": len(stored.txs),
-            "tx_ids": [t.hex() for t in (blake3_many(stored.txs) if stored.txs else [])],
+            "tx_ids": [t.hex() for t in self._block_tx_ids(height, stored.txs)],
             "evidence": len(b.evidence),
             "certificate": {"round": cert.round, "signers": cert.signer_indices()},
         }
+
+    def _block_tx_ids(self, height: int, txs: list[bytes]) -> list[bytes]:
+        """The ids of a stored block's transactions: kept from the commit for recent blocks,
+        hashed again (one batch call) for older ones."""
+        recent = self._recent_blocks.get(height)
+        if recent is not None:
+            return recent[1]
+        return blake3_many(txs) if txs else []
+
+    async def wait_for_blocks(self, from_height: int, timeout_s: float,
+                              count_max: int = BLOCKS_PER_ANSWER_MAX) -> list[dict[str, Any]]:
+        """Committed blocks from ``from_height`` on (at most ``count_max``), waiting up to
+        ``timeout_s`` for the first of them: height, hash, tx count and tx ids of each.
+        An empty list when nothing was committed in time (a long poll for followers)."""
+        if type(from_height) is not int or from_height < 1:
+            raise ValueError(f"from_height must be a positive int, not {from_height!r}")
+        if self.latest_height < from_height:
+            try:
+                await self.wait_for_height(from_height, timeout_s)
+            except asyncio.TimeoutError:
+                # Timed-out waits would otherwise stay listed until their height comes.
+                self._height_waiters = [(h, f) for h, f in self._height_waiters
+                                        if not f.done()]
+                return []
+        out = []
+        for h in range(from_height, min(self.latest_height, from_height + count_max - 1) + 1):
+            recent = self._recent_blocks.get(h)
+            if recent is not None:
+                block_hash, ids = recent
+            else:
+                assert self.store is not None
+                stored = self.store.load_block(h)
+                if stored is None:  # pruned
+                    continue
+                block_hash, ids = stored.block_hash, self._block_tx_ids(h, stored.txs)
+            out.append({"height": h, "hash": block_hash.hex(), "num_txs": len(ids),
+                        "tx_ids": [t.hex() for t in ids]})
+        return out
 
     def tx_info(self, tx_id: bytes) -> dict[str, Any] | None:
         assert self.store is not None

@@ -9,6 +9,9 @@ POST /txs              a batch of envelopes, each ``u32 LE length || envelope``
 GET  /status           chain_id, node_id, latest_height, latest_block_hash,
                        latest_app_hash, peers, ...
 GET  /block/{height}   the block with its ``hash`` and transaction ids
+GET  /blocks           ``?from=H[&wait_ms=W][&limit=N]``: committed blocks from height H on
+                       (height, hash, num_txs, tx_ids), waiting up to W ms (default 0,
+                       at most 30000) for block H: a long poll for followers
 GET  /tx/{id}          height, index, result and a Merkle inclusion proof; 404 if unknown
 GET  /validators       the validator set
 GET  /metrics          Prometheus text format
@@ -33,6 +36,8 @@ if TYPE_CHECKING:
 RPC_BODY_BYTES_MAX = 32 << 20
 WAIT_TIMEOUT_MS_DEFAULT = 30_000
 WAIT_TIMEOUT_MS_MAX = 120_000
+BLOCKS_WAIT_MS_MAX = 30_000
+BLOCKS_LIMIT_MAX = 32
 _STATUS_OF_CODE = {"duplicate": 409, "mempool_full": 429, "tx_too_large": 413}
 
 __all__ = ["RpcServer", "join_envelopes", "make_app", "split_envelopes"]
@@ -130,6 +135,24 @@ def make_app(node: Node) -> web.Application:
         if info is None:
             return error(404, "not_found", f"no block at height {int(text)}")
         return web.json_response(info)
+
+    @routes.get("/blocks")
+    async def get_blocks(request: web.Request) -> web.Response:
+        q = request.query
+        try:
+            start = int(q.get("from", ""))
+            wait_ms = int(q.get("wait_ms", 0))
+            limit = int(q.get("limit", BLOCKS_LIMIT_MAX))
+        except ValueError:
+            return error(400, "bad_query", "from, wait_ms and limit must be integers")
+        if start < 1:
+            return error(400, "bad_height", "from must be a positive height")
+        if not 0 <= wait_ms <= BLOCKS_WAIT_MS_MAX:
+            return error(400, "bad_wait", f"wait_ms must be in 0..{BLOCKS_WAIT_MS_MAX}")
+        if not 1 <= limit <= BLOCKS_LIMIT_MAX:
+            return error(400, "bad_limit", f"limit must be in 1..{BLOCKS_LIMIT_MAX}")
+        blocks = await node.wait_for_blocks(start, wait_ms / 1000, limit)
+        return web.json_response({"latest_height": node.latest_height, "blocks": blocks})
 
     @routes.get("/tx/{tx_id}")
     async def get_tx(request: web.Request) -> web.Response:

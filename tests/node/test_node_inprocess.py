@@ -85,6 +85,19 @@ async def _rpc_checks(node):
         async with http.get(f"{url}/block/{info['height']}") as r:
             block = await r.json()
         assert committed["tx_id"] in block["tx_ids"]
+        # GET /blocks: the same ids, from the height on; a long poll past the tip answers
+        # when the next block is committed (or with nothing when the wait runs out).
+        async with http.get(f"{url}/blocks?from={info['height']}&limit=2") as r:
+            listed = await r.json()
+        first = listed["blocks"][0]
+        assert (first["height"], first["hash"], first["tx_ids"]) == \
+            (block["height"], block["hash"], block["tx_ids"])
+        assert len(listed["blocks"]) <= 2 and listed["latest_height"] >= info["height"]
+        tip = listed["latest_height"]
+        async with http.get(f"{url}/blocks?from={tip + 1000}&wait_ms=50") as r:
+            assert (await r.json())["blocks"] == []
+        async with http.get(f"{url}/blocks?from={tip + 1}&wait_ms=20000") as r:
+            assert (await r.json())["blocks"][0]["height"] == tip + 1
         p = info["proof"]
         proof = MerkleProof(p["index"], p["size"], tuple(bytes.fromhex(x) for x in p["path"]))
         root = bytes.fromhex(block["tx_root"])
@@ -120,6 +133,10 @@ async def _rpc_checks(node):
             ("GET", "/block/0", None, 400), ("GET", "/block/abc", None, 400),
             ("GET", "/block/-1", None, 400), ("GET", "/block/99999999", None, 404),
             ("GET", "/block/" + "9" * 30, None, 400),
+            ("GET", "/blocks", None, 400), ("GET", "/blocks?from=0", None, 400),
+            ("GET", "/blocks?from=x", None, 400), ("GET", "/blocks?from=1&wait_ms=-1", None, 400),
+            ("GET", "/blocks?from=1&wait_ms=99999999", None, 400),
+            ("GET", "/blocks?from=1&limit=0", None, 400),
             ("GET", "/tx/xyz", None, 400), ("GET", "/tx/" + "AB" * 32, None, 400),
             ("GET", "/tx/" + "00" * 32, None, 404), ("GET", "/nope", None, 404),
             ("DELETE", "/status", None, 405), ("GET", "/tx", None, 405),

@@ -74,6 +74,15 @@ def test_four_process_testnet(tmp_path):
         last = blake3(txs[-1])
         _wait(lambda: all(_tx_found(c, last) for c in clients), 30, "commit everywhere")
         _assert_agree(clients, min(_height(c) for c in clients))
+        # A follower reads the chain with long polls: every transaction, each once.
+        seen: list[str] = []
+        h = 1
+        while len(seen) < len(txs):
+            got = clients[2].blocks(h, wait_ms=2000)["blocks"]
+            assert got, "no block within the long poll"
+            seen += [t for b in got for t in b["tx_ids"]]
+            h = got[-1]["height"] + 1
+        assert sorted(seen) == sorted(blake3(t).hex() for t in txs)
 
         # kill -9 one validator: the other three keep committing.
         procs[3].send_signal(signal.SIGKILL)
