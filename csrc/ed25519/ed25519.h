@@ -61,6 +61,10 @@ void engine_ed25519_cache_clear(void);
 void engine_ed25519_set_pippenger_min(size_t points);
 size_t engine_ed25519_pippenger_min(void);
 
+/* Test hook: the IFMA field against the radix-2^51 one on edge-case limbs; returns the number
+ * of wrong results, or -1 when this build or CPU has no IFMA kernel. */
+int engine_ed25519_selftest(uint64_t seed, int iterations);
+
 #ifdef __cplusplus
 }
 #endif

@@ -293,4 +293,54 @@ static int challenges_x8(struct prepared_avx512 *prep_, const size_t *idx, size_
     free(padded);
     return 1;
 }
+/* Self-check of the IFMA field against the radix-2^51 one on limbs at the edges (0, 1, 2^52 - 1,
+ * 2^52 - 2, values that make sums ripple through every limb and wrap past 2^260), where the rare
+ * second carry pass runs. Returns the number of wrong results or out-of-range limbs (a test
+ * hook: the vectors rarely reach these corners). */
+int engine_ed25519_selftest_ifma(uint64_t seed, int iterations) {
+    const uint64_t m = FE52_MASK;
+    const uint64_t edges[6] = {m, 0, 1, m - 1, m - 607, 608};
+    uint64_t x = seed | 1;
+    int bad = 0;
+    for (int it = 0; it < iterations; it++) {
+        uint64_t la[5][8], lb[5][8];
+        for (int j = 0; j < 8; j++) {
+            for (int k = 0; k < 5; k++) {
+                x ^= x << 13, x ^= x >> 7, x ^= x << 17; /* xorshift64 */
+                la[k][j] = (x % 7) < 6 ? edges[x % 6] : (x >> 12) & m;
+                x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                lb[k][j] = (x % 7) < 6 ? edges[(x >> 3) % 6] : (x >> 12) & m;
+            }
+        }
+        fe52x8 a, b, r[3];
+        for (int k = 0; k < 5; k++) {
+            a.l[k] = _mm512_loadu_si512((const void *)la[k]);
+            b.l[k] = _mm512_loadu_si512((const void *)lb[k]);
+        }
+        fe52x8_add(&r[0], &a, &b);
+        fe52x8_sub(&r[1], &a, &b);
+        fe52x8_mul(&r[2], &a, &b);
+        fe51 fa[8], fb[8], fr[3][8];
+        fe52x8_to_fe51(fa, &a);
+        fe52x8_to_fe51(fb, &b);
+        for (int op = 0; op < 3; op++) {
+            uint64_t limbs[5][8];
+            for (int k = 0; k < 5; k++) {
+                _mm512_storeu_si512((void *)limbs[k], r[op].l[k]);
+                for (int j = 0; j < 8; j++) bad += limbs[k][j] > m;
+            }
+            fe52x8_to_fe51(fr[op], &r[op]);
+        }
+        for (int j = 0; j < 8; j++) {
+            fe51 e;
+            fe_add(&e, &fa[j], &fb[j]);
+            bad += !fe_equal(&e, &fr[0][j]);
+            fe_sub(&e, &fa[j], &fb[j]);
+            bad += !fe_equal(&e, &fr[1][j]);
+            fe_mul(&e, &fa[j], &fb[j]);
+            bad += !fe_equal(&e, &fr[2][j]);
+        }
+    }
+    return bad;
+}
 #endif

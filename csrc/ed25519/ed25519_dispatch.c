@@ -182,3 +182,16 @@ int engine_ed25519_verify_txs(const uint8_t *const *envelopes, const size_t *len
     free(items);
     return rc;
 }
+
+int engine_ed25519_selftest(uint64_t seed, int iterations) {
+#if defined(__x86_64__)
+    uint32_t f = engine_cpu_features();
+    if ((f & ENGINE_CPU_AVX512IFMA) && (f & ENGINE_CPU_AVX512DQ) &&
+        engine_isa_supported(ENGINE_ISA_AVX512))
+        return engine_ed25519_selftest_ifma(seed, iterations);
+#else
+    (void)seed;
+    (void)iterations;
+#endif
+    return -1;
+}

@@ -15,6 +15,7 @@ int engine_ed25519_verify_chunk_portable(const engine_ed25519_item *items, size_
 #if defined(__x86_64__)
 int engine_ed25519_verify_chunk_avx2(const engine_ed25519_item *items, size_t n, uint8_t *out,
                                          int threads);
+int engine_ed25519_selftest_ifma(uint64_t seed, int iterations);
 int engine_ed25519_verify_chunk_avx512(const engine_ed25519_item *items, size_t n, uint8_t *out,
                                          int threads);
 #endif
