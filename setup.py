@@ -45,7 +45,7 @@ def _link_args() -> list[str]:
 def _sources(*patterns: str) -> list[str]:
     found: list[str] = []
     for pattern in patterns:
-        found += sorted(glob.glob(pattern))
+        found += sorted(glob.glob(pattern, recursive=True))
     return [os.path.relpath(p, ROOT) for p in found]
 
 
@@ -56,9 +56,13 @@ def _pybind_ext(name: str, binding: str, *c_dirs: str) -> Extension | None:
     import pybind11
 
     sources = [binding] + _sources("csrc/common/*.c", *[f"csrc/{d}/*.c" for d in c_dirs])
+    # Headers hold inline kernel code: a change to one must rebuild the extension.
+    headers = _sources("csrc/common/*.h", *[f"csrc/{d}/*.h" for d in c_dirs],
+                       *[f"csrc/{d}/**/*.h" for d in c_dirs], "csrc/bindings/*.hpp")
     return Extension(
         name,
         sources=sources,
+        depends=headers,
         include_dirs=[pybind11.get_include(), "csrc"],
         extra_compile_args=_compile_args(),
         extra_link_args=_link_args(),
