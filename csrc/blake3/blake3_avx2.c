@@ -98,17 +98,7 @@ static void hash_group(const uint32_t key[8], const b3_job *jobs, size_t n, size
             _mm256_loadu_si256((const __m256i *)lens), _mm256_loadu_si256((const __m256i *)flags),
         };
 #pragma GCC unroll 7
-        for (int r = 0; r < 7; r++) {
-            const uint8_t *s = B3_SCHEDULE[r];
-            G(v[0], v[4], v[8], v[12], m[s[0]], m[s[1]]);
-            G(v[1], v[5], v[9], v[13], m[s[2]], m[s[3]]);
-            G(v[2], v[6], v[10], v[14], m[s[4]], m[s[5]]);
-            G(v[3], v[7], v[11], v[15], m[s[6]], m[s[7]]);
-            G(v[0], v[5], v[10], v[15], m[s[8]], m[s[9]]);
-            G(v[1], v[6], v[11], v[12], m[s[10]], m[s[11]]);
-            G(v[2], v[7], v[8], v[13], m[s[12]], m[s[13]]);
-            G(v[3], v[4], v[9], v[14], m[s[14]], m[s[15]]);
-        }
+        for (int r = 0; r < 7; r++) B3_ROUND(G, v, m, r);
         for (int i = 0; i < 8; i++) h[i] = XOR(v[i], v[i + 8]);
     }
 

@@ -56,6 +56,22 @@ static const uint8_t B3_SCHEDULE[7][16] = {
     {11, 15, 5, 0, 1, 9, 8, 6, 14, 10, 2, 12, 3, 4, 7, 13},
 };
 
+/* One round: G on the four columns, then on the four diagonals, with the message words of round
+ * `r` in schedule order. `G(a, b, c, d, x, y)` is the ISA's quarter-round; v and m are arrays of
+ * 16 state words and 16 message words (scalars or word-sliced vectors). */
+#define B3_ROUND(G, v, m, r)                                                 \
+    do {                                                                     \
+        const uint8_t *s_ = B3_SCHEDULE[r];                                  \
+        G(v[0], v[4], v[8], v[12], m[s_[0]], m[s_[1]]);                      \
+        G(v[1], v[5], v[9], v[13], m[s_[2]], m[s_[3]]);                      \
+        G(v[2], v[6], v[10], v[14], m[s_[4]], m[s_[5]]);                     \
+        G(v[3], v[7], v[11], v[15], m[s_[6]], m[s_[7]]);                     \
+        G(v[0], v[5], v[10], v[15], m[s_[8]], m[s_[9]]);                     \
+        G(v[1], v[6], v[11], v[12], m[s_[10]], m[s_[11]]);                   \
+        G(v[2], v[7], v[8], v[13], m[s_[12]], m[s_[13]]);                    \
+        G(v[3], v[4], v[9], v[14], m[s_[14]], m[s_[15]]);                    \
+    } while (0)
+
 static inline uint32_t b3_load32(const uint8_t *p) {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }

@@ -24,17 +24,7 @@ void engine_blake3_compress_portable(uint32_t cv[8], const uint8_t block[64], ui
         B3_IV[0], B3_IV[1], B3_IV[2], B3_IV[3],
         (uint32_t)counter, (uint32_t)(counter >> 32), block_len, flags,
     };
-    for (int r = 0; r < 7; r++) {
-        const uint8_t *s = B3_SCHEDULE[r];
-        B3_G(v[0], v[4], v[8], v[12], m[s[0]], m[s[1]]);
-        B3_G(v[1], v[5], v[9], v[13], m[s[2]], m[s[3]]);
-        B3_G(v[2], v[6], v[10], v[14], m[s[4]], m[s[5]]);
-        B3_G(v[3], v[7], v[11], v[15], m[s[6]], m[s[7]]);
-        B3_G(v[0], v[5], v[10], v[15], m[s[8]], m[s[9]]);
-        B3_G(v[1], v[6], v[11], v[12], m[s[10]], m[s[11]]);
-        B3_G(v[2], v[7], v[8], v[13], m[s[12]], m[s[13]]);
-        B3_G(v[3], v[4], v[9], v[14], m[s[14]], m[s[15]]);
-    }
+    for (int r = 0; r < 7; r++) B3_ROUND(B3_G, v, m, r);
     for (int i = 0; i < 8; i++) cv[i] = v[i] ^ v[i + 8];
 }
 
