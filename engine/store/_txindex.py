@@ -265,7 +265,13 @@ def iter_runs(txn, dbi) -> Iterator[tuple[bytes, memoryview]]:
 
 
 def merge_tail(txn, dbi, cache: RunCache | None = None) -> None:
-    """Merge the newest runs while the newest ``fanout`` of them share one tier."""
+    """Keep run tiers non-increasing from the oldest run to the newest (a newest run of a
+    higher tier absorbs the smaller runs just before it), then merge the newest runs while
+    the newest ``fanout`` of them share one tier. Without the first rule, blocks whose sizes
+    straddle a tier boundary (say 3,000 and 5,000 transactions in turn) never leave ``fanout``
+    equal tiers at the tail, runs pile up one per block and every lookup slows down."""
+    while _fold_smaller_into_newest(txn, dbi, cache):
+        pass
     while True:
         keys: list[bytes] = []
         cur = txn.cursor(db=dbi)
@@ -278,15 +284,38 @@ def merge_tail(txn, dbi, cache: RunCache | None = None) -> None:
             return
         if len({tier(parse_run_key(k)[2]) for k in keys}) != 1:
             return
-        keys.reverse()  # oldest first, so a stable sort keeps lower heights first
-        parts = [cache.entries(k, txn.get(k, db=dbi)) if cache is not None
-                 else Run(k, txn.get(k, db=dbi)).all_entries() for k in keys]
-        first, last = parse_run_key(keys[0])[0], parse_run_key(keys[-1])[1]
-        for k in keys:
-            txn.delete(k, db=dbi)
-            if cache is not None:
-                cache.forget(k)
-        write_run(txn, dbi, np.concatenate(parts), first, last, sort=True, cache=cache)
+        _merge(txn, dbi, keys, cache)
+
+
+def _fold_smaller_into_newest(txn, dbi, cache: RunCache | None) -> bool:
+    """Merge the newest run with the runs of lower tiers just before it; True if it did."""
+    cur = txn.cursor(db=dbi)
+    if not cur.last():
+        return False
+    keys = [bytes(cur.key())]
+    newest_tier = tier(parse_run_key(keys[0])[2])
+    while cur.prev():
+        key = bytes(cur.key())
+        if tier(parse_run_key(key)[2]) >= newest_tier:
+            break
+        keys.append(key)
+    if len(keys) == 1:
+        return False
+    _merge(txn, dbi, keys, cache)
+    return True
+
+
+def _merge(txn, dbi, keys: list[bytes], cache: RunCache | None) -> None:
+    """Replace the runs ``keys`` (newest first, consecutive) by one run."""
+    keys = keys[::-1]  # oldest first, so a stable sort keeps lower heights first
+    parts = [cache.entries(k, txn.get(k, db=dbi)) if cache is not None
+             else Run(k, txn.get(k, db=dbi)).all_entries() for k in keys]
+    first, last = parse_run_key(keys[0])[0], parse_run_key(keys[-1])[1]
+    for k in keys:
+        txn.delete(k, db=dbi)
+        if cache is not None:
+            cache.forget(k)
+    write_run(txn, dbi, np.concatenate(parts), first, last, sort=True, cache=cache)
 
 
 def write_run(txn, dbi, entries: np.ndarray, first: int, last: int, *, sort: bool,

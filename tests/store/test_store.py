@@ -84,6 +84,22 @@ def test_tx_index_merges_into_few_runs(store):
     assert check_store(store).ok
 
 
+def test_tx_index_stays_small_when_block_sizes_straddle_a_tier(store):
+    """Blocks of sizes from different tiers in turn (e.g. 3,000 and 5,000 transactions at
+    fanout 16) must still merge: the run count stays bounded and every id is found."""
+    fanout = _txindex.TX_INDEX_MERGE_FANOUT
+    small, big = fanout - 1, fanout + 1  # tiers 0 and 1
+    for h in range(1, 1 + 6 * fanout):
+        save(store, h, n_txs=small if h % 2 else big)
+    runs = store.info()["databases"]["tx_index"]["entries"]
+    assert runs <= 3 * (fanout - 1), runs
+    for h in (1, 2, 3 * fanout, 6 * fanout):
+        for i, tx in enumerate(store.load_block(h).txs):
+            loc = store.find_tx(blake3(tx))
+            assert (loc.height, loc.index) == (h, i)
+    assert check_store(store).ok
+
+
 def test_state_changes_apply_with_the_block(store):
     args = block_args(1)
     args["state_changes"] = [(b"a", b"1"), (b"b", b"2"), (b"c", b"3")]
