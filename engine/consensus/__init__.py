@@ -13,6 +13,8 @@ Events (inputs; the driver writes each to the WAL before ``step``)
   ``TimeoutFired(height, round, step)``    a timer from ``ScheduleTimeout`` expired
   ``ValueReady(height, round, block)``     the block to propose, answering ``RequestValue``
   ``CommitReceived(block, certificate)``   a decided block + certificate from a peer (catch-up)
+  ``Resume(height, signed)``               after replay, own signed messages the replayed state
+                                           lacks (a damaged WAL): ``core.resume_event()``
 
 Actions (outputs; execute in order)
   ``BroadcastProposal(proposal, block, signer_state)`` and ``BroadcastVote(vote, signer_state)``:
@@ -31,6 +33,8 @@ Errors: peer input that is malformed, badly signed or from outside the validator
 
 Recovery: build the core with the same arguments, restore ``SignerGuard(key, persisted_state)``
 and replay the WAL of the current height through ``step``; re-sent messages are identical bytes.
+Then feed ``core.resume_event()`` (through the WAL like any input) when it is not None: the WAL
+lost its tail, and the core catches up with what its signer record says it signed.
 
 Injected functions: ``is_valid(height, block) -> bool`` (transactions, header, last commit,
 evidence), ``hash_block(block) -> 32 bytes`` (id(v); BLAKE3 by default), ``verify(pk, msg, sig)``
@@ -49,6 +53,7 @@ from engine.consensus.events import (
     ProposalReceived,
     ReportEvidence,
     RequestValue,
+    Resume,
     ScheduleTimeout,
     SignRefused,
     Start,
@@ -93,6 +98,7 @@ __all__ = [
     "ProtocolError",
     "ReportEvidence",
     "RequestValue",
+    "Resume",
     "ScheduleTimeout",
     "SignRefused",
     "SignerGuard",

@@ -34,6 +34,16 @@ than 1/3):
 - l.57/61/65 timeouts: propose -> prevote nil; prevote -> precommit nil; precommit -> next round;
   each only if (h, r, step) still match (the stale guard).
 
+Recovery from a damaged WAL (``Resume``): replaying a WAL that lost its tail leaves the core
+behind what its signer record says it signed. Left there it would stay silent (the guard
+refuses every step at or below the last one signed) and, with peers needing its messages for
+a quorum or for f+1 in a later round, the height would never end. ``resume_event()`` lists the
+signed messages the replayed state lacks; stepping that event counts the own votes again (and
+re-sends them: identical bytes and signatures), restores the lock from the latest own non-nil
+precommit (l.36 is the only place a lock is taken, always with that precommit), and moves to
+the last signed (round, step) without signing: the same place the node was in, minus the lost
+messages of others, which peers re-send.
+
 A block v is known when a valid proposal of this height carried it; id(v) is ``hash_block(v)``.
 Timeouts grow linearly per round, ``init + r * delta``, reset at every height.
 
@@ -174,6 +184,8 @@ class ConsensusCore:
             self._on_commit(event, out)
         elif isinstance(event, ev.Start):
             self._on_start(event, out)
+        elif isinstance(event, ev.Resume):
+            self._on_resume(event, out)
         else:
             raise TypeError(f"event must be a consensus event, not {type(event).__name__}")
         return out
@@ -274,6 +286,108 @@ class ConsensusCore:
             self._run_rules(r, out)
         if self.height == height:
             self._run_rules(self.round, out)
+
+    # --- recovery after a damaged WAL --------------------------------------------------------
+
+    def resume_event(self) -> ev.Resume | None:
+        """The ``Resume`` to feed after WAL replay when the signer record holds messages of
+        this height that the replayed state does not reflect (the WAL lost its tail); None
+        when the state is whole."""
+        if self.signer is None or self.own_index is None or not self.started:
+            return None
+        st = self.signer.state
+        if st.height != self.height:
+            return None
+        entries = list(st.history)
+        if (st.round, st.step) not in {(r, s) for r, s, _, _ in entries}:
+            entries.append((st.round, st.step, st.sign_bytes, st.signature))
+        missing = tuple(e for e in entries if not self._reflects(e[0], e[1]))
+        return ev.Resume(self.height, missing) if missing else None
+
+    def _reflects(self, round: int, step: int) -> bool:
+        assert self.own_index is not None
+        if (round, step) > (self.round, int(self.step_)):
+            return False
+        if step == Step.PROPOSE:
+            return round in self._proposed
+        return self.votes.vote_of(round, step - 1, self.own_index) is not None
+
+    def _own_message(self, entry: Any) -> Vote | Proposal:
+        """An own signed message rebuilt from a signer record entry; ValueError if the entry
+        is not a signature of this validator at this height."""
+        if not isinstance(entry, tuple) or len(entry) != 4:
+            raise TypeError("Resume.signed entries must be (round, step, sign_bytes, signature)")
+        r, s, sb, sig = entry
+        if type(r) is not int or not 0 <= r < limits.rounds_max or s not in (1, 2, 3) \
+                or not isinstance(sb, bytes) or len(sb) < 36 or not isinstance(sig, bytes):
+            raise ValueError(f"Resume: malformed signed entry at round {r!r}, step {s!r}")
+        assert self.own_index is not None
+        bh = sb[-32:]
+        msg: Vote | Proposal
+        if s == Step.PROPOSE:
+            pol_round = int.from_bytes(sb[-36:-32], "little", signed=True)
+            expected = proposal_sign_bytes(self.chain_id, self.height, r, pol_round, bh)
+            msg = Proposal(self.height, r, pol_round, bh, self.own_index, sig)
+        else:
+            vote_type = VoteType(s - 1)
+            expected = vote_sign_bytes(self.chain_id, vote_type, self.height, r, bh)
+            msg = Vote(vote_type, self.height, r, bh, self.own_index, sig)
+        if sb != expected:
+            raise ValueError(f"Resume: entry at round {r}, step {s} is not for this height "
+                             "and chain")
+        if not self.verify(self.validators.public_key(self.own_index), sb, sig):
+            raise ValueError(f"Resume: entry at round {r}, step {s} is not signed by this "
+                             "validator")
+        if isinstance(msg, Vote):
+            counted = self.votes.vote_of(r, msg.type, self.own_index)
+            if counted is not None and counted.block_hash != bh:
+                raise ValueError(f"Resume: entry at round {r}, step {s} contradicts a counted "
+                                 "own vote")
+        return msg
+
+    def _on_resume(self, event: ev.Resume, out: list) -> None:
+        if type(event.height) is not int or not isinstance(event.signed, tuple):
+            raise TypeError("Resume needs an int height and a tuple of signed entries")
+        if event.height != self.height or not self.started or self.signer is None \
+                or not event.signed:
+            return  # stale: the height is over (or the core is an observer)
+        msgs = [self._own_message(e) for e in event.signed]  # all checked before any change
+        for msg in msgs:
+            if isinstance(msg, Vote):
+                if self.votes.vote_of(msg.round, msg.type, msg.validator_index) is None:
+                    self.votes.add(msg)
+                    out.append(ev.BroadcastVote(msg, self.signer.state))
+                continue
+            self._proposed.add(msg.round)
+            block = self.blocks.get(msg.block_hash)
+            if block is not None and msg.block_hash not in self.proposals.get(msg.round, {}):
+                self._record_proposal(msg, block, out)
+                out.append(ev.BroadcastProposal(msg, block, self.signer.state))
+        self._restore_lock(msgs)
+        last = max((m.round, int(m.type) + 1 if isinstance(m, Vote) else int(Step.PROPOSE))
+                   for m in msgs)
+        if last > (self.round, int(self.step_)):
+            self.round, self.step_ = last[0], Step(last[1])
+            if self.step_ == Step.PROPOSE:  # own proposal signed, the prevote still to come
+                self._schedule(Step.PROPOSE, out)
+        height = self.height
+        for r in sorted({m.round for m in msgs} | {self.round}):
+            if self.height != height:
+                return
+            self._run_rules(r, out)
+
+    def _restore_lock(self, msgs: list) -> None:
+        """The latest own non-nil precommit is the lock (l.36 locks exactly when it sends one);
+        its value is also the valid value when its block is known."""
+        locks = [(m.round, m.block_hash) for m in msgs if isinstance(m, Vote)
+                 and m.type == VoteType.PRECOMMIT and m.block_hash != NIL]
+        if not locks:
+            return
+        r, bh = max(locks)
+        if r > self.locked_round:
+            self.locked_value, self.locked_round = bh, r
+        if r > self.valid_round and bh in self.blocks:
+            self.valid_value, self.valid_round = bh, r
 
     def _on_timeout(self, event: ev.TimeoutFired, out: list) -> None:
         h, r, s = event.height, event.round, event.step

@@ -64,7 +64,20 @@ class CommitReceived:
     certificate: CommitCertificate
 
 
-Event = Start | ProposalReceived | VoteReceived | TimeoutFired | ValueReady | CommitReceived
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """After WAL replay: messages this node signed at ``height`` (from its signer record) that
+    the replayed state does not reflect, because the WAL lost its tail. Each entry of
+    ``signed`` is (round, step, sign bytes, signature). The core counts its own votes again,
+    restores its lock from its latest non-nil precommit, and moves to the last signed
+    (round, step) without signing anything; ``ConsensusCore.resume_event()`` builds it."""
+
+    height: int
+    signed: tuple[tuple[int, int, bytes, bytes], ...]
+
+
+Event = (Start | ProposalReceived | VoteReceived | TimeoutFired | ValueReady | CommitReceived
+         | Resume)
 
 # --- actions -----------------------------------------------------------------------------------
 

@@ -65,6 +65,10 @@ class SignerGuard:
                     if b == sign_bytes:
                         return sig
                     raise DoubleSignRefused(f"conflicting data at (height, round, step) {hrs}")
+        if hrs == st.hrs() and sign_bytes != st.sign_bytes:
+            # The last signature is persisted on its own; the history may have lost it (a
+            # damaged WAL), so it is checked directly as well.
+            raise DoubleSignRefused(f"conflicting data at (height, round, step) {hrs}")
         if hrs < st.hrs():
             raise DoubleSignRefused(f"(height, round, step) {hrs} is below the last signed "
                                     f"{st.hrs()}")

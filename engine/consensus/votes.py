@@ -148,6 +148,11 @@ class HeightVotes:
                 sigs[i] = votes[block_hash].signature
         return sigs
 
+    def vote_of(self, round: int, vote_type: int, validator_index: int) -> Vote | None:
+        """The first vote of one validator in one vote set, if counted."""
+        row = self._rows.get((round, vote_type))
+        return row.votes[validator_index] if row is not None else None
+
     def votes_of(self, validator_index: int) -> list[Vote]:
         """The counted votes of one validator (for re-gossip by a driver)."""
         found = [row.votes[validator_index] for row in self._rows.values()]
