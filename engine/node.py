@@ -93,8 +93,9 @@ __all__ = ["Node", "run_node_forever"]
 
 # WAL record kinds (msgpack arrays). _W_SIGNED records what this node signed at the height; it
 # is written by Store.sign_guarded in the same durable transaction as the signer state, and on
-# restart rebuilds the signer's history instead of being stepped.
-_W_PROPOSAL, _W_VOTE, _W_TIMEOUT, _W_VALUE, _W_COMMIT, _W_SIGNED = range(1, 7)
+# restart rebuilds the signer's history instead of being stepped. _W_RESUME is the Resume fed
+# after a replay that left the core behind its signer record (a damaged WAL).
+_W_PROPOSAL, _W_VOTE, _W_TIMEOUT, _W_VALUE, _W_COMMIT, _W_SIGNED, _W_RESUME = range(1, 8)
 
 
 class Node:
@@ -330,6 +331,9 @@ class Node:
                 history.append((r, step, sign_bytes, sig))
                 self._persisted.add((stored.height, r, step, sig))
         self._persisted.add((stored.height, stored.round, stored.step, stored.signature))
+        if (stored.round, stored.step) not in {(r, s) for r, s, _, _ in history}:
+            # Its WAL record was lost with a damaged tail; the signer record still has it.
+            history.append((stored.round, stored.step, stored.sign_bytes, stored.signature))
         return cs.SignerState(stored.height, stored.round, stored.step, stored.sign_bytes,
                               stored.signature, tuple(history))
 
@@ -357,7 +361,24 @@ class Node:
                     break
         finally:
             self._replaying = False
+        self._resume()
         self._resend_own()
+
+    def _resume(self) -> None:
+        """A WAL that lost its tail leaves the core behind its signer record: it would sign
+        nothing until the rounds it had signed in were over, and peers that need its messages
+        (for a quorum, or f+1 to skip to a later round) would wait for ever. Resume puts it
+        back at its last signed (round, step), with its lock and its votes, which are re-sent
+        as they were signed (same bytes, same signatures)."""
+        assert self.core is not None
+        resume = self.core.resume_event()
+        if resume is None:
+            return
+        log.warning("WAL is behind the signer record at height %d: resuming at (round, step) "
+                    "%s with %d own signed messages", resume.height,
+                    max((r, s) for r, s, _, _ in resume.signed), len(resume.signed))
+        self._count("resumed_from_signer")
+        self._input(resume, resume.height)
 
     # ------------------------------------------------------------------ inputs
     def _input(self, event: Any, wal_height: int) -> None:
@@ -918,6 +939,8 @@ class Node:
             rec = [_W_VALUE, event.height, event.round, event.block]
         elif isinstance(event, cs.CommitReceived):
             rec = [_W_COMMIT, event.block, event.certificate.encode()]
+        elif isinstance(event, cs.Resume):
+            rec = [_W_RESUME, event.height, [list(e) for e in event.signed]]
         else:
             raise TypeError(f"no WAL record for {type(event).__name__}")
         return msgpack.packb(rec, use_bin_type=True)
@@ -938,6 +961,11 @@ class Node:
                                                                          len(self.validators)))
         if kind == _W_SIGNED:
             return None  # restores the signer's history (see _restore_signer_state)
+        if kind == _W_RESUME:
+            signed = tuple((r, s, sb, sig) for r, s, sb, sig in rec[2])
+            # Signatures in a durable record are on disk: re-sending them needs no new write.
+            self._persisted.update((rec[1], r, s, sig) for r, s, _, sig in signed)
+            return cs.Resume(rec[1], signed)
         raise ValueError(f"unknown WAL record kind {kind}")
 
     # ------------------------------------------------------------------ API (RPC, embedding)
