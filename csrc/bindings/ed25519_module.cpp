@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "bindings/common.hpp"
+
 extern "C" {
 #include "common/cpu.h"
 #include "ed25519/ed25519.h"
@@ -15,89 +17,8 @@ namespace py = pybind11;
 
 namespace {
 
-// Borrowed views of a sequence of byte buffers, alive until destruction.
-class BufferList {
-  public:
-    BufferList(py::handle seq, const char *arg) : arg_(arg) {
-        if (PyUnicode_Check(seq.ptr()) || PyBytes_Check(seq.ptr()) || PyByteArray_Check(seq.ptr()))
-            throw py::type_error(std::string(arg) + " must be a sequence of bytes-like objects");
-        fast_ = PySequence_Fast(seq.ptr(), "");
-        if (!fast_) {
-            PyErr_Clear();
-            throw py::type_error(std::string(arg) + " must be a sequence of bytes-like objects, not " +
-                                 Py_TYPE(seq.ptr())->tp_name);
-        }
-        Py_ssize_t n = PySequence_Fast_GET_SIZE(fast_);
-        PyObject **items = PySequence_Fast_ITEMS(fast_);
-        ptrs_.resize(static_cast<size_t>(n));
-        lens_.resize(static_cast<size_t>(n));
-        for (Py_ssize_t i = 0; i < n; i++) {
-            PyObject *item = items[i];
-            if (PyBytes_CheckExact(item)) {
-                ptrs_[i] = reinterpret_cast<const uint8_t *>(PyBytes_AS_STRING(item));
-                lens_[i] = static_cast<size_t>(PyBytes_GET_SIZE(item));
-                continue;
-            }
-            if (PyUnicode_Check(item) || !PyObject_CheckBuffer(item))
-                throw py::type_error(where(i) + " must be bytes, bytearray or memoryview, not " +
-                                     Py_TYPE(item)->tp_name);
-            views_.emplace_back(new Py_buffer);
-            if (PyObject_GetBuffer(item, views_.back().get(), PyBUF_SIMPLE) != 0) {
-                views_.pop_back();
-                PyErr_Clear();
-                throw py::type_error(where(i) + " must be a contiguous bytes-like object");
-            }
-            ptrs_[i] = static_cast<const uint8_t *>(views_.back()->buf);
-            lens_[i] = static_cast<size_t>(views_.back()->len);
-        }
-    }
-    ~BufferList() {
-        for (auto &v : views_) PyBuffer_Release(v.get());
-        Py_XDECREF(fast_);
-    }
-    BufferList(const BufferList &) = delete;
-    BufferList &operator=(const BufferList &) = delete;
-
-    size_t size() const { return ptrs_.size(); }
-    const uint8_t *ptr(size_t i) const { return ptrs_[i]; }
-    size_t len(size_t i) const { return lens_[i]; }
-    const uint8_t *const *ptrs() const { return ptrs_.data(); }
-    const size_t *lens() const { return lens_.data(); }
-
-    void require_length(size_t want) const {
-        for (size_t i = 0; i < size(); i++)
-            if (lens_[i] != want)
-                throw py::value_error(where(i) + " must be " + std::to_string(want) +
-                                      " bytes long, not " + std::to_string(lens_[i]));
-    }
-
-  private:
-    std::string where(Py_ssize_t i) const { return std::string(arg_) + "[" + std::to_string(i) + "]"; }
-    const char *arg_;
-    PyObject *fast_ = nullptr;
-    std::vector<const uint8_t *> ptrs_;
-    std::vector<size_t> lens_;
-    std::vector<std::unique_ptr<Py_buffer>> views_;
-};
-
-class Buffer {
-  public:
-    Buffer(py::handle obj, const char *arg) {
-        if (PyUnicode_Check(obj.ptr()) || PyObject_GetBuffer(obj.ptr(), &view_, PyBUF_SIMPLE) != 0) {
-            PyErr_Clear();
-            throw py::type_error(std::string(arg) + " must be bytes, bytearray or memoryview, not " +
-                                 Py_TYPE(obj.ptr())->tp_name);
-        }
-    }
-    ~Buffer() { PyBuffer_Release(&view_); }
-    Buffer(const Buffer &) = delete;
-    Buffer &operator=(const Buffer &) = delete;
-    const uint8_t *data() const { return static_cast<const uint8_t *>(view_.buf); }
-    size_t size() const { return static_cast<size_t>(view_.len); }
-
-  private:
-    Py_buffer view_{};
-};
+using engine_py::Buffer;
+using engine_py::BufferList;
 
 void check(int rc) {
     if (rc == ENGINE_ED25519_OK) return;
@@ -187,15 +108,7 @@ py::dict kernel_info() {
 }
 
 void force_isa(py::object name) {
-    int isa = -1;
-    if (!name.is_none()) {
-        std::string s = py::cast<std::string>(name);
-        if (s == "portable") isa = ENGINE_ISA_PORTABLE;
-        else if (s == "avx2") isa = ENGINE_ISA_AVX2;
-        else if (s == "avx512") isa = ENGINE_ISA_AVX512;
-        else throw py::value_error("isa must be 'portable', 'avx2', 'avx512' or None");
-    }
-    if (engine_ed25519_force_isa(isa) != ENGINE_ED25519_OK)
+    if (engine_ed25519_force_isa(engine_py::isa_from_name(name)) != ENGINE_ED25519_OK)
         throw py::value_error("this CPU cannot run the " + py::cast<std::string>(name) + " path");
 }
 

@@ -5,126 +5,24 @@
 #include <cstring>
 #include <memory>
 #include <string>
-#include <vector>
+
+#include "bindings/common.hpp"
 
 extern "C" {
 #include "blake3/blake3.h"
 #include "common/cpu.h"
-#include "common/scratch.h"
 }
 
 namespace py = pybind11;
 
 namespace {
 
-// Scratch slots (csrc/common/scratch.h): 0..2 belong to this binding.
-enum Slot { kSlotPtrs = 0, kSlotLens = 1, kSlotOut = 2 };
-
-// An uninitialised array of trivially copyable T in a per-thread scratch slot: large batches
-// must not pay page faults for buffers they overwrite anyway.
-template <typename T>
-class RawArray {
-  public:
-    RawArray(size_t n, Slot slot)
-        : n_(n), slot_(slot), p_(static_cast<T *>(engine_scratch_take(slot, (n ? n : 1) * sizeof(T)))) {
-        if (!p_) throw std::bad_alloc();
-    }
-    ~RawArray() { engine_scratch_release(slot_, p_); }
-    RawArray(RawArray &&o) noexcept : n_(o.n_), slot_(o.slot_), p_(o.p_) { o.p_ = nullptr; }
-    RawArray(const RawArray &) = delete;
-    RawArray &operator=(const RawArray &) = delete;
-    T *data() { return p_; }
-    const T *data() const { return p_; }
-    size_t size() const { return n_; }
-    T &operator[](size_t i) { return p_[i]; }
-    const T &operator[](size_t i) const { return p_[i]; }
-
-  private:
-    size_t n_;
-    Slot slot_;
-    T *p_;
-};
-
-// Borrowed views of a sequence of byte buffers, kept alive (and unresizable) until destruction.
-class BufferList {
-  public:
-    BufferList(py::handle seq, const char *arg) {
-        if (PyUnicode_Check(seq.ptr()) || PyBytes_Check(seq.ptr()))
-            throw py::type_error(std::string(arg) + " must be a sequence of bytes-like objects");
-        fast_ = PySequence_Fast(seq.ptr(), "");
-        if (!fast_) {
-            PyErr_Clear();
-            throw py::type_error(std::string(arg) + " must be a sequence of bytes-like objects, not " +
-                                 Py_TYPE(seq.ptr())->tp_name);
-        }
-        Py_ssize_t n = PySequence_Fast_GET_SIZE(fast_);
-        PyObject **items = PySequence_Fast_ITEMS(fast_);
-        ptrs_ = std::make_unique<RawArray<const uint8_t *>>(static_cast<size_t>(n), kSlotPtrs);
-        lens_ = std::make_unique<RawArray<size_t>>(static_cast<size_t>(n), kSlotLens);
-        n_ = static_cast<size_t>(n);
-        views_.reserve(4);
-        constexpr Py_ssize_t kPrefetchAhead = 16;  // objects are scattered: hide the misses
-        for (Py_ssize_t i = 0; i < n; i++) {
-            if (i + kPrefetchAhead < n) __builtin_prefetch(items[i + kPrefetchAhead]);
-            PyObject *item = items[i];
-            if (PyBytes_CheckExact(item)) {  // fast path: immutable, no export needed
-                (*ptrs_)[i] = reinterpret_cast<const uint8_t *>(PyBytes_AS_STRING(item));
-                (*lens_)[i] = static_cast<size_t>(PyBytes_GET_SIZE(item));
-                continue;
-            }
-            if (PyUnicode_Check(item) || !PyObject_CheckBuffer(item))
-                throw py::type_error(std::string(arg) + "[" + std::to_string(i) +
-                                     "] must be bytes, bytearray or memoryview, not " +
-                                     Py_TYPE(item)->tp_name);
-            views_.emplace_back();
-            if (PyObject_GetBuffer(item, &views_.back(), PyBUF_SIMPLE) != 0) {
-                views_.pop_back();
-                PyErr_Clear();
-                throw py::type_error(std::string(arg) + "[" + std::to_string(i) +
-                                     "] must be a contiguous bytes-like object");
-            }
-            (*ptrs_)[i] = static_cast<const uint8_t *>(views_.back().buf);
-            (*lens_)[i] = static_cast<size_t>(views_.back().len);
-        }
-    }
-    ~BufferList() {
-        for (auto &v : views_) PyBuffer_Release(&v);
-        Py_XDECREF(fast_);
-    }
-    BufferList(const BufferList &) = delete;
-    BufferList &operator=(const BufferList &) = delete;
-
-    size_t size() const { return n_; }
-    const uint8_t *const *ptrs() const { return ptrs_->data(); }
-    const size_t *lens() const { return lens_->data(); }
-
-  private:
-    PyObject *fast_ = nullptr;
-    size_t n_ = 0;
-    std::unique_ptr<RawArray<const uint8_t *>> ptrs_;
-    std::unique_ptr<RawArray<size_t>> lens_;
-    std::vector<Py_buffer> views_;
-};
-
-// A read-only contiguous view of one bytes-like argument.
-class Buffer {
-  public:
-    Buffer(py::handle obj, const char *arg) {
-        if (PyUnicode_Check(obj.ptr()) || PyObject_GetBuffer(obj.ptr(), &view_, PyBUF_SIMPLE) != 0) {
-            PyErr_Clear();
-            throw py::type_error(std::string(arg) + " must be bytes, bytearray or memoryview, not " +
-                                 Py_TYPE(obj.ptr())->tp_name);
-        }
-    }
-    ~Buffer() { PyBuffer_Release(&view_); }
-    Buffer(const Buffer &) = delete;
-    Buffer &operator=(const Buffer &) = delete;
-    const uint8_t *data() const { return static_cast<const uint8_t *>(view_.buf); }
-    size_t size() const { return static_cast<size_t>(view_.len); }
-
-  private:
-    Py_buffer view_{};
-};
+using engine_py::Buffer;
+using engine_py::BufferList;
+using engine_py::kSlotLens;
+using engine_py::kSlotOut;
+using engine_py::kSlotPtrs;
+using engine_py::RawArray;
 
 void check(int rc) {
     if (rc == ENGINE_ENOMEM) throw std::bad_alloc();
@@ -327,15 +225,7 @@ py::dict native_info() {
 }
 
 void force_isa(py::object name) {
-    int isa = -1;
-    if (!name.is_none()) {
-        std::string s = py::cast<std::string>(name);
-        if (s == "portable") isa = ENGINE_ISA_PORTABLE;
-        else if (s == "avx2") isa = ENGINE_ISA_AVX2;
-        else if (s == "avx512") isa = ENGINE_ISA_AVX512;
-        else throw py::value_error("isa must be 'portable', 'avx2', 'avx512' or None");
-    }
-    if (engine_blake3_force_isa(isa) != ENGINE_OK)
+    if (engine_blake3_force_isa(engine_py::isa_from_name(name)) != ENGINE_OK)
         throw py::value_error("this CPU cannot run the " + py::cast<std::string>(name) + " path");
 }
 
