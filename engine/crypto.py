@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from engine import _native_ed25519
+from engine._args import bytes_arg, threads_arg
 
 BytesLike = bytes | bytearray | memoryview
 
@@ -43,32 +44,13 @@ __all__ = [
 ]
 
 
-def _bytes_arg(value: object, name: str, length: int | None = None) -> bytes:
-    if not isinstance(value, (bytes, bytearray, memoryview)):
-        raise TypeError(f"{name} must be bytes, bytearray or memoryview, not {type(value).__name__}")
-    b = bytes(value)
-    if length is not None and len(b) != length:
-        raise ValueError(f"{name} must be {length} bytes long, not {len(b)}")
-    return b
-
-
-def _threads(threads: int | None) -> int:
-    if threads is None:
-        return 0
-    if isinstance(threads, bool) or not isinstance(threads, int):
-        raise TypeError(f"threads must be an int or None, not {type(threads).__name__}")
-    if threads < 1:
-        raise ValueError(f"threads must be at least 1, not {threads}")
-    return threads
-
-
 class SigningKey:
     """An Ed25519 signing key made from a 32-byte seed."""
 
     __slots__ = ("_key", "_public", "_seed")
 
     def __init__(self, seed: BytesLike):
-        self._seed = _bytes_arg(seed, "seed", SEED_BYTES)
+        self._seed = bytes_arg(seed, "seed", SEED_BYTES)
         self._key = Ed25519PrivateKey.from_private_bytes(self._seed)
         self._public = self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
@@ -91,7 +73,7 @@ class SigningKey:
 
     def sign(self, message: BytesLike) -> bytes:
         """The 64-byte Ed25519 signature of ``message`` (deterministic, RFC 8032)."""
-        return self._key.sign(_bytes_arg(message, "message"))
+        return self._key.sign(bytes_arg(message, "message"))
 
     def __repr__(self) -> str:
         return f"SigningKey(public_key={self._public.hex()})"
@@ -119,7 +101,7 @@ def verify_batch(public_keys: Sequence[BytesLike], messages: Sequence[BytesLike]
     item of the wrong length raise ValueError naming the argument and index; a non-bytes item
     raises TypeError.
     """
-    return _native_ed25519.verify_batch(public_keys, messages, signatures, _threads(threads))
+    return _native_ed25519.verify_batch(public_keys, messages, signatures, threads_arg(threads))
 
 
 def configure_key_cache(capacity: int) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from engine import _native_hash
+from engine._args import bytes_arg, threads_arg
 
 BytesLike = bytes | bytearray | memoryview
 
@@ -38,16 +39,6 @@ __all__ = [
 ]
 
 
-def _threads(threads: int | None) -> int:
-    if threads is None:
-        return 0
-    if isinstance(threads, bool) or not isinstance(threads, int):
-        raise TypeError(f"threads must be an int or None, not {type(threads).__name__}")
-    if threads < 1:
-        raise ValueError(f"threads must be at least 1, not {threads}")
-    return threads
-
-
 def _key(key: BytesLike | None) -> BytesLike | None:
     if key is not None and len(memoryview(key).cast("B")) != HASH_BYTES:
         raise ValueError(f"key must be {HASH_BYTES} bytes long")
@@ -65,7 +56,7 @@ def blake3_many(messages: Sequence[BytesLike], *, key: BytesLike | None = None,
 
     ``threads=None`` uses every core. Raises TypeError naming the index of a non-bytes item.
     """
-    return _native_hash.blake3_many(messages, _key(key), _threads(threads))
+    return _native_hash.blake3_many(messages, _key(key), threads_arg(threads))
 
 
 def blake3_many_packed(data: BytesLike, offsets, *, key: BytesLike | None = None,
@@ -75,7 +66,7 @@ def blake3_many_packed(data: BytesLike, offsets, *, key: BytesLike | None = None
     ``offsets`` is a buffer of n + 1 native-endian uint64 values (e.g. a numpy uint64 array).
     Returns n * 32 bytes, the hashes back to back. No Python object per message is made.
     """
-    return _native_hash.blake3_many_packed(data, offsets, _key(key), _threads(threads))
+    return _native_hash.blake3_many_packed(data, offsets, _key(key), threads_arg(threads))
 
 
 NODE_KEY: bytes = blake3(b"engine/merkle/node/v1")
@@ -88,14 +79,14 @@ def merkle_node(left: bytes, right: bytes) -> bytes:
 
 def merkle_root(leaves: Sequence[BytesLike], *, threads: int | None = None) -> bytes:
     """Root of the tree over raw ``leaves`` (each hashed with BLAKE3 first)."""
-    return _native_hash.merkle_root(leaves, NODE_KEY, _threads(threads))
+    return _native_hash.merkle_root(leaves, NODE_KEY, threads_arg(threads))
 
 
 def merkle_root_from_hashes(leaf_hashes: Sequence[BytesLike] | BytesLike, *,
                             threads: int | None = None) -> bytes:
     """Root of the tree whose leaf hashes are given (a sequence of 32-byte hashes, or one packed
     buffer of n * 32 bytes, e.g. the output of :func:`blake3_many_packed`)."""
-    return _native_hash.merkle_root_from_hashes(leaf_hashes, NODE_KEY, _threads(threads))
+    return _native_hash.merkle_root_from_hashes(leaf_hashes, NODE_KEY, threads_arg(threads))
 
 
 @dataclass(frozen=True)
@@ -160,9 +151,4 @@ def verify_merkle_proof(root: BytesLike, leaf: BytesLike, proof: MerkleProof) ->
 
 
 def _hash_arg(value: BytesLike, name: str) -> bytes:
-    if not isinstance(value, (bytes, bytearray, memoryview)):
-        raise TypeError(f"{name} must be bytes, not {type(value).__name__}")
-    b = bytes(value)
-    if len(b) != HASH_BYTES:
-        raise ValueError(f"{name} must be {HASH_BYTES} bytes long, not {len(b)}")
-    return b
+    return bytes_arg(value, name, HASH_BYTES)

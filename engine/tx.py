@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from engine import _native_ed25519
-from engine.crypto import SIGNATURE_BYTES, SigningKey, _threads
+from engine._args import threads_arg
+from engine.crypto import SIGNATURE_BYTES, SigningKey
 from engine.hashing import blake3
 
 BytesLike = bytes | bytearray | memoryview
@@ -119,4 +120,4 @@ def verify_txs(envelopes: Sequence[BytesLike], chain_id: str | BytesLike, *,
     Each verdict equals ``crypto.verify(sender, sign_bytes(...), signature)``. A non-bytes item
     raises TypeError naming its index.
     """
-    return _native_ed25519.verify_txs(envelopes, _chain_id(chain_id), _threads(threads))
+    return _native_ed25519.verify_txs(envelopes, _chain_id(chain_id), threads_arg(threads))
