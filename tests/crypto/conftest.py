@@ -5,20 +5,16 @@ import os
 
 import pytest
 
-from engine import _native_ed25519, _native_hash
+from engine import _native_ed25519
 from engine.crypto import SigningKey
-
-ISA_PATHS = list(_native_hash.native_info()["isa_supported"])
+from tests.conftest import ISA_PATHS, forced_isa
 
 
 @pytest.fixture(params=ISA_PATHS)
 def isa(request):
     """Runs the test once per ISA path the CPU supports, forcing the Ed25519 kernel to it."""
-    _native_ed25519._force_isa(request.param)
-    try:
-        yield request.param
-    finally:
-        _native_ed25519._force_isa(None)
+    with forced_isa(_native_ed25519, request.param) as path:
+        yield path
 
 
 def honest(count: int, seed: int = 0, msg_bytes: int = 100):
