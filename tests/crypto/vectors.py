@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import NamedTuple
 
-VECTORS_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "vectors" / "ed25519"
+from tests.vectors import VECTORS
+
+VECTORS_DIR = VECTORS / "ed25519"
 
 FILES = (
     "rfc8032/sign.input",
