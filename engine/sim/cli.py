@@ -68,7 +68,7 @@ def _run(args: argparse.Namespace) -> int:
     seeds = [args.seed] if args.seed is not None else \
         range(args.first_seed, args.first_seed + args.seeds)
     started = time.perf_counter()
-    heights = rounds = decisions = messages = evidence = 0
+    heights = rounds = decisions = messages = evidence = wal_losses = 0
     failed = []
     for seed, r in zip(seeds, _results(seeds, config, args.jobs)):
         heights += r.heights_decided
@@ -76,6 +76,7 @@ def _run(args: argparse.Namespace) -> int:
         decisions += r.decisions
         messages += r.messages
         evidence += r.evidence_committed
+        wal_losses += r.wal_losses
         if args.verbose or args.seed is not None:
             print(f"seed {seed}: heights={r.heights_decided} messages={r.messages} "
                   f"virtual={r.virtual_ms}ms violations={len(r.violations)} | {r.plan}")
@@ -93,5 +94,6 @@ def _run(args: argparse.Namespace) -> int:
     print(f"seeds={n} validators={config.validators} byzantine={config.byzantine} "
           f"heights_decided={heights} mean_rounds_per_height="
           f"{rounds / decisions if decisions else 0:.3f} messages={messages} "
-          f"evidence_committed={evidence} violations={len(failed)} seconds={elapsed:.1f}")
+          f"evidence_committed={evidence} wal_tail_losses={wal_losses} "
+          f"violations={len(failed)} seconds={elapsed:.1f}")
     return 1 if failed else 0

@@ -7,9 +7,13 @@ when all faults stop (``faults_end_ms``), after which liveness is checked.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
 BEHAVIOURS = ("twin", "equivocate", "silent", "invalid")
+#: WAL records a crash may lose from the tail (0: intact); the largest loses every record of
+#: the unfinished heights.
+WAL_LOSS_CHOICES = (0, 0, 0, 1, 2, 5, 20, 1_000_000)
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,9 @@ class Crash:
     instance: int
     at_ms: int
     down_ms: int
+    #: WAL records lost from the tail at the crash (a torn write, a bad disk); the decided
+    #: blocks and the signer record survive, the signer's history only where its WAL did.
+    wal_lost: int = 0
 
 
 @dataclass
@@ -49,7 +56,8 @@ class FaultPlan:
 
     def describe(self) -> str:
         parts = ", ".join(f"{p.kind}[{p.start_ms}-{p.end_ms}]" for p in self.partitions)
-        crashes = ", ".join(f"i{c.instance}@{c.at_ms}+{c.down_ms}" for c in self.crashes)
+        crashes = ", ".join(f"i{c.instance}@{c.at_ms}+{c.down_ms}"
+                            + (f"-wal{c.wal_lost}" if c.wal_lost else "") for c in self.crashes)
         return (f"delay={self.delay_kind}/{self.delay_mean_ms:.0f}ms loss={self.loss:.2f} "
                 f"commit_delay={self.commit_delay_ms}ms "
                 f"dup={self.duplicate:.2f} faults_end={self.faults_end_ms}ms "
@@ -110,3 +118,27 @@ def _twins_side(rng: random.Random, instances_of: dict[int, list[int]]) -> froze
             if flip:
                 side.add(ids[0])
     return frozenset(side)
+
+
+def draw_wal_losses(rng: random.Random, plan: FaultPlan, validator_of: Sequence[int],
+                    powers: Sequence[int], byzantine: set[int]) -> None:
+    """Let some crashes lose the tail of the WAL. A node that lost WAL records may have
+    forgotten its lock (the signer record keeps only its last signature for sure), which is
+    the amnesia that BFT counts as a fault: losses are drawn only while the Byzantine power
+    plus the power of the honest validators that lost WAL records stays below 1/3.
+    ``rng`` is separate from the plan's, so every other fault of a seed stays as it was."""
+    amnesic: set[int] = set()
+    total = sum(powers)
+    faulty = sum(powers[v] for v in byzantine)
+    crashes = []
+    for c in plan.crashes:
+        lost = rng.choice(WAL_LOSS_CHOICES)
+        v = validator_of[c.instance]
+        if lost and v not in byzantine and v not in amnesic:
+            if 3 * (faulty + powers[v]) < total:
+                amnesic.add(v)
+                faulty += powers[v]
+            else:
+                lost = 0
+        crashes.append(replace(c, wal_lost=lost))
+    plan.crashes = crashes

@@ -8,7 +8,10 @@ with each signed message before "sending" it, stores decided blocks and certific
 its own messages when stuck, and serves commits to peers that are behind. A crash drops the
 in-memory core and its timers; the restart rebuilds the core from the durable model (decided
 blocks, signer state, WAL replay) and the checker requires the rebuilt state to equal the state
-at the crash.
+at the crash. A crash may also lose the tail of the WAL (``Crash.wal_lost``): the signer record
+survives but its history only where the WAL did (as in the node, which keeps it there), the
+rebuilt core is behind what it signed, and the driver feeds ``core.resume_event()`` after the
+replay, as the node does; from then on the guard must never refuse an honest node.
 """
 from __future__ import annotations
 
@@ -31,8 +34,10 @@ from engine.consensus import (
     ProtocolError,
     ReportEvidence,
     RequestValue,
+    Resume,
     ScheduleTimeout,
     SignerGuard,
+    SignRefused,
     SignerState,
     Start,
     TimeoutConfig,
@@ -51,7 +56,7 @@ from engine.crypto import SigningKey
 from engine.sim.blocks import GENESIS_HASH, SimBlock, make_validity
 from engine.sim.checker import Checker
 from engine.sim.crypto_cache import cached_verify, cached_verify_batch
-from engine.sim.faults import BEHAVIOURS, FaultPlan, draw_plan
+from engine.sim.faults import BEHAVIOURS, FaultPlan, draw_plan, draw_wal_losses
 
 CHAIN_ID = b"engine-sim"
 SIM_TIMEOUTS = TimeoutConfig(propose_ms=400, propose_delta_ms=100, prevote_ms=200,
@@ -87,6 +92,8 @@ class SeedResult:
     evidence_committed: int
     violations: list[str] = field(default_factory=list)
     plan: str = ""
+    #: Crashes that lost records from the WAL tail.
+    wal_losses: int = 0
 
 
 _KEYS: dict[int, SigningKey] = {}
@@ -120,6 +127,10 @@ class SimNode:
         self.epoch = 0
         self.core = self._new_core()
         self.last_hrs: tuple = ()
+        #: (height, round, step) of each own signature -> the WAL record whose input led to it
+        #: (the signer history keeps it only while that record survives a WAL loss).
+        self.sig_marks: dict[tuple[int, int, int], tuple] = {}
+        self.replaying = False
 
     @property
     def honest(self) -> bool:
@@ -157,6 +168,9 @@ class SimNode:
     def execute(self, actions: list) -> None:
         w = self.world
         for a in actions:
+            if isinstance(a, (BroadcastVote, BroadcastProposal)) and self.wal:
+                st = a.signer_state
+                self.sig_marks.setdefault((st.height, st.round, st.step), self.wal[-1])
             if isinstance(a, BroadcastVote):
                 self.signer_state = a.signer_state  # persisted before the send
                 w.checker.on_signed(self, a.vote.height, a.vote.round, int(a.vote.type) + 1,
@@ -179,6 +193,13 @@ class SimNode:
                            Start(a.height + 1))
             elif isinstance(a, ReportEvidence):
                 self.evidence_pool[a.evidence.encode()] = a.evidence
+            elif isinstance(a, SignRefused) and self.honest and not self.replaying:
+                # Replaying a WAL that lost records may ask again for a signature whose record
+                # was lost with them (refused: harmless). Afterwards, a refusal means the core
+                # is behind its signer record: it would stay silent.
+                w.checker.violation(f"instance {self.instance}: own guard refused "
+                                    f"(h={a.height}, r={a.round}, step={int(a.step)}) after "
+                                    f"recovery: {a.reason}")
 
     def _on_decide(self, a: Decide) -> None:
         self.decided[a.height] = (a.block_hash, a.block, a.certificate)
@@ -187,8 +208,9 @@ class SimNode:
             self.evidence_committed.add(e.encode())
         # The WAL keeps the inputs of heights not yet decided that the core kept: a message
         # too far ahead when it arrived was dropped then and must not count on replay.
-        self.wal = [(fh, e) for fh, e in self.wal
-                    if a.height < _wal_height(e) <= fh + limits.heights_ahead_max]
+        self.wal = [rec for rec in self.wal
+                    if a.height < _wal_height(rec[1]) <= rec[0] + limits.heights_ahead_max]
+        self.sig_marks = {k: v for k, v in self.sig_marks.items() if k[0] > a.height}
         self.world.checker.on_decide(self, a)
 
     def _make_value(self, a: RequestValue) -> ValueReady:
@@ -281,11 +303,30 @@ class SimNode:
         elif height > self.core.height:
             self.world.send(self.instance, src, ("need", self.core.height))
 
-    def crash(self) -> None:
-        self.world.checker.crash_snapshot[self.instance] = self.core.snapshot()
+    def crash(self, wal_lost: int = 0) -> None:
+        lost = self.wal[len(self.wal) - min(wal_lost, len(self.wal)):]
+        if not lost:
+            self.world.checker.crash_snapshot[self.instance] = self.core.snapshot()
+        else:
+            self._lose_wal_tail(lost)
         self.up = False
         self.epoch += 1
         self.core = None  # type: ignore[assignment]
+
+    def _lose_wal_tail(self, lost: list[tuple]) -> None:
+        """Drop ``lost`` (the last WAL records) and the signer history entries whose WAL
+        record went with them; the last signature stays (the signer record has it)."""
+        gone = {id(rec) for rec in lost}
+        del self.wal[len(self.wal) - len(lost):]
+        st = self.signer_state
+        kept = tuple(e for e in st.history
+                     if (e[0], e[1]) == (st.round, st.step)
+                     or id(self.sig_marks.get((st.height, e[0], e[1]))) not in gone)
+        self.signer_state = SignerState(st.height, st.round, st.step, st.sign_bytes,
+                                        st.signature, kept)
+        self.sig_marks = {k: v for k, v in self.sig_marks.items()
+                          if k[0] == st.height and id(v) not in gone}
+        self.world.wal_losses += 1
 
     def restart(self) -> None:
         self.up = True
@@ -293,17 +334,24 @@ class SimNode:
         self.core = self._new_core()
         wal, self.wal = self.wal, []
         replayed = []
-        for fh, event in wal:
-            self.wal.append((fh, event))
-            replayed.extend(self.core.step(event))
+        for rec in wal:  # the same record objects: signature marks refer to them
+            self.wal.append(rec)
+            replayed.extend(self.core.step(rec[1]))
         self.world.checker.on_restart(self)
-        self.execute(replayed)
-        if not self.core.started:  # crashed between Decide and Start
-            self.feed(Start(self.core.height))
+        self.replaying = True  # until the core is where its durable state says
+        try:
+            self.execute(replayed)
+            if not self.core.started:  # crashed between Decide and Start (or lost the Start)
+                self.feed(Start(self.core.height))
+        finally:
+            self.replaying = False
+        resume = self.core.resume_event()
+        if resume is not None:  # the WAL lost its tail: catch up with the signer record
+            self.feed(resume)
 
 
 def _wal_height(event) -> int:
-    if isinstance(event, (TimeoutFired, ValueReady, Start)):
+    if isinstance(event, (TimeoutFired, ValueReady, Start, Resume)):
         return event.height
     return _event_height(event)
 
@@ -328,6 +376,9 @@ class World:
                 instances_of.setdefault(v, []).append(node.instance)
                 self.nodes.append(node)
         self.plan: FaultPlan = draw_plan(self.rng, behaviours, instances_of, config.zero_delay)
+        draw_wal_losses(random.Random(f"engine/sim/wal-loss/{seed}"), self.plan,
+                        [node.validator for node in self.nodes], powers, set(byzantine))
+        self.wal_losses = 0
         byz_power = sum(powers[v] for v in byzantine)
         self.safe = 3 * byz_power < sum(powers)
         self.checker = Checker(self)
@@ -368,7 +419,7 @@ class World:
         cfg, plan = self.config, self.plan
         for c in plan.crashes:
             self.now_ms = c.at_ms
-            self.schedule(0, "crash", c.instance)
+            self.schedule(0, "crash", c.instance, c.wal_lost)
             self.schedule(c.down_ms, "restart", c.instance)
         self.now_ms = 0
         self.schedule(plan.faults_end_ms, "faults_end")
@@ -416,7 +467,7 @@ class World:
                 node.gossip()
             self.schedule(GOSSIP_INTERVAL_MS, "gossip", data[0])
         elif kind == "crash" and self.nodes[data[0]].up:
-            self.nodes[data[0]].crash()
+            self.nodes[data[0]].crash(data[1])
         elif kind == "restart" and not self.nodes[data[0]].up:
             self.nodes[data[0]].restart()
 
@@ -429,7 +480,7 @@ class World:
             committed |= n.evidence_committed
         return SeedResult(self.seed, heights, rounds, self.checker.decisions, self.messages,
                           self.now_ms, len(committed), list(self.checker.violations),
-                          self.plan.describe())
+                          self.plan.describe(), self.wal_losses)
 
 
 def run_seed(seed: int, config: SimConfig) -> SeedResult:
