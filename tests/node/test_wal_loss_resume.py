@@ -1,0 +1,83 @@
+"""A stalled height, two validators that lose their WAL, and a restart of all four: the real
+node resumes from its signer record and the height ends (issue 8, the in-process version of
+tests/scenarios/wal-truncate-stalled.toml)."""
+from __future__ import annotations
+
+import asyncio
+import random
+
+from engine.node import Node
+from engine.testnet.walfault import TAIL_BYTES_MAX, damage_wal
+from tests.node.helpers import make_testnet, make_txs
+
+CHAIN = "walloss"
+
+
+def run(coro, timeout_s: float = 120):
+    return asyncio.run(asyncio.wait_for(coro, timeout_s))
+
+
+async def _start(homes):
+    nodes = [Node(h) for h in homes]
+    for n in nodes:
+        await n.start()
+    return nodes
+
+
+async def _signed_in_current_height(node: Node, timeout_s: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while loop.time() < deadline:
+        st = node.store.signer_state()
+        if st is not None and st.height == node.core.height:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{node.config.moniker} signed nothing at height {node.core.height}")
+
+
+def test_stalled_height_ends_after_two_validators_lose_their_wal(tmp_path):
+    homes = make_testnet(tmp_path, 4, CHAIN)
+
+    async def main():
+        nodes = await _start(homes)
+        try:
+            await asyncio.gather(*(n.wait_for_height(2, 30) for n in nodes))
+            await asyncio.gather(nodes[2].stop(), nodes[3].stop())
+            # Two of four: no quorum. Both sign in the stalled height, then stop.
+            await asyncio.gather(*(_signed_in_current_height(n, 20) for n in nodes[:2]))
+            stalled = nodes[0].core.height
+        finally:
+            await asyncio.gather(*(n.stop() for n in nodes))
+        for i in (0, 1):
+            report = damage_wal(homes[i].path, "truncate", TAIL_BYTES_MAX, random.Random(i))
+            assert report["deleted"], report  # the whole WAL of the height is gone
+
+        # First restart of the two alone: they resume, and stay stalled (still no quorum).
+        pair = await _start(homes[:2])
+        try:
+            for n in pair:
+                assert n.counters.get("resumed_from_signer") == 1
+                st = n.store.signer_state()
+                assert (n.core.height, n.core.round, int(n.core.step_)) == \
+                    (st.height, st.round, st.step)
+            await asyncio.sleep(0.5)
+        finally:
+            await asyncio.gather(*(n.stop() for n in pair))
+
+        # The Resume is in the WAL now: a second restart replays it and needs no new one.
+        nodes = await _start(homes)
+        try:
+            for n in nodes[:2]:
+                assert n.counters.get("resumed_from_signer", 0) == 0
+                st = n.store.signer_state()
+                assert (n.core.round, int(n.core.step_)) >= (st.round, st.step)
+            await nodes[1].submit_txs(make_txs(CHAIN, 20, "after"))
+            await asyncio.gather(*(n.wait_for_height(stalled + 1, 40) for n in nodes))
+            for n in nodes:
+                assert n.counters.get("persist_refused", 0) == 0, n.config.moniker
+            infos = [n.block_info(stalled) for n in nodes]
+            assert len({i["hash"] for i in infos}) == 1
+        finally:
+            await asyncio.gather(*(n.stop() for n in nodes))
+
+    run(main())
