@@ -128,7 +128,8 @@ class Application:
         return QueryResult(code=1, log=f"unknown query path {path!r}")
 
 
-#: Results are immutable, so every successful transaction shares one.
+#: Results are immutable, so every accepted or successful transaction shares one.
+_CHECK_OK = CheckResult()
 _TX_OK = TxResult()
 _TX_MALFORMED = TxResult(1, "malformed payload")
 _KV_DOMAIN = b"engine/kvstore/v1"
@@ -174,7 +175,7 @@ class KVStoreApp(Application):
         if parse_kv(tx.payload) is None:
             return CheckResult(1, "payload must be key=value with a non-empty key "
                                   f"(key <= {KEY_BYTES_MAX} bytes, value <= {VALUE_BYTES_MAX})")
-        return CheckResult()
+        return _CHECK_OK
 
     def finalize_block(self, height: int, txs: list[Any]) -> BlockResult:
         writes: dict[bytes, bytes | None] = dict(self._genesis_writes) if height == 1 else {}

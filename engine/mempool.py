@@ -89,6 +89,43 @@ def _decode_with_id(envelope: bytes, tx_id: bytes) -> Any:
     return _decode_tx(envelope, tx_id=tx_id)
 
 
+class _Results:
+    """The answers to one add_many call, resolved together when the last one is known."""
+
+    __slots__ = ("future", "left", "values")
+
+    def __init__(self, count: int, future: asyncio.Future):
+        self.values: list[Any] = [None] * count
+        self.left = count
+        self.future = future
+
+
+class _Slot:
+    """One transaction's place in a _Results (the subset of the Future API admission uses)."""
+
+    __slots__ = ("index", "results")
+
+    def __init__(self, results: _Results, index: int):
+        self.results, self.index = results, index
+
+    def done(self) -> bool:
+        return self.results.future.done()
+
+    def set_result(self, value: AddResult) -> None:
+        r = self.results
+        r.values[self.index] = value
+        r.left -= 1
+        if not r.left and not r.future.done():
+            r.future.set_result(r.values)
+
+    def set_exception(self, error: BaseException) -> None:
+        if not self.results.future.done():
+            self.results.future.set_exception(error)
+
+    def cancel(self) -> None:
+        self.results.future.cancel()
+
+
 class Mempool:
     """Pending transactions of one node. All methods run on the node's event loop."""
 
@@ -115,7 +152,7 @@ class Mempool:
         self._pool_bytes = 0
         self._verified: OrderedDict[bytes, None] = OrderedDict()
         self._committed: OrderedDict[bytes, None] = OrderedDict()
-        self._pending: list[tuple[bytes, asyncio.Future | None, bool]] = []
+        self._pending: list[tuple[bytes, _Slot | None, bool]] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task | None = None
         #: Called with (batch size, seconds spent hashing + verifying) after every batch.
@@ -172,18 +209,21 @@ class Mempool:
         return (await self.add_many([envelope]))[0]
 
     async def add_many(self, envelopes: Sequence[bytes], *, local: bool = True) -> list[AddResult]:
-        loop = asyncio.get_running_loop()
-        futures = [loop.create_future() for _ in envelopes]
-        for env, fut in zip(envelopes, futures):
-            self._enqueue(env, fut, local)
-        return list(await asyncio.gather(*futures))
+        if not envelopes:
+            return []
+        # One future for the whole request (a future and a gather callback per transaction
+        # cost more than admitting it).
+        results = _Results(len(envelopes), asyncio.get_running_loop().create_future())
+        for i, env in enumerate(envelopes):
+            self._enqueue(env, _Slot(results, i), local)
+        return await results.future
 
     def submit(self, envelopes: Sequence[bytes], *, local: bool = False) -> None:
         """Admit envelopes without waiting for the outcome (transactions gossiped by peers)."""
         for env in envelopes:
             self._enqueue(env, None, local)
 
-    def _enqueue(self, envelope: bytes, fut: asyncio.Future | None, local: bool) -> None:
+    def _enqueue(self, envelope: bytes, fut: _Slot | None, local: bool) -> None:
         if not isinstance(envelope, (bytes, bytearray)):
             raise TypeError(f"envelope must be bytes, not {type(envelope).__name__}")
         self._pending.append((bytes(envelope), fut, local))
@@ -211,7 +251,7 @@ class Mempool:
         self.rejected[code] = self.rejected.get(code, 0) + 1
         return AddResult(code, tx_id, log)
 
-    async def _admit(self, batch: list[tuple[bytes, asyncio.Future | None, bool]]) -> None:
+    async def _admit(self, batch: list[tuple[bytes, _Slot | None, bool]]) -> None:
         envelopes = [env for env, _, _ in batch]
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
@@ -232,7 +272,7 @@ class Mempool:
             self._admit_chunk(batch[start:start + step], ids[start:start + step],
                               verdicts[start:start + step], committed)
 
-    def _admit_chunk(self, batch: list[tuple[bytes, asyncio.Future | None, bool]],
+    def _admit_chunk(self, batch: list[tuple[bytes, _Slot | None, bool]],
                      ids: list[bytes], verdicts: list[bool], committed: set[bytes]) -> None:
         admitted: list[bytes] = []
         for (env, fut, local), tx_id, valid in zip(batch, ids, verdicts):
