@@ -729,6 +729,18 @@ class Node:
         for msg in self._own_messages:
             self._broadcast(msg)
 
+    def _relay_proof_of_lock(self) -> None:
+        """On a stall, relay the prevotes that made the valid value valid (at most one per
+        validator): a peer that lost them (a damaged WAL, a long partition) needs them to
+        accept the value's re-proposal (l.28), and a Byzantine voter in them re-sends nothing."""
+        core = self.core
+        if core is None or core.valid_value is None:
+            return
+        votes = core.votes.votes_for(core.valid_round, cs.VoteType.PREVOTE, core.valid_value)
+        if votes:
+            votes = votes[:self._net_limits.votes_per_message_max]
+            self._broadcast(codec.encode(codec.VOTES, [v.encode() for v in votes]))
+
     def _on_disconnect(self, peer: bytes) -> None:
         self._peer_heights.pop(peer, None)
         self._sync_pending.pop(peer, None)
@@ -922,6 +934,7 @@ class Node:
                 last_height, stalled_since = self.latest_height, now
             elif now - stalled_since > RESEND_AFTER_MS / 1000:
                 self._resend_own()
+                self._relay_proof_of_lock()
                 stalled_since = now
 
     def _count(self, name: str, n: int = 1) -> None:

@@ -36,7 +36,11 @@ async def _signed_in_current_height(node: Node, timeout_s: float) -> None:
 
 
 def test_stalled_height_ends_after_two_validators_lose_their_wal(tmp_path):
-    homes = make_testnet(tmp_path, 4, CHAIN)
+    # Blocks 1.5 s apart, proposals time out after 1 s: validators 2 and 3 stop before
+    # anything is proposed at the next height, so 0 and 1 stall with nil prevotes and no lock.
+    # (Had 0 and 1 locked a value whose proof of lock only their lost WALs held, two amnesic
+    # validators of four would be more than f: nothing could unlock them.)
+    homes = make_testnet(tmp_path, 4, CHAIN, block_interval_ms=1500, timeout_propose_ms=1000)
 
     async def main():
         nodes = await _start(homes)
@@ -46,6 +50,10 @@ def test_stalled_height_ends_after_two_validators_lose_their_wal(tmp_path):
             # Two of four: no quorum. Both sign in the stalled height, then stop.
             await asyncio.gather(*(_signed_in_current_height(n, 20) for n in nodes[:2]))
             stalled = nodes[0].core.height
+            for n in nodes[:2]:
+                st = n.store.signer_state()
+                assert (st.height, st.round, st.step) == (stalled, 0, 2)
+                assert st.sign_bytes[-32:] == bytes(32)  # a nil prevote
         finally:
             await asyncio.gather(*(n.stop() for n in nodes))
         for i in (0, 1):
