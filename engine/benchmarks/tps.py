@@ -431,9 +431,12 @@ async def _drain(http, state: _State, accepted_ids: int, timeout_s: float) -> No
         if len(state.seen_at.keys() & state.sent_at.keys()) >= accepted_ids:
             break
         await asyncio.sleep(0.2)
-    # Every node must reach node 0's height before the chains are compared.
+    # Every node must reach the height node 0 had then before the chains are compared (not
+    # node 0's moving head: the chain keeps cutting empty blocks, and node heights are
+    # sampled only every 0.5 s).
+    goal = state.height0
     while time.monotonic() < deadline + 10:
-        if state.node_heights and min(state.node_heights) >= state.height0:
+        if state.node_heights and min(state.node_heights) >= goal:
             return
         await asyncio.sleep(0.2)
 
