@@ -179,7 +179,7 @@ class KVStoreApp(Application):
 
     def finalize_block(self, height: int, txs: list[Any]) -> BlockResult:
         writes: dict[bytes, bytes | None] = dict(self._genesis_writes) if height == 1 else {}
-        results = []
+        results: list[TxResult] = []
         append = results.append
         for tx in txs:
             kv = parse_kv(tx.payload)

@@ -309,8 +309,8 @@ class Mempool:
         """Pool one verified envelope; None when admitted, else (code, reason)."""
         lim = self.limits
         if len(env) > lim.tx_bytes_max:
-            return TOO_LARGE, f"envelope of {len(env)} bytes exceeds tx_bytes_max " \
-                              f"{lim.tx_bytes_max}"
+            return TOO_LARGE, (f"envelope of {len(env)} bytes exceeds tx_bytes_max "
+                               f"{lim.tx_bytes_max}")
         if tx_id in self._pool:
             return DUPLICATE, "already in the mempool"
         if committed or tx_id in self._committed:

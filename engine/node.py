@@ -44,6 +44,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
@@ -785,7 +786,8 @@ class Node:
         assert self.core is not None
         return self.core.height <= height <= self.core.height + cs_limits.heights_ahead_max
 
-    def _verify_and_remember(self, public_keys: list, messages: list, signatures: list) -> list:
+    def _verify_and_remember(self, public_keys: Sequence[bytes], messages: Sequence[bytes],
+                             signatures: Sequence[bytes]) -> list[bool]:
         verdicts = crypto.verify_batch(public_keys, messages, signatures)
         if len(self._preverified) > 100_000:  # bounded: unused entries of a stuck height
             self._preverified.clear()

@@ -182,7 +182,7 @@ class CpuMeter:
         try:
             import psutil
         except ImportError:
-            self.procs = {}
+            self.procs: dict[str, Any] = {}
             return
         self.procs = {}
         for name, pid in {**pids, "loadgen": os.getpid()}.items():
@@ -305,6 +305,7 @@ async def _load_open(http, state: _State, step: _Step, index: int, pool: list[by
     """Offer ``step.rate`` tx/s: a batch every BATCH_INTERVAL_MS, without waiting for answers."""
     from engine.rpc import join_envelopes
 
+    assert step.rate is not None, "an open loop has a rate"
     from_pool = _Cursor(pool)
     per_batch = max(1, round(step.rate * BATCH_INTERVAL_MS / 1000))
     tasks: set[asyncio.Task] = set()
@@ -494,7 +495,7 @@ async def _verify_chains(http, urls: list[str], height: int,
     for n, url in enumerate(urls):
         blocks = await asyncio.gather(*(fetch(url, h) for h in range(1, height + 1)))
         counts: dict[str, int] = {}
-        heads = []
+        heads: list[tuple[str, str] | None] = []
         for h, b in enumerate(blocks, start=1):
             if b is None:
                 missing.append((n, h))
