@@ -22,7 +22,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
-from engine.hashing import blake3_many
+from engine.hashing import blake3, blake3_many
 
 __all__ = ["AddResult", "Mempool", "MempoolLimits"]
 
@@ -56,6 +56,10 @@ class MempoolLimits:
     batch_wait_ms: int = 2
     #: Transactions admitted between two yields to the event loop.
     admit_chunk_txs: int = 512
+    #: Transactions waiting for admission at most; beyond, new ones are refused as
+    #: ``mempool_full`` at once (gossiped ones dropped), so an overloaded node sheds load
+    #: instead of spending its event loop on a backlog while consensus waits.
+    pending_txs_max: int = 16_384
     #: Verified ids remembered so a proposal does not re-verify what admission already did.
     verified_cache_max: int = 400_000
     #: Recently committed ids remembered, so a re-sent transaction is refused without a store
@@ -226,6 +230,12 @@ class Mempool:
     def _enqueue(self, envelope: bytes, fut: _Slot | None, local: bool) -> None:
         if not isinstance(envelope, (bytes, bytearray)):
             raise TypeError(f"envelope must be bytes, not {type(envelope).__name__}")
+        if len(self._pending) >= self.limits.pending_txs_max:
+            self.rejected[FULL] = self.rejected.get(FULL, 0) + 1
+            if fut is not None:
+                fut.set_result(AddResult(FULL, blake3(envelope), f"admission queue is full "
+                                         f"({len(self._pending)} transactions waiting)"))
+            return
         self._pending.append((bytes(envelope), fut, local))
         self._wakeup.set()
 

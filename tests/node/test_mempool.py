@@ -74,6 +74,21 @@ def test_limits_give_clear_rejections():
     run(main())
 
 
+def test_a_full_admission_queue_refuses_at_once():
+    async def main():
+        mp, _, _ = make(MempoolLimits(pending_txs_max=2, batch_wait_ms=50))
+        mp.start()
+        mp.submit([b"g1", b"g2", b"g3"])  # gossip: the third is dropped, counted
+        r = await mp.add_many([b"a1"])
+        assert r[0].code == "mempool_full" and "admission queue" in r[0].log
+        assert r[0].tx_id == blake3(b"a1")
+        assert mp.rejected["mempool_full"] == 2
+        await asyncio.sleep(0.1)  # the queue drains: admission goes on
+        assert len(mp) == 2 and (await mp.add_many([b"a2"]))[0].ok
+        await mp.stop()
+    run(main())
+
+
 def test_reap_remove_committed_and_verified_cache():
     async def main():
         mp, v, _ = make()
