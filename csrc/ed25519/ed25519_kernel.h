@@ -536,6 +536,20 @@ typedef struct {
     int rc;
 } ED_NAME(pippenger_ctx);
 
+/* The affine point of a niels form, negated when neg, as an extended point (as above). */
+static void ED_NAME(p3_from_niels_signed)(ge_p3 *r, const ge_niels *p, int neg) {
+    fe51 two_x, two_y;
+    if (neg) fe_sub(&two_x, &p->ymx, &p->ypx);
+    else fe_sub(&two_x, &p->ypx, &p->ymx);
+    fe_add(&two_y, &p->ypx, &p->ymx);
+    fe_mul(&two_x, &two_x, &FE_ONE);
+    fe_mul(&two_y, &two_y, &FE_ONE);
+    fe_add(&r->X, &two_x, &two_x);
+    fe_add(&r->Y, &two_y, &two_y);
+    r->Z = (fe51){{4, 0, 0, 0, 0}};
+    fe_mul(&r->T, &two_x, &two_y);
+}
+
 /* One window: its bucket sums, independent of every other window (a pool task). */
 static void ED_NAME(pippenger_window_task)(void *arg, size_t w) {
     ED_NAME(pippenger_ctx) *ctx = (ED_NAME(pippenger_ctx) *)arg;
@@ -555,8 +569,10 @@ static void ED_NAME(pippenger_window_task)(void *arg, size_t w) {
         if (d == 0) continue;
         size_t b = (size_t)(d > 0 ? d : -d) - 1;
         if (!used[b]) {
-            ge_p3_identity(&buckets[b]);
+            /* A bucket's first point is copied in (3M) rather than added to the identity. */
+            ED_NAME(p3_from_niels_signed)(&buckets[b], &ctx->points[i], d < 0);
             used[b] = 1;
+            continue;
         }
         if (d > 0) ge_madd(&t, &buckets[b], &ctx->points[i]);
         else ge_msub(&t, &buckets[b], &ctx->points[i]);
@@ -578,7 +594,10 @@ static void ED_NAME(pippenger_window_task)(void *arg, size_t w) {
                 ge_p1p1_to_p3(&running, &t);
             }
         }
-        if (started) {
+        if (started == 1) {
+            sum = running; /* the first addition would be to the identity */
+            started = 2;
+        } else if (started) {
             ge_p3_to_cached(&cached, &running);
             ge_add(&t, &sum, &cached);
             ge_p1p1_to_p3(&sum, &t);
