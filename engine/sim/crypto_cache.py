@@ -30,10 +30,12 @@ def cached_verify_batch(public_keys: Sequence[bytes], messages: Sequence[bytes],
                         signatures: Sequence[bytes]) -> list[bool]:
     """One ``crypto.verify_batch`` call for the entries not cached yet."""
     keys = list(zip(public_keys, messages, signatures))
-    missing = [k for k in keys if k not in _cache]
+    # Make room before deciding what is missing: emptying the cache afterwards would drop
+    # entries this call is about to read.
+    if len(_cache) + len(keys) >= CACHE_ENTRIES_MAX:
+        _cache.clear()
+    missing = [k for k in dict.fromkeys(keys) if k not in _cache]
     if missing:
-        if len(_cache) + len(missing) >= CACHE_ENTRIES_MAX:
-            _cache.clear()
         results = crypto.verify_batch([k[0] for k in missing], [k[1] for k in missing],
                                       [k[2] for k in missing])
         _cache.update(zip(missing, results))
