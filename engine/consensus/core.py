@@ -338,11 +338,6 @@ class ConsensusCore:
         if not self.verify(self.validators.public_key(self.own_index), sb, sig):
             raise ValueError(f"Resume: entry at round {r}, step {s} is not signed by this "
                              "validator")
-        if isinstance(msg, Vote):
-            counted = self.votes.vote_of(r, msg.type, self.own_index)
-            if counted is not None and counted.block_hash != bh:
-                raise ValueError(f"Resume: entry at round {r}, step {s} contradicts a counted "
-                                 "own vote")
         return msg
 
     def _on_resume(self, event: ev.Resume, out: list) -> None:
@@ -354,8 +349,14 @@ class ConsensusCore:
         msgs = [self._own_message(e) for e in event.signed]  # all checked before any change
         for msg in msgs:
             if isinstance(msg, Vote):
-                if self.votes.vote_of(msg.round, msg.type, msg.validator_index) is None:
-                    self.votes.add(msg)
+                counted = self.votes.vote_of(msg.round, msg.type, msg.validator_index)
+                if counted is None or counted.block_hash != msg.block_hash:
+                    # A different vote already counted under this validator's key was signed
+                    # by another holder of the key (a duplicate key is Byzantine): both count
+                    # and the pair is reported, as for any equivocation.
+                    status, evidence = self.votes.add(msg)
+                    if status == CONFLICT and evidence is not None:
+                        out.append(ev.ReportEvidence(evidence))
                     out.append(ev.BroadcastVote(msg, self.signer.state))
                 continue
             self._proposed.add(msg.round)

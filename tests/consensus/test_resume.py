@@ -325,3 +325,23 @@ def test_without_resume_the_stalled_height_never_ends(net):
         world.feed(i, Start(1))
     world.run(until_ms=world.now_ms + 60_000)
     assert not world.decided
+
+
+def test_resume_with_a_twin_vote_counted_reports_evidence_instead_of_failing(net):
+    """A duplicate key (twins): the other holder's different vote was counted under this
+    validator's index before the restart. Resume must not fail on it (found by `engine sim
+    --validators 4 --byzantine 1`, which crashed with a ValueError here): both votes count and
+    the pair is reported as equivocation."""
+    c = net.core(0)
+    locked_then_round_2(net, c)
+    state = c.signer.state
+    again = restarted(net, 0, state)
+    # The twin's round-0 precommit for B arrives (signed with validator 0's key).
+    twin = net.precommit(0, 1, 0, b"B")
+    again.step(twin)
+    out = again.step(again.resume_event())
+    evidence = [a.evidence for a in out if type(a).__name__ == "ReportEvidence"]
+    assert evidence and {evidence[0].vote_a.block_hash, evidence[0].vote_b.block_hash} == \
+        {h(b"A"), h(b"B")}
+    assert (again.round, again.step_) == (2, Step.PREVOTE)
+    assert again.signer.state == state  # nothing new was signed
