@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ import aiohttp
 from engine import crypto, tx
 from engine.config import init_testnet
 from engine.hashing import blake3_many
+from engine.localnet import free_base_port, shutdown_nodes, spawn_node
 from engine.rpc import join_envelopes
 
 POLL_MS = 100
@@ -70,26 +70,6 @@ def _percentile(values: list[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def _spawn(home: str, log_path: str) -> subprocess.Popen:
-    log = open(log_path, "wb")  # noqa: SIM115 - the child process owns it from here
-    return subprocess.Popen([sys.executable, "-m", "engine", "start", "--home", home],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def _shutdown(procs: list[subprocess.Popen]) -> list[int | None]:
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + SHUTDOWN_GRACE_S
-    for p in procs:
-        try:
-            p.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-    return [p.returncode for p in procs]
 
 
 async def _get_json(http: aiohttp.ClientSession, url: str) -> dict | None:
@@ -274,7 +254,7 @@ def run_demo(*, validators: int = 4, duration_s: float = 30.0, rate: int = 2000,
     try:
         homes = init_testnet(workdir, validators, base_port=base, chain_id="demo")
         for h in homes:
-            procs.append(_spawn(h.path, os.path.join(workdir, f"{h.config.moniker}.log")))
+            procs.append(spawn_node(h.path, os.path.join(workdir, f"{h.config.moniker}.log")))
         print(f"{validators} validators started in {workdir} (p2p/rpc ports {base}.."
               f"{base + 2 * validators - 1}); load {rate} tx/s for {duration_s:.0f} s", flush=True)
         stats, agreed, height, pairs = asyncio.run(
@@ -284,35 +264,13 @@ def run_demo(*, validators: int = 4, duration_s: float = 30.0, rate: int = 2000,
         _print_logs(workdir, procs)
         return 1
     finally:
-        codes = _shutdown(procs)
+        codes = shutdown_nodes(procs, SHUTDOWN_GRACE_S)
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
     _print_summary(stats, agreed, height, pairs, codes, duration_s)
     if keep:
         print(f"homes and logs kept in {workdir}")
     return 0 if agreed and stats.committed > 0 and all(c == 0 for c in codes) else 1
-
-
-def free_base_port(count: int) -> int:
-    """A base port with ``count`` free ports above it on 127.0.0.1 (checked by binding)."""
-    import random
-    import socket
-
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20000, 60000 - count, 2)
-        ok = True
-        for port in range(base, base + count):
-            with socket.socket() as sock:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    sock.bind(("127.0.0.1", port))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no free range of ports found on 127.0.0.1")
 
 
 def _print_logs(workdir: str, procs: list[subprocess.Popen]) -> None:

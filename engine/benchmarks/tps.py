@@ -30,7 +30,6 @@ import asyncio
 import math
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -154,26 +153,6 @@ def sign_envelopes(count: int, tx_bytes: int, chain_id: str = CHAIN_ID,
 
 
 # ---- processes ---------------------------------------------------------------------------------
-
-def _spawn(home: str, log_path: str) -> subprocess.Popen:
-    with open(log_path, "wb") as log:  # the child keeps its own descriptor
-        return subprocess.Popen([sys.executable, "-m", "engine", "start", "--home", home],
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def _shutdown(procs: list[subprocess.Popen]) -> list[int | None]:
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + SHUTDOWN_GRACE_S
-    for p in procs:
-        try:
-            p.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-    return [p.returncode for p in procs]
-
 
 class CpuMeter:
     """CPU seconds of each node process and of this process between ``start`` and ``stop``."""
@@ -633,7 +612,7 @@ def run_tps(opts: TpsOptions) -> dict[str, Any]:
     """Run the benchmark and return the report body (raises RuntimeError when it cannot run)."""
     from engine.benchmarks.kernels import calibration
     from engine.config import init_testnet
-    from engine.demo import free_base_port
+    from engine.localnet import free_base_port, shutdown_nodes, spawn_node
 
     opts.validate()
     say = print if opts.progress else (lambda *a, **k: None)
@@ -654,7 +633,7 @@ def run_tps(opts: TpsOptions) -> dict[str, Any]:
     try:
         homes = init_testnet(workdir, opts.validators, base_port=base, chain_id=CHAIN_ID)
         for h in homes:
-            procs.append(_spawn(h.path, os.path.join(workdir, f"{h.config.moniker}.log")))
+            procs.append(spawn_node(h.path, os.path.join(workdir, f"{h.config.moniker}.log")))
         last_port = base + 2 * opts.validators - 1
         say(f"{opts.validators} validators in {workdir} (ports {base}..{last_port}), "
             f"sync on; load {'max' if opts.rate is None else opts.rate} tx/s for "
@@ -664,7 +643,7 @@ def run_tps(opts: TpsOptions) -> dict[str, Any]:
         _print_logs(workdir)
         raise RuntimeError(f"tps run failed: {e}") from e
     finally:
-        codes = _shutdown(procs)
+        codes = shutdown_nodes(procs, SHUTDOWN_GRACE_S)
         if profile is not None:
             profile.finish()
         if not opts.keep:

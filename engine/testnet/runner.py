@@ -19,7 +19,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from engine import config as cfgmod
 from engine import crypto, tx
 from engine.client import Client, ClientError
 from engine.consensus.proposer import ProposerSchedule
+from engine.localnet import free_base_port
 from engine.testnet import invariants, netns
 from engine.testnet.hooks import ENV_SWITCH, TESTING_FILE
 from engine.testnet.scenario import Scenario
@@ -70,24 +70,6 @@ class Report:
                 f"{self.txs_acknowledged}/{self.txs_submitted}, evidence {len(self.evidence)} "
                 f"{sorted(set(v for _, v in self.evidence))}, equivocating keys "
                 f"{self.equivocations}, {self.elapsed_s:.0f}s")
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_base_port(count: int, rng: random.Random) -> int:
-    for _ in range(200):
-        base = rng.randrange(20000, 60000 - count, 2)
-        if all(_port_free(base + i) for i in range(count)):
-            return base
-    raise RuntimeError("no free port range found")
 
 
 class _Load(threading.Thread):
@@ -192,7 +174,7 @@ class Runner:
             self.net.open()
             hosts, base = self.net.addresses, 26656
         else:
-            hosts, base = ["127.0.0.1"] * n, _free_base_port(2 * n, self.rng)
+            hosts, base = ["127.0.0.1"] * n, free_base_port(2 * n, self.rng)
         homes_dir = os.path.join(self.workdir, "homes")
         homes = cfgmod.init_testnet(homes_dir, n, base_port=base, chain_id=self.chain_id,
                                     hosts=hosts, **sc.config)

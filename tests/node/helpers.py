@@ -1,30 +1,8 @@
 """Shared helpers of the node tests: free port ranges, testnets, tx factories."""
 from __future__ import annotations
 
-import random
-import socket
-
 from engine import config, crypto, tx
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_base_port(count: int) -> int:
-    """A base port such that base .. base + count - 1 are all free right now."""
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20000, 60000 - count, 2)
-        if all(port_free(base + i) for i in range(count)):
-            return base
-    raise RuntimeError("no free port range found")
+from engine.localnet import free_base_port, port_free  # noqa: F401 - re-exported for the tests
 
 
 def make_testnet(tmp_path, validators: int, chain_id: str = "test-chain", **settings):
