@@ -1,8 +1,8 @@
 """Type stubs for the BLAKE3 / Merkle extension (csrc/bindings/hash_module.cpp)."""
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
-_Buffer = bytes | bytearray | memoryview
+_Buffer: TypeAlias = bytes | bytearray | memoryview
 
 def blake3(data: Any, key: _Buffer | None = None) -> bytes: ...
 def blake3_many(messages: Sequence[Any], key: _Buffer | None, threads: int) -> list[bytes]: ...

@@ -341,7 +341,7 @@ def bench_block_save(block_txs: int, blocks: int, repeat: int, tx_bytes: int) ->
     from engine.store import Store
 
     rng_seed = os.urandom(16)
-    made = []
+    made: list[dict[str, Any]] = []
     for h in range(1, blocks + 1):
         txs = [hashing.blake3(rng_seed + struct.pack("<QI", h, i)) * (tx_bytes // 32 + 1)
                for i in range(block_txs)]
@@ -367,7 +367,7 @@ def bench_block_save(block_txs: int, blocks: int, repeat: int, tx_bytes: int) ->
                     with env.begin(write=True) as txn:
                         txn.put(struct.pack(">Q", b["height"]), v)
                 with env.begin() as txn:
-                    return [bytes(txn.get(struct.pack(">Q", b["height"]))) for b in made]
+                    return [bytes(txn.get(struct.pack(">Q", b["height"])) or b"") for b in made]
             finally:
                 env.close()
 

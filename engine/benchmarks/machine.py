@@ -20,7 +20,8 @@ PACKAGES = ("engine", "numpy", "blake3", "lmdb", "cryptography", "pynacl", "aioh
 
 
 def _cpuinfo() -> tuple[str, list[str]]:
-    model, flags = platform.processor() or platform.machine(), []
+    model: str = platform.processor() or platform.machine()
+    flags: list[str] = []
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:

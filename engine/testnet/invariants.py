@@ -98,7 +98,7 @@ def double_signs(homes: list[str]) -> dict[str, list[str]]:
                     continue
                 hrs = parse_sign_bytes(data)
                 if hrs is not None:
-                    seen[(parts[1], *hrs)].add(data)
+                    seen[(parts[1],) + tuple(hrs)].add(data)
     out: dict[str, list[str]] = defaultdict(list)
     for (key, kind, h, r, step), variants in seen.items():
         if len(variants) > 1:

@@ -68,7 +68,7 @@ class Report:
     def summary(self) -> str:
         return (f"{self.scenario} seed={self.seed}: heights {self.heights}, txs acknowledged "
                 f"{self.txs_acknowledged}/{self.txs_submitted}, evidence {len(self.evidence)} "
-                f"{sorted(set(v for _, v in self.evidence))}, equivocating keys "
+                f"{sorted({v for _, v in self.evidence})}, equivocating keys "
                 f"{self.equivocations}, {self.elapsed_s:.0f}s")
 
 
@@ -425,7 +425,7 @@ class Runner:
             if self.state[i] == "paused":
                 self._signal(i, signal.SIGCONT)
             self._signal(i, signal.SIGTERM)
-        codes = {}
+        codes: dict[int, int | None] = {}
         for i, p in enumerate(self.procs):
             if p is None:
                 continue

@@ -29,6 +29,7 @@ nodes = [3]
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,7 +126,7 @@ def load_scenario(path: str) -> Scenario:
         raise _fail(path, str(e)) from e
     _check(sc, path)
     steps = tuple(_step(sc, path, i, raw) for i, raw in enumerate(steps_raw))
-    if any(b.at_s < a.at_s for a, b in zip(steps, steps[1:])):
+    if any(b.at_s < a.at_s for a, b in itertools.pairwise(steps)):
         raise _fail(path, "steps must be in order of at_s")
     return Scenario(**{**sc.__dict__, "steps": steps})
 
