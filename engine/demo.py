@@ -27,7 +27,7 @@ import aiohttp
 from engine import crypto, tx
 from engine.config import init_testnet
 from engine.hashing import blake3_many
-from engine.localnet import free_base_port, shutdown_nodes, spawn_node
+from engine.localnet import free_base_port, get_json, shutdown_nodes, spawn_node, wait_ready
 from engine.rpc import join_envelopes
 
 POLL_MS = 100
@@ -70,27 +70,6 @@ def _percentile(values: list[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-async def _get_json(http: aiohttp.ClientSession, url: str) -> dict | None:
-    try:
-        async with http.get(url, timeout=aiohttp.ClientTimeout(total=2)) as r:
-            return await r.json() if r.status == 200 else None
-    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
-        return None
-
-
-async def _wait_ready(http, urls: list[str], procs: list[subprocess.Popen]) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        for p in procs:
-            if p.poll() is not None:
-                raise RuntimeError(f"a node exited during start-up (code {p.returncode})")
-        states = [await _get_json(http, f"{u}/status") for u in urls]
-        if all(s is not None and len(s["peers"]) >= len(urls) - 1 for s in states):
-            return
-        await asyncio.sleep(0.2)
-    raise RuntimeError(f"nodes not connected within {STARTUP_TIMEOUT_S:.0f} s")
 
 
 async def _load(http, urls: list[str], chain_id: str, rate: int, stop: asyncio.Event,
@@ -147,11 +126,11 @@ async def _post_batch(http, url: str, envelopes: list[bytes], stats: _Stats,
 async def _watch(http, urls: list[str], stop: asyncio.Event, stats: _Stats) -> None:
     """Follow node 0's blocks (transactions committed, latency) and every node's status."""
     while not stop.is_set():
-        states = await asyncio.gather(*(_get_json(http, f"{u}/status") for u in urls))
+        states = await asyncio.gather(*(get_json(http, f"{u}/status") for u in urls))
         stats.nodes = [s or {} for s in states]
         head = states[0]["latest_height"] if states[0] else stats.last_height
         while stats.last_height < head:
-            block = await _get_json(http, f"{urls[0]}/block/{stats.last_height + 1}")
+            block = await get_json(http, f"{urls[0]}/block/{stats.last_height + 1}")
             if block is None:
                 break
             now = time.monotonic()
@@ -189,13 +168,13 @@ def _render(stats: _Stats, duration_s: float):
 
 async def _agreement(http, urls: list[str]) -> tuple[bool, int, list[tuple[str, str]]]:
     """Whether all nodes hold the same block and app hash at the highest common height."""
-    states = await asyncio.gather(*(_get_json(http, f"{u}/status") for u in urls))
+    states = await asyncio.gather(*(get_json(http, f"{u}/status") for u in urls))
     if any(s is None for s in states):
         return False, 0, []
     common = min(s["latest_height"] for s in states if s is not None)
     if common == 0:
         return False, 0, []
-    blocks = await asyncio.gather(*(_get_json(http, f"{u}/block/{common}") for u in urls))
+    blocks = await asyncio.gather(*(get_json(http, f"{u}/block/{common}") for u in urls))
     pairs = [(b["hash"], b["result_app_hash"]) if b else ("?", "?") for b in blocks]
     return len(set(pairs)) == 1 and "?" not in pairs[0], common, pairs
 
@@ -203,8 +182,8 @@ async def _agreement(http, urls: list[str]) -> tuple[bool, int, list[tuple[str, 
 async def _run(urls, chain_id, duration_s, rate, live, procs) -> tuple[_Stats, bool, int, list]:
     stats = _Stats()
     async with aiohttp.ClientSession() as http:
-        await _wait_ready(http, urls, procs)
-        status0 = await _get_json(http, f"{urls[0]}/status")
+        await wait_ready(http, urls, procs, STARTUP_TIMEOUT_S)
+        status0 = await get_json(http, f"{urls[0]}/status")
         stats.last_height = stats.first_height = status0["latest_height"] if status0 else 0
         stats.started = time.monotonic()
         stop_load, stop_watch = asyncio.Event(), asyncio.Event()

@@ -2,6 +2,7 @@
 graceful shutdown. Shared by `engine demo`, `engine bench tps`, the fault runner and the tests."""
 from __future__ import annotations
 
+import asyncio
 import random
 import signal
 import socket
@@ -51,3 +52,32 @@ def shutdown_nodes(procs: list[subprocess.Popen], grace_s: float) -> list[int | 
             p.kill()
             p.wait()
     return [p.returncode for p in procs]
+
+
+async def get_json(http, url: str, timeout_s: float = 5.0) -> dict | None:
+    """GET url with an aiohttp session: the JSON body of a 200 answer, else None."""
+    import aiohttp
+
+    try:
+        async with http.get(url, timeout=aiohttp.ClientTimeout(total=timeout_s)) as r:
+            return await r.json() if r.status == 200 else None
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+        return None
+
+
+async def wait_ready(http, urls: list[str], procs: list[subprocess.Popen], timeout_s: float, *,
+                     height_min: int = 0) -> None:
+    """Wait until every node's RPC answers with all peers connected and at least height_min
+    committed; RuntimeError when a node exits or the time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for p in procs:
+            if p.poll() is not None:
+                raise RuntimeError(f"a node exited during start-up (code {p.returncode})")
+        states = await asyncio.gather(*(get_json(http, f"{u}/status") for u in urls))
+        if all(s is not None and len(s["peers"]) >= len(urls) - 1
+               and s["latest_height"] >= height_min for s in states):
+            return
+        await asyncio.sleep(0.2)
+    what = "connected" + (" and committing" if height_min else "")
+    raise RuntimeError(f"nodes not {what} within {timeout_s:.0f} s")

@@ -38,6 +38,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.localnet import get_json, wait_ready
+
 CHAIN_ID = "bench-tps"
 SENDERS = 1000
 BATCH_INTERVAL_MS = 50
@@ -219,30 +221,6 @@ class _State:
     node_mempools: list[int] = field(default_factory=list)
 
 
-async def _get_json(http, url: str, timeout_s: float = 5.0) -> Any:
-    import aiohttp
-
-    try:
-        async with http.get(url, timeout=aiohttp.ClientTimeout(total=timeout_s)) as r:
-            return await r.json() if r.status == 200 else None
-    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
-        return None
-
-
-async def _wait_ready(http, urls: list[str], procs: list[subprocess.Popen]) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        for p in procs:
-            if p.poll() is not None:
-                raise RuntimeError(f"a node exited during start-up (code {p.returncode})")
-        states = await asyncio.gather(*(_get_json(http, f"{u}/status") for u in urls))
-        if all(s is not None and len(s["peers"]) >= len(urls) - 1 and s["latest_height"] >= 1
-               for s in states):
-            return
-        await asyncio.sleep(0.2)
-    raise RuntimeError(f"nodes not connected and committing within {STARTUP_TIMEOUT_S:.0f} s")
-
-
 async def _post(http, url: str, body: bytes) -> dict | None | str:
     import aiohttp
 
@@ -365,7 +343,7 @@ async def _watch(http, state: _State, stop: asyncio.Event) -> None:
     polling interval."""
     url0 = state.urls[0]
     while not stop.is_set():
-        out = await _get_json(http, f"{url0}/blocks?from={state.height0 + 1}"
+        out = await get_json(http, f"{url0}/blocks?from={state.height0 + 1}"
                                     f"&wait_ms={LONG_POLL_MS}", LONG_POLL_MS / 1000 + 5)
         if out is None:  # node 0 busy or restarting: try again shortly
             await asyncio.sleep(POLL_MS / 1000)
@@ -382,7 +360,7 @@ async def _watch(http, state: _State, stop: asyncio.Event) -> None:
 
 async def _watch_nodes(http, state: _State, stop: asyncio.Event) -> None:
     while not stop.is_set():
-        states = await asyncio.gather(*(_get_json(http, f"{u}/status", 2.0) for u in state.urls))
+        states = await asyncio.gather(*(get_json(http, f"{u}/status", 2.0) for u in state.urls))
         state.node_heights = [s["latest_height"] if s else -1 for s in states]
         state.node_mempools = [(s.get("mempool") or {}).get("txs", -1) if s else -1
                                for s in states]
@@ -465,7 +443,7 @@ async def _verify_chains(http, urls: list[str], height: int,
     async def fetch(url: str, h: int):
         async with sem:
             for _ in range(3):
-                b = await _get_json(http, f"{url}/block/{h}", 30.0)
+                b = await get_json(http, f"{url}/block/{h}", 30.0)
                 if b is not None:
                     return b
             return None
@@ -517,9 +495,11 @@ async def _drive(opts: TpsOptions, urls: list[str], procs: list[subprocess.Popen
 
     conn = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=conn) as http:
-        await _wait_ready(http, urls, procs)
+        await wait_ready(http, urls, procs, STARTUP_TIMEOUT_S, height_min=1)
         state = _State(urls)
-        first = await _get_json(http, f"{urls[0]}/status")
+        first = await get_json(http, f"{urls[0]}/status")
+        if first is None:
+            raise RuntimeError("node 0 stopped answering GET /status after start-up")
         state.height0 = first["latest_height"]
         stop_watch = asyncio.Event()
         watchers = [asyncio.create_task(_watch(http, state, stop_watch)),
@@ -557,7 +537,7 @@ async def _drive(opts: TpsOptions, urls: list[str], procs: list[subprocess.Popen
                       f" p99 {s['latency_ms']['p99']} ms", flush=True)
         stop_watch.set()
         await asyncio.gather(*watchers)
-        states = await asyncio.gather(*(_get_json(http, f"{u}/status") for u in urls))
+        states = await asyncio.gather(*(get_json(http, f"{u}/status") for u in urls))
         common = min(s["latest_height"] for s in states if s) if all(states) else 0
         accepted_ids = set(state.sent_at)
         if opts.progress:
