@@ -11,20 +11,11 @@ from engine import crypto, hashing, tx
 from engine.hashing import MerkleProof
 from engine.node import Node
 from engine.rpc import join_envelopes
-from tests.node.helpers import make_testnet, make_txs
+from tests.node.helpers import make_testnet, make_txs, run, start_nodes
 
 CHAIN = "inproc"
 
 
-def run(coro, timeout_s: float = 60):
-    return asyncio.run(asyncio.wait_for(coro, timeout_s))
-
-
-async def _start(homes):
-    nodes = [Node(h) for h in homes]
-    for n in nodes:
-        await n.start()
-    return nodes
 
 
 async def _stop(nodes):
@@ -43,7 +34,7 @@ def test_four_nodes_commit_and_rpc(tmp_path):
     homes = make_testnet(tmp_path, 4, CHAIN)
 
     async def main():
-        nodes = await _start(homes)
+        nodes = await start_nodes(homes)
         try:
             await _exercise(nodes)
         finally:
@@ -154,7 +145,7 @@ def test_validator_down_then_catches_up_by_block_sync(tmp_path):
     homes = make_testnet(tmp_path, 4, CHAIN)
 
     async def main():
-        nodes = await _start(homes)
+        nodes = await start_nodes(homes)
         try:
             await asyncio.gather(*(n.wait_for_height(2, 30) for n in nodes))
             await nodes[3].stop()
@@ -231,7 +222,7 @@ def test_authenticated_peer_sending_garbage_cannot_stop_the_chain(tmp_path):
     homes = make_testnet(tmp_path, 4, CHAIN)
 
     async def main():
-        nodes = await _start(homes[:3])
+        nodes = await start_nodes(homes[:3])
         try:
             await asyncio.gather(*(n.wait_for_height(1, 30) for n in nodes))
             r, w = await asyncio.open_connection("127.0.0.1", homes[0].config.p2p_port)
@@ -311,7 +302,7 @@ def test_equivocating_validator_is_caught_and_evidence_committed(tmp_path):
     homes = make_testnet(tmp_path, 4, CHAIN)
 
     async def main():
-        nodes = await _start(homes[:3])
+        nodes = await start_nodes(homes[:3])
         try:
             await asyncio.gather(*(n.wait_for_height(1, 30) for n in nodes))
             key = homes[3].validator_key
@@ -357,7 +348,7 @@ def test_whole_network_restarts_and_continues(tmp_path):
     homes = make_testnet(tmp_path, 4, CHAIN)
 
     async def main():
-        nodes = await _start(homes)
+        nodes = await start_nodes(homes)
         try:
             await nodes[0].submit_txs(make_txs(CHAIN, 100, "before"))
             await asyncio.gather(*(n.wait_for_height(3, 30) for n in nodes))
@@ -370,7 +361,7 @@ def test_whole_network_restarts_and_continues(tmp_path):
             # All at once: no node goes on deciding (and dropping its WAL) alone.
             await asyncio.gather(*(n.stop() for n in nodes))
         heights = [n.latest_height for n in nodes]
-        nodes = await _start(homes)
+        nodes = await start_nodes(homes)
         try:
             assert [n.latest_height for n in nodes] == heights
             assert sum(n.counters.get("wal_records_replayed", 0) for n in nodes) > 0

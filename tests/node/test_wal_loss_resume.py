@@ -8,20 +8,14 @@ import random
 
 from engine.node import Node
 from engine.testnet.walfault import TAIL_BYTES_MAX, damage_wal
-from tests.node.helpers import make_testnet, make_txs
+from tests.node import helpers
+from tests.node.helpers import make_testnet, make_txs, start_nodes
 
 CHAIN = "walloss"
 
 
 def run(coro, timeout_s: float = 120):
-    return asyncio.run(asyncio.wait_for(coro, timeout_s))
-
-
-async def _start(homes):
-    nodes = [Node(h) for h in homes]
-    for n in nodes:
-        await n.start()
-    return nodes
+    return helpers.run(coro, timeout_s)
 
 
 async def _signed_in_current_height(node: Node, timeout_s: float) -> None:
@@ -43,7 +37,7 @@ def test_stalled_height_ends_after_two_validators_lose_their_wal(tmp_path):
     homes = make_testnet(tmp_path, 4, CHAIN, block_interval_ms=1500, timeout_propose_ms=1000)
 
     async def main():
-        nodes = await _start(homes)
+        nodes = await start_nodes(homes)
         try:
             await asyncio.gather(*(n.wait_for_height(2, 30) for n in nodes))
             await asyncio.gather(nodes[2].stop(), nodes[3].stop())
@@ -61,7 +55,7 @@ def test_stalled_height_ends_after_two_validators_lose_their_wal(tmp_path):
             assert report["deleted"], report  # the whole WAL of the height is gone
 
         # First restart of the two alone: they resume, and stay stalled (still no quorum).
-        pair = await _start(homes[:2])
+        pair = await start_nodes(homes[:2])
         try:
             for n in pair:
                 assert n.counters.get("resumed_from_signer") == 1
@@ -73,7 +67,7 @@ def test_stalled_height_ends_after_two_validators_lose_their_wal(tmp_path):
             await asyncio.gather(*(n.stop() for n in pair))
 
         # The Resume is in the WAL now: a second restart replays it and needs no new one.
-        nodes = await _start(homes)
+        nodes = await start_nodes(homes)
         try:
             for n in nodes[:2]:
                 assert n.counters.get("resumed_from_signer", 0) == 0
