@@ -37,7 +37,7 @@ LOC_INDEX_BITS = 24
 #: Transactions one block may hold (the location packs the index into 24 bits).
 block_txs_max = 1 << LOC_INDEX_BITS
 _RUN_HEADER = struct.Struct("<II")
-_ENTRY_DTYPE = np.dtype("<u8")  # little-endian: zero-copy on the hosts we run on
+ENTRY_DTYPE = _ENTRY_DTYPE = np.dtype("<u8")  # little-endian: zero-copy on the hosts we run on
 _ID_PREFIX_DTYPE = np.dtype(">u8")
 
 
@@ -175,12 +175,13 @@ class Run:
 
 
 class RunCache:
-    """Verified runs kept in memory for lookups: run key -> (header tag, sorted keys, locations).
+    """Verified runs kept in memory for lookups: cache key -> (tag, sorted keys, locations).
 
-    A run never changes under its key (merges and prunes write new keys), so an entry stays
-    valid while a run with that key and header tag exists; every run is read and verified once
-    (all chunk tags in one native batch) and a lookup is then a binary search in memory, with
-    no per-lookup hashing. Runs beyond ``cache_bytes_max`` are searched on disk chunk by chunk.
+    A run never changes under its key (merges and prunes write new keys; a block record is
+    written once), so an entry stays valid while the stored run still carries the same tag;
+    every run is read and verified once and a lookup is then a binary search in memory, with no
+    per-lookup hashing. Runs beyond ``cache_bytes_max`` are searched without caching.
+    Cache keys: the run key for merged runs, ``b"B" || height`` for a block's own run.
     """
 
     def __init__(self, cache_bytes_max: int = 128 << 20):
@@ -188,47 +189,41 @@ class RunCache:
         self._runs: dict[bytes, tuple[bytes, np.ndarray, np.ndarray]] = {}
         self._bytes = 0
 
-    def lookup(self, txn, dbi, prefixes: np.ndarray) -> list[tuple[int, int]]:
-        """(query index, location) for every entry whose key equals one of ``prefixes``."""
-        found: list[tuple[int, int]] = []
-        live: set[bytes] = set()
-        for key, value in iter_runs(txn, dbi):
-            live.add(key)
-            view = memoryview(value)
-            tag = bytes(view[_tag_offset(key, view):][:TAG_BYTES])
-            cached = self._runs.get(key)
-            if cached is None or cached[0] != tag:
-                cached = self._load(key, view, tag)
-            if cached is None:  # over budget: search the run on disk
-                run = Run(key, view)
-                for q, p in enumerate(prefixes.tolist()):
-                    found += [(q, loc) for loc in run.find(p)]
-                continue
-            keys, locs = cached[1], cached[2]
-            lo = np.searchsorted(keys, prefixes, side="left")
-            hi = np.searchsorted(keys, prefixes, side="right")
-            for q in np.nonzero(hi > lo)[0].tolist():
-                found += [(q, int(x)) for x in locs[lo[q]:hi[q]]]
-        for key in [k for k in self._runs if k not in live]:
-            self.forget(key)
-        return found
-
-    def entries(self, key: bytes, value) -> np.ndarray:
-        """The verified (count, 2) entries of a run: from memory when cached, else read."""
-        view = memoryview(value)
+    def search(self, key: bytes, tag: bytes, load, prefixes: np.ndarray,
+               found: list[tuple[int, int]]) -> None:
+        """Append (query index, location) for every entry of run ``key`` whose id prefix is in
+        ``prefixes``; ``load()`` returns the verified (count, 2) entries on a cache miss."""
         cached = self._runs.get(key)
-        if cached is not None and cached[0] == bytes(view[_tag_offset(key, view):][:TAG_BYTES]):
-            return np.stack([cached[1], cached[2]], axis=1)
-        return Run(key, view).all_entries()
+        if cached is None or cached[0] != tag:
+            self.forget(key)
+            entries = load()
+            keys, locs = np.ascontiguousarray(entries[:, 0]), np.ascontiguousarray(entries[:, 1])
+            self._keep(key, tag, keys, locs)
+        else:
+            keys, locs = cached[1], cached[2]
+        lo = np.searchsorted(keys, prefixes, side="left")
+        hi = np.searchsorted(keys, prefixes, side="right")
+        for q in np.nonzero(hi > lo)[0].tolist():
+            found += [(q, int(x)) for x in locs[lo[q]:hi[q]]]
 
-    def remember(self, key: bytes, value: bytes, entries: np.ndarray) -> None:
-        """Cache a run just written (its entries are the ones encoded into ``value``)."""
-        size = len(entries) * ENTRY_BYTES
-        if self._bytes + size > self.cache_bytes_max or key in self._runs:
+    def entries(self, key: bytes, tag: bytes, load) -> np.ndarray:
+        """The verified (count, 2) entries of a run: from memory when cached, else ``load()``."""
+        cached = self._runs.get(key)
+        if cached is not None and cached[0] == tag:
+            return np.stack([cached[1], cached[2]], axis=1)
+        return load()
+
+    def remember(self, key: bytes, tag: bytes, entries: np.ndarray) -> None:
+        """Cache a run just written (``entries`` are the ones stored under ``tag``)."""
+        self.forget(key)
+        self._keep(key, tag, np.ascontiguousarray(entries[:, 0]),
+                   np.ascontiguousarray(entries[:, 1]))
+
+    def _keep(self, key: bytes, tag: bytes, keys: np.ndarray, locs: np.ndarray) -> None:
+        size = keys.nbytes + locs.nbytes
+        if self._bytes + size > self.cache_bytes_max:
             return
-        tag = value[_tag_offset(key, value):][:TAG_BYTES]
-        self._runs[key] = (tag, np.ascontiguousarray(entries[:, 0]),
-                           np.ascontiguousarray(entries[:, 1]))
+        self._runs[key] = (bytes(tag), keys, locs)
         self._bytes += size
 
     def forget(self, key: bytes) -> None:
@@ -236,17 +231,16 @@ class RunCache:
         if item is not None:
             self._bytes -= item[1].nbytes + item[2].nbytes
 
-    def _load(self, key: bytes, view, tag: bytes):
-        self.forget(key)
-        run = Run(key, view)
-        size = run.count * ENTRY_BYTES
-        if self._bytes + size > self.cache_bytes_max:
-            return None
-        entries = run.all_entries()
-        item = (tag, np.ascontiguousarray(entries[:, 0]), np.ascontiguousarray(entries[:, 1]))
-        self._runs[key] = item
-        self._bytes += size
-        return item
+    def retain(self, live: set[bytes]) -> None:
+        """Drop every cached run whose key is not in ``live``."""
+        for key in [k for k in self._runs if k not in live]:
+            self.forget(key)
+
+
+def run_tag(key: bytes, value) -> bytes:
+    """The header tag of a merged run value (identifies its content for the cache)."""
+    view = memoryview(value)
+    return bytes(view[_tag_offset(key, view):][:TAG_BYTES])
 
 
 def _tag_offset(key: bytes, view) -> int:
@@ -308,8 +302,11 @@ def _fold_smaller_into_newest(txn, dbi, cache: RunCache | None) -> bool:
 def _merge(txn, dbi, keys: list[bytes], cache: RunCache | None) -> None:
     """Replace the runs ``keys`` (newest first, consecutive) by one run."""
     keys = keys[::-1]  # oldest first, so a stable sort keeps lower heights first
-    parts = [cache.entries(k, txn.get(k, db=dbi)) if cache is not None
-             else Run(k, txn.get(k, db=dbi)).all_entries() for k in keys]
+    parts = []
+    for k in keys:
+        value = txn.get(k, db=dbi)
+        load = lambda k=k, value=value: Run(k, value).all_entries()  # noqa: E731
+        parts.append(cache.entries(k, run_tag(k, value), load) if cache is not None else load())
     first, last = parse_run_key(keys[0])[0], parse_run_key(keys[-1])[1]
     for k in keys:
         txn.delete(k, db=dbi)
@@ -328,7 +325,7 @@ def write_run(txn, dbi, entries: np.ndarray, first: int, last: int, *, sort: boo
     value = encode_run(key, entries)
     txn.put(key, value, db=dbi)
     if cache is not None:
-        cache.remember(key, value, entries)
+        cache.remember(key, run_tag(key, value), entries)
 
 
 def split_loc(loc: int) -> tuple[int, int]:

@@ -73,16 +73,18 @@ class _Checker:
         if (latest == 0) != (base == 0) or base > latest:
             self.r.add(f"meta: base height {base} and latest height {latest} are inconsistent")
         self._meta_records()
-        expected = self._blocks(base, latest)
+        indexed = self._meta_height(b"indexed")
+        expected = self._blocks(base, latest, indexed or 0)
         self._hashes(base, latest)
         self._commits(base, latest)
-        self._tx_index(expected)
+        if indexed is not None:
+            self._tx_index(expected, indexed, latest)
         self._simple("state", count_attr="state_keys")
         self._wal(latest)
         self._signer()
 
     def _meta_records(self) -> None:
-        known = {b"magic", b"schema", b"latest", b"base", b"app_hash", b"tip"}
+        known = {b"magic", b"schema", b"latest", b"base", b"app_hash", b"tip", b"indexed"}
         for key, value in self.txn.cursor(db=self.dbs["meta"]):
             key = bytes(key)
             try:
@@ -99,7 +101,9 @@ class _Checker:
             self.r.add(str(e))
             return None
 
-    def _blocks(self, base: int, latest: int) -> list[np.ndarray]:
+    def _blocks(self, base: int, latest: int, indexed: int) -> list[np.ndarray]:
+        """Decode every block; returns the index entries of the blocks up to ``indexed`` (which
+        the merged runs must hold); a newer block's own run must match its transactions."""
         entries: list[np.ndarray] = []
         prev: StoredBlock | None = None
         expect = base
@@ -119,7 +123,8 @@ class _Checker:
                 continue
             self.r.blocks += 1
             self.r.txs += len(block.txs)
-            self._block(block, prev, entries)
+            own = self._own_run(key, value)
+            self._block(block, prev, entries if height <= indexed else None, own)
             prev = block
         if latest and expect - 1 != latest:
             self.r.add(f"blocks: the last stored height is {expect - 1}, meta says {latest}")
@@ -131,7 +136,15 @@ class _Checker:
                 self.r.add(f"meta: tip does not match block {latest}")
         return entries
 
-    def _block(self, block: StoredBlock, prev: StoredBlock | None, entries: list) -> None:
+    def _own_run(self, key: bytes, value) -> np.ndarray | None:
+        try:
+            return self.s._block_run(key, value)
+        except StoreError as e:
+            self.r.add(str(e))
+            return None
+
+    def _block(self, block: StoredBlock, prev: StoredBlock | None, entries: list | None,
+               own: np.ndarray | None) -> None:
         h = block.height
         ids = b"".join(blake3_many(block.txs)) if block.txs else b""
         if merkle_root_from_hashes(ids) != block.tx_root:
@@ -145,8 +158,12 @@ class _Checker:
             chain = blake3(prev.app_chain + HEIGHT.pack(h) + block.app_hash)
             if chain != block.app_chain:
                 self.r.add(f"blocks: height {h}: app-hash chain broken")
-        if block.txs:
-            entries.append(_txindex.block_entries(h, ids))
+        want = _txindex.block_entries(h, ids)
+        if own is not None and not np.array_equal(_sorted_rows([own]), _sorted_rows([want])):
+            self.r.add(f"blocks: height {h}: the block's tx index run does not match its "
+                       f"transactions")
+        if block.txs and entries is not None:
+            entries.append(want)
         if self.verify_block is not None:
             try:
                 for problem in self.verify_block(block, prev if prev and prev.height == h - 1
@@ -187,7 +204,10 @@ class _Checker:
                 self.r.add(f"commits: certificate at {describe_key('commits', key)} outside "
                            f"the stored heights {base}..{latest}")
 
-    def _tx_index(self, expected: list[np.ndarray]) -> None:
+    def _tx_index(self, expected: list[np.ndarray], indexed: int, latest: int) -> None:
+        """The merged runs must hold exactly the entries of the blocks up to ``indexed``."""
+        if indexed > latest:
+            self.r.add(f"meta: indexed height {indexed} is above the latest height {latest}")
         found: list[np.ndarray] = []
         last_height = -1
         for key, value in self.txn.cursor(db=self.dbs["tx_index"]):
@@ -199,6 +219,9 @@ class _Checker:
                 continue
             if run.first <= last_height:
                 self.r.add(f"tx_index: run {run.first}..{run.last} overlaps the run before it")
+            if run.last > indexed:
+                self.r.add(f"tx_index: run {run.first}..{run.last} reaches past the indexed "
+                           f"height {indexed}")
             last_height = run.last
         want = _sorted_rows(expected)
         have = _sorted_rows(found)

@@ -19,22 +19,24 @@ from engine.hashing import (
     MerkleProof,
     blake3,
     blake3_many,
+    blake3_many_packed,
     merkle_proof,
     merkle_root_from_hashes,
 )
-from engine.store import _txindex
+from engine.store import _codec, _txindex
 from engine.store._records import (
     HEIGHT,
+    TAG_BYTES,
     StoreCorruption,
     StoreError,
     height_key,
     seal,
     seal_many,
-    seal_parts,
+    tag,
     unseal,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MAGIC = b"engine/store/v1"
 DATABASES = ("blocks", "block_hashes", "commits", "tx_index", "state", "meta", "wal", "signer")
 
@@ -44,18 +46,21 @@ map_bytes_max = 1 << 40
 map_grow_bytes_min = 64 << 20
 map_grow_attempts_max = 64
 state_key_bytes_max = 400          # LMDB's key limit is 511; the tag is in the value
-block_bytes_max = (1 << 32) - 1    # offsets inside a block record are u32
+#: The reusable record buffer is dropped after a block larger than this (memory back to the OS).
+record_buffer_keep_bytes = 64 << 20
 wal_entry_bytes_max = 64 << 20
 #: Memory for verified tx index runs kept for lookups (16 bytes per committed tx).
 tx_index_cache_bytes_max = 128 << 20
 find_txs_ids_max = 1 << 20
+#: Blocks whose index runs may wait for compact_index before save_block compacts by itself.
+index_pending_blocks_max = 4 * _txindex.TX_INDEX_MERGE_FANOUT
 #: Blocks one prune transaction removes (keeps a transaction's dirty pages bounded).
 prune_blocks_per_txn_max = 4096
 ZERO_HASH = bytes(HASH_BYTES)
 
 # version, height, block hash, parent hash, app hash, tx root, app chain, header len, txs, results
 _BLOCK = struct.Struct("<BQ32s32s32s32s32sIII")
-_BLOCK_VERSION = 1
+_BLOCK_VERSION = 2
 _SIGNER = struct.Struct("<QIB")
 
 
@@ -126,44 +131,29 @@ def _uint(value, name: str, bits: int = 63, minimum: int = 0) -> int:
     return value
 
 
-def _pack_list(items: Sequence[bytes], name: str) -> tuple[np.ndarray, bytes]:
-    """(u32 offsets, concatenated bytes) of a list of byte strings."""
+def _as_list(items, name: str) -> list:
     if isinstance(items, (bytes, bytearray, memoryview, str)):
         raise TypeError(f"{name} must be a sequence of bytes, not {type(items).__name__}")
-    items = items if isinstance(items, list) else list(items)
-    try:
-        data = b"".join(items)
-        lengths = np.fromiter(map(len, items), dtype=np.int64, count=len(items))
-    except TypeError:
-        data, lengths = b"", None
-    offsets = np.zeros(len(items) + 1, dtype="<u4")
-    if lengths is not None and len(data) <= block_bytes_max and len(items):
-        np.cumsum(lengths, out=offsets[1:], dtype=np.uint32)
-    if lengths is None or int(offsets[-1]) != len(data):  # a non-bytes item: name it
-        for i, item in enumerate(items):
-            if not isinstance(item, (bytes, bytearray)) and not (
-                    isinstance(item, memoryview) and item.itemsize == 1):
-                raise TypeError(f"{name}[{i}] must be bytes, not {type(item).__name__}")
-        raise ValueError(f"{name} hold {len(data)} bytes, more than {block_bytes_max}")
-    return offsets, data
+    return items if type(items) is list else list(items)
+
+
+def _u32(view, off: int) -> int:
+    return int.from_bytes(view[off:off + 4], "little")
 
 
 def _copy(view) -> bytes | None:
     return None if view is None else bytes(view)
 
 
-def _unpack_list(view: memoryview, off: int, n: int, db: str, key: bytes
-                 ) -> tuple[list[bytes], int]:
-    end_off = off + 4 * (n + 1)
-    if end_off > len(view):
-        raise StoreCorruption(db, key, "record truncated in an offset table")
-    offsets = np.frombuffer(view, dtype="<u4", count=n + 1, offset=off).tolist()
-    total = offsets[-1]
-    if offsets[0] != 0 or any(b < a for a, b in itertools.pairwise(offsets)) or \
-            end_off + total > len(view):
-        raise StoreCorruption(db, key, "impossible offset table")
-    data = view[end_off:end_off + total]
-    return [bytes(data[a:b]) for a, b in itertools.pairwise(offsets)], end_off + total
+def _unpack_list(view: memoryview, table: int, n: int, end: int, key: bytes) -> list[bytes]:
+    """The ``n`` items of an offsets table at ``table`` whose data ends exactly at ``end``."""
+    offsets = np.frombuffer(view, dtype="<u4", count=n + 1, offset=table).tolist()
+    data_off = table + 4 * (n + 1)
+    if offsets[0] != 0 or data_off + offsets[-1] != end or \
+            any(b < a for a, b in itertools.pairwise(offsets)):
+        raise StoreCorruption("blocks", key, "impossible offset table")
+    data = view[data_off:end]
+    return [bytes(data[a:b]) for a, b in itertools.pairwise(offsets)]
 
 
 class Store:
@@ -186,6 +176,7 @@ class Store:
         self._env = self._open_env(map_size)
         self._dbs: dict[str, object] = {}
         self._runs = _txindex.RunCache(tx_index_cache_bytes_max)
+        self._record = bytearray()
         try:
             self._attach()
         except BaseException:
@@ -251,8 +242,10 @@ class Store:
         if version > SCHEMA_VERSION:
             raise StoreError(f"{self.path!r} has store schema {version}, newer than this "
                              f"engine's {SCHEMA_VERSION}; upgrade the engine")
-        if version < 1:
-            raise StoreError(f"{self.path!r} has an invalid store schema {version}")
+        if version < SCHEMA_VERSION:
+            raise StoreError(f"{self.path!r} has store schema {version}, written by an older "
+                             f"engine; this engine reads schema {SCHEMA_VERSION} (sync the node "
+                             f"into a new home)")
 
     def _initialize(self, txn) -> None:
         for name in DATABASES:
@@ -261,6 +254,7 @@ class Store:
         self._put_meta(txn, b"schema", SCHEMA_VERSION.to_bytes(4, "little"))
         self._put_meta(txn, b"latest", HEIGHT.pack(0))
         self._put_meta(txn, b"base", HEIGHT.pack(0))
+        self._put_meta(txn, b"indexed", HEIGHT.pack(0))
 
     def close(self) -> None:
         self._env.close()
@@ -387,7 +381,10 @@ class Store:
         def write(txn):
             return self._save_block(txn, *args)
 
-        return self._write(write, what=f"save block {height}")
+        root, pending = self._write(write, what=f"save block {height}")
+        if pending >= index_pending_blocks_max:
+            self.compact_index()  # the caller does not compact: keep lookups bounded anyway
+        return root
 
     def _block_args(self, height, block_hash, header, txs, certificate, parent_hash, app_hash,
                     results, state_changes, tx_ids):
@@ -397,16 +394,18 @@ class Store:
         app_hash = _bytes(app_hash, "app_hash", HASH_BYTES)
         header = _bytes(header, "header")
         certificate = _bytes(certificate, "certificate")
-        tx_offsets, tx_data = _pack_list(txs, "txs")
-        n = len(tx_offsets) - 1
-        if n > _txindex.block_txs_max:
-            raise ValueError(f"txs holds {n} transactions, more than {_txindex.block_txs_max}")
-        res_offsets, res_data = _pack_list(results, "results")
-        if len(res_offsets) - 1 not in (0, n):
+        txs = _as_list(txs, "txs")
+        results = _as_list(results, "results")
+        _codec.check_items(txs, "txs")
+        _codec.check_items(results, "results")
+        n = len(txs)
+        if n > _txindex.block_txs_max - 1:
+            raise ValueError(f"txs holds {n} transactions, more than {_txindex.block_txs_max - 1}")
+        if len(results) not in (0, n):
             raise ValueError(f"results must be empty or hold one entry per tx ({n}), "
-                             f"not {len(res_offsets) - 1}")
+                             f"not {len(results)}")
         if tx_ids is None:
-            ids = b"".join(blake3_many(list(txs))) if n else b""
+            ids = b"".join(blake3_many(txs)) if n else b""  # names a non-bytes tx
         elif isinstance(tx_ids, (bytes, bytearray, memoryview)):
             ids = bytes(tx_ids)
         else:
@@ -429,14 +428,11 @@ class Store:
                 raise ValueError(f"state_changes[{i}] key must be 1..{state_key_bytes_max} bytes")
             value = None if change[1] is None else _bytes(change[1], f"state_changes[{i}] value")
             changes.append((key, value))
-        body = (header, tx_offsets.tobytes(), tx_data, res_offsets.tobytes(), res_data)
-        if sum(map(len, body)) > block_bytes_max:
-            raise ValueError(f"block of {sum(map(len, body))} bytes exceeds block_bytes_max")
-        return (height, block_hash, parent_hash, app_hash, header, n, len(res_offsets) - 1,
-                body, certificate, ids, changes)
+        return (height, block_hash, parent_hash, app_hash, header, txs, results, certificate,
+                ids, changes)
 
-    def _save_block(self, txn, height, block_hash, parent_hash, app_hash, header, n, n_results,
-                    body, certificate, ids, changes) -> bytes:
+    def _save_block(self, txn, height, block_hash, parent_hash, app_hash, header, txs, results,
+                    certificate, ids, changes) -> bytes:
         latest = self._meta_height(txn, b"latest")
         if latest and height != latest + 1:
             raise StoreError(f"save block {height}: the store's latest height is {latest}; "
@@ -449,20 +445,26 @@ class Store:
                                  f"does not match block {latest} ({prev_hash.hex()[:16]})")
         if txn.get(block_hash, db=self._dbs["block_hashes"]) is not None:
             raise StoreError(f"save block {height}: block hash {block_hash.hex()} is stored")
-        tx_root = merkle_root_from_hashes(ids) if n else merkle_root_from_hashes(b"")
+        tx_root = merkle_root_from_hashes(ids)
         app_chain = blake3(prev_chain + HEIGHT.pack(height) + app_hash)
         key = height_key(height)
         head = _BLOCK.pack(_BLOCK_VERSION, height, block_hash, parent_hash, app_hash, tx_root,
-                           app_chain, len(header), n, n_results)
-        txn.put(key, seal_parts("blocks", key, (head, *body)), db=self._dbs["blocks"],
-                append=True)
+                           app_chain, len(header), len(txs), len(results))
+        run = _codec.block_run(ids, height)
+        # The record is built in a buffer kept across blocks: a fresh 250 KB allocation per
+        # block costs more in page faults than the copy itself.
+        size, tag_end = _codec.encode_block(self._record, head + header, results, run, txs)
+        with memoryview(self._record) as buf:
+            record_tag = tag("blocks", key, buf[:tag_end])
+            buf[size - TAG_BYTES:size] = record_tag
+            txn.put(key, buf[:size], db=self._dbs["blocks"], append=True)
+        if len(self._record) > record_buffer_keep_bytes:
+            self._record = bytearray()
         self._put(txn, "commits", key, certificate, append=True)
         self._put(txn, "block_hashes", block_hash, key)
-        if n:
-            dbi = self._dbs["tx_index"]
-            _txindex.write_run(txn, dbi, _txindex.block_entries(height, ids), height, height,
-                               sort=False, cache=self._runs)
-            _txindex.merge_tail(txn, dbi, self._runs)
+        if txs:  # a retried or aborted transaction leaves a stale entry the tag check rejects
+            self._runs.remember(b"B" + key, record_tag,
+                                np.frombuffer(run, _txindex.ENTRY_DTYPE).reshape(-1, 2))
         state = self._dbs["state"]
         written = [(k, v) for k, v in changes if v is not None]
         sealed = iter(seal_many("state", [k for k, _ in written], [v for _, v in written]))
@@ -477,7 +479,7 @@ class Store:
             self._put_meta(txn, b"base", key)
         self._put_meta(txn, b"app_hash", app_hash)
         self._discard_wal(txn, height)
-        return tx_root
+        return tx_root, height - self._indexed_height(txn)
 
     def _tip(self, txn) -> tuple[bytes, bytes]:
         """(block hash, app chain) of the latest block, kept in meta so saving a block does not
@@ -492,11 +494,10 @@ class Store:
         value = txn.get(key, db=self._dbs["blocks"])
         if value is None:
             raise StoreCorruption("blocks", key, "block missing below the latest height")
-        payload = unseal("blocks", key, value)
-        return self._decode_head(payload, key)
+        return self._checked_layout(value, key)
 
     @staticmethod
-    def _decode_head(payload: memoryview, key: bytes) -> dict:
+    def _decode_head(payload, key: bytes) -> dict:
         if len(payload) < _BLOCK.size:
             raise StoreCorruption("blocks", key, "record shorter than its header")
         (version, height, block_hash, parent_hash, app_hash, tx_root, app_chain, header_len,
@@ -507,17 +508,46 @@ class Store:
                 "app_hash": app_hash, "tx_root": tx_root, "app_chain": app_chain,
                 "header_len": header_len, "n": n, "n_results": n_results}
 
+    @classmethod
+    def _layout(cls, view: memoryview, key: bytes) -> dict:
+        """Head fields and section offsets of a block record (see engine/store/_codec.pyx),
+        bounds-checked but not yet checksummed."""
+        f = cls._decode_head(view, key)
+        n, nr = f["n"], f["n_results"]
+        end = len(view) - TAG_BYTES
+        res_table = _BLOCK.size + f["header_len"]
+        res_data = res_table + 4 * (nr + 1)
+        if nr and n != nr or res_data > end:
+            raise StoreCorruption("blocks", key, "record truncated or impossible result count")
+        run = res_data + _u32(view, res_data - 4)
+        tx_table = run + _txindex.ENTRY_BYTES * n
+        tx_data = tx_table + 4 * (n + 1)
+        if tx_data > end or tx_data + _u32(view, tx_data - 4) != end:
+            raise StoreCorruption("blocks", key, "record length does not match its sections")
+        f.update(res_table=res_table, res_data=res_data, run=run, tx_table=tx_table,
+                 tx_data=tx_data, end=end)
+        return f
+
+    @classmethod
+    def _checked_layout(cls, value, key: bytes) -> dict:
+        """_layout plus the checksum over everything but the tx data (which the tx root
+        binds: _decode_block checks it)."""
+        view = memoryview(value)
+        f = cls._layout(view, key)
+        if tag("blocks", key, view[:f["tx_data"]]) != bytes(view[f["end"]:]):
+            raise StoreCorruption("blocks", key, "checksum mismatch")
+        return f
+
     def _decode_block(self, txn, key: bytes, value) -> StoredBlock:
-        payload = unseal("blocks", key, value)
-        f = self._decode_head(payload, key)
-        off = _BLOCK.size + f["header_len"]
-        if off > len(payload):
-            raise StoreCorruption("blocks", key, "record truncated in the header")
-        header = bytes(payload[_BLOCK.size:off])
-        txs, off = _unpack_list(payload, off, f["n"], "blocks", key)
-        results, off = _unpack_list(payload, off, f["n_results"], "blocks", key)
-        if off != len(payload):
-            raise StoreCorruption("blocks", key, "trailing bytes after the results")
+        view = memoryview(value)
+        f = self._checked_layout(view, key)
+        header = bytes(view[_BLOCK.size:f["res_table"]])
+        results = _unpack_list(view, f["res_table"], f["n_results"], f["run"], key)
+        tx_offsets = np.frombuffer(view, "<u4", f["n"] + 1, f["tx_table"])
+        txs = _unpack_list(view, f["tx_table"], f["n"], f["end"], key)
+        ids = blake3_many_packed(view[f["tx_data"]:f["end"]], tx_offsets.astype(np.uint64))
+        if merkle_root_from_hashes(ids) != f["tx_root"]:
+            raise StoreCorruption("blocks", key, "transactions do not match the block's tx root")
         cert = self._get(txn, "commits", key)
         if cert is None:
             raise StoreCorruption("commits", key, "block stored without its certificate")
@@ -525,6 +555,12 @@ class Store:
                            parent_hash=f["parent_hash"], header=header, txs=txs,
                            results=results, certificate=bytes(cert), app_hash=f["app_hash"],
                            tx_root=f["tx_root"], app_chain=f["app_chain"])
+
+    def _block_run(self, key: bytes, value) -> np.ndarray:
+        """The verified (n, 2) index entries stored in block record ``key``."""
+        view = memoryview(value)
+        f = self._checked_layout(view, key)
+        return np.frombuffer(view, _txindex.ENTRY_DTYPE, 2 * f["n"], f["run"]).reshape(-1, 2)
 
     def load_block(self, height: int) -> StoredBlock | None:
         """The block at ``height``, or None when it is not stored (or pruned)."""
@@ -611,7 +647,25 @@ class Store:
 
     def _find_txs(self, txn, ids: list[bytes]) -> list[TxLocation | None]:
         prefixes = np.frombuffer(b"".join(i[:8] for i in ids), dtype=">u8").astype(np.uint64)
-        hits = self._runs.lookup(txn, self._dbs["tx_index"], prefixes)
+        hits: list[tuple[int, int]] = []
+        live: set[bytes] = set()
+        dbi = self._dbs["tx_index"]
+        for key, value in _txindex.iter_runs(txn, dbi):  # merged runs
+            live.add(key)
+            self._runs.search(key, _txindex.run_tag(key, value),
+                              lambda key=key, value=value: _txindex.Run(key, value).all_entries(),
+                              prefixes, hits)
+        blocks = self._dbs["blocks"]
+        for height in self._pending_heights(txn):  # newer blocks: their own runs
+            key = height_key(height)
+            value = txn.get(key, db=blocks)
+            if value is None:
+                raise StoreCorruption("blocks", key, "block missing below the latest height")
+            live.add(b"B" + key)
+            self._runs.search(b"B" + key, bytes(value[-TAG_BYTES:]),
+                              lambda key=key, value=value: self._block_run(key, value),
+                              prefixes, hits)
+        self._runs.retain(live)
         out: list[TxLocation | None] = [None] * len(ids)
         mismatched: set[int] = set()
         for q, loc in sorted(hits, key=lambda h: (h[0], h[1])):
@@ -639,19 +693,61 @@ class Store:
         if value is None:
             return None
         view = memoryview(value)
-        if len(view) < _BLOCK.size:
+        try:
+            f = self._layout(view, key)
+        except StoreCorruption:
             return None
-        *_, header_len, n, _ = _BLOCK.unpack_from(view)
-        if index >= n:
+        if index >= f["n"]:
             return None
-        off = _BLOCK.size + header_len
-        if off + 4 * (n + 1) > len(view):
+        a, b = struct.unpack_from("<II", view, f["tx_table"] + 4 * index)
+        if not a <= b <= f["end"] - f["tx_data"]:
             return None
-        a, b = struct.unpack_from("<II", view, off + 4 * index)
-        base = off + 4 * (n + 1)
-        if not a <= b <= len(view) - base:
-            return None
-        return bytes(view[base + a:base + b])
+        return bytes(view[f["tx_data"] + a:f["tx_data"] + b])
+
+    def _indexed_height(self, txn) -> int:
+        """Every block up to this height has its index entries in the merged runs of
+        ``tx_index``; the blocks above it are searched through their own runs."""
+        return self._meta_height(txn, b"indexed")
+
+    def _pending_heights(self, txn) -> range:
+        latest = self._meta_height(txn, b"latest")
+        if not latest:
+            return range(0)
+        start = max(self._indexed_height(txn) + 1, self._meta_height(txn, b"base"))
+        return range(start, latest + 1)
+
+    def compact_index(self) -> int:
+        """Merge the index runs of saved blocks into the ``tx_index`` database, in groups of
+        ``TX_INDEX_MERGE_FANOUT`` blocks, then merge equal tiers there (an LSM tree); returns
+        the number of block groups merged. One durable write transaction; lookups give the same
+        answers before and after. The node calls this when idle; save_block calls it itself
+        once ``index_pending_blocks_max`` blocks are waiting, so lookups stay bounded."""
+        return self._write(self._compact, what="compact tx index")
+
+    def _compact(self, txn) -> int:
+        pending = self._pending_heights(txn)
+        fanout = _txindex.TX_INDEX_MERGE_FANOUT
+        dbi, blocks = self._dbs["tx_index"], self._dbs["blocks"]
+        groups = 0
+        start = pending.start
+        while pending.stop - start >= fanout:
+            parts = []
+            for height in range(start, start + fanout):
+                key = height_key(height)
+                value = txn.get(key, db=blocks)
+                if value is None:
+                    raise StoreCorruption("blocks", key, "block missing below the latest height")
+                parts.append(self._runs.entries(
+                    b"B" + key, bytes(value[-TAG_BYTES:]),
+                    lambda key=key, value=value: self._block_run(key, value)))
+            _txindex.write_run(txn, dbi, np.concatenate(parts), start, start + fanout - 1,
+                               sort=True, cache=self._runs)
+            start += fanout
+            groups += 1
+        if groups:
+            self._put_meta(txn, b"indexed", height_key(start - 1))
+            _txindex.merge_tail(txn, dbi, self._runs)
+        return groups
 
     def tx_proof(self, tx_id: bytes) -> TxProof | None:
         """The transaction with ``tx_id`` and its inclusion proof against its block's tx root

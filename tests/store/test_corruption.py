@@ -30,6 +30,7 @@ def _build(path: str) -> dict:
     with Store(path) as s:
         for h in range(1, 25):
             save(s, h, n_txs=[0, 3, 40, 300][h % 4], tx_bytes=[50, 250, 1200][h % 3])
+        assert s.compact_index() == 1  # heights 1..16 merged into tx_index, 17..24 pending
         for i in range(3):
             s.wal_append(25, b"wal entry %d" % i)
         s.sign_guarded(25, 0, 1, b"sign bytes", lambda b: b"s" * 64)
