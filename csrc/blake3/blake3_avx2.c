@@ -64,48 +64,86 @@ static inline void transpose8(const __m256i r[8], __m256i out[8]) {
     }
 }
 
+/* Blocks of every lane copied into an L1-resident stage before they are hashed. */
+#define STAGE_BLOCKS 4
+
+/* Copy blocks b0 .. b0+count-1 of every lane into stage[w][lane], message by message (see the
+ * AVX-512 file for why). A partial last block is copied byte-exact over a zeroed row: AVX2 has
+ * no byte-masked load, and bytes past the message must not be read. Lanes without a job get
+ * zero rows. */
+static inline void stage_blocks(const b3_job *jobs, size_t n, size_t b0, size_t count,
+                                uint8_t stage[STAGE_BLOCKS][LANES][B3_BLOCK_BYTES]) {
+    const __m256i zero = _mm256_setzero_si256();
+    for (size_t j = 0; j < LANES; j++) {
+        const uint8_t *p = j < n ? jobs[j].input : NULL;
+        uint32_t len = j < n ? jobs[j].len : 0;
+        for (size_t w = 0; w < count; w++) {
+            uint32_t offset = (uint32_t)((b0 + w) * B3_BLOCK_BYTES);
+            uint8_t *row = stage[w][j];
+            if (len >= offset + B3_BLOCK_BYTES) {
+                _mm256_store_si256((__m256i *)row, _mm256_loadu_si256((const __m256i *)(p + offset)));
+                _mm256_store_si256((__m256i *)(row + 32),
+                                   _mm256_loadu_si256((const __m256i *)(p + offset + 32)));
+            } else {
+                _mm256_store_si256((__m256i *)row, zero);
+                _mm256_store_si256((__m256i *)(row + 32), zero);
+                if (len > offset) memcpy(row, p + offset, len - offset);
+            }
+        }
+    }
+}
+
 static void hash_group(const uint32_t key[8], const b3_job *jobs, size_t n, size_t blocks) {
-    static const uint8_t zero_block[B3_BLOCK_BYTES];
-    uint8_t scratch[LANES][B3_BLOCK_BYTES];
-    uint32_t ctr_lo[LANES], ctr_hi[LANES], lens[LANES], flags[LANES];
+    _Alignas(32) uint8_t stage[STAGE_BLOCKS][LANES][B3_BLOCK_BYTES];
+    _Alignas(32) uint32_t ctr_lo[LANES] = {0}, ctr_hi[LANES] = {0}, lens[LANES] = {0},
+                          flags[LANES] = {0}, flags_start[LANES] = {0}, flags_end[LANES] = {0};
+    for (size_t j = 0; j < n; j++) {
+        ctr_lo[j] = (uint32_t)jobs[j].counter;
+        ctr_hi[j] = (uint32_t)(jobs[j].counter >> 32);
+        lens[j] = jobs[j].len;
+        flags[j] = jobs[j].flags;
+        flags_start[j] = jobs[j].flags_start;
+        flags_end[j] = jobs[j].flags_end;
+    }
     __m256i h[8];
     for (int i = 0; i < 8; i++) h[i] = _mm256_set1_epi32((int)key[i]);
-    for (size_t j = 0; j < LANES; j++) {
-        uint64_t c = j < n ? jobs[j].counter : 0;
-        ctr_lo[j] = (uint32_t)c;
-        ctr_hi[j] = (uint32_t)(c >> 32);
-    }
-    const __m256i v_ctr_lo = _mm256_loadu_si256((const __m256i *)ctr_lo);
-    const __m256i v_ctr_hi = _mm256_loadu_si256((const __m256i *)ctr_hi);
-
-    for (size_t b = 0; b < blocks; b++) {
-        __m256i lo[8], hi[8], m[16];
-        for (size_t j = 0; j < LANES; j++) {
-            const uint8_t *p = zero_block;
-            lens[j] = 0;
-            flags[j] = 0;
-            if (j < n) p = b3_lane_block(&jobs[j], b, blocks, scratch[j], &lens[j], &flags[j]);
-            lo[j] = _mm256_loadu_si256((const __m256i *)p);
-            hi[j] = _mm256_loadu_si256((const __m256i *)(p + 32));
-        }
-        transpose8(lo, m);
-        transpose8(hi, m + 8);
-        __m256i v[16] = {
-            h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7],
-            _mm256_set1_epi32((int)B3_IV[0]), _mm256_set1_epi32((int)B3_IV[1]),
-            _mm256_set1_epi32((int)B3_IV[2]), _mm256_set1_epi32((int)B3_IV[3]),
-            v_ctr_lo, v_ctr_hi,
-            _mm256_loadu_si256((const __m256i *)lens), _mm256_loadu_si256((const __m256i *)flags),
-        };
+    for (size_t b0 = 0; b0 < blocks; b0 += STAGE_BLOCKS) {
+        size_t count = blocks - b0 < STAGE_BLOCKS ? blocks - b0 : STAGE_BLOCKS;
+        stage_blocks(jobs, n, b0, count, stage);
+        const __m256i v_len = _mm256_load_si256((const __m256i *)lens);
+        const __m256i v_flags = _mm256_load_si256((const __m256i *)flags);
+        for (size_t w = 0; w < count; w++) {
+            size_t b = b0 + w;
+            __m256i lo[8], hi[8], m[16];
+            for (size_t j = 0; j < LANES; j++) {
+                lo[j] = _mm256_load_si256((const __m256i *)stage[w][j]);
+                hi[j] = _mm256_load_si256((const __m256i *)(stage[w][j] + 32));
+            }
+            transpose8(lo, m);
+            transpose8(hi, m + 8);
+            /* block_len = clamp(len - 64 b, 0, 64); start and end flags on the first and last */
+            __m256i block_len = _mm256_sub_epi32(v_len, _mm256_set1_epi32((int)(64 * b)));
+            block_len = _mm256_min_epi32(_mm256_max_epi32(block_len, _mm256_setzero_si256()),
+                                         _mm256_set1_epi32(B3_BLOCK_BYTES));
+            __m256i f = v_flags;
+            if (b == 0) f = _mm256_or_si256(f, _mm256_load_si256((const __m256i *)flags_start));
+            if (b + 1 == blocks) f = _mm256_or_si256(f, _mm256_load_si256((const __m256i *)flags_end));
+            __m256i v[16] = {
+                h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7],
+                _mm256_set1_epi32((int)B3_IV[0]), _mm256_set1_epi32((int)B3_IV[1]),
+                _mm256_set1_epi32((int)B3_IV[2]), _mm256_set1_epi32((int)B3_IV[3]),
+                _mm256_load_si256((const __m256i *)ctr_lo), _mm256_load_si256((const __m256i *)ctr_hi),
+                block_len, f,
+            };
 #pragma GCC unroll 7
-        for (int r = 0; r < 7; r++) B3_ROUND(G, v, m, r);
-        for (int i = 0; i < 8; i++) h[i] = XOR(v[i], v[i + 8]);
+            for (int r = 0; r < 7; r++) B3_ROUND(G, v, m, r);
+            for (int i = 0; i < 8; i++) h[i] = XOR(v[i], v[i + 8]);
+        }
     }
-
-    uint32_t words[8][LANES];
-    for (int i = 0; i < 8; i++) _mm256_storeu_si256((__m256i *)words[i], h[i]);
-    for (size_t j = 0; j < n; j++)
-        for (int i = 0; i < 8; i++) b3_store32(jobs[j].out + 4 * i, words[i][j]);
+    /* h[i] holds word i of every lane; transposed, row j is lane j's chaining value. */
+    __m256i rows[8];
+    transpose8(h, rows);
+    for (size_t j = 0; j < n; j++) _mm256_storeu_si256((__m256i *)jobs[j].out, rows[j]);
 }
 
 void engine_blake3_jobs_avx2(const uint32_t key[8], const b3_job *jobs, size_t n, size_t blocks) {

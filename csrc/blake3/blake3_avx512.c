@@ -55,45 +55,108 @@ static inline void transpose16(__m512i r[16], __m512i m[16]) {
     }
 }
 
+/* Blocks of every lane copied into an L1-resident stage before they are hashed. */
+#define STAGE_BLOCKS 4
+
+/* Copy blocks b0 .. b0+count-1 of every lane into stage[w][lane], message by message: each
+ * message is read front to back in one go (the lines of one object are fetched together rather
+ * than one block per lane per compression, which stalls on messages scattered over the heap).
+ * A partial last block is a masked load: the bytes past the message are neither read nor
+ * faulted, and the rest of the row is zero. Lanes without a job get zero rows. */
+static inline void stage_blocks(const b3_job *jobs, size_t n, size_t b0, size_t count,
+                                uint8_t stage[STAGE_BLOCKS][LANES][B3_BLOCK_BYTES]) {
+    for (size_t j = 0; j < LANES; j++) {
+        const uint8_t *p = j < n ? jobs[j].input : NULL;
+        uint32_t len = j < n ? jobs[j].len : 0;
+        for (size_t w = 0; w < count; w++) {
+            uint32_t offset = (uint32_t)((b0 + w) * B3_BLOCK_BYTES);
+            __m512i row;
+            if (len >= offset + B3_BLOCK_BYTES) {
+                row = _mm512_loadu_si512(p + offset);
+            } else if (len > offset) {
+                __mmask64 keep = ((__mmask64)1 << (len - offset)) - 1;
+                row = _mm512_maskz_loadu_epi8(keep, p + offset);
+            } else {
+                row = _mm512_setzero_si512();
+            }
+            _mm512_store_si512(stage[w][j], row);
+        }
+    }
+}
+
+/* Write the 32-byte chaining value of lanes 0..n-1: h[i] holds word i of every lane. An 8x16
+ * transpose in registers leaves lanes r and r+4 in one register (then r+8 and r+12). */
+static inline void store_lanes(const __m512i h[8], const b3_job *jobs, size_t n) {
+    __m512i t[8], u[8];
+    for (int g = 0; g < 2; g++) {
+        const __m512i *hg = h + 4 * g;
+        t[4 * g + 0] = _mm512_unpacklo_epi32(hg[0], hg[1]);
+        t[4 * g + 1] = _mm512_unpackhi_epi32(hg[0], hg[1]);
+        t[4 * g + 2] = _mm512_unpacklo_epi32(hg[2], hg[3]);
+        t[4 * g + 3] = _mm512_unpackhi_epi32(hg[2], hg[3]);
+        /* u[4g + r]: in 128-bit chunk k, words 4g..4g+3 of lane 4k+r */
+        u[4 * g + 0] = _mm512_unpacklo_epi64(t[4 * g + 0], t[4 * g + 2]);
+        u[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g + 0], t[4 * g + 2]);
+        u[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+        u[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
+    }
+    const __m512i lanes_01 = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
+    const __m512i lanes_23 = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
+    for (size_t r = 0; r < 4; r++) {
+        __m512i rows[2] = {_mm512_permutex2var_epi64(u[r], lanes_01, u[4 + r]),
+                           _mm512_permutex2var_epi64(u[r], lanes_23, u[4 + r])};
+        for (size_t k = 0; k < 4; k++) {
+            size_t lane = 4 * k + r;
+            if (lane >= n) continue;
+            __m512i z = rows[k / 2];
+            __m256i row = (k & 1) ? _mm512_extracti64x4_epi64(z, 1) : _mm512_castsi512_si256(z);
+            _mm256_storeu_si256((__m256i *)jobs[lane].out, row);
+        }
+    }
+}
+
 static void hash_group(const uint32_t key[8], const b3_job *jobs, size_t n, size_t blocks) {
-    static const uint8_t zero_block[B3_BLOCK_BYTES];
-    uint8_t scratch[LANES][B3_BLOCK_BYTES];
-    uint32_t ctr_lo[LANES], ctr_hi[LANES], lens[LANES], flags[LANES];
+    _Alignas(64) uint8_t stage[STAGE_BLOCKS][LANES][B3_BLOCK_BYTES];
+    _Alignas(64) uint32_t ctr_lo[LANES] = {0}, ctr_hi[LANES] = {0}, lens[LANES] = {0},
+                          flags[LANES] = {0}, flags_start[LANES] = {0}, flags_end[LANES] = {0};
+    for (size_t j = 0; j < n; j++) {
+        ctr_lo[j] = (uint32_t)jobs[j].counter;
+        ctr_hi[j] = (uint32_t)(jobs[j].counter >> 32);
+        lens[j] = jobs[j].len;
+        flags[j] = jobs[j].flags;
+        flags_start[j] = jobs[j].flags_start;
+        flags_end[j] = jobs[j].flags_end;
+    }
     __m512i h[8];
     for (int i = 0; i < 8; i++) h[i] = _mm512_set1_epi32((int)key[i]);
-    for (size_t j = 0; j < LANES; j++) {
-        uint64_t c = j < n ? jobs[j].counter : 0;
-        ctr_lo[j] = (uint32_t)c;
-        ctr_hi[j] = (uint32_t)(c >> 32);
-    }
-    const __m512i v_ctr_lo = _mm512_loadu_si512(ctr_lo);
-    const __m512i v_ctr_hi = _mm512_loadu_si512(ctr_hi);
-
-    for (size_t b = 0; b < blocks; b++) {
-        __m512i rows[16], m[16];
-        for (size_t j = 0; j < LANES; j++) {
-            const uint8_t *p = zero_block;
-            lens[j] = 0;
-            flags[j] = 0;
-            if (j < n) p = b3_lane_block(&jobs[j], b, blocks, scratch[j], &lens[j], &flags[j]);
-            rows[j] = _mm512_loadu_si512(p);
-        }
-        transpose16(rows, m);
-        __m512i v[16] = {
-            h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7],
-            _mm512_set1_epi32((int)B3_IV[0]), _mm512_set1_epi32((int)B3_IV[1]),
-            _mm512_set1_epi32((int)B3_IV[2]), _mm512_set1_epi32((int)B3_IV[3]),
-            v_ctr_lo, v_ctr_hi, _mm512_loadu_si512(lens), _mm512_loadu_si512(flags),
-        };
+    for (size_t b0 = 0; b0 < blocks; b0 += STAGE_BLOCKS) {
+        size_t count = blocks - b0 < STAGE_BLOCKS ? blocks - b0 : STAGE_BLOCKS;
+        stage_blocks(jobs, n, b0, count, stage);
+        const __m512i v_len = _mm512_load_si512(lens), v_flags = _mm512_load_si512(flags);
+        for (size_t w = 0; w < count; w++) {
+            size_t b = b0 + w;
+            __m512i rows[16], m[16];
+            for (size_t j = 0; j < LANES; j++) rows[j] = _mm512_load_si512(stage[w][j]);
+            transpose16(rows, m);
+            /* block_len = clamp(len - 64 b, 0, 64); start and end flags on the first and last */
+            __m512i block_len = _mm512_sub_epi32(v_len, _mm512_set1_epi32((int)(64 * b)));
+            block_len = _mm512_min_epi32(_mm512_max_epi32(block_len, _mm512_setzero_si512()),
+                                         _mm512_set1_epi32(B3_BLOCK_BYTES));
+            __m512i f = v_flags;
+            if (b == 0) f = _mm512_or_si512(f, _mm512_load_si512(flags_start));
+            if (b + 1 == blocks) f = _mm512_or_si512(f, _mm512_load_si512(flags_end));
+            __m512i v[16] = {
+                h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7],
+                _mm512_set1_epi32((int)B3_IV[0]), _mm512_set1_epi32((int)B3_IV[1]),
+                _mm512_set1_epi32((int)B3_IV[2]), _mm512_set1_epi32((int)B3_IV[3]),
+                _mm512_load_si512(ctr_lo), _mm512_load_si512(ctr_hi), block_len, f,
+            };
 #pragma GCC unroll 7
-        for (int r = 0; r < 7; r++) B3_ROUND(G, v, m, r);
-        for (int i = 0; i < 8; i++) h[i] = XOR(v[i], v[i + 8]);
+            for (int r = 0; r < 7; r++) B3_ROUND(G, v, m, r);
+            for (int i = 0; i < 8; i++) h[i] = XOR(v[i], v[i + 8]);
+        }
     }
-
-    uint32_t words[8][LANES];
-    for (int i = 0; i < 8; i++) _mm512_storeu_si512(words[i], h[i]);
-    for (size_t j = 0; j < n; j++)
-        for (int i = 0; i < 8; i++) b3_store32(jobs[j].out + 4 * i, words[i][j]);
+    store_lanes(h, jobs, n);
 }
 
 void engine_blake3_jobs_avx512(const uint32_t key[8], const b3_job *jobs, size_t n,
