@@ -157,6 +157,7 @@ class Node:
         self._wal_flush_timer: asyncio.TimerHandle | None = None
         #: height -> (block hash, tx ids) of the last RECENT_BLOCKS_MAX commits.
         self._recent_blocks: dict[int, tuple[bytes, list[bytes]]] = {}
+        self._compaction_pending = False
         #: Why the node stopped itself (a broken invariant), or None while healthy.
         self.halted: str | None = None
         self._halted_event: asyncio.Event | None = None
@@ -594,6 +595,7 @@ class Node:
             decide.certificate.encode(), parent_hash=block.parent_hash, app_hash=result.app_hash,
             results=results, state_changes=list(result.writes.items()), tx_ids=tx_ids)
         self._wal_drop_decided(decide.height)
+        self._schedule_index_compaction()
         self.app.commit()
         self.mempool.remove_committed(tx_ids)
         for e in block.evidence:
@@ -618,6 +620,23 @@ class Node:
         self._wake_waiters(decide.height, tx_ids)
         if not self._replaying:
             self._broadcast(self._status_message())
+
+    def _schedule_index_compaction(self) -> None:
+        """Merge the tx index runs of recent blocks once the loop has handled what is queued
+        (the block's own save stays short; lookups give the same answers either way)."""
+        if self._compaction_pending:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # replay at start-up runs outside the loop: compact later
+            return
+        self._compaction_pending = True
+        loop.call_soon(self._compact_index)
+
+    def _compact_index(self) -> None:
+        self._compaction_pending = False
+        if self.store is not None:
+            self.store.compact_index()
 
     def _wake_waiters(self, height: int, tx_ids: list[bytes]) -> None:
         keep = []

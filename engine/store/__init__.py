@@ -25,6 +25,7 @@ types)::
     store.wal_discard(height); store.wal_heights()
     store.sign_guarded(height, round, step, sign_bytes, sign, wal_entry=None) -> signature
     store.signer_state() -> SignerState | None
+    store.compact_index() -> block groups merged into tx_index (the node calls it when idle)
     store.prune(retain_height) -> blocks removed
     store.info() -> dict
     check_store(store, verify_block=None) -> CheckReport     # what `engine store check` runs
@@ -66,12 +67,14 @@ validators of ``HOME/genesis.json``, one batch verification each) when the home 
 Layout (keys big-endian so LMDB appends in order; every value ends with its 16-byte tag):
 ``blocks`` height u64 -> ``version u8 | height u64 | block hash | parent hash | app hash |
 tx root | app chain | header len u32 | tx count u32 | result count u32 | header |
-tx offsets (u32 LE, count + 1) | txs | result offsets | results``; ``commits`` height ->
-certificate; ``block_hashes`` hash -> height; ``tx_index`` run key -> sorted run (see
-engine/store/_txindex.py); ``state`` app key -> value; ``meta`` magic, schema (u32 LE), latest,
-base, app_hash, tip (latest block hash || app chain); ``wal`` height u64 || seq u64 -> entry;
-``signer`` ``last`` -> ``height u64 | round u32 | step u8 | len u32 | sign bytes | signature``
-(little-endian fields).
+result offsets (u32 LE, count + 1) | results | index run (16 B per tx) | tx offsets | txs``
+(the tag covers all but the txs, which the tx root binds); ``commits`` height -> certificate;
+``block_hashes`` hash -> height; ``tx_index`` run key -> merged sorted run (see
+engine/store/_txindex.py; blocks above meta ``indexed`` are searched through their own runs
+until ``compact_index`` merges them); ``state`` app key -> value; ``meta`` magic, schema (u32
+LE), latest, base, indexed, app_hash, tip (latest block hash || app chain); ``wal`` height u64
+|| seq u64 -> entry; ``signer`` ``last`` -> ``height u64 | round u32 | step u8 | len u32 |
+sign bytes | signature`` (little-endian fields).
 
 Errors. ``StoreError`` for bad paths, foreign or newer stores, read-only stores, disk full
 (the failed transaction is aborted; the store stays as it was) and misuse that would break an

@@ -447,3 +447,51 @@ def test_prune_runs_in_bounded_transactions(store, monkeypatch):
     assert store.find_tx(blake3(saved[31]["txs"][0])) is None
     assert store.find_tx(blake3(saved[32]["txs"][3])).height == 33
     assert check_store(store).ok
+
+
+def test_compact_index_keeps_every_answer(store):
+    """Lookups answer the same before and after merging; merged runs cover exactly the
+    blocks up to meta 'indexed' and check passes at every stage."""
+    fanout = _txindex.TX_INDEX_MERGE_FANOUT
+    saved = [save(store, h, n_txs=h % 5) for h in range(1, 2 * fanout + 4)]
+    ids = [blake3(tx) for a in saved for tx in a["txs"]]
+    before = store.find_txs(ids)
+    assert all(loc is not None for loc in before)
+    assert store.info()["databases"]["tx_index"]["entries"] == 0  # all still in block records
+    assert store.compact_index() == 2
+    assert store.compact_index() == 0  # 3 blocks wait: fewer than a group
+    assert store.info()["databases"]["tx_index"]["entries"] == 2
+    assert store.find_txs(ids) == before
+    assert [store.find_tx(i) for i in ids[:20]] == before[:20]
+    assert check_store(store).ok
+    store.prune(fanout + 5)  # cuts into the second merged run
+    assert check_store(store).ok
+    after = store.find_txs(ids)
+    for loc, old in zip(after, before):
+        assert loc == (old if old.height >= fanout + 5 else None)
+
+
+def test_save_block_compacts_by_itself_when_nobody_does(store):
+    for h in range(1, store_module.index_pending_blocks_max + 1):
+        save(store, h, n_txs=2)
+    assert store.info()["databases"]["tx_index"]["entries"] >= 1
+    assert check_store(store).ok
+
+
+def test_damaged_tx_bytes_are_caught_by_the_tx_root(store):
+    """The record checksum leaves out the tx bytes: the tx root must catch a change there."""
+    args = save(store, 1, n_txs=5)
+
+    def flip(txn):
+        key = b"\0" * 7 + b"\1"
+        value = bytearray(txn.get(key, db=store._dbs["blocks"]))
+        value[-16 - 3] ^= 0x01  # inside the last transaction
+        txn.put(key, bytes(value), db=store._dbs["blocks"])
+
+    store._write(flip)
+    with pytest.raises(StoreCorruption, match="tx root"):
+        store.load_block(1)
+    assert not check_store(store).ok
+    assert store.find_tx(blake3(args["txs"][0])) is not None  # other txs still verify by hash
+    with pytest.raises(StoreCorruption, match="tx root"):
+        store.find_tx(blake3(args["txs"][-1]))  # its candidate fails: the record is checked
