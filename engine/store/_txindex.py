@@ -305,7 +305,7 @@ def _merge(txn, dbi, keys: list[bytes], cache: RunCache | None) -> None:
     parts = []
     for k in keys:
         value = txn.get(k, db=dbi)
-        load = lambda k=k, value=value: Run(k, value).all_entries()  # noqa: E731
+        load = lambda k=k, value=value: Run(k, value).all_entries()
         parts.append(cache.entries(k, run_tag(k, value), load) if cache is not None else load())
     first, last = parse_run_key(keys[0])[0], parse_run_key(keys[-1])[1]
     for k in keys:

@@ -432,7 +432,7 @@ class Store:
                 ids, changes)
 
     def _save_block(self, txn, height, block_hash, parent_hash, app_hash, header, txs, results,
-                    certificate, ids, changes) -> bytes:
+                    certificate, ids, changes) -> tuple[bytes, int]:
         latest = self._meta_height(txn, b"latest")
         if latest and height != latest + 1:
             raise StoreError(f"save block {height}: the store's latest height is {latest}; "
