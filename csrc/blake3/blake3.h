@@ -19,6 +19,11 @@ enum { ENGINE_OK = 0, ENGINE_ENOMEM = -1, ENGINE_EINVAL = -2 };
 int engine_blake3_many(const uint8_t *const *inputs, const size_t *lens, size_t n,
                        const uint8_t *key, uint8_t *out, int threads);
 
+/* As engine_blake3_many, but hash i goes to outs[i] (32 bytes each, anywhere): the bindings
+ * hash straight into the result objects. */
+int engine_blake3_many_into(const uint8_t *const *inputs, const size_t *lens, size_t n,
+                            const uint8_t *key, uint8_t *const *outs, int threads);
+
 /* Merkle root over n 32-byte leaf hashes (DESIGN.md section 2) with node key `node_key`. */
 int engine_merkle_root(const uint8_t *leaf_hashes, size_t n, const uint8_t node_key[32],
                        uint8_t out[32], int threads);

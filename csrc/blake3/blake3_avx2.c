@@ -156,4 +156,38 @@ void engine_blake3_jobs_avx2(const uint32_t key[8], const b3_job *jobs, size_t n
         }
     }
 }
+
+void engine_blake3_nodes_avx2(const uint32_t key[8], const uint8_t *src, size_t count,
+                              uint32_t flags, uint8_t *dst) {
+    size_t i = 0;
+    for (; i + LANES <= count; i += LANES) {
+        __m256i lo[8], hi[8], m[16];
+        for (size_t j = 0; j < LANES; j++) {
+            const uint8_t *p = src + B3_BLOCK_BYTES * (i + j);
+            lo[j] = _mm256_loadu_si256((const __m256i *)p);
+            hi[j] = _mm256_loadu_si256((const __m256i *)(p + 32));
+        }
+        transpose8(lo, m);
+        transpose8(hi, m + 8);
+        __m256i v[16] = {
+            _mm256_set1_epi32((int)key[0]), _mm256_set1_epi32((int)key[1]),
+            _mm256_set1_epi32((int)key[2]), _mm256_set1_epi32((int)key[3]),
+            _mm256_set1_epi32((int)key[4]), _mm256_set1_epi32((int)key[5]),
+            _mm256_set1_epi32((int)key[6]), _mm256_set1_epi32((int)key[7]),
+            _mm256_set1_epi32((int)B3_IV[0]), _mm256_set1_epi32((int)B3_IV[1]),
+            _mm256_set1_epi32((int)B3_IV[2]), _mm256_set1_epi32((int)B3_IV[3]),
+            _mm256_setzero_si256(), _mm256_setzero_si256(),
+            _mm256_set1_epi32(B3_BLOCK_BYTES), _mm256_set1_epi32((int)flags),
+        };
+#pragma GCC unroll 7
+        for (int r = 0; r < 7; r++) B3_ROUND(G, v, m, r);
+        __m256i h[8], rows[8];
+        for (int w = 0; w < 8; w++) h[w] = XOR(v[w], v[w + 8]);
+        transpose8(h, rows);
+        for (size_t j = 0; j < LANES; j++)
+            _mm256_storeu_si256((__m256i *)(dst + B3_OUT_BYTES * (i + j)), rows[j]);
+    }
+    if (i < count) engine_blake3_nodes_portable(key, src + B3_BLOCK_BYTES * i, count - i, flags,
+                                                dst + B3_OUT_BYTES * i);
+}
 #endif

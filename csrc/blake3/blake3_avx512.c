@@ -84,9 +84,10 @@ static inline void stage_blocks(const b3_job *jobs, size_t n, size_t b0, size_t 
     }
 }
 
-/* Write the 32-byte chaining value of lanes 0..n-1: h[i] holds word i of every lane. An 8x16
- * transpose in registers leaves lanes r and r+4 in one register (then r+8 and r+12). */
-static inline void store_lanes(const __m512i h[8], const b3_job *jobs, size_t n) {
+/* The 8x16 transpose of the chaining values: h[i] holds word i of every lane; afterwards
+ * pairs[2 r] holds lane r (low half) and lane r + 4 (high half), pairs[2 r + 1] lanes r + 8 and
+ * r + 12. */
+static inline void lanes_to_rows(const __m512i h[8], __m512i pairs[8]) {
     __m512i t[8], u[8];
     for (int g = 0; g < 2; g++) {
         const __m512i *hg = h + 4 * g;
@@ -102,17 +103,23 @@ static inline void store_lanes(const __m512i h[8], const b3_job *jobs, size_t n)
     }
     const __m512i lanes_01 = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
     const __m512i lanes_23 = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
-    for (size_t r = 0; r < 4; r++) {
-        __m512i rows[2] = {_mm512_permutex2var_epi64(u[r], lanes_01, u[4 + r]),
-                           _mm512_permutex2var_epi64(u[r], lanes_23, u[4 + r])};
-        for (size_t k = 0; k < 4; k++) {
-            size_t lane = 4 * k + r;
-            if (lane >= n) continue;
-            __m512i z = rows[k / 2];
-            __m256i row = (k & 1) ? _mm512_extracti64x4_epi64(z, 1) : _mm512_castsi512_si256(z);
-            _mm256_storeu_si256((__m256i *)jobs[lane].out, row);
-        }
+    for (int r = 0; r < 4; r++) {
+        pairs[2 * r] = _mm512_permutex2var_epi64(u[r], lanes_01, u[4 + r]);
+        pairs[2 * r + 1] = _mm512_permutex2var_epi64(u[r], lanes_23, u[4 + r]);
     }
+}
+
+/* Lane `lane`'s 32 bytes out of lanes_to_rows' result. */
+static inline __m256i lane_row(const __m512i pairs[8], size_t lane) {
+    __m512i z = pairs[2 * (lane & 3) + (lane >> 3)];
+    return (lane & 4) ? _mm512_extracti64x4_epi64(z, 1) : _mm512_castsi512_si256(z);
+}
+
+/* Write the 32-byte chaining value of lanes 0..n-1 to their jobs. */
+static inline void store_lanes(const __m512i h[8], const b3_job *jobs, size_t n) {
+    __m512i pairs[8];
+    lanes_to_rows(h, pairs);
+    for (size_t j = 0; j < n; j++) _mm256_storeu_si256((__m256i *)jobs[j].out, lane_row(pairs, j));
 }
 
 static void hash_group(const uint32_t key[8], const b3_job *jobs, size_t n, size_t blocks) {
@@ -170,5 +177,34 @@ void engine_blake3_jobs_avx512(const uint32_t key[8], const b3_job *jobs, size_t
             hash_group(key, jobs + i, take, blocks);
         }
     }
+}
+
+void engine_blake3_nodes_avx512(const uint32_t key[8], const uint8_t *src, size_t count,
+                                uint32_t flags, uint8_t *dst) {
+    size_t i = 0;
+    for (; i + LANES <= count; i += LANES) {
+        __m512i rows[16], m[16];
+        for (size_t j = 0; j < LANES; j++) rows[j] = _mm512_loadu_si512(src + B3_BLOCK_BYTES * (i + j));
+        transpose16(rows, m);
+        __m512i v[16] = {
+            _mm512_set1_epi32((int)key[0]), _mm512_set1_epi32((int)key[1]),
+            _mm512_set1_epi32((int)key[2]), _mm512_set1_epi32((int)key[3]),
+            _mm512_set1_epi32((int)key[4]), _mm512_set1_epi32((int)key[5]),
+            _mm512_set1_epi32((int)key[6]), _mm512_set1_epi32((int)key[7]),
+            _mm512_set1_epi32((int)B3_IV[0]), _mm512_set1_epi32((int)B3_IV[1]),
+            _mm512_set1_epi32((int)B3_IV[2]), _mm512_set1_epi32((int)B3_IV[3]),
+            _mm512_setzero_si512(), _mm512_setzero_si512(),
+            _mm512_set1_epi32(B3_BLOCK_BYTES), _mm512_set1_epi32((int)flags),
+        };
+#pragma GCC unroll 7
+        for (int r = 0; r < 7; r++) B3_ROUND(G, v, m, r);
+        __m512i h[8], pairs[8];
+        for (int w = 0; w < 8; w++) h[w] = XOR(v[w], v[w + 8]);
+        lanes_to_rows(h, pairs);
+        for (size_t j = 0; j < LANES; j++)
+            _mm256_storeu_si256((__m256i *)(dst + B3_OUT_BYTES * (i + j)), lane_row(pairs, j));
+    }
+    if (i < count) engine_blake3_nodes_portable(key, src + B3_BLOCK_BYTES * i, count - i, flags,
+                                                dst + B3_OUT_BYTES * i);
 }
 #endif

@@ -50,6 +50,16 @@ static b3_jobs_fn kernel_for(enum engine_isa isa) {
     return engine_blake3_jobs_portable;
 }
 
+static b3_nodes_fn nodes_kernel_for(enum engine_isa isa) {
+#if defined(__x86_64__)
+    if (isa == ENGINE_ISA_AVX512) return engine_blake3_nodes_avx512;
+    if (isa == ENGINE_ISA_AVX2) return engine_blake3_nodes_avx2;
+#else
+    (void)isa;
+#endif
+    return engine_blake3_nodes_portable;
+}
+
 /* ---- running a batch of jobs ------------------------------------------------------------ */
 
 typedef struct {
@@ -111,13 +121,23 @@ static int run_single_block(const uint32_t key[8], const b3_job *jobs, size_t n,
 
 /* ---- many messages -------------------------------------------------------------------------- */
 
+/* Where hash i goes: outs[i] when the caller gave one pointer per message, else out + 32 i. */
+typedef struct {
+    uint8_t *out;
+    uint8_t *const *outs;
+} out_map;
+
+static inline uint8_t *out_at(out_map map, size_t i) {
+    return map.outs ? map.outs[i] : map.out + (size_t)B3_OUT_BYTES * i;
+}
+
 static size_t chunks_of(size_t len) { return (len + B3_CHUNK_BYTES - 1) / B3_CHUNK_BYTES; }
 
 /* Reduce the chunk values of every long message to its root, one round of parents at a time.
  * cvs holds each long message's chunk values back to back; spare is as large as cvs. */
 static int reduce_long(const uint32_t key[8], uint8_t flags, size_t long_count,
                        const size_t *long_index, const size_t *long_chunks, uint8_t *cvs,
-                       uint8_t *spare, uint8_t *out, int threads) {
+                       uint8_t *spare, out_map out, int threads) {
     size_t total_chunks = 0;
     for (size_t m = 0; m < long_count; m++) total_chunks += long_chunks[m];
     size_t *level = (size_t *)malloc(long_count * sizeof *level);
@@ -146,7 +166,7 @@ static int reduce_long(const uint32_t key[8], uint8_t flags, size_t long_count,
                 j->flags = (uint8_t)(flags | B3_PARENT);
                 j->flags_start = 0;
                 j->flags_end = is_root ? B3_ROOT : 0;
-                j->out = is_root ? out + 32 * long_index[m] : dst + 16 * i;
+                j->out = is_root ? out_at(out, long_index[m]) : dst + 16 * i;
             }
             if (c & 1) memcpy(dst + 32 * (c / 2), src + 32 * (c - 1), 32);
             level[m] = (c + 1) / 2;
@@ -175,7 +195,7 @@ typedef struct {
     const uint8_t *const *inputs;
     const size_t *lens;
     size_t n;
-    uint8_t *out;
+    out_map out;
     int failed;
 } short_ctx;
 
@@ -203,7 +223,7 @@ static void short_task(void *arg, size_t task) {
         j->flags = ctx->flags;
         j->flags_start = B3_CHUNK_START;
         j->flags_end = B3_CHUNK_END | B3_ROOT;
-        j->out = ctx->out + 32 * i;
+        j->out = out_at(ctx->out, i);
     }
     for (size_t b = 0; b < 16; b++) {
         size_t count = starts[b + 1] - starts[b];
@@ -214,7 +234,7 @@ static void short_task(void *arg, size_t task) {
 
 /* Messages over one chunk: one job per chunk (counter = chunk index), then parent rounds. */
 static int hash_long(const uint32_t key_words[8], uint8_t flags, const uint8_t *const *inputs,
-                     const size_t *lens, size_t n, uint8_t *out, int threads) {
+                     const size_t *lens, size_t n, out_map out, int threads) {
     size_t counts[16] = {0}, long_count = 0, total_chunks = 0;
     for (size_t i = 0; i < n; i++) {
         size_t len = lens[i];
@@ -271,8 +291,8 @@ done:
     return rc;
 }
 
-int engine_blake3_many(const uint8_t *const *inputs, const size_t *lens, size_t n,
-                       const uint8_t *key, uint8_t *out, int threads) {
+static int hash_many(const uint8_t *const *inputs, const size_t *lens, size_t n,
+                     const uint8_t *key, out_map out, int threads) {
     uint32_t key_words[8];
     uint8_t flags = 0;
     if (key) {
@@ -288,50 +308,48 @@ int engine_blake3_many(const uint8_t *const *inputs, const size_t *lens, size_t 
     return hash_long(key_words, flags, inputs, lens, n, out, threads);
 }
 
+int engine_blake3_many(const uint8_t *const *inputs, const size_t *lens, size_t n,
+                       const uint8_t *key, uint8_t *out, int threads) {
+    out_map map = {out, NULL};
+    return hash_many(inputs, lens, n, key, map, threads);
+}
+
+int engine_blake3_many_into(const uint8_t *const *inputs, const size_t *lens, size_t n,
+                            const uint8_t *key, uint8_t *const *outs, int threads) {
+    out_map map = {NULL, outs};
+    return hash_many(inputs, lens, n, key, map, threads);
+}
+
 /* ---- Merkle trees --------------------------------------------------------------------------- */
 
 /* One level up: count nodes at `src` become (count + 1) / 2 at `dst` (the odd last promoted).
- * Pairs are hashed in tasks of SHORT_TASK_MSGS, each building its jobs in a local array. */
+ * Pairs are contiguous 64-byte blocks and their parents contiguous 32-byte values, so the nodes
+ * kernel hashes them in tasks of SHORT_TASK_MSGS pairs with no job descriptions. */
 typedef struct {
-    b3_jobs_fn kernel;
+    b3_nodes_fn kernel;
     const uint32_t *key;
     const uint8_t *src;
     uint8_t *dst;
     size_t pairs;
-    int failed;
 } level_ctx;
 
 static void level_task(void *arg, size_t task) {
-    level_ctx *ctx = (level_ctx *)arg;
+    const level_ctx *ctx = (const level_ctx *)arg;
     size_t first = task * SHORT_TASK_MSGS;
     size_t count = ctx->pairs - first < SHORT_TASK_MSGS ? ctx->pairs - first : SHORT_TASK_MSGS;
-    b3_job *jobs = (b3_job *)engine_scratch_take(SLOT_TASK_JOBS, SHORT_TASK_MSGS * sizeof *jobs);
-    if (!jobs) {
-        __atomic_store_n(&ctx->failed, 1, __ATOMIC_RELAXED);
-        return;
-    }
-    for (size_t i = 0; i < count; i++) {
-        b3_job *j = &jobs[i];
-        j->input = ctx->src + 64 * (first + i);
-        j->len = 64;
-        j->counter = 0;
-        j->flags = B3_KEYED_HASH;
-        j->flags_start = B3_CHUNK_START;
-        j->flags_end = B3_CHUNK_END | B3_ROOT;
-        j->out = ctx->dst + 32 * (first + i);
-    }
-    ctx->kernel(ctx->key, jobs, count, 1);
-    engine_scratch_release(SLOT_TASK_JOBS, jobs);
+    ctx->kernel(ctx->key, ctx->src + 2 * B3_OUT_BYTES * first, count,
+                B3_KEYED_HASH | B3_CHUNK_START | B3_CHUNK_END | B3_ROOT,
+                ctx->dst + B3_OUT_BYTES * first);
 }
 
 static int merkle_level(const uint32_t key[8], const uint8_t *src, size_t count, uint8_t *dst,
                         int threads) {
     size_t pairs = count / 2;
     if (count & 1) memcpy(dst + 32 * pairs, src + 32 * (count - 1), 32);
-    level_ctx ctx = {kernel_for(current_isa()), key, src, dst, pairs, 0};
+    level_ctx ctx = {nodes_kernel_for(current_isa()), key, src, dst, pairs};
     size_t tasks = (pairs + SHORT_TASK_MSGS - 1) / SHORT_TASK_MSGS;
     engine_parallel_for(pairs < PARALLEL_JOBS_MIN ? 1 : threads, tasks, level_task, &ctx);
-    return ctx.failed ? ENGINE_ENOMEM : ENGINE_OK;
+    return ENGINE_OK;
 }
 
 static int merkle_walk(const uint8_t *leaf_hashes, size_t n, const uint8_t node_key[32],

@@ -112,6 +112,18 @@ void engine_blake3_jobs_portable(const uint32_t key[8], const b3_job *jobs, size
 void engine_blake3_jobs_avx2(const uint32_t key[8], const b3_job *jobs, size_t n, size_t blocks);
 void engine_blake3_jobs_avx512(const uint32_t key[8], const b3_job *jobs, size_t n, size_t blocks);
 
+/* Hash `count` one-block messages of 64 bytes each, src[64 i ..] -> dst[32 i ..], all with the
+ * same flags (start, end and root included) and counter 0: the Merkle node levels, whose inputs
+ * and outputs are contiguous, so no job descriptions are needed. */
+typedef void (*b3_nodes_fn)(const uint32_t key[8], const uint8_t *src, size_t count,
+                            uint32_t flags, uint8_t *dst);
+void engine_blake3_nodes_portable(const uint32_t key[8], const uint8_t *src, size_t count,
+                                  uint32_t flags, uint8_t *dst);
+void engine_blake3_nodes_avx2(const uint32_t key[8], const uint8_t *src, size_t count,
+                              uint32_t flags, uint8_t *dst);
+void engine_blake3_nodes_avx512(const uint32_t key[8], const uint8_t *src, size_t count,
+                                uint32_t flags, uint8_t *dst);
+
 /* Per-lane helpers for the SIMD files: the block pointer of lane `job` for block `b` (a
  * zero-padded copy in `scratch` when the block is partial), its length and its flags. */
 static inline const uint8_t *b3_lane_block(const b3_job *job, size_t b, size_t blocks,

@@ -42,3 +42,13 @@ void engine_blake3_jobs_portable(const uint32_t key[8], const b3_job *jobs, size
         for (int i = 0; i < 8; i++) b3_store32(jobs[j].out + 4 * i, cv[i]);
     }
 }
+
+void engine_blake3_nodes_portable(const uint32_t key[8], const uint8_t *src, size_t count,
+                                  uint32_t flags, uint8_t *dst) {
+    for (size_t i = 0; i < count; i++) {
+        uint32_t cv[8];
+        memcpy(cv, key, sizeof cv);
+        engine_blake3_compress_portable(cv, src + B3_BLOCK_BYTES * i, B3_BLOCK_BYTES, 0, flags);
+        for (int w = 0; w < 8; w++) b3_store32(dst + B3_OUT_BYTES * i + 4 * w, cv[w]);
+    }
+}
