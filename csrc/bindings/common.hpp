@@ -19,8 +19,8 @@ namespace engine_py {
 
 namespace py = pybind11;
 
-// Scratch slots (csrc/common/scratch.h) 0..2 belong to the bindings.
-enum Slot { kSlotPtrs = 0, kSlotLens = 1, kSlotOut = 2 };
+// Scratch slots (csrc/common/scratch.h) 0..2 and 6 belong to the bindings (3..5: BLAKE3).
+enum Slot { kSlotPtrs = 0, kSlotLens = 1, kSlotOut = 2, kSlotHeld = 6 };
 
 // An uninitialised array of trivially copyable T in a per-thread scratch slot: large batches
 // must not pay page faults for buffers they overwrite anyway. A slot already in use on this
@@ -62,14 +62,33 @@ class BufferList {
             throw py::type_error(std::string(arg) + " must be a sequence of bytes-like objects, not " +
                                  Py_TYPE(s)->tp_name);
         }
+        try {
+            fill();
+        } catch (...) {  // the destructor does not run for a half-built object
+            release();
+            throw;
+        }
+    }
+    ~BufferList() { release(); }
+
+  private:
+    void fill() {
         size_t n = static_cast<size_t>(PySequence_Fast_GET_SIZE(fast_));
         PyObject **items = PySequence_Fast_ITEMS(fast_);
+        // Kernels read the items with the GIL released: another thread could then replace an
+        // item of a list and free it. Holding a reference to each item of a mutable sequence
+        // keeps them alive (the count sits in the cache line the loop reads anyway).
+        if (!PyTuple_Check(fast_)) held_ = std::make_unique<RawArray<PyObject *>>(n, kSlotHeld);
         ptrs_ = std::make_unique<RawArray<const uint8_t *>>(n, kSlotPtrs);
         lens_ = std::make_unique<RawArray<size_t>>(n, kSlotLens);
         constexpr size_t kPrefetchAhead = 16;  // objects are scattered: hide the misses
         for (size_t i = 0; i < n; i++) {
             if (i + kPrefetchAhead < n) __builtin_prefetch(items[i + kPrefetchAhead]);
             PyObject *item = items[i];
+            if (held_) {
+                Py_INCREF(item);
+                (*held_)[held_count_++] = item;
+            }
             if (PyBytes_CheckExact(item)) {  // fast path: immutable, no export needed
                 (*ptrs_)[i] = reinterpret_cast<const uint8_t *>(PyBytes_AS_STRING(item));
                 (*lens_)[i] = static_cast<size_t>(PyBytes_GET_SIZE(item));
@@ -89,10 +108,19 @@ class BufferList {
             (*lens_)[i] = static_cast<size_t>(views_.back()->len);
         }
     }
-    ~BufferList() {
+    void release() {
         for (auto &v : views_) PyBuffer_Release(v.get());
-        Py_XDECREF(fast_);
+        views_.clear();
+        PyObject **held = held_ ? held_->data() : nullptr;
+        for (size_t i = 0; i < held_count_; i++) {
+            if (i + 16 < held_count_) __builtin_prefetch(held[i + 16], 1);  // scattered objects
+            Py_DECREF(held[i]);
+        }
+        held_count_ = 0;
+        Py_CLEAR(fast_);
     }
+
+  public:
     BufferList(const BufferList &) = delete;
     BufferList &operator=(const BufferList &) = delete;
 
@@ -118,6 +146,8 @@ class BufferList {
     std::unique_ptr<RawArray<const uint8_t *>> ptrs_;
     std::unique_ptr<RawArray<size_t>> lens_;
     std::vector<std::unique_ptr<Py_buffer>> views_;
+    std::unique_ptr<RawArray<PyObject *>> held_;
+    size_t held_count_ = 0;
 };
 
 // A read-only contiguous view of one bytes-like argument.

@@ -15,7 +15,7 @@
 extern "C" {
 #endif
 
-#define ENGINE_SCRATCH_SLOTS 6
+#define ENGINE_SCRATCH_SLOTS 7
 #define ENGINE_SCRATCH_KEEP_BYTES_MAX ((size_t)64 << 20)
 
 /* A buffer of at least `bytes` bytes for `slot` (0 <= slot < ENGINE_SCRATCH_SLOTS) on this
