@@ -291,14 +291,16 @@ class Store:
         new = min(max(current * 2, current + map_grow_bytes_min), map_bytes_max)
         self._env.set_mapsize(new)
 
-    def _write(self, fn: Callable, *, durable: bool = False, what: str = "write"):
+    def _write(self, fn: Callable, *, durable: bool = False, what: str = "write",
+               buffers: bool = False):
         """Run ``fn(txn)`` in one write transaction, growing the map and retrying when full.
-        ``durable`` forces a flush even when the store was opened with sync=False."""
+        ``durable`` forces a flush even when the store was opened with sync=False. With
+        ``buffers`` reads return views into the map, valid only until the next write."""
         if self.readonly:
             raise StoreError(f"{what}: the store was opened read-only")
         for _ in range(map_grow_attempts_max):
             try:
-                with self._env.begin(write=True) as txn:
+                with self._env.begin(write=True, buffers=buffers) as txn:
                     result = fn(txn)
                 if durable and not self.sync:
                     self._env.sync(True)
@@ -722,7 +724,9 @@ class Store:
         the number of block groups merged. One durable write transaction; lookups give the same
         answers before and after. The node calls this when idle; save_block calls it itself
         once ``index_pending_blocks_max`` blocks are waiting, so lookups stay bounded."""
-        return self._write(self._compact, what="compact tx index")
+        # Views, not copies: only each block record's tag and run are read, and every run is
+        # copied out (np.concatenate) before the first write of the transaction.
+        return self._write(self._compact, what="compact tx index", buffers=True)
 
     def _compact(self, txn) -> int:
         pending = self._pending_heights(txn)
