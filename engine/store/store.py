@@ -177,6 +177,8 @@ class Store:
         self._dbs: dict[str, object] = {}
         self._runs = _txindex.RunCache(tx_index_cache_bytes_max)
         self._record = bytearray()
+        #: Blocks waiting for compact_index as of this process's last save (None: unknown).
+        self._index_pending: int | None = None
         try:
             self._attach()
         except BaseException:
@@ -384,6 +386,7 @@ class Store:
             return self._save_block(txn, *args)
 
         root, pending = self._write(write, what=f"save block {height}")
+        self._index_pending = pending
         if pending >= index_pending_blocks_max:
             self.compact_index()  # the caller does not compact: keep lookups bounded anyway
         return root
@@ -724,9 +727,14 @@ class Store:
         the number of block groups merged. One durable write transaction; lookups give the same
         answers before and after. The node calls this when idle; save_block calls it itself
         once ``index_pending_blocks_max`` blocks are waiting, so lookups stay bounded."""
+        if self._index_pending is not None and \
+                self._index_pending < _txindex.TX_INDEX_MERGE_FANOUT:
+            return 0  # known from the last save: no group is complete (no transaction needed)
         # Views, not copies: only each block record's tag and run are read, and every run is
         # copied out (np.concatenate) before the first write of the transaction.
-        return self._write(self._compact, what="compact tx index", buffers=True)
+        groups, self._index_pending = self._write(self._compact, what="compact tx index",
+                                                  buffers=True)
+        return groups
 
     def _compact(self, txn) -> int:
         pending = self._pending_heights(txn)
@@ -751,7 +759,7 @@ class Store:
         if groups:
             self._put_meta(txn, b"indexed", height_key(start - 1))
             _txindex.merge_tail(txn, dbi, self._runs)
-        return groups
+        return groups, pending.stop - start
 
     def tx_proof(self, tx_id: bytes) -> TxProof | None:
         """The transaction with ``tx_id`` and its inclusion proof against its block's tx root
