@@ -2,7 +2,7 @@
 
 Every record is deterministic in its height, so the parent can check content, not just presence.
 A line is printed only after the write it names has returned (is durable, sync=True):
-``wal H SEQ``, ``sign H R S``, ``block H``. The parent kills this process with SIGKILL.
+``wal H SEQ``, ``sign H R S``, ``block H``, ``compact H`` (tx index merged up to height H, as the node does). The parent kills this process with SIGKILL.
 """
 import random
 import sys
@@ -53,6 +53,8 @@ def main(path: str) -> None:
                          parent_hash=parent, app_hash=c["app_hash"], results=c["results"],
                          state_changes=c["state_changes"])
         print("block", height, flush=True)
+        if store.compact_index():  # as the node does after each commit; kills land here too
+            print("compact", store._read(store._indexed_height), flush=True)
         if height % 25 == 0 and height > PRUNE_KEEP:  # keeps checks short; prune gets killed too
             store.prune(height - PRUNE_KEEP)
             print("prune", height - PRUNE_KEEP, flush=True)

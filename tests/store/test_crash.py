@@ -53,6 +53,9 @@ def _verify(path: str, lines, previous: dict) -> dict:
         latest = store.latest_height()
         prunes = [int(x[1]) for x in lines if x[0] == "prune"]
         assert store.base_height() >= max(prunes, default=0), "a reported prune was undone"
+        compacted = [int(x[1]) for x in lines if x[0] == "compact"]
+        assert store._read(store._indexed_height) >= max(compacted, default=0), \
+            "a reported index compaction was undone"
         assert latest >= previous["latest"], "latest height went backwards"
         assert latest >= max(blocks, default=0), "a block reported durable is missing"
         for h in blocks[-3:] + [latest]:
@@ -62,6 +65,9 @@ def _verify(path: str, lines, previous: dict) -> dict:
             assert stored.block_hash == want["block_hash"] and stored.txs == want["txs"]
             assert stored.results == want["results"] and stored.header == want["header"]
             assert stored.certificate == want["certificate"]
+            found = store.find_txs([blake3(tx) for tx in want["txs"]])
+            assert [(f.height, f.index) for f in found] == \
+                [(h, i) for i in range(len(want["txs"]))], "tx index lost a block's entries"
         if latest:
             assert store.state_get(b"height") == b"%d" % latest, "state not in the block's txn"
             assert store.app_hash() == blake3(b"app %d" % latest)
