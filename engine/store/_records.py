@@ -76,18 +76,6 @@ def seal_many(database: str, keys: list[bytes], payloads: list[bytes]) -> list[b
     return [b"".join((p, o[:TAG_BYTES])) for p, o in zip(payloads, outer)]
 
 
-def seal_parts(database: str, key: bytes, parts) -> bytes:
-    """``seal`` of the concatenation of ``parts``, hashing the parts in place (one copy)."""
-    inner = _blake3_pkg()
-    for part in parts:
-        inner.update(part)
-    h = _blake3_pkg(database.encode())
-    h.update(b"\0")
-    h.update(key)
-    h.update(inner.digest())
-    return b"".join((*parts, h.digest()[:TAG_BYTES]))
-
-
 def unseal(database: str, key: bytes, value) -> memoryview:
     """The payload of a sealed ``value`` (a view into it); StoreCorruption if the tag is wrong."""
     view = memoryview(value)

@@ -190,12 +190,17 @@ class RunCache:
         self._bytes = 0
 
     def search(self, key: bytes, tag: bytes, load, prefixes: np.ndarray,
-               found: list[tuple[int, int]]) -> None:
+               found: list[tuple[int, int]], *, run: Run | None = None) -> None:
         """Append (query index, location) for every entry of run ``key`` whose id prefix is in
-        ``prefixes``; ``load()`` returns the verified (count, 2) entries on a cache miss."""
+        ``prefixes``; ``load()`` returns the verified (count, 2) entries on a cache miss. A
+        merged ``run`` too large for the cache is searched on disk, chunk by chunk."""
         cached = self._runs.get(key)
         if cached is None or cached[0] != tag:
             self.forget(key)
+            if run is not None and self._bytes + run.count * ENTRY_BYTES > self.cache_bytes_max:
+                for q, p in enumerate(prefixes.tolist()):
+                    found += [(q, loc) for loc in run.find(p)]
+                return
             entries = load()
             keys, locs = np.ascontiguousarray(entries[:, 0]), np.ascontiguousarray(entries[:, 1])
             self._keep(key, tag, keys, locs)

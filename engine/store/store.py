@@ -302,7 +302,9 @@ class Store:
             raise StoreError(f"{what}: the store was opened read-only")
         for _ in range(map_grow_attempts_max):
             try:
-                with self._env.begin(write=True, buffers=buffers) as txn:
+                begin = self._env.begin(write=True, buffers=True) if buffers else \
+                    self._env.begin(write=True)
+                with begin as txn:
                     result = fn(txn)
                 if durable and not self.sync:
                     self._env.sync(True)
@@ -657,19 +659,13 @@ class Store:
         dbi = self._dbs["tx_index"]
         for key, value in _txindex.iter_runs(txn, dbi):  # merged runs
             live.add(key)
-            self._runs.search(key, _txindex.run_tag(key, value),
-                              lambda key=key, value=value: _txindex.Run(key, value).all_entries(),
-                              prefixes, hits)
-        blocks = self._dbs["blocks"]
+            run = _txindex.Run(key, value)  # checks the header only
+            self._runs.search(key, _txindex.run_tag(key, value), run.all_entries, prefixes, hits,
+                              run=run)
         for height in self._pending_heights(txn):  # newer blocks: their own runs
-            key = height_key(height)
-            value = txn.get(key, db=blocks)
-            if value is None:
-                raise StoreCorruption("blocks", key, "block missing below the latest height")
-            live.add(b"B" + key)
-            self._runs.search(b"B" + key, bytes(value[-TAG_BYTES:]),
-                              lambda key=key, value=value: self._block_run(key, value),
-                              prefixes, hits)
+            cache_key, tag_, load = self._block_run_source(txn, height)
+            live.add(cache_key)
+            self._runs.search(cache_key, tag_, load, prefixes, hits)
         self._runs.retain(live)
         out: list[TxLocation | None] = [None] * len(ids)
         mismatched: set[int] = set()
@@ -721,6 +717,14 @@ class Store:
         start = max(self._indexed_height(txn) + 1, self._meta_height(txn, b"base"))
         return range(start, latest + 1)
 
+    def _block_run_source(self, txn, height: int) -> tuple[bytes, bytes, Callable]:
+        """(cache key, tag, loader) of the index run inside block record ``height``."""
+        key = height_key(height)
+        value = txn.get(key, db=self._dbs["blocks"])
+        if value is None:
+            raise StoreCorruption("blocks", key, "block missing below the latest height")
+        return b"B" + key, bytes(value[-TAG_BYTES:]), lambda: self._block_run(key, value)
+
     def compact_index(self) -> int:
         """Merge the index runs of saved blocks into the ``tx_index`` database, in groups of
         ``TX_INDEX_MERGE_FANOUT`` blocks, then merge equal tiers there (an LSM tree); returns
@@ -736,22 +740,15 @@ class Store:
                                                   buffers=True)
         return groups
 
-    def _compact(self, txn) -> int:
+    def _compact(self, txn) -> tuple[int, int]:
         pending = self._pending_heights(txn)
         fanout = _txindex.TX_INDEX_MERGE_FANOUT
-        dbi, blocks = self._dbs["tx_index"], self._dbs["blocks"]
+        dbi = self._dbs["tx_index"]
         groups = 0
         start = pending.start
         while pending.stop - start >= fanout:
-            parts = []
-            for height in range(start, start + fanout):
-                key = height_key(height)
-                value = txn.get(key, db=blocks)
-                if value is None:
-                    raise StoreCorruption("blocks", key, "block missing below the latest height")
-                parts.append(self._runs.entries(
-                    b"B" + key, bytes(value[-TAG_BYTES:]),
-                    lambda key=key, value=value: self._block_run(key, value)))
+            parts = [self._runs.entries(*self._block_run_source(txn, height))
+                     for height in range(start, start + fanout)]
             _txindex.write_run(txn, dbi, np.concatenate(parts), start, start + fanout - 1,
                                sort=True, cache=self._runs)
             start += fanout

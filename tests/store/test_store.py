@@ -417,6 +417,7 @@ def test_cli_check_and_info(tmp_path, capsys):
 def test_find_txs_batch_matches_single_lookups(store, cache_bytes_max):
     store._runs.cache_bytes_max = cache_bytes_max
     saved = [save(store, h, n_txs=30) for h in range(1, 40)]
+    assert store.compact_index() == 2  # merged runs (searched on disk at budget 0) + block runs
     txs = [a["txs"][i] for a in saved[::3] for i in (0, 29)]
     queries = [blake3(t) for t in txs] + [blake3(b"absent %d" % i) for i in range(5)]
     batch = store.find_txs(queries)
