@@ -1,4 +1,4 @@
-"""Loads the Ed25519 vector files of ../shared/vectors/ed25519 in place, with expected verdicts.
+"""Loads the Ed25519 vector files of tests/vectors/ed25519, with expected verdicts.
 
 Each case is (file, case_id, public_key, message, signature, expected_accept); case ids follow
 expected_zip215.json (lineN, tcIdN, caseN, numberN, idxN).

@@ -1,23 +1,16 @@
-"""Loads the public test vectors from ../shared/vectors in place (never copied into the repo)."""
+"""The public test vectors the tests read, kept in this folder with their origin and licence.
+
+Each subfolder's README.md names the repository, commit and path every file came from, its
+licence and its format: blake3/ (the official BLAKE3 vectors), ed25519/ (RFC 8032, Wycheproof,
+speccheck, CCTV and ZIP-215 cases with the verdicts our rules expect), merkle/ (transparency-dev's
+RFC 6962 inclusion and consistency probes). Nothing here is read from outside the repository.
+"""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-
-def _shared_dir() -> Path:
-    """../shared beside the project (where developers and CI have it), or ENGINE_SHARED_DIR."""
-    env = os.environ.get("ENGINE_SHARED_DIR")
-    path = Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared"
-    if not (path / "vectors").is_dir():
-        raise RuntimeError(f"test vectors not found at {path}/vectors: the project expects "
-                           "../shared beside its root (set ENGINE_SHARED_DIR to point elsewhere)")
-    return path
-
-
-SHARED = _shared_dir()
-VECTORS = SHARED / "vectors"
+VECTORS = Path(__file__).resolve().parent
 
 
 def blake3_vectors() -> dict:
