@@ -74,7 +74,7 @@ test-crash: build
 # Every fault-injection scenario in tests/scenarios/ (README "Fault injection"; make test runs
 # the quick ones). Namespace scenarios need root, ip and nft (.ci/run installs them).
 test-faults: build
-	ENGINE_FAULTS_ALL=1 $(PY) -m pytest -q -rxs tests/e2e -p no:cacheprovider
+	ENGINE_FAULTS_ALL=1 $(PY) -m pytest -q -rxs tests/faults -p no:cacheprovider
 
 clean:
 	rm -rf build *.egg-info engine/*.so engine/**/*.so .pytest_cache

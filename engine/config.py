@@ -27,13 +27,13 @@ except ModuleNotFoundError:  # Python 3.10
 import tomli_w
 
 from engine import crypto
+from engine.limits import chain_id_bytes_max
 
 CONFIG_FILE = "config.toml"
 GENESIS_FILE = "genesis.json"
 NODE_KEY_FILE = "node_key.json"
 VALIDATOR_KEY_FILE = "validator_key.json"
 DATA_DIR = "store"  # engine.store.store_path(home)
-CHAIN_ID_BYTES_MAX = 50
 
 __all__ = [
     "Genesis",
@@ -138,8 +138,8 @@ class Genesis:
 def check_chain_id(chain_id: Any, what: str = "chain_id") -> str:
     if not isinstance(chain_id, str) or not chain_id:
         raise ValueError(f"{what} must be a non-empty string")
-    if len(chain_id.encode()) > CHAIN_ID_BYTES_MAX or not chain_id.isprintable():
-        raise ValueError(f"{what} must be printable and at most {CHAIN_ID_BYTES_MAX} bytes")
+    if len(chain_id.encode()) > chain_id_bytes_max or not chain_id.isprintable():
+        raise ValueError(f"{what} must be printable and at most {chain_id_bytes_max} bytes")
     return chain_id
 
 

@@ -39,6 +39,45 @@ proposer_schedule_len_max = 1 << 20
 #: Longest round timeout the core ever asks for (the linear growth is capped here).
 round_timeout_ms_max = 10 * 60 * 1000
 
+# --- node: WAL buffering -------------------------------------------------------------------------
+#: Received inputs wait at most this long in memory before their WAL records are written on
+#: their own (an own signature writes them sooner, in its durable transaction).
+wal_flush_ms = 200
+#: ... or until this many bytes of records are waiting.
+wal_pending_bytes_max = 16 << 20
+#: Own signatures remembered as durable (only the current height's matter; pruned beyond this).
+persisted_signatures_max = 64
+
+# --- node: caches (each bounded; all but the recent blocks are emptied at every commit) -------
+#: Validity verdicts of block values seen at the current height.
+valid_blocks_cached_max = 64
+#: Decoded blocks (with their tx ids) kept between validation and commit: proposals of a few
+#: rounds at most.
+decoded_blocks_cached_max = 8
+#: Parent certificates (``last_commit``) already verified.
+certificates_cached_max = 64
+#: Signatures verified in a batch and remembered so the core's own check is a set lookup.
+preverified_signatures_max = 100_000
+#: Recent blocks whose transaction ids are kept in memory for GET /block and GET /blocks.
+recent_blocks_max = 64
+
+# --- node: evidence ------------------------------------------------------------------------------
+#: Evidence items waiting for a block.
+evidence_pending_max = 256
+#: Evidence older than this many heights is refused (bounds what a restarted node, which has
+#: forgotten what was committed, could be tricked into proposing again).
+evidence_age_heights_max = 1000
+#: Evidence items one block carries at most.
+evidence_per_block_max = 16
+
+# --- node: block sync ----------------------------------------------------------------------------
+#: Blocks requested from a peer per round trip during catch-up.
+sync_blocks_per_request = 16
+#: Bytes of blocks sent in one BLOCKS reply (well under the frame limit).
+sync_reply_bytes_max = 4 << 20
+#: Blocks one GET /blocks answer carries at most.
+blocks_per_answer_max = 32
+
 
 def check_limits() -> None:
     """Assert the relationships between bounds (called once at import)."""
@@ -48,6 +87,9 @@ def check_limits() -> None:
     assert rounds_ahead_max < rounds_max
     assert heights_ahead_max >= 1
     assert proposals_per_round_max >= 2, "room for the honest value next to an equivocation"
+    assert decoded_blocks_cached_max >= proposals_per_round_max, "a round's proposals fit"
+    assert persisted_signatures_max >= 4, "a height's own signatures fit (proposal + 2 votes)"
+    assert evidence_per_block_max <= evidence_pending_max
 
 
 check_limits()

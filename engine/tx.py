@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from engine import _native_ed25519
+from engine.limits import chain_id_bytes_max
 from engine._args import threads_arg
 from engine.crypto import SIGNATURE_BYTES, SigningKey
 from engine.hashing import blake3
@@ -28,7 +29,6 @@ TX_DOMAIN = b"engine/tx/v1"
 #: version + sender + nonce + payload length
 TX_HEADER_BYTES = 1 + 32 + 8 + 4
 TX_PAYLOAD_BYTES_MAX = 2**32 - 1
-CHAIN_ID_BYTES_MAX = 255
 NONCE_MAX = 2**64 - 1
 
 _HEADER = struct.Struct("<B32sQI")
@@ -59,8 +59,8 @@ def _chain_id(chain_id: str | BytesLike) -> bytes:
         raw = bytes(chain_id)
     else:
         raise TypeError(f"chain_id must be str or bytes, not {type(chain_id).__name__}")
-    if len(raw) > CHAIN_ID_BYTES_MAX:
-        raise ValueError(f"chain_id must be at most {CHAIN_ID_BYTES_MAX} bytes, not {len(raw)}")
+    if len(raw) > chain_id_bytes_max:
+        raise ValueError(f"chain_id must be at most {chain_id_bytes_max} bytes, not {len(raw)}")
     return raw
 
 

@@ -20,6 +20,7 @@ from enum import IntEnum
 import numpy as np
 
 from engine import limits
+from engine.errors import ProtocolError
 
 HASH_BYTES = 32
 SIGNATURE_BYTES = 64
@@ -29,11 +30,6 @@ NIL = bytes(HASH_BYTES)
 
 VOTE_DOMAIN = b"engine/vote/v1"
 PROPOSAL_DOMAIN = b"engine/proposal/v1"
-
-
-class ProtocolError(Exception):
-    """A peer sent something invalid (bad signature, unknown validator, malformed bytes...).
-    The message is dropped; the core's state is unchanged."""
 
 
 class VoteType(IntEnum):

@@ -1,10 +1,10 @@
 """Test-only chaos layer for the engine's own transport: latency, reordering, duplication and
 loss of whole messages, applied where a message is queued for a peer.
 
-This kernel has no ``tc netem``, so the fault-injection runner (engine/testnet) cannot delay or
+This kernel has no ``tc netem``, so the fault-injection runner (engine/faults) cannot delay or
 duplicate packets below TCP; it injects those faults one level up instead. A ``Chaos`` object
 is attached to a :class:`engine.net.peers.PeerSet` as ``peers.chaos`` only by
-``engine.testnet.hooks`` (which needs ``ENGINE_TEST_FAULTS=1`` and a ``testing.toml`` in the
+``engine.faults.hooks`` (which needs ``ENGINE_TEST_FAULTS=1`` and a ``testing.toml`` in the
 node home); a real node never has one, and ``PeerSet.send`` then takes its ordinary path.
 
 Faults, drawn from a seeded generator so a run can be repeated:

@@ -1,9 +1,9 @@
 """Errors raised for peer misbehaviour (as opposed to TypeError/ValueError for API misuse)."""
 from __future__ import annotations
 
+from engine.errors import ProtocolError
 
-class ProtocolError(Exception):
-    """A peer sent something malformed or over a limit; the message is dropped and counted."""
+__all__ = ["ConnectionLost", "FrameTooLarge", "HandshakeError", "ProtocolError"]
 
 
 class HandshakeError(ProtocolError):

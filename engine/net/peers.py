@@ -104,7 +104,7 @@ class PeerSet:
     def connected(self) -> list[bytes]:
         return list(self._peers)
 
-    #: Test-only fault injection (engine/net/chaos.py), set by engine.testnet.hooks; None in
+    #: Test-only fault injection (engine/net/chaos.py), set by engine.faults.hooks; None in
     #: every real configuration.
     chaos = None
 

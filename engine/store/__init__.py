@@ -24,7 +24,7 @@ types)::
     store.wal_append(height, entry, sync=True) -> seq; store.wal_replay(height) -> [entry]
     store.wal_discard(height); store.wal_heights()
     store.sign_guarded(height, round, step, sign_bytes, sign, wal_entry=None) -> signature
-    store.signer_state() -> SignerState | None
+    store.signer_record() -> SignerRecord | None
     store.compact_index() -> block groups merged into tx_index (the node calls it when idle)
     store.prune(retain_height) -> blocks removed
     store.info() -> dict
@@ -58,11 +58,11 @@ index, parent links, the tx root of each block, the tx index against the blocks,
 chain, the WAL and the signer record. ``fn(block, parent)`` -> iterable of problem strings is
 the node's hook for what the store cannot know (the parent certificate inside ``header`` against
 the validator set with one ``engine.crypto.verify_batch`` call, header hash == block_hash).
-``engine store check`` loads it from ``--verifier module:function``, else from
-``engine.consensus.store_check:verify_block`` when that exists, else uses
-``engine.store.node_check`` (the node's block format: block hash = BLAKE3 of header + txs,
-header fields vs the record, the block's certificate and its parent certificate against the
-validators of ``HOME/genesis.json``, one batch verification each) when the home has a genesis.
+``engine store check`` loads it from ``--verifier module:function``, else uses the node's
+(``engine.node.check``: block hash = BLAKE3 of header + txs, header fields vs the record, the
+block's certificate and its parent certificate against the validators of ``HOME/genesis.json``,
+one batch verification each) when the home has a genesis. The store itself knows only bytes: it
+imports nothing from the block format, the consensus core or the node.
 
 Layout (keys big-endian so LMDB appends in order; every value ends with its 16-byte tag):
 ``blocks`` height u64 -> ``version u8 | height u64 | block hash | parent hash | app hash |
@@ -89,7 +89,7 @@ from engine.store.store import (
     DATABASES,
     SCHEMA_VERSION,
     DoubleSignRefused,
-    SignerState,
+    SignerRecord,
     Store,
     StoredBlock,
     TxLocation,
@@ -97,7 +97,7 @@ from engine.store.store import (
 )
 
 __all__ = [
-    "DATABASES", "SCHEMA_VERSION", "CheckReport", "DoubleSignRefused", "SignerState", "Store",
+    "DATABASES", "SCHEMA_VERSION", "CheckReport", "DoubleSignRefused", "SignerRecord", "Store",
     "StoreCorruption", "StoreError", "StoredBlock", "TxLocation", "TxProof", "check_store",
     "store_path",
 ]

@@ -255,7 +255,7 @@ class _Checker:
 
     def _signer(self) -> None:
         try:
-            self.s._signer_state(self.txn)
+            self.s._signer_record(self.txn)
         except StoreError as e:
             self.r.add(str(e))
         for key, _ in self.txn.cursor(db=self.dbs["signer"]):

@@ -100,7 +100,7 @@ class TxProof:
 
 
 @dataclass(frozen=True)
-class SignerState:
+class SignerRecord:
     """The last (height, round, step) this node signed, with the sign bytes and signature."""
 
     height: int
@@ -260,6 +260,11 @@ class Store:
 
     def close(self) -> None:
         self._env.close()
+        self._closed = True
+
+    @property
+    def closed(self) -> bool:
+        return getattr(self, "_closed", False)
 
     def __enter__(self) -> Store:  # noqa: PYI034 - typing.Self needs Python 3.11
         return self
@@ -891,11 +896,11 @@ class Store:
             cur.delete()
 
     # ---- signer state (double-sign guard) --------------------------------------------------
-    def signer_state(self) -> SignerState | None:
+    def signer_record(self) -> SignerRecord | None:
         """What this node signed last, or None if it never signed."""
-        return self._read(self._signer_state, what="read signer state")
+        return self._read(self._signer_record, what="read the signer record")
 
-    def _signer_state(self, txn) -> SignerState | None:
+    def _signer_record(self, txn) -> SignerRecord | None:
         raw = self._get(txn, "signer", b"last")
         if raw is None:
             return None
@@ -906,7 +911,7 @@ class Store:
         rest = bytes(raw[_SIGNER.size + 4:])
         if len(rest) < n:
             raise StoreCorruption("signer", b"last", "sign bytes truncated")
-        return SignerState(height, round_, step, rest[:n], rest[n:])
+        return SignerRecord(height, round_, step, rest[:n], rest[n:])
 
     def sign_guarded(self, height: int, round: int, step: int, sign_bytes: bytes,
                      sign: Callable[[bytes], bytes], *,
@@ -933,7 +938,7 @@ class Store:
 
         def write(txn):
             self._wal_put_many(txn, before)
-            last = self._signer_state(txn)
+            last = self._signer_record(txn)
             hrs = (height, round_, step)
             if last is not None:
                 last_hrs = (last.height, last.round, last.step)

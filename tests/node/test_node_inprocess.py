@@ -382,45 +382,76 @@ def test_whole_network_restarts_and_continues(tmp_path):
 
 def test_every_input_before_an_own_signature_is_durable_when_it_is_sent(tmp_path):
     """WAL records are buffered, but persist-before-send still covers them: whenever a node
-    sends a message it signed, every consensus input it had stepped is already in its store's
-    WAL (or dropped with a stored block), and its signature record is there too."""
-    from engine import consensus as cs
-    from engine.net import codec
+    hands a message it signed to its outbox, no stepped input is still waiting in memory, the
+    signature's own WAL record is in the store, and the signer record is at or past it.
+
+    The check runs in an outbox wrapper (the node's seam for exactly this) and only *records*
+    what it sees: a failed check is asserted after the run, in the test's own frame, so no
+    handler, timer or task can swallow it. Proven to fail: with the driver sending before it
+    persists (make mutate: send_before_persist), every first send of a vote misses its record.
+    """
+    import msgpack
+
+    from engine.node import NodeSeams
+    from engine.node.wal import SIGNED
 
     homes = make_testnet(tmp_path, 4, CHAIN)
-    checked = []
+    nodes: list[Node] = []
+    violations: list[str] = []
+    checked = {"votes": 0, "proposal": 0}
 
-    def watch(node):
-        send, buffer = node._broadcast, node._wal_buffer
-        stepped: dict[int, list[bytes]] = {}
+    sent: set[bytes] = set()
 
-        def wal_buffer(height, entry):
-            stepped.setdefault(height, []).append(entry)
-            buffer(height, entry)
+    def durable(node: Node, height: int, signature: bytes) -> str | None:
+        """Why sending this own signature now would break persist-before-send, or None. A
+        first send needs every input stepped so far on disk (they led to the signature); a
+        re-send (reconnect, stall) needs only the signature's own record."""
+        driver, store = node.driver, node.store
+        if driver is None or store is None:
+            return "node not running"
+        first = signature not in sent
+        sent.add(signature)
+        if first and driver.journal.pending:
+            return f"{len(driver.journal.pending)} stepped inputs not yet durable"
+        signed = [r for r in store.wal_replay(height) if msgpack.unpackb(r)[0] == SIGNED]
+        if not any(signature in r for r in signed):
+            return f"no durable WAL record of the signature at height {height}"
+        record = store.signer_record()
+        if record is None or record.height < height:
+            return "signer record is behind the signature"
+        return None
 
-        def broadcast(message):
-            msg = codec.decode(message, node.peers.limits)
-            if msg.kind in (codec.VOTES, codec.PROPOSAL):
-                # Every input of this height stepped so far is on disk as a signed message
-                # leaves.
-                records = node.store.wal_replay(node.core.height)
-                assert set(stepped.get(node.core.height, [])) <= set(records), \
-                    "inputs not durable at send"
-                if msg.kind == codec.VOTES:
-                    vote = cs.Vote.decode(msg.fields[0][-1])
-                    if vote.height == node.core.height:
-                        assert any(vote.signature in r for r in records)
-                checked.append(msg.kind)
-            send(message)
+    class CheckingOutbox:
+        def __init__(self, inner, node_index):
+            self.inner, self.i = inner, node_index
 
-        node._broadcast = broadcast
-        node._wal_buffer = wal_buffer
+        def votes(self, votes, to=None):
+            node = nodes[self.i]
+            own = node.core.own_index
+            for v in votes:
+                if v.validator_index == own and v.height == node.core.height:
+                    problem = durable(node, v.height, v.signature)
+                    if problem:
+                        violations.append(f"node {self.i} vote {v.height}/{v.round}: {problem}")
+            checked["votes"] += 1
+            self.inner.votes(votes, to)
+
+        def proposal(self, proposal, block, to=None):
+            node = nodes[self.i]
+            if proposal.proposer_index == node.core.own_index:
+                problem = durable(node, proposal.height, proposal.signature)
+                if problem:
+                    violations.append(f"node {self.i} proposal {proposal.height}: {problem}")
+                checked["proposal"] += 1
+            self.inner.proposal(proposal, block, to)
+
+    def seams(i):
+        return NodeSeams(wrap_outbox=lambda inner, peers, counters: CheckingOutbox(inner, i))
 
     async def main():
-        nodes = [Node(h) for h in homes]
+        nodes.extend(Node(h, seams=seams(i)) for i, h in enumerate(homes))
         for n in nodes:
             await n.start()
-            watch(n)
         try:
             await nodes[0].submit_txs(make_txs(CHAIN, 200))
             await asyncio.gather(*(n.wait_for_height(n.latest_height + 3, 30) for n in nodes))
@@ -428,4 +459,8 @@ def test_every_input_before_an_own_signature_is_durable_when_it_is_sent(tmp_path
             await _stop(nodes)
 
     run(main())
-    assert codec.VOTES in checked and codec.PROPOSAL in checked
+    assert not violations, violations[:5]
+    assert checked["votes"] >= 4 * 3 * 2 and checked["proposal"] >= 3, checked
+    for n in nodes:
+        assert n.counters.get("internal_error") == 0, n.config.moniker
+        assert n.peers is not None and n.peers.faults.get("handler_error", 0) == 0

@@ -7,7 +7,7 @@ import asyncio
 import random
 
 from engine.node import Node
-from engine.testnet.walfault import TAIL_BYTES_MAX, damage_wal
+from engine.faults.walfault import TAIL_BYTES_MAX, damage_wal
 from tests.node import helpers
 from tests.node.helpers import make_testnet, make_txs, start_nodes
 
@@ -22,7 +22,7 @@ async def _signed_in_current_height(node: Node, timeout_s: float) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while loop.time() < deadline:
-        st = node.store.signer_state()
+        st = node.store.signer_record()
         if st is not None and st.height == node.core.height:
             return
         await asyncio.sleep(0.02)
@@ -45,7 +45,7 @@ def test_stalled_height_ends_after_two_validators_lose_their_wal(tmp_path):
             await asyncio.gather(*(_signed_in_current_height(n, 20) for n in nodes[:2]))
             stalled = nodes[0].core.height
             for n in nodes[:2]:
-                st = n.store.signer_state()
+                st = n.store.signer_record()
                 assert (st.height, st.round, st.step) == (stalled, 0, 2)
                 assert st.sign_bytes[-32:] == bytes(32)  # a nil prevote
         finally:
@@ -59,7 +59,7 @@ def test_stalled_height_ends_after_two_validators_lose_their_wal(tmp_path):
         try:
             for n in pair:
                 assert n.counters.get("resumed_from_signer") == 1
-                st = n.store.signer_state()
+                st = n.store.signer_record()
                 assert (n.core.height, n.core.round, int(n.core.step_)) == \
                     (st.height, st.round, st.step)
             await asyncio.sleep(0.5)
@@ -71,7 +71,7 @@ def test_stalled_height_ends_after_two_validators_lose_their_wal(tmp_path):
         try:
             for n in nodes[:2]:
                 assert n.counters.get("resumed_from_signer", 0) == 0
-                st = n.store.signer_state()
+                st = n.store.signer_record()
                 assert (n.core.round, int(n.core.step_)) >= (st.round, st.step)
             await nodes[1].submit_txs(make_txs(CHAIN, 20, "after"))
             await asyncio.gather(*(n.wait_for_height(stalled + 1, 40) for n in nodes))

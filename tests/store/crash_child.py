@@ -39,7 +39,7 @@ def main(path: str) -> None:
         for seq in range(2):
             got = store.wal_append(height, b"wal %d %d" % (height, seq))
             print("wal", height, got, seq, flush=True)
-        last = store.signer_state()
+        last = store.signer_record()
         last_hrs = (last.height, last.round, last.step) if last else (0, 0, 0)
         for round_, step in ((0, 1), (0, 2)):
             if (height, round_, step) < last_hrs:

@@ -23,7 +23,7 @@ def _snapshot(store: Store) -> dict:
                 for b in blocks if b[4]][:5]
     return {"latest": store.latest_height(), "base": store.base_height(), "blocks": blocks,
             "state": store.state_items(), "wal": store.wal_replay(store.latest_height() + 1),
-            "signer": store.signer_state(), "txs": some_txs}
+            "signer": store.signer_record(), "txs": some_txs}
 
 
 def _build(path: str) -> dict:

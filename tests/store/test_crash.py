@@ -71,7 +71,7 @@ def _verify(path: str, lines, previous: dict) -> dict:
         if latest:
             assert store.state_get(b"height") == b"%d" % latest, "state not in the block's txn"
             assert store.app_hash() == blake3(b"app %d" % latest)
-        state = store.signer_state()
+        state = store.signer_record()
         hrs = (state.height, state.round, state.step) if state else (0, 0, 0)
         assert hrs >= previous["signer"], "signer state regressed"
         assert hrs >= max(signs, default=(0, 0, 0)), "a reported signature is not recorded"

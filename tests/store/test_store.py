@@ -192,12 +192,12 @@ def test_signer_guard(store):
     with pytest.raises(DoubleSignRefused):
         store.sign_guarded(5, 0, 0, b"older step", sign)
     store.sign_guarded(5, 1, 0, b"next round", sign, wal_entry=lambda sig: b"vote+" + sig)
-    state = store.signer_state()
+    state = store.signer_record()
     assert (state.height, state.round, state.step, state.sign_bytes) == (5, 1, 0, b"next round")
     assert store.wal_replay(5) == [b"vote+" + b"S" * 64]
     with pytest.raises(TypeError, match="signature"):
         store.sign_guarded(6, 0, 0, b"x", lambda data: None)
-    assert store.signer_state().height == 5  # a failed signing leaves the state as it was
+    assert store.signer_record().height == 5  # a failed signing leaves the state as it was
 
 
 def test_bad_arguments_name_themselves(store):

@@ -13,7 +13,7 @@ from engine import consensus as cs
 from engine.block import Block
 from engine.consensus.types import PROPOSAL_DOMAIN, VOTE_DOMAIN
 from engine.store import Store, store_path
-from engine.testnet.hooks import SIGNATURE_LOG
+from engine.faults.hooks import SIGNATURE_LOG
 
 __all__ = ["agreement", "committed_evidence", "double_signs", "store_checks", "txs_present"]
 

@@ -80,10 +80,20 @@ def _testnet(args: argparse.Namespace) -> int:
 
 
 def _start(args: argparse.Namespace) -> int:
+    import os
+
     from engine.node import run_node_forever
 
     try:
-        return run_node_forever(args.home, app_spec=args.app, log_level=args.log_level)
+        seams = None
+        if os.environ.get("ENGINE_TEST_FAULTS") == "1":
+            # Test-only fault tooling (chaos transport, equivocation, signature log), active
+            # only when HOME/testing.toml exists too: it wraps the node's ports.
+            from engine.faults.hooks import seams_for_home
+
+            seams = seams_for_home(args.home)
+        return run_node_forever(args.home, app_spec=args.app, log_level=args.log_level,
+                                seams=seams)
     except (ValueError, TypeError) as e:
         return _fail(str(e))
     except OSError as e:  # most often: the p2p or RPC port is taken

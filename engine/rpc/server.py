@@ -1,5 +1,7 @@
 """The node's HTTP API (aiohttp), bound to 127.0.0.1 unless configured otherwise.
 
+The server consumes :class:`engine.rpc.api.NodeAPI` only: it never imports the node.
+
 =====================  ==============================================================
 route                  what it does
 =====================  ==============================================================
@@ -23,14 +25,13 @@ escape as a 500 for something the client sent.
 """
 from __future__ import annotations
 
-import struct
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
-if TYPE_CHECKING:
-    from engine.node import Node
+from engine.rpc.api import NodeAPI
+from engine.rpc.body import split_envelopes
 
 #: Largest request body (a /txs batch); larger bodies get 413.
 RPC_BODY_BYTES_MAX = 32 << 20
@@ -38,45 +39,22 @@ WAIT_TIMEOUT_MS_DEFAULT = 30_000
 WAIT_TIMEOUT_MS_MAX = 120_000
 BLOCKS_WAIT_MS_MAX = 30_000
 BLOCKS_LIMIT_MAX = 32
+#: Envelopes one POST /txs request may carry.
+RPC_BATCH_TXS_MAX = 50_000
 _STATUS_OF_CODE = {"duplicate": 409, "mempool_full": 429, "tx_too_large": 413}
 
-__all__ = ["RpcServer", "join_envelopes", "make_app", "split_envelopes"]
+__all__ = ["RPC_BATCH_TXS_MAX", "RpcServer", "make_app"]
 
 
 def error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": code, "message": message}, status=status)
 
 
-def join_envelopes(envelopes: list[bytes]) -> bytes:
-    """The POST /txs body for ``envelopes``."""
-    return b"".join(struct.pack("<I", len(e)) + e for e in envelopes)
-
-
-def split_envelopes(body: bytes, count_max: int) -> list[bytes]:
-    """Parse a POST /txs body; ValueError naming the offset of the first bad record."""
-    out, pos, n = [], 0, len(body)
-    while pos < n:
-        if pos + 4 > n:
-            raise ValueError(f"truncated length prefix at byte {pos}")
-        (length,) = struct.unpack_from("<I", body, pos)
-        pos += 4
-        if length == 0 or pos + length > n:
-            raise ValueError(f"record at byte {pos - 4} announces {length} bytes, "
-                             f"{n - pos} remain")
-        out.append(body[pos:pos + length])
-        pos += length
-        if len(out) > count_max:
-            raise ValueError(f"more than {count_max} envelopes in one request")
-    if not out:
-        raise ValueError("empty batch")
-    return out
-
-
 def _result_json(result: Any) -> dict[str, Any]:
     return {"tx_id": result.tx_id.hex(), "code": result.code, "log": result.log}
 
 
-def make_app(node: Node) -> web.Application:
+def make_app(node: NodeAPI) -> web.Application:
     routes = web.RouteTableDef()
 
     @routes.post("/tx")
@@ -111,7 +89,7 @@ def make_app(node: Node) -> web.Application:
     async def post_txs(request: web.Request) -> web.Response:
         body = await request.read()
         try:
-            envelopes = split_envelopes(body, node.rpc_batch_txs_max)
+            envelopes = split_envelopes(body, RPC_BATCH_TXS_MAX)
         except ValueError as e:
             return error(400, "bad_batch", str(e))
         results = await node.submit_txs(envelopes)
@@ -170,7 +148,7 @@ def make_app(node: Node) -> web.Application:
 
     @routes.get("/metrics")
     async def get_metrics(request: web.Request) -> web.Response:
-        data = generate_latest(node.metrics.registry)
+        data = node.metrics_text()
         return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     @web.middleware
@@ -191,7 +169,7 @@ def make_app(node: Node) -> web.Application:
 class RpcServer:
     """Runs :func:`make_app` for a node on its configured address."""
 
-    def __init__(self, node: Node, host: str, port: int):
+    def __init__(self, node: NodeAPI, host: str, port: int):
         self.node, self.host, self.port = node, host, port
         self._runner: web.AppRunner | None = None
 

@@ -3,7 +3,7 @@
 Timeline: build the homes (and namespaces), start every process, wait for the first blocks,
 start the load, apply each step at its time, then heal everything, wait for progress, stop the
 load, let every node catch up, stop the nodes and check the invariants on their stores and
-signature logs (engine/testnet/invariants.py). While running, the runner compares the block
+signature logs (engine/faults/invariants.py). While running, the runner compares the block
 hash of the highest height all honest running nodes share, once a second, and after every
 heal, restart or resume it requires the chain to move within ``progress_timeout_s``.
 
@@ -34,10 +34,10 @@ from engine import crypto, tx
 from engine.client import Client, ClientError
 from engine.consensus.proposer import ProposerSchedule
 from engine.localnet import free_base_port
-from engine.testnet import invariants, netns
-from engine.testnet.hooks import ENV_SWITCH, TESTING_FILE
-from engine.testnet.scenario import Scenario
-from engine.testnet.walfault import damage_wal
+from engine.faults import invariants, netns
+from engine.faults.hooks import ENV_SWITCH, TESTING_FILE
+from engine.faults.scenario import Scenario
+from engine.faults.walfault import damage_wal
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 POWER = 10

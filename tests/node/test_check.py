@@ -1,14 +1,25 @@
 """`engine store check` with the node's block format: hashes, certificates, app-hash links."""
 import json
 
+import pytest
+
 from engine import consensus as cs
 from engine.block import Block
 from engine.crypto import SigningKey
 from engine.hashing import blake3, blake3_many
 from engine.store import Store, check_store
-from engine.store.node_check import make_verifier
+from engine.node.check import make_verifier
 
 CHAIN = b"test-chain"
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(str(tmp_path / "store"))
+    yield s
+    s.close()
+
+
 KEYS = [SigningKey(bytes([i + 1]) * 32) for i in range(4)]
 VALIDATORS = [(k.public_key, 10) for k in KEYS]
 

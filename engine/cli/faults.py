@@ -13,7 +13,7 @@ DEFAULT_DIR = os.path.join("tests", "scenarios")
 def register(sub) -> None:
     p = sub.add_parser("faults", help="run fault-injection scenarios against real processes")
     fsub = p.add_subparsers(dest="faults_command", metavar="ACTION")
-    run = fsub.add_parser("run", help="run scenario files (TOML, see engine/testnet/scenario.py)")
+    run = fsub.add_parser("run", help="run scenario files (TOML, see engine/faults/scenario.py)")
     run.add_argument("scenarios", nargs="+", help="scenario files")
     run.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
     run.add_argument("--keep", action="store_true", help="keep the work folder on success")
@@ -26,8 +26,8 @@ def register(sub) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from engine.testnet.runner import ScenarioFailed, run_scenario
-    from engine.testnet.scenario import load_scenario
+    from engine.faults.runner import ScenarioFailed, run_scenario
+    from engine.faults.scenario import load_scenario
 
     failed = 0
     for path in args.scenarios:
@@ -50,7 +50,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from engine.testnet.scenario import load_scenario
+    from engine.faults.scenario import load_scenario
 
     for path in sorted(glob.glob(os.path.join(args.dir, "*.toml"))):
         sc = load_scenario(path)

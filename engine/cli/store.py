@@ -7,7 +7,6 @@ import os
 
 from engine.store._records import StoreError
 
-DEFAULT_VERIFIER = "engine.consensus.store_check:verify_block"
 
 
 def register(sub) -> None:
@@ -16,9 +15,9 @@ def register(sub) -> None:
     check = ssub.add_parser("check", help="verify checksums, heights, links, tx index, WAL")
     check.add_argument("--home", required=True, help="node home directory (or the store itself)")
     check.add_argument("--verifier", default=None, metavar="MODULE:FUNCTION",
-                       help="per-block hook fn(block, parent) -> problems (default: "
-                            f"{DEFAULT_VERIFIER} when present, else the node's block format "
-                            "and certificates against HOME/genesis.json when it exists)")
+                       help="per-block hook fn(block, parent) -> problems (default: the "
+                            "node's block format and certificates against HOME/genesis.json, "
+                            "engine.node.check, when the home has one)")
     check.set_defaults(func=_check)
     info = ssub.add_parser("info", help="print heights, sizes and the schema")
     info.add_argument("--home", required=True, help="node home directory (or the store itself)")
@@ -44,27 +43,29 @@ def _open(home: str):
     return Store(path, readonly=True)
 
 
-def _load_verifier(spec: str | None):
-    name = spec or DEFAULT_VERIFIER
-    module_name, _, attr = name.partition(":")
+def _load_verifier(spec: str | None, home: str):
+    """The ``--verifier MODULE:FUNCTION`` hook, or the node's verifier for ``home``."""
+    if spec is None:
+        from engine.node.check import verifier_for_home
+
+        return verifier_for_home(home)
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"--verifier must be MODULE:FUNCTION, not {spec!r}")
     try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        if spec is None and e.name and module_name.startswith(e.name):
-            return None
-        raise
-    return getattr(module, attr)
+        hook = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"--verifier {spec}: {e}") from e
+    if not callable(hook):
+        raise ValueError(f"--verifier {spec} is not callable")
+    return hook
 
 
 def _check(args) -> int:
     from engine.store import check_store
 
     try:
-        verifier = _load_verifier(args.verifier)
-        if verifier is None:
-            from engine.store.node_check import verifier_for_home
-
-            verifier = verifier_for_home(args.home)
+        verifier = _load_verifier(args.verifier, args.home)
         with _open(args.home) as store:
             report = check_store(store, verify_block=verifier)
     except (StoreError, ValueError) as e:  # ValueError: an unreadable genesis.json

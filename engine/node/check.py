@@ -6,7 +6,8 @@ when the home holds a genesis.json) decodes each stored header with the node's b
 height, parent hash and tx root agree with the store's record, that the header's app hash is the
 one stored after the parent, and that both the block's own commit certificate and the parent
 certificate it carries (``last_commit``) hold more than 2/3 of the genesis validators' power,
-each with one batch signature verification. Imported lazily: the store does not depend on it.
+each with one batch signature verification. The store knows bytes only: this half lives with
+the node, which knows the block format and the validator set.
 """
 from __future__ import annotations
 
@@ -14,15 +15,18 @@ import json
 import os
 from collections.abc import Callable, Iterable
 
-from engine.store.store import StoredBlock
+from engine import config
+from engine import consensus as cs
+from engine.block import Block, with_txs
+from engine.errors import ProtocolError
+from engine.hashing import blake3
+from engine.store import StoredBlock
 
 Verifier = Callable[[StoredBlock, "StoredBlock | None"], Iterable[str]]
 
 
 def verifier_for_home(home: str) -> Verifier | None:
     """A block verifier for the node home ``home``, or None if it has no genesis.json."""
-    from engine import config
-
     path = os.path.join(home, config.GENESIS_FILE)
     if not os.path.exists(path):
         return None
@@ -34,17 +38,13 @@ def verifier_for_home(home: str) -> Verifier | None:
 
 def make_verifier(chain_id: bytes, validators: list[tuple[bytes, int]]) -> Verifier:
     """A verifier for blocks of ``chain_id`` signed by ``validators`` ((public key, power))."""
-    from engine import consensus as cs
-
     vset = cs.ValidatorSet([cs.Validator(pk, power) for pk, power in validators])
-
-    from engine.net.errors import ProtocolError as WireError  # raised by Block.decode
 
     def verify(block: StoredBlock, parent: StoredBlock | None) -> list[str]:
         problems: list[str] = []
         try:
             _verify(block, parent, chain_id, vset, problems)
-        except (cs.ProtocolError, WireError) as e:
+        except ProtocolError as e:
             problems.append(f"malformed: {e}")
         return problems
 
@@ -53,10 +53,6 @@ def make_verifier(chain_id: bytes, validators: list[tuple[bytes, int]]) -> Verif
 
 def _verify(block: StoredBlock, parent: StoredBlock | None, chain_id: bytes, vset,
             problems: list[str]) -> None:
-    from engine import consensus as cs
-    from engine.block import Block, with_txs
-    from engine.hashing import blake3
-
     header = Block.decode(block.header, header_only=True)
     if header.tx_count != len(block.txs):
         problems.append(f"header counts {header.tx_count} txs, the store holds {len(block.txs)}")
@@ -84,9 +80,7 @@ def _verify(block: StoredBlock, parent: StoredBlock | None, chain_id: bytes, vse
 
 
 def _verify_cert(cert, chain_id: bytes, vset, what: str, problems: list[str]) -> None:
-    from engine import consensus as cs
-
     try:
         cert.verify(chain_id, vset)
-    except cs.ProtocolError as e:
+    except ProtocolError as e:
         problems.append(f"{what} does not verify: {e}")

@@ -1,0 +1,277 @@
+"""The consensus driver: the one path into the core, and the executor of its actions.
+
+Theory of operation
+-------------------
+Every input to consensus goes through :meth:`ConsensusDriver.input`: its WAL record (for its
+height) goes to the journal, then the event is given to ``ConsensusCore.step``, and the returned
+actions are executed at once, in order, before the next input is taken (the driver runs on one
+thread, so no input can slip in between). Actions:
+
+- ``BroadcastProposal`` / ``BroadcastVote``: **persist before send**: the journal makes the
+  signature durable (signer record + every WAL record written so far, one synced transaction);
+  only then does the outbox get the message. Votes of one step leave together.
+- ``ScheduleTimeout``: a timer that feeds ``TimeoutFired`` back through ``input``.
+- ``RequestValue``: the value source builds a block and later feeds ``ValueReady``.
+- ``Decide``: the committer executes and stores the block (which drops the height's WAL), then
+  the next height starts (at once, or after ``start_delay_ms``).
+- ``ReportEvidence``: to the evidence sink; ``MessageDropped`` and ``SignRefused`` are counted.
+
+Restart is replay (:meth:`replay`): the height starts, and the WAL of that height is fed
+through ``step`` again; a replayed decision moves to the next height, whose WAL is replayed next.
+Nothing is sent while replaying; own messages are re-sent once it is over. A WAL that lost its
+tail leaves the core behind its signer record: :meth:`resume` feeds the core's ``Resume``.
+
+The driver does no I/O itself: it is given its ports (engine/node/ports.py) and a journal, so
+the node runs it over LMDB, asyncio and TCP, and ``engine sim`` runs the same class over a
+virtual clock, a seeded network and an in-memory store.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from engine import consensus as cs
+from engine import limits
+from engine.node.ports import Counters, Outbox, SignatureObserver, Timers
+from engine.node.wal import Journal, encode_event
+
+log = logging.getLogger("engine.node.driver")
+
+__all__ = ["Committer", "ConsensusDriver", "EvidenceSink", "ValueSource"]
+
+
+class ValueSource(Protocol):
+    def request(self, height: int, round: int) -> None:
+        """Build a block for (height, round) and feed ``ValueReady`` through the driver."""
+        ...
+
+
+class Committer(Protocol):
+    def commit(self, decide: cs.Decide) -> None:
+        """Execute and store a decided block durably (dropping its height's WAL); raise when
+        that is impossible (the driver halts: going on could only sign on a missing state)."""
+        ...
+
+
+class EvidenceSink(Protocol):
+    def report(self, evidence: cs.DuplicateVoteEvidence) -> None: ...
+
+
+class ConsensusDriver:
+    """Feeds one ConsensusCore and executes its actions through the given ports."""
+
+    def __init__(self, core: cs.ConsensusCore, *, journal: Journal, outbox: Outbox,
+                 timers: Timers, values: ValueSource, committer: Committer,
+                 evidence: EvidenceSink, observer: SignatureObserver, counters: Counters,
+                 start_delay_ms: int = 0):
+        self.core = core
+        self.chain_id = core.chain_id
+        self.journal = journal
+        self.outbox = outbox
+        self.timers = timers
+        self.values = values
+        self.committer = committer
+        self.evidence = evidence
+        self.observer = observer
+        self.counters = counters
+        self.start_delay_ms = start_delay_ms
+        self.running = True
+        self.replaying = False
+        #: Why the driver stopped itself (a broken invariant), or None while healthy.
+        self.halted: str | None = None
+        self.on_halt: Callable[[str], None] | None = None
+        #: Own signed messages of the current height, re-sent on reconnects and stalls.
+        self._own_votes: list[cs.Vote] = []
+        self._own_proposals: list[tuple[cs.Proposal, bytes]] = []
+
+    # ---- inputs ---------------------------------------------------------------------------
+    def input(self, event: Any, wal_height: int) -> None:
+        """WAL, then step, then execute the actions. A ``ProtocolError`` (the input is invalid)
+        leaves no WAL record and rises to the caller, which blames the peer."""
+        if not self.running:
+            return
+        self.journal.append(wal_height, encode_event(event))
+        try:
+            actions = self.core.step(event)
+        except cs.ProtocolError:
+            self.journal.discard_last()
+            raise
+        self.execute(actions)
+
+    def start_height(self, height: int) -> None:
+        """Begin ``height`` (not a WAL record: a replay starts the height itself)."""
+        if self.running and self.core.height == height:
+            self.execute(self.core.step(cs.Start(height)))
+
+    def height_kept(self, height: int) -> bool:
+        """Whether the core keeps messages of ``height``: only those may enter the WAL."""
+        return self.core.height <= height <= self.core.height + limits.heights_ahead_max
+
+    def on_timeout(self, event: cs.TimeoutFired) -> None:
+        if (event.height, event.round) != (self.core.height, self.core.round):
+            return  # stale: the core would ignore it; keep it out of the WAL
+        self.input(event, event.height)
+
+    # ---- actions --------------------------------------------------------------------------
+    def execute(self, actions: list) -> None:
+        votes: list[cs.Vote] = []
+        decided = None
+        for action in actions:
+            if isinstance(action, cs.BroadcastVote):
+                v = action.vote
+                if self._persist(v.height, v.round, int(v.type) + 1, v.sign_bytes(self.chain_id),
+                                 v.signature):
+                    votes.append(v)
+            elif isinstance(action, cs.BroadcastProposal):
+                p = action.proposal
+                if self._persist(p.height, p.round, int(cs.Step.PROPOSE),
+                                 p.sign_bytes(self.chain_id), p.signature):
+                    self._send_votes(votes)
+                    self._own_proposals.append((p, action.block))
+                    if not self.replaying:
+                        self.outbox.proposal(p, action.block)
+            elif isinstance(action, cs.ScheduleTimeout):
+                event = cs.TimeoutFired(action.height, action.round, action.step)
+                self.timers.call_later(action.duration_ms,
+                                       lambda e=event: self._fire(e))
+            elif isinstance(action, cs.RequestValue):
+                self.values.request(action.height, action.round)
+            elif isinstance(action, cs.Decide):
+                self._send_votes(votes)
+                self._commit(action)
+                decided = action.height
+            elif isinstance(action, cs.ReportEvidence):
+                self.evidence.report(action.evidence)
+            elif isinstance(action, cs.MessageDropped):
+                self.counters.add(f"dropped:{action.reason.split(' ')[0]}")
+            elif isinstance(action, cs.SignRefused):
+                if not self.replaying:
+                    log.error("double-sign guard refused to sign at (%d, %d, %s): %s",
+                              action.height, action.round, action.step.name, action.reason)
+                self.counters.add("sign_refused")
+                self.observer.refused(action.height, action.round, int(action.step),
+                                      action.reason, self.replaying)
+        self._send_votes(votes)
+        if decided is not None and not self.replaying:
+            # The block is stored, so validity at the next height can be judged: start it.
+            if self.start_delay_ms:
+                self.timers.call_later(self.start_delay_ms,
+                                       lambda h=decided + 1: self.start_height(h))
+            else:
+                self.start_height(decided + 1)
+
+    def _fire(self, event: cs.TimeoutFired) -> None:
+        if self.running:
+            self.on_timeout(event)
+
+    def _persist(self, height: int, round: int, step: int, sign_bytes: bytes,
+                 signature: bytes) -> bool:
+        try:
+            self.journal.persist_signature(height, round, step, sign_bytes, signature)
+        except Exception as e:  # noqa: BLE001 - DoubleSignRefused or a disk error: never send
+            log.error("not sending signature at (%d, %d, %d): %s", height, round, step, e)
+            self.counters.add("persist_refused")
+            return False
+        self.observer.signed(height, round, step, sign_bytes, signature)
+        return True
+
+    def _send_votes(self, votes: list[cs.Vote]) -> None:
+        if votes:
+            self._own_votes.extend(votes)
+            if not self.replaying:
+                self.outbox.votes(list(votes))
+            votes.clear()
+
+    def _commit(self, decide: cs.Decide) -> None:
+        try:
+            self.committer.commit(decide)
+        except Exception as e:
+            # The core has moved on but the block is not stored: going on could only produce
+            # signatures on a state we do not have. Halt loudly instead.
+            self.halt(f"cannot commit block {decide.height}: {e!r}")
+            raise
+        self.journal.drop_decided(decide.height)
+        self._own_votes = []
+        self._own_proposals = []
+
+    def halt(self, reason: str) -> None:
+        log.critical("halting: %s", reason)
+        self.halted = reason
+        self.running = False
+        if self.on_halt is not None:
+            self.on_halt(reason)
+
+    # ---- gossip of own messages -------------------------------------------------------------
+    def resend_own(self, to: bytes | None = None) -> None:
+        """Send this height's own signed messages again (to one peer, or all)."""
+        if self._own_votes:
+            self.outbox.votes(list(self._own_votes), to)
+        for p, block in self._own_proposals:
+            self.outbox.proposal(p, block, to)
+
+    def relay_on_stall(self, votes_max: int) -> None:
+        """A height makes no progress: re-send own messages, relay the prevotes that made the
+        valid value valid (at most one per validator: a peer that lost them, after a damaged
+        WAL or a long partition, needs them to accept the value's re-proposal, l.28, and a
+        Byzantine voter among them re-sends nothing), and the proposals of the current round."""
+        self.resend_own()
+        core = self.core
+        if core.valid_value is not None:
+            pol = core.votes.votes_for(core.valid_round, cs.VoteType.PREVOTE, core.valid_value)
+            if pol:
+                self.outbox.votes(pol[:votes_max])
+        own = {id(p) for p, _ in self._own_proposals}
+        for block_hash, p in core.proposals.get(core.round, {}).items():
+            block = core.blocks.get(block_hash)
+            if block is not None and id(p) not in own:
+                self.outbox.proposal(p, block)
+
+    # ---- recovery ---------------------------------------------------------------------------
+    def replay(self) -> None:
+        """Start the height, then feed its WAL back through the core (recovery is replay).
+        A replayed decision moves to the next height, whose WAL (if any) is replayed next."""
+        self.replaying = True
+        try:
+            while True:
+                height = self.core.height
+                self.execute(self.core.step(cs.Start(height)))
+                records = self.journal.replay(height, len(self.core.validators))
+                for event in records:
+                    if isinstance(event, Exception):
+                        log.warning("skipping WAL record that does not decode: %s", event)
+                        continue
+                    try:
+                        self.execute(self.core.step(event))
+                    except (cs.ProtocolError, ValueError) as e:
+                        log.warning("skipping WAL record that no longer applies: %s", e)
+                if records:
+                    self.counters.add("wal_records_replayed", len(records))
+                    log.info("replayed %d WAL records at height %d", len(records), height)
+                if self.core.height == height:
+                    break
+        finally:
+            self.replaying = False
+
+    def resume(self) -> None:
+        """A WAL that lost its tail leaves the core behind its signer record: it would sign
+        nothing until the rounds it had signed in were over, and peers that need its messages
+        (for a quorum, or f+1 to skip to a later round) would wait for ever. Resume puts it
+        back at its last signed (round, step), with its lock and its votes, which are re-sent
+        as they were signed (same bytes, same signatures)."""
+        resume = self.core.resume_event()
+        if resume is None:
+            return
+        log.warning("WAL is behind the signer record at height %d: resuming at (round, step) "
+                    "%s with %d own signed messages", resume.height,
+                    max((r, s) for r, s, _, _ in resume.signed), len(resume.signed))
+        self.counters.add("resumed_from_signer")
+        # Signatures in a durable record are on disk: re-sending them needs no new write.
+        self.journal.mark_persisted(resume.height, resume.signed)
+        self.input(resume, resume.height)
+
+    def replay_and_start(self) -> None:
+        """Recovery in full: replay, resume if the WAL lost its tail, re-send own messages."""
+        self.replay()
+        self.resume()
+        self.resend_own()

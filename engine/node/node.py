@@ -1,0 +1,416 @@
+"""The node: the composition root that builds the parts, starts them in order and stops them.
+
+Boot order (:meth:`Node.start`): open the store and repair a damaged WAL tail; let the
+application see its state and genesis; read the chain tip; start the mempool; build the parts
+(validity, evidence, block production, commit, queries, block sync, routing) and the consensus
+core with the signer state restored from the store; wire them to the driver through its ports;
+start p2p and RPC; then replay the WAL (recovery is replay) and go. Every part gets what it needs
+through its constructor; none holds a reference to the node.
+
+Where things live (engine/node/): ``driver.py`` (WAL first, step, execute, persist before send),
+``wal.py`` (the record codec and the journal), ``ports.py`` (the driver's I/O interfaces and the
+seams for test tooling), ``wire.py`` (real ports: peer outbox, loop timers), ``validity.py``,
+``production.py``, ``commit.py``, ``evidence.py``, ``signatures.py``, ``router.py``,
+``blocksync.py``, ``queries.py``, ``metrics.py``, ``check.py`` (the node's half of
+``engine store check``), ``run.py`` (``engine start``).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from engine import consensus as cs
+from engine.app import Application, load_app
+from engine.block import Block
+from engine.config import Home, load_home
+from engine.mempool import AddResult, Mempool, MempoolLimits
+from engine.net.limits import NetLimits
+from engine.net.peers import PeerAddress, PeerSet
+from engine.node.blocksync import BlockSync
+from engine.node.commit import BlockCommitter
+from engine.node.driver import ConsensusDriver
+from engine.node.evidence import EvidencePool
+from engine.node.metrics import MetricsState, NodeMetrics
+from engine.node.ports import Counters, NodeSeams, NullObserver
+from engine.node.production import BlockProducer
+from engine.node.queries import NodeQueries, RecentBlocks, Waiters
+from engine.node.router import PeerRouter, TxGossip
+from engine.node.signatures import VerifiedSignatures
+from engine.node.tip import ChainTip
+from engine.node.validity import BlockValidator
+from engine.node.wal import Journal
+from engine.node.wire import LoopTimers, PeerOutbox, PeerWire
+from engine.store import Store, store_path
+
+log = logging.getLogger("engine.node")
+
+__all__ = ["Node"]
+
+#: STATUS to every peer this often.
+STATUS_INTERVAL_MS = 1000
+#: Re-send own current-height messages after this long without a new height.
+RESEND_AFTER_MS = 2000
+
+
+class Node:
+    """A validator (or observer) node. Embed it in an asyncio program::
+
+        node = Node("/path/to/home", app=MyApp())
+        await node.start()
+        result = await node.submit_tx(envelope)       # AddResult(code, tx_id, log)
+        await node.wait_for_height(5)
+        await node.stop()
+    """
+
+    def __init__(self, home: str | Home, app: Application | None = None, *, rpc: bool = True,
+                 store_sync: bool = True, net_limits: NetLimits | None = None,
+                 seams: NodeSeams | None = None):
+        self.home = home if isinstance(home, Home) else load_home(home)
+        self.config = self.home.config
+        self.chain_id = self.home.genesis.chain_id.encode()
+        self.validators = cs.ValidatorSet([cs.Validator(v.public_key, v.power)
+                                           for v in self.home.genesis.validators])
+        self.app = app if app is not None else load_app(self.config.app)
+        if not isinstance(self.app, Application):
+            raise TypeError("app must be an engine.app.Application")
+        self.node_key = self.home.node_key
+        self._rpc_enabled = rpc
+        self._store_sync = store_sync
+        self._net_limits = net_limits or NetLimits()
+        self._seams = seams or NodeSeams()
+        self.counters = Counters()
+        self.tip = ChainTip()
+        self.store: Store | None = None
+        self.core: cs.ConsensusCore | None = None
+        self.driver: ConsensusDriver | None = None
+        self.peers: PeerSet | None = None
+        self.mempool: Mempool | None = None
+        self.rpc: Any = None  # engine.rpc.RpcServer once started
+        self._queries: NodeQueries | None = None
+        self._sync: BlockSync | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._timers: LoopTimers | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._waiters = Waiters()
+        self._halted = asyncio.Event()
+        self.metrics = NodeMetrics(self._metrics_state)
+
+    # ------------------------------------------------------------------ life cycle
+    async def start(self) -> None:
+        """Open the store, replay the WAL, start p2p, RPC and the consensus core. On failure
+        (e.g. a port in use) whatever was started is stopped again before the error rises."""
+        if self.store is not None:
+            raise RuntimeError("node is already running")
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        cfg, limits = self.config, self._net_limits
+        os.makedirs(self.home.path, exist_ok=True)
+        store = self.store = Store(store_path(self.home.path), sync=self._store_sync)
+        self._repair_wal(store)
+        self.app.state = _StoreState(store)
+        self.app.info()
+        genesis_app_hash = self.app.init_chain(self.home.genesis.chain_id,
+                                               dict(self.home.genesis.app_state))
+        self._load_tip(store, genesis_app_hash)
+        self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="engine-verify")
+        wire = PeerWire()
+        mempool = self.mempool = Mempool(
+            chain_id=self.chain_id, check_tx=self.app.check_tx,
+            find_committed=self._find_committed,
+            limits=MempoolLimits(txs_max=cfg.mempool_txs_max, bytes_max=cfg.mempool_bytes_max,
+                                 tx_bytes_max=limits.tx_bytes_max,
+                                 batch_txs_max=cfg.mempool_batch_txs_max,
+                                 batch_wait_ms=cfg.mempool_batch_wait_ms),
+            executor=self._executor, verify_threads=cfg.verify_threads or None,
+            on_admitted=TxGossip(wire, limits))
+        mempool.observe_batch = self.metrics.observe_batch
+        mempool.start()
+
+        observer = self._seams.observer or NullObserver()
+        signatures = VerifiedSignatures(observer)
+        evidence = EvidencePool(chain_id=self.chain_id, validators=self.validators, tip=self.tip,
+                                wire=wire, counters=self.counters)
+        validity = BlockValidator(
+            chain_id=self.chain_id, validators=self.validators, tip=self.tip, mempool=mempool,
+            find_committed=self._find_committed, evidence_committed=evidence.is_committed,
+            block_txs_max=cfg.block_txs_max, block_bytes_max=cfg.block_bytes_max,
+            counters=self.counters)
+        producer = BlockProducer(chain_id=self.chain_id, config=cfg, tip=self.tip,
+                                 mempool=mempool, store=store, evidence=evidence,
+                                 validator=validity, spawn=self._spawn)
+        recent = RecentBlocks()
+        committer = BlockCommitter(app=self.app, store=store, mempool=mempool, tip=self.tip,
+                                   validator=validity, evidence=evidence, metrics=self.metrics,
+                                   recent=recent, waiters=self._waiters, counters=self.counters)
+        self._queries = NodeQueries(store=store, tip=self.tip, genesis=self.home.genesis,
+                                    validators=self.validators, recent=recent,
+                                    waiters=self._waiters)
+        sync = self._sync = BlockSync(chain_id=self.chain_id, validators=self.validators,
+                                      tip=self.tip, store=store, wire=wire,
+                                      signatures=signatures, counters=self.counters)
+
+        self._timers = LoopTimers(self._internal_error)
+        journal = Journal(store, self._timers)
+        core = self.core = self._build_core(journal, validity, signatures)
+        outbox: Any = PeerOutbox(wire)
+        if self._seams.wrap_outbox is not None:
+            outbox = self._seams.wrap_outbox(outbox, wire.connected, self.counters)
+        driver = self.driver = ConsensusDriver(
+            core, journal=journal, outbox=outbox, timers=self._timers, values=producer,
+            committer=committer, evidence=evidence, observer=observer, counters=self.counters)
+        driver.on_halt = lambda _reason: self._halted.set()
+        producer.bind(driver)
+        sync.bind(driver)
+        signatures_clear = signatures.clear
+
+        def after_commit(height: int) -> None:
+            signatures_clear()
+            if not driver.replaying:
+                wire.broadcast(sync.status_message())
+
+        committer.after_commit.append(after_commit)
+        router = PeerRouter(chain_id=self.chain_id, validators=self.validators, driver=driver,
+                            mempool=mempool, validator=validity, evidence=evidence, sync=sync,
+                            signatures=signatures, wire=wire, spawn=self._spawn)
+        self.peers = wire.peers = PeerSet(
+            node_key=self.node_key, chain_id=self.home.genesis.chain_id,
+            listen_host=cfg.p2p_host, listen_port=cfg.p2p_port,
+            peers=[PeerAddress(bytes.fromhex(p.node_key), p.host, p.port) for p in cfg.peers],
+            on_message=router.on_message, on_connect=router.on_connect,
+            on_disconnect=router.on_disconnect, limits=limits)
+        if self._seams.chaos is not None:
+            self.peers.chaos = self._seams.chaos
+        await self.peers.start()
+        if self._rpc_enabled:
+            from engine.rpc.server import RpcServer
+
+            self.rpc = RpcServer(self, cfg.rpc_host, cfg.rpc_port)
+            await self.rpc.start()
+        self._spawn(self._housekeeping(wire, sync, driver))
+        driver.replay_and_start()
+        log.info("node %s started at height %d", cfg.moniker, self.tip.height + 1)
+
+    async def stop(self) -> None:
+        if self.store is None:
+            return  # never started, or already stopped
+        if self.driver is not None:
+            self.driver.running = False
+        if self._timers is not None:
+            self._timers.cancel_all()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.rpc is not None:
+            await self.rpc.stop()
+        if self.peers is not None:
+            await self.peers.stop()
+        if self.mempool is not None:
+            await self.mempool.stop()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        self._waiters.cancel_all()
+        if self.driver is not None:
+            try:
+                self.driver.journal.flush()
+            except Exception as e:  # noqa: BLE001 - a disk error must not keep the store open
+                log.error("could not flush the WAL at stop: %s", e)
+        self.store.close()
+        self.store = None
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._internal_error(task.exception())
+
+    def _internal_error(self, error: BaseException | None) -> None:
+        """A bug of ours in a timer callback or a background task: counted and logged with its
+        traceback (asyncio would only log it), so tests can require that none happened."""
+        self.counters.add("internal_error")
+        log.error("internal error in %s", self.config.moniker, exc_info=error)
+
+    def _repair_wal(self, store: Store) -> None:
+        """A torn or corrupted WAL tail (crash, bad disk) loses its damaged records instead of
+        stopping the node from ever starting; the signer record still guards every signature."""
+        from engine.store.wal_repair import repair_wal
+
+        dropped = repair_wal(store)
+        if dropped:
+            log.error("WAL damaged: dropped %d records from %s on", len(dropped), dropped[0])
+            self.counters.add("wal_records_dropped", len(dropped))
+
+    def _load_tip(self, store: Store, genesis_app_hash: bytes) -> None:
+        h = store.latest_height()
+        tip = self.tip
+        tip.height = h
+        if h:
+            stored = store.load_block(h)
+            if stored is None:
+                raise RuntimeError(f"store reports height {h} but holds no block there")
+            tip.block_hash, tip.app_hash = stored.block_hash, stored.app_hash
+            tip.block_time_ms = Block.decode(stored.header, header_only=True).time_ms
+        else:
+            tip.app_hash = genesis_app_hash
+        self.app.last_app_hash = tip.app_hash
+
+    def _find_committed(self, tx_ids: list[bytes]) -> list[bool]:
+        assert self.store is not None
+        return [loc is not None for loc in self.store.find_txs(tx_ids)]
+
+    def _build_core(self, journal: Journal, validity: BlockValidator,
+                    signatures: VerifiedSignatures) -> cs.ConsensusCore:
+        own = self.home.validator_key
+        signer = None
+        if self.validators.index_of(own.public_key) is not None:
+            signer = cs.SignerGuard(own, journal.restore_signer_state())
+        cfg = self.config
+        timeouts = cs.TimeoutConfig(
+            propose_ms=cfg.timeout_propose_ms, propose_delta_ms=cfg.timeout_delta_ms,
+            prevote_ms=cfg.timeout_prevote_ms, prevote_delta_ms=cfg.timeout_delta_ms,
+            precommit_ms=cfg.timeout_precommit_ms, precommit_delta_ms=cfg.timeout_delta_ms)
+        return cs.ConsensusCore(self.chain_id, self.validators, signer,
+                                height=self.tip.height + 1, is_valid=validity.is_valid,
+                                verify=signatures.verify, timeouts=timeouts)
+
+    async def _housekeeping(self, wire: PeerWire, sync: BlockSync,
+                            driver: ConsensusDriver) -> None:
+        """Periodic status to peers, and re-sending own messages when a height stalls."""
+        last_height, stalled_since = self.tip.height, time.monotonic()
+        while True:
+            await asyncio.sleep(STATUS_INTERVAL_MS / 1000)
+            wire.broadcast(sync.status_message())
+            now = time.monotonic()
+            if self.tip.height != last_height:
+                last_height, stalled_since = self.tip.height, now
+            elif now - stalled_since > RESEND_AFTER_MS / 1000 and driver.running:
+                driver.relay_on_stall(self._net_limits.votes_per_message_max)
+                stalled_since = now
+
+    def _metrics_state(self) -> MetricsState:
+        core, mempool, peers = self.core, self.mempool, self.peers
+        return MetricsState(
+            height=self.tip.height, round=core.round if core else 0,
+            mempool_txs=len(mempool) if mempool else 0,
+            mempool_bytes=mempool.size_bytes if mempool else 0,
+            peers=len(peers.connected()) if peers else 0,
+            peer_faults=dict(peers.faults) if peers else {},
+            mempool_rejected=dict(mempool.rejected) if mempool else {},
+            events=dict(self.counters.values))
+
+    # ------------------------------------------------------------------ API (RPC, embedding)
+    @property
+    def latest_height(self) -> int:
+        return self.tip.height
+
+    @property
+    def latest_block_hash(self) -> bytes:
+        return self.tip.block_hash
+
+    @property
+    def latest_app_hash(self) -> bytes:
+        return self.tip.app_hash
+
+    @property
+    def halted(self) -> str | None:
+        """Why the node stopped itself (a broken invariant), or None while healthy."""
+        return self.driver.halted if self.driver is not None else None
+
+    async def wait_halted(self) -> str:
+        """Wait until the node halts; returns the reason."""
+        await self._halted.wait()
+        return self.halted or ""
+
+    async def submit_tx(self, envelope: bytes) -> AddResult:
+        """Admit one signed envelope into the mempool (gossiped to peers when accepted)."""
+        if not isinstance(envelope, (bytes, bytearray)):
+            raise TypeError(f"envelope must be bytes, not {type(envelope).__name__}")
+        return await self._started_mempool().add(bytes(envelope))
+
+    async def submit_txs(self, envelopes: list[bytes]) -> list[AddResult]:
+        return await self._started_mempool().add_many(envelopes)
+
+    def _started_mempool(self) -> Mempool:
+        if self.mempool is None:
+            raise RuntimeError("node is not started")
+        return self.mempool
+
+    def _started_queries(self) -> NodeQueries:
+        if self._queries is None:
+            raise RuntimeError("node is not started")
+        return self._queries
+
+    async def wait_for_height(self, height: int, timeout_s: float | None = None) -> int:
+        """Wait until a block at ``height`` (or above) is committed; returns the latest height."""
+        return await self._started_queries().wait_for_height(height, timeout_s)
+
+    async def wait_for_tx(self, tx_id: bytes, timeout_s: float) -> dict | None:
+        """Wait until ``tx_id`` is committed; its ``tx_info``, or None on timeout."""
+        return await self._started_queries().wait_for_tx(tx_id, timeout_s)
+
+    async def wait_for_blocks(self, from_height: int, timeout_s: float,
+                              count_max: int | None = None) -> list[dict[str, Any]]:
+        """Committed blocks from ``from_height`` on (at most ``count_max``), waiting up to
+        ``timeout_s`` for the first of them: height, hash, tx count and tx ids of each.
+        An empty list when nothing was committed in time (a long poll for followers)."""
+        q = self._started_queries()
+        if count_max is None:
+            return await q.wait_for_blocks(from_height, timeout_s)
+        return await q.wait_for_blocks(from_height, timeout_s, count_max)
+
+    def block_info(self, height: int) -> dict[str, Any] | None:
+        return self._started_queries().block_info(height)
+
+    def tx_info(self, tx_id: bytes) -> dict[str, Any] | None:
+        return self._started_queries().tx_info(tx_id)
+
+    def validators_info(self) -> dict[str, Any]:
+        return self._started_queries().validators_info()
+
+    def metrics_text(self) -> bytes:
+        return self.metrics.text()
+
+    def status(self) -> dict[str, Any]:
+        core, tip = self.core, self.tip
+        return {
+            "chain_id": self.home.genesis.chain_id,
+            "node_id": self.node_key.public_key.hex(),
+            "moniker": self.config.moniker,
+            "validator": self.home.validator_key.public_key.hex(),
+            "latest_height": tip.height,
+            "latest_block_hash": tip.block_hash.hex(),
+            "latest_app_hash": tip.app_hash.hex(),
+            "latest_block_time_ms": tip.block_time_ms,
+            "consensus": {"height": core.height, "round": core.round,
+                          "step": core.step_name} if core else None,
+            "peers": [p.hex() for p in (self.peers.connected() if self.peers else [])],
+            "mempool": {"txs": len(self.mempool) if self.mempool else 0,
+                        "bytes": self.mempool.size_bytes if self.mempool else 0},
+            "catching_up": self._sync.catching_up() if self._sync else False,
+            "halted": self.halted,
+            "app": self.app.info(),
+        }
+
+
+class _StoreState:
+    """The application's read view of committed state."""
+
+    def __init__(self, store: Store):
+        self._store = store
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._store.state_get(key) if key else None

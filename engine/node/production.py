@@ -1,0 +1,77 @@
+"""Block production: the node's answer to ``RequestValue``.
+
+A block is cut once ``block_interval_ms`` has passed since the previous block's time: blocks are
+at least that far apart, so an idle chain does not spin, while under load (a height taking longer
+than the interval, transactions gathering meanwhile) the next block is cut at once, and a full
+mempool never waits. With ``create_empty_blocks = false`` round 0 waits (up to half the propose
+timeout) for a first transaction.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from engine import consensus as cs
+from engine.block import Block
+from engine.config import NodeConfig
+from engine.mempool import Mempool
+from engine.node.driver import ConsensusDriver
+from engine.node.evidence import EvidencePool
+from engine.node.tip import ChainTip
+from engine.node.validity import BlockValidator, block_hash
+from engine.store import Store
+
+__all__ = ["BlockProducer"]
+
+
+class BlockProducer:
+    def __init__(self, *, chain_id: bytes, config: NodeConfig, tip: ChainTip, mempool: Mempool,
+                 store: Store, evidence: EvidencePool, validator: BlockValidator,
+                 spawn: Callable[[Coroutine[Any, Any, None]], Any]):
+        self.chain_id = chain_id
+        self.config = config
+        self.tip = tip
+        self.mempool = mempool
+        self.store = store
+        self.evidence = evidence
+        self.validator = validator
+        self.spawn = spawn
+        self.driver: ConsensusDriver | None = None
+
+    def bind(self, driver: ConsensusDriver) -> None:
+        self.driver = driver
+
+    def request(self, height: int, round: int) -> None:
+        self.spawn(self._propose(height, round))
+
+    async def _propose(self, height: int, round: int) -> None:
+        cfg = self.config
+        interval_s = cfg.block_interval_ms / 1000
+        # Capped by the interval itself: the previous time comes from another node's clock.
+        wait_s = min(interval_s, self.tip.block_time_ms / 1000 + interval_s - time.time())
+        # The interval only exists to let transactions gather; a full block need not wait.
+        if wait_s > 0 and len(self.mempool) < cfg.block_txs_max:
+            await asyncio.sleep(wait_s)
+        if not cfg.create_empty_blocks and round == 0:
+            deadline = time.monotonic() + cfg.timeout_propose_ms / 2000
+            while not len(self.mempool) and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+        driver = self.driver
+        if driver is None or not driver.running \
+                or (driver.core.height, driver.core.round) != (height, round):
+            return
+        block = self.make_block(height, driver.core.own_index or 0)
+        self.validator.remember(block_hash(block), True)
+        driver.input(cs.ValueReady(height, round, block), height)
+
+    def make_block(self, height: int, proposer_index: int) -> bytes:
+        cfg = self.config
+        txs = self.mempool.reap(cfg.block_txs_max, cfg.block_bytes_max)
+        last_commit = self.store.load_certificate(height - 1) if height > 1 else b""
+        time_ms = max(int(time.time() * 1000), self.tip.block_time_ms)
+        return Block.make(chain_id=self.chain_id, height=height, time_ms=time_ms,
+                          parent_hash=self.tip.block_hash, app_hash=self.tip.app_hash,
+                          proposer_index=proposer_index, last_commit=last_commit or b"",
+                          evidence=self.evidence.for_block(height), txs=txs).encode()

@@ -1,0 +1,153 @@
+"""Peer routing: each decoded wire message goes to the part that handles it, and locally
+admitted transactions go out to the peers.
+
+Proposals and votes reach the driver only once they are known to be signed by a validator and
+to be for a height the core keeps: otherwise a peer could grow our WAL with junk the core would
+refuse anyway. A proposal whose transactions this node has not verified yet (their gossip is
+still in admission) is verified on a worker thread first, so the event loop keeps serving votes
+and RPC meanwhile. A message that breaks the protocol raises ``ProtocolError``: it is dropped
+and the peer penalised.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from engine import consensus as cs
+from engine.errors import ProtocolError
+from engine.mempool import Mempool
+from engine.net import codec
+from engine.net.limits import NetLimits
+from engine.node.blocksync import BlockSync
+from engine.node.driver import ConsensusDriver
+from engine.node.evidence import EvidencePool
+from engine.node.signatures import VerifiedSignatures
+from engine.node.validity import BlockValidator, block_hash
+from engine.node.wire import PeerWire
+
+log = logging.getLogger("engine.node.router")
+
+__all__ = ["PeerRouter", "TxGossip"]
+
+
+class PeerRouter:
+    def __init__(self, *, chain_id: bytes, validators: cs.ValidatorSet, driver: ConsensusDriver,
+                 mempool: Mempool, validator: BlockValidator, evidence: EvidencePool,
+                 sync: BlockSync, signatures: VerifiedSignatures, wire: PeerWire,
+                 spawn: Callable[[Coroutine[Any, Any, None]], Any]):
+        self.chain_id = chain_id
+        self.validators = validators
+        self.driver = driver
+        self.mempool = mempool
+        self.validator = validator
+        self.evidence = evidence
+        self.sync = sync
+        self.signatures = signatures
+        self.wire = wire
+        self.spawn = spawn
+        self._handlers: dict[int, Callable[..., None]] = {
+            codec.STATUS: sync.on_status, codec.PROPOSAL: self._on_proposal,
+            codec.VOTES: self._on_votes, codec.EVIDENCE: self._on_evidence,
+            codec.TXS: self._on_txs, codec.GET_BLOCKS: sync.on_get_blocks,
+            codec.BLOCKS: sync.on_blocks}
+
+    # ---- peer set callbacks -------------------------------------------------------------------
+    def on_message(self, peer: bytes, msg: codec.Message) -> None:
+        """A message that breaks the protocol is dropped and the peer penalised."""
+        if not self.driver.running:
+            return
+        try:
+            self._handlers[msg.kind](peer, *msg.fields)
+        except ProtocolError as e:
+            log.debug("dropped %s from %s: %s", msg.name, peer.hex()[:12], e)
+            self.wire.penalize(peer, f"invalid_{msg.name}")
+
+    def on_connect(self, peer: bytes) -> None:
+        self.wire.send(peer, self.sync.status_message())
+        self.driver.resend_own(to=peer)
+
+    def on_disconnect(self, peer: bytes) -> None:
+        self.sync.on_disconnect(peer)
+
+    # ---- consensus messages -------------------------------------------------------------------
+    def _on_proposal(self, peer: bytes, proposal: bytes, block: bytes) -> None:
+        p = cs.Proposal.decode(proposal)
+        if not self.driver.height_kept(p.height):
+            return
+        if not 0 <= p.proposer_index < len(self.validators) or not self.signatures.verify_batch(
+                [self.validators.public_key(p.proposer_index)], [p.sign_bytes(self.chain_id)],
+                [p.signature])[0]:
+            raise ProtocolError("proposal is not signed by a validator")
+        todo = self._unverified_txs(block)
+        if todo is None:
+            self.driver.input(cs.ProposalReceived(p, block), p.height)
+        else:
+            self.spawn(self._verify_then_input(p, block, *todo))
+
+    def _unverified_txs(self, raw: bytes) -> tuple[list[bytes], list[bytes]] | None:
+        """(envelopes, ids) of a proposed block's transactions this node has not verified yet,
+        or None when there are none (or the block does not decode: the core judges it)."""
+        try:
+            block, ids = self.validator.decoded(block_hash(raw), raw)
+        except (ProtocolError, ValueError):
+            return None
+        verified = self.mempool.is_verified
+        todo = [i for i, t in enumerate(ids) if not verified(t)]
+        if not todo:
+            return None
+        return [block.txs[i] for i in todo], [ids[i] for i in todo]
+
+    async def _verify_then_input(self, p: cs.Proposal, block: bytes, envelopes: list[bytes],
+                                 tx_ids: list[bytes]) -> None:
+        await self.mempool.verify_ahead(envelopes, tx_ids)
+        if self.driver.running and self.driver.height_kept(p.height):
+            self.driver.input(cs.ProposalReceived(p, block), p.height)
+
+    def _on_votes(self, peer: bytes, raw_votes: list[bytes]) -> None:
+        votes = [cs.Vote.decode(v) for v in raw_votes]
+        live = [v for v in votes if self.driver.height_kept(v.height)]
+        known = [v for v in live if 0 <= v.validator_index < len(self.validators)]
+        verdicts = self.signatures.verify_batch(
+            [self.validators.public_key(v.validator_index) for v in known],
+            [v.sign_bytes(self.chain_id) for v in known],
+            [v.signature for v in known]) if known else []
+        bad = len(live) - len(known) + verdicts.count(False)
+        for v, ok in zip(known, verdicts):
+            if not ok or not self.driver.height_kept(v.height):
+                continue
+            try:
+                self.driver.input(cs.VoteReceived(v), v.height)
+            except ProtocolError:
+                bad += 1
+        if bad:
+            raise ProtocolError(f"{bad} invalid votes in a batch")
+
+    def _on_evidence(self, peer: bytes, items: list[bytes]) -> None:
+        self.evidence.on_message(items)
+
+    def _on_txs(self, peer: bytes, envelopes: list[bytes]) -> None:
+        self.mempool.submit(envelopes, local=False)
+
+
+class TxGossip:
+    """Locally submitted transactions go to every peer, in batches (the mesh is full, so peers
+    do not relay what they receive)."""
+
+    def __init__(self, wire: PeerWire, limits: NetLimits):
+        self.wire = wire
+        self.limits = limits
+
+    def __call__(self, envelopes: list[bytes]) -> None:
+        count_max = self.limits.txs_per_message_max
+        bytes_max = self.limits.frame_bytes_max // 2  # room for msgpack framing
+        batch: list[bytes] = []
+        size = 0
+        for env in envelopes:
+            if batch and (len(batch) >= count_max or size + len(env) > bytes_max):
+                self.wire.broadcast(codec.encode(codec.TXS, batch))
+                batch, size = [], 0
+            batch.append(env)
+            size += len(env) + 5
+        if batch:
+            self.wire.broadcast(codec.encode(codec.TXS, batch))

@@ -1,0 +1,135 @@
+"""Block validity: the ``is_valid`` the node injects into the consensus core.
+
+A block at height h is valid when: chain id and height are right and it follows our tip (parent
+hash, and the app hash of the state after the parent); it is within the configured size limits;
+its parent certificate (``last_commit``) is for the parent and verifies (one batch
+verification); the transaction root matches its transactions; no transaction appears twice or is
+already committed; every transaction signature verifies (only those this node has not verified at
+admission are checked, in one batch); and its evidence is valid, recent and not yet committed.
+
+Every cache here is bounded (engine/limits.py) and emptied at each commit.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from engine import consensus as cs
+from engine import crypto, limits
+from engine.block import Block, tx_root_of
+from engine.errors import ProtocolError
+from engine.hashing import blake3_many
+from engine.mempool import Mempool
+from engine.node.ports import Counters
+from engine.node.tip import ChainTip
+
+log = logging.getLogger("engine.node.validity")
+
+__all__ = ["BlockValidator", "block_hash"]
+
+
+def block_hash(raw: bytes) -> bytes:
+    return blake3_many([raw])[0]
+
+
+class BlockValidator:
+    def __init__(self, *, chain_id: bytes, validators: cs.ValidatorSet, tip: ChainTip,
+                 mempool: Mempool, find_committed: Callable[[list[bytes]], list[bool]],
+                 evidence_committed: Callable[[bytes], bool], block_txs_max: int,
+                 block_bytes_max: int, counters: Counters):
+        self.chain_id = chain_id
+        self.validators = validators
+        self.tip = tip
+        self.mempool = mempool
+        self.find_committed = find_committed
+        self.evidence_committed = evidence_committed
+        self.block_txs_max = block_txs_max
+        self.block_bytes_max = block_bytes_max
+        self.counters = counters
+        self._verdicts: dict[bytes, bool] = {}
+        self._decoded: dict[bytes, tuple[Block, list[bytes]]] = {}
+        self._certificates_ok: set[bytes] = set()
+
+    def is_valid(self, height: int, raw: bytes) -> bool:
+        key = block_hash(raw)
+        ok = self._verdicts.get(key)
+        if ok is None:
+            try:
+                self._check(height, raw, key)
+                ok = True
+            except (ProtocolError, ValueError) as e:
+                log.warning("invalid block at height %d: %s", height, e)
+                self.counters.add("invalid_block")
+                ok = False
+            self.remember(key, ok)
+        return ok
+
+    def remember(self, key: bytes, ok: bool) -> None:
+        """Record a verdict (the node's own proposal is valid by construction)."""
+        if len(self._verdicts) >= limits.valid_blocks_cached_max:
+            self._verdicts.clear()
+        self._verdicts[key] = ok
+
+    def decoded(self, key: bytes, raw: bytes) -> tuple[Block, list[bytes]]:
+        """A block and its transaction ids, decoded once between validation and commit."""
+        hit = self._decoded.get(key)
+        if hit is not None:
+            return hit
+        b = Block.decode(raw)
+        out = (b, blake3_many(list(b.txs)) if b.txs else [])
+        if len(self._decoded) >= limits.decoded_blocks_cached_max:
+            self._decoded.clear()
+        self._decoded[key] = out
+        return out
+
+    def clear(self) -> None:
+        """A block was committed: every verdict was about the previous tip."""
+        self._verdicts.clear()
+        self._decoded.clear()
+
+    def _check(self, height: int, raw: bytes, key: bytes) -> None:
+        tip = self.tip
+        b, ids = self.decoded(key, raw)
+        if b.chain_id != self.chain_id or b.height != height:
+            raise ProtocolError(f"block is for {b.chain_id!r} height {b.height}")
+        if height != tip.height + 1:
+            raise ProtocolError(f"block {height} does not follow our tip {tip.height}")
+        if b.parent_hash != tip.block_hash:
+            raise ProtocolError("parent hash is not our last block")
+        if b.app_hash != tip.app_hash:
+            raise ProtocolError("app hash differs from our state after the parent")
+        if len(b.txs) > self.block_txs_max or len(raw) > self.block_bytes_max + (1 << 20):
+            raise ProtocolError("block exceeds the configured size limits")
+        self._check_last_commit(height, b.last_commit)
+        if tx_root_of(ids) != b.tx_root:
+            raise ProtocolError("tx root does not match the transactions")
+        if len(set(ids)) != len(ids):
+            raise ProtocolError("a transaction appears twice")
+        # A pooled transaction is known to be uncommitted (commits leave the pool), so only
+        # the others need the store's index: one batched lookup.
+        unknown = [t for t in ids if t not in self.mempool]
+        if unknown and any(self.find_committed(unknown)):
+            raise ProtocolError("the block holds an already committed transaction")
+        if ids and not all(self.mempool.verify_block_txs(list(b.txs), ids)):
+            raise ProtocolError("a transaction signature does not verify")
+        for e in b.evidence:
+            ev = cs.DuplicateVoteEvidence.decode(e)
+            if not height - limits.evidence_age_heights_max <= ev.height < height \
+                    or self.evidence_committed(block_hash(e)):
+                raise ProtocolError("evidence is too old, from the future or already committed")
+            ev.verify(self.chain_id, self.validators, crypto.verify)
+
+    def _check_last_commit(self, height: int, raw: bytes) -> None:
+        if height == 1:
+            if raw:
+                raise ProtocolError("block 1 cannot carry a last commit")
+            return
+        if raw in self._certificates_ok:
+            return
+        cert = cs.CommitCertificate.decode(raw, len(self.validators))
+        if cert.height != height - 1 or cert.block_hash != self.tip.block_hash:
+            raise ProtocolError("last commit is not for the parent block")
+        cert.verify(self.chain_id, self.validators)
+        if len(self._certificates_ok) >= limits.certificates_cached_max:
+            self._certificates_ok.clear()
+        self._certificates_ok.add(raw)
