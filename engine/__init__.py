@@ -1,13 +1,51 @@
 """engine: a BFT consensus engine for Python with native hot paths.
 
 The Python layer orchestrates; C kernels under csrc/ do hashing, Merkle trees, signature
-verification and vote tallying. See README.md and ../shared/DESIGN.md for the architecture.
+verification and vote tallying. See README.md and docs/architecture.md for the architecture.
+
+The public face, importable from here::
+
+    from engine import Node, Application, TxResult, BlockResult, CheckResult, QueryResult
+    node = Node("/path/to/home", app=MyApp())
+
+(loaded on first use, so ``import engine`` stays light).
 """
 from __future__ import annotations
 
+from typing import Any
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "native_info"]
+_PUBLIC = {
+    "Node": "engine.node",
+    "NodeSeams": "engine.node",
+    "Application": "engine.app",
+    "BlockResult": "engine.app",
+    "CheckResult": "engine.app",
+    "QueryResult": "engine.app",
+    "TxResult": "engine.app",
+    "StateView": "engine.app",
+    "KVStoreApp": "engine.app",
+    "Tx": "engine.tx",
+    "Client": "engine.client",
+}
+
+__all__ = ["__version__", "native_info", *_PUBLIC]
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))
 
 
 def native_info() -> dict:

@@ -53,6 +53,7 @@ signer state gives the same state and the same actions.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -161,11 +162,18 @@ class ConsensusCore:
                              for i, vs in row.extra.items()))
         props = tuple(sorted((r, tuple(sorted(p.encode() for p in ps.values())))
                              for r, ps in self.proposals.items()))
+        signer = self.signer.state if self.signer else None
+        if signer is not None and signer.height < self.height:
+            # The history of a finished height decides nothing (the guard refuses any height
+            # below its record), and a restart cannot rebuild it: the WAL of a decided height
+            # is dropped with the block's save.
+            signer = dataclasses.replace(signer, history=())
         return (self.height, self.round, int(self.step_), self.locked_value, self.locked_round,
                 self.valid_value, self.valid_round, tuple(sorted(self._fired)),
-                tuple(sorted(self._proposed)), votes, extra, props, self.started,
-                self.signer.state if self.signer else None,
-                tuple(type(e).__name__ for e in self.future))
+                tuple(sorted(self._proposed)), votes, extra, props, self.started, signer,
+                # Buffered future messages as a multiset: a replay feeds each height's WAL in
+                # turn, so messages of different future heights may come back in another order.
+                tuple(sorted((_event_height(e), type(e).__name__) for e in self.future)))
 
     # --- the one entry point -------------------------------------------------------------------
 

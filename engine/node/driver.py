@@ -230,28 +230,40 @@ class ConsensusDriver:
     # ---- recovery ---------------------------------------------------------------------------
     def replay(self) -> None:
         """Start the height, then feed its WAL back through the core (recovery is replay).
-        A replayed decision moves to the next height, whose WAL (if any) is replayed next."""
+        A replayed decision moves to the next height, whose WAL (if any) is replayed next;
+        then the records of the heights ahead, which the core had buffered."""
         self.replaying = True
         try:
             while True:
                 height = self.core.height
                 self.execute(self.core.step(cs.Start(height)))
                 records = self.journal.replay(height, len(self.core.validators))
-                for event in records:
-                    if isinstance(event, Exception):
-                        log.warning("skipping WAL record that does not decode: %s", event)
-                        continue
-                    try:
-                        self.execute(self.core.step(event))
-                    except (cs.ProtocolError, ValueError) as e:
-                        log.warning("skipping WAL record that no longer applies: %s", e)
-                if records:
-                    self.counters.add("wal_records_replayed", len(records))
-                    log.info("replayed %d WAL records at height %d", len(records), height)
+                self._step_all(records)
+                self._replayed(height, records)
                 if self.core.height == height:
                     break
+            # Messages for the next heights that the core had buffered are in the WAL too.
+            for ahead in range(height + 1, height + limits.heights_ahead_max + 1):
+                records = self.journal.replay(ahead, len(self.core.validators))
+                self._step_all(records)
+                self._replayed(ahead, records)
         finally:
             self.replaying = False
+
+    def _step_all(self, records: list) -> None:
+        for event in records:
+            if isinstance(event, Exception):
+                log.warning("skipping WAL record that does not decode: %s", event)
+                continue
+            try:
+                self.execute(self.core.step(event))
+            except (cs.ProtocolError, ValueError) as e:
+                log.warning("skipping WAL record that no longer applies: %s", e)
+
+    def _replayed(self, height: int, records: list) -> None:
+        if records:
+            self.counters.add("wal_records_replayed", len(records))
+            log.info("replayed %d WAL records at height %d", len(records), height)
 
     def resume(self) -> None:
         """A WAL that lost its tail leaves the core behind its signer record: it would sign

@@ -2,16 +2,18 @@
 network, with the faults of a ``FaultPlan``, checked continuously by a ``Checker``.
 
 Everything is driven by one heap of (virtual time ms, sequence, event); all randomness comes from
-``random.Random(seed)``, so a seed replays exactly. Each node's driver does what the real node
-driver does: it writes every input to its WAL model before ``step``, persists the signer state
-with each signed message before "sending" it, stores decided blocks and certificates, re-gossips
-its own messages when stuck, and serves commits to peers that are behind. A crash drops the
-in-memory core and its timers; the restart rebuilds the core from the durable model (decided
-blocks, signer state, WAL replay) and the checker requires the rebuilt state to equal the state
-at the crash. A crash may also lose the tail of the WAL (``Crash.wal_lost``): the signer record
-survives but its history only where the WAL did (as in the node, which keeps it there), the
-rebuilt core is behind what it signed, and the driver feeds ``core.resume_event()`` after the
-replay, as the node does; from then on the guard must never refuse an honest node.
+``random.Random(seed)``, so a seed replays exactly. Each node runs the node's own driver
+(``engine.node.driver.ConsensusDriver``) and journal (``engine.node.wal.Journal``, with the
+node's WAL record codec) over simulated ports: timers on the virtual clock, an outbox onto the
+seeded network (where the Byzantine behaviours live), and an in-memory model of the store's WAL
+and signer record (engine/sim/storage.py). So the simulator checks the driver real nodes run:
+WAL before ``step``, persist before send, commit, replay, Resume and stall gossip. A crash drops
+memory (core, timers, unwritten records); the restart rebuilds the node as a node restarts
+(signer state from the store, WAL replay through the driver) and the checker requires the
+rebuilt state to equal the state at the crash when nothing durable was lost. A crash may also
+lose the tail of the WAL (``Crash.wal_lost``): the signer record survives but its history only
+where the WAL did, the rebuilt core is behind what it signed, and the driver's Resume brings it
+back; from then on the guard must never refuse an honest node.
 """
 from __future__ import annotations
 
@@ -22,8 +24,6 @@ from dataclasses import dataclass, field
 from engine import hashing, limits
 from engine.consensus import (
     NIL,
-    BroadcastProposal,
-    BroadcastVote,
     CommitCertificate,
     CommitReceived,
     ConsensusCore,
@@ -32,13 +32,8 @@ from engine.consensus import (
     Proposal,
     ProposalReceived,
     ProtocolError,
-    ReportEvidence,
-    RequestValue,
     Resume,
-    ScheduleTimeout,
     SignerGuard,
-    SignerState,
-    SignRefused,
     Start,
     TimeoutConfig,
     TimeoutFired,
@@ -51,12 +46,15 @@ from engine.consensus import (
     vote_sign_bytes,
 )
 from engine.consensus.core import _event_height
-from engine.consensus.events import Event
 from engine.crypto import SigningKey
+from engine.node.driver import ConsensusDriver
+from engine.node.ports import Counters
+from engine.node.wal import Journal
 from engine.sim.blocks import GENESIS_HASH, SimBlock, make_validity
 from engine.sim.checker import Checker
 from engine.sim.crypto_cache import cached_verify, cached_verify_batch
 from engine.sim.faults import BEHAVIOURS, FaultPlan, draw_plan, draw_wal_losses
+from engine.sim.storage import MemoryWalStore
 
 CHAIN_ID = b"engine-sim"
 SIM_TIMEOUTS = TimeoutConfig(propose_ms=400, propose_delta_ms=100, prevote_ms=200,
@@ -79,6 +77,10 @@ class SimConfig:
     liveness_bound_ms: int = 120_000
     zero_delay: bool = False
     powers: tuple[int, ...] | None = None
+    #: Buffer WAL records as the node does (written with the next own signature or after
+    #: ``limits.wal_flush_ms``): a crash then also loses what was not written yet. Off by
+    #: default, so a crash that loses nothing can be checked to rebuild the exact state.
+    wal_buffered: bool = False
 
 
 @dataclass
@@ -107,8 +109,75 @@ def validator_key(i: int) -> SigningKey:
     return key
 
 
+class _SimTimers:
+    """The driver's timers on the world's virtual clock; a crash (new epoch) voids them all."""
+
+    def __init__(self, node: SimNode):
+        self.node = node
+
+    def call_later(self, delay_ms: float, callback) -> _Call:
+        call = _Call(callback)
+        self.node.world.schedule(delay_ms, "call", self.node.instance, self.node.epoch, call)
+        return call
+
+    def cancel_all(self) -> None:
+        pass  # the epoch changes at a crash, which voids every pending call
+
+
+class _Call:
+    __slots__ = ("callback", "cancelled")
+
+    def __init__(self, callback):
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class _SimOutbox:
+    """Own messages onto the seeded network, with the node's Byzantine behaviour."""
+
+    def __init__(self, node: SimNode):
+        self.node = node
+
+    def votes(self, votes, to: int | None = None) -> None:
+        for v in votes:
+            self.node.send_vote(v, to)
+
+    def proposal(self, proposal: Proposal, block: bytes, to: int | None = None) -> None:
+        self.node.send_proposal(proposal, block, to)
+
+
+class _SimObserver:
+    """The checker sees every signature before it leaves, and every refusal after recovery."""
+
+    def __init__(self, node: SimNode):
+        self.node = node
+
+    def signed(self, height: int, round: int, step: int, sign_bytes: bytes,
+               signature: bytes) -> None:
+        self.node.world.checker.on_signed(self.node, height, round, step, sign_bytes)
+
+    def received(self, public_keys, messages, verdicts) -> None:
+        pass
+
+    def refused(self, height: int, round: int, step: int, reason: str,
+                replaying: bool) -> None:
+        node = self.node
+        if node.honest and not replaying:
+            # Replaying a WAL that lost records may ask again for a signature whose record
+            # was lost with them (refused: harmless). Afterwards, a refusal means the core is
+            # behind its signer record: it would stay silent.
+            node.world.checker.violation(
+                f"instance {node.instance}: own guard refused (h={height}, r={round}, "
+                f"step={step}) after recovery: {reason}")
+
+
 class SimNode:
-    """One instance: a driver around a ConsensusCore (twins are two instances, one key)."""
+    """One instance: the node's own driver (engine/node/driver.py) around a ConsensusCore, over
+    simulated ports and storage (twins are two instances, one key). The simulator supplies the
+    world (network, clock, block values, catch-up); the driver does what it does in a node."""
 
     def __init__(self, world: World, instance: int, validator: int, behaviour: str | None):
         self.world = world
@@ -117,24 +186,28 @@ class SimNode:
         self.behaviour = behaviour
         self.key = validator_key(validator)
         # Durable model: survives crashes.
-        self.signer_state = SignerState()
-        self.wal: list[tuple[int, Event]] = []  # (core height when fed, event)
+        self.store = MemoryWalStore()
         # height -> (block hash, block, certificate)
         self.decided: dict[int, tuple[bytes, bytes, CommitCertificate]] = {}
         self.evidence_pool: dict[bytes, DuplicateVoteEvidence] = {}
         self.evidence_committed: set[bytes] = set()
         self.up = True
         self.epoch = 0
-        self.core = self._new_core()
+        self.counters = Counters()
+        self.driver: ConsensusDriver = None  # type: ignore[assignment]  # boot() builds it
         self.last_hrs: tuple = ()
-        #: (height, round, step) of each own signature -> the WAL record whose input led to it
-        #: (the signer history keeps it only while that record survives a WAL loss).
-        self.sig_marks: dict[tuple[int, int, int], tuple] = {}
-        self.replaying = False
+
+    def boot(self) -> None:
+        """Build the driver (once the world's fault plan exists)."""
+        self.driver = self._new_driver()
 
     @property
     def honest(self) -> bool:
         return self.behaviour is None
+
+    @property
+    def core(self) -> ConsensusCore:
+        return self.driver.core
 
     def _parent_of(self, height: int) -> bytes | None:
         if height == 1:
@@ -142,111 +215,93 @@ class SimNode:
         d = self.decided.get(height - 1)
         return d[0] if d else None
 
-    def _new_core(self) -> ConsensusCore:
+    def _new_driver(self) -> ConsensusDriver:
         w = self.world
-        return ConsensusCore(
-            CHAIN_ID, w.validator_set, SignerGuard(self.key, self.signer_state),
+        timers = _SimTimers(self)
+        if w.config.wal_buffered:
+            journal = Journal(self.store, timers)
+        else:  # write-through: a crash loses only what lose_tail takes
+            journal = Journal(self.store, timers, pending_bytes_max=0)
+        core = ConsensusCore(
+            CHAIN_ID, w.validator_set, SignerGuard(self.key, journal.restore_signer_state()),
             height=len(self.decided) + 1,
             is_valid=make_validity(CHAIN_ID, w.validator_set, cached_verify,
                                    cached_verify_batch, self._parent_of),
             verify=cached_verify, timeouts=SIM_TIMEOUTS)
+        return ConsensusDriver(core, journal=journal, outbox=_SimOutbox(self), timers=timers,
+                               values=self, committer=self, evidence=self,
+                               observer=_SimObserver(self), counters=self.counters,
+                               start_delay_ms=w.plan.commit_delay_ms)
 
-    # --- inputs -------------------------------------------------------------------------------
+    # --- the driver's value source, committer and evidence sink --------------------------------
 
-    def feed(self, event) -> None:
-        """WAL first, then step, then execute the actions."""
-        if not self.up:
+    def request(self, height: int, round: int) -> None:
+        event = self._make_value(height, round)
+        self.driver.timers.call_later(0, lambda: self.feed(event))
+
+    def commit(self, a: Decide) -> None:
+        if a.height in self.decided:
             return
-        self.wal.append((self.core.height, event))
-        try:
-            actions = self.core.step(event)
-        except ProtocolError:
-            self.wal.pop()  # rejected input changed nothing; keep it out of the WAL
-            return
-        self.execute(actions)
-
-    def execute(self, actions: list) -> None:
-        w = self.world
-        for a in actions:
-            if isinstance(a, (BroadcastVote, BroadcastProposal)) and self.wal:
-                st = a.signer_state
-                self.sig_marks.setdefault((st.height, st.round, st.step), self.wal[-1])
-            if isinstance(a, BroadcastVote):
-                self.signer_state = a.signer_state  # persisted before the send
-                w.checker.on_signed(self, a.vote.height, a.vote.round, int(a.vote.type) + 1,
-                                    a.vote.sign_bytes(CHAIN_ID))
-                self._send_vote(a.vote)
-            elif isinstance(a, BroadcastProposal):
-                self.signer_state = a.signer_state
-                w.checker.on_signed(self, a.proposal.height, a.proposal.round, 1,
-                                    a.proposal.sign_bytes(CHAIN_ID))
-                self._send_proposal(a.proposal, a.block)
-            elif isinstance(a, ScheduleTimeout):
-                w.schedule(a.duration_ms, "timeout", self.instance, self.epoch,
-                           TimeoutFired(a.height, a.round, a.step))
-            elif isinstance(a, RequestValue):
-                w.schedule(0, "value", self.instance, self.epoch, self._make_value(a))
-            elif isinstance(a, Decide):
-                if a.height not in self.decided:
-                    self._on_decide(a)
-                w.schedule(w.plan.commit_delay_ms, "value", self.instance, self.epoch,
-                           Start(a.height + 1))
-            elif isinstance(a, ReportEvidence):
-                self.evidence_pool[a.evidence.encode()] = a.evidence
-            elif isinstance(a, SignRefused) and self.honest and not self.replaying:
-                # Replaying a WAL that lost records may ask again for a signature whose record
-                # was lost with them (refused: harmless). Afterwards, a refusal means the core
-                # is behind its signer record: it would stay silent.
-                w.checker.violation(f"instance {self.instance}: own guard refused "
-                                    f"(h={a.height}, r={a.round}, step={int(a.step)}) after "
-                                    f"recovery: {a.reason}")
-
-    def _on_decide(self, a: Decide) -> None:
         self.decided[a.height] = (a.block_hash, a.block, a.certificate)
+        self.store.drop_decided(a.height)
         block = SimBlock.decode(a.block)
         for e in block.evidence:
             self.evidence_committed.add(e.encode())
-        # The WAL keeps the inputs of heights not yet decided that the core kept: a message
-        # too far ahead when it arrived was dropped then and must not count on replay.
-        self.wal = [rec for rec in self.wal
-                    if a.height < _wal_height(rec[1]) <= rec[0] + limits.heights_ahead_max]
-        self.sig_marks = {k: v for k, v in self.sig_marks.items() if k[0] > a.height}
         self.world.checker.on_decide(self, a)
 
-    def _make_value(self, a: RequestValue) -> ValueReady:
+    def report(self, evidence: DuplicateVoteEvidence) -> None:
+        self.evidence_pool[evidence.encode()] = evidence
+
+    def _make_value(self, height: int, round: int) -> ValueReady:
         w = self.world
-        parent = self._parent_of(a.height) or GENESIS_HASH
+        parent = self._parent_of(height) or GENESIS_HASH
         evidence = tuple(e for k, e in sorted(self.evidence_pool.items())
                          if k not in self.evidence_committed
-                         and e.height < a.height)[:BLOCK_EVIDENCE_MAX]
+                         and e.height < height)[:BLOCK_EVIDENCE_MAX]
         payload = w.rng.randbytes(w.rng.randint(0, 64))
-        parent_commit = self.decided.get(a.height - 1)
+        parent_commit = self.decided.get(height - 1)
         last_commit = parent_commit[2].encode() if parent_commit else b""
-        block = SimBlock(a.height, parent, self.instance, self.behaviour == "invalid",
+        block = SimBlock(height, parent, self.instance, self.behaviour == "invalid",
                          evidence, last_commit, payload)
-        return ValueReady(a.height, a.round, block.encode())
+        return ValueReady(height, round, block.encode())
 
-    # --- outputs -------------------------------------------------------------------------------
+    # --- inputs --------------------------------------------------------------------------------
 
-    def _send_vote(self, vote: Vote) -> None:
+    def feed(self, event) -> None:
+        """Through the driver: WAL first, then step, then execute (an input the core refuses
+        leaves no record and changes nothing)."""
+        if not self.up:
+            return
+        try:
+            self.driver.input(event, _wal_height(event))
+        except ProtocolError:
+            pass
+
+    # --- outputs (the outbox), with the Byzantine behaviours -----------------------------------
+
+    def _targets(self, to: int | None) -> list[int]:
+        return self.world.peers(self.instance) if to is None else [to]
+
+    def send_vote(self, vote: Vote, to: int | None) -> None:
         w = self.world
         if self.behaviour == "silent":
             return
-        if self.behaviour == "equivocate":
+        if self.behaviour == "equivocate" and vote.validator_index == self.core.own_index:
             other = w.rng.randbytes(32) if vote.block_hash == NIL else NIL
             sb = vote_sign_bytes(CHAIN_ID, vote.type, vote.height, vote.round, other)
             forged = Vote(vote.type, vote.height, vote.round, other, vote.validator_index,
                           self.key.sign(sb))  # bypasses the guard on purpose
-            for dst in w.peers(self.instance):
+            for dst in self._targets(to):
                 w.send(self.instance, dst, ("vote", forged if w.rng.random() < 0.5 else vote))
             return
-        w.broadcast(self.instance, ("vote", vote))
+        for dst in self._targets(to):
+            w.send(self.instance, dst, ("vote", vote))
 
-    def _send_proposal(self, p: Proposal, block: bytes) -> None:
+    def send_proposal(self, p: Proposal, block: bytes, to: int | None) -> None:
         w = self.world
         if self.behaviour == "silent":
             return
-        if self.behaviour == "equivocate":
+        if self.behaviour == "equivocate" and p.proposer_index == self.core.own_index:
             b = SimBlock.decode(block)
             alt = SimBlock(b.height, b.parent_hash, b.proposer_tag, False, (), b.last_commit,
                            b.payload + b"equivocation").encode()
@@ -254,40 +309,34 @@ class SimNode:
             sb = proposal_sign_bytes(CHAIN_ID, p.height, p.round, p.pol_round, ah)
             alt_p = Proposal(p.height, p.round, p.pol_round, ah, p.proposer_index,
                              self.key.sign(sb))
-            for dst in w.peers(self.instance):
+            for dst in self._targets(to):
                 msg = ("proposal", alt_p, alt) if w.rng.random() < 0.5 else ("proposal", p, block)
                 w.send(self.instance, dst, msg)
             return
-        w.broadcast(self.instance, ("proposal", p, block))
+        for dst in self._targets(to):
+            w.send(self.instance, dst, ("proposal", p, block))
 
     # --- gossip, catch-up, crash ---------------------------------------------------------------
 
     def gossip(self) -> None:
-        """When stuck in one (height, round, step), re-send own votes of this height, relay the
-        proof of lock of the valid value (the prevotes that made it valid) and the proposals of
-        the current round: gossip relays what a correct node received, eventually."""
+        """When stuck in one (height, round, step), the driver re-sends what a node re-sends
+        on a stall (own messages, the proof of lock, the round's proposals)."""
         core = self.core
         hrs = (core.height, core.round, core.step_)
-        if hrs == self.last_hrs and self.behaviour != "silent":
-            own = core.own_index
-            if own is not None:
-                for v in core.votes.votes_of(own):
-                    self.world.broadcast(self.instance, ("vote", v))
-            if core.valid_value is not None:
-                for v in core.votes.votes_for(core.valid_round, 1, core.valid_value):
-                    self.world.broadcast(self.instance, ("vote", v))
-            for bh, p in core.proposals.get(core.round, {}).items():
-                self.world.broadcast(self.instance, ("proposal", p, core.blocks[bh]))
+        if hrs == self.last_hrs:
+            self.driver.relay_on_stall(len(self.world.validator_set))
         self.last_hrs = hrs
 
     def on_message(self, src: int, msg: tuple) -> None:
         kind = msg[0]
         if kind == "vote":
             self._catch_up(src, msg[1].height)
-            self.feed(VoteReceived(msg[1]))
+            if self.driver.height_kept(msg[1].height):
+                self.feed(VoteReceived(msg[1]))
         elif kind == "proposal":
             self._catch_up(src, msg[1].height)
-            self.feed(ProposalReceived(msg[1], msg[2]))
+            if self.driver.height_kept(msg[1].height):
+                self.feed(ProposalReceived(msg[1], msg[2]))
         elif kind == "commit":
             self.feed(CommitReceived(msg[1], msg[2]))
         elif kind == "need":
@@ -304,50 +353,29 @@ class SimNode:
             self.world.send(self.instance, src, ("need", self.core.height))
 
     def crash(self, wal_lost: int = 0) -> None:
-        lost = self.wal[len(self.wal) - min(wal_lost, len(self.wal)):]
-        if not lost:
+        """Memory is gone (the core, timers, unwritten WAL records); a damaged disk may also
+        lose the last ``wal_lost`` WAL records."""
+        unwritten = len(self.driver.journal.pending)
+        lost = self.store.lose_tail(wal_lost)
+        if lost or unwritten:
+            self.world.wal_losses += 1
+        elif self.core.started:
+            # Nothing durable was lost: the rebuilt state must be exactly this one.
             self.world.checker.crash_snapshot[self.instance] = self.core.snapshot()
-        else:
-            self._lose_wal_tail(lost)
+        self.driver.running = False
         self.up = False
         self.epoch += 1
-        self.core = None  # type: ignore[assignment]
-
-    def _lose_wal_tail(self, lost: list[tuple]) -> None:
-        """Drop ``lost`` (the last WAL records) and the signer history entries whose WAL
-        record went with them; the last signature stays (the signer record has it)."""
-        gone = {id(rec) for rec in lost}
-        del self.wal[len(self.wal) - len(lost):]
-        st = self.signer_state
-        kept = tuple(e for e in st.history
-                     if (e[0], e[1]) == (st.round, st.step)
-                     or id(self.sig_marks.get((st.height, e[0], e[1]))) not in gone)
-        self.signer_state = SignerState(st.height, st.round, st.step, st.sign_bytes,
-                                        st.signature, kept)
-        self.sig_marks = {k: v for k, v in self.sig_marks.items()
-                          if k[0] == st.height and id(v) not in gone}
-        self.world.wal_losses += 1
 
     def restart(self) -> None:
+        """Rebuild from the durable model as a node does: signer state from the store, the
+        WAL replayed through the driver, then Resume and re-send."""
         self.up = True
         self.epoch += 1
-        self.core = self._new_core()
-        wal, self.wal = self.wal, []
-        replayed = []
-        for rec in wal:  # the same record objects: signature marks refer to them
-            self.wal.append(rec)
-            replayed.extend(self.core.step(rec[1]))
+        self.driver = self._new_driver()
+        self.driver.replay()
         self.world.checker.on_restart(self)
-        self.replaying = True  # until the core is where its durable state says
-        try:
-            self.execute(replayed)
-            if not self.core.started:  # crashed between Decide and Start (or lost the Start)
-                self.feed(Start(self.core.height))
-        finally:
-            self.replaying = False
-        resume = self.core.resume_event()
-        if resume is not None:  # the WAL lost its tail: catch up with the signer record
-            self.feed(resume)
+        self.driver.resume()
+        self.driver.resend_own()
 
 
 def _wal_height(event) -> int:
@@ -379,6 +407,8 @@ class World:
         draw_wal_losses(random.Random(f"engine/sim/wal-loss/{seed}"), self.plan,
                         [node.validator for node in self.nodes], powers, set(byzantine))
         self.wal_losses = 0
+        for node in self.nodes:
+            node.boot()
         byz_power = sum(powers[v] for v in byzantine)
         self.safe = 3 * byz_power < sum(powers)
         self.checker = Checker(self)
@@ -425,7 +455,7 @@ class World:
         self.schedule(plan.faults_end_ms, "faults_end")
         for node in self.nodes:
             self.schedule(GOSSIP_INTERVAL_MS, "gossip", node.instance)
-            node.feed(Start(1))
+            node.driver.start_height(1)
         deadline = plan.faults_end_ms + cfg.liveness_bound_ms
         targets: dict[int, int] | None = None
         while self._heap:
@@ -456,11 +486,11 @@ class World:
             if node.up:
                 self.messages += 1
                 node.on_message(src, msg)
-        elif kind in ("timeout", "value"):
-            inst, epoch, event = data
+        elif kind == "call":
+            inst, epoch, call = data
             node = self.nodes[inst]
-            if node.up and node.epoch == epoch:
-                node.feed(event)
+            if node.up and node.epoch == epoch and not call.cancelled:
+                call.callback()
         elif kind == "gossip":
             node = self.nodes[data[0]]
             if node.up:

@@ -1,0 +1,75 @@
+"""The simulated node's durable storage: the WAL and signer record the node keeps in LMDB, as
+an in-memory model with the same contract (``engine.node.wal.WalStore``), plus what a crash
+may do to it.
+
+What survives a crash: every WAL record written (``wal_append_many``, or inside a signature's
+transaction), the signer record, and decided blocks. ``lose_tail(k)`` models a damaged disk: the
+last k WAL records are gone, the signer record stays (as the node's store keeps it outside the
+WAL). The double-sign guard has the store's rule: refuse a (height, round, step) below the last
+signed one, or the same one with other bytes; return the stored signature for the same bytes.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from engine.store import DoubleSignRefused
+
+__all__ = ["MemoryWalStore", "SignerRecordModel"]
+
+
+@dataclass(frozen=True)
+class SignerRecordModel:
+    height: int
+    round: int
+    step: int
+    sign_bytes: bytes
+    signature: bytes
+
+
+class MemoryWalStore:
+    def __init__(self) -> None:
+        self.wal: list[tuple[int, bytes]] = []
+        self.signer: SignerRecordModel | None = None
+
+    def wal_append_many(self, entries: Sequence[tuple[int, bytes]]) -> None:
+        self.wal.extend(entries)
+
+    def wal_replay(self, height: int) -> list[bytes]:
+        return [e for h, e in self.wal if h == height]
+
+    def sign_guarded(self, height: int, round: int, step: int, sign_bytes: bytes,
+                     sign: Callable[[bytes], bytes], *,
+                     wal_entry: Callable[[bytes], bytes] | None = None,
+                     wal_before: Sequence[tuple[int, bytes]] = ()) -> bytes:
+        last = self.signer
+        hrs = (height, round, step)
+        if last is not None:
+            last_hrs = (last.height, last.round, last.step)
+            if hrs < last_hrs:
+                raise DoubleSignRefused(f"refusing to sign {hrs}: already signed {last_hrs}")
+            if hrs == last_hrs:
+                if last.sign_bytes == sign_bytes:
+                    return last.signature
+                raise DoubleSignRefused(f"refusing to sign different bytes at {hrs}")
+        signature = sign(sign_bytes)
+        # One transaction: the buffered records, the signer record and the signature's record.
+        self.wal.extend(wal_before)
+        self.signer = SignerRecordModel(height, round, step, sign_bytes, signature)
+        if wal_entry is not None:
+            self.wal.append((height, wal_entry(signature)))
+        return signature
+
+    def signer_record(self) -> SignerRecordModel | None:
+        return self.signer
+
+    def drop_decided(self, height: int) -> None:
+        """A block save drops the WAL of its height and below (in the block's transaction)."""
+        self.wal = [(h, e) for h, e in self.wal if h > height]
+
+    def lose_tail(self, count: int) -> int:
+        """A damaged disk: the last ``count`` WAL records are gone. Returns how many were."""
+        lost = min(count, len(self.wal))
+        if lost:
+            del self.wal[len(self.wal) - lost:]
+        return lost
