@@ -59,7 +59,7 @@ def written_bytes() -> int:
 
 def layout_put(txn, dbs: dict, block: dict, record_bytes: int) -> None:
     """The LMDB writes a store block save makes, with prebuilt values and no other work: the
-    floor any code keeping DESIGN.md section 4's named databases can reach."""
+    floor any code keeping the named logical databases can reach."""
     key = block["height"].to_bytes(8, "big")
     txn.put(key, bytes(record_bytes), db=dbs["blocks"], append=True)
     txn.put(key, block["certificate"] + bytes(16), db=dbs["commits"], append=True)

@@ -4,7 +4,7 @@ Header::
 
     version u8 = 1 | u8 len(chain_id) | chain_id | height u64 | time_ms u64
     | parent_hash 32 (zero at height 1) | app_hash 32 (application state after height - 1)
-    | tx_root 32 (Merkle root over the transaction ids, DESIGN.md section 2)
+    | tx_root 32 (Merkle root over the transaction ids, docs/formats.md)
     | proposer_index u32 | tx_count u32
     | last_commit_len u32 | last_commit (commit certificate of height - 1; empty at height 1)
     | evidence_count u16 | (u32 len | duplicate-vote evidence) * evidence_count

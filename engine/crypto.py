@@ -1,7 +1,7 @@
 """Ed25519 keys, signing and ZIP-215 verification.
 
 Verification runs in the native kernel (csrc/ed25519, ``engine._native_ed25519``) under the
-ZIP-215 rules of DESIGN.md section 2: S < L; A and R must decode but non-canonical encodings are
+ZIP-215 rules of docs/formats.md: S < L; A and R must decode but non-canonical encodings are
 accepted; k = SHA-512(R || A || M) over the bytes as received; the cofactored equation
 [8][S]B = [8]R + [8][k]A. ``verify_batch`` checks one random linear combination per batch (fresh
 128-bit coefficients from the OS CSPRNG) and, when it fails, bisects down to single checks, so

@@ -5,7 +5,7 @@ the C kernels in csrc/blake3 (many messages side by side in SIMD lanes, large ba
 across a native thread pool with the GIL released); this module states the contract and checks
 arguments.
 
-Tree (DESIGN.md section 2): RFC 6962 shape; ``leaf(x) = BLAKE3(x)``;
+Tree (docs/formats.md): RFC 6962 shape; ``leaf(x) = BLAKE3(x)``;
 ``node(l, r) = BLAKE3_keyed(NODE_KEY, l || r)``; ``root([]) = BLAKE3_keyed(NODE_KEY, b"")``;
 ``root([x]) = leaf(x)``. Proofs are RFC 6962 audit paths, the leaf's sibling first.
 """

@@ -1,6 +1,6 @@
 """Signed transaction envelopes v1: encoding, decoding and batch verification.
 
-Layout (DESIGN.md section 2, integers little-endian):
+Layout (docs/formats.md, integers little-endian):
 ``version u8 = 1 | sender public key 32 | nonce u64 | payload length u32 | payload | signature 64``.
 The signature is Ed25519 over ``b"engine/tx/v1" || u8 len(chain_id) || chain_id || envelope
 without the signature``, so a transaction signed for one chain never verifies on another. The

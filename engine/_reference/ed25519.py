@@ -1,6 +1,6 @@
 """Slow, readable pure-Python Ed25519 verification under ZIP-215: the test oracle.
 
-The rules (DESIGN.md section 2, ../shared/vectors/ed25519/README.md):
+The rules (docs/formats.md, tests/vectors/ed25519/README.md):
 
 1. S = int_le(signature[32:64]) must be < L.
 2. A = public key and R = signature[0:32] must decode to curve points. Decoding is lenient:

@@ -1,6 +1,6 @@
 """Consensus messages and the validator set: frozen values with exact sign bytes and wire layouts.
 
-Sign bytes follow DESIGN.md section 2 exactly (all integers little-endian):
+Sign bytes follow docs/formats.md exactly (all integers little-endian):
 
 - vote: ``b"engine/vote/v1" || u8 len(chain_id) || chain_id || type u8 (1 prevote, 2 precommit)
   || height u64 || round u32 || block hash 32 (all zero = nil)``
@@ -56,14 +56,14 @@ def check_chain_id(chain_id: bytes) -> bytes:
 
 def vote_sign_bytes(chain_id: bytes, vote_type: int, height: int, round: int,
                     block_hash: bytes) -> bytes:
-    """The bytes a validator signs for a vote (DESIGN.md section 2)."""
+    """The bytes a validator signs for a vote (docs/formats.md)."""
     return (VOTE_DOMAIN + bytes((len(chain_id),)) + chain_id
             + struct.pack("<BQI", vote_type, height, round) + block_hash)
 
 
 def proposal_sign_bytes(chain_id: bytes, height: int, round: int, pol_round: int,
                         block_hash: bytes) -> bytes:
-    """The bytes a proposer signs for a proposal (DESIGN.md section 2)."""
+    """The bytes a proposer signs for a proposal (docs/formats.md)."""
     return (PROPOSAL_DOMAIN + bytes((len(chain_id),)) + chain_id
             + struct.pack("<QIi", height, round, pol_round) + block_hash)
 

@@ -1,4 +1,4 @@
-"""Peer-to-peer networking for a node (DESIGN.md section 5).
+"""Peer-to-peer networking for a node (docs/architecture.md).
 
 Layers, bottom up:
 

@@ -1,5 +1,5 @@
 """Node storage: one LMDB environment holding blocks, commits, the tx index, application state,
-the consensus WAL and the signer state (DESIGN.md section 4), crash-safe by construction.
+the consensus WAL and the signer state (docs/architecture.md), crash-safe by construction.
 
 Every change that must be atomic is one LMDB write transaction, so a crash (even SIGKILL in the
 middle of a commit) leaves either the whole change or none of it. Every stored value ends with a
@@ -35,7 +35,7 @@ without its transactions, e.g. header fields and last_commit) and ``txs``; the c
 re-assembles its Block from ``StoredBlock.header`` and ``StoredBlock.txs``. ``block_hash`` and
 ``parent_hash`` are whatever the consensus layer defines (32 bytes); the store checks the link
 (``parent_hash`` of h == ``block_hash`` of h-1) on save and in check. The store computes the
-transactions' Merkle root (DESIGN.md section 2, leaves = tx ids) and returns it from save_block;
+transactions' Merkle root (docs/formats.md, leaves = tx ids) and returns it from save_block;
 inclusion proofs are against that root, which the header should carry as its data hash.
 ``certificate`` is the commit certificate for the block (height -> certificate in ``commits``).
 ``app_hash`` is the application hash after executing the block; the store chains them

@@ -1,8 +1,7 @@
 """The transaction index: tx id -> (height, index), laid out for LMDB's write pattern.
 
 Why not one key per transaction: random 32-byte keys make every block copy-on-write about one
-B+tree leaf page per transaction (measured 34x write amplification, see
-/work/shared/notes/hashing-and-lmdb.md). Instead the index is a small log-structured merge tree
+B+tree leaf page per transaction (measured here: 34x write amplification). Instead the index is a small log-structured merge tree
 kept inside the ``tx_index`` database:
 
 - each block adds one *run*: its entries sorted by id, stored as one value under a key that sorts

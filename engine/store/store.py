@@ -1,4 +1,4 @@
-"""The Store class: one LMDB environment per node (DESIGN.md section 4).
+"""The Store class: one LMDB environment per node (docs/architecture.md).
 
 See the package docstring (engine/store/__init__.py) for the API contract and the layout.
 """

@@ -1,5 +1,5 @@
 """The core is sans-IO: nothing in engine/consensus may import I/O, clocks, threads or global
-randomness (DESIGN.md section 1)."""
+randomness (docs/architecture.md)."""
 import ast
 import pathlib
 

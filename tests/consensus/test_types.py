@@ -1,4 +1,4 @@
-"""Sign bytes exactly as DESIGN.md section 2, wire round trips, peer-input errors."""
+"""Sign bytes exactly as docs/formats.md, wire round trips, peer-input errors."""
 import pytest
 
 from engine.consensus import NIL, Proposal, ProtocolError, Vote, VoteType, vote_sign_bytes
