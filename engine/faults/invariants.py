@@ -56,6 +56,31 @@ def txs_present(homes: dict[int, str], tx_ids: list[bytes]) -> list[str]:
     return problems
 
 
+def txs_missing(home: str, tx_ids: list[bytes]) -> int:
+    """How many of ``tx_ids`` are not in the store of ``home``."""
+    if not tx_ids:
+        return 0
+    with _open(home) as st:
+        return sum(loc is None for loc in st.find_txs(tx_ids))
+
+
+def signature_logs_present(homes: dict[int, str], signers) -> list[str]:
+    """Every node wrote a signature log, and every validator in ``signers`` logged at least
+    one signature of its own: otherwise the fault hooks did not load and the double-sign check
+    would have nothing to read."""
+    problems = []
+    for i, home in homes.items():
+        path = os.path.join(home, SIGNATURE_LOG)
+        if not os.path.exists(path):
+            problems.append(f"node{i} wrote no signature log ({path}): hooks not loaded")
+            continue
+        if i in signers:
+            with open(path) as f:
+                if not any(line.startswith("own ") for line in f):
+                    problems.append(f"node{i} logged no signature of its own")
+    return problems
+
+
 def committed_evidence(home: str) -> list[tuple[int, int]]:
     """(height of the block, accused validator index) of every committed evidence item."""
     out = []

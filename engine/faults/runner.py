@@ -41,6 +41,8 @@ from engine.faults.walfault import damage_wal
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 POWER = 10
+#: A live honest node may miss this many running fork checks in a row, no more.
+RPC_MISSES_MAX = 10
 STARTUP_TIMEOUT_S = 60
 LOAD_TICK_S = 0.1
 LOG_TAIL_LINES = 15
@@ -59,22 +61,32 @@ class Report:
     workdir: str
     heights: dict[int, int] = field(default_factory=dict)
     txs_submitted: int = 0
+    #: Accepted by a node (POST /txs said so), and of those, accepted by a node that was
+    #: killed later (its mempool died with it: only what it gossiped in time may commit).
     txs_acknowledged: int = 0
+    txs_at_risk: int = 0
+    txs_at_risk_lost: int = 0
+    #: Proof that each perturbation happened (WAL damage done, chaos effects counted...).
+    faults_seen: dict[str, Any] = field(default_factory=dict)
     evidence: list[tuple[int, int]] = field(default_factory=list)
     equivocations: dict[str, int] = field(default_factory=dict)
     events: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
 
     def summary(self) -> str:
-        return (f"{self.scenario} seed={self.seed}: heights {self.heights}, txs acknowledged "
-                f"{self.txs_acknowledged}/{self.txs_submitted}, evidence {len(self.evidence)} "
+        return (f"{self.scenario} seed={self.seed}: heights {self.heights}, txs accepted "
+                f"{self.txs_acknowledged}/{self.txs_submitted} (at risk {self.txs_at_risk}, "
+                f"lost {self.txs_at_risk_lost}), faults {self.faults_seen}, "
+                f"evidence {len(self.evidence)} "
                 f"{sorted({v for _, v in self.evidence})}, equivocating keys "
                 f"{self.equivocations}, {self.elapsed_s:.0f}s")
 
 
 class _Load(threading.Thread):
-    """Offers ``rate_tps`` signed transactions to live nodes and records which ones a node
-    reported committed (walking its blocks): those are the acknowledged transactions."""
+    """Offers ``rate_tps`` signed transactions to live nodes and records what each client was
+    told: the transactions a node accepted (``POST /txs``) are the acknowledged ones, whatever
+    the nodes' blocks say later. A node that is killed loses its mempool: what it accepted
+    becomes "at risk" (committed only if its gossip got out in time) instead of acknowledged."""
 
     def __init__(self, runner: Runner, rate_tps: int, seed: int):
         super().__init__(daemon=True, name="faults-load")
@@ -82,9 +94,11 @@ class _Load(threading.Thread):
         self.rate_tps = rate_tps
         self.rng = random.Random(seed)
         self.stop_event = threading.Event()
-        self.submitted: set[bytes] = set()
-        self.acked: dict[bytes, int] = {}
-        self.walked_height = 0
+        self.lock = threading.Lock()
+        self.submitted = 0
+        #: tx id -> the node that accepted it
+        self.accepted: dict[bytes, int] = {}
+        self.at_risk: set[bytes] = set()
         self.errors = 0
         self._clients: dict[int, Client] = {}
 
@@ -92,6 +106,14 @@ class _Load(threading.Thread):
         if i not in self._clients:
             self._clients[i] = Client(self.runner.rpc_urls[i], timeout_s=3)
         return self._clients[i]
+
+    def node_killed(self, i: int) -> None:
+        with self.lock:
+            self.at_risk.update(t for t, node in self.accepted.items() if node == i)
+
+    def acknowledged(self) -> list[bytes]:
+        with self.lock:
+            return [t for t in self.accepted if t not in self.at_risk]
 
     def run(self) -> None:
         chain = self.runner.chain_id
@@ -101,35 +123,23 @@ class _Load(threading.Thread):
             carry += self.rate_tps * LOAD_TICK_S
             count, carry = int(carry), carry - int(carry)
             live = self.runner.live()
-            if count and live:
-                key = crypto.SigningKey.from_seed(self.rng.randbytes(32))
-                envs = [tx.encode_tx(key, n, f"f{seq}-{n}=v".encode(), chain)
-                        for n in range(count)]
-                seq += 1
-                target = self.rng.choice(live)
-                try:
-                    self.client(target).submit_txs(envs)
-                    self.submitted.update(blake3_ids(envs))
-                except ClientError:
-                    self.errors += 1
-            self.walk()
-
-    def walk(self, height_max: int | None = None) -> None:
-        """Record the transactions of new blocks of one live honest node."""
-        live = [i for i in self.runner.live() if i in self.runner.honest]
-        if not live:
-            return
-        c = self.client(live[0])
-        try:
-            top = c.status()["latest_height"] if height_max is None else height_max
-            for h in range(self.walked_height + 1, min(top, self.walked_height + 20) + 1):
-                for t in c.block(h)["tx_ids"]:
-                    tid = bytes.fromhex(t)
-                    if tid in self.submitted:
-                        self.acked[tid] = h
-                self.walked_height = h
-        except ClientError:
-            self.errors += 1
+            if not count or not live:
+                continue
+            key = crypto.SigningKey.from_seed(self.rng.randbytes(32))
+            envs = [tx.encode_tx(key, n, f"f{seq}-{n}=v".encode(), chain) for n in range(count)]
+            seq += 1
+            target = self.rng.choice(live)
+            try:
+                answer = self.client(target).submit_txs(envs)
+            except ClientError:
+                self.errors += 1
+                continue
+            refused = {e["index"] for e in answer["errors"]}
+            with self.lock:
+                self.submitted += len(envs)
+                for i, t in enumerate(answer["tx_ids"]):
+                    if i not in refused:
+                        self.accepted[bytes.fromhex(t)] = target
 
 
 def blake3_ids(envs: list[bytes]) -> list[bytes]:
@@ -155,6 +165,9 @@ class Runner:
         self.report = Report(scenario.path, scenario.seed, workdir)
         self._restarts = [0] * scenario.processes
         self._t0 = time.monotonic()
+        self.load: _Load | None = None
+        #: Consecutive running checks in which a live honest node did not answer its RPC.
+        self._rpc_misses = [0] * scenario.processes
 
     # ---------------------------------------------------------------- setup
     def _note(self, text: str) -> None:
@@ -232,6 +245,8 @@ class Runner:
             p.send_signal(signal.SIGKILL)
             p.wait(20)
         self.state[i] = "killed"
+        if self.load is not None:
+            self.load.node_killed(i)
 
     def live(self) -> list[int]:
         return [i for i, s in enumerate(self.state) if s == "running"]
@@ -283,8 +298,14 @@ class Runner:
         for i in hs:
             try:
                 hashes[i] = Client(self.rpc_urls[i], timeout_s=2).block(h)["hash"]
-            except ClientError:
-                continue
+                self._rpc_misses[i] = 0
+            except ClientError as e:
+                # A node that stops answering cannot be checked: tolerated for a moment (a
+                # busy node, a restart), never for good.
+                self._rpc_misses[i] += 1
+                if self._rpc_misses[i] >= RPC_MISSES_MAX:
+                    raise ScenarioFailed(f"node{i} did not answer the running fork check "
+                                         f"{RPC_MISSES_MAX} times in a row: {e}") from e
         if len(set(hashes.values())) > 1:
             raise ScenarioFailed(f"FORK at height {h} while running: {hashes}")
 
@@ -313,10 +334,15 @@ class Runner:
             for i in nodes:
                 if self.state[i] != "killed":
                     raise ScenarioFailed(f"damage_wal: node{i} must be killed first")
-                tail = args.get("tail_bytes", self.rng.randrange(0, 1 << 20))
+                tail = args.get("tail_bytes", self.rng.randrange(1, 1 << 20))
                 done = damage_wal(self.homes[i], args["mode"], tail, self.rng,
                                   args.get("flips", 4))
                 self._note(f"node{i} WAL {args['mode']} of the last {tail} bytes: {done}")
+                damaged = len(done.get("deleted", ())) + len(done.get("flipped", ()))
+                if not damaged:
+                    raise ScenarioFailed(f"damage_wal did nothing to node{i}'s WAL ({done}): "
+                                         "the scenario would not test what it claims")
+                self.report.faults_seen[f"wal_damaged_node{i}"] = damaged
         else:
             self._apply_net(action, args)
 
@@ -359,7 +385,7 @@ class Runner:
         for i in range(sc.processes):
             self.start(i)
         self.wait_progress("start", timeout_s=STARTUP_TIMEOUT_S)
-        load = _Load(self, sc.rate_tps, sc.seed)
+        load = self.load = _Load(self, sc.rate_tps, sc.seed)
         load.start()
         try:
             self._timeline()
@@ -408,17 +434,55 @@ class Runner:
             time.sleep(0.5)
         else:
             raise ScenarioFailed(f"not every node caught up to height {top}: {hs}")
-        load.walk(height_max=top)
-        while load.walked_height < top:
-            before = load.walked_height
-            load.walk(height_max=top)
-            if load.walked_height == before:
-                raise ScenarioFailed(f"cannot read blocks up to {top} for the tx check")
+        self._drain_mempools()
+        self._check_chaos()
         codes = self.stop_all()
         bad = {i: c for i, c in codes.items() if c != 0}
         if bad:
             raise ScenarioFailed(f"nodes did not stop cleanly (exit codes {bad})")
         self._check_final(load)
+
+    def _drain_mempools(self) -> None:
+        """Wait until no honest node holds an uncommitted transaction: every acknowledged one
+        is then committed or lost, and the final check tells which."""
+        nodes = sorted(self.honest)
+        end = time.monotonic() + self.sc.progress_timeout_s * 2
+        waiting: dict[int, int] = {}
+        while time.monotonic() < end:
+            waiting = {}
+            for i in nodes:
+                try:
+                    waiting[i] = Client(self.rpc_urls[i], timeout_s=2).status()["mempool"]["txs"]
+                except ClientError:
+                    waiting[i] = -1
+            if all(n == 0 for n in waiting.values()):
+                return
+            self._check_exited()
+            time.sleep(0.5)
+        raise ScenarioFailed(f"mempools did not drain: {waiting} transactions still waiting")
+
+    def _check_chaos(self) -> None:
+        """The chaos transport must have done what the scenario asks of it."""
+        chaos = self.sc.chaos
+        if chaos is None:
+            return
+        seen: dict[str, int] = {}
+        for i in self.live():
+            try:
+                text = Client(self.rpc_urls[i], timeout_s=3).metrics()
+            except ClientError as e:
+                raise ScenarioFailed(f"cannot read node{i}'s metrics for the chaos check: {e}")
+            for line in text.splitlines():
+                for effect in ("delayed", "dropped", "duplicated"):
+                    if line.startswith(f'engine_node_events_total{{event="chaos:{effect}"}}'):
+                        seen[effect] = seen.get(effect, 0) + int(float(line.split()[-1]))
+        self.report.faults_seen["chaos"] = seen
+        wanted = {"delayed": chaos.get("latency_ms", 0) or chaos.get("jitter_ms", 0),
+                  "dropped": chaos.get("drop_pct", 0), "duplicated": chaos.get("duplicate_pct", 0)}
+        missing = [e for e, asked in wanted.items() if asked and not seen.get(e)]
+        if missing:
+            raise ScenarioFailed(f"the chaos transport never {'/'.join(missing)} a message "
+                                 f"(counted {seen})")
 
     def stop_all(self) -> dict[int, int | None]:
         for i in range(len(self.procs)):
@@ -445,13 +509,19 @@ class Runner:
         honest_homes = {i: self.homes[i] for i in sorted(self.honest)}
         fork, rep.heights = invariants.agreement(all_homes)
         problems += fork
-        acked = list(load.acked)
-        rep.txs_submitted, rep.txs_acknowledged = len(load.submitted), len(acked)
+        acked = load.acknowledged()
+        rep.txs_submitted, rep.txs_acknowledged = load.submitted, len(acked)
         if sc.rate_tps and not acked:
-            problems.append("no transaction was acknowledged as committed")
+            problems.append("no transaction was accepted by a node")
         problems += invariants.txs_present(honest_homes, acked)
+        at_risk = sorted(load.at_risk)
+        rep.txs_at_risk = len(at_risk)
+        rep.txs_at_risk_lost = invariants.txs_missing(honest_homes[min(self.honest)], at_risk)
         keys = [cfgmod.load_home(h).validator_key.public_key.hex() for h in self.homes]
         faulty_keys = {keys[i] for i in sc.faulty}
+        # The double-sign check reads every node's signature log: a node without one (hooks
+        # that failed to load) would pass it unseen.
+        problems += invariants.signature_logs_present(all_homes, signers=range(sc.validators))
         doubles = invariants.double_signs(self.homes)
         rep.equivocations = {k[:12]: len(v) for k, v in doubles.items()}
         for key, items in doubles.items():

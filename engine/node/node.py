@@ -310,7 +310,12 @@ class Node:
             peers=len(peers.connected()) if peers else 0,
             peer_faults=dict(peers.faults) if peers else {},
             mempool_rejected=dict(mempool.rejected) if mempool else {},
-            events=dict(self.counters.values))
+            events={**self.counters.values, **self._chaos_counts()})
+
+    def _chaos_counts(self) -> dict[str, int]:
+        """What the chaos transport did (test tooling, when a seam installed it)."""
+        chaos = self.peers.chaos if self.peers is not None else None
+        return {f"chaos:{k}": v for k, v in chaos.counts.items()} if chaos is not None else {}
 
     # ------------------------------------------------------------------ API (RPC, embedding)
     @property
