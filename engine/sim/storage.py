@@ -11,26 +11,16 @@ signed one, or the same one with other bytes; return the stored signature for th
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
-from engine.store import DoubleSignRefused
+from engine.store.store import SignerRecord, signed_before
 
-__all__ = ["MemoryWalStore", "SignerRecordModel"]
-
-
-@dataclass(frozen=True)
-class SignerRecordModel:
-    height: int
-    round: int
-    step: int
-    sign_bytes: bytes
-    signature: bytes
+__all__ = ["MemoryWalStore"]
 
 
 class MemoryWalStore:
     def __init__(self) -> None:
         self.wal: list[tuple[int, bytes]] = []
-        self.signer: SignerRecordModel | None = None
+        self.signer: SignerRecord | None = None
 
     def wal_append_many(self, entries: Sequence[tuple[int, bytes]]) -> None:
         self.wal.extend(entries)
@@ -42,25 +32,18 @@ class MemoryWalStore:
                      sign: Callable[[bytes], bytes], *,
                      wal_entry: Callable[[bytes], bytes] | None = None,
                      wal_before: Sequence[tuple[int, bytes]] = ()) -> bytes:
-        last = self.signer
-        hrs = (height, round, step)
-        if last is not None:
-            last_hrs = (last.height, last.round, last.step)
-            if hrs < last_hrs:
-                raise DoubleSignRefused(f"refusing to sign {hrs}: already signed {last_hrs}")
-            if hrs == last_hrs:
-                if last.sign_bytes == sign_bytes:
-                    return last.signature
-                raise DoubleSignRefused(f"refusing to sign different bytes at {hrs}")
+        stored = signed_before(self.signer, height, round, step, sign_bytes)
+        if stored is not None:
+            return stored
         signature = sign(sign_bytes)
         # One transaction: the buffered records, the signer record and the signature's record.
         self.wal.extend(wal_before)
-        self.signer = SignerRecordModel(height, round, step, sign_bytes, signature)
+        self.signer = SignerRecord(height, round, step, sign_bytes, signature)
         if wal_entry is not None:
             self.wal.append((height, wal_entry(signature)))
         return signature
 
-    def signer_record(self) -> SignerRecordModel | None:
+    def signer_record(self) -> SignerRecord | None:
         return self.signer
 
     def drop_decided(self, height: int) -> None:

@@ -114,6 +114,23 @@ class DoubleSignRefused(StoreError):
     """Signing would regress the signer state or sign different bytes at the same step."""
 
 
+def signed_before(last: SignerRecord | None, height: int, round: int, step: int,
+                  sign_bytes: bytes) -> bytes | None:
+    """The double-sign rule against the last signer record: the stored signature when these
+    exact bytes were signed at this (height, round, step) already, None when signing may go
+    ahead; DoubleSignRefused for a step below the last one, or other bytes at the same one."""
+    if last is None:
+        return None
+    hrs, last_hrs = (height, round, step), (last.height, last.round, last.step)
+    if hrs < last_hrs:
+        raise DoubleSignRefused(f"refusing to sign {hrs}: already signed {last_hrs}")
+    if hrs == last_hrs:
+        if last.sign_bytes == sign_bytes:
+            return last.signature
+        raise DoubleSignRefused(f"refusing to sign different bytes at {hrs}")
+    return None
+
+
 def _bytes(value, name: str, length: int | None = None) -> bytes:
     if not isinstance(value, (bytes, bytearray, memoryview)):
         raise TypeError(f"{name} must be bytes, not {type(value).__name__}")
@@ -938,16 +955,9 @@ class Store:
 
         def write(txn):
             self._wal_put_many(txn, before)
-            last = self._signer_record(txn)
-            hrs = (height, round_, step)
-            if last is not None:
-                last_hrs = (last.height, last.round, last.step)
-                if hrs < last_hrs:
-                    raise DoubleSignRefused(f"refusing to sign {hrs}: already signed {last_hrs}")
-                if hrs == last_hrs:
-                    if last.sign_bytes == sign_bytes:
-                        return last.signature
-                    raise DoubleSignRefused(f"refusing to sign different bytes at {hrs}")
+            stored = signed_before(self._signer_record(txn), height, round_, step, sign_bytes)
+            if stored is not None:
+                return stored
             signature = _bytes(sign(sign_bytes), "signature returned by sign")
             record = _SIGNER.pack(height, round_, step) + len(sign_bytes).to_bytes(4, "little")
             self._put(txn, "signer", b"last", record + sign_bytes + signature)

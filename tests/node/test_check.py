@@ -81,3 +81,29 @@ def test_cli_uses_the_home_genesis(tmp_path, capsys):
     assert main(["store", "check", "--home", str(home)]) == 1
     out = capsys.readouterr().out
     assert "height 2: commit certificate does not verify" in out
+
+
+def accept_everything(block, parent):
+    return []
+
+
+def test_cli_verifier_option(tmp_path, capsys):
+    """--verifier MODULE:FUNCTION replaces the node's hook; a bad spec is a clear error."""
+    from engine.cli import main
+
+    home = tmp_path / "home"
+    with Store(str(home / "store")) as s:
+        _chain(s, 3, bad_cert_at=2)
+    genesis = {"chain_id": CHAIN.decode(), "validators": [
+        {"name": f"v{i}", "power": p, "public_key": pk.hex()}
+        for i, (pk, p) in enumerate(VALIDATORS)]}
+    (home / "genesis.json").write_text(json.dumps(genesis))
+    # The custom hook sees nothing wrong (it replaces the certificate check).
+    assert main(["store", "check", "--home", str(home), "--verifier",
+                 "tests.node.test_check:accept_everything"]) == 0
+    capsys.readouterr()
+    for spec, why in (("no_colon", "MODULE:FUNCTION"), ("engine.nothere:f", "nothere"),
+                      ("tests.node.test_check:missing", "missing"),
+                      ("tests.node.test_check:CHAIN", "not callable")):
+        assert main(["store", "check", "--home", str(home), "--verifier", spec]) == 1
+        assert why in capsys.readouterr().out, spec
