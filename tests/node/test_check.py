@@ -68,16 +68,20 @@ def test_node_verifier_reports_wrong_validators_and_chain(store):
         store, verify_block=make_verifier(b"other", VALIDATORS)).summary()
 
 
+def _write_genesis(home) -> None:
+    genesis = {"chain_id": CHAIN.decode(), "validators": [
+        {"name": f"v{i}", "power": p, "public_key": pk.hex()}
+        for i, (pk, p) in enumerate(VALIDATORS)]}
+    (home / "genesis.json").write_text(json.dumps(genesis))
+
+
 def test_cli_uses_the_home_genesis(tmp_path, capsys):
     from engine.cli import main
 
     home = tmp_path / "home"
     with Store(str(home / "store")) as s:
         _chain(s, 4, bad_cert_at=2)
-    genesis = {"chain_id": CHAIN.decode(), "validators": [
-        {"name": f"v{i}", "power": p, "public_key": pk.hex()}
-        for i, (pk, p) in enumerate(VALIDATORS)]}
-    (home / "genesis.json").write_text(json.dumps(genesis))
+    _write_genesis(home)
     assert main(["store", "check", "--home", str(home)]) == 1
     out = capsys.readouterr().out
     assert "height 2: commit certificate does not verify" in out
@@ -94,10 +98,7 @@ def test_cli_verifier_option(tmp_path, capsys):
     home = tmp_path / "home"
     with Store(str(home / "store")) as s:
         _chain(s, 3, bad_cert_at=2)
-    genesis = {"chain_id": CHAIN.decode(), "validators": [
-        {"name": f"v{i}", "power": p, "public_key": pk.hex()}
-        for i, (pk, p) in enumerate(VALIDATORS)]}
-    (home / "genesis.json").write_text(json.dumps(genesis))
+    _write_genesis(home)
     # The custom hook sees nothing wrong (it replaces the certificate check).
     assert main(["store", "check", "--home", str(home), "--verifier",
                  "tests.node.test_check:accept_everything"]) == 0
