@@ -30,7 +30,9 @@ _PUBLIC = {
     "Client": "engine.client",
 }
 
-__all__ = ["__version__", "native_info", *_PUBLIC]
+__all__ = ["Application", "BlockResult", "CheckResult", "Client", "KVStoreApp", "Node",
+           "NodeSeams", "QueryResult", "StateView", "Tx", "TxResult", "__version__",
+           "native_info"]
 
 
 def __getattr__(name: str) -> Any:

@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from engine import _native_ed25519
-from engine.limits import chain_id_bytes_max
 from engine._args import threads_arg
 from engine.crypto import SIGNATURE_BYTES, SigningKey
 from engine.hashing import blake3
+from engine.limits import chain_id_bytes_max
 
 BytesLike = bytes | bytearray | memoryview
 

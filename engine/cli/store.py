@@ -8,7 +8,6 @@ import os
 from engine.store._records import StoreError
 
 
-
 def register(sub) -> None:
     p = sub.add_parser("store", help="check or describe a node's block store")
     ssub = p.add_subparsers(dest="store_command", metavar="ACTION")
@@ -57,7 +56,7 @@ def _load_verifier(spec: str | None, home: str):
     except (ImportError, AttributeError) as e:
         raise ValueError(f"--verifier {spec}: {e}") from e
     if not callable(hook):
-        raise ValueError(f"--verifier {spec} is not callable")
+        raise TypeError(f"--verifier {spec} is not callable")
     return hook
 
 
@@ -68,7 +67,7 @@ def _check(args) -> int:
         verifier = _load_verifier(args.verifier, args.home)
         with _open(args.home) as store:
             report = check_store(store, verify_block=verifier)
-    except (StoreError, ValueError) as e:  # ValueError: an unreadable genesis.json
+    except (StoreError, ValueError, TypeError) as e:  # a bad genesis.json or --verifier
         print(f"store check FAILED: {e}")
         return 1
     print(report.summary())

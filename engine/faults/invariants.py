@@ -12,8 +12,8 @@ from collections import defaultdict
 from engine import consensus as cs
 from engine.block import Block
 from engine.consensus.types import PROPOSAL_DOMAIN, VOTE_DOMAIN
-from engine.store import Store, store_path
 from engine.faults.hooks import SIGNATURE_LOG
+from engine.store import Store, store_path
 
 __all__ = ["agreement", "committed_evidence", "double_signs", "store_checks", "txs_present"]
 

@@ -33,11 +33,11 @@ from engine import config as cfgmod
 from engine import crypto, tx
 from engine.client import Client, ClientError
 from engine.consensus.proposer import ProposerSchedule
-from engine.localnet import free_base_port
 from engine.faults import invariants, netns
 from engine.faults.hooks import ENV_SWITCH, TESTING_FILE
 from engine.faults.scenario import Scenario
 from engine.faults.walfault import damage_wal
+from engine.localnet import free_base_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 POWER = 10

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Protocol
 
 from engine import consensus as cs
@@ -133,8 +134,7 @@ class ConsensusDriver:
                         self.outbox.proposal(p, action.block)
             elif isinstance(action, cs.ScheduleTimeout):
                 event = cs.TimeoutFired(action.height, action.round, action.step)
-                self.timers.call_later(action.duration_ms,
-                                       lambda e=event: self._fire(e))
+                self.timers.call_later(action.duration_ms, partial(self._fire, event))
             elif isinstance(action, cs.RequestValue):
                 self.values.request(action.height, action.round)
             elif isinstance(action, cs.Decide):
@@ -157,7 +157,7 @@ class ConsensusDriver:
             # The block is stored, so validity at the next height can be judged: start it.
             if self.start_delay_ms:
                 self.timers.call_later(self.start_delay_ms,
-                                       lambda h=decided + 1: self.start_height(h))
+                                       partial(self.start_height, decided + 1))
             else:
                 self.start_height(decided + 1)
 
@@ -203,7 +203,7 @@ class ConsensusDriver:
             self.on_halt(reason)
 
     # ---- gossip of own messages -------------------------------------------------------------
-    def resend_own(self, to: bytes | None = None) -> None:
+    def resend_own(self, to: Any = None) -> None:
         """Send this height's own signed messages again (to one peer, or all)."""
         if self._own_votes:
             self.outbox.votes(list(self._own_votes), to)

@@ -41,10 +41,14 @@ class Timers(Protocol):
     def cancel_all(self) -> None: ...
 
 
-class Outbox(Protocol):
-    def votes(self, votes: Sequence[cs.Vote], to: bytes | None = None) -> None: ...
+#: Who a message goes to: a node key (bytes) in the node, an instance number in the simulator.
+PeerId = Any
 
-    def proposal(self, proposal: cs.Proposal, block: bytes, to: bytes | None = None) -> None: ...
+
+class Outbox(Protocol):
+    def votes(self, votes: Sequence[cs.Vote], to: PeerId = None) -> None: ...
+
+    def proposal(self, proposal: cs.Proposal, block: bytes, to: PeerId = None) -> None: ...
 
 
 class SignatureObserver(Protocol):

@@ -6,6 +6,7 @@ change inside without the HTTP layer noticing (and a test can serve the API from
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = ["NodeAPI", "SubmitResult"]
@@ -44,7 +45,7 @@ class NodeAPI(Protocol):
 
     async def submit_tx(self, envelope: bytes) -> SubmitResult: ...
 
-    async def submit_txs(self, envelopes: list[bytes]) -> list[SubmitResult]: ...
+    async def submit_txs(self, envelopes: list[bytes]) -> Sequence[SubmitResult]: ...
 
     def validators_info(self) -> dict[str, Any]: ...
 

@@ -21,7 +21,7 @@ import heapq
 import random
 from dataclasses import dataclass, field
 
-from engine import hashing, limits
+from engine import hashing
 from engine.consensus import (
     NIL,
     CommitCertificate,

@@ -14,11 +14,11 @@ import sys
 
 import pytest
 
-from engine.net.chaos import Chaos, ChaosConfig
 from engine.faults import netns
 from engine.faults.invariants import double_signs, parse_sign_bytes
 from engine.faults.runner import ROOT, ScenarioFailed, run_scenario
 from engine.faults.scenario import load_scenario
+from engine.net.chaos import Chaos, ChaosConfig
 
 SCENARIOS = sorted(glob.glob(os.path.join(ROOT, "tests", "scenarios", "*.toml")))
 RUN_ALL = os.environ.get("ENGINE_FAULTS_ALL") == "1"
@@ -127,9 +127,9 @@ def test_namespaces_partition_and_cleanup():
 
 
 def test_wal_damage_is_repaired_on_open(tmp_path):
+    from engine.faults.walfault import damage_wal
     from engine.store import Store
     from engine.store.wal_repair import repair_wal
-    from engine.faults.walfault import damage_wal
 
     (tmp_path / "store").mkdir()
     with Store(str(tmp_path / "store")) as st:

@@ -7,8 +7,8 @@ from engine import consensus as cs
 from engine.block import Block
 from engine.crypto import SigningKey
 from engine.hashing import blake3, blake3_many
-from engine.store import Store, check_store
 from engine.node.check import make_verifier
+from engine.store import Store, check_store
 
 CHAIN = b"test-chain"
 

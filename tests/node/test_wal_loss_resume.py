@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import random
 
-from engine.node import Node
 from engine.faults.walfault import TAIL_BYTES_MAX, damage_wal
+from engine.node import Node
 from tests.node import helpers
 from tests.node.helpers import make_testnet, make_txs, start_nodes
 
