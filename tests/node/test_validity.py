@@ -1,0 +1,130 @@
+"""Block validity (engine/node/validity.py) in isolation: every rule, each with a block that
+breaks only it. The validator is built from its parts (a mempool, a tip, a lookup function),
+no node, no network: the seams of the node wing at work."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from engine import consensus as cs
+from engine import tx as txmod
+from engine.block import Block
+from engine.crypto import SigningKey
+from engine.hashing import blake3
+from engine.mempool import Mempool
+from engine.node.ports import Counters
+from engine.node.tip import ChainTip
+from engine.node.validity import BlockValidator
+
+CHAIN = b"validity"
+KEYS = [SigningKey(bytes([i + 1]) * 32) for i in range(4)]
+VSET = cs.ValidatorSet([cs.Validator(k.public_key, 10) for k in KEYS])
+SENDER = SigningKey(b"\x42" * 32)
+PARENT = blake3(b"parent block")
+APP = blake3(b"app after parent")
+
+
+def _cert(height: int, block_hash: bytes, signers=range(3)) -> bytes:
+    msg = cs.vote_sign_bytes(CHAIN, cs.VoteType.PRECOMMIT, height, 0, block_hash)
+    return cs.CommitCertificate.build(height, 0, block_hash, {i: KEYS[i].sign(msg)
+                                                              for i in signers}, 4).encode()
+
+
+def _txs(n: int, start: int = 0) -> list[bytes]:
+    return [txmod.encode_tx(SENDER, start + i, b"k%d=v" % i, CHAIN.decode()) for i in range(n)]
+
+
+def _validator(*, committed: set[bytes] = frozenset(), committed_evidence=frozenset(),
+               height: int = 5) -> tuple[BlockValidator, Counters]:
+    counters = Counters()
+    mempool = Mempool(chain_id=CHAIN, check_tx=lambda t: None,
+                      find_committed=lambda ids: [i in committed for i in ids])
+    v = BlockValidator(chain_id=CHAIN, validators=VSET,
+                       tip=ChainTip(height=height - 1, block_hash=PARENT, app_hash=APP),
+                       mempool=mempool, find_committed=lambda ids: [i in committed for i in ids],
+                       evidence_committed=lambda h: h in committed_evidence, block_txs_max=100,
+                       block_bytes_max=1 << 20, counters=counters)
+    return v, counters
+
+
+def _block(height: int = 5, **changes) -> bytes:
+    fields = dict(chain_id=CHAIN, height=height, time_ms=1000, parent_hash=PARENT, app_hash=APP,
+                  proposer_index=0, last_commit=_cert(height - 1, PARENT), evidence=[],
+                  txs=_txs(3))
+    fields.update(changes)
+    return Block.make(**fields).encode()
+
+
+def _evidence(height: int) -> bytes:
+    votes = []
+    for block_hash in (b"\1" * 32, b"\2" * 32):
+        sb = cs.vote_sign_bytes(CHAIN, cs.VoteType.PREVOTE, height, 0, block_hash)
+        votes.append(cs.Vote(cs.VoteType.PREVOTE, height, 0, block_hash, 3, KEYS[3].sign(sb)))
+    return cs.DuplicateVoteEvidence(*votes).encode()
+
+
+def test_a_valid_block_is_valid():
+    v, counters = _validator()
+    assert v.is_valid(5, _block())
+    assert v.is_valid(5, _block(evidence=[_evidence(4)]))
+    assert counters.get("invalid_block") == 0
+
+
+def _forged_signature_txs() -> list[bytes]:
+    txs = _txs(3)
+    bad = bytearray(txs[1])
+    bad[-1] ^= 1
+    return [txs[0], bytes(bad), txs[2]]
+
+
+@pytest.mark.parametrize("why,height,block", [
+    ("other chain", 5, lambda: _block(chain_id=b"other")),
+    ("other height", 5, lambda: _block(height=6)),
+    ("not after the tip", 6, lambda: _block(height=6)),
+    ("wrong parent", 5, lambda: _block(parent_hash=bytes(32))),
+    ("wrong app hash", 5, lambda: _block(app_hash=bytes(32))),
+    ("too many txs", 5, lambda: _block(txs=_txs(101))),
+    ("parent certificate short of power", 5, lambda: _block(last_commit=_cert(4, PARENT, [0, 1]))),
+    ("parent certificate for another block", 5, lambda: _block(last_commit=_cert(4, APP))),
+    ("transaction twice", 5, lambda: _block(txs=_txs(2) + _txs(1))),
+    ("forged transaction signature", 5, lambda: _block(txs=_forged_signature_txs())),
+    ("evidence from the future", 5, lambda: _block(evidence=[_evidence(5)])),
+])
+def test_each_rule_rejects_what_breaks_it(why, height, block):
+    v, counters = _validator()
+    assert not v.is_valid(height, block()), why
+    assert counters.get("invalid_block") == 1
+
+
+def test_wrong_tx_root_is_rejected():
+    good = Block.decode(_block())
+    raw = dataclasses.replace(good, tx_root=bytes(32)).encode()
+    v, _ = _validator()
+    assert not v.is_valid(5, raw)
+
+
+def test_committed_transactions_and_evidence_are_rejected():
+    txs = _txs(3)
+    v, _ = _validator(committed={blake3(txs[2])})
+    assert not v.is_valid(5, _block(txs=txs))
+    ev = _evidence(3)
+    v, _ = _validator(committed_evidence={blake3(ev)})
+    assert not v.is_valid(5, _block(evidence=[ev]))
+
+
+def test_block_one_has_no_last_commit():
+    v, _ = _validator(height=1)
+    assert v.is_valid(1, _block(height=1, last_commit=b""))
+    v, _ = _validator(height=1)
+    assert not v.is_valid(1, _block(height=1, last_commit=_cert(1, PARENT)))
+
+
+def test_verdicts_are_cached_and_cleared_at_commit():
+    v, counters = _validator()
+    bad = _block(parent_hash=bytes(32))
+    assert not v.is_valid(5, bad) and not v.is_valid(5, bad)
+    assert counters.get("invalid_block") == 1  # judged once
+    v.clear()
+    assert not v.is_valid(5, bad)
+    assert counters.get("invalid_block") == 2
