@@ -6,7 +6,8 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 SOURCES := $(shell find csrc engine -name '*.c' -o -name '*.h' -o -name '*.cpp' -o -name '*.pyx' 2>/dev/null) setup.py pyproject.toml
 
-.PHONY: all build test test-quick sim bench bench-smoke demo lint clean sanitize test-crash test-faults
+.PHONY: all build test test-quick sim bench bench-smoke bench-check demo lint clean sanitize \
+	test-crash test-faults mutate mutate-broad
 
 all: build
 
@@ -44,6 +45,30 @@ bench: build
 bench-smoke: build
 	$(PY) -m pytest -q bench -m bench_smoke
 	$(PY) -m pytest -q tests/bench_cli
+
+# Performance thresholds (README "Benchmarks", engine/benchmarks/targets.py), outside `make
+# test`: `engine bench kernels` once per native path this CPU supports (BENCH_CHECK_ISAS="avx2
+# portable" to choose), then every kernel against its threshold for that path; exits 1 naming
+# each kernel below it. A few minutes per path.
+bench-check: build
+	mkdir -p bench/results
+	isas="$${BENCH_CHECK_ISAS:-$$($(PY) -c 'import engine; print(" ".join(engine.native_info()["isa_supported"]))')}"; \
+	for isa in $$isas; do \
+		ENGINE_FORCE_ISA=$$isa $(PY) -m engine bench kernels --json bench/results/kernels-$$isa.json || exit 1; \
+	done; \
+	$(PY) -m engine.benchmarks.targets $$(for isa in $$isas; do echo bench/results/kernels-$$isa.json; done)
+
+# Mutation check (docs/mutation.md), outside `make test`: each deliberate bug in tools/mutate.py
+# must make at least one of its tests fail; exits 1 if one survives.
+mutate: build
+	$(PY) tools/mutate.py
+
+# Broader run with cosmic-ray over MUTATE_MODULES (default: the mempool; engine/consensus and
+# engine/store take hours). Results in .cosmic-ray/; survivors judged in docs/mutation.md.
+MUTATE_MODULES ?= engine/mempool.py
+mutate-broad: build
+	$(PIP) install --quiet "cosmic-ray>=8.3"
+	$(PY) tools/mutate_broad.py $(MUTATE_MODULES)
 
 # 10,000 seeds each for 4, 7 and 10 validators with the most Byzantine power below 1/3.
 # ENGINE_SIM_SEED=S make sim replays one seed; ENGINE_SIM_SEEDS=N changes the count.

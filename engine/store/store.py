@@ -198,6 +198,9 @@ class Store:
         self._index_pending: int | None = None
         try:
             self._attach()
+        except lmdb.Error as e:  # a damaged main database: LMDB's error, said as ours
+            self._env.close()
+            raise self._translate(e, f"open {self.path!r}") from None
         except BaseException:
             self._env.close()
             raise

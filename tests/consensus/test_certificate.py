@@ -43,6 +43,19 @@ def test_too_little_power_is_rejected():
     heavy.verify(CHAIN, vs2)
 
 
+def test_exactly_two_thirds_of_the_power_is_not_a_quorum():
+    # More than 2/3 is needed: exactly 2/3 must be refused, one unit more accepted.
+    cert, vs = _cert([0, 1], n=3)  # 2 of 3
+    with pytest.raises(ProtocolError, match="power 2 of 3 is not more than 2/3"):
+        cert.verify(CHAIN, vs)
+    weighted, vs2 = _cert([0, 3], powers=[2, 1, 1, 2])  # 4 of 6
+    with pytest.raises(ProtocolError, match="power 4 of 6 is not more than 2/3"):
+        weighted.verify(CHAIN, vs2)
+    more, vs3 = _cert([0, 1, 3], powers=[2, 1, 1, 2])  # 5 of 6
+    more.verify(CHAIN, vs3)
+    assert not vs2.has_quorum(4) and vs2.has_quorum(5)
+
+
 def test_forged_signature_is_rejected():
     cert, vs = _cert([0, 1, 2])
     forged = list(cert.signatures)

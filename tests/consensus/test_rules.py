@@ -65,16 +65,19 @@ def test_start_schedules_propose_timeout_and_waits(net):
 
 
 def test_l11_proposer_asks_for_a_value_then_proposes(net):
-    c = net.core(1)  # validator 1 proposes (1, 0)
-    c2 = net.core(1, start=False)
-    out = c2.step(Start(1))
+    c = net.core(1, start=False)  # validator 1 proposes (1, 0)
+    out = c.step(Start(1))
     assert of_type(out, RequestValue) == [RequestValue(1, 0)]
-    out = c2.step(ValueReady(1, 0, b"block"))
+    out = c.step(ValueReady(1, 0, b"block"))
     (bp,) = of_type(out, BroadcastProposal)
     assert bp.proposal.pol_round == -1 and bp.block == b"block"
     assert votes_out(out) == [(VoteType.PREVOTE, 0, h(b"block"))]  # its own proposal, l.22
-    assert c2.step(ValueReady(1, 0, b"other")) == []  # stale answer
-    assert c.round == 0
+    assert c.step(ValueReady(1, 0, b"other")) == []  # stale answer: it proposed already
+    assert (c.round, c.step_) == (0, Step.PREVOTE)
+    # A value handed to a validator that is not the proposer of (1, 0) is never proposed.
+    other = net.core(0)
+    assert other.step(ValueReady(1, 0, b"block")) == []
+    assert (other.round, other.step_) == (0, Step.PROPOSE)
 
 
 def test_l22_prevote_valid_proposal(net):

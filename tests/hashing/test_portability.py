@@ -1,8 +1,14 @@
 """The C kernels build and agree on other architectures: compiled for aarch64 and run under
-qemu-user when those tools exist (Debian: gcc-aarch64-linux-gnu, qemu-user), skipped otherwise."""
+qemu-user (Debian: gcc-aarch64-linux-gnu, qemu-user).
+
+Without those tools the test is skipped, saying which tool is missing; with
+``ENGINE_REQUIRE_CROSS=1`` it fails instead. ``.ci/run`` installs the tools and sets that
+switch: CI is where the aarch64 build is meant to be checked, so a failed install there must
+turn the run red instead of dropping the check behind a skip counted among the others."""
 from __future__ import annotations
 
 import glob
+import os
 import random
 import shutil
 import subprocess
@@ -18,9 +24,20 @@ CC = "aarch64-linux-gnu-gcc"
 QEMU = "qemu-aarch64"
 
 
-@pytest.mark.skipif(not (shutil.which(CC) and shutil.which(QEMU)),
-                    reason="needs gcc-aarch64-linux-gnu and qemu-user")
+def require_cross_tools() -> None:
+    """Skip (or, with ENGINE_REQUIRE_CROSS=1, fail) naming the cross tools that are missing."""
+    missing = [tool for tool in (CC, QEMU) if not shutil.which(tool)]
+    if not missing:
+        return
+    why = (f"aarch64 cross test: {', '.join(missing)} not found (Debian packages "
+           "gcc-aarch64-linux-gnu, qemu-user)")
+    if os.environ.get("ENGINE_REQUIRE_CROSS") == "1":
+        pytest.fail(f"{why}, and ENGINE_REQUIRE_CROSS=1 requires the test to run")
+    pytest.skip(why)
+
+
 def test_aarch64_build_matches(tmp_path):
+    require_cross_tools()
     sources = sorted(glob.glob(str(ROOT / "csrc/common/*.c")) + glob.glob(str(ROOT / "csrc/blake3/*.c")))
     exe = tmp_path / "harness"
     subprocess.run([CC, "-O2", "-Wall", "-Wextra", "-Werror", "-pthread", f"-I{ROOT / 'csrc'}",

@@ -3,6 +3,7 @@ pruning."""
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import lmdb
 import numpy as np
@@ -266,10 +267,9 @@ def test_readonly_store_refuses_writes_cleanly(tmp_path):
         Store(str(tmp_path / "absent"), readonly=True)
 
 
-def test_permission_denied_is_a_clear_error(tmp_path):
-    if os.geteuid() == 0:
-        pytest.skip("running as root: file modes do not deny root (read-only mode is tested)")
-    path = tmp_path / "locked"
+def _permission_checks(path) -> None:
+    """As a user file modes apply to: a store in a directory it may not write is a StoreError
+    saying so, for a write and for creating a store."""
     with Store(str(path)) as s:
         save(s, 1)
     os.chmod(path / "data.mdb", 0o400)
@@ -283,6 +283,54 @@ def test_permission_denied_is_a_clear_error(tmp_path):
             Store(str(path / "sub"))
     finally:
         os.chmod(path, 0o700)
+
+
+NOBODY = 65534
+
+
+def _as_nobody(fn, *args) -> None:
+    """Run ``fn(*args)`` in a forked child that has dropped root for nobody (file modes do not
+    deny root, and CI runs as root); its failure, with the traceback, fails the caller."""
+    import traceback
+
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 1
+        try:
+            os.close(read_fd)
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            assert os.geteuid() == NOBODY
+            fn(*args)
+            code = 0
+        except BaseException:  # noqa: BLE001 - reported to the parent, which fails
+            os.write(write_fd, traceback.format_exc().encode())
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as f:
+        report = f.read().decode()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, f"as nobody:\n{report}"
+
+
+def test_permission_denied_is_a_clear_error(tmp_path):
+    if os.geteuid() != 0:
+        _permission_checks(tmp_path / "locked")
+        return
+    # Root: a directory nobody owns, outside pytest's root-only tmp tree.
+    import shutil
+    import tempfile
+
+    top = tempfile.mkdtemp(prefix="engine-perm-")
+    try:
+        os.chmod(top, 0o755)
+        os.chown(top, NOBODY, NOBODY)
+        _as_nobody(_permission_checks, Path(top) / "locked")
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
 
 
 def _repo_root() -> str:
