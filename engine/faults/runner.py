@@ -338,7 +338,8 @@ class Runner:
                 done = damage_wal(self.homes[i], args["mode"], tail, self.rng,
                                   args.get("flips", 4))
                 self._note(f"node{i} WAL {args['mode']} of the last {tail} bytes: {done}")
-                damaged = len(done.get("deleted", ())) + len(done.get("flipped", ()))
+                damaged = len(done.get("deleted", ())) + len(done.get("flipped", ())) \
+                    + (done.get("shortened") is not None)
                 if not damaged:
                     raise ScenarioFailed(f"damage_wal did nothing to node{i}'s WAL ({done}): "
                                          "the scenario would not test what it claims")

@@ -144,3 +144,24 @@ def test_wal_damage_is_repaired_on_open(tmp_path):
     out = subprocess.run([sys.executable, "-m", "engine", "faults", "list"], cwd=ROOT,
                          capture_output=True, text=True, check=False)
     assert out.returncode == 0 and "kill-restart" in out.stdout
+
+
+def test_wal_damage_that_does_nothing_fails_the_scenario(tmp_path):
+    """An empty WAL cannot be damaged: the runner must say so rather than pass a WAL scenario
+    that tested nothing; a torn (shortened) record counts as damage."""
+    from engine.faults.runner import Runner
+    from engine.faults.scenario import load_scenario
+    from engine.store import Store
+
+    sc = load_scenario(os.path.join(ROOT, "tests", "scenarios", "wal-truncate.toml"))
+    runner = Runner(sc, str(tmp_path), log=lambda s: None)
+    home = tmp_path / "n0"
+    (home / "store").mkdir(parents=True)
+    Store(str(home / "store")).close()
+    runner.homes, runner.state = [str(home)], ["killed"]
+    with pytest.raises(ScenarioFailed, match="did nothing"):
+        runner.apply("damage_wal", {"nodes": [0], "mode": "truncate", "tail_bytes": 100})
+    with Store(str(home / "store")) as st:
+        st.wal_append(3, b"x" * 50)
+    runner.apply("damage_wal", {"nodes": [0], "mode": "truncate", "tail_bytes": 10})
+    assert runner.report.faults_seen["wal_damaged_node0"] == 1
