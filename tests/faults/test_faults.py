@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import os
 import random
+import shutil
 import subprocess
 import sys
 
@@ -110,7 +111,8 @@ def test_double_sign_detection(tmp_path):
     assert list(found) == ["bb"] and "h=5 r=0 step=2" in found["bb"][0]
 
 
-@pytest.mark.skipif(bool(netns.missing_tools()), reason="needs root, ip and nft")
+@pytest.mark.skipif(bool(netns.missing_tools()) or not shutil.which("ping"),
+                    reason="needs root, ip, nft and ping")
 def test_namespaces_partition_and_cleanup():
     net = netns.Network(2)
     try:

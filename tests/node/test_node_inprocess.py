@@ -460,7 +460,8 @@ def test_every_input_before_an_own_signature_is_durable_when_it_is_sent(tmp_path
 
     run(main())
     assert not violations, violations[:5]
-    assert checked["votes"] >= 4 * 3 * 2 and checked["proposal"] >= 3, checked
+    # At least one send of own votes per node and height (a step's votes may leave together).
+    assert checked["votes"] >= 4 * 3 and checked["proposal"] >= 3, checked
     for n in nodes:
         assert n.counters.get("internal_error") == 0, n.config.moniker
         assert n.peers is not None and n.peers.faults.get("handler_error", 0) == 0

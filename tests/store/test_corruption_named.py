@@ -64,7 +64,7 @@ CASES = {
     "state": (lambda keys: b"last", lambda s: s.state_get(b"last")),
     "meta": (lambda keys: b"latest", lambda s: s.latest_height()),
     "wal": (wal_key, lambda s: s.wal_replay(21)),
-    "signer": (lambda keys: b"last", lambda s: s.signer_state()),
+    "signer": (lambda keys: b"last", lambda s: s.signer_record()),
 }
 
 
