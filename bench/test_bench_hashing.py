@@ -238,20 +238,25 @@ def test_blake3_many_sizes(benchmark, size):
 
 # ---- make test: smoke runs on small inputs -----------------------------------------------------
 
-#: Floors for the smoke run (2,000 messages, best of 3): about a third of what this machine
-#: measures (list 4-8x, packing timed 3-6x, from buffer 4-10x, Merkle 15-60x, bulk fractions
-#: 30-90 %), so load from other tenants does not trip them, while a kernel that stopped doing
-#: its work natively (a Python fallback hashes at the baseline's speed: ratio ~1) does.
+#: Floors for the smoke run (2,000 messages, best of 3) on the SIMD paths: about a third of
+#: what this machine measures (list 4-8x, packing timed 3-6x, from buffer 4-10x, Merkle 15-60x,
+#: bulk fractions 30-90 %), so load from other tenants does not trip them, while a kernel that
+#: stopped doing its work natively (a Python fallback hashes at the baseline's speed: ratio ~1)
+#: does. The portable path hashes one message at a time, about as fast as the `blake3`
+#: package's loop (1.1x), so there only the Merkle floor can tell native from Python.
 SMOKE_FLOORS = {"many": 1.5, "merkle": 4.0, "bulk_fraction": 0.1}
+SMOKE_FLOORS_PORTABLE = {"many": 0.3, "merkle": 2.0, "bulk_fraction": 0.02}
 
 
 @pytest.mark.bench_smoke
 def test_smoke_hashing_benchmarks_run():
+    portable = engine.native_info()["kernels"]["blake3"] == "portable"
+    floors = SMOKE_FLOORS_PORTABLE if portable else SMOKE_FLOORS
     msgs = make_messages(2000, MESSAGE_BYTES)
     for ratio in compare_many(msgs, repeat=3):
-        assert ratio >= SMOKE_FLOORS["many"]
-    assert kernel_bound(msgs, repeat=3) >= SMOKE_FLOORS["many"]
+        assert ratio >= floors["many"]
+    assert kernel_bound(msgs, repeat=3) >= floors["many"]
     for fraction in compare_bulk_fraction(msgs, 1 << 20, repeat=3):
-        assert fraction >= SMOKE_FLOORS["bulk_fraction"]
+        assert fraction >= floors["bulk_fraction"]
     for ratio in compare_merkle(msgs, repeat=3):
-        assert ratio >= SMOKE_FLOORS["merkle"]
+        assert ratio >= floors["merkle"]

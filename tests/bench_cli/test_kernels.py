@@ -100,8 +100,11 @@ def test_a_kernel_whose_outputs_differ_is_not_reported(monkeypatch, capsys):
 
 #: Floors far below any measured quick-run ratio (README "Benchmarks"), for the kernels whose
 #: engine side does the work in C while the baseline runs Python per item: a floor fails when the
-#: engine side stops doing the native work (say a Python fallback), not on a slow machine.
+#: engine side stops doing the native work (say a Python fallback), not on a slow machine. On
+#: the portable path `tx ids` runs about as fast as the `blake3` package's loop (1.1x), so its
+#: floor there only catches a gross slowdown.
 QUICK_RATIO_FLOORS = {"tx ids": 1.5, "merkle root": 5.0, "vote tally": 5.0}
+QUICK_RATIO_FLOORS_PORTABLE = {"tx ids": 0.3, "merkle root": 3.0, "vote tally": 5.0}
 
 
 def test_every_kernel_runs_quick_and_matches_its_baseline():
@@ -113,6 +116,8 @@ def test_every_kernel_runs_quick_and_matches_its_baseline():
         assert r["includes"].startswith("both: "), r["name"]  # each line says what it times
     for prefix, floor in QUICK_RATIO_FLOORS.items():
         (r,) = [r for r in section["results"] if r["name"].startswith(prefix)]
+        if r["path"] == "portable":
+            floor = QUICK_RATIO_FLOORS_PORTABLE[prefix]
         assert r["ratio"] >= floor, f"{r['name']}: {r['ratio']}x, floor {floor}x"
 
 
