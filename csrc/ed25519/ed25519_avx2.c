@@ -4,5 +4,5 @@
 #if defined(__x86_64__)
 #pragma GCC target("avx2,bmi,bmi2,adx")
 #define ED_SUFFIX avx2
-#include "ed25519/ed25519_kernel.h"
+#include "ed25519/ed25519_verify_template.h"
 #endif
