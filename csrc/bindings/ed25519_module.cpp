@@ -148,4 +148,5 @@ PYBIND11_MODULE(_native_ed25519, m) {
     m.def("_pippenger_min", &engine_ed25519_pippenger_min);
     m.def("_tx_layout", &tx_layout);
     m.def("_selftest_ifma", &engine_ed25519_selftest, py::arg("seed"), py::arg("iterations"));
+    m.def("_selftest_avx2", &engine_ed25519_selftest_vector, py::arg("seed"), py::arg("iterations"));
 }

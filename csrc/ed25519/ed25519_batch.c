@@ -12,17 +12,22 @@
 
 /* Straus/Pippenger crossovers, in points (2 per signature + B), measured with
  * bench/test_bench_ed25519.py (crossover lines): the scalar kernels from 64 signatures, the
- * IFMA one, whose Pippenger runs eight windows in lanes, from 6. 0 = no override (tests set one
- * to force either method). */
+ * IFMA one, whose Pippenger runs eight windows in lanes, from 6, the AVX2 one (parallel-form
+ * point additions, Straus scalar) from AVX2_PIPPENGER_SIGS. 0 = no override (tests set one to
+ * force either method). */
 static size_t ed_pippenger_min_override = 0;
 #define PIPPENGER_MIN_POINTS_SCALAR (2 * 64 + 1)
 #define PIPPENGER_MIN_POINTS_IFMA (2 * 6 + 1)
+#define AVX2_PIPPENGER_SIGS 32
+#define PIPPENGER_MIN_POINTS_AVX2 (2 * AVX2_PIPPENGER_SIGS + 1)
 
 void engine_ed25519_set_pippenger_min(size_t n) { ed_pippenger_min_override = n; }
 
 size_t ed_pippenger_min_points(enum ed_msm_kind msm) {
     if (ed_pippenger_min_override) return ed_pippenger_min_override;
-    return msm == ED_MSM_IFMA ? PIPPENGER_MIN_POINTS_IFMA : PIPPENGER_MIN_POINTS_SCALAR;
+    if (msm == ED_MSM_IFMA) return PIPPENGER_MIN_POINTS_IFMA;
+    if (msm == ED_MSM_AVX2) return PIPPENGER_MIN_POINTS_AVX2;
+    return PIPPENGER_MIN_POINTS_SCALAR;
 }
 
 size_t engine_ed25519_pippenger_min(void) {

@@ -7,7 +7,7 @@
 static const ed_kernel KERNEL_PORTABLE = {"portable", engine_ed25519_verify_chunk_portable,
                                           ED_MSM_SCALAR};
 #if defined(__x86_64__)
-static const ed_kernel KERNEL_AVX2 = {"avx2", engine_ed25519_verify_chunk_avx2, ED_MSM_SCALAR};
+static const ed_kernel KERNEL_AVX2 = {"avx2", engine_ed25519_verify_chunk_avx2, ED_MSM_AVX2};
 static const ed_kernel KERNEL_AVX512 = {"avx512", engine_ed25519_verify_chunk_avx512,
                                         ED_MSM_IFMA};
 #endif
@@ -50,6 +50,16 @@ int engine_ed25519_selftest(uint64_t seed, int iterations) {
 #if defined(__x86_64__)
     if (cpu_has_ifma() && engine_isa_supported(ENGINE_ISA_AVX512))
         return engine_ed25519_selftest_ifma(seed, iterations);
+#else
+    (void)seed;
+    (void)iterations;
+#endif
+    return -1;
+}
+
+int engine_ed25519_selftest_vector(uint64_t seed, int iterations) {
+#if defined(__x86_64__)
+    if (engine_isa_supported(ENGINE_ISA_AVX2)) return engine_ed25519_selftest_avx2(seed, iterations);
 #else
     (void)seed;
     (void)iterations;

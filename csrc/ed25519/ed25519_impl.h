@@ -17,12 +17,13 @@ int engine_ed25519_verify_chunk_portable(const engine_ed25519_item *items, size_
 int engine_ed25519_verify_chunk_avx2(const engine_ed25519_item *items, size_t n, uint8_t *out,
                                          int threads);
 int engine_ed25519_selftest_ifma(uint64_t seed, int iterations);
+int engine_ed25519_selftest_avx2(uint64_t seed, int iterations);
 int engine_ed25519_verify_chunk_avx512(const engine_ed25519_item *items, size_t n, uint8_t *out,
                                          int threads);
 #endif
 
 /* Which multi-scalar multiplication a kernel runs: its Straus/Pippenger crossover differs. */
-enum ed_msm_kind { ED_MSM_SCALAR = 0, ED_MSM_IFMA = 1 };
+enum ed_msm_kind { ED_MSM_SCALAR = 0, ED_MSM_IFMA = 1, ED_MSM_AVX2 = 2 };
 
 /* A kernel file as the dispatcher hands it out (ed25519_dispatch.c). */
 typedef struct {

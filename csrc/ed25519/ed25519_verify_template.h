@@ -516,6 +516,21 @@ static void ED_NAME(horner)(ge_p3 *out, const ge_p3 *sums, int windows, int c) {
     *out = acc;
 }
 
+/* The window width c in [4, c_max] for which cost(c, arg) is least. */
+static __attribute__((unused)) int ED_NAME(cheapest_window)(double (*cost)(int c, const void *arg),
+                                                            const void *arg, int c_max) {
+    int best_c = 4;
+    double best = 1e300;
+    for (int c = 4; c <= c_max; c++) {
+        double v = cost(c, arg);
+        if (v < best) {
+            best = v;
+            best_c = c;
+        }
+    }
+    return best_c;
+}
+
 /* A file that supplies ED_MSM_PIPPENGER names its kind (ED_MSM_KIND) for the crossover. */
 #ifndef ED_MSM_KIND
 #define ED_MSM_KIND ED_MSM_SCALAR
@@ -523,18 +538,13 @@ static void ED_NAME(horner)(ge_p3 *out, const ge_p3 *sums, int windows, int c) {
 #ifndef ED_MSM_PIPPENGER
 /* Window width for Pippenger over n points of about 253 bits, from a cost model counted in
  * field multiplications: per window n mixed additions (7M) plus 2^(c-1) bucket sums (2 x 9M). */
+static double ED_NAME(pippenger_cost)(int c, const void *arg) {
+    double n = (double)*(const size_t *)arg;
+    return (double)((253 + c) / c) * (n * 7.0 + (double)(1 << (c - 1)) * 18.0 + c * 7.0);
+}
+
 static int ED_NAME(pippenger_window)(size_t n) {
-    int best_c = 4;
-    double best = 1e300;
-    for (int c = 4; c <= 15; c++) {
-        double windows = (double)((253 + c) / c);
-        double cost = windows * ((double)n * 7.0 + (double)(1 << (c - 1)) * 18.0 + c * 7.0);
-        if (cost < best) {
-            best = cost;
-            best_c = c;
-        }
-    }
-    return best_c;
+    return ED_NAME(cheapest_window)(ED_NAME(pippenger_cost), &n, 15);
 }
 
 typedef struct {
