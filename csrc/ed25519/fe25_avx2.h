@@ -70,43 +70,45 @@ static inline void fe25x4_sub(fe25x4 *h, const fe25x4 *f, const fe25x4 *g) {
         h->l[k] = _mm256_sub_epi64(_mm256_add_epi64(f->l[k], fe25_two_p(k)), g->l[k]);
 }
 
-/* h[n] = f[n] * g[n] for `count` (1 or 2, a constant after inlining) independent products,
- * interleaved so that one's carry chain overlaps the other's multiplications. Term f_i g_j goes
- * to limb i + j, times 19 past limb 9 (2^255 = 19) and times 2 when i and j are both odd (two
- * 25-bit limbs make 2^(odd + odd + 1)). The factor 2 is put on f, the 19 on g, so both factors
- * stay below 2^32. Output limbs are summed one at a time with operands from memory: with all
- * ten accumulators live GCC spills them. */
+/* Pins the ten accumulators in registers at this point. GCC otherwise hoists the products of
+ * later rows above the additions of earlier ones and spills most of them (measured: twice the
+ * instructions); with the accumulators pinned, each row is one load of f_i, ten products with
+ * g (or 19 g) straight from memory and ten additions. */
+#define FE25_PIN(r)                                                                          \
+    __asm__ volatile("" : "+x"(r[0]), "+x"(r[1]), "+x"(r[2]), "+x"(r[3]), "+x"(r[4]),       \
+                     "+x"(r[5]), "+x"(r[6]), "+x"(r[7]), "+x"(r[8]), "+x"(r[9]))
+
+/* h[n] = f[n] * g[n] for `count` (1 or 2, a constant after inlining) independent products, one
+ * after the other (the out-of-order core overlaps one's carry chain with the other's products).
+ * Term f_i g_j goes to limb i + j, times 19 past limb 9 (2^255 = 19) and times 2 when i and j
+ * are both odd (two 25-bit limbs make 2^(odd + odd + 1)). The factor 2 is put on f, the 19 on
+ * g, so both factors stay below 2^32. */
 static inline __attribute__((always_inline)) void fe25x4_mul_n(fe25x4 *const h[], const fe25x4 *const f[],
                                                                const fe25x4 *const g[], int count) {
-    fe25x4 f2[2], g19[2];
-    __m256i r[2][10];
     const __m256i nineteen = _mm256_set1_epi64x(19);
     for (int n = 0; n < count; n++) {
+        fe25x4 g19;
+        __m256i r[10];
 #pragma GCC unroll 10
         for (int k = 0; k < 10; k++) {
-            f2[n].l[k] = _mm256_add_epi64(f[n]->l[k], f[n]->l[k]);
-            g19[n].l[k] = _mm256_mul_epu32(g[n]->l[k], nineteen);
+            g19.l[k] = _mm256_mul_epu32(g[n]->l[k], nineteen);
+            r[k] = _mm256_setzero_si256();
         }
-    }
 #pragma GCC unroll 10
-    for (int k = 0; k < 10; k++) {
-        for (int n = 0; n < count; n++) {
-            __m256i acc[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+        for (int i = 0; i < 10; i++) {
+            __m256i a = f[n]->l[i];
+            __m256i a2 = _mm256_add_epi64(a, a);
 #pragma GCC unroll 10
-            for (int i = 0; i < 10; i++) {
-                int j = i <= k ? k - i : k + 10 - i;
-                __m256i a = (i & 1) && (j & 1) ? f2[n].l[i] : f[n]->l[i];
-                __m256i b = i > k ? g19[n].l[j] : g[n]->l[j];
-                acc[i & 1] = _mm256_add_epi64(acc[i & 1], _mm256_mul_epu32(a, b));
+            for (int j = 0; j < 10; j++) {
+                int k = i + j >= 10 ? i + j - 10 : i + j;
+                __m256i x = (i & 1) && (j & 1) ? a2 : a;
+                __m256i y = i + j >= 10 ? g19.l[j] : g[n]->l[j];
+                r[k] = _mm256_add_epi64(r[k], _mm256_mul_epu32(x, y));
             }
-            r[n][k] = _mm256_add_epi64(acc[0], acc[1]);
-            /* keep the limbs in order: GCC otherwise hoists every product and spills them all */
-            __asm__("" : "+x"(r[n][k]));
+            FE25_PIN(r);
         }
-    }
-    for (int n = 0; n < count; n++) {
-        fe25x4_carry(r[n]);
-        for (int k = 0; k < 10; k++) h[n]->l[k] = r[n][k];
+        fe25x4_carry(r);
+        for (int k = 0; k < 10; k++) h[n]->l[k] = r[k];
     }
 }
 
@@ -119,31 +121,29 @@ static inline __attribute__((always_inline)) void fe25x4_mul(fe25x4 *h, const fe
 
 /* h = f^2, carried: the cross terms f_i f_j (i < j) once, doubled. */
 static inline __attribute__((always_inline)) void fe25x4_sq(fe25x4 *h, const fe25x4 *f) {
-    fe25x4 f2, f4, f19;
+    fe25x4 f19;
     __m256i r[10];
     const __m256i nineteen = _mm256_set1_epi64x(19);
 #pragma GCC unroll 10
     for (int k = 0; k < 10; k++) {
-        f2.l[k] = _mm256_add_epi64(f->l[k], f->l[k]);
-        f4.l[k] = _mm256_add_epi64(f2.l[k], f2.l[k]);
         f19.l[k] = _mm256_mul_epu32(f->l[k], nineteen);
+        r[k] = _mm256_setzero_si256();
     }
 #pragma GCC unroll 10
-    for (int k = 0; k < 10; k++) {
-        __m256i acc[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    for (int i = 0; i < 10; i++) {
+        __m256i a = f->l[i];
+        __m256i a2 = _mm256_add_epi64(a, a);
+        __m256i a4 = _mm256_add_epi64(a2, a2);
 #pragma GCC unroll 10
-        for (int i = 0; i < 10; i++) {
-            int j = i <= k ? k - i : k + 10 - i;
-            if (j < i) continue; /* each pair once */
+        for (int j = i; j < 10; j++) {
+            int k = i + j >= 10 ? i + j - 10 : i + j;
             int odd2 = (i & 1) && (j & 1), twice = i != j;
             /* the left factor carries 1, 2 or 4; the right one 1 or 19 */
-            __m256i a = odd2 && twice ? f4.l[i] : (odd2 || twice) ? f2.l[i] : f->l[i];
-            __m256i b = i > k ? f19.l[j] : f->l[j];
-            acc[i & 1] = _mm256_add_epi64(acc[i & 1], _mm256_mul_epu32(a, b));
+            __m256i x = odd2 && twice ? a4 : (odd2 || twice) ? a2 : a;
+            __m256i y = i + j >= 10 ? f19.l[j] : f->l[j];
+            r[k] = _mm256_add_epi64(r[k], _mm256_mul_epu32(x, y));
         }
-        r[k] = _mm256_add_epi64(acc[0], acc[1]);
-        /* keep the limbs in order: GCC otherwise hoists every product and spills them all */
-        __asm__("" : "+x"(r[k]));
+        FE25_PIN(r);
     }
     fe25x4_carry(r);
     for (int k = 0; k < 10; k++) h->l[k] = r[k];
