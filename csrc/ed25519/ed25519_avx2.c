@@ -115,16 +115,15 @@ static inline __attribute__((always_inline)) void ge25_add(ge25_ext *r, const ge
     ge25_add_n(rs, ps, qs, 1);
 }
 
-/* The constant lanes (1, 1, 2, 2d) that turn (Y - X, Y + X, Z, T) into the cached form. */
-static void ge25_cached_factors(fe25x4 *k) {
-    fe51 two = {{2, 0, 0, 0, 0}};
-    fe25x4_from_fe51(k, &FE_ONE, &FE_ONE, &two, &FE_D2);
-}
-
-static inline void ge25_to_cached(ge25_cached *r, const ge25_ext *p, const fe25x4 *factors) {
-    fe25x4 t;
+/* The cached form of p scaled by 121666, which a projective point does not notice:
+ * d = -121665/121666, so 121666 (Y - X, Y + X, 2Z, 2dT) = (121666 (Y - X), 121666 (Y + X),
+ * 243332 Z, -243330 T), products by small constants instead of a full multiplication by 2d. */
+static inline void ge25_to_cached(ge25_cached *r, const ge25_ext *p) {
+    fe25x4 t, neg;
     ge25_diff_sum_xy(&t, p);
-    fe25x4_mul(r, &t, factors);
+    fe25x4_mul_small(&t, &t, 121666, 121666, 243332, 243330);
+    fe25x4_neg(&neg, &t);
+    FE25X4_BLEND(r, &t, &neg, LANE3);
 }
 
 static void ge25_identity(ge25_ext *p) {
@@ -265,20 +264,18 @@ static void window_task(void *arg, size_t w) {
         unpack_cached(&q, ctx->words + pending * 2 * PACKED_WORDS + (e < 0 ? PACKED_WORDS : 0));
         ge25_add(&buckets[be], &buckets[be], &q);
     }
-    fe25x4 factors;
-    ge25_cached_factors(&factors);
     /* running = sum of buckets j.., sum += running; pipelined by one step so that the two
      * additions of a step are independent: sum takes the running sum of the step before. */
     ge25_ext running = identity, sum = identity;
     ge25_cached c[2];
     for (size_t j = ctx->half; j-- > 0;) {
-        ge25_to_cached(&c[0], &buckets[j], &factors);
-        ge25_to_cached(&c[1], &running, &factors); /* running of buckets j+1.. */
+        ge25_to_cached(&c[0], &buckets[j]);
+        ge25_to_cached(&c[1], &running); /* running of buckets j+1.. */
         ge25_ext *const r[2] = {&running, &sum};
         const ge25_cached *const qs[2] = {&c[0], &c[1]};
         ge25_add_n(r, (const ge25_ext *const *)r, qs, 2);
     }
-    ge25_to_cached(&c[1], &running, &factors); /* the last running sum, buckets 0.. */
+    ge25_to_cached(&c[1], &running); /* the last running sum, buckets 0.. */
     ge25_add(&sum, &sum, &c[1]);
     ge25_to_p3(&ctx->sums[w], &sum);
     free(buckets);
@@ -319,8 +316,6 @@ int engine_ed25519_selftest_avx2(uint64_t seed, int iterations) {
     const uint64_t edges[6] = {m, 0, 1, m - 18, m - 1, (UINT64_C(1) << 51) + 8191};
     uint64_t x = seed | 1;
     int bad = 0;
-    fe25x4 factors;
-    ge25_cached_factors(&factors);
     for (int it = 0; it < iterations; it++) {
         fe51 a[4], b[4];
         for (int j = 0; j < 4; j++) {
@@ -368,7 +363,7 @@ int engine_ed25519_selftest_avx2(uint64_t seed, int iterations) {
         ge25_cached vqc;
         fe25x4_from_fe51(&vp, &p.X, &p.Y, &p.Z, &p.T);
         fe25x4_from_fe51(&vq, &q3.X, &q3.Y, &q3.Z, &q3.T);
-        ge25_to_cached(&vqc, &vq, &factors);
+        ge25_to_cached(&vqc, &vq);
         ge25_add(&vr, &vp, &vqc);
         ge_p3 got_p;
         ge25_to_p3(&got_p, &vr);

@@ -119,6 +119,19 @@ static inline __attribute__((always_inline)) void fe25x4_mul(fe25x4 *h, const fe
     fe25x4_mul_n(hs, fs, gs, 1);
 }
 
+/* h = f * (c0, c1, c2, c3), lane by lane, for small constants (below 2^18), carried. */
+static inline void fe25x4_mul_small(fe25x4 *h, const fe25x4 *f, uint32_t c0, uint32_t c1,
+                                    uint32_t c2, uint32_t c3) {
+    const __m256i c = _mm256_setr_epi64x(c0, c1, c2, c3);
+    for (int k = 0; k < 10; k++) h->l[k] = _mm256_mul_epu32(f->l[k], c);
+    fe25x4_carry(h->l);
+}
+
+/* h = 2p - f (f carried): the negation, limbs within the multiplication bound. */
+static inline void fe25x4_neg(fe25x4 *h, const fe25x4 *f) {
+    for (int k = 0; k < 10; k++) h->l[k] = _mm256_sub_epi64(fe25_two_p(k), f->l[k]);
+}
+
 /* h = f^2, carried: the cross terms f_i f_j (i < j) once, doubled. */
 static inline __attribute__((always_inline)) void fe25x4_sq(fe25x4 *h, const fe25x4 *f) {
     fe25x4 f19;
