@@ -19,8 +19,8 @@ namespace engine_py {
 
 namespace py = pybind11;
 
-// Scratch slots (csrc/common/scratch.h) 0..2 and 6 belong to the bindings (3..5: BLAKE3).
-enum Slot { kSlotPtrs = 0, kSlotLens = 1, kSlotOut = 2, kSlotHeld = 6 };
+// Scratch slots: the ENGINE_SCRATCH_BIND_* members of csrc/common/scratch.h.
+using Slot = engine_scratch_slot;
 
 // An uninitialised array of trivially copyable T in a per-thread scratch slot: large batches
 // must not pay page faults for buffers they overwrite anyway. A slot already in use on this
@@ -78,9 +78,9 @@ class BufferList {
         // Kernels read the items with the GIL released: another thread could then replace an
         // item of a list and free it. Holding a reference to each item of a mutable sequence
         // keeps them alive (the count sits in the cache line the loop reads anyway).
-        if (!PyTuple_Check(fast_)) held_ = std::make_unique<RawArray<PyObject *>>(n, kSlotHeld);
-        ptrs_ = std::make_unique<RawArray<const uint8_t *>>(n, kSlotPtrs);
-        lens_ = std::make_unique<RawArray<size_t>>(n, kSlotLens);
+        if (!PyTuple_Check(fast_)) held_ = std::make_unique<RawArray<PyObject *>>(n, ENGINE_SCRATCH_BIND_HELD);
+        ptrs_ = std::make_unique<RawArray<const uint8_t *>>(n, ENGINE_SCRATCH_BIND_PTRS);
+        lens_ = std::make_unique<RawArray<size_t>>(n, ENGINE_SCRATCH_BIND_LENS);
         constexpr size_t kPrefetchAhead = 16;  // objects are scattered: hide the misses
         for (size_t i = 0; i < n; i++) {
             if (i + kPrefetchAhead < n) __builtin_prefetch(items[i + kPrefetchAhead]);

@@ -11,6 +11,7 @@
 extern "C" {
 #include "common/cpu.h"
 #include "ed25519/ed25519.h"
+#include "ed25519/tx_envelope.h"
 }
 
 namespace py = pybind11;
@@ -75,7 +76,8 @@ py::list verify_batch(py::handle public_keys, py::handle messages, py::handle si
 py::list verify_txs(py::handle envelopes, py::handle chain_id, int threads) {
     BufferList envs(envelopes, "envelopes");
     Buffer chain(chain_id, "chain_id");
-    if (chain.size() > 255) throw py::value_error("chain_id must be at most 255 bytes long");
+    if (chain.size() > ENGINE_TX_CHAIN_ID_BYTES_MAX)
+        throw py::value_error("chain_id must be at most " + std::to_string(ENGINE_TX_CHAIN_ID_BYTES_MAX) + " bytes long");
     std::vector<uint8_t> out(envs.size());
     int rc;
     {
@@ -112,6 +114,23 @@ void force_isa(py::object name) {
         throw py::value_error("this CPU cannot run the " + py::cast<std::string>(name) + " path");
 }
 
+// The native envelope layout, for the test that checks it against engine/tx.py.
+py::dict tx_layout() {
+    py::dict d;
+    d["version"] = ENGINE_TX_VERSION;
+    d["sender_offset"] = ENGINE_TX_SENDER_OFFSET;
+    d["sender_bytes"] = ENGINE_TX_SENDER_BYTES;
+    d["nonce_offset"] = ENGINE_TX_NONCE_OFFSET;
+    d["nonce_bytes"] = ENGINE_TX_NONCE_BYTES;
+    d["payload_len_offset"] = ENGINE_TX_PAYLOAD_LEN_OFFSET;
+    d["payload_len_bytes"] = ENGINE_TX_PAYLOAD_LEN_BYTES;
+    d["header_bytes"] = ENGINE_TX_HEADER_BYTES;
+    d["signature_bytes"] = ENGINE_TX_SIGNATURE_BYTES;
+    d["domain"] = py::bytes(ENGINE_TX_DOMAIN, ENGINE_TX_DOMAIN_BYTES);
+    d["chain_id_bytes_max"] = ENGINE_TX_CHAIN_ID_BYTES_MAX;
+    return d;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_native_ed25519, m) {
@@ -127,5 +146,7 @@ PYBIND11_MODULE(_native_ed25519, m) {
     m.def("_force_isa", &force_isa, py::arg("name"));
     m.def("_set_pippenger_min", &engine_ed25519_set_pippenger_min, py::arg("points"));
     m.def("_pippenger_min", &engine_ed25519_pippenger_min);
+    m.def("_tx_layout", &tx_layout);
     m.def("_selftest_ifma", &engine_ed25519_selftest, py::arg("seed"), py::arg("iterations"));
+    m.def("_selftest_avx2", &engine_ed25519_selftest_vector, py::arg("seed"), py::arg("iterations"));
 }

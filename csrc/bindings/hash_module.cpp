@@ -20,9 +20,6 @@ namespace {
 
 using engine_py::Buffer;
 using engine_py::BufferList;
-using engine_py::kSlotLens;
-using engine_py::kSlotOut;
-using engine_py::kSlotPtrs;
 using engine_py::RawArray;
 
 void check(int rc) {
@@ -66,7 +63,7 @@ size_t total_bytes(const BufferList &list) {
 
 // Hash every message into one contiguous n*32 buffer.
 RawArray<uint8_t> hash_list(const BufferList &list, const uint8_t *key, int threads) {
-    RawArray<uint8_t> out(32 * list.size(), kSlotOut);
+    RawArray<uint8_t> out(32 * list.size(), ENGINE_SCRATCH_BIND_OUT);
     int rc;
     if (total_bytes(list) + 64 * list.size() >= kReleaseGilBytes) {
         py::gil_scoped_release nogil;
@@ -99,7 +96,7 @@ py::list hash_many(py::handle messages, py::object key, int threads) {
     std::unique_ptr<Buffer> kh;
     const uint8_t *k = key_ptr(key, kh);
     size_t n = list.size();
-    RawArray<uint8_t *> outs(n, kSlotOut);
+    RawArray<uint8_t *> outs(n, ENGINE_SCRATCH_BIND_OUT);
     py::list result = new_hash_list(n, outs);
     int rc;
     if (total_bytes(list) + 64 * n >= kReleaseGilBytes) {
@@ -145,10 +142,10 @@ py::bytes hash_many_packed(py::handle data, py::handle offsets, py::object key, 
     if (off.size() % 8 != 0 || off.size() < 8)
         throw py::value_error("offsets must hold n + 1 uint64 values");
     size_t n = off.size() / 8 - 1;
-    RawArray<uint64_t> o(n + 1, kSlotOut);
+    RawArray<uint64_t> o(n + 1, ENGINE_SCRATCH_BIND_OUT);
     std::memcpy(o.data(), off.data(), off.size());
-    RawArray<const uint8_t *> ptrs(n, kSlotPtrs);
-    RawArray<size_t> lens(n, kSlotLens);
+    RawArray<const uint8_t *> ptrs(n, ENGINE_SCRATCH_BIND_PTRS);
+    RawArray<size_t> lens(n, ENGINE_SCRATCH_BIND_LENS);
     for (size_t i = 0; i < n; i++) {
         if (o[i] > o[i + 1] || o[i + 1] > buf.size())
             throw py::value_error("offsets[" + std::to_string(i + 1) +
@@ -174,12 +171,12 @@ RawArray<uint8_t> gather_hashes(py::handle hashes) {
     if (PyObject_CheckBuffer(hashes.ptr()) && !PyUnicode_Check(hashes.ptr())) {
         Buffer b(hashes, "leaf_hashes");
         if (b.size() % 32 != 0) throw py::value_error("packed leaf_hashes must be a multiple of 32 bytes");
-        RawArray<uint8_t> out(b.size(), kSlotOut);
+        RawArray<uint8_t> out(b.size(), ENGINE_SCRATCH_BIND_OUT);
         std::memcpy(out.data(), b.data(), b.size());
         return out;
     }
     BufferList list(hashes, "leaf_hashes");
-    RawArray<uint8_t> out(32 * list.size(), kSlotOut);
+    RawArray<uint8_t> out(32 * list.size(), ENGINE_SCRATCH_BIND_OUT);
     for (size_t i = 0; i < list.size(); i++) {
         if (list.lens()[i] != 32)
             throw py::value_error("leaf_hashes[" + std::to_string(i) + "] must be 32 bytes long, not " +

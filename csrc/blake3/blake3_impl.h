@@ -124,6 +124,41 @@ void engine_blake3_nodes_avx2(const uint32_t key[8], const uint8_t *src, size_t 
 void engine_blake3_nodes_avx512(const uint32_t key[8], const uint8_t *src, size_t count,
                                 uint32_t flags, uint8_t *dst);
 
+/* The kernels of the path in force (blake3_dispatch.c). */
+b3_jobs_fn b3_jobs_kernel(void);
+b3_nodes_fn b3_nodes_kernel(void);
+
+/* ---- splitting work across the pool (blake3_batch.c, blake3_tree.c, blake3_merkle.c) ---- */
+
+/* Jobs per pool task: large enough to amortise the atomic claim, small enough to balance. */
+#define B3_JOBS_PER_TASK 512
+/* Below this many jobs a batch runs on the calling thread only. */
+#define B3_PARALLEL_JOBS_MIN 2048
+/* Short messages and Merkle pairs are handled in tasks of this many consecutive items. */
+#define B3_TASK_MSGS 1024
+
+/* Where hash i goes: outs[i] when the caller gave one pointer per message, else out + 32 i. */
+typedef struct {
+    uint8_t *out;
+    uint8_t *const *outs;
+} b3_out_map;
+
+static inline uint8_t *b3_out_at(b3_out_map map, size_t i) {
+    return map.outs ? map.outs[i] : map.out + (size_t)B3_OUT_BYTES * i;
+}
+
+/* Run jobs already grouped by block count: bucket_start[b] .. bucket_start[b+1] hold the jobs
+ * of b+1 blocks (17 boundaries); large batches are split across the pool. */
+int b3_run_bucketed(const uint32_t key[8], const b3_job *jobs, const size_t bucket_start[17],
+                    int threads);
+/* Jobs that all take one block (parents). */
+int b3_run_single_block(const uint32_t key[8], const b3_job *jobs, size_t n, int threads);
+
+/* Hash every message longer than one chunk among inputs[0..n) (blake3_tree.c): one job per
+ * chunk, then rounds of parents; shorter messages are skipped. */
+int b3_hash_long(const uint32_t key_words[8], uint8_t flags, const uint8_t *const *inputs,
+                 const size_t *lens, size_t n, b3_out_map out, int threads);
+
 /* Per-lane helpers for the SIMD files: the block pointer of lane `job` for block `b` (a
  * zero-padded copy in `scratch` when the block is partial), its length and its flags. */
 static inline const uint8_t *b3_lane_block(const b3_job *job, size_t b, size_t blocks,

@@ -34,9 +34,9 @@ static scratch_set *thread_set(void) {
     return set;
 }
 
-void *engine_scratch_take(int slot, size_t bytes) {
+void *engine_scratch_take(enum engine_scratch_slot slot, size_t bytes) {
     if (bytes == 0) bytes = 1;
-    if (slot < 0 || slot >= ENGINE_SCRATCH_SLOTS || bytes > ENGINE_SCRATCH_KEEP_BYTES_MAX)
+    if ((int)slot < 0 || slot >= ENGINE_SCRATCH_SLOTS || bytes > ENGINE_SCRATCH_KEEP_BYTES_MAX)
         return malloc(bytes);
     scratch_set *set = thread_set();
     if (!set || set->taken[slot]) return malloc(bytes);
@@ -49,9 +49,9 @@ void *engine_scratch_take(int slot, size_t bytes) {
     return set->buffer[slot];
 }
 
-void engine_scratch_release(int slot, void *buffer) {
+void engine_scratch_release(enum engine_scratch_slot slot, void *buffer) {
     if (!buffer) return;
-    if (slot >= 0 && slot < ENGINE_SCRATCH_SLOTS) {
+    if ((int)slot >= 0 && slot < ENGINE_SCRATCH_SLOTS) {
         pthread_once(&g_key_once, make_key);
         scratch_set *set = (scratch_set *)pthread_getspecific(g_key);
         if (set && set->buffer[slot] == buffer) {  /* kept for the next call */

@@ -15,14 +15,26 @@
 extern "C" {
 #endif
 
-#define ENGINE_SCRATCH_SLOTS 7
+/* Every slot and its one owner, in one place: two callers sharing a slot on one thread would
+ * hand each other's buffer out (a second take of a taken slot falls back to malloc, but the
+ * slots are meant to be kept). */
+enum engine_scratch_slot {
+    ENGINE_SCRATCH_BIND_PTRS = 0,    /* bindings: item pointers of a buffer list */
+    ENGINE_SCRATCH_BIND_LENS = 1,    /* bindings: item lengths of a buffer list */
+    ENGINE_SCRATCH_BIND_OUT = 2,     /* bindings: output arrays */
+    ENGINE_SCRATCH_B3_TASK_JOBS = 3, /* blake3_batch.c: one task's job descriptions */
+    ENGINE_SCRATCH_B3_LEVEL_A = 4,   /* blake3_merkle.c: the two alternating levels */
+    ENGINE_SCRATCH_B3_LEVEL_B = 5,
+    ENGINE_SCRATCH_BIND_HELD = 6,    /* bindings: references held on list items */
+    ENGINE_SCRATCH_SLOTS = 7
+};
 #define ENGINE_SCRATCH_KEEP_BYTES_MAX ((size_t)64 << 20)
 
 /* A buffer of at least `bytes` bytes for `slot` (0 <= slot < ENGINE_SCRATCH_SLOTS) on this
  * thread, or NULL when out of memory. Contents are unspecified. Valid until the matching
  * engine_scratch_release(); a slot must not be taken twice at once on one thread. */
-void *engine_scratch_take(int slot, size_t bytes);
-void engine_scratch_release(int slot, void *buffer);
+void *engine_scratch_take(enum engine_scratch_slot slot, size_t bytes);
+void engine_scratch_release(enum engine_scratch_slot slot, void *buffer);
 
 #ifdef __cplusplus
 }

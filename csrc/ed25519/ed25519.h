@@ -65,6 +65,10 @@ size_t engine_ed25519_pippenger_min(void);
  * of wrong results, or -1 when this build or CPU has no IFMA kernel. */
 int engine_ed25519_selftest(uint64_t seed, int iterations);
 
+/* Test hook: the AVX2 four-lane field and point addition against the radix-2^51 ones on
+ * edge-case limbs; the number of wrong results, or -1 when this build or CPU has no AVX2. */
+int engine_ed25519_selftest_vector(uint64_t seed, int iterations);
+
 #ifdef __cplusplus
 }
 #endif

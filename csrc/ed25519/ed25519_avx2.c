@@ -1,8 +1,382 @@
-/* Ed25519 verification, the same radix-2^51 kernel compiled for Haswell-class CPUs (BMI2 mulx
- * and ADX, AVX2 for the compiler's own vectorisation). The x86 guard keeps aarch64 builds
- * working. */
+/* Ed25519 verification with AVX2: four-lane field arithmetic in radix 2^25.5 (fe25_avx2.h) for
+ * the two largest costs of a batch on a CPU without IFMA:
+ *   - the exponentiations of point decompression, eight at a time (two groups of four lanes);
+ *   - Pippenger's multi-scalar multiplication with every point in "parallel" form: the four
+ *     lanes hold X, Y, Z, T of one point and an addition is two four-way multiplications (the
+ *     extended-coordinates formulas of Hisil, Wong, Carter and Dawson, 2008, for a = -1, whose
+ *     multiplications come in independent groups of four). Buckets and points are plain arrays,
+ *     so there is no gather or scatter.
+ * Everything else (SHA-512, scalars, Straus, single checks) is the radix-2^51 kernel compiled
+ * for BMI2/ADX. Selected when the CPU has AVX2; the x86 guard keeps aarch64 builds working. */
 #if defined(__x86_64__)
 #pragma GCC target("avx2,bmi,bmi2,adx")
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "common/pool.h"
+#include "ed25519/ed25519_impl.h"
+#include "ed25519/fe25_avx2.h"
+#include "ed25519/ge.h"
+#include "ed25519/scalar.h"
+
+/* ---- decompression ------------------------------------------------------------------------ */
+
+/* 8 exponentiations per pass; a short last pass repeats its first element, except that up to
+ * four leftovers are cheaper on the scalar path. */
+static void pow_many_avx2v(fe51 *out, const fe51 *in, size_t count) {
+    const size_t per_pass = 4 * FE25_POW_GROUPS;
+    for (size_t first = 0; first < count; first += per_pass) {
+        if (count - first <= 2) {
+            fe51 base[4] = {{{0}}}, pow[4];
+            for (size_t j = 0; j < 4; j++) base[j] = in[first + j < count ? first + j : first];
+            fe_pow22523_x4(pow, base);
+            for (size_t j = 0; first + j < count; j++) out[first + j] = pow[j];
+            break;
+        }
+        fe51 base[4 * FE25_POW_GROUPS], pow[4 * FE25_POW_GROUPS];
+        fe25x4 v[FE25_POW_GROUPS], r[FE25_POW_GROUPS];
+        for (size_t j = 0; j < per_pass; j++) base[j] = in[first + j < count ? first + j : first];
+        for (int g = 0; g < FE25_POW_GROUPS; g++)
+            fe25x4_from_fe51(&v[g], &base[4 * g], &base[4 * g + 1], &base[4 * g + 2],
+                             &base[4 * g + 3]);
+        fe25x4_pow22523_g(r, v);
+        for (int g = 0; g < FE25_POW_GROUPS; g++) fe25x4_to_fe51(pow + 4 * g, &r[g]);
+        for (size_t j = 0; j < per_pass && first + j < count; j++) out[first + j] = pow[j];
+    }
+}
+
+static int msm_pippenger_avx2v(ge_p3 *out, const ge_niels *points, const sc256 *scalars, size_t n,
+                               int threads);
+
+#define ED_POW_MANY pow_many_avx2v
+#define ED_MSM_PIPPENGER msm_pippenger_avx2v
+#define ED_MSM_KIND ED_MSM_AVX2
 #define ED_SUFFIX avx2
-#include "ed25519/ed25519_kernel.h"
+#include "ed25519/ed25519_verify_template.h"
+
+/* ---- points in parallel form --------------------------------------------------------------- */
+
+/* Lane masks for _mm256_blend_epi32 (two 32-bit halves per 64-bit lane). */
+#define LANE0 0x03
+#define LANE1 0x0c
+#define LANE2 0x30
+#define LANE3 0xc0
+/* vpermq immediates: lane j of the result takes lane sel_j. */
+#define PERM(s0, s1, s2, s3) ((s0) | ((s1) << 2) | ((s2) << 4) | ((s3) << 6))
+
+/* An extended point (X : Y : Z : T), lanes 0..3; and the operand form of an addition,
+ * (Y - X, Y + X, 2Z, 2dT). Both carried. */
+typedef fe25x4 ge25_ext;
+typedef fe25x4 ge25_cached;
+
+/* (Y - X, Y + X, Z, T) of an extended point (limbs within the multiplication bound). */
+static inline __attribute__((always_inline)) void ge25_diff_sum_xy(fe25x4 *t, const ge25_ext *p) {
+    fe25x4 s, sum, diff;
+    FE25X4_PERMUTE(&s, p, PERM(1, 0, 2, 3)); /* (Y, X, Z, T) */
+    fe25x4_add(&sum, p, &s);                 /* lane 1: X + Y */
+    fe25x4_sub(&diff, &s, p);                /* lane 0: Y - X */
+    FE25X4_BLEND(t, p, &diff, LANE0);
+    FE25X4_BLEND(t, t, &sum, LANE1);
+}
+
+/* r[n] = p[n] + q[n] for count (1 or 2) independent additions, interleaved: the four products
+ * (Y1-X1)(Y2-X2), (Y1+X1)(Y2+X2), Z1 2Z2, T1 2dT2 = (A, B, D, C) at once; then E = B - A,
+ * H = B + A, F = D - C, G = D + C and (X3, Y3, Z3, T3) = (E F, G H, F G, E H) at once. Complete
+ * for every pair of points (a = -1, d non-square). r may be p. */
+static inline __attribute__((always_inline)) void ge25_add_n(ge25_ext *const r[],
+                                                             const ge25_ext *const p[],
+                                                             const ge25_cached *const q[],
+                                                             int count) {
+    fe25x4 t[2], m[2], lhs[2], rhs[2];
+    fe25x4 *tp[2] = {&t[0], &t[1]}, *mp[2] = {&m[0], &m[1]};
+    for (int n = 0; n < count; n++) ge25_diff_sum_xy(&t[n], p[n]);
+    fe25x4_mul_n(mp, (const fe25x4 *const *)tp, q, count); /* (A, B, D, C) */
+    for (int n = 0; n < count; n++) {
+        fe25x4 s, sum, diff, a, b;
+        FE25X4_PERMUTE(&s, &m[n], PERM(1, 0, 3, 2)); /* (B, A, C, D) */
+        fe25x4_add(&sum, &m[n], &s);                 /* (A+B, A+B, C+D, C+D) = (H, H, G, G) */
+        fe25x4_sub(&diff, &s, &m[n]);                /* (B-A, A-B, C-D, D-C) = (E, -, -, F) */
+        FE25X4_PERMUTE(&a, &diff, PERM(0, 0, 3, 0)); /* (E, E, F, E) */
+        FE25X4_PERMUTE(&b, &sum, PERM(0, 2, 0, 0));  /* (H, G, H, H) */
+        FE25X4_BLEND(&lhs[n], &a, &b, LANE1);        /* (E, G, F, E) */
+        FE25X4_PERMUTE(&a, &diff, PERM(3, 3, 3, 3)); /* (F, F, F, F) */
+        FE25X4_PERMUTE(&b, &sum, PERM(0, 0, 2, 0));  /* (H, H, G, H) */
+        FE25X4_BLEND(&rhs[n], &b, &a, LANE0);        /* (F, H, G, H) */
+    }
+    const fe25x4 *lp[2] = {&lhs[0], &lhs[1]}, *rp[2] = {&rhs[0], &rhs[1]};
+    fe25x4_mul_n(r, lp, rp, count);
+}
+
+static inline __attribute__((always_inline)) void ge25_add(ge25_ext *r, const ge25_ext *p,
+                                                           const ge25_cached *q) {
+    ge25_ext *const rs[1] = {r};
+    const ge25_ext *const ps[1] = {p};
+    const ge25_cached *const qs[1] = {q};
+    ge25_add_n(rs, ps, qs, 1);
+}
+
+/* The cached form of p scaled by 121666, which a projective point does not notice:
+ * d = -121665/121666, so 121666 (Y - X, Y + X, 2Z, 2dT) = (121666 (Y - X), 121666 (Y + X),
+ * 243332 Z, -243330 T), products by small constants instead of a full multiplication by 2d. */
+static inline void ge25_to_cached(ge25_cached *r, const ge25_ext *p) {
+    fe25x4 t, neg;
+    ge25_diff_sum_xy(&t, p);
+    fe25x4_mul_small(&t, &t, 121666, 121666, 243332, 243330);
+    fe25x4_neg(&neg, &t);
+    FE25X4_BLEND(r, &t, &neg, LANE3);
+}
+
+static void ge25_identity(ge25_ext *p) {
+    fe51 one = FE_ONE, zero = FE_ZERO;
+    fe25x4_from_fe51(p, &zero, &one, &one, &zero);
+}
+
+static void ge25_to_p3(ge_p3 *r, const ge25_ext *p) {
+    fe51 c[4];
+    fe25x4_to_fe51(c, p);
+    r->X = c[0];
+    r->Y = c[1];
+    r->Z = c[2];
+    r->T = c[3];
+}
+
+/* ---- Pippenger ----------------------------------------------------------------------------- */
+
+/* A point's cached forms packed as 32-bit limbs: [sign][limb][lane], 80 words per sign. The
+ * affine point (y + x, y - x, 2dxy) gives (y - x, y + x, 2, 2dxy); its negation swaps the first
+ * two lanes and negates the last. */
+#define PACKED_WORDS 80
+
+static void pack_cached(uint32_t *w, const fe25x4 *c) {
+    _Alignas(32) uint64_t lanes[4];
+    for (int k = 0; k < 10; k++) {
+        _mm256_store_si256((__m256i *)lanes, c->l[k]);
+        for (int j = 0; j < 4; j++) w[4 * k + j] = (uint32_t)lanes[j];
+    }
+}
+
+static inline __attribute__((always_inline)) void unpack_cached(fe25x4 *c, const uint32_t *w) {
+    for (int k = 0; k < 10; k++)
+        c->l[k] = _mm256_cvtepu32_epi64(_mm_loadu_si128((const __m128i *)(w + 4 * k)));
+}
+
+static void point_words(uint32_t w[2 * PACKED_WORDS], const ge_niels *p) {
+    fe51 two = {{2, 0, 0, 0, 0}}, neg;
+    fe_neg(&neg, &p->xy2d);
+    fe_mul(&neg, &neg, &FE_ONE);
+    fe25x4 c;
+    fe25x4_from_fe51(&c, &p->ymx, &p->ypx, &two, &p->xy2d);
+    pack_cached(w, &c);
+    fe25x4_from_fe51(&c, &p->ypx, &p->ymx, &two, &neg);
+    pack_cached(w + PACKED_WORDS, &c);
+}
+
+/* Window width from a cost model in point additions: per window, one addition per point whose
+ * digit there may be non-zero (the 128-bit coefficients have none above bit 128), and about
+ * three per bucket for the running sums (two additions and a conversion). */
+typedef struct {
+    size_t n, short_count;
+} window_cost_arg;
+
+static double avx2v_window_cost(int c, const void *arg) {
+    const window_cost_arg *a = (const window_cost_arg *)arg;
+    int windows = (253 + c) / c + 1;
+    double cost = 0;
+    for (int w = 0; w < windows; w++)
+        cost += (double)(a->n - a->short_count + (w * c <= 129 ? a->short_count : 0)) +
+                (double)(1 << (c - 1)) * 3.0;
+    return cost;
+}
+
+static int avx2v_window(const sc256 *scalars, size_t n) {
+    window_cost_arg arg = {n, 0};
+    for (size_t i = 0; i < n; i++) arg.short_count += (scalars[i].v[2] | scalars[i].v[3]) == 0;
+    return cheapest_window_avx2(avx2v_window_cost, &arg, 14);
+}
+
+typedef struct {
+    const ge_niels *points;
+    const sc256 *scalars;
+    int16_t *digits;
+    uint32_t *words;
+    size_t n, windows, ranges;
+    int c;
+} inputs_ctx;
+
+static void inputs_task(void *arg, size_t r) {
+    inputs_ctx *ctx = (inputs_ctx *)arg;
+    size_t lo = ctx->n * r / ctx->ranges, hi = ctx->n * (r + 1) / ctx->ranges;
+    for (size_t i = lo; i < hi; i++) {
+        signed_digits_avx2(ctx->digits + i * ctx->windows, &ctx->scalars[i], ctx->c,
+                           (int)ctx->windows);
+        point_words(ctx->words + i * 2 * PACKED_WORDS, &ctx->points[i]);
+    }
+}
+
+typedef struct {
+    const uint32_t *words;
+    const int16_t *digits;
+    size_t n, windows, half;
+    ge_p3 *sums;
+    int rc;
+} window_ctx;
+
+/* One window: its buckets filled, then sum_b b * bucket[b] by running sums from the top. */
+static void window_task(void *arg, size_t w) {
+    window_ctx *ctx = (window_ctx *)arg;
+    ge25_ext *buckets = (ge25_ext *)aligned_alloc(32, ctx->half * sizeof(ge25_ext));
+    if (!buckets) {
+        __atomic_store_n(&ctx->rc, ENGINE_ED25519_ENOMEM, __ATOMIC_RELAXED);
+        return;
+    }
+    ge25_ext identity;
+    ge25_identity(&identity);
+    for (size_t b = 0; b < ctx->half; b++) buckets[b] = identity;
+    /* Two additions at a time (interleaved, they overlap) whenever the next two non-zero digits
+     * name different buckets; a pending one waits for a partner. */
+    size_t pending = SIZE_MAX;
+    for (size_t i = 0; i < ctx->n; i++) {
+        int d = ctx->digits[i * ctx->windows + w];
+        if (d == 0) continue;
+        if (pending == SIZE_MAX) {
+            pending = i;
+            continue;
+        }
+        int e = ctx->digits[pending * ctx->windows + w];
+        size_t bd = (size_t)(d > 0 ? d : -d) - 1, be = (size_t)(e > 0 ? e : -e) - 1;
+        ge25_cached q[2];
+        unpack_cached(&q[0], ctx->words + pending * 2 * PACKED_WORDS + (e < 0 ? PACKED_WORDS : 0));
+        unpack_cached(&q[1], ctx->words + i * 2 * PACKED_WORDS + (d < 0 ? PACKED_WORDS : 0));
+        if (bd == be) {
+            ge25_add(&buckets[be], &buckets[be], &q[0]);
+            pending = i; /* the second waits */
+            continue;
+        }
+        ge25_ext *const r[2] = {&buckets[be], &buckets[bd]};
+        const ge25_cached *const qs[2] = {&q[0], &q[1]};
+        ge25_add_n(r, (const ge25_ext *const *)r, qs, 2);
+        pending = SIZE_MAX;
+    }
+    if (pending != SIZE_MAX) {
+        int e = ctx->digits[pending * ctx->windows + w];
+        size_t be = (size_t)(e > 0 ? e : -e) - 1;
+        ge25_cached q;
+        unpack_cached(&q, ctx->words + pending * 2 * PACKED_WORDS + (e < 0 ? PACKED_WORDS : 0));
+        ge25_add(&buckets[be], &buckets[be], &q);
+    }
+    /* running = sum of buckets j.., sum += running; pipelined by one step so that the two
+     * additions of a step are independent: sum takes the running sum of the step before. */
+    ge25_ext running = identity, sum = identity;
+    ge25_cached c[2];
+    for (size_t j = ctx->half; j-- > 0;) {
+        ge25_to_cached(&c[0], &buckets[j]);
+        ge25_to_cached(&c[1], &running); /* running of buckets j+1.. */
+        ge25_ext *const r[2] = {&running, &sum};
+        const ge25_cached *const qs[2] = {&c[0], &c[1]};
+        ge25_add_n(r, (const ge25_ext *const *)r, qs, 2);
+    }
+    ge25_to_cached(&c[1], &running); /* the last running sum, buckets 0.. */
+    ge25_add(&sum, &sum, &c[1]);
+    ge25_to_p3(&ctx->sums[w], &sum);
+    free(buckets);
+}
+
+static int msm_pippenger_avx2v(ge_p3 *out, const ge_niels *points, const sc256 *scalars,
+                               size_t n, int threads) {
+    int c = avx2v_window(scalars, n);
+    size_t windows = (size_t)((253 + c) / c + 1);
+    int16_t *digits = (int16_t *)malloc(n * windows * sizeof(int16_t));
+    uint32_t *words = (uint32_t *)malloc(n * 2 * PACKED_WORDS * sizeof(uint32_t));
+    ge_p3 *sums = (ge_p3 *)malloc(windows * sizeof(ge_p3));
+    if (!digits || !words || !sums) {
+        free(digits);
+        free(words);
+        free(sums);
+        return ENGINE_ED25519_ENOMEM;
+    }
+    inputs_ctx in = {points, scalars, digits, words, n, windows,
+                     threads > 1 ? (size_t)threads * 4 : 1, c};
+    engine_parallel_for(threads, in.ranges, inputs_task, &in);
+    window_ctx ctx = {words, digits, n, windows, (size_t)1 << (c - 1), sums, ENGINE_ED25519_OK};
+    engine_parallel_for(threads, windows, window_task, &ctx);
+    if (ctx.rc == ENGINE_ED25519_OK) horner_avx2(out, sums, (int)windows, c);
+    free(digits);
+    free(words);
+    free(sums);
+    return ctx.rc;
+}
+
+/* ---- self-check ---------------------------------------------------------------------------- */
+
+/* The four-lane field and point addition against the radix-2^51 code on limbs at the edges of
+ * their bounds (all-ones limbs, zero, 1, p - 1, values whose sums ripple through every limb);
+ * returns the number of wrong results (a test hook: the vectors rarely reach these corners). */
+int engine_ed25519_selftest_avx2(uint64_t seed, int iterations) {
+    const uint64_t m = FE_MASK51;
+    const uint64_t edges[6] = {m, 0, 1, m - 18, m - 1, (UINT64_C(1) << 51) + 8191};
+    uint64_t x = seed | 1;
+    int bad = 0;
+    for (int it = 0; it < iterations; it++) {
+        fe51 a[4], b[4];
+        for (int j = 0; j < 4; j++) {
+            for (int k = 0; k < 5; k++) {
+                x ^= x << 13, x ^= x >> 7, x ^= x << 17; /* xorshift64 */
+                a[j].v[k] = (x % 7) < 5 ? edges[x % 6] : (x >> 13) & m;
+                x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                b[j].v[k] = (x % 7) < 5 ? edges[(x >> 3) % 6] : (x >> 13) & m;
+            }
+        }
+        fe25x4 va, vb, r[4];
+        fe25x4_from_fe51(&va, &a[0], &a[1], &a[2], &a[3]);
+        fe25x4_from_fe51(&vb, &b[0], &b[1], &b[2], &b[3]);
+        fe25x4 s;
+        fe25x4_add(&s, &va, &vb);
+        fe25x4_mul(&r[0], &s, &vb);  /* (a + b) b: a sum as a multiplication input */
+        fe25x4_sub(&s, &va, &vb);
+        fe25x4_sq(&r[1], &s);        /* (a - b)^2 */
+        fe25x4_mul(&r[2], &va, &vb);
+        fe25x4_sq(&r[3], &va);
+        fe51 got[4][4];
+        for (int op = 0; op < 4; op++) fe25x4_to_fe51(got[op], &r[op]);
+        for (int j = 0; j < 4; j++) {
+            fe51 e, t;
+            fe_add(&t, &a[j], &b[j]);
+            fe_mul(&e, &t, &b[j]);
+            bad += !fe_equal(&e, &got[0][j]);
+            fe_sub(&t, &a[j], &b[j]);
+            fe_sq(&e, &t);
+            bad += !fe_equal(&e, &got[1][j]);
+            fe_mul(&e, &a[j], &b[j]);
+            bad += !fe_equal(&e, &got[2][j]);
+            fe_sq(&e, &a[j]);
+            bad += !fe_equal(&e, &got[3][j]);
+        }
+        /* A point addition: P = (a0 : a1 : a2 : a3) need not be on the curve for the formulas
+         * to be compared with the radix-2^51 ones. */
+        ge_p3 p = {a[0], a[1], a[2], a[3]}, q3 = {b[0], b[1], b[2], b[3]}, want;
+        ge_cached qc;
+        ge_p1p1 t;
+        ge_p3_to_cached(&qc, &q3);
+        ge_add(&t, &p, &qc);
+        ge_p1p1_to_p3(&want, &t);
+        ge25_ext vp, vq, vr;
+        ge25_cached vqc;
+        fe25x4_from_fe51(&vp, &p.X, &p.Y, &p.Z, &p.T);
+        fe25x4_from_fe51(&vq, &q3.X, &q3.Y, &q3.Z, &q3.T);
+        ge25_to_cached(&vqc, &vq);
+        ge25_add(&vr, &vp, &vqc);
+        ge_p3 got_p;
+        ge25_to_p3(&got_p, &vr);
+        /* Projective: compare X3 Z' = X' Z3 and so on, as the formulas may scale. */
+        fe51 l, rr;
+        const fe51 *gc[4] = {&got_p.X, &got_p.Y, &got_p.T, &got_p.Z};
+        const fe51 *wc[4] = {&want.X, &want.Y, &want.T, &want.Z};
+        for (int k = 0; k < 3; k++) {
+            fe_mul(&l, gc[k], wc[3]);
+            fe_mul(&rr, wc[k], gc[3]);
+            bad += !fe_equal(&l, &rr);
+        }
+    }
+    return bad;
+}
 #endif

@@ -44,9 +44,10 @@ static int challenges_x8(struct prepared_avx512 *prep, const size_t *idx, size_t
 
 #define ED_POW_MANY pow_many_ifma
 #define ED_MSM_PIPPENGER msm_pippenger_ifma
+#define ED_MSM_KIND ED_MSM_IFMA
 #define ED_CHALLENGES challenges_x8
 #define ED_SUFFIX avx512
-#include "ed25519/ed25519_kernel.h"
+#include "ed25519/ed25519_verify_template.h"
 
 /* Bucket storage: [bucket][coordinate X Y Z T][limb][lane], 160 words per bucket. Bucket 0
  * takes the additions of lanes whose digit is 0 and is never read. */

@@ -1,4 +1,5 @@
-/* Declarations shared between the Ed25519 dispatcher, the key cache and the per-ISA kernels. */
+/* Declarations shared between the Ed25519 dispatcher, the batch splitter, the key cache and the
+ * per-ISA kernels. */
 #ifndef ENGINE_ED25519_IMPL_H
 #define ENGINE_ED25519_IMPL_H
 
@@ -16,18 +17,35 @@ int engine_ed25519_verify_chunk_portable(const engine_ed25519_item *items, size_
 int engine_ed25519_verify_chunk_avx2(const engine_ed25519_item *items, size_t n, uint8_t *out,
                                          int threads);
 int engine_ed25519_selftest_ifma(uint64_t seed, int iterations);
+int engine_ed25519_selftest_avx2(uint64_t seed, int iterations);
 int engine_ed25519_verify_chunk_avx512(const engine_ed25519_item *items, size_t n, uint8_t *out,
                                          int threads);
 #endif
+
+/* Which multi-scalar multiplication a kernel runs: its Straus/Pippenger crossover differs. */
+enum ed_msm_kind { ED_MSM_SCALAR = 0, ED_MSM_IFMA = 1, ED_MSM_AVX2 = 2 };
+
+/* A kernel file as the dispatcher hands it out (ed25519_dispatch.c). */
+typedef struct {
+    const char *name; /* the path reported by engine_ed25519_isa_name() */
+    ed_chunk_fn verify_chunk;
+    enum ed_msm_kind msm;
+} ed_kernel;
+
+/* The kernel of the path in force. */
+const ed_kernel *ed_kernel_selected(void);
 
 /* Key cache (cache.c): copy a cached key out (with its table when want_table); 1 on a hit. */
 int ed_cache_get(const uint8_t pk[32], ed_key *out, int want_table);
 void ed_cache_put(const uint8_t pk[32], const ed_key *key);
 
-/* Fill buf with bytes from the OS CSPRNG; 0 on success. */
+/* Random bytes and batch coefficients (ed25519_coeffs.c), from the OS CSPRNG; 0 on success.
+ * A coefficient is ED_COEFF_BYTES little-endian bytes (128 bits). */
+#define ED_COEFF_BYTES 16
 int ed_random_bytes(uint8_t *buf, size_t len);
+int ed_random_coefficients(uint8_t *z_bytes, size_t count);
 
-/* Points from which a batch uses Pippenger rather than Straus (ifma: the avx512 kernel). */
-size_t ed_pippenger_min_points(int ifma);
+/* Points from which a batch uses Pippenger rather than Straus (ed25519_batch.c). */
+size_t ed_pippenger_min_points(enum ed_msm_kind msm);
 
 #endif

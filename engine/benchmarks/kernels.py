@@ -458,6 +458,30 @@ def calibration(repeat: int = 3) -> dict[str, Any]:
             "seconds": round(seconds, 6), "score": round(1.0 / seconds, 4), "checksum": out}
 
 
+#: Kernels measured again on the narrower SIMD path (``avx2``) when the CPU selects a wider one,
+#: so that one report carries the figures of both kinds of validator machine.
+NARROWER_PATH_KERNELS = ("tx_ids", "merkle", "ed25519_single", "ed25519_batch")
+
+
+def narrower_path() -> str | None:
+    """``avx2`` when this CPU runs a wider path by default and can also run avx2, else None."""
+    import engine
+
+    info = engine.native_info()
+    kernels = info["kernels"]
+    if "avx2" not in info["isa_supported"] or info["forced_isa"] is not None:
+        return None
+    return "avx2" if any(v not in ("avx2", "portable") for v in kernels.values()) else None
+
+
+def force_path(isa: str | None) -> None:
+    """Run both native kernels (hashing and Ed25519) on ``isa`` (None: the default again)."""
+    from engine import _native_ed25519, _native_hash
+
+    _native_hash._force_isa(isa)
+    _native_ed25519._force_isa(isa)
+
+
 def hashing_path() -> str:
     import engine
 
@@ -504,6 +528,21 @@ def run_kernels(*, quick: bool = False, only: Sequence[str] | None = None,
             for batch in (64, 1024):
                 for threads in (1, None):
                     add(bench_ed25519_batch(corpus, batch, threads, repeat))
+    narrower = narrower_path()
+    if narrower and wanted & set(NARROWER_PATH_KERNELS):
+        force_path(narrower)
+        try:
+            if "tx_ids" in wanted:
+                add(bench_tx_ids(envelopes, repeat))
+            if "merkle" in wanted:
+                add(bench_merkle(envelopes, repeat))
+            if "ed25519_single" in wanted:
+                add(bench_ed25519_single(corpus, size["single"], repeat))
+            if "ed25519_batch" in wanted:
+                for batch in (64, 1024):
+                    add(bench_ed25519_batch(corpus, batch, 1, repeat))
+        finally:
+            force_path(None)
     if "verify_txs" in wanted:
         for threads in (1, None):
             add(bench_verify_txs(envelopes, threads, repeat))

@@ -121,3 +121,52 @@ def test_non_numeric_ratio_is_rejected(tmp_path):
     broken["kernels"]["results"][0]["ratio"] = "fast"
     with pytest.raises(ValueError, match="ratio must be a number"):
         figures(broken)
+
+
+def kernels_on_paths(*rows: tuple[str, str, float]) -> dict:
+    """A kernels report whose rows name the native path each kernel ran on."""
+    return {"schema": REPORT_SCHEMA, "kind": "kernels", "machine": {"cpu_model": "test"},
+            "kernels": {"results": [{"name": n, "path": p, "ratio": r} for n, p, r in rows],
+                        "calibration": {"score": 10.0}}}
+
+
+def test_figures_of_another_native_path_are_not_a_regression(tmp_path):
+    # Baseline stored on an IFMA runner, pull request measured on an AVX2-only one: about half the
+    # ratio, yet nothing regressed; with nothing left to compare the gate says so and exits 2.
+    base = write(tmp_path, "base.json", kernels_on_paths(("ed25519 batch", "avx512", 20.0),
+                                                         ("tx ids", "avx512", 9.0)))
+    new = write(tmp_path, "new.json", kernels_on_paths(("ed25519 batch", "avx2", 10.0),
+                                                       ("tx ids", "avx2", 8.0)))
+    code, text = compare_files(base, new, 10)
+    assert code == 2, text
+    assert "REGRESSION" not in text and "PASS" not in text
+    assert "native paths differ" in text and "base ran avx512, new ran avx2" in text
+    assert "NOTHING COMPARABLE" in text
+    verdicts = {c.verdict for c in compare_reports(load_report(base), load_report(new))}
+    assert verdicts == {"other path"}
+    assert main(["bench", "compare", base, new]) == 2
+
+
+def test_only_figures_of_the_same_path_are_compared(tmp_path):
+    # The base has both paths; the new run has only avx2 (and a third kernel still on avx512).
+    base = write(tmp_path, "base.json", kernels_on_paths(
+        ("ed25519 batch", "avx512", 20.0), ("ed25519 batch", "avx2", 13.0),
+        ("merkle", "avx512", 30.0)))
+    ok = write(tmp_path, "ok.json", kernels_on_paths(("ed25519 batch", "avx2", 12.5),
+                                                     ("merkle", "avx2", 25.0)))
+    code, text = compare_files(base, ok, 10)
+    assert code == 0, text  # the avx2 figure is compared; merkle's paths differ and say so
+    assert "merkle: base ran avx512, new ran avx2" in text and "PASS" in text
+    both = write(tmp_path, "both.json", kernels_on_paths(("ed25519 batch", "avx2", 12.5),
+                                                         ("merkle", "avx512", 29.0)))
+    code, text = compare_files(base, both, 10)
+    assert code == 0, text
+    verdicts = {(c.name, c.path): c.verdict
+                for c in compare_reports(load_report(base), load_report(both))}
+    assert verdicts == {("kernel: ed25519 batch", "avx512"): "other path",
+                        ("kernel: ed25519 batch", "avx2"): "ok", ("kernel: merkle", "avx512"): "ok"}
+    # A real slowdown on the same path is still caught.
+    slow = write(tmp_path, "slow.json", kernels_on_paths(("ed25519 batch", "avx2", 10.0),
+                                                         ("merkle", "avx512", 29.0)))
+    code, text = compare_files(base, slow, 10)
+    assert code == 1 and "kernel: ed25519 batch [avx2]" in text.splitlines()[-1]

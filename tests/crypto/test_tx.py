@@ -31,6 +31,29 @@ def test_layout_and_round_trip():
         tx.decode_tx(env, tx_id=b"short")
 
 
+def test_native_layout_matches_python():
+    """csrc/ed25519/tx_envelope.h and engine/tx.py define the one layout: offsets and sizes agree."""
+    from engine import _native_ed25519
+
+    native = _native_ed25519._tx_layout()
+    fields = struct.Struct("<B32sQI")
+    assert tx._HEADER.format == fields.format
+    sizes = [struct.calcsize("<" + f) for f in ("B", "32s", "Q", "I")]
+    offsets = [sum(sizes[:i]) for i in range(4)]
+    assert native["version"] == tx.TX_VERSION
+    assert (native["sender_offset"], native["sender_bytes"]) == (offsets[1], sizes[1])
+    assert (native["nonce_offset"], native["nonce_bytes"]) == (offsets[2], sizes[2])
+    assert (native["payload_len_offset"], native["payload_len_bytes"]) == (offsets[3], sizes[3])
+    assert native["header_bytes"] == tx.TX_HEADER_BYTES == tx._HEADER.size
+    assert native["signature_bytes"] == crypto.SIGNATURE_BYTES
+    assert native["domain"] == tx.TX_DOMAIN
+    # The format bounds a chain id by its u8 length prefix; the engine's policy
+    # (limits.chain_id_bytes_max, checked in Python before any native call) is tighter.
+    from engine import limits
+
+    assert native["chain_id_bytes_max"] == 255 >= limits.chain_id_bytes_max
+
+
 def test_decode_errors():
     env = tx.encode_tx(_key(), 1, b"abc", "c")
     for bad, why in ((env[:100], "shorter"), (b"\x02" + env[1:], "version"),

@@ -1,5 +1,9 @@
-/* The Ed25519 verification kernel, compiled once per ISA file (ed25519_portable.c,
- * ed25519_avx2.c) under that file's target pragma; ED_SUFFIX names the copy.
+/* The body of the Ed25519 verification kernel: a template, not a header. Each ISA file
+ * (ed25519_portable.c, ed25519_avx2.c, ed25519_avx512.c) defines ED_SUFFIX, optionally its own
+ * replacements for the hot parts (ED_POW_MANY, ED_MSM_PIPPENGER, ED_CHALLENGES), and includes
+ * this file once under its own target pragma, so the one algorithm is written once and compiled
+ * once per instruction set with every static function renamed by ED_NAME(). It keeps the .h
+ * suffix so that the build (setup.py depends, Makefile SOURCES) rebuilds on a change to it.
  *
  * Theory of operation, per chunk of items (one thread):
  *   1. prepare: S < L, decompress A (or copy it from the key cache) and R, k = SHA-512(R||A||M)
@@ -136,11 +140,12 @@ typedef struct ED_NAME(prepared) {
     sc256 k, s;
 } ED_NAME(prepared);
 
-/* The affine point of a niels form as an extended point: (y+x) - (y-x) = 2x and
- * (y+x) + (y-x) = 2y, so (4x : 4y : 4 : 4xy) needs no division by 2. */
-static void ED_NAME(p3_from_niels)(ge_p3 *r, const ge_niels *p) {
+/* The affine point of a niels form, negated when neg, as an extended point: (y+x) - (y-x) = 2x
+ * and (y+x) + (y-x) = 2y, so (4x : 4y : 4 : 4xy) needs no division by 2. */
+static void ED_NAME(p3_from_niels_signed)(ge_p3 *r, const ge_niels *p, int neg) {
     fe51 two_x, two_y;
-    fe_sub(&two_x, &p->ypx, &p->ymx);
+    if (neg) fe_sub(&two_x, &p->ymx, &p->ypx);
+    else fe_sub(&two_x, &p->ypx, &p->ymx);
     fe_add(&two_y, &p->ypx, &p->ymx);
     fe_mul(&two_x, &two_x, &FE_ONE);
     fe_mul(&two_y, &two_y, &FE_ONE);
@@ -148,6 +153,10 @@ static void ED_NAME(p3_from_niels)(ge_p3 *r, const ge_niels *p) {
     fe_add(&r->Y, &two_y, &two_y);
     r->Z = (fe51){{4, 0, 0, 0, 0}};
     fe_mul(&r->T, &two_x, &two_y);
+}
+
+static void ED_NAME(p3_from_niels)(ge_p3 *r, const ge_niels *p) {
+    ED_NAME(p3_from_niels_signed)(r, p, 0);
 }
 
 static void ED_NAME(table_from_p3)(ge_cached table[ED_KEY_TABLE_SIZE], const ge_p3 *p) {
@@ -507,24 +516,35 @@ static void ED_NAME(horner)(ge_p3 *out, const ge_p3 *sums, int windows, int c) {
     *out = acc;
 }
 
-#ifdef ED_MSM_PIPPENGER
-#define ED_IFMA_MSM 1
-#else
-#define ED_IFMA_MSM 0
-/* Window width for Pippenger over n points of about 253 bits, from a cost model counted in
- * field multiplications: per window n mixed additions (7M) plus 2^(c-1) bucket sums (2 x 9M). */
-static int ED_NAME(pippenger_window)(size_t n) {
+/* The window width c in [4, c_max] for which cost(c, arg) is least. */
+static __attribute__((unused)) int ED_NAME(cheapest_window)(double (*cost)(int c, const void *arg),
+                                                            const void *arg, int c_max) {
     int best_c = 4;
     double best = 1e300;
-    for (int c = 4; c <= 15; c++) {
-        double windows = (double)((253 + c) / c);
-        double cost = windows * ((double)n * 7.0 + (double)(1 << (c - 1)) * 18.0 + c * 7.0);
-        if (cost < best) {
-            best = cost;
+    for (int c = 4; c <= c_max; c++) {
+        double v = cost(c, arg);
+        if (v < best) {
+            best = v;
             best_c = c;
         }
     }
     return best_c;
+}
+
+/* A file that supplies ED_MSM_PIPPENGER names its kind (ED_MSM_KIND) for the crossover. */
+#ifndef ED_MSM_KIND
+#define ED_MSM_KIND ED_MSM_SCALAR
+#endif
+#ifndef ED_MSM_PIPPENGER
+/* Window width for Pippenger over n points of about 253 bits, from a cost model counted in
+ * field multiplications: per window n mixed additions (7M) plus 2^(c-1) bucket sums (2 x 9M). */
+static double ED_NAME(pippenger_cost)(int c, const void *arg) {
+    double n = (double)*(const size_t *)arg;
+    return (double)((253 + c) / c) * (n * 7.0 + (double)(1 << (c - 1)) * 18.0 + c * 7.0);
+}
+
+static int ED_NAME(pippenger_window)(size_t n) {
+    return ED_NAME(cheapest_window)(ED_NAME(pippenger_cost), &n, 15);
 }
 
 typedef struct {
@@ -535,20 +555,6 @@ typedef struct {
     ge_p3 *sums;
     int rc;
 } ED_NAME(pippenger_ctx);
-
-/* The affine point of a niels form, negated when neg, as an extended point (as above). */
-static void ED_NAME(p3_from_niels_signed)(ge_p3 *r, const ge_niels *p, int neg) {
-    fe51 two_x, two_y;
-    if (neg) fe_sub(&two_x, &p->ymx, &p->ypx);
-    else fe_sub(&two_x, &p->ypx, &p->ymx);
-    fe_add(&two_y, &p->ypx, &p->ymx);
-    fe_mul(&two_x, &two_x, &FE_ONE);
-    fe_mul(&two_y, &two_y, &FE_ONE);
-    fe_add(&r->X, &two_x, &two_x);
-    fe_add(&r->Y, &two_y, &two_y);
-    r->Z = (fe51){{4, 0, 0, 0, 0}};
-    fe_mul(&r->T, &two_x, &two_y);
-}
 
 /* One window: its bucket sums, independent of every other window (a pool task). */
 static void ED_NAME(pippenger_window_task)(void *arg, size_t w) {
@@ -655,7 +661,7 @@ static void ED_NAME(terms_task)(void *arg, size_t r) {
     for (size_t j = lo; j < hi; j++) {
         const ED_NAME(prepared) *p = &ctx->prep[ctx->idx[j]];
         sc256 z = {{0, 0, 0, 0}}, zs, zk;
-        memcpy(z.v, ctx->z_bytes + 16 * j, 16);
+        memcpy(z.v, ctx->z_bytes + ED_COEFF_BYTES * j, ED_COEFF_BYTES);
         ctx->points[2 * j] = p->neg_r;
         ctx->scalars[2 * j] = z;
         engine_sc_mul(&zk, &z, &p->k);
@@ -675,11 +681,11 @@ static int ED_NAME(batch_check)(const ED_NAME(prepared) *prep, const size_t *idx
     ge_niels *points = (ge_niels *)malloc(points_count * sizeof(ge_niels));
     sc256 *scalars = (sc256 *)malloc(points_count * sizeof(sc256));
     sc256 *b_parts = (sc256 *)malloc(ranges * sizeof(sc256));
-    uint8_t *z_bytes = (uint8_t *)malloc(16 * n);
+    uint8_t *z_bytes = (uint8_t *)malloc(ED_COEFF_BYTES * n);
     int rc = ENGINE_ED25519_ENOMEM;
     if (!points || !scalars || !b_parts || !z_bytes) goto done;
     rc = ENGINE_ED25519_ERANDOM;
-    if (ed_random_bytes(z_bytes, 16 * n) != 0) goto done;
+    if (ed_random_coefficients(z_bytes, n) != 0) goto done;
     ED_NAME(terms_ctx) ctx = {prep, idx, z_bytes, points, scalars, b_parts, n, ranges};
     engine_parallel_for(threads, ranges, ED_NAME(terms_task), &ctx);
     sc256 b_scalar = {{0, 0, 0, 0}};
@@ -687,7 +693,7 @@ static int ED_NAME(batch_check)(const ED_NAME(prepared) *prep, const size_t *idx
     points[2 * n] = ED_NAME(base_table)()[0];
     scalars[2 * n] = b_scalar;
     ge_p3 sum;
-    if (points_count >= ed_pippenger_min_points(ED_IFMA_MSM))
+    if (points_count >= ed_pippenger_min_points(ED_MSM_KIND))
         rc = ED_MSM_PIPPENGER(&sum, points, scalars, points_count, threads);
     else
         rc = ED_NAME(msm_straus)(&sum, points, scalars, points_count);
