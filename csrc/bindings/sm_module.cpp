@@ -10,6 +10,7 @@
 
 extern "C" {
 #include "common/cpu.h"
+#include "sm2/sm2.h"
 #include "sm3/sm3.h"
 }
 
@@ -181,15 +182,147 @@ py::list merkle_path(py::handle leaves, size_t index, int threads) {
     return result;
 }
 
+
+// ---- SM2 -----------------------------------------------------------------------------------------
+
+void check_sm2(int rc) {
+    if (rc == ENGINE_SM2_OK) return;
+    if (rc == ENGINE_SM2_ENOMEM) throw std::bad_alloc();
+    throw py::value_error("invalid argument to the SM2 kernel");
+}
+
+// The 64-byte x || y of a key given as 64 bytes or 65 with a leading 0x04; nullptr for 65 bytes
+// with another leading byte (an invalid key: verdict False). Other lengths raise ValueError.
+const uint8_t *key_xy(const uint8_t *p, size_t len, const std::string &what) {
+    if (len == 64) return p;
+    if (len == 65) return p[0] == 0x04 ? p + 1 : nullptr;
+    throw py::value_error(what + " must be 64 bytes (x || y) or 65 (0x04 || x || y), not " +
+                          std::to_string(len));
+}
+
+void check_uid(const Buffer &uid) {
+    if (uid.size() > ENGINE_SM2_UID_BYTES_MAX)
+        throw py::value_error("uid must be at most " + std::to_string(ENGINE_SM2_UID_BYTES_MAX) +
+                              " bytes long, not " + std::to_string(uid.size()));
+}
+
+bool sm2_verify(py::handle public_key, py::handle message, py::handle signature, py::handle uid) {
+    Buffer pk(public_key, "public_key"), msg(message, "message"), sig(signature, "signature"),
+        id(uid, "uid");
+    const uint8_t *xy = key_xy(pk.data(), pk.size(), "public_key");
+    if (sig.size() != 64)
+        throw py::value_error("signature must be 64 bytes long (r || s), not " + std::to_string(sig.size()));
+    check_uid(id);
+    if (!xy) return false;
+    int ok;
+    if (msg.size() >= kReleaseGilBytes) {
+        py::gil_scoped_release nogil;
+        ok = engine_sm2_verify(xy, id.data(), id.size(), msg.data(), msg.size(), sig.data());
+    } else {
+        ok = engine_sm2_verify(xy, id.data(), id.size(), msg.data(), msg.size(), sig.data());
+    }
+    return ok != 0;
+}
+
+py::list sm2_verify_batch(py::handle public_keys, py::handle messages, py::handle signatures,
+                          py::handle uid, int threads) {
+    BufferList pks(public_keys, "public_keys"), msgs(messages, "messages"),
+        sigs(signatures, "signatures");
+    Buffer id(uid, "uid");
+    check_uid(id);
+    if (pks.size() != msgs.size() || pks.size() != sigs.size())
+        throw py::value_error("public_keys, messages and signatures must have the same length (" +
+                              std::to_string(pks.size()) + ", " + std::to_string(msgs.size()) + ", " +
+                              std::to_string(sigs.size()) + ")");
+    sigs.require_length(64);
+    size_t n = pks.size();
+    std::vector<engine_sm2_item> items(n);
+    for (size_t i = 0; i < n; i++)
+        items[i] = engine_sm2_item{key_xy(pks.ptr(i), pks.len(i), pks.where(i)), sigs.ptr(i),
+                                   msgs.ptr(i), msgs.len(i)};
+    std::vector<uint8_t> out(n);
+    int rc;
+    {
+        py::gil_scoped_release nogil;
+        rc = engine_sm2_verify_items(items.data(), n, id.data(), id.size(), out.data(), threads);
+    }
+    check_sm2(rc);
+    PyObject *list = PyList_New(static_cast<Py_ssize_t>(n));
+    if (!list) throw py::error_already_set();
+    for (size_t i = 0; i < n; i++) {
+        PyObject *b = out[i] ? Py_True : Py_False;
+        Py_INCREF(b);
+        PyList_SET_ITEM(list, static_cast<Py_ssize_t>(i), b);
+    }
+    return py::reinterpret_steal<py::list>(list);
+}
+
+py::bytes sm2_z(py::handle public_key, py::handle uid) {
+    Buffer pk(public_key, "public_key"), id(uid, "uid");
+    const uint8_t *xy = key_xy(pk.data(), pk.size(), "public_key");
+    if (!xy) throw py::value_error("public_key of 65 bytes must start with 0x04");
+    check_uid(id);
+    uint8_t z[32];
+    check_sm2(engine_sm2_z(xy, id.data(), id.size(), z));
+    return py::bytes(reinterpret_cast<const char *>(z), 32);
+}
+
+// SM3(Z || message): the digest SM2 signs.
+py::bytes sm2_digest(py::handle z, py::handle message) {
+    Buffer zb(z, "z"), msg(message, "message");
+    if (zb.size() != 32) throw py::value_error("z must be 32 bytes long");
+    uint8_t e[32];
+    engine_sm3_prefixed(zb.data(), 32, msg.data(), msg.size(), e);
+    return py::bytes(reinterpret_cast<const char *>(e), 32);
+}
+
+py::object sm2_public_key(py::handle private_key) {
+    Buffer d(private_key, "private_key");
+    if (d.size() != 32) throw py::value_error("private_key must be 32 bytes long");
+    uint8_t pk[64];
+    int rc = engine_sm2_public_key(d.data(), pk);
+    if (rc == ENGINE_SM2_EINVAL) throw py::value_error("private_key must be in [1, n-2]");
+    if (rc != ENGINE_SM2_OK) return py::none();
+    return py::bytes(reinterpret_cast<const char *>(pk), 64);
+}
+
+// (r || s) or None when this k must be replaced by the next one.
+py::object sm2_sign_digest(py::handle private_key, py::handle digest, py::handle nonce) {
+    Buffer d(private_key, "private_key"), e(digest, "digest"), k(nonce, "nonce");
+    if (d.size() != 32 || e.size() != 32 || k.size() != 32)
+        throw py::value_error("private_key, digest and nonce must be 32 bytes long");
+    uint8_t sig[64];
+    int rc = engine_sm2_sign_digest(d.data(), e.data(), k.data(), sig);
+    if (rc == ENGINE_SM2_RETRY) return py::none();
+    if (rc == ENGINE_SM2_EINVAL) throw py::value_error("private_key must be in [1, n-2] and nonce in [1, n-1]");
+    check_sm2(rc);
+    return py::bytes(reinterpret_cast<const char *>(sig), 64);
+}
+
+void sm2_cache_configure(size_t capacity) { check_sm2(engine_sm2_cache_set_capacity(capacity)); }
+
+py::dict sm2_cache_info() {
+    uint64_t hits, misses;
+    size_t entries;
+    engine_sm2_cache_stats(&hits, &misses, &entries);
+    py::dict d;
+    d["capacity"] = engine_sm2_cache_capacity();
+    d["entries"] = entries;
+    d["hits"] = hits;
+    d["misses"] = misses;
+    return d;
+}
+
 py::dict kernel_info() {
     py::dict d;
     d["sm3"] = engine_sm3_isa_name();
+    d["sm2"] = engine_sm2_isa_name();
     return d;
 }
 
 void force_isa(py::object name) {
     int isa = engine_py::isa_from_name(name);
-    if (engine_sm3_force_isa(isa) != ENGINE_SM3_OK)
+    if (engine_sm3_force_isa(isa) != ENGINE_SM3_OK || engine_sm2_force_isa(isa) != ENGINE_SM2_OK)
         throw py::value_error("this CPU cannot run the " + py::cast<std::string>(name) + " path");
 }
 
@@ -204,6 +337,18 @@ PYBIND11_MODULE(_native_sm, m) {
     m.def("merkle_root_from_hashes", &merkle_root_from_hashes, py::arg("leaf_hashes"),
           py::arg("threads"));
     m.def("merkle_path", &merkle_path, py::arg("leaves"), py::arg("index"), py::arg("threads"));
+    m.def("sm2_verify", &sm2_verify, py::arg("public_key"), py::arg("message"),
+          py::arg("signature"), py::arg("uid"));
+    m.def("sm2_verify_batch", &sm2_verify_batch, py::arg("public_keys"), py::arg("messages"),
+          py::arg("signatures"), py::arg("uid"), py::arg("threads"));
+    m.def("sm2_z", &sm2_z, py::arg("public_key"), py::arg("uid"));
+    m.def("sm2_digest", &sm2_digest, py::arg("z"), py::arg("message"));
+    m.def("sm2_public_key", &sm2_public_key, py::arg("private_key"));
+    m.def("sm2_sign_digest", &sm2_sign_digest, py::arg("private_key"), py::arg("digest"),
+          py::arg("nonce"));
+    m.def("sm2_cache_configure", &sm2_cache_configure, py::arg("capacity"));
+    m.def("sm2_cache_info", &sm2_cache_info);
+    m.def("sm2_cache_clear", &engine_sm2_cache_clear);
     m.def("kernel_info", &kernel_info);
     m.def("_force_isa", &force_isa, py::arg("name"));
 }
