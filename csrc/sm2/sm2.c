@@ -42,7 +42,7 @@ static void build_tables(void) {
         if (i > 0)
             for (int k = 0; k < 8; k++) jac_dbl(&base, &base);
         if (i == SM2_COMB_POSITIONS) { /* 2^256 G */
-            jac_to_aff_many(&engine_sm2_comb_top, &base, 1, prod);
+            aff_from_jac(&engine_sm2_comb_top, &base);
             break;
         }
         row[0] = base;
@@ -108,17 +108,24 @@ static int parse_signature(task_item *it, const uint8_t sig[64]) {
     return !u256_is_zero(it->t);
 }
 
-/* The key with its tables and Z for this uid, from the cache or built (and cached). */
+/* The key with its tables and Z for this uid. A key seen for the first time is decoded with
+ * the small table (one quarter: 256 doublings per verification) and cached so; seen again, it
+ * gets the four-quarter tables (64 doublings per verification), which cost about 200 doublings
+ * once: a stream of one-off keys never pays for tables it will not reuse. */
 static int find_key(const verify_ctx *ctx, const uint8_t pk[64], sm2_key *key) {
     const uint8_t *uid = ctx->uid;
     size_t uid_len = ctx->uid_len;
     int cached = engine_sm2_cache_enabled();
     if (cached && engine_sm2_cache_get(pk, key)) {
+        if (key->chunks < SM2_KEY_CHUNKS_MAX) {
+            if (!ctx->core.key_build(key, pk, SM2_KEY_CHUNKS_MAX)) return 0; /* not cached if invalid */
+            engine_sm2_cache_put(key);
+        }
         if (!(key->has_z && key->uid_len == uid_len && memcmp(key->uid, uid, uid_len) == 0))
             engine_sm2_z(pk, uid, uid_len, key->z);
         return 1;
     }
-    if (!ctx->core.key_build(key, pk, cached ? SM2_KEY_CHUNKS_MAX : 1)) return 0;
+    if (!ctx->core.key_build(key, pk, 1)) return 0;
     engine_sm2_z(pk, uid, uid_len, key->z);
     key->has_z = uid_len <= SM2_UID_CACHED_MAX;
     key->uid_len = uid_len;

@@ -3,6 +3,7 @@
  * available to the compiler for the 64 x 64 -> 128-bit products and carry chains. */
 #if defined(__x86_64__)
 #pragma GCC target("bmi,bmi2,adx")
+#define SM2_USE_ADX 1
 #include "sm2/sm2_core.h"
 
 SM2_DEFINE_CORE(avx2)

@@ -12,10 +12,18 @@
 
 #include "sm2/sm2_impl.h"
 
+/* The file compiled for BMI2 + ADX defines SM2_USE_ADX before including this header. */
+#if defined(SM2_USE_ADX) && defined(__x86_64__)
+#include "sm2/sm2_field_adx.h"
+#define SM2_FE_MUL mont_mul_p_adx
+#else
+#define SM2_FE_MUL mont_mul_p
+#endif
+
 static inline void fe_mul(uint64_t r[4], const uint64_t a[4], const uint64_t b[4]) {
-    mont_mul(r, a, b, &SM2_P);
+    SM2_FE_MUL(r, a, b);
 }
-static inline void fe_sqr(uint64_t r[4], const uint64_t a[4]) { mont_mul(r, a, a, &SM2_P); }
+static inline void fe_sqr(uint64_t r[4], const uint64_t a[4]) { SM2_FE_MUL(r, a, a); }
 static inline void fe_add(uint64_t r[4], const uint64_t a[4], const uint64_t b[4]) {
     mod_add(r, a, b, SM2_P.m);
 }
@@ -192,6 +200,16 @@ static inline void jac_to_aff_many(sm2_aff *out, const sm2_jac *in, size_t n, ui
         fe_mul(out[i].x, in[i].x, zinv2);
         fe_mul(out[i].y, in[i].y, zinv3);
     }
+}
+
+/* The affine form of one Jacobian point not at infinity. */
+static inline void aff_from_jac(sm2_aff *out, const sm2_jac *in) {
+    uint64_t zinv[4], zinv2[4], zinv3[4];
+    mont_inv(zinv, in->z, &SM2_P);
+    fe_sqr(zinv2, zinv);
+    fe_mul(zinv3, zinv2, zinv);
+    fe_mul(out->x, in->x, zinv2);
+    fe_mul(out->y, in->y, zinv3);
 }
 
 /* Whether affine (x, y) (Montgomery form) is on the curve: y^2 == x^3 - 3x + b. */

@@ -9,8 +9,9 @@
  * is written in 32 signed odd radix-2^8 digits plus a final 1 (the regular recoding of Joye and
  * Tunstall), so [s]G = 2^256 G + sum d_i 2^(8i) G is 33 mixed additions from a table of the odd
  * multiples (2j+1) 2^(8i) G, j < 128 (256 KiB, built once). [t]P uses width-5 NAF digits over
- * odd multiples 1P..15P; a cached key also keeps those multiples of 2^64 P, 2^128 P and 2^192 P,
- * so that the four quarters of t share 64 doublings instead of 256 (Straus).
+ * odd multiples 1P..15P; a key seen twice (sm2.c, find_key) also keeps those multiples of
+ * 2^64 P, 2^128 P and 2^192 P, so that the four quarters of t share 64 doublings instead of 256
+ * (Straus).
  */
 #ifndef ENGINE_SM2_IMPL_H
 #define ENGINE_SM2_IMPL_H
@@ -97,7 +98,7 @@ int engine_sm2_check_avx2(const sm2_key *key, const uint64_t s[4], const uint64_
 
 sm2_core engine_sm2_core(void);
 
-/* Key cache (sm2_cache.c): copies a cached key (with `chunks` >= want) into *out; 1 on a hit. */
+/* Key cache (sm2_cache.c): copies a cached key into *out; 1 on a hit. */
 int engine_sm2_cache_get(const uint8_t pk[64], sm2_key *out);
 void engine_sm2_cache_put(const sm2_key *key);
 int engine_sm2_cache_enabled(void);
