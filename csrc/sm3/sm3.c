@@ -4,7 +4,7 @@
  * Many messages: each lane of the SIMD kernel holds one job; after every block the lanes whose
  * message ended write their digest and take the next job, so lanes never wait for the longest
  * message of a group. When no job is left and few lanes still run (one long message, say), those
- * finish on the portable compression, which is as fast per lane. Batches are cut into tasks of
+ * finish on the one-message compression, which is as fast per lane. Batches are cut into tasks of
  * consecutive messages (bounded in count and bytes) that the native pool runs in parallel.
  */
 #include "sm3/sm3.h"
@@ -28,7 +28,7 @@ static void output(const uint32_t st[8], uint8_t out[32]) {
     for (int i = 0; i < 8; i++) sm3_store_be32(out + 4 * i, st[i]);
 }
 
-static void hash_job_portable(const sm3_job *job) {
+static void hash_job(sm3_compress_fn compress, const sm3_job *job) {
     uint32_t st[8];
     memcpy(st, SM3_IV, sizeof st);
     uint8_t buf[SM3_BLOCK_BYTES];
@@ -40,10 +40,10 @@ static void hash_job_portable(const sm3_job *job) {
         if (p != buf) {
             size_t start = b * SM3_BLOCK_BYTES - job->prefix_len;
             size_t run = (job->len - start) / SM3_BLOCK_BYTES;
-            engine_sm3_compress_portable(st, p, run);
+            compress(st, p, run);
             b += run;
         } else {
-            engine_sm3_compress_portable(st, p, 1);
+            compress(st, p, 1);
             b++;
         }
     }
@@ -53,7 +53,7 @@ static void hash_job_portable(const sm3_job *job) {
 void engine_sm3_prefixed(const uint8_t *prefix, size_t prefix_len, const uint8_t *data,
                          size_t len, uint8_t out[32]) {
     sm3_job job = {prefix, data, len, prefix_len, out};
-    hash_job_portable(&job);
+    hash_job(engine_sm3_kernel().compress, &job);
 }
 
 void engine_sm3(const uint8_t *data, size_t len, uint8_t out[32]) {
@@ -72,9 +72,9 @@ static const _Alignas(64) uint8_t ZERO_BLOCK[SM3_BLOCK_BYTES];
 
 void engine_sm3_run_jobs(sm3_kernel kernel, const sm3_job *jobs, size_t n) {
     const int L = kernel.lanes;
-    /* Too few jobs to fill a third of the lanes: the portable path is as fast. */
+    /* Too few jobs to fill a third of the lanes: one message at a time is as fast. */
     if (L == 1 || n * 3 < (size_t)L) {
-        for (size_t i = 0; i < n; i++) hash_job_portable(&jobs[i]);
+        for (size_t i = 0; i < n; i++) hash_job(kernel.compress, &jobs[i]);
         return;
     }
     _Alignas(64) uint32_t st[8 * SM3_LANES_MAX];
@@ -124,7 +124,7 @@ void engine_sm3_run_jobs(sm3_kernel kernel, const sm3_job *jobs, size_t n) {
         uint32_t s[8];
         for (int w = 0; w < 8; w++) s[w] = st[w * L + l];
         for (; ln->block < ln->blocks; ln->block++)
-            engine_sm3_compress_portable(s, sm3_job_block(ln->job, ln->block, ln->blocks, ln->buf), 1);
+            kernel.compress(s, sm3_job_block(ln->job, ln->block, ln->blocks, ln->buf), 1);
         output(s, ln->job->out);
     }
 }

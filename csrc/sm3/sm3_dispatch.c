@@ -22,14 +22,16 @@ const char *engine_sm3_isa_name(void) { return engine_isa_name(current_isa()); }
 
 sm3_kernel engine_sm3_kernel(void) {
     enum engine_isa isa = current_isa();
-    sm3_kernel k = {NULL, 1, ENGINE_ISA_PORTABLE};
+    sm3_kernel k = {NULL, engine_sm3_compress_portable, 1, ENGINE_ISA_PORTABLE};
 #if defined(__x86_64__)
     if (isa == ENGINE_ISA_AVX512) {
         k.lanes_fn = engine_sm3_lanes_avx512;
+        k.compress = engine_sm3_compress_avx2;
         k.lanes = 16;
         k.isa = ENGINE_ISA_AVX512;
     } else if (isa == ENGINE_ISA_AVX2) {
         k.lanes_fn = engine_sm3_lanes_avx2;
+        k.compress = engine_sm3_compress_avx2;
         k.lanes = 8;
         k.isa = ENGINE_ISA_AVX2;
     }

@@ -88,8 +88,11 @@ static inline const uint8_t *sm3_job_block(const sm3_job *job, size_t b, size_t 
     return buf;
 }
 
-/* Compress `count` consecutive 64-byte blocks into one state (portable C). */
+/* Compress `count` consecutive 64-byte blocks into one state: portable C, and the same code
+ * compiled with BMI2 for the AVX2 and AVX-512 paths. */
+typedef void (*sm3_compress_fn)(uint32_t state[8], const uint8_t *blocks, size_t count);
 void engine_sm3_compress_portable(uint32_t state[8], const uint8_t *blocks, size_t count);
+void engine_sm3_compress_avx2(uint32_t state[8], const uint8_t *blocks, size_t count);
 
 /* Compress one block for every lane: state[w * LANES + lane] is word w of a lane's chaining
  * value, blocks[lane] its block (lanes without work point at any readable block). */
@@ -100,6 +103,7 @@ void engine_sm3_lanes_avx512(uint32_t *state, const uint8_t *const *blocks); /* 
 /* The kernel the dispatcher chose: `lanes` 1 means the portable path (lanes_fn NULL). */
 typedef struct {
     sm3_lanes_fn lanes_fn;
+    sm3_compress_fn compress; /* one message */
     int lanes;
     int isa;
 } sm3_kernel;

@@ -1,55 +1,6 @@
-/* SM3 compression in portable C (the path every CPU has; also the single-message path). */
-#include "sm3/sm3_impl.h"
-
-static inline uint32_t rotl(uint32_t x, int c) { return (x << c) | (x >> ((32 - c) & 31)); }
-static inline uint32_t p0(uint32_t x) { return x ^ rotl(x, 9) ^ rotl(x, 17); }
-static inline uint32_t p1(uint32_t x) { return x ^ rotl(x, 15) ^ rotl(x, 23); }
-
-/* One round j: FF/GG are XOR3 in rounds 0..15, majority / choose after. The message schedule
- * W[0..67] is kept in a 16-word ring: W[j+4] is made here, four rounds ahead of its use. */
-#define ROUND(j, FF, GG)                                                              \
-    do {                                                                              \
-        uint32_t a12 = rotl(a, 12);                                                   \
-        uint32_t ss1 = rotl(a12 + e + SM3_TJ[j], 7);                                  \
-        uint32_t ss2 = ss1 ^ a12;                                                     \
-        uint32_t wj = w[(j) & 15];                                                    \
-        if ((j) + 4 >= 16 && (j) + 4 < 68)                                            \
-            w[((j) + 4) & 15] = p1(w[((j) + 4) & 15] ^ w[((j) + 11) & 15] ^           \
-                                   rotl(w[((j) + 1) & 15], 15)) ^                     \
-                                rotl(w[((j) + 7) & 15], 7) ^ w[((j) + 14) & 15];      \
-        uint32_t tt1 = FF(a, b, c) + d + ss2 + (wj ^ w[((j) + 4) & 15]);              \
-        uint32_t tt2 = GG(e, f, g) + h + ss1 + wj;                                    \
-        d = c;                                                                        \
-        c = rotl(b, 9);                                                               \
-        b = a;                                                                        \
-        a = tt1;                                                                      \
-        h = g;                                                                        \
-        g = rotl(f, 19);                                                              \
-        f = e;                                                                        \
-        e = p0(tt2);                                                                  \
-    } while (0)
-
-#define XOR3(x, y, z) ((x) ^ (y) ^ (z))
-#define MAJ(x, y, z) (((x) & (y)) | ((z) & ((x) | (y))))
-#define CH(x, y, z) ((z) ^ ((x) & ((y) ^ (z))))
+/* SM3 compression in portable C (the path every CPU has). */
+#include "sm3/sm3_compress.h"
 
 void engine_sm3_compress_portable(uint32_t state[8], const uint8_t *blocks, size_t count) {
-    for (size_t blk = 0; blk < count; blk++, blocks += SM3_BLOCK_BYTES) {
-        uint32_t w[16];
-        for (int i = 0; i < 16; i++) w[i] = sm3_load_be32(blocks + 4 * i);
-        uint32_t a = state[0], b = state[1], c = state[2], d = state[3];
-        uint32_t e = state[4], f = state[5], g = state[6], h = state[7];
-#pragma GCC unroll 16
-        for (int j = 0; j < 16; j++) ROUND(j, XOR3, XOR3);
-#pragma GCC unroll 48
-        for (int j = 16; j < 64; j++) ROUND(j, MAJ, CH);
-        state[0] ^= a;
-        state[1] ^= b;
-        state[2] ^= c;
-        state[3] ^= d;
-        state[4] ^= e;
-        state[5] ^= f;
-        state[6] ^= g;
-        state[7] ^= h;
-    }
+    sm3_compress_blocks(state, blocks, count);
 }
