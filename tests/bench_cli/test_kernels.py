@@ -101,7 +101,9 @@ def test_a_kernel_whose_outputs_differ_is_not_reported(monkeypatch, capsys):
 def test_every_kernel_runs_quick_and_matches_its_baseline():
     section = kernels.run_kernels(quick=True)
     names = [r["name"] for r in section["results"]]
-    assert len(names) == 12 and len(set(names)) == 12
+    sm_lines = [n for n in names if n.startswith(("sm2 ", "sm3 "))]  # issue 17, when OpenSSL has SM2
+    assert len(names) - len(sm_lines) == 12 and len(set(names)) == len(names)
+    assert len(sm_lines) in (0, 5)
     assert all(r["ratio"] > 0 for r in section["results"])
 
 
