@@ -349,6 +349,7 @@ PYBIND11_MODULE(_native_sm, m) {
     m.def("sm2_cache_configure", &sm2_cache_configure, py::arg("capacity"));
     m.def("sm2_cache_info", &sm2_cache_info);
     m.def("sm2_cache_clear", &engine_sm2_cache_clear);
+    m.def("_sm2_selftest", &engine_sm2_selftest, py::arg("seed"), py::arg("iterations"));
     m.def("kernel_info", &kernel_info);
     m.def("_force_isa", &force_isa, py::arg("name"));
 }

@@ -63,6 +63,10 @@ size_t engine_sm2_cache_capacity(void);
 void engine_sm2_cache_stats(uint64_t *hits, uint64_t *misses, size_t *entries);
 void engine_sm2_cache_clear(void);
 
+/* Test hook: the BMI2/ADX field arithmetic against the portable C on random and edge-case
+ * inputs; the number of wrong results, or -1 when this build or CPU has no such path. */
+int engine_sm2_selftest(uint64_t seed, long iterations);
+
 /* Path choice: -1 = automatic, else an engine_isa the CPU supports. */
 int engine_sm2_force_isa(int isa);
 const char *engine_sm2_isa_name(void);

@@ -12,18 +12,26 @@
 
 #include "sm2/sm2_impl.h"
 
-/* The file compiled for BMI2 + ADX defines SM2_USE_ADX before including this header. */
-#if defined(SM2_USE_ADX) && defined(__x86_64__)
+/* The file compiled for BMI2 + ADX defines SM2_USE_ADX before including this header. The
+ * assembly needs 13 (product) and 14 (square) free registers, which unoptimised builds (-O0,
+ * ENGINE_DEBUG) do not leave, nor sanitizer builds for the square: those use the C code. */
+#if defined(SM2_USE_ADX) && defined(__x86_64__) && defined(__OPTIMIZE__)
 #include "sm2/sm2_field_adx.h"
 #define SM2_FE_MUL mont_mul_p_adx
+#if defined(__OPTIMIZE__) && !defined(__SANITIZE_ADDRESS__) && !defined(SM2_NO_SQR_ASM)
+#define SM2_FE_SQR(r, a) mont_sqr_p_adx(r, a)
+#endif
 #else
 #define SM2_FE_MUL mont_mul_p
+#endif
+#ifndef SM2_FE_SQR
+#define SM2_FE_SQR(r, a) SM2_FE_MUL(r, a, a)
 #endif
 
 static inline void fe_mul(uint64_t r[4], const uint64_t a[4], const uint64_t b[4]) {
     SM2_FE_MUL(r, a, b);
 }
-static inline void fe_sqr(uint64_t r[4], const uint64_t a[4]) { SM2_FE_MUL(r, a, a); }
+static inline void fe_sqr(uint64_t r[4], const uint64_t a[4]) { SM2_FE_SQR(r, a); }
 static inline void fe_add(uint64_t r[4], const uint64_t a[4], const uint64_t b[4]) {
     mod_add(r, a, b, SM2_P.m);
 }

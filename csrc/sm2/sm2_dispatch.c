@@ -34,3 +34,14 @@ sm2_core engine_sm2_core(void) {
 }
 
 const char *engine_sm2_isa_name(void) { return engine_isa_name((enum engine_isa)engine_sm2_core().isa); }
+
+int engine_sm2_selftest(uint64_t seed, long iterations) {
+#if defined(__x86_64__)
+    uint32_t need = ENGINE_CPU_BMI2 | ENGINE_CPU_ADX;
+    if ((engine_cpu_features() & need) == need) return engine_sm2_selftest_avx2(seed, iterations);
+#else
+    (void)seed;
+    (void)iterations;
+#endif
+    return -1;
+}

@@ -98,6 +98,9 @@ int engine_sm2_check_avx2(const sm2_key *key, const uint64_t s[4], const uint64_
 
 sm2_core engine_sm2_core(void);
 
+/* Test hook (sm2_avx2.c): the BMI2/ADX field code against the C code; wrong results. */
+int engine_sm2_selftest_avx2(uint64_t seed, long iterations);
+
 /* Key cache (sm2_cache.c): copies a cached key into *out; 1 on a hit. */
 int engine_sm2_cache_get(const uint8_t pk[64], sm2_key *out);
 void engine_sm2_cache_put(const sm2_key *key);

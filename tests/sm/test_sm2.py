@@ -365,6 +365,13 @@ def test_argument_errors():
         crypto.sm2_configure_key_cache(-1)
 
 
+def test_assembly_field_against_c():
+    wrong = _native_sm._sm2_selftest(12345, 200_000)
+    if wrong == -1:
+        pytest.skip("this CPU or build has no BMI2/ADX field code")
+    assert wrong == 0
+
+
 def test_native_path_names_the_kernel(sm_isa):
     assert crypto.sm2_native_path() in ("portable", "avx2", "avx512")
     if sm_isa == "portable":
