@@ -100,6 +100,7 @@ extensions = [
     for e in (
         _pybind_ext("engine._native_hash", "csrc/bindings/hash_module.cpp", "blake3"),
         _pybind_ext("engine._native_ed25519", "csrc/bindings/ed25519_module.cpp", "ed25519"),
+        _pybind_ext("engine._native_sm", "csrc/bindings/sm_module.cpp", "sm3", "sm2"),
     )
     if e is not None
 ] + _cython_exts()

@@ -152,3 +152,102 @@ def verify_merkle_proof(root: BytesLike, leaf: BytesLike, proof: MerkleProof) ->
 
 def _hash_arg(value: BytesLike, name: str) -> bytes:
     return bytes_arg(value, name, HASH_BYTES)
+
+
+# ---- SM3 (GB/T 32905-2016) and the SM3 Merkle tree ----------------------------------------------
+#
+# The national-cryptography suite's hash, computed by csrc/sm3 (many messages side by side in
+# SIMD lanes, batches split across the native pool with the GIL released). The SM3 tree has the
+# same RFC 6962 shape as the BLAKE3 one but separates leaves from nodes by prefix bytes, as
+# RFC 6962 does, since SM3 has no keyed mode (docs/formats.md, "SM3 Merkle tree"):
+# ``leaf(x) = SM3(0x00 || x)``, ``node(l, r) = SM3(0x01 || l || r)``, ``root([]) = SM3(b"")``,
+# ``root([x]) = leaf(x)``.
+
+from engine import _native_sm
+
+SM3_LEAF_PREFIX = b"\x00"
+SM3_NODE_PREFIX = b"\x01"
+
+__all__ += [
+    "sm3",
+    "sm3_many",
+    "sm3_many_packed",
+    "sm3_merkle_leaf",
+    "sm3_merkle_node",
+    "sm3_merkle_proof",
+    "sm3_merkle_root",
+    "sm3_merkle_root_from_hashes",
+    "verify_sm3_merkle_proof",
+]
+
+
+def sm3(data: BytesLike) -> bytes:
+    """SM3 of ``data`` (32 bytes)."""
+    return _native_sm.sm3(data)
+
+
+def sm3_many(messages: Sequence[BytesLike], *, threads: int | None = None) -> list[bytes]:
+    """SM3 of every message, hashed side by side in SIMD lanes.
+
+    ``threads=None`` uses every core. Raises TypeError naming the index of a non-bytes item.
+    """
+    return _native_sm.sm3_many(messages, threads_arg(threads))
+
+
+def sm3_many_packed(data: BytesLike, offsets, *, threads: int | None = None) -> bytes:
+    """SM3 of the messages ``data[offsets[i]:offsets[i+1]]`` held in one buffer.
+
+    ``offsets`` is a buffer of n + 1 native-endian uint64 values (e.g. a numpy uint64 array).
+    Returns n * 32 bytes, the digests back to back.
+    """
+    return _native_sm.sm3_many_packed(data, offsets, threads_arg(threads))
+
+
+def sm3_merkle_leaf(leaf: BytesLike) -> bytes:
+    """A leaf hash of the SM3 tree: SM3(0x00 || leaf)."""
+    return sm3(SM3_LEAF_PREFIX + bytes_arg(leaf, "leaf"))
+
+
+def sm3_merkle_node(left: bytes, right: bytes) -> bytes:
+    """An inner node of the SM3 tree: SM3(0x01 || left || right)."""
+    return sm3(SM3_NODE_PREFIX + bytes(left) + bytes(right))
+
+
+def sm3_merkle_root(leaves: Sequence[BytesLike], *, threads: int | None = None) -> bytes:
+    """Root of the SM3 tree over raw ``leaves``."""
+    return _native_sm.merkle_root(leaves, threads_arg(threads))
+
+
+def sm3_merkle_root_from_hashes(leaf_hashes: Sequence[BytesLike] | BytesLike, *,
+                                threads: int | None = None) -> bytes:
+    """Root of the SM3 tree whose leaf hashes (``sm3_merkle_leaf`` values) are given, as a
+    sequence of 32-byte hashes or one packed buffer of n * 32 bytes."""
+    return _native_sm.merkle_root_from_hashes(leaf_hashes, threads_arg(threads))
+
+
+def sm3_merkle_proof(leaves: Sequence[BytesLike], index: int) -> MerkleProof:
+    """The inclusion proof of ``leaves[index]`` in the SM3 tree. Raises IndexError outside it."""
+    index = operator.index(index)
+    if index < 0:
+        raise IndexError(f"index {index} is outside a tree of {len(leaves)} leaves")
+    path = _native_sm.merkle_path(leaves, index, 0)
+    return MerkleProof(index=index, size=len(leaves), path=tuple(path))
+
+
+def verify_sm3_merkle_proof(root: BytesLike, leaf: BytesLike, proof: MerkleProof) -> bool:
+    """Whether ``proof`` shows that raw ``leaf`` is in the SM3 tree with ``root``.
+
+    Raises ValueError when the root or a path hash is not 32 bytes, TypeError on non-bytes.
+    """
+    root_b = _hash_arg(root, "root")
+    for i, p in enumerate(proof.path):
+        _hash_arg(p, f"proof.path[{i}]")
+    if isinstance(proof.index, bool) or not isinstance(proof.index, int):
+        raise TypeError("proof.index must be an int")
+    if isinstance(proof.size, bool) or not isinstance(proof.size, int):
+        raise TypeError("proof.size must be an int")
+    if len(proof.path) > PROOF_PATH_HASHES_MAX:
+        return False
+    implied = root_from_path(sm3_merkle_leaf(leaf), proof.index, proof.size,
+                             [bytes(p) for p in proof.path], sm3_merkle_node)
+    return implied is not None and implied == root_b

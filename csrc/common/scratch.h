@@ -26,7 +26,11 @@ enum engine_scratch_slot {
     ENGINE_SCRATCH_B3_LEVEL_A = 4,   /* blake3_merkle.c: the two alternating levels */
     ENGINE_SCRATCH_B3_LEVEL_B = 5,
     ENGINE_SCRATCH_BIND_HELD = 6,    /* bindings: references held on list items */
-    ENGINE_SCRATCH_SLOTS = 7
+    ENGINE_SCRATCH_SM3_TASK_JOBS = 7, /* sm3.c: one task's job descriptions */
+    ENGINE_SCRATCH_SM3_LEVEL_A = 8,  /* sm3.c: the two alternating Merkle levels */
+    ENGINE_SCRATCH_SM3_LEVEL_B = 9,
+    ENGINE_SCRATCH_SM2_TASK = 10,    /* sm2.c: one task's verification state */
+    ENGINE_SCRATCH_SLOTS = 11
 };
 #define ENGINE_SCRATCH_KEEP_BYTES_MAX ((size_t)64 << 20)
 

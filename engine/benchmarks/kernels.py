@@ -491,7 +491,7 @@ def hashing_path() -> str:
 # ---- the whole run ---------------------------------------------------------------------------
 
 KERNEL_NAMES = ("tx_ids", "merkle", "ed25519_single", "ed25519_batch", "verify_txs", "tally",
-                "certificates", "block_save")
+                "certificates", "block_save", "sm")
 
 
 def run_kernels(*, quick: bool = False, only: Sequence[str] | None = None,
@@ -552,6 +552,11 @@ def run_kernels(*, quick: bool = False, only: Sequence[str] | None = None,
         add(bench_certificates(size["validators"], size["certs"], repeat))
     if "block_save" in wanted:
         add(bench_block_save(size["block_txs"], size["blocks"], repeat, tx_bytes))
+    if "sm" in wanted:  # SM2 / SM3 against OpenSSL 3 (engine/benchmarks/sm.py)
+        from engine.benchmarks import sm as sm_bench
+
+        for result in sm_bench.kernel_results(quick=quick, repeat=repeat):
+            add(result)
     calib = calibration()
     say(f"calibration: {calib['name']}, {calib['seconds'] * 1e3:.1f} ms per run "
         f"(score {calib['score']:.2f}/s)")
