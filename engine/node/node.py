@@ -25,19 +25,22 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from engine import consensus as cs
-from engine.app import Application, load_app
+from engine.app import Application, InitResult, load_app
 from engine.block import Block
 from engine.config import Home, load_home
-from engine.mempool import AddResult, Mempool, MempoolLimits
+from engine.hashing import blake3
+from engine.mempool import HALTED, AddResult, Mempool, MempoolLimits
 from engine.net.limits import NetLimits
 from engine.net.peers import PeerAddress, PeerSet
+from engine.node.apphooks import AppHooks
 from engine.node.blocksync import BlockSync
 from engine.node.commit import BlockCommitter
 from engine.node.driver import ConsensusDriver
+from engine.node.events import EventBus, Subscription
 from engine.node.evidence import EvidencePool
 from engine.node.metrics import MetricsState, NodeMetrics
 from engine.node.ports import Counters, NodeSeams, NullObserver
-from engine.node.production import BlockProducer
+from engine.node.production import BlockProducer, EmptyBlockGate
 from engine.node.queries import NodeQueries, RecentBlocks, Waiters
 from engine.node.router import PeerRouter, TxGossip
 from engine.node.signatures import VerifiedSignatures
@@ -98,6 +101,8 @@ class Node:
         self._tasks: set[asyncio.Task] = set()
         self._waiters = Waiters()
         self._halted = asyncio.Event()
+        self.events = EventBus()
+        self._query_takes_height = _takes_height(self.app.query)
         self.metrics = NodeMetrics(self._metrics_state)
 
     # ------------------------------------------------------------------ life cycle
@@ -118,12 +123,13 @@ class Node:
         store = self.store = Store(store_path(self.home.path), sync=self._store_sync)
         self._repair_wal(store)
         self.app.state = _StoreState(store)
+        self.app.home = self.home.path
+        self.app.settings = dict(cfg.app_settings)
         self.app.info()
-        genesis_app_hash = self.app.init_chain(self.home.genesis.chain_id,
-                                               dict(self.home.genesis.app_state))
-        self._load_tip(store, genesis_app_hash)
+        self._load_tip(store, self._open_app(store))
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="engine-verify")
         wire = PeerWire()
+        hooks = AppHooks(self.app, self.counters)
         mempool = self.mempool = Mempool(
             chain_id=self.chain_id, check_tx=self.app.check_tx,
             find_committed=self._find_committed,
@@ -132,7 +138,8 @@ class Node:
                                  batch_txs_max=cfg.mempool_batch_txs_max,
                                  batch_wait_ms=cfg.mempool_batch_wait_ms),
             executor=self._executor, verify_threads=cfg.verify_threads or None,
-            on_admitted=TxGossip(wire, limits))
+            on_admitted=TxGossip(wire, limits), check_tx_pending=hooks.check_tx_pending)
+        hooks.mempool = mempool
         mempool.observe_batch = self.metrics.observe_batch
         mempool.start()
 
@@ -144,14 +151,17 @@ class Node:
             chain_id=self.chain_id, validators=self.validators, tip=self.tip, mempool=mempool,
             find_committed=self._find_committed, evidence_committed=evidence.is_committed,
             block_txs_max=cfg.block_txs_max, block_bytes_max=cfg.block_bytes_max,
-            counters=self.counters)
+            counters=self.counters, app_accepts=hooks.process if hooks.processes else None)
         producer = BlockProducer(chain_id=self.chain_id, config=cfg, tip=self.tip,
                                  mempool=mempool, store=store, evidence=evidence,
-                                 validator=validity, spawn=self._spawn)
+                                 validator=validity, spawn=self._spawn,
+                                 prepare=hooks.prepare if hooks.prepares else None)
         recent = RecentBlocks()
         committer = BlockCommitter(app=self.app, store=store, mempool=mempool, tip=self.tip,
                                    validator=validity, evidence=evidence, metrics=self.metrics,
-                                   recent=recent, waiters=self._waiters, counters=self.counters)
+                                   recent=recent, waiters=self._waiters, counters=self.counters,
+                                   chain_id=self.home.genesis.chain_id,
+                                   validators=self.validators, events=self.events)
         self._queries = NodeQueries(store=store, tip=self.tip, genesis=self.home.genesis,
                                     validators=self.validators, recent=recent,
                                     waiters=self._waiters)
@@ -170,6 +180,9 @@ class Node:
             committer=committer, evidence=evidence, observer=observer, counters=self.counters)
         driver.on_halt = lambda _reason: self._halted.set()
         producer.bind(driver)
+        if not cfg.create_empty_blocks:
+            EmptyBlockGate(config=cfg, tip=self.tip, mempool=mempool,
+                           spawn=self._spawn).bind(driver)
         sync.bind(driver)
         signatures_clear = signatures.clear
 
@@ -179,6 +192,7 @@ class Node:
                 wire.broadcast(sync.status_message())
 
         committer.after_commit.append(after_commit)
+        committer.after_commit.append(hooks.recheck)
         router = PeerRouter(chain_id=self.chain_id, validators=self.validators, driver=driver,
                             mempool=mempool, validator=validity, evidence=evidence, sync=sync,
                             signatures=signatures, wire=wire, spawn=self._spawn)
@@ -210,6 +224,7 @@ class Node:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.events.close_all("node stopped")  # before RPC: open subscriptions end first
         if self.rpc is not None:
             await self.rpc.stop()
         if self.peers is not None:
@@ -253,6 +268,26 @@ class Node:
         if dropped:
             log.error("WAL damaged: dropped %d records from %s on", len(dropped), dropped[0])
             self.counters.add("wal_records_dropped", len(dropped))
+
+    def _open_app(self, store: Store) -> bytes:
+        """``init_chain`` once at height 0 (its genesis writes and app hash saved in one store
+        transaction, then ``commit``); on every later start ``restore(height, app_hash)``.
+        Returns the genesis app hash."""
+        app, latest, genesis = self.app, store.latest_height(), store.genesis_app_hash()
+        if latest == 0 and genesis is None:
+            result = app.init_chain(self.home.genesis.chain_id, dict(self.home.genesis.app_state))
+            if isinstance(result, InitResult):
+                genesis, writes = result.app_hash, list(result.writes.items())
+            else:
+                genesis, writes = result, []
+            store.save_genesis(genesis, writes)
+            app.commit()
+            app.last_app_hash = genesis
+            return genesis
+        app_hash = store.app_hash() if latest else genesis
+        assert app_hash is not None
+        app.restore(latest, app_hash)
+        return genesis if genesis is not None else app_hash
 
     def _load_tip(self, store: Store, genesis_app_hash: bytes) -> None:
         h = store.latest_height()
@@ -344,10 +379,20 @@ class Node:
         """Admit one signed envelope into the mempool (gossiped to peers when accepted)."""
         if not isinstance(envelope, (bytes, bytearray)):
             raise TypeError(f"envelope must be bytes, not {type(envelope).__name__}")
-        return await self._started_mempool().add(bytes(envelope))
+        mempool = self._started_mempool()
+        if self.halted:
+            return self._refused_halted(envelope)
+        return await mempool.add(bytes(envelope))
 
     async def submit_txs(self, envelopes: list[bytes]) -> list[AddResult]:
-        return await self._started_mempool().add_many(envelopes)
+        mempool = self._started_mempool()
+        if self.halted:
+            return [self._refused_halted(e) for e in envelopes]
+        return await mempool.add_many(envelopes)
+
+    def _refused_halted(self, envelope: bytes) -> AddResult:
+        """A halted node commits nothing more: accepting a transaction would be a lie."""
+        return AddResult(HALTED, blake3(bytes(envelope)), f"node halted: {self.halted}")
 
     def _started_mempool(self) -> Mempool:
         if self.mempool is None:
@@ -386,6 +431,45 @@ class Node:
     def validators_info(self) -> dict[str, Any]:
         return self._started_queries().validators_info()
 
+    def subscribe(self, filters: list[str] | tuple[str, ...] = (),
+                  queue_max: int | None = None) -> Subscription:
+        """Events of committed transactions and blocks matching every filter (``type`` or
+        ``type.key=value``): ``await sub.get()`` until it returns None (``sub.reason``)."""
+        if queue_max is None:
+            return self.events.subscribe(list(filters))
+        return self.events.subscribe(list(filters), queue_max)
+
+    def query(self, path: str, data: bytes, height: int | None = None,
+              prove: bool = False) -> dict[str, Any]:
+        """Ask the application (on the loop thread, like every app call): ``{code, codespace,
+        log, value (hex or None), height, proof}``. ``codespace`` is ``"app"`` for the app's
+        own answer, ``"engine"`` when the node refused (bad arguments, a height whose state is
+        not kept, an exception in the app). ``proof`` is None until the state has a commitment
+        to prove against (docs/application.md)."""
+        if not isinstance(path, str) or not isinstance(data, (bytes, bytearray)):
+            raise TypeError("query takes path: str and data: bytes")
+        latest = self.tip.height
+        if height is not None and (type(height) is not int or height < 0):
+            raise ValueError(f"height must be a non-negative int, not {height!r}")
+        at = latest if height is None else height
+        if at != latest and not self._query_takes_height:
+            return _query_answer(1, "engine", f"state at height {at} is not kept: "
+                                 f"this application answers at the latest height ({latest})",
+                                 None, at)
+        try:
+            if self._query_takes_height:
+                r = self.app.query(path, bytes(data), at)  # type: ignore[call-arg]
+            else:
+                r = self.app.query(path, bytes(data))
+            code, log_text, value = int(r.code), str(r.log), r.value
+        except Exception as e:  # noqa: BLE001 - app code must not break the caller
+            self.counters.add("app_query_error")
+            return _query_answer(2, "engine", f"query raised {type(e).__name__}: {e}", None, at)
+        answered = getattr(r, "height", None)
+        return _query_answer(code, "app", log_text, value,
+                             answered if answered is not None else at,
+                             getattr(r, "proof", None) if prove else None)
+
     def metrics_text(self) -> bytes:
         return self.metrics.text()
 
@@ -411,6 +495,24 @@ class Node:
         }
 
 
+def _takes_height(method: Any) -> bool:
+    """Whether an application's ``query`` takes a third ``height`` argument."""
+    import inspect
+
+    try:
+        params = inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
+    return "height" in params
+
+
+def _query_answer(code: int, codespace: str, log_text: str, value: bytes | None, height: int,
+                  proof: Any = None) -> dict[str, Any]:
+    return {"code": code, "codespace": codespace, "log": log_text,
+            "value": None if value is None else bytes(value).hex(), "height": height,
+            "proof": proof.hex() if isinstance(proof, (bytes, bytearray)) else proof}
+
+
 class _StoreState:
     """The application's read view of committed state."""
 
@@ -419,3 +521,6 @@ class _StoreState:
 
     def get(self, key: bytes) -> bytes | None:
         return self._store.state_get(key) if key else None
+
+    def items(self, prefix: bytes = b"") -> list[tuple[bytes, bytes]]:
+        return self._store.state_items(prefix)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["NodeAPI", "SubmitResult"]
+__all__ = ["EventSubscription", "NodeAPI", "SubmitResult"]
 
 
 class SubmitResult(Protocol):
@@ -22,6 +22,21 @@ class SubmitResult(Protocol):
     def log(self) -> str: ...
     @property
     def ok(self) -> bool: ...
+
+
+class EventSubscription(Protocol):
+    """A stream of committed events (``engine.node.events.Subscription``)."""
+
+    @property
+    def reason(self) -> str | None:
+        """Why the subscription closed (``slow_client: ...``, ``node stopped``), or None."""
+        ...
+
+    async def get(self) -> dict[str, Any] | None:
+        """The next message, or None once closed."""
+        ...
+
+    def close(self, reason: str = ...) -> None: ...
 
 
 @runtime_checkable
@@ -47,6 +62,16 @@ class NodeAPI(Protocol):
     async def submit_txs(self, envelopes: list[bytes]) -> list[SubmitResult]: ...
 
     def validators_info(self) -> dict[str, Any]: ...
+
+    def query(self, path: str, data: bytes, height: int | None = None,
+              prove: bool = False) -> dict[str, Any]:
+        """``{code, codespace, log, value (hex or None), height, proof}`` from the app."""
+        ...
+
+    def subscribe(self, filters: list[str] | tuple[str, ...] = (),
+                  queue_max: int | None = None) -> EventSubscription:
+        """Committed events matching every filter; raises ValueError on a bad filter."""
+        ...
 
     def metrics_text(self) -> bytes:
         """The Prometheus text exposition of the node's metrics."""
