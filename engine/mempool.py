@@ -140,6 +140,11 @@ class Senders:
         mine = self._txs.get(bytes(sender), {})
         return [self._decoded[t] for t, _ in sorted(mine.items(), key=lambda kv: kv[1])]
 
+    def ids_by_nonce(self, sender: bytes) -> list[bytes]:
+        """The pooled ids of ``sender``, highest nonce first (pop() gives the lowest)."""
+        mine = self._txs.get(sender, {})
+        return [t for t, _ in sorted(mine.items(), key=lambda kv: kv[1], reverse=True)]
+
     def next_nonce(self, sender: bytes) -> int | None:
         mine = self._txs.get(bytes(sender))
         return max(mine.values()) + 1 if mine else None
@@ -172,6 +177,8 @@ class _Slot:
 
     def set_result(self, value: AddResult) -> None:
         r = self.results
+        if r.values[self.index] is not None:
+            return  # answered already (a failed batch answers only what is still open)
         r.values[self.index] = value
         r.left -= 1
         if not r.left and not r.future.done():
@@ -274,30 +281,29 @@ class Mempool:
         return out
 
     def _reap_ordered(self, txs_max: int, bytes_max: int) -> list[bytes]:
-        items = list(self._pool.items())
+        """Slots in priority (then arrival) order; a slot of a sender is filled with that
+        sender's lowest pooled nonce not taken yet, so a block never runs a sender's
+        transactions out of order nor skips one it could have carried."""
+        ids = list(self._pool)
         if self._priority:
             prio = self._priority
-            items.sort(key=lambda kv: -prio.get(kv[0], 0))  # stable: arrival order within
-        taken: list[tuple[bytes, bytes]] = []
+            ids.sort(key=lambda t: -prio.get(t, 0))  # stable: arrival order within
+        decoded, pool = self._decoded, self._pool
+        queues: dict[bytes, list[bytes]] = {}
+        out: list[bytes] = []
         total = 0
-        for tx_id, envelope in items:
-            if len(taken) >= txs_max or total + len(envelope) > bytes_max:
-                break
-            taken.append((tx_id, envelope))
-            total += len(envelope)
-        # Each sender keeps the slots its transactions were given, filled in nonce order.
-        slots: dict[bytes, list[int]] = {}
-        decoded = self._decoded
-        for i, (tx_id, _) in enumerate(taken):
+        for tx_id in ids:
             sender = getattr(decoded.get(tx_id), "sender", None)
             if sender is not None:
-                slots.setdefault(sender, []).append(i)
-        out = [env for _, env in taken]
-        for positions in slots.values():
-            if len(positions) > 1:
-                ordered = sorted(positions, key=lambda i: decoded[taken[i][0]].nonce)
-                for slot, i in zip(positions, ordered):
-                    out[slot] = taken[i][1]
+                queue = queues.get(sender)
+                if queue is None:
+                    queue = queues[sender] = self.pending.ids_by_nonce(sender)
+                tx_id = queue.pop()
+            envelope = pool[tx_id]
+            if len(out) >= txs_max or total + len(envelope) > bytes_max:
+                break
+            out.append(envelope)
+            total += len(envelope)
         return out
 
     # --------------------------------------------------------------- admission

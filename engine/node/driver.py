@@ -242,11 +242,15 @@ class ConsensusDriver:
         A replayed decision moves to the next height, whose WAL (if any) is replayed next;
         then the records of the heights ahead, which the core had buffered."""
         self.replaying = True
+        gated = None
         try:
             while True:
                 height = self.core.height
-                self.execute(self.core.step(cs.Start(height)))
                 records = self.journal.replay(height, len(self.core.validators))
+                if not records and self.start_gate is not None:
+                    gated = height  # a fresh height with nothing to do yet: the gate starts it
+                    break
+                self.execute(self.core.step(cs.Start(height)))
                 self._step_all(records)
                 self._replayed(height, records)
                 if self.core.height == height:
@@ -258,6 +262,8 @@ class ConsensusDriver:
                 self._replayed(ahead, records)
         finally:
             self.replaying = False
+        if gated is not None and self.start_gate is not None:
+            self.start_gate(gated)
 
     def _step_all(self, records: list) -> None:
         for event in records:

@@ -181,8 +181,8 @@ class Node:
         driver.on_halt = lambda _reason: self._halted.set()
         producer.bind(driver)
         if not cfg.create_empty_blocks:
-            EmptyBlockGate(config=cfg, tip=self.tip, mempool=mempool,
-                           spawn=self._spawn).bind(driver)
+            EmptyBlockGate(config=cfg, tip=self.tip, mempool=mempool, spawn=self._spawn,
+                           carried_app_hash=self._header_app_hash(store)).bind(driver)
         sync.bind(driver)
         signatures_clear = signatures.clear
 
@@ -302,6 +302,13 @@ class Node:
         else:
             tip.app_hash = genesis_app_hash
         self.app.last_app_hash = tip.app_hash
+
+    def _header_app_hash(self, store: Store) -> bytes:
+        """The app hash the latest block's header carries (the tip's own at genesis)."""
+        stored = store.load_block(self.tip.height) if self.tip.height else None
+        if stored is None:
+            return self.tip.app_hash
+        return Block.decode(stored.header, header_only=True).app_hash
 
     def _find_committed(self, tx_ids: list[bytes]) -> list[bool]:
         assert self.store is not None

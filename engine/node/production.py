@@ -37,13 +37,14 @@ class EmptyBlockGate:
     the last block (0: never), or a peer's message of that height (a peer started it)."""
 
     def __init__(self, *, config: NodeConfig, tip: ChainTip, mempool: Mempool,
-                 spawn: Callable[[Coroutine[Any, Any, None]], Any]):
+                 spawn: Callable[[Coroutine[Any, Any, None]], Any], carried_app_hash: bytes):
         self.config = config
         self.tip = tip
         self.mempool = mempool
         self.spawn = spawn
         self.driver: ConsensusDriver | None = None
-        self._carried_app_hash = tip.app_hash
+        #: The app hash the last block's header carries (the state after its parent).
+        self._carried_app_hash = carried_app_hash
 
     def bind(self, driver: ConsensusDriver) -> None:
         self.driver = driver
