@@ -116,6 +116,14 @@ class Genesis:
                                 "public_key": v.public_key.hex()} for v in self.validators],
                 "app_state": self.app_state}
 
+    def hash(self) -> bytes:
+        """BLAKE3 of the canonical JSON (sorted keys, no spaces) of the whole genesis: two
+        nodes of one network must hold the same (compared in the p2p handshake)."""
+        from engine.hashing import blake3
+
+        text = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+        return blake3(b"engine/genesis/v1" + text.encode())
+
     @classmethod
     def from_json(cls, obj: Any, where: str = GENESIS_FILE) -> Genesis:
         if not isinstance(obj, dict):

@@ -76,6 +76,7 @@ class Node:
         self.home = home if isinstance(home, Home) else load_home(home)
         self.config = self.home.config
         self.chain_id = self.home.genesis.chain_id.encode()
+        self.genesis_hash = self.home.genesis.hash()
         self.validators = cs.ValidatorSet([cs.Validator(v.public_key, v.power)
                                            for v in self.home.genesis.validators])
         self.app = app if app is not None else load_app(self.config.app)
@@ -201,7 +202,8 @@ class Node:
             listen_host=cfg.p2p_host, listen_port=cfg.p2p_port,
             peers=[PeerAddress(bytes.fromhex(p.node_key), p.host, p.port) for p in cfg.peers],
             on_message=router.on_message, on_connect=router.on_connect,
-            on_disconnect=router.on_disconnect, limits=limits)
+            on_disconnect=router.on_disconnect, limits=limits,
+            genesis_hash=self.genesis_hash)
         if self._seams.chaos is not None:
             self.peers.chaos = self._seams.chaos
         await self.peers.start()
@@ -484,6 +486,7 @@ class Node:
         core, tip = self.core, self.tip
         return {
             "chain_id": self.home.genesis.chain_id,
+            "genesis_hash": self.genesis_hash.hex(),
             "node_id": self.node_key.public_key.hex(),
             "moniker": self.config.moniker,
             "validator": self.home.validator_key.public_key.hex(),

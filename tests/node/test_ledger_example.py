@@ -96,7 +96,10 @@ def test_ledger_on_four_validators(tmp_path):
             info = await nodes[0].wait_for_tx(r.tx_id, 20)
             nodes[3] = Node(homes[3], app=ledger.LedgerApp())
             await nodes[3].start()
-            await nodes[3].wait_for_height(info["height"], 30)
+            try:
+                await nodes[3].wait_for_height(info["height"], 30)
+            except asyncio.TimeoutError:
+                raise AssertionError(f"node 3 did not catch up: {nodes[3].status()}") from None
             assert _balance(nodes[3], alice) == 50
             assert len({(_balance(n, alice), _balance(n, bob)) for n in nodes}) == 1
             assert nodes[3].query("/nonce", alice.public_key)["value"] == \
