@@ -20,6 +20,7 @@ from typing import Any
 import msgpack
 
 from engine.app import Event, TxResult
+from engine.rpc.api import EventInfo, ResultInfo
 
 __all__ = ["EventBus", "Subscription", "parse_filter", "result_json", "unpack_result"]
 
@@ -56,11 +57,11 @@ def _matches(filters: Sequence[tuple[str, str | None, str | None]],
     return True
 
 
-def events_json(events: Sequence[Event]) -> list[dict[str, Any]]:
-    return [e.to_json() for e in events]
+def events_json(events: Sequence[Event]) -> list[EventInfo]:
+    return [{"type": e.type, "attributes": dict(e.attributes)} for e in events]
 
 
-def result_json(code: int, log: str, data: bytes, events: Sequence[Event]) -> dict[str, Any]:
+def result_json(code: int, log: str, data: bytes, events: Sequence[Event]) -> ResultInfo:
     return {"code": code, "log": log, "data": bytes(data).hex(), "events": events_json(events)}
 
 

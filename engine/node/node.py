@@ -48,6 +48,7 @@ from engine.node.tip import ChainTip
 from engine.node.validity import BlockValidator
 from engine.node.wal import Journal
 from engine.node.wire import LoopTimers, PeerOutbox, PeerWire
+from engine.rpc.api import QueryInfo, StatusInfo, TxInfo
 from engine.store import Store, store_path
 
 log = logging.getLogger("engine.node")
@@ -417,7 +418,7 @@ class Node:
         """Wait until a block at ``height`` (or above) is committed; returns the latest height."""
         return await self._started_queries().wait_for_height(height, timeout_s)
 
-    async def wait_for_tx(self, tx_id: bytes, timeout_s: float) -> dict | None:
+    async def wait_for_tx(self, tx_id: bytes, timeout_s: float) -> TxInfo | None:
         """Wait until ``tx_id`` is committed; its ``tx_info``, or None on timeout."""
         return await self._started_queries().wait_for_tx(tx_id, timeout_s)
 
@@ -434,7 +435,7 @@ class Node:
     def block_info(self, height: int) -> dict[str, Any] | None:
         return self._started_queries().block_info(height)
 
-    def tx_info(self, tx_id: bytes) -> dict[str, Any] | None:
+    def tx_info(self, tx_id: bytes) -> TxInfo | None:
         return self._started_queries().tx_info(tx_id)
 
     def validators_info(self) -> dict[str, Any]:
@@ -449,7 +450,7 @@ class Node:
         return self.events.subscribe(list(filters), queue_max)
 
     def query(self, path: str, data: bytes, height: int | None = None,
-              prove: bool = False) -> dict[str, Any]:
+              prove: bool = False) -> QueryInfo:
         """Ask the application (on the loop thread, like every app call): ``{code, codespace,
         log, value (hex or None), height, proof}``. ``codespace`` is ``"app"`` for the app's
         own answer, ``"engine"`` when the node refused (bad arguments, a height whose state is
@@ -482,7 +483,7 @@ class Node:
     def metrics_text(self) -> bytes:
         return self.metrics.text()
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> StatusInfo:
         core, tip = self.core, self.tip
         return {
             "chain_id": self.home.genesis.chain_id,
@@ -517,7 +518,7 @@ def _takes_height(method: Any) -> bool:
 
 
 def _query_answer(code: int, codespace: str, log_text: str, value: bytes | None, height: int,
-                  proof: Any = None) -> dict[str, Any]:
+                  proof: Any = None) -> QueryInfo:
     return {"code": code, "codespace": codespace, "log": log_text,
             "value": None if value is None else bytes(value).hex(), "height": height,
             "proof": proof.hex() if isinstance(proof, (bytes, bytearray)) else proof}

@@ -17,6 +17,7 @@ from engine.config import Genesis
 from engine.hashing import blake3_many, merkle_proof
 from engine.node.events import result_json, unpack_result
 from engine.node.tip import ChainTip
+from engine.rpc.api import TxInfo
 from engine.store import Store
 
 __all__ = ["NodeQueries", "RecentBlocks", "Waiters"]
@@ -87,7 +88,7 @@ class NodeQueries:
             self.waiters.heights = [(h, f) for h, f in self.waiters.heights if not f.done()]
             raise
 
-    async def wait_for_tx(self, tx_id: bytes, timeout_s: float) -> dict | None:
+    async def wait_for_tx(self, tx_id: bytes, timeout_s: float) -> TxInfo | None:
         info = self.tx_info(tx_id)
         if info is not None:
             return info
@@ -154,7 +155,7 @@ class NodeQueries:
                         "tx_ids": [t.hex() for t in ids]})
         return out
 
-    def tx_info(self, tx_id: bytes) -> dict[str, Any] | None:
+    def tx_info(self, tx_id: bytes) -> TxInfo | None:
         loc = self.store.find_tx(tx_id)
         stored = self.store.load_block(loc.height) if loc is not None else None
         if loc is None or stored is None:
