@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
@@ -112,11 +112,12 @@ class Senders:
     """The pool by sender (the ``pending`` view of ``check_tx(tx, pending)``): pooled
     transactions of one sender in nonce order, and the next nonce after them."""
 
-    __slots__ = ("_decoded", "_txs")
+    __slots__ = ("_decoded", "_max", "_txs")
 
     def __init__(self, decoded: dict[bytes, Any]):
         self._decoded = decoded
         self._txs: dict[bytes, dict[bytes, int]] = {}  # sender -> {tx id: nonce}
+        self._max: dict[bytes, int] = {}  # sender -> highest pooled nonce
 
     def add(self, sender: bytes, nonce: int, tx_id: bytes) -> bool:
         """Index a pooled transaction; True when it arrived after a higher nonce of its
@@ -124,17 +125,24 @@ class Senders:
         mine = self._txs.get(sender)
         if mine is None:
             self._txs[sender] = {tx_id: nonce}
+            self._max[sender] = nonce
             return False
-        behind = nonce < max(mine.values())
         mine[tx_id] = nonce
-        return behind
+        highest = self._max[sender]
+        if nonce >= highest:
+            self._max[sender] = nonce
+            return False
+        return True
 
     def remove(self, sender: bytes, tx_id: bytes) -> None:
         mine = self._txs.get(sender)
-        if mine is not None:
-            mine.pop(tx_id, None)
-            if not mine:
-                del self._txs[sender]
+        if mine is None:
+            return
+        nonce = mine.pop(tx_id, None)
+        if not mine:
+            del self._txs[sender], self._max[sender]
+        elif nonce == self._max[sender]:  # rare: commits take the lowest nonces first
+            self._max[sender] = max(mine.values())
 
     def by_sender(self, sender: bytes) -> list[Any]:
         mine = self._txs.get(bytes(sender), {})
@@ -146,8 +154,8 @@ class Senders:
         return [t for t, _ in sorted(mine.items(), key=lambda kv: kv[1], reverse=True)]
 
     def next_nonce(self, sender: bytes) -> int | None:
-        mine = self._txs.get(bytes(sender))
-        return max(mine.values()) + 1 if mine else None
+        highest = self._max.get(bytes(sender))
+        return None if highest is None else highest + 1
 
     def __len__(self) -> int:
         return len(self._txs)
@@ -219,8 +227,10 @@ class Mempool:
         self.pending = Senders(self._decoded)
         #: App priorities of pooled transactions (only the non-zero ones).
         self._priority: dict[bytes, int] = {}
-        #: Some sender's transactions arrived out of nonce order: reap must reorder.
-        self._disordered = False
+        #: Senders whose pooled transactions arrived out of nonce order, and the ids of their
+        #: pooled transactions: only those are reordered when a block is cut.
+        self._disordered: set[bytes] = set()
+        self._reorder_ids: set[bytes] = set()
         self._on_admitted = on_admitted or (lambda envelopes: None)
         self._pool: OrderedDict[bytes, bytes] = OrderedDict()  # tx id -> envelope
         self._pool_bytes = 0
@@ -284,16 +294,18 @@ class Mempool:
         """Slots in priority (then arrival) order; a slot of a sender is filled with that
         sender's lowest pooled nonce not taken yet, so a block never runs a sender's
         transactions out of order nor skips one it could have carried."""
-        ids = list(self._pool)
-        if self._priority:
+        ids: Iterable[bytes] = self._pool  # walked lazily: a block is far smaller than the pool
+        every = bool(self._priority)  # priorities may reorder any sender's transactions
+        if every:
             prio = self._priority
-            ids.sort(key=lambda t: -prio.get(t, 0))  # stable: arrival order within
-        decoded, pool = self._decoded, self._pool
+            ids = sorted(self._pool, key=lambda t: -prio.get(t, 0))  # stable: arrival order
+        decoded, pool, reorder = self._decoded, self._pool, self._reorder_ids
         queues: dict[bytes, list[bytes]] = {}
         out: list[bytes] = []
         total = 0
         for tx_id in ids:
-            sender = getattr(decoded.get(tx_id), "sender", None)
+            sender = getattr(decoded.get(tx_id), "sender", None) \
+                if every or tx_id in reorder else None
             if sender is not None:
                 queue = queues.get(sender)
                 if queue is None:
@@ -451,8 +463,13 @@ class Mempool:
         if priority:
             self._priority[tx_id] = priority
         sender = getattr(tx, "sender", None)
-        if sender is not None and self.pending.add(sender, tx.nonce, tx_id):
-            self._disordered = True
+        if sender is not None:
+            behind = self.pending.add(sender, tx.nonce, tx_id)
+            if sender in self._disordered:
+                self._reorder_ids.add(tx_id)
+            elif behind:
+                self._disordered.add(sender)
+                self._reorder_ids.update(self.pending.ids_by_nonce(sender))
         return None
 
     def _remember_verified(self, tx_id: bytes) -> None:
@@ -506,8 +523,10 @@ class Mempool:
         sender = getattr(tx, "sender", None)
         if sender is not None:
             self.pending.remove(sender, tx_id)
-        if not self._pool:
-            self._disordered = False
+            if self._disordered:
+                self._reorder_ids.discard(tx_id)
+                if self.pending.next_nonce(sender) is None:
+                    self._disordered.discard(sender)
 
     def recheck(self, check: Callable[[Any, Senders], Any]) -> list[tuple[bytes, str]]:
         """Re-judge every pooled transaction, in pool order, with ``check(tx, pending)``

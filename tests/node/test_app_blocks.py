@@ -142,3 +142,48 @@ def test_app_settings_and_home_reach_the_app(tmp_path):
             await node.stop()
 
     run(main())
+
+
+class Strict(KVStoreApp):
+    """Honest nodes never propose ``evil=`` transactions and reject blocks that carry one."""
+
+    def prepare_proposal(self, height, txs):
+        return [t for t in txs if not t.payload.startswith(b"evil=")]
+
+    def process_proposal(self, height, txs):
+        return not any(t.payload.startswith(b"evil=") for t in txs)
+
+
+class Rogue(Strict):
+    """Proposes everything it has."""
+
+    def prepare_proposal(self, height, txs):
+        return txs
+
+
+def test_process_proposal_rejects_a_block_the_others_refuse(tmp_path):
+    from tests.node.helpers import make_testnet
+
+    homes = make_testnet(tmp_path, 4, "strict")
+
+    async def main():
+        nodes = [Node(homes[0], app=Rogue())] + [Node(h, app=Strict()) for h in homes[1:]]
+        for n in nodes:
+            await n.start()
+        try:
+            key = crypto.SigningKey.generate()
+            evil = await nodes[0].submit_tx(tx.encode_tx(key, 0, b"evil=1", "strict"))
+            assert evil.ok
+            start = max(n.latest_height for n in nodes)
+            # Rounds proposed by node 0 carry the evil transaction and are rejected; the others
+            # leave it out. Wait until node 0 has had its turns.
+            await asyncio.gather(*(n.wait_for_height(start + 8, 60) for n in nodes))
+            assert nodes[0].tx_info(evil.tx_id) is None
+            assert sum(n.counters.get("invalid_block", 0) for n in nodes[1:]) >= 1
+            good = await nodes[1].submit_tx(tx.encode_tx(key, 1, b"k=v", "strict"))
+            assert await nodes[1].wait_for_tx(good.tx_id, 30) is not None
+        finally:
+            for n in nodes:
+                await n.stop()
+
+    run(main(), 120)

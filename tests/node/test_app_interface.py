@@ -175,3 +175,22 @@ def test_two_argument_finalize_block_still_works(tmp_path):
             await node.stop()
 
     run(main())
+
+
+def test_stopping_a_node_closes_its_subscribers(tmp_path):
+    home = _solo(tmp_path)
+
+    async def main():
+        node = Node(home.path, app=NotesApp())
+        await node.start()
+        client = AsyncClient(node.rpc.url)
+        stream = client.subscribe(["note"])
+        first = asyncio.ensure_future(stream.__anext__())
+        await asyncio.sleep(0.3)
+        await asyncio.wait_for(node.stop(), 10)
+        last = await asyncio.wait_for(first, 5)
+        assert last == {"error": "node stopped", "message": "node stopped"}
+        await stream.aclose()
+        await client.close()
+
+    run(main())
