@@ -102,7 +102,7 @@ class BlockCommitter:
         self.waiters.committed(decide.height, tx_ids)
         if self.events:
             self.events.publish(decide.height, decide.block_hash, tx_ids, result.tx_results,
-                                result.events)
+                                getattr(result, "events", ()))
         for hook in self.after_commit:
             hook(decide.height)
 
@@ -139,9 +139,12 @@ class BlockCommitter:
 
 
 def _check_result(result: BlockResult, count: int) -> None:
-    """What the application returned, checked with a clear message before the store sees it."""
-    if not isinstance(result, BlockResult):
-        raise TypeError(f"finalize_block must return a BlockResult, not {type(result).__name__}")
+    """What the application returned, checked with a clear message before the store sees it
+    (any object with the attributes of a BlockResult will do)."""
+    for name in ("tx_results", "app_hash", "writes"):
+        if not hasattr(result, name):
+            raise TypeError(f"finalize_block must return a BlockResult, not "
+                            f"{type(result).__name__} (no {name!r})")
     if len(result.tx_results) != count:
         raise RuntimeError("application returned a result count different from the txs")
     if not isinstance(result.writes, Mapping):
@@ -158,7 +161,7 @@ def _packed_results(tx_results: list) -> list[bytes]:
     for r in tx_results:
         raw = by_object.get(id(r))
         if raw is None:
-            events = r.events
+            events = getattr(r, "events", ())  # results of older apps may have none
             if events:
                 raw = by_object[id(r)] = msgpack.packb(
                     [r.code, r.log, r.data,

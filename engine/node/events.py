@@ -149,10 +149,11 @@ class EventBus:
                 sub.offer({"kind": "block", "height": height, "hash": block_hash.hex(),
                            "events": events_json(block_events)})
             for i, (tx_id, r) in enumerate(zip(tx_ids, results)):
-                events = r.events
+                events = getattr(r, "events", ())
                 if sub.filters and not (events and _matches(sub.filters, events)):
                     continue
                 sub.offer({"kind": "tx", "height": height, "index": i, "tx_id": tx_id.hex(),
-                           "result": result_json(r.code, r.log, r.data, events)})
+                           "result": result_json(r.code, r.log, getattr(r, "data", b""),
+                                                 events)})
                 if sub.reason is not None:
                     break

@@ -194,6 +194,8 @@ def make_app(node: NodeAPI) -> web.Application:
                                    message=reason[:120].encode())
                     break
                 await ws.send_json(message)
+        except ConnectionError:
+            pass  # the client went away mid-send
         finally:
             sub.close("client gone")
             reader.cancel()
