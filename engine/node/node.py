@@ -22,12 +22,13 @@ import os
 import time
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from engine import consensus as cs
 from engine.app import Application, InitResult, load_app
 from engine.block import Block
 from engine.config import Home, load_home
+from engine.errors import NodeHalted
 from engine.hashing import blake3
 from engine.mempool import HALTED, AddResult, Mempool, MempoolLimits
 from engine.net.limits import NetLimits
@@ -52,6 +53,7 @@ from engine.rpc.api import QueryInfo, StatusInfo, TxInfo
 from engine.store import Store, store_path
 
 log = logging.getLogger("engine.node")
+_T = TypeVar("_T")
 
 __all__ = ["Node"]
 
@@ -415,12 +417,35 @@ class Node:
         return self._queries
 
     async def wait_for_height(self, height: int, timeout_s: float | None = None) -> int:
-        """Wait until a block at ``height`` (or above) is committed; returns the latest height."""
-        return await self._started_queries().wait_for_height(height, timeout_s)
+        """Wait until a block at ``height`` (or above) is committed; returns the latest height.
+        Raises :class:`engine.errors.NodeHalted` if the node halts first."""
+        queries = self._started_queries()
+        if self.tip.height >= height:
+            return self.tip.height
+        return await self._unless_halted(queries.wait_for_height(height, timeout_s))
 
     async def wait_for_tx(self, tx_id: bytes, timeout_s: float) -> TxInfo | None:
-        """Wait until ``tx_id`` is committed; its ``tx_info``, or None on timeout."""
-        return await self._started_queries().wait_for_tx(tx_id, timeout_s)
+        """Wait until ``tx_id`` is committed; its ``tx_info``, or None on timeout. Raises
+        :class:`engine.errors.NodeHalted` if the node halts first (it would never come)."""
+        queries = self._started_queries()
+        info = queries.tx_info(tx_id)
+        if info is not None:  # committed before any halt: answered, halted or not
+            return info
+        return await self._unless_halted(queries.wait_for_tx(tx_id, timeout_s))
+
+    async def _unless_halted(self, wait: Coroutine[Any, Any, _T]) -> _T:
+        task = asyncio.ensure_future(wait)
+        if self.halted is None:
+            halted = asyncio.ensure_future(self._halted.wait())
+            try:
+                await asyncio.wait([task, halted], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                halted.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        raise NodeHalted(self.halted or "")
 
     async def wait_for_blocks(self, from_height: int, timeout_s: float,
                               count_max: int | None = None) -> list[dict[str, Any]]:

@@ -37,6 +37,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from engine.errors import NodeHalted
 from engine.rpc.api import NodeAPI
 from engine.rpc.body import split_envelopes
 
@@ -89,7 +90,10 @@ def make_app(node: NodeAPI) -> web.Application:
                          result.log or result.code)
         if wait != "commit":
             return web.json_response(_result_json(result), status=202)
-        info = await node.wait_for_tx(result.tx_id, timeout_ms / 1000)
+        try:
+            info = await node.wait_for_tx(result.tx_id, timeout_ms / 1000)
+        except NodeHalted as e:
+            return error(503, "halted", str(e))
         if info is None:
             return error(408, "timeout", f"not committed within {timeout_ms} ms "
                                          f"(tx {result.tx_id.hex()} stays in the mempool)")

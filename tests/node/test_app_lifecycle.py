@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+import pytest
 
 from engine import config, crypto, tx
 from engine.app import KVStoreApp
+from engine.errors import NodeHalted
 from engine.node import Node
 from engine.rpc import join_envelopes
 from tests.node.helpers import run
@@ -106,6 +108,9 @@ def test_a_halted_node_refuses_transactions_and_wait_halted_returns_the_reason(t
         node = Node(home.path, app=Broken(), rpc=False)
         await node.start()
         try:
+            # A wait for something the halt makes impossible ends with the reason, at once.
+            with pytest.raises(NodeHalted, match="application bug"):
+                await node.wait_for_height(50, 30)
             reason = await asyncio.wait_for(node.wait_halted(), 10)
             assert "cannot commit block 2" in reason and "application bug" in reason
             assert node.status()["halted"] == reason
@@ -113,6 +118,8 @@ def test_a_halted_node_refuses_transactions_and_wait_halted_returns_the_reason(t
             r = await node.submit_tx(env)
             assert r.code == "halted" and not r.ok and "application bug" in r.log
             assert [x.code for x in await node.submit_txs([env])] == ["halted"]
+            with pytest.raises(NodeHalted):
+                await node.wait_for_tx(r.tx_id, 30)
             assert len(node.mempool) == 0
         finally:
             await node.stop()
