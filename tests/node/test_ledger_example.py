@@ -69,10 +69,15 @@ def test_ledger_on_four_validators(tmp_path):
             # nonce gap, are refused before they reach a block.
             assert (await nodes[0].submit_tx(_pay(alice, 1, bob, 71))).code == "app_rejected"
             assert (await nodes[0].submit_tx(_pay(alice, 5, bob, 1))).code == "app_rejected"
-            # Every node answers the same balances once it has the block.
+            # Every node answers the same balances over RPC once it has the block.
             height = message["height"]
             await asyncio.gather(*(n.wait_for_height(height, 20) for n in nodes))
-            assert [(_balance(n, alice), _balance(n, bob)) for n in nodes] == [(70, 30)] * 4
+            for n in nodes:
+                async with AsyncClient(n.rpc.url) as c:
+                    answers = [await c.query("/balance", k.public_key) for k in (alice, bob)]
+                assert [struct.unpack("<Q", bytes.fromhex(a["value"]))[0]
+                        for a in answers] == [70, 30]
+                assert all(a["height"] >= height and a["code"] == 0 for a in answers)
             # Two nodes each admit one of two spends that together overdraw the account; once
             # one is committed, the other node's recheck evicts its own as an overdraft.
             for key in racers:
@@ -90,6 +95,12 @@ def test_ledger_on_four_validators(tmp_path):
             else:
                 raise AssertionError("the two spends never raced into two pools")
             assert sum(n.mempool.rejected.get("recheck_evicted", 0) for n in nodes) >= 1
+            # The loser's nonce is used: sent again it is refused by the app (not as a
+            # duplicate); the corrected spend, signed with the next nonce, goes through.
+            loser = next(e for e, r in ((x, rx), (y, ry)) if r.tx_id not in committed)
+            assert (await nodes[0].submit_tx(loser)).code == "app_rejected"
+            fixed = await nodes[3].submit_tx(_pay(key, 1, bob, 10))
+            assert fixed.ok and await nodes[3].wait_for_tx(fixed.tx_id, 20) is not None
             # A restart: node 3 stops, the network goes on, node 3 comes back and agrees.
             await nodes[3].stop()
             r = await nodes[0].submit_tx(_pay(alice, 1, bob, 20))
