@@ -236,6 +236,10 @@ class Application:
         return QueryResult(code=1, log=f"unknown query path {path!r}")
 
 
+#: State keys are 1..STATE_KEY_BYTES_MAX bytes, values bytes (the store's limits, checked when a
+#: block's writes are taken: a violation halts the node, naming the key).
+STATE_KEY_BYTES_MAX = 400
+
 #: Results are immutable, so every accepted or successful transaction shares one.
 _CHECK_OK = CheckResult()
 _TX_OK = TxResult()

@@ -20,7 +20,7 @@ import msgpack
 
 from engine import consensus as cs
 from engine import tx as txmod
-from engine.app import Application, BlockContext, BlockResult
+from engine.app import STATE_KEY_BYTES_MAX, Application, BlockContext, BlockResult
 from engine.mempool import Mempool
 from engine.node.events import EventBus
 from engine.node.evidence import EvidencePool
@@ -149,6 +149,13 @@ def _check_result(result: BlockResult, count: int) -> None:
         raise RuntimeError("application returned a result count different from the txs")
     if not isinstance(result.writes, Mapping):
         raise TypeError("BlockResult.writes must be a Mapping of bytes to bytes or None")
+    for key, value in result.writes.items():
+        if type(key) is not bytes or not 0 < len(key) <= STATE_KEY_BYTES_MAX:
+            raise ValueError(f"BlockResult.writes key {key!r:.80} must be 1.."
+                             f"{STATE_KEY_BYTES_MAX} bytes (engine.app.STATE_KEY_BYTES_MAX)")
+        if value is not None and type(value) is not bytes:
+            raise TypeError(f"BlockResult.writes value of key {key!r:.80} must be bytes or "
+                            f"None, not {type(value).__name__}")
 
 
 def _packed_results(tx_results: list) -> list[bytes]:

@@ -191,3 +191,31 @@ def test_a_restart_before_block_1_keeps_the_genesis_state(tmp_path):
             await again.stop()
 
     run(main())
+
+
+def test_a_write_over_the_state_key_limit_halts_naming_the_key(tmp_path):
+    from engine.app import STATE_KEY_BYTES_MAX
+    from engine.store import store as store_mod
+
+    assert STATE_KEY_BYTES_MAX == store_mod.state_key_bytes_max
+
+    class LongKeys(KVStoreApp):
+        def finalize_block(self, height, txs):
+            result = super().finalize_block(height, txs)
+            if txs:
+                result.writes = {b"k" * (STATE_KEY_BYTES_MAX + 1): b"v"}
+            return result
+
+    home = _solo(tmp_path)
+
+    async def main():
+        node = Node(home.path, app=LongKeys(), rpc=False)
+        await node.start()
+        try:
+            await node.submit_tx(tx.encode_tx(crypto.SigningKey.generate(), 0, b"a=1", "solo"))
+            reason = await asyncio.wait_for(node.wait_halted(), 10)
+            assert "STATE_KEY_BYTES_MAX" in reason and "b'kkkk" in reason
+        finally:
+            await node.stop()
+
+    run(main())
