@@ -3,9 +3,12 @@ live in :mod:`engine.rpc`, next to the server whose formats they share). ``Clien
 the standard library; ``AsyncClient`` (aiohttp) is loaded on first use."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.rpc.client import Client, ClientError
+
+if TYPE_CHECKING:
+    from engine.rpc.aclient import AsyncClient
 
 __all__ = ["AsyncClient", "Client", "ClientError"]
 
