@@ -187,3 +187,31 @@ def test_process_proposal_rejects_a_block_the_others_refuse(tmp_path):
                 await n.stop()
 
     run(main(), 120)
+
+
+def test_no_empty_blocks_on_four_validators(tmp_path):
+    from tests.node.helpers import make_testnet
+
+    homes = make_testnet(tmp_path, 4, "quiet", create_empty_blocks=False)
+
+    async def main():
+        nodes = [Node(h, rpc=False) for h in homes]
+        for n in nodes:
+            await n.start()
+        try:
+            await asyncio.sleep(1.5)
+            assert [n.latest_height for n in nodes] == [0] * 4
+            key = crypto.SigningKey.generate()
+            for nonce, node in enumerate(nodes):  # each validator's pool starts a height
+                r = await node.submit_tx(tx.encode_tx(key, nonce, b"k%d=v" % nonce, "quiet"))
+                assert await node.wait_for_tx(r.tx_id, 20) is not None
+            await asyncio.sleep(1.5)  # the block carrying the last app hash, then quiet
+            settled = nodes[0].latest_height
+            await asyncio.sleep(1.5)
+            assert [n.latest_height for n in nodes] == [settled] * 4
+            assert settled <= 8
+        finally:
+            for n in nodes:
+                await n.stop()
+
+    run(main(), 120)
