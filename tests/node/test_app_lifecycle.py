@@ -105,7 +105,7 @@ def test_a_halted_node_refuses_transactions_and_wait_halted_returns_the_reason(t
     home = _solo(tmp_path)
 
     async def main():
-        node = Node(home.path, app=Broken(), rpc=False)
+        node = Node(home.path, app=Broken())
         await node.start()
         try:
             # A wait for something the halt makes impossible ends with the reason, at once.
@@ -120,6 +120,9 @@ def test_a_halted_node_refuses_transactions_and_wait_halted_returns_the_reason(t
             assert [x.code for x in await node.submit_txs([env])] == ["halted"]
             with pytest.raises(NodeHalted):
                 await node.wait_for_tx(r.tx_id, 30)
+            async with aiohttp.ClientSession() as http, \
+                    http.post(f"{node.rpc.url}/tx", data=env) as resp:
+                assert resp.status == 503 and (await resp.json())["error"] == "halted"
             assert len(node.mempool) == 0
         finally:
             await node.stop()
