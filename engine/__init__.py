@@ -24,10 +24,14 @@ _PUBLIC = {
     "CheckResult": "engine.app",
     "QueryResult": "engine.app",
     "TxResult": "engine.app",
+    "Event": "engine.app",
+    "InitResult": "engine.app",
+    "BlockContext": "engine.app",
     "StateView": "engine.app",
     "KVStoreApp": "engine.app",
     "Tx": "engine.tx",
     "Client": "engine.client",
+    "AsyncClient": "engine.client",
 }
 
 __all__ = ["Application", "BlockResult", "CheckResult", "Client", "KVStoreApp", "Node",

@@ -1,35 +1,56 @@
 """The application interface: what a node runs on top of consensus, and the built-in kvstore.
 
-A node calls, in this order and from one thread:
+A node calls, in this order and from one thread (the node's event loop thread):
 
 - ``info()`` at start (name, version; what the app reports about itself);
-- ``init_chain(chain_id, app_state)`` once, before the first block, with the genesis app state;
+- ``init_chain(chain_id, app_state)`` **once**, at height 0, with the genesis app state. It
+  returns the genesis app hash, or an :class:`InitResult` carrying the app hash and the genesis
+  state ``writes``: the node saves those writes and the app hash in one store transaction before
+  anything else happens, then calls ``commit()``; ``check_tx``, ``query`` and block 1 see them
+  in committed state. A node that restarts does not call ``init_chain`` again:
+- ``restore(height, app_hash)`` on every start after the genesis was saved, with the last
+  committed height (0 before block 1) and the app hash after it;
 - ``check_tx(tx)`` for every transaction entering the mempool (signature already verified);
-- ``finalize_block(height, txs)`` when a block is decided: execute the transactions in order and
-  return a result per transaction, the state writes, and the new app hash. The node stores the
-  writes in the *same* LMDB transaction as the block and its certificate, so a crash never leaves
-  the state of one block with the block of another;
+  an app may define ``check_tx(tx, pending)`` to see the pool (:class:`PendingView`), and
+  ``recheck_tx(tx, pending)`` to re-judge pooled transactions after every commit;
+- ``finalize_block(height, txs)`` (or ``finalize_block(height, txs, context)`` with a
+  :class:`BlockContext`) when a block is decided: execute the transactions in order and return a
+  result per transaction, the state writes, and the new app hash. The node stores the writes in
+  the *same* LMDB transaction as the block and its certificate, so a crash never leaves the
+  state of one block with the block of another;
 - ``commit()`` once that transaction is durable;
-- ``query(path, data)`` for reads (RPC and embedding).
+- ``query(path, data)`` (or ``query(path, data, height)``) for reads (RPC and embedding),
+  always on the node's loop thread.
 
-State is read through ``self.state`` (``get(key) -> bytes | None``), which the node points at
+Exceptions are contained: one raised by ``check_tx`` refuses that transaction (``app_error``),
+one from ``query`` answers a non-zero code, one from ``finalize_block`` halts the node visibly.
+State is read through ``self.state`` (``get(key)``, ``items(prefix)``), which the node points at
 the store; between ``finalize_block`` and ``commit`` the app reads its own pending writes first.
 Everything here must be deterministic: every validator runs it and must reach the same app hash.
+The contract in full: docs/application.md.
 """
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.hashing import blake3, merkle_root
 
+if TYPE_CHECKING:
+    from engine.tx import Tx
+
 __all__ = [
     "Application",
+    "BlockContext",
     "BlockResult",
     "CheckResult",
+    "Event",
+    "InitResult",
     "KVStoreApp",
     "MemoryState",
+    "PendingView",
     "QueryResult",
     "StateView",
     "TxResult",
@@ -39,6 +60,10 @@ __all__ = [
 
 class StateView(Protocol):
     def get(self, key: bytes) -> bytes | None: ...
+
+    def items(self, prefix: bytes = b"") -> list[tuple[bytes, bytes]]:
+        """Every committed (key, value) whose key starts with ``prefix``, in key order."""
+        ...
 
 
 class MemoryState:
@@ -50,7 +75,10 @@ class MemoryState:
     def get(self, key: bytes) -> bytes | None:
         return self.data.get(key)
 
-    def apply(self, writes: dict[bytes, bytes | None]) -> None:
+    def items(self, prefix: bytes = b"") -> list[tuple[bytes, bytes]]:
+        return sorted((k, v) for k, v in self.data.items() if k.startswith(prefix))
+
+    def apply(self, writes: Mapping[bytes, bytes | None]) -> None:
         for k, v in writes.items():
             if v is None:
                 self.data.pop(k, None)
@@ -59,11 +87,33 @@ class MemoryState:
 
 
 @dataclass(frozen=True)
+class Event:
+    """Something a transaction or a block did, for clients: a ``type`` and string attributes
+    (``Event("transfer", {"sender": "ab..", "amount": "5"})``). Subscriptions filter on them."""
+
+    type: str
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.type, str) or not self.type:
+            raise TypeError("Event type must be a non-empty str")
+        for k, v in self.attributes.items():
+            if not isinstance(k, str) or not isinstance(v, str):
+                raise TypeError(f"Event attributes must map str to str, not {k!r}: {v!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.type, "attributes": dict(self.attributes)}
+
+
+@dataclass(frozen=True)
 class CheckResult:
-    """Whether a transaction may enter the mempool; ``code`` 0 is accepted."""
+    """Whether a transaction may enter the mempool; ``code`` 0 is accepted. ``priority``
+    (higher first) orders blocks across senders; a sender's own transactions stay in nonce
+    order."""
 
     code: int = 0
     log: str = ""
+    priority: int = 0
 
     @property
     def ok(self) -> bool:
@@ -77,16 +127,59 @@ class TxResult:
     code: int = 0
     log: str = ""
     data: bytes = b""
+    events: Sequence[Event] = ()
 
 
 @dataclass
 class BlockResult:
-    """The outcome of ``finalize_block``: per-transaction results, state writes (None deletes)
-    and the app hash after the block."""
+    """The outcome of ``finalize_block``: per-transaction results, state writes (None deletes),
+    the app hash after the block, and events of the block itself (not of one transaction)."""
 
     tx_results: list[TxResult]
     app_hash: bytes
-    writes: dict[bytes, bytes | None] = field(default_factory=dict)
+    writes: Mapping[bytes, bytes | None] = field(default_factory=dict)
+    events: Sequence[Event] = ()
+
+
+@dataclass(frozen=True)
+class InitResult:
+    """What ``init_chain`` may return instead of a bare app hash: the genesis state writes,
+    saved with the genesis app hash in one store transaction at height 0."""
+
+    app_hash: bytes
+    writes: Mapping[bytes, bytes | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BlockContext:
+    """What ``finalize_block(height, txs, context)`` learns about the decided block. Every
+    field comes from the block or its certificate, so every validator sees the same values.
+
+    ``time_ms`` is the proposer's clock (never below the parent's); ``evidence`` holds the
+    decoded duplicate-vote evidence the block carries; ``last_commit_signers`` the public keys
+    of the validators whose precommits for the parent block the block carries (empty at
+    height 1)."""
+
+    chain_id: str
+    height: int
+    time_ms: int
+    block_hash: bytes
+    proposer: bytes
+    proposer_index: int
+    evidence: tuple[Any, ...] = ()
+    last_commit_signers: tuple[bytes, ...] = ()
+
+
+class PendingView(Protocol):
+    """What ``check_tx(tx, pending)`` sees of the pool: the transactions already pooled."""
+
+    def by_sender(self, sender: bytes) -> list[Tx]:
+        """The pooled transactions of ``sender``, in nonce order."""
+        ...
+
+    def next_nonce(self, sender: bytes) -> int | None:
+        """One past the highest pooled nonce of ``sender``; None when it has none pooled."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -94,11 +187,18 @@ class QueryResult:
     code: int = 0
     value: bytes | None = None
     log: str = ""
+    #: The height the answer is about (None: the latest committed height).
+    height: int | None = None
+    #: A proof of the value against a state commitment (None until one exists).
+    proof: Any = None
 
 
 class Application:
     """Base class for applications. Override what you need; the defaults accept everything and
-    keep no state (the app hash stays 32 zero bytes)."""
+    keep no state (the app hash stays 32 zero bytes).
+
+    Before ``info()`` the node sets ``state`` (the committed state view), ``home`` (the node's
+    home folder, or None) and ``settings`` (the ``[app_settings]`` table of config.toml)."""
 
     name = "application"
     version = "0"
@@ -106,19 +206,27 @@ class Application:
     def __init__(self) -> None:
         self.state: StateView = MemoryState()
         self.last_app_hash = bytes(32)
+        self.home: str | None = None
+        self.settings: dict[str, Any] = {}
 
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version,
                 "last_app_hash": self.last_app_hash.hex()}
 
-    def init_chain(self, chain_id: str, app_state: dict[str, Any]) -> bytes:
-        """Apply the genesis app state; returns the initial app hash."""
+    def init_chain(self, chain_id: str, app_state: dict[str, Any]) -> bytes | InitResult:
+        """Apply the genesis app state, once, at height 0; returns the genesis app hash, or an
+        :class:`InitResult` with the genesis state writes."""
         return self.last_app_hash
 
-    def check_tx(self, tx: Any) -> CheckResult:
+    def restore(self, height: int, app_hash: bytes) -> None:
+        """The node restarted at ``height`` (0: genesis saved, no block yet) whose state has
+        ``app_hash``; committed state is in ``self.state``. Keep ``last_app_hash`` in step."""
+        self.last_app_hash = app_hash
+
+    def check_tx(self, tx: Tx) -> CheckResult:
         return CheckResult()
 
-    def finalize_block(self, height: int, txs: list[Any]) -> BlockResult:
+    def finalize_block(self, height: int, txs: list[Tx]) -> BlockResult:
         return BlockResult([TxResult() for _ in txs], self.last_app_hash)
 
     def commit(self) -> None:
@@ -127,6 +235,10 @@ class Application:
     def query(self, path: str, data: bytes) -> QueryResult:
         return QueryResult(code=1, log=f"unknown query path {path!r}")
 
+
+#: State keys are 1..STATE_KEY_BYTES_MAX bytes, values bytes (the store's limits, checked when a
+#: block's writes are taken: a violation halts the node, naming the key).
+STATE_KEY_BYTES_MAX = 400
 
 #: Results are immutable, so every accepted or successful transaction shares one.
 _CHECK_OK = CheckResult()
@@ -151,7 +263,8 @@ class KVStoreApp(Application):
     App hash after a block = BLAKE3(domain || previous app hash || height u64 || Merkle root of
     the block's writes, each ``u32 len(key) || key || value``, sorted by key): it commits to the
     whole history of writes in order, costs one Merkle root per block, and every node computes
-    it identically.
+    it identically; a block without writes keeps the hash. The genesis app state (string keys and values) is written at height 0, its
+    app hash is the same formula at height 0 over a zero previous hash.
     """
 
     name = "kvstore"
@@ -160,25 +273,26 @@ class KVStoreApp(Application):
     def __init__(self) -> None:
         super().__init__()
         self._pending: dict[bytes, bytes | None] = {}
-        self._genesis_writes: dict[bytes, bytes | None] = {}
 
-    def init_chain(self, chain_id: str, app_state: dict[str, Any]) -> bytes:
+    def init_chain(self, chain_id: str, app_state: dict[str, Any]) -> InitResult:
         writes: dict[bytes, bytes | None] = {str(k).encode(): str(v).encode()
                                              for k, v in sorted(app_state.items())}
-        # The store only takes state changes with a block, so genesis writes ride in block 1.
-        self._genesis_writes = dict(writes)
         self._pending = writes
         self.last_app_hash = self._hash(0, writes)
-        return self.last_app_hash
+        return InitResult(self.last_app_hash, dict(writes))
 
-    def check_tx(self, tx: Any) -> CheckResult:
+    def restore(self, height: int, app_hash: bytes) -> None:
+        super().restore(height, app_hash)
+        self._pending = {}
+
+    def check_tx(self, tx: Tx) -> CheckResult:
         if parse_kv(tx.payload) is None:
             return CheckResult(1, "payload must be key=value with a non-empty key "
                                   f"(key <= {KEY_BYTES_MAX} bytes, value <= {VALUE_BYTES_MAX})")
         return _CHECK_OK
 
-    def finalize_block(self, height: int, txs: list[Any]) -> BlockResult:
-        writes: dict[bytes, bytes | None] = dict(self._genesis_writes) if height == 1 else {}
+    def finalize_block(self, height: int, txs: list[Tx]) -> BlockResult:
+        writes: dict[bytes, bytes | None] = {}
         results: list[TxResult] = []
         append = results.append
         for tx in txs:
@@ -193,9 +307,13 @@ class KVStoreApp(Application):
         self.last_app_hash = app_hash
         return BlockResult(results, app_hash, dict(writes))
 
-    def _hash(self, height: int, writes: dict[bytes, bytes | None]) -> bytes:
+    def _hash(self, height: int, writes: Mapping[bytes, bytes | None]) -> bytes:
         if height == 0:
             self.last_app_hash = bytes(32)
+        elif not writes:
+            # An unchanged state keeps its hash, so an idle chain with create_empty_blocks =
+            # false needs no block to carry a new one.
+            return self.last_app_hash
         leaves = [struct.pack("<I", len(k)) + k + (v or b"") for k, v in sorted(writes.items())]
         return blake3(_KV_DOMAIN + self.last_app_hash + struct.pack("<Q", height)
                       + merkle_root(leaves))

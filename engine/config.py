@@ -71,6 +71,8 @@ class NodeConfig:
     #: Pause after a commit before the next height starts, to batch transactions into blocks.
     block_interval_ms: int = 100
     create_empty_blocks: bool = True
+    #: With create_empty_blocks = false: an empty block anyway after this long (0: never).
+    create_empty_blocks_interval_ms: int = 0
     block_txs_max: int = 10_000
     block_bytes_max: int = 8 << 20
     mempool_txs_max: int = 100_000
@@ -78,14 +80,19 @@ class NodeConfig:
     mempool_batch_txs_max: int = 4096
     mempool_batch_wait_ms: int = 2
     verify_threads: int = 0  # 0: every core
+    #: The ``[app_settings]`` table: handed to the application as ``app.settings``.
+    app_settings: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
+        if not isinstance(self.app_settings, dict):
+            raise ValueError("app_settings must be a table")  # noqa: TRY004 - a config error
         for name in ("p2p_port", "rpc_port"):
             port = getattr(self, name)
             if type(port) is not int or not 0 <= port <= 65535:
                 raise ValueError(f"{name} must be a port number, not {port!r}")
         for name, value in asdict(self).items():
-            if name.endswith(("_ms", "_max")) and (type(value) is not int or value < 1):
+            minimum = 0 if name == "create_empty_blocks_interval_ms" else 1
+            if name.endswith(("_ms", "_max")) and (type(value) is not int or value < minimum):
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
 
 
@@ -108,6 +115,14 @@ class Genesis:
                 "validators": [{"name": v.name, "power": v.power,
                                 "public_key": v.public_key.hex()} for v in self.validators],
                 "app_state": self.app_state}
+
+    def hash(self) -> bytes:
+        """BLAKE3 of the canonical JSON (sorted keys, no spaces) of the whole genesis: two
+        nodes of one network must hold the same (compared in the p2p handshake)."""
+        from engine.hashing import blake3
+
+        text = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+        return blake3(b"engine/genesis/v1" + text.encode())
 
     @classmethod
     def from_json(cls, obj: Any, where: str = GENESIS_FILE) -> Genesis:
@@ -189,6 +204,8 @@ def _read_key(path: str) -> crypto.SigningKey:
 
 def save_config(home: str, config: NodeConfig) -> None:
     obj = asdict(config)
+    if not obj["app_settings"]:
+        del obj["app_settings"]  # an empty table would swallow settings appended by hand
     with open(os.path.join(home, CONFIG_FILE), "wb") as f:
         tomli_w.dump(obj, f)
 
@@ -248,20 +265,29 @@ def _write_home(home: str, config: NodeConfig, genesis: Genesis, node_key: crypt
     _write_key(os.path.join(home, VALIDATOR_KEY_FILE), validator_key)
 
 
-def init_home(home: str, chain_id: str | None = None, **settings: Any) -> Home:
-    """A single validator that is its own network."""
+def _app_state(app_state: dict[str, Any] | None) -> dict[str, Any]:
+    if app_state is None:
+        return {}
+    if not isinstance(app_state, dict):
+        raise TypeError(f"app_state must be a dict, not {type(app_state).__name__}")
+    return dict(app_state)
+
+
+def init_home(home: str, chain_id: str | None = None, *,
+              app_state: dict[str, Any] | None = None, **settings: Any) -> Home:
+    """A single validator that is its own network (``app_state``: the genesis app state)."""
     chain_id = check_chain_id(chain_id or f"engine-{os.urandom(3).hex()}")
     _prepare_dir(home)
     node_key, val_key = crypto.SigningKey.generate(), crypto.SigningKey.generate()
     genesis = Genesis(chain_id, [GenesisValidator("node0", 10, val_key.public_key)],
-                      {}, int(time.time() * 1000))
+                      _app_state(app_state), int(time.time() * 1000))
     _write_home(home, NodeConfig(moniker="node0", **settings), genesis, node_key, val_key)
     return load_home(home)
 
 
 def init_testnet(output: str, validators: int, *, base_port: int = 26656,
                  chain_id: str | None = None, hosts: list[str] | None = None,
-                 **settings: Any) -> list[Home]:
+                 app_state: dict[str, Any] | None = None, **settings: Any) -> list[Home]:
     """``validators`` homes ``output/node0``… sharing one genesis, peers wired to each other.
 
     Node i listens for p2p on ``base_port + 2 i`` and serves RPC on ``base_port + 2 i + 1``.
@@ -280,7 +306,8 @@ def init_testnet(output: str, validators: int, *, base_port: int = 26656,
     node_keys = [crypto.SigningKey.generate() for _ in homes]
     val_keys = [crypto.SigningKey.generate() for _ in homes]
     genesis = Genesis(chain_id, [GenesisValidator(f"node{i}", 10, k.public_key)
-                                 for i, k in enumerate(val_keys)], {}, int(time.time() * 1000))
+                                 for i, k in enumerate(val_keys)], _app_state(app_state),
+                      int(time.time() * 1000))
     for i, h in enumerate(homes):
         peers = [PeerConfig(node_keys[j].public_key.hex(), hosts[j], base_port + 2 * j)
                  for j in range(validators) if j != i]

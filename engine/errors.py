@@ -6,9 +6,18 @@ node goes on. The consensus core, the wire codec and the node all raise and catc
 """
 from __future__ import annotations
 
-__all__ = ["ProtocolError"]
+__all__ = ["NodeHalted", "ProtocolError"]
 
 
 class ProtocolError(Exception):
     """A peer sent something malformed, invalid or over a limit (bad signature, unknown
     validator, a frame that does not decode...). The message is dropped; state is unchanged."""
+
+
+class NodeHalted(RuntimeError):
+    """The node stopped itself (a broken invariant, an application failure): what was waited
+    for will not happen. ``reason`` says why (``Node.status()["halted"]``)."""
+
+    def __init__(self, reason: str):
+        super().__init__(f"node halted: {reason}")
+        self.reason = reason

@@ -6,6 +6,13 @@ all (transaction id = BLAKE3 of the envelope, one SIMD batch call) and verifies 
 signatures with one ``verify_txs`` call. Back on the event loop each survivor goes through the
 application's ``check_tx`` and enters the pool in arrival order.
 
+With ``check_tx_pending`` the check is ``check_tx(tx, pending)``: ``pending`` (a
+:class:`Senders`) shows the transactions already pooled per sender, so an account application
+can judge a transaction against its pool (nonce gaps, overdrafts across pooled transfers).
+:meth:`Mempool.recheck` re-judges every pooled transaction (after each commit) and evicts what
+became invalid. Blocks are cut by :meth:`Mempool.reap` in arrival order, or by the priority
+``check_tx`` returned (higher first), and each sender's transactions in nonce order.
+
 Refused with a clear reason: malformed envelopes, bad signatures, duplicates (pooled, in flight
 or already committed), transactions over ``tx_bytes_max``, and anything beyond the count or
 byte limits of the pool. Transaction ids verified here are remembered (bounded), so when the
@@ -17,14 +24,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
 from engine.hashing import blake3, blake3_many
 
-__all__ = ["AddResult", "Mempool", "MempoolLimits"]
+__all__ = ["AddResult", "Mempool", "MempoolLimits", "Senders"]
 
 # Result codes (also the RPC error names).
 OK = "ok"
@@ -34,6 +41,14 @@ BAD_SIGNATURE = "bad_signature"
 APP_REJECTED = "app_rejected"
 FULL = "mempool_full"
 TOO_LARGE = "tx_too_large"
+#: The application's check raised: that transaction is refused, never its batch.
+APP_ERROR = "app_error"
+#: The node halted (a broken invariant): it admits nothing more.
+HALTED = "halted"
+#: Evicted by a recheck after a commit (counted in ``rejected``).
+EVICTED = "recheck_evicted"
+#: Admission itself failed (a verifier or store error): the batch is refused, not lost silently.
+INTERNAL_ERROR = "internal_error"
 
 
 @dataclass(frozen=True)
@@ -93,6 +108,59 @@ def _decode_with_id(envelope: bytes, tx_id: bytes) -> Any:
     return _decode_tx(envelope, tx_id=tx_id)
 
 
+class Senders:
+    """The pool by sender (the ``pending`` view of ``check_tx(tx, pending)``): pooled
+    transactions of one sender in nonce order, and the next nonce after them."""
+
+    __slots__ = ("_decoded", "_max", "_txs")
+
+    def __init__(self, decoded: dict[bytes, Any]):
+        self._decoded = decoded
+        self._txs: dict[bytes, dict[bytes, int]] = {}  # sender -> {tx id: nonce}
+        self._max: dict[bytes, int] = {}  # sender -> highest pooled nonce
+
+    def add(self, sender: bytes, nonce: int, tx_id: bytes) -> bool:
+        """Index a pooled transaction; True when it arrived after a higher nonce of its
+        sender (blocks must then be reordered)."""
+        mine = self._txs.get(sender)
+        if mine is None:
+            self._txs[sender] = {tx_id: nonce}
+            self._max[sender] = nonce
+            return False
+        mine[tx_id] = nonce
+        highest = self._max[sender]
+        if nonce >= highest:
+            self._max[sender] = nonce
+            return False
+        return True
+
+    def remove(self, sender: bytes, tx_id: bytes) -> None:
+        mine = self._txs.get(sender)
+        if mine is None:
+            return
+        nonce = mine.pop(tx_id, None)
+        if not mine:
+            del self._txs[sender], self._max[sender]
+        elif nonce == self._max[sender]:  # rare: commits take the lowest nonces first
+            self._max[sender] = max(mine.values())
+
+    def by_sender(self, sender: bytes) -> list[Any]:
+        mine = self._txs.get(bytes(sender), {})
+        return [self._decoded[t] for t, _ in sorted(mine.items(), key=lambda kv: kv[1])]
+
+    def ids_by_nonce(self, sender: bytes) -> list[bytes]:
+        """The pooled ids of ``sender``, highest nonce first (pop() gives the lowest)."""
+        mine = self._txs.get(sender, {})
+        return [t for t, _ in sorted(mine.items(), key=lambda kv: kv[1], reverse=True)]
+
+    def next_nonce(self, sender: bytes) -> int | None:
+        highest = self._max.get(bytes(sender))
+        return None if highest is None else highest + 1
+
+    def __len__(self) -> int:
+        return len(self._txs)
+
+
 class _Results:
     """The answers to one add_many call, resolved together when the last one is known."""
 
@@ -117,6 +185,8 @@ class _Slot:
 
     def set_result(self, value: AddResult) -> None:
         r = self.results
+        if r.values[self.index] is not None:
+            return  # answered already (a failed batch answers only what is still open)
         r.values[self.index] = value
         r.left -= 1
         if not r.left and not r.future.done():
@@ -133,13 +203,14 @@ class _Slot:
 class Mempool:
     """Pending transactions of one node. All methods run on the node's event loop."""
 
-    def __init__(self, *, chain_id: bytes, check_tx: Callable[[Any], Any],
+    def __init__(self, *, chain_id: bytes, check_tx: Callable[..., Any],
                  find_committed: Callable[[list[bytes]], list[bool]],
                  limits: MempoolLimits | None = None,
                  executor: Executor | None = None, verify_threads: int | None = None,
                  verify: Callable[..., list[bool]] = _default_verify,
                  decode: Callable[[bytes], Any] | None = None,
-                 on_admitted: Callable[[list[bytes]], None] | None = None):
+                 on_admitted: Callable[[list[bytes]], None] | None = None,
+                 check_tx_pending: bool = False):
         self.chain_id = chain_id
         self.limits = limits or MempoolLimits()
         self._check_tx = check_tx
@@ -151,6 +222,15 @@ class Mempool:
             _decode_with_id if decode is None else (lambda env, tx_id: decode(env)))
         #: Decoded transactions of the pool, so executing a block does not decode them again.
         self._decoded: dict[bytes, Any] = {}
+        self._check_tx_pending = check_tx_pending
+        #: The pool by sender (what ``check_tx(tx, pending)`` sees).
+        self.pending = Senders(self._decoded)
+        #: App priorities of pooled transactions (only the non-zero ones).
+        self._priority: dict[bytes, int] = {}
+        #: Senders whose pooled transactions arrived out of nonce order, and the ids of their
+        #: pooled transactions: only those are reordered when a block is cut.
+        self._disordered: set[bytes] = set()
+        self._reorder_ids: set[bytes] = set()
         self._on_admitted = on_admitted or (lambda envelopes: None)
         self._pool: OrderedDict[bytes, bytes] = OrderedDict()  # tx id -> envelope
         self._pool_bytes = 0
@@ -197,10 +277,41 @@ class Mempool:
         return tx_id in self._verified
 
     def reap(self, txs_max: int, bytes_max: int) -> list[bytes]:
-        """The oldest pooled envelopes that fit in a block (they stay pooled until committed)."""
+        """The pooled envelopes that fit in a block, oldest first (or highest priority first),
+        each sender's in nonce order (they stay pooled until committed)."""
+        if self._priority or self._disordered:
+            return self._reap_ordered(txs_max, bytes_max)
         out: list[bytes] = []
         total = 0
         for envelope in self._pool.values():
+            if len(out) >= txs_max or total + len(envelope) > bytes_max:
+                break
+            out.append(envelope)
+            total += len(envelope)
+        return out
+
+    def _reap_ordered(self, txs_max: int, bytes_max: int) -> list[bytes]:
+        """Slots in priority (then arrival) order; a slot of a sender is filled with that
+        sender's lowest pooled nonce not taken yet, so a block never runs a sender's
+        transactions out of order nor skips one it could have carried."""
+        ids: Iterable[bytes] = self._pool  # walked lazily: a block is far smaller than the pool
+        every = bool(self._priority)  # priorities may reorder any sender's transactions
+        if every:
+            prio = self._priority
+            ids = sorted(self._pool, key=lambda t: -prio.get(t, 0))  # stable: arrival order
+        decoded, pool, reorder = self._decoded, self._pool, self._reorder_ids
+        queues: dict[bytes, list[bytes]] = {}
+        out: list[bytes] = []
+        total = 0
+        for tx_id in ids:
+            sender = getattr(decoded.get(tx_id), "sender", None) \
+                if every or tx_id in reorder else None
+            if sender is not None:
+                queue = queues.get(sender)
+                if queue is None:
+                    queue = queues[sender] = self.pending.ids_by_nonce(sender)
+                tx_id = queue.pop()
+            envelope = pool[tx_id]
             if len(out) >= txs_max or total + len(envelope) > bytes_max:
                 break
             out.append(envelope)
@@ -253,9 +364,12 @@ class Mempool:
                 try:
                     await self._admit(batch)
                 except Exception as e:  # noqa: BLE001 - a verifier failure must not wedge admission
-                    for _, fut, _ in batch:
+                    # Each waiting caller gets a refusal it can report (never an exception
+                    # that would surface as an HTTP 500).
+                    for env, fut, _ in batch:
                         if fut is not None and not fut.done():
-                            fut.set_exception(e)
+                            fut.set_result(self._reject(INTERNAL_ERROR, blake3(env),
+                                                        f"admission failed: {e!r}"))
 
     def _reject(self, code: str, tx_id: bytes, log: str) -> AddResult:
         self.rejected[code] = self.rejected.get(code, 0) + 1
@@ -334,12 +448,28 @@ class Mempool:
         self._remember_verified(tx_id)
         if len(self._pool) >= lim.txs_max or self._pool_bytes + len(env) > lim.bytes_max:
             return FULL, f"mempool is full ({len(self._pool)} txs, {self._pool_bytes} bytes)"
-        check = self._check_tx(tx)
-        if not check.ok:
+        try:
+            check = self._check_tx(tx, self.pending) if self._check_tx_pending \
+                else self._check_tx(tx)
+            ok = check.ok
+        except Exception as e:  # noqa: BLE001 - app code: refuse this transaction only
+            return APP_ERROR, f"check_tx raised {type(e).__name__}: {e}"
+        if not ok:
             return APP_REJECTED, check.log or f"code {check.code}"
         self._pool[tx_id] = env
         self._decoded[tx_id] = tx
         self._pool_bytes += len(env)
+        priority = getattr(check, "priority", 0)
+        if priority:
+            self._priority[tx_id] = priority
+        sender = getattr(tx, "sender", None)
+        if sender is not None:
+            behind = self.pending.add(sender, tx.nonce, tx_id)
+            if sender in self._disordered:
+                self._reorder_ids.add(tx_id)
+            elif behind:
+                self._disordered.add(sender)
+                self._reorder_ids.update(self.pending.ids_by_nonce(sender))
         return None
 
     def _remember_verified(self, tx_id: bytes) -> None:
@@ -377,11 +507,44 @@ class Mempool:
 
     def remove_committed(self, tx_ids: Sequence[bytes]) -> None:
         for tx_id in tx_ids:
-            env = self._pool.pop(tx_id, None)
-            self._decoded.pop(tx_id, None)
-            if env is not None:
-                self._pool_bytes -= len(env)
+            self._drop(tx_id)
             self._verified.pop(tx_id, None)
             self._committed[tx_id] = None
         while len(self._committed) > self.limits.committed_cache_max:
             self._committed.popitem(last=False)
+
+    def _drop(self, tx_id: bytes) -> None:
+        env = self._pool.pop(tx_id, None)
+        tx = self._decoded.pop(tx_id, None)
+        if env is not None:
+            self._pool_bytes -= len(env)
+        if self._priority:
+            self._priority.pop(tx_id, None)
+        sender = getattr(tx, "sender", None)
+        if sender is not None:
+            self.pending.remove(sender, tx_id)
+            if self._disordered:
+                self._reorder_ids.discard(tx_id)
+                if self.pending.next_nonce(sender) is None:
+                    self._disordered.discard(sender)
+
+    def recheck(self, check: Callable[[Any, Senders], Any]) -> list[tuple[bytes, str]]:
+        """Re-judge every pooled transaction, in pool order, with ``check(tx, pending)``
+        (after a commit changed the state): evict those refused (or whose check raised).
+        Returns the evicted (tx id, reason)."""
+        evicted: list[tuple[bytes, str]] = []
+        for tx_id in list(self._pool):
+            tx = self._decoded.get(tx_id)
+            if tx is None:
+                continue
+            try:
+                result = check(tx, self.pending)
+                ok, reason = result.ok, result.log or f"code {result.code}"
+            except Exception as e:  # noqa: BLE001 - app code: evict this transaction only
+                ok, reason = False, f"recheck_tx raised {type(e).__name__}: {e}"
+            if not ok:
+                self._drop(tx_id)
+                evicted.append((tx_id, reason))
+        if evicted:
+            self.rejected[EVICTED] = self.rejected.get(EVICTED, 0) + len(evicted)
+        return evicted

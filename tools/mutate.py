@@ -91,8 +91,8 @@ MUTANTS = [
            "                v = action.vote\n                self.outbox.votes([v])  # mutant\n"
            "                if self._persist(",
            ("tests/node/test_driver.py",
-            "tests/node/test_node_inprocess.py::"
-            "test_every_input_before_an_own_signature_is_durable_when_it_is_sent"),
+            ("tests/node/test_node_inprocess.py::"
+             "test_every_input_before_an_own_signature_is_durable_when_it_is_sent")),
            "an own vote leaves only after its signer record and WAL records are durable"),
     Mutant("drop-an-acknowledged-transaction", "engine/mempool.py",
            "    def remove_committed(self, tx_ids: Sequence[bytes]) -> None:\n"

@@ -18,15 +18,10 @@ from typing import Any
 
 from engine import _native_sm, crypto, hashing
 from engine.benchmarks import openssl_sm2
-from engine.benchmarks.kernels import (
-    KernelResult,
-    _result,
-    _same,
-    _verdict_bytes,
-    best_s,
-    checksum,
-    paired_s,
-)
+from engine.benchmarks.common import KernelResult, best_s, checksum, paired_s
+from engine.benchmarks.common import result as _result
+from engine.benchmarks.common import same as _same
+from engine.benchmarks.common import verdict_bytes as _verdict_bytes
 
 MESSAGE_BYTES = 100
 #: ChainMaker's published figure for GmSSL, SM2 verifications per second per core.

@@ -10,6 +10,7 @@ def register(sub) -> None:
     p = sub.add_parser("init", help="create a single-validator node home")
     p.add_argument("--home", required=True, help="node home folder to create")
     p.add_argument("--chain-id", default=None, help="chain id (default: random)")
+    _app_arguments(p)
     p.set_defaults(func=_init)
 
     p = sub.add_parser("testnet", help="create N validator homes sharing one genesis")
@@ -20,6 +21,7 @@ def register(sub) -> None:
     p.add_argument("--chain-id", default=None)
     p.add_argument("--hosts", default=None,
                    help="comma-separated host of each node (default 127.0.0.1 for all)")
+    _app_arguments(p)
     p.set_defaults(func=_testnet)
 
     p = sub.add_parser("start", help="run a node until SIGINT/SIGTERM")
@@ -45,6 +47,38 @@ def register(sub) -> None:
     p.set_defaults(func=_demo)
 
 
+def _app_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--app", default=None,
+                   help="application as package.module:ClassName, written to config.toml "
+                        "(default: kvstore)")
+    p.add_argument("--app-state", default=None, metavar="FILE",
+                   help="JSON object file: the genesis app_state (handed to init_chain)")
+
+
+def _app_settings(args: argparse.Namespace) -> dict:
+    """The genesis app state and the app setting of ``--app-state`` and ``--app``."""
+    out: dict = {}
+    if args.app_state is not None:
+        try:
+            with open(args.app_state) as f:
+                state = json.load(f)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"--app-state {args.app_state}: cannot read JSON ({e})") from e
+        if not isinstance(state, dict):
+            raise ValueError(f"--app-state {args.app_state}: must hold a JSON object")
+        out["app_state"] = state
+    if args.app is not None:
+        from engine.app import load_app
+
+        try:
+            load_app(args.app)  # a typo shows here, not only at every node's start
+        except (ValueError, TypeError) as e:
+            print(f"warning: --app {args.app}: {e} (is it on PYTHONPATH where the nodes run?)",
+                  file=sys.stderr)
+        out["app"] = args.app
+    return out
+
+
 def _fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return 2
@@ -54,7 +88,7 @@ def _init(args: argparse.Namespace) -> int:
     from engine.config import init_home
 
     try:
-        home = init_home(args.home, args.chain_id)
+        home = init_home(args.home, args.chain_id, **_app_settings(args))
     except ValueError as e:
         return _fail(str(e))
     print(json.dumps({"home": home.path, "chain_id": home.genesis.chain_id,
@@ -70,7 +104,7 @@ def _testnet(args: argparse.Namespace) -> int:
     hosts = args.hosts.split(",") if args.hosts else None
     try:
         homes = init_testnet(args.output, args.validators, base_port=args.base_port,
-                             chain_id=args.chain_id, hosts=hosts)
+                             chain_id=args.chain_id, hosts=hosts, **_app_settings(args))
     except ValueError as e:
         return _fail(str(e))
     print(f"chain {homes[0].genesis.chain_id}: {len(homes)} validators")

@@ -3,11 +3,16 @@ from __future__ import annotations
 
 from engine.errors import ProtocolError
 
-__all__ = ["ConnectionLost", "FrameTooLarge", "HandshakeError", "ProtocolError"]
+__all__ = ["ConnectionLost", "FrameTooLarge", "GenesisMismatch", "HandshakeError",
+           "ProtocolError"]
 
 
 class HandshakeError(ProtocolError):
     """The peer failed the handshake (bad magic, bad signature, key not in the peer set)."""
+
+
+class GenesisMismatch(HandshakeError):
+    """The peer authenticated but holds another genesis: it belongs to another network."""
 
 
 class ConnectionLost(Exception):

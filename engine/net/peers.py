@@ -22,7 +22,13 @@ from dataclasses import dataclass, field
 
 from engine import crypto
 from engine.net import codec
-from engine.net.errors import ConnectionLost, FrameTooLarge, HandshakeError, ProtocolError
+from engine.net.errors import (
+    ConnectionLost,
+    FrameTooLarge,
+    GenesisMismatch,
+    HandshakeError,
+    ProtocolError,
+)
 from engine.net.limits import NetLimits
 from engine.net.secure import TAG_BYTES, SecureStream, handshake
 
@@ -57,9 +63,12 @@ class PeerSet:
     def __init__(self, *, node_key: crypto.SigningKey, chain_id: str, listen_host: str,
                  listen_port: int, peers: list[PeerAddress], on_message: MessageHandler,
                  on_connect: PeerHandler | None = None,
-                 on_disconnect: PeerHandler | None = None, limits: NetLimits | None = None):
+                 on_disconnect: PeerHandler | None = None, limits: NetLimits | None = None,
+                 genesis_hash: bytes | None = None):
         self.node_key = node_key
         self.chain_id = chain_id
+        #: Compared in the handshake: a peer with another genesis is refused, loudly.
+        self.genesis_hash = genesis_hash
         self.listen_host = listen_host
         self.listen_port = listen_port
         self.limits = limits or NetLimits()
@@ -152,6 +161,10 @@ class PeerSet:
                 try:
                     await self._dial(peer)
                     delay_ms = self.limits.reconnect_delay_ms_min
+                except GenesisMismatch as e:
+                    self.faults["genesis_mismatch"] += 1
+                    log.error("refusing %s:%s: %s", peer.host, peer.port, e)
+                    delay_ms = self.limits.reconnect_delay_ms_max
                 except (OSError, ConnectionLost, HandshakeError, asyncio.TimeoutError) as e:
                     log.debug("dial %s:%s failed: %s", peer.host, peer.port, e)
                     delay_ms = min(delay_ms * 2, self.limits.reconnect_delay_ms_max)
@@ -182,7 +195,11 @@ class PeerSet:
                                             self.limits.handshake_timeout_ms / 1000)
         except (HandshakeError, ConnectionLost, asyncio.TimeoutError, OSError) as e:
             self.faults["handshake_refused"] += 1
-            log.info("refused inbound connection: %s", e)
+            if isinstance(e, GenesisMismatch):
+                self.faults["genesis_mismatch"] += 1
+                log.error("refused inbound connection: %s", e)
+            else:
+                log.info("refused inbound connection: %s", e)
             writer.close()
             return
         finally:
@@ -195,7 +212,8 @@ class PeerSet:
     def _handshake(self, reader, writer, initiator: bool):
         return handshake(reader, writer, node_key=self.node_key, chain_id=self.chain_id,
                          initiator=initiator, is_allowed=self._allowed.__contains__,
-                         frame_bytes_max=self.limits.frame_bytes_max)
+                         frame_bytes_max=self.limits.frame_bytes_max,
+                         genesis_hash=self.genesis_hash)
 
     def _attach(self, stream: SecureStream) -> None:
         key = stream.peer_key

@@ -31,11 +31,13 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from engine import crypto
 from engine.hashing import blake3
-from engine.net.errors import ConnectionLost, FrameTooLarge, HandshakeError
+from engine.net.errors import ConnectionLost, FrameTooLarge, GenesisMismatch, HandshakeError
 
 MAGIC = b"ENGP2P\x01\x00"
 HELLO_BYTES = len(MAGIC) + 32
 AUTH_BYTES = 32 + 64
+#: The authentication frame may carry the sender's genesis hash after the signature.
+GENESIS_HASH_BYTES = 32
 TAG_BYTES = 16
 _HEADER = struct.Struct("<I")
 _TRANSCRIPT_DOMAIN = b"engine/p2p/transcript/v1"
@@ -139,7 +141,8 @@ def _auth_message(role: int, transcript: bytes) -> bytes:
 
 async def handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
                     node_key: crypto.SigningKey, chain_id: str, initiator: bool,
-                    is_allowed: Callable[[bytes], bool], frame_bytes_max: int) -> SecureStream:
+                    is_allowed: Callable[[bytes], bool], frame_bytes_max: int,
+                    genesis_hash: bytes | None = None) -> SecureStream:
     """Run the handshake on a fresh TCP stream and return the sealed stream.
 
     Raises HandshakeError when the peer is not speaking this protocol, proves a key it does not
@@ -166,19 +169,23 @@ async def handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
     stream = SecureStream(reader, writer, send_key, recv_key, b"", frame_bytes_max)
     own_role, peer_role = (0, 1) if initiator else (1, 0)
     signature = node_key.sign(_auth_message(own_role, transcript))
-    await stream.send(node_key.public_key + signature)
+    await stream.send(node_key.public_key + signature + (genesis_hash or b""))
     try:
         auth = await stream.recv()
     except ConnectionLost as e:
         raise HandshakeError(f"no valid authentication frame: {e}") from e
-    if len(auth) != AUTH_BYTES:
+    if len(auth) not in (AUTH_BYTES, AUTH_BYTES + GENESIS_HASH_BYTES):
         raise HandshakeError(f"authentication frame is {len(auth)} bytes, not {AUTH_BYTES}")
-    peer_key, peer_sig = auth[:32], auth[32:]
+    peer_key, peer_sig, peer_genesis = auth[:32], auth[32:AUTH_BYTES], auth[AUTH_BYTES:]
     if peer_key == node_key.public_key:
         raise HandshakeError("peer presented our own node key")
     if not crypto.verify(peer_key, _auth_message(peer_role, transcript), peer_sig):
         raise HandshakeError("peer's transcript signature does not verify")
     if not is_allowed(peer_key):
         raise HandshakeError(f"peer key {peer_key.hex()} is not in the peer set")
+    if genesis_hash and peer_genesis and peer_genesis != genesis_hash:
+        raise GenesisMismatch(f"peer {peer_key.hex()[:12]} runs another genesis (theirs "
+                              f"{peer_genesis.hex()[:16]}, ours {genesis_hash.hex()[:16]}): "
+                              f"every node of a network needs the same genesis.json")
     stream.peer_key = peer_key
     return stream

@@ -81,6 +81,19 @@ class BlockSync:
         if items:
             self.wire.send(peer, codec.encode(codec.BLOCKS, items))
 
+    def _app_hash_diverged(self, height: int, raw: bytes) -> bool:
+        """A certified block that follows our tip but carries another app hash: more than 2/3
+        of the power computed another state after ``height - 1``. Waiting could never help
+        (every later block builds on theirs): halt, saying so."""
+        header = Block.decode(raw)
+        tip = self.tip
+        if header.parent_hash != tip.block_hash or header.app_hash == tip.app_hash:
+            return False
+        assert self.driver is not None
+        self.driver.halt(f"app hash mismatch at height {height - 1}: ours {tip.app_hash.hex()}, "
+                         f"network {header.app_hash.hex()}")
+        return True
+
     def on_blocks(self, peer: bytes, items: list) -> None:
         driver = self.driver
         assert driver is not None
@@ -93,6 +106,8 @@ class BlockSync:
                 raise ProtocolError("certificate height differs from the block's")
             # One batch verification of the certificate before it may enter the WAL.
             cert.verify(self.chain_id, self.validators, self.signatures.verify_batch)
+            if self._app_hash_diverged(height, raw):
+                return
             driver.input(cs.CommitReceived(raw, cert), height)
             self.counters.add("blocks_synced")
         self._maybe_sync(peer)

@@ -1,24 +1,28 @@
 """Committing a decided block: execute it through the application, store everything about it in
 one write transaction, then let the rest of the node know.
 
-Order: the application's ``finalize_block`` computes results and state writes; the store saves
-block, certificate, results, state changes and tx index in one transaction (which also drops the
-height's WAL); then the application commits, the mempool forgets the block's transactions, the
-evidence pool its evidence, the tip moves, waiters wake and ``after_commit`` hooks run (status to
-peers, cache resets). Any exception rises to the driver, which halts the node.
+Order: the application's ``finalize_block`` computes results and state writes (given a
+:class:`engine.app.BlockContext` when its signature takes a third ``context`` argument); the
+store saves block, certificate, results (with their events), state changes and tx index in one
+transaction (which also drops the height's WAL); then the application commits, the mempool
+forgets the block's transactions, the evidence pool its evidence, the tip moves, waiters wake,
+subscribers get the block's events and ``after_commit`` hooks run (status to peers, cache
+resets, mempool recheck). Any exception rises to the driver, which halts the node.
 """
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import msgpack
 
 from engine import consensus as cs
 from engine import tx as txmod
-from engine.app import Application
+from engine.app import STATE_KEY_BYTES_MAX, Application, BlockContext, BlockResult
 from engine.mempool import Mempool
+from engine.node.events import EventBus
 from engine.node.evidence import EvidencePool
 from engine.node.metrics import NodeMetrics
 from engine.node.ports import Counters
@@ -27,14 +31,32 @@ from engine.node.tip import ChainTip
 from engine.node.validity import BlockValidator
 from engine.store import Store
 
-__all__ = ["BlockCommitter"]
+__all__ = ["BlockCommitter", "takes_context"]
+
+
+def takes_context(method: Callable) -> bool:
+    """Whether ``finalize_block`` takes a third argument (the block context): the two-argument
+    form of existing applications keeps working."""
+    try:
+        params = list(inspect.signature(method).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 3 or any(p.kind is p.VAR_POSITIONAL for p in params) \
+        or any(p.name == "context" for p in params)
 
 
 class BlockCommitter:
     def __init__(self, *, app: Application, store: Store, mempool: Mempool, tip: ChainTip,
                  validator: BlockValidator, evidence: EvidencePool, metrics: NodeMetrics,
-                 recent: RecentBlocks, waiters: Waiters, counters: Counters):
+                 recent: RecentBlocks, waiters: Waiters, counters: Counters,
+                 chain_id: str = "", validators: cs.ValidatorSet | None = None,
+                 events: EventBus | None = None):
         self.app = app
+        self.chain_id = chain_id
+        self.validators = validators
+        self.events = events if events is not None else EventBus()
+        self._with_context = takes_context(app.finalize_block)
         self.store = store
         self.mempool = mempool
         self.tip = tip
@@ -53,9 +75,12 @@ class BlockCommitter:
         block, tx_ids = self.validator.decoded(decide.block_hash, decide.block)
         pooled = self.mempool.decoded
         txs = [pooled(i) or txmod.decode_tx(t, tx_id=i) for i, t in zip(tx_ids, block.txs)]
-        result = self.app.finalize_block(decide.height, txs)
-        if len(result.tx_results) != len(txs):
-            raise RuntimeError("application returned a result count different from the txs")
+        if self._with_context:
+            context = self._context(decide, block)
+            result = self.app.finalize_block(decide.height, txs, context)  # type: ignore[call-arg]
+        else:
+            result = self.app.finalize_block(decide.height, txs)
+        _check_result(result, len(txs))
         self.store.save_block(
             decide.height, decide.block_hash, block.header(), list(block.txs),
             decide.certificate.encode(), parent_hash=block.parent_hash, app_hash=result.app_hash,
@@ -75,8 +100,25 @@ class BlockCommitter:
         self.counters.add("txs_committed", len(tx_ids))
         self.recent.add(decide.height, decide.block_hash, tx_ids)
         self.waiters.committed(decide.height, tx_ids)
+        if self.events:
+            self.events.publish(decide.height, decide.block_hash, tx_ids, result.tx_results,
+                                getattr(result, "events", ()))
         for hook in self.after_commit:
             hook(decide.height)
+
+    def _context(self, decide: cs.Decide, block) -> BlockContext:
+        keys = [v.public_key for v in self.validators.validators] if self.validators else []
+        signers: tuple[bytes, ...] = ()
+        if block.last_commit and keys:
+            cert = cs.CommitCertificate.decode(block.last_commit, len(keys))
+            signers = tuple(keys[i] for i in cert.signer_indices())
+        return BlockContext(
+            chain_id=self.chain_id, height=decide.height, time_ms=block.time_ms,
+            block_hash=decide.block_hash,
+            proposer=keys[block.proposer_index] if block.proposer_index < len(keys) else b"",
+            proposer_index=block.proposer_index,
+            evidence=tuple(cs.DuplicateVoteEvidence.decode(e) for e in block.evidence),
+            last_commit_signers=signers)
 
     def _schedule_index_compaction(self) -> None:
         """Merge the tx index runs of recent blocks once the loop has handled what is queued
@@ -96,16 +138,45 @@ class BlockCommitter:
             self.store.compact_index()
 
 
+def _check_result(result: BlockResult, count: int) -> None:
+    """What the application returned, checked with a clear message before the store sees it
+    (any object with the attributes of a BlockResult will do)."""
+    for name in ("tx_results", "app_hash", "writes"):
+        if not hasattr(result, name):
+            raise TypeError(f"finalize_block must return a BlockResult, not "
+                            f"{type(result).__name__} (no {name!r})")
+    if len(result.tx_results) != count:
+        raise RuntimeError("application returned a result count different from the txs")
+    if not isinstance(result.writes, Mapping):
+        raise TypeError("BlockResult.writes must be a Mapping of bytes to bytes or None")
+    for key, value in result.writes.items():
+        if type(key) is not bytes or not 0 < len(key) <= STATE_KEY_BYTES_MAX:
+            raise ValueError(f"BlockResult.writes key {key!r:.80} must be 1.."
+                             f"{STATE_KEY_BYTES_MAX} bytes (engine.app.STATE_KEY_BYTES_MAX)")
+        if value is not None and type(value) is not bytes:
+            raise TypeError(f"BlockResult.writes value of key {key!r:.80} must be bytes or "
+                            f"None, not {type(value).__name__}")
+
+
 def _packed_results(tx_results: list) -> list[bytes]:
-    """Each result as msgpack ``[code, log, data]``. Most results are identical (code 0), often
-    one shared object: pack each once."""
+    """Each result as msgpack ``[code, log, data]``, or ``[code, log, data, events]`` when it
+    has events (``events`` = ``[[type, [[key, value], ...]], ...]``; docs/formats.md). Most
+    results are identical (code 0), often one shared object: pack each once."""
     packed: dict[tuple, bytes] = {}
     by_object: dict[int, bytes] = {}  # the results list keeps every object alive
     out = []
     for r in tx_results:
         raw = by_object.get(id(r))
         if raw is None:
-            k = (r.code, r.log, r.data)
-            raw = by_object[id(r)] = packed.get(k) or packed.setdefault(k, msgpack.packb(list(k)))
+            events = getattr(r, "events", ())  # results of older apps may have none
+            if events:
+                raw = by_object[id(r)] = msgpack.packb(
+                    [r.code, r.log, r.data,
+                     [[e.type, [[k, v] for k, v in e.attributes.items()]] for e in events]])
+            else:
+                k = (r.code, r.log, r.data)
+                raw = by_object[id(r)] = packed.get(k) or packed.setdefault(
+                    k, msgpack.packb(list(k)))
         out.append(raw)
     return out
+

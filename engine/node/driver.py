@@ -82,6 +82,10 @@ class ConsensusDriver:
         #: Why the driver stopped itself (a broken invariant), or None while healthy.
         self.halted: str | None = None
         self.on_halt: Callable[[str], None] | None = None
+        #: When set, the next height is not started after a decision: the gate is called with
+        #: it and starts it later through :meth:`start_height` (no empty blocks). A message
+        #: of that height from a peer starts it at once (a peer is already in it).
+        self.start_gate: Callable[[int], None] | None = None
         #: Own signed messages of the current height, re-sent on reconnects and stalls.
         self._own_votes: list[cs.Vote] = []
         self._own_proposals: list[tuple[cs.Proposal, bytes]] = []
@@ -92,6 +96,9 @@ class ConsensusDriver:
         leaves no WAL record and rises to the caller, which blames the peer."""
         if not self.running:
             return
+        if self.start_gate is not None and wal_height == self.core.height \
+                and not self.core.started and not self.replaying:
+            self.start_height(wal_height)
         self.journal.append(wal_height, encode_event(event))
         try:
             actions = self.core.step(event)
@@ -155,7 +162,9 @@ class ConsensusDriver:
         self._send_votes(votes)
         if decided is not None and not self.replaying:
             # The block is stored, so validity at the next height can be judged: start it.
-            if self.start_delay_ms:
+            if self.start_gate is not None:
+                self.start_gate(decided + 1)
+            elif self.start_delay_ms:
                 self.timers.call_later(self.start_delay_ms,
                                        partial(self.start_height, decided + 1))
             else:
@@ -233,11 +242,15 @@ class ConsensusDriver:
         A replayed decision moves to the next height, whose WAL (if any) is replayed next;
         then the records of the heights ahead, which the core had buffered."""
         self.replaying = True
+        gated = None
         try:
             while True:
                 height = self.core.height
-                self.execute(self.core.step(cs.Start(height)))
                 records = self.journal.replay(height, len(self.core.validators))
+                if not records and self.start_gate is not None:
+                    gated = height  # a fresh height with nothing to do yet: the gate starts it
+                    break
+                self.execute(self.core.step(cs.Start(height)))
                 self._step_all(records)
                 self._replayed(height, records)
                 if self.core.height == height:
@@ -249,6 +262,8 @@ class ConsensusDriver:
                 self._replayed(ahead, records)
         finally:
             self.replaying = False
+        if gated is not None and self.start_gate is not None:
+            self.start_gate(gated)
 
     def _step_all(self, records: list) -> None:
         for event in records:

@@ -22,22 +22,26 @@ import os
 import time
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from engine import consensus as cs
-from engine.app import Application, load_app
+from engine.app import Application, InitResult, load_app
 from engine.block import Block
 from engine.config import Home, load_home
-from engine.mempool import AddResult, Mempool, MempoolLimits
+from engine.errors import NodeHalted
+from engine.hashing import blake3
+from engine.mempool import HALTED, AddResult, Mempool, MempoolLimits
 from engine.net.limits import NetLimits
 from engine.net.peers import PeerAddress, PeerSet
+from engine.node.apphooks import AppHooks
 from engine.node.blocksync import BlockSync
 from engine.node.commit import BlockCommitter
 from engine.node.driver import ConsensusDriver
+from engine.node.events import EventBus, Subscription
 from engine.node.evidence import EvidencePool
 from engine.node.metrics import MetricsState, NodeMetrics
 from engine.node.ports import Counters, NodeSeams, NullObserver
-from engine.node.production import BlockProducer
+from engine.node.production import BlockProducer, EmptyBlockGate
 from engine.node.queries import NodeQueries, RecentBlocks, Waiters
 from engine.node.router import PeerRouter, TxGossip
 from engine.node.signatures import VerifiedSignatures
@@ -45,9 +49,11 @@ from engine.node.tip import ChainTip
 from engine.node.validity import BlockValidator
 from engine.node.wal import Journal
 from engine.node.wire import LoopTimers, PeerOutbox, PeerWire
+from engine.rpc.api import QueryInfo, StatusInfo, TxInfo
 from engine.store import Store, store_path
 
 log = logging.getLogger("engine.node")
+_T = TypeVar("_T")
 
 __all__ = ["Node"]
 
@@ -73,6 +79,7 @@ class Node:
         self.home = home if isinstance(home, Home) else load_home(home)
         self.config = self.home.config
         self.chain_id = self.home.genesis.chain_id.encode()
+        self.genesis_hash = self.home.genesis.hash()
         self.validators = cs.ValidatorSet([cs.Validator(v.public_key, v.power)
                                            for v in self.home.genesis.validators])
         self.app = app if app is not None else load_app(self.config.app)
@@ -98,6 +105,8 @@ class Node:
         self._tasks: set[asyncio.Task] = set()
         self._waiters = Waiters()
         self._halted = asyncio.Event()
+        self.events = EventBus()
+        self._query_takes_height = _takes_height(self.app.query)
         self.metrics = NodeMetrics(self._metrics_state)
 
     # ------------------------------------------------------------------ life cycle
@@ -118,12 +127,13 @@ class Node:
         store = self.store = Store(store_path(self.home.path), sync=self._store_sync)
         self._repair_wal(store)
         self.app.state = _StoreState(store)
+        self.app.home = self.home.path
+        self.app.settings = dict(cfg.app_settings)
         self.app.info()
-        genesis_app_hash = self.app.init_chain(self.home.genesis.chain_id,
-                                               dict(self.home.genesis.app_state))
-        self._load_tip(store, genesis_app_hash)
+        self._load_tip(store, self._open_app(store))
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="engine-verify")
         wire = PeerWire()
+        hooks = AppHooks(self.app, self.counters)
         mempool = self.mempool = Mempool(
             chain_id=self.chain_id, check_tx=self.app.check_tx,
             find_committed=self._find_committed,
@@ -132,7 +142,8 @@ class Node:
                                  batch_txs_max=cfg.mempool_batch_txs_max,
                                  batch_wait_ms=cfg.mempool_batch_wait_ms),
             executor=self._executor, verify_threads=cfg.verify_threads or None,
-            on_admitted=TxGossip(wire, limits))
+            on_admitted=TxGossip(wire, limits), check_tx_pending=hooks.check_tx_pending)
+        hooks.mempool = mempool
         mempool.observe_batch = self.metrics.observe_batch
         mempool.start()
 
@@ -144,14 +155,17 @@ class Node:
             chain_id=self.chain_id, validators=self.validators, tip=self.tip, mempool=mempool,
             find_committed=self._find_committed, evidence_committed=evidence.is_committed,
             block_txs_max=cfg.block_txs_max, block_bytes_max=cfg.block_bytes_max,
-            counters=self.counters)
+            counters=self.counters, app_accepts=hooks.process if hooks.processes else None)
         producer = BlockProducer(chain_id=self.chain_id, config=cfg, tip=self.tip,
                                  mempool=mempool, store=store, evidence=evidence,
-                                 validator=validity, spawn=self._spawn)
+                                 validator=validity, spawn=self._spawn,
+                                 prepare=hooks.prepare if hooks.prepares else None)
         recent = RecentBlocks()
         committer = BlockCommitter(app=self.app, store=store, mempool=mempool, tip=self.tip,
                                    validator=validity, evidence=evidence, metrics=self.metrics,
-                                   recent=recent, waiters=self._waiters, counters=self.counters)
+                                   recent=recent, waiters=self._waiters, counters=self.counters,
+                                   chain_id=self.home.genesis.chain_id,
+                                   validators=self.validators, events=self.events)
         self._queries = NodeQueries(store=store, tip=self.tip, genesis=self.home.genesis,
                                     validators=self.validators, recent=recent,
                                     waiters=self._waiters)
@@ -170,6 +184,9 @@ class Node:
             committer=committer, evidence=evidence, observer=observer, counters=self.counters)
         driver.on_halt = lambda _reason: self._halted.set()
         producer.bind(driver)
+        if not cfg.create_empty_blocks:
+            EmptyBlockGate(config=cfg, tip=self.tip, mempool=mempool, spawn=self._spawn,
+                           carried_app_hash=self._header_app_hash(store)).bind(driver)
         sync.bind(driver)
         signatures_clear = signatures.clear
 
@@ -179,6 +196,7 @@ class Node:
                 wire.broadcast(sync.status_message())
 
         committer.after_commit.append(after_commit)
+        committer.after_commit.append(hooks.recheck)
         router = PeerRouter(chain_id=self.chain_id, validators=self.validators, driver=driver,
                             mempool=mempool, validator=validity, evidence=evidence, sync=sync,
                             signatures=signatures, wire=wire, spawn=self._spawn)
@@ -187,7 +205,8 @@ class Node:
             listen_host=cfg.p2p_host, listen_port=cfg.p2p_port,
             peers=[PeerAddress(bytes.fromhex(p.node_key), p.host, p.port) for p in cfg.peers],
             on_message=router.on_message, on_connect=router.on_connect,
-            on_disconnect=router.on_disconnect, limits=limits)
+            on_disconnect=router.on_disconnect, limits=limits,
+            genesis_hash=self.genesis_hash)
         if self._seams.chaos is not None:
             self.peers.chaos = self._seams.chaos
         await self.peers.start()
@@ -210,6 +229,7 @@ class Node:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.events.close_all("node stopped")  # before RPC: open subscriptions end first
         if self.rpc is not None:
             await self.rpc.stop()
         if self.peers is not None:
@@ -254,6 +274,26 @@ class Node:
             log.error("WAL damaged: dropped %d records from %s on", len(dropped), dropped[0])
             self.counters.add("wal_records_dropped", len(dropped))
 
+    def _open_app(self, store: Store) -> bytes:
+        """``init_chain`` once at height 0 (its genesis writes and app hash saved in one store
+        transaction, then ``commit``); on every later start ``restore(height, app_hash)``.
+        Returns the genesis app hash."""
+        app, latest, genesis = self.app, store.latest_height(), store.genesis_app_hash()
+        if latest == 0 and genesis is None:
+            result = app.init_chain(self.home.genesis.chain_id, dict(self.home.genesis.app_state))
+            if isinstance(result, InitResult):
+                genesis, writes = result.app_hash, list(result.writes.items())
+            else:
+                genesis, writes = result, []
+            store.save_genesis(genesis, writes)
+            app.commit()
+            app.last_app_hash = genesis
+            return genesis
+        app_hash = store.app_hash() if latest else genesis
+        assert app_hash is not None
+        app.restore(latest, app_hash)
+        return genesis if genesis is not None else app_hash
+
     def _load_tip(self, store: Store, genesis_app_hash: bytes) -> None:
         h = store.latest_height()
         tip = self.tip
@@ -267,6 +307,13 @@ class Node:
         else:
             tip.app_hash = genesis_app_hash
         self.app.last_app_hash = tip.app_hash
+
+    def _header_app_hash(self, store: Store) -> bytes:
+        """The app hash the latest block's header carries (the tip's own at genesis)."""
+        stored = store.load_block(self.tip.height) if self.tip.height else None
+        if stored is None:
+            return self.tip.app_hash
+        return Block.decode(stored.header, header_only=True).app_hash
 
     def _find_committed(self, tx_ids: list[bytes]) -> list[bool]:
         assert self.store is not None
@@ -344,10 +391,20 @@ class Node:
         """Admit one signed envelope into the mempool (gossiped to peers when accepted)."""
         if not isinstance(envelope, (bytes, bytearray)):
             raise TypeError(f"envelope must be bytes, not {type(envelope).__name__}")
-        return await self._started_mempool().add(bytes(envelope))
+        mempool = self._started_mempool()
+        if self.halted:
+            return self._refused_halted(envelope)
+        return await mempool.add(bytes(envelope))
 
     async def submit_txs(self, envelopes: list[bytes]) -> list[AddResult]:
-        return await self._started_mempool().add_many(envelopes)
+        mempool = self._started_mempool()
+        if self.halted:
+            return [self._refused_halted(e) for e in envelopes]
+        return await mempool.add_many(envelopes)
+
+    def _refused_halted(self, envelope: bytes) -> AddResult:
+        """A halted node commits nothing more: accepting a transaction would be a lie."""
+        return AddResult(HALTED, blake3(bytes(envelope)), f"node halted: {self.halted}")
 
     def _started_mempool(self) -> Mempool:
         if self.mempool is None:
@@ -360,12 +417,35 @@ class Node:
         return self._queries
 
     async def wait_for_height(self, height: int, timeout_s: float | None = None) -> int:
-        """Wait until a block at ``height`` (or above) is committed; returns the latest height."""
-        return await self._started_queries().wait_for_height(height, timeout_s)
+        """Wait until a block at ``height`` (or above) is committed; returns the latest height.
+        Raises :class:`engine.errors.NodeHalted` if the node halts first."""
+        queries = self._started_queries()
+        if self.tip.height >= height:
+            return self.tip.height
+        return await self._unless_halted(queries.wait_for_height(height, timeout_s))
 
-    async def wait_for_tx(self, tx_id: bytes, timeout_s: float) -> dict | None:
-        """Wait until ``tx_id`` is committed; its ``tx_info``, or None on timeout."""
-        return await self._started_queries().wait_for_tx(tx_id, timeout_s)
+    async def wait_for_tx(self, tx_id: bytes, timeout_s: float) -> TxInfo | None:
+        """Wait until ``tx_id`` is committed; its ``tx_info``, or None on timeout. Raises
+        :class:`engine.errors.NodeHalted` if the node halts first (it would never come)."""
+        queries = self._started_queries()
+        info = queries.tx_info(tx_id)
+        if info is not None:  # committed before any halt: answered, halted or not
+            return info
+        return await self._unless_halted(queries.wait_for_tx(tx_id, timeout_s))
+
+    async def _unless_halted(self, wait: Coroutine[Any, Any, _T]) -> _T:
+        task = asyncio.ensure_future(wait)
+        if self.halted is None:
+            halted = asyncio.ensure_future(self._halted.wait())
+            try:
+                await asyncio.wait([task, halted], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                halted.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        raise NodeHalted(self.halted or "")
 
     async def wait_for_blocks(self, from_height: int, timeout_s: float,
                               count_max: int | None = None) -> list[dict[str, Any]]:
@@ -380,19 +460,59 @@ class Node:
     def block_info(self, height: int) -> dict[str, Any] | None:
         return self._started_queries().block_info(height)
 
-    def tx_info(self, tx_id: bytes) -> dict[str, Any] | None:
+    def tx_info(self, tx_id: bytes) -> TxInfo | None:
         return self._started_queries().tx_info(tx_id)
 
     def validators_info(self) -> dict[str, Any]:
         return self._started_queries().validators_info()
 
+    def subscribe(self, filters: list[str] | tuple[str, ...] = (),
+                  queue_max: int | None = None) -> Subscription:
+        """Events of committed transactions and blocks matching every filter (``type`` or
+        ``type.key=value``): ``await sub.get()`` until it returns None (``sub.reason``)."""
+        if queue_max is None:
+            return self.events.subscribe(list(filters))
+        return self.events.subscribe(list(filters), queue_max)
+
+    def query(self, path: str, data: bytes, height: int | None = None,
+              prove: bool = False) -> QueryInfo:
+        """Ask the application (on the loop thread, like every app call): ``{code, codespace,
+        log, value (hex or None), height, proof}``. ``codespace`` is ``"app"`` for the app's
+        own answer, ``"engine"`` when the node refused (bad arguments, a height whose state is
+        not kept, an exception in the app). ``proof`` is None until the state has a commitment
+        to prove against (docs/application.md)."""
+        if not isinstance(path, str) or not isinstance(data, (bytes, bytearray)):
+            raise TypeError("query takes path: str and data: bytes")
+        latest = self.tip.height
+        if height is not None and (type(height) is not int or height < 0):
+            raise ValueError(f"height must be a non-negative int, not {height!r}")
+        at = latest if height is None else height
+        if at != latest and not self._query_takes_height:
+            return _query_answer(1, "engine", f"state at height {at} is not kept: "
+                                 f"this application answers at the latest height ({latest})",
+                                 None, at)
+        try:
+            if self._query_takes_height:
+                r = self.app.query(path, bytes(data), at)  # type: ignore[call-arg]
+            else:
+                r = self.app.query(path, bytes(data))
+            code, log_text, value = int(r.code), str(r.log), r.value
+        except Exception as e:  # noqa: BLE001 - app code must not break the caller
+            self.counters.add("app_query_error")
+            return _query_answer(2, "engine", f"query raised {type(e).__name__}: {e}", None, at)
+        answered = getattr(r, "height", None)
+        return _query_answer(code, "app", log_text, value,
+                             answered if answered is not None else at,
+                             getattr(r, "proof", None) if prove else None)
+
     def metrics_text(self) -> bytes:
         return self.metrics.text()
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> StatusInfo:
         core, tip = self.core, self.tip
         return {
             "chain_id": self.home.genesis.chain_id,
+            "genesis_hash": self.genesis_hash.hex(),
             "node_id": self.node_key.public_key.hex(),
             "moniker": self.config.moniker,
             "validator": self.home.validator_key.public_key.hex(),
@@ -411,6 +531,24 @@ class Node:
         }
 
 
+def _takes_height(method: Any) -> bool:
+    """Whether an application's ``query`` takes a third ``height`` argument."""
+    import inspect
+
+    try:
+        params = inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
+    return "height" in params
+
+
+def _query_answer(code: int, codespace: str, log_text: str, value: bytes | None, height: int,
+                  proof: Any = None) -> QueryInfo:
+    return {"code": code, "codespace": codespace, "log": log_text,
+            "value": None if value is None else bytes(value).hex(), "height": height,
+            "proof": proof.hex() if isinstance(proof, (bytes, bytearray)) else proof}
+
+
 class _StoreState:
     """The application's read view of committed state."""
 
@@ -419,3 +557,6 @@ class _StoreState:
 
     def get(self, key: bytes) -> bytes | None:
         return self._store.state_get(key) if key else None
+
+    def items(self, prefix: bytes = b"") -> list[tuple[bytes, bytes]]:
+        return self._store.state_items(prefix)

@@ -9,14 +9,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import msgpack
-
 from engine import consensus as cs
 from engine import limits
+from engine.app import Event
 from engine.block import Block
 from engine.config import Genesis
 from engine.hashing import blake3_many, merkle_proof
+from engine.node.events import result_json, unpack_result
 from engine.node.tip import ChainTip
+from engine.rpc.api import TxInfo
 from engine.store import Store
 
 __all__ = ["NodeQueries", "RecentBlocks", "Waiters"]
@@ -87,7 +88,7 @@ class NodeQueries:
             self.waiters.heights = [(h, f) for h, f in self.waiters.heights if not f.done()]
             raise
 
-    async def wait_for_tx(self, tx_id: bytes, timeout_s: float) -> dict | None:
+    async def wait_for_tx(self, tx_id: bytes, timeout_s: float) -> TxInfo | None:
         info = self.tx_info(tx_id)
         if info is not None:
             return info
@@ -154,19 +155,19 @@ class NodeQueries:
                         "tx_ids": [t.hex() for t in ids]})
         return out
 
-    def tx_info(self, tx_id: bytes) -> dict[str, Any] | None:
+    def tx_info(self, tx_id: bytes) -> TxInfo | None:
         loc = self.store.find_tx(tx_id)
         stored = self.store.load_block(loc.height) if loc is not None else None
         if loc is None or stored is None:
             return None
         # One block load serves the proof (against the stored tx root) and the result.
         proof = merkle_proof(stored.txs, loc.index)
-        code, log_text = 0, ""
+        code, log_text, data, events = 0, "", b"", list[Event]()
         if loc.index < len(stored.results):
-            code, log_text, _ = msgpack.unpackb(stored.results[loc.index])
+            code, log_text, data, events = unpack_result(stored.results[loc.index])
         return {
             "tx_id": tx_id.hex(), "height": loc.height, "index": loc.index,
-            "tx": loc.tx.hex(), "result": {"code": code, "log": log_text},
+            "tx": loc.tx.hex(), "result": result_json(code, log_text, data, events),
             "block_hash": stored.block_hash.hex(),
             "proof": {"root": stored.tx_root.hex(), "index": proof.index, "size": proof.size,
                       "path": [p.hex() for p in proof.path]},

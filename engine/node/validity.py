@@ -5,7 +5,8 @@ hash, and the app hash of the state after the parent); it is within the configur
 its parent certificate (``last_commit``) is for the parent and verifies (one batch
 verification); the transaction root matches its transactions; no transaction appears twice or is
 already committed; every transaction signature verifies (only those this node has not verified at
-admission are checked, in one batch); and its evidence is valid, recent and not yet committed.
+admission are checked, in one batch); its evidence is valid, recent and not yet committed; and the application's
+``process_proposal`` (when it has one) accepts it.
 
 Every cache here is bounded (engine/limits.py) and emptied at each commit.
 """
@@ -36,7 +37,8 @@ class BlockValidator:
     def __init__(self, *, chain_id: bytes, validators: cs.ValidatorSet, tip: ChainTip,
                  mempool: Mempool, find_committed: Callable[[list[bytes]], list[bool]],
                  evidence_committed: Callable[[bytes], bool], block_txs_max: int,
-                 block_bytes_max: int, counters: Counters):
+                 block_bytes_max: int, counters: Counters,
+                 app_accepts: Callable[[int, list[bytes], list[bytes]], bool] | None = None):
         self.chain_id = chain_id
         self.validators = validators
         self.tip = tip
@@ -46,6 +48,8 @@ class BlockValidator:
         self.block_txs_max = block_txs_max
         self.block_bytes_max = block_bytes_max
         self.counters = counters
+        #: The application's ``process_proposal`` (engine/node/apphooks.py), asked last.
+        self.app_accepts = app_accepts
         self._verdicts: dict[bytes, bool] = {}
         self._decoded: dict[bytes, tuple[Block, list[bytes]]] = {}
         self._certificates_ok: set[bytes] = set()
@@ -118,6 +122,8 @@ class BlockValidator:
                     or self.evidence_committed(block_hash(e)):
                 raise ProtocolError("evidence is too old, from the future or already committed")
             ev.verify(self.chain_id, self.validators, crypto.verify)
+        if self.app_accepts is not None and not self.app_accepts(height, list(b.txs), ids):
+            raise ProtocolError("the application rejected the block (process_proposal)")
 
     def _check_last_commit(self, height: int, raw: bytes) -> None:
         if height == 1:

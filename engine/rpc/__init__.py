@@ -1,6 +1,7 @@
 """The node's HTTP interface: the API it consumes (:mod:`engine.rpc.api`), the server
 (:mod:`engine.rpc.server`, aiohttp), the ``POST /txs`` body format shared by both sides
-(:mod:`engine.rpc.body`) and a synchronous client (:mod:`engine.rpc.client`, stdlib only).
+(:mod:`engine.rpc.body`), a synchronous client (:mod:`engine.rpc.client`, stdlib only) and an
+asyncio one (:mod:`engine.rpc.aclient`, aiohttp).
 
 Importing this package does not import aiohttp: the server loads on first use of ``RpcServer``.
 """

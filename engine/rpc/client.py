@@ -19,7 +19,17 @@ from typing import Any
 
 from engine.rpc.body import join_envelopes
 
-__all__ = ["Client", "ClientError"]
+__all__ = ["Client", "ClientError", "query_path"]
+
+
+def query_path(path: str, data: bytes, height: int | None, prove: bool) -> str:
+    """The ``GET /query`` request path (shared with the async client)."""
+    params = {"path": path, "data": bytes(data).hex()}
+    if height is not None:
+        params["height"] = str(int(height))
+    if prove:
+        params["prove"] = "true"
+    return "/query?" + urllib.parse.urlencode(params)
 
 
 class ClientError(Exception):
@@ -99,6 +109,12 @@ class Client:
     def tx(self, tx_id: bytes | str) -> dict[str, Any]:
         text = tx_id.hex() if isinstance(tx_id, (bytes, bytearray)) else str(tx_id).lower()
         return self._request("GET", f"/tx/{text}")
+
+    def query(self, path: str, data: bytes = b"", height: int | None = None,
+              prove: bool = False) -> dict[str, Any]:
+        """The application's answer: ``{code, codespace, log, value (hex or None), height,
+        proof}`` (``value`` decoded with ``bytes.fromhex``)."""
+        return self._request("GET", query_path(path, data, height, prove))
 
     def validators(self) -> Any:
         return self._request("GET", "/validators")

@@ -15,6 +15,11 @@ GET  /blocks           ``?from=H[&wait_ms=W][&limit=N]``: committed blocks from 
                        (height, hash, num_txs, tx_ids), waiting up to W ms (default 0,
                        at most 30000) for block H: a long poll for followers
 GET  /tx/{id}          height, index, result and a Merkle inclusion proof; 404 if unknown
+GET  /query            ``?path=P&data=HEX[&height=H][&prove=true]``: the application's
+                       answer ``{code, codespace, log, value (hex), height, proof}``
+GET  /subscribe        WebSocket: committed tx/block events matching every ``filter``
+                       (``type`` or ``type.key=value``); a slow client is dropped with a
+                       last ``{"error": "slow_client"}`` message and close code 1008
 GET  /validators       the validator set
 GET  /metrics          Prometheus text format
 =====================  ==============================================================
@@ -25,11 +30,14 @@ escape as a 500 for something the client sent.
 """
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from engine.errors import NodeHalted
 from engine.rpc.api import NodeAPI
 from engine.rpc.body import split_envelopes
 
@@ -41,7 +49,10 @@ BLOCKS_WAIT_MS_MAX = 30_000
 BLOCKS_LIMIT_MAX = 32
 #: Envelopes one POST /txs request may carry.
 RPC_BATCH_TXS_MAX = 50_000
-_STATUS_OF_CODE = {"duplicate": 409, "mempool_full": 429, "tx_too_large": 413}
+#: WebSocket pings of /subscribe, so a vanished client is noticed.
+SUBSCRIBE_HEARTBEAT_S = 15.0
+_STATUS_OF_CODE = {"duplicate": 409, "mempool_full": 429, "tx_too_large": 413,
+                   "halted": 503, "internal_error": 503}
 
 __all__ = ["RPC_BATCH_TXS_MAX", "RpcServer", "make_app"]
 
@@ -79,7 +90,10 @@ def make_app(node: NodeAPI) -> web.Application:
                          result.log or result.code)
         if wait != "commit":
             return web.json_response(_result_json(result), status=202)
-        info = await node.wait_for_tx(result.tx_id, timeout_ms / 1000)
+        try:
+            info = await node.wait_for_tx(result.tx_id, timeout_ms / 1000)
+        except NodeHalted as e:
+            return error(503, "halted", str(e))
         if info is None:
             return error(408, "timeout", f"not committed within {timeout_ms} ms "
                                          f"(tx {result.tx_id.hex()} stays in the mempool)")
@@ -142,6 +156,55 @@ def make_app(node: NodeAPI) -> web.Application:
             return error(404, "not_found", f"transaction {text} is not committed")
         return web.json_response(info)
 
+    @routes.get("/query")
+    async def get_query(request: web.Request) -> web.Response:
+        q = request.query
+        try:
+            data = bytes.fromhex(q.get("data", ""))
+        except ValueError:
+            return error(400, "bad_data", "data must be hex")
+        height = None
+        if "height" in q:
+            text = q["height"]
+            if not text.isdigit() or len(text) > 20:
+                return error(400, "bad_height", "height must be a non-negative integer")
+            height = int(text)
+        prove = q.get("prove", "false")
+        if prove not in ("true", "false"):
+            return error(400, "bad_prove", "prove must be true or false")
+        return web.json_response(node.query(q.get("path", ""), data, height, prove == "true"))
+
+    @routes.get("/subscribe")
+    async def get_subscribe(request: web.Request) -> web.StreamResponse:
+        try:
+            sub = node.subscribe(request.query.getall("filter", []))
+        except ValueError as e:
+            return error(400, "bad_filter", str(e))
+        ws = web.WebSocketResponse(heartbeat=SUBSCRIBE_HEARTBEAT_S)
+        await ws.prepare(request)
+        reader = asyncio.ensure_future(_drain(ws))
+        try:
+            while True:
+                getter = asyncio.ensure_future(sub.get())
+                await asyncio.wait([getter, reader], return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():  # the client went away
+                    getter.cancel()
+                    break
+                message = getter.result()
+                if message is None:
+                    reason = sub.reason or "closed"
+                    await ws.send_json({"error": reason.split(":")[0], "message": reason})
+                    await ws.close(code=aiohttp.WSCloseCode.POLICY_VIOLATION,
+                                   message=reason[:120].encode())
+                    break
+                await ws.send_json(message)
+        except ConnectionError:
+            pass  # the client went away mid-send
+        finally:
+            sub.close("client gone")
+            reader.cancel()
+        return ws
+
     @routes.get("/validators")
     async def get_validators(request: web.Request) -> web.Response:
         return web.json_response(node.validators_info())
@@ -160,10 +223,18 @@ def make_app(node: NodeAPI) -> web.Application:
                 return error(e.status, e.reason.lower().replace(" ", "_"),
                              f"{request.method} {request.path}: {e.reason}")
             raise
+        except Exception as e:  # noqa: BLE001 - a bug of ours still answers in JSON
+            return error(500, "internal_error", f"{request.method} {request.path}: {e!r}")
 
     app = web.Application(middlewares=[json_errors], client_max_size=RPC_BODY_BYTES_MAX)
     app.add_routes(routes)
     return app
+
+
+async def _drain(ws: web.WebSocketResponse) -> None:
+    """Read (and ignore) what a subscriber sends, until it closes."""
+    async for _ in ws:
+        pass
 
 
 class RpcServer:

@@ -84,7 +84,8 @@ class _Checker:
         self._signer()
 
     def _meta_records(self) -> None:
-        known = {b"magic", b"schema", b"latest", b"base", b"app_hash", b"tip", b"indexed"}
+        known = {b"magic", b"schema", b"latest", b"base", b"app_hash", b"tip", b"indexed",
+                 b"genesis"}
         for key, value in self.txn.cursor(db=self.dbs["meta"]):
             key = bytes(key)
             try:

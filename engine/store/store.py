@@ -154,6 +154,26 @@ def _as_list(items, name: str) -> list:
     return items if type(items) is list else list(items)
 
 
+def _checked_changes(state_changes) -> list[tuple[bytes, bytes | None]]:
+    """``(key, value)`` state changes with keys of 1..state_key_bytes_max bytes."""
+    changes = []
+    for i, change in enumerate(state_changes):
+        # Fast path for the common shape; anything else gets the named checks below.
+        if type(change) is tuple and len(change) == 2 and type(change[0]) is bytes \
+                and 0 < len(change[0]) <= state_key_bytes_max \
+                and (change[1] is None or type(change[1]) is bytes):
+            changes.append(change)
+            continue
+        if not isinstance(change, tuple) or len(change) != 2:
+            raise TypeError(f"state_changes[{i}] must be a (key, value) tuple")
+        key = _bytes(change[0], f"state_changes[{i}] key")
+        if not 0 < len(key) <= state_key_bytes_max:
+            raise ValueError(f"state_changes[{i}] key must be 1..{state_key_bytes_max} bytes")
+        value = None if change[1] is None else _bytes(change[1], f"state_changes[{i}] value")
+        changes.append((key, value))
+    return changes
+
+
 def _u32(view, off: int) -> int:
     return int.from_bytes(view[off:off + 4], "little")
 
@@ -445,21 +465,7 @@ class Store:
         if len(ids) != n * HASH_BYTES:
             raise ValueError(f"tx_ids must hold {n} ids of {HASH_BYTES} bytes, "
                              f"not {len(ids)} bytes")
-        changes = []
-        for i, change in enumerate(state_changes):
-            # Fast path for the common shape; anything else gets the named checks below.
-            if type(change) is tuple and len(change) == 2 and type(change[0]) is bytes \
-                    and 0 < len(change[0]) <= state_key_bytes_max \
-                    and (change[1] is None or type(change[1]) is bytes):
-                changes.append(change)
-                continue
-            if not isinstance(change, tuple) or len(change) != 2:
-                raise TypeError(f"state_changes[{i}] must be a (key, value) tuple")
-            key = _bytes(change[0], f"state_changes[{i}] key")
-            if not 0 < len(key) <= state_key_bytes_max:
-                raise ValueError(f"state_changes[{i}] key must be 1..{state_key_bytes_max} bytes")
-            value = None if change[1] is None else _bytes(change[1], f"state_changes[{i}] value")
-            changes.append((key, value))
+        changes = _checked_changes(state_changes)
         return (height, block_hash, parent_hash, app_hash, header, txs, results, certificate,
                 ids, changes)
 
@@ -796,6 +802,30 @@ class Store:
         return TxProof(location=loc, tx_root=block.tx_root, proof=proof)
 
     # ---- application state ---------------------------------------------------------------
+    def save_genesis(self, app_hash: bytes,
+                     state_changes: Iterable[tuple[bytes, bytes | None]] = ()) -> None:
+        """Save the application's genesis state and app hash in one durable write transaction,
+        once, before block 1 (meta ``genesis`` marks it done; a second call raises)."""
+        app_hash = _bytes(app_hash, "app_hash", HASH_BYTES)
+        changes = _checked_changes(state_changes)
+
+        def write(txn):
+            if self._meta(txn, b"genesis") is not None or self._meta_height(txn, b"latest"):
+                raise StoreError("save genesis: the genesis state is already saved")
+            state = self._dbs["state"]
+            for key, value in changes:
+                if value is None:
+                    txn.delete(key, db=state)
+                else:
+                    self._put(txn, "state", key, value)
+            self._put_meta(txn, b"genesis", app_hash)
+
+        self._write(write, durable=True, what="save genesis")
+
+    def genesis_app_hash(self) -> bytes | None:
+        """The app hash saved by :meth:`save_genesis`, None before (or in an older store)."""
+        return self._read(lambda txn: self._meta(txn, b"genesis"))
+
     def state_get(self, key: bytes) -> bytes | None:
         """The committed application value under ``key``, or None."""
         key = _bytes(key, "key")

@@ -29,7 +29,8 @@ LIMITS = [f.name for f in dataclasses.fields(config.NodeConfig)
 
 
 def test_every_limit_and_timeout_is_named_by_the_rule():
-    assert len(LIMITS) == 11 and "block_interval_ms" in LIMITS and "mempool_bytes_max" in LIMITS
+    assert len(LIMITS) == 12 and "block_interval_ms" in LIMITS and "mempool_bytes_max" in LIMITS
+    assert "create_empty_blocks_interval_ms" in LIMITS  # issue 20
 
 
 @pytest.mark.parametrize("name", LIMITS)

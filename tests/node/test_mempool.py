@@ -113,3 +113,103 @@ def test_reap_remove_committed_and_verified_cache():
         assert len(v.batches) == calls
         await mp.stop()
     run(main())
+
+
+def test_a_check_tx_exception_refuses_that_tx_only():
+    async def main():
+        mp, _, _ = make()
+
+        def check_tx(tx):
+            if tx.payload == b"boom":
+                raise RuntimeError("app bug")
+            return CheckResult()
+
+        mp._check_tx = check_tx
+        mp.start()
+        r = await mp.add_many([b"a", b"boom", b"b"])
+        assert [x.code for x in r] == ["ok", "app_error", "ok"]
+        assert "app bug" in r[1].log and len(mp) == 2
+        await mp.stop()
+    run(main())
+
+
+def test_a_failing_batch_answers_every_open_caller_once():
+    """Admission itself failing midway (here the decoder) answers what is still open with
+    ``internal_error``; what was answered before keeps its answer (no exception, no None)."""
+    async def main():
+        mp, _, _ = make()
+
+        def decode(env):
+            if env == b"crash":
+                raise RuntimeError("decoder bug")
+            return SimpleNamespace(payload=env)
+
+        mp._decode_with_id = lambda env, tx_id: decode(env)
+        mp.start()
+        r = await mp.add_many([b"a", b"crash", b"b"])
+        assert [x.code for x in r] == ["ok", "internal_error", "internal_error"]
+        assert "decoder bug" in r[1].log
+        await mp.stop()
+    run(main())
+
+
+def _account_pool(check_tx=None, **limits):
+    """A pool whose envelopes are ``sender:nonce:payload`` (decoded as such)."""
+    def decode(env):
+        sender, nonce, payload = env.split(b":", 2)
+        return SimpleNamespace(sender=sender, nonce=int(nonce), payload=payload,
+                               tx_id=blake3(env))
+
+    mp = Mempool(chain_id=b"chain", check_tx=check_tx or (lambda tx, pending: CheckResult()),
+                 find_committed=lambda ids: [False] * len(ids),
+                 limits=MempoolLimits(batch_wait_ms=1, **limits), verify=FakeVerifier(),
+                 decode=decode, check_tx_pending=True)
+    return mp
+
+
+def test_check_tx_sees_the_pool_and_recheck_evicts():
+    async def main():
+        seen = []
+
+        def check_tx(tx, pending):
+            seen.append((pending.next_nonce(tx.sender),
+                         [p.nonce for p in pending.by_sender(tx.sender)]))
+            expected = pending.next_nonce(tx.sender) or 0
+            return CheckResult() if tx.nonce == expected else CheckResult(2, "nonce gap")
+
+        mp = _account_pool(check_tx)
+        mp.start()
+        r = await mp.add_many([b"a:0:x", b"a:1:y", b"a:3:gap", b"b:0:z"])
+        assert [x.code for x in r] == ["ok", "ok", "app_rejected", "ok"]
+        assert seen[:3] == [(None, []), (1, [0]), (2, [0, 1])]
+        # After a commit the app re-judges the pool: a:1 became invalid (say, funds gone).
+        evicted = mp.recheck(lambda tx, pending: CheckResult(3, "overdraft")
+                             if tx.payload == b"y" else CheckResult())
+        assert [reason for _, reason in evicted] == ["overdraft"]
+        assert len(mp) == 2 and mp.pending.next_nonce(b"a") == 1
+        assert mp.rejected["recheck_evicted"] == 1
+        # A recheck that raises evicts that transaction only.
+        mp.recheck(lambda tx, pending: 1 / 0 if tx.sender == b"b" else CheckResult())
+        assert len(mp) == 1 and mp.pending.next_nonce(b"b") is None
+        await mp.stop()
+    run(main())
+
+
+def test_reap_orders_each_sender_by_nonce_and_honours_priority():
+    async def main():
+        prio = {b"p": 5}
+
+        def check_tx(tx, pending):
+            return CheckResult(priority=prio.get(tx.sender, 0))
+
+        mp = _account_pool(check_tx)
+        mp.start()
+        # Gossip from two nodes delivered a's nonces out of order.
+        await mp.add_many([b"a:1:second", b"b:0:x", b"a:0:first", b"a:2:third"])
+        assert mp.reap(10, 10_000) == [b"a:0:first", b"b:0:x", b"a:1:second", b"a:2:third"]
+        await mp.add_many([b"p:0:paid"])
+        assert mp.reap(2, 10_000) == [b"p:0:paid", b"a:0:first"]
+        mp.remove_committed([blake3(b"a:1:second"), blake3(b"a:0:first")])
+        assert mp.reap(10, 10_000) == [b"p:0:paid", b"b:0:x", b"a:2:third"]
+        await mp.stop()
+    run(main())

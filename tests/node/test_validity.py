@@ -49,9 +49,9 @@ def _validator(*, committed: set[bytes] = frozenset(), committed_evidence=frozen
 
 
 def _block(height: int = 5, **changes) -> bytes:
-    fields = dict(chain_id=CHAIN, height=height, time_ms=1000, parent_hash=PARENT, app_hash=APP,
-                  proposer_index=0, last_commit=_cert(height - 1, PARENT), evidence=[],
-                  txs=_txs(3))
+    fields = {"chain_id": CHAIN, "height": height, "time_ms": 1000, "parent_hash": PARENT,
+              "app_hash": APP, "proposer_index": 0, "last_commit": _cert(height - 1, PARENT),
+              "evidence": [], "txs": _txs(3)}
     fields.update(changes)
     return Block.make(**fields).encode()
 

@@ -1,0 +1,196 @@
+"""What applications get from the node: queries (embedded and GET /query), results with data
+and events (GET /tx, wait=commit), WebSocket subscriptions with filters and slow-client drops,
+the block context, and the async client."""
+from __future__ import annotations
+
+import asyncio
+import struct
+
+import aiohttp
+import pytest
+
+from engine import config, crypto, tx
+from engine.app import Application, BlockResult, Event, QueryResult, TxResult
+from engine.client import AsyncClient, Client, ClientError
+from engine.hashing import blake3
+from engine.node import Node
+from tests.node.helpers import run
+
+
+class NotesApp(Application):
+    """Counts notes per sender; each tx emits a ``note`` event, each block a ``block`` one."""
+
+    name = "notes"
+
+    def __init__(self):
+        super().__init__()
+        self.pending: dict[bytes, bytes] = {}
+        self.contexts: list = []
+
+    def finalize_block(self, height, txs, context):
+        self.contexts.append(context)
+        writes: dict[bytes, bytes] = {}
+        results = []
+        for t in txs:
+            if t.payload == b"fail":
+                results.append(TxResult(3, "told to fail"))
+                continue
+            old = writes.get(t.sender) or self.state.get(t.sender) or bytes(8)
+            writes[t.sender] = struct.pack("<Q", struct.unpack("<Q", old)[0] + 1)
+            results.append(TxResult(data=b"noted:" + t.payload, events=[
+                Event("note", {"sender": t.sender.hex(), "text": t.payload.decode()})]))
+        self.last_app_hash = blake3(self.last_app_hash + b"".join(sorted(writes.values())))
+        self.pending = writes
+        return BlockResult(results, self.last_app_hash, writes,
+                           events=[Event("block", {"txs": str(len(txs))})] if txs else [])
+
+    def commit(self):
+        self.pending = {}
+
+    def query(self, path, data):
+        if path == "/boom":
+            raise RuntimeError("query bug")
+        if path != "/count":
+            return QueryResult(1, log="unknown path")
+        value = self.pending.get(data) or self.state.get(data)
+        return QueryResult(value=value) if value else QueryResult(2, log="no notes")
+
+
+def _solo(tmp_path):
+    return config.init_home(str(tmp_path / "solo"), "notes", p2p_port=0, rpc_port=0)
+
+
+def test_query_results_events_and_context(tmp_path):
+    home = _solo(tmp_path)
+    key = crypto.SigningKey.generate()
+
+    async def main():
+        app = NotesApp()
+        node = Node(home.path, app=app)
+        await node.start()
+        try:
+            r = await node.submit_tx(tx.encode_tx(key, 0, b"hello", "notes"))
+            info = await node.wait_for_tx(r.tx_id, 10)
+            assert info["result"]["data"] == b"noted:hello".hex()
+            assert info["result"]["events"] == [
+                {"type": "note", "attributes": {"sender": key.public_key.hex(),
+                                                "text": "hello"}}]
+            # Embedded query.
+            answer = node.query("/count", key.public_key)
+            assert answer["code"] == 0 and answer["codespace"] == "app"
+            assert struct.unpack("<Q", bytes.fromhex(answer["value"]))[0] == 1
+            assert answer["height"] == node.latest_height and answer["proof"] is None
+            assert node.query("/count", b"nobody")["code"] == 2
+            boom = node.query("/boom", b"")
+            assert boom["codespace"] == "engine" and "query bug" in boom["log"]
+            old = node.query("/count", key.public_key, height=0)
+            assert old["code"] != 0 and "not kept" in old["log"]
+            # Over RPC, with the sync client (in a thread: it blocks) and the async one.
+            c = Client(node.rpc.url)
+            loop = asyncio.get_running_loop()
+            sync = await loop.run_in_executor(None, c.query, "/count", key.public_key)
+            c.close()
+            assert sync["value"] == answer["value"]
+            async with AsyncClient(node.rpc.url) as ac:
+                got = await ac.query("/count", key.public_key, prove=True)
+                assert got["value"] == answer["value"] and got["proof"] is None
+                with pytest.raises(ClientError) as e:
+                    await ac._request("GET", "/query?path=/count&data=zz")
+                assert e.value.status == 400 and e.value.code == "bad_data"
+                # POST /tx?wait=commit carries data and events too; a failed tx its code.
+                done = await ac.submit_tx(tx.encode_tx(key, 1, b"fail", "notes"),
+                                          wait_commit=True)
+                assert done["result"]["code"] == 3 and done["result"]["events"] == []
+                fetched = await ac.tx(r.tx_id)
+                assert fetched["result"]["data"] == b"noted:hello".hex()
+            # The block context: height, time, proposer, hash, signers of the parent.
+            ctx = next(c for c in app.contexts if c.height == info["height"])
+            block = node.block_info(info["height"])
+            assert ctx.block_hash.hex() == block["hash"] and ctx.time_ms == block["time_ms"]
+            assert ctx.proposer == home.validator_key.public_key and ctx.chain_id == "notes"
+            later = [c for c in app.contexts if c.height > 1]
+            assert later and later[0].last_commit_signers == (home.validator_key.public_key,)
+            assert app.contexts[0].height == 1 and app.contexts[0].last_commit_signers == ()
+        finally:
+            await node.stop()
+
+    run(main())
+
+
+def test_subscription_filters_and_slow_clients(tmp_path):
+    home = _solo(tmp_path)
+    alice, bob = crypto.SigningKey.generate(), crypto.SigningKey.generate()
+
+    async def main():
+        node = Node(home.path, app=NotesApp())
+        await node.start()
+        try:
+            async with aiohttp.ClientSession() as http, \
+                    http.get(f"{node.rpc.url}/subscribe",
+                             params={"filter": "note.sender"}) as resp:
+                assert resp.status == 400 and (await resp.json())["error"] == "bad_filter"
+            ac = AsyncClient(node.rpc.url)
+            stream = ac.subscribe([f"note.sender={bob.public_key.hex()}"])
+            first = asyncio.ensure_future(stream.__anext__())
+            await asyncio.sleep(0.3)  # subscribed before the txs below are committed
+            await node.submit_tx(tx.encode_tx(alice, 0, b"from alice", "notes"))
+            r = await node.submit_tx(tx.encode_tx(bob, 0, b"from bob", "notes"))
+            message = await asyncio.wait_for(first, 10)
+            assert message["kind"] == "tx" and message["tx_id"] == r.tx_id.hex()
+            assert message["result"]["events"][0]["attributes"]["text"] == "from bob"
+            await stream.aclose()
+            await ac.close()
+            # A block-event filter and a subscriber that never reads: dropped with a reason.
+            blocks = node.subscribe(["block"])
+            slow = node.subscribe([], queue_max=2)
+            for i in range(1, 6):
+                await node.submit_tx(tx.encode_tx(alice, i, b"n%d" % i, "notes"))
+                await asyncio.sleep(0.15)
+            await asyncio.sleep(0.5)
+            assert slow.reason is not None and slow.reason.startswith("slow_client")
+            assert (await slow.get()) is None
+            msg = await asyncio.wait_for(blocks.get(), 5)
+            assert msg["kind"] == "block" and msg["events"][0]["type"] == "block"
+            assert blocks.reason is None
+        finally:
+            await node.stop()
+        assert blocks.reason == "node stopped"
+
+    run(main())
+
+
+def test_two_argument_finalize_block_still_works(tmp_path):
+    home = _solo(tmp_path)
+
+    class Old(NotesApp):
+        def finalize_block(self, height, txs):
+            return BlockResult([TxResult() for _ in txs], self.last_app_hash)
+
+    async def main():
+        node = Node(home.path, app=Old())
+        await node.start()
+        try:
+            await node.wait_for_height(2, 10)
+        finally:
+            await node.stop()
+
+    run(main())
+
+
+def test_stopping_a_node_closes_its_subscribers(tmp_path):
+    home = _solo(tmp_path)
+
+    async def main():
+        node = Node(home.path, app=NotesApp())
+        await node.start()
+        client = AsyncClient(node.rpc.url)
+        stream = client.subscribe(["note"])
+        first = asyncio.ensure_future(stream.__anext__())
+        await asyncio.sleep(0.3)
+        await asyncio.wait_for(node.stop(), 10)
+        last = await asyncio.wait_for(first, 5)
+        assert last == {"error": "node stopped", "message": "node stopped"}
+        await stream.aclose()
+        await client.close()
+
+    run(main())
