@@ -53,6 +53,10 @@ class PeerConfig:
     port: int
 
 
+#: Intervals of NodeConfig that 0 turns off.
+OPTIONAL_INTERVALS = ("create_empty_blocks_interval_ms",)
+
+
 @dataclass
 class NodeConfig:
     """Everything in config.toml. Timeouts in ms; limits named with their unit last."""
@@ -91,8 +95,13 @@ class NodeConfig:
             if type(port) is not int or not 0 <= port <= 65535:
                 raise ValueError(f"{name} must be a port number, not {port!r}")
         for name, value in asdict(self).items():
-            minimum = 0 if name == "create_empty_blocks_interval_ms" else 1
-            if name.endswith(("_ms", "_max")) and (type(value) is not int or value < minimum):
+            if not name.endswith(("_ms", "_max")):
+                continue
+            if name in OPTIONAL_INTERVALS:  # 0 turns it off
+                if type(value) is not int or value < 0:
+                    raise ValueError(f"{name} must be a non-negative integer (0: off), "
+                                     f"not {value!r}")
+            elif type(value) is not int or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
 
 

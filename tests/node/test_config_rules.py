@@ -25,12 +25,21 @@ def test_ports_are_0_to_65535(name):
 
 
 LIMITS = [f.name for f in dataclasses.fields(config.NodeConfig)
-          if f.name.endswith(("_ms", "_max"))]
+          if f.name.endswith(("_ms", "_max")) and f.name not in config.OPTIONAL_INTERVALS]
 
 
 def test_every_limit_and_timeout_is_named_by_the_rule():
-    assert len(LIMITS) == 12 and "block_interval_ms" in LIMITS and "mempool_bytes_max" in LIMITS
-    assert "create_empty_blocks_interval_ms" in LIMITS  # issue 20
+    assert len(LIMITS) == 11 and "block_interval_ms" in LIMITS and "mempool_bytes_max" in LIMITS
+    assert config.OPTIONAL_INTERVALS == ("create_empty_blocks_interval_ms",)
+
+
+@pytest.mark.parametrize("name", config.OPTIONAL_INTERVALS)
+def test_optional_intervals_are_off_at_zero_and_never_negative(name):
+    for ok in (0, 1, 5000):
+        config.NodeConfig(**{name: ok}).validate()
+    for bad in (-1, 1.5, True, "100"):
+        with pytest.raises(ValueError, match=f"^{name} must be a non-negative integer"):
+            config.NodeConfig(**{name: bad}).validate()
 
 
 @pytest.mark.parametrize("name", LIMITS)
