@@ -162,7 +162,7 @@ class PeerSet:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(peer.host, peer.port, limit=2 ** 16), timeout_s)
         try:
-            stream = await asyncio.wait_for(self._handshake(reader, writer, True), timeout_s)
+            stream = await _within(self._handshake(reader, writer, True), timeout_s)
         except BaseException:
             writer.close()
             raise
@@ -178,8 +178,8 @@ class PeerSet:
             return
         self._pending_handshakes += 1
         try:
-            stream = await asyncio.wait_for(self._handshake(reader, writer, False),
-                                            self.limits.handshake_timeout_ms / 1000)
+            stream = await _within(self._handshake(reader, writer, False),
+                                   self.limits.handshake_timeout_ms / 1000)
         except (HandshakeError, ConnectionLost, asyncio.TimeoutError, OSError) as e:
             self.faults["handshake_refused"] += 1
             log.info("refused inbound connection: %s", e)
@@ -258,3 +258,14 @@ class PeerSet:
                 await peer.stream.drain()
         except ConnectionLost:
             self._drop(key, peer)
+
+
+async def _within(coro, timeout_s: float):
+    """``await coro`` bounded in time. Not ``wait_for``: its task keeps a failed handshake's
+    exception, traceback and stream (with its read buffer) in a reference cycle until a full
+    garbage collection; ``asyncio.timeout`` runs the coroutine in place (Python >= 3.11)."""
+    timeout = getattr(asyncio, "timeout", None)
+    if timeout is None:  # Python 3.10
+        return await asyncio.wait_for(coro, timeout_s)
+    async with timeout(timeout_s):
+        return await coro
