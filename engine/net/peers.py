@@ -212,7 +212,8 @@ class PeerSet:
                 try:
                     await self._dial(peer)
                     delay_ms = self.limits.reconnect_delay_ms_min
-                except (OSError, ConnectionLost, HandshakeError, asyncio.TimeoutError) as e:
+                except (OSError, ConnectionLost, HandshakeError, asyncio.TimeoutError,
+                        RuntimeError) as e:  # RuntimeError: a write on a reset transport
                     log.debug("dial %s:%s failed: %s", peer.host, peer.port, e)
                     delay_ms = min(delay_ms * 2, self.limits.reconnect_delay_ms_max)
             await asyncio.sleep(delay_ms * random.uniform(0.5, 1.0) / 1000)
@@ -232,6 +233,16 @@ class PeerSet:
         self._attach(stream)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One inbound connection. Nothing raised here may escape: asyncio would log a
+        traceback per connection, which a stranger could repeat until the disk is full."""
+        try:
+            await self._accept_one(reader, writer)
+        except Exception as e:  # noqa: BLE001 - counted and logged rate-limited instead
+            self._refuse("accept_error", _source_of(writer), f"{type(e).__name__}: {e}")
+            writer.close()
+
+    async def _accept_one(self, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
         if self._closing:
             writer.close()
             return
@@ -247,6 +258,10 @@ class PeerSet:
                                    self.limits.handshake_timeout_ms / 1000)
         except (HandshakeError, ConnectionLost, asyncio.TimeoutError, OSError) as e:
             self._refuse("handshake_refused", source, str(e) or type(e).__name__)
+            writer.close()
+            return
+        except RuntimeError as e:  # the client reset the connection before our first write
+            self._refuse("accept_reset", source, str(e))
             writer.close()
             return
         finally:
