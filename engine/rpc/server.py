@@ -25,13 +25,18 @@ escape as a 500 for something the client sent.
 """
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from engine.rpc.api import NodeAPI
+from engine.ratelog import RateLimitedLog
 from engine.rpc.body import split_envelopes
+
+log = logging.getLogger("engine.rpc")
+_refusals = RateLimitedLog(log)
 
 #: Largest request body (a /txs batch); larger bodies get 413.
 RPC_BODY_BYTES_MAX = 32 << 20
@@ -42,12 +47,36 @@ BLOCKS_LIMIT_MAX = 32
 #: Envelopes one POST /txs request may carry.
 RPC_BATCH_TXS_MAX = 50_000
 _STATUS_OF_CODE = {"duplicate": 409, "mempool_full": 429, "tx_too_large": 413}
+#: Heights are u64 on the wire and int64 in the store: anything above is no height.
+HEIGHT_MAX = (1 << 63) - 1
 
 __all__ = ["RPC_BATCH_TXS_MAX", "RpcServer", "make_app"]
+
+#: Per-app counts of refused or failed requests by reason (appended to ``/metrics``).
+REFUSALS = web.AppKey("refusals", dict)
 
 
 def error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": code, "message": message}, status=status)
+
+
+def parse_int(text: str, name: str, low: int, high: int) -> int:
+    """A decimal integer of ASCII digits in [low, high]; ValueError naming ``name`` otherwise
+    (``int()`` alone takes '²'-like digits past ``isdigit`` badly and any size)."""
+    if not (0 < len(text) <= 20 and text.isascii() and text.isdigit()):
+        raise ValueError(f"{name} must be an integer in {low}..{high}")
+    value = int(text)
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be an integer in {low}..{high}")
+    return value
+
+
+def _refusals_text(counts: dict[str, int]) -> bytes:
+    """The RPC server's own counters in the Prometheus text format."""
+    lines = ["# HELP engine_rpc_refused_total Refused or failed RPC requests and connections",
+             "# TYPE engine_rpc_refused_total counter"]
+    lines += [f'engine_rpc_refused_total{{reason="{k}"}} {v}' for k, v in sorted(counts.items())]
+    return ("\n".join(lines) + "\n").encode()
 
 
 def _result_json(result: Any) -> dict[str, Any]:
@@ -63,11 +92,10 @@ def make_app(node: NodeAPI) -> web.Application:
         if wait not in ("", "commit", "none"):
             return error(400, "bad_wait", "wait must be 'commit' or absent")
         try:
-            timeout_ms = int(request.query.get("timeout_ms", WAIT_TIMEOUT_MS_DEFAULT))
-        except ValueError:
-            return error(400, "bad_timeout", "timeout_ms must be an integer")
-        if not 1 <= timeout_ms <= WAIT_TIMEOUT_MS_MAX:
-            return error(400, "bad_timeout", f"timeout_ms must be in 1..{WAIT_TIMEOUT_MS_MAX}")
+            timeout_ms = parse_int(request.query.get("timeout_ms", str(WAIT_TIMEOUT_MS_DEFAULT)),
+                                   "timeout_ms", 1, WAIT_TIMEOUT_MS_MAX)
+        except ValueError as e:
+            return error(400, "bad_timeout", str(e))
         body = await request.read()
         if not body:
             return error(400, "empty_body", "the body must be one raw transaction envelope")
@@ -106,29 +134,31 @@ def make_app(node: NodeAPI) -> web.Application:
 
     @routes.get("/block/{height}")
     async def get_block(request: web.Request) -> web.Response:
-        text = request.match_info["height"]
-        if not text.isdigit() or len(text) > 20 or int(text) < 1:
-            return error(400, "bad_height", "height must be a positive integer")
-        info = node.block_info(int(text))
+        try:
+            height = parse_int(request.match_info["height"], "height", 1, HEIGHT_MAX)
+        except ValueError as e:
+            return error(400, "bad_height", str(e))
+        info = node.block_info(height)
         if info is None:
-            return error(404, "not_found", f"no block at height {int(text)}")
+            return error(404, "not_found", f"no block at height {height}")
         return web.json_response(info)
 
     @routes.get("/blocks")
     async def get_blocks(request: web.Request) -> web.Response:
         q = request.query
         try:
-            start = int(q.get("from", ""))
-            wait_ms = int(q.get("wait_ms", 0))
-            limit = int(q.get("limit", BLOCKS_LIMIT_MAX))
-        except ValueError:
-            return error(400, "bad_query", "from, wait_ms and limit must be integers")
-        if start < 1:
-            return error(400, "bad_height", "from must be a positive height")
-        if not 0 <= wait_ms <= BLOCKS_WAIT_MS_MAX:
-            return error(400, "bad_wait", f"wait_ms must be in 0..{BLOCKS_WAIT_MS_MAX}")
-        if not 1 <= limit <= BLOCKS_LIMIT_MAX:
-            return error(400, "bad_limit", f"limit must be in 1..{BLOCKS_LIMIT_MAX}")
+            start = parse_int(q.get("from", ""), "from", 1, HEIGHT_MAX)
+        except ValueError as e:
+            return error(400, "bad_height", str(e))
+        try:
+            wait_ms = parse_int(q.get("wait_ms", "0"), "wait_ms", 0, BLOCKS_WAIT_MS_MAX)
+        except ValueError as e:
+            return error(400, "bad_wait", str(e))
+        try:
+            limit = parse_int(q.get("limit", str(BLOCKS_LIMIT_MAX)), "limit", 1,
+                              BLOCKS_LIMIT_MAX)
+        except ValueError as e:
+            return error(400, "bad_limit", str(e))
         blocks = await node.wait_for_blocks(start, wait_ms / 1000, limit)
         return web.json_response({"latest_height": node.latest_height, "blocks": blocks})
 
@@ -148,7 +178,7 @@ def make_app(node: NodeAPI) -> web.Application:
 
     @routes.get("/metrics")
     async def get_metrics(request: web.Request) -> web.Response:
-        data = node.metrics_text()
+        data = node.metrics_text() + _refusals_text(request.app[REFUSALS])
         return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     @web.middleware
@@ -160,9 +190,17 @@ def make_app(node: NodeAPI) -> web.Application:
                 return error(e.status, e.reason.lower().replace(" ", "_"),
                              f"{request.method} {request.path}: {e.reason}")
             raise
+        except Exception as e:  # noqa: BLE001 - our bug: a 500, counted, logged rate-limited
+            counts = request.app[REFUSALS]
+            counts["internal_error"] = counts.get("internal_error", 0) + 1
+            if _refusals.warning("internal_error", "%s %s: %s: %s", request.method,
+                                 request.path, type(e).__name__, e):
+                log.debug("internal error detail", exc_info=e)
+            return error(500, "internal_error", "the node failed to answer this request")
 
     app = web.Application(middlewares=[json_errors], client_max_size=RPC_BODY_BYTES_MAX)
     app.add_routes(routes)
+    app[REFUSALS] = {}
     return app
 
 
