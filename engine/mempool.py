@@ -8,7 +8,9 @@ application's ``check_tx`` and enters the pool in arrival order.
 
 Refused with a clear reason: malformed envelopes, bad signatures, duplicates (pooled, in flight
 or already committed), transactions over ``tx_bytes_max``, and anything beyond the count or
-byte limits of the pool. Transaction ids verified here are remembered (bounded), so when the
+byte limits of the pool, and (with a nonce table, ``engine/nonces.py``) a sender's nonce that
+was committed or fell out of its window (``stale_nonce``) or that a pooled transaction already
+uses (``duplicate``). Transaction ids verified here are remembered (bounded), so when the
 same transaction comes back inside a proposal it is not verified again; ``remove_committed``
 takes a block's transactions out of the pool.
 """
@@ -34,6 +36,7 @@ BAD_SIGNATURE = "bad_signature"
 APP_REJECTED = "app_rejected"
 FULL = "mempool_full"
 TOO_LARGE = "tx_too_large"
+STALE_NONCE = "stale_nonce"
 
 
 @dataclass(frozen=True)
@@ -139,7 +142,8 @@ class Mempool:
                  executor: Executor | None = None, verify_threads: int | None = None,
                  verify: Callable[..., list[bool]] = _default_verify,
                  decode: Callable[[bytes], Any] | None = None,
-                 on_admitted: Callable[[list[bytes]], None] | None = None):
+                 on_admitted: Callable[[list[bytes]], None] | None = None,
+                 nonces: Any = None):
         self.chain_id = chain_id
         self.limits = limits or MempoolLimits()
         self._check_tx = check_tx
@@ -162,6 +166,9 @@ class Mempool:
         #: Called with (batch size, seconds spent hashing + verifying) after every batch.
         self.observe_batch: Callable[[int, float], None] = lambda size, seconds: None
         self.rejected: dict[str, int] = {}
+        #: Replay protection (engine.nonces.NonceTable), or None: nonces not enforced.
+        self._nonces = nonces
+        self._pooled_nonces: dict[bytes, dict[int, bytes]] = {}  # sender -> nonce -> tx id
 
     # --------------------------------------------------------------- life cycle
     def start(self) -> None:
@@ -197,12 +204,23 @@ class Mempool:
         return tx_id in self._verified
 
     def reap(self, txs_max: int, bytes_max: int) -> list[bytes]:
-        """The oldest pooled envelopes that fit in a block (they stay pooled until committed)."""
+        """The oldest pooled envelopes that fit in a block (they stay pooled until committed).
+        With a nonce table, a transaction whose nonce an earlier one of the block moved out
+        of its sender's window is left for later (the block must pass ``check_block``)."""
         out: list[bytes] = []
         total = 0
-        for envelope in self._pool.values():
+        windows: dict[bytes, Any] = {}
+        for tx_id, envelope in self._pool.items():
             if len(out) >= txs_max or total + len(envelope) > bytes_max:
                 break
+            if self._nonces is not None:
+                tx = self._decoded[tx_id]
+                w = windows.get(tx.sender)
+                if w is None:
+                    w = windows[tx.sender] = self._nonces.window(tx.sender).copy()
+                if w.refusal(tx.nonce) is not None:
+                    continue
+                w.use(tx.nonce)
             out.append(envelope)
             total += len(envelope)
         return out
@@ -334,12 +352,20 @@ class Mempool:
         self._remember_verified(tx_id)
         if len(self._pool) >= lim.txs_max or self._pool_bytes + len(env) > lim.bytes_max:
             return FULL, f"mempool is full ({len(self._pool)} txs, {self._pool_bytes} bytes)"
+        if self._nonces is not None:
+            if tx.nonce in self._pooled_nonces.get(tx.sender, ()):
+                return DUPLICATE, f"a pooled transaction of this sender has nonce {tx.nonce}"
+            why = self._nonces.refusal(tx.sender, tx.nonce)
+            if why is not None:
+                return STALE_NONCE, f"nonce {tx.nonce} of this sender is {why}"
         check = self._check_tx(tx)
         if not check.ok:
             return APP_REJECTED, check.log or f"code {check.code}"
         self._pool[tx_id] = env
         self._decoded[tx_id] = tx
         self._pool_bytes += len(env)
+        if self._nonces is not None:
+            self._pooled_nonces.setdefault(tx.sender, {})[tx.nonce] = tx_id
         return None
 
     def _remember_verified(self, tx_id: bytes) -> None:
@@ -378,10 +404,38 @@ class Mempool:
     def remove_committed(self, tx_ids: Sequence[bytes]) -> None:
         for tx_id in tx_ids:
             env = self._pool.pop(tx_id, None)
-            self._decoded.pop(tx_id, None)
+            self._forget_nonce(self._decoded.pop(tx_id, None))
             if env is not None:
                 self._pool_bytes -= len(env)
             self._verified.pop(tx_id, None)
             self._committed[tx_id] = None
         while len(self._committed) > self.limits.committed_cache_max:
             self._committed.popitem(last=False)
+
+    # --------------------------------------------------------------- nonces
+    def _forget_nonce(self, tx: Any) -> None:
+        if tx is None or self._nonces is None:
+            return
+        nonces = self._pooled_nonces.get(tx.sender)
+        if nonces is not None:
+            nonces.pop(tx.nonce, None)
+            if not nonces:
+                del self._pooled_nonces[tx.sender]
+
+    def evict_stale_nonces(self, senders: Sequence[bytes]) -> int:
+        """After a commit: drop the pooled transactions of ``senders`` whose nonce the block
+        used or moved out of the window (they could never be included). Returns how many."""
+        if self._nonces is None:
+            return 0
+        stale: list[bytes] = []
+        for sender in set(senders):
+            for nonce, tx_id in self._pooled_nonces.get(sender, {}).items():
+                if self._nonces.refusal(sender, nonce) is not None:
+                    stale.append(tx_id)
+        for tx_id in stale:
+            env = self._pool.pop(tx_id, None)
+            self._forget_nonce(self._decoded.pop(tx_id, None))
+            if env is not None:
+                self._pool_bytes -= len(env)
+            self.rejected[STALE_NONCE] = self.rejected.get(STALE_NONCE, 0) + 1
+        return len(stale)

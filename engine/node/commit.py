@@ -19,6 +19,7 @@ from engine import consensus as cs
 from engine import tx as txmod
 from engine.app import Application
 from engine.mempool import Mempool
+from engine.nonces import RESERVED_PREFIX, NonceTable
 from engine.node.evidence import EvidencePool
 from engine.node.metrics import NodeMetrics
 from engine.node.ports import Counters
@@ -33,7 +34,8 @@ __all__ = ["BlockCommitter"]
 class BlockCommitter:
     def __init__(self, *, app: Application, store: Store, mempool: Mempool, tip: ChainTip,
                  validator: BlockValidator, evidence: EvidencePool, metrics: NodeMetrics,
-                 recent: RecentBlocks, waiters: Waiters, counters: Counters):
+                 recent: RecentBlocks, waiters: Waiters, counters: Counters,
+                 nonces: NonceTable | None = None):
         self.app = app
         self.store = store
         self.mempool = mempool
@@ -44,6 +46,7 @@ class BlockCommitter:
         self.recent = recent
         self.waiters = waiters
         self.counters = counters
+        self.nonces = nonces
         #: Called with the committed height after everything else (status gossip, resets).
         self.after_commit: list[Callable[[int], None]] = []
         self._last_commit_time = time.monotonic()
@@ -56,14 +59,27 @@ class BlockCommitter:
         result = self.app.finalize_block(decide.height, txs)
         if len(result.tx_results) != len(txs):
             raise RuntimeError("application returned a result count different from the txs")
+        changes = list(result.writes.items())
+        if self.nonces is not None:
+            # Nonces are consumed whatever the app's result; the engine's records are state
+            # keys the application may not write (its writes there are dropped).
+            reserved = [k for k, _ in changes if k.startswith(RESERVED_PREFIX)]
+            if reserved:
+                self.counters.add("app_reserved_writes_dropped", len(reserved))
+                changes = [(k, v) for k, v in changes if not k.startswith(RESERVED_PREFIX)]
+            changes += self.nonces.apply_block((t.sender, t.nonce) for t in txs)
         self.store.save_block(
             decide.height, decide.block_hash, block.header(), list(block.txs),
             decide.certificate.encode(), parent_hash=block.parent_hash, app_hash=result.app_hash,
-            results=_packed_results(result.tx_results), state_changes=list(result.writes.items()),
+            results=_packed_results(result.tx_results), state_changes=changes,
             tx_ids=tx_ids)
+        if self.nonces is not None:
+            self.nonces.committed()
         self._schedule_index_compaction()
         self.app.commit()
         self.mempool.remove_committed(tx_ids)
+        if self.nonces is not None:
+            self.mempool.evict_stale_nonces([t.sender for t in txs])
         self.evidence.on_committed(list(block.evidence))
         now = time.monotonic()
         self.metrics.observe_block(now - self._last_commit_time, len(tx_ids))

@@ -30,6 +30,7 @@ from engine.block import Block
 from engine.config import Home, load_home
 from engine.mempool import AddResult, Mempool, MempoolLimits
 from engine.net.limits import NetLimits
+from engine.nonces import NonceTable
 from engine.net.peers import PeerAddress, PeerSet
 from engine.node.blocksync import BlockSync
 from engine.node.commit import BlockCommitter
@@ -124,6 +125,7 @@ class Node:
         self._load_tip(store, genesis_app_hash)
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="engine-verify")
         wire = PeerWire()
+        nonces = NonceTable(store.state_get)
         mempool = self.mempool = Mempool(
             chain_id=self.chain_id, check_tx=self.app.check_tx,
             find_committed=self._find_committed,
@@ -132,7 +134,7 @@ class Node:
                                  batch_txs_max=cfg.mempool_batch_txs_max,
                                  batch_wait_ms=cfg.mempool_batch_wait_ms),
             executor=self._executor, verify_threads=cfg.verify_threads or None,
-            on_admitted=TxGossip(wire, limits))
+            on_admitted=TxGossip(wire, limits), nonces=nonces)
         mempool.observe_batch = self.metrics.observe_batch
         mempool.start()
 
@@ -144,14 +146,15 @@ class Node:
             chain_id=self.chain_id, validators=self.validators, tip=self.tip, mempool=mempool,
             find_committed=self._find_committed, evidence_committed=evidence.is_committed,
             block_txs_max=cfg.block_txs_max, block_bytes_max=cfg.block_bytes_max,
-            counters=self.counters)
+            counters=self.counters, nonces=nonces)
         producer = BlockProducer(chain_id=self.chain_id, config=cfg, tip=self.tip,
                                  mempool=mempool, store=store, evidence=evidence,
                                  validator=validity, spawn=self._spawn)
         recent = RecentBlocks()
         committer = BlockCommitter(app=self.app, store=store, mempool=mempool, tip=self.tip,
                                    validator=validity, evidence=evidence, metrics=self.metrics,
-                                   recent=recent, waiters=self._waiters, counters=self.counters)
+                                   recent=recent, waiters=self._waiters, counters=self.counters,
+                                   nonces=nonces)
         self._queries = NodeQueries(store=store, tip=self.tip, genesis=self.home.genesis,
                                     validators=self.validators, recent=recent,
                                     waiters=self._waiters)

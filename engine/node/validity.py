@@ -5,7 +5,10 @@ hash, and the app hash of the state after the parent); it is within the configur
 its parent certificate (``last_commit``) is for the parent and verifies (one batch
 verification); the transaction root matches its transactions; no transaction appears twice or is
 already committed; every transaction signature verifies (only those this node has not verified at
-admission are checked, in one batch); and its evidence is valid, recent and not yet committed.
+admission are checked, in one batch); every transaction's (sender, nonce) is fresh against the
+committed nonce records and the block's earlier transactions (``engine/nonces.py``: replay
+protection that does not depend on remembering old ids); and its evidence is valid, recent and
+not yet committed.
 
 Every cache here is bounded (engine/limits.py) and emptied at each commit.
 """
@@ -20,6 +23,7 @@ from engine.block import Block, tx_root_of
 from engine.errors import ProtocolError
 from engine.hashing import blake3_many
 from engine.mempool import Mempool
+from engine.nonces import NonceTable
 from engine.node.ports import Counters
 from engine.node.tip import ChainTip
 
@@ -36,7 +40,7 @@ class BlockValidator:
     def __init__(self, *, chain_id: bytes, validators: cs.ValidatorSet, tip: ChainTip,
                  mempool: Mempool, find_committed: Callable[[list[bytes]], list[bool]],
                  evidence_committed: Callable[[bytes], bool], block_txs_max: int,
-                 block_bytes_max: int, counters: Counters):
+                 block_bytes_max: int, counters: Counters, nonces: NonceTable | None = None):
         self.chain_id = chain_id
         self.validators = validators
         self.tip = tip
@@ -46,6 +50,7 @@ class BlockValidator:
         self.block_txs_max = block_txs_max
         self.block_bytes_max = block_bytes_max
         self.counters = counters
+        self.nonces = nonces
         self._verdicts: dict[bytes, bool] = {}
         self._decoded: dict[bytes, tuple[Block, list[bytes]]] = {}
         self._certificates_ok: set[bytes] = set()
@@ -112,6 +117,12 @@ class BlockValidator:
             raise ProtocolError("the block holds an already committed transaction")
         if ids and not all(self.mempool.verify_block_txs(list(b.txs), ids)):
             raise ProtocolError("a transaction signature does not verify")
+        if self.nonces is not None and b.txs:
+            # Signatures verified: every envelope has the v1 header (sender 32, nonce u64).
+            stale = self.nonces.check_block(
+                (t[1:33], int.from_bytes(t[33:41], "little")) for t in b.txs)
+            if stale is not None:
+                raise ProtocolError(f"transaction {stale[0]} has a {stale[1]} nonce")
         for e in b.evidence:
             ev = cs.DuplicateVoteEvidence.decode(e)
             if not height - limits.evidence_age_heights_max <= ev.height < height \
