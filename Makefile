@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SOURCES := $(shell find csrc engine -name '*.c' -o -name '*.h' -o -name '*.cpp' -o -name '*.pyx' 2>/dev/null) setup.py pyproject.toml
 
 .PHONY: all build test test-quick sim bench bench-smoke bench-check demo lint clean sanitize \
-	test-crash test-faults mutate mutate-broad
+	test-crash test-faults mutate mutate-broad soak
 
 all: build
 
@@ -78,6 +78,13 @@ sim: build
 
 demo: build
 	$(PY) -m engine demo
+
+# 4 validators under load for SOAK_DURATION s (default 20 min) with kills, pauses and the
+# attacks of issue 13; RSS and open fds per node in soak-results/soak.{csv,png} (README
+# "Security notes"). Not part of `make test`.
+SOAK_DURATION ?= 1200
+soak: build
+	$(PY) -m engine.faults.soak --duration $(SOAK_DURATION) --out soak-results
 
 lint: build
 	$(PY) -m pip install --quiet ruff mypy

@@ -76,7 +76,10 @@ async def _load(http, urls: list[str], chain_id: str, rate: int, stop: asyncio.E
                 stats: _Stats) -> None:
     """Offer ``rate`` signed transactions per second, in batches every BATCH_INTERVAL_MS, with
     up to LOAD_REQUESTS_IN_FLIGHT batches in flight (so a slow answer does not lower the rate)."""
-    key = crypto.SigningKey.generate()
+    # One sender per node the batches go to: each sender's nonces reach one mempool in order
+    # (nonces are replay protection: engine/nonces.py).
+    keys = [crypto.SigningKey.generate() for _ in urls]
+    nonces = [0] * len(urls)
     nonce = 0
     per_batch = max(1, rate * BATCH_INTERVAL_MS // 1000)
     in_flight = asyncio.Semaphore(LOAD_REQUESTS_IN_FLIGHT)
@@ -85,10 +88,12 @@ async def _load(http, urls: list[str], chain_id: str, rate: int, stop: asyncio.E
     next_at = time.monotonic()
     while not stop.is_set():
         envelopes = []
+        sender = target % len(urls)
         for _ in range(per_batch):
             nonce += 1
-            envelopes.append(tx.encode_tx(key, nonce, f"key{nonce % 5000}={nonce}".encode(),
-                                          chain_id))
+            nonces[sender] += 1
+            envelopes.append(tx.encode_tx(keys[sender], nonces[sender],
+                                          f"key{nonce % 5000}={nonce}".encode(), chain_id))
         await in_flight.acquire()
         task = asyncio.create_task(_post_batch(http, urls[target % len(urls)], envelopes,
                                                stats, in_flight))

@@ -15,7 +15,9 @@ became invalid. Blocks are cut by :meth:`Mempool.reap` in arrival order, or by t
 
 Refused with a clear reason: malformed envelopes, bad signatures, duplicates (pooled, in flight
 or already committed), transactions over ``tx_bytes_max``, and anything beyond the count or
-byte limits of the pool. Transaction ids verified here are remembered (bounded), so when the
+byte limits of the pool, and (with a nonce table, ``engine/nonces.py``) a sender's nonce that
+was committed or fell out of its window (``stale_nonce``) or that a pooled transaction already
+uses (``duplicate``). Transaction ids verified here are remembered (bounded), so when the
 same transaction comes back inside a proposal it is not verified again; ``remove_committed``
 takes a block's transactions out of the pool.
 """
@@ -24,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +51,8 @@ HALTED = "halted"
 EVICTED = "recheck_evicted"
 #: Admission itself failed (a verifier or store error): the batch is refused, not lost silently.
 INTERNAL_ERROR = "internal_error"
+#: The sender's nonce was used or is outside its window (replay protection, engine/nonces.py).
+STALE_NONCE = "stale_nonce"
 
 
 @dataclass(frozen=True)
@@ -210,7 +214,7 @@ class Mempool:
                  verify: Callable[..., list[bool]] = _default_verify,
                  decode: Callable[[bytes], Any] | None = None,
                  on_admitted: Callable[[list[bytes]], None] | None = None,
-                 check_tx_pending: bool = False):
+                 check_tx_pending: bool = False, nonces: Any = None):
         self.chain_id = chain_id
         self.limits = limits or MempoolLimits()
         self._check_tx = check_tx
@@ -242,6 +246,9 @@ class Mempool:
         #: Called with (batch size, seconds spent hashing + verifying) after every batch.
         self.observe_batch: Callable[[int, float], None] = lambda size, seconds: None
         self.rejected: dict[str, int] = {}
+        #: Replay protection (engine.nonces.NonceTable), or None: nonces not enforced.
+        self._nonces = nonces
+        self._pooled_nonces: dict[bytes, dict[int, bytes]] = {}  # sender -> nonce -> tx id
 
     # --------------------------------------------------------------- life cycle
     def start(self) -> None:
@@ -278,19 +285,30 @@ class Mempool:
 
     def reap(self, txs_max: int, bytes_max: int) -> list[bytes]:
         """The pooled envelopes that fit in a block, oldest first (or highest priority first),
-        each sender's in nonce order (they stay pooled until committed)."""
-        if self._priority or self._disordered:
-            return self._reap_ordered(txs_max, bytes_max)
+        each sender's in nonce order (they stay pooled until committed). With a nonce table, a
+        transaction whose nonce an earlier one of the block moved out of its sender's window is
+        left for later (the block must pass ``check_block``)."""
+        ids = self._ordered_ids() if self._priority or self._disordered else iter(self._pool)
         out: list[bytes] = []
         total = 0
-        for envelope in self._pool.values():
+        windows: dict[bytes, Any] = {}
+        for tx_id in ids:
+            envelope = self._pool[tx_id]
             if len(out) >= txs_max or total + len(envelope) > bytes_max:
                 break
+            if self._nonces is not None:
+                tx = self._decoded[tx_id]
+                w = windows.get(tx.sender)
+                if w is None:
+                    w = windows[tx.sender] = self._nonces.window(tx.sender).copy()
+                if w.refusal(tx.nonce) is not None:
+                    continue
+                w.use(tx.nonce)
             out.append(envelope)
             total += len(envelope)
         return out
 
-    def _reap_ordered(self, txs_max: int, bytes_max: int) -> list[bytes]:
+    def _ordered_ids(self) -> Iterator[bytes]:
         """Slots in priority (then arrival) order; a slot of a sender is filled with that
         sender's lowest pooled nonce not taken yet, so a block never runs a sender's
         transactions out of order nor skips one it could have carried."""
@@ -299,10 +317,8 @@ class Mempool:
         if every:
             prio = self._priority
             ids = sorted(self._pool, key=lambda t: -prio.get(t, 0))  # stable: arrival order
-        decoded, pool, reorder = self._decoded, self._pool, self._reorder_ids
+        decoded, reorder = self._decoded, self._reorder_ids
         queues: dict[bytes, list[bytes]] = {}
-        out: list[bytes] = []
-        total = 0
         for tx_id in ids:
             sender = getattr(decoded.get(tx_id), "sender", None) \
                 if every or tx_id in reorder else None
@@ -311,12 +327,7 @@ class Mempool:
                 if queue is None:
                     queue = queues[sender] = self.pending.ids_by_nonce(sender)
                 tx_id = queue.pop()
-            envelope = pool[tx_id]
-            if len(out) >= txs_max or total + len(envelope) > bytes_max:
-                break
-            out.append(envelope)
-            total += len(envelope)
-        return out
+            yield tx_id
 
     # --------------------------------------------------------------- admission
     async def add(self, envelope: bytes) -> AddResult:
@@ -448,6 +459,12 @@ class Mempool:
         self._remember_verified(tx_id)
         if len(self._pool) >= lim.txs_max or self._pool_bytes + len(env) > lim.bytes_max:
             return FULL, f"mempool is full ({len(self._pool)} txs, {self._pool_bytes} bytes)"
+        if self._nonces is not None:
+            if tx.nonce in self._pooled_nonces.get(tx.sender, ()):
+                return DUPLICATE, f"a pooled transaction of this sender has nonce {tx.nonce}"
+            why = self._nonces.refusal(tx.sender, tx.nonce)
+            if why is not None:
+                return STALE_NONCE, f"nonce {tx.nonce} of this sender is {why}"
         try:
             check = self._check_tx(tx, self.pending) if self._check_tx_pending \
                 else self._check_tx(tx)
@@ -470,6 +487,8 @@ class Mempool:
             elif behind:
                 self._disordered.add(sender)
                 self._reorder_ids.update(self.pending.ids_by_nonce(sender))
+        if self._nonces is not None:
+            self._pooled_nonces.setdefault(tx.sender, {})[tx.nonce] = tx_id
         return None
 
     def _remember_verified(self, tx_id: bytes) -> None:
@@ -518,6 +537,7 @@ class Mempool:
         tx = self._decoded.pop(tx_id, None)
         if env is not None:
             self._pool_bytes -= len(env)
+        self._forget_nonce(tx)
         if self._priority:
             self._priority.pop(tx_id, None)
         sender = getattr(tx, "sender", None)
@@ -548,3 +568,28 @@ class Mempool:
         if evicted:
             self.rejected[EVICTED] = self.rejected.get(EVICTED, 0) + len(evicted)
         return evicted
+
+    # --------------------------------------------------------------- nonces
+    def _forget_nonce(self, tx: Any) -> None:
+        if tx is None or self._nonces is None:
+            return
+        nonces = self._pooled_nonces.get(tx.sender)
+        if nonces is not None:
+            nonces.pop(tx.nonce, None)
+            if not nonces:
+                del self._pooled_nonces[tx.sender]
+
+    def evict_stale_nonces(self, senders: Sequence[bytes]) -> int:
+        """After a commit: drop the pooled transactions of ``senders`` whose nonce the block
+        used or moved out of the window (they could never be included). Returns how many."""
+        if self._nonces is None:
+            return 0
+        stale: list[bytes] = []
+        for sender in set(senders):
+            for nonce, tx_id in self._pooled_nonces.get(sender, {}).items():
+                if self._nonces.refusal(sender, nonce) is not None:
+                    stale.append(tx_id)
+        for tx_id in stale:
+            self._drop(tx_id)
+            self.rejected[STALE_NONCE] = self.rejected.get(STALE_NONCE, 0) + 1
+        return len(stale)

@@ -136,7 +136,8 @@ def _sign_chunk(job: tuple[bytes, int, int, int, str]) -> list[bytes]:
             key = keys[s] = crypto.SigningKey(hashing.blake3(run_seed + s.to_bytes(4, "little")))
         head = b"k%d=" % (i % 100_000)
         body = head + (b"%x" % i).rjust(payload_bytes - len(head), b".")
-        out.append(txmod.encode_tx(key, i, body[:payload_bytes], chain_id))
+        # Each sender's nonces in sequence (replay protection keeps a bounded window).
+        out.append(txmod.encode_tx(key, i // SENDERS, body[:payload_bytes], chain_id))
     return out
 
 

@@ -338,8 +338,10 @@ class Runner:
                 done = damage_wal(self.homes[i], args["mode"], tail, self.rng,
                                   args.get("flips", 4))
                 self._note(f"node{i} WAL {args['mode']} of the last {tail} bytes: {done}")
+                # A shortened record is a torn write: the node drops it on open (wal_repair),
+                # so it is lost as surely as a deleted one.
                 damaged = len(done.get("deleted", ())) + len(done.get("flipped", ())) \
-                    + (done.get("shortened") is not None)
+                    + (1 if done.get("shortened") else 0)
                 if not damaged:
                     raise ScenarioFailed(f"damage_wal did nothing to node{i}'s WAL ({done}): "
                                          "the scenario would not test what it claims")

@@ -8,14 +8,16 @@ otherwise, so a handler only ever sees well-formed messages.
 ========  =======================================================================
 kind      fields
 ========  =======================================================================
-STATUS    height (int >= 0, last committed), last block hash (32 bytes or empty)
+STATUS    height (0 <= int < 2^63, last committed), last block hash (32 bytes or empty)
 PROPOSAL  proposal bytes, block bytes
 VOTES     [vote bytes, ...]
 EVIDENCE  [evidence bytes, ...]
 TXS       [envelope bytes, ...]
-GET_BLOCKS  from height (int >= 1), count (int >= 1)
+GET_BLOCKS  from height (1 <= int < 2^63), count (int >= 1)
 BLOCKS    [[height, block bytes, certificate bytes], ...]
 ========  =======================================================================
+
+Heights are below 2^63 (the store keys them as int64); a larger one is a protocol fault.
 """
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ STATUS, PROPOSAL, VOTES, EVIDENCE, TXS, GET_BLOCKS, BLOCKS = range(1, 8)
 KIND_NAMES = {STATUS: "status", PROPOSAL: "proposal", VOTES: "votes", EVIDENCE: "evidence",
               TXS: "txs", GET_BLOCKS: "get_blocks", BLOCKS: "blocks"}
 _U64_MAX = 2**64 - 1
+#: The largest height any message may carry (the store's int64 key).
+HEIGHT_MAX = 2**63 - 1
 
 __all__ = [
     "BLOCKS",
@@ -86,9 +90,9 @@ def _arity(fields: list, n: int, what: str) -> None:
         raise ProtocolError(f"{what} has {len(fields)} fields, not {n}")
 
 
-def _uint(value: Any, what: str, minimum: int = 0) -> int:
-    if type(value) is not int or not minimum <= value <= _U64_MAX:
-        raise ProtocolError(f"{what} must be an integer >= {minimum}")
+def _uint(value: Any, what: str, minimum: int = 0, maximum: int = _U64_MAX) -> int:
+    if type(value) is not int or not minimum <= value <= maximum:
+        raise ProtocolError(f"{what} must be an integer in {minimum}..{maximum}")
     return value
 
 
@@ -112,7 +116,7 @@ def _byte_list(value: Any, what: str, count_max: int, item_bytes_max: int) -> li
 
 def _status(f: list, lim: NetLimits) -> list:
     _arity(f, 2, "status")
-    height = _uint(f[0], "status height")
+    height = _uint(f[0], "status height", 0, HEIGHT_MAX)
     block_hash = _bytes(f[1], "status block hash", 32)
     if len(block_hash) not in (0, 32):
         raise ProtocolError("status block hash must be 32 bytes or empty")
@@ -141,7 +145,7 @@ def _txs(f: list, lim: NetLimits) -> list:
 
 def _get_blocks(f: list, lim: NetLimits) -> list:
     _arity(f, 2, "get_blocks")
-    start = _uint(f[0], "get_blocks from height", 1)
+    start = _uint(f[0], "get_blocks from height", 1, HEIGHT_MAX)
     count = _uint(f[1], "get_blocks count", 1)
     return [start, min(count, lim.blocks_per_message_max)]
 
@@ -155,7 +159,7 @@ def _blocks(f: list, lim: NetLimits) -> list:
     for i, item in enumerate(items):
         if not isinstance(item, list) or len(item) != 3:
             raise ProtocolError(f"blocks[{i}] must be [height, block, certificate]")
-        out.append((_uint(item[0], f"blocks[{i}] height", 1),
+        out.append((_uint(item[0], f"blocks[{i}] height", 1, HEIGHT_MAX),
                     _bytes(item[1], f"blocks[{i}] block", lim.frame_bytes_max),
                     _bytes(item[2], f"blocks[{i}] certificate", lim.frame_bytes_max)))
     return [out]

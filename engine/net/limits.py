@@ -21,8 +21,13 @@ class NetLimits:
     send_queue_messages_max: int = 4096
     #: Dropped messages from one peer before it is disconnected.
     peer_faults_max: int = 16
-    #: Inbound connections still in their handshake at once.
+    #: Inbound connections still in their handshake at once ...
     pending_handshakes_max: int = 32
+    #: ... of which this many only from addresses configured peers live at (strangers share
+    #: the rest), so idle sockets from elsewhere cannot lock a configured peer out ...
+    pending_handshakes_reserved: int = 8
+    #: ... and at most this many from one stranger's address.
+    pending_handshakes_per_source_max: int = 4
     handshake_timeout_ms: int = 5000
     reconnect_delay_ms_min: int = 100
     reconnect_delay_ms_max: int = 5000
@@ -33,5 +38,7 @@ class NetLimits:
                 raise ValueError(f"{name} must be a positive int, not {value!r}")
         if self.tx_bytes_max >= self.frame_bytes_max:
             raise ValueError("tx_bytes_max must be below frame_bytes_max")
+        if self.pending_handshakes_reserved >= self.pending_handshakes_max:
+            raise ValueError("pending_handshakes_reserved must be below pending_handshakes_max")
         if self.reconnect_delay_ms_min > self.reconnect_delay_ms_max:
             raise ValueError("reconnect_delay_ms_min must not exceed reconnect_delay_ms_max")

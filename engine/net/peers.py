@@ -10,12 +10,21 @@ queued before one ``drain``, so a burst of messages costs one syscall) and one r
 decodes frames and hands messages to ``on_message``. A message that fails to decode is dropped
 and counted; after ``peer_faults_max`` such faults the peer is disconnected. A frame that fails
 authentication or a truncated stream ends the connection at once.
+
+Inbound handshakes hold a slot each until they finish or time out. Slots are attributed: one
+source address holds at most ``pending_handshakes_per_source_max`` of them, and strangers
+together at most ``pending_handshakes_max - pending_handshakes_reserved``; the reserved slots
+serve only addresses that configured peers live at (resolved at start), so idle sockets from
+elsewhere cannot lock a restarted validator out. Every refusal is counted by reason in
+``faults`` (``/metrics``: ``engine_peer_faults``) and logged at WARNING, rate-limited.
 """
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import random
+import socket
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,8 +40,10 @@ from engine.net.errors import (
 )
 from engine.net.limits import NetLimits
 from engine.net.secure import TAG_BYTES, SecureStream, handshake
+from engine.ratelog import RateLimitedLog
 
 log = logging.getLogger("engine.net")
+_refusals = RateLimitedLog(log)
 
 MessageHandler = Callable[[bytes, codec.Message], None]
 PeerHandler = Callable[[bytes], None]
@@ -80,6 +91,10 @@ class PeerSet:
         self._server: asyncio.AbstractServer | None = None
         self._dialers: list[asyncio.Task] = []
         self._pending_handshakes = 0
+        self._pending_strangers = 0
+        self._pending_by_source: Counter[str] = Counter()
+        #: Addresses configured peers live at (their inbound handshakes use reserved slots).
+        self._configured_sources: set[str] = set()
         self._closing = False
         #: Counters by reason: refused handshakes, dropped messages, disconnects, queue drops.
         self.faults: Counter[str] = Counter()
@@ -87,6 +102,7 @@ class PeerSet:
 
     # ----------------------------------------------------------------- life cycle
     async def start(self) -> None:
+        await self._resolve_configured_sources()
         self._server = await asyncio.start_server(
             self._accept, self.listen_host, self.listen_port,
             limit=2 ** 16, reuse_address=True)
@@ -154,6 +170,50 @@ class PeerSet:
                 self._drop(peer_key)
 
     # ----------------------------------------------------------------- connections
+    async def _resolve_configured_sources(self) -> None:
+        loop = asyncio.get_running_loop()
+        for peer in self._allowed.values():
+            if not peer.host:
+                continue
+            try:
+                infos = await loop.getaddrinfo(peer.host, None, type=socket.SOCK_STREAM)
+            except OSError as e:
+                log.warning("cannot resolve peer host %s: %s", peer.host, e)
+                continue
+            for info in infos:
+                self._configured_sources.add(_normal_ip(str(info[4][0])))
+
+    def _claim_slot(self, source: str) -> str | None:
+        """Take a pending-handshake slot for ``source``; the refusal reason when none is free."""
+        lim = self.limits
+        if self._pending_handshakes >= lim.pending_handshakes_max:
+            return "handshake_busy"
+        configured = source in self._configured_sources
+        per_source = (lim.pending_handshakes_reserved if configured
+                      else lim.pending_handshakes_per_source_max)
+        if self._pending_by_source[source] >= per_source:
+            return "handshake_busy_source"
+        if not configured and self._pending_strangers >= (
+                lim.pending_handshakes_max - lim.pending_handshakes_reserved):
+            return "handshake_busy"
+        self._pending_handshakes += 1
+        self._pending_by_source[source] += 1
+        if not configured:
+            self._pending_strangers += 1
+        return None
+
+    def _release_slot(self, source: str) -> None:
+        self._pending_handshakes -= 1
+        self._pending_by_source[source] -= 1
+        if self._pending_by_source[source] <= 0:
+            del self._pending_by_source[source]
+        if source not in self._configured_sources:
+            self._pending_strangers -= 1
+
+    def _refuse(self, reason: str, source: str, detail: str) -> None:
+        self.faults[reason] += 1
+        _refusals.warning(reason, "inbound p2p connection from %s: %s", source, detail)
+
     async def _dial_loop(self, peer: PeerAddress) -> None:
         delay_ms = self.limits.reconnect_delay_ms_min
         while not self._closing:
@@ -165,7 +225,8 @@ class PeerSet:
                     self.faults["genesis_mismatch"] += 1
                     log.error("refusing %s:%s: %s", peer.host, peer.port, e)
                     delay_ms = self.limits.reconnect_delay_ms_max
-                except (OSError, ConnectionLost, HandshakeError, asyncio.TimeoutError) as e:
+                except (OSError, ConnectionLost, HandshakeError, asyncio.TimeoutError,
+                        RuntimeError) as e:  # RuntimeError: a write on a reset transport
                     log.debug("dial %s:%s failed: %s", peer.host, peer.port, e)
                     delay_ms = min(delay_ms * 2, self.limits.reconnect_delay_ms_max)
             await asyncio.sleep(delay_ms * random.uniform(0.5, 1.0) / 1000)
@@ -175,7 +236,7 @@ class PeerSet:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(peer.host, peer.port, limit=2 ** 16), timeout_s)
         try:
-            stream = await asyncio.wait_for(self._handshake(reader, writer, True), timeout_s)
+            stream = await _within(self._handshake(reader, writer, True), timeout_s)
         except BaseException:
             writer.close()
             raise
@@ -185,25 +246,42 @@ class PeerSet:
         self._attach(stream)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._closing or self._pending_handshakes >= self.limits.pending_handshakes_max:
-            self.faults["handshake_busy"] += 1
+        """One inbound connection. Nothing raised here may escape: asyncio would log a
+        traceback per connection, which a stranger could repeat until the disk is full."""
+        try:
+            await self._accept_one(reader, writer)
+        except Exception as e:  # noqa: BLE001 - counted and logged rate-limited instead
+            self._refuse("accept_error", _source_of(writer), f"{type(e).__name__}: {e}")
+            writer.close()
+
+    async def _accept_one(self, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
+        if self._closing:
             writer.close()
             return
-        self._pending_handshakes += 1
+        source = _source_of(writer)
+        refused = self._claim_slot(source)
+        if refused is not None:
+            self._refuse(refused, source, f"{self._pending_handshakes} handshakes pending, "
+                         f"{self._pending_by_source[source]} from this address")
+            writer.close()
+            return
         try:
-            stream = await asyncio.wait_for(self._handshake(reader, writer, False),
-                                            self.limits.handshake_timeout_ms / 1000)
+            stream = await _within(self._handshake(reader, writer, False),
+                                   self.limits.handshake_timeout_ms / 1000)
         except (HandshakeError, ConnectionLost, asyncio.TimeoutError, OSError) as e:
-            self.faults["handshake_refused"] += 1
             if isinstance(e, GenesisMismatch):
                 self.faults["genesis_mismatch"] += 1
                 log.error("refused inbound connection: %s", e)
-            else:
-                log.info("refused inbound connection: %s", e)
+            self._refuse("handshake_refused", source, str(e) or type(e).__name__)
+            writer.close()
+            return
+        except RuntimeError as e:  # the client reset the connection before our first write
+            self._refuse("accept_reset", source, str(e))
             writer.close()
             return
         finally:
-            self._pending_handshakes -= 1
+            self._release_slot(source)
         if self._closing:
             stream.close()
             return
@@ -276,3 +354,32 @@ class PeerSet:
                 await peer.stream.drain()
         except ConnectionLost:
             self._drop(key, peer)
+
+
+def _normal_ip(address: str) -> str:
+    """An IP address in one spelling (IPv4-mapped IPv6 as IPv4)."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return str(ip)
+
+
+def _source_of(writer: asyncio.StreamWriter) -> str:
+    peername = writer.get_extra_info("peername")
+    if isinstance(peername, (tuple, list)) and peername:
+        return _normal_ip(str(peername[0]))
+    return "?"
+
+
+async def _within(coro, timeout_s: float):
+    """``await coro`` bounded in time. Not ``wait_for``: its task keeps a failed handshake's
+    exception, traceback and stream (with its read buffer) in a reference cycle until a full
+    garbage collection; ``asyncio.timeout`` runs the coroutine in place (Python >= 3.11)."""
+    timeout = getattr(asyncio, "timeout", None)
+    if timeout is None:  # Python 3.10
+        return await asyncio.wait_for(coro, timeout_s)
+    async with timeout(timeout_s):
+        return await coro

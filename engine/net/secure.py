@@ -7,7 +7,9 @@ Handshake (both sides run it at once; the dialer is the *initiator*):
    initiator ephemeral || responder ephemeral)``; ``shared = X25519(own ephemeral, peer ephemeral)``.
 3. ``HKDF-SHA256(shared, salt=transcript, info=b"engine/p2p/keys/v1")`` gives 64 bytes: the key
    for initiator-to-responder frames, then the key for responder-to-initiator frames.
-4. Each side sends, as its first sealed frame, ``node public key (32) || signature (64)`` where
+4. Each side sends, as its first sealed frame (``AUTH_FRAME_BYTES`` = 112 sealed bytes, or 144
+   with the genesis hash; a header announcing more ends the handshake before a byte of its body
+   is read), ``node public key (32) || signature (64) [|| genesis hash (32)]`` where
    the Ed25519 signature covers ``b"engine/p2p/auth/v1" || role (0 initiator, 1 responder) ||
    transcript``. The role byte stops a peer from reflecting our own proof back at us, and signing
    the transcript binds the node key to these ephemerals (no man in the middle can splice two
@@ -39,6 +41,8 @@ AUTH_BYTES = 32 + 64
 #: The authentication frame may carry the sender's genesis hash after the signature.
 GENESIS_HASH_BYTES = 32
 TAG_BYTES = 16
+#: The sealed authentication frame: the only frame read before the peer is authenticated.
+AUTH_FRAME_BYTES = AUTH_BYTES + TAG_BYTES
 _HEADER = struct.Struct("<I")
 _TRANSCRIPT_DOMAIN = b"engine/p2p/transcript/v1"
 _AUTH_DOMAIN = b"engine/p2p/auth/v1"
@@ -97,19 +101,27 @@ class SecureStream:
         self.write(plaintext)
         await self.drain()
 
-    async def recv(self) -> bytes:
+    async def recv(self, length_max: int | None = None) -> bytes:
         """The next frame's plaintext. Raises ConnectionLost on close, truncation, an oversized
-        header or a frame that fails authentication (the stream cannot be resynchronised)."""
+        header or a frame that fails authentication (the stream cannot be resynchronised).
+
+        ``length_max`` (sealed bytes) tightens the frame limit for one read: the handshake
+        reads the peer's authentication frame under its exact size, never the general limit.
+        No error raised here chains to another exception or keeps a frame holding the body
+        alive: a refused frame's buffer is freed at once, not at the next garbage collection.
+        """
+        limit = self.frame_bytes_max if length_max is None else length_max
         header = await _read_exactly(self._reader, _HEADER.size)
         (length,) = _HEADER.unpack(header)
-        if length < TAG_BYTES or length > self.frame_bytes_max:
-            raise FrameTooLarge(f"frame length {length} outside [{TAG_BYTES}, "
-                                f"{self.frame_bytes_max}]")
+        if length < TAG_BYTES or length > limit:
+            raise FrameTooLarge(f"frame length {length} outside [{TAG_BYTES}, {limit}]")
         body = await _read_exactly(self._reader, length)
         try:
             return self._in.open(header, body)
-        except InvalidTag as e:
-            raise ConnectionLost("frame failed authentication") from e
+        except InvalidTag:
+            pass  # not "as e": the raise below must not chain to it (its frame holds the body)
+        del body
+        raise ConnectionLost("frame failed authentication")
 
     def close(self) -> None:
         self._writer.close()
@@ -122,12 +134,15 @@ class SecureStream:
 
 
 async def _read_exactly(reader: asyncio.StreamReader, n: int) -> bytes:
+    # The error is raised after the except clauses, so it carries no __context__: chaining it
+    # to IncompleteReadError would keep the partial read (up to a frame) alive with it.
     try:
         return await reader.readexactly(n)
     except asyncio.IncompleteReadError as e:
-        raise ConnectionLost(f"stream ended after {len(e.partial)} of {n} bytes") from e
+        reason = f"stream ended after {len(e.partial)} of {n} bytes"
     except (ConnectionError, OSError) as e:
-        raise ConnectionLost(f"receive failed: {e}") from e
+        reason = f"receive failed: {e}"
+    raise ConnectionLost(reason)
 
 
 def _transcript(chain_id: str, initiator_eph: bytes, responder_eph: bytes) -> bytes:
@@ -159,7 +174,11 @@ async def handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
     try:
         shared = eph.exchange(X25519PublicKey.from_public_bytes(peer_eph))
     except ValueError as e:  # a small-order point gives an all-zero secret, which is refused
-        raise HandshakeError(f"bad ephemeral key: {e}") from e
+        reason = f"bad ephemeral key: {e}"
+    else:
+        reason = ""
+    if reason:
+        raise HandshakeError(reason)
     ours, theirs = (eph_pub, peer_eph) if initiator else (peer_eph, eph_pub)
     transcript = _transcript(chain_id, ours, theirs)
     keys = HKDF(algorithm=hashes.SHA256(), length=64, salt=transcript,
@@ -170,10 +189,14 @@ async def handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
     own_role, peer_role = (0, 1) if initiator else (1, 0)
     signature = node_key.sign(_auth_message(own_role, transcript))
     await stream.send(node_key.public_key + signature + (genesis_hash or b""))
-    try:
-        auth = await stream.recv()
+    try:  # read under the auth frame's own bound: nothing larger is buffered pre-auth
+        auth = await stream.recv(AUTH_FRAME_BYTES + GENESIS_HASH_BYTES)
     except ConnectionLost as e:
-        raise HandshakeError(f"no valid authentication frame: {e}") from e
+        reason = f"no valid authentication frame: {e}"
+    else:
+        reason = ""
+    if reason:
+        raise HandshakeError(reason)
     if len(auth) not in (AUTH_BYTES, AUTH_BYTES + GENESIS_HASH_BYTES):
         raise HandshakeError(f"authentication frame is {len(auth)} bytes, not {AUTH_BYTES}")
     peer_key, peer_sig, peer_genesis = auth[:32], auth[32:AUTH_BYTES], auth[AUTH_BYTES:]

@@ -2,6 +2,12 @@
 commit and every ``STATUS_INTERVAL_MS``. A node that sees a peer ahead asks it for blocks with
 their certificates (``GET_BLOCKS``) and feeds each as ``CommitReceived``; its certificate is
 verified with one batch call before it may enter the WAL, and the core decides on it.
+
+A peer's claimed height is a claim: it decides whom we ask for blocks, but it changes what the
+node reports (``catching_up``) only while the peer backs it, i.e. once it has served a block
+whose certificate verified, and until a request to it goes unanswered for
+``SYNC_REQUEST_TIMEOUT_MS``. A peer that claims height 2^63-1 and serves nothing costs one
+small request every few seconds, and the node keeps reporting that it is up to date.
 """
 from __future__ import annotations
 
@@ -37,7 +43,8 @@ class BlockSync:
         self.signatures = signatures
         self.counters = counters
         self.driver: ConsensusDriver | None = None
-        self._peer_heights: dict[bytes, int] = {}
+        self._peer_heights: dict[bytes, int] = {}  # claims, from STATUS
+        self._backed: set[bytes] = set()  # peers whose claim a verified block backs
         self._requested: dict[bytes, float] = {}
 
     def bind(self, driver: ConsensusDriver) -> None:
@@ -48,11 +55,14 @@ class BlockSync:
         return codec.encode(codec.STATUS, tip.height, tip.block_hash if tip.height else b"")
 
     def catching_up(self) -> bool:
-        return max(self._peer_heights.values(), default=0) > self.tip.height
+        """True while a peer that has served verified blocks claims to be ahead of us."""
+        tip = self.tip.height
+        return any(self._peer_heights.get(p, 0) > tip for p in self._backed)
 
     def on_disconnect(self, peer: bytes) -> None:
         self._peer_heights.pop(peer, None)
         self._requested.pop(peer, None)
+        self._backed.discard(peer)
 
     def on_status(self, peer: bytes, height: int, block_hash: bytes) -> None:
         self._peer_heights[peer] = height
@@ -65,6 +75,9 @@ class BlockSync:
         now = time.monotonic()
         if sent is not None and now - sent < SYNC_REQUEST_TIMEOUT_MS / 1000:
             return
+        if sent is not None and peer in self._backed:  # it could not serve what it claims
+            self._backed.discard(peer)
+            self.counters.add("sync_claim_unbacked")
         self._requested[peer] = now
         self.wire.send(peer, codec.encode(codec.GET_BLOCKS, self.tip.height + 1,
                                           limits.sync_blocks_per_request))
@@ -72,7 +85,10 @@ class BlockSync:
     def on_get_blocks(self, peer: bytes, start: int, count: int) -> None:
         items: list[list] = []
         total = 0
-        for stored in self.store.blocks(start, start + count):
+        stop = min(start + count, self.tip.height + 1)  # nothing above our tip is stored
+        if start >= stop:
+            return
+        for stored in self.store.blocks(start, stop):
             raw = with_txs(Block.decode(stored.header, header_only=True), stored.txs).encode()
             if items and total + len(raw) > limits.sync_reply_bytes_max:
                 break
@@ -109,5 +125,6 @@ class BlockSync:
             if self._app_hash_diverged(height, raw):
                 return
             driver.input(cs.CommitReceived(raw, cert), height)
+            self._backed.add(peer)
             self.counters.add("blocks_synced")
         self._maybe_sync(peer)

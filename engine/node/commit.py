@@ -29,6 +29,7 @@ from engine.node.ports import Counters
 from engine.node.queries import RecentBlocks, Waiters
 from engine.node.tip import ChainTip
 from engine.node.validity import BlockValidator
+from engine.nonces import RESERVED_PREFIX, NonceTable
 from engine.store import Store
 
 __all__ = ["BlockCommitter", "takes_context"]
@@ -51,7 +52,7 @@ class BlockCommitter:
                  validator: BlockValidator, evidence: EvidencePool, metrics: NodeMetrics,
                  recent: RecentBlocks, waiters: Waiters, counters: Counters,
                  chain_id: str = "", validators: cs.ValidatorSet | None = None,
-                 events: EventBus | None = None):
+                 events: EventBus | None = None, nonces: NonceTable | None = None):
         self.app = app
         self.chain_id = chain_id
         self.validators = validators
@@ -66,6 +67,7 @@ class BlockCommitter:
         self.recent = recent
         self.waiters = waiters
         self.counters = counters
+        self.nonces = nonces
         #: Called with the committed height after everything else (status gossip, resets).
         self.after_commit: list[Callable[[int], None]] = []
         self._last_commit_time = time.monotonic()
@@ -81,14 +83,27 @@ class BlockCommitter:
         else:
             result = self.app.finalize_block(decide.height, txs)
         _check_result(result, len(txs))
+        changes = list(result.writes.items())
+        if self.nonces is not None:
+            # Nonces are consumed whatever the app's result; the engine's records are state
+            # keys the application may not write (its writes there are dropped).
+            reserved = [k for k, _ in changes if k.startswith(RESERVED_PREFIX)]
+            if reserved:
+                self.counters.add("app_reserved_writes_dropped", len(reserved))
+                changes = [(k, v) for k, v in changes if not k.startswith(RESERVED_PREFIX)]
+            changes += self.nonces.apply_block((t.sender, t.nonce) for t in txs)
         self.store.save_block(
             decide.height, decide.block_hash, block.header(), list(block.txs),
             decide.certificate.encode(), parent_hash=block.parent_hash, app_hash=result.app_hash,
-            results=_packed_results(result.tx_results), state_changes=list(result.writes.items()),
+            results=_packed_results(result.tx_results), state_changes=changes,
             tx_ids=tx_ids)
+        if self.nonces is not None:
+            self.nonces.committed()
         self._schedule_index_compaction()
         self.app.commit()
         self.mempool.remove_committed(tx_ids)
+        if self.nonces is not None:
+            self.mempool.evict_stale_nonces([t.sender for t in txs])
         self.evidence.on_committed(list(block.evidence))
         now = time.monotonic()
         self.metrics.observe_block(now - self._last_commit_time, len(tx_ids))

@@ -49,6 +49,7 @@ from engine.node.tip import ChainTip
 from engine.node.validity import BlockValidator
 from engine.node.wal import Journal
 from engine.node.wire import LoopTimers, PeerOutbox, PeerWire
+from engine.nonces import NonceTable
 from engine.rpc.api import QueryInfo, StatusInfo, TxInfo
 from engine.store import Store, store_path
 
@@ -134,6 +135,7 @@ class Node:
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="engine-verify")
         wire = PeerWire()
         hooks = AppHooks(self.app, self.counters)
+        nonces = NonceTable(store.state_get)
         mempool = self.mempool = Mempool(
             chain_id=self.chain_id, check_tx=self.app.check_tx,
             find_committed=self._find_committed,
@@ -142,7 +144,8 @@ class Node:
                                  batch_txs_max=cfg.mempool_batch_txs_max,
                                  batch_wait_ms=cfg.mempool_batch_wait_ms),
             executor=self._executor, verify_threads=cfg.verify_threads or None,
-            on_admitted=TxGossip(wire, limits), check_tx_pending=hooks.check_tx_pending)
+            on_admitted=TxGossip(wire, limits), check_tx_pending=hooks.check_tx_pending,
+            nonces=nonces)
         hooks.mempool = mempool
         mempool.observe_batch = self.metrics.observe_batch
         mempool.start()
@@ -155,7 +158,8 @@ class Node:
             chain_id=self.chain_id, validators=self.validators, tip=self.tip, mempool=mempool,
             find_committed=self._find_committed, evidence_committed=evidence.is_committed,
             block_txs_max=cfg.block_txs_max, block_bytes_max=cfg.block_bytes_max,
-            counters=self.counters, app_accepts=hooks.process if hooks.processes else None)
+            counters=self.counters, app_accepts=hooks.process if hooks.processes else None,
+            nonces=nonces)
         producer = BlockProducer(chain_id=self.chain_id, config=cfg, tip=self.tip,
                                  mempool=mempool, store=store, evidence=evidence,
                                  validator=validity, spawn=self._spawn,
@@ -165,7 +169,8 @@ class Node:
                                    validator=validity, evidence=evidence, metrics=self.metrics,
                                    recent=recent, waiters=self._waiters, counters=self.counters,
                                    chain_id=self.home.genesis.chain_id,
-                                   validators=self.validators, events=self.events)
+                                   validators=self.validators, events=self.events,
+                                   nonces=nonces)
         self._queries = NodeQueries(store=store, tip=self.tip, genesis=self.home.genesis,
                                     validators=self.validators, recent=recent,
                                     waiters=self._waiters)

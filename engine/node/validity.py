@@ -5,8 +5,10 @@ hash, and the app hash of the state after the parent); it is within the configur
 its parent certificate (``last_commit``) is for the parent and verifies (one batch
 verification); the transaction root matches its transactions; no transaction appears twice or is
 already committed; every transaction signature verifies (only those this node has not verified at
-admission are checked, in one batch); its evidence is valid, recent and not yet committed; and the application's
-``process_proposal`` (when it has one) accepts it.
+admission are checked, in one batch); every transaction's (sender, nonce) is fresh against the
+committed nonce records and the block's earlier transactions (``engine/nonces.py``: replay
+protection that does not depend on remembering old ids); its evidence is valid, recent and not
+yet committed; and the application's ``process_proposal`` (when it has one) accepts it.
 
 Every cache here is bounded (engine/limits.py) and emptied at each commit.
 """
@@ -23,6 +25,7 @@ from engine.hashing import blake3_many
 from engine.mempool import Mempool
 from engine.node.ports import Counters
 from engine.node.tip import ChainTip
+from engine.nonces import NonceTable
 
 log = logging.getLogger("engine.node.validity")
 
@@ -38,7 +41,8 @@ class BlockValidator:
                  mempool: Mempool, find_committed: Callable[[list[bytes]], list[bool]],
                  evidence_committed: Callable[[bytes], bool], block_txs_max: int,
                  block_bytes_max: int, counters: Counters,
-                 app_accepts: Callable[[int, list[bytes], list[bytes]], bool] | None = None):
+                 app_accepts: Callable[[int, list[bytes], list[bytes]], bool] | None = None,
+                 nonces: NonceTable | None = None):
         self.chain_id = chain_id
         self.validators = validators
         self.tip = tip
@@ -50,6 +54,7 @@ class BlockValidator:
         self.counters = counters
         #: The application's ``process_proposal`` (engine/node/apphooks.py), asked last.
         self.app_accepts = app_accepts
+        self.nonces = nonces
         self._verdicts: dict[bytes, bool] = {}
         self._decoded: dict[bytes, tuple[Block, list[bytes]]] = {}
         self._certificates_ok: set[bytes] = set()
@@ -116,6 +121,12 @@ class BlockValidator:
             raise ProtocolError("the block holds an already committed transaction")
         if ids and not all(self.mempool.verify_block_txs(list(b.txs), ids)):
             raise ProtocolError("a transaction signature does not verify")
+        if self.nonces is not None and b.txs:
+            # Signatures verified: every envelope has the v1 header (sender 32, nonce u64).
+            stale = self.nonces.check_block(
+                (t[1:33], int.from_bytes(t[33:41], "little")) for t in b.txs)
+            if stale is not None:
+                raise ProtocolError(f"transaction {stale[0]} has a {stale[1]} nonce")
         for e in b.evidence:
             ev = cs.DuplicateVoteEvidence.decode(e)
             if not height - limits.evidence_age_heights_max <= ev.height < height \

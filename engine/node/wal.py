@@ -88,6 +88,10 @@ class WalStore(Protocol):
 
     def signer_record(self) -> Any: ...
 
+    def signer_history(self) -> list[tuple[int, int, bytes, bytes]]:
+        """Every (round, step, sign bytes, signature) of the signer record's height."""
+        ...
+
 
 class Journal:
     """Buffered WAL records, flushed with the next own signature or after ``flush_ms``."""
@@ -182,20 +186,26 @@ class Journal:
         return out
 
     def restore_signer_state(self) -> cs.SignerState | None:
-        """The persisted signer record, with the history of its height rebuilt from the WAL."""
+        """The persisted signer record with every signature of its height: the store keeps
+        them all outside the WAL (``signer_history``), so a validator whose WAL lost records
+        (or all of them) restores its votes, and so its lock, exactly. SIGNED records of the
+        WAL are merged in (a store written before the history existed has only those)."""
         stored = self.store.signer_record()
         if stored is None:
             return None
-        history = []
+        entries: dict[tuple[int, int], tuple[int, int, bytes, bytes]] = {}
+        for r, step, sign_bytes, sig in self.store.signer_history():
+            entries[(r, step)] = (r, step, bytes(sign_bytes), bytes(sig))
         for raw in self.store.wal_replay(stored.height):
             rec = msgpack.unpackb(raw, raw=False)
             if rec[0] == SIGNED:
                 _, r, step, sign_bytes, sig = rec
-                history.append((r, step, sign_bytes, sig))
-                self._persisted.add((stored.height, r, step, sig))
-        self._persisted.add((stored.height, stored.round, stored.step, stored.signature))
-        if (stored.round, stored.step) not in {(r, s) for r, s, _, _ in history}:
-            # Its WAL record was lost with a damaged tail; the signer record still has it.
-            history.append((stored.round, stored.step, stored.sign_bytes, stored.signature))
+                entries.setdefault((r, step), (r, step, sign_bytes, sig))
+        # The last signature is in the record itself.
+        entries.setdefault((stored.round, stored.step),
+                           (stored.round, stored.step, stored.sign_bytes, stored.signature))
+        history = tuple(entries[k] for k in sorted(entries))
+        for r, step, _, sig in history:
+            self._persisted.add((stored.height, r, step, sig))
         return cs.SignerState(stored.height, stored.round, stored.step, stored.sign_bytes,
-                              stored.signature, tuple(history))
+                              stored.signature, history)

@@ -122,23 +122,16 @@ def _twins_side(rng: random.Random, instances_of: dict[int, list[int]]) -> froze
 
 def draw_wal_losses(rng: random.Random, plan: FaultPlan, validator_of: Sequence[int],
                     powers: Sequence[int], byzantine: set[int]) -> None:
-    """Let some crashes lose the tail of the WAL. A node that lost WAL records may have
-    forgotten its lock (the signer record keeps only its last signature for sure), which is
-    the amnesia that BFT counts as a fault: losses are drawn only while the Byzantine power
-    plus the power of the honest validators that lost WAL records stays below 1/3.
-    ``rng`` is separate from the plan's, so every other fault of a seed stays as it was."""
-    amnesic: set[int] = set()
-    total = sum(powers)
-    faulty = sum(powers[v] for v in byzantine)
+    """Let some crashes of honest validators lose the tail of the WAL (up to all of it). This is
+    no amnesia: the signer record keeps every own signature of its height outside the WAL
+    (``signer_history``), so the restarted node restores its votes and its lock exactly, and
+    losses are drawn for any number of honest validators, more than 1/3 of the power included.
+    ``rng`` is separate from the plan's, so every other fault of a seed stays as it was.
+    (``powers`` is kept for the callers: no power budget applies any more.)"""
     crashes = []
     for c in plan.crashes:
         lost = rng.choice(WAL_LOSS_CHOICES)
-        v = validator_of[c.instance]
-        if lost and v not in byzantine and v not in amnesic:
-            if 3 * (faulty + powers[v]) < total:
-                amnesic.add(v)
-                faulty += powers[v]
-            else:
-                lost = 0
+        if validator_of[c.instance] in byzantine:
+            lost = 0
         crashes.append(replace(c, wal_lost=lost))
     plan.crashes = crashes

@@ -4,8 +4,8 @@ may do to it.
 
 What survives a crash: every WAL record written (``wal_append_many``, or inside a signature's
 transaction), the signer record, and decided blocks. ``lose_tail(k)`` models a damaged disk: the
-last k WAL records are gone, the signer record stays (as the node's store keeps it outside the
-WAL). The double-sign guard has the store's rule: refuse a (height, round, step) below the last
+last k WAL records are gone, the signer record and its history (every signature of its
+height) stay, as the node's store keeps them outside the WAL. The double-sign guard has the store's rule: refuse a (height, round, step) below the last
 signed one, or the same one with other bytes; return the stored signature for the same bytes.
 """
 from __future__ import annotations
@@ -21,6 +21,8 @@ class MemoryWalStore:
     def __init__(self) -> None:
         self.wal: list[tuple[int, bytes]] = []
         self.signer: SignerRecord | None = None
+        #: Every (round, step, sign bytes, signature) of the signer record's height.
+        self.history: list[tuple[int, int, bytes, bytes]] = []
 
     def wal_append_many(self, entries: Sequence[tuple[int, bytes]]) -> None:
         self.wal.extend(entries)
@@ -38,13 +40,19 @@ class MemoryWalStore:
         signature = sign(sign_bytes)
         # One transaction: the buffered records, the signer record and the signature's record.
         self.wal.extend(wal_before)
+        if self.signer is None or self.signer.height != height:
+            self.history = []
         self.signer = SignerRecord(height, round, step, sign_bytes, signature)
+        self.history.append((round, step, sign_bytes, signature))
         if wal_entry is not None:
             self.wal.append((height, wal_entry(signature)))
         return signature
 
     def signer_record(self) -> SignerRecord | None:
         return self.signer
+
+    def signer_history(self) -> list[tuple[int, int, bytes, bytes]]:
+        return list(self.history)
 
     def drop_decided(self, height: int) -> None:
         """A block save drops the WAL of its height and below (in the block's transaction)."""

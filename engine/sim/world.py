@@ -11,9 +11,9 @@ WAL before ``step``, persist before send, commit, replay, Resume and stall gossi
 memory (core, timers, unwritten records); the restart rebuilds the node as a node restarts
 (signer state from the store, WAL replay through the driver) and the checker requires the
 rebuilt state to equal the state at the crash when nothing durable was lost. A crash may also
-lose the tail of the WAL (``Crash.wal_lost``): the signer record survives but its history only
-where the WAL did, the rebuilt core is behind what it signed, and the driver's Resume brings it
-back; from then on the guard must never refuse an honest node.
+lose the tail of the WAL (``Crash.wal_lost``): the signer record and its history (every own
+signature of its height) survive, the rebuilt core is behind what it signed, and the driver's
+Resume brings it back with its lock; from then on the guard must never refuse an honest node.
 """
 from __future__ import annotations
 

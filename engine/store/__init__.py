@@ -25,6 +25,7 @@ types)::
     store.wal_discard(height); store.wal_heights()
     store.sign_guarded(height, round, step, sign_bytes, sign, wal_entry=None) -> signature
     store.signer_record() -> SignerRecord | None
+    store.signer_history() -> [(round, step, sign_bytes, signature)]  # all of its height
     store.compact_index() -> block groups merged into tx_index (the node calls it when idle)
     store.prune(retain_height) -> blocks removed
     store.info() -> dict
@@ -45,8 +46,10 @@ record from another history.
 WAL. ``wal_append`` records the consensus inputs of a height, durably when ``sync`` is true.
 ``save_block`` deletes the WAL of every height <= the saved height in the block's own
 transaction, so a restart replays exactly the inputs of the unfinished height. ``sign_guarded``
-records the signer state and, optionally, the signed message in the WAL in one durable
-transaction before the signature is returned (persist before send).
+records the signer state, adds the signature to the signer history (every signature of the
+record's height, kept outside the WAL and dropped when a higher height is signed) and,
+optionally, the signed message in the WAL, in one durable transaction before the signature is
+returned (persist before send).
 
 Durability. ``sync=True`` (the default) flushes every commit: a committed block, WAL entry or
 signer record survives power loss. ``sync=False`` (benchmarks, throwaway nets) skips the flushes:

@@ -260,8 +260,12 @@ class _Checker:
         except StoreError as e:
             self.r.add(str(e))
         for key, _ in self.txn.cursor(db=self.dbs["signer"]):
-            if bytes(key) != b"last":
+            if bytes(key) != b"last" and not (bytes(key).startswith(b"h") and len(key) == 6):
                 self.r.add(f"signer: unexpected key {bytes(key).hex()}")
+        try:
+            self.s._signer_history(self.txn)
+        except StoreError as e:
+            self.r.add(str(e))
 
 
 def _sorted_rows(parts: list[np.ndarray]) -> np.ndarray:

@@ -62,6 +62,10 @@ ZERO_HASH = bytes(HASH_BYTES)
 _BLOCK = struct.Struct("<BQ32s32s32s32s32sIII")
 _BLOCK_VERSION = 2
 _SIGNER = struct.Struct("<QIB")
+#: Signer history keys: b"h" || round u32 BE || step u8 (so they sort in signing order); the
+#: value is ``u32 LE len(sign_bytes) || sign_bytes || signature``. They hold every signature of
+#: the last record's height and are dropped when a higher height is signed.
+_HISTORY = struct.Struct(">cIB")
 
 
 @dataclass(frozen=True)
@@ -963,6 +967,47 @@ class Store:
             raise StoreCorruption("signer", b"last", "sign bytes truncated")
         return SignerRecord(height, round_, step, rest[:n], rest[n:])
 
+    def signer_history(self) -> list[tuple[int, int, bytes, bytes]]:
+        """Every (round, step, sign bytes, signature) signed at the signer record's height, in
+        signing order: kept outside the WAL, so a validator that loses WAL records still
+        knows each of its votes of the height (and so its lock) exactly."""
+        return self._read(self._signer_history, what="read the signer history")
+
+    def _signer_history(self, txn) -> list[tuple[int, int, bytes, bytes]]:
+        out: list[tuple[int, int, bytes, bytes]] = []
+        cur = txn.cursor(db=self._dbs["signer"])
+        if not cur.set_range(b"h"):
+            return out
+        for key, value in cur:
+            key = bytes(key)
+            if not key.startswith(b"h"):
+                break
+            if len(key) != _HISTORY.size:
+                raise StoreCorruption("signer", key, "history key is not 6 bytes")
+            _, round_, step = _HISTORY.unpack(key)
+            raw = bytes(unseal("signer", key, value))
+            n = int.from_bytes(raw[:4], "little") if len(raw) >= 4 else -1
+            if n < 0 or len(raw) < 4 + n:
+                raise StoreCorruption("signer", key, "history entry truncated")
+            out.append((round_, step, raw[4:4 + n], raw[4 + n:]))
+        return out
+
+    def _signer_history_put(self, txn, last: SignerRecord | None, height: int, round_: int,
+                            step: int, sign_bytes: bytes, signature: bytes) -> None:
+        if last is not None and last.height != height:
+            cur = txn.cursor(db=self._dbs["signer"])
+            stale = []
+            if cur.set_range(b"h"):
+                for key in cur.iternext(values=False):
+                    if not bytes(key).startswith(b"h"):
+                        break
+                    stale.append(bytes(key))
+            for key in stale:
+                txn.delete(key, db=self._dbs["signer"])
+        key = _HISTORY.pack(b"h", round_, step)
+        self._put(txn, "signer", key,
+                  len(sign_bytes).to_bytes(4, "little") + sign_bytes + signature)
+
     def sign_guarded(self, height: int, round: int, step: int, sign_bytes: bytes,
                      sign: Callable[[bytes], bytes], *,
                      wal_entry: Callable[[bytes], bytes] | None = None,
@@ -988,12 +1033,14 @@ class Store:
 
         def write(txn):
             self._wal_put_many(txn, before)
-            stored = signed_before(self._signer_record(txn), height, round_, step, sign_bytes)
+            last = self._signer_record(txn)
+            stored = signed_before(last, height, round_, step, sign_bytes)
             if stored is not None:
                 return stored
             signature = _bytes(sign(sign_bytes), "signature returned by sign")
             record = _SIGNER.pack(height, round_, step) + len(sign_bytes).to_bytes(4, "little")
             self._put(txn, "signer", b"last", record + sign_bytes + signature)
+            self._signer_history_put(txn, last, height, round_, step, sign_bytes, signature)
             if wal_entry is not None:
                 self._wal_put(txn, height, _bytes(wal_entry(signature), "wal_entry result"))
             return signature

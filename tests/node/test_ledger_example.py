@@ -78,8 +78,8 @@ def test_ledger_on_four_validators(tmp_path):
                 assert [struct.unpack("<Q", bytes.fromhex(a["value"]))[0]
                         for a in answers] == [70, 30]
                 assert all(a["height"] >= height and a["code"] == 0 for a in answers)
-            # Two nodes each admit one of two spends that together overdraw the account; once
-            # one is committed, the other node's recheck evicts its own as an overdraft.
+            # Two nodes each admit one of two spends (same nonce) that together overdraw the
+            # account; once one is committed, the other is evicted from the other pool.
             for key in racers:
                 x, y = _pay(key, 0, bob, 60), _pay(key, 0, bob, 70)
                 rx, ry = await asyncio.gather(nodes[1].submit_tx(x), nodes[3].submit_tx(y))
@@ -94,11 +94,14 @@ def test_ledger_on_four_validators(tmp_path):
                     break
             else:
                 raise AssertionError("the two spends never raced into two pools")
-            assert sum(n.mempool.rejected.get("recheck_evicted", 0) for n in nodes) >= 1
-            # The loser's nonce is used: sent again it is refused by the app (not as a
-            # duplicate); the corrected spend, signed with the next nonce, goes through.
+            # The loser left the other pool: its nonce is used (the engine's replay protection
+            # evicts it; the app's recheck would refuse the overdraft as well).
+            assert sum(n.mempool.rejected.get("stale_nonce", 0)
+                       + n.mempool.rejected.get("recheck_evicted", 0) for n in nodes) >= 1
+            # Sent again it is refused for its used nonce (not as a duplicate); the corrected
+            # spend, signed with the next nonce, goes through.
             loser = next(e for e, r in ((x, rx), (y, ry)) if r.tx_id not in committed)
-            assert (await nodes[0].submit_tx(loser)).code == "app_rejected"
+            assert (await nodes[0].submit_tx(loser)).code == "stale_nonce"
             fixed = await nodes[3].submit_tx(_pay(key, 1, bob, 10))
             assert fixed.ok and await nodes[3].wait_for_tx(fixed.tx_id, 20) is not None
             # A restart: node 3 stops, the network goes on, node 3 comes back and agrees.

@@ -1,0 +1,316 @@
+"""``make soak``: 4 validators under steady signed load for a long time (default 20 minutes),
+with periodic kills, pauses and the attacks of issue 13, sampling each node's RSS and open file
+descriptors; writes a CSV and a PNG of both over time and fails when either keeps growing or a
+node log holds a traceback.
+
+    python -m engine.faults.soak --duration 1200 --out soak-results
+
+Faults, in turns (one every ``--fault-every`` seconds): kill -9 and restart a validator, pause
+one (SIGSTOP) for a few seconds, and run the attacks against every node at once: strangers
+announcing 15 MiB pre-authentication frames, idle sockets that reconnect as soon as they are
+closed (handshake slots), connections reset right after connecting, RPC gzip bombs, half-sent
+RPC requests, out-of-range heights on RPC. The load never stops.
+
+"Levels off" is judged on each node's samples after the first quarter of the run (warm-up):
+the mean of the last quarter may exceed the mean of the second quarter by at most 25 % (RSS) or
+16 descriptors (fds). Killed nodes restart with new processes; their curves continue.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import os
+import random
+import signal
+import socket
+import struct
+import sys
+import tempfile
+import time
+import zlib
+
+from engine import config, crypto, tx
+from engine.localnet import free_base_port, shutdown_nodes, spawn_node
+from engine.net.secure import MAGIC
+from engine.rpc.body import join_envelopes
+
+MiB = 1 << 20
+
+
+def _proc_sample(pid: int) -> tuple[float, int] | None:
+    """(RSS in MiB, open fds) of a live process, or None."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            rss_kb = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+        return rss_kb / 1024, len(os.listdir(f"/proc/{pid}/fd"))
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------- attacks (blocking, threads)
+def _preauth_frame(port: int, body: bytes) -> None:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    eph = X25519PrivateKey.generate().public_key().public_bytes_raw()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(MAGIC + eph + len(body).to_bytes(4, "little"))
+            s.sendall(body)
+            while s.recv(65536):
+                pass
+    except OSError:
+        pass
+
+
+def _reset_connect(port: int) -> None:
+    try:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.settimeout(2)
+        s.connect(("127.0.0.1", port))
+        s.close()
+    except OSError:
+        pass
+
+
+def _rpc_raw(port: int, raw: bytes, read: bool = True) -> None:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=15) as s:
+            s.sendall(raw)
+            if read:
+                while s.recv(65536):
+                    pass
+    except OSError:
+        pass
+
+
+async def _slot_hogs(port: int, seconds: float) -> None:
+    """Idle sockets that reconnect as soon as they are closed, from 16 loopback addresses."""
+    end = time.monotonic() + seconds
+
+    async def hog(source: str) -> None:
+        while time.monotonic() < end:
+            try:
+                r, w = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+            except OSError:
+                await asyncio.sleep(0.05)
+                continue
+            try:
+                await asyncio.wait_for(r.read(), max(0.01, end - time.monotonic()))
+            except (asyncio.TimeoutError, OSError):
+                pass
+            w.close()
+
+    await asyncio.gather(*(hog(f"127.0.0.{2 + i % 16}") for i in range(48)))
+
+
+async def attack_all(p2p_ports: list[int], rpc_ports: list[int]) -> None:
+    body = os.urandom(15 * MiB)
+    gz = zlib.compressobj(9, zlib.DEFLATED, 31)
+    bomb = gz.compress(bytes(256 * MiB)) + gz.flush()
+    bomb_req = (b"POST /txs HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Encoding: gzip"
+                b"\r\nContent-Length: " + str(len(bomb)).encode() + b"\r\n\r\n" + bomb)
+    jobs = []
+    for port in p2p_ports:
+        jobs += [asyncio.to_thread(_preauth_frame, port, body) for _ in range(4)]
+        jobs += [asyncio.to_thread(_reset_connect, port) for _ in range(50)]
+        jobs.append(_slot_hogs(port, 8))
+    for port in rpc_ports:
+        jobs.append(asyncio.to_thread(_rpc_raw, port, bomb_req))
+        jobs += [asyncio.to_thread(_rpc_raw, port, b"POST /txs HTTP/1.1\r\nHost: x\r\nContent-Le")
+                 for _ in range(8)]
+        for path in ("/block/9223372036854775808", "/block/%C2%B2",
+                     "/blocks?from=18446744073709551616"):
+            jobs.append(asyncio.to_thread(
+                _rpc_raw, port, f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                .encode()))
+    await asyncio.gather(*jobs)
+
+
+# ---------------------------------------------------------------- load
+async def load(rpc_ports: list[int], chain_id: str, rate_tps: int, stop: asyncio.Event,
+               stats: dict) -> None:
+    import aiohttp
+
+    keys = [crypto.SigningKey.generate() for _ in rpc_ports]
+    nonces = [0] * len(rpc_ports)
+    i = 0
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+        while not stop.is_set():
+            t = i % len(rpc_ports)
+            envs = []
+            for _ in range(max(1, rate_tps // 4)):
+                envs.append(tx.encode_tx(keys[t], nonces[t], b"s%d=%d" % (nonces[t] % 1000, i),
+                                         chain_id))
+                nonces[t] += 1
+            try:
+                async with http.post(f"http://127.0.0.1:{rpc_ports[t]}/txs",
+                                     data=join_envelopes(envs)) as r:
+                    out = await r.json()
+                    stats["accepted"] += out.get("accepted", 0)
+            except Exception:  # noqa: BLE001 - a killed or paused node: counted, load goes on
+                stats["errors"] += 1
+            i += 1
+            await asyncio.sleep(0.25)
+
+
+# ---------------------------------------------------------------- the run
+async def soak(duration_s: float, out: str, fault_every_s: float, sample_every_s: float,
+               rate_tps: int, seed: int) -> int:
+    import aiohttp
+
+    rng = random.Random(seed)
+    os.makedirs(out, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="soak-", dir=out)
+    base = free_base_port(8)
+    homes = config.init_testnet(work, 4, base_port=base, chain_id="soak")
+    p2p = [h.config.p2p_port for h in homes]
+    rpc = [h.config.rpc_port for h in homes]
+    logs = [os.path.join(work, f"node{i}.log") for i in range(4)]
+    procs = [spawn_node(h.path, logs[i]) for i, h in enumerate(homes)]
+    stop = asyncio.Event()
+    stats = {"accepted": 0, "errors": 0}
+    samples: list[tuple[float, int, float, int]] = []
+    events: list[tuple[float, str]] = []
+    started = time.monotonic()
+
+    def now() -> float:
+        return time.monotonic() - started
+
+    async def sampler() -> None:
+        while not stop.is_set():
+            for i, p in enumerate(procs):
+                got = _proc_sample(p.pid) if p.poll() is None else None
+                if got is not None:
+                    samples.append((now(), i, got[0], got[1]))
+            await asyncio.sleep(sample_every_s)
+
+    async def faults() -> None:
+        turn = 0
+        while not stop.is_set():
+            await asyncio.sleep(fault_every_s)
+            if stop.is_set():
+                return
+            kind = ("kill", "pause", "attack")[turn % 3]
+            turn += 1
+            i = rng.randrange(4)
+            events.append((now(), f"{kind} node{i}" if kind != "attack" else "attacks"))
+            if kind == "kill":
+                procs[i].kill()
+                procs[i].wait()
+                await asyncio.sleep(1)
+                os.rename(logs[i], logs[i] + f".{int(now())}")  # each process has its log
+                procs[i] = spawn_node(homes[i].path, logs[i])
+            elif kind == "pause":
+                os.kill(procs[i].pid, signal.SIGSTOP)
+                await asyncio.sleep(4)
+                os.kill(procs[i].pid, signal.SIGCONT)
+            else:
+                await attack_all(p2p, rpc)
+
+    await asyncio.sleep(3)
+    tasks = [asyncio.create_task(sampler()), asyncio.create_task(faults()),
+             asyncio.create_task(load(rpc, "soak", rate_tps, stop, stats))]
+    await asyncio.sleep(duration_s)
+    stop.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    heights = []
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+        for port in rpc:
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/status") as r:
+                    heights.append((await r.json())["latest_height"])
+            except Exception:  # noqa: BLE001
+                heights.append(None)
+    shutdown_nodes(procs, 10)
+
+    _write_csv(os.path.join(out, "soak.csv"), samples)
+    problems = _judge(samples, duration_s)
+    tracebacks = [p for p in sorted(os.listdir(work)) if p.startswith("node") and ".log" in p
+                  and "Traceback" in _read(os.path.join(work, p))]
+    if tracebacks:
+        problems.append(f"tracebacks in {tracebacks}")
+    _plot(samples, events, os.path.join(out, "soak.png"), duration_s)
+    print(f"soak {duration_s:.0f} s: heights {heights}, accepted {stats['accepted']} txs, "
+          f"{stats['errors']} load errors, {len(events)} faults; {os.path.join(out, 'soak.png')}")
+    for i in range(4):
+        mine = [(t, r, d) for t, n, r, d in samples if n == i]
+        if mine:
+            print(f"  node{i}: RSS {mine[0][1]:.0f} -> max {max(r for _, r, _ in mine):.0f} -> "
+                  f"last {mine[-1][1]:.0f} MiB; fds {mine[0][2]} -> max "
+                  f"{max(d for _, _, d in mine)} -> last {mine[-1][2]}")
+    if None in heights or min(h for h in heights if h is not None) < 2:
+        problems.append(f"the chain did not advance on every node: heights {heights}")
+    for p in problems:
+        print("FAIL:", p)
+    return 1 if problems else 0
+
+
+def _judge(samples, duration_s: float) -> list[str]:
+    problems = []
+    q = duration_s / 4
+    for i in range(4):
+        mid = [(r, d) for t, n, r, d in samples if n == i and q <= t < 2 * q]
+        last = [(r, d) for t, n, r, d in samples if n == i and t >= 3 * q]
+        if not mid or not last:
+            continue
+        rss_mid, rss_last = (sum(r for r, _ in x) / len(x) for x in (mid, last))
+        fd_mid, fd_last = (sum(d for _, d in x) / len(x) for x in (mid, last))
+        if rss_last > 1.25 * rss_mid:
+            problems.append(f"node{i} RSS keeps growing: {rss_mid:.0f} -> {rss_last:.0f} MiB")
+        if fd_last > fd_mid + 16:
+            problems.append(f"node{i} open fds keep growing: {fd_mid:.0f} -> {fd_last:.0f}")
+    return problems
+
+
+def _plot(samples, events, path: str, duration_s: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
+    for i in range(4):
+        mine = [(t, r, d) for t, n, r, d in samples if n == i]
+        ax1.plot([t for t, _, _ in mine], [r for _, r, _ in mine], label=f"node{i}")
+        ax2.plot([t for t, _, _ in mine], [d for _, _, d in mine], label=f"node{i}")
+    for t, what in events:
+        for ax in (ax1, ax2):
+            ax.axvline(t, color="grey", alpha=0.3, lw=0.8)
+        ax1.text(t, ax1.get_ylim()[1], what, rotation=90, fontsize=6, va="top", alpha=0.6)
+    ax1.set_ylabel("RSS (MiB)")
+    ax2.set_ylabel("open fds")
+    ax2.set_xlabel("seconds")
+    ax1.legend(loc="upper left", fontsize=8)
+    ax1.set_title(f"soak: 4 validators, {duration_s:.0f} s, kills / pauses / attacks (grey)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m engine.faults.soak", description=__doc__)
+    ap.add_argument("--duration", type=float, default=1200.0)
+    ap.add_argument("--out", default="soak-results")
+    ap.add_argument("--fault-every", type=float, default=30.0)
+    ap.add_argument("--sample-every", type=float, default=2.0)
+    ap.add_argument("--rate", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=1)
+    a = ap.parse_args(argv)
+    return asyncio.run(soak(a.duration, a.out, a.fault_every, a.sample_every, a.rate, a.seed))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+def _write_csv(path: str, samples: list) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["t_s", "node", "rss_mib", "fds"])
+        w.writerows(samples)
+
+
+def _read(path: str) -> str:
+    with open(path, errors="replace") as f:
+        return f.read()

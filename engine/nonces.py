@@ -1,0 +1,147 @@
+"""Replay protection: per-sender nonces with a bounded window, enforced by the engine.
+
+Every envelope carries ``(sender, nonce)``. The engine keeps, per sender, the highest nonce
+committed and the *gaps*: the unused nonces below it that stay usable, at most
+``NONCE_GAPS_MAX`` of them (the highest ones). A transaction is *fresh*, and may be admitted
+or included in a block, when its nonce is above the highest, or is one of the gaps. A nonce
+that was committed, or was skipped and fell out of the gaps, is refused for good: an old signed
+transaction cannot come back, whether or not the block that carried it (and the tx index entry
+that remembered its id) has been pruned, because the record is committed state, not history.
+
+The rule is deterministic: a block is checked transaction by transaction against the record
+after its parent plus the block's earlier transactions, so every node judges a block alike.
+A nonce is consumed when its transaction is committed, whatever the application's result: a
+transaction the application rejected in ``finalize_block`` is re-sent, corrected, under a new
+nonce (any unused one in the window, or the next above the highest).
+
+Records live in the store's state database under the reserved prefix ``RESERVED_PREFIX``
+(application writes under it are dropped), written in the block's own transaction.
+"""
+from __future__ import annotations
+
+import bisect
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+
+import msgpack
+
+__all__ = ["NONCE_GAPS_MAX", "RESERVED_PREFIX", "NonceTable", "NonceWindow", "nonce_key"]
+
+#: Unused nonces below a sender's highest committed one that stay usable (the highest ones):
+#: a client may have this many transactions in flight out of order. A sender that uses its
+#: nonces in sequence has none, and its record is a few bytes.
+NONCE_GAPS_MAX = 1024
+#: State keys the engine owns; the application's writes under this prefix are dropped.
+RESERVED_PREFIX = b"\xffengine/"
+_KEY_PREFIX = RESERVED_PREFIX + b"nonce/"
+
+#: Why a nonce is not fresh (the mempool's ``stale_nonce`` log, validity's reason).
+USED = "used or too old"
+
+
+def nonce_key(sender: bytes) -> bytes:
+    return _KEY_PREFIX + sender
+
+
+class NonceWindow:
+    """One sender's record: the highest committed nonce and the unused nonces below it that may
+    still be used (its *gaps*: at most ``NONCE_GAPS_MAX``, the highest ones, in order)."""
+
+    __slots__ = ("gaps", "highest")
+
+    def __init__(self, highest: int = -1, gaps: list[int] | None = None):
+        self.highest = highest
+        self.gaps = gaps if gaps is not None else []
+
+    def copy(self) -> NonceWindow:
+        return NonceWindow(self.highest, list(self.gaps))
+
+    def refusal(self, nonce: int) -> str | None:
+        """None when ``nonce`` is fresh, else why not."""
+        if nonce > self.highest:
+            return None
+        i = bisect.bisect_left(self.gaps, nonce)
+        if i < len(self.gaps) and self.gaps[i] == nonce:
+            return None
+        return USED
+
+    def use(self, nonce: int) -> None:
+        if nonce > self.highest:
+            skipped = range(max(self.highest + 1, nonce - NONCE_GAPS_MAX), nonce)
+            self.gaps = (self.gaps + list(skipped))[-NONCE_GAPS_MAX:]
+            self.highest = nonce
+        else:
+            i = bisect.bisect_left(self.gaps, nonce)
+            if i < len(self.gaps) and self.gaps[i] == nonce:
+                del self.gaps[i]
+
+    def encode(self) -> bytes:
+        return msgpack.packb([self.highest, self.gaps])
+
+    @classmethod
+    def decode(cls, raw: bytes | None) -> NonceWindow:
+        if raw is None:
+            return cls()
+        highest, gaps = msgpack.unpackb(raw)
+        return cls(highest, list(gaps))
+
+
+class NonceTable:
+    """The committed records, read through from the store's state (bounded cache), and the
+    checks admission and block validity make against them."""
+
+    def __init__(self, read: Callable[[bytes], bytes | None], cache_max: int = 100_000):
+        self._read = read
+        self._cache: OrderedDict[bytes, NonceWindow] = OrderedDict()
+        self._cache_max = cache_max
+
+    def window(self, sender: bytes) -> NonceWindow:
+        """The committed record of ``sender`` (do not mutate: copy first)."""
+        w = self._cache.get(sender)
+        if w is None:
+            w = NonceWindow.decode(self._read(nonce_key(sender)))
+            self._cache[sender] = w
+            if len(self._cache) > self._cache_max:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(sender)
+        return w
+
+    def refusal(self, sender: bytes, nonce: int) -> str | None:
+        return self.window(sender).refusal(nonce)
+
+    def check_block(self, txs: Iterable[tuple[bytes, int]]) -> tuple[int, str] | None:
+        """(index, reason) of the first transaction of a block that is not fresh, in order,
+        against the committed records plus the block's earlier transactions; None if all are."""
+        overlay: dict[bytes, NonceWindow] = {}
+        for i, (sender, nonce) in enumerate(txs):
+            w = overlay.get(sender)
+            if w is None:
+                w = overlay[sender] = self.window(sender).copy()
+            why = w.refusal(nonce)
+            if why is not None:
+                return i, why
+            w.use(nonce)
+        return None
+
+    def apply_block(self, txs: Iterable[tuple[bytes, int]]) -> list[tuple[bytes, bytes]]:
+        """Use the block's nonces; the state writes (key, record) to save with the block. The
+        cache is updated by ``committed`` once the block is stored."""
+        overlay: dict[bytes, NonceWindow] = {}
+        for sender, nonce in txs:
+            w = overlay.get(sender)
+            if w is None:
+                w = overlay[sender] = self.window(sender).copy()
+            w.use(nonce)
+        self._staged = overlay
+        return [(nonce_key(s), w.encode()) for s, w in overlay.items()]
+
+    def committed(self) -> None:
+        """The block of the last ``apply_block`` is stored: its records are the committed ones."""
+        staged = getattr(self, "_staged", None) or {}
+        for sender, w in staged.items():
+            self._cache[sender] = w
+            self._cache.move_to_end(sender)
+        while len(self._cache) > self._cache_max:
+            self._cache.popitem(last=False)
+        self._staged = {}

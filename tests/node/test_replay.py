@@ -1,0 +1,96 @@
+"""Issue 13, finding 7: replay protection that survives pruning. Nonces are enforced per
+sender (engine/nonces.py) in admission and in block validity, as committed state: an old
+signed transaction stays refused after the blocks (and tx index) that remembered its id are
+pruned."""
+from __future__ import annotations
+
+import time
+
+from engine import crypto, tx
+from engine.block import Block
+from engine.nonces import NONCE_GAPS_MAX, USED, NonceTable, NonceWindow
+from engine.store import Store, store_path
+from tests.node.helpers import make_testnet, run, start_nodes
+
+CHAIN = "replay-chain"
+
+
+def test_window_rules():
+    w = NonceWindow()
+    assert w.refusal(0) is None and w.refusal(7) is None
+    w.use(0)
+    w.use(1)
+    assert w.refusal(0) == USED and w.refusal(1) == USED and w.refusal(2) is None
+    w.use(5)  # 2, 3, 4 skipped: they stay usable (out-of-order arrival)
+    assert w.gaps == [2, 3, 4]
+    w.use(3)
+    assert w.refusal(3) == USED and w.refusal(2) is None and w.refusal(4) is None
+    w.use(5 + 10 * NONCE_GAPS_MAX)  # a jump: only the highest skipped nonces stay usable
+    assert len(w.gaps) == NONCE_GAPS_MAX and w.refusal(2) == USED
+    assert w.refusal(5 + 10 * NONCE_GAPS_MAX - 1) is None
+    again = NonceWindow.decode(w.encode())
+    assert (again.highest, again.gaps) == (w.highest, w.gaps)
+    w.use(2**64 - 1)
+    assert NonceWindow.decode(w.encode()).highest == 2**64 - 1
+
+
+def test_block_check_is_in_order():
+    state: dict[bytes, bytes] = {}
+    table = NonceTable(state.get)
+    a, b = b"a" * 32, b"b" * 32
+    assert table.check_block([(a, 0), (a, 1), (b, 0)]) is None
+    assert table.check_block([(a, 0), (a, 0)]) == (1, USED)  # same nonce twice in a block
+    state.update(table.apply_block([(a, 0), (a, 1)]))
+    table.committed()
+    assert table.check_block([(b, 0), (a, 1)]) == (1, USED)
+    fresh = NonceTable(state.get)  # a restarted node reads the same records
+    assert fresh.refusal(a, 1) == USED and fresh.refusal(a, 2) is None
+
+
+def test_replay_after_pruning_is_refused_by_admission_and_by_block_validity(tmp_path):
+    homes = make_testnet(tmp_path, 1, chain_id=CHAIN)
+    key = crypto.SigningKey.generate()
+    old = tx.encode_tx(key, 0, b"pay=1", CHAIN)
+
+    async def first_life():
+        [node] = await start_nodes(homes)
+        try:
+            result = await node.submit_tx(old)
+            assert result.ok, result
+            info = await node.wait_for_tx(result.tx_id, 20)
+            assert info is not None
+            # A sender may fail in the app and re-send corrected under a new nonce; and any
+            # nonce of its window that was not used stays usable.
+            assert (await node.submit_tx(tx.encode_tx(key, 1, b"pay=2", CHAIN))).ok
+            await node.wait_for_height(info["height"] + 3, 20)
+            return info["height"]
+        finally:
+            await node.stop()
+
+    height = run(first_life())
+    with Store(store_path(homes[0].path)) as store:
+        assert store.prune(store.latest_height()) >= height
+        assert store.find_tx(tx.decode_tx(old).tx_id) is None  # its id is forgotten
+
+    async def second_life():
+        [node] = await start_nodes(homes)
+        try:
+            answer = await node.submit_tx(old)
+            assert answer.code == "stale_nonce", answer
+            # Block validity refuses it too (a proposer that skipped admission).
+            tip = node.tip
+            raw = Block.make(chain_id=CHAIN.encode(), height=tip.height + 1,
+                             time_ms=max(int(time.time() * 1000), tip.block_time_ms),
+                             parent_hash=tip.block_hash, app_hash=tip.app_hash,
+                             proposer_index=0,
+                             last_commit=node.store.load_certificate(tip.height),
+                             evidence=[], txs=[old]).encode()
+            valid = node.core.is_valid(tip.height + 1, raw)
+            fresh = await node.submit_tx(tx.encode_tx(key, 2, b"pay=3", CHAIN))
+            return valid, fresh
+        finally:
+            await node.stop()
+
+    valid, fresh = run(second_life())
+    assert valid is False
+    assert fresh.ok, fresh
