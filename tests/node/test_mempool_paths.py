@@ -109,6 +109,12 @@ def test_stop_cancels_waiting_requests_and_drops_waiting_gossip():
         with pytest.raises(asyncio.CancelledError):
             await waiting
         assert len(mp) == 0 and rec.batches == []
+        quick = make(MempoolLimits(batch_wait_ms=0), rec)
+        quick.start()
+        await quick.stop()
+        quick.submit([b"late"])  # admission has stopped: nothing is admitted any more
+        await asyncio.sleep(0.05)
+        assert len(quick) == 0 and rec.batches == []
     run(main())
 
 
@@ -159,5 +165,82 @@ def test_committed_cache_keeps_exactly_its_bound():
         # c1 was forgotten: it costs a store lookup (the fake store does not hold it).
         await mp.add_many([b"c1"])
         assert rec.lookups[lookups:] == [[blake3(b"c1")]]
+        await mp.stop()
+    run(main())
+
+
+def test_exact_bounds_admit_and_one_more_refuses():
+    async def main():
+        rec = Recorder()
+        # Bounds above 256 (CPython caches small ints, so an identity test would pass below).
+        envs = [b"e%05d" % i for i in range(301)]
+        queue = make(MempoolLimits(batch_wait_ms=0, pending_txs_max=300), rec)
+        queue.start()
+        r = await queue.add_many(envs)  # 301 > pending_txs_max: the last refused at once
+        assert [x.code for x in r] == ["ok"] * 300 + ["mempool_full"]
+        assert "admission queue" in r[300].log
+        mp = make(MempoolLimits(txs_max=300, batch_wait_ms=0), rec)
+        mp.start()
+        r = await mp.add_many(envs)  # the pool holds 300
+        assert [x.code for x in r] == ["ok"] * 300 + ["mempool_full"]
+        assert "mempool is full" in r[300].log
+        await queue.stop()
+        # A fresh pool: a tx of exactly tx_bytes_max is admitted, one byte more is refused and
+        # never handed to the verifier.
+        mp2 = make(MempoolLimits(tx_bytes_max=8, bytes_max=10_000, batch_wait_ms=0), rec)
+        mp2.start()
+        calls = len(rec.batches)
+        r = await mp2.add_many([b"x" * 8, b"y" * 9])
+        assert [x.code for x in r] == ["ok", "tx_too_large"]
+        assert rec.batches[calls:] == [[b"x" * 8]]
+        await mp.stop()
+        await mp2.stop()
+    run(main())
+
+
+def test_reap_fills_a_block_to_exactly_its_byte_bound():
+    async def main():
+        rec = Recorder()
+        mp = make(MempoolLimits(batch_wait_ms=0), rec)
+        mp.start()
+        envs = [b"r%03d" % i for i in range(5)]  # 4 bytes each
+        await mp.add_many(envs)
+        assert mp.reap(100, 8) == envs[:2] and mp.reap(100, 7) == envs[:1]
+        assert mp.reap(3, 100) == envs[:3]
+        await mp.stop()
+    run(main())
+
+
+def test_malformed_gossip_and_lookups():
+    async def main():
+        rec = Recorder()
+
+        def decode(e):
+            if e.startswith(b"mal"):
+                raise ValueError("bad layout")
+            return SimpleNamespace(payload=e)
+
+        admitted: list[list[bytes]] = []
+        sizes: list[tuple[int, float]] = []
+        mp = Mempool(chain_id=b"chain", check_tx=lambda tx: CheckResult(),
+                     find_committed=rec.find_committed, limits=MempoolLimits(batch_wait_ms=0),
+                     verify=rec.verify, decode=decode, on_admitted=admitted.append)
+        mp.observe_batch = lambda size, seconds: sizes.append((size, seconds))
+        mp.start()
+        r = await mp.add_many([b"a", b"mal-1"])
+        assert [x.code for x in r] == ["ok", "malformed"] and "bad layout" in r[1].log
+        assert admitted == [[b"a"]] and sizes[0][0] == 2 and 0 <= sizes[0][1] < 5
+        # Gossip is admitted but not handed back for gossip (no echo); pooled ids cost no
+        # store lookup.
+        lookups = len(rec.lookups)
+        mp.submit([b"g1", b"a"])
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if len(mp) == 2:
+                break
+        assert len(mp) == 2 and admitted == [[b"a"]]
+        assert rec.lookups[lookups:] == [[blake3(b"g1")]]
+        with pytest.raises(AttributeError):
+            r[0].code = "duplicate"  # results are frozen
         await mp.stop()
     run(main())
