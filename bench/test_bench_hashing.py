@@ -236,6 +236,28 @@ def test_blake3_many_sizes(benchmark, size):
     benchmark(hashing.blake3_many, msgs, threads=1)
 
 
+def test_narrower_path_figures(messages):
+    """On a CPU that selects a wider path, the same comparisons on avx2 (each line names its
+    path), plus the engine's own one-buffer rate on that path: the blake3 package keeps its
+    widest kernel, so its bulk rate here is not an avx2 machine's."""
+    from engine.benchmarks.kernels import force_path, narrower_path
+
+    narrower = narrower_path()
+    if narrower is None:
+        pytest.skip("this CPU runs no path wider than avx2")
+    force_path(narrower)
+    try:
+        compare_many(messages, repeat=7)
+        compare_bulk_fraction(messages, BULK_BYTES, repeat=7)
+        compare_merkle(messages, repeat=7)
+        bulk = os.urandom(BULK_BYTES)
+        (own_ms,) = interleaved_best_ms([lambda: hashing.blake3_many([bulk], threads=1)], 5)
+        print(f"\nblake3 one {BULK_BYTES >> 20} MiB buffer, engine path={narrower}: "
+              f"{BULK_BYTES / own_ms / 1e6:.2f} GB/s")
+    finally:
+        force_path(None)
+
+
 # ---- make test: smoke runs on small inputs -----------------------------------------------------
 
 #: Floors for the smoke run (2,000 messages, best of 3) on the SIMD paths: about a third of

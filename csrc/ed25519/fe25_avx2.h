@@ -162,11 +162,6 @@ static inline __attribute__((always_inline)) void fe25x4_sq(fe25x4 *h, const fe2
     for (int k = 0; k < 10; k++) h->l[k] = r[k];
 }
 
-static inline void fe25x4_sqn(fe25x4 *h, const fe25x4 *f, int n) {
-    fe25x4_sq(h, f);
-    for (int i = 1; i < n; i++) fe25x4_sq(h, h);
-}
-
 /* Four radix-2^51 elements (limbs below 2^52) into the lanes, carried. */
 static inline void fe25x4_from_fe51(fe25x4 *h, const fe51 *a, const fe51 *b, const fe51 *c,
                                     const fe51 *d) {
@@ -209,47 +204,27 @@ static inline void fe25x4_to_fe51(fe51 out[4], const fe25x4 *f) {
             (h)->l[k_] = _mm256_blend_epi32((f)->l[k_], (g)->l[k_], mask32);               \
     } while (0)
 
-/* z^((p-5)/8) = z^(2^252 - 3) for 4 * count elements side by side (the fe_pow22523 chain);
- * count groups interleave so the carry chains of one overlap the products of another. */
+/* z^((p-5)/8) = z^(2^252 - 3) for 4 * FE25_POW_GROUPS elements side by side (the chain of
+ * fe_pow22523); the groups interleave so that one's carry chains overlap another's products. */
 #define FE25_POW_GROUPS 2
+#define FE25_EACH(stmt)                                   \
+    do {                                                  \
+        for (int g_ = 0; g_ < FE25_POW_GROUPS; g_++) {    \
+            stmt;                                         \
+        }                                                 \
+    } while (0)
+#define FE25_SQ_G(d, s) FE25_EACH(fe25x4_sq(&(d)[g_], &(s)[g_]))
+#define FE25_MUL_G(d, f, g) FE25_EACH(fe25x4_mul(&(d)[g_], &(f)[g_], &(g)[g_]))
+
+static inline void fe25x4_sqn_g(fe25x4 *h, const fe25x4 *f, int n) {
+    FE25_SQ_G(h, f);
+    for (int i = 1; i < n; i++) FE25_SQ_G(h, h);
+}
+
 static inline void fe25x4_pow22523_g(fe25x4 out[FE25_POW_GROUPS], const fe25x4 z[FE25_POW_GROUPS]) {
     fe25x4 z2[FE25_POW_GROUPS], z9[FE25_POW_GROUPS], z11[FE25_POW_GROUPS], t[FE25_POW_GROUPS],
         a[FE25_POW_GROUPS], b[FE25_POW_GROUPS], c[FE25_POW_GROUPS];
-#define G_(stmt)                                                          \
-    do {                                                                  \
-        for (int g_ = 0; g_ < FE25_POW_GROUPS; g_++) {                    \
-            stmt;                                                         \
-        }                                                                 \
-    } while (0)
-#define SQN_(dst, src, n)                                                 \
-    do {                                                                  \
-        G_(fe25x4_sq(&dst[g_], &src[g_]));                                \
-        for (int i_ = 1; i_ < (n); i_++) G_(fe25x4_sq(&dst[g_], &dst[g_])); \
-    } while (0)
-    G_(fe25x4_sq(&z2[g_], &z[g_]));
-    SQN_(t, z2, 2);
-    G_(fe25x4_mul(&z9[g_], &t[g_], &z[g_]));
-    G_(fe25x4_mul(&z11[g_], &z9[g_], &z2[g_]));
-    G_(fe25x4_sq(&t[g_], &z11[g_]));
-    G_(fe25x4_mul(&a[g_], &t[g_], &z9[g_]));  /* 2^5 - 1 */
-    SQN_(t, a, 5);
-    G_(fe25x4_mul(&b[g_], &t[g_], &a[g_]));   /* 2^10 - 1 */
-    SQN_(t, b, 10);
-    G_(fe25x4_mul(&c[g_], &t[g_], &b[g_]));   /* 2^20 - 1 */
-    SQN_(t, c, 20);
-    G_(fe25x4_mul(&t[g_], &t[g_], &c[g_]));   /* 2^40 - 1 */
-    SQN_(t, t, 10);
-    G_(fe25x4_mul(&a[g_], &t[g_], &b[g_]));   /* 2^50 - 1 */
-    SQN_(t, a, 50);
-    G_(fe25x4_mul(&b[g_], &t[g_], &a[g_]));   /* 2^100 - 1 */
-    SQN_(t, b, 100);
-    G_(fe25x4_mul(&t[g_], &t[g_], &b[g_]));   /* 2^200 - 1 */
-    SQN_(t, t, 50);
-    G_(fe25x4_mul(&t[g_], &t[g_], &a[g_]));   /* 2^250 - 1 */
-    SQN_(t, t, 2);
-    G_(fe25x4_mul(&out[g_], &t[g_], &z[g_])); /* 2^252 - 3 */
-#undef SQN_
-#undef G_
+    FE_POW22523_CHAIN(FE25_SQ_G, fe25x4_sqn_g, FE25_MUL_G, out, z, z2, z9, z11, t, a, b, c);
 }
 
 #endif

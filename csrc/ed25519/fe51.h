@@ -218,30 +218,42 @@ static inline void fe_sqn_x4(fe51 h[4], const fe51 f[4], int n) {
     for (int i = 1; i < n; i++) FE_X4(fe_sq(&h[j_], &h[j_]));
 }
 
+/* The addition chain of z^((p-5)/8) = z^(2^252 - 3) (the one of fe_pow22523), written once for
+ * every representation that runs several exponentiations side by side: the caller passes its
+ * own SQ(dst, src), SQN(dst, src, n) and MUL(dst, f, g) over arrays of its element type; z2, z9,
+ * z11, t, a, b and c are scratch arrays of that type. */
+#define FE_POW22523_CHAIN(SQ, SQN, MUL, out, z, z2, z9, z11, t, a, b, c) \
+    do {                                                                  \
+        SQ(z2, z);                                                        \
+        SQN(t, z2, 2);                                                    \
+        MUL(z9, t, z);                                                    \
+        MUL(z11, z9, z2);                                                 \
+        SQ(t, z11);                                                       \
+        MUL(a, t, z9);   /* 2^5 - 1 */                                    \
+        SQN(t, a, 5);                                                     \
+        MUL(b, t, a);    /* 2^10 - 1 */                                   \
+        SQN(t, b, 10);                                                    \
+        MUL(c, t, b);    /* 2^20 - 1 */                                   \
+        SQN(t, c, 20);                                                    \
+        MUL(t, t, c);    /* 2^40 - 1 */                                   \
+        SQN(t, t, 10);                                                    \
+        MUL(a, t, b);    /* 2^50 - 1 */                                   \
+        SQN(t, a, 50);                                                    \
+        MUL(b, t, a);    /* 2^100 - 1 */                                  \
+        SQN(t, b, 100);                                                   \
+        MUL(t, t, b);    /* 2^200 - 1 */                                  \
+        SQN(t, t, 50);                                                    \
+        MUL(t, t, a);    /* 2^250 - 1 */                                  \
+        SQN(t, t, 2);                                                     \
+        MUL(out, t, z);  /* 2^252 - 3 */                                  \
+    } while (0)
+
+#define FE_X4_SQ(d, s) FE_X4(fe_sq(&(d)[j_], &(s)[j_]))
+#define FE_X4_MUL(d, f, g) FE_X4(fe_mul(&(d)[j_], &(f)[j_], &(g)[j_]))
+
 static inline void fe_pow22523_x4(fe51 out[4], const fe51 z[4]) {
     fe51 z2[4], z9[4], z11[4], t[4], a[4], b[4], c[4];
-    FE_X4(fe_sq(&z2[j_], &z[j_]));
-    fe_sqn_x4(t, z2, 2);
-    FE_X4(fe_mul(&z9[j_], &t[j_], &z[j_]));
-    FE_X4(fe_mul(&z11[j_], &z9[j_], &z2[j_]));
-    FE_X4(fe_sq(&t[j_], &z11[j_]));
-    FE_X4(fe_mul(&a[j_], &t[j_], &z9[j_]));   /* 2^5 - 1 */
-    fe_sqn_x4(t, a, 5);
-    FE_X4(fe_mul(&b[j_], &t[j_], &a[j_]));    /* 2^10 - 1 */
-    fe_sqn_x4(t, b, 10);
-    FE_X4(fe_mul(&c[j_], &t[j_], &b[j_]));    /* 2^20 - 1 */
-    fe_sqn_x4(t, c, 20);
-    FE_X4(fe_mul(&t[j_], &t[j_], &c[j_]));    /* 2^40 - 1 */
-    fe_sqn_x4(t, t, 10);
-    FE_X4(fe_mul(&a[j_], &t[j_], &b[j_]));    /* 2^50 - 1 */
-    fe_sqn_x4(t, a, 50);
-    FE_X4(fe_mul(&b[j_], &t[j_], &a[j_]));    /* 2^100 - 1 */
-    fe_sqn_x4(t, b, 100);
-    FE_X4(fe_mul(&t[j_], &t[j_], &b[j_]));    /* 2^200 - 1 */
-    fe_sqn_x4(t, t, 50);
-    FE_X4(fe_mul(&t[j_], &t[j_], &a[j_]));    /* 2^250 - 1 */
-    fe_sqn_x4(t, t, 2);
-    FE_X4(fe_mul(&out[j_], &t[j_], &z[j_]));  /* 2^252 - 3 */
+    FE_POW22523_CHAIN(FE_X4_SQ, fe_sqn_x4, FE_X4_MUL, out, z, z2, z9, z11, t, a, b, c);
 }
 
 #endif

@@ -116,32 +116,14 @@ static inline void fe52x8_sqn_g(fe52x8 *h, const fe52x8 *f, int n) {
     for (int i = 1; i < n; i++) FE52_EACH(fe52x8_sq(&h[g_], &h[g_]));
 }
 
+#define FE52_SQ_G(d, s) FE52_EACH(fe52x8_sq(&(d)[g_], &(s)[g_]))
+#define FE52_MUL_G(d, f, g) FE52_EACH(fe52x8_mul(&(d)[g_], &(f)[g_], &(g)[g_]))
+
 /* z^((p-5)/8) = z^(2^252 - 3) lane by lane for FE52_GROUPS groups, the chain of fe_pow22523. */
 static inline void fe52x8_pow22523_g(fe52x8 *out, const fe52x8 *z) {
     fe52x8 z2[FE52_GROUPS], z9[FE52_GROUPS], z11[FE52_GROUPS], t[FE52_GROUPS];
     fe52x8 a[FE52_GROUPS], b[FE52_GROUPS], c[FE52_GROUPS];
-    FE52_EACH(fe52x8_sq(&z2[g_], &z[g_]));
-    fe52x8_sqn_g(t, z2, 2);
-    FE52_EACH(fe52x8_mul(&z9[g_], &t[g_], &z[g_]));
-    FE52_EACH(fe52x8_mul(&z11[g_], &z9[g_], &z2[g_]));
-    FE52_EACH(fe52x8_sq(&t[g_], &z11[g_]));
-    FE52_EACH(fe52x8_mul(&a[g_], &t[g_], &z9[g_]));   /* 2^5 - 1 */
-    fe52x8_sqn_g(t, a, 5);
-    FE52_EACH(fe52x8_mul(&b[g_], &t[g_], &a[g_]));    /* 2^10 - 1 */
-    fe52x8_sqn_g(t, b, 10);
-    FE52_EACH(fe52x8_mul(&c[g_], &t[g_], &b[g_]));    /* 2^20 - 1 */
-    fe52x8_sqn_g(t, c, 20);
-    FE52_EACH(fe52x8_mul(&t[g_], &t[g_], &c[g_]));    /* 2^40 - 1 */
-    fe52x8_sqn_g(t, t, 10);
-    FE52_EACH(fe52x8_mul(&a[g_], &t[g_], &b[g_]));    /* 2^50 - 1 */
-    fe52x8_sqn_g(t, a, 50);
-    FE52_EACH(fe52x8_mul(&b[g_], &t[g_], &a[g_]));    /* 2^100 - 1 */
-    fe52x8_sqn_g(t, b, 100);
-    FE52_EACH(fe52x8_mul(&t[g_], &t[g_], &b[g_]));    /* 2^200 - 1 */
-    fe52x8_sqn_g(t, t, 50);
-    FE52_EACH(fe52x8_mul(&t[g_], &t[g_], &a[g_]));    /* 2^250 - 1 */
-    fe52x8_sqn_g(t, t, 2);
-    FE52_EACH(fe52x8_mul(&out[g_], &t[g_], &z[g_]));  /* 2^252 - 3 */
+    FE_POW22523_CHAIN(FE52_SQ_G, fe52x8_sqn_g, FE52_MUL_G, out, z, z2, z9, z11, t, a, b, c);
 }
 
 /* Eight radix-2^51 elements into lanes (fully reduced first, so limbs are below 2^52). */
