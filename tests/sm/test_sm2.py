@@ -211,6 +211,31 @@ def test_result_at_infinity_is_false(sm_isa, key_cache):
     assert crypto.sm2_verify_batch([pk], [b"m"], [i2b(r) + i2b(s)]) == [False]
 
 
+def test_x_of_r_at_or_above_n(sm_isa):
+    # (e + x1) mod n == r when x1 >= n means x1 = c + n, c = (r - e) mod n. No findable signature
+    # has x1 in [n, p) (probability about 2^-128), so the curve check is driven directly: R is
+    # a point with x = n + small, P = [t^-1](R - [s]G) for chosen s and t.
+    x = N + 5
+    while True:
+        v = (x**3 + ref.A * x + ref.B) % ref.P
+        y = pow(v, (ref.P + 1) // 4, ref.P)
+        if y * y % ref.P == v:
+            break
+        x += 1
+    s, t = 0x1234567, 0x7654321
+    sg = ref.mul(s, ref.G)
+    assert sg is not None
+    q = ref.mul(pow(t, -1, N), ref.add((x, y), (sg[0], (-sg[1]) % ref.P)))
+    assert q is not None
+    pk = i2b(q[0]) + i2b(q[1])
+    for chunks in (1, 4):
+        assert _native_sm._sm2_check_raw(pk, i2b(s), i2b(t), i2b(x - N), chunks) == 1
+        assert _native_sm._sm2_check_raw(pk, i2b(s), i2b(t), i2b(x - N + 1), chunks) == 0
+        # x1 below n: only c itself matches, c + n is >= p
+        assert _native_sm._sm2_check_raw(pk, i2b(s + 1), i2b(t), i2b(0), chunks) == 0
+    assert _native_sm._sm2_check_raw(bytes(64), i2b(s), i2b(t), i2b(0), 1) == -1
+
+
 def test_keys_off_the_curve_or_out_of_range(sm_isa, key_cache):
     key = keys(1, 9)[0]
     msg = b"m"
