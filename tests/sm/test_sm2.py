@@ -401,3 +401,40 @@ def test_native_path_names_the_kernel(sm_isa):
     assert crypto.sm2_native_path() in ("portable", "avx2", "avx512")
     if sm_isa == "portable":
         assert crypto.sm2_native_path() == "portable"
+
+
+def test_concurrent_batches_and_cache_resizes():
+    # Python threads verify at once (the GIL is released) while another resizes the key cache:
+    # every verdict stays right and nothing crashes.
+    import threading
+
+    ks = keys(24, 15)
+    msgs = [os.urandom(60) for _ in ks]
+    sigs = [k.sign(m) for k, m in zip(ks, msgs)]
+    pks = [k.public_key for k in ks]
+    bad = [s[:-1] + bytes([s[-1] ^ 1]) for s in sigs]
+    errors: list[BaseException] = []
+
+    def verifier() -> None:
+        try:
+            for i in range(15):
+                if i % 2:
+                    assert crypto.sm2_verify_batch(pks, msgs, sigs, threads=2) == [True] * 24
+                else:
+                    assert crypto.sm2_verify_batch(pks, msgs, bad, threads=1) == [False] * 24
+                assert crypto.sm2_verify(pks[i], msgs[i], sigs[i])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def resizer() -> None:
+        for cap in (0, 8, 64, 0, 4096, 16):
+            crypto.sm2_configure_key_cache(cap)
+
+    threads = [threading.Thread(target=verifier) for _ in range(4)]
+    threads.append(threading.Thread(target=resizer))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    crypto.sm2_configure_key_cache(crypto.SM2_KEY_CACHE_KEYS_DEFAULT)
+    assert not errors, errors
