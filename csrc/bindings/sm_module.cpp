@@ -212,10 +212,9 @@ bool sm2_verify(py::handle public_key, py::handle message, py::handle signature,
     check_uid(id);
     if (!xy) return false;
     int ok;
-    if (msg.size() >= kReleaseGilBytes) {
+    {
+        // tens of microseconds of curve arithmetic: other Python threads may run meanwhile
         py::gil_scoped_release nogil;
-        ok = engine_sm2_verify(xy, id.data(), id.size(), msg.data(), msg.size(), sig.data());
-    } else {
         ok = engine_sm2_verify(xy, id.data(), id.size(), msg.data(), msg.size(), sig.data());
     }
     return ok != 0;
@@ -296,6 +295,16 @@ py::object sm2_sign_digest(py::handle private_key, py::handle digest, py::handle
     return py::bytes(reinterpret_cast<const char *>(sig), 64);
 }
 
+int sm2_check_raw(py::bytes pk, py::bytes s, py::bytes t, py::bytes c, int chunks) {
+    std::string pks = pk, ss = s, ts = t, cs = c;
+    if (pks.size() != 64 || ss.size() != 32 || ts.size() != 32 || cs.size() != 32)
+        throw py::value_error("pk must be 64 bytes and s, t, c 32 bytes");
+    auto u = [](const std::string &v) { return reinterpret_cast<const uint8_t *>(v.data()); };
+    int rc = engine_sm2_check_raw(u(pks), u(ss), u(ts), u(cs), chunks);
+    if (rc == ENGINE_SM2_EINVAL) throw py::value_error("chunks must be 1 or 4");
+    return rc;
+}
+
 void sm2_cache_configure(size_t capacity) { check_sm2(engine_sm2_cache_set_capacity(capacity)); }
 
 py::dict sm2_cache_info() {
@@ -347,6 +356,8 @@ PYBIND11_MODULE(_native_sm, m) {
     m.def("sm2_cache_info", &sm2_cache_info);
     m.def("sm2_cache_clear", &engine_sm2_cache_clear);
     m.def("_sm2_selftest", &engine_sm2_selftest, py::arg("seed"), py::arg("iterations"));
+    m.def("_sm2_check_raw", &sm2_check_raw, py::arg("public_key"), py::arg("s"), py::arg("t"),
+          py::arg("c"), py::arg("chunks"));
     m.def("kernel_info", &kernel_info);
     m.def("_force_isa", &force_isa, py::arg("name"));
 }

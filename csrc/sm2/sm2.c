@@ -192,6 +192,20 @@ int engine_sm2_verify(const uint8_t pk[64], const uint8_t *uid, size_t uid_len,
     return verdict;
 }
 
+int engine_sm2_check_raw(const uint8_t pk[64], const uint8_t s_be[32], const uint8_t t_be[32],
+                         const uint8_t c_be[32], int chunks) {
+    if (chunks != 1 && chunks != SM2_KEY_CHUNKS_MAX) return ENGINE_SM2_EINVAL;
+    engine_sm2_tables_init();
+    sm2_core core = engine_sm2_core();
+    sm2_key key;
+    if (!core.key_build(&key, pk, chunks)) return -1;
+    uint64_t s[4], t[4], c[4];
+    u256_from_be(s, s_be);
+    u256_from_be(t, t_be);
+    u256_from_be(c, c_be);
+    return core.check(&key, s, t, c);
+}
+
 /* ---- signing ------------------------------------------------------------------------------- */
 
 static uint64_t mask_of(int bit) { return (uint64_t)0 - (uint64_t)(bit & 1); }

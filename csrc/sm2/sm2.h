@@ -63,6 +63,12 @@ size_t engine_sm2_cache_capacity(void);
 void engine_sm2_cache_stats(uint64_t *hits, uint64_t *misses, size_t *entries);
 void engine_sm2_cache_clear(void);
 
+/* Test hook: the curve check alone, R = [s]G + [t]P against c = (r - e) mod n (x(R) == c or
+ * c + n), with the key's tables for `chunks` quarters (1 or 4); -1 for an invalid key. Lets the
+ * tests reach x(R) >= n, which no real signature hits with a findable probability. */
+int engine_sm2_check_raw(const uint8_t pk[64], const uint8_t s[32], const uint8_t t[32],
+                         const uint8_t c[32], int chunks);
+
 /* Test hook: the BMI2/ADX field arithmetic against the portable C on random and edge-case
  * inputs; the number of wrong results, or -1 when this build or CPU has no such path. */
 int engine_sm2_selftest(uint64_t seed, long iterations);

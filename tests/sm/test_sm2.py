@@ -211,6 +211,31 @@ def test_result_at_infinity_is_false(sm_isa, key_cache):
     assert crypto.sm2_verify_batch([pk], [b"m"], [i2b(r) + i2b(s)]) == [False]
 
 
+def test_x_of_r_at_or_above_n(sm_isa):
+    # (e + x1) mod n == r when x1 >= n means x1 = c + n, c = (r - e) mod n. No findable signature
+    # has x1 in [n, p) (probability about 2^-128), so the curve check is driven directly: R is
+    # a point with x = n + small, P = [t^-1](R - [s]G) for chosen s and t.
+    x = N + 5
+    while True:
+        v = (x**3 + ref.A * x + ref.B) % ref.P
+        y = pow(v, (ref.P + 1) // 4, ref.P)
+        if y * y % ref.P == v:
+            break
+        x += 1
+    s, t = 0x1234567, 0x7654321
+    sg = ref.mul(s, ref.G)
+    assert sg is not None
+    q = ref.mul(pow(t, -1, N), ref.add((x, y), (sg[0], (-sg[1]) % ref.P)))
+    assert q is not None
+    pk = i2b(q[0]) + i2b(q[1])
+    for chunks in (1, 4):
+        assert _native_sm._sm2_check_raw(pk, i2b(s), i2b(t), i2b(x - N), chunks) == 1
+        assert _native_sm._sm2_check_raw(pk, i2b(s), i2b(t), i2b(x - N + 1), chunks) == 0
+        # x1 below n: only c itself matches, c + n is >= p
+        assert _native_sm._sm2_check_raw(pk, i2b(s + 1), i2b(t), i2b(0), chunks) == 0
+    assert _native_sm._sm2_check_raw(bytes(64), i2b(s), i2b(t), i2b(0), 1) == -1
+
+
 def test_keys_off_the_curve_or_out_of_range(sm_isa, key_cache):
     key = keys(1, 9)[0]
     msg = b"m"
@@ -376,3 +401,40 @@ def test_native_path_names_the_kernel(sm_isa):
     assert crypto.sm2_native_path() in ("portable", "avx2", "avx512")
     if sm_isa == "portable":
         assert crypto.sm2_native_path() == "portable"
+
+
+def test_concurrent_batches_and_cache_resizes():
+    # Python threads verify at once (the GIL is released) while another resizes the key cache:
+    # every verdict stays right and nothing crashes.
+    import threading
+
+    ks = keys(24, 15)
+    msgs = [os.urandom(60) for _ in ks]
+    sigs = [k.sign(m) for k, m in zip(ks, msgs)]
+    pks = [k.public_key for k in ks]
+    bad = [s[:-1] + bytes([s[-1] ^ 1]) for s in sigs]
+    errors: list[BaseException] = []
+
+    def verifier() -> None:
+        try:
+            for i in range(15):
+                if i % 2:
+                    assert crypto.sm2_verify_batch(pks, msgs, sigs, threads=2) == [True] * 24
+                else:
+                    assert crypto.sm2_verify_batch(pks, msgs, bad, threads=1) == [False] * 24
+                assert crypto.sm2_verify(pks[i], msgs[i], sigs[i])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def resizer() -> None:
+        for cap in (0, 8, 64, 0, 4096, 16):
+            crypto.sm2_configure_key_cache(cap)
+
+    threads = [threading.Thread(target=verifier) for _ in range(4)]
+    threads.append(threading.Thread(target=resizer))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    crypto.sm2_configure_key_cache(crypto.SM2_KEY_CACHE_KEYS_DEFAULT)
+    assert not errors, errors
