@@ -38,13 +38,21 @@ from engine.rpc.body import join_envelopes
 MiB = 1 << 20
 
 
-def _proc_sample(pid: int) -> tuple[float, int] | None:
-    """(RSS in MiB, open fds) of a live process, or None."""
+def _proc_sample(pid: int) -> tuple[float, int, float] | None:
+    """(RSS in MiB, open fds, anonymous RSS in MiB) of a live process, or None. RSS counts the
+    LMDB map's file pages the node touched (reclaimable, growing with the chain); the anonymous
+    part is the heap."""
     try:
         with open(f"/proc/{pid}/status") as f:
-            rss_kb = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-        return rss_kb / 1024, len(os.listdir(f"/proc/{pid}/fd"))
-    except (OSError, StopIteration, ValueError):
+            fields = {}
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 2 and parts[0].endswith(":"):
+                    fields[parts[0][:-1]] = parts[1]
+        rss = int(fields["VmRSS"]) / 1024
+        anon = int(fields.get("RssAnon", fields["VmRSS"])) / 1024
+        return rss, len(os.listdir(f"/proc/{pid}/fd")), anon
+    except (OSError, KeyError, ValueError, IndexError):
         return None
 
 
@@ -171,7 +179,7 @@ async def soak(duration_s: float, out: str, fault_every_s: float, sample_every_s
     procs = [spawn_node(h.path, logs[i]) for i, h in enumerate(homes)]
     stop = asyncio.Event()
     stats = {"accepted": 0, "errors": 0}
-    samples: list[tuple[float, int, float, int]] = []
+    samples: list[tuple[float, int, float, int, float]] = []
     events: list[tuple[float, str]] = []
     started = time.monotonic()
 
@@ -183,7 +191,7 @@ async def soak(duration_s: float, out: str, fault_every_s: float, sample_every_s
             for i, p in enumerate(procs):
                 got = _proc_sample(p.pid) if p.poll() is None else None
                 if got is not None:
-                    samples.append((now(), i, got[0], got[1]))
+                    samples.append((now(), i, got[0], got[1], got[2]))
             await asyncio.sleep(sample_every_s)
 
     async def faults() -> None:
@@ -227,6 +235,8 @@ async def soak(duration_s: float, out: str, fault_every_s: float, sample_every_s
 
     _write_csv(os.path.join(out, "soak.csv"), samples)
     problems = _judge(samples, duration_s)
+    if not samples:
+        problems.append("no RSS/fd samples were taken")
     tracebacks = [p for p in sorted(os.listdir(work)) if p.startswith("node") and ".log" in p
                   and "Traceback" in _read(os.path.join(work, p))]
     if tracebacks:
@@ -235,11 +245,12 @@ async def soak(duration_s: float, out: str, fault_every_s: float, sample_every_s
     print(f"soak {duration_s:.0f} s: heights {heights}, accepted {stats['accepted']} txs, "
           f"{stats['errors']} load errors, {len(events)} faults; {os.path.join(out, 'soak.png')}")
     for i in range(4):
-        mine = [(t, r, d) for t, n, r, d in samples if n == i]
+        mine = [(t, r, d, a) for t, n, r, d, a in samples if n == i]
         if mine:
-            print(f"  node{i}: RSS {mine[0][1]:.0f} -> max {max(r for _, r, _ in mine):.0f} -> "
-                  f"last {mine[-1][1]:.0f} MiB; fds {mine[0][2]} -> max "
-                  f"{max(d for _, _, d in mine)} -> last {mine[-1][2]}")
+            print(f"  node{i}: RSS {mine[0][1]:.0f} -> max {max(x[1] for x in mine):.0f} -> "
+                  f"last {mine[-1][1]:.0f} MiB (anonymous {mine[0][3]:.0f} -> last "
+                  f"{mine[-1][3]:.0f}); fds {mine[0][2]} -> max {max(x[2] for x in mine)} "
+                  f"-> last {mine[-1][2]}")
     if None in heights or min(h for h in heights if h is not None) < 2:
         problems.append(f"the chain did not advance on every node: heights {heights}")
     for p in problems:
@@ -251,8 +262,8 @@ def _judge(samples, duration_s: float) -> list[str]:
     problems = []
     q = duration_s / 4
     for i in range(4):
-        mid = [(r, d) for t, n, r, d in samples if n == i and q <= t < 2 * q]
-        last = [(r, d) for t, n, r, d in samples if n == i and t >= 3 * q]
+        mid = [(r, d) for t, n, r, d, _ in samples if n == i and q <= t < 2 * q]
+        last = [(r, d) for t, n, r, d, _ in samples if n == i and t >= 3 * q]
         if not mid or not last:
             continue
         rss_mid, rss_last = (sum(r for r, _ in x) / len(x) for x in (mid, last))
@@ -272,14 +283,16 @@ def _plot(samples, events, path: str, duration_s: float) -> None:
 
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
     for i in range(4):
-        mine = [(t, r, d) for t, n, r, d in samples if n == i]
-        ax1.plot([t for t, _, _ in mine], [r for _, r, _ in mine], label=f"node{i}")
-        ax2.plot([t for t, _, _ in mine], [d for _, _, d in mine], label=f"node{i}")
+        mine = [(t, r, d, a) for t, n, r, d, a in samples if n == i]
+        line, = ax1.plot([x[0] for x in mine], [x[1] for x in mine], label=f"node{i}")
+        ax1.plot([x[0] for x in mine], [x[3] for x in mine], ls="--", lw=0.8,
+                 color=line.get_color())
+        ax2.plot([x[0] for x in mine], [x[2] for x in mine], label=f"node{i}")
     for t, what in events:
         for ax in (ax1, ax2):
             ax.axvline(t, color="grey", alpha=0.3, lw=0.8)
         ax1.text(t, ax1.get_ylim()[1], what, rotation=90, fontsize=6, va="top", alpha=0.6)
-    ax1.set_ylabel("RSS (MiB)")
+    ax1.set_ylabel("RSS (MiB; dashed: anonymous)")
     ax2.set_ylabel("open fds")
     ax2.set_xlabel("seconds")
     ax1.legend(loc="upper left", fontsize=8)
@@ -307,7 +320,7 @@ if __name__ == "__main__":
 def _write_csv(path: str, samples: list) -> None:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["t_s", "node", "rss_mib", "fds"])
+        w.writerow(["t_s", "node", "rss_mib", "fds", "rss_anon_mib"])
         w.writerows(samples)
 
 
