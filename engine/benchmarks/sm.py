@@ -83,17 +83,23 @@ def bench_sm2_single(corpus: Sm2Corpus, n: int, repeat: int) -> KernelResult:
                    "OpenSSL key objects and DER signatures built before the clock (its favour)")
 
 
+def _verify_in_batches(corpus: Sm2Corpus, n: int, batch: int,
+                       threads: int | None) -> list[bool]:
+    """sm2_verify_batch over the first ``n`` signatures, ``batch`` at a time."""
+    out: list[bool] = []
+    for i in range(0, n, batch):
+        out += crypto.sm2_verify_batch(corpus.pks[i:i + batch], corpus.msgs[i:i + batch],
+                                       corpus.sigs[i:i + batch], threads=threads)
+    return out
+
+
 def bench_sm2_batch(corpus: Sm2Corpus, batch: int, threads: int | None, warm: bool,
                     repeat: int) -> KernelResult:
     """sm2_verify_batch over batches of ``batch`` signatures (the whole corpus), per signature."""
     n = len(corpus.pks) // batch * batch
 
     def engine_batches() -> list[bool]:
-        out: list[bool] = []
-        for i in range(0, n, batch):
-            out += crypto.sm2_verify_batch(corpus.pks[i:i + batch], corpus.msgs[i:i + batch],
-                                           corpus.sigs[i:i + batch], threads=threads)
-        return out
+        return _verify_in_batches(corpus, n, batch, threads)
 
     if warm:
         _warm(corpus, n)
@@ -114,11 +120,7 @@ def bench_sm2_threads(corpus: Sm2Corpus, batch: int, warm: bool, repeat: int) ->
     n = len(corpus.pks) // batch * batch
 
     def run(threads: int) -> list[bool]:
-        out: list[bool] = []
-        for i in range(0, n, batch):
-            out += crypto.sm2_verify_batch(corpus.pks[i:i + batch], corpus.msgs[i:i + batch],
-                                           corpus.sigs[i:i + batch], threads=threads)
-        return out
+        return _verify_in_batches(corpus, n, batch, threads)
 
     if warm:
         _warm(corpus, n)
