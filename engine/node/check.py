@@ -17,9 +17,8 @@ from collections.abc import Callable, Iterable
 
 from engine import config
 from engine import consensus as cs
-from engine.block import Block, with_txs
+from engine.block import Block, block_id, with_txs
 from engine.errors import ProtocolError
-from engine.hashing import blake3
 from engine.store import StoredBlock
 
 Verifier = Callable[[StoredBlock, "StoredBlock | None"], Iterable[str]]
@@ -56,12 +55,17 @@ def _verify(block: StoredBlock, parent: StoredBlock | None, chain_id: bytes, vse
     header = Block.decode(block.header, header_only=True)
     if header.tx_count != len(block.txs):
         problems.append(f"header counts {header.tx_count} txs, the store holds {len(block.txs)}")
-    if blake3(with_txs(header, block.txs).encode()) != block.block_hash:
-        problems.append("block hash is not BLAKE3 of the stored header and transactions")
+    try:
+        if block_id(with_txs(header, block.txs).encode()) != block.block_hash:
+            problems.append("block hash is not BLAKE3 of the stored header")
+    except ProtocolError as e:
+        problems.append(f"stored block does not match its header: {e}")
     if header.chain_id != chain_id:
         problems.append(f"chain id {header.chain_id!r} is not the genesis chain id")
     if header.height != block.height or header.parent_hash != block.parent_hash:
         problems.append("header height or parent hash differs from the store's record")
+    if header.validators_hash != vset.hash():
+        problems.append("header validators_hash is not the hash of the set that signs it")
     if header.tx_root != block.tx_root:
         problems.append("header tx root differs from the root of the stored transactions")
     if parent is not None and header.app_hash != parent.app_hash:

@@ -46,7 +46,7 @@ from engine.node.queries import NodeQueries, RecentBlocks, Waiters
 from engine.node.router import PeerRouter, TxGossip
 from engine.node.signatures import VerifiedSignatures
 from engine.node.tip import ChainTip
-from engine.node.validity import BlockValidator
+from engine.node.validity import BlockValidator, block_hash
 from engine.node.wal import Journal
 from engine.node.wire import LoopTimers, PeerOutbox, PeerWire
 from engine.nonces import NonceTable
@@ -337,7 +337,8 @@ class Node:
             precommit_ms=cfg.timeout_precommit_ms, precommit_delta_ms=cfg.timeout_delta_ms)
         return cs.ConsensusCore(self.chain_id, self.validators, signer,
                                 height=self.tip.height + 1, is_valid=validity.is_valid,
-                                verify=signatures.verify, timeouts=timeouts)
+                                verify=signatures.verify, timeouts=timeouts,
+                                hash_block=block_hash)
 
     async def _housekeeping(self, wire: PeerWire, sync: BlockSync,
                             driver: ConsensusDriver) -> None:
