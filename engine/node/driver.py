@@ -16,8 +16,10 @@ thread, so no input can slip in between). Actions:
   the next height starts (at once, or after ``start_delay_ms``).
 - ``ReportEvidence``: to the evidence sink; ``MessageDropped`` and ``SignRefused`` are counted.
 
-Restart is replay (:meth:`replay`): the height starts, and the WAL of that height is fed
-through ``step`` again; a replayed decision moves to the next height, whose WAL is replayed next.
+Restart is replay (:meth:`replay`): the WAL of the height is fed through ``step`` again in the
+order it was written, the height's start included (a ``Start`` record: messages that came before
+it were taken by a height not yet started, and must be again); a replayed decision moves to the
+next height, whose WAL is replayed next.
 Nothing is sent while replaying; own messages are re-sent once it is over. A WAL that lost its
 tail leaves the core behind its signer record: :meth:`resume` feeds the core's ``Resume``.
 
@@ -108,9 +110,14 @@ class ConsensusDriver:
         self.execute(actions)
 
     def start_height(self, height: int) -> None:
-        """Begin ``height`` (not a WAL record: a replay starts the height itself)."""
+        """Begin ``height``. The start is a WAL record, in its place among the height's inputs:
+        messages that arrived before it were logged (and voted on) without a started height,
+        and a replay must see them in that same order to rebuild the same state."""
         if self.running and self.core.height == height:
-            self.execute(self.core.step(cs.Start(height)))
+            event = cs.Start(height)
+            if not self.replaying and not self.core.started:
+                self.journal.append(height, encode_event(event))
+            self.execute(self.core.step(event))
 
     def height_kept(self, height: int) -> bool:
         """Whether the core keeps messages of ``height``: only those may enter the WAL."""
@@ -250,7 +257,12 @@ class ConsensusDriver:
                 if not records and self.start_gate is not None:
                     gated = height  # a fresh height with nothing to do yet: the gate starts it
                     break
-                self.execute(self.core.step(cs.Start(height)))
+                if not any(isinstance(r, cs.Start) for r in records):
+                    # The height had not started (its records came ahead of it), lost its
+                    # WAL, or the WAL predates start records: its messages first, then the
+                    # start, which is logged now so the next replay sees the same order.
+                    self.journal.append(height, encode_event(cs.Start(height)))
+                    records = [*records, cs.Start(height)]
                 self._step_all(records)
                 self._replayed(height, records)
                 if self.core.height == height:

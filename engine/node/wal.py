@@ -27,7 +27,7 @@ from engine.node.ports import Timers
 
 __all__ = ["Journal", "WalStore", "decode_record", "encode_event"]
 
-PROPOSAL, VOTE, TIMEOUT, VALUE, COMMIT, SIGNED, RESUME = range(1, 8)
+PROPOSAL, VOTE, TIMEOUT, VALUE, COMMIT, SIGNED, RESUME, START = range(1, 9)
 
 
 def encode_event(event: Any) -> bytes:
@@ -44,6 +44,8 @@ def encode_event(event: Any) -> bytes:
         rec = [COMMIT, event.block, event.certificate.encode()]
     elif isinstance(event, cs.Resume):
         rec = [RESUME, event.height, [list(e) for e in event.signed]]
+    elif isinstance(event, cs.Start):
+        rec = [START, event.height]
     else:
         raise TypeError(f"no WAL record for {type(event).__name__}")
     return msgpack.packb(rec, use_bin_type=True)
@@ -71,6 +73,8 @@ def decode_record(raw: bytes, validators_count: int) -> Any:
         return None
     if kind == RESUME:
         return cs.Resume(rec[1], tuple((r, s, sb, sig) for r, s, sb, sig in rec[2]))
+    if kind == START:
+        return cs.Start(rec[1])
     raise ValueError(f"unknown WAL record kind {kind}")
 
 
