@@ -10,7 +10,7 @@ Header::
     | evidence_count u16 | (u32 len | duplicate-vote evidence) * evidence_count
 
 Block = header | (u32 len | envelope) * tx_count. The block hash (the consensus value id) is
-BLAKE3 of the whole block, so it commits to every transaction; ``tx_root`` is there for
+the chain's hash (BLAKE3, or SM3 on an ``sm2-sm3`` chain) of the whole block, so it commits to every transaction; ``tx_root`` is there for
 inclusion proofs, and the store checks that it matches the transactions on save.
 
 Carrying ``app_hash`` of the parent state makes every validator vote on the result of executing
@@ -22,8 +22,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from engine.hashing import blake3_many, merkle_root_from_hashes
 from engine.net.errors import ProtocolError
+from engine.suite import Suite, get_suite
 
 VERSION = 1
 _FIXED = struct.Struct("<QQ32s32s32sII")
@@ -33,8 +33,9 @@ _U16 = struct.Struct("<H")
 __all__ = ["Block", "tx_root_of"]
 
 
-def tx_root_of(tx_ids: list[bytes]) -> bytes:
-    return merkle_root_from_hashes(tx_ids)
+def tx_root_of(tx_ids: list[bytes], suite: Suite | None = None) -> bytes:
+    """The Merkle root over the transaction ids, in the chain's suite (engine/suite.py)."""
+    return get_suite(suite).tx_root(tx_ids)
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,10 @@ class Block:
     def make(cls, *, chain_id: bytes, height: int, time_ms: int, parent_hash: bytes,
              app_hash: bytes, proposer_index: int, last_commit: bytes,
              evidence: list[bytes], txs: list[bytes],
-             tx_ids: list[bytes] | None = None) -> Block:
-        ids = tx_ids if tx_ids is not None else blake3_many(txs) if txs else []
-        return cls(chain_id, height, time_ms, parent_hash, app_hash, tx_root_of(ids),
+             tx_ids: list[bytes] | None = None, suite: Suite | None = None) -> Block:
+        s = get_suite(suite)
+        ids = tx_ids if tx_ids is not None else s.hash_many(txs) if txs else []
+        return cls(chain_id, height, time_ms, parent_hash, app_hash, tx_root_of(ids, s),
                    proposer_index, last_commit, tuple(evidence), tuple(txs))
 
     def header(self) -> bytes:

@@ -25,6 +25,8 @@ from engine.errors import ProtocolError
 HASH_BYTES = 32
 SIGNATURE_BYTES = 64
 PUBLIC_KEY_BYTES = 32
+#: Validator key sizes of the two crypto suites (engine/suite.py): Ed25519, SM2.
+PUBLIC_KEY_SIZES = (32, 64)
 #: The all-zero block hash stands for nil.
 NIL = bytes(HASH_BYTES)
 
@@ -195,8 +197,12 @@ class ValidatorSet:
         for i, v in enumerate(validators):
             if not isinstance(v, Validator):
                 raise TypeError(f"validators[{i}] must be a Validator")
-            if not isinstance(v.public_key, bytes) or len(v.public_key) != PUBLIC_KEY_BYTES:
-                raise ValueError(f"validators[{i}].public_key must be 32 bytes")
+            # 32 bytes (Ed25519) or 64 (SM2, x || y): one size for the whole set (one suite).
+            size = len(validators[0].public_key) if isinstance(validators[0], Validator) else 0
+            if not isinstance(v.public_key, bytes) or len(v.public_key) != size \
+                    or size not in PUBLIC_KEY_SIZES:
+                raise ValueError(f"validators[{i}].public_key must be 32 bytes (Ed25519) or 64 "
+                                 f"(SM2), the size of every key of the set")
             if type(v.power) is not int or v.power <= 0:
                 raise ValueError(f"validators[{i}].power must be a positive int")
             if v.public_key in seen:

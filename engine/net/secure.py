@@ -31,9 +31,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from engine import crypto
-from engine.hashing import blake3
 from engine.net.errors import ConnectionLost, FrameTooLarge, GenesisMismatch, HandshakeError
+from engine.suite import DEFAULT, SUITE_NAMES, Signer, Suite, get_suite
 
 MAGIC = b"ENGP2P\x01\x00"
 HELLO_BYTES = len(MAGIC) + 32
@@ -43,6 +42,9 @@ GENESIS_HASH_BYTES = 32
 TAG_BYTES = 16
 #: The sealed authentication frame: the only frame read before the peer is authenticated.
 AUTH_FRAME_BYTES = AUTH_BYTES + TAG_BYTES
+#: The largest authentication frame of any suite (an SM2 node key is 64 bytes): read whole, so a
+#: peer of the other suite is told apart from garbage and refused with a clear reason.
+AUTH_FRAME_BYTES_MAX = 64 + 64 + TAG_BYTES
 _HEADER = struct.Struct("<I")
 _TRANSCRIPT_DOMAIN = b"engine/p2p/transcript/v1"
 _AUTH_DOMAIN = b"engine/p2p/auth/v1"
@@ -145,9 +147,10 @@ async def _read_exactly(reader: asyncio.StreamReader, n: int) -> bytes:
     raise ConnectionLost(reason)
 
 
-def _transcript(chain_id: str, initiator_eph: bytes, responder_eph: bytes) -> bytes:
+def _transcript(chain_id: str, initiator_eph: bytes, responder_eph: bytes,
+                suite: Suite = DEFAULT) -> bytes:
     chain = chain_id.encode()
-    return blake3(_TRANSCRIPT_DOMAIN + bytes([len(chain)]) + chain + initiator_eph + responder_eph)
+    return suite.hash(_TRANSCRIPT_DOMAIN + bytes([len(chain)]) + chain + initiator_eph + responder_eph)
 
 
 def _auth_message(role: int, transcript: bytes) -> bytes:
@@ -155,14 +158,15 @@ def _auth_message(role: int, transcript: bytes) -> bytes:
 
 
 async def handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
-                    node_key: crypto.SigningKey, chain_id: str, initiator: bool,
+                    node_key: Signer, chain_id: str, initiator: bool,
                     is_allowed: Callable[[bytes], bool], frame_bytes_max: int,
-                    genesis_hash: bytes | None = None) -> SecureStream:
+                    genesis_hash: bytes | None = None, suite: Suite = DEFAULT) -> SecureStream:
     """Run the handshake on a fresh TCP stream and return the sealed stream.
 
     Raises HandshakeError when the peer is not speaking this protocol, proves a key it does not
     hold, or holds a key ``is_allowed`` refuses; ConnectionLost when the stream ends early.
-    The caller bounds the time it may take.
+    The caller bounds the time it may take. ``suite`` is the chain's crypto suite: its hash
+    makes the transcript and its signature (Ed25519 or SM2) proves the node keys.
     """
     eph = X25519PrivateKey.generate()
     eph_pub = eph.public_key().public_bytes_raw()
@@ -180,7 +184,7 @@ async def handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
     if reason:
         raise HandshakeError(reason)
     ours, theirs = (eph_pub, peer_eph) if initiator else (peer_eph, eph_pub)
-    transcript = _transcript(chain_id, ours, theirs)
+    transcript = _transcript(chain_id, ours, theirs, suite)
     keys = HKDF(algorithm=hashes.SHA256(), length=64, salt=transcript,
                 info=_KEYS_INFO).derive(shared)
     i2r, r2i = keys[:32], keys[32:]
@@ -190,19 +194,24 @@ async def handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
     signature = node_key.sign(_auth_message(own_role, transcript))
     await stream.send(node_key.public_key + signature + (genesis_hash or b""))
     try:  # read under the auth frame's own bound: nothing larger is buffered pre-auth
-        auth = await stream.recv(AUTH_FRAME_BYTES + GENESIS_HASH_BYTES)
+        auth = await stream.recv(AUTH_FRAME_BYTES_MAX + GENESIS_HASH_BYTES)
     except ConnectionLost as e:
         reason = f"no valid authentication frame: {e}"
     else:
         reason = ""
     if reason:
         raise HandshakeError(reason)
-    if len(auth) not in (AUTH_BYTES, AUTH_BYTES + GENESIS_HASH_BYTES):
-        raise HandshakeError(f"authentication frame is {len(auth)} bytes, not {AUTH_BYTES}")
-    peer_key, peer_sig, peer_genesis = auth[:32], auth[32:AUTH_BYTES], auth[AUTH_BYTES:]
+    key_bytes = suite.public_key_bytes
+    auth_bytes = key_bytes + suite.signature_bytes
+    if len(auth) not in (auth_bytes, auth_bytes + GENESIS_HASH_BYTES):
+        reason, other_suite = _auth_size_refusal(len(auth), suite)
+        # The suite is part of genesis: a peer of the other suite runs another genesis.
+        raise GenesisMismatch(reason) if other_suite else HandshakeError(reason)
+    peer_key, peer_sig, peer_genesis = auth[:key_bytes], auth[key_bytes:auth_bytes], \
+        auth[auth_bytes:]
     if peer_key == node_key.public_key:
         raise HandshakeError("peer presented our own node key")
-    if not crypto.verify(peer_key, _auth_message(peer_role, transcript), peer_sig):
+    if not suite.verify(peer_key, _auth_message(peer_role, transcript), peer_sig):
         raise HandshakeError("peer's transcript signature does not verify")
     if not is_allowed(peer_key):
         raise HandshakeError(f"peer key {peer_key.hex()} is not in the peer set")
@@ -212,3 +221,17 @@ async def handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
                               f"every node of a network needs the same genesis.json")
     stream.peer_key = peer_key
     return stream
+
+
+def _auth_size_refusal(size: int, suite: Suite) -> tuple[str, bool]:
+    """Why an authentication frame of ``size`` bytes is refused, and whether its size is the
+    other suite's (a node of an ``sm2-sm3`` chain dialling an ``ed25519-blake3`` one, say)."""
+    for name in SUITE_NAMES:
+        other = get_suite(name)
+        if other is suite:
+            continue
+        if size - other.public_key_bytes - other.signature_bytes in (0, GENESIS_HASH_BYTES):
+            return (f"peer authenticates with the {other.name} crypto suite; this chain's "
+                    f"suite is {suite.name}"), True
+    return (f"authentication frame is {size} bytes, not "
+            f"{suite.public_key_bytes + suite.signature_bytes}"), False

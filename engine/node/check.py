@@ -19,8 +19,8 @@ from engine import config
 from engine import consensus as cs
 from engine.block import Block, with_txs
 from engine.errors import ProtocolError
-from engine.hashing import blake3
 from engine.store import StoredBlock
+from engine.suite import Suite, get_suite
 
 Verifier = Callable[[StoredBlock, "StoredBlock | None"], Iterable[str]]
 
@@ -33,17 +33,19 @@ def verifier_for_home(home: str) -> Verifier | None:
     with open(path) as f:
         genesis = config.Genesis.from_json(json.load(f), path)
     return make_verifier(genesis.chain_id.encode(),
-                         [(v.public_key, v.power) for v in genesis.validators])
+                         [(v.public_key, v.power) for v in genesis.validators], genesis.suite)
 
 
-def make_verifier(chain_id: bytes, validators: list[tuple[bytes, int]]) -> Verifier:
+def make_verifier(chain_id: bytes, validators: list[tuple[bytes, int]],
+                  suite: Suite | str | None = None) -> Verifier:
     """A verifier for blocks of ``chain_id`` signed by ``validators`` ((public key, power))."""
     vset = cs.ValidatorSet([cs.Validator(pk, power) for pk, power in validators])
+    s = get_suite(suite)
 
     def verify(block: StoredBlock, parent: StoredBlock | None) -> list[str]:
         problems: list[str] = []
         try:
-            _verify(block, parent, chain_id, vset, problems)
+            _verify(block, parent, chain_id, vset, problems, s)
         except ProtocolError as e:
             problems.append(f"malformed: {e}")
         return problems
@@ -52,12 +54,13 @@ def make_verifier(chain_id: bytes, validators: list[tuple[bytes, int]]) -> Verif
 
 
 def _verify(block: StoredBlock, parent: StoredBlock | None, chain_id: bytes, vset,
-            problems: list[str]) -> None:
+            problems: list[str], suite: Suite) -> None:
     header = Block.decode(block.header, header_only=True)
     if header.tx_count != len(block.txs):
         problems.append(f"header counts {header.tx_count} txs, the store holds {len(block.txs)}")
-    if blake3(with_txs(header, block.txs).encode()) != block.block_hash:
-        problems.append("block hash is not BLAKE3 of the stored header and transactions")
+    if suite.hash(with_txs(header, block.txs).encode()) != block.block_hash:
+        problems.append(f"block hash is not the {suite.name} hash of the stored header and "
+                        "transactions")
     if header.chain_id != chain_id:
         problems.append(f"chain id {header.chain_id!r} is not the genesis chain id")
     if header.height != block.height or header.parent_hash != block.parent_hash:
@@ -70,17 +73,19 @@ def _verify(block: StoredBlock, parent: StoredBlock | None, chain_id: bytes, vse
     if cert.height != block.height or cert.block_hash != block.block_hash:
         problems.append("commit certificate is not for this block")
     else:
-        _verify_cert(cert, chain_id, vset, "commit certificate", problems)
+        _verify_cert(cert, chain_id, vset, "commit certificate", problems, suite)
     if block.height > 1 and parent is not None:
         last = cs.CommitCertificate.decode(header.last_commit, len(vset))
         if last.height != parent.height or last.block_hash != parent.block_hash:
             problems.append("last_commit is not a certificate for the parent block")
         else:
-            _verify_cert(last, chain_id, vset, "parent certificate (last_commit)", problems)
+            _verify_cert(last, chain_id, vset, "parent certificate (last_commit)", problems,
+                         suite)
 
 
-def _verify_cert(cert, chain_id: bytes, vset, what: str, problems: list[str]) -> None:
+def _verify_cert(cert, chain_id: bytes, vset, what: str, problems: list[str],
+                 suite: Suite) -> None:
     try:
-        cert.verify(chain_id, vset)
+        cert.verify(chain_id, vset, suite.verify_batch)
     except ProtocolError as e:
         problems.append(f"{what} does not verify: {e}")

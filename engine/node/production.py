@@ -114,7 +114,7 @@ class BlockProducer:
                 or (driver.core.height, driver.core.round) != (height, round):
             return
         block = self.make_block(height, driver.core.own_index or 0)
-        self.validator.remember(block_hash(block), True)
+        self.validator.remember(block_hash(block, self.validator.suite), True)
         driver.input(cs.ValueReady(height, round, block), height)
 
     def make_block(self, height: int, proposer_index: int) -> bytes:
@@ -127,4 +127,5 @@ class BlockProducer:
         return Block.make(chain_id=self.chain_id, height=height, time_ms=time_ms,
                           parent_hash=self.tip.block_hash, app_hash=self.tip.app_hash,
                           proposer_index=proposer_index, last_commit=last_commit or b"",
-                          evidence=self.evidence.for_block(height), txs=txs).encode()
+                          evidence=self.evidence.for_block(height), txs=txs,
+                          suite=self.validator.suite).encode()

@@ -89,7 +89,7 @@ class PeerRouter:
         """(envelopes, ids) of a proposed block's transactions this node has not verified yet,
         or None when there are none (or the block does not decode: the core judges it)."""
         try:
-            block, ids = self.validator.decoded(block_hash(raw), raw)
+            block, ids = self.validator.decoded(block_hash(raw, self.validator.suite), raw)
         except (ProtocolError, ValueError):
             return None
         verified = self.mempool.is_verified

@@ -18,22 +18,24 @@ import logging
 from collections.abc import Callable
 
 from engine import consensus as cs
-from engine import crypto, limits
+from engine import limits
 from engine.block import Block, tx_root_of
 from engine.errors import ProtocolError
-from engine.hashing import blake3_many
 from engine.mempool import Mempool
 from engine.node.ports import Counters
 from engine.node.tip import ChainTip
 from engine.nonces import NonceTable
+from engine.suite import DEFAULT as _DEFAULT_SUITE
+from engine.suite import Suite
+from engine.tx import sender_and_nonce
 
 log = logging.getLogger("engine.node.validity")
 
 __all__ = ["BlockValidator", "block_hash"]
 
 
-def block_hash(raw: bytes) -> bytes:
-    return blake3_many([raw])[0]
+def block_hash(raw: bytes, suite: Suite = _DEFAULT_SUITE) -> bytes:
+    return suite.hash_many([raw])[0]
 
 
 class BlockValidator:
@@ -42,8 +44,9 @@ class BlockValidator:
                  evidence_committed: Callable[[bytes], bool], block_txs_max: int,
                  block_bytes_max: int, counters: Counters,
                  app_accepts: Callable[[int, list[bytes], list[bytes]], bool] | None = None,
-                 nonces: NonceTable | None = None):
+                 nonces: NonceTable | None = None, suite: Suite = _DEFAULT_SUITE):
         self.chain_id = chain_id
+        self.suite = suite
         self.validators = validators
         self.tip = tip
         self.mempool = mempool
@@ -60,7 +63,7 @@ class BlockValidator:
         self._certificates_ok: set[bytes] = set()
 
     def is_valid(self, height: int, raw: bytes) -> bool:
-        key = block_hash(raw)
+        key = block_hash(raw, self.suite)
         ok = self._verdicts.get(key)
         if ok is None:
             try:
@@ -85,7 +88,7 @@ class BlockValidator:
         if hit is not None:
             return hit
         b = Block.decode(raw)
-        out = (b, blake3_many(list(b.txs)) if b.txs else [])
+        out = (b, self.suite.hash_many(list(b.txs)) if b.txs else [])
         if len(self._decoded) >= limits.decoded_blocks_cached_max:
             self._decoded.clear()
         self._decoded[key] = out
@@ -110,7 +113,7 @@ class BlockValidator:
         if len(b.txs) > self.block_txs_max or len(raw) > self.block_bytes_max + (1 << 20):
             raise ProtocolError("block exceeds the configured size limits")
         self._check_last_commit(height, b.last_commit)
-        if tx_root_of(ids) != b.tx_root:
+        if tx_root_of(ids, self.suite) != b.tx_root:
             raise ProtocolError("tx root does not match the transactions")
         if len(set(ids)) != len(ids):
             raise ProtocolError("a transaction appears twice")
@@ -122,17 +125,16 @@ class BlockValidator:
         if ids and not all(self.mempool.verify_block_txs(list(b.txs), ids)):
             raise ProtocolError("a transaction signature does not verify")
         if self.nonces is not None and b.txs:
-            # Signatures verified: every envelope has the v1 header (sender 32, nonce u64).
-            stale = self.nonces.check_block(
-                (t[1:33], int.from_bytes(t[33:41], "little")) for t in b.txs)
+            # Signatures verified: every envelope has the suite's header.
+            stale = self.nonces.check_block(sender_and_nonce(t) for t in b.txs)
             if stale is not None:
                 raise ProtocolError(f"transaction {stale[0]} has a {stale[1]} nonce")
         for e in b.evidence:
             ev = cs.DuplicateVoteEvidence.decode(e)
             if not height - limits.evidence_age_heights_max <= ev.height < height \
-                    or self.evidence_committed(block_hash(e)):
+                    or self.evidence_committed(block_hash(e, self.suite)):
                 raise ProtocolError("evidence is too old, from the future or already committed")
-            ev.verify(self.chain_id, self.validators, crypto.verify)
+            ev.verify(self.chain_id, self.validators, self.suite.verify)
         if self.app_accepts is not None and not self.app_accepts(height, list(b.txs), ids):
             raise ProtocolError("the application rejected the block (process_proposal)")
 
@@ -146,7 +148,7 @@ class BlockValidator:
         cert = cs.CommitCertificate.decode(raw, len(self.validators))
         if cert.height != height - 1 or cert.block_hash != self.tip.block_hash:
             raise ProtocolError("last commit is not for the parent block")
-        cert.verify(self.chain_id, self.validators)
+        cert.verify(self.chain_id, self.validators, self.suite.verify_batch)
         if len(self._certificates_ok) >= limits.certificates_cached_max:
             self._certificates_ok.clear()
         self._certificates_ok.add(raw)
