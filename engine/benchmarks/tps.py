@@ -19,6 +19,10 @@ process (psutil). Then, with the load stopped and the chain drained, every node'
 block by block over RPC: every accepted transaction must be committed exactly once on every node
 and all nodes must hold the same block and app hash at every height, or the run fails.
 
+``--crypto sm2-sm3`` runs the testnet on the SM2/SM3 suite (engine/suite.py) and then, as the
+same-run baseline, the same options on ``ed25519-blake3``; the report carries both and their
+ratio (the baseline's own report under ``baseline``).
+
 The crypto ceiling is measured in the same run once the nodes are stopped: ``verify_txs`` over a
 sample of the same envelopes on every core — how fast one process could merely verify them. The
 calibration kernel (engine.benchmarks.kernels.calibration) is timed too, so `engine bench
@@ -56,6 +60,8 @@ SHUTDOWN_GRACE_S = 15.0
 PROGRESS_INTERVAL_S = 2.0
 #: Transactions signed for a ``max`` run, per second of load (the load stops when they run out).
 MAX_RATE_PRESIGN_TPS = 25_000
+#: The same for an sm2-sm3 run (SM2 signs ~2.5x slower and the chain commits fewer per second).
+MAX_RATE_PRESIGN_TPS_SM2 = 10_000
 RATE_MAX = 200_000
 CEILING_SAMPLE_TXS = 20_000
 DRAIN_TIMEOUT_S_MIN = 20.0
@@ -76,6 +82,7 @@ class TpsOptions:
     profile_dir: str | None = None
     keep: bool = False
     progress: bool = True
+    crypto: str = "ed25519-blake3"
 
     @classmethod
     def from_args(cls, args: Any) -> TpsOptions:
@@ -96,7 +103,8 @@ class TpsOptions:
                                  ) from None
         opts = cls(validators=args.validators, duration_s=args.duration, tx_bytes=args.tx_bytes,
                    rate=rate, sweep=args.sweep, rates=rates, base_port=args.base_port,
-                   profile_dir=args.profile, keep=args.keep)
+                   profile_dir=args.profile, keep=args.keep,
+                   crypto=getattr(args, "crypto", None) or "ed25519-blake3")
         opts.validate()
         return opts
 
@@ -116,24 +124,31 @@ class TpsOptions:
                 raise ValueError(f"rate must be 'max' or 1..{RATE_MAX} tx/s, not {r!r}")
         if self.rates and not self.sweep:
             raise ValueError("rates is only used with sweep")
+        from engine.suite import get_suite
+
+        get_suite(self.crypto)  # ValueError naming the choices
 
 
 # ---- signing before the clock starts ---------------------------------------------------------
 
-def _sign_chunk(job: tuple[bytes, int, int, int, str]) -> list[bytes]:
+def _sign_chunk(job: tuple[bytes, int, int, int, str, str]) -> list[bytes]:
     """Worker: envelopes ``start .. start+count`` of a run (keys derived from ``run_seed``)."""
-    from engine import crypto, hashing
+    from engine import hashing
     from engine import tx as txmod
+    from engine.suite import get_suite
 
-    run_seed, start, count, tx_bytes, chain_id = job
-    keys: dict[int, crypto.SigningKey] = {}
-    payload_bytes = tx_bytes - txmod.TX_HEADER_BYTES - txmod.SIGNATURE_BYTES
+    run_seed, start, count, tx_bytes, chain_id, crypto = job
+    suite = get_suite(crypto)
+    keys: dict[int, Any] = {}
+    # An SM2 sender key is 32 bytes longer: the payload shrinks, the envelope size stays.
+    header_bytes = txmod.TX_HEADER_BYTES + suite.public_key_bytes - 32
+    payload_bytes = tx_bytes - header_bytes - txmod.SIGNATURE_BYTES
     out = []
     for i in range(start, start + count):
         s = i % SENDERS
         key = keys.get(s)
         if key is None:
-            key = keys[s] = crypto.SigningKey(hashing.blake3(run_seed + s.to_bytes(4, "little")))
+            key = keys[s] = suite.key_from_seed(hashing.blake3(run_seed + s.to_bytes(4, "little")))
         head = b"k%d=" % (i % 100_000)
         body = head + (b"%x" % i).rjust(payload_bytes - len(head), b".")
         # Each sender's nonces in sequence (replay protection keeps a bounded window).
@@ -142,12 +157,12 @@ def _sign_chunk(job: tuple[bytes, int, int, int, str]) -> list[bytes]:
 
 
 def sign_envelopes(count: int, tx_bytes: int, chain_id: str = CHAIN_ID,
-                   workers: int | None = None) -> list[bytes]:
+                   workers: int | None = None, crypto: str = "ed25519-blake3") -> list[bytes]:
     """``count`` signed envelopes of ``tx_bytes`` bytes, signed on every core."""
     run_seed = os.urandom(16)
     workers = workers or os.cpu_count() or 1
     chunk = max(1000, math.ceil(count / (workers * 4)))
-    jobs = [(run_seed, s, min(chunk, count - s), tx_bytes, chain_id)
+    jobs = [(run_seed, s, min(chunk, count - s), tx_bytes, chain_id, crypto)
             for s in range(0, count, chunk)]
     if workers == 1 or count <= 2 * chunk:
         return [e for job in jobs for e in _sign_chunk(job)]
@@ -562,35 +577,58 @@ def _timeline(state: _State, started: float) -> list[list[float]]:
     return [[s, per_s.get(s, 0)] for s in range(max(per_s, default=-1) + 1)]
 
 
-def crypto_ceiling(envelopes: list[bytes], chain_id: str = CHAIN_ID) -> dict[str, Any]:
+def crypto_ceiling(envelopes: list[bytes], chain_id: str = CHAIN_ID,
+                   suite_name: str = "ed25519-blake3") -> dict[str, Any]:
     """verify_txs over ``envelopes`` on every core: how fast one process merely verifies them."""
     from engine import crypto
     from engine import tx as txmod
+    from engine.suite import get_suite
 
+    suite = get_suite(suite_name)
     sample = envelopes[:CEILING_SAMPLE_TXS]
     best = float("inf")
     verdicts: list[bool] = []
     for _ in range(3):
-        crypto.configure_key_cache(crypto.key_cache_info()["capacity"])
+        if suite.is_default:
+            crypto.configure_key_cache(crypto.key_cache_info()["capacity"])
+        else:
+            crypto.sm2_configure_key_cache(crypto.sm2_key_cache_info()["capacity"])
         start = time.perf_counter()
-        verdicts = txmod.verify_txs(sample, chain_id, threads=None)
+        verdicts = txmod.verify_txs(sample, chain_id, threads=None, suite=suite)
         best = min(best, time.perf_counter() - start)
     if not all(verdicts):
         raise RuntimeError("the pre-signed transactions do not all verify")
+    path = crypto.native_path() if suite.is_default else crypto.sm2_native_path()
     return {"txs": len(sample), "threads": os.cpu_count() or 1,
-            "tps": round(len(sample) / best, 1), "path": crypto.native_path()}
+            "tps": round(len(sample) / best, 1), "path": path}
 
 
 def _presign_counts(opts: TpsOptions) -> list[int]:
     counts = []
+    cap = MAX_RATE_PRESIGN_TPS if opts.crypto == "ed25519-blake3" else MAX_RATE_PRESIGN_TPS_SM2
     for rate in _sweep_rates(opts):
-        per_s = rate if rate is not None else MAX_RATE_PRESIGN_TPS
+        per_s = rate if rate is not None else cap
         counts.append(int(per_s * opts.duration_s * 1.05) + BATCH_TXS_MAX)
     return counts
 
 
 def run_tps(opts: TpsOptions) -> dict[str, Any]:
-    """Run the benchmark and return the report body (raises RuntimeError when it cannot run)."""
+    """Run the benchmark and return the report body (raises RuntimeError when it cannot run).
+
+    An ``sm2-sm3`` run is followed by the same options on ``ed25519-blake3`` (the baseline)."""
+    report = _run_tps_one(opts)
+    if opts.crypto != "ed25519-blake3":
+        from dataclasses import replace
+
+        if opts.progress:
+            print("baseline: the same run on ed25519-blake3", flush=True)
+        base = _run_tps_one(replace(opts, crypto="ed25519-blake3", profile_dir=None))
+        report["baseline"] = base
+        report["tps_vs_baseline"] = round(report["tps"] / base["tps"], 3) if base["tps"] else None
+    return report
+
+
+def _run_tps_one(opts: TpsOptions) -> dict[str, Any]:
     from engine.benchmarks.kernels import calibration
     from engine.config import init_testnet
     from engine.localnet import free_base_port, shutdown_nodes, spawn_node
@@ -601,7 +639,7 @@ def run_tps(opts: TpsOptions) -> dict[str, Any]:
     t = time.monotonic()
     say(f"signing {sum(counts):,} transactions of {opts.tx_bytes} B before the clock starts",
         flush=True)
-    signed = sign_envelopes(sum(counts), opts.tx_bytes)
+    signed = sign_envelopes(sum(counts), opts.tx_bytes, crypto=opts.crypto)
     sign_s = time.monotonic() - t
     pools, pos = [], 0
     for c in counts:
@@ -612,7 +650,8 @@ def run_tps(opts: TpsOptions) -> dict[str, Any]:
     procs: list[subprocess.Popen] = []
     profile = Profiler(opts.profile_dir) if opts.profile_dir else None
     try:
-        homes = init_testnet(workdir, opts.validators, base_port=base, chain_id=CHAIN_ID)
+        homes = init_testnet(workdir, opts.validators, base_port=base, chain_id=CHAIN_ID,
+                             crypto=opts.crypto)
         for h in homes:
             procs.append(spawn_node(h.path, os.path.join(workdir, f"{h.config.moniker}.log")))
         last_port = base + 2 * opts.validators - 1
@@ -629,7 +668,7 @@ def run_tps(opts: TpsOptions) -> dict[str, Any]:
             profile.finish()
         if not opts.keep:
             shutil.rmtree(workdir, ignore_errors=True)
-    ceiling = crypto_ceiling(signed)
+    ceiling = crypto_ceiling(signed, suite_name=opts.crypto)
     calib = calibration()
     main = result["steps"][-1] if not opts.sweep else max(result["steps"], key=lambda s: s["tps"])
     check = result["check"]
@@ -652,7 +691,7 @@ def run_tps(opts: TpsOptions) -> dict[str, Any]:
         "tps_fraction_of_ceiling": round(main["tps"] / ceiling["tps"], 4),
         "calibration": calib,
         "setup": {"validators": opts.validators, "duration_s": opts.duration_s,
-                  "tx_bytes": opts.tx_bytes,
+                  "tx_bytes": opts.tx_bytes, "crypto": opts.crypto,
                   "rate": ("sweep " + ",".join(str(r or "max") for r in _sweep_rates(opts))
                            if opts.sweep else opts.rate or "max"), "sweep": opts.sweep,
                   "store_sync": True, "senders": SENDERS, "batch_interval_ms": BATCH_INTERVAL_MS,
@@ -672,6 +711,8 @@ def run_tps(opts: TpsOptions) -> dict[str, Any]:
 
 def passed(report: dict[str, Any]) -> tuple[bool, list[str]]:
     problems = []
+    if "baseline" in report:
+        problems += [f"baseline (ed25519-blake3): {p}" for p in passed(report["baseline"])[1]]
     if report["lost"]:
         problems.append(f"{report['lost']} accepted transactions were not committed")
     if report["duplicates"]:
@@ -690,7 +731,7 @@ def format_summary(report: dict[str, Any]) -> str:
     lines = [
         "",
         (f"engine bench tps: {s['validators']} validators, {s['tx_bytes']} B signed kvstore txs, "
-         f"LMDB sync on, offered {s['rate']} tx/s"),
+         f"LMDB sync on, offered {s['rate']} tx/s, crypto {s.get('crypto', 'ed25519-blake3')}"),
         f"  committed TPS        {report['tps']:,.1f} (steady-state window)",
         (f"  latency              p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms "
          f"({lat['samples']} samples)"),
@@ -705,6 +746,15 @@ def format_summary(report: dict[str, Any]) -> str:
         (f"  agreement            {'all nodes agree' if report['nodes_agree'] else 'MISMATCH'} "
          f"up to height {report['check']['verified_height']}"),
     ]
+    base = report.get("baseline")
+    if base is not None:
+        blat = base["latency_ms"]
+        lines.append(f"  baseline (same run)  ed25519-blake3: {base['tps']:,.1f} TPS, p50 "
+                     f"{blat['p50']} ms, p99 {blat['p99']} ms, {base['lost']} lost; crypto "
+                     f"ceiling {base['crypto_ceiling']['tps']:,.0f} tx/s "
+                     f"({base['crypto_ceiling']['path']})")
+        lines.append(f"  ratio                {s.get('crypto')} / ed25519-blake3 = "
+                     f"{report['tps_vs_baseline']}x committed TPS")
     if len(report["steps"]) > 1:
         lines.append("  sweep                offered -> committed tx/s, p50/p99 ms")
         for st in report["steps"]:

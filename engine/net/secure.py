@@ -2,15 +2,18 @@
 
 Handshake (both sides run it at once; the dialer is the *initiator*):
 
-1. Each side sends ``MAGIC (8) || ephemeral X25519 public key (32)`` in the clear.
-2. ``transcript = BLAKE3(b"engine/p2p/transcript/v1" || u8 len(chain_id) || chain_id ||
+1. Each side sends ``MAGIC (8) || ephemeral X25519 public key (32)`` in the clear. The magic's
+   last byte names the chain's crypto suite (0 ``ed25519-blake3``, 1 ``sm2-sm3``): a peer of
+   the other suite is refused right there as running another genesis, with a reason that says so.
+2. ``transcript = H(b"engine/p2p/transcript/v1" || u8 len(chain_id) || chain_id ||
    initiator ephemeral || responder ephemeral)``; ``shared = X25519(own ephemeral, peer ephemeral)``.
 3. ``HKDF-SHA256(shared, salt=transcript, info=b"engine/p2p/keys/v1")`` gives 64 bytes: the key
    for initiator-to-responder frames, then the key for responder-to-initiator frames.
 4. Each side sends, as its first sealed frame (``AUTH_FRAME_BYTES`` = 112 sealed bytes, or 144
    with the genesis hash; a header announcing more ends the handshake before a byte of its body
    is read), ``node public key (32) || signature (64) [|| genesis hash (32)]`` where
-   the Ed25519 signature covers ``b"engine/p2p/auth/v1" || role (0 initiator, 1 responder) ||
+   the signature (Ed25519, or SM2 with a 64-byte node key on an ``sm2-sm3`` chain; H is the
+   suite's hash, BLAKE3 or SM3) covers ``b"engine/p2p/auth/v1" || role (0 initiator, 1 responder) ||
    transcript``. The role byte stops a peer from reflecting our own proof back at us, and signing
    the transcript binds the node key to these ephemerals (no man in the middle can splice two
    sessions). A peer whose key is not allowed is refused.
@@ -32,7 +35,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from engine.net.errors import ConnectionLost, FrameTooLarge, GenesisMismatch, HandshakeError
-from engine.suite import DEFAULT, SUITE_NAMES, Signer, Suite, get_suite
+from engine.suite import DEFAULT, Signer, Suite
 
 MAGIC = b"ENGP2P\x01\x00"
 HELLO_BYTES = len(MAGIC) + 32
@@ -42,9 +45,10 @@ GENESIS_HASH_BYTES = 32
 TAG_BYTES = 16
 #: The sealed authentication frame: the only frame read before the peer is authenticated.
 AUTH_FRAME_BYTES = AUTH_BYTES + TAG_BYTES
-#: The largest authentication frame of any suite (an SM2 node key is 64 bytes): read whole, so a
-#: peer of the other suite is told apart from garbage and refused with a clear reason.
+#: The largest authentication frame of any suite (an SM2 node key is 64 bytes).
 AUTH_FRAME_BYTES_MAX = 64 + 64 + TAG_BYTES
+#: The magic's last byte for each suite (the default's magic is unchanged).
+_SUITE_MAGIC_BYTE = {"ed25519-blake3": 0, "sm2-sm3": 1}
 _HEADER = struct.Struct("<I")
 _TRANSCRIPT_DOMAIN = b"engine/p2p/transcript/v1"
 _AUTH_DOMAIN = b"engine/p2p/auth/v1"
@@ -170,9 +174,15 @@ async def handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
     """
     eph = X25519PrivateKey.generate()
     eph_pub = eph.public_key().public_bytes_raw()
-    writer.write(MAGIC + eph_pub)
+    magic = MAGIC[:-1] + bytes([_SUITE_MAGIC_BYTE[suite.name]])
+    writer.write(magic + eph_pub)
     hello = await _read_exactly(reader, HELLO_BYTES)
-    if hello[: len(MAGIC)] != MAGIC:
+    if hello[: len(MAGIC)] != magic:
+        others = [n for n, b in _SUITE_MAGIC_BYTE.items()
+                  if hello[:len(MAGIC) - 1] == MAGIC[:-1] and hello[len(MAGIC) - 1] == b]
+        if others:  # the suite is part of genesis: a peer of the other suite runs another
+            raise GenesisMismatch(f"peer speaks the {others[0]} crypto suite; this chain's "
+                                  f"suite is {suite.name}")
         raise HandshakeError("peer did not send the engine p2p magic")
     peer_eph = hello[len(MAGIC):]
     try:
@@ -204,9 +214,7 @@ async def handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
     key_bytes = suite.public_key_bytes
     auth_bytes = key_bytes + suite.signature_bytes
     if len(auth) not in (auth_bytes, auth_bytes + GENESIS_HASH_BYTES):
-        reason, other_suite = _auth_size_refusal(len(auth), suite)
-        # The suite is part of genesis: a peer of the other suite runs another genesis.
-        raise GenesisMismatch(reason) if other_suite else HandshakeError(reason)
+        raise HandshakeError(f"authentication frame is {len(auth)} bytes, not {auth_bytes}")
     peer_key, peer_sig, peer_genesis = auth[:key_bytes], auth[key_bytes:auth_bytes], \
         auth[auth_bytes:]
     if peer_key == node_key.public_key:
@@ -222,16 +230,3 @@ async def handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
     stream.peer_key = peer_key
     return stream
 
-
-def _auth_size_refusal(size: int, suite: Suite) -> tuple[str, bool]:
-    """Why an authentication frame of ``size`` bytes is refused, and whether its size is the
-    other suite's (a node of an ``sm2-sm3`` chain dialling an ``ed25519-blake3`` one, say)."""
-    for name in SUITE_NAMES:
-        other = get_suite(name)
-        if other is suite:
-            continue
-        if size - other.public_key_bytes - other.signature_bytes in (0, GENESIS_HASH_BYTES):
-            return (f"peer authenticates with the {other.name} crypto suite; this chain's "
-                    f"suite is {suite.name}"), True
-    return (f"authentication frame is {size} bytes, not "
-            f"{suite.public_key_bytes + suite.signature_bytes}"), False

@@ -85,7 +85,7 @@ class _Checker:
 
     def _meta_records(self) -> None:
         known = {b"magic", b"schema", b"latest", b"base", b"app_hash", b"tip", b"indexed",
-                 b"genesis"}
+                 b"genesis", b"crypto"}  # crypto: the suite of an sm2-sm3 chain
         for key, value in self.txn.cursor(db=self.dbs["meta"]):
             key = bytes(key)
             try:
