@@ -116,7 +116,10 @@ class TpsOptions:
             raise ValueError(f"validators must be an integer in 1..16, not {self.validators!r}")
         if not 1 <= self.duration_s <= 3600:
             raise ValueError(f"duration must be 1..3600 s, not {self.duration_s!r}")
-        low = txmod.TX_HEADER_BYTES + txmod.SIGNATURE_BYTES + 16
+        from engine.suite import get_suite
+
+        suite = get_suite(self.crypto)  # ValueError naming the choices
+        low = txmod.TX_HEADER_BYTES + suite.public_key_bytes - 32 + txmod.SIGNATURE_BYTES + 16
         if type(self.tx_bytes) is not int or not low <= self.tx_bytes <= 4096:
             raise ValueError(f"tx_bytes must be an integer in {low}..4096, not {self.tx_bytes!r}")
         for r in [self.rate] + list(self.rates or []):
@@ -124,9 +127,6 @@ class TpsOptions:
                 raise ValueError(f"rate must be 'max' or 1..{RATE_MAX} tx/s, not {r!r}")
         if self.rates and not self.sweep:
             raise ValueError("rates is only used with sweep")
-        from engine.suite import get_suite
-
-        get_suite(self.crypto)  # ValueError naming the choices
 
 
 # ---- signing before the clock starts ---------------------------------------------------------

@@ -100,3 +100,15 @@ def test_bench_tps_with_sm2_sm3_reports_the_ed25519_baseline_of_the_same_run(tmp
     assert report["tps_vs_baseline"] == round(report["tps"] / report["baseline"]["tps"], 3)
     assert report["crypto_ceiling"]["path"] == hashing._native_sm.kernel_info()["sm2"]
     assert "ratio                sm2-sm3 / ed25519-blake3 = " in text
+
+
+@pytest.mark.parametrize("crypto, tx_bytes, message", [
+    ("rsa", 250, "crypto must be one of ed25519-blake3, sm2-sm3, not 'rsa'"),
+    ("sm2-sm3", 150, "tx_bytes must be an integer in 157..4096"),  # the sender is 64 bytes
+])
+def test_bench_tps_options_check_the_suite(crypto, tx_bytes, message):
+    from engine.benchmarks.tps import TpsOptions
+
+    with pytest.raises(ValueError, match=message):
+        TpsOptions(crypto=crypto, tx_bytes=tx_bytes).validate()
+    TpsOptions(crypto="ed25519-blake3", tx_bytes=150).validate()  # fine for 32-byte senders
