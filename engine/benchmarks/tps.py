@@ -19,12 +19,18 @@ process (psutil). Then, with the load stopped and the chain drained, every node'
 block by block over RPC: every accepted transaction must be committed exactly once on every node
 and all nodes must hold the same block and app hash at every height, or the run fails.
 
+``--find-max`` searches the highest offered rate the network sustains (:class:`MaxSearch`,
+:func:`sustained`): rungs of open-loop load, each signed before its clock starts, doubling while
+sustained and bisecting once a rung fails, at most ``find_max_rungs`` rungs on one testnet.
+
 ``--crypto sm2-sm3`` runs the testnet on the SM2/SM3 suite (engine/suite.py) and then, as the
 same-run baseline, the same options on ``ed25519-blake3``; the report carries both and their
 ratio (the baseline's own report under ``baseline``).
 
-The crypto ceiling is measured in the same run once the nodes are stopped: ``verify_txs`` over a
-sample of the same envelopes on every core — how fast one process could merely verify them. The
+The crypto ceiling is measured in the same run once the nodes are stopped: ``verify_txs`` over
+20,000 envelopes of the run's size from 1,000 senders on every core, keys cached (best of 3; a
+node verifies the same senders again and again) — how fast one process could merely verify
+them; N validators on one machine can commit at most ceiling / N (the physical limit). The
 calibration kernel (engine.benchmarks.kernels.calibration) is timed too, so `engine bench
 compare` can normalise TPS across machines.
 """
@@ -66,8 +72,18 @@ RATE_MAX = 200_000
 CEILING_SAMPLE_TXS = 20_000
 DRAIN_TIMEOUT_S_MIN = 20.0
 SWEEP_FRACTIONS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.25)
+#: ``--find-max``: a rung is sustained when committed >= this fraction of the offered rate over
+#: its steady-state window, p50 is within the SLO, nothing was refused and node 0 saw every
+#: accepted transaction of the rung committed.
+SUSTAINED_FRACTION = 0.98
+SLO_P50_MS_DEFAULT = 500.0
+FIND_MAX_START_TPS = 1000
+FIND_MAX_RUNGS_MAX = 8
+#: The search stops once the highest sustained and the lowest failed rate are this close.
+FIND_MAX_RESOLUTION = 0.1
+FIND_MAX_RATE_MIN = 100
 
-__all__ = ["TpsOptions", "run_tps", "run_tps_command"]
+__all__ = ["MaxSearch", "TpsOptions", "run_tps", "run_tps_command", "sustained"]
 
 
 @dataclass
@@ -83,6 +99,9 @@ class TpsOptions:
     keep: bool = False
     progress: bool = True
     crypto: str = "ed25519-blake3"
+    find_max: bool = False
+    slo_p50_ms: float = SLO_P50_MS_DEFAULT
+    find_max_rungs: int = FIND_MAX_RUNGS_MAX
 
     @classmethod
     def from_args(cls, args: Any) -> TpsOptions:
@@ -104,7 +123,10 @@ class TpsOptions:
         opts = cls(validators=args.validators, duration_s=args.duration, tx_bytes=args.tx_bytes,
                    rate=rate, sweep=args.sweep, rates=rates, base_port=args.base_port,
                    profile_dir=args.profile, keep=args.keep,
-                   crypto=getattr(args, "crypto", None) or "ed25519-blake3")
+                   crypto=getattr(args, "crypto", None) or "ed25519-blake3",
+                   find_max=getattr(args, "find_max", False),
+                   slo_p50_ms=getattr(args, "slo_p50_ms", SLO_P50_MS_DEFAULT),
+                   find_max_rungs=getattr(args, "find_max_rungs", FIND_MAX_RUNGS_MAX))
         opts.validate()
         return opts
 
@@ -127,6 +149,13 @@ class TpsOptions:
                 raise ValueError(f"rate must be 'max' or 1..{RATE_MAX} tx/s, not {r!r}")
         if self.rates and not self.sweep:
             raise ValueError("rates is only used with sweep")
+        if self.find_max and (self.sweep or self.profile_dir):
+            raise ValueError("find_max cannot be combined with sweep or profile")
+        if type(self.find_max_rungs) is not int or not 1 <= self.find_max_rungs <= 20:
+            raise ValueError(f"find_max_rungs must be an integer in 1..20, not "
+                             f"{self.find_max_rungs!r}")
+        if not isinstance(self.slo_p50_ms, (int, float)) or not 1 <= self.slo_p50_ms <= 60_000:
+            raise ValueError(f"slo_p50_ms must be 1..60000 ms, not {self.slo_p50_ms!r}")
 
 
 # ---- signing before the clock starts ---------------------------------------------------------
@@ -435,6 +464,7 @@ def _step_summary(state: _State, step: _Step, index: int, warmup_s: float) -> di
     committed_in_window = sum(n for _, _, n in blocks)
     latencies = [state.seen_at[i] - t for i, t in state.sent_at.items()
                  if state.step_of.get(i) == index and w0 <= t < w1 and i in state.seen_at]
+    unseen = sum(1 for i, k in state.step_of.items() if k == index and i not in state.seen_at)
     return {
         "offered_rate": step.rate if step.rate is not None else "max",
         "tps": round(committed_in_window / window_s, 1),
@@ -442,6 +472,7 @@ def _step_summary(state: _State, step: _Step, index: int, warmup_s: float) -> di
         "window_s": round(window_s, 2),
         "offered": step.offered, "accepted": step.accepted, "rejected": step.rejected,
         "retried_mempool_full": step.retried,
+        "unseen": unseen,
         "sender_behind_s": round(step.behind_s, 3),
         "blocks": len(blocks),
         "blocks_per_s": round(len(blocks) / window_s, 2),
@@ -496,6 +527,60 @@ async def _verify_chains(http, urls: list[str], height: int,
     }
 
 
+def sustained(summary: dict[str, Any], slo_p50_ms: float) -> tuple[bool, str]:
+    """Did a rung at a fixed offered rate hold it? (verdict, the reason when not)"""
+    rate = summary["offered_rate"]
+    if not isinstance(rate, int):
+        return False, "a max-rate rung has no offered rate to sustain"
+    if summary["errors"] and any("ran out" in e for e in summary["errors"]):
+        return False, "the pre-signed transactions ran out"
+    if summary["rejected"]:
+        return False, f"{summary['rejected']} transactions refused"
+    if summary["unseen"]:
+        return False, f"{summary['unseen']} accepted transactions not seen committed"
+    if summary["tps"] < SUSTAINED_FRACTION * rate:
+        return False, f"committed {summary['tps']:,.0f} < {SUSTAINED_FRACTION:.0%} of {rate:,}"
+    p50 = summary["latency_ms"]["p50"]
+    if not p50 <= slo_p50_ms:  # NaN (no samples) fails too
+        return False, f"p50 {p50} ms over the {slo_p50_ms:g} ms SLO"
+    return True, "sustained"
+
+
+class MaxSearch:
+    """The bounded search of ``--find-max``: double the offered rate while rungs are sustained,
+    halve it while they are not, then bisect between the highest sustained and the lowest failed
+    rate until they are within FIND_MAX_RESOLUTION, at most ``rungs_max`` rungs in all."""
+
+    def __init__(self, start: int = FIND_MAX_START_TPS, rungs_max: int = FIND_MAX_RUNGS_MAX,
+                 resolution: float = FIND_MAX_RESOLUTION, limit: int = RATE_MAX):
+        self.start, self.rungs_max, self.resolution, self.limit = start, rungs_max, resolution, limit
+        self.good: int | None = None
+        self.bad: int | None = None
+        self.rungs = 0
+
+    def first(self) -> int:
+        return self.start
+
+    def after(self, rate: int, ok: bool) -> int | None:
+        """The next rate to offer after ``rate`` was (not) sustained, or None: the search ends."""
+        self.rungs += 1
+        if ok:
+            self.good = max(self.good or 0, rate)
+        else:
+            self.bad = rate if self.bad is None else min(self.bad, rate)
+        if self.rungs >= self.rungs_max:
+            return None
+        if self.bad is None:
+            nxt = min(2 * rate, self.limit)
+            return nxt if nxt > rate else None
+        if self.good is None:
+            nxt = rate // 2
+            return nxt if nxt >= FIND_MAX_RATE_MIN else None
+        if self.bad - self.good <= self.resolution * self.good:
+            return None
+        return (self.good + self.bad) // 2
+
+
 def _sweep_rates(opts: TpsOptions) -> list[int | None]:
     if not opts.sweep:
         return [opts.rate]
@@ -506,7 +591,8 @@ def _sweep_rates(opts: TpsOptions) -> list[int | None]:
 
 
 async def _drive(opts: TpsOptions, urls: list[str], procs: list[subprocess.Popen],
-                 pools: list[list[bytes]], profile) -> dict[str, Any]:
+                 pools: list[list[bytes]], profile,
+                 search: MaxSearch | None = None) -> dict[str, Any]:
     import aiohttp
 
     conn = aiohttp.TCPConnector(limit=0)
@@ -523,8 +609,22 @@ async def _drive(opts: TpsOptions, urls: list[str], procs: list[subprocess.Popen
         warmup_s = min(5.0, opts.duration_s * 0.2)
         meter = CpuMeter({f"node{i}": p.pid for i, p in enumerate(procs)})
         steps, summaries = [], []
+        verdicts: list[dict[str, Any]] = []
         started = time.monotonic()
-        for index, (rate, pool) in enumerate(zip(_sweep_rates(opts), pools)):
+        plan: list[int | None] = [search.first()] if search else _sweep_rates(opts)
+        index = -1
+        while index + 1 < len(plan):
+            index += 1
+            rate = plan[index]
+            if search is not None:
+                assert rate is not None
+                count = _presign_count(rate, opts.duration_s, opts.crypto)
+                if opts.progress:
+                    print(f"[find-max] signing {count:,} transactions for {rate:,} tx/s", flush=True)
+                pool = await asyncio.get_running_loop().run_in_executor(
+                    None, sign_envelopes, count, opts.tx_bytes, CHAIN_ID, None, opts.crypto)
+            else:
+                pool = pools[index]
             step = _Step(rate)
             steps.append(step)
             label = f"rate {rate if rate else 'max'}"
@@ -551,6 +651,15 @@ async def _drive(opts: TpsOptions, urls: list[str], procs: list[subprocess.Popen
                 s = summaries[-1]
                 print(f"[{label}] committed {s['tps']:,.0f} tx/s, p50 {s['latency_ms']['p50']} ms,"
                       f" p99 {s['latency_ms']['p99']} ms", flush=True)
+            if search is not None:
+                assert rate is not None
+                ok, why = sustained(summaries[-1], opts.slo_p50_ms)
+                verdicts.append({"offered_rate": rate, "sustained": ok, "why": why})
+                if opts.progress:
+                    print(f"[find-max] {rate:,} tx/s: {why}", flush=True)
+                nxt = search.after(rate, ok)
+                if nxt is not None:
+                    plan.append(nxt)
         stop_watch.set()
         await asyncio.gather(*watchers)
         states = await asyncio.gather(*(get_json(http, f"{u}/status") for u in urls))
@@ -562,7 +671,8 @@ async def _drive(opts: TpsOptions, urls: list[str], procs: list[subprocess.Popen
         check = await _verify_chains(http, urls, common, accepted_ids)
         all_lat = [state.seen_at[i] - t for i, t in state.sent_at.items() if i in state.seen_at]
         timeline = _timeline(state, started)
-    return {"steps": summaries, "check": check, "accepted_ids": len(accepted_ids),
+    return {"steps": summaries, "verdicts": verdicts, "check": check,
+            "accepted_ids": len(accepted_ids),
             "committed_seen": sum(1 for i in accepted_ids if i in state.seen_at),
             "latency_all_ms": _percentiles_ms(all_lat), "timeline": timeline,
             "offered": sum(s.offered for s in steps), "rejected": sum(s.rejected for s in steps)}
@@ -579,37 +689,47 @@ def _timeline(state: _State, started: float) -> list[list[float]]:
 
 def crypto_ceiling(envelopes: list[bytes], chain_id: str = CHAIN_ID,
                    suite_name: str = "ed25519-blake3") -> dict[str, Any]:
-    """verify_txs over ``envelopes`` on every core: how fast one process merely verifies them."""
+    """verify_txs over ``envelopes`` on every core: how fast one process merely verifies them,
+    with the senders' keys in the decompressed-key cache (best of 3 after one warming pass: a
+    node verifies the same senders again and again); the cold-key pass is reported too."""
     from engine import crypto
     from engine import tx as txmod
     from engine.suite import get_suite
 
     suite = get_suite(suite_name)
     sample = envelopes[:CEILING_SAMPLE_TXS]
+    if suite.is_default:  # empty the cache
+        crypto.configure_key_cache(crypto.key_cache_info()["capacity"])
+    else:
+        crypto.sm2_configure_key_cache(crypto.sm2_key_cache_info()["capacity"])
+    start = time.perf_counter()
+    verdicts = txmod.verify_txs(sample, chain_id, threads=None, suite=suite)
+    cold = time.perf_counter() - start
     best = float("inf")
-    verdicts: list[bool] = []
     for _ in range(3):
-        if suite.is_default:
-            crypto.configure_key_cache(crypto.key_cache_info()["capacity"])
-        else:
-            crypto.sm2_configure_key_cache(crypto.sm2_key_cache_info()["capacity"])
         start = time.perf_counter()
         verdicts = txmod.verify_txs(sample, chain_id, threads=None, suite=suite)
         best = min(best, time.perf_counter() - start)
     if not all(verdicts):
         raise RuntimeError("the pre-signed transactions do not all verify")
+    senders = len({e[1:1 + suite.public_key_bytes] for e in sample})
     path = crypto.native_path() if suite.is_default else crypto.sm2_native_path()
-    return {"txs": len(sample), "threads": os.cpu_count() or 1,
-            "tps": round(len(sample) / best, 1), "path": path}
+    return {"txs": len(sample), "senders": senders, "threads": os.cpu_count() or 1,
+            "tps": round(len(sample) / best, 1), "tps_cold_keys": round(len(sample) / cold, 1),
+            "keys": "cached (best of 3 after a warming pass)", "path": path}
+
+
+def _presign_count(rate: int | None, duration_s: float,
+                   crypto: str = "ed25519-blake3") -> int:
+    cap = MAX_RATE_PRESIGN_TPS if crypto == "ed25519-blake3" else MAX_RATE_PRESIGN_TPS_SM2
+    per_s = rate if rate is not None else cap
+    return int(per_s * duration_s * 1.05) + BATCH_TXS_MAX
 
 
 def _presign_counts(opts: TpsOptions) -> list[int]:
-    counts = []
-    cap = MAX_RATE_PRESIGN_TPS if opts.crypto == "ed25519-blake3" else MAX_RATE_PRESIGN_TPS_SM2
-    for rate in _sweep_rates(opts):
-        per_s = rate if rate is not None else cap
-        counts.append(int(per_s * opts.duration_s * 1.05) + BATCH_TXS_MAX)
-    return counts
+    if opts.find_max:
+        return []  # each rung's transactions are signed when its rate is known
+    return [_presign_count(rate, opts.duration_s, opts.crypto) for rate in _sweep_rates(opts)]
 
 
 def run_tps(opts: TpsOptions) -> dict[str, Any]:
@@ -658,7 +778,10 @@ def _run_tps_one(opts: TpsOptions) -> dict[str, Any]:
         say(f"{opts.validators} validators in {workdir} (ports {base}..{last_port}), "
             f"sync on; load {'max' if opts.rate is None else opts.rate} tx/s for "
             f"{opts.duration_s:g} s" + (" per rung" if opts.sweep else ""), flush=True)
-        result = asyncio.run(_drive(opts, [h.rpc_url for h in homes], procs, pools, profile))
+        search = MaxSearch(start=opts.rate or FIND_MAX_START_TPS,
+                           rungs_max=opts.find_max_rungs) if opts.find_max else None
+        result = asyncio.run(_drive(opts, [h.rpc_url for h in homes], procs, pools, profile,
+                                    search))
     except (OSError, ValueError, RuntimeError) as e:
         _print_logs(workdir)
         raise RuntimeError(f"tps run failed: {e}") from e
@@ -668,9 +791,20 @@ def _run_tps_one(opts: TpsOptions) -> dict[str, Any]:
             profile.finish()
         if not opts.keep:
             shutil.rmtree(workdir, ignore_errors=True)
-    ceiling = crypto_ceiling(signed, suite_name=opts.crypto)
+    ceiling = crypto_ceiling(sign_envelopes(CEILING_SAMPLE_TXS, opts.tx_bytes,
+                                            crypto=opts.crypto), suite_name=opts.crypto)
     calib = calibration()
     main = result["steps"][-1] if not opts.sweep else max(result["steps"], key=lambda s: s["tps"])
+    find_max: dict[str, Any] = {}
+    if opts.find_max:
+        held = [st for st, v in zip(result["steps"], result["verdicts"]) if v["sustained"]]
+        best = max(held, key=lambda st: st["offered_rate"]) if held else None
+        main = best or max(result["steps"], key=lambda s: s["tps"])
+        top = best["offered_rate"] if best else 0
+        find_max = {"max_sustainable_tps": top, "slo_p50_ms": opts.slo_p50_ms,
+                    "fraction_of_ceiling": round(top / ceiling["tps"], 4),
+                    "fraction_of_physical_limit": round(top * opts.validators / ceiling["tps"], 4),
+                    "rungs": result["verdicts"]}
     check = result["check"]
     committed = result["accepted_ids"] - check["lost"]
     report = {
@@ -692,7 +826,8 @@ def _run_tps_one(opts: TpsOptions) -> dict[str, Any]:
         "calibration": calib,
         "setup": {"validators": opts.validators, "duration_s": opts.duration_s,
                   "tx_bytes": opts.tx_bytes, "crypto": opts.crypto,
-                  "rate": ("sweep " + ",".join(str(r or "max") for r in _sweep_rates(opts))
+                  "rate": ("find-max" if opts.find_max else
+                           "sweep " + ",".join(str(r or "max") for r in _sweep_rates(opts))
                            if opts.sweep else opts.rate or "max"), "sweep": opts.sweep,
                   "store_sync": True, "senders": SENDERS, "batch_interval_ms": BATCH_INTERVAL_MS,
                   "poll_ms": POLL_MS, "signing_s": round(sign_s, 1),
@@ -703,6 +838,7 @@ def _run_tps_one(opts: TpsOptions) -> dict[str, Any]:
         "steps": result["steps"],
         "timeline": result["timeline"],
         "exit_codes": codes,
+        **find_max,
     }
     if profile is not None:
         report["profile"] = profile.summary
@@ -741,11 +877,21 @@ def format_summary(report: dict[str, Any]) -> str:
         (f"  blocks               {report['blocks_per_s']} /s, {report['txs_per_block']} txs/block,"
          f" {report['rounds_per_height']} rounds/height"),
         f"  CPU % of one core    {report['cpu_percent']}",
-        (f"  crypto ceiling       verify_txs on {ceil['threads']} cores: {ceil['tps']:,.0f} tx/s "
-         f"({ceil['path']}); TPS is {report['tps_fraction_of_ceiling']:.1%} of it"),
+        (f"  crypto ceiling       verify_txs on {ceil['threads']} cores, keys cached: "
+         f"{ceil['tps']:,.0f} tx/s ({ceil.get('tps_cold_keys', 0):,.0f} cold keys; "
+         f"{ceil['path']}); TPS is {report['tps_fraction_of_ceiling']:.1%} of it"),
         (f"  agreement            {'all nodes agree' if report['nodes_agree'] else 'MISMATCH'} "
          f"up to height {report['check']['verified_height']}"),
     ]
+    if "max_sustainable_tps" in report:
+        lines.append(
+            f"  find-max             {report['max_sustainable_tps']:,} tx/s sustained (committed >= "
+            f"{SUSTAINED_FRACTION:.0%}, p50 <= {report['slo_p50_ms']:g} ms): "
+            f"{report['fraction_of_ceiling']:.1%} of the crypto ceiling, "
+            f"{report['fraction_of_physical_limit']:.1%} of the physical limit "
+            f"(ceiling / {s['validators']} validators)")
+        for v in report["rungs"]:
+            lines.append(f"    {v['offered_rate']:>8,} tx/s  {v['why']}")
     base = report.get("baseline")
     if base is not None:
         blat = base["latency_ms"]

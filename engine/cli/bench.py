@@ -45,6 +45,13 @@ def register(sub) -> None:
     t.add_argument("--crypto", default=None, choices=["ed25519-blake3", "sm2-sm3"],
                    help="the testnet's crypto suite; sm2-sm3 also runs the ed25519-blake3 "
                         "baseline with the same options in the same run")
+    t.add_argument("--find-max", action="store_true",
+                   help="search the highest offered rate the network sustains (a bounded "
+                        "search of rungs; --rate sets the first rung, default 1000)")
+    t.add_argument("--slo-p50-ms", type=float, default=500.0,
+                   help="--find-max: the p50 latency a sustained rung must keep (default 500)")
+    t.add_argument("--find-max-rungs", type=int, default=8,
+                   help="--find-max: at most this many rungs (default 8)")
     t.set_defaults(func=_tps)
 
     c = bench.add_parser("compare", help="exit 1 when NEW regressed against BASE")

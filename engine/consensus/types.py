@@ -13,13 +13,13 @@ malformed, because its input comes from peers.
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
 import numpy as np
 
-from engine import limits
+from engine import hashing, limits
 from engine.errors import ProtocolError
 
 HASH_BYTES = 32
@@ -187,7 +187,7 @@ class Validator:
 class ValidatorSet:
     """An ordered set of validators (the order is the index used in votes and bitmaps)."""
 
-    __slots__ = ("_index", "_public_keys", "powers", "total_power", "validators")
+    __slots__ = ("_digest", "_index", "_public_keys", "powers", "total_power", "validators")
 
     def __init__(self, validators: Sequence[Validator]):
         validators = tuple(validators)
@@ -216,6 +216,7 @@ class ValidatorSet:
         self.total_power = total
         self._public_keys = [v.public_key for v in validators]
         self._index = {v.public_key: i for i, v in enumerate(validators)}
+        self._digest: bytes | None = None
 
     def __len__(self) -> int:
         return len(self.validators)
@@ -229,6 +230,21 @@ class ValidatorSet:
     def has_quorum(self, power: int) -> bool:
         """More than 2/3 of the total power."""
         return 3 * power > 2 * self.total_power
+
+    def encode(self) -> bytes:
+        """``u32 count | (public key 32, or 64 for SM2 | power u64) * count``, in index order."""
+        return struct.pack("<I", len(self.validators)) + b"".join(
+            v.public_key + struct.pack("<Q", v.power) for v in self.validators)
+
+    def hash(self, hash_fn: Callable[[bytes], bytes] | None = None) -> bytes:
+        """BLAKE3 (or ``hash_fn``, the chain suite's hash: SM3 on an ``sm2-sm3`` chain) of
+        ``b"engine/validators/v1" | encode()``: what a block header's ``validators_hash`` and
+        ``next_validators_hash`` name."""
+        if hash_fn is not None and hash_fn is not hashing.blake3:
+            return hash_fn(b"engine/validators/v1" + self.encode())
+        if self._digest is None:
+            self._digest = hashing.blake3(b"engine/validators/v1" + self.encode())
+        return self._digest
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ValidatorSet) and self.validators == other.validators

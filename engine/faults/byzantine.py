@@ -21,8 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from engine import consensus as cs
-from engine.block import Block
-from engine.hashing import blake3
+from engine.block import Block, block_id
 from engine.node.ports import Counters, Outbox, OutboxWrapper
 
 log = logging.getLogger("engine.faults.byzantine")
@@ -76,7 +75,7 @@ class EquivocatingOutbox:
                               block: bytes) -> tuple[cs.Proposal, bytes]:
         b = Block.decode(block)
         alt = dataclasses.replace(b, time_ms=b.time_ms + 1).encode()
-        p = cs.Proposal(proposal.height, proposal.round, proposal.pol_round, blake3(alt),
+        p = cs.Proposal(proposal.height, proposal.round, proposal.pol_round, block_id(alt),
                         proposal.proposer_index, b"")
         sig = self.key.sign(p.sign_bytes(self.chain_id))
         return dataclasses.replace(p, signature=sig), alt

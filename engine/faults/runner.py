@@ -36,7 +36,7 @@ from engine.consensus.proposer import ProposerSchedule
 from engine.faults import invariants, netns
 from engine.faults.hooks import ENV_SWITCH, TESTING_FILE
 from engine.faults.scenario import Scenario
-from engine.faults.walfault import damage_wal
+from engine.faults.walfault import damage_wal, wal_bytes
 from engine.localnet import free_base_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -46,6 +46,8 @@ RPC_MISSES_MAX = 10
 STARTUP_TIMEOUT_S = 60
 LOAD_TICK_S = 0.1
 LOG_TAIL_LINES = 15
+#: Looks at a frozen node's WAL before a ``wal_records`` kill gives up.
+WAL_WAIT_TRIES = 100
 
 __all__ = ["Report", "ScenarioFailed", "run_scenario"]
 
@@ -239,14 +241,30 @@ class Runner:
                 env=env, start_new_session=True)
         self.state[i] = "running"
 
-    def kill(self, i: int) -> None:
+    def kill(self, i: int, *, wal_records: bool = False) -> None:
         p = self.procs[i]
+        if wal_records and p is not None and p.poll() is None:
+            self._stop_with_wal_records(i, p)
         if p is not None and p.poll() is None:
             p.send_signal(signal.SIGKILL)
             p.wait(20)
         self.state[i] = "killed"
         if self.load is not None:
             self.load.node_killed(i)
+
+    def _stop_with_wal_records(self, i: int, p: subprocess.Popen) -> None:
+        """Freeze node ``i`` (SIGSTOP) at an instant when its WAL holds records, so that the
+        SIGKILL that follows leaves a WAL to damage. A node's WAL is emptied at every commit;
+        under load it fills again within milliseconds, but a kill can land in between."""
+        for _ in range(WAL_WAIT_TRIES):
+            p.send_signal(signal.SIGSTOP)
+            if wal_bytes(self.homes[i]) > 0:
+                self._note(f"node{i} frozen with WAL records")
+                return
+            p.send_signal(signal.SIGCONT)
+            time.sleep(self.rng.uniform(0.01, 0.1))
+        raise ScenarioFailed(f"node{i}'s WAL stayed empty over {WAL_WAIT_TRIES} looks: "
+                             "the kill would not leave anything to damage")
 
     def live(self) -> list[int]:
         return [i for i, s in enumerate(self.state) if s == "running"]
@@ -315,7 +333,7 @@ class Runner:
         self._note(f"{action} {args or ''}")
         if action == "kill":
             for i in nodes:
-                self.kill(i)
+                self.kill(i, wal_records=bool(args.get("wal_records", False)))
         elif action == "start":
             for i in nodes:
                 if self.state[i] == "killed":

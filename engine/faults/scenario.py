@@ -40,7 +40,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 #: action -> (required fields, optional fields)
 ACTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "kill": (("nodes",), ()),                      # SIGKILL
+    "kill": (("nodes",), ("wal_records",)),        # SIGKILL (wal_records: once its WAL holds some)
     "start": (("nodes",), ()),                     # restart killed nodes
     "pause": (("nodes",), ()),                     # SIGSTOP
     "resume": (("nodes",), ()),                    # SIGCONT

@@ -2,7 +2,7 @@
 
 The store itself knows blocks only as bytes; this hook (used by ``engine store check --home``
 when the home holds a genesis.json) decodes each stored header with the node's block format
-(engine/block.py), and checks that BLAKE3 of header + transactions is the stored block hash, that
+(engine/block.py), and checks that the suite's hash of the header is the stored block hash, that
 height, parent hash and tx root agree with the store's record, that the header's app hash is the
 one stored after the parent, and that both the block's own commit certificate and the parent
 certificate it carries (``last_commit``) hold more than 2/3 of the genesis validators' power,
@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 
 from engine import config
 from engine import consensus as cs
-from engine.block import Block, with_txs
+from engine.block import Block, block_id, with_txs
 from engine.errors import ProtocolError
 from engine.store import StoredBlock
 from engine.suite import Suite, get_suite
@@ -38,7 +38,8 @@ def verifier_for_home(home: str) -> Verifier | None:
 
 def make_verifier(chain_id: bytes, validators: list[tuple[bytes, int]],
                   suite: Suite | str | None = None) -> Verifier:
-    """A verifier for blocks of ``chain_id`` signed by ``validators`` ((public key, power))."""
+    """A verifier for blocks of ``chain_id`` signed by ``validators`` ((public key, power)) on a
+    chain of ``suite`` (default ``ed25519-blake3``)."""
     vset = cs.ValidatorSet([cs.Validator(pk, power) for pk, power in validators])
     s = get_suite(suite)
 
@@ -58,13 +59,17 @@ def _verify(block: StoredBlock, parent: StoredBlock | None, chain_id: bytes, vse
     header = Block.decode(block.header, header_only=True)
     if header.tx_count != len(block.txs):
         problems.append(f"header counts {header.tx_count} txs, the store holds {len(block.txs)}")
-    if suite.hash(with_txs(header, block.txs).encode()) != block.block_hash:
-        problems.append(f"block hash is not the {suite.name} hash of the stored header and "
-                        "transactions")
+    try:
+        if block_id(with_txs(header, block.txs).encode(suite), suite) != block.block_hash:
+            problems.append(f"block hash is not the {suite.name} hash of the stored header")
+    except ProtocolError as e:
+        problems.append(f"stored block does not match its header: {e}")
     if header.chain_id != chain_id:
         problems.append(f"chain id {header.chain_id!r} is not the genesis chain id")
     if header.height != block.height or header.parent_hash != block.parent_hash:
         problems.append("header height or parent hash differs from the store's record")
+    if header.validators_hash != vset.hash(suite.hash):
+        problems.append("header validators_hash is not the hash of the set that signs it")
     if header.tx_root != block.tx_root:
         problems.append("header tx root differs from the root of the stored transactions")
     if parent is not None and header.app_hash != parent.app_hash:

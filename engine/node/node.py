@@ -340,8 +340,8 @@ class Node:
             precommit_ms=cfg.timeout_precommit_ms, precommit_delta_ms=cfg.timeout_delta_ms)
         return cs.ConsensusCore(self.chain_id, self.validators, signer,
                                 height=self.tip.height + 1, is_valid=validity.is_valid,
-                                hash_block=self.suite.hash, verify=signatures.verify,
-                                timeouts=timeouts)
+                                verify=signatures.verify, timeouts=timeouts,
+                                hash_block=validity.block_hash)
 
     async def _housekeeping(self, wire: PeerWire, sync: BlockSync,
                             driver: ConsensusDriver) -> None:

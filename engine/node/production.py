@@ -124,8 +124,10 @@ class BlockProducer:
             txs = self.prepare(height, txs)
         last_commit = self.store.load_certificate(height - 1) if height > 1 else b""
         time_ms = max(int(time.time() * 1000), self.tip.block_time_ms)
+        vhash, next_vhash = self.validator.validator_hashes(height)
         return Block.make(chain_id=self.chain_id, height=height, time_ms=time_ms,
                           parent_hash=self.tip.block_hash, app_hash=self.tip.app_hash,
                           proposer_index=proposer_index, last_commit=last_commit or b"",
                           evidence=self.evidence.for_block(height), txs=txs,
-                          suite=self.validator.suite).encode()
+                          validators_hash=vhash, next_validators_hash=next_vhash,
+                          suite=self.validator.suite).encode(self.validator.suite)

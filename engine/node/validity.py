@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from engine import consensus as cs
 from engine import limits
-from engine.block import Block, tx_root_of
+from engine.block import Block, block_id, check_body
 from engine.errors import ProtocolError
 from engine.mempool import Mempool
 from engine.node.ports import Counters
@@ -35,7 +35,9 @@ __all__ = ["BlockValidator", "block_hash"]
 
 
 def block_hash(raw: bytes, suite: Suite = _DEFAULT_SUITE) -> bytes:
-    return suite.hash_many([raw])[0]
+    """The block id (the suite's hash of the header, the body checked against it;
+    ProtocolError if not)."""
+    return block_id(raw, suite)
 
 
 class BlockValidator:
@@ -62,8 +64,23 @@ class BlockValidator:
         self._decoded: dict[bytes, tuple[Block, list[bytes]]] = {}
         self._certificates_ok: set[bytes] = set()
 
+    def validator_hashes(self, height: int) -> tuple[bytes, bytes]:
+        """(validators_hash, next_validators_hash) that a block at ``height`` must carry."""
+        h = self.validators.hash(self.suite.hash)
+        return h, h
+
+    def block_hash(self, raw: bytes) -> bytes:
+        """The block id in this chain's suite (the core's ``hash_block``)."""
+        return block_hash(raw, self.suite)
+
     def is_valid(self, height: int, raw: bytes) -> bool:
-        key = block_hash(raw, self.suite)
+        try:
+            key = block_hash(raw, self.suite)
+        except ProtocolError as e:
+            # Not cached: the id of a body that does not match its header is not its own.
+            log.warning("invalid block at height %d: %s", height, e)
+            self.counters.add("invalid_block")
+            return False
         ok = self._verdicts.get(key)
         if ok is None:
             try:
@@ -89,6 +106,7 @@ class BlockValidator:
             return hit
         b = Block.decode(raw)
         out = (b, self.suite.hash_many(list(b.txs)) if b.txs else [])
+        check_body(b, out[1], self.suite)
         if len(self._decoded) >= limits.decoded_blocks_cached_max:
             self._decoded.clear()
         self._decoded[key] = out
@@ -112,9 +130,9 @@ class BlockValidator:
             raise ProtocolError("app hash differs from our state after the parent")
         if len(b.txs) > self.block_txs_max or len(raw) > self.block_bytes_max + (1 << 20):
             raise ProtocolError("block exceeds the configured size limits")
+        if (b.validators_hash, b.next_validators_hash) != self.validator_hashes(height):
+            raise ProtocolError("the block names another validator set")
         self._check_last_commit(height, b.last_commit)
-        if tx_root_of(ids, self.suite) != b.tx_root:
-            raise ProtocolError("tx root does not match the transactions")
         if len(set(ids)) != len(ids):
             raise ProtocolError("a transaction appears twice")
         # A pooled transaction is known to be uncommitted (commits leave the pool), so only
@@ -132,7 +150,7 @@ class BlockValidator:
         for e in b.evidence:
             ev = cs.DuplicateVoteEvidence.decode(e)
             if not height - limits.evidence_age_heights_max <= ev.height < height \
-                    or self.evidence_committed(block_hash(e, self.suite)):
+                    or self.evidence_committed(self.suite.hash(e)):
                 raise ProtocolError("evidence is too old, from the future or already committed")
             ev.verify(self.chain_id, self.validators, self.suite.verify)
         if self.app_accepts is not None and not self.app_accepts(height, list(b.txs), ids):

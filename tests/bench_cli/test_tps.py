@@ -98,3 +98,93 @@ def test_profile_summary_of_folded_stacks(tmp_path):
     empty = tmp_path / "e.folded"
     empty.write_text("")
     assert summarise_folded(str(empty))["samples"] == 0
+
+
+def _summary(rate, tps_, p50=100.0, rejected=0, unseen=0, errors=()):
+    return {"offered_rate": rate, "tps": tps_, "latency_ms": {"p50": p50}, "rejected": rejected,
+            "unseen": unseen, "errors": list(errors)}
+
+
+@pytest.mark.parametrize("summary, ok, why", [
+    (_summary(1000, 990.0), True, "sustained"),
+    (_summary(1000, 979.0), False, "98%"),
+    (_summary(1000, 1000.0, p50=501.0), False, "SLO"),
+    (_summary(1000, 1000.0, p50=float("nan")), False, "SLO"),
+    (_summary(1000, 1000.0, rejected=1), False, "refused"),
+    (_summary(1000, 1000.0, unseen=3), False, "not seen committed"),
+    (_summary(1000, 1000.0, errors=["pre-signed transactions ran out"]), False, "ran out"),
+    (_summary("max", 5000.0), False, "no offered rate"),
+])
+def test_a_rung_is_sustained_only_when_every_condition_holds(summary, ok, why):
+    verdict, reason = tps.sustained(summary, 500.0)
+    assert verdict is ok and why in reason
+
+
+def _search(capacity, **kw):
+    """Run the search against a network that sustains exactly ``capacity`` tx/s."""
+    s = tps.MaxSearch(**kw)
+    offered, rate = [], s.first()
+    while rate is not None:
+        offered.append(rate)
+        rate = s.after(rate, rate <= capacity)
+    return s, offered
+
+
+@pytest.mark.parametrize("capacity", [150, 999, 1000, 2500, 7300, 40_000])
+def test_the_search_brackets_the_capacity_within_its_resolution_and_rung_budget(capacity):
+    s, offered = _search(capacity, rungs_max=12)
+    assert len(offered) <= 12 and len(set(offered)) == len(offered)
+    assert s.good is not None and s.good <= capacity
+    assert s.bad is None or s.bad > capacity
+    if s.bad is not None:
+        assert s.bad - s.good <= tps.FIND_MAX_RESOLUTION * s.good
+
+
+def test_the_search_stops_at_its_rung_budget_and_when_nothing_holds():
+    s, offered = _search(10**9, rungs_max=4)
+    assert offered == [1000, 2000, 4000, 8000] and s.good == 8000 and s.bad is None
+    s, offered = _search(10)
+    assert offered == [1000, 500, 250, 125] and s.good is None
+
+
+def test_the_crypto_ceiling_is_timed_with_keys_cached_and_reports_cold_keys_too():
+    envs = tps.sign_envelopes(3000, 250, workers=1)
+    c = tps.crypto_ceiling(envs)
+    assert c["txs"] == 3000 and c["senders"] == min(3000, tps.SENDERS)
+    assert c["tps"] > 0 and c["tps_cold_keys"] > 0
+    forged = list(envs)
+    forged[5] = forged[5][:-1] + bytes([forged[5][-1] ^ 1])
+    with pytest.raises(RuntimeError, match="do not all verify"):
+        tps.crypto_ceiling(forged)
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"find_max": True, "sweep": True}, "find_max cannot"),
+    ({"find_max": True, "profile": "/tmp/x"}, "find_max cannot"),
+    ({"slo_p50_ms": 0.0}, "slo_p50_ms"), ({"find_max_rungs": 0}, "find_max_rungs")])
+def test_bad_find_max_options_are_refused(kw, message):
+    with pytest.raises(ValueError, match=message):
+        tps.TpsOptions.from_args(_args(**kw))
+
+
+def test_find_max_short_run_reports_the_highest_sustained_rung(tmp_path, capsys):
+    out_json = tmp_path / "find.json"
+    code = main(["bench", "tps", "--find-max", "--find-max-rungs", "2", "--rate", "200",
+                 "--duration", "3",
+                 "--slo-p50-ms", "2000", "--json", str(out_json)])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    report = json.loads(out_json.read_text())
+    rungs = report["rungs"]
+    assert [r["offered_rate"] for r in rungs][:1] == [200] and len(rungs) == 2
+    # The verdicts are the sustained() rule applied to the rungs' own summaries.
+    for r, st in zip(rungs, report["steps"]):
+        assert st["offered_rate"] == r["offered_rate"]
+        assert tps.sustained(st, 2000.0)[0] is r["sustained"]
+    held = [r["offered_rate"] for r in rungs if r["sustained"]]
+    assert report["max_sustainable_tps"] == max(held, default=0)
+    assert report["slo_p50_ms"] == 2000.0
+    ceiling = report["crypto_ceiling"]["tps"]
+    assert report["fraction_of_ceiling"] == round(report["max_sustainable_tps"] / ceiling, 4)
+    assert report["lost"] == 0 and report["nodes_agree"] is True
+    assert "find-max" in text

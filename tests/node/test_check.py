@@ -22,6 +22,7 @@ def store(tmp_path):
 
 KEYS = [SigningKey(bytes([i + 1]) * 32) for i in range(4)]
 VALIDATORS = [(k.public_key, 10) for k in KEYS]
+VSET_HASH = cs.ValidatorSet([cs.Validator(pk, p) for pk, p in VALIDATORS]).hash()
 
 
 def _cert(height: int, block_hash: bytes, signers=range(3)) -> bytes:
@@ -30,17 +31,19 @@ def _cert(height: int, block_hash: bytes, signers=range(3)) -> bytes:
     return cs.CommitCertificate.build(height, 0, block_hash, sigs, len(KEYS)).encode()
 
 
-def _chain(store: Store, heights: int, *, bad_cert_at: int | None = None) -> None:
+def _chain(store: Store, heights: int, *, bad_cert_at: int | None = None,
+           vset_hash: bytes = VSET_HASH) -> None:
     parent, app, last_commit = bytes(32), blake3(b"genesis app"), b""
     for h in range(1, heights + 1):
         txs = [b"tx %d %d" % (h, i) for i in range(5)]
         block = Block.make(chain_id=CHAIN, height=h, time_ms=1000 * h, parent_hash=parent,
                            app_hash=app, proposer_index=0, last_commit=last_commit,
-                           evidence=[], txs=txs)
-        block_hash = blake3(block.encode())
+                           evidence=[], txs=txs, validators_hash=vset_hash,
+                           next_validators_hash=vset_hash)
+        block_hash = block.hash()
         cert = _cert(h, block_hash, signers=range(2) if h == bad_cert_at else range(3))
         new_app = blake3(b"app %d" % h)
-        store.save_block(h, block_hash, block.header(), txs, cert, parent_hash=parent,
+        store.save_block(h, block_hash, block.head(), txs, cert, parent_hash=parent,
                          app_hash=new_app, tx_ids=blake3_many(txs))
         parent, app, last_commit = block_hash, new_app, cert
 
@@ -66,6 +69,12 @@ def test_node_verifier_reports_wrong_validators_and_chain(store):
         store, verify_block=make_verifier(CHAIN, others)).summary()
     assert "chain id" in check_store(
         store, verify_block=make_verifier(b"other", VALIDATORS)).summary()
+
+
+def test_node_verifier_reports_a_header_naming_another_validator_set(store):
+    _chain(store, 2, vset_hash=blake3(b"another set"))
+    text = check_store(store, verify_block=make_verifier(CHAIN, VALIDATORS)).summary()
+    assert "height 1: header validators_hash is not the hash of the set that signs it" in text
 
 
 def _write_genesis(home) -> None:

@@ -363,7 +363,11 @@ def test_whole_network_restarts_and_continues(tmp_path):
         heights = [n.latest_height for n in nodes]
         nodes = await start_nodes(homes)
         try:
-            assert [n.latest_height for n in nodes] == heights
+            # Nothing committed is lost. A node may be ahead of where it stopped: its replay can
+            # complete the height it was in (its WAL held the precommits), and the first nodes
+            # up may commit with each other before the last one starts.
+            after = [n.latest_height for n in nodes]
+            assert all(a >= h for a, h in zip(after, heights)), (heights, after)
             assert sum(n.counters.get("wal_records_replayed", 0) for n in nodes) > 0
             results = await nodes[2].submit_txs(make_txs(CHAIN, 100, "after"))
             infos = await asyncio.gather(*(n.wait_for_tx(r.tx_id, 30) for n in nodes

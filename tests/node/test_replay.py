@@ -84,7 +84,9 @@ def test_replay_after_pruning_is_refused_by_admission_and_by_block_validity(tmp_
                              parent_hash=tip.block_hash, app_hash=tip.app_hash,
                              proposer_index=0,
                              last_commit=node.store.load_certificate(tip.height),
-                             evidence=[], txs=[old]).encode()
+                             evidence=[], txs=[old],
+                             validators_hash=node.validators.hash(),
+                             next_validators_hash=node.validators.hash()).encode()
             valid = node.core.is_valid(tip.height + 1, raw)
             fresh = await node.submit_tx(tx.encode_tx(key, 2, b"pay=3", CHAIN))
             return valid, fresh

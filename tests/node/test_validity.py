@@ -9,7 +9,7 @@ import pytest
 
 from engine import consensus as cs
 from engine import tx as txmod
-from engine.block import Block
+from engine.block import Block, header_size
 from engine.crypto import SigningKey
 from engine.hashing import blake3
 from engine.mempool import Mempool
@@ -51,7 +51,8 @@ def _validator(*, committed: set[bytes] = frozenset(), committed_evidence=frozen
 def _block(height: int = 5, **changes) -> bytes:
     fields = {"chain_id": CHAIN, "height": height, "time_ms": 1000, "parent_hash": PARENT,
               "app_hash": APP, "proposer_index": 0, "last_commit": _cert(height - 1, PARENT),
-              "evidence": [], "txs": _txs(3)}
+              "evidence": [], "txs": _txs(3), "validators_hash": VSET.hash(),
+              "next_validators_hash": VSET.hash()}
     fields.update(changes)
     return Block.make(**fields).encode()
 
@@ -90,6 +91,8 @@ def _forged_signature_txs() -> list[bytes]:
     ("transaction twice", 5, lambda: _block(txs=_txs(2) + _txs(1))),
     ("forged transaction signature", 5, lambda: _block(txs=_forged_signature_txs())),
     ("evidence from the future", 5, lambda: _block(evidence=[_evidence(5)])),
+    ("another validator set", 5, lambda: _block(validators_hash=blake3(b"other set"))),
+    ("another next validator set", 5, lambda: _block(next_validators_hash=blake3(b"other"))),
 ])
 def test_each_rule_rejects_what_breaks_it(why, height, block):
     v, counters = _validator()
@@ -102,6 +105,18 @@ def test_wrong_tx_root_is_rejected():
     raw = dataclasses.replace(good, tx_root=bytes(32)).encode()
     v, _ = _validator()
     assert not v.is_valid(5, raw)
+
+
+def test_a_body_swapped_under_a_header_is_refused_without_poisoning_the_verdict_cache():
+    """A relayer that pairs the proposer's header with another body must not make the honest
+    block (same id) look invalid: the mismatch is refused and not remembered."""
+    good = _block()
+    n = header_size(len(CHAIN))
+    forged = good[:n] + _block(txs=_txs(3, start=7))[n:]
+    v, counters = _validator()
+    assert not v.is_valid(5, forged)
+    assert counters.get("invalid_block") == 1
+    assert v.is_valid(5, good)
 
 
 def test_committed_transactions_and_evidence_are_rejected():

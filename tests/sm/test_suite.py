@@ -289,3 +289,29 @@ def test_handshake_between_suites_is_refused_as_another_genesis():
     assert "peer speaks the sm2-sm3 crypto suite; this chain's suite is " \
            "ed25519-blake3" in str(s)
     assert isinstance(c, GenesisMismatch) and "peer speaks the ed25519-blake3 crypto suite" in str(c)
+
+
+# ---- the block format ---------------------------------------------------------------------------
+
+def test_block_ids_roots_and_validator_hashes_follow_the_suite():
+    from engine import consensus as cs
+    from engine.block import Block, block_id, header_size
+    from engine.errors import ProtocolError
+
+    key = SM.generate_key()
+    txs = [tx.encode_tx(key, i, b"k%d=v" % i, CHAIN) for i in range(3)]
+    vset = cs.ValidatorSet([cs.Validator(SM.generate_key().public_key, 1)])
+    vh = vset.hash(SM.hash)
+    assert vh == hashing.sm3(b"engine/validators/v1" + vset.encode()) != vset.hash()
+    block = Block.make(chain_id=b"c", height=2, time_ms=1, parent_hash=bytes(32),
+                       app_hash=bytes(32), proposer_index=0, last_commit=b"cert",
+                       evidence=[b"ev"], txs=txs, validators_hash=vh, next_validators_hash=vh,
+                       suite=SM)
+    assert block.tx_root == hashing.sm3_merkle_root(SM.hash_many(txs))
+    header = block.header(SM)
+    assert header.last_commit_hash == hashing.sm3(b"cert")
+    assert header.evidence_hash == hashing.sm3_merkle_root([hashing.sm3(b"ev")])
+    raw = block.encode(SM)
+    assert block_id(raw, SM) == hashing.sm3(raw[:header_size(1)]) == block.hash(SM)
+    with pytest.raises(ProtocolError, match="tx root"):  # read as an ed25519-blake3 block
+        block_id(raw, ED)

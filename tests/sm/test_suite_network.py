@@ -11,6 +11,7 @@ import shutil
 import pytest
 
 from engine import config, hashing
+from engine.block import header_size
 from engine.cli import main
 from engine.demo import run_demo
 from engine.node.check import make_verifier, verifier_for_home
@@ -50,13 +51,13 @@ def _check_stores(workdir: str) -> None:
             assert store.suite.name == SM2_SM3  # recorded at creation
             report = check_store(store, verifier_for_home(home))
             assert report.ok and report.blocks > 1 and report.txs > 0, report.summary()
-            # The same blocks judged as an ed25519-blake3 chain: every block hash is wrong.
+            # The same blocks judged as an ed25519-blake3 chain fail (ids, roots, validators).
             wrong = check_store(store, make_verifier(b"demo", validators, ED25519_BLAKE3))
-            assert any("is not the ed25519-blake3 hash" in p for p in wrong.problems)
+            assert not wrong.ok
+            assert any("validators_hash is not the hash" in p for p in wrong.problems)
             block = store.load_block(store.latest_height())
-            assert block is not None
-            assert hashing.sm3(block.header + b"".join(len(t).to_bytes(4, "little") + t
-                                                       for t in block.txs)) == block.block_hash
+            assert block is not None  # the block id is SM3 of the header
+            assert hashing.sm3(block.header[:header_size(len(b"demo"))]) == block.block_hash
         finally:
             store.close()
     txs = [t for h in range(1, 30) if (b := _load(homes[1], h)) is not None for t in b.txs]
