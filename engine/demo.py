@@ -40,6 +40,8 @@ DRAIN_TIMEOUT_S = 8.0
 SHUTDOWN_GRACE_S = 10.0
 BATCH_INTERVAL_MS = 50
 LOAD_REQUESTS_IN_FLIGHT = 8
+#: Further tries (a second apart) of the final agreement check when a node did not answer.
+AGREEMENT_RETRIES = 10
 
 __all__ = ["run_demo"]
 
@@ -208,6 +210,11 @@ async def _run(urls, chain_id, duration_s, rate, live, procs,
         stop_watch.set()
         await watch
         ok, height, pairs = await _agreement(http, urls)
+        for _ in range(AGREEMENT_RETRIES):  # a node busy catching up may answer late
+            if pairs and all("?" not in p for p in pairs):
+                break
+            await asyncio.sleep(1.0)
+            ok, height, pairs = await _agreement(http, urls)
     return stats, ok, height, pairs
 
 

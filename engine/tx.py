@@ -123,7 +123,8 @@ def decode_tx(data: BytesLike, *, tx_id: bytes | None = None,
     header = _HEADERS.get(version, _HEADER) if version is not None else _HEADER
     if len(raw) < header.size + SIGNATURE_BYTES:
         raise TxDecodeError(f"envelope is {len(raw)} bytes, shorter than the "
-                            f"{header.size + SIGNATURE_BYTES}-byte minimum")
+                            f"{header.size + SIGNATURE_BYTES}-byte minimum of envelope version "
+                            f"{version if version in _HEADERS else TX_VERSION}")
     version, sender, nonce, payload_len = header.unpack_from(raw)
     if version not in _HEADERS:
         raise TxDecodeError(f"envelope version {version} is not {TX_VERSION} or 2")

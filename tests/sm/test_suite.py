@@ -111,6 +111,11 @@ def test_sm2_envelopes_verify_decode_and_refuse_the_other_suite():
         tx.decode_tx(ed_env, suite=SM)
     with pytest.raises(tx.TxDecodeError, match="version 2 is an sm2-sm3 transaction"):
         tx.decode_tx(env, suite=ED)
+    with pytest.raises(tx.TxDecodeError, match="envelope version 3 is not 1 or 2"):
+        tx.decode_tx(b"\x03" + ed_env[1:])
+    with pytest.raises(tx.TxDecodeError, match="shorter than the 141-byte minimum of envelope "
+                                               "version 2"):  # a v1 body under the v2 byte
+        tx.decode_tx(b"\x02" + ed_env[1:])
     with pytest.raises(TypeError, match="envelopes\\[1\\] must be bytes"):
         tx.verify_txs([env, "x"], CHAIN, suite=SM)  # type: ignore[list-item]
 
