@@ -320,3 +320,44 @@ def test_block_ids_roots_and_validator_hashes_follow_the_suite():
     assert block_id(raw, SM) == hashing.sm3(raw[:header_size(1)]) == block.hash(SM)
     with pytest.raises(ProtocolError, match="tx root"):  # read as an ed25519-blake3 block
         block_id(raw, ED)
+
+
+def test_block_sync_serves_sm2_blocks_that_keep_their_ids(tmp_path):
+    """A lagging node catches up with blocks its peers re-assemble from their stores: on an
+    sm2-sm3 chain they must re-encode with SM3 hashes, or every served block has another id
+    (the peer is then penalised for each one and the lagging node never catches up)."""
+    from engine import consensus as cs
+    from engine.block import Block, block_id
+    from engine.net import codec
+    from engine.node.blocksync import BlockSync
+    from engine.node.tip import ChainTip
+
+    store = Store(str(tmp_path / "s"), sync=False, suite=SM)
+    store.save_genesis(bytes(32))
+    key = SM.generate_key()
+    vset = cs.ValidatorSet([cs.Validator(SM.generate_key().public_key, 1)])
+    vh = vset.hash(SM.hash)
+    block = Block.make(chain_id=b"c", height=1, time_ms=5, parent_hash=bytes(32),
+                       app_hash=bytes(32), proposer_index=0, last_commit=b"", evidence=[],
+                       txs=[tx.encode_tx(key, i, b"k=%d" % i, CHAIN) for i in range(4)],
+                       validators_hash=vh, next_validators_hash=vh, suite=SM)
+    raw = block.encode(SM)
+    bid = block_id(raw, SM)
+    store.save_block(1, bid, block.head(SM), list(block.txs), b"cert", parent_hash=bytes(32),
+                     app_hash=bytes(32))
+    sent: list[bytes] = []
+
+    class _Wire:
+        def send(self, peer, message):
+            sent.append(message)
+
+    tip = ChainTip()
+    tip.height = 1
+    sync = BlockSync(chain_id=b"c", validators=vset, tip=tip, store=store, wire=_Wire(),
+                     signatures=None, counters=None)  # type: ignore[arg-type]
+    sync.on_get_blocks(b"peer", 1, 10)
+    store.close()
+    (message,) = sent
+    (height, served, cert), = codec.decode(message, codec.NetLimits()).fields[0]
+    assert (height, cert) == (1, b"cert")
+    assert served == raw and block_id(served, SM) == bid
