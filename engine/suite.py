@@ -1,11 +1,12 @@
 """The per-chain crypto suite: which hash and which signature a chain uses, in one object.
 
 A chain names its suite once, in ``genesis.json`` (``"crypto": "sm2-sm3"``; absent means
-``ed25519-blake3``), and never changes it: the store records it with the genesis app hash and a
-node refuses to open a store of another suite. Everything that hashes or signs for the chain —
-transaction envelopes and ids, votes, proposals, certificates, block hashes, the transaction
-Merkle root and its proofs, node keys in the p2p handshake — goes through the suite object the
-node was built with, so each call site names ``suite.hash_many`` where it named ``blake3_many``.
+``ed25519-blake3``), and never changes it: the store records it when it is created (meta
+``crypto``) and a node refuses to open a store of another suite. Everything that hashes or signs
+for the chain — transaction envelopes and ids, votes, proposals, certificates, block ids and the
+header's hashes, the transaction Merkle root and its proofs, node keys in the p2p handshake —
+goes through the suite object the node was built with, so each call site names
+``suite.hash_many`` where it named ``blake3_many``.
 
 =================  =============================  ============================================
                    ``ed25519-blake3`` (default)   ``sm2-sm3``
