@@ -80,6 +80,9 @@ class NodeConfig:
     create_empty_blocks: bool = True
     #: With create_empty_blocks = false: an empty block anyway after this long (0: never).
     create_empty_blocks_interval_ms: int = 0
+    #: Proposals carry transaction ids; validators rebuild blocks from their mempools and fetch
+    #: only what they lack from the proposer (engine/node/compact.py). false: whole blocks.
+    compact_proposals: bool = True
     block_txs_max: int = 10_000
     block_bytes_max: int = 8 << 20
     mempool_txs_max: int = 100_000

@@ -56,6 +56,8 @@ valid_blocks_cached_max = 64
 decoded_blocks_cached_max = 8
 #: Parent certificates (``last_commit``) already verified.
 certificates_cached_max = 64
+#: Compact proposals whose blocks wait for fetched transactions (engine/node/compact.py).
+compact_blocks_pending_max = 8
 #: Signatures verified in a batch and remembered so the core's own check is a set lookup.
 preverified_signatures_max = 100_000
 #: Recent blocks whose transaction ids are kept in memory for GET /block and GET /blocks.

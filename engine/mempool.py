@@ -287,6 +287,10 @@ class Mempool:
     def __contains__(self, tx_id: bytes) -> bool:
         return tx_id in self._pool
 
+    def envelope(self, tx_id: bytes) -> bytes | None:
+        """The pooled envelope with this id, or None."""
+        return self._pool.get(tx_id)
+
     def decoded(self, tx_id: bytes) -> Any | None:
         """The decoded transaction of a pooled id (None when not pooled)."""
         return self._decoded.get(tx_id)

@@ -108,6 +108,22 @@ MUTANTS = [
            "        if False:  # mutant: a proposal's transactions are not verified",
            ("tests/node/test_validity.py",),
            "a transaction inside a proposal is valid only with a valid signature"),
+    Mutant("block-id-ignores-the-body", "engine/block.py",
+           "    check_body(block, blake3_many(list(block.txs)) if block.txs else [])\n",
+           "",
+           ("tests/node/test_block.py", "tests/node/test_validity.py"),
+           "two blocks share an id only if they are the same block: the id (a header hash) "
+           "must come with the check that the body is the header's"),
+    Mutant("compact-ids-not-bound-to-the-header", "engine/node/compact.py",
+           "        if b.tx_count != len(ids) or tx_root_of(ids) != b.tx_root:",
+           "        if b.tx_count != len(ids):  # mutant: any ids of the right count",
+           ("tests/node/test_compact_proposals.py",),
+           "a relayer must not be able to swap the transactions of a signed compact proposal"),
+    Mutant("fetched-transaction-not-checked", "engine/node/compact.py",
+           "            if i >= len(pending.ids) or pending.ids[i] != got:",
+           "            if i >= len(pending.ids):  # mutant: any envelope fills the slot",
+           ("tests/node/test_compact_proposals.py",),
+           "a fetched transaction must be the one the block names at its index"),
 ]
 
 #: Mutants not written yet (none: the node's three are above).

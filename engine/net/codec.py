@@ -15,6 +15,9 @@ EVIDENCE  [evidence bytes, ...]
 TXS       [envelope bytes, ...]
 GET_BLOCKS  from height (1 <= int < 2^63), count (int >= 1)
 BLOCKS    [[height, block bytes, certificate bytes], ...]
+COMPACT_PROPOSAL  proposal bytes, block head bytes, [tx id (32 bytes), ...] (may be empty)
+GET_PROPOSAL_TXS  height, block hash (32), [tx index, ...]
+PROPOSAL_TXS      height, block hash (32), [tx index, ...], [envelope bytes, ...] (same length)
 ========  =======================================================================
 
 Heights are below 2^63 (the store keys them as int64); a larger one is a protocol fault.
@@ -30,18 +33,24 @@ from engine.net.errors import ProtocolError
 from engine.net.limits import NetLimits
 
 STATUS, PROPOSAL, VOTES, EVIDENCE, TXS, GET_BLOCKS, BLOCKS = range(1, 8)
+COMPACT_PROPOSAL, GET_PROPOSAL_TXS, PROPOSAL_TXS = range(8, 11)
 KIND_NAMES = {STATUS: "status", PROPOSAL: "proposal", VOTES: "votes", EVIDENCE: "evidence",
-              TXS: "txs", GET_BLOCKS: "get_blocks", BLOCKS: "blocks"}
+              TXS: "txs", GET_BLOCKS: "get_blocks", BLOCKS: "blocks",
+              COMPACT_PROPOSAL: "compact_proposal", GET_PROPOSAL_TXS: "get_proposal_txs",
+              PROPOSAL_TXS: "proposal_txs"}
 _U64_MAX = 2**64 - 1
 #: The largest height any message may carry (the store's int64 key).
 HEIGHT_MAX = 2**63 - 1
 
 __all__ = [
     "BLOCKS",
+    "COMPACT_PROPOSAL",
     "EVIDENCE",
     "GET_BLOCKS",
+    "GET_PROPOSAL_TXS",
     "KIND_NAMES",
     "PROPOSAL",
+    "PROPOSAL_TXS",
     "STATUS",
     "TXS",
     "VOTES",
@@ -165,5 +174,55 @@ def _blocks(f: list, lim: NetLimits) -> list:
     return [out]
 
 
+def _list(value: Any, what: str, count_max: int, *, empty: bool = False) -> list:
+    if not isinstance(value, list):
+        raise ProtocolError(f"{what} must be an array")
+    if not (0 if empty else 1) <= len(value) <= count_max:
+        raise ProtocolError(f"{what} holds {len(value)} items, allowed "
+                            f"{0 if empty else 1}..{count_max}")
+    return value
+
+
+def _compact_proposal(f: list, lim: NetLimits) -> list:
+    _arity(f, 3, "compact proposal")
+    ids = _list(f[2], "compact proposal ids", lim.proposal_txs_max, empty=True)
+    for i, tx_id in enumerate(ids):
+        if type(tx_id) is not bytes or len(tx_id) != 32:
+            raise ProtocolError(f"compact proposal ids[{i}] must be 32 bytes")
+    return [_bytes(f[0], "proposal", 4096), _bytes(f[1], "proposal head", lim.frame_bytes_max),
+            ids]
+
+
+def _indices(value: Any, what: str, lim: NetLimits) -> list[int]:
+    items = _list(value, what, lim.proposal_txs_max)
+    for i, x in enumerate(items):
+        _uint(x, f"{what}[{i}]", 0, lim.proposal_txs_max - 1)
+    return items
+
+
+def _get_proposal_txs(f: list, lim: NetLimits) -> list:
+    _arity(f, 3, "get_proposal_txs")
+    block_hash = _bytes(f[1], "get_proposal_txs block hash", 32)
+    if len(block_hash) != 32:
+        raise ProtocolError("get_proposal_txs block hash must be 32 bytes")
+    return [_uint(f[0], "get_proposal_txs height", 1, HEIGHT_MAX), block_hash,
+            _indices(f[2], "get_proposal_txs indices", lim)]
+
+
+def _proposal_txs(f: list, lim: NetLimits) -> list:
+    _arity(f, 4, "proposal_txs")
+    block_hash = _bytes(f[1], "proposal_txs block hash", 32)
+    if len(block_hash) != 32:
+        raise ProtocolError("proposal_txs block hash must be 32 bytes")
+    indices = _indices(f[2], "proposal_txs indices", lim)
+    envelopes = _list(f[3], "proposal_txs envelopes", lim.proposal_txs_max)
+    if len(envelopes) != len(indices):
+        raise ProtocolError("proposal_txs needs one envelope per index")
+    for i, e in enumerate(envelopes):
+        _bytes(e, f"proposal_txs envelopes[{i}]", lim.tx_bytes_max)
+    return [_uint(f[0], "proposal_txs height", 1, HEIGHT_MAX), block_hash, indices, envelopes]
+
+
 _CHECKS = {STATUS: _status, PROPOSAL: _proposal, VOTES: _votes, EVIDENCE: _evidence, TXS: _txs,
-           GET_BLOCKS: _get_blocks, BLOCKS: _blocks}
+           GET_BLOCKS: _get_blocks, BLOCKS: _blocks, COMPACT_PROPOSAL: _compact_proposal,
+           GET_PROPOSAL_TXS: _get_proposal_txs, PROPOSAL_TXS: _proposal_txs}

@@ -15,6 +15,9 @@ class NetLimits:
     txs_per_message_max: int = 8192
     evidence_per_message_max: int = 64
     blocks_per_message_max: int = 32
+    #: Transaction ids in one compact proposal (and indices/envelopes in a request or answer
+    #: for its missing transactions); the largest block's transaction count.
+    proposal_txs_max: int = 100_000
     #: One transaction envelope.
     tx_bytes_max: int = 64 * 1024
     #: Messages waiting to be written to one peer; beyond it new messages are dropped and counted.

@@ -184,7 +184,7 @@ class Node:
         self._timers = LoopTimers(self._internal_error)
         journal = Journal(store, self._timers)
         core = self.core = self._build_core(journal, validity, signatures)
-        outbox: Any = PeerOutbox(wire)
+        outbox: Any = PeerOutbox(wire, compact=cfg.compact_proposals)
         if self._seams.wrap_outbox is not None:
             outbox = self._seams.wrap_outbox(outbox, wire.connected, self.counters)
         driver = self.driver = ConsensusDriver(
@@ -207,7 +207,8 @@ class Node:
         committer.after_commit.append(hooks.recheck)
         router = PeerRouter(chain_id=self.chain_id, validators=self.validators, driver=driver,
                             mempool=mempool, validator=validity, evidence=evidence, sync=sync,
-                            signatures=signatures, wire=wire, spawn=self._spawn)
+                            signatures=signatures, wire=wire, spawn=self._spawn,
+                            counters=self.counters)
         self.peers = wire.peers = PeerSet(
             node_key=self.node_key, chain_id=self.home.genesis.chain_id,
             listen_host=cfg.p2p_host, listen_port=cfg.p2p_port,

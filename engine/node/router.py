@@ -20,8 +20,10 @@ from engine.mempool import Mempool
 from engine.net import codec
 from engine.net.limits import NetLimits
 from engine.node.blocksync import BlockSync
+from engine.node.compact import CompactBlocks, Pending
 from engine.node.driver import ConsensusDriver
 from engine.node.evidence import EvidencePool
+from engine.node.ports import Counters
 from engine.node.signatures import VerifiedSignatures
 from engine.node.validity import BlockValidator, block_hash
 from engine.node.wire import PeerWire
@@ -35,7 +37,8 @@ class PeerRouter:
     def __init__(self, *, chain_id: bytes, validators: cs.ValidatorSet, driver: ConsensusDriver,
                  mempool: Mempool, validator: BlockValidator, evidence: EvidencePool,
                  sync: BlockSync, signatures: VerifiedSignatures, wire: PeerWire,
-                 spawn: Callable[[Coroutine[Any, Any, None]], Any]):
+                 spawn: Callable[[Coroutine[Any, Any, None]], Any],
+                 counters: Counters | None = None):
         self.chain_id = chain_id
         self.validators = validators
         self.driver = driver
@@ -46,11 +49,15 @@ class PeerRouter:
         self.signatures = signatures
         self.wire = wire
         self.spawn = spawn
+        self.counters = counters if counters is not None else Counters()
+        self.compact = CompactBlocks(mempool.envelope)
         self._handlers: dict[int, Callable[..., None]] = {
             codec.STATUS: sync.on_status, codec.PROPOSAL: self._on_proposal,
             codec.VOTES: self._on_votes, codec.EVIDENCE: self._on_evidence,
             codec.TXS: self._on_txs, codec.GET_BLOCKS: sync.on_get_blocks,
-            codec.BLOCKS: sync.on_blocks}
+            codec.BLOCKS: sync.on_blocks, codec.COMPACT_PROPOSAL: self._on_compact_proposal,
+            codec.GET_PROPOSAL_TXS: self._on_get_proposal_txs,
+            codec.PROPOSAL_TXS: self._on_proposal_txs}
 
     # ---- peer set callbacks -------------------------------------------------------------------
     def on_message(self, peer: bytes, msg: codec.Message) -> None:
@@ -71,14 +78,63 @@ class PeerRouter:
         self.sync.on_disconnect(peer)
 
     # ---- consensus messages -------------------------------------------------------------------
-    def _on_proposal(self, peer: bytes, proposal: bytes, block: bytes) -> None:
+    def _signed_proposal(self, proposal: bytes) -> cs.Proposal | None:
+        """The decoded proposal if it is for a height the core keeps and signed by the proposer
+        index it names (ProtocolError if not signed), None when its height is not kept."""
         p = cs.Proposal.decode(proposal)
         if not self.driver.height_kept(p.height):
-            return
+            return None
         if not 0 <= p.proposer_index < len(self.validators) or not self.signatures.verify_batch(
                 [self.validators.public_key(p.proposer_index)], [p.sign_bytes(self.chain_id)],
                 [p.signature])[0]:
             raise ProtocolError("proposal is not signed by a validator")
+        return p
+
+    def _on_proposal(self, peer: bytes, proposal: bytes, block: bytes) -> None:
+        p = self._signed_proposal(proposal)
+        if p is not None:
+            self._accept_proposal(p, block)
+
+    def _on_compact_proposal(self, peer: bytes, proposal: bytes, head: bytes,
+                             ids: list[bytes]) -> None:
+        p = self._signed_proposal(proposal)
+        if p is None:
+            return
+        self.compact.forget_below(self.driver.core.height)
+        pending = self.compact.open(p, head, ids, peer)
+        if pending.missing:
+            self.counters.add("compact_txs_fetched", len(pending.missing))
+            self.wire.send(peer, codec.encode(codec.GET_PROPOSAL_TXS, p.height, p.block_hash,
+                                              sorted(pending.missing)))
+            return
+        self._accept_complete(pending)
+
+    def _accept_complete(self, pending: Pending) -> None:
+        if self.driver.height_kept(pending.proposal.height):
+            self._accept_proposal(pending.proposal, pending.block())
+
+    def _on_get_proposal_txs(self, peer: bytes, height: int, block_hash: bytes,
+                             indices: list[int]) -> None:
+        """A peer lacks transactions of a proposal we hold in full (ours, or one we completed):
+        answer with them; a block we do not hold is no fault of the asker."""
+        raw = self.driver.core.blocks.get(block_hash) if self.driver.core.height == height \
+            else None
+        if raw is None:
+            return
+        block, _ = self.validator.decoded(block_hash, raw)
+        if any(i >= len(block.txs) for i in indices):
+            raise ProtocolError("get_proposal_txs asks for an index past the block's end")
+        self.wire.send(peer, codec.encode(codec.PROPOSAL_TXS, height, block_hash, indices,
+                                          [block.txs[i] for i in indices]))
+
+    def _on_proposal_txs(self, peer: bytes, height: int, block_hash: bytes,
+                         indices: list[int], envelopes: list[bytes]) -> None:
+        done = self.compact.receive(block_hash, indices, envelopes)
+        if done is not None:
+            self.counters.add("compact_blocks_completed")
+            self._accept_complete(done)
+
+    def _accept_proposal(self, p: cs.Proposal, block: bytes) -> None:
         todo = self._unverified_txs(block)
         if todo is None:
             self.driver.input(cs.ProposalReceived(p, block), p.height)

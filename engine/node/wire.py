@@ -14,6 +14,7 @@ from typing import Any
 from engine import consensus as cs
 from engine.net import codec
 from engine.net.peers import PeerSet
+from engine.node.compact import split_block
 
 __all__ = ["LoopTimers", "PeerOutbox", "PeerWire"]
 
@@ -41,17 +42,23 @@ class PeerWire:
 
 
 class PeerOutbox:
-    """Own votes and proposals, encoded and sent over a :class:`PeerWire`."""
+    """Own votes and proposals, encoded and sent over a :class:`PeerWire`; with ``compact``,
+    a proposal goes out as its block's head and transaction ids (engine/node/compact.py)."""
 
-    def __init__(self, wire: PeerWire):
+    def __init__(self, wire: PeerWire, *, compact: bool = False):
         self.wire = wire
+        self.compact = compact
 
     def votes(self, votes: Sequence[cs.Vote], to: bytes | None = None) -> None:
         if votes:
             self._send(codec.encode(codec.VOTES, [v.encode() for v in votes]), to)
 
     def proposal(self, proposal: cs.Proposal, block: bytes, to: bytes | None = None) -> None:
-        self._send(codec.encode(codec.PROPOSAL, proposal.encode(), block), to)
+        if not self.compact:
+            self._send(codec.encode(codec.PROPOSAL, proposal.encode(), block), to)
+            return
+        head, _, ids = split_block(block)
+        self._send(codec.encode(codec.COMPACT_PROPOSAL, proposal.encode(), head, ids), to)
 
     def _send(self, message: bytes, to: bytes | None) -> None:
         if to is None:

@@ -1,0 +1,125 @@
+"""Compact proposals: a proposal travels as its block's head (header, last commit, evidence)
+plus the transaction ids, and each validator rebuilds the block from its own mempool.
+
+Transactions already reach every validator once through gossip (``TXS``); sending them again
+inside every proposal made each one cross every link twice and be decoded twice. Now the
+proposer sends 32 bytes per transaction, a receiver fills the block from its pool, and asks the
+peer that sent the proposal for only the ones it lacks (``GET_PROPOSAL_TXS`` by index, one round
+trip; ``PROPOSAL_TXS`` answers). Nothing is trusted on the way: the head's header must hash to
+the block id the proposal signs, the ids must have the header's ``tx_root`` (so a relayer cannot
+swap them), and every fetched envelope must hash to the id at its index. A block that cannot be
+completed (a proposer that withholds transactions) never reaches the core: the height times
+out and goes to the next round as for a proposal that never arrived.
+
+:class:`CompactBlocks` holds the blocks being completed, a bounded number
+(``limits.compact_blocks_pending_max``), dropped once their height is behind the core.
+"""
+from __future__ import annotations
+
+import struct
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from engine import consensus as cs
+from engine import limits
+from engine.block import Block, header_size, tx_root_of
+from engine.errors import ProtocolError
+from engine.hashing import blake3, blake3_many
+
+__all__ = ["CompactBlocks", "Pending", "assemble", "split_block"]
+
+_U32 = struct.Struct("<I")
+
+
+def split_block(raw: bytes) -> tuple[bytes, list[bytes], list[bytes]]:
+    """(head, transactions, their ids) of an encoded block (ours: trusted, but decoded)."""
+    block = Block.decode(raw)
+    txs = list(block.txs)
+    tail = sum(4 + len(t) for t in txs)
+    return raw[:len(raw) - tail], txs, blake3_many(txs) if txs else []
+
+
+def assemble(head: bytes, txs: Sequence[bytes]) -> bytes:
+    """The encoded block from its head and its transactions, in order."""
+    return b"".join([head, *(_U32.pack(len(t)) + t for t in txs)])
+
+
+@dataclass
+class Pending:
+    """A compact proposal whose block is being completed."""
+
+    proposal: cs.Proposal
+    head: bytes
+    ids: list[bytes]
+    txs: list[bytes | None]
+    source: bytes
+    missing: set[int] = field(default_factory=set)
+
+    def fill(self, index: int, envelope: bytes) -> None:
+        self.txs[index] = envelope
+        self.missing.discard(index)
+
+    def block(self) -> bytes:
+        assert not self.missing
+        return assemble(self.head, [t for t in self.txs if t is not None])
+
+
+class CompactBlocks:
+    """The receiving side: check a compact proposal, fill it from the pool, track what is
+    missing, and take fetched envelopes."""
+
+    def __init__(self, lookup: Callable[[bytes], bytes | None]):
+        self.lookup = lookup  # tx id -> envelope in our mempool, or None
+        self._pending: OrderedDict[bytes, Pending] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def open(self, proposal: cs.Proposal, head: bytes, ids: list[bytes],
+             source: bytes) -> Pending:
+        """Check the head and ids against the signed proposal (ProtocolError if they do not
+        belong to it) and fill what the pool holds. A block already being completed is
+        returned as it is."""
+        known = self._pending.get(proposal.block_hash)
+        if known is not None:
+            return known
+        b = Block.decode(head, header_only=True)
+        n = header_size(len(b.chain_id))
+        if blake3(head[:n]) != proposal.block_hash:
+            raise ProtocolError("compact proposal head does not hash to the proposal's block")
+        if b.tx_count != len(ids) or tx_root_of(ids) != b.tx_root:
+            raise ProtocolError("compact proposal ids do not have the header's tx root")
+        if b.height != proposal.height:
+            raise ProtocolError("compact proposal head is for another height")
+        txs = [self.lookup(i) for i in ids]
+        pending = Pending(proposal, head, ids, txs, source,
+                          {i for i, t in enumerate(txs) if t is None})
+        if pending.missing:
+            self._pending[proposal.block_hash] = pending
+            while len(self._pending) > limits.compact_blocks_pending_max:
+                self._pending.popitem(last=False)
+        return pending
+
+    def receive(self, block_hash: bytes, indices: list[int],
+                envelopes: list[bytes]) -> Pending | None:
+        """Fetched envelopes for a pending block; returns it once complete (and forgets it),
+        None while something is still missing or when nothing waits for them. An envelope
+        that is not the transaction at its index raises ProtocolError."""
+        pending = self._pending.get(block_hash)
+        if pending is None:
+            return None
+        ids = blake3_many(list(envelopes))
+        for i, env, got in zip(indices, envelopes, ids):
+            if i >= len(pending.ids) or pending.ids[i] != got:
+                raise ProtocolError(f"fetched transaction {i} is not the one the block names")
+            pending.fill(i, env)
+        if pending.missing:
+            return None
+        del self._pending[block_hash]
+        return pending
+
+    def forget_below(self, height: int) -> None:
+        """The core moved on: blocks of lower heights can no longer matter."""
+        for key in [k for k, p in self._pending.items() if p.proposal.height < height]:
+            del self._pending[key]
