@@ -184,7 +184,7 @@ class Node:
         self._timers = LoopTimers(self._internal_error)
         journal = Journal(store, self._timers)
         core = self.core = self._build_core(journal, validity, signatures)
-        outbox: Any = PeerOutbox(wire, compact=cfg.compact_proposals)
+        outbox: Any = PeerOutbox(wire, compact=cfg.compact_proposals, suite=self.suite)
         if self._seams.wrap_outbox is not None:
             outbox = self._seams.wrap_outbox(outbox, wire.connected, self.counters)
         driver = self.driver = ConsensusDriver(

@@ -50,7 +50,7 @@ class PeerRouter:
         self.wire = wire
         self.spawn = spawn
         self.counters = counters if counters is not None else Counters()
-        self.compact = CompactBlocks(mempool.envelope)
+        self.compact = CompactBlocks(mempool.envelope, validator.suite)
         self._handlers: dict[int, Callable[..., None]] = {
             codec.STATUS: sync.on_status, codec.PROPOSAL: self._on_proposal,
             codec.VOTES: self._on_votes, codec.EVIDENCE: self._on_evidence,

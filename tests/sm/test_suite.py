@@ -361,3 +361,34 @@ def test_block_sync_serves_sm2_blocks_that_keep_their_ids(tmp_path):
     (height, served, cert), = codec.decode(message, codec.NetLimits()).fields[0]
     assert (height, cert) == (1, b"cert")
     assert served == raw and block_id(served, SM) == bid
+
+
+def test_compact_proposals_check_heads_and_ids_in_the_chain_suite():
+    from engine import consensus as cs
+    from engine.block import Block, block_id
+    from engine.errors import ProtocolError
+    from engine.node.compact import CompactBlocks, split_block
+
+    key = SM.generate_key()
+    txs = [tx.encode_tx(key, i, b"k=%d" % i, CHAIN) for i in range(5)]
+    vh = cs.ValidatorSet([cs.Validator(SM.generate_key().public_key, 1)]).hash(SM.hash)
+    raw = Block.make(chain_id=b"c", height=3, time_ms=5, parent_hash=bytes(32),
+                     app_hash=bytes(32), proposer_index=0, last_commit=b"", evidence=[],
+                     txs=txs, validators_hash=vh, next_validators_hash=vh,
+                     suite=SM).encode(SM)
+    head, _, ids = split_block(raw, SM)
+    assert ids == SM.hash_many(txs)
+    proposal = cs.Proposal(3, 0, -1, block_id(raw, SM), 0, bytes(64))
+    pool = dict(zip(ids[:3], txs[:3]))
+    pending = CompactBlocks(pool.get, SM).open(proposal, head, ids, b"peer")
+    assert pending.missing == {3, 4}
+    done = CompactBlocks(pool.get, SM)
+    done.open(proposal, head, ids, b"peer")
+    complete = done.receive(proposal.block_hash, [3, 4], txs[3:])
+    assert complete is not None and complete.block() == raw
+    with pytest.raises(ProtocolError, match="does not hash to the proposal's block"):
+        CompactBlocks(pool.get).open(proposal, head, ids, b"peer")  # read as ed25519-blake3
+    with pytest.raises(ProtocolError, match="is not the one the block names"):
+        done2 = CompactBlocks(pool.get, SM)
+        done2.open(proposal, head, ids, b"peer")
+        done2.receive(proposal.block_hash, [3], [txs[4]])
