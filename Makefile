@@ -34,6 +34,8 @@ test-quick: build
 # BENCH_DURATION / BENCH_RATE set the TPS run; `engine bench compare` gates on the JSON files.
 BENCH_DURATION ?= 30
 BENCH_RATE ?= max
+# The sm2-sm3 TPS run (its ed25519-blake3 baseline runs at the same rate, in the same run).
+BENCH_SM_RATE ?= 2000
 bench: build
 	mkdir -p bench/results
 	$(PY) -m pytest bench --benchmark-enable --benchmark-only -s -q \
@@ -41,6 +43,8 @@ bench: build
 	$(PY) -m engine bench kernels --json bench/results/kernels.json
 	$(PY) -m engine bench tps --validators 4 --duration $(BENCH_DURATION) --tx-bytes 250 \
 		--rate $(BENCH_RATE) --json bench/results/tps.json --plot bench/results/tps.png
+	$(PY) -m engine bench tps --validators 4 --duration $(BENCH_DURATION) --tx-bytes 250 \
+		--rate $(BENCH_SM_RATE) --crypto sm2-sm3 --json bench/results/tps-sm2-sm3.json
 
 bench-smoke: build
 	$(PY) -m pytest -q bench -m bench_smoke
@@ -76,8 +80,9 @@ sim: build
 	for vb in 4:1 7:2 10:3; do $(PY) -m engine sim --validators $${vb%:*} --byzantine $${vb#*:} \
 		--seeds $${ENGINE_SIM_SEEDS:-10000} --jobs 2 || exit 1; done
 
+# CRYPTO=sm2-sm3 make demo: the same network on the SM2/SM3 suite.
 demo: build
-	$(PY) -m engine demo
+	$(PY) -m engine demo $(if $(CRYPTO),--crypto $(CRYPTO))
 
 # 4 validators under load for SOAK_DURATION s (default 20 min) with kills, pauses and the
 # attacks of issue 13; RSS and open fds per node in soak-results/soak.{csv,png} (README

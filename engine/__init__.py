@@ -56,7 +56,8 @@ def __dir__() -> list[str]:
 
 def native_info() -> dict:
     """What the native layer sees and runs: CPU features, supported and forced ISA paths, and the
-    path each kernel runs now (e.g. ``{"kernels": {"blake3": "avx512", ...}, ...}``)."""
+    path each kernel runs now (e.g. ``{"kernels": {"blake3": "avx512", "ed25519": ..., "sm3": ...,
+    "sm2": ...}, ...}``)."""
     from engine import _native_hash
 
     info = _native_hash.native_info()
@@ -67,5 +68,11 @@ def native_info() -> dict:
         pass
     else:
         kernels.update(_native_ed25519.kernel_info())
+    try:
+        from engine import _native_sm  # SM3 and SM2 (the sm2-sm3 suite), once built
+    except ImportError:
+        pass
+    else:
+        kernels.update(_native_sm.kernel_info())
     info["kernels"] = kernels
     return info

@@ -15,7 +15,8 @@ Block = header | u32 len | last_commit (commit certificate of height - 1; empty 
 
 The block id (the consensus value id, what proposals, votes and certificates name) is BLAKE3 of
 the header alone: a light client checks a certificate against a header of ~270 bytes without any
-transaction. The header commits to the rest of the block through ``tx_root``,
+transaction. Every hash named here is the chain suite's (engine/suite.py): SM3 on an ``sm2-sm3``
+chain; the functions take ``suite`` (default ``ed25519-blake3``). The header commits to the rest of the block through ``tx_root``,
 ``last_commit_hash`` and ``evidence_hash``; :func:`block_id` checks that binding before it
 answers, so two different blocks never share an id (a body that does not match its header is a
 malformed block, refused like any other).
@@ -30,8 +31,8 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from engine.hashing import blake3, blake3_many, merkle_root_from_hashes
 from engine.net.errors import ProtocolError
+from engine.suite import Suite, get_suite
 
 VERSION = 2
 _FIXED = struct.Struct("<QQ32s32s32sI32s32s32s32sI")
@@ -42,13 +43,15 @@ __all__ = ["Block", "Header", "block_id", "check_body", "evidence_root", "header
            "tx_root_of", "with_txs"]
 
 
-def tx_root_of(tx_ids: Sequence[bytes]) -> bytes:
-    return merkle_root_from_hashes(list(tx_ids))
+def tx_root_of(tx_ids: Sequence[bytes], suite: Suite | None = None) -> bytes:
+    """The Merkle root over the transaction ids, in the chain's suite."""
+    return get_suite(suite).tx_root(list(tx_ids))
 
 
-def evidence_root(evidence: Sequence[bytes]) -> bytes:
+def evidence_root(evidence: Sequence[bytes], suite: Suite | None = None) -> bytes:
     """Merkle root over the BLAKE3 ids of the evidence items (the id the evidence pool keys)."""
-    return merkle_root_from_hashes(blake3_many(list(evidence)) if evidence else [])
+    s = get_suite(suite)
+    return s.tx_root(s.hash_many(list(evidence)) if evidence else [])
 
 
 def header_size(chain_id_len: int) -> int:
@@ -79,9 +82,9 @@ class Header:
             self.tx_count, self.last_commit_hash, self.evidence_hash, self.validators_hash,
             self.next_validators_hash, self.proposer_index)))
 
-    def hash(self) -> bytes:
+    def hash(self, suite: Suite | None = None) -> bytes:
         """The block id."""
-        return blake3(self.encode())
+        return get_suite(suite).hash(self.encode())
 
     @classmethod
     def decode(cls, data: bytes) -> Header:
@@ -125,9 +128,11 @@ class Block:
     def make(cls, *, chain_id: bytes, height: int, time_ms: int, parent_hash: bytes,
              app_hash: bytes, proposer_index: int, last_commit: bytes,
              evidence: list[bytes], txs: list[bytes], validators_hash: bytes,
-             next_validators_hash: bytes, tx_ids: list[bytes] | None = None) -> Block:
-        ids = tx_ids if tx_ids is not None else blake3_many(txs) if txs else []
-        return cls(chain_id, height, time_ms, parent_hash, app_hash, tx_root_of(ids),
+             next_validators_hash: bytes, tx_ids: list[bytes] | None = None,
+             suite: Suite | None = None) -> Block:
+        s = get_suite(suite)
+        ids = tx_ids if tx_ids is not None else s.hash_many(txs) if txs else []
+        return cls(chain_id, height, time_ms, parent_hash, app_hash, tx_root_of(ids, s),
                    proposer_index, last_commit, tuple(evidence), tuple(txs), validators_hash,
                    next_validators_hash)
 
@@ -135,27 +140,28 @@ class Block:
     def tx_count(self) -> int:
         return getattr(self, "_count", len(self.txs))
 
-    def header(self) -> Header:
+    def header(self, suite: Suite | None = None) -> Header:
+        s = get_suite(suite)
         return Header(self.chain_id, self.height, self.time_ms, self.parent_hash, self.app_hash,
-                      self.tx_root, self.tx_count, blake3(self.last_commit),
-                      evidence_root(self.evidence), self.validators_hash,
+                      self.tx_root, self.tx_count, s.hash(self.last_commit),
+                      evidence_root(self.evidence, s), self.validators_hash,
                       self.next_validators_hash, self.proposer_index)
 
-    def hash(self) -> bytes:
-        """The block id (BLAKE3 of the header)."""
-        return self.header().hash()
+    def hash(self, suite: Suite | None = None) -> bytes:
+        """The block id (the suite's hash, BLAKE3 by default, of the header)."""
+        return self.header(suite).hash(suite)
 
-    def head(self) -> bytes:
+    def head(self, suite: Suite | None = None) -> bytes:
         """Everything but the transactions: header, last commit and evidence (what the store
         keeps as the block's ``header`` bytes; ``decode(head, header_only=True)`` reads it)."""
-        parts = [self.header().encode(), _U32.pack(len(self.last_commit)), self.last_commit,
+        parts = [self.header(suite).encode(), _U32.pack(len(self.last_commit)), self.last_commit,
                  _U16.pack(len(self.evidence))]
         for e in self.evidence:
             parts += [_U32.pack(len(e)), e]
         return b"".join(parts)
 
-    def encode(self) -> bytes:
-        return self.head() + b"".join(_U32.pack(len(t)) + t for t in self.txs)
+    def encode(self, suite: Suite | None = None) -> bytes:
+        return self.head(suite) + b"".join(_U32.pack(len(t)) + t for t in self.txs)
 
     @classmethod
     def decode(cls, data: bytes, *, header_only: bool = False) -> Block:
@@ -193,30 +199,32 @@ class Block:
         object.__setattr__(block, "_header", h)
         return block
 
-    def decoded_header(self) -> Header:
+    def decoded_header(self, suite: Suite | None = None) -> Header:
         """The header as decoded (with the hashes it claims), for a block from :meth:`decode`;
         the header this block's contents imply otherwise."""
-        return getattr(self, "_header", None) or self.header()
+        return getattr(self, "_header", None) or self.header(suite)
 
 
-def check_body(block: Block, tx_ids: Sequence[bytes]) -> None:
+def check_body(block: Block, tx_ids: Sequence[bytes], suite: Suite | None = None) -> None:
     """Raise ProtocolError unless ``block``'s last commit, evidence and transactions (whose ids
     are ``tx_ids``) are the ones its decoded header commits to."""
-    h = block.decoded_header()
-    if h.tx_count != len(block.txs) or tx_root_of(tx_ids) != h.tx_root:
+    s = get_suite(suite)
+    h = block.decoded_header(s)
+    if h.tx_count != len(block.txs) or tx_root_of(tx_ids, s) != h.tx_root:
         raise ProtocolError("the transactions do not match the header's tx root")
-    if blake3(block.last_commit) != h.last_commit_hash:
+    if s.hash(block.last_commit) != h.last_commit_hash:
         raise ProtocolError("the last commit does not match the header's last_commit_hash")
-    if evidence_root(block.evidence) != h.evidence_hash:
+    if evidence_root(block.evidence, s) != h.evidence_hash:
         raise ProtocolError("the evidence does not match the header's evidence_hash")
 
 
-def block_id(raw: bytes) -> bytes:
-    """The id of an encoded block: BLAKE3 of its header, once the body is checked to be the one
-    the header commits to (ProtocolError otherwise)."""
+def block_id(raw: bytes, suite: Suite | None = None) -> bytes:
+    """The id of an encoded block: the suite's hash (BLAKE3 by default) of its header, once the
+    body is checked to be the one the header commits to (ProtocolError otherwise)."""
+    s = get_suite(suite)
     block = Block.decode(raw)
-    check_body(block, blake3_many(list(block.txs)) if block.txs else [])
-    return blake3(raw[:header_size(len(block.chain_id))])
+    check_body(block, s.hash_many(list(block.txs)) if block.txs else [], s)
+    return s.hash(raw[:header_size(len(block.chain_id))])
 
 
 def _chunk(view: memoryview, off: int) -> tuple[bytes, int]:

@@ -3,9 +3,12 @@
 Layout of ``HOME``::
 
     config.toml          node settings (p2p, rpc, consensus timeouts, mempool limits, app)
-    genesis.json         chain id, validators (name, power, public key), app state
-    node_key.json        the p2p identity (Ed25519 seed), mode 0600
-    validator_key.json   the consensus signing key (Ed25519 seed), mode 0600
+    genesis.json         chain id, crypto suite, validators (name, power, public key), app state
+    node_key.json        the p2p identity (Ed25519 seed, or SM2 private key), mode 0600
+    validator_key.json   the consensus signing key (likewise), mode 0600
+
+``genesis.json``'s ``crypto`` names the chain's suite (engine/suite.py): absent means
+``ed25519-blake3``; ``sm2-sm3`` makes every key, signature and chain hash SM2/SM3.
     store/               the LMDB store (engine.store.store_path)
 
 Keys and hashes are lowercase hex everywhere. ``init_home`` and ``init_testnet`` write new homes;
@@ -26,8 +29,8 @@ except ModuleNotFoundError:  # Python 3.10
 
 import tomli_w
 
-from engine import crypto
 from engine.limits import chain_id_bytes_max
+from engine.suite import Signer, Suite, get_suite, key_file_text, read_key_file
 
 CONFIG_FILE = "config.toml"
 GENESIS_FILE = "genesis.json"
@@ -121,26 +124,39 @@ class Genesis:
     validators: list[GenesisValidator]
     app_state: dict[str, Any] = field(default_factory=dict)
     genesis_time_ms: int = 0
+    #: The crypto suite (engine/suite.py); fixed for the life of the chain.
+    crypto: str = "ed25519-blake3"
+
+    @property
+    def suite(self) -> Suite:
+        return get_suite(self.crypto)
 
     def to_json(self) -> dict[str, Any]:
-        return {"chain_id": self.chain_id, "genesis_time_ms": self.genesis_time_ms,
-                "validators": [{"name": v.name, "power": v.power,
-                                "public_key": v.public_key.hex()} for v in self.validators],
-                "app_state": self.app_state}
+        obj = {"chain_id": self.chain_id, "genesis_time_ms": self.genesis_time_ms,
+               "validators": [{"name": v.name, "power": v.power,
+                               "public_key": v.public_key.hex()} for v in self.validators],
+               "app_state": self.app_state}
+        if not self.suite.is_default:  # default genesis files (and hashes) stay as they were
+            obj["crypto"] = self.crypto
+        return obj
 
     def hash(self) -> bytes:
-        """BLAKE3 of the canonical JSON (sorted keys, no spaces) of the whole genesis: two
-        nodes of one network must hold the same (compared in the p2p handshake)."""
-        from engine.hashing import blake3
-
+        """The suite's hash (BLAKE3 or SM3) of the canonical JSON (sorted keys, no spaces) of
+        the whole genesis: two nodes of one network must hold the same (compared in the p2p
+        handshake)."""
         text = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
-        return blake3(b"engine/genesis/v1" + text.encode())
+        return self.suite.hash(b"engine/genesis/v1" + text.encode())
 
     @classmethod
     def from_json(cls, obj: Any, where: str = GENESIS_FILE) -> Genesis:
         if not isinstance(obj, dict):
             raise ValueError(f"{where}: must hold a JSON object")  # noqa: TRY004 - file content
         chain_id = check_chain_id(obj.get("chain_id"), f"{where}: chain_id")
+        crypto = obj.get("crypto", "ed25519-blake3")
+        try:
+            suite = get_suite(crypto)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{where}: {e}") from None
         vals = obj.get("validators")
         if not isinstance(vals, list) or not vals:
             raise ValueError(f"{where}: validators must be a non-empty list")
@@ -152,14 +168,18 @@ class Genesis:
                 name = str(v.get("name", f"validator{i}"))
             except (KeyError, TypeError, ValueError) as e:
                 raise ValueError(f"{where}: validators[{i}] is malformed ({e})") from e
-            if len(pk) != 32 or type(power) is not int or power < 1:
-                raise ValueError(f"{where}: validators[{i}] needs a 32-byte public_key and "
-                                 "a positive integer power")
+            if len(pk) != suite.public_key_bytes and len(pk) in (32, 64):
+                # the other suite's key size: say so (raises SuiteMismatch, a ValueError)
+                suite.check_public_key(pk, f"{where}: validators[{i}].public_key")
+            if len(pk) != suite.public_key_bytes or type(power) is not int or power < 1:
+                raise ValueError(f"{where}: validators[{i}] needs a "
+                                 f"{suite.public_key_bytes}-byte public_key and a positive "
+                                 "integer power")
             out.append(GenesisValidator(name, power, pk))
         app_state = obj.get("app_state", {})
         if not isinstance(app_state, dict):
             raise ValueError(f"{where}: app_state must be an object")  # noqa: TRY004
-        return cls(chain_id, out, app_state, int(obj.get("genesis_time_ms", 0)))
+        return cls(chain_id, out, app_state, int(obj.get("genesis_time_ms", 0)), suite.name)
 
 
 def check_chain_id(chain_id: Any, what: str = "chain_id") -> str:
@@ -177,8 +197,8 @@ class Home:
     path: str
     config: NodeConfig
     genesis: Genesis
-    node_key: crypto.SigningKey
-    validator_key: crypto.SigningKey
+    node_key: Signer
+    validator_key: Signer
 
     @property
     def data_dir(self) -> str:
@@ -197,21 +217,12 @@ def _write_private(path: str, text: str) -> None:
     os.chmod(path, 0o600)
 
 
-def _write_key(path: str, key: crypto.SigningKey) -> None:
-    _write_private(path, json.dumps({"type": "ed25519", "seed": key.seed.hex(),
-                                     "public_key": key.public_key.hex()}, indent=2) + "\n")
+def _write_key(path: str, key: Signer, suite: Suite) -> None:
+    _write_private(path, key_file_text(key, suite))
 
 
-def _read_key(path: str) -> crypto.SigningKey:
-    try:
-        with open(path) as f:
-            obj = json.load(f)
-        key = crypto.SigningKey.from_seed(bytes.fromhex(obj["seed"]))
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{path}: not a readable key file ({e})") from e
-    if obj.get("public_key") not in (None, key.public_key.hex()):
-        raise ValueError(f"{path}: public_key does not match the seed")
-    return key
+def _read_key(path: str, suite: Suite) -> Signer:
+    return read_key_file(path, suite)
 
 
 def save_config(home: str, config: NodeConfig) -> None:
@@ -256,8 +267,8 @@ def load_home(home: str) -> Home:
     except (OSError, json.JSONDecodeError) as e:
         raise ValueError(f"{gpath}: cannot read genesis ({e})") from e
     return Home(os.path.abspath(home), config, genesis,
-                _read_key(os.path.join(home, NODE_KEY_FILE)),
-                _read_key(os.path.join(home, VALIDATOR_KEY_FILE)))
+                _read_key(os.path.join(home, NODE_KEY_FILE), genesis.suite),
+                _read_key(os.path.join(home, VALIDATOR_KEY_FILE), genesis.suite))
 
 
 def _prepare_dir(home: str) -> None:
@@ -266,15 +277,15 @@ def _prepare_dir(home: str) -> None:
     os.makedirs(os.path.join(home, DATA_DIR), exist_ok=True)
 
 
-def _write_home(home: str, config: NodeConfig, genesis: Genesis, node_key: crypto.SigningKey,
-                validator_key: crypto.SigningKey) -> None:
+def _write_home(home: str, config: NodeConfig, genesis: Genesis, node_key: Signer,
+                validator_key: Signer) -> None:
     config.validate()
     save_config(home, config)
     with open(os.path.join(home, GENESIS_FILE), "w") as f:
         json.dump(genesis.to_json(), f, indent=2)
         f.write("\n")
-    _write_key(os.path.join(home, NODE_KEY_FILE), node_key)
-    _write_key(os.path.join(home, VALIDATOR_KEY_FILE), validator_key)
+    _write_key(os.path.join(home, NODE_KEY_FILE), node_key, genesis.suite)
+    _write_key(os.path.join(home, VALIDATOR_KEY_FILE), validator_key, genesis.suite)
 
 
 def _app_state(app_state: dict[str, Any] | None) -> dict[str, Any]:
@@ -286,24 +297,30 @@ def _app_state(app_state: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def init_home(home: str, chain_id: str | None = None, *,
-              app_state: dict[str, Any] | None = None, **settings: Any) -> Home:
-    """A single validator that is its own network (``app_state``: the genesis app state)."""
+              app_state: dict[str, Any] | None = None, crypto: str | None = None,
+              **settings: Any) -> Home:
+    """A single validator that is its own network (``app_state``: the genesis app state;
+    ``crypto``: the suite, ``ed25519-blake3`` by default or ``sm2-sm3``)."""
+    suite = get_suite(crypto)
     chain_id = check_chain_id(chain_id or f"engine-{os.urandom(3).hex()}")
     _prepare_dir(home)
-    node_key, val_key = crypto.SigningKey.generate(), crypto.SigningKey.generate()
+    node_key, val_key = suite.generate_key(), suite.generate_key()
     genesis = Genesis(chain_id, [GenesisValidator("node0", 10, val_key.public_key)],
-                      _app_state(app_state), int(time.time() * 1000))
+                      _app_state(app_state), int(time.time() * 1000), suite.name)
     _write_home(home, NodeConfig(moniker="node0", **settings), genesis, node_key, val_key)
     return load_home(home)
 
 
 def init_testnet(output: str, validators: int, *, base_port: int = 26656,
                  chain_id: str | None = None, hosts: list[str] | None = None,
-                 app_state: dict[str, Any] | None = None, **settings: Any) -> list[Home]:
+                 app_state: dict[str, Any] | None = None, crypto: str | None = None,
+                 **settings: Any) -> list[Home]:
     """``validators`` homes ``output/node0``… sharing one genesis, peers wired to each other.
 
     Node i listens for p2p on ``base_port + 2 i`` and serves RPC on ``base_port + 2 i + 1``.
+    ``crypto`` names the chain's suite (``ed25519-blake3`` by default, or ``sm2-sm3``).
     """
+    suite = get_suite(crypto)
     if type(validators) is not int or not 1 <= validators <= 1000:
         raise ValueError(f"validators must be an integer in 1..1000, not {validators!r}")
     if type(base_port) is not int or not 1024 <= base_port <= 65535 - 2 * validators:
@@ -315,11 +332,11 @@ def init_testnet(output: str, validators: int, *, base_port: int = 26656,
     homes = [os.path.join(output, f"node{i}") for i in range(validators)]
     for h in homes:
         _prepare_dir(h)
-    node_keys = [crypto.SigningKey.generate() for _ in homes]
-    val_keys = [crypto.SigningKey.generate() for _ in homes]
+    node_keys = [suite.generate_key() for _ in homes]
+    val_keys = [suite.generate_key() for _ in homes]
     genesis = Genesis(chain_id, [GenesisValidator(f"node{i}", 10, k.public_key)
                                  for i, k in enumerate(val_keys)], _app_state(app_state),
-                      int(time.time() * 1000))
+                      int(time.time() * 1000), suite.name)
     for i, h in enumerate(homes):
         peers = [PeerConfig(node_keys[j].public_key.hex(), hosts[j], base_port + 2 * j)
                  for j in range(validators) if j != i]

@@ -31,7 +31,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
-from engine.hashing import blake3, blake3_many
+from engine.suite import DEFAULT, Suite
 
 __all__ = ["AddResult", "Mempool", "MempoolLimits", "Senders"]
 
@@ -93,10 +93,11 @@ class MempoolLimits:
             raise ValueError("tx_bytes_max must not exceed bytes_max")
 
 
-def _default_verify(envelopes: Sequence[bytes], chain_id: bytes, threads: int | None) -> list[bool]:
+def _default_verify(envelopes: Sequence[bytes], chain_id: bytes, threads: int | None,
+                    suite: Suite = DEFAULT) -> list[bool]:
     from engine import tx
 
-    return tx.verify_txs(list(envelopes), chain_id, threads=threads)
+    return tx.verify_txs(list(envelopes), chain_id, threads=threads, suite=suite)
 
 
 _decode_tx: Callable[..., Any] | None = None
@@ -110,6 +111,12 @@ def _decode_with_id(envelope: bytes, tx_id: bytes) -> Any:
 
         _decode_tx = decode_tx
     return _decode_tx(envelope, tx_id=tx_id)
+
+
+def _suite_refusal(envelope: bytes, suite: Suite) -> str:
+    from engine.tx import suite_refusal  # bound late, as _decode_with_id
+
+    return f"malformed envelope: {suite_refusal(envelope, suite)}"
 
 
 class Senders:
@@ -214,8 +221,12 @@ class Mempool:
                  verify: Callable[..., list[bool]] = _default_verify,
                  decode: Callable[[bytes], Any] | None = None,
                  on_admitted: Callable[[list[bytes]], None] | None = None,
-                 check_tx_pending: bool = False, nonces: Any = None):
+                 check_tx_pending: bool = False, nonces: Any = None, suite: Suite = DEFAULT):
         self.chain_id = chain_id
+        #: The chain's crypto suite: tx ids, signatures, the envelope version admitted.
+        self.suite = suite
+        if verify is _default_verify and not suite.is_default:
+            verify = (lambda envs, cid, threads: _default_verify(envs, cid, threads, suite))
         self.limits = limits or MempoolLimits()
         self._check_tx = check_tx
         self._find_committed = find_committed
@@ -359,7 +370,7 @@ class Mempool:
         if len(self._pending) >= self.limits.pending_txs_max:
             self.rejected[FULL] = self.rejected.get(FULL, 0) + 1
             if fut is not None:
-                fut.set_result(AddResult(FULL, blake3(envelope), f"admission queue is full "
+                fut.set_result(AddResult(FULL, self.suite.hash(envelope), f"admission queue is full "
                                          f"({len(self._pending)} transactions waiting)"))
             return
         self._pending.append((bytes(envelope), fut, local))
@@ -383,7 +394,7 @@ class Mempool:
                     # that would surface as an HTTP 500).
                     for env, fut, _ in batch:
                         if fut is not None and not fut.done():
-                            fut.set_result(self._reject(INTERNAL_ERROR, blake3(env),
+                            fut.set_result(self._reject(INTERNAL_ERROR, self.suite.hash(env),
                                                         f"admission failed: {e!r}"))
 
     def _reject(self, code: str, tx_id: bytes, log: str) -> AddResult:
@@ -429,7 +440,7 @@ class Mempool:
 
     def _hash_and_verify(self, envelopes: list[bytes]) -> tuple[list[bytes], list[bool]]:
         """Worker thread: one native hashing call and one native batch verification."""
-        ids = blake3_many(envelopes, threads=self._threads)
+        ids = self.suite.hash_many(envelopes, threads=self._threads)
         # Already verified, or already committed (refused as a duplicate anyway): no check.
         fresh = [i for i, t in enumerate(ids)
                  if t not in self._verified and t not in self._committed]
@@ -455,6 +466,8 @@ class Mempool:
         if committed or tx_id in self._committed:
             return DUPLICATE, "already committed"
         if not valid:
+            if env[:1] in (b"\x01", b"\x02") and env[0] != self.suite.tx_version:
+                return MALFORMED, _suite_refusal(env, self.suite)
             return BAD_SIGNATURE, "malformed envelope or signature does not verify"
         try:
             tx = self._decode_with_id(env, tx_id)

@@ -23,6 +23,10 @@ and all nodes must hold the same block and app hash at every height, or the run 
 :func:`sustained`): rungs of open-loop load, each signed before its clock starts, doubling while
 sustained and bisecting once a rung fails, at most ``find_max_rungs`` rungs on one testnet.
 
+``--crypto sm2-sm3`` runs the testnet on the SM2/SM3 suite (engine/suite.py) and then, as the
+same-run baseline, the same options on ``ed25519-blake3``; the report carries both and their
+ratio (the baseline's own report under ``baseline``).
+
 The crypto ceiling is measured in the same run once the nodes are stopped: ``verify_txs`` over
 20,000 envelopes of the run's size from 1,000 senders on every core, keys cached (best of 3; a
 node verifies the same senders again and again) — how fast one process could merely verify
@@ -62,6 +66,8 @@ SHUTDOWN_GRACE_S = 15.0
 PROGRESS_INTERVAL_S = 2.0
 #: Transactions signed for a ``max`` run, per second of load (the load stops when they run out).
 MAX_RATE_PRESIGN_TPS = 25_000
+#: The same for an sm2-sm3 run (SM2 signs ~2.5x slower and the chain commits fewer per second).
+MAX_RATE_PRESIGN_TPS_SM2 = 10_000
 RATE_MAX = 200_000
 CEILING_SAMPLE_TXS = 20_000
 DRAIN_TIMEOUT_S_MIN = 20.0
@@ -92,6 +98,7 @@ class TpsOptions:
     profile_dir: str | None = None
     keep: bool = False
     progress: bool = True
+    crypto: str = "ed25519-blake3"
     find_max: bool = False
     slo_p50_ms: float = SLO_P50_MS_DEFAULT
     find_max_rungs: int = FIND_MAX_RUNGS_MAX
@@ -116,6 +123,7 @@ class TpsOptions:
         opts = cls(validators=args.validators, duration_s=args.duration, tx_bytes=args.tx_bytes,
                    rate=rate, sweep=args.sweep, rates=rates, base_port=args.base_port,
                    profile_dir=args.profile, keep=args.keep,
+                   crypto=getattr(args, "crypto", None) or "ed25519-blake3",
                    find_max=getattr(args, "find_max", False),
                    slo_p50_ms=getattr(args, "slo_p50_ms", SLO_P50_MS_DEFAULT),
                    find_max_rungs=getattr(args, "find_max_rungs", FIND_MAX_RUNGS_MAX))
@@ -130,7 +138,10 @@ class TpsOptions:
             raise ValueError(f"validators must be an integer in 1..16, not {self.validators!r}")
         if not 1 <= self.duration_s <= 3600:
             raise ValueError(f"duration must be 1..3600 s, not {self.duration_s!r}")
-        low = txmod.TX_HEADER_BYTES + txmod.SIGNATURE_BYTES + 16
+        from engine.suite import get_suite
+
+        suite = get_suite(self.crypto)  # ValueError naming the choices
+        low = txmod.TX_HEADER_BYTES + suite.public_key_bytes - 32 + txmod.SIGNATURE_BYTES + 16
         if type(self.tx_bytes) is not int or not low <= self.tx_bytes <= 4096:
             raise ValueError(f"tx_bytes must be an integer in {low}..4096, not {self.tx_bytes!r}")
         for r in [self.rate] + list(self.rates or []):
@@ -149,20 +160,24 @@ class TpsOptions:
 
 # ---- signing before the clock starts ---------------------------------------------------------
 
-def _sign_chunk(job: tuple[bytes, int, int, int, str]) -> list[bytes]:
+def _sign_chunk(job: tuple[bytes, int, int, int, str, str]) -> list[bytes]:
     """Worker: envelopes ``start .. start+count`` of a run (keys derived from ``run_seed``)."""
-    from engine import crypto, hashing
+    from engine import hashing
     from engine import tx as txmod
+    from engine.suite import get_suite
 
-    run_seed, start, count, tx_bytes, chain_id = job
-    keys: dict[int, crypto.SigningKey] = {}
-    payload_bytes = tx_bytes - txmod.TX_HEADER_BYTES - txmod.SIGNATURE_BYTES
+    run_seed, start, count, tx_bytes, chain_id, crypto = job
+    suite = get_suite(crypto)
+    keys: dict[int, Any] = {}
+    # An SM2 sender key is 32 bytes longer: the payload shrinks, the envelope size stays.
+    header_bytes = txmod.TX_HEADER_BYTES + suite.public_key_bytes - 32
+    payload_bytes = tx_bytes - header_bytes - txmod.SIGNATURE_BYTES
     out = []
     for i in range(start, start + count):
         s = i % SENDERS
         key = keys.get(s)
         if key is None:
-            key = keys[s] = crypto.SigningKey(hashing.blake3(run_seed + s.to_bytes(4, "little")))
+            key = keys[s] = suite.key_from_seed(hashing.blake3(run_seed + s.to_bytes(4, "little")))
         head = b"k%d=" % (i % 100_000)
         body = head + (b"%x" % i).rjust(payload_bytes - len(head), b".")
         # Each sender's nonces in sequence (replay protection keeps a bounded window).
@@ -171,12 +186,12 @@ def _sign_chunk(job: tuple[bytes, int, int, int, str]) -> list[bytes]:
 
 
 def sign_envelopes(count: int, tx_bytes: int, chain_id: str = CHAIN_ID,
-                   workers: int | None = None) -> list[bytes]:
+                   workers: int | None = None, crypto: str = "ed25519-blake3") -> list[bytes]:
     """``count`` signed envelopes of ``tx_bytes`` bytes, signed on every core."""
     run_seed = os.urandom(16)
     workers = workers or os.cpu_count() or 1
     chunk = max(1000, math.ceil(count / (workers * 4)))
-    jobs = [(run_seed, s, min(chunk, count - s), tx_bytes, chain_id)
+    jobs = [(run_seed, s, min(chunk, count - s), tx_bytes, chain_id, crypto)
             for s in range(0, count, chunk)]
     if workers == 1 or count <= 2 * chunk:
         return [e for job in jobs for e in _sign_chunk(job)]
@@ -603,11 +618,11 @@ async def _drive(opts: TpsOptions, urls: list[str], procs: list[subprocess.Popen
             rate = plan[index]
             if search is not None:
                 assert rate is not None
-                count = _presign_count(rate, opts.duration_s)
+                count = _presign_count(rate, opts.duration_s, opts.crypto)
                 if opts.progress:
                     print(f"[find-max] signing {count:,} transactions for {rate:,} tx/s", flush=True)
                 pool = await asyncio.get_running_loop().run_in_executor(
-                    None, sign_envelopes, count, opts.tx_bytes)
+                    None, sign_envelopes, count, opts.tx_bytes, CHAIN_ID, None, opts.crypto)
             else:
                 pool = pools[index]
             step = _Step(rate)
@@ -672,44 +687,68 @@ def _timeline(state: _State, started: float) -> list[list[float]]:
     return [[s, per_s.get(s, 0)] for s in range(max(per_s, default=-1) + 1)]
 
 
-def crypto_ceiling(envelopes: list[bytes], chain_id: str = CHAIN_ID) -> dict[str, Any]:
+def crypto_ceiling(envelopes: list[bytes], chain_id: str = CHAIN_ID,
+                   suite_name: str = "ed25519-blake3") -> dict[str, Any]:
     """verify_txs over ``envelopes`` on every core: how fast one process merely verifies them,
     with the senders' keys in the decompressed-key cache (best of 3 after one warming pass: a
     node verifies the same senders again and again); the cold-key pass is reported too."""
     from engine import crypto
     from engine import tx as txmod
+    from engine.suite import get_suite
 
+    suite = get_suite(suite_name)
     sample = envelopes[:CEILING_SAMPLE_TXS]
-    crypto.configure_key_cache(crypto.key_cache_info()["capacity"])  # empty the cache
+    if suite.is_default:  # empty the cache
+        crypto.configure_key_cache(crypto.key_cache_info()["capacity"])
+    else:
+        crypto.sm2_configure_key_cache(crypto.sm2_key_cache_info()["capacity"])
     start = time.perf_counter()
-    verdicts = txmod.verify_txs(sample, chain_id, threads=None)
+    verdicts = txmod.verify_txs(sample, chain_id, threads=None, suite=suite)
     cold = time.perf_counter() - start
     best = float("inf")
     for _ in range(3):
         start = time.perf_counter()
-        verdicts = txmod.verify_txs(sample, chain_id, threads=None)
+        verdicts = txmod.verify_txs(sample, chain_id, threads=None, suite=suite)
         best = min(best, time.perf_counter() - start)
     if not all(verdicts):
         raise RuntimeError("the pre-signed transactions do not all verify")
-    senders = len({e[1:33] for e in sample})
+    senders = len({e[1:1 + suite.public_key_bytes] for e in sample})
+    path = crypto.native_path() if suite.is_default else crypto.sm2_native_path()
     return {"txs": len(sample), "senders": senders, "threads": os.cpu_count() or 1,
             "tps": round(len(sample) / best, 1), "tps_cold_keys": round(len(sample) / cold, 1),
-            "keys": "cached (best of 3 after a warming pass)", "path": crypto.native_path()}
+            "keys": "cached (best of 3 after a warming pass)", "path": path}
 
 
-def _presign_count(rate: int | None, duration_s: float) -> int:
-    per_s = rate if rate is not None else MAX_RATE_PRESIGN_TPS
+def _presign_count(rate: int | None, duration_s: float,
+                   crypto: str = "ed25519-blake3") -> int:
+    cap = MAX_RATE_PRESIGN_TPS if crypto == "ed25519-blake3" else MAX_RATE_PRESIGN_TPS_SM2
+    per_s = rate if rate is not None else cap
     return int(per_s * duration_s * 1.05) + BATCH_TXS_MAX
 
 
 def _presign_counts(opts: TpsOptions) -> list[int]:
     if opts.find_max:
         return []  # each rung's transactions are signed when its rate is known
-    return [_presign_count(rate, opts.duration_s) for rate in _sweep_rates(opts)]
+    return [_presign_count(rate, opts.duration_s, opts.crypto) for rate in _sweep_rates(opts)]
 
 
 def run_tps(opts: TpsOptions) -> dict[str, Any]:
-    """Run the benchmark and return the report body (raises RuntimeError when it cannot run)."""
+    """Run the benchmark and return the report body (raises RuntimeError when it cannot run).
+
+    An ``sm2-sm3`` run is followed by the same options on ``ed25519-blake3`` (the baseline)."""
+    report = _run_tps_one(opts)
+    if opts.crypto != "ed25519-blake3":
+        from dataclasses import replace
+
+        if opts.progress:
+            print("baseline: the same run on ed25519-blake3", flush=True)
+        base = _run_tps_one(replace(opts, crypto="ed25519-blake3", profile_dir=None))
+        report["baseline"] = base
+        report["tps_vs_baseline"] = round(report["tps"] / base["tps"], 3) if base["tps"] else None
+    return report
+
+
+def _run_tps_one(opts: TpsOptions) -> dict[str, Any]:
     from engine.benchmarks.kernels import calibration
     from engine.config import init_testnet
     from engine.localnet import free_base_port, shutdown_nodes, spawn_node
@@ -720,7 +759,7 @@ def run_tps(opts: TpsOptions) -> dict[str, Any]:
     t = time.monotonic()
     say(f"signing {sum(counts):,} transactions of {opts.tx_bytes} B before the clock starts",
         flush=True)
-    signed = sign_envelopes(sum(counts), opts.tx_bytes)
+    signed = sign_envelopes(sum(counts), opts.tx_bytes, crypto=opts.crypto)
     sign_s = time.monotonic() - t
     pools, pos = [], 0
     for c in counts:
@@ -731,7 +770,8 @@ def run_tps(opts: TpsOptions) -> dict[str, Any]:
     procs: list[subprocess.Popen] = []
     profile = Profiler(opts.profile_dir) if opts.profile_dir else None
     try:
-        homes = init_testnet(workdir, opts.validators, base_port=base, chain_id=CHAIN_ID)
+        homes = init_testnet(workdir, opts.validators, base_port=base, chain_id=CHAIN_ID,
+                             crypto=opts.crypto)
         for h in homes:
             procs.append(spawn_node(h.path, os.path.join(workdir, f"{h.config.moniker}.log")))
         last_port = base + 2 * opts.validators - 1
@@ -751,7 +791,8 @@ def run_tps(opts: TpsOptions) -> dict[str, Any]:
             profile.finish()
         if not opts.keep:
             shutil.rmtree(workdir, ignore_errors=True)
-    ceiling = crypto_ceiling(sign_envelopes(CEILING_SAMPLE_TXS, opts.tx_bytes))
+    ceiling = crypto_ceiling(sign_envelopes(CEILING_SAMPLE_TXS, opts.tx_bytes,
+                                            crypto=opts.crypto), suite_name=opts.crypto)
     calib = calibration()
     main = result["steps"][-1] if not opts.sweep else max(result["steps"], key=lambda s: s["tps"])
     find_max: dict[str, Any] = {}
@@ -784,7 +825,7 @@ def run_tps(opts: TpsOptions) -> dict[str, Any]:
         "tps_fraction_of_ceiling": round(main["tps"] / ceiling["tps"], 4),
         "calibration": calib,
         "setup": {"validators": opts.validators, "duration_s": opts.duration_s,
-                  "tx_bytes": opts.tx_bytes,
+                  "tx_bytes": opts.tx_bytes, "crypto": opts.crypto,
                   "rate": ("find-max" if opts.find_max else
                            "sweep " + ",".join(str(r or "max") for r in _sweep_rates(opts))
                            if opts.sweep else opts.rate or "max"), "sweep": opts.sweep,
@@ -806,6 +847,8 @@ def run_tps(opts: TpsOptions) -> dict[str, Any]:
 
 def passed(report: dict[str, Any]) -> tuple[bool, list[str]]:
     problems = []
+    if "baseline" in report:
+        problems += [f"baseline (ed25519-blake3): {p}" for p in passed(report["baseline"])[1]]
     if report["lost"]:
         problems.append(f"{report['lost']} accepted transactions were not committed")
     if report["duplicates"]:
@@ -824,7 +867,7 @@ def format_summary(report: dict[str, Any]) -> str:
     lines = [
         "",
         (f"engine bench tps: {s['validators']} validators, {s['tx_bytes']} B signed kvstore txs, "
-         f"LMDB sync on, offered {s['rate']} tx/s"),
+         f"LMDB sync on, offered {s['rate']} tx/s, crypto {s.get('crypto', 'ed25519-blake3')}"),
         f"  committed TPS        {report['tps']:,.1f} (steady-state window)",
         (f"  latency              p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms "
          f"({lat['samples']} samples)"),
@@ -849,6 +892,15 @@ def format_summary(report: dict[str, Any]) -> str:
             f"(ceiling / {s['validators']} validators)")
         for v in report["rungs"]:
             lines.append(f"    {v['offered_rate']:>8,} tx/s  {v['why']}")
+    base = report.get("baseline")
+    if base is not None:
+        blat = base["latency_ms"]
+        lines.append(f"  baseline (same run)  ed25519-blake3: {base['tps']:,.1f} TPS, p50 "
+                     f"{blat['p50']} ms, p99 {blat['p99']} ms, {base['lost']} lost; crypto "
+                     f"ceiling {base['crypto_ceiling']['tps']:,.0f} tx/s "
+                     f"({base['crypto_ceiling']['path']})")
+        lines.append(f"  ratio                {s.get('crypto')} / ed25519-blake3 = "
+                     f"{report['tps_vs_baseline']}x committed TPS")
     if len(report["steps"]) > 1:
         lines.append("  sweep                offered -> committed tx/s, p50/p99 ms")
         for st in report["steps"]:

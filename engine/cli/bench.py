@@ -42,6 +42,9 @@ def register(sub) -> None:
     t.add_argument("--profile", metavar="DIR", default=None,
                    help="record node0 with py-spy into DIR (flame SVG + top functions)")
     t.add_argument("--keep", action="store_true", help="keep the homes and node logs")
+    t.add_argument("--crypto", default=None, choices=["ed25519-blake3", "sm2-sm3"],
+                   help="the testnet's crypto suite; sm2-sm3 also runs the ed25519-blake3 "
+                        "baseline with the same options in the same run")
     t.add_argument("--find-max", action="store_true",
                    help="search the highest offered rate the network sustains (a bounded "
                         "search of rungs; --rate sets the first rung, default 1000)")

@@ -10,6 +10,7 @@ def register(sub) -> None:
     p = sub.add_parser("init", help="create a single-validator node home")
     p.add_argument("--home", required=True, help="node home folder to create")
     p.add_argument("--chain-id", default=None, help="chain id (default: random)")
+    _crypto_argument(p)
     _app_arguments(p)
     p.set_defaults(func=_init)
 
@@ -21,6 +22,7 @@ def register(sub) -> None:
     p.add_argument("--chain-id", default=None)
     p.add_argument("--hosts", default=None,
                    help="comma-separated host of each node (default 127.0.0.1 for all)")
+    _crypto_argument(p)
     _app_arguments(p)
     p.set_defaults(func=_testnet)
 
@@ -44,7 +46,14 @@ def register(sub) -> None:
     p.add_argument("--base-port", type=int, default=0, help="default: pick free ports")
     p.add_argument("--keep", action="store_true", help="keep the temporary homes")
     p.add_argument("--no-live", action="store_true", help="print lines instead of a live view")
+    _crypto_argument(p)
     p.set_defaults(func=_demo)
+
+
+def _crypto_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--crypto", default=None, choices=["ed25519-blake3", "sm2-sm3"],
+                   help="the chain's crypto suite, written to genesis.json "
+                        "(default ed25519-blake3)")
 
 
 def _app_arguments(p: argparse.ArgumentParser) -> None:
@@ -88,10 +97,11 @@ def _init(args: argparse.Namespace) -> int:
     from engine.config import init_home
 
     try:
-        home = init_home(args.home, args.chain_id, **_app_settings(args))
+        home = init_home(args.home, args.chain_id, crypto=args.crypto, **_app_settings(args))
     except ValueError as e:
         return _fail(str(e))
     print(json.dumps({"home": home.path, "chain_id": home.genesis.chain_id,
+                      "crypto": home.genesis.crypto,
                       "validator": home.validator_key.public_key.hex(),
                       "p2p": f"{home.config.p2p_host}:{home.config.p2p_port}",
                       "rpc": home.rpc_url}, indent=2))
@@ -104,10 +114,12 @@ def _testnet(args: argparse.Namespace) -> int:
     hosts = args.hosts.split(",") if args.hosts else None
     try:
         homes = init_testnet(args.output, args.validators, base_port=args.base_port,
-                             chain_id=args.chain_id, hosts=hosts, **_app_settings(args))
+                             chain_id=args.chain_id, hosts=hosts, crypto=args.crypto,
+                             **_app_settings(args))
     except ValueError as e:
         return _fail(str(e))
-    print(f"chain {homes[0].genesis.chain_id}: {len(homes)} validators")
+    print(f"chain {homes[0].genesis.chain_id} ({homes[0].genesis.crypto}): "
+          f"{len(homes)} validators")
     for h, host in zip(homes, hosts or ["127.0.0.1"] * len(homes)):
         print(f"  {h.path}  p2p {host}:{h.config.p2p_port}  rpc {h.rpc_url}")
     return 0
@@ -158,4 +170,5 @@ def _demo(args: argparse.Namespace) -> int:
     from engine.demo import run_demo
 
     return run_demo(validators=args.validators, duration_s=args.duration, rate=args.rate,
-                    base_port=args.base_port, keep=args.keep, live=not args.no_live)
+                    base_port=args.base_port, keep=args.keep, live=not args.no_live,
+                    crypto=args.crypto)

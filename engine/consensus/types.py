@@ -13,7 +13,7 @@ malformed, because its input comes from peers.
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -25,6 +25,8 @@ from engine.errors import ProtocolError
 HASH_BYTES = 32
 SIGNATURE_BYTES = 64
 PUBLIC_KEY_BYTES = 32
+#: Validator key sizes of the two crypto suites (engine/suite.py): Ed25519, SM2.
+PUBLIC_KEY_SIZES = (32, 64)
 #: The all-zero block hash stands for nil.
 NIL = bytes(HASH_BYTES)
 
@@ -195,8 +197,12 @@ class ValidatorSet:
         for i, v in enumerate(validators):
             if not isinstance(v, Validator):
                 raise TypeError(f"validators[{i}] must be a Validator")
-            if not isinstance(v.public_key, bytes) or len(v.public_key) != PUBLIC_KEY_BYTES:
-                raise ValueError(f"validators[{i}].public_key must be 32 bytes")
+            # 32 bytes (Ed25519) or 64 (SM2, x || y): one size for the whole set (one suite).
+            size = len(validators[0].public_key) if isinstance(validators[0], Validator) else 0
+            if not isinstance(v.public_key, bytes) or len(v.public_key) != size \
+                    or size not in PUBLIC_KEY_SIZES:
+                raise ValueError(f"validators[{i}].public_key must be 32 bytes (Ed25519) or 64 "
+                                 f"(SM2), the size of every key of the set")
             if type(v.power) is not int or v.power <= 0:
                 raise ValueError(f"validators[{i}].power must be a positive int")
             if v.public_key in seen:
@@ -226,13 +232,16 @@ class ValidatorSet:
         return 3 * power > 2 * self.total_power
 
     def encode(self) -> bytes:
-        """``u32 count | (public key 32 | power u64) * count``, in index order."""
+        """``u32 count | (public key 32, or 64 for SM2 | power u64) * count``, in index order."""
         return struct.pack("<I", len(self.validators)) + b"".join(
             v.public_key + struct.pack("<Q", v.power) for v in self.validators)
 
-    def hash(self) -> bytes:
-        """BLAKE3 of ``b"engine/validators/v1" | encode()``: what a block header's
-        ``validators_hash`` and ``next_validators_hash`` name."""
+    def hash(self, hash_fn: Callable[[bytes], bytes] | None = None) -> bytes:
+        """BLAKE3 (or ``hash_fn``, the chain suite's hash: SM3 on an ``sm2-sm3`` chain) of
+        ``b"engine/validators/v1" | encode()``: what a block header's ``validators_hash`` and
+        ``next_validators_hash`` name."""
+        if hash_fn is not None and hash_fn is not hashing.blake3:
+            return hash_fn(b"engine/validators/v1" + self.encode())
         if self._digest is None:
             self._digest = hashing.blake3(b"engine/validators/v1" + self.encode())
         return self._digest

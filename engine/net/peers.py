@@ -29,7 +29,6 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from engine import crypto
 from engine.net import codec
 from engine.net.errors import (
     ConnectionLost,
@@ -41,6 +40,7 @@ from engine.net.errors import (
 from engine.net.limits import NetLimits
 from engine.net.secure import TAG_BYTES, SecureStream, handshake
 from engine.ratelog import RateLimitedLog
+from engine.suite import DEFAULT, Signer, Suite
 
 log = logging.getLogger("engine.net")
 _refusals = RateLimitedLog(log)
@@ -71,12 +71,14 @@ class _Peer:
 class PeerSet:
     """Connections to the allowed peers; ``send``/``broadcast`` queue encoded messages."""
 
-    def __init__(self, *, node_key: crypto.SigningKey, chain_id: str, listen_host: str,
+    def __init__(self, *, node_key: Signer, chain_id: str, listen_host: str,
                  listen_port: int, peers: list[PeerAddress], on_message: MessageHandler,
                  on_connect: PeerHandler | None = None,
                  on_disconnect: PeerHandler | None = None, limits: NetLimits | None = None,
-                 genesis_hash: bytes | None = None):
+                 genesis_hash: bytes | None = None, suite: Suite = DEFAULT):
         self.node_key = node_key
+        #: The chain's crypto suite: the node key's signature and the handshake's transcript hash.
+        self.suite = suite
         self.chain_id = chain_id
         #: Compared in the handshake: a peer with another genesis is refused, loudly.
         self.genesis_hash = genesis_hash
@@ -291,7 +293,7 @@ class PeerSet:
         return handshake(reader, writer, node_key=self.node_key, chain_id=self.chain_id,
                          initiator=initiator, is_allowed=self._allowed.__contains__,
                          frame_bytes_max=self.limits.frame_bytes_max,
-                         genesis_hash=self.genesis_hash)
+                         genesis_hash=self.genesis_hash, suite=self.suite)
 
     def _attach(self, stream: SecureStream) -> None:
         key = stream.peer_key

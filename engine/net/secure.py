@@ -2,15 +2,18 @@
 
 Handshake (both sides run it at once; the dialer is the *initiator*):
 
-1. Each side sends ``MAGIC (8) || ephemeral X25519 public key (32)`` in the clear.
-2. ``transcript = BLAKE3(b"engine/p2p/transcript/v1" || u8 len(chain_id) || chain_id ||
+1. Each side sends ``MAGIC (8) || ephemeral X25519 public key (32)`` in the clear. The magic's
+   last byte names the chain's crypto suite (0 ``ed25519-blake3``, 1 ``sm2-sm3``): a peer of
+   the other suite is refused right there as running another genesis, with a reason that says so.
+2. ``transcript = H(b"engine/p2p/transcript/v1" || u8 len(chain_id) || chain_id ||
    initiator ephemeral || responder ephemeral)``; ``shared = X25519(own ephemeral, peer ephemeral)``.
 3. ``HKDF-SHA256(shared, salt=transcript, info=b"engine/p2p/keys/v1")`` gives 64 bytes: the key
    for initiator-to-responder frames, then the key for responder-to-initiator frames.
 4. Each side sends, as its first sealed frame (``AUTH_FRAME_BYTES`` = 112 sealed bytes, or 144
    with the genesis hash; a header announcing more ends the handshake before a byte of its body
    is read), ``node public key (32) || signature (64) [|| genesis hash (32)]`` where
-   the Ed25519 signature covers ``b"engine/p2p/auth/v1" || role (0 initiator, 1 responder) ||
+   the signature (Ed25519, or SM2 with a 64-byte node key on an ``sm2-sm3`` chain; H is the
+   suite's hash, BLAKE3 or SM3) covers ``b"engine/p2p/auth/v1" || role (0 initiator, 1 responder) ||
    transcript``. The role byte stops a peer from reflecting our own proof back at us, and signing
    the transcript binds the node key to these ephemerals (no man in the middle can splice two
    sessions). A peer whose key is not allowed is refused.
@@ -31,9 +34,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from engine import crypto
-from engine.hashing import blake3
 from engine.net.errors import ConnectionLost, FrameTooLarge, GenesisMismatch, HandshakeError
+from engine.suite import DEFAULT, Signer, Suite
 
 MAGIC = b"ENGP2P\x01\x00"
 HELLO_BYTES = len(MAGIC) + 32
@@ -43,6 +45,10 @@ GENESIS_HASH_BYTES = 32
 TAG_BYTES = 16
 #: The sealed authentication frame: the only frame read before the peer is authenticated.
 AUTH_FRAME_BYTES = AUTH_BYTES + TAG_BYTES
+#: The largest authentication frame of any suite (an SM2 node key is 64 bytes).
+AUTH_FRAME_BYTES_MAX = 64 + 64 + TAG_BYTES
+#: The magic's last byte for each suite (the default's magic is unchanged).
+_SUITE_MAGIC_BYTE = {"ed25519-blake3": 0, "sm2-sm3": 1}
 _HEADER = struct.Struct("<I")
 _TRANSCRIPT_DOMAIN = b"engine/p2p/transcript/v1"
 _AUTH_DOMAIN = b"engine/p2p/auth/v1"
@@ -145,9 +151,10 @@ async def _read_exactly(reader: asyncio.StreamReader, n: int) -> bytes:
     raise ConnectionLost(reason)
 
 
-def _transcript(chain_id: str, initiator_eph: bytes, responder_eph: bytes) -> bytes:
+def _transcript(chain_id: str, initiator_eph: bytes, responder_eph: bytes,
+                suite: Suite = DEFAULT) -> bytes:
     chain = chain_id.encode()
-    return blake3(_TRANSCRIPT_DOMAIN + bytes([len(chain)]) + chain + initiator_eph + responder_eph)
+    return suite.hash(_TRANSCRIPT_DOMAIN + bytes([len(chain)]) + chain + initiator_eph + responder_eph)
 
 
 def _auth_message(role: int, transcript: bytes) -> bytes:
@@ -155,20 +162,27 @@ def _auth_message(role: int, transcript: bytes) -> bytes:
 
 
 async def handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
-                    node_key: crypto.SigningKey, chain_id: str, initiator: bool,
+                    node_key: Signer, chain_id: str, initiator: bool,
                     is_allowed: Callable[[bytes], bool], frame_bytes_max: int,
-                    genesis_hash: bytes | None = None) -> SecureStream:
+                    genesis_hash: bytes | None = None, suite: Suite = DEFAULT) -> SecureStream:
     """Run the handshake on a fresh TCP stream and return the sealed stream.
 
     Raises HandshakeError when the peer is not speaking this protocol, proves a key it does not
     hold, or holds a key ``is_allowed`` refuses; ConnectionLost when the stream ends early.
-    The caller bounds the time it may take.
+    The caller bounds the time it may take. ``suite`` is the chain's crypto suite: its hash
+    makes the transcript and its signature (Ed25519 or SM2) proves the node keys.
     """
     eph = X25519PrivateKey.generate()
     eph_pub = eph.public_key().public_bytes_raw()
-    writer.write(MAGIC + eph_pub)
+    magic = MAGIC[:-1] + bytes([_SUITE_MAGIC_BYTE[suite.name]])
+    writer.write(magic + eph_pub)
     hello = await _read_exactly(reader, HELLO_BYTES)
-    if hello[: len(MAGIC)] != MAGIC:
+    if hello[: len(MAGIC)] != magic:
+        others = [n for n, b in _SUITE_MAGIC_BYTE.items()
+                  if hello[:len(MAGIC) - 1] == MAGIC[:-1] and hello[len(MAGIC) - 1] == b]
+        if others:  # the suite is part of genesis: a peer of the other suite runs another
+            raise GenesisMismatch(f"peer speaks the {others[0]} crypto suite; this chain's "
+                                  f"suite is {suite.name}")
         raise HandshakeError("peer did not send the engine p2p magic")
     peer_eph = hello[len(MAGIC):]
     try:
@@ -180,7 +194,7 @@ async def handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
     if reason:
         raise HandshakeError(reason)
     ours, theirs = (eph_pub, peer_eph) if initiator else (peer_eph, eph_pub)
-    transcript = _transcript(chain_id, ours, theirs)
+    transcript = _transcript(chain_id, ours, theirs, suite)
     keys = HKDF(algorithm=hashes.SHA256(), length=64, salt=transcript,
                 info=_KEYS_INFO).derive(shared)
     i2r, r2i = keys[:32], keys[32:]
@@ -190,19 +204,22 @@ async def handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
     signature = node_key.sign(_auth_message(own_role, transcript))
     await stream.send(node_key.public_key + signature + (genesis_hash or b""))
     try:  # read under the auth frame's own bound: nothing larger is buffered pre-auth
-        auth = await stream.recv(AUTH_FRAME_BYTES + GENESIS_HASH_BYTES)
+        auth = await stream.recv(AUTH_FRAME_BYTES_MAX + GENESIS_HASH_BYTES)
     except ConnectionLost as e:
         reason = f"no valid authentication frame: {e}"
     else:
         reason = ""
     if reason:
         raise HandshakeError(reason)
-    if len(auth) not in (AUTH_BYTES, AUTH_BYTES + GENESIS_HASH_BYTES):
-        raise HandshakeError(f"authentication frame is {len(auth)} bytes, not {AUTH_BYTES}")
-    peer_key, peer_sig, peer_genesis = auth[:32], auth[32:AUTH_BYTES], auth[AUTH_BYTES:]
+    key_bytes = suite.public_key_bytes
+    auth_bytes = key_bytes + suite.signature_bytes
+    if len(auth) not in (auth_bytes, auth_bytes + GENESIS_HASH_BYTES):
+        raise HandshakeError(f"authentication frame is {len(auth)} bytes, not {auth_bytes}")
+    peer_key, peer_sig, peer_genesis = auth[:key_bytes], auth[key_bytes:auth_bytes], \
+        auth[auth_bytes:]
     if peer_key == node_key.public_key:
         raise HandshakeError("peer presented our own node key")
-    if not crypto.verify(peer_key, _auth_message(peer_role, transcript), peer_sig):
+    if not suite.verify(peer_key, _auth_message(peer_role, transcript), peer_sig):
         raise HandshakeError("peer's transcript signature does not verify")
     if not is_allowed(peer_key):
         raise HandshakeError(f"peer key {peer_key.hex()} is not in the peer set")
@@ -212,3 +229,4 @@ async def handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
                               f"every node of a network needs the same genesis.json")
     stream.peer_key = peer_key
     return stream
+

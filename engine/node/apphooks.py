@@ -23,8 +23,8 @@ from typing import Any
 
 from engine import tx as txmod
 from engine.app import Application
-from engine.hashing import blake3_many
 from engine.mempool import Mempool
+from engine.suite import DEFAULT, Suite
 
 log = logging.getLogger("engine.node.apphooks")
 
@@ -51,8 +51,9 @@ def _overridden(app: Application, name: str) -> Callable | None:
 
 
 class AppHooks:
-    def __init__(self, app: Application, counters: Any):
+    def __init__(self, app: Application, counters: Any, suite: Suite = DEFAULT):
         self.app = app
+        self.suite = suite
         self.counters = counters
         self.check_tx_pending = positional_count(app.check_tx) >= 2
         self.recheck_tx = _overridden(app, "recheck_tx")
@@ -83,7 +84,7 @@ class AppHooks:
         returns something that is not a subset of them, or raises)."""
         if self._prepare is None:
             return envelopes
-        ids = blake3_many(envelopes) if envelopes else []
+        ids = self.suite.hash_many(envelopes) if envelopes else []
         txs = self._decoded(envelopes, ids)
         started = time.perf_counter()
         try:

@@ -89,7 +89,8 @@ class BlockSync:
         if start >= stop:
             return
         for stored in self.store.blocks(start, stop):
-            raw = with_txs(Block.decode(stored.header, header_only=True), stored.txs).encode()
+            raw = with_txs(Block.decode(stored.header, header_only=True),
+                           stored.txs).encode(self.store.suite)
             if items and total + len(raw) > limits.sync_reply_bytes_max:
                 break
             items.append([stored.height, raw, stored.certificate])

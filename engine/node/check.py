@@ -2,7 +2,7 @@
 
 The store itself knows blocks only as bytes; this hook (used by ``engine store check --home``
 when the home holds a genesis.json) decodes each stored header with the node's block format
-(engine/block.py), and checks that BLAKE3 of header + transactions is the stored block hash, that
+(engine/block.py), and checks that the suite's hash of the header is the stored block hash, that
 height, parent hash and tx root agree with the store's record, that the header's app hash is the
 one stored after the parent, and that both the block's own commit certificate and the parent
 certificate it carries (``last_commit``) hold more than 2/3 of the genesis validators' power,
@@ -20,6 +20,7 @@ from engine import consensus as cs
 from engine.block import Block, block_id, with_txs
 from engine.errors import ProtocolError
 from engine.store import StoredBlock
+from engine.suite import Suite, get_suite
 
 Verifier = Callable[[StoredBlock, "StoredBlock | None"], Iterable[str]]
 
@@ -32,17 +33,20 @@ def verifier_for_home(home: str) -> Verifier | None:
     with open(path) as f:
         genesis = config.Genesis.from_json(json.load(f), path)
     return make_verifier(genesis.chain_id.encode(),
-                         [(v.public_key, v.power) for v in genesis.validators])
+                         [(v.public_key, v.power) for v in genesis.validators], genesis.suite)
 
 
-def make_verifier(chain_id: bytes, validators: list[tuple[bytes, int]]) -> Verifier:
-    """A verifier for blocks of ``chain_id`` signed by ``validators`` ((public key, power))."""
+def make_verifier(chain_id: bytes, validators: list[tuple[bytes, int]],
+                  suite: Suite | str | None = None) -> Verifier:
+    """A verifier for blocks of ``chain_id`` signed by ``validators`` ((public key, power)) on a
+    chain of ``suite`` (default ``ed25519-blake3``)."""
     vset = cs.ValidatorSet([cs.Validator(pk, power) for pk, power in validators])
+    s = get_suite(suite)
 
     def verify(block: StoredBlock, parent: StoredBlock | None) -> list[str]:
         problems: list[str] = []
         try:
-            _verify(block, parent, chain_id, vset, problems)
+            _verify(block, parent, chain_id, vset, problems, s)
         except ProtocolError as e:
             problems.append(f"malformed: {e}")
         return problems
@@ -51,20 +55,20 @@ def make_verifier(chain_id: bytes, validators: list[tuple[bytes, int]]) -> Verif
 
 
 def _verify(block: StoredBlock, parent: StoredBlock | None, chain_id: bytes, vset,
-            problems: list[str]) -> None:
+            problems: list[str], suite: Suite) -> None:
     header = Block.decode(block.header, header_only=True)
     if header.tx_count != len(block.txs):
         problems.append(f"header counts {header.tx_count} txs, the store holds {len(block.txs)}")
     try:
-        if block_id(with_txs(header, block.txs).encode()) != block.block_hash:
-            problems.append("block hash is not BLAKE3 of the stored header")
+        if block_id(with_txs(header, block.txs).encode(suite), suite) != block.block_hash:
+            problems.append(f"block hash is not the {suite.name} hash of the stored header")
     except ProtocolError as e:
         problems.append(f"stored block does not match its header: {e}")
     if header.chain_id != chain_id:
         problems.append(f"chain id {header.chain_id!r} is not the genesis chain id")
     if header.height != block.height or header.parent_hash != block.parent_hash:
         problems.append("header height or parent hash differs from the store's record")
-    if header.validators_hash != vset.hash():
+    if header.validators_hash != vset.hash(suite.hash):
         problems.append("header validators_hash is not the hash of the set that signs it")
     if header.tx_root != block.tx_root:
         problems.append("header tx root differs from the root of the stored transactions")
@@ -74,17 +78,19 @@ def _verify(block: StoredBlock, parent: StoredBlock | None, chain_id: bytes, vse
     if cert.height != block.height or cert.block_hash != block.block_hash:
         problems.append("commit certificate is not for this block")
     else:
-        _verify_cert(cert, chain_id, vset, "commit certificate", problems)
+        _verify_cert(cert, chain_id, vset, "commit certificate", problems, suite)
     if block.height > 1 and parent is not None:
         last = cs.CommitCertificate.decode(header.last_commit, len(vset))
         if last.height != parent.height or last.block_hash != parent.block_hash:
             problems.append("last_commit is not a certificate for the parent block")
         else:
-            _verify_cert(last, chain_id, vset, "parent certificate (last_commit)", problems)
+            _verify_cert(last, chain_id, vset, "parent certificate (last_commit)", problems,
+                         suite)
 
 
-def _verify_cert(cert, chain_id: bytes, vset, what: str, problems: list[str]) -> None:
+def _verify_cert(cert, chain_id: bytes, vset, what: str, problems: list[str],
+                 suite: Suite) -> None:
     try:
-        cert.verify(chain_id, vset)
+        cert.verify(chain_id, vset, suite.verify_batch)
     except ProtocolError as e:
         problems.append(f"{what} does not verify: {e}")

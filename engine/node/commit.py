@@ -93,7 +93,7 @@ class BlockCommitter:
                 changes = [(k, v) for k, v in changes if not k.startswith(RESERVED_PREFIX)]
             changes += self.nonces.apply_block((t.sender, t.nonce) for t in txs)
         self.store.save_block(
-            decide.height, decide.block_hash, block.head(), list(block.txs),
+            decide.height, decide.block_hash, block.head(self.validator.suite), list(block.txs),
             decide.certificate.encode(), parent_hash=block.parent_hash, app_hash=result.app_hash,
             results=_packed_results(result.tx_results), state_changes=changes,
             tx_ids=tx_ids)

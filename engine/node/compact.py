@@ -25,19 +25,20 @@ from engine import consensus as cs
 from engine import limits
 from engine.block import Block, header_size, tx_root_of
 from engine.errors import ProtocolError
-from engine.hashing import blake3, blake3_many
+from engine.suite import DEFAULT, Suite
 
 __all__ = ["CompactBlocks", "Pending", "assemble", "split_block"]
 
 _U32 = struct.Struct("<I")
 
 
-def split_block(raw: bytes) -> tuple[bytes, list[bytes], list[bytes]]:
-    """(head, transactions, their ids) of an encoded block (ours: trusted, but decoded)."""
+def split_block(raw: bytes, suite: Suite = DEFAULT) -> tuple[bytes, list[bytes], list[bytes]]:
+    """(head, transactions, their ids in the chain's suite) of an encoded block (ours: trusted,
+    but decoded)."""
     block = Block.decode(raw)
     txs = list(block.txs)
     tail = sum(4 + len(t) for t in txs)
-    return raw[:len(raw) - tail], txs, blake3_many(txs) if txs else []
+    return raw[:len(raw) - tail], txs, suite.hash_many(txs) if txs else []
 
 
 def assemble(head: bytes, txs: Sequence[bytes]) -> bytes:
@@ -69,8 +70,9 @@ class CompactBlocks:
     """The receiving side: check a compact proposal, fill it from the pool, track what is
     missing, and take fetched envelopes."""
 
-    def __init__(self, lookup: Callable[[bytes], bytes | None]):
+    def __init__(self, lookup: Callable[[bytes], bytes | None], suite: Suite = DEFAULT):
         self.lookup = lookup  # tx id -> envelope in our mempool, or None
+        self.suite = suite  # the chain's hash: block id, tx ids, tx root
         self._pending: OrderedDict[bytes, Pending] = OrderedDict()
 
     def __len__(self) -> int:
@@ -86,9 +88,9 @@ class CompactBlocks:
             return known
         b = Block.decode(head, header_only=True)
         n = header_size(len(b.chain_id))
-        if blake3(head[:n]) != proposal.block_hash:
+        if self.suite.hash(head[:n]) != proposal.block_hash:
             raise ProtocolError("compact proposal head does not hash to the proposal's block")
-        if b.tx_count != len(ids) or tx_root_of(ids) != b.tx_root:
+        if b.tx_count != len(ids) or tx_root_of(ids, self.suite) != b.tx_root:
             raise ProtocolError("compact proposal ids do not have the header's tx root")
         if b.height != proposal.height:
             raise ProtocolError("compact proposal head is for another height")
@@ -109,7 +111,7 @@ class CompactBlocks:
         pending = self._pending.get(block_hash)
         if pending is None:
             return None
-        ids = blake3_many(list(envelopes))
+        ids = self.suite.hash_many(list(envelopes))
         for i, env, got in zip(indices, envelopes, ids):
             if i >= len(pending.ids) or pending.ids[i] != got:
                 raise ProtocolError(f"fetched transaction {i} is not the one the block names")

@@ -9,20 +9,21 @@ refused.
 from __future__ import annotations
 
 from engine import consensus as cs
-from engine import crypto, limits
-from engine.hashing import blake3_many
+from engine import limits
 from engine.net import codec
 from engine.node.ports import Counters
 from engine.node.tip import ChainTip
 from engine.node.wire import PeerWire
+from engine.suite import DEFAULT, Suite
 
 __all__ = ["EvidencePool"]
 
 
 class EvidencePool:
     def __init__(self, *, chain_id: bytes, validators: cs.ValidatorSet, tip: ChainTip,
-                 wire: PeerWire, counters: Counters):
+                 wire: PeerWire, counters: Counters, suite: Suite = DEFAULT):
         self.chain_id = chain_id
+        self.suite = suite
         self.validators = validators
         self.tip = tip
         self.wire = wire
@@ -39,12 +40,12 @@ class EvidencePool:
         """Evidence from a peer; ProtocolError when an item does not verify."""
         for e in items:
             ev = cs.DuplicateVoteEvidence.decode(e)
-            ev.verify(self.chain_id, self.validators, crypto.verify)
+            ev.verify(self.chain_id, self.validators, self.suite.verify)
             self.add(ev, gossip=False)
 
     def add(self, evidence: cs.DuplicateVoteEvidence, *, gossip: bool) -> None:
         encoded = evidence.encode()
-        eh = blake3_many([encoded])[0]
+        eh = self.suite.hash_many([encoded])[0]
         if eh in self._pending or eh in self._committed \
                 or evidence.height < self.tip.height + 1 - limits.evidence_age_heights_max:
             return
@@ -65,6 +66,6 @@ class EvidencePool:
 
     def on_committed(self, items: list[bytes]) -> None:
         for e in items:
-            eh = blake3_many([e])[0]
+            eh = self.suite.hash_many([e])[0]
             self._pending.pop(eh, None)
             self._committed.add(eh)

@@ -29,7 +29,6 @@ from engine.app import Application, InitResult, load_app
 from engine.block import Block
 from engine.config import Home, load_home
 from engine.errors import NodeHalted
-from engine.hashing import blake3
 from engine.mempool import HALTED, AddResult, Mempool, MempoolLimits
 from engine.net.limits import NetLimits
 from engine.net.peers import PeerAddress, PeerSet
@@ -46,7 +45,7 @@ from engine.node.queries import NodeQueries, RecentBlocks, Waiters
 from engine.node.router import PeerRouter, TxGossip
 from engine.node.signatures import VerifiedSignatures
 from engine.node.tip import ChainTip
-from engine.node.validity import BlockValidator, block_hash
+from engine.node.validity import BlockValidator
 from engine.node.wal import Journal
 from engine.node.wire import LoopTimers, PeerOutbox, PeerWire
 from engine.nonces import NonceTable
@@ -80,6 +79,9 @@ class Node:
         self.home = home if isinstance(home, Home) else load_home(home)
         self.config = self.home.config
         self.chain_id = self.home.genesis.chain_id.encode()
+        #: The chain's crypto suite (genesis.json ``crypto``), handed to every part that hashes
+        #: or verifies for the chain.
+        self.suite = self.home.genesis.suite
         self.genesis_hash = self.home.genesis.hash()
         self.validators = cs.ValidatorSet([cs.Validator(v.public_key, v.power)
                                            for v in self.home.genesis.validators])
@@ -125,7 +127,8 @@ class Node:
     async def _start(self) -> None:
         cfg, limits = self.config, self._net_limits
         os.makedirs(self.home.path, exist_ok=True)
-        store = self.store = Store(store_path(self.home.path), sync=self._store_sync)
+        store = self.store = Store(store_path(self.home.path), sync=self._store_sync,
+                                   suite=self.suite)
         self._repair_wal(store)
         self.app.state = _StoreState(store)
         self.app.home = self.home.path
@@ -134,7 +137,7 @@ class Node:
         self._load_tip(store, self._open_app(store))
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="engine-verify")
         wire = PeerWire()
-        hooks = AppHooks(self.app, self.counters)
+        hooks = AppHooks(self.app, self.counters, self.suite)
         nonces = NonceTable(store.state_get)
         mempool = self.mempool = Mempool(
             chain_id=self.chain_id, check_tx=self.app.check_tx,
@@ -145,21 +148,21 @@ class Node:
                                  batch_wait_ms=cfg.mempool_batch_wait_ms),
             executor=self._executor, verify_threads=cfg.verify_threads or None,
             on_admitted=TxGossip(wire, limits), check_tx_pending=hooks.check_tx_pending,
-            nonces=nonces)
+            nonces=nonces, suite=self.suite)
         hooks.mempool = mempool
         mempool.observe_batch = self.metrics.observe_batch
         mempool.start()
 
         observer = self._seams.observer or NullObserver()
-        signatures = VerifiedSignatures(observer)
+        signatures = VerifiedSignatures(observer, self.suite)
         evidence = EvidencePool(chain_id=self.chain_id, validators=self.validators, tip=self.tip,
-                                wire=wire, counters=self.counters)
+                                wire=wire, counters=self.counters, suite=self.suite)
         validity = BlockValidator(
             chain_id=self.chain_id, validators=self.validators, tip=self.tip, mempool=mempool,
             find_committed=self._find_committed, evidence_committed=evidence.is_committed,
             block_txs_max=cfg.block_txs_max, block_bytes_max=cfg.block_bytes_max,
             counters=self.counters, app_accepts=hooks.process if hooks.processes else None,
-            nonces=nonces)
+            nonces=nonces, suite=self.suite)
         producer = BlockProducer(chain_id=self.chain_id, config=cfg, tip=self.tip,
                                  mempool=mempool, store=store, evidence=evidence,
                                  validator=validity, spawn=self._spawn,
@@ -181,7 +184,7 @@ class Node:
         self._timers = LoopTimers(self._internal_error)
         journal = Journal(store, self._timers)
         core = self.core = self._build_core(journal, validity, signatures)
-        outbox: Any = PeerOutbox(wire, compact=cfg.compact_proposals)
+        outbox: Any = PeerOutbox(wire, compact=cfg.compact_proposals, suite=self.suite)
         if self._seams.wrap_outbox is not None:
             outbox = self._seams.wrap_outbox(outbox, wire.connected, self.counters)
         driver = self.driver = ConsensusDriver(
@@ -212,7 +215,7 @@ class Node:
             peers=[PeerAddress(bytes.fromhex(p.node_key), p.host, p.port) for p in cfg.peers],
             on_message=router.on_message, on_connect=router.on_connect,
             on_disconnect=router.on_disconnect, limits=limits,
-            genesis_hash=self.genesis_hash)
+            genesis_hash=self.genesis_hash, suite=self.suite)
         if self._seams.chaos is not None:
             self.peers.chaos = self._seams.chaos
         await self.peers.start()
@@ -339,7 +342,7 @@ class Node:
         return cs.ConsensusCore(self.chain_id, self.validators, signer,
                                 height=self.tip.height + 1, is_valid=validity.is_valid,
                                 verify=signatures.verify, timeouts=timeouts,
-                                hash_block=block_hash)
+                                hash_block=validity.block_hash)
 
     async def _housekeeping(self, wire: PeerWire, sync: BlockSync,
                             driver: ConsensusDriver) -> None:
@@ -411,7 +414,7 @@ class Node:
 
     def _refused_halted(self, envelope: bytes) -> AddResult:
         """A halted node commits nothing more: accepting a transaction would be a lie."""
-        return AddResult(HALTED, blake3(bytes(envelope)), f"node halted: {self.halted}")
+        return AddResult(HALTED, self.suite.hash(bytes(envelope)), f"node halted: {self.halted}")
 
     def _started_mempool(self) -> Mempool:
         if self.mempool is None:

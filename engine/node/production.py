@@ -114,7 +114,7 @@ class BlockProducer:
                 or (driver.core.height, driver.core.round) != (height, round):
             return
         block = self.make_block(height, driver.core.own_index or 0)
-        self.validator.remember(block_hash(block), True)
+        self.validator.remember(block_hash(block, self.validator.suite), True)
         driver.input(cs.ValueReady(height, round, block), height)
 
     def make_block(self, height: int, proposer_index: int) -> bytes:
@@ -129,4 +129,5 @@ class BlockProducer:
                           parent_hash=self.tip.block_hash, app_hash=self.tip.app_hash,
                           proposer_index=proposer_index, last_commit=last_commit or b"",
                           evidence=self.evidence.for_block(height), txs=txs,
-                          validators_hash=vhash, next_validators_hash=next_vhash).encode()
+                          validators_hash=vhash, next_validators_hash=next_vhash,
+                          suite=self.validator.suite).encode(self.validator.suite)

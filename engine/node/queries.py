@@ -14,7 +14,6 @@ from engine import limits
 from engine.app import Event
 from engine.block import Block
 from engine.config import Genesis
-from engine.hashing import blake3_many, merkle_proof
 from engine.node.events import result_json, unpack_result
 from engine.node.tip import ChainTip
 from engine.rpc.api import TxInfo
@@ -129,7 +128,7 @@ class NodeQueries:
         recent = self.recent.get(height)
         if recent is not None:
             return recent[1]
-        return blake3_many(txs) if txs else []
+        return self.store.suite.hash_many(txs) if txs else []
 
     async def wait_for_blocks(self, from_height: int, timeout_s: float,
                               count_max: int = limits.blocks_per_answer_max
@@ -161,7 +160,7 @@ class NodeQueries:
         if loc is None or stored is None:
             return None
         # One block load serves the proof (against the stored tx root) and the result.
-        proof = merkle_proof(stored.txs, loc.index)
+        proof = self.store.suite.tx_proof(stored.txs, loc.index)
         code, log_text, data, events = 0, "", b"", list[Event]()
         if loc.index < len(stored.results):
             code, log_text, data, events = unpack_result(stored.results[loc.index])

@@ -50,7 +50,7 @@ class PeerRouter:
         self.wire = wire
         self.spawn = spawn
         self.counters = counters if counters is not None else Counters()
-        self.compact = CompactBlocks(mempool.envelope)
+        self.compact = CompactBlocks(mempool.envelope, validator.suite)
         self._handlers: dict[int, Callable[..., None]] = {
             codec.STATUS: sync.on_status, codec.PROPOSAL: self._on_proposal,
             codec.VOTES: self._on_votes, codec.EVIDENCE: self._on_evidence,
@@ -145,7 +145,7 @@ class PeerRouter:
         """(envelopes, ids) of a proposed block's transactions this node has not verified yet,
         or None when there are none (or the block does not decode: the core judges it)."""
         try:
-            block, ids = self.validator.decoded(block_hash(raw), raw)
+            block, ids = self.validator.decoded(block_hash(raw, self.validator.suite), raw)
         except (ProtocolError, ValueError):
             return None
         verified = self.mempool.is_verified

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from engine import crypto, limits
+from engine import limits
 from engine.node.ports import SignatureObserver
+from engine.suite import DEFAULT, Suite
 
 __all__ = ["VerifiedSignatures"]
 
 
 class VerifiedSignatures:
-    def __init__(self, observer: SignatureObserver):
+    def __init__(self, observer: SignatureObserver, suite: Suite = DEFAULT):
         self.observer = observer
+        self.suite = suite
         self._verified: set[tuple[bytes, bytes, bytes]] = set()
 
     def verify(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
@@ -28,12 +30,12 @@ class VerifiedSignatures:
         if key in self._verified:
             self._verified.discard(key)
             return True
-        return crypto.verify(public_key, message, signature)
+        return self.suite.verify(public_key, message, signature)
 
     def verify_batch(self, public_keys: Sequence[bytes], messages: Sequence[bytes],
                      signatures: Sequence[bytes]) -> list[bool]:
         """One batch verification; the valid ones are remembered and observed."""
-        verdicts = crypto.verify_batch(public_keys, messages, signatures)
+        verdicts = self.suite.verify_batch(public_keys, messages, signatures)
         if len(self._verified) > limits.preverified_signatures_max:
             self._verified.clear()  # unused entries of a stuck height
         self._verified.update(t for t, ok in zip(zip(public_keys, messages, signatures),

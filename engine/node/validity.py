@@ -18,23 +18,26 @@ import logging
 from collections.abc import Callable
 
 from engine import consensus as cs
-from engine import crypto, limits
+from engine import limits
 from engine.block import Block, block_id, check_body
 from engine.errors import ProtocolError
-from engine.hashing import blake3, blake3_many
 from engine.mempool import Mempool
 from engine.node.ports import Counters
 from engine.node.tip import ChainTip
 from engine.nonces import NonceTable
+from engine.suite import DEFAULT as _DEFAULT_SUITE
+from engine.suite import Suite
+from engine.tx import sender_and_nonce
 
 log = logging.getLogger("engine.node.validity")
 
 __all__ = ["BlockValidator", "block_hash"]
 
 
-def block_hash(raw: bytes) -> bytes:
-    """The block id (BLAKE3 of the header, the body checked against it; ProtocolError if not)."""
-    return block_id(raw)
+def block_hash(raw: bytes, suite: Suite = _DEFAULT_SUITE) -> bytes:
+    """The block id (the suite's hash of the header, the body checked against it;
+    ProtocolError if not)."""
+    return block_id(raw, suite)
 
 
 class BlockValidator:
@@ -43,8 +46,9 @@ class BlockValidator:
                  evidence_committed: Callable[[bytes], bool], block_txs_max: int,
                  block_bytes_max: int, counters: Counters,
                  app_accepts: Callable[[int, list[bytes], list[bytes]], bool] | None = None,
-                 nonces: NonceTable | None = None):
+                 nonces: NonceTable | None = None, suite: Suite = _DEFAULT_SUITE):
         self.chain_id = chain_id
+        self.suite = suite
         self.validators = validators
         self.tip = tip
         self.mempool = mempool
@@ -62,12 +66,16 @@ class BlockValidator:
 
     def validator_hashes(self, height: int) -> tuple[bytes, bytes]:
         """(validators_hash, next_validators_hash) that a block at ``height`` must carry."""
-        h = self.validators.hash()
+        h = self.validators.hash(self.suite.hash)
         return h, h
+
+    def block_hash(self, raw: bytes) -> bytes:
+        """The block id in this chain's suite (the core's ``hash_block``)."""
+        return block_hash(raw, self.suite)
 
     def is_valid(self, height: int, raw: bytes) -> bool:
         try:
-            key = block_hash(raw)
+            key = block_hash(raw, self.suite)
         except ProtocolError as e:
             # Not cached: the id of a body that does not match its header is not its own.
             log.warning("invalid block at height %d: %s", height, e)
@@ -97,8 +105,8 @@ class BlockValidator:
         if hit is not None:
             return hit
         b = Block.decode(raw)
-        out = (b, blake3_many(list(b.txs)) if b.txs else [])
-        check_body(b, out[1])
+        out = (b, self.suite.hash_many(list(b.txs)) if b.txs else [])
+        check_body(b, out[1], self.suite)
         if len(self._decoded) >= limits.decoded_blocks_cached_max:
             self._decoded.clear()
         self._decoded[key] = out
@@ -135,17 +143,16 @@ class BlockValidator:
         if ids and not all(self.mempool.verify_block_txs(list(b.txs), ids)):
             raise ProtocolError("a transaction signature does not verify")
         if self.nonces is not None and b.txs:
-            # Signatures verified: every envelope has the v1 header (sender 32, nonce u64).
-            stale = self.nonces.check_block(
-                (t[1:33], int.from_bytes(t[33:41], "little")) for t in b.txs)
+            # Signatures verified: every envelope has the suite's header.
+            stale = self.nonces.check_block(sender_and_nonce(t) for t in b.txs)
             if stale is not None:
                 raise ProtocolError(f"transaction {stale[0]} has a {stale[1]} nonce")
         for e in b.evidence:
             ev = cs.DuplicateVoteEvidence.decode(e)
             if not height - limits.evidence_age_heights_max <= ev.height < height \
-                    or self.evidence_committed(blake3(e)):
+                    or self.evidence_committed(self.suite.hash(e)):
                 raise ProtocolError("evidence is too old, from the future or already committed")
-            ev.verify(self.chain_id, self.validators, crypto.verify)
+            ev.verify(self.chain_id, self.validators, self.suite.verify)
         if self.app_accepts is not None and not self.app_accepts(height, list(b.txs), ids):
             raise ProtocolError("the application rejected the block (process_proposal)")
 
@@ -159,7 +166,7 @@ class BlockValidator:
         cert = cs.CommitCertificate.decode(raw, len(self.validators))
         if cert.height != height - 1 or cert.block_hash != self.tip.block_hash:
             raise ProtocolError("last commit is not for the parent block")
-        cert.verify(self.chain_id, self.validators)
+        cert.verify(self.chain_id, self.validators, self.suite.verify_batch)
         if len(self._certificates_ok) >= limits.certificates_cached_max:
             self._certificates_ok.clear()
         self._certificates_ok.add(raw)

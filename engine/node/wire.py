@@ -15,6 +15,7 @@ from engine import consensus as cs
 from engine.net import codec
 from engine.net.peers import PeerSet
 from engine.node.compact import split_block
+from engine.suite import DEFAULT, Suite
 
 __all__ = ["LoopTimers", "PeerOutbox", "PeerWire"]
 
@@ -45,9 +46,10 @@ class PeerOutbox:
     """Own votes and proposals, encoded and sent over a :class:`PeerWire`; with ``compact``,
     a proposal goes out as its block's head and transaction ids (engine/node/compact.py)."""
 
-    def __init__(self, wire: PeerWire, *, compact: bool = False):
+    def __init__(self, wire: PeerWire, *, compact: bool = False, suite: Suite = DEFAULT):
         self.wire = wire
         self.compact = compact
+        self.suite = suite
 
     def votes(self, votes: Sequence[cs.Vote], to: bytes | None = None) -> None:
         if votes:
@@ -57,7 +59,7 @@ class PeerOutbox:
         if not self.compact:
             self._send(codec.encode(codec.PROPOSAL, proposal.encode(), block), to)
             return
-        head, _, ids = split_block(block)
+        head, _, ids = split_block(block, self.suite)
         self._send(codec.encode(codec.COMPACT_PROPOSAL, proposal.encode(), head, ids), to)
 
     def _send(self, message: bytes, to: bytes | None) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import lmdb
 import numpy as np
 
-from engine.hashing import blake3, blake3_many, merkle_root_from_hashes
+from engine.hashing import blake3
 from engine.store import _txindex
 from engine.store._records import HEIGHT, StoreError, describe_key, unseal
 from engine.store.store import Store, StoredBlock
@@ -85,7 +85,7 @@ class _Checker:
 
     def _meta_records(self) -> None:
         known = {b"magic", b"schema", b"latest", b"base", b"app_hash", b"tip", b"indexed",
-                 b"genesis"}
+                 b"genesis", b"crypto"}  # crypto: the suite of an sm2-sm3 chain
         for key, value in self.txn.cursor(db=self.dbs["meta"]):
             key = bytes(key)
             try:
@@ -147,8 +147,8 @@ class _Checker:
     def _block(self, block: StoredBlock, prev: StoredBlock | None, entries: list | None,
                own: np.ndarray | None) -> None:
         h = block.height
-        ids = b"".join(blake3_many(block.txs)) if block.txs else b""
-        if merkle_root_from_hashes(ids) != block.tx_root:
+        ids = b"".join(self.s.suite.hash_many(block.txs)) if block.txs else b""
+        if self.s.suite.tx_root(ids) != block.tx_root:
             self.r.add(f"blocks: height {h}: tx root does not match its transactions")
         if block.results and len(block.results) != len(block.txs):
             self.r.add(f"blocks: height {h}: {len(block.results)} results for "

@@ -14,15 +14,7 @@ from dataclasses import dataclass
 import lmdb
 import numpy as np
 
-from engine.hashing import (
-    HASH_BYTES,
-    MerkleProof,
-    blake3,
-    blake3_many,
-    blake3_many_packed,
-    merkle_proof,
-    merkle_root_from_hashes,
-)
+from engine.hashing import HASH_BYTES, MerkleProof, blake3
 from engine.store import _codec, _txindex
 from engine.store._records import (
     HEIGHT,
@@ -35,6 +27,7 @@ from engine.store._records import (
     tag,
     unseal,
 )
+from engine.suite import Suite, get_suite
 
 SCHEMA_VERSION = 2
 MAGIC = b"engine/store/v1"
@@ -204,7 +197,7 @@ class Store:
     """
 
     def __init__(self, path, *, sync: bool = True, map_size: int | None = None,
-                 readonly: bool = False):
+                 readonly: bool = False, suite: Suite | str | None = None):
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or os.PathLike, not {type(path).__name__}")
         if not isinstance(sync, bool):
@@ -220,8 +213,11 @@ class Store:
         self._record = bytearray()
         #: Blocks waiting for compact_index as of this process's last save (None: unknown).
         self._index_pending: int | None = None
+        #: The chain's crypto suite (tx ids, tx root, proofs): set at creation, fixed after.
+        self.suite = get_suite(suite)
         try:
             self._attach()
+            self.suite = self._attach_suite(suite)
         except lmdb.Error as e:  # a damaged main database: LMDB's error, said as ours
             self._env.close()
             raise self._translate(e, f"open {self.path!r}") from None
@@ -293,6 +289,17 @@ class Store:
                              f"engine; this engine reads schema {SCHEMA_VERSION} (sync the node "
                              f"into a new home)")
 
+    def _attach_suite(self, wanted: Suite | str | None) -> Suite:
+        """The suite recorded at creation (meta ``crypto``; absent: ``ed25519-blake3``). A store
+        of one suite never opens as the other: a chain's suite cannot change after genesis."""
+        raw = self._read(lambda txn: self._meta(txn, b"crypto"))
+        stored = get_suite(raw.decode() if raw is not None else None)
+        if wanted is not None and get_suite(wanted) is not stored:
+            raise StoreError(f"{self.path!r} holds a {stored.name} chain, not "
+                             f"{get_suite(wanted).name}: a chain's crypto suite cannot change "
+                             f"after genesis")
+        return stored
+
     def _initialize(self, txn) -> None:
         for name in DATABASES:
             self._dbs[name] = self._env.open_db(name.encode(), txn=txn, create=True)
@@ -301,6 +308,8 @@ class Store:
         self._put_meta(txn, b"latest", HEIGHT.pack(0))
         self._put_meta(txn, b"base", HEIGHT.pack(0))
         self._put_meta(txn, b"indexed", HEIGHT.pack(0))
+        if not self.suite.is_default:  # default stores keep the layout they always had
+            self._put_meta(txn, b"crypto", self.suite.name.encode())
 
     def close(self) -> None:
         self._env.close()
@@ -461,7 +470,7 @@ class Store:
             raise ValueError(f"results must be empty or hold one entry per tx ({n}), "
                              f"not {len(results)}")
         if tx_ids is None:
-            ids = b"".join(blake3_many(txs)) if n else b""  # names a non-bytes tx
+            ids = b"".join(self.suite.hash_many(txs)) if n else b""  # names a non-bytes tx
         elif isinstance(tx_ids, (bytes, bytearray, memoryview)):
             ids = bytes(tx_ids)
         else:
@@ -487,7 +496,7 @@ class Store:
                                  f"does not match block {latest} ({prev_hash.hex()[:16]})")
         if txn.get(block_hash, db=self._dbs["block_hashes"]) is not None:
             raise StoreError(f"save block {height}: block hash {block_hash.hex()} is stored")
-        tx_root = merkle_root_from_hashes(ids)
+        tx_root = self.suite.tx_root(ids)
         app_chain = blake3(prev_chain + HEIGHT.pack(height) + app_hash)
         key = height_key(height)
         head = _BLOCK.pack(_BLOCK_VERSION, height, block_hash, parent_hash, app_hash, tx_root,
@@ -587,8 +596,9 @@ class Store:
         results = _unpack_list(view, f["res_table"], f["n_results"], f["run"], key)
         tx_offsets = np.frombuffer(view, "<u4", f["n"] + 1, f["tx_table"])
         txs = _unpack_list(view, f["tx_table"], f["n"], f["end"], key)
-        ids = blake3_many_packed(view[f["tx_data"]:f["end"]], tx_offsets.astype(np.uint64))
-        if merkle_root_from_hashes(ids) != f["tx_root"]:
+        ids = self.suite.hash_many_packed(view[f["tx_data"]:f["end"]],
+                                          tx_offsets.astype(np.uint64))
+        if self.suite.tx_root(ids) != f["tx_root"]:
             raise StoreCorruption("blocks", key, "transactions do not match the block's tx root")
         cert = self._get(txn, "commits", key)
         if cert is None:
@@ -709,7 +719,7 @@ class Store:
                 continue
             height, index = _txindex.split_loc(loc)
             tx = self._tx_at(txn, height, index)
-            if tx is not None and blake3(tx) == ids[q]:
+            if tx is not None and self.suite.hash(tx) == ids[q]:
                 out[q] = TxLocation(height, index, tx)
             else:
                 mismatched.add(height)
@@ -802,7 +812,7 @@ class Store:
         block = self.load_block(loc.height)
         if block is None:
             return None
-        proof = merkle_proof(block.txs, loc.index)
+        proof = self.suite.tx_proof(block.txs, loc.index)
         return TxProof(location=loc, tx_root=block.tx_root, proof=proof)
 
     # ---- application state ---------------------------------------------------------------
