@@ -7,6 +7,7 @@ heights asked for, which keeps a 10,000-height chain with a 1,000-validator set 
 """
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 
 from engine import crypto
@@ -39,7 +40,7 @@ class SyntheticChain:
                  tx_ids: Callable[[int], list[bytes]] | None = None):
         if not epochs or epochs[0][0] != 1:
             raise ValueError("epochs must start at height 1")
-        if any(a[0] >= b[0] for a, b in zip(epochs, epochs[1:])):
+        if any(a[0] >= b[0] for a, b in itertools.pairwise(epochs)):
             raise ValueError("epochs must be in increasing height order")
         self.chain_id = chain_id
         self.length = length
