@@ -35,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from engine.nonces import RESERVED_PREFIX
 from engine.statetree import StateTree
 
 if TYPE_CHECKING:
@@ -248,9 +249,11 @@ VALUE_BYTES_MAX = 4096
 
 
 def parse_kv(payload: bytes) -> tuple[bytes, bytes] | None:
-    """``key=value`` split at the first ``=``; None when malformed or over the limits."""
+    """``key=value`` split at the first ``=``; None when malformed, over the limits, or under
+    the engine's reserved state prefix (whose writes the node drops)."""
     key, sep, value = bytes(payload).partition(b"=")
-    if not sep or not key or len(key) > KEY_BYTES_MAX or len(value) > VALUE_BYTES_MAX:
+    if not sep or not key or len(key) > KEY_BYTES_MAX or len(value) > VALUE_BYTES_MAX \
+            or key.startswith(RESERVED_PREFIX):
         return None
     return key, value
 
@@ -287,7 +290,9 @@ class KVStoreApp(Application):
     def restore(self, height: int, app_hash: bytes) -> None:
         super().restore(height, app_hash)
         self._pending = {}
-        self.tree.load(self.state.items(b""), height)
+        # The engine's own records (nonces) share the state database; they are not the app's.
+        self.tree.load([(k, v) for k, v in self.state.items(b"")
+                        if not k.startswith(RESERVED_PREFIX)], height)
         if self.tree.root() != app_hash:
             raise ValueError(f"the kvstore state at height {height} does not hash to the "
                              "stored app hash (a store written by another kvstore version?)")
