@@ -39,7 +39,7 @@ def _run(blocks, history=100):
 
 def test_incremental_root_equals_the_root_from_scratch():
     rng = random.Random(7)
-    tree, state, roots, states = _run(_random_blocks(rng, 60))
+    tree, state, roots, _states = _run(_random_blocks(rng, 60))
     fresh = StateTree()
     fresh.load(sorted(state.items()), 60)
     assert fresh.root() == tree.root() == roots[-1]
@@ -97,7 +97,7 @@ def test_forged_proofs_fail():
 
 
 def test_proof_json_round_trip_and_garbage():
-    tree, state, _, _ = _run([{b"a": b"1"}])
+    tree, _state, _, _ = _run([{b"a": b"1"}])
     p = tree.prove(b"a", b"1")
     assert StateProof.from_json(p.to_json()) == p
     for bad in ("x", {}, {**p.to_json(), "path": ["00"]}, {**p.to_json(), "bucket": -1},
