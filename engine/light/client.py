@@ -173,6 +173,10 @@ class LightClient:
     def trusted_block(self, height: int) -> LightBlock | None:
         return self._trusted.get(height)
 
+    def trusted_heights(self) -> list[int]:
+        """The heights of the verified (trusted) blocks kept, in order."""
+        return sorted(self._trusted)
+
     def _trust(self, lb: LightBlock) -> None:
         self._trusted[lb.height] = lb
         while len(self._trusted) > self.trusted_blocks_max:
