@@ -17,6 +17,7 @@ ISA path, and a checksum of the verified headers' hashes (equal for both sides, 
 from __future__ import annotations
 
 import bisect
+import itertools
 import os
 import time
 from collections.abc import Callable
@@ -83,7 +84,7 @@ def bench_light_blocks(validators: int, count: int, repeat: int) -> dict[str, An
     now = lbs[-1].time_ms + 1000
 
     def engine_run() -> list[bytes]:
-        for trusted, lb in zip(lbs, lbs[1:]):
+        for trusted, lb in itertools.pairwise(lbs):
             verify_light_block(CHAIN, trusted, lb, now_ms=now,
                                trusting_period_ms=FAR_FUTURE_PERIOD_MS)
         return [lb.hash() for lb in lbs[1:]]
@@ -169,8 +170,8 @@ def run_light(quick: bool = False, progress: Callable[[str], None] = print
     for make in plan:
         row = make()
         rows.append(row)
-        extra = (f"  (set changed {row['set_changed']}, {row["heights_per_s"]:,.0f} heights crossed/s)"
-                 if "set_changed" in row else "")
+        extra = (f"  (set changed {row['set_changed']}, "
+                 f"{row['heights_per_s']:,.0f} heights crossed/s)" if "set_changed" in row else "")
         progress(f"{row['name']:<40} {row['headers']:>7} {row['signatures']:>7} "
                  f"{row['baseline_headers_per_s']:>11.1f} {row['engine_headers_per_s']:>13.1f} "
                  f"{row['ratio']:>6.2f}x  {row['checksum']}{extra}")
