@@ -99,6 +99,56 @@ def test_light_client_against_a_testnet(tmp_path):
             h1 = node.light_block(1)
             target = tx_height + 2
 
+            # --- proofs from light blocks alone (the Python API over RPC), first: the kvstore
+            # proves the last 100 heights, 10 s of blocks here
+            def prove():
+                src = RpcSource(url)
+                lc = LightClient.from_trusted_hash(src, 1, bytes.fromhex(h1["hash"]))
+                info = infos[0]
+                block = lc.verify_to(info["height"])
+                proof = tx_proof_from_json(info["proof"])
+                verify_tx_inclusion(block, envelopes[0], proof)
+                other = lc.verify_to(info["height"] + 1)
+                try:
+                    verify_tx_inclusion(other, envelopes[0], proof)
+                    raise AssertionError("a proof for another block was accepted")
+                except VerificationFailed:
+                    pass
+                # State: city0 after tx_height, proven by the header of tx_height + 1.
+                q = Client(url)
+                ans = q.query("/key", b"city0", height=tx_height, prove=True)
+                assert ans["code"] == 0, ans
+                sp = StateProof.from_json(ans["proof"])
+                assert sp.value == b"paris0" and sp.height == tx_height
+                verify_state_proof(lc.verify_to(tx_height + 1), sp)
+                for wrong_block in (lc.verify_to(tx_height + 2), block):
+                    try:
+                        verify_state_proof(wrong_block, sp)
+                        raise AssertionError("a state proof for another height was accepted")
+                    except VerificationFailed as e:
+                        assert "checked against the header" in str(e) or "app hash" in str(e)
+                try:
+                    verify_state_proof(lc.verify_to(tx_height + 1),
+                                       dataclasses.replace(sp, value=b"london"))
+                    raise AssertionError("a forged value was accepted")
+                except VerificationFailed as e:
+                    assert "another value" in str(e)
+                absent = q.query("/key", b"no-such-city", height=tx_height, prove=True)
+                assert absent["code"] == 1
+                ap = StateProof.from_json(absent["proof"])
+                assert ap.value is None
+                verify_state_proof(lc.verify_to(tx_height + 1), ap)
+                # Before the first write, city2 was absent: a proof at the older height says so.
+                early = q.query("/key", b"city2", height=infos[0]["height"] - 1, prove=True)
+                ep = StateProof.from_json(early["proof"])
+                assert ep.value is None
+                verify_state_proof(lc.verify_to(infos[0]["height"]), ep)
+                q.close()
+                src.close()
+                return json.dumps(sp.to_json())
+
+            await loop.run_in_executor(None, prove)
+
             # --- the route: JSON and binary agree, errors are clear
             c = Client(url)
             j = await loop.run_in_executor(None, c._request, "GET", f"/light_block/{target}")
@@ -141,53 +191,6 @@ def test_light_client_against_a_testnet(tmp_path):
                     "--height", str(target)))
                 assert bad.returncode == 1 and why in bad.stderr, bad.stderr
 
-            # --- proofs from light blocks alone (the Python API over RPC)
-            def prove():
-                src = RpcSource(url)
-                lc = LightClient.from_trusted_hash(src, 1, bytes.fromhex(h1["hash"]))
-                info = infos[0]
-                block = lc.verify_to(info["height"])
-                proof = tx_proof_from_json(info["proof"])
-                verify_tx_inclusion(block, envelopes[0], proof)
-                other = lc.verify_to(info["height"] + 1)
-                try:
-                    verify_tx_inclusion(other, envelopes[0], proof)
-                    raise AssertionError("a proof for another block was accepted")
-                except VerificationFailed:
-                    pass
-                # State: city0 after tx_height, proven by the header of tx_height + 1.
-                q = Client(url)
-                ans = q.query("/key", b"city0", height=tx_height, prove=True)
-                sp = StateProof.from_json(ans["proof"])
-                assert sp.value == b"paris0" and sp.height == tx_height
-                verify_state_proof(lc.verify_to(tx_height + 1), sp)
-                for wrong_block in (lc.verify_to(tx_height + 2), block):
-                    try:
-                        verify_state_proof(wrong_block, sp)
-                        raise AssertionError("a state proof for another height was accepted")
-                    except VerificationFailed as e:
-                        assert "checked against the header" in str(e) or "app hash" in str(e)
-                try:
-                    verify_state_proof(lc.verify_to(tx_height + 1),
-                                       dataclasses.replace(sp, value=b"london"))
-                    raise AssertionError("a forged value was accepted")
-                except VerificationFailed as e:
-                    assert "another value" in str(e)
-                absent = q.query("/key", b"no-such-city", height=tx_height, prove=True)
-                assert absent["code"] == 1
-                ap = StateProof.from_json(absent["proof"])
-                assert ap.value is None
-                verify_state_proof(lc.verify_to(tx_height + 1), ap)
-                # Before the first write, city2 was absent: a proof at the older height says so.
-                early = q.query("/key", b"city2", height=infos[0]["height"] - 1, prove=True)
-                ep = StateProof.from_json(early["proof"])
-                assert ep.value is None
-                verify_state_proof(lc.verify_to(infos[0]["height"]), ep)
-                q.close()
-                src.close()
-                return json.dumps(sp.to_json())
-
-            await loop.run_in_executor(None, prove)
         finally:
             for r in runners:
                 await r.cleanup()
