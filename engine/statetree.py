@@ -15,7 +15,9 @@ At 100,000 keys a proof is ~2 KB.
 
 History: the tree keeps, for the last ``history_heights`` heights, what each block changed
 (old values, old bucket hashes), so it answers a proof for the state after any of those heights
-by rolling a copy back, without storing whole versions.
+by rolling a copy back, without storing whole versions. The oldest heights are also dropped
+while more than ``history_writes_max`` writes are kept, so memory stays bounded under load
+(an idle chain keeps its full window).
 """
 from __future__ import annotations
 
@@ -38,7 +40,9 @@ BUCKET_BITS = 12
 BUCKETS = 1 << BUCKET_BITS
 ENTRY_BYTES = 2 * HASH_BYTES
 #: Proof heights kept by default (each costs the old values and bucket hashes of one block).
-HISTORY_HEIGHTS = 100
+HISTORY_HEIGHTS = 1000
+#: Writes kept in the history at most (about 200 bytes each): the window shrinks under load.
+HISTORY_WRITES_MAX = 200_000
 _EMPTY_LEAF = blake3(b"")
 
 
@@ -129,10 +133,14 @@ class StateTree:
     hash, which is unique), so a write is a bisection and a touched bucket's bytes are one
     join; the touched buckets are hashed in one native batch call."""
 
-    def __init__(self, history_heights: int = HISTORY_HEIGHTS):
+    def __init__(self, history_heights: int = HISTORY_HEIGHTS,
+                 history_writes_max: int = HISTORY_WRITES_MAX):
         if type(history_heights) is not int or history_heights < 0:
             raise ValueError("history_heights must be a non-negative int")
+        if type(history_writes_max) is not int or history_writes_max < 0:
+            raise ValueError("history_writes_max must be a non-negative int")
         self.history_heights = history_heights
+        self.history_writes_max = history_writes_max
         self._reset(0)
 
     def _reset(self, height: int) -> None:
@@ -144,6 +152,7 @@ class StateTree:
         #            {bucket: leaf hash before the block})
         self._undo: dict[int, tuple[dict[int, list[tuple[bytes, bytes, bytes | None]]],
                                     dict[int, bytes]]] = {}
+        self._undo_writes: dict[int, int] = {}
 
     # ---- building and updating ----
 
@@ -200,7 +209,13 @@ class StateTree:
             self._rehash(list(touched))
         if self.history_heights:
             self._undo[height] = (undo_entries, undo_leaves)
-            for h in [h for h in self._undo if h <= height - self.history_heights]:
+            self._undo_writes[height] = len(keys)
+            kept = sum(self._undo_writes.values())
+            for h in sorted(self._undo):
+                if h > height - self.history_heights and (kept <= self.history_writes_max
+                                                          or h == height):
+                    break
+                kept -= self._undo_writes.pop(h)
                 del self._undo[h]
         self.height = height
         return self.root()

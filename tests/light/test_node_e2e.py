@@ -99,8 +99,8 @@ def test_light_client_against_a_testnet(tmp_path):
             h1 = node.light_block(1)
             target = tx_height + 2
 
-            # --- proofs from light blocks alone (the Python API over RPC), first: the kvstore
-            # proves the last 100 heights, 10 s of blocks here
+            # --- proofs from light blocks alone (the Python API over RPC), first, while the
+            # heights are recent (the kvstore proves a bounded window of heights)
             def prove():
                 src = RpcSource(url)
                 lc = LightClient.from_trusted_hash(src, 1, bytes.fromhex(h1["hash"]))

@@ -136,3 +136,18 @@ def test_kvstore_app_hash_is_the_state_root_and_restores():
     assert kv.query("/key", b"zzz").code == 1
     # A key under the engine's reserved prefix is refused (the node would drop the write).
     assert kv.check_tx(_kv_tx(signer, 3, b"\xffengine/x=1")).code == 1
+
+
+def test_history_is_bounded_by_writes_as_well_as_heights():
+    tree, state = StateTree(history_heights=50, history_writes_max=50), {}
+    tree.load([], 0)
+    for h in range(1, 11):
+        writes = {b"k%d-%d" % (h, i): b"v" for i in range(20)}
+        tree.apply(h, writes, state.get)
+        state.update(writes)
+    # 20 writes per block, at most 50 kept: the last two blocks' undo (and so heights 8..10).
+    assert tree.heights_kept() == range(8, 11)
+    assert tree.prove(b"k9-0", b"v", 8).value is None  # written at 9, absent after 8
+    for h in range(11, 20):  # empty blocks cost nothing: the window grows back
+        tree.apply(h, {}, state.get)
+    assert tree.heights_kept() == range(8, 20)
