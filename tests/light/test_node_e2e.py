@@ -14,7 +14,9 @@ import urllib.request
 from aiohttp import web
 
 from engine import crypto, tx
-from engine.consensus.types import Validator, ValidatorSet
+from engine.consensus.certificate import CommitCertificate
+from engine.consensus.types import Validator, ValidatorSet, VoteType, vote_sign_bytes
+from engine.hashing import blake3
 from engine.light import (
     LightBlock,
     LightClient,
@@ -40,12 +42,15 @@ def _cli(*argv: str) -> subprocess.CompletedProcess:
 
 
 async def _proxy(node, tamper):
-    """An RPC endpoint serving ``tamper(light block)`` of ``node``'s light blocks."""
+    """An RPC endpoint serving ``node``'s light blocks, through ``tamper`` above height 1 (the
+    trusted height stays honest, so the check that fails is the one under test)."""
     async def handler(request: web.Request) -> web.Response:
-        info = node.light_block(int(request.match_info["height"]))
+        height = int(request.match_info["height"])
+        info = node.light_block(height)
         if info is None:
             return web.json_response({"error": "not_found", "message": "-"}, status=404)
-        return web.json_response(tamper(LightBlock.from_json(info)).to_json())
+        lb = LightBlock.from_json(info)
+        return web.json_response((tamper(lb) if height > 1 else lb).to_json())
 
     async def status(request: web.Request) -> web.Response:
         return web.json_response({"latest_height": node.latest_height})
@@ -74,6 +79,26 @@ _OTHER_SET = ValidatorSet([Validator(crypto.SigningKey.generate().public_key, 10
 
 def _swap_set(lb: LightBlock) -> LightBlock:
     return dataclasses.replace(lb, validators=_OTHER_SET)
+
+
+def _forge_header(lb: LightBlock) -> LightBlock:
+    return dataclasses.replace(lb, header=dataclasses.replace(lb.header, app_hash=bytes(32)))
+
+
+def _equivocation(homes):
+    """Every validator signs a second header at each height (what a fork takes): a witness
+    serving these holds validly signed headers that conflict with the real chain's."""
+    keys = {h.validator_key.public_key: h.validator_key for h in homes}
+
+    def tamper(lb: LightBlock) -> LightBlock:
+        header = dataclasses.replace(lb.header, app_hash=blake3(b"the other history"))
+        msg = vote_sign_bytes(header.chain_id, VoteType.PRECOMMIT, header.height, 0,
+                              header.hash())
+        sigs = {i: keys[lb.validators.public_key(i)].sign(msg) for i in range(len(lb.validators))}
+        cert = CommitCertificate.build(header.height, 0, header.hash(), sigs, len(lb.validators))
+        return LightBlock(header, cert, lb.validators)
+
+    return tamper
 
 
 def test_light_client_against_a_testnet(tmp_path):
@@ -183,7 +208,8 @@ def test_light_client_against_a_testnet(tmp_path):
                 "--height", str(target), "--trusting-period", "0.001"))
             assert stale.returncode == 1 and "trust_expired" in stale.stderr
             for tamper, why in ((_forge_signature, "invalid signatures"),
-                                (_swap_set, "not the one its header names")):
+                                (_swap_set, "not the one its header names"),
+                                (_forge_header, "signs another block hash")):
                 runner, purl = await _proxy(node, tamper)
                 runners.append(runner)
                 bad = await loop.run_in_executor(None, lambda u=purl: _cli(
@@ -191,6 +217,18 @@ def test_light_client_against_a_testnet(tmp_path):
                     "--height", str(target)))
                 assert bad.returncode == 1 and why in bad.stderr, bad.stderr
 
+            # A witness with a validly signed conflicting header: a fork, with its evidence.
+            runner, wurl = await _proxy(node, _equivocation(homes))
+            runners.append(runner)
+            fork = await loop.run_in_executor(None, lambda: _cli(
+                "--rpc", url, "--trusted-height", "1", "--trusted-hash", h1["hash"],
+                "--height", str(target), "--witness", wurl))
+            assert fork.returncode == 1 and "fork_detected" in fork.stderr, fork.stderr
+            evidence = json.loads(fork.stderr.splitlines()[0])
+            assert evidence["primary"]["hash"] == lb.hash().hex()
+            assert evidence["witness"]["hash"] != lb.hash().hex()
+            # Everyone who signed the real header also signed the other (all 4 did there).
+            assert len(evidence["double_signers"]) == len(lb.certificate.signatures) >= 3
         finally:
             for r in runners:
                 await r.cleanup()
