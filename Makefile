@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 SOURCES := $(shell find csrc engine -name '*.c' -o -name '*.h' -o -name '*.cpp' -o -name '*.pyx' 2>/dev/null) setup.py pyproject.toml
 
-.PHONY: all build test test-quick sim bench bench-smoke bench-check demo lint clean sanitize \
+.PHONY: all build test test-quick sim bench bench-light bench-smoke bench-check demo lint clean sanitize \
 	test-crash test-faults mutate mutate-broad soak
 
 all: build
@@ -41,10 +41,16 @@ bench: build
 	$(PY) -m pytest bench --benchmark-enable --benchmark-only -s -q \
 		--benchmark-json=bench/results/pytest-benchmark.json
 	$(PY) -m engine bench kernels --json bench/results/kernels.json
+	$(PY) -m engine bench light --json bench/results/light.json
 	$(PY) -m engine bench tps --validators 4 --duration $(BENCH_DURATION) --tx-bytes 250 \
 		--rate $(BENCH_RATE) --json bench/results/tps.json --plot bench/results/tps.png
 	$(PY) -m engine bench tps --validators 4 --duration $(BENCH_DURATION) --tx-bytes 250 \
 		--rate $(BENCH_SM_RATE) --crypto sm2-sm3 --json bench/results/tps-sm2-sm3.json
+
+# The light-client figures alone (README "Verifying another chain"), ~1 min.
+bench-light: build
+	mkdir -p bench/results
+	$(PY) -m engine bench light --json bench/results/light.json
 
 bench-smoke: build
 	$(PY) -m pytest -q bench -m bench_smoke

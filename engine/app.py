@@ -31,12 +31,12 @@ The contract in full: docs/application.md.
 """
 from __future__ import annotations
 
-import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from engine.hashing import blake3, merkle_root
+from engine.nonces import RESERVED_PREFIX
+from engine.statetree import StateTree
 
 if TYPE_CHECKING:
     from engine.tx import Tx
@@ -244,15 +244,16 @@ STATE_KEY_BYTES_MAX = 400
 _CHECK_OK = CheckResult()
 _TX_OK = TxResult()
 _TX_MALFORMED = TxResult(1, "malformed payload")
-_KV_DOMAIN = b"engine/kvstore/v1"
 KEY_BYTES_MAX = 256
 VALUE_BYTES_MAX = 4096
 
 
 def parse_kv(payload: bytes) -> tuple[bytes, bytes] | None:
-    """``key=value`` split at the first ``=``; None when malformed or over the limits."""
+    """``key=value`` split at the first ``=``; None when malformed, over the limits, or under
+    the engine's reserved state prefix (whose writes the node drops)."""
     key, sep, value = bytes(payload).partition(b"=")
-    if not sep or not key or len(key) > KEY_BYTES_MAX or len(value) > VALUE_BYTES_MAX:
+    if not sep or not key or len(key) > KEY_BYTES_MAX or len(value) > VALUE_BYTES_MAX \
+            or key.startswith(RESERVED_PREFIX):
         return None
     return key, value
 
@@ -260,30 +261,41 @@ def parse_kv(payload: bytes) -> tuple[bytes, bytes] | None:
 class KVStoreApp(Application):
     """The built-in key/value store: a transaction's payload ``key=value`` sets ``key``.
 
-    App hash after a block = BLAKE3(domain || previous app hash || height u64 || Merkle root of
-    the block's writes, each ``u32 len(key) || key || value``, sorted by key): it commits to the
-    whole history of writes in order, costs one Merkle root per block, and every node computes
-    it identically; a block without writes keeps the hash. The genesis app state (string keys and values) is written at height 0, its
-    app hash is the same formula at height 0 over a zero previous hash.
+    App hash = the root of a :class:`engine.statetree.StateTree` over the whole state (keys
+    hashed into 4096 buckets, a Merkle root over the buckets; docs/formats.md "State
+    commitment"), so a key's value or its absence is provable against a header's ``app_hash``
+    (``query("/key", key, height)`` answers with a :class:`engine.statetree.StateProof` as JSON
+    in ``proof``; ``engine.light.verify_state_proof`` checks it). A block touches only the
+    buckets of the keys it writes. The genesis app state (string keys and values) is written at
+    height 0. Proofs are answered for the last ``StateTree.history_heights`` heights since the
+    node started.
     """
 
     name = "kvstore"
-    version = "1"
+    version = "2"
 
     def __init__(self) -> None:
         super().__init__()
         self._pending: dict[bytes, bytes | None] = {}
+        self.tree = StateTree()
 
     def init_chain(self, chain_id: str, app_state: dict[str, Any]) -> InitResult:
         writes: dict[bytes, bytes | None] = {str(k).encode(): str(v).encode()
                                              for k, v in sorted(app_state.items())}
         self._pending = writes
-        self.last_app_hash = self._hash(0, writes)
+        self.tree.load([], 0)
+        self.last_app_hash = self.tree.apply(0, writes, lambda key: None)
         return InitResult(self.last_app_hash, dict(writes))
 
     def restore(self, height: int, app_hash: bytes) -> None:
         super().restore(height, app_hash)
         self._pending = {}
+        # The engine's own records (nonces) share the state database; they are not the app's.
+        self.tree.load([(k, v) for k, v in self.state.items(b"")
+                        if not k.startswith(RESERVED_PREFIX)], height)
+        if self.tree.root() != app_hash:
+            raise ValueError(f"the kvstore state at height {height} does not hash to the "
+                             "stored app hash (a store written by another kvstore version?)")
 
     def check_tx(self, tx: Tx) -> CheckResult:
         if parse_kv(tx.payload) is None:
@@ -303,34 +315,33 @@ class KVStoreApp(Application):
             writes[kv[0]] = kv[1]
             append(_TX_OK)
         self._pending = writes
-        app_hash = self._hash(height, writes)
+        # Between finalize_block and commit, self.state is still the state before the block.
+        app_hash = self.tree.apply(height, writes, self.state.get)
         self.last_app_hash = app_hash
         return BlockResult(results, app_hash, dict(writes))
-
-    def _hash(self, height: int, writes: Mapping[bytes, bytes | None]) -> bytes:
-        if height == 0:
-            self.last_app_hash = bytes(32)
-        elif not writes:
-            # An unchanged state keeps its hash, so an idle chain with create_empty_blocks =
-            # false needs no block to carry a new one.
-            return self.last_app_hash
-        leaves = [struct.pack("<I", len(k)) + k + (v or b"") for k, v in sorted(writes.items())]
-        return blake3(_KV_DOMAIN + self.last_app_hash + struct.pack("<Q", height)
-                      + merkle_root(leaves))
 
     def commit(self) -> None:
         if isinstance(self.state, MemoryState):
             self.state.apply(self._pending)
         self._pending = {}
 
-    def query(self, path: str, data: bytes) -> QueryResult:
+    def query(self, path: str, data: bytes, height: int | None = None) -> QueryResult:
+        """``/key``: the value of ``data`` in the state after ``height`` (default: the latest),
+        with its proof (the proof of absence when the key is not set)."""
         if path not in ("", "/", "/key", "key"):
             return QueryResult(code=1, log=f"unknown query path {path!r}; use /key")
         key = bytes(data)
-        value = self._pending[key] if key in self._pending else self.state.get(key)
-        if value is None:
-            return QueryResult(code=1, log="key not found")
-        return QueryResult(value=value)
+        if not key:
+            return QueryResult(code=1, log="the key must not be empty")
+        current = self._pending[key] if key in self._pending else self.state.get(key)
+        try:
+            proof = self.tree.prove(key, current, height)
+        except ValueError as e:
+            return QueryResult(code=1, log=str(e), height=height)
+        if proof.value is None:
+            return QueryResult(code=1, log="key not found", height=proof.height,
+                               proof=proof.to_json())
+        return QueryResult(value=proof.value, height=proof.height, proof=proof.to_json())
 
 
 def load_app(spec: str | None) -> Application:

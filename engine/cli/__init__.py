@@ -19,6 +19,7 @@ SUBCOMMAND_MODULES = (
     "engine.cli.bench",       # bench kernels / tps / compare
     "engine.cli.info",        # native-info
     "engine.cli.faults",      # faults run / list
+    "engine.cli.light",       # light verify
 )
 
 

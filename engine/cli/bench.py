@@ -54,6 +54,11 @@ def register(sub) -> None:
                    help="--find-max: at most this many rungs (default 8)")
     t.set_defaults(func=_tps)
 
+    lt = bench.add_parser("light", help="light-client verification next to single verifies")
+    lt.add_argument("--quick", action="store_true", help="tiny sizes (the smoke run)")
+    lt.add_argument("--json", metavar="FILE", help="write the report here")
+    lt.set_defaults(func=_light)
+
     c = bench.add_parser("compare", help="exit 1 when NEW regressed against BASE")
     c.add_argument("base", metavar="BASE.json")
     c.add_argument("new", metavar="NEW.json")
@@ -103,6 +108,22 @@ def _kernels(args: argparse.Namespace) -> int:
         return 1
     if args.json:
         write_json(args.json, _envelope("kernels", {"kernels": section}))
+        print(f"report written to {args.json}")
+    return 0
+
+
+def _light(args: argparse.Namespace) -> int:
+    from engine.benchmarks.light import run_light
+    from engine.benchmarks.machine import describe, machine_info
+
+    print(f"engine bench light on {describe(machine_info())}", flush=True)
+    try:
+        rows = run_light(quick=args.quick, progress=lambda line: print(line, flush=True))
+    except RuntimeError as e:  # verdicts differed from the baseline's
+        print(f"FAIL: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        write_json(args.json, _envelope("light", {"light": rows}))
         print(f"report written to {args.json}")
     return 0
 

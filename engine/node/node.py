@@ -476,6 +476,14 @@ class Node:
     def validators_info(self) -> dict[str, Any]:
         return self._started_queries().validators_info()
 
+    def validator_set_at(self, height: int) -> cs.ValidatorSet:
+        """The validator set that signs ``height``."""
+        return self._started_queries().validator_set_at(height)
+
+    def light_block(self, height: int) -> dict[str, Any] | None:
+        """Header, certificate and signing set of ``height`` (``GET /light_block/{h}``)."""
+        return self._started_queries().light_block(height)
+
     def subscribe(self, filters: list[str] | tuple[str, ...] = (),
                   queue_max: int | None = None) -> Subscription:
         """Events of committed transactions and blocks matching every filter (``type`` or

@@ -172,6 +172,30 @@ class NodeQueries:
                       "path": [p.hex() for p in proof.path]},
         }
 
+    def validator_set_at(self, height: int) -> cs.ValidatorSet:
+        """The set that signs ``height``.
+
+        Minimal version for the light-client branch: the set is static (genesis) here. The
+        validator-set-changes branch (issue 15 items 1-2) replaces this with the store's set
+        history; the light client only relies on this method's name and meaning."""
+        if type(height) is not int or height < 1:
+            raise ValueError(f"height must be a positive int, not {height!r}")
+        return self.validators
+
+    def light_block(self, height: int) -> dict[str, Any] | None:
+        """``GET /light_block/{h}``: the header, commit certificate and signing set of
+        ``height`` as hex of their encodings (docs/formats.md, "Light block"); None when the
+        block is not stored."""
+        if type(height) is not int or height < 1:
+            raise ValueError(f"height must be a positive int, not {height!r}")
+        stored = self.store.load_block(height)
+        if stored is None:
+            return None
+        header = Block.decode(stored.header, header_only=True).decoded_header()
+        return {"height": height, "hash": stored.block_hash.hex(),
+                "header": header.encode().hex(), "certificate": stored.certificate.hex(),
+                "validators": self.validator_set_at(height).encode().hex()}
+
     def validators_info(self) -> dict[str, Any]:
         return {"total_power": self.validators.total_power,
                 "validators": [{"index": i, "name": gv.name, "public_key": v.public_key.hex(),

@@ -7,7 +7,10 @@ change inside without the HTTP layer noticing (and a test can serve the API from
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol, TypedDict, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict, runtime_checkable
+
+if TYPE_CHECKING:
+    from engine.consensus import ValidatorSet
 
 __all__ = ["EventInfo", "EventSubscription", "NodeAPI", "QueryInfo", "ResultInfo", "StatusInfo",
            "SubmitResult", "TxInfo"]
@@ -139,6 +142,15 @@ class NodeAPI(Protocol):
     async def submit_txs(self, envelopes: list[bytes]) -> Sequence[SubmitResult]: ...
 
     def validators_info(self) -> dict[str, Any]: ...
+
+    def validator_set_at(self, height: int) -> ValidatorSet:
+        """The set that signs ``height`` (ValueError for a height that is not positive)."""
+        ...
+
+    def light_block(self, height: int) -> dict[str, Any] | None:
+        """``{height, hash, header, certificate, validators}`` (hex of each part's encoding,
+        docs/formats.md "Light block"), or None when the block is not stored."""
+        ...
 
     def query(self, path: str, data: bytes, height: int | None = None,
               prove: bool = False) -> QueryInfo:

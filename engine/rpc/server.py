@@ -21,6 +21,8 @@ GET  /subscribe        WebSocket: committed tx/block events matching every ``fil
                        (``type`` or ``type.key=value``); a slow client is dropped with a
                        last ``{"error": "slow_client"}`` message and close code 1008
 GET  /validators       the validator set
+GET  /light_block/{h}  header, commit certificate and signing set of height h, hex of each
+                       part (``?format=binary``: the binary light block), docs/formats.md
 GET  /metrics          Prometheus text format
 =====================  ==============================================================
 
@@ -42,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 import zlib
 from typing import Any
 
@@ -103,6 +106,13 @@ def parse_int(text: str, name: str, low: int, high: int) -> int:
     if not low <= value <= high:
         raise ValueError(f"{name} must be an integer in {low}..{high}")
     return value
+
+
+def _light_block_binary(info: dict[str, Any]) -> bytes:
+    """``version u8 = 1 | (u32 len | part) * 3`` over header, certificate, validator set
+    (docs/formats.md "Light block"; engine.light.LightBlock.decode reads it)."""
+    parts = [bytes.fromhex(info[k]) for k in ("header", "certificate", "validators")]
+    return b"\x01" + b"".join(struct.pack("<I", len(p)) + p for p in parts)
 
 
 def _refusals_text(counts: dict[str, int]) -> bytes:
@@ -265,6 +275,23 @@ def make_app(node: NodeAPI) -> web.Application:
     @routes.get("/validators")
     async def get_validators(request: web.Request) -> web.Response:
         return web.json_response(node.validators_info())
+
+    @routes.get("/light_block/{height}")
+    async def get_light_block(request: web.Request) -> web.Response:
+        try:
+            height = parse_int(request.match_info["height"], "height", 1, HEIGHT_MAX)
+        except ValueError as e:
+            return error(400, "bad_height", str(e))
+        fmt = request.query.get("format", "json")
+        if fmt not in ("json", "binary"):
+            return error(400, "bad_format", "format must be json or binary")
+        info = node.light_block(height)
+        if info is None:
+            return error(404, "not_found", f"no block at height {height}")
+        if fmt == "json":
+            return web.json_response(info)
+        return web.Response(body=_light_block_binary(info),
+                            content_type="application/octet-stream")
 
     @routes.get("/metrics")
     async def get_metrics(request: web.Request) -> web.Response:

@@ -1,0 +1,151 @@
+"""The light block: what a light client needs about one height (docs/formats.md, "Light block").
+
+A light block is a header, the commit certificate of that header (which signs the header's hash,
+the block id) and the validator set that signs the height (whose hash the header names in
+``validators_hash``). It carries no transaction: a few hundred bytes plus 64 per signer and 40
+per validator.
+
+Binary form: ``version u8 = 1 | u32 len | header | u32 len | certificate | u32 len |
+validator set`` (each part in its own format: ``Header.encode``, ``CommitCertificate.encode``,
+``ValidatorSet.encode``). JSON form (``GET /light_block/{h}``): ``{"height", "hash", "header",
+"certificate", "validators"}`` with the three parts as lowercase hex of the same bytes.
+Decoding raises :class:`engine.errors.ProtocolError` on anything malformed: a light block comes
+from a node the client does not trust.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from engine import limits
+from engine.block import Header
+from engine.consensus.certificate import CommitCertificate
+from engine.consensus.types import Validator, ValidatorSet
+from engine.errors import ProtocolError
+
+__all__ = ["LightBlock", "decode_validator_set"]
+
+VERSION = 1
+_U32 = struct.Struct("<I")
+_ENTRY = struct.Struct("<32sQ")
+#: A light block's largest encoding: a header, a certificate and a set of validators_max.
+LIGHT_BLOCK_BYTES_MAX = 1024 + 64 + limits.validators_max * (64 + _ENTRY.size + 1)
+
+
+def decode_validator_set(data: bytes) -> ValidatorSet:
+    """The inverse of ``ValidatorSet.encode``: ``u32 count | (public key 32 | power u64) *
+    count``; ProtocolError when malformed or not a valid set."""
+    if len(data) < 4:
+        raise ProtocolError("validator set is truncated")
+    (count,) = _U32.unpack_from(data)
+    if not 1 <= count <= limits.validators_max:
+        raise ProtocolError(f"validator set count {count} is outside 1..{limits.validators_max}")
+    if len(data) != 4 + count * _ENTRY.size:
+        raise ProtocolError(f"a set of {count} validators is {4 + count * _ENTRY.size} bytes, "
+                            f"not {len(data)}")
+    vals = [Validator(*_ENTRY.unpack_from(data, 4 + i * _ENTRY.size)) for i in range(count)]
+    try:
+        return ValidatorSet(vals)
+    except (ValueError, TypeError) as e:
+        raise ProtocolError(f"invalid validator set: {e}") from None
+
+
+@dataclass(frozen=True)
+class LightBlock:
+    header: Header
+    certificate: CommitCertificate
+    validators: ValidatorSet
+
+    @property
+    def height(self) -> int:
+        return self.header.height
+
+    @property
+    def time_ms(self) -> int:
+        return self.header.time_ms
+
+    def hash(self) -> bytes:
+        """The block id (BLAKE3 of the header)."""
+        return self.header.hash()
+
+    def check_basic(self) -> None:
+        """The parts belong together (ProtocolError otherwise): the set is the one the header
+        names, the certificate is for this header's height and hash. Signatures are checked by
+        :mod:`engine.light.verify`."""
+        if self.validators.hash() != self.header.validators_hash:
+            raise ProtocolError(f"the validator set of height {self.height} is not the one its "
+                                "header names (validators_hash differs)")
+        if self.certificate.height != self.header.height:
+            raise ProtocolError(f"the certificate is for height {self.certificate.height}, "
+                                f"the header for {self.header.height}")
+        if self.certificate.block_hash != self.hash():
+            raise ProtocolError(f"the certificate of height {self.height} signs another block "
+                                "hash than this header's")
+
+    # ---- encodings ----
+
+    def encode(self) -> bytes:
+        parts = [self.header.encode(), self.certificate.encode(), self.validators.encode()]
+        return bytes([VERSION]) + b"".join(_U32.pack(len(p)) + p for p in parts)
+
+    @classmethod
+    def decode(cls, data: bytes) -> LightBlock:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise ProtocolError("a light block must be bytes")
+        data = bytes(data)
+        if len(data) > LIGHT_BLOCK_BYTES_MAX:
+            raise ProtocolError(f"a light block is at most {LIGHT_BLOCK_BYTES_MAX} bytes")
+        if not data or data[0] != VERSION:
+            raise ProtocolError(f"light block version must be {VERSION}")
+        parts, off = [], 1
+        for what in ("header", "certificate", "validator set"):
+            if off + 4 > len(data):
+                raise ProtocolError(f"light block truncated before its {what}")
+            (n,) = _U32.unpack_from(data, off)
+            off += 4
+            if off + n > len(data):
+                raise ProtocolError(f"the light block's {what} runs past its end")
+            parts.append(data[off:off + n])
+            off += n
+        if off != len(data):
+            raise ProtocolError(f"{len(data) - off} trailing bytes after the light block")
+        return cls.from_parts(*parts)
+
+    @classmethod
+    def from_parts(cls, header: bytes, certificate: bytes, validators: bytes) -> LightBlock:
+        """From the three encoded parts (ProtocolError when any is malformed)."""
+        h = Header.decode(header)
+        vals = decode_validator_set(validators)
+        cert = CommitCertificate.decode(certificate, len(vals))
+        return cls(h, cert, vals)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"height": self.height, "hash": self.hash().hex(),
+                "header": self.header.encode().hex(),
+                "certificate": self.certificate.encode().hex(),
+                "validators": self.validators.encode().hex()}
+
+    @classmethod
+    def from_json(cls, obj: Any) -> LightBlock:
+        """From the JSON form; ProtocolError naming what is wrong. ``height`` and ``hash`` are
+        informative and must agree with the header."""
+        if not isinstance(obj, dict):
+            raise ProtocolError("a light block must be a JSON object")
+        raw = {}
+        for name in ("header", "certificate", "validators"):
+            text = obj.get(name)
+            if not isinstance(text, str):
+                raise ProtocolError(f"light block field {name!r} must be a hex string")
+            try:
+                raw[name] = bytes.fromhex(text)
+            except ValueError:
+                raise ProtocolError(f"light block field {name!r} is not hex") from None
+        lb = cls.from_parts(raw["header"], raw["certificate"], raw["validators"])
+        if obj.get("height", lb.height) != lb.height:
+            raise ProtocolError("light block 'height' disagrees with its header")
+        if obj.get("hash", lb.hash().hex()) != lb.hash().hex():
+            raise ProtocolError("light block 'hash' is not its header's hash")
+        return lb
+
+

@@ -1,0 +1,153 @@
+"""The kvstore's state commitment: incremental roots equal roots from scratch, proofs of values
+and absence verify and forged ones do not, history answers for recent heights only."""
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import pytest
+
+from engine import crypto, tx
+from engine.app import KVStoreApp, MemoryState
+from engine.statetree import BUCKETS, StateProof, StateTree, bucket_of, verify_state_proof
+
+
+def _random_blocks(rng, heights, keys=300):
+    blocks = []
+    for _ in range(heights):
+        writes = {}
+        for _ in range(rng.randrange(0, 40)):
+            k = b"k%d" % rng.randrange(keys)
+            writes[k] = None if rng.random() < 0.2 else b"v%d" % rng.randrange(10**6)
+        blocks.append(writes)
+    return blocks
+
+
+def _run(blocks, history=100):
+    tree, state, roots, states = StateTree(history), {}, [], []
+    tree.load([], 0)
+    for h, writes in enumerate(blocks, 1):
+        roots.append(tree.apply(h, writes, state.get))
+        for k, v in writes.items():
+            if v is None:
+                state.pop(k, None)
+            else:
+                state[k] = v
+        states.append(dict(state))
+    return tree, state, roots, states
+
+
+def test_incremental_root_equals_the_root_from_scratch():
+    rng = random.Random(7)
+    tree, state, roots, _states = _run(_random_blocks(rng, 60))
+    fresh = StateTree()
+    fresh.load(sorted(state.items()), 60)
+    assert fresh.root() == tree.root() == roots[-1]
+    # Order of loading does not matter, content does.
+    shuffled = list(state.items())
+    rng.shuffle(shuffled)
+    other = StateTree()
+    other.load(shuffled, 60)
+    assert other.root() == tree.root()
+    other.apply(61, {next(iter(state)): b"changed"}, state.get)
+    assert other.root() != tree.root()
+
+
+def test_proofs_of_values_and_absence_at_recent_heights():
+    rng = random.Random(11)
+    tree, state, roots, states = _run(_random_blocks(rng, 30), history=10)
+    for h in (30, 25, 20):
+        snapshot = states[h - 1]
+        for key in [b"k%d" % i for i in range(0, 300, 7)]:
+            proof = tree.prove(key, state.get(key), h)
+            assert proof.value == snapshot.get(key) and proof.height == h
+            verify_state_proof(roots[h - 1], proof)
+            if h != 30 and roots[h] != roots[h - 1]:  # a proof of h is not one of h + 1
+                with pytest.raises(ValueError, match="app hash"):
+                    verify_state_proof(roots[h], proof)
+    assert tree.heights_kept() == range(20, 31)
+    with pytest.raises(ValueError, match="not kept"):
+        tree.prove(b"k1", state.get(b"k1"), 19)
+
+
+def test_forged_proofs_fail():
+    tree, state, roots, _ = _run([{b"k%d" % i: b"v%d" % i for i in range(5000)}])
+    root = roots[-1]
+    good = tree.prove(b"k42", state[b"k42"])
+    verify_state_proof(root, good)
+    absent = tree.prove(b"missing", None)
+    verify_state_proof(root, absent)
+    cases = {
+        "another value": dataclasses.replace(good, value=b"v43"),
+        "absence claimed for a present key": dataclasses.replace(good, value=None),
+        "value claimed for an absent key": dataclasses.replace(absent, value=b"x"),
+        "wrong bucket": dataclasses.replace(good, bucket=(good.bucket + 1) % BUCKETS),
+        "entry removed": dataclasses.replace(absent, entries=absent.entries[64:]),
+        "entries reordered": dataclasses.replace(
+            good, entries=good.entries[64:128] + good.entries[:64] + good.entries[128:]),
+        "path altered": dataclasses.replace(good, path=(bytes(32),) + good.path[1:]),
+        "path cut": dataclasses.replace(good, path=good.path[:-1]),
+        "ragged entries": dataclasses.replace(good, entries=good.entries[:-1]),
+    }
+    for name, proof in cases.items():
+        with pytest.raises(ValueError):
+            verify_state_proof(root, proof)
+            raise AssertionError(name)
+    assert len(good.entries) >= 64 and bucket_of(b"\x00" * 32) == 0
+
+
+def test_proof_json_round_trip_and_garbage():
+    tree, _state, _, _ = _run([{b"a": b"1"}])
+    p = tree.prove(b"a", b"1")
+    assert StateProof.from_json(p.to_json()) == p
+    for bad in ("x", {}, {**p.to_json(), "path": ["00"]}, {**p.to_json(), "bucket": -1},
+                {**p.to_json(), "entries": "zz"}, {**p.to_json(), "height": "1"}):
+        with pytest.raises(ValueError):
+            StateProof.from_json(bad)
+
+
+def _kv_tx(key, nonce, payload):
+    return tx.decode_tx(tx.encode_tx(key, nonce, payload, "kv"))
+
+
+def test_kvstore_app_hash_is_the_state_root_and_restores():
+    signer = crypto.SigningKey.generate()
+    kv = KVStoreApp()
+    kv.state = MemoryState()
+    kv.init_chain("kv", {"seed": "1"})
+    kv.commit()
+    r1 = kv.finalize_block(1, [_kv_tx(signer, 0, b"a=1"), _kv_tx(signer, 1, b"b=2")])
+    kv.commit()
+    r2 = kv.finalize_block(2, [_kv_tx(signer, 2, b"a=3")])
+    kv.commit()
+    assert r1.app_hash != r2.app_hash
+    again = KVStoreApp()
+    again.state = kv.state
+    again.restore(2, r2.app_hash)
+    assert again.tree.root() == r2.app_hash
+    with pytest.raises(ValueError, match="does not hash"):
+        KVStoreApp.restore(again, 2, r1.app_hash)
+    # Queries at a height carry the proof of that height's state.
+    q = kv.query("/key", b"a", 1)
+    assert q.value == b"1" and q.height == 1
+    verify_state_proof(r1.app_hash, StateProof.from_json(q.proof))
+    q = kv.query("/key", b"a")
+    verify_state_proof(r2.app_hash, StateProof.from_json(q.proof))
+    assert kv.query("/key", b"zzz").code == 1
+    # A key under the engine's reserved prefix is refused (the node would drop the write).
+    assert kv.check_tx(_kv_tx(signer, 3, b"\xffengine/x=1")).code == 1
+
+
+def test_history_is_bounded_by_writes_as_well_as_heights():
+    tree, state = StateTree(history_heights=50, history_writes_max=50), {}
+    tree.load([], 0)
+    for h in range(1, 11):
+        writes = {b"k%d-%d" % (h, i): b"v" for i in range(20)}
+        tree.apply(h, writes, state.get)
+        state.update(writes)
+    # 20 writes per block, at most 50 kept: the last two blocks' undo (and so heights 8..10).
+    assert tree.heights_kept() == range(8, 11)
+    assert tree.prove(b"k9-0", b"v", 8).value is None  # written at 9, absent after 8
+    for h in range(11, 20):  # empty blocks cost nothing: the window grows back
+        tree.apply(h, {}, state.get)
+    assert tree.heights_kept() == range(8, 20)
