@@ -23,6 +23,7 @@ from engine.node.blocksync import BlockSync
 from engine.node.driver import ConsensusDriver
 from engine.node.evidence import EvidencePool
 from engine.node.signatures import VerifiedSignatures
+from engine.node.snapshots import SnapshotManager
 from engine.node.validity import BlockValidator, block_hash
 from engine.node.wire import PeerWire
 
@@ -35,7 +36,8 @@ class PeerRouter:
     def __init__(self, *, chain_id: bytes, validators: cs.ValidatorSet, driver: ConsensusDriver,
                  mempool: Mempool, validator: BlockValidator, evidence: EvidencePool,
                  sync: BlockSync, signatures: VerifiedSignatures, wire: PeerWire,
-                 spawn: Callable[[Coroutine[Any, Any, None]], Any]):
+                 spawn: Callable[[Coroutine[Any, Any, None]], Any],
+                 snapshots: SnapshotManager | None = None):
         self.chain_id = chain_id
         self.validators = validators
         self.driver = driver
@@ -50,7 +52,12 @@ class PeerRouter:
             codec.STATUS: sync.on_status, codec.PROPOSAL: self._on_proposal,
             codec.VOTES: self._on_votes, codec.EVIDENCE: self._on_evidence,
             codec.TXS: self._on_txs, codec.GET_BLOCKS: sync.on_get_blocks,
-            codec.BLOCKS: sync.on_blocks}
+            codec.BLOCKS: sync.on_blocks, codec.PRUNED: sync.on_pruned,
+            codec.GET_SNAPSHOTS: _ignore, codec.GET_CHUNK: _ignore,
+            codec.SNAPSHOTS: _ignore, codec.CHUNK: _ignore}
+        if snapshots is not None:
+            self._handlers[codec.GET_SNAPSHOTS] = snapshots.on_get_snapshots
+            self._handlers[codec.GET_CHUNK] = snapshots.on_get_chunk
 
     # ---- peer set callbacks -------------------------------------------------------------------
     def on_message(self, peer: bytes, msg: codec.Message) -> None:
@@ -128,6 +135,10 @@ class PeerRouter:
 
     def _on_txs(self, peer: bytes, envelopes: list[bytes]) -> None:
         self.mempool.submit(envelopes, local=False)
+
+
+def _ignore(peer: bytes, *fields: Any) -> None:
+    """Answers to requests this node did not make (state sync runs before the router)."""
 
 
 class TxGossip:
