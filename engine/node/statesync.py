@@ -227,9 +227,12 @@ class StateSyncer:
                 self.counters.add("state_sync_snapshot_refused")
                 self._refuse(cand, str(e))
                 continue
-            except _NoPeer as e:
-                tried.append(f"{cand.snap.height}: {e}")
-                self._candidates.pop(cand.snap.hash, None)
+            except _NoPeer as e:  # not proven bad, but not servable: offers keep coming
+                tried.append(f"{cand.snap.height}/{cand.snap.hash.hex()[:12]}: {e}")
+                log.warning("state sync: snapshot at height %d abandoned: %s",
+                            cand.snap.height, e)
+                self.counters.add("state_sync_snapshot_abandoned")
+                self._refuse(cand, str(e))
                 continue
             self._restore(verified, state)
             return verified
@@ -263,8 +266,7 @@ class StateSyncer:
                      deadline: float) -> tuple[bytes, bytes]:
         """Block ``height`` with a certificate that verifies, from the first peer that serves
         one (a peer serving a bad one is penalised and the next one asked)."""
-        for attempt in range(len(peers) * 2):
-            peer = peers[attempt % len(peers)]
+        for peer in peers:
             fut = asyncio.get_running_loop().create_future()
             self._block_waiters[height] = (peer, fut)
             self.send(peer, codec.encode(codec.GET_BLOCKS, height, 1))

@@ -58,3 +58,135 @@ def test_full_node_joins_by_state_sync_with_identical_state(tmp_path, monkeypatc
             await val.stop()
 
     run(main(), 120)
+
+
+def test_byzantine_peer_hostile_chunks_and_snapshots_are_caught(tmp_path, monkeypatch):
+    """node1 (a full node) serves flipped chunks, offers a forged snapshot (a real height
+    whose app hash and chunks are made up, so its offer hash is consistent) and a malformed
+    offer: node2 refuses the forged snapshot after checking it against the certified header,
+    drops each bad chunk on arrival and fetches it again from node0, and ends with node0's
+    state."""
+    from engine.node.snapshots import SnapshotManager
+
+    monkeypatch.setattr(limits, "snapshot_chunk_bytes", 1024)
+    homes = make_net(tmp_path, 1, 2, snapshot_interval=10)
+    bad_dir = homes[1].path
+    honest_offer = SnapshotManager.on_get_snapshots
+    honest_chunk = SnapshotManager.load_chunk
+
+    def hostile_offer(self, peer):
+        if not self.dir.startswith(bad_dir):
+            return honest_offer(self, peer)
+        from engine.net import codec
+
+        height = self.store.latest_height() - 2
+        forged = Snapshot(height, 1, b"\x07" * 32, (b"\x01" * 32, b"\x02" * 32))
+        malformed = Snapshot(height, 1, b"\x07" * 32, (b"\x01" * 32,), hash=b"\x09" * 32)
+        offers = [forged.to_wire()] + [s.to_wire() for s in self.snapshots()] + \
+            [malformed.to_wire()]
+        self.wire.send(peer, codec.encode(codec.SNAPSHOTS, offers))
+
+    def hostile_chunk(self, snapshot_hash, index):
+        chunk = honest_chunk(self, snapshot_hash, index)
+        if chunk is None or not self.dir.startswith(bad_dir):
+            return chunk
+        return chunk[:-1] + bytes([chunk[-1] ^ 1])
+
+    monkeypatch.setattr(SnapshotManager, "on_get_snapshots", hostile_offer)
+    monkeypatch.setattr(SnapshotManager, "load_chunk", hostile_chunk)
+
+    async def main():
+        val, byz = Node(homes[0]), Node(homes[1])
+        await val.start()
+        await byz.start()
+        joiner = None
+        try:
+            await _load(val, "sync-chain", 300, "a")
+            await byz.wait_for_height(25, 30)
+            await wait_until(lambda: val.snapshots.snapshots() and byz.snapshots.snapshots(),
+                             10, "snapshots on both")
+            enable_state_sync(homes[2], val, 3)
+            joiner = Node(homes[2].path)
+            await joiner.start()
+            c = joiner.counters.values
+            assert c.get("state_sync_restored") == 1
+            assert c.get("state_sync_snapshot_refused", 0) >= 1     # the forged snapshot
+            assert c.get("state_sync_invalid_snapshots", 0) >= 1    # the malformed offer
+            assert c.get("state_sync_bad_chunk", 0) >= 1            # a flipped chunk ...
+            assert c.get("state_sync_chunk_refetched", 0) >= 1      # ... fetched again
+            await wait_until(lambda: joiner.latest_height >= val.latest_height - 1 and
+                             len(val.mempool) == 0, 30, "the joiner to catch up")
+            await wait_until(lambda: joiner.latest_height == val.latest_height, 10, "same h")
+            _same_state(val, joiner)
+        finally:
+            if joiner is not None:
+                await joiner.stop()
+            await byz.stop()
+            await val.stop()
+
+    run(main(), 150)
+
+
+def test_state_sync_refuses_a_wrong_trust_hash(tmp_path):
+    """A trusted hash the validators did not certify stops the start with a clear error and
+    leaves the store empty (a restart tries again)."""
+    from engine.node.statesync import StateSyncFailed
+    from engine.store import Store, store_path
+    from tests.node.synchelpers import set_config
+
+    homes = make_net(tmp_path, 1, 1, snapshot_interval=5)
+
+    async def main():
+        val = Node(homes[0])
+        await val.start()
+        try:
+            await val.wait_for_height(12, 30)
+            await wait_until(lambda: val.snapshots.snapshots(), 10, "a snapshot")
+            set_config(homes[1], state_sync=True, state_sync_trust_height=3,
+                       state_sync_trust_hash="ab" * 32)
+            full = Node(homes[1].path)
+            with pytest.raises(StateSyncFailed, match="not state_sync_trust_hash"):
+                await full.start()
+        finally:
+            await val.stop()
+
+    run(main(), 60)
+    with Store(store_path(homes[1].path)) as store:
+        assert store.latest_height() == 0 and store.state_items() == []
+
+
+def test_full_node_follows_by_windowed_block_sync_from_two_peers(tmp_path):
+    """A testnet full node (not in the genesis) started late catches up by block sync with
+    requests to both validators in flight, then follows the chain with the same state."""
+    homes = make_net(tmp_path, 2, 1)
+    assert [h.path.rsplit("/", 1)[-1] for h in homes] == ["node0", "node1", "node2"]
+    assert len(homes[2].genesis.validators) == 2
+    assert homes[2].validator_key.public_key not in {v.public_key
+                                                     for v in homes[2].genesis.validators}
+
+    async def main():
+        vals = [Node(homes[0]), Node(homes[1])]
+        for v in vals:
+            await v.start()
+        full = None
+        try:
+            await _load(vals[0], "sync-chain", 300, "a")
+            await vals[0].wait_for_height(60, 60)
+            full = Node(homes[2].path)
+            await full.start()
+            await full.wait_for_height(vals[0].latest_height, 60)
+            c = full.counters.values
+            assert c.get("blocks_synced", 0) >= 50
+            served = [v.peers.messages_in.get("get_blocks", 0) for v in vals]
+            assert all(n > 0 for n in served), served  # both peers served ranges
+            await wait_until(lambda: full.latest_height == vals[0].latest_height and
+                             len(vals[0].mempool) == 0, 20, "same height")
+            _same_state(vals[0], full)
+            assert full.store.base_height() == 1
+        finally:
+            if full is not None:
+                await full.stop()
+            for v in vals:
+                await v.stop()
+
+    run(main(), 120)
