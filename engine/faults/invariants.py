@@ -22,25 +22,34 @@ def _open(home: str) -> Store:
     return Store(store_path(home), readonly=True)
 
 
-def chain_hashes(home: str) -> list[bytes]:
-    """Block hashes of heights 1..latest."""
+def chain_hashes(home: str) -> dict[int, bytes]:
+    """Block hashes by height, of every block the store holds (pruned or state-synced
+    stores start above 1)."""
     with _open(home) as st:
-        return [b.block_hash for b in st.blocks(1, st.latest_height() + 1)]
+        return {b.height: b.block_hash for b in st.blocks(1, st.latest_height() + 1)}
 
 
 def agreement(homes: dict[int, str]) -> tuple[list[str], dict[int, int]]:
-    """No fork: every pair of honest nodes holds the same hash at every height both have."""
+    """No fork: every pair of honest nodes holds the same hash at every height both have,
+    and the same app hash after the highest height both have."""
     chains = {i: chain_hashes(h) for i, h in homes.items()}
     problems = []
-    ref_i = max(chains, key=lambda i: len(chains[i]))
+    ref_i = max(chains, key=lambda i: max(chains[i], default=0))
     ref = chains[ref_i]
     for i, chain in chains.items():
-        for height, (a, b) in enumerate(zip(ref, chain), start=1):
+        for height in sorted(set(ref) & set(chain)):
+            a, b = ref[height], chain[height]
             if a != b:
                 problems.append(f"FORK at height {height}: node{ref_i} {a.hex()[:16]} vs "
                                 f"node{i} {b.hex()[:16]}")
                 break
-    return problems, {i: len(c) for i, c in chains.items()}
+        common = max(set(ref) & set(chain), default=0)
+        if common and i != ref_i:
+            with _open(homes[ref_i]) as a_st, _open(homes[i]) as b_st:
+                if a_st.app_hash(common) != b_st.app_hash(common):
+                    problems.append(f"node{i}'s app hash after height {common} differs from "
+                                    f"node{ref_i}'s")
+    return problems, {i: max(c, default=0) for i, c in chains.items()}
 
 
 def txs_present(homes: dict[int, str], tx_ids: list[bytes]) -> list[str]:

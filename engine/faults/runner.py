@@ -189,8 +189,9 @@ class Runner:
         else:
             hosts, base = ["127.0.0.1"] * n, free_base_port(2 * n, self.rng)
         homes_dir = os.path.join(self.workdir, "homes")
-        homes = cfgmod.init_testnet(homes_dir, n, base_port=base, chain_id=self.chain_id,
-                                    hosts=hosts, **sc.config)
+        homes = cfgmod.init_testnet(homes_dir, n - sc.full_nodes, base_port=base,
+                                    chain_id=self.chain_id, hosts=hosts,
+                                    full_nodes=sc.full_nodes, **sc.config)
         self.homes = [h.path for h in homes]
         genesis_validators = [{"name": f"node{i}", "power": POWER,
                                "public_key": homes[i].validator_key.public_key.hex()}
@@ -227,6 +228,8 @@ class Runner:
 
     # ---------------------------------------------------------------- processes
     def start(self, i: int) -> None:
+        if i in self.sc.state_sync and not self._restarts[i]:
+            self._trust_for_state_sync(i)
         prefix = self.net.exec_prefix(i) if self.net is not None else []
         suffix = "" if not self._restarts[i] else f".{self._restarts[i]}"
         self._restarts[i] += 1
@@ -238,6 +241,25 @@ class Runner:
                  "--log-level", "INFO"], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
                 env=env, start_new_session=True)
         self.state[i] = "running"
+
+    def _trust_for_state_sync(self, i: int) -> None:
+        """Before its first start, a state-sync node trusts a recent block as a live
+        validator reports it (an operator would take it from a source they trust)."""
+        for j in self.live():
+            if j >= self.sc.validators:
+                continue
+            with contextlib.suppress(ClientError):
+                client = Client(self.rpc_urls[j], timeout_s=2)
+                height = max(1, client.status()["latest_height"] - 2)
+                block = client.block(height)
+                conf = cfgmod.load_config(self.homes[i])
+                conf.state_sync, conf.state_sync_trust_height = True, height
+                conf.state_sync_trust_hash = block["hash"]
+                cfgmod.save_config(self.homes[i], conf)
+                self._note(f"node{i} state-syncs trusting block {height} "
+                           f"{block['hash'][:16]}")
+                return
+        raise ScenarioFailed(f"no live validator to take node{i}'s trusted block from")
 
     def kill(self, i: int) -> None:
         p = self.procs[i]
@@ -386,7 +408,8 @@ class Runner:
         sc = self.sc
         self.setup()
         for i in range(sc.processes):
-            self.start(i)
+            if i not in sc.state_sync:  # those start later, from a snapshot
+                self.start(i)
         self.wait_progress("start", timeout_s=STARTUP_TIMEOUT_S)
         load = self.load = _Load(self, sc.rate_tps, sc.seed)
         load.start()

@@ -155,6 +155,8 @@ class StateSyncer:
                 self._on_chunk(peer, *msg.fields)
             elif msg.kind == codec.BLOCKS:
                 self._on_blocks(peer, msg.fields[0])
+            elif msg.kind == codec.PRUNED:
+                self._on_pruned(peer, *msg.fields)
         except ProtocolError as e:
             log.warning("state sync: dropped %s from %s: %s", msg.name, peer.hex()[:12], e)
             self.counters.add(f"state_sync_invalid_{msg.name}")
@@ -206,6 +208,11 @@ class StateSyncer:
             waiting = self._block_waiters.get(height)
             if waiting is not None and waiting[0] == peer and not waiting[1].done():
                 waiting[1].set_result((raw, cert))
+
+    def _on_pruned(self, peer: bytes, start: int, earliest: int) -> None:
+        waiting = self._block_waiters.get(start)
+        if waiting is not None and waiting[0] == peer and not waiting[1].done():
+            waiting[1].set_result(_Pruned(earliest))
 
     # ---- the run ------------------------------------------------------------------------
     async def run(self, timeout_s: float) -> VerifiedHeight:
@@ -266,16 +273,21 @@ class StateSyncer:
                      deadline: float) -> tuple[bytes, bytes]:
         """Block ``height`` with a certificate that verifies, from the first peer that serves
         one (a peer serving a bad one is penalised and the next one asked)."""
+        pruned: list[int] = []
         for peer in peers:
             fut = asyncio.get_running_loop().create_future()
             self._block_waiters[height] = (peer, fut)
             self.send(peer, codec.encode(codec.GET_BLOCKS, height, 1))
             try:
-                raw, cert = await asyncio.wait_for(fut, self._timeout(deadline))
+                got = await asyncio.wait_for(fut, self._timeout(deadline))
             except asyncio.TimeoutError:
                 continue
             finally:
                 self._block_waiters.pop(height, None)
+            if isinstance(got, _Pruned):
+                pruned.append(got.earliest)
+                continue
+            raw, cert = got
             try:
                 _certified(self.chain_id, self.validators, self.verify_batch, height, raw, cert)
             except ProtocolError as e:
@@ -285,7 +297,12 @@ class StateSyncer:
                 self.penalize(peer, "state_sync_bad_block")
                 continue
             return raw, cert
-        raise _NoPeer(f"no peer served block {height} with a valid certificate")
+        if height == self.trust_height and pruned and len(pruned) == len(peers):
+            raise StateSyncFailed(f"state_sync_trust_height {height} is pruned on every peer "
+                                  f"(the earliest they hold: {min(pruned)}): trust a more "
+                                  f"recent block")
+        raise _NoPeer(f"no peer served block {height} with a valid certificate"
+                      + (f" ({len(pruned)} have pruned it)" if pruned else ""))
 
     def _timeout(self, deadline: float) -> float:
         return max(0.01, min(limits.state_sync_request_timeout_ms / 1000,
@@ -389,6 +406,11 @@ class StateSyncer:
         self.counters.add("state_sync_restored")
         log.info("state sync: restored height %d (%d state entries)", verified.height,
                  len(state))
+
+
+@dataclass(frozen=True)
+class _Pruned:
+    earliest: int
 
 
 class _NoPeer(Exception):
