@@ -52,25 +52,39 @@ def agreement(homes: dict[int, str]) -> tuple[list[str], dict[int, int]]:
     return problems, {i: max(c, default=0) for i, c in chains.items()}
 
 
-def txs_present(homes: dict[int, str], tx_ids: list[bytes]) -> list[str]:
+def _not_found(st: Store, tx_ids: list[bytes],
+               state_keys: dict[bytes, bytes] | None) -> list[bytes]:
+    """The ids a store does not show as committed: absent from its tx index and, in a pruned
+    (or state-synced) store whose index lost old blocks, also absent from the committed state
+    (each load transaction writes a key of its own, and state is never pruned)."""
+    found = st.find_txs(tx_ids) if tx_ids else []
+    missing = [t for t, loc in zip(tx_ids, found) if loc is None]
+    if missing and state_keys and st.base_height() > 1:
+        missing = [t for t in missing
+                   if t not in state_keys or st.state_get(state_keys[t]) is None]
+    return missing
+
+
+def txs_present(homes: dict[int, str], tx_ids: list[bytes],
+                state_keys: dict[bytes, bytes] | None = None) -> list[str]:
     """Nothing lost: every transaction acknowledged as committed is in every honest store."""
     problems = []
     for i, home in homes.items():
         with _open(home) as st:
-            found = st.find_txs(tx_ids) if tx_ids else []
-        missing = [t for t, loc in zip(tx_ids, found) if loc is None]
+            missing = _not_found(st, tx_ids, state_keys)
         if missing:
             problems.append(f"node{i} lacks {len(missing)} of {len(tx_ids)} acknowledged "
                             f"transactions, e.g. {missing[0].hex()}")
     return problems
 
 
-def txs_missing(home: str, tx_ids: list[bytes]) -> int:
+def txs_missing(home: str, tx_ids: list[bytes],
+                state_keys: dict[bytes, bytes] | None = None) -> int:
     """How many of ``tx_ids`` are not in the store of ``home``."""
     if not tx_ids:
         return 0
     with _open(home) as st:
-        return sum(loc is None for loc in st.find_txs(tx_ids))
+        return len(_not_found(st, tx_ids, state_keys))
 
 
 def signature_logs_present(homes: dict[int, str], signers) -> list[str]:
@@ -138,6 +152,18 @@ def double_signs(homes: list[str]) -> dict[str, list[str]]:
         if len(variants) > 1:
             out[key].append(f"{kind} h={h} r={r} step={step}: {len(variants)} versions")
     return dict(out)
+
+
+def state_synced(homes: dict[int, str]) -> list[str]:
+    """Each of these nodes joined from a snapshot: its store starts above height 1 and holds
+    state (a node that replayed from genesis would hold block 1)."""
+    problems = []
+    for i, home in homes.items():
+        with _open(home) as st:
+            if st.base_height() <= 1 or not st.state_items():
+                problems.append(f"node{i} did not join by state sync (its store holds "
+                                f"heights {st.base_height()}..{st.latest_height()})")
+    return problems
 
 
 def store_checks(homes: dict[int, str], cwd: str) -> list[str]:

@@ -99,6 +99,8 @@ class _Load(threading.Thread):
         #: tx id -> the node that accepted it
         self.accepted: dict[bytes, int] = {}
         self.at_risk: set[bytes] = set()
+        #: tx id -> the state key its kvstore payload writes (proof of commit once pruned)
+        self.state_keys: dict[bytes, bytes] = {}
         self.errors = 0
         self._clients: dict[int, Client] = {}
 
@@ -126,7 +128,8 @@ class _Load(threading.Thread):
             if not count or not live:
                 continue
             key = crypto.SigningKey.from_seed(self.rng.randbytes(32))
-            envs = [tx.encode_tx(key, n, f"f{seq}-{n}=v".encode(), chain) for n in range(count)]
+            keys = [f"f{seq}-{n}".encode() for n in range(count)]
+            envs = [tx.encode_tx(key, n, keys[n] + b"=v", chain) for n in range(count)]
             seq += 1
             target = self.rng.choice(live)
             try:
@@ -140,6 +143,7 @@ class _Load(threading.Thread):
                 for i, t in enumerate(answer["tx_ids"]):
                     if i not in refused:
                         self.accepted[bytes.fromhex(t)] = target
+                        self.state_keys[bytes.fromhex(t)] = keys[i]
 
 
 def blake3_ids(envs: list[bytes]) -> list[bytes]:
@@ -539,10 +543,11 @@ class Runner:
         rep.txs_submitted, rep.txs_acknowledged = load.submitted, len(acked)
         if sc.rate_tps and not acked:
             problems.append("no transaction was accepted by a node")
-        problems += invariants.txs_present(honest_homes, acked)
+        problems += invariants.txs_present(honest_homes, acked, load.state_keys)
         at_risk = sorted(load.at_risk)
         rep.txs_at_risk = len(at_risk)
-        rep.txs_at_risk_lost = invariants.txs_missing(honest_homes[min(self.honest)], at_risk)
+        rep.txs_at_risk_lost = invariants.txs_missing(honest_homes[min(self.honest)], at_risk,
+                                                      load.state_keys)
         keys = [cfgmod.load_home(h).validator_key.public_key.hex() for h in self.homes]
         faulty_keys = {keys[i] for i in sc.faulty}
         # The double-sign check reads every node's signature log: a node without one (hooks
@@ -560,6 +565,7 @@ class Runner:
         if sc.expect_evidence and not accused & sc.faulty:
             problems.append("no evidence against the faulty validators was committed")
         problems += invariants.store_checks(all_homes, ROOT)
+        problems += invariants.state_synced({i: self.homes[i] for i in sc.state_sync})
         if problems:
             raise ScenarioFailed("; ".join(problems))
 
