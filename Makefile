@@ -62,7 +62,7 @@ PRUNE_DURATION ?= 600
 bench-prune: build
 	mkdir -p bench/results
 	$(PY) -m engine bench prune --duration $(PRUNE_DURATION) --rate 500 --retain-blocks 100 \
-		--json bench/results/prune.json
+		--json bench/results/prune.json --plot bench/results/prune.png
 
 # Performance thresholds (README "Benchmarks", engine/benchmarks/targets.py), outside `make
 # test`: `engine bench kernels` once per native path this CPU supports (BENCH_CHECK_ISAS="avx2

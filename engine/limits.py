@@ -79,6 +79,8 @@ sync_reply_bytes_max = 4 << 20
 blocks_per_answer_max = 32
 #: Block requests in flight at once during catch-up (each to one peer, for its own range).
 sync_requests_in_flight_max = 8
+#: ... and at most this many to one peer (so the window spreads over several).
+sync_requests_per_peer_max = 4
 #: Blocks received ahead of the next height to apply, waiting for their turn.
 sync_blocks_buffered_max = 512
 

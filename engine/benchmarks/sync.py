@@ -273,6 +273,7 @@ async def run_prune(*, duration_s: float, rate_tps: int, retain_blocks: int,
                    for i in range(SENDERS)]
         data = os.path.join(homes[0].path, "store", "data.mdb")
         samples: list[tuple[float, int, int, int]] = []
+        pages: list[dict[str, float]] = []
         t0 = time.perf_counter()
         sent = 0
         try:
@@ -287,10 +288,17 @@ async def run_prune(*, duration_s: float, rate_tps: int, retain_blocks: int,
                 if not samples or now - samples[-1][0] >= 1.0:
                     samples.append((round(now, 1), os.path.getsize(data), node.latest_height,
                                     node.earliest_height))
+                    if node.store is not None:
+                        info = node.store.info()
+                        pages.append({"t_s": round(now, 1),
+                                      "reusable": info["pages_reusable"],
+                                      **{k: v["pages"] for k, v in info["databases"].items()}})
                 await asyncio.sleep(0.05)
         finally:
             await node.stop()
-        return prune_report(samples, retain_blocks, rate_tps, duration_s, sent)
+        report = prune_report(samples, retain_blocks, rate_tps, duration_s, sent)
+        report["pages"] = pages
+        return report
     finally:
         if workdir is None:
             shutil.rmtree(work, ignore_errors=True)
@@ -313,3 +321,32 @@ def prune_report(samples: list[tuple[float, int, int, int]], retain_blocks: int,
             "growth_second_half_pct": round(100 * growth, 2),
             "blocks_held_at_end": samples[-1][2] - samples[-1][3] + 1,
             "stopped_growing": growth < 0.05}
+
+
+def plot_prune(report: dict[str, Any], path: str) -> None:
+    """The store file size and the held heights over time (needs matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    samples = report["samples"]
+    t = [s["t_s"] for s in samples]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.plot(t, [s["file_bytes"] / 2**20 for s in samples], label="store file (MiB)")
+    ax.set_xlabel("seconds under load")
+    ax.set_ylabel("MiB")
+    ax.set_ylim(bottom=0)
+    ax2 = ax.twinx()
+    ax2.plot(t, [s["latest"] for s in samples], color="grey", linestyle=":",
+             label="latest height")
+    ax2.plot(t, [s["base"] for s in samples], color="grey", linestyle="--",
+             label="earliest height held")
+    ax2.set_ylabel("height")
+    setup = report["setup"]
+    ax.set_title(f"retain_blocks={setup['retain_blocks']}, {setup['rate_tps']} tx/s offered, "
+                 f"bounded key space")
+    fig.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

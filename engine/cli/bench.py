@@ -55,6 +55,7 @@ def register(sub) -> None:
     pr.add_argument("--rate", type=int, default=500, help="transactions/second (default 500)")
     pr.add_argument("--retain-blocks", type=int, default=100, help="retain_blocks (default 100)")
     pr.add_argument("--json", metavar="FILE", help="write the report (with every sample) here")
+    pr.add_argument("--plot", metavar="FILE.png", help="plot the file size curve here")
     pr.set_defaults(func=_prune)
 
     c = bench.add_parser("compare", help="exit 1 when NEW regressed against BASE")
@@ -173,6 +174,14 @@ def _prune(args: argparse.Namespace) -> int:
     if args.json:
         write_json(args.json, _envelope("prune", report))
         print(f"report written to {args.json}")
+    if args.plot:
+        from engine.benchmarks.sync import plot_prune
+
+        try:
+            plot_prune(report, args.plot)
+            print(f"plot written to {args.plot}")
+        except ImportError:
+            print("warning: matplotlib is not installed, no plot written", file=sys.stderr)
     return 0 if report["stopped_growing"] else 1
 
 

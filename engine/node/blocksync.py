@@ -110,32 +110,48 @@ class BlockSync:
         nxt = self._next_height()
         for h in [h for h in self._buffer if h < nxt]:
             del self._buffer[h]
-        for h in [h for h in self._inflight if h + per <= nxt]:
-            del self._inflight[h]
+        for h, (_, _, count) in list(self._inflight.items()):
+            if h + count <= nxt:  # everything it asked for is applied already
+                del self._inflight[h]
         top = max(self._peer_heights.values(), default=0)
-        start = nxt
         window_end = nxt + min(limits.sync_requests_in_flight_max * per,
                                limits.sync_blocks_buffered_max)
-        while start <= top and start < window_end and \
+        h = nxt
+        while h <= top and h < window_end and \
                 len(self._inflight) < limits.sync_requests_in_flight_max:
-            if start in self._inflight or start in self._buffer:
-                start += per
+            covered = self._covered_until(h)
+            if covered is not None:
+                h = covered
                 continue
-            peer = self._pick(start)
+            if h in self._buffer:
+                h += 1
+                continue
+            peer = self._pick(h)
             if peer is None:
-                self._warn_pruned(start)
+                self._warn_pruned(h)  # or every peer holding it is busy: later
                 break
-            count = min(per, top - start + 1)
-            self._inflight[start] = (peer, now, count)
-            self.wire.send(peer, codec.encode(codec.GET_BLOCKS, start, count))
-            start += per
+            count = min(per, top - h + 1)
+            later = [s for s in self._inflight if s > h]
+            if later:  # never ask twice for the same heights
+                count = min(count, min(later) - h)
+            self._inflight[h] = (peer, now, count)
+            self.wire.send(peer, codec.encode(codec.GET_BLOCKS, h, count))
+            h += count
+
+    def _covered_until(self, height: int) -> int | None:
+        """The end of the in-flight request covering ``height``, or None."""
+        for start, (_, _, count) in self._inflight.items():
+            if start <= height < start + count:
+                return start + count
+        return None
 
     def _pick(self, start: int) -> bytes | None:
         busy: dict[bytes, int] = {}
         for peer, _, _ in self._inflight.values():
             busy[peer] = busy.get(peer, 0) + 1
         able = [p for p, h in self._peer_heights.items()
-                if h >= start and self._peer_bases.get(p, 0) <= start]
+                if h >= start and self._peer_bases.get(p, 0) <= start
+                and busy.get(p, 0) < limits.sync_requests_per_peer_max]
         if not able:
             return None
         return min(able, key=lambda p: (busy.get(p, 0), p not in self._backed, p))

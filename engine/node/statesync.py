@@ -180,6 +180,8 @@ class StateSyncer:
                 continue
             cand = self._candidates.get(snap.hash)
             if cand is None:
+                if len(self._candidates) >= limits.snapshots_offered_max * 64:
+                    continue  # bounded: a peer inventing offers cannot grow this for ever
                 cand = self._candidates[snap.hash] = _Candidate(snap)
             cand.peers.add(peer)
         self._wake.set()
