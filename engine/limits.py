@@ -98,6 +98,9 @@ snapshot_chunks_max = 100_000
 snapshots_offered_max = 16
 #: Bytes of restored state a state-syncing node buffers before its one restore transaction.
 snapshot_bytes_max = 4 << 30
+#: Snapshot requests (list or chunk) one peer may make per second; beyond it they are dropped
+#: and counted (a chunk is up to a MiB: a peer must not fill our send queue with them).
+snapshot_requests_per_peer_per_s_max = 16
 #: A snapshot or chunk request unanswered for this long goes to another peer.
 state_sync_request_timeout_ms = 5000
 #: Chunk requests in flight at once.

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import os
 import shutil
+import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -59,6 +60,8 @@ class SnapshotManager:
         self.spawn = spawn
         self.chunk_bytes = chunk_bytes or limits.snapshot_chunk_bytes
         self._by_hash: dict[bytes, tuple[Snapshot, str]] = {}
+        #: peer -> (second, requests in it): the serving rate limit.
+        self._served: dict[bytes, tuple[int, int]] = {}
         self._taking = False
         self._executor: ThreadPoolExecutor | None = None
         self._load_existing()
@@ -174,13 +177,29 @@ class SnapshotManager:
             self._executor = None
 
     # ---- serving peers --------------------------------------------------------------------
+    def _allowed(self, peer: bytes) -> bool:
+        second = int(time.monotonic())
+        last, count = self._served.get(peer, (second, 0))
+        count = count + 1 if last == second else 1
+        if len(self._served) > 4096:
+            self._served.clear()
+        self._served[peer] = (second, count)
+        if count > limits.snapshot_requests_per_peer_per_s_max:
+            self.counters.add("snapshot_requests_dropped")
+            return False
+        return True
+
     def on_get_snapshots(self, peer: bytes) -> None:
+        if not self._allowed(peer):
+            return
         own = self.app.list_snapshots()
         offered = own if own is not None else self.snapshots()
         items = [s.to_wire() for s in offered[:codec.SNAPSHOTS_PER_MESSAGE_MAX]]
         self.wire.send(peer, codec.encode(codec.SNAPSHOTS, items))
 
     def on_get_chunk(self, peer: bytes, snapshot_hash: bytes, index: int) -> None:
+        if not self._allowed(peer):
+            return
         chunk = None
         own = self.app.list_snapshots()
         if own is not None:

@@ -190,3 +190,39 @@ def test_full_node_follows_by_windowed_block_sync_from_two_peers(tmp_path):
                 await v.stop()
 
     run(main(), 120)
+
+
+def test_snapshot_serving_is_rate_limited_per_peer(tmp_path):
+    """A peer asking for chunks faster than the limit gets the excess dropped and counted."""
+    from engine.net import codec
+    from engine.net.limits import NetLimits
+    from engine.node.ports import Counters
+    from engine.node.snapshots import SnapshotManager
+    from engine.store import Store
+
+    class Wire:
+        def __init__(self):
+            self.sent: list = []
+
+        def send(self, peer, message):
+            self.sent.append((peer, codec.decode(message, NetLimits())))
+            return True
+
+    from engine.app import KVStoreApp
+
+    with Store(str(tmp_path / "store")) as store:
+        store.save_genesis(bytes(32), [(b"k%d" % i, b"v") for i in range(50)])
+        wire, counters = Wire(), Counters()
+        mgr = SnapshotManager(store=store, app=KVStoreApp(), home=str(tmp_path), interval=1,
+                              keep=1, wire=wire, counters=counters,  # type: ignore[arg-type]
+                              spawn=lambda c: None, chunk_bytes=64)
+        snap = mgr.take_now()
+        assert snap.chunks > 3 and snap.well_formed()
+        for _ in range(limits.snapshot_requests_per_peer_per_s_max + 10):
+            mgr.on_get_chunk(b"p" * 32, snap.hash, 0)
+        served = [m for _, m in wire.sent if m.kind == codec.CHUNK]
+        assert len(served) <= limits.snapshot_requests_per_peer_per_s_max
+        assert counters.values.get("snapshot_requests_dropped", 0) >= 10
+        assert all(m.fields[2] == mgr.load_chunk(snap.hash, 0) for m in served)
+        mgr.on_get_chunk(b"q" * 32, snap.hash, snap.chunks)  # out of range: an empty answer
+        assert wire.sent[-1][1].fields[2] == b""
