@@ -38,8 +38,11 @@ def test_bench_prune_smoke(tmp_path):
 
 
 def test_prune_report_says_whether_the_file_stopped_growing():
-    flat = [(t, 1000 if t < 5 else 2000, t, 1) for t in range(11)]
-    assert prune_report(flat, 100, 1, 10, 0)["stopped_growing"]
-    growing = [(t, 1000 + 100 * t, t, 1) for t in range(11)]
-    r = prune_report(growing, 100, 1, 10, 0)
-    assert not r["stopped_growing"] and r["growth_second_half_pct"] > 5
+    # A step (a burst of larger blocks) and then flat: stopped, the step is still reported.
+    step = [(t, 1000 if t < 7 else 2000, t, 1) for t in range(13)]
+    r = prune_report(step, 100, 1, 12, 0)
+    assert r["stopped_growing"] and r["growth_second_half_pct"] > 50
+    assert r["file_bytes_max"] == 2000
+    growing = [(t, 1000 + 100 * t, t, 1) for t in range(13)]
+    r = prune_report(growing, 100, 1, 12, 0)
+    assert not r["stopped_growing"] and r["growth_last_quarter_pct"] > 2

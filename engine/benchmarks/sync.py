@@ -228,7 +228,7 @@ async def run_sync(*, blocks: int, keys: int, workdir: str | None = None,
             "phases": {k: p.to_json() for k, p in phases.items()},
             "state_sync_restore_s": round(restore_s, 3),
             "ratio_block_sync_over_state_sync": round(bs_s / ss_s, 2),
-            "ratio_block_sync_over_ceiling": round(ceil_s / bs_s, 3),
+            "block_sync_fraction_of_ceiling": round(ceil_s / bs_s, 3),
             "app_hash": src_hash.hex() if src_hash else "", "state_checksum": src_state,
             "identical": True,
         }
@@ -306,21 +306,28 @@ async def run_prune(*, duration_s: float, rate_tps: int, retain_blocks: int,
 
 def prune_report(samples: list[tuple[float, int, int, int]], retain_blocks: int,
                  rate_tps: int, duration_s: float, sent: int) -> dict[str, Any]:
-    """Whether the file stopped growing: its size over the last half of the run against the
-    size at the half-way mark (after warm-up: the first pruning plus LMDB's free list)."""
-    half = [s for s in samples if s[0] >= duration_s / 2]
-    at_half = half[0][1] if half else samples[-1][1]
-    last = samples[-1][1]
-    growth = (last - at_half) / at_half if at_half else 0.0
+    """Whether the file stopped growing. LMDB never shrinks its file, so its size is the high
+    water mark of the retained blocks plus LMDB's free list: a burst of larger blocks raises it
+    for good, a steady load must not keep raising it. The verdict: less than 2% growth over the
+    last quarter of the run; the second half's growth is reported next to it."""
+    def growth_since(t_from: float) -> tuple[int, float]:
+        later = [s for s in samples if s[0] >= t_from]
+        start = later[0][1] if later else samples[-1][1]
+        return start, (samples[-1][1] - start) / start if start else 0.0
+
+    at_half, growth = growth_since(duration_s / 2)
+    _, growth_quarter = growth_since(duration_s * 3 / 4)
     return {"setup": {"retain_blocks": retain_blocks, "rate_tps": rate_tps,
                       "duration_s": duration_s, "txs_sent": sent,
                       "key_space": "bounded (state size steady)"},
             "samples": [{"t_s": t, "file_bytes": b, "latest": h, "base": base}
                         for t, b, h, base in samples],
-            "file_bytes_at_half": at_half, "file_bytes_at_end": last,
+            "file_bytes_at_half": at_half, "file_bytes_at_end": samples[-1][1],
+            "file_bytes_max": max(s[1] for s in samples),
             "growth_second_half_pct": round(100 * growth, 2),
+            "growth_last_quarter_pct": round(100 * growth_quarter, 2),
             "blocks_held_at_end": samples[-1][2] - samples[-1][3] + 1,
-            "stopped_growing": growth < 0.05}
+            "stopped_growing": growth_quarter < 0.02}
 
 
 def plot_prune(report: dict[str, Any], path: str) -> None:
@@ -346,7 +353,7 @@ def plot_prune(report: dict[str, Any], path: str) -> None:
     setup = report["setup"]
     ax.set_title(f"retain_blocks={setup['retain_blocks']}, {setup['rate_tps']} tx/s offered, "
                  f"bounded key space")
-    fig.legend(loc="lower right")
+    fig.legend(loc="center right")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

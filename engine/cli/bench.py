@@ -169,7 +169,8 @@ def _prune(args: argparse.Namespace) -> int:
               f"heights {s['base']}..{s['latest']}")
     print(f"file at half-time {report['file_bytes_at_half'] / 2**20:.2f} MiB, at the end "
           f"{report['file_bytes_at_end'] / 2**20:.2f} MiB ({report['growth_second_half_pct']:+.1f}%"
-          f" in the second half); {report['blocks_held_at_end']} blocks held; "
+          f" in the second half, {report['growth_last_quarter_pct']:+.1f}% in the last "
+          f"quarter); {report['blocks_held_at_end']} blocks held; "
           f"{'stopped growing' if report['stopped_growing'] else 'STILL GROWING'}")
     if args.json:
         write_json(args.json, _envelope("prune", report))

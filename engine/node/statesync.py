@@ -329,7 +329,7 @@ class StateSyncer:
                 trust_hash=self.trust_hash, snapshot=snap, blocks=blocks)
         except ProtocolError:
             # Every block here verified: the snapshot itself lies (its app hash).
-            for peer in cand.peers:
+            for peer in list(cand.peers):  # penalising may disconnect (and discard) it
                 self.penalize(peer, "state_sync_bad_snapshot")
             raise
 
