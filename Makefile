@@ -119,7 +119,8 @@ sanitize: build
 # Storage crash and corruption trials, extended (make test runs 20 kills and 150 flips).
 test-crash: build
 	ENGINE_CRASH_TRIALS=$${ENGINE_CRASH_TRIALS:-200} ENGINE_CORRUPTION_TRIALS=$${ENGINE_CORRUPTION_TRIALS:-1000} \
-		$(PY) -m pytest -q -s tests/store/test_crash.py tests/store/test_corruption.py -p no:cacheprovider
+		$(PY) -m pytest -q -s tests/store/test_crash.py tests/store/test_corruption.py \
+		tests/node/test_sync_crash.py -p no:cacheprovider
 
 # Every fault-injection scenario in tests/scenarios/ (README "Fault injection"; make test runs
 # the quick ones). Namespace scenarios need root, ip and nft (.ci/run installs them).

@@ -228,7 +228,10 @@ class Node:
             peers=[PeerAddress(bytes.fromhex(p.node_key), p.host, p.port) for p in cfg.peers],
             on_message=router.on_message, on_connect=router.on_connect,
             on_disconnect=router.on_disconnect, limits=limits,
-            genesis_hash=self.genesis_hash)
+            genesis_hash=self.genesis_hash,
+            # Just state-synced: peers dropped our sync connections and back off before
+            # dialling again; dial them at once to block-sync the rest.
+            dial_all=self.state_sync_seconds is not None)
         if self._seams.chaos is not None:
             self.peers.chaos = self._seams.chaos
         await self.peers.start()

@@ -15,7 +15,7 @@ from tests.node.crash_sync_child import RESTORE_HEIGHT, entries, tip_block
 
 CHILD = os.path.join(os.path.dirname(__file__), "crash_sync_child.py")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TRIALS = int(os.environ.get("ENGINE_CRASH_TRIALS", "6"))
+TRIALS = int(os.environ.get("ENGINE_CRASH_TRIALS", "4"))
 SEED = int(os.environ.get("ENGINE_CRASH_SEED", str(random.randrange(1 << 30))))
 
 
@@ -91,7 +91,7 @@ def _blocks(path: str, count: int) -> None:
 def test_kill_during_pruning_leaves_a_consistent_store_that_prunes_on(tmp_path):
     rng = random.Random(SEED)
     path = str(tmp_path / "store")
-    count = 3000
+    count = 1500
     _blocks(path, count)
     with Store(path) as s:
         state_before = s.state_items()
