@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SOURCES := $(shell find csrc engine -name '*.c' -o -name '*.h' -o -name '*.cpp' -o -name '*.pyx' 2>/dev/null) setup.py pyproject.toml
 
 .PHONY: all build test test-quick sim bench bench-light bench-smoke bench-check demo lint clean sanitize \
-	test-crash test-faults mutate mutate-broad soak
+	test-crash test-faults mutate mutate-broad soak bench-sync bench-prune
 
 all: build
 
@@ -55,6 +55,24 @@ bench-light: build
 bench-smoke: build
 	$(PY) -m pytest -q bench -m bench_smoke
 	$(PY) -m pytest -q tests/bench_cli
+
+# Joining and pruning (README "Joining and pruning"): state sync vs block sync from genesis vs
+# the verify+apply+store ceiling on a chain of BENCH_SYNC_BLOCKS blocks and BENCH_SYNC_KEYS
+# keys (~4 min), then bench-prune. `make test` runs a tiny smoke of both (bench/test_bench_sync.py).
+BENCH_SYNC_BLOCKS ?= 2000
+BENCH_SYNC_KEYS ?= 100000
+bench-sync: build
+	mkdir -p bench/results
+	$(PY) -m engine bench sync --blocks $(BENCH_SYNC_BLOCKS) --keys $(BENCH_SYNC_KEYS) \
+		--json bench/results/sync.json
+	$(MAKE) bench-prune
+
+# Store file size under a steady load with retain_blocks = 100 for PRUNE_DURATION s (10 min).
+PRUNE_DURATION ?= 600
+bench-prune: build
+	mkdir -p bench/results
+	$(PY) -m engine bench prune --duration $(PRUNE_DURATION) --rate 500 --retain-blocks 100 \
+		--json bench/results/prune.json --plot bench/results/prune.png
 
 # Performance thresholds (README "Benchmarks", engine/benchmarks/targets.py), outside `make
 # test`: `engine bench kernels` once per native path this CPU supports (BENCH_CHECK_ISAS="avx2
@@ -112,7 +130,8 @@ sanitize: build
 # Storage crash and corruption trials, extended (make test runs 20 kills and 150 flips).
 test-crash: build
 	ENGINE_CRASH_TRIALS=$${ENGINE_CRASH_TRIALS:-200} ENGINE_CORRUPTION_TRIALS=$${ENGINE_CORRUPTION_TRIALS:-1000} \
-		$(PY) -m pytest -q -s tests/store/test_crash.py tests/store/test_corruption.py -p no:cacheprovider
+		$(PY) -m pytest -q -s tests/store/test_crash.py tests/store/test_corruption.py \
+		tests/node/test_sync_crash.py -p no:cacheprovider
 
 # Every fault-injection scenario in tests/scenarios/ (README "Fault injection"; make test runs
 # the quick ones). Namespace scenarios need root, ip and nft (.ci/run installs them).

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.nonces import RESERVED_PREFIX
+from engine.snapshot import STATE_FORMAT, Snapshot, decode_state_chunk
 from engine.statetree import StateTree
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ __all__ = [
     "MemoryState",
     "PendingView",
     "QueryResult",
+    "Snapshot",
     "StateView",
     "TxResult",
     "load_app",
@@ -234,6 +236,29 @@ class Application:
 
     def query(self, path: str, data: bytes) -> QueryResult:
         return QueryResult(code=1, log=f"unknown query path {path!r}")
+
+    # ---- snapshots (state sync, in the style of ABCI; docs/state-sync.md) ----------------
+    def list_snapshots(self) -> list[Snapshot] | None:
+        """The snapshots this application offers to peers, or None (the default): the engine
+        then snapshots the state it keeps for the application (``self.state``) every
+        ``snapshot_interval`` heights, so an app built on ``self.state`` needs nothing more."""
+        return None
+
+    def load_snapshot_chunk(self, height: int, format: int, index: int) -> bytes | None:
+        """Chunk ``index`` of an own snapshot (only called when ``list_snapshots`` lists)."""
+        return None
+
+    def offer_snapshot(self, snapshot: Snapshot, app_hash: bytes) -> bool:
+        """Whether to restore from ``snapshot``, whose app hash the node has verified against
+        a certified header (``app_hash``). The default takes the engine's own format."""
+        return snapshot.format == STATE_FORMAT and snapshot.app_hash == app_hash
+
+    def apply_snapshot_chunk(self, index: int, chunk: bytes) -> list[tuple[bytes, bytes]]:
+        """The state entries of chunk ``index`` (its hash already checked), in ascending key
+        order, for the node to write into the store with the rest of the restore in one
+        transaction. An app with its own storage stores the chunk itself and returns [].
+        Raise ValueError for a malformed chunk: the snapshot is refused."""
+        return decode_state_chunk(chunk)
 
 
 #: State keys are 1..STATE_KEY_BYTES_MAX bytes, values bytes (the store's limits, checked when a

@@ -90,6 +90,20 @@ class NodeConfig:
     mempool_batch_txs_max: int = 4096
     mempool_batch_wait_ms: int = 2
     verify_threads: int = 0  # 0: every core
+    #: Keep at least this many recent blocks, pruning older ones (0: keep every block). The
+    #: engine never keeps fewer than ``engine.limits.retain_blocks_min`` (evidence, light
+    #: clients) nor prunes a block a kept snapshot still needs (docs/state-sync.md).
+    retain_blocks: int = 0
+    #: Take an application snapshot every this many heights (0: no snapshots) ...
+    snapshot_interval: int = 0
+    #: ... and keep this many of the newest.
+    snapshot_keep: int = 2
+    #: Join by state sync (before the first start only): fetch a snapshot from peers instead of
+    #: replaying every block, trusting the block ``state_sync_trust_hash`` (hex) at
+    #: ``state_sync_trust_height``.
+    state_sync: bool = False
+    state_sync_trust_height: int = 0
+    state_sync_trust_hash: str = ""
     #: The ``[app_settings]`` table: handed to the application as ``app.settings``.
     app_settings: dict[str, Any] = field(default_factory=dict)
 
@@ -109,6 +123,27 @@ class NodeConfig:
                                      f"not {value!r}")
             elif type(value) is not int or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        self._validate_sync()
+
+    def _validate_sync(self) -> None:
+        """The pruning, snapshot and state sync keys (docs/state-sync.md)."""
+        for name in ("retain_blocks", "snapshot_interval", "state_sync_trust_height"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, not {value!r}")
+        if type(self.snapshot_keep) is not int or self.snapshot_keep < 1:
+            raise ValueError(f"snapshot_keep must be a positive integer, not "
+                             f"{self.snapshot_keep!r}")
+        if type(self.state_sync) is not bool:
+            raise ValueError(f"state_sync must be true or false, not {self.state_sync!r}")
+        trust = self.state_sync_trust_hash
+        if not isinstance(trust, str) or (trust and (len(trust) != 64 or any(
+                c not in "0123456789abcdef" for c in trust))):
+            raise ValueError("state_sync_trust_hash must be 64 lowercase hex characters "
+                             f"(a block hash), not {trust!r}")
+        if self.state_sync and (not trust or self.state_sync_trust_height < 1):
+            raise ValueError("state_sync = true needs state_sync_trust_height >= 1 and "
+                             "state_sync_trust_hash (a block hash the operator trusts)")
 
 
 @dataclass(frozen=True)
@@ -314,32 +349,39 @@ def init_home(home: str, chain_id: str | None = None, *,
 def init_testnet(output: str, validators: int, *, base_port: int = 26656,
                  chain_id: str | None = None, hosts: list[str] | None = None,
                  app_state: dict[str, Any] | None = None, crypto: str | None = None,
-                 **settings: Any) -> list[Home]:
-    """``validators`` homes ``output/node0``… sharing one genesis, peers wired to each other.
+                 full_nodes: int = 0, **settings: Any) -> list[Home]:
+    """``validators`` homes ``output/node0``… sharing one genesis, peers wired to each other,
+    then ``full_nodes`` non-validator homes (``node<validators>``…) that follow the chain
+    (their validator keys are not in the genesis; every node lists every other as a peer).
 
     Node i listens for p2p on ``base_port + 2 i`` and serves RPC on ``base_port + 2 i + 1``.
     ``crypto`` names the chain's suite (``ed25519-blake3`` by default, or ``sm2-sm3``).
+    ``hosts`` lists one host per node (validators first).
     """
     suite = get_suite(crypto)
     if type(validators) is not int or not 1 <= validators <= 1000:
         raise ValueError(f"validators must be an integer in 1..1000, not {validators!r}")
-    if type(base_port) is not int or not 1024 <= base_port <= 65535 - 2 * validators:
-        raise ValueError(f"base_port {base_port!r} leaves no room for {validators} nodes")
-    hosts = hosts or ["127.0.0.1"] * validators
-    if len(hosts) != validators:
-        raise ValueError(f"hosts lists {len(hosts)} hosts for {validators} validators")
+    if type(full_nodes) is not int or not 0 <= full_nodes <= 1000:
+        raise ValueError(f"full_nodes must be an integer in 0..1000, not {full_nodes!r}")
+    n = validators + full_nodes
+    if type(base_port) is not int or not 1024 <= base_port <= 65535 - 2 * n:
+        raise ValueError(f"base_port {base_port!r} leaves no room for {n} nodes")
+    hosts = hosts or ["127.0.0.1"] * n
+    if len(hosts) != n:
+        what = "validators" if not full_nodes else "nodes"
+        raise ValueError(f"hosts lists {len(hosts)} hosts for {n} {what}")
     chain_id = check_chain_id(chain_id or f"testnet-{os.urandom(3).hex()}")
-    homes = [os.path.join(output, f"node{i}") for i in range(validators)]
+    homes = [os.path.join(output, f"node{i}") for i in range(n)]
     for h in homes:
         _prepare_dir(h)
     node_keys = [suite.generate_key() for _ in homes]
     val_keys = [suite.generate_key() for _ in homes]
     genesis = Genesis(chain_id, [GenesisValidator(f"node{i}", 10, k.public_key)
-                                 for i, k in enumerate(val_keys)], _app_state(app_state),
-                      int(time.time() * 1000), suite.name)
+                                 for i, k in enumerate(val_keys[:validators])],
+                      _app_state(app_state), int(time.time() * 1000), suite.name)
     for i, h in enumerate(homes):
         peers = [PeerConfig(node_keys[j].public_key.hex(), hosts[j], base_port + 2 * j)
-                 for j in range(validators) if j != i]
+                 for j in range(n) if j != i]
         bind = "127.0.0.1" if hosts[i] in ("127.0.0.1", "localhost") else "0.0.0.0"
         config = NodeConfig(moniker=f"node{i}", p2p_host=bind, p2p_port=base_port + 2 * i,
                             rpc_port=base_port + 2 * i + 1, peers=peers, **settings)

@@ -79,6 +79,34 @@ sync_blocks_per_request = 16
 sync_reply_bytes_max = 4 << 20
 #: Blocks one GET /blocks answer carries at most.
 blocks_per_answer_max = 32
+#: Block requests in flight at once during catch-up (each to one peer, for its own range).
+sync_requests_in_flight_max = 8
+#: ... and at most this many to one peer (so the window spreads over several).
+sync_requests_per_peer_max = 4
+#: Blocks received ahead of the next height to apply, waiting for their turn.
+sync_blocks_buffered_max = 512
+
+# --- node: pruning, snapshots, state sync ------------------------------------------------------
+#: Blocks a node keeps however low ``retain_blocks`` is set (evidence and light clients need
+#: recent headers and certificates).
+retain_blocks_min = 20
+#: Blocks one pruning step removes (one bounded write transaction, off the block's path).
+prune_blocks_per_step = 256
+#: One snapshot chunk, in bytes of encoded state entries (a chunk may exceed it by one entry).
+snapshot_chunk_bytes = 1 << 20
+#: Chunks of one snapshot, and snapshots one peer may offer (bounds what a state-syncing node
+#: holds for a hostile peer).
+snapshot_chunks_max = 100_000
+snapshots_offered_max = 16
+#: Bytes of restored state a state-syncing node buffers before its one restore transaction.
+snapshot_bytes_max = 4 << 30
+#: Snapshot requests (list or chunk) one peer may make per second; beyond it they are dropped
+#: and counted (a chunk is up to a MiB: a peer must not fill our send queue with them).
+snapshot_requests_per_peer_per_s_max = 16
+#: A snapshot or chunk request unanswered for this long goes to another peer.
+state_sync_request_timeout_ms = 5000
+#: Chunk requests in flight at once.
+state_sync_chunks_in_flight_max = 4
 
 
 def check_limits() -> None:

@@ -58,6 +58,19 @@ def register(sub) -> None:
     lt.add_argument("--quick", action="store_true", help="tiny sizes (the smoke run)")
     lt.add_argument("--json", metavar="FILE", help="write the report here")
     lt.set_defaults(func=_light)
+    s = bench.add_parser("sync", help="state sync vs block sync from genesis vs the ceiling")
+    s.add_argument("--blocks", type=int, default=2000, help="chain length (default 2000)")
+    s.add_argument("--keys", type=int, default=100_000, help="kvstore keys (default 100000)")
+    s.add_argument("--json", metavar="FILE", help="write the report here")
+    s.set_defaults(func=_sync)
+
+    pr = bench.add_parser("prune", help="store file size under steady load with pruning")
+    pr.add_argument("--duration", type=float, default=600.0, help="seconds (default 600)")
+    pr.add_argument("--rate", type=int, default=500, help="transactions/second (default 500)")
+    pr.add_argument("--retain-blocks", type=int, default=100, help="retain_blocks (default 100)")
+    pr.add_argument("--json", metavar="FILE", help="write the report (with every sample) here")
+    pr.add_argument("--plot", metavar="FILE.png", help="plot the file size curve here")
+    pr.set_defaults(func=_prune)
 
     c = bench.add_parser("compare", help="exit 1 when NEW regressed against BASE")
     c.add_argument("base", metavar="BASE.json")
@@ -150,6 +163,57 @@ def _tps(args: argparse.Namespace) -> int:
         except ImportError:
             print("warning: matplotlib is not installed, no plot written", file=sys.stderr)
     return 0 if ok else 1
+
+
+def _sync(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from engine.benchmarks.machine import describe, machine_info
+    from engine.benchmarks.sync import run_sync
+
+    print(f"engine bench sync on {describe(machine_info())}", flush=True)
+    try:
+        report = asyncio.run(run_sync(blocks=args.blocks, keys=args.keys,
+                                      progress=lambda line: print(line, flush=True)))
+    except ValueError as e:
+        return _fail(str(e))
+    except RuntimeError as e:
+        print(f"FAIL: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        write_json(args.json, _envelope("sync", report))
+        print(f"report written to {args.json}")
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from engine.benchmarks.sync import run_prune
+
+    report = asyncio.run(run_prune(duration_s=args.duration, rate_tps=args.rate,
+                                   retain_blocks=args.retain_blocks,
+                                   progress=lambda line: print(line, flush=True)))
+    for s in report["samples"][::max(1, len(report["samples"]) // 20)]:
+        print(f"  t={s['t_s']:6.1f}s  file {s['file_bytes'] / 2**20:7.2f} MiB  "
+              f"heights {s['base']}..{s['latest']}")
+    print(f"file at half-time {report['file_bytes_at_half'] / 2**20:.2f} MiB, at the end "
+          f"{report['file_bytes_at_end'] / 2**20:.2f} MiB ({report['growth_second_half_pct']:+.1f}%"
+          f" in the second half, {report['growth_last_quarter_pct']:+.1f}% in the last "
+          f"quarter); {report['blocks_held_at_end']} blocks held; "
+          f"{'stopped growing' if report['stopped_growing'] else 'STILL GROWING'}")
+    if args.json:
+        write_json(args.json, _envelope("prune", report))
+        print(f"report written to {args.json}")
+    if args.plot:
+        from engine.benchmarks.sync import plot_prune
+
+        try:
+            plot_prune(report, args.plot)
+            print(f"plot written to {args.plot}")
+        except ImportError:
+            print("warning: matplotlib is not installed, no plot written", file=sys.stderr)
+    return 0 if report["stopped_growing"] else 1
 
 
 def _compare(args: argparse.Namespace) -> int:

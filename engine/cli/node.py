@@ -16,6 +16,10 @@ def register(sub) -> None:
 
     p = sub.add_parser("testnet", help="create N validator homes sharing one genesis")
     p.add_argument("--validators", type=int, default=4, help="number of validators (default 4)")
+    p.add_argument("--full-nodes", type=int, default=0,
+                   help="non-validator homes node<N>.. that follow the chain (default 0); "
+                        "set state_sync and its trust keys in one before its first start to "
+                        "join from a snapshot")
     p.add_argument("--output", required=True, help="folder for node0, node1, ...")
     p.add_argument("--base-port", type=int, default=26656,
                    help="p2p port of node0; node i uses base+2i (p2p) and base+2i+1 (rpc)")
@@ -115,11 +119,11 @@ def _testnet(args: argparse.Namespace) -> int:
     try:
         homes = init_testnet(args.output, args.validators, base_port=args.base_port,
                              chain_id=args.chain_id, hosts=hosts, crypto=args.crypto,
-                             **_app_settings(args))
+                             full_nodes=args.full_nodes, **_app_settings(args))
     except ValueError as e:
         return _fail(str(e))
     print(f"chain {homes[0].genesis.chain_id} ({homes[0].genesis.crypto}): "
-          f"{len(homes)} validators")
+          f"{args.validators} validators, {args.full_nodes} full nodes")
     for h, host in zip(homes, hosts or ["127.0.0.1"] * len(homes)):
         print(f"  {h.path}  p2p {host}:{h.config.p2p_port}  rpc {h.rpc_url}")
     return 0

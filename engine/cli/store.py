@@ -21,6 +21,12 @@ def register(sub) -> None:
     info = ssub.add_parser("info", help="print heights, sizes and the schema")
     info.add_argument("--home", required=True, help="node home directory (or the store itself)")
     info.set_defaults(func=_info)
+    prune = ssub.add_parser("prune", help="delete old blocks of a stopped node, keeping the "
+                                          "newest N")
+    prune.add_argument("--home", required=True, help="node home directory (or the store itself)")
+    prune.add_argument("--retain", required=True, type=int, metavar="N",
+                       help="blocks to keep (at least engine.limits.retain_blocks_min)")
+    prune.set_defaults(func=_prune)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -82,4 +88,43 @@ def _info(args) -> int:
         print(f"store info FAILED: {e}")
         return 1
     print(json.dumps(info, indent=2))
+    return 0
+
+
+def _prune(args) -> int:
+    """Prune a stopped node's store in bounded transactions (a crash or Ctrl-C at any point
+    leaves a consistent store; running it again goes on). Kept snapshots are respected."""
+    from engine import limits
+    from engine.node.pruning import retain_height
+    from engine.node.snapshots import SNAPSHOTS_DIR
+    from engine.store import Store
+
+    if args.retain < limits.retain_blocks_min:
+        print(f"store prune FAILED: --retain must be at least {limits.retain_blocks_min} "
+              f"(engine.limits.retain_blocks_min), not {args.retain}")
+        return 2
+    path = resolve(args.home)
+    if not os.path.exists(os.path.join(path, "data.mdb")):
+        print(f"store prune FAILED: no store under {args.home!r}")
+        return 1
+    snapshot_dir = os.path.join(args.home, SNAPSHOTS_DIR)
+    heights = [int(n) for n in os.listdir(snapshot_dir) if n.isdigit()] \
+        if os.path.isdir(snapshot_dir) else []
+    try:
+        with Store(path) as store:
+            before = store.info()
+            target = retain_height(store.latest_height(), args.retain,
+                                   min(heights) if heights else None)
+            removed = 0
+            while store.base_height() and target > store.base_height():
+                removed += store.prune(target, blocks_max=limits.prune_blocks_per_step)
+            after = store.info()
+    except StoreError as e:  # e.g. the node is running (LMDB lock) or the disk is full
+        print(f"store prune FAILED: {e}")
+        return 1
+    print(json.dumps({"removed_blocks": removed, "base_height": after["base_height"],
+                      "latest_height": after["latest_height"],
+                      "file_bytes": after["file_bytes"],
+                      "pages_reusable_before": before["pages_reusable"],
+                      "pages_reusable_after": after["pages_reusable"]}, indent=2))
     return 0

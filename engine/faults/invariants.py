@@ -22,46 +22,69 @@ def _open(home: str) -> Store:
     return Store(store_path(home), readonly=True)
 
 
-def chain_hashes(home: str) -> list[bytes]:
-    """Block hashes of heights 1..latest."""
+def chain_hashes(home: str) -> dict[int, bytes]:
+    """Block hashes by height, of every block the store holds (pruned or state-synced
+    stores start above 1)."""
     with _open(home) as st:
-        return [b.block_hash for b in st.blocks(1, st.latest_height() + 1)]
+        return {b.height: b.block_hash for b in st.blocks(1, st.latest_height() + 1)}
 
 
 def agreement(homes: dict[int, str]) -> tuple[list[str], dict[int, int]]:
-    """No fork: every pair of honest nodes holds the same hash at every height both have."""
+    """No fork: every pair of honest nodes holds the same hash at every height both have,
+    and the same app hash after the highest height both have."""
     chains = {i: chain_hashes(h) for i, h in homes.items()}
     problems = []
-    ref_i = max(chains, key=lambda i: len(chains[i]))
+    ref_i = max(chains, key=lambda i: max(chains[i], default=0))
     ref = chains[ref_i]
     for i, chain in chains.items():
-        for height, (a, b) in enumerate(zip(ref, chain), start=1):
+        for height in sorted(set(ref) & set(chain)):
+            a, b = ref[height], chain[height]
             if a != b:
                 problems.append(f"FORK at height {height}: node{ref_i} {a.hex()[:16]} vs "
                                 f"node{i} {b.hex()[:16]}")
                 break
-    return problems, {i: len(c) for i, c in chains.items()}
+        common = max(set(ref) & set(chain), default=0)
+        if common and i != ref_i:
+            with _open(homes[ref_i]) as a_st, _open(homes[i]) as b_st:
+                if a_st.app_hash(common) != b_st.app_hash(common):
+                    problems.append(f"node{i}'s app hash after height {common} differs from "
+                                    f"node{ref_i}'s")
+    return problems, {i: max(c, default=0) for i, c in chains.items()}
 
 
-def txs_present(homes: dict[int, str], tx_ids: list[bytes]) -> list[str]:
+def _not_found(st: Store, tx_ids: list[bytes],
+               state_keys: dict[bytes, bytes] | None) -> list[bytes]:
+    """The ids a store does not show as committed: absent from its tx index and, in a pruned
+    (or state-synced) store whose index lost old blocks, also absent from the committed state
+    (each load transaction writes a key of its own, and state is never pruned)."""
+    found = st.find_txs(tx_ids) if tx_ids else []
+    missing = [t for t, loc in zip(tx_ids, found) if loc is None]
+    if missing and state_keys and st.base_height() > 1:
+        missing = [t for t in missing
+                   if t not in state_keys or st.state_get(state_keys[t]) is None]
+    return missing
+
+
+def txs_present(homes: dict[int, str], tx_ids: list[bytes],
+                state_keys: dict[bytes, bytes] | None = None) -> list[str]:
     """Nothing lost: every transaction acknowledged as committed is in every honest store."""
     problems = []
     for i, home in homes.items():
         with _open(home) as st:
-            found = st.find_txs(tx_ids) if tx_ids else []
-        missing = [t for t, loc in zip(tx_ids, found) if loc is None]
+            missing = _not_found(st, tx_ids, state_keys)
         if missing:
             problems.append(f"node{i} lacks {len(missing)} of {len(tx_ids)} acknowledged "
                             f"transactions, e.g. {missing[0].hex()}")
     return problems
 
 
-def txs_missing(home: str, tx_ids: list[bytes]) -> int:
+def txs_missing(home: str, tx_ids: list[bytes],
+                state_keys: dict[bytes, bytes] | None = None) -> int:
     """How many of ``tx_ids`` are not in the store of ``home``."""
     if not tx_ids:
         return 0
     with _open(home) as st:
-        return sum(loc is None for loc in st.find_txs(tx_ids))
+        return len(_not_found(st, tx_ids, state_keys))
 
 
 def signature_logs_present(homes: dict[int, str], signers) -> list[str]:
@@ -129,6 +152,18 @@ def double_signs(homes: list[str]) -> dict[str, list[str]]:
         if len(variants) > 1:
             out[key].append(f"{kind} h={h} r={r} step={step}: {len(variants)} versions")
     return dict(out)
+
+
+def state_synced(homes: dict[int, str]) -> list[str]:
+    """Each of these nodes joined from a snapshot: its store starts above height 1 and holds
+    state (a node that replayed from genesis would hold block 1)."""
+    problems = []
+    for i, home in homes.items():
+        with _open(home) as st:
+            if st.base_height() <= 1 or not st.state_items():
+                problems.append(f"node{i} did not join by state sync (its store holds "
+                                f"heights {st.base_height()}..{st.latest_height()})")
+    return problems
 
 
 def store_checks(homes: dict[int, str], cwd: str) -> list[str]:

@@ -101,6 +101,8 @@ class _Load(threading.Thread):
         #: tx id -> the node that accepted it
         self.accepted: dict[bytes, int] = {}
         self.at_risk: set[bytes] = set()
+        #: tx id -> the state key its kvstore payload writes (proof of commit once pruned)
+        self.state_keys: dict[bytes, bytes] = {}
         self.errors = 0
         self._clients: dict[int, Client] = {}
 
@@ -128,7 +130,8 @@ class _Load(threading.Thread):
             if not count or not live:
                 continue
             key = crypto.SigningKey.from_seed(self.rng.randbytes(32))
-            envs = [tx.encode_tx(key, n, f"f{seq}-{n}=v".encode(), chain) for n in range(count)]
+            keys = [f"f{seq}-{n}".encode() for n in range(count)]
+            envs = [tx.encode_tx(key, n, keys[n] + b"=v", chain) for n in range(count)]
             seq += 1
             target = self.rng.choice(live)
             try:
@@ -142,6 +145,7 @@ class _Load(threading.Thread):
                 for i, t in enumerate(answer["tx_ids"]):
                     if i not in refused:
                         self.accepted[bytes.fromhex(t)] = target
+                        self.state_keys[bytes.fromhex(t)] = keys[i]
 
 
 def blake3_ids(envs: list[bytes]) -> list[bytes]:
@@ -191,8 +195,9 @@ class Runner:
         else:
             hosts, base = ["127.0.0.1"] * n, free_base_port(2 * n, self.rng)
         homes_dir = os.path.join(self.workdir, "homes")
-        homes = cfgmod.init_testnet(homes_dir, n, base_port=base, chain_id=self.chain_id,
-                                    hosts=hosts, **sc.config)
+        homes = cfgmod.init_testnet(homes_dir, n - sc.full_nodes, base_port=base,
+                                    chain_id=self.chain_id, hosts=hosts,
+                                    full_nodes=sc.full_nodes, **sc.config)
         self.homes = [h.path for h in homes]
         genesis_validators = [{"name": f"node{i}", "power": POWER,
                                "public_key": homes[i].validator_key.public_key.hex()}
@@ -229,6 +234,8 @@ class Runner:
 
     # ---------------------------------------------------------------- processes
     def start(self, i: int) -> None:
+        if i in self.sc.state_sync and not self._restarts[i]:
+            self._trust_for_state_sync(i)
         prefix = self.net.exec_prefix(i) if self.net is not None else []
         suffix = "" if not self._restarts[i] else f".{self._restarts[i]}"
         self._restarts[i] += 1
@@ -240,6 +247,25 @@ class Runner:
                  "--log-level", "INFO"], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
                 env=env, start_new_session=True)
         self.state[i] = "running"
+
+    def _trust_for_state_sync(self, i: int) -> None:
+        """Before its first start, a state-sync node trusts a recent block as a live
+        validator reports it (an operator would take it from a source they trust)."""
+        for j in self.live():
+            if j >= self.sc.validators:
+                continue
+            with contextlib.suppress(ClientError):
+                client = Client(self.rpc_urls[j], timeout_s=2)
+                height = max(1, client.status()["latest_height"] - 2)
+                block = client.block(height)
+                conf = cfgmod.load_config(self.homes[i])
+                conf.state_sync, conf.state_sync_trust_height = True, height
+                conf.state_sync_trust_hash = block["hash"]
+                cfgmod.save_config(self.homes[i], conf)
+                self._note(f"node{i} state-syncs trusting block {height} "
+                           f"{block['hash'][:16]}")
+                return
+        raise ScenarioFailed(f"no live validator to take node{i}'s trusted block from")
 
     def kill(self, i: int, *, wal_records: bool = False) -> None:
         p = self.procs[i]
@@ -404,7 +430,8 @@ class Runner:
         sc = self.sc
         self.setup()
         for i in range(sc.processes):
-            self.start(i)
+            if i not in sc.state_sync:  # those start later, from a snapshot
+                self.start(i)
         self.wait_progress("start", timeout_s=STARTUP_TIMEOUT_S)
         load = self.load = _Load(self, sc.rate_tps, sc.seed)
         load.start()
@@ -534,10 +561,11 @@ class Runner:
         rep.txs_submitted, rep.txs_acknowledged = load.submitted, len(acked)
         if sc.rate_tps and not acked:
             problems.append("no transaction was accepted by a node")
-        problems += invariants.txs_present(honest_homes, acked)
+        problems += invariants.txs_present(honest_homes, acked, load.state_keys)
         at_risk = sorted(load.at_risk)
         rep.txs_at_risk = len(at_risk)
-        rep.txs_at_risk_lost = invariants.txs_missing(honest_homes[min(self.honest)], at_risk)
+        rep.txs_at_risk_lost = invariants.txs_missing(honest_homes[min(self.honest)], at_risk,
+                                                      load.state_keys)
         keys = [cfgmod.load_home(h).validator_key.public_key.hex() for h in self.homes]
         faulty_keys = {keys[i] for i in sc.faulty}
         # The double-sign check reads every node's signature log: a node without one (hooks
@@ -555,6 +583,7 @@ class Runner:
         if sc.expect_evidence and not accused & sc.faulty:
             problems.append("no evidence against the faulty validators was committed")
         problems += invariants.store_checks(all_homes, ROOT)
+        problems += invariants.state_synced({i: self.homes[i] for i in sc.state_sync})
         if problems:
             raise ScenarioFailed("; ".join(problems))
 

@@ -11,6 +11,9 @@ netns = false           # true: one network namespace per node (root, ip, nft ne
 quick = true            # part of the `make test` subset
 progress_timeout_s = 30 # after every heal/restart/resume the chain must move within this
 byzantine = []          # validator indexes running the Byzantine hooks (excluded from honesty)
+full_nodes = 0          # non-validator nodes after the validators (indexes validators..)
+state_sync = []         # full nodes that join by state sync: not started until a "start"
+                        # step, which first sets their trust (block 1's hash, from a live node)
 duplicate_key = -1      # >= 0: one more process signing with that validator's key
 expect_evidence = false # true: committed evidence against a faulty validator is required
 known_bug = ""          # non-empty: reproduces an open bug (the test suite expects a failure)
@@ -78,6 +81,8 @@ class Scenario:
     quick: bool = False
     progress_timeout_s: float = 30.0
     byzantine: tuple[int, ...] = ()
+    full_nodes: int = 0
+    state_sync: tuple[int, ...] = ()
     duplicate_key: int = -1
     expect_evidence: bool = False
     known_bug: str = ""
@@ -87,7 +92,7 @@ class Scenario:
 
     @property
     def processes(self) -> int:
-        return self.validators + (1 if self.duplicate_key >= 0 else 0)
+        return self.validators + self.full_nodes + (1 if self.duplicate_key >= 0 else 0)
 
     @property
     def faulty(self) -> set[int]:
@@ -117,7 +122,7 @@ def load_scenario(path: str) -> Scenario:
         raise _fail(path, f"unknown settings {unknown}")
     if "name" not in obj:
         raise _fail(path, "needs a name")
-    for key in ("byzantine",):
+    for key in ("byzantine", "state_sync"):
         if key in obj:
             obj[key] = tuple(obj[key])
     try:
@@ -140,6 +145,12 @@ def _check(sc: Scenario, path: str) -> None:
         raise _fail(path, "rate_tps must be a non-negative integer")
     if any(not 0 <= i < sc.validators for i in sc.byzantine):
         raise _fail(path, "byzantine lists a validator that does not exist")
+    if type(sc.full_nodes) is not int or not 0 <= sc.full_nodes <= VALIDATORS_MAX:
+        raise _fail(path, f"full_nodes must be in 0..{VALIDATORS_MAX}")
+    if any(not sc.validators <= i < sc.validators + sc.full_nodes for i in sc.state_sync):
+        raise _fail(path, "state_sync lists a node that is not a full node")
+    if sc.full_nodes and sc.duplicate_key >= 0:
+        raise _fail(path, "full_nodes and duplicate_key do not mix")
     if sc.duplicate_key >= sc.validators:
         raise _fail(path, "duplicate_key names a validator that does not exist")
     # Safety is only promised below 1/3 of the power (all validators have equal power here).

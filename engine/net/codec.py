@@ -15,6 +15,12 @@ EVIDENCE  [evidence bytes, ...]
 TXS       [envelope bytes, ...]
 GET_BLOCKS  from height (1 <= int < 2^63), count (int >= 1)
 BLOCKS    [[height, block bytes, certificate bytes], ...]
+PRUNED    requested from height, earliest height held (blocks below it are pruned: ask for
+          a snapshot)
+GET_SNAPSHOTS  (no fields)
+SNAPSHOTS [[height, format, app hash 32, [chunk hash 32, ...], metadata, hash 32], ...]
+GET_CHUNK snapshot hash 32, chunk index
+CHUNK     snapshot hash 32, chunk index, chunk bytes (empty: not held)
 COMPACT_PROPOSAL  proposal bytes, block head bytes, [tx id (32 bytes), ...] (may be empty)
 GET_PROPOSAL_TXS  height, block hash (32), [tx index, ...]
 PROPOSAL_TXS      height, block hash (32), [tx index, ...], [envelope bytes, ...] (same length)
@@ -33,24 +39,35 @@ from engine.net.errors import ProtocolError
 from engine.net.limits import NetLimits
 
 STATUS, PROPOSAL, VOTES, EVIDENCE, TXS, GET_BLOCKS, BLOCKS = range(1, 8)
-COMPACT_PROPOSAL, GET_PROPOSAL_TXS, PROPOSAL_TXS = range(8, 11)
+PRUNED, GET_SNAPSHOTS, SNAPSHOTS, GET_CHUNK, CHUNK = range(8, 13)
+COMPACT_PROPOSAL, GET_PROPOSAL_TXS, PROPOSAL_TXS = range(13, 16)
 KIND_NAMES = {STATUS: "status", PROPOSAL: "proposal", VOTES: "votes", EVIDENCE: "evidence",
-              TXS: "txs", GET_BLOCKS: "get_blocks", BLOCKS: "blocks",
-              COMPACT_PROPOSAL: "compact_proposal", GET_PROPOSAL_TXS: "get_proposal_txs",
-              PROPOSAL_TXS: "proposal_txs"}
+              TXS: "txs", GET_BLOCKS: "get_blocks", BLOCKS: "blocks", PRUNED: "pruned",
+              GET_SNAPSHOTS: "get_snapshots", SNAPSHOTS: "snapshots", GET_CHUNK: "get_chunk",
+              CHUNK: "chunk", COMPACT_PROPOSAL: "compact_proposal",
+              GET_PROPOSAL_TXS: "get_proposal_txs", PROPOSAL_TXS: "proposal_txs"}
+#: Bounds of the snapshot messages (engine.limits holds the node's own).
+SNAPSHOTS_PER_MESSAGE_MAX = 16
+SNAPSHOT_CHUNKS_MAX = 100_000
+SNAPSHOT_METADATA_BYTES_MAX = 4096
 _U64_MAX = 2**64 - 1
 #: The largest height any message may carry (the store's int64 key).
 HEIGHT_MAX = 2**63 - 1
 
 __all__ = [
     "BLOCKS",
+    "CHUNK",
     "COMPACT_PROPOSAL",
     "EVIDENCE",
     "GET_BLOCKS",
+    "GET_CHUNK",
     "GET_PROPOSAL_TXS",
+    "GET_SNAPSHOTS",
     "KIND_NAMES",
     "PROPOSAL",
     "PROPOSAL_TXS",
+    "PRUNED",
+    "SNAPSHOTS",
     "STATUS",
     "TXS",
     "VOTES",
@@ -223,6 +240,59 @@ def _proposal_txs(f: list, lim: NetLimits) -> list:
     return [_uint(f[0], "proposal_txs height", 1, HEIGHT_MAX), block_hash, indices, envelopes]
 
 
+def _pruned(f: list, lim: NetLimits) -> list:
+    _arity(f, 2, "pruned")
+    return [_uint(f[0], "pruned from height", 1, HEIGHT_MAX),
+            _uint(f[1], "pruned earliest height", 0, HEIGHT_MAX)]
+
+
+def _get_snapshots(f: list, lim: NetLimits) -> list:
+    _arity(f, 0, "get_snapshots")
+    return []
+
+
+def _hash32(value: Any, what: str) -> bytes:
+    if type(value) is not bytes or len(value) != 32:
+        raise ProtocolError(f"{what} must be 32 bytes")
+    return value
+
+
+def _snapshots(f: list, lim: NetLimits) -> list:
+    _arity(f, 1, "snapshots")
+    items = f[0]
+    if not isinstance(items, list) or len(items) > SNAPSHOTS_PER_MESSAGE_MAX:
+        raise ProtocolError(f"snapshots must be an array of 0..{SNAPSHOTS_PER_MESSAGE_MAX}")
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, list) or len(item) != 6:
+            raise ProtocolError(f"snapshots[{i}] must have 6 fields")
+        hashes = item[3]
+        if not isinstance(hashes, list) or not 0 < len(hashes) <= SNAPSHOT_CHUNKS_MAX:
+            raise ProtocolError(f"snapshots[{i}] chunk hashes: 1..{SNAPSHOT_CHUNKS_MAX}")
+        out.append([_uint(item[0], f"snapshots[{i}] height", 1, HEIGHT_MAX),
+                    _uint(item[1], f"snapshots[{i}] format", 0, 2**32 - 1),
+                    _hash32(item[2], f"snapshots[{i}] app hash"),
+                    [_hash32(h, f"snapshots[{i}] chunk hash") for h in hashes],
+                    _bytes(item[4], f"snapshots[{i}] metadata", SNAPSHOT_METADATA_BYTES_MAX),
+                    _hash32(item[5], f"snapshots[{i}] hash")])
+    return [out]
+
+
+def _get_chunk(f: list, lim: NetLimits) -> list:
+    _arity(f, 2, "get_chunk")
+    return [_hash32(f[0], "get_chunk snapshot hash"),
+            _uint(f[1], "get_chunk index", 0, SNAPSHOT_CHUNKS_MAX - 1)]
+
+
+def _chunk(f: list, lim: NetLimits) -> list:
+    _arity(f, 3, "chunk")
+    return [_hash32(f[0], "chunk snapshot hash"),
+            _uint(f[1], "chunk index", 0, SNAPSHOT_CHUNKS_MAX - 1),
+            _bytes(f[2], "chunk", lim.frame_bytes_max)]
+
+
 _CHECKS = {STATUS: _status, PROPOSAL: _proposal, VOTES: _votes, EVIDENCE: _evidence, TXS: _txs,
-           GET_BLOCKS: _get_blocks, BLOCKS: _blocks, COMPACT_PROPOSAL: _compact_proposal,
+           GET_BLOCKS: _get_blocks, BLOCKS: _blocks, PRUNED: _pruned,
+           GET_SNAPSHOTS: _get_snapshots, SNAPSHOTS: _snapshots, GET_CHUNK: _get_chunk,
+           CHUNK: _chunk, COMPACT_PROPOSAL: _compact_proposal,
            GET_PROPOSAL_TXS: _get_proposal_txs, PROPOSAL_TXS: _proposal_txs}

@@ -75,7 +75,8 @@ class PeerSet:
                  listen_port: int, peers: list[PeerAddress], on_message: MessageHandler,
                  on_connect: PeerHandler | None = None,
                  on_disconnect: PeerHandler | None = None, limits: NetLimits | None = None,
-                 genesis_hash: bytes | None = None, suite: Suite = DEFAULT):
+                 genesis_hash: bytes | None = None, suite: Suite = DEFAULT,
+                 dial_all: bool = False):
         self.node_key = node_key
         #: The chain's crypto suite: the node key's signature and the handshake's transcript hash.
         self.suite = suite
@@ -84,6 +85,10 @@ class PeerSet:
         self.genesis_hash = genesis_hash
         self.listen_host = listen_host
         self.listen_port = listen_port
+        #: Dial every configured peer, not only those whose key sorts above ours (a joining
+        #: node that cannot wait for peers' reconnect back-off; it dials only while not
+        #: connected, so a peer that dials first is not dialled again).
+        self.dial_all = dial_all
         self.limits = limits or NetLimits()
         self._allowed = {p.node_key: p for p in peers if p.node_key != node_key.public_key}
         self._on_message = on_message
@@ -112,7 +117,7 @@ class PeerSet:
             self.listen_port = self._server.sockets[0].getsockname()[1]
         own = self.node_key.public_key
         for peer in self._allowed.values():
-            if peer.host and peer.port and peer.node_key > own:
+            if peer.host and peer.port and (peer.node_key > own or self.dial_all):
                 self._dialers.append(asyncio.create_task(self._dial_loop(peer)))
 
     async def stop(self) -> None:

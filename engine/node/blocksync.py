@@ -3,6 +3,16 @@ commit and every ``STATUS_INTERVAL_MS``. A node that sees a peer ahead asks it f
 their certificates (``GET_BLOCKS``) and feeds each as ``CommitReceived``; its certificate is
 verified with one batch call before it may enter the WAL, and the core decides on it.
 
+Catch-up is windowed: up to ``limits.sync_requests_in_flight_max`` requests are out at once,
+each for its own range of ``limits.sync_blocks_per_request`` heights and each to the least
+busy peer that claims those heights, so several peers serve at once. Each block's certificate is
+verified on arrival (one batch call), the block waits in a bounded buffer, and blocks enter the
+core strictly in height order.
+
+A peer asked for heights it has pruned answers ``PRUNED`` with the earliest height it holds; it
+is not asked for those again, and when no peer holds the next height the node says it should
+join by state sync.
+
 A peer's claimed height is a claim: it decides whom we ask for blocks, but it changes what the
 node reports (``catching_up``) only while the peer backs it, i.e. once it has served a block
 whose certificate verified, and until a request to it goes unanswered for
@@ -11,6 +21,7 @@ small request every few seconds, and the node keeps reporting that it is up to d
 """
 from __future__ import annotations
 
+import logging
 import time
 
 from engine import consensus as cs
@@ -24,6 +35,8 @@ from engine.node.signatures import VerifiedSignatures
 from engine.node.tip import ChainTip
 from engine.node.wire import PeerWire
 from engine.store import Store
+
+log = logging.getLogger("engine.node.blocksync")
 
 __all__ = ["SYNC_REQUEST_TIMEOUT_MS", "BlockSync"]
 
@@ -44,8 +57,13 @@ class BlockSync:
         self.counters = counters
         self.driver: ConsensusDriver | None = None
         self._peer_heights: dict[bytes, int] = {}  # claims, from STATUS
+        self._peer_bases: dict[bytes, int] = {}  # earliest heights, from PRUNED
         self._backed: set[bytes] = set()  # peers whose claim a verified block backs
-        self._requested: dict[bytes, float] = {}
+        #: Requests out: first height -> (peer, sent at, count).
+        self._inflight: dict[int, tuple[bytes, float, int]] = {}
+        #: Verified blocks above the next height: height -> (block bytes, certificate, peer).
+        self._buffer: dict[int, tuple[bytes, cs.CommitCertificate, bytes]] = {}
+        self._pruned_warned = 0
 
     def bind(self, driver: ConsensusDriver) -> None:
         self.driver = driver
@@ -61,30 +79,102 @@ class BlockSync:
 
     def on_disconnect(self, peer: bytes) -> None:
         self._peer_heights.pop(peer, None)
-        self._requested.pop(peer, None)
+        self._peer_bases.pop(peer, None)
         self._backed.discard(peer)
+        for start in [s for s, (p, _, _) in self._inflight.items() if p == peer]:
+            del self._inflight[start]
 
     def on_status(self, peer: bytes, height: int, block_hash: bytes) -> None:
         self._peer_heights[peer] = height
-        self._maybe_sync(peer)
+        self._schedule()
 
-    def _maybe_sync(self, peer: bytes) -> None:
-        if self._peer_heights.get(peer, 0) <= self.tip.height:
-            return
-        sent = self._requested.get(peer)
+    def _next_height(self) -> int:
+        return self.tip.height + 1
+
+    def _expire(self, now: float) -> None:
+        """Requests unanswered too long: their peer no longer backs its claim."""
+        for start, (peer, sent, _) in list(self._inflight.items()):
+            if now - sent >= SYNC_REQUEST_TIMEOUT_MS / 1000:
+                del self._inflight[start]
+                if peer in self._backed:  # it could not serve what it claims
+                    self._backed.discard(peer)
+                    self.counters.add("sync_claim_unbacked")
+                self._peer_heights[peer] = min(self._peer_heights.get(peer, 0), start - 1)
+
+    def _schedule(self) -> None:
+        """Fill the window: ranges from the next height on, each to the least busy peer that
+        claims it and has not pruned it."""
         now = time.monotonic()
-        if sent is not None and now - sent < SYNC_REQUEST_TIMEOUT_MS / 1000:
-            return
-        if sent is not None and peer in self._backed:  # it could not serve what it claims
-            self._backed.discard(peer)
-            self.counters.add("sync_claim_unbacked")
-        self._requested[peer] = now
-        self.wire.send(peer, codec.encode(codec.GET_BLOCKS, self.tip.height + 1,
-                                          limits.sync_blocks_per_request))
+        self._expire(now)
+        per = limits.sync_blocks_per_request
+        nxt = self._next_height()
+        for h in [h for h in self._buffer if h < nxt]:
+            del self._buffer[h]
+        for h, (_, _, count) in list(self._inflight.items()):
+            if h + count <= nxt:  # everything it asked for is applied already
+                del self._inflight[h]
+        top = max(self._peer_heights.values(), default=0)
+        window_end = nxt + min(limits.sync_requests_in_flight_max * per,
+                               limits.sync_blocks_buffered_max)
+        h = nxt
+        while h <= top and h < window_end and \
+                len(self._inflight) < limits.sync_requests_in_flight_max:
+            covered = self._covered_until(h)
+            if covered is not None:
+                h = covered
+                continue
+            if h in self._buffer:
+                h += 1
+                continue
+            peer = self._pick(h)
+            if peer is None:
+                self._warn_pruned(h)  # or every peer holding it is busy: later
+                break
+            count = min(per, top - h + 1)
+            later = [s for s in self._inflight if s > h]
+            if later:  # never ask twice for the same heights
+                count = min(count, min(later) - h)
+            self._inflight[h] = (peer, now, count)
+            self.wire.send(peer, codec.encode(codec.GET_BLOCKS, h, count))
+            h += count
+
+    def _covered_until(self, height: int) -> int | None:
+        """The end of the in-flight request covering ``height``, or None."""
+        for start, (_, _, count) in self._inflight.items():
+            if start <= height < start + count:
+                return start + count
+        return None
+
+    def _pick(self, start: int) -> bytes | None:
+        busy: dict[bytes, int] = {}
+        for peer, _, _ in self._inflight.values():
+            busy[peer] = busy.get(peer, 0) + 1
+        able = [p for p, h in self._peer_heights.items()
+                if h >= start and self._peer_bases.get(p, 0) <= start
+                and busy.get(p, 0) < limits.sync_requests_per_peer_max]
+        if not able:
+            return None
+        return min(able, key=lambda p: (busy.get(p, 0), p not in self._backed, p))
+
+    def _warn_pruned(self, height: int) -> None:
+        claimed = [p for p, h in self._peer_heights.items() if h >= height]
+        if claimed and all(self._peer_bases.get(p, 0) > height for p in claimed) and \
+                self._pruned_warned != height:
+            self._pruned_warned = height
+            self.counters.add("sync_all_peers_pruned")
+            earliest = min(self._peer_bases[p] for p in claimed)
+            log.warning("every peer ahead has pruned height %d (earliest held: %d): this node "
+                        "cannot catch up by block sync; join by state sync (state_sync = true)",
+                        height, earliest)
 
     def on_get_blocks(self, peer: bytes, start: int, count: int) -> None:
         items: list[list] = []
         total = 0
+        base = self.store.base_height()
+        if start < base:
+            self.counters.add("sync_pruned_asked")
+            self.wire.send(peer, codec.encode(codec.PRUNED, start, base))
+            return
         stop = min(start + count, self.tip.height + 1)  # nothing above our tip is stored
         if start >= stop:
             return
@@ -97,6 +187,14 @@ class BlockSync:
             total += len(raw)
         if items:
             self.wire.send(peer, codec.encode(codec.BLOCKS, items))
+
+    def on_pruned(self, peer: bytes, start: int, earliest: int) -> None:
+        """``peer`` no longer holds heights below ``earliest``."""
+        self._peer_bases[peer] = earliest
+        self.counters.add("sync_peer_pruned")
+        if start in self._inflight and self._inflight[start][0] == peer:
+            del self._inflight[start]
+        self._schedule()
 
     def _app_hash_diverged(self, height: int, raw: bytes) -> bool:
         """A certified block that follows our tip but carries another app hash: more than 2/3
@@ -114,18 +212,33 @@ class BlockSync:
     def on_blocks(self, peer: bytes, items: list) -> None:
         driver = self.driver
         assert driver is not None
-        self._requested.pop(peer, None)
+        for start, (p, _, count) in list(self._inflight.items()):
+            if p == peer and any(start <= h < start + count for h, _, _ in items):
+                del self._inflight[start]
+        nxt = driver.core.height
+        window_end = nxt + limits.sync_blocks_buffered_max
         for height, raw, cert_raw in sorted(items):
-            if height != driver.core.height:
+            if not nxt <= height < window_end or height in self._buffer:
                 continue
             cert = cs.CommitCertificate.decode(cert_raw, len(self.validators))
             if cert.height != height:
                 raise ProtocolError("certificate height differs from the block's")
             # One batch verification of the certificate before it may enter the WAL.
             cert.verify(self.chain_id, self.validators, self.signatures.verify_batch)
+            self._buffer[height] = (raw, cert, peer)
+        self._apply_in_order()
+        self._schedule()
+
+    def _apply_in_order(self) -> None:
+        driver = self.driver
+        assert driver is not None
+        while driver.running and driver.core.height in self._buffer:
+            height = driver.core.height
+            raw, cert, peer = self._buffer.pop(height)
             if self._app_hash_diverged(height, raw):
                 return
             driver.input(cs.CommitReceived(raw, cert), height)
             self._backed.add(peer)
             self.counters.add("blocks_synced")
-        self._maybe_sync(peer)
+            if driver.core.height == height:  # the core did not take it: ask again later
+                return

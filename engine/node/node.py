@@ -41,9 +41,11 @@ from engine.node.evidence import EvidencePool
 from engine.node.metrics import MetricsState, NodeMetrics
 from engine.node.ports import Counters, NodeSeams, NullObserver
 from engine.node.production import BlockProducer, EmptyBlockGate
+from engine.node.pruning import Pruner
 from engine.node.queries import NodeQueries, RecentBlocks, Waiters
 from engine.node.router import PeerRouter, TxGossip
 from engine.node.signatures import VerifiedSignatures
+from engine.node.snapshots import SnapshotManager
 from engine.node.tip import ChainTip
 from engine.node.validity import BlockValidator
 from engine.node.wal import Journal
@@ -61,6 +63,8 @@ __all__ = ["Node"]
 STATUS_INTERVAL_MS = 1000
 #: Re-send own current-height messages after this long without a new height.
 RESEND_AFTER_MS = 2000
+#: A state sync that restored nothing by then fails the start (the node exits, saying why).
+STATE_SYNC_TIMEOUT_S = 600
 
 
 class Node:
@@ -103,6 +107,9 @@ class Node:
         self.rpc: Any = None  # engine.rpc.RpcServer once started
         self._queries: NodeQueries | None = None
         self._sync: BlockSync | None = None
+        self.snapshots: SnapshotManager | None = None
+        #: How long the state sync of this start took (None: the node did not state-sync).
+        self.state_sync_seconds: float | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._timers: LoopTimers | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -130,6 +137,8 @@ class Node:
         store = self.store = Store(store_path(self.home.path), sync=self._store_sync,
                                    suite=self.suite)
         self._repair_wal(store)
+        if cfg.state_sync and store.latest_height() == 0 and store.genesis_app_hash() is None:
+            await self._state_sync(store)
         self.app.state = _StoreState(store)
         self.app.home = self.home.path
         self.app.settings = dict(cfg.app_settings)
@@ -205,17 +214,27 @@ class Node:
 
         committer.after_commit.append(after_commit)
         committer.after_commit.append(hooks.recheck)
+        snapshots = self.snapshots = SnapshotManager(
+            store=store, app=self.app, home=self.home.path, interval=cfg.snapshot_interval,
+            keep=cfg.snapshot_keep, wire=wire, counters=self.counters, spawn=self._spawn)
+        committer.after_commit.append(snapshots.after_commit)
+        pruner = Pruner(store=store, retain_blocks=cfg.retain_blocks, counters=self.counters,
+                        snapshot_height=snapshots.oldest_height)
+        committer.after_commit.append(pruner.after_commit)
         router = PeerRouter(chain_id=self.chain_id, validators=self.validators, driver=driver,
                             mempool=mempool, validator=validity, evidence=evidence, sync=sync,
                             signatures=signatures, wire=wire, spawn=self._spawn,
-                            counters=self.counters)
+                            counters=self.counters, snapshots=snapshots)
         self.peers = wire.peers = PeerSet(
             node_key=self.node_key, chain_id=self.home.genesis.chain_id,
             listen_host=cfg.p2p_host, listen_port=cfg.p2p_port,
             peers=[PeerAddress(bytes.fromhex(p.node_key), p.host, p.port) for p in cfg.peers],
             on_message=router.on_message, on_connect=router.on_connect,
             on_disconnect=router.on_disconnect, limits=limits,
-            genesis_hash=self.genesis_hash, suite=self.suite)
+            genesis_hash=self.genesis_hash, suite=self.suite,
+            # Just state-synced: peers dropped our sync connections and back off before
+            # dialling again; dial them at once to block-sync the rest.
+            dial_all=self.state_sync_seconds is not None)
         if self._seams.chaos is not None:
             self.peers.chaos = self._seams.chaos
         await self.peers.start()
@@ -247,6 +266,8 @@ class Node:
             await self.mempool.stop()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
+        if self.snapshots is not None:
+            self.snapshots.close()
         self._waiters.cancel_all()
         if self.driver is not None:
             try:
@@ -282,6 +303,48 @@ class Node:
         if dropped:
             log.error("WAL damaged: dropped %d records from %s on", len(dropped), dropped[0])
             self.counters.add("wal_records_dropped", len(dropped))
+
+    async def _state_sync(self, store: Store) -> None:
+        """Join from a peer's snapshot (engine/node/statesync.py) over a peer set of its own,
+        stopped again before the node's own starts on the same port."""
+        from engine.node.statesync import StateSyncer
+
+        cfg = self.config
+        peers: PeerSet | None = None
+
+        def send(peer: bytes, message: bytes) -> bool:
+            return peers.send(peer, message) if peers is not None else False
+
+        def penalize(peer: bytes, reason: str) -> None:
+            if peers is not None:
+                peers.penalize(peer, reason)
+
+        syncer = StateSyncer(
+            chain_id=self.chain_id, validators=self.validators, app=self.app, store=store,
+            trust_height=cfg.state_sync_trust_height,
+            trust_hash=bytes.fromhex(cfg.state_sync_trust_hash), send=send, penalize=penalize,
+            connected=lambda: peers.connected() if peers is not None else [],
+            counters=self.counters, suite=self.suite)
+        peers = PeerSet(
+            node_key=self.node_key, chain_id=self.home.genesis.chain_id,
+            listen_host=cfg.p2p_host, listen_port=cfg.p2p_port,
+            peers=[PeerAddress(bytes.fromhex(p.node_key), p.host, p.port) for p in cfg.peers],
+            on_message=syncer.on_message, on_connect=syncer.on_connect,
+            on_disconnect=syncer.on_disconnect, limits=self._net_limits,
+            genesis_hash=self.genesis_hash, dial_all=True)
+        if self._seams.chaos is not None:
+            peers.chaos = self._seams.chaos
+        log.info("node %s: state sync from height %d on", cfg.moniker,
+                 cfg.state_sync_trust_height)
+        started = time.monotonic()
+        await peers.start()
+        try:
+            verified = await syncer.run(STATE_SYNC_TIMEOUT_S)
+        finally:
+            await peers.stop()
+        self.state_sync_seconds = time.monotonic() - started
+        log.info("node %s: state synced to height %d in %.1fs", cfg.moniker, verified.height,
+                 self.state_sync_seconds)
 
     def _open_app(self, store: Store) -> bytes:
         """``init_chain`` once at height 0 (its genesis writes and app hash saved in one store
@@ -378,6 +441,11 @@ class Node:
     @property
     def latest_height(self) -> int:
         return self.tip.height
+
+    @property
+    def earliest_height(self) -> int:
+        """The lowest height whose block this node holds (0 before the first block)."""
+        return self.store.base_height() if self.store is not None else 0
 
     @property
     def latest_block_hash(self) -> bytes:
@@ -535,6 +603,7 @@ class Node:
             "moniker": self.config.moniker,
             "validator": self.home.validator_key.public_key.hex(),
             "latest_height": tip.height,
+            "earliest_height": self.earliest_height,
             "latest_block_hash": tip.block_hash.hex(),
             "latest_app_hash": tip.app_hash.hex(),
             "latest_block_time_ms": tip.block_time_ms,

@@ -25,6 +25,7 @@ from engine.node.driver import ConsensusDriver
 from engine.node.evidence import EvidencePool
 from engine.node.ports import Counters
 from engine.node.signatures import VerifiedSignatures
+from engine.node.snapshots import SnapshotManager
 from engine.node.validity import BlockValidator, block_hash
 from engine.node.wire import PeerWire
 
@@ -38,7 +39,8 @@ class PeerRouter:
                  mempool: Mempool, validator: BlockValidator, evidence: EvidencePool,
                  sync: BlockSync, signatures: VerifiedSignatures, wire: PeerWire,
                  spawn: Callable[[Coroutine[Any, Any, None]], Any],
-                 counters: Counters | None = None):
+                 counters: Counters | None = None,
+                 snapshots: SnapshotManager | None = None):
         self.chain_id = chain_id
         self.validators = validators
         self.driver = driver
@@ -55,9 +57,15 @@ class PeerRouter:
             codec.STATUS: sync.on_status, codec.PROPOSAL: self._on_proposal,
             codec.VOTES: self._on_votes, codec.EVIDENCE: self._on_evidence,
             codec.TXS: self._on_txs, codec.GET_BLOCKS: sync.on_get_blocks,
-            codec.BLOCKS: sync.on_blocks, codec.COMPACT_PROPOSAL: self._on_compact_proposal,
+            codec.BLOCKS: sync.on_blocks, codec.PRUNED: sync.on_pruned,
+            codec.GET_SNAPSHOTS: _ignore, codec.GET_CHUNK: _ignore,
+            codec.SNAPSHOTS: _ignore, codec.CHUNK: _ignore,
+            codec.COMPACT_PROPOSAL: self._on_compact_proposal,
             codec.GET_PROPOSAL_TXS: self._on_get_proposal_txs,
             codec.PROPOSAL_TXS: self._on_proposal_txs}
+        if snapshots is not None:
+            self._handlers[codec.GET_SNAPSHOTS] = snapshots.on_get_snapshots
+            self._handlers[codec.GET_CHUNK] = snapshots.on_get_chunk
 
     # ---- peer set callbacks -------------------------------------------------------------------
     def on_message(self, peer: bytes, msg: codec.Message) -> None:
@@ -184,6 +192,10 @@ class PeerRouter:
 
     def _on_txs(self, peer: bytes, envelopes: list[bytes]) -> None:
         self.mempool.submit(envelopes, local=False)
+
+
+def _ignore(peer: bytes, *fields: Any) -> None:
+    """Answers to requests this node did not make (state sync runs before the router)."""
 
 
 class TxGossip:

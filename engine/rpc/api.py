@@ -80,6 +80,8 @@ class StatusInfo(TypedDict):
     moniker: str
     validator: str
     latest_height: int
+    #: The lowest height whose block the node holds (blocks below are pruned; 0: none yet).
+    earliest_height: int
     latest_block_hash: str
     latest_app_hash: str
     latest_block_time_ms: int

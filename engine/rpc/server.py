@@ -10,7 +10,8 @@ POST /tx               one raw envelope as the body; ``?wait=commit`` waits for
 POST /txs              a batch of envelopes, each ``u32 LE length || envelope``
 GET  /status           chain_id, node_id, latest_height, latest_block_hash,
                        latest_app_hash, peers, ...
-GET  /block/{height}   the block with its ``hash`` and transaction ids
+GET  /block/{height}   the block with its ``hash`` and transaction ids; 404 ``pruned`` with
+                       ``earliest_height`` below the earliest height held
 GET  /blocks           ``?from=H[&wait_ms=W][&limit=N]``: committed blocks from height H on
                        (height, hash, num_txs, tx_ids), waiting up to W ms (default 0,
                        at most 30000) for block H: a long poll for followers
@@ -191,6 +192,12 @@ def make_app(node: NodeAPI) -> web.Application:
             return error(400, "bad_height", str(e))
         info = node.block_info(height)
         if info is None:
+            earliest = getattr(node, "earliest_height", 0)
+            if 0 < height < earliest:
+                return web.json_response(
+                    {"error": "pruned", "earliest_height": earliest,
+                     "message": f"block {height} is pruned; the earliest height held is "
+                                f"{earliest}"}, status=404)
             return error(404, "not_found", f"no block at height {height}")
         return web.json_response(info)
 

@@ -8,6 +8,7 @@ import errno
 import itertools
 import os
 import struct
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -215,6 +216,10 @@ class Store:
         self._index_pending: int | None = None
         #: The chain's crypto suite (tx ids, tx root, proofs): set at creation, fixed after.
         self.suite = get_suite(suite)
+        #: State readers (snapshots) open on other threads: growing the map waits for them,
+        #: because LMDB may not resize while a transaction of this process is open.
+        self._readers = threading.Condition()
+        self._readers_open = 0
         try:
             self._attach()
             self.suite = self._attach_suite(suite)
@@ -349,7 +354,10 @@ class Store:
         if current >= map_bytes_max:
             raise StoreError(f"store map is full at map_bytes_max={map_bytes_max}")
         new = min(max(current * 2, current + map_grow_bytes_min), map_bytes_max)
-        self._env.set_mapsize(new)
+        with self._readers:
+            while self._readers_open:
+                self._readers.wait()
+            self._env.set_mapsize(new)
 
     def _write(self, fn: Callable, *, durable: bool = False, what: str = "write",
                buffers: bool = False):
@@ -1058,10 +1066,15 @@ class Store:
         return self._write(write, durable=True, what=f"sign at height {height}")
 
     # ---- pruning and info ----------------------------------------------------------------
-    def prune(self, retain_height: int) -> int:
+    def prune(self, retain_height: int, *, blocks_max: int | None = None) -> int:
         """Delete blocks, certificates, hash and tx index entries below ``retain_height``;
-        returns how many blocks were removed. LMDB reuses the freed pages for new writes."""
+        returns how many blocks were removed. LMDB reuses the freed pages for new writes.
+        With ``blocks_max`` one write transaction removes at most that many blocks and returns
+        (the node prunes in such bounded steps, off the block's path)."""
         retain = _uint(retain_height, "retain_height", 63, 1)
+        if blocks_max is not None:
+            step_max = _uint(blocks_max, "blocks_max", 32, 1)
+            return self._write(lambda txn: self._prune(txn, retain, step_max), what="prune")
         removed = 0
         while True:  # bounded transactions: each one atomic, the base moves up step by step
             step = self._write(lambda txn: self._prune(txn, retain, prune_blocks_per_txn_max),
@@ -1121,7 +1134,91 @@ class Store:
 
         out = self._read(read, what="info")
         env = self._env.info()
+        main = self._env.stat()
+        used = sum(d["pages"] for d in out["databases"].values()) + main["branch_pages"] \
+            + main["leaf_pages"] + main["overflow_pages"] + 2  # + the two meta pages
         out.update(path=self.path, map_size=env["map_size"], last_page=env["last_pgno"],
-                   page_size=self._env.stat()["psize"],
-                   file_bytes=os.path.getsize(os.path.join(self.path, "data.mdb")))
+                   page_size=main["psize"],
+                   file_bytes=os.path.getsize(os.path.join(self.path, "data.mdb")),
+                   # Pages of the file no database uses: LMDB's free list (and the pages of
+                   # its own record), reused by later writes instead of growing the file.
+                   pages_reusable=max(0, env["last_pgno"] + 1 - used))
         return out
+
+    # ---- snapshots and state sync ---------------------------------------------------------
+    def state_reader(self) -> StateReader:
+        """A consistent read view of the application state and the chain tip as of now, for a
+        snapshot taken on another thread while blocks keep being saved (close it when done;
+        growing the map waits until it is closed)."""
+        with self._readers:
+            self._readers_open += 1
+        try:
+            txn = self._env.begin(buffers=True)
+        except BaseException:
+            self._reader_closed()
+            raise
+        return StateReader(self, txn)
+
+    def _reader_closed(self) -> None:
+        with self._readers:
+            self._readers_open -= 1
+            self._readers.notify_all()
+
+    def restore_from_snapshot(self, height: int, block_hash: bytes, header: bytes,
+                              txs: Sequence[bytes], certificate: bytes, *, parent_hash: bytes,
+                              app_hash: bytes,
+                              state: Iterable[tuple[bytes, bytes]]) -> None:
+        """Write a state-synced node's starting point in **one** durable transaction: the
+        application ``state`` restored from a snapshot taken after ``height`` and the block at
+        ``height`` (with its certificate) as the chain tip and base. Only an empty store (no
+        genesis, no block, no state) may be restored into, so a crash before this returns
+        leaves an empty store (the restore starts over) and after it a whole one.
+        Everything a snapshot restores goes through here (the validator-set history will too).
+        """
+        args = self._block_args(height, block_hash, header, txs, certificate, parent_hash,
+                                app_hash, (), (), None)
+        changes = _checked_changes(state)
+
+        def write(txn):
+            if self._meta_height(txn, b"latest") or self._meta(txn, b"genesis") is not None:
+                raise StoreError("restore from snapshot: the store is not empty")
+            if txn.stat(self._dbs["state"])["entries"]:
+                raise StoreError("restore from snapshot: the store already holds state")
+            self._save_block(txn, *args)
+            keys = [k for k, _ in changes]
+            if any(a >= b for a, b in itertools.pairwise(keys)):
+                raise ValueError("state keys must be strictly ascending (each key once)")
+            sealed = seal_many("state", keys, [v for _, v in changes])
+            # Ascending keys into an empty database: appended, no page splits to search.
+            txn.cursor(db=self._dbs["state"]).putmulti(zip(keys, sealed), append=True)
+
+        self._write(write, durable=True, what=f"restore from snapshot at height {height}")
+
+
+class StateReader:
+    """One read transaction over the state and the tip (see :meth:`Store.state_reader`)."""
+
+    def __init__(self, store: Store, txn):
+        self._store = store
+        self._txn = txn
+        self.height = store._meta_height(txn, b"latest")
+        self.app_hash = store._meta(txn, b"app_hash") or store._meta(txn, b"genesis") or ZERO_HASH
+        self.block_hash = store._tip(txn)[0] if self.height else ZERO_HASH
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every (key, value) of the state in key order, checksums verified."""
+        for key, value in self._txn.cursor(db=self._store._dbs["state"]):
+            key = bytes(key)
+            yield key, bytes(unseal("state", key, value))
+
+    def close(self) -> None:
+        if self._txn is not None:
+            self._txn.abort()
+            self._txn = None
+            self._store._reader_closed()
+
+    def __enter__(self) -> StateReader:  # noqa: PYI034
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

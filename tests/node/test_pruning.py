@@ -1,0 +1,106 @@
+"""Pruning while the node runs: the retained window, RPC and block sync answers for pruned
+heights, the pruner's bounds, and `engine store prune` on a stopped node."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import aiohttp
+import pytest
+
+from engine import limits
+from engine.node import Node
+from engine.node.pruning import retain_height
+from engine.store import Store, check_store, store_path
+from tests.node.helpers import run
+from tests.node.synchelpers import make_net, wait_until
+
+
+def test_retain_height_rules():
+    assert retain_height(1000, 0) == 1                                   # 0 keeps everything
+    assert retain_height(1000, 100) == 901                               # the newest 100
+    assert retain_height(1000, 1) == 1000 - limits.retain_blocks_min + 1  # the engine's floor
+    assert retain_height(1000, 100, snapshot_height=850) == 850          # a kept snapshot
+    assert retain_height(10, 100) == 1
+    with pytest.raises(ValueError, match="retain_blocks"):
+        retain_height(10, -1)
+
+
+def test_pruned_heights_answer_404_with_the_earliest_height_and_block_sync_is_told(tmp_path):
+    homes = make_net(tmp_path, 1, 1, retain_blocks=limits.retain_blocks_min)
+
+    async def main():
+        val = Node(homes[0])
+        await val.start()
+        try:
+            await val.wait_for_height(limits.retain_blocks_min + 15, 30)
+            await wait_until(lambda: val.store.base_height() > 10, 10, "pruning")
+            status = val.status()
+            earliest = status["earliest_height"]
+            assert earliest == val.store.base_height() > 1
+            assert status["latest_height"] - earliest + 1 >= limits.retain_blocks_min
+            assert val.counters.values.get("blocks_pruned", 0) >= earliest - 1
+            url = val.home.rpc_url
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"{url}/block/1") as r:
+                    body = await r.json()
+                    assert r.status == 404 and body["error"] == "pruned"
+                    assert body["earliest_height"] >= earliest
+                async with http.get(f"{url}/block/{val.latest_height}") as r:
+                    assert r.status == 200  # (pruning keeps moving: the tip is always held)
+                async with http.get(f"{url}/block/{val.latest_height + 1000}") as r:
+                    assert r.status == 404 and (await r.json())["error"] == "not_found"
+            # A node from genesis asks for height 1: told it is pruned, it does not pretend.
+            full = Node(homes[1].path)
+            await full.start()
+            try:
+                await wait_until(lambda: full.counters.values.get("sync_all_peers_pruned"),
+                                 15, "the pruned answer")
+                assert full.counters.values.get("sync_peer_pruned", 0) >= 1
+                assert val.counters.values.get("sync_pruned_asked", 0) >= 1
+                assert full.latest_height == 0 and not full.status()["catching_up"]
+            finally:
+                await full.stop()
+        finally:
+            await val.stop()
+        with Store(store_path(homes[0].path), readonly=True) as store:
+            report = check_store(store)
+            assert report.ok, report.summary()
+
+    run(main(), 90)
+
+
+def _store_with_blocks(path, count: int) -> None:
+    from engine.hashing import blake3
+
+    with Store(path, sync=False) as s:
+        parent = bytes(32)
+        for h in range(1, count + 1):
+            txs = [f"tx{h}-{i}".encode() for i in range(4)]
+            block_hash = blake3(b"block" + h.to_bytes(8, "little"))
+            s.save_block(h, block_hash, b"header", txs, b"cert", parent_hash=parent,
+                         app_hash=blake3(b"app" + h.to_bytes(8, "little")),
+                         state_changes=[(b"k%d" % h, b"v")])
+            parent = block_hash
+
+
+def test_store_prune_cli_keeps_the_newest_blocks_and_reports_page_reuse(tmp_path):
+    home = tmp_path / "home"
+    path = store_path(str(home))
+    _store_with_blocks(path, 300)
+    cmd = [sys.executable, "-m", "engine", "store", "prune", "--home", str(home)]
+    out = subprocess.run([*cmd, "--retain", "5"], check=False, capture_output=True, text=True)
+    assert out.returncode == 2 and "at least" in out.stdout
+    out = subprocess.run([*cmd, "--retain", "100"], capture_output=True, text=True, check=True)
+    report = json.loads(out.stdout)
+    assert report["removed_blocks"] == 200 and report["base_height"] == 201
+    assert report["pages_reusable_after"] > report["pages_reusable_before"]
+    with Store(path, readonly=True) as s:
+        assert s.base_height() == 201 and s.latest_height() == 300
+        assert s.load_block(200) is None and s.load_block(201) is not None
+        assert s.state_get(b"k1") == b"v"  # state is not history: never pruned
+        info = json.loads(subprocess.run([sys.executable, "-m", "engine", "store", "info",
+                                          "--home", str(home)], capture_output=True,
+                                         text=True, check=True).stdout)
+        assert info["pages_reusable"] > 0
