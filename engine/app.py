@@ -253,6 +253,12 @@ class Application:
         a certified header (``app_hash``). The default takes the engine's own format."""
         return snapshot.format == STATE_FORMAT and snapshot.app_hash == app_hash
 
+    def snapshot_state_hash(self, entries: list[tuple[bytes, bytes]]) -> bytes | None:
+        """The app hash that restored state ``entries`` stand for, or None (the default) when
+        the application cannot tell. State sync refuses a snapshot whose entries hash to
+        another app hash than the certified one (a forged but self-consistent snapshot)."""
+        return None
+
     def apply_snapshot_chunk(self, index: int, chunk: bytes) -> list[tuple[bytes, bytes]]:
         """The state entries of chunk ``index`` (its hash already checked), in ascending key
         order, for the node to write into the store with the rest of the restore in one
@@ -321,6 +327,12 @@ class KVStoreApp(Application):
         if self.tree.root() != app_hash:
             raise ValueError(f"the kvstore state at height {height} does not hash to the "
                              "stored app hash (a store written by another kvstore version?)")
+
+    def snapshot_state_hash(self, entries: list[tuple[bytes, bytes]]) -> bytes | None:
+        """The state tree root over restored entries (the engine's own records left out)."""
+        tree = StateTree()
+        tree.load([(k, v) for k, v in entries if not k.startswith(RESERVED_PREFIX)], 0)
+        return tree.root()
 
     def check_tx(self, tx: Tx) -> CheckResult:
         if parse_kv(tx.payload) is None:

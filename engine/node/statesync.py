@@ -232,6 +232,13 @@ class StateSyncer:
                 if not self.app.offer_snapshot(cand.snap, verified.app_hash):
                     raise ProtocolError("the application refused the snapshot")
                 state = await self._fetch_and_apply(cand, deadline)
+                # Chunk hashes only prove the chunks are the snapshot's; an app that commits
+                # to its state (the kvstore's state tree) proves the entries are the state the
+                # certified app hash stands for.
+                got = self.app.snapshot_state_hash(state)
+                if got is not None and got != verified.app_hash:
+                    raise ProtocolError(f"the restored state hashes to {got.hex()}, not the "
+                                        f"certified app hash {verified.app_hash.hex()}")
             except ProtocolError as e:
                 tried.append(f"{cand.snap.height}/{cand.snap.hash.hex()[:12]}: {e}")
                 log.warning("state sync: snapshot at height %d refused: %s", cand.snap.height, e)

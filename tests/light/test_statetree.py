@@ -138,6 +138,25 @@ def test_kvstore_app_hash_is_the_state_root_and_restores():
     assert kv.check_tx(_kv_tx(signer, 3, b"\xffengine/x=1")).code == 1
 
 
+def test_a_restored_state_is_checked_against_the_app_hash_it_claims():
+    """State sync asks the app for the hash of the restored entries: the kvstore answers with
+    its state-tree root, so a forged snapshot whose chunks are self-consistent (their hashes
+    match the forged snapshot) but whose entries are not the certified state is refused."""
+    signer = crypto.SigningKey.generate()
+    kv = KVStoreApp()
+    kv.state = MemoryState()
+    kv.init_chain("kv", {"seed": "1"})
+    kv.commit()
+    r = kv.finalize_block(1, [_kv_tx(signer, 0, b"a=1"), _kv_tx(signer, 1, b"b=2")])
+    kv.commit()
+    entries = sorted(kv.state.items(b""))
+    assert kv.snapshot_state_hash(entries) == r.app_hash
+    forged = [(k, b"forged" if k == b"a" else v) for k, v in entries]
+    assert kv.snapshot_state_hash(forged) != r.app_hash
+    assert kv.snapshot_state_hash(entries[1:]) != r.app_hash  # an entry left out
+    assert KVStoreApp.__mro__[1].snapshot_state_hash(kv, entries) is None  # default: unknown
+
+
 def test_history_is_bounded_by_writes_as_well_as_heights():
     tree, state = StateTree(history_heights=50, history_writes_max=50), {}
     tree.load([], 0)
