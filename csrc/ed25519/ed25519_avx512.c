@@ -264,7 +264,7 @@ static int challenges_x8(struct prepared_avx512 *prep_, const size_t *idx, size_
     size_t total = 0;
     for (size_t j = 0; j < count; j++) {
         const engine_ed25519_item *it = &items[idx[j]];
-        total += sha512_x8_blocks(64 + it->prefix_len + it->msg_len) * 128;
+        total += sha512_pad_blocks(64 + it->prefix_len + it->msg_len) * 128;
     }
     uint8_t *padded = (uint8_t *)malloc(total ? total : 1);
     if (!padded) return 0;
@@ -282,9 +282,9 @@ static int challenges_x8(struct prepared_avx512 *prep_, const size_t *idx, size_
             const engine_ed25519_item *it = &items[idx[first + l]];
             const uint8_t *pieces[4] = {it->sig, it->pk, it->prefix, it->msg};
             size_t lens[4] = {32, 32, it->prefix_len, it->msg_len};
-            sha512_x8_pad(cursor, pieces, lens);
+            sha512_pad(cursor, pieces, lens);
             msgs[l] = cursor;
-            blocks[l] = sha512_x8_blocks(64 + it->prefix_len + it->msg_len);
+            blocks[l] = sha512_pad_blocks(64 + it->prefix_len + it->msg_len);
             cursor += blocks[l] * 128;
         }
         sha512_x8(digests, msgs, blocks);

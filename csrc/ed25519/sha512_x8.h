@@ -1,6 +1,6 @@
 /* SHA-512 of eight messages side by side in AVX-512 registers (word t of every lane in one
  * register; rotations are single instructions). Include only from a file compiled with avx512f
- * and avx512bw. Messages are handed over already padded (sha512_x8_pad), lanes may differ in
+ * and avx512bw. Messages are handed over already padded (sha512_pad), lanes may differ in
  * block count: a lane that has finished keeps its state while the others go on.
  */
 #ifndef ENGINE_ED25519_SHA512_X8_H
@@ -11,24 +11,7 @@
 #include <string.h>
 
 #include "ed25519/sha512_constants.h"
-
-/* Blocks of a message of len bytes once padded. */
-static inline size_t sha512_x8_blocks(size_t len) { return (len + 17 + 127) / 128; }
-
-/* Pad (FIPS 180-4 5.1.2) the concatenation of up to four pieces into out (blocks * 128). */
-static inline void sha512_x8_pad(uint8_t *out, const uint8_t *const pieces[4],
-                                 const size_t lens[4]) {
-    size_t len = 0;
-    for (int i = 0; i < 4; i++) {
-        if (lens[i]) memcpy(out + len, pieces[i], lens[i]);
-        len += lens[i];
-    }
-    size_t total = sha512_x8_blocks(len) * 128;
-    memset(out + len, 0, total - len);
-    out[len] = 0x80;
-    uint64_t bits_be = __builtin_bswap64((uint64_t)len * 8);
-    memcpy(out + total - 8, &bits_be, 8);
-}
+#include "ed25519/sha512_pad.h"
 
 #define SHA_ROTR(x, n) _mm512_ror_epi64(x, n)
 
