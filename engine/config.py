@@ -33,6 +33,8 @@ CONFIG_FILE = "config.toml"
 GENESIS_FILE = "genesis.json"
 NODE_KEY_FILE = "node_key.json"
 VALIDATOR_KEY_FILE = "validator_key.json"
+#: Written by `engine testnet` next to the node homes: the kvstore validator admin key.
+ADMIN_KEY_FILE = "admin_key.json"
 DATA_DIR = "store"  # engine.store.store_path(home)
 
 __all__ = [
@@ -51,6 +53,9 @@ class PeerConfig:
     node_key: str  # hex
     host: str
     port: int
+    #: The validator public key (hex) this peer runs, when it is a validator: the peer set
+    #: drops it once it leaves the validator set. Empty: a non-validator peer, always kept.
+    validator: str = ""
 
 
 #: Intervals of NodeConfig that 0 turns off.
@@ -314,11 +319,20 @@ def init_testnet(output: str, validators: int, *, base_port: int = 26656,
         _prepare_dir(h)
     node_keys = [crypto.SigningKey.generate() for _ in homes]
     val_keys = [crypto.SigningKey.generate() for _ in homes]
+    state = _app_state(app_state)
+    if settings.get("app") in (None, "", "kvstore"):
+        # The kvstore's validator admin: its `val:<key>=<power>` transactions change the set.
+        admin = crypto.SigningKey.generate()
+        os.makedirs(output, exist_ok=True)
+        _write_key(os.path.join(output, ADMIN_KEY_FILE), admin)
+        state["validator_admins"] = [*state.get("validator_admins", []),
+                                     admin.public_key.hex()]
     genesis = Genesis(chain_id, [GenesisValidator(f"node{i}", 10, k.public_key)
-                                 for i, k in enumerate(val_keys)], _app_state(app_state),
+                                 for i, k in enumerate(val_keys)], state,
                       int(time.time() * 1000))
     for i, h in enumerate(homes):
-        peers = [PeerConfig(node_keys[j].public_key.hex(), hosts[j], base_port + 2 * j)
+        peers = [PeerConfig(node_keys[j].public_key.hex(), hosts[j], base_port + 2 * j,
+                            val_keys[j].public_key.hex())
                  for j in range(validators) if j != i]
         bind = "127.0.0.1" if hosts[i] in ("127.0.0.1", "localhost") else "0.0.0.0"
         config = NodeConfig(moniker=f"node{i}", p2p_host=bind, p2p_port=base_port + 2 * i,

@@ -117,11 +117,13 @@ class BlockSync:
         for height, raw, cert_raw in sorted(items):
             if height != driver.core.height:
                 continue
-            cert = cs.CommitCertificate.decode(cert_raw, len(self.validators))
+            # The set that signs this height (the core's: it follows the set history).
+            vset = driver.core.validators
+            cert = cs.CommitCertificate.decode(cert_raw, len(vset))
             if cert.height != height:
                 raise ProtocolError("certificate height differs from the block's")
             # One batch verification of the certificate before it may enter the WAL.
-            cert.verify(self.chain_id, self.validators, self.signatures.verify_batch)
+            cert.verify(self.chain_id, vset, self.signatures.verify_batch)
             if self._app_hash_diverged(height, raw):
                 return
             driver.input(cs.CommitReceived(raw, cert), height)

@@ -246,7 +246,7 @@ class ConsensusDriver:
         try:
             while True:
                 height = self.core.height
-                records = self.journal.replay(height, len(self.core.validators))
+                records = self.journal.replay(height, self._set_size(height))
                 if not records and self.start_gate is not None:
                     gated = height  # a fresh height with nothing to do yet: the gate starts it
                     break
@@ -257,13 +257,18 @@ class ConsensusDriver:
                     break
             # Messages for the next heights that the core had buffered are in the WAL too.
             for ahead in range(height + 1, height + limits.heights_ahead_max + 1):
-                records = self.journal.replay(ahead, len(self.core.validators))
+                records = self.journal.replay(ahead, self._set_size(ahead))
                 self._step_all(records)
                 self._replayed(ahead, records)
         finally:
             self.replaying = False
         if gated is not None and self.start_gate is not None:
             self.start_gate(gated)
+
+    def _set_size(self, height: int) -> int:
+        """Validators in the set of ``height`` (certificates in the WAL are decoded with it)."""
+        vset = self.core.validators_for(height)
+        return len(vset if vset is not None else self.core.validators)
 
     def _step_all(self, records: list) -> None:
         for event in records:

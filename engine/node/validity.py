@@ -25,6 +25,7 @@ from engine.hashing import blake3, blake3_many
 from engine.mempool import Mempool
 from engine.node.ports import Counters
 from engine.node.tip import ChainTip
+from engine.node.valset import ValidatorHistory
 from engine.nonces import NonceTable
 
 log = logging.getLogger("engine.node.validity")
@@ -43,9 +44,11 @@ class BlockValidator:
                  evidence_committed: Callable[[bytes], bool], block_txs_max: int,
                  block_bytes_max: int, counters: Counters,
                  app_accepts: Callable[[int, list[bytes], list[bytes]], bool] | None = None,
-                 nonces: NonceTable | None = None):
+                 nonces: NonceTable | None = None, history: ValidatorHistory | None = None):
         self.chain_id = chain_id
         self.validators = validators
+        #: Which set signs each height (None: ``validators`` signs every height).
+        self.history = history
         self.tip = tip
         self.mempool = mempool
         self.find_committed = find_committed
@@ -62,8 +65,14 @@ class BlockValidator:
 
     def validator_hashes(self, height: int) -> tuple[bytes, bytes]:
         """(validators_hash, next_validators_hash) that a block at ``height`` must carry."""
-        h = self.validators.hash()
-        return h, h
+        if self.history is None:
+            h = self.validators.hash()
+            return h, h
+        return self.history.set_at(height).hash(), self.history.set_at(height + 1).hash()
+
+    def set_at(self, height: int) -> cs.ValidatorSet:
+        """The set that signs ``height`` (ValueError when not known)."""
+        return self.validators if self.history is None else self.history.set_at(height)
 
     def is_valid(self, height: int, raw: bytes) -> bool:
         try:
@@ -145,7 +154,7 @@ class BlockValidator:
             if not height - limits.evidence_age_heights_max <= ev.height < height \
                     or self.evidence_committed(blake3(e)):
                 raise ProtocolError("evidence is too old, from the future or already committed")
-            ev.verify(self.chain_id, self.validators, crypto.verify)
+            ev.verify(self.chain_id, self.set_at(ev.height), crypto.verify)
         if self.app_accepts is not None and not self.app_accepts(height, list(b.txs), ids):
             raise ProtocolError("the application rejected the block (process_proposal)")
 
@@ -156,10 +165,11 @@ class BlockValidator:
             return
         if raw in self._certificates_ok:
             return
-        cert = cs.CommitCertificate.decode(raw, len(self.validators))
+        parent_set = self.set_at(height - 1)
+        cert = cs.CommitCertificate.decode(raw, len(parent_set))
         if cert.height != height - 1 or cert.block_hash != self.tip.block_hash:
             raise ProtocolError("last commit is not for the parent block")
-        cert.verify(self.chain_id, self.validators)
+        cert.verify(self.chain_id, parent_set)
         if len(self._certificates_ok) >= limits.certificates_cached_max:
             self._certificates_ok.clear()
         self._certificates_ok.add(raw)

@@ -138,7 +138,15 @@ class NodeAPI(Protocol):
 
     async def submit_txs(self, envelopes: list[bytes]) -> Sequence[SubmitResult]: ...
 
-    def validators_info(self) -> dict[str, Any]: ...
+    def validators_info(self, height: int | None = None) -> dict[str, Any]:
+        """The set that signs ``height`` (default latest + 1): ``{height, total_power, hash,
+        validators: [{index, pub_key, power, name}]}``; ValueError when not known."""
+        ...
+
+    def validator_set_at(self, height: int) -> Any:
+        """The ``engine.consensus.ValidatorSet`` that signs ``height`` (the store's set
+        history); ValueError when ``height`` < 1 or beyond what is known (latest + 2)."""
+        ...
 
     def query(self, path: str, data: bytes, height: int | None = None,
               prove: bool = False) -> QueryInfo:

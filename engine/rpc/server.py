@@ -20,7 +20,7 @@ GET  /query            ``?path=P&data=HEX[&height=H][&prove=true]``: the applica
 GET  /subscribe        WebSocket: committed tx/block events matching every ``filter``
                        (``type`` or ``type.key=value``); a slow client is dropped with a
                        last ``{"error": "slow_client"}`` message and close code 1008
-GET  /validators       the validator set
+GET  /validators       the validator set (?height=H: the set that signs H; default latest + 1)
 GET  /metrics          Prometheus text format
 =====================  ==============================================================
 
@@ -264,7 +264,14 @@ def make_app(node: NodeAPI) -> web.Application:
 
     @routes.get("/validators")
     async def get_validators(request: web.Request) -> web.Response:
-        return web.json_response(node.validators_info())
+        text = request.query.get("height")
+        if text is None:
+            return web.json_response(node.validators_info())
+        try:
+            height = parse_int(text, "height", 1, HEIGHT_MAX)
+            return web.json_response(node.validators_info(height))
+        except ValueError as e:
+            return error(400, "bad_height", str(e))
 
     @routes.get("/metrics")
     async def get_metrics(request: web.Request) -> web.Response:
