@@ -208,7 +208,8 @@ class Node:
         committer.after_commit.append(after_commit)
         follower = PeerFollower(history, [(bytes.fromhex(p.node_key),
                                            bytes.fromhex(p.validator) if p.validator else None)
-                                          for p in cfg.peers], self.node_key.public_key)
+                                          for p in cfg.peers], self.node_key.public_key,
+                                 self.home.validator_key.public_key)
 
         def follow_validators(height: int) -> None:
             if self.peers is not None:

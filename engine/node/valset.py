@@ -109,11 +109,11 @@ class PeerFollower:
     """
 
     def __init__(self, history: ValidatorHistory, peers: Sequence[tuple[bytes, bytes | None]],
-                 own_node_key: bytes):
+                 own_node_key: bytes, own_validator_key: bytes | None = None):
         self.history = history
         #: node key -> validator key (None: a configured non-validator peer)
         self._configured = dict(peers)
-        self._own = own_node_key
+        self._own = {own_node_key, own_validator_key}
         self._admitted: set[bytes] = set()
 
     def plan(self, next_height: int) -> tuple[set[bytes], set[bytes]]:
@@ -123,7 +123,7 @@ class PeerFollower:
             validators.update(v.public_key for v in vset.validators)
         run_by_configured = {v for v in self._configured.values() if v is not None}
         admit = {k for k, v in self._configured.items() if v is not None and v in validators}
-        admit |= {v for v in validators if v not in run_by_configured and v != self._own}
+        admit |= {v for v in validators if v not in run_by_configured and v not in self._own}
         drop = {k for k, v in self._configured.items() if v is not None and v not in validators}
         drop |= self._admitted - admit
         self._admitted = {k for k in admit if k not in self._configured}
