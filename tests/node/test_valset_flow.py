@@ -10,10 +10,10 @@ import os
 import aiohttp
 
 from engine import config, tx
+from engine.cli import main as cli_main
 from engine.localnet import free_base_port
 from engine.node import Node
 from engine.node.check import verifier_for_home
-from engine.node.join import init_joining_home
 from engine.store import Store, check_store, store_path
 from tests.node.helpers import make_testnet, run
 
@@ -59,8 +59,12 @@ def test_add_a_fifth_validator_then_remove_one(tmp_path):
     admin = config._read_key(str(net / config.ADMIN_KEY_FILE))
     assert homes[0].genesis.app_state["validator_admins"] == [admin.public_key.hex()]
     base = free_base_port(2)
-    fifth_home = init_joining_home(str(net / "node4"), homes[0].path, p2p_port=base,
-                                   rpc_port=base + 1)
+    # The README's command: `engine join --home ... --from ... --p2p-port ... --rpc-port ...`.
+    assert cli_main(["join", "--home", str(net / "node4"), "--from", homes[0].path,
+                     "--p2p-port", str(base), "--rpc-port", str(base + 1)]) == 0
+    fifth_home = config.load_home(str(net / "node4"))
+    assert all(fifth_home.node_key.public_key < h.node_key.public_key for h in homes)
+    assert fifth_home.genesis == homes[0].genesis
     fifth_key = fifth_home.validator_key.public_key
     removed_key = homes[3].validator_key.public_key
 
@@ -116,10 +120,19 @@ def test_add_a_fifth_validator_then_remove_one(tmp_path):
         assert fifth.latest_height >= signed - 1
         assert fifth.core is not None and fifth.core.own_index == 4
 
-        # Remove node3's validator.
-        info = await _commit(fifth if fifth.latest_height >= nodes[0].latest_height - 2
-                             else nodes[0], admin, b"val:" + removed_key.hex().encode() + b"=0")
-        h2 = info["height"]
+        # Remove node3's validator with the README's `engine tx` (a blocking HTTP client: run
+        # it off the loop the nodes live on).
+        code = await asyncio.to_thread(cli_main, [
+            "tx", "--rpc", fifth.rpc.url, "--key", str(net / config.ADMIN_KEY_FILE),
+            f"val:{removed_key.hex()}=0"])
+        assert code == 0
+        await nodes[0].wait_for_height(fifth.latest_height, 20)
+        h2 = 0
+        for h in range(1, nodes[0].latest_height + 1):
+            if removed_key not in _keys(nodes[0].validator_set_at(h + 2)):
+                h2 = h  # the height the removal was committed at
+                break
+        assert h2 > signed
         await nodes[0].wait_for_height(h2 + 4, 30)
         after = nodes[0].validator_set_at(h2 + 2)
         assert removed_key not in _keys(after) and fifth_key in _keys(after)
