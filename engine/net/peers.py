@@ -84,6 +84,8 @@ class PeerSet:
         self.listen_port = listen_port
         self.limits = limits or NetLimits()
         self._allowed = {p.node_key: p for p in peers if p.node_key != node_key.public_key}
+        #: The configured peers (``follow`` may drop some from ``_allowed`` and add others).
+        self._configured = dict(self._allowed)
         self._on_message = on_message
         self._on_connect = on_connect or (lambda key: None)
         self._on_disconnect = on_disconnect or (lambda key: None)
@@ -165,9 +167,7 @@ class PeerSet:
         dialled and refused. Keys configured with an address get their dialer back when
         admitted again."""
         own = self.node_key.public_key
-        configured = getattr(self, "_configured", None)
-        if configured is None:
-            configured = self._configured = dict(self._allowed)
+        configured = self._configured
         for key in admitted - removed:
             if key == own or key in self._allowed:
                 continue

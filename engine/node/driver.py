@@ -96,6 +96,13 @@ class ConsensusDriver:
         leaves no WAL record and rises to the caller, which blames the peer."""
         if not self.running:
             return
+        if wal_height > self.core.height and self.core.validators_for(wal_height) is None:
+            # Its validator set is not decided yet (the block two heights back is not
+            # committed): judged now it would be dropped, judged at replay (after that block)
+            # it would be kept. It stays out of the WAL so replay rebuilds the same state; the
+            # sender re-sends on a stall and block sync brings the height anyway.
+            self.counters.add("dropped:set_unknown")
+            return
         if self.start_gate is not None and wal_height == self.core.height \
                 and not self.core.started and not self.replaying:
             self.start_height(wal_height)
@@ -113,8 +120,11 @@ class ConsensusDriver:
             self.execute(self.core.step(cs.Start(height)))
 
     def height_kept(self, height: int) -> bool:
-        """Whether the core keeps messages of ``height``: only those may enter the WAL."""
-        return self.core.height <= height <= self.core.height + limits.heights_ahead_max
+        """Whether the core keeps messages of ``height``: only those may enter the WAL (a
+        height whose validator set is not known yet is not kept)."""
+        core = self.core
+        return core.height <= height <= core.height + limits.heights_ahead_max \
+            and (height == core.height or core.validators_for(height) is not None)
 
     def on_timeout(self, event: cs.TimeoutFired) -> None:
         if (event.height, event.round) != (self.core.height, self.core.round):
