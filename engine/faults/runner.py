@@ -372,11 +372,14 @@ class Runner:
     def _set_power(self, i: int, power: int) -> None:
         """The kvstore admin's `val:<key>=<power>` for process i, sent to a live member and
         waited for until committed (engine/faults/valsets.py)."""
-        from engine.faults.valsets import submit_power
+        from engine.faults.valsets import SetPowerFailed, submit_power
 
         members = [j for j in self.live() if j in self.honest and j not in self.outside
                    and j != i]
-        height = submit_power(self, i, power, members)
+        try:
+            height = submit_power(self, i, power, members)
+        except SetPowerFailed as e:
+            raise ScenarioFailed(str(e)) from e
         self.valset_changes.append((height, i, power))
         self._note(f"node{i} power {power}: committed at height {height}, signs from "
                    f"{height + 2}")

@@ -22,15 +22,17 @@ from engine.valset import decode_set
 if TYPE_CHECKING:
     from engine.faults.runner import Runner
 
-__all__ = ["check_history", "submit_power"]
+__all__ = ["SetPowerFailed", "check_history", "submit_power"]
+
+
+class SetPowerFailed(Exception):
+    """The change could not be committed (the runner reports it as a failed scenario)."""
 
 
 def submit_power(runner: Runner, i: int, power: int, members: list[int]) -> int:
     """Commit `val:<key of node i>=<power>`; the height it was committed at."""
-    from engine.faults.runner import ScenarioFailed
-
     if not members:
-        raise ScenarioFailed(f"set_power node{i}: no live member to send the transaction to")
+        raise SetPowerFailed(f"set_power node{i}: no live member to send the transaction to")
     homes_dir = os.path.dirname(runner.homes[0])
     admin = cfgmod._read_key(os.path.join(homes_dir, cfgmod.ADMIN_KEY_FILE))
     key = cfgmod.load_home(runner.homes[i]).validator_key.public_key
@@ -46,9 +48,9 @@ def submit_power(runner: Runner, i: int, power: int, members: list[int]) -> int:
             continue
         result = answer.get("result") or {}
         if result.get("code", 0) != 0 or "height" not in answer:
-            raise ScenarioFailed(f"set_power node{i}={power} was refused: {answer}")
+            raise SetPowerFailed(f"set_power node{i}={power} was refused: {answer}")
         return int(answer["height"])
-    raise ScenarioFailed(f"set_power node{i}={power}: no member committed it ({last})")
+    raise SetPowerFailed(f"set_power node{i}={power}: no member committed it ({last})")
 
 
 def check_history(runner: Runner, homes: dict[int, str]) -> list[str]:

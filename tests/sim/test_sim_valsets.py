@@ -9,7 +9,7 @@ from engine.sim import SimConfig
 from engine.sim.world import World, run_seed
 
 # (validators, byzantine, seeds)
-MATRIX = [(4, 0, 25), (4, 1, 40), (7, 2, 15)]
+MATRIX = [(4, 0, 15), (4, 1, 30), (7, 2, 10)]
 
 
 @pytest.mark.parametrize("validators,byzantine,seeds", MATRIX)
