@@ -23,6 +23,7 @@ from engine.consensus import (
 from engine.consensus.proposer import ProposerSchedule
 from engine.crypto import SigningKey
 from engine.node import Node
+from engine.node.ports import Counters
 from engine.node.valset import PeerFollower, ValidatorHistory
 from engine.valset import ValidatorUpdate, apply_updates, decode_set
 from tests.consensus.harness import CHAIN, TIMEOUTS, Net, keys
@@ -250,3 +251,57 @@ def test_a_refused_batch_halts_the_node_naming_it(tmp_path):
     reason, node = run(main(), 30)
     assert "refused validator updates" in reason and "empty validator set" in reason
     assert node.tip.height == 1  # block 2 was not stored
+
+
+# --- the router: a removed validator's messages are dropped and counted -------------------------
+
+class _Driver:
+    def __init__(self, sets):
+        self.running = True
+        self.sets = sets
+        self.counters = Counters()
+        self.inputs: list = []
+        self.core = self
+
+    def validators_for(self, height):
+        return self.sets.get(height)
+
+    def height_kept(self, height):
+        return height in self.sets
+
+    def input(self, event, height):
+        self.inputs.append(event)
+
+
+class _Wire:
+    def __init__(self):
+        self.penalized: list[str] = []
+
+    def penalize(self, peer, reason):
+        self.penalized.append(reason)
+
+
+def test_router_drops_and_counts_a_removed_validators_votes():
+    from types import SimpleNamespace
+
+    from engine.net import codec
+    from engine.node.ports import NullObserver
+    from engine.node.router import PeerRouter
+    from engine.node.signatures import VerifiedSignatures
+
+    net, first, second, _at = _changing_net()
+    driver, wire = _Driver({1: first, 2: second}), _Wire()
+    nop = SimpleNamespace(on_status=None, on_get_blocks=None, on_blocks=None)
+    router = PeerRouter(chain_id=CHAIN, validators=first, driver=driver,  # type: ignore[arg-type]
+                        mempool=None, validator=None, evidence=None, sync=nop,  # type: ignore[arg-type]
+                        signatures=VerifiedSignatures(NullObserver()), wire=wire,  # type: ignore[arg-type]
+                        spawn=lambda c: None)
+    old = net.vote(3, VoteType.PREVOTE, 1, 0, b"x")      # validator 3 at height 1: fine
+    removed = net.vote(3, VoteType.PREVOTE, 2, 0, b"x")  # ... at height 2 it is not
+    sig = net.keys[4].sign(consensus.vote_sign_bytes(CHAIN, VoteType.PREVOTE, 2, 0, bytes(32)))
+    joined = consensus.Vote(VoteType.PREVOTE, 2, 0, bytes(32), 3, sig)
+    router.on_message(b"p" * 32, codec.Message(codec.VOTES, ([old.encode(), removed.encode(),
+                                                              joined.encode()],)))
+    assert [e.vote for e in driver.inputs] == [old, joined]
+    assert driver.counters.get("dropped:not_a_validator") == 1
+    assert wire.penalized == ["invalid_votes"]  # the peer is penalised
