@@ -103,6 +103,11 @@ mutate-broad: build
 sim: build
 	for vb in 4:1 7:2 10:3; do $(PY) -m engine sim --validators $${vb%:*} --byzantine $${vb#*:} \
 		--seeds $${ENGINE_SIM_SEEDS:-10000} --jobs 2 || exit 1; done
+	# ... and with validator-set changes (joins, leaves, power shifts, a removed validator
+	# that keeps sending): 3 changes in 8 heights per seed.
+	for vb in 4:1 7:2; do $(PY) -m engine sim --validators $${vb%:*} --byzantine $${vb#*:} \
+		--heights 8 --valset-changes 3 --seeds $${ENGINE_SIM_SEEDS:-10000} --jobs 2 \
+		|| exit 1; done
 
 # CRYPTO=sm2-sm3 make demo: the same network on the SM2/SM3 suite.
 demo: build

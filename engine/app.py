@@ -141,6 +141,9 @@ class BlockResult:
     app_hash: bytes
     writes: Mapping[bytes, bytes | None] = field(default_factory=dict)
     events: Sequence[Event] = ()
+    #: Validator-set changes (engine.valset.ValidatorUpdate: public key, new power; 0
+    #: removes); they change the set that signs height + 2 (docs/application.md).
+    validator_updates: Sequence[Any] = ()
 
 
 @dataclass(frozen=True)
@@ -160,7 +163,9 @@ class BlockContext:
     ``time_ms`` is the proposer's clock (never below the parent's); ``evidence`` holds the
     decoded duplicate-vote evidence the block carries; ``last_commit_signers`` the public keys
     of the validators whose precommits for the parent block the block carries (empty at
-    height 1)."""
+    height 1); ``next_validators`` the set that signs ``height + 1`` (an
+    ``engine.consensus.ValidatorSet``): the set this block's ``validator_updates`` apply to,
+    so an application can check them with ``engine.valset.apply_updates`` first."""
 
     chain_id: str
     height: int
@@ -170,6 +175,7 @@ class BlockContext:
     proposer_index: int
     evidence: tuple[Any, ...] = ()
     last_commit_signers: tuple[bytes, ...] = ()
+    next_validators: Any = None
 
 
 class PendingView(Protocol):
@@ -289,8 +295,42 @@ def parse_kv(payload: bytes) -> tuple[bytes, bytes] | None:
     return key, value
 
 
+#: kvstore payloads with this prefix change the validator set (``val:<64 hex>=<power>``).
+VAL_PREFIX = b"val:"
+#: The kvstore state key holding the validator admins (32-byte public keys, concatenated).
+VAL_ADMINS_KEY = b"val:admins"
+_TX_NOT_ADMIN = TxResult(3, "sender is not listed in validator_admins")
+
+
+def parse_val(payload: bytes) -> tuple[bytes, int] | None:
+    """``val:<64 hex digits of an Ed25519 public key>=<power>`` as (public key, power); None
+    when malformed (power: decimal digits, at most the total power bound)."""
+    from engine import limits
+
+    head, sep, power = bytes(payload).partition(b"=")
+    hexkey = head[len(VAL_PREFIX):]
+    if not sep or not head.startswith(VAL_PREFIX) or len(hexkey) != 64 \
+            or not 1 <= len(power) <= 19 or not power.isdigit():
+        return None
+    try:
+        key = bytes.fromhex(hexkey.decode("ascii"))
+    except ValueError:
+        return None
+    value = int(power)
+    return (key, value) if value <= limits.voting_power_total_max else None
+
+
 class KVStoreApp(Application):
     """The built-in key/value store: a transaction's payload ``key=value`` sets ``key``.
+
+    Validator-set changes: a payload ``val:<64 hex digits of an Ed25519 public key>=<power>``
+    from a sender listed in the genesis app state under ``validator_admins`` (a list of hex
+    public keys, kept in state under ``val:admins``) sets that validator's power (0 removes
+    it, a new key adds it) from height + 2 on, and records it in state under ``val:<hex>``.
+    A change the engine would refuse (engine/valset.py: an empty set, more than
+    ``limits.validator_updates_per_block_max`` in one block, ...) fails with code 2 and
+    changes nothing; a sender that is not an admin is refused with code 3. No plain
+    ``key=value`` transaction can write a ``val:`` key.
 
     App hash = the root of a :class:`engine.statetree.StateTree` over the whole state (keys
     hashed into 4096 buckets, a Merkle root over the buckets; docs/formats.md "State
@@ -311,8 +351,14 @@ class KVStoreApp(Application):
         self.tree = StateTree()
 
     def init_chain(self, chain_id: str, app_state: dict[str, Any]) -> InitResult:
+        app_state = dict(app_state)
+        admins = _admin_keys(app_state.pop("validator_admins", []))
         writes: dict[bytes, bytes | None] = {str(k).encode(): str(v).encode()
                                              for k, v in sorted(app_state.items())}
+        if any(k.startswith(VAL_PREFIX) for k in writes):
+            raise ValueError("genesis app_state keys may not start with 'val:' (reserved)")
+        if admins:
+            writes[VAL_ADMINS_KEY] = b"".join(admins)
         self._pending = writes
         self.tree.load([], 0)
         self.last_app_hash = self.tree.apply(0, writes, lambda key: None)
@@ -335,16 +381,28 @@ class KVStoreApp(Application):
         return tree.root()
 
     def check_tx(self, tx: Tx) -> CheckResult:
+        if tx.payload.startswith(VAL_PREFIX):
+            if parse_val(tx.payload) is None:
+                return CheckResult(1, "payload must be val:<64 hex digits of a public key>="
+                                      "<power>")
+            if not self._is_admin(tx.sender):
+                return CheckResult(_TX_NOT_ADMIN.code, _TX_NOT_ADMIN.log)
+            return _CHECK_OK
         if parse_kv(tx.payload) is None:
             return CheckResult(1, "payload must be key=value with a non-empty key "
                                   f"(key <= {KEY_BYTES_MAX} bytes, value <= {VALUE_BYTES_MAX})")
         return _CHECK_OK
 
-    def finalize_block(self, height: int, txs: list[Tx]) -> BlockResult:
+    def finalize_block(self, height: int, txs: list[Tx],
+                       context: BlockContext | None = None) -> BlockResult:
         writes: dict[bytes, bytes | None] = {}
         results: list[TxResult] = []
         append = results.append
+        updates: dict[bytes, int] = {}
         for tx in txs:
+            if tx.payload.startswith(VAL_PREFIX):
+                append(self._validator_tx(tx, updates, writes, context))
+                continue
             kv = parse_kv(tx.payload)
             if kv is None:
                 append(_TX_MALFORMED)
@@ -355,7 +413,37 @@ class KVStoreApp(Application):
         # Between finalize_block and commit, self.state is still the state before the block.
         app_hash = self.tree.apply(height, writes, self.state.get)
         self.last_app_hash = app_hash
-        return BlockResult(results, app_hash, dict(writes))
+        from engine.valset import ValidatorUpdate
+
+        return BlockResult(results, app_hash, dict(writes),
+                           validator_updates=[ValidatorUpdate(k, p) for k, p in updates.items()])
+
+    def _is_admin(self, sender: bytes) -> bool:
+        admins = self.state.get(VAL_ADMINS_KEY) or b""
+        return any(admins[i:i + 32] == sender for i in range(0, len(admins), 32))
+
+    def _validator_tx(self, tx: Tx, updates: dict[bytes, int],
+                      writes: dict[bytes, bytes | None],
+                      context: BlockContext | None) -> TxResult:
+        parsed = parse_val(tx.payload)
+        if parsed is None:
+            return _TX_MALFORMED
+        if not self._is_admin(tx.sender):
+            return _TX_NOT_ADMIN
+        key, power = parsed
+        trial = {**updates, key: power}
+        if context is not None and context.next_validators is not None:
+            from engine.valset import ValidatorUpdate, apply_updates
+
+            try:
+                apply_updates(context.next_validators,
+                              [ValidatorUpdate(k, p) for k, p in trial.items()])
+            except ValueError as e:
+                return TxResult(2, f"validator change refused: {e}")
+        updates[key] = power
+        writes[VAL_PREFIX + key.hex().encode()] = str(power).encode()
+        return TxResult(0, "", b"", (Event("validator_update",
+                                           {"pub_key": key.hex(), "power": str(power)}),))
 
     def commit(self) -> None:
         if isinstance(self.state, MemoryState):
@@ -379,6 +467,23 @@ class KVStoreApp(Application):
             return QueryResult(code=1, log="key not found", height=proof.height,
                                proof=proof.to_json())
         return QueryResult(value=proof.value, height=proof.height, proof=proof.to_json())
+
+
+def _admin_keys(value: Any) -> list[bytes]:
+    """The genesis ``validator_admins``: a list of 64-hex-digit public keys."""
+    if not isinstance(value, list):
+        raise ValueError("app_state validator_admins must be a list of hex public keys")  # noqa: TRY004 - a genesis error
+    keys = []
+    for i, item in enumerate(value):
+        try:
+            key = bytes.fromhex(item) if isinstance(item, str) else b""
+        except ValueError:
+            key = b""
+        if len(key) != 32:
+            raise ValueError(f"app_state validator_admins[{i}] must be 64 hex digits (an "
+                             f"Ed25519 public key)")
+        keys.append(key)
+    return keys
 
 
 def load_app(spec: str | None) -> Application:

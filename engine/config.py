@@ -36,6 +36,8 @@ CONFIG_FILE = "config.toml"
 GENESIS_FILE = "genesis.json"
 NODE_KEY_FILE = "node_key.json"
 VALIDATOR_KEY_FILE = "validator_key.json"
+#: Written by `engine testnet` next to the node homes: the kvstore validator admin key.
+ADMIN_KEY_FILE = "admin_key.json"
 DATA_DIR = "store"  # engine.store.store_path(home)
 
 __all__ = [
@@ -54,6 +56,9 @@ class PeerConfig:
     node_key: str  # hex
     host: str
     port: int
+    #: The validator public key (hex) this peer runs, when it is a validator: the peer set
+    #: drops it once it leaves the validator set. Empty: a non-validator peer, always kept.
+    validator: str = ""
 
 
 #: Intervals of NodeConfig that 0 turns off.
@@ -256,8 +261,8 @@ def _write_key(path: str, key: Signer, suite: Suite) -> None:
     _write_private(path, key_file_text(key, suite))
 
 
-def _read_key(path: str, suite: Suite) -> Signer:
-    return read_key_file(path, suite)
+def _read_key(path: str, suite: Suite | None = None) -> Signer:
+    return read_key_file(path, get_suite(suite))
 
 
 def save_config(home: str, config: NodeConfig) -> None:
@@ -376,11 +381,23 @@ def init_testnet(output: str, validators: int, *, base_port: int = 26656,
         _prepare_dir(h)
     node_keys = [suite.generate_key() for _ in homes]
     val_keys = [suite.generate_key() for _ in homes]
+    state = _app_state(app_state)
+    if settings.get("app") in (None, "", "kvstore") and suite is get_suite(None):
+        # The kvstore's validator admin: its `val:<key>=<power>` transactions change the set
+        # (Ed25519 keys: the kvstore's admin transactions exist on the default suite only).
+        admin = suite.generate_key()
+        os.makedirs(output, exist_ok=True)
+        _write_key(os.path.join(output, ADMIN_KEY_FILE), admin, suite)
+        state["validator_admins"] = [*state.get("validator_admins", []),
+                                     admin.public_key.hex()]
     genesis = Genesis(chain_id, [GenesisValidator(f"node{i}", 10, k.public_key)
                                  for i, k in enumerate(val_keys[:validators])],
-                      _app_state(app_state), int(time.time() * 1000), suite.name)
+                      state, int(time.time() * 1000), suite.name)
     for i, h in enumerate(homes):
-        peers = [PeerConfig(node_keys[j].public_key.hex(), hosts[j], base_port + 2 * j)
+        # Validators name the validator key they run (the peer set drops them when they leave
+        # the set); full nodes are non-validator peers, always kept.
+        peers = [PeerConfig(node_keys[j].public_key.hex(), hosts[j], base_port + 2 * j,
+                            val_keys[j].public_key.hex() if j < validators else "")
                  for j in range(n) if j != i]
         bind = "127.0.0.1" if hosts[i] in ("127.0.0.1", "localhost") else "0.0.0.0"
         config = NodeConfig(moniker=f"node{i}", p2p_host=bind, p2p_port=base_port + 2 * i,

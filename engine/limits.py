@@ -14,6 +14,9 @@ validators_max = 10_000
 voting_power_total_max = 1 << 60
 #: Longest chain id (it is length-prefixed with one byte in the sign bytes).
 chain_id_bytes_max = 50
+#: Validator updates one block's ``finalize_block`` may return (engine/valset.py): bounds how
+#: much of the set one height can change.
+validator_updates_per_block_max = 16
 
 # --- consensus message log -------------------------------------------------------------------
 #: Messages for a round further ahead than this (of the current round) are dropped and reported.
@@ -120,6 +123,7 @@ def check_limits() -> None:
     assert decoded_blocks_cached_max >= proposals_per_round_max, "a round's proposals fit"
     assert persisted_signatures_max >= 4, "a height's own signatures fit (proposal + 2 votes)"
     assert evidence_per_block_max <= evidence_pending_max
+    assert 1 <= validator_updates_per_block_max <= validators_max
 
 
 check_limits()

@@ -14,6 +14,7 @@ import sys
 # In the order `engine --help` lists them.
 SUBCOMMAND_MODULES = (
     "engine.cli.node",        # init, testnet, start, status, demo
+    "engine.cli.valset",      # join, tx
     "engine.cli.sim",         # sim
     "engine.cli.store",       # store check / store info
     "engine.cli.bench",       # bench kernels / tps / compare

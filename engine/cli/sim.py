@@ -29,6 +29,9 @@ def register(sub) -> None:
     p.add_argument("--behaviours", default=",".join(BEHAVIOURS),
                    help=f"Byzantine behaviours to draw from (default {','.join(BEHAVIOURS)})")
     p.add_argument("--zero-delay", action="store_true", help="no network delay and no faults")
+    p.add_argument("--valset-changes", type=int, default=0,
+                   help="validator-set changes (joins, leaves, power shifts) drawn per seed; "
+                        "2 spare nodes may join (default 0: a fixed set)")
     p.add_argument("--verbose", action="store_true", help="print one line per seed")
     p.add_argument("--jobs", type=int, default=1,
                    help="worker processes (results and output order do not depend on it)")
@@ -46,8 +49,11 @@ def _config(args: argparse.Namespace) -> SimConfig:
         raise SystemExit("--byzantine must be 0..validators")
     if args.heights < 1 or args.seeds < 1:
         raise SystemExit("--heights and --seeds must be at least 1")
+    if not 0 <= args.valset_changes <= 100:
+        raise SystemExit("--valset-changes must be 0..100")
     return SimConfig(validators=args.validators, byzantine=args.byzantine, heights=args.heights,
-                     behaviours=behaviours, zero_delay=args.zero_delay)
+                     behaviours=behaviours, zero_delay=args.zero_delay,
+                     valset_changes=args.valset_changes)
 
 
 def _results(seeds, config: SimConfig, jobs: int):
@@ -72,7 +78,7 @@ def _run(args: argparse.Namespace) -> int:
     seeds = [args.seed] if args.seed is not None else \
         range(args.first_seed, args.first_seed + args.seeds)
     started = time.perf_counter()
-    heights = rounds = decisions = messages = evidence = wal_losses = 0
+    heights = rounds = decisions = messages = evidence = wal_losses = changes = refused = 0
     failed = []
     for seed, r in zip(seeds, _results(seeds, config, args.jobs)):
         heights += r.heights_decided
@@ -81,6 +87,8 @@ def _run(args: argparse.Namespace) -> int:
         messages += r.messages
         evidence += r.evidence_committed
         wal_losses += r.wal_losses
+        changes += r.valset_changes
+        refused += r.removed_votes_refused
         if args.verbose or args.seed is not None:
             print(f"seed {seed}: heights={r.heights_decided} messages={r.messages} "
                   f"virtual={r.virtual_ms}ms violations={len(r.violations)} | {r.plan}")
@@ -92,12 +100,15 @@ def _run(args: argparse.Namespace) -> int:
                     print(f"    {v}")
                 print(f"    replay: engine sim --validators {config.validators} "
                       f"--byzantine {config.byzantine} --heights {config.heights} "
-                      f"--behaviours {','.join(config.behaviours)} --seed {seed}")
+                      f"--behaviours {','.join(config.behaviours)} "
+                      f"--valset-changes {config.valset_changes} --seed {seed}")
     elapsed = time.perf_counter() - started
     n = len(seeds)
     print(f"seeds={n} validators={config.validators} byzantine={config.byzantine} "
           f"heights_decided={heights} mean_rounds_per_height="
           f"{rounds / decisions if decisions else 0:.3f} messages={messages} "
           f"evidence_committed={evidence} wal_tail_losses={wal_losses} "
-          f"violations={len(failed)} seconds={elapsed:.1f}")
+          + (f"valset_changes={changes} removed_votes_refused={refused} "
+             if config.valset_changes else "")
+          + f"violations={len(failed)} seconds={elapsed:.1f}")
     return 1 if failed else 0

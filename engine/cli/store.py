@@ -48,12 +48,12 @@ def _open(home: str):
     return Store(path, readonly=True)
 
 
-def _load_verifier(spec: str | None, home: str):
+def _load_verifier(spec: str | None, home: str, store=None):
     """The ``--verifier MODULE:FUNCTION`` hook, or the node's verifier for ``home``."""
     if spec is None:
         from engine.node.check import verifier_for_home
 
-        return verifier_for_home(home)
+        return verifier_for_home(home, store)
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise ValueError(f"--verifier must be MODULE:FUNCTION, not {spec!r}")
@@ -70,8 +70,8 @@ def _check(args) -> int:
     from engine.store import check_store
 
     try:
-        verifier = _load_verifier(args.verifier, args.home)
         with _open(args.home) as store:
+            verifier = _load_verifier(args.verifier, args.home, store)
             report = check_store(store, verify_block=verifier)
     except (StoreError, ValueError, TypeError) as e:  # a bad genesis.json or --verifier
         print(f"store check FAILED: {e}")

@@ -81,6 +81,9 @@ from engine.consensus.votes import CONFLICT, HeightVotes
 
 Verify = Callable[[bytes, bytes, bytes], bool]
 IsValid = Callable[[int, bytes], bool]
+ValidatorsAt = Callable[[int], "ValidatorSet | None"]
+#: Proposer schedules kept for recently seen validator sets.
+_SCHEDULES_CACHED_MAX = 8
 
 
 @dataclass(frozen=True)
@@ -110,12 +113,15 @@ class ConsensusCore:
                  *, height: int = 1, is_valid: IsValid = lambda h, b: True,
                  hash_block: Callable[[bytes], bytes] = hashing.blake3,
                  verify: Verify = crypto.verify, timeouts: TimeoutConfig = TimeoutConfig(),
-                 tally_factory: Callable[..., Any] | None = None):
+                 tally_factory: Callable[..., Any] | None = None,
+                 validators_at: ValidatorsAt | None = None):
         self.chain_id = check_chain_id(chain_id)
         if not isinstance(validators, ValidatorSet):
             raise TypeError("validators must be a ValidatorSet")
         if type(height) is not int or height < 1:
             raise ValueError(f"height must be an int >= 1, not {height!r}")
+        if validators_at is not None and not callable(validators_at):
+            raise TypeError("validators_at must be callable (height -> ValidatorSet | None)")
         self.validators = validators
         self.signer = signer
         self.own_index = validators.index_of(signer.public_key) if signer else None
@@ -124,7 +130,10 @@ class ConsensusCore:
         self.verify = verify
         self.timeouts = timeouts
         self._tally_factory = tally_factory
-        self.schedule = ProposerSchedule([v.power for v in validators.validators])
+        #: The set of each height (a changing set); None: ``validators`` signs every height.
+        self._validators_at = validators_at
+        self._schedules: dict[bytes, ProposerSchedule] = {}
+        self.schedule = self._schedule_of(validators)
         self.future: list[ev.Event] = []
         self.started = False
         self._reset_height(height)
@@ -132,6 +141,14 @@ class ConsensusCore:
     # --- state ------------------------------------------------------------------------------
 
     def _reset_height(self, height: int) -> None:
+        if self._validators_at is not None:
+            vset = self._validators_at(height)
+            if not isinstance(vset, ValidatorSet):
+                # The driver starts a height only once the block two heights back is stored.
+                raise RuntimeError(f"the validator set of height {height} is unknown")
+            self.validators = vset
+            self.own_index = vset.index_of(self.signer.public_key) if self.signer else None
+            self.schedule = self._schedule_of(vset)
         self.height = height
         self.round = 0
         self.step_ = Step.PROPOSE
@@ -151,7 +168,29 @@ class ConsensusCore:
         self._block_learned = False
 
     def proposer(self, height: int, round: int) -> int:
-        return self.schedule.proposer(height, round)
+        """The proposer's index in the set of ``height`` (docs/consensus.md: the rotation
+        continues at position ``height + round`` of each set's schedule); -1 when that set is
+        not known yet."""
+        if height == self.height:
+            return self.schedule.proposer(height, round)
+        vset = self.validators_for(height)
+        return -1 if vset is None else self._schedule_of(vset).proposer(height, round)
+
+    def validators_for(self, height: int) -> ValidatorSet | None:
+        """The set that signs ``height`` (None when not known yet)."""
+        if height == self.height or self._validators_at is None:
+            return self.validators
+        return self._validators_at(height)
+
+    def _schedule_of(self, vset: ValidatorSet) -> ProposerSchedule:
+        key = vset.hash()
+        sched = self._schedules.get(key)
+        if sched is None:
+            if len(self._schedules) >= _SCHEDULES_CACHED_MAX:
+                self._schedules.clear()
+            sched = self._schedules[key] = ProposerSchedule(
+                [v.power for v in vset.validators])
+        return sched
 
     def snapshot(self) -> tuple:
         """Everything that determines future behaviour, for replay checks."""
@@ -216,16 +255,25 @@ class ConsensusCore:
             return True
         return False
 
-    def _check_signer(self, index: int) -> bytes:
-        if not 0 <= index < len(self.validators):
-            raise ProtocolError(f"validator index {index} is not in the validator set")
-        return self.validators.public_key(index)
+    def _check_signer(self, index: int, height: int, out: list) -> bytes | None:
+        """The public key of validator ``index`` at ``height``; None (reported) when that
+        height's set is not known yet; ProtocolError when the index is not in it."""
+        vset = self.validators_for(height)
+        if vset is None:
+            out.append(ev.MessageDropped(f"height {height} has no known validator set yet"))
+            return None
+        if not 0 <= index < len(vset):
+            raise ProtocolError(f"validator index {index} is not in the validator set of "
+                                f"height {height}")
+        return vset.public_key(index)
 
     def _on_vote(self, event: ev.VoteReceived, out: list) -> None:
         vote = check_vote_shape(event.vote)
-        pk = self._check_signer(vote.validator_index)
         if vote.height < self.height:
             return  # a late vote of a decided height: nothing left to do with it
+        pk = self._check_signer(vote.validator_index, vote.height, out)
+        if pk is None:
+            return
         if not self.verify(pk, vote.sign_bytes(self.chain_id), vote.signature):
             raise ProtocolError("vote signature is invalid")
         if vote.height > self.height:
@@ -240,10 +288,12 @@ class ConsensusCore:
 
     def _on_proposal(self, event: ev.ProposalReceived, out: list) -> None:
         p = check_proposal_shape(event.proposal)
-        pk = self._check_signer(p.proposer_index)
         if not isinstance(event.block, bytes) or len(event.block) > limits.block_bytes_max:
             raise ProtocolError(f"block must be bytes of at most {limits.block_bytes_max}")
         if p.height < self.height:
+            return
+        pk = self._check_signer(p.proposer_index, p.height, out)
+        if pk is None:
             return
         if p.proposer_index != self.proposer(p.height, p.round):
             raise ProtocolError(f"validator {p.proposer_index} is not the proposer of "
@@ -434,7 +484,12 @@ class ConsensusCore:
             return
         if self.hash_block(event.block) != cert.block_hash:
             raise ProtocolError("block does not match the certificate's block hash")
-        cert.verify(self.chain_id, self.validators, self._verify_batch)
+        vset = self.validators_for(cert.height)
+        if vset is None:
+            out.append(ev.MessageDropped(f"height {cert.height} has no known validator set "
+                                         f"yet"))
+            return
+        cert.verify(self.chain_id, vset, self._verify_batch)
         if cert.height > self.height or not self.started:
             # Validity of this height needs the previous block committed, i.e. Start.
             self._buffer_future(cert.height, event, out)

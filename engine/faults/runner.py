@@ -126,7 +126,9 @@ class _Load(threading.Thread):
         while not self.stop_event.wait(LOAD_TICK_S):
             carry += self.rate_tps * LOAD_TICK_S
             count, carry = int(carry), carry - int(carry)
-            live = self.runner.live()
+            # Nodes outside the validator set are not offered load: a spare not yet added, a
+            # removed validator (its peers drop it, so its mempool could never be committed).
+            live = [i for i in self.runner.live() if i not in self.runner.outside]
             if not count or not live:
                 continue
             key = crypto.SigningKey.from_seed(self.rng.randbytes(32))
@@ -174,6 +176,11 @@ class Runner:
         self.load: _Load | None = None
         #: Consecutive running checks in which a live honest node did not answer its RPC.
         self._rpc_misses = [0] * scenario.processes
+        #: Processes outside the validator set (spares not added yet, removed validators).
+        self.outside: set[int] = set(range(scenario.validators,
+                                           scenario.validators + scenario.spares))
+        #: (height committed, process, power) of every set_power step.
+        self.valset_changes: list[tuple[int, int, int]] = []
 
     # ---------------------------------------------------------------- setup
     def _note(self, text: str) -> None:
@@ -205,6 +212,15 @@ class Runner:
         if sc.duplicate_key >= 0:
             shutil.copy(os.path.join(self.homes[sc.duplicate_key], cfgmod.VALIDATOR_KEY_FILE),
                         os.path.join(self.homes[-1], cfgmod.VALIDATOR_KEY_FILE))
+            # Its peers know it by the key it now runs (the peer set follows the validators).
+            dup_node = homes[-1].node_key.public_key.hex()
+            dup_validator = homes[sc.duplicate_key].validator_key.public_key.hex()
+            for home in self.homes:
+                conf = cfgmod.load_config(home)
+                for p in conf.peers:
+                    if p.node_key == dup_node:
+                        p.validator = dup_validator
+                cfgmod.save_config(home, conf)
         for i, home in enumerate(self.homes):
             self._finish_home(i, home, hosts[i], genesis_validators)
         self.rpc_urls = [cfgmod.load_home(h).rpc_url for h in self.homes]
@@ -374,6 +390,10 @@ class Runner:
                 self._signal(i, signal.SIGCONT)
                 self.state[i] = "running"
             self.wait_progress(f"resume of {nodes}")
+        elif action == "set_power":
+            for i in nodes:
+                self._set_power(i, int(args["power"]))
+            self.wait_progress(f"set_power {nodes}")
         elif action == "damage_wal":
             for i in nodes:
                 if self.state[i] != "killed":
@@ -392,6 +412,30 @@ class Runner:
                 self.report.faults_seen[f"wal_damaged_node{i}"] = damaged
         else:
             self._apply_net(action, args)
+
+    def _set_power(self, i: int, power: int) -> None:
+        """The kvstore admin's `val:<key>=<power>` for process i, sent to a live member and
+        waited for until committed (engine/faults/valsets.py)."""
+        from engine.faults.valsets import SetPowerFailed, submit_power
+
+        members = [j for j in self.live() if j in self.honest and j not in self.outside
+                   and j != i]
+        try:
+            height = submit_power(self, i, power, members)
+        except SetPowerFailed as e:
+            raise ScenarioFailed(str(e)) from e
+        self.valset_changes.append((height, i, power))
+        self._note(f"node{i} power {power}: committed at height {height}, signs from "
+                   f"{height + 2}")
+        if power == 0:
+            self.outside.add(i)
+            self.honest.discard(i)  # no longer kept up to date by its peers
+            if self.load is not None:
+                self.load.node_killed(i)  # its mempool will not be committed
+        else:
+            self.outside.discard(i)
+            if i < self.sc.validators + self.sc.spares:
+                self.honest.add(i)
 
     def _apply_net(self, action: str, args: dict[str, Any]) -> None:
         assert self.net is not None
@@ -471,7 +515,7 @@ class Runner:
 
     def _finish(self, load: _Load) -> None:
         sc = self.sc
-        everyone = list(range(sc.processes))
+        everyone = [i for i in range(sc.processes) if i not in self.outside]
         top = max(h or 0 for h in self.heights(everyone).values())
         end = time.monotonic() + sc.progress_timeout_s * 2
         while time.monotonic() < end:
@@ -584,6 +628,10 @@ class Runner:
             problems.append("no evidence against the faulty validators was committed")
         problems += invariants.store_checks(all_homes, ROOT)
         problems += invariants.state_synced({i: self.homes[i] for i in sc.state_sync})
+        if self.valset_changes:
+            from engine.faults.valsets import check_history
+
+            problems += check_history(self, honest_homes)
         if problems:
             raise ScenarioFailed("; ".join(problems))
 

@@ -17,6 +17,8 @@ state_sync = []         # full nodes that join by state sync: not started until 
 duplicate_key = -1      # >= 0: one more process signing with that validator's key
 expect_evidence = false # true: committed evidence against a faulty validator is required
 known_bug = ""          # non-empty: reproduces an open bug (the test suite expects a failure)
+spares = 0              # nodes outside the genesis set (indexes after the validators): full
+                        # nodes until a set_power step makes them validators
 
 [config]                # engine.config.NodeConfig overrides for every node
 timeout_propose_ms = 800
@@ -53,6 +55,9 @@ ACTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "block": (("from", "to"), ()),                 # netns: one-way loss from -> to
     "loss": (("nodes", "pct"), ()),                # netns: random packet loss into nodes
     "heal": ((), ()),                              # netns: remove every rule
+    # kvstore admin transaction `val:<key of node i>=<power>` (0 removes, a spare joins),
+    # waited for until committed; the final check proves each change in the set history
+    "set_power": (("nodes", "power"), ()),
 }
 NETNS_ACTIONS = {"partition", "isolate_proposer", "block", "loss", "heal"}
 VALIDATORS_MAX = 16
@@ -86,13 +91,15 @@ class Scenario:
     duplicate_key: int = -1
     expect_evidence: bool = False
     known_bug: str = ""
+    spares: int = 0
     config: dict[str, Any] = field(default_factory=dict)
     chaos: dict[str, Any] | None = None
     steps: tuple[Step, ...] = ()
 
     @property
     def processes(self) -> int:
-        return self.validators + self.full_nodes + (1 if self.duplicate_key >= 0 else 0)
+        return self.validators + self.full_nodes + self.spares + \
+            (1 if self.duplicate_key >= 0 else 0)
 
     @property
     def faulty(self) -> set[int]:
@@ -151,6 +158,10 @@ def _check(sc: Scenario, path: str) -> None:
         raise _fail(path, "state_sync lists a node that is not a full node")
     if sc.full_nodes and sc.duplicate_key >= 0:
         raise _fail(path, "full_nodes and duplicate_key do not mix")
+    if type(sc.spares) is not int or not 0 <= sc.spares <= VALIDATORS_MAX - sc.validators:
+        raise _fail(path, f"spares must be in 0..{VALIDATORS_MAX - sc.validators}")
+    if sc.spares and sc.full_nodes:
+        raise _fail(path, "spares and full_nodes do not mix (both follow the validators)")
     if sc.duplicate_key >= sc.validators:
         raise _fail(path, "duplicate_key names a validator that does not exist")
     # Safety is only promised below 1/3 of the power (all validators have equal power here).

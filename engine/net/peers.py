@@ -91,6 +91,8 @@ class PeerSet:
         self.dial_all = dial_all
         self.limits = limits or NetLimits()
         self._allowed = {p.node_key: p for p in peers if p.node_key != node_key.public_key}
+        #: The configured peers (``follow`` may drop some from ``_allowed`` and add others).
+        self._configured = dict(self._allowed)
         self._on_message = on_message
         self._on_connect = on_connect or (lambda key: None)
         self._on_disconnect = on_disconnect or (lambda key: None)
@@ -165,6 +167,29 @@ class PeerSet:
         """Queue an encoded message for every connected peer; returns how many took it."""
         return sum(self.send(key, message) for key in list(self._peers))
 
+    def follow(self, admitted: set[bytes], removed: set[bytes]) -> None:
+        """The peer set follows the validator set (engine/node/valset.py ``PeerFollower``):
+        ``admitted`` node keys (validators that joined after start, known by key only) may
+        connect to us; ``removed`` ones (validators that left) are disconnected, no longer
+        dialled and refused. Keys configured with an address get their dialer back when
+        admitted again."""
+        own = self.node_key.public_key
+        configured = self._configured
+        for key in admitted - removed:
+            if key == own or key in self._allowed:
+                continue
+            peer = configured.get(key, PeerAddress(key))
+            self._allowed[key] = peer
+            log.info("peer set: admitting validator %s", key.hex()[:12])
+            if peer.host and peer.port and key > own and self._server is not None \
+                    and not self._closing:
+                self._dialers.append(asyncio.create_task(self._dial_loop(peer)))
+        for key in removed:
+            if self._allowed.pop(key, None) is not None:
+                self.faults["peer_removed"] += 1
+                log.info("peer set: dropping %s (no longer a validator)", key.hex()[:12])
+                self._drop(key)
+
     def penalize(self, peer_key: bytes, reason: str) -> None:
         """Count a fault found above this layer (e.g. a vote with a bad signature)."""
         peer = self._peers.get(peer_key)
@@ -223,7 +248,7 @@ class PeerSet:
 
     async def _dial_loop(self, peer: PeerAddress) -> None:
         delay_ms = self.limits.reconnect_delay_ms_min
-        while not self._closing:
+        while not self._closing and peer.node_key in self._allowed:
             if peer.node_key not in self._peers:
                 try:
                     await self._dial(peer)

@@ -220,11 +220,16 @@ class BlockSync:
         for height, raw, cert_raw in sorted(items):
             if not nxt <= height < window_end or height in self._buffer:
                 continue
-            cert = cs.CommitCertificate.decode(cert_raw, len(self.validators))
+            # The set that signs this height (the core's: it follows the set history); a block
+            # further ahead than the history knows is left for a later request.
+            vset = driver.core.validators_for(height)
+            if vset is None:
+                continue
+            cert = cs.CommitCertificate.decode(cert_raw, len(vset))
             if cert.height != height:
                 raise ProtocolError("certificate height differs from the block's")
             # One batch verification of the certificate before it may enter the WAL.
-            cert.verify(self.chain_id, self.validators, self.signatures.verify_batch)
+            cert.verify(self.chain_id, vset, self.signatures.verify_batch)
             self._buffer[height] = (raw, cert, peer)
         self._apply_in_order()
         self._schedule()

@@ -29,6 +29,7 @@ from engine.node.ports import Counters
 from engine.node.queries import RecentBlocks, Waiters
 from engine.node.tip import ChainTip
 from engine.node.validity import BlockValidator
+from engine.node.valset import ValidatorHistory
 from engine.nonces import RESERVED_PREFIX, NonceTable
 from engine.store import Store
 
@@ -52,8 +53,11 @@ class BlockCommitter:
                  validator: BlockValidator, evidence: EvidencePool, metrics: NodeMetrics,
                  recent: RecentBlocks, waiters: Waiters, counters: Counters,
                  chain_id: str = "", validators: cs.ValidatorSet | None = None,
-                 events: EventBus | None = None, nonces: NonceTable | None = None):
+                 events: EventBus | None = None, nonces: NonceTable | None = None,
+                 history: ValidatorHistory | None = None):
         self.app = app
+        #: The validator-set history the block's ``validator_updates`` extend.
+        self.history = history
         self.chain_id = chain_id
         self.validators = validators
         self.events = events if events is not None else EventBus()
@@ -83,6 +87,7 @@ class BlockCommitter:
         else:
             result = self.app.finalize_block(decide.height, txs)
         _check_result(result, len(txs))
+        change = self._validator_change(decide.height, result)
         changes = list(result.writes.items())
         if self.nonces is not None:
             # Nonces are consumed whatever the app's result; the engine's records are state
@@ -96,7 +101,13 @@ class BlockCommitter:
             decide.height, decide.block_hash, block.head(self.validator.suite), list(block.txs),
             decide.certificate.encode(), parent_hash=block.parent_hash, app_hash=result.app_hash,
             results=_packed_results(result.tx_results), state_changes=changes,
-            tx_ids=tx_ids)
+            tx_ids=tx_ids,
+            validator_set=None if change is None else (change[0], change[1].encode()))
+        if self.history is not None:
+            if change is not None:
+                self.history.record(*change)
+                self.counters.add("validator_set_changes")
+            self.history.committed(decide.height)
         if self.nonces is not None:
             self.nonces.committed()
         self._schedule_index_compaction()
@@ -121,19 +132,44 @@ class BlockCommitter:
         for hook in self.after_commit:
             hook(decide.height)
 
+    def _validator_change(self, height: int,
+                          result: BlockResult) -> tuple[int, cs.ValidatorSet] | None:
+        """The set record the block's ``validator_updates`` make (engine/valset.py); a refused
+        batch raises ValueError naming the problem (the driver halts: every node got the same
+        batch from the same deterministic application)."""
+        updates = list(getattr(result, "validator_updates", ()) or ())
+        if not updates:
+            return None
+        if self.history is None:
+            raise RuntimeError("finalize_block returned validator updates, but this node "
+                               "keeps no validator-set history")
+        try:
+            return self.history.next_change(height, updates)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"finalize_block({height}) returned refused validator updates: "
+                             f"{e}") from e
+
+    def _set_at(self, height: int) -> cs.ValidatorSet | None:
+        if self.history is not None:
+            return self.history.at(height)
+        return self.validators
+
     def _context(self, decide: cs.Decide, block) -> BlockContext:
-        keys = [v.public_key for v in self.validators.validators] if self.validators else []
+        own = self._set_at(decide.height)
+        keys = [v.public_key for v in own.validators] if own else []
         signers: tuple[bytes, ...] = ()
-        if block.last_commit and keys:
-            cert = cs.CommitCertificate.decode(block.last_commit, len(keys))
-            signers = tuple(keys[i] for i in cert.signer_indices())
+        parent = self._set_at(decide.height - 1) if decide.height > 1 else None
+        if block.last_commit and parent is not None:
+            pkeys = [v.public_key for v in parent.validators]
+            cert = cs.CommitCertificate.decode(block.last_commit, len(pkeys))
+            signers = tuple(pkeys[i] for i in cert.signer_indices())
         return BlockContext(
             chain_id=self.chain_id, height=decide.height, time_ms=block.time_ms,
             block_hash=decide.block_hash,
             proposer=keys[block.proposer_index] if block.proposer_index < len(keys) else b"",
             proposer_index=block.proposer_index,
             evidence=tuple(cs.DuplicateVoteEvidence.decode(e) for e in block.evidence),
-            last_commit_signers=signers)
+            last_commit_signers=signers, next_validators=self._set_at(decide.height + 1))
 
     def _schedule_index_compaction(self) -> None:
         """Merge the tx index runs of recent blocks once the loop has handled what is queued

@@ -98,6 +98,13 @@ class ConsensusDriver:
         leaves no WAL record and rises to the caller, which blames the peer."""
         if not self.running:
             return
+        if wal_height > self.core.height and self.core.validators_for(wal_height) is None:
+            # Its validator set is not decided yet (the block two heights back is not
+            # committed): judged now it would be dropped, judged at replay (after that block)
+            # it would be kept. It stays out of the WAL so replay rebuilds the same state; the
+            # sender re-sends on a stall and block sync brings the height anyway.
+            self.counters.add("dropped:set_unknown")
+            return
         if self.start_gate is not None and wal_height == self.core.height \
                 and not self.core.started and not self.replaying:
             self.start_height(wal_height)
@@ -120,8 +127,11 @@ class ConsensusDriver:
             self.execute(self.core.step(event))
 
     def height_kept(self, height: int) -> bool:
-        """Whether the core keeps messages of ``height``: only those may enter the WAL."""
-        return self.core.height <= height <= self.core.height + limits.heights_ahead_max
+        """Whether the core keeps messages of ``height``: only those may enter the WAL (a
+        height whose validator set is not known yet is not kept)."""
+        core = self.core
+        return core.height <= height <= core.height + limits.heights_ahead_max \
+            and (height == core.height or core.validators_for(height) is not None)
 
     def on_timeout(self, event: cs.TimeoutFired) -> None:
         if (event.height, event.round) != (self.core.height, self.core.round):
@@ -253,7 +263,7 @@ class ConsensusDriver:
         try:
             while True:
                 height = self.core.height
-                records = self.journal.replay(height, len(self.core.validators))
+                records = self.journal.replay(height, self._set_size(height))
                 if not records and self.start_gate is not None:
                     gated = height  # a fresh height with nothing to do yet: the gate starts it
                     break
@@ -269,13 +279,18 @@ class ConsensusDriver:
                     break
             # Messages for the next heights that the core had buffered are in the WAL too.
             for ahead in range(height + 1, height + limits.heights_ahead_max + 1):
-                records = self.journal.replay(ahead, len(self.core.validators))
+                records = self.journal.replay(ahead, self._set_size(ahead))
                 self._step_all(records)
                 self._replayed(ahead, records)
         finally:
             self.replaying = False
         if gated is not None and self.start_gate is not None:
             self.start_gate(gated)
+
+    def _set_size(self, height: int) -> int:
+        """Validators in the set of ``height`` (certificates in the WAL are decoded with it)."""
+        vset = self.core.validators_for(height)
+        return len(vset if vset is not None else self.core.validators)
 
     def _step_all(self, records: list) -> None:
         for event in records:

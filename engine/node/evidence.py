@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from engine import consensus as cs
 from engine import limits
+from engine.errors import ProtocolError
 from engine.net import codec
 from engine.node.ports import Counters
 from engine.node.tip import ChainTip
+from engine.node.valset import ValidatorHistory
 from engine.node.wire import PeerWire
 from engine.suite import DEFAULT, Suite
 
@@ -21,10 +23,13 @@ __all__ = ["EvidencePool"]
 
 class EvidencePool:
     def __init__(self, *, chain_id: bytes, validators: cs.ValidatorSet, tip: ChainTip,
-                 wire: PeerWire, counters: Counters, suite: Suite = DEFAULT):
+                 wire: PeerWire, counters: Counters, suite: Suite = DEFAULT,
+                 history: ValidatorHistory | None = None):
         self.chain_id = chain_id
         self.suite = suite
         self.validators = validators
+        #: Evidence is checked against the set of its own height (None: ``validators``).
+        self.history = history
         self.tip = tip
         self.wire = wire
         self.counters = counters
@@ -40,7 +45,10 @@ class EvidencePool:
         """Evidence from a peer; ProtocolError when an item does not verify."""
         for e in items:
             ev = cs.DuplicateVoteEvidence.decode(e)
-            ev.verify(self.chain_id, self.validators, self.suite.verify)
+            vset = self.validators if self.history is None else self.history.at(ev.height)
+            if vset is None:
+                raise ProtocolError(f"evidence of height {ev.height}: its set is not known")
+            ev.verify(self.chain_id, vset, self.suite.verify)
             self.add(ev, gossip=False)
 
     def add(self, evidence: cs.DuplicateVoteEvidence, *, gossip: bool) -> None:

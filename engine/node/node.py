@@ -48,6 +48,7 @@ from engine.node.signatures import VerifiedSignatures
 from engine.node.snapshots import SnapshotManager
 from engine.node.tip import ChainTip
 from engine.node.validity import BlockValidator
+from engine.node.valset import PeerFollower, ValidatorHistory
 from engine.node.wal import Journal
 from engine.node.wire import LoopTimers, PeerOutbox, PeerWire
 from engine.nonces import NonceTable
@@ -100,6 +101,8 @@ class Node:
         self.counters = Counters()
         self.tip = ChainTip()
         self.store: Store | None = None
+        #: Which validator set signs each height (engine/node/valset.py), once started.
+        self.history: ValidatorHistory | None = None
         self.core: cs.ConsensusCore | None = None
         self.driver: ConsensusDriver | None = None
         self.peers: PeerSet | None = None
@@ -144,6 +147,8 @@ class Node:
         self.app.settings = dict(cfg.app_settings)
         self.app.info()
         self._load_tip(store, self._open_app(store))
+        history = self.history = ValidatorHistory(self.validators, store.validator_sets(),
+                                                  committed_height=self.tip.height)
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="engine-verify")
         wire = PeerWire()
         hooks = AppHooks(self.app, self.counters, self.suite)
@@ -165,13 +170,14 @@ class Node:
         observer = self._seams.observer or NullObserver()
         signatures = VerifiedSignatures(observer, self.suite)
         evidence = EvidencePool(chain_id=self.chain_id, validators=self.validators, tip=self.tip,
-                                wire=wire, counters=self.counters, suite=self.suite)
+                                wire=wire, counters=self.counters, suite=self.suite,
+                                history=history)
         validity = BlockValidator(
             chain_id=self.chain_id, validators=self.validators, tip=self.tip, mempool=mempool,
             find_committed=self._find_committed, evidence_committed=evidence.is_committed,
             block_txs_max=cfg.block_txs_max, block_bytes_max=cfg.block_bytes_max,
             counters=self.counters, app_accepts=hooks.process if hooks.processes else None,
-            nonces=nonces, suite=self.suite)
+            nonces=nonces, suite=self.suite, history=history)
         producer = BlockProducer(chain_id=self.chain_id, config=cfg, tip=self.tip,
                                  mempool=mempool, store=store, evidence=evidence,
                                  validator=validity, spawn=self._spawn,
@@ -182,10 +188,10 @@ class Node:
                                    recent=recent, waiters=self._waiters, counters=self.counters,
                                    chain_id=self.home.genesis.chain_id,
                                    validators=self.validators, events=self.events,
-                                   nonces=nonces)
+                                   nonces=nonces, history=history)
         self._queries = NodeQueries(store=store, tip=self.tip, genesis=self.home.genesis,
                                     validators=self.validators, recent=recent,
-                                    waiters=self._waiters)
+                                    waiters=self._waiters, history=history)
         sync = self._sync = BlockSync(chain_id=self.chain_id, validators=self.validators,
                                       tip=self.tip, store=store, wire=wire,
                                       signatures=signatures, counters=self.counters)
@@ -213,6 +219,16 @@ class Node:
                 wire.broadcast(sync.status_message())
 
         committer.after_commit.append(after_commit)
+        follower = PeerFollower(history, [(bytes.fromhex(p.node_key),
+                                           bytes.fromhex(p.validator) if p.validator else None)
+                                          for p in cfg.peers], self.node_key.public_key,
+                                 self.home.validator_key.public_key)
+
+        def follow_validators(height: int) -> None:
+            if self.peers is not None:
+                self.peers.follow(*follower.plan(height + 1))
+
+        committer.after_commit.append(follow_validators)
         committer.after_commit.append(hooks.recheck)
         snapshots = self.snapshots = SnapshotManager(
             store=store, app=self.app, home=self.home.path, interval=cfg.snapshot_interval,
@@ -238,6 +254,7 @@ class Node:
         if self._seams.chaos is not None:
             self.peers.chaos = self._seams.chaos
         await self.peers.start()
+        follow_validators(self.tip.height)
         if self._rpc_enabled:
             from engine.rpc.server import RpcServer
 
@@ -393,19 +410,21 @@ class Node:
 
     def _build_core(self, journal: Journal, validity: BlockValidator,
                     signatures: VerifiedSignatures) -> cs.ConsensusCore:
+        # Every node holds its signer: the set of a height says whether it signs there (a node
+        # outside it follows the chain as a full node, and starts signing once it is added).
         own = self.home.validator_key
-        signer = None
-        if self.validators.index_of(own.public_key) is not None:
-            signer = cs.SignerGuard(own, journal.restore_signer_state())
+        signer = cs.SignerGuard(own, journal.restore_signer_state())
+        history = self.history
+        assert history is not None
         cfg = self.config
         timeouts = cs.TimeoutConfig(
             propose_ms=cfg.timeout_propose_ms, propose_delta_ms=cfg.timeout_delta_ms,
             prevote_ms=cfg.timeout_prevote_ms, prevote_delta_ms=cfg.timeout_delta_ms,
             precommit_ms=cfg.timeout_precommit_ms, precommit_delta_ms=cfg.timeout_delta_ms)
-        return cs.ConsensusCore(self.chain_id, self.validators, signer,
+        return cs.ConsensusCore(self.chain_id, history.set_at(self.tip.height + 1), signer,
                                 height=self.tip.height + 1, is_valid=validity.is_valid,
                                 verify=signatures.verify, timeouts=timeouts,
-                                hash_block=validity.block_hash)
+                                hash_block=validity.block_hash, validators_at=history.at)
 
     async def _housekeeping(self, wire: PeerWire, sync: BlockSync,
                             driver: ConsensusDriver) -> None:
@@ -541,11 +560,12 @@ class Node:
     def tx_info(self, tx_id: bytes) -> TxInfo | None:
         return self._started_queries().tx_info(tx_id)
 
-    def validators_info(self) -> dict[str, Any]:
-        return self._started_queries().validators_info()
+    def validators_info(self, height: int | None = None) -> dict[str, Any]:
+        return self._started_queries().validators_info(height)
 
     def validator_set_at(self, height: int) -> cs.ValidatorSet:
-        """The validator set that signs ``height``."""
+        """The validator set that signs ``height`` (the store's set history); ValueError when
+        ``height`` < 1 or beyond what is known (latest committed + 2)."""
         return self._started_queries().validator_set_at(height)
 
     def light_block(self, height: int) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ from engine.block import Block
 from engine.config import Genesis
 from engine.node.events import result_json, unpack_result
 from engine.node.tip import ChainTip
+from engine.node.valset import ValidatorHistory
 from engine.rpc.api import TxInfo
 from engine.store import Store
 
@@ -67,11 +68,13 @@ class NodeQueries:
     """Answers from the store and the tip; waits through :class:`Waiters`."""
 
     def __init__(self, *, store: Store, tip: ChainTip, genesis: Genesis,
-                 validators: cs.ValidatorSet, recent: RecentBlocks, waiters: Waiters):
+                 validators: cs.ValidatorSet, recent: RecentBlocks, waiters: Waiters,
+                 history: ValidatorHistory | None = None):
         self.store = store
         self.tip = tip
         self.genesis = genesis
         self.validators = validators
+        self.history = history
         self.recent = recent
         self.waiters = waiters
 
@@ -110,7 +113,8 @@ class NodeQueries:
         if stored is None:
             return None
         b = Block.decode(stored.header, header_only=True)
-        cert = cs.CommitCertificate.decode(stored.certificate, len(self.validators))
+        cert = cs.CommitCertificate.decode(stored.certificate,
+                                           len(self.validator_set_at(height)))
         return {
             "height": stored.height, "hash": stored.block_hash.hex(),
             "parent_hash": stored.parent_hash.hex(), "time_ms": b.time_ms,
@@ -173,14 +177,13 @@ class NodeQueries:
         }
 
     def validator_set_at(self, height: int) -> cs.ValidatorSet:
-        """The set that signs ``height``.
-
-        Minimal version for the light-client branch: the set is static (genesis) here. The
-        validator-set-changes branch (issue 15 items 1-2) replaces this with the store's set
-        history; the light client only relies on this method's name and meaning."""
+        """The set that signs ``height`` (from the store's set history); ValueError when
+        ``height`` is not an int >= 1 or its set is not known yet (beyond latest + 2)."""
         if type(height) is not int or height < 1:
-            raise ValueError(f"height must be a positive int, not {height!r}")
-        return self.validators
+            raise ValueError(f"height must be an int >= 1, not {height!r}")
+        if self.history is None:
+            return self.validators
+        return self.history.set_at(height)
 
     def light_block(self, height: int) -> dict[str, Any] | None:
         """``GET /light_block/{h}``: the header, commit certificate and signing set of
@@ -196,9 +199,15 @@ class NodeQueries:
                 "header": header.encode().hex(), "certificate": stored.certificate.hex(),
                 "validators": self.validator_set_at(height).encode().hex()}
 
-    def validators_info(self) -> dict[str, Any]:
-        return {"total_power": self.validators.total_power,
-                "validators": [{"index": i, "name": gv.name, "public_key": v.public_key.hex(),
-                                "power": v.power}
-                               for i, (v, gv) in enumerate(zip(self.validators.validators,
-                                                               self.genesis.validators))]}
+    def validators_info(self, height: int | None = None) -> dict[str, Any]:
+        """The set that signs ``height`` (default: the next height to commit, latest + 1):
+        ``{height, total_power, hash, validators: [{index, pub_key, power, name}]}``."""
+        at = self.tip.height + 1 if height is None else height
+        vset = self.validator_set_at(at)
+        names = {gv.public_key: gv.name for gv in self.genesis.validators}
+        return {"height": at, "total_power": vset.total_power,
+                "hash": vset.hash(self.store.suite.hash).hex(),
+                "validators": [{"index": i, "pub_key": v.public_key.hex(),
+                                "public_key": v.public_key.hex(), "power": v.power,
+                                "name": names.get(v.public_key, "")}
+                               for i, v in enumerate(vset.validators)]}

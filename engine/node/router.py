@@ -92,9 +92,13 @@ class PeerRouter:
         p = cs.Proposal.decode(proposal)
         if not self.driver.height_kept(p.height):
             return None
-        if not 0 <= p.proposer_index < len(self.validators) or not self.signatures.verify_batch(
-                [self.validators.public_key(p.proposer_index)], [p.sign_bytes(self.chain_id)],
+        vset = self._set_of(p.height)
+        if vset is None:
+            return None
+        if not 0 <= p.proposer_index < len(vset) or not self.signatures.verify_batch(
+                [vset.public_key(p.proposer_index)], [p.sign_bytes(self.chain_id)],
                 [p.signature])[0]:
+            self.driver.counters.add("dropped:not_a_validator")
             raise ProtocolError("proposal is not signed by a validator")
         return p
 
@@ -171,12 +175,18 @@ class PeerRouter:
     def _on_votes(self, peer: bytes, raw_votes: list[bytes]) -> None:
         votes = [cs.Vote.decode(v) for v in raw_votes]
         live = [v for v in votes if self.driver.height_kept(v.height)]
-        known = [v for v in live if 0 <= v.validator_index < len(self.validators)]
+        sets = {h: self._set_of(h) for h in {v.height for v in live}}
+        live = [v for v in live if sets[v.height] is not None]
+        known = [v for v in live if 0 <= v.validator_index < len(sets[v.height])]  # type: ignore[arg-type]
         verdicts = self.signatures.verify_batch(
-            [self.validators.public_key(v.validator_index) for v in known],
+            [sets[v.height].public_key(v.validator_index) for v in known],  # type: ignore[union-attr]
             [v.sign_bytes(self.chain_id) for v in known],
             [v.signature for v in known]) if known else []
         bad = len(live) - len(known) + verdicts.count(False)
+        if bad:
+            # Not signed by the validator that holds that index at that height (a removed
+            # validator that keeps sending ends up here): dropped, counted, peer penalised.
+            self.driver.counters.add("dropped:not_a_validator", bad)
         for v, ok in zip(known, verdicts):
             if not ok or not self.driver.height_kept(v.height):
                 continue
@@ -186,6 +196,13 @@ class PeerRouter:
                 bad += 1
         if bad:
             raise ProtocolError(f"{bad} invalid votes in a batch")
+
+    def _set_of(self, height: int) -> cs.ValidatorSet | None:
+        """The set that signs ``height``; None (counted) when not known yet."""
+        vset = self.driver.core.validators_for(height)
+        if vset is None:
+            self.driver.counters.add("dropped:set_unknown")
+        return vset
 
     def _on_evidence(self, peer: bytes, items: list[bytes]) -> None:
         self.evidence.on_message(items)

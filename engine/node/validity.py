@@ -24,6 +24,7 @@ from engine.errors import ProtocolError
 from engine.mempool import Mempool
 from engine.node.ports import Counters
 from engine.node.tip import ChainTip
+from engine.node.valset import ValidatorHistory
 from engine.nonces import NonceTable
 from engine.suite import DEFAULT as _DEFAULT_SUITE
 from engine.suite import Suite
@@ -46,10 +47,13 @@ class BlockValidator:
                  evidence_committed: Callable[[bytes], bool], block_txs_max: int,
                  block_bytes_max: int, counters: Counters,
                  app_accepts: Callable[[int, list[bytes], list[bytes]], bool] | None = None,
-                 nonces: NonceTable | None = None, suite: Suite = _DEFAULT_SUITE):
+                 nonces: NonceTable | None = None, suite: Suite = _DEFAULT_SUITE,
+                 history: ValidatorHistory | None = None):
         self.chain_id = chain_id
         self.suite = suite
         self.validators = validators
+        #: Which set signs each height (None: ``validators`` signs every height).
+        self.history = history
         self.tip = tip
         self.mempool = mempool
         self.find_committed = find_committed
@@ -66,8 +70,16 @@ class BlockValidator:
 
     def validator_hashes(self, height: int) -> tuple[bytes, bytes]:
         """(validators_hash, next_validators_hash) that a block at ``height`` must carry."""
-        h = self.validators.hash(self.suite.hash)
-        return h, h
+        hash_fn = self.suite.hash
+        if self.history is None:
+            h = self.validators.hash(hash_fn)
+            return h, h
+        return (self.history.set_at(height).hash(hash_fn),
+                self.history.set_at(height + 1).hash(hash_fn))
+
+    def set_at(self, height: int) -> cs.ValidatorSet:
+        """The set that signs ``height`` (ValueError when not known)."""
+        return self.validators if self.history is None else self.history.set_at(height)
 
     def block_hash(self, raw: bytes) -> bytes:
         """The block id in this chain's suite (the core's ``hash_block``)."""
@@ -152,7 +164,7 @@ class BlockValidator:
             if not height - limits.evidence_age_heights_max <= ev.height < height \
                     or self.evidence_committed(self.suite.hash(e)):
                 raise ProtocolError("evidence is too old, from the future or already committed")
-            ev.verify(self.chain_id, self.validators, self.suite.verify)
+            ev.verify(self.chain_id, self.set_at(ev.height), self.suite.verify)
         if self.app_accepts is not None and not self.app_accepts(height, list(b.txs), ids):
             raise ProtocolError("the application rejected the block (process_proposal)")
 
@@ -163,10 +175,11 @@ class BlockValidator:
             return
         if raw in self._certificates_ok:
             return
-        cert = cs.CommitCertificate.decode(raw, len(self.validators))
+        parent_set = self.set_at(height - 1)
+        cert = cs.CommitCertificate.decode(raw, len(parent_set))
         if cert.height != height - 1 or cert.block_hash != self.tip.block_hash:
             raise ProtocolError("last commit is not for the parent block")
-        cert.verify(self.chain_id, self.validators, self.suite.verify_batch)
+        cert.verify(self.chain_id, parent_set, self.suite.verify_batch)
         if len(self._certificates_ok) >= limits.certificates_cached_max:
             self._certificates_ok.clear()
         self._certificates_ok.add(raw)

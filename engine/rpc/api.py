@@ -7,10 +7,7 @@ change inside without the HTTP layer noticing (and a test can serve the API from
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol, TypedDict, runtime_checkable
-
-if TYPE_CHECKING:
-    from engine.consensus import ValidatorSet
+from typing import Any, Protocol, TypedDict, runtime_checkable
 
 __all__ = ["EventInfo", "EventSubscription", "NodeAPI", "QueryInfo", "ResultInfo", "StatusInfo",
            "SubmitResult", "TxInfo"]
@@ -143,10 +140,14 @@ class NodeAPI(Protocol):
 
     async def submit_txs(self, envelopes: list[bytes]) -> Sequence[SubmitResult]: ...
 
-    def validators_info(self) -> dict[str, Any]: ...
+    def validators_info(self, height: int | None = None) -> dict[str, Any]:
+        """The set that signs ``height`` (default latest + 1): ``{height, total_power, hash,
+        validators: [{index, pub_key, power, name}]}``; ValueError when not known."""
+        ...
 
-    def validator_set_at(self, height: int) -> ValidatorSet:
-        """The set that signs ``height`` (ValueError for a height that is not positive)."""
+    def validator_set_at(self, height: int) -> Any:
+        """The ``engine.consensus.ValidatorSet`` that signs ``height`` (the store's set
+        history); ValueError when ``height`` < 1 or beyond what is known (latest + 2)."""
         ...
 
     def light_block(self, height: int) -> dict[str, Any] | None:

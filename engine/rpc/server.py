@@ -21,7 +21,7 @@ GET  /query            ``?path=P&data=HEX[&height=H][&prove=true]``: the applica
 GET  /subscribe        WebSocket: committed tx/block events matching every ``filter``
                        (``type`` or ``type.key=value``); a slow client is dropped with a
                        last ``{"error": "slow_client"}`` message and close code 1008
-GET  /validators       the validator set
+GET  /validators       the validator set (?height=H: the set that signs H; default latest + 1)
 GET  /light_block/{h}  header, commit certificate and signing set of height h, hex of each
                        part (``?format=binary``: the binary light block), docs/formats.md
 GET  /metrics          Prometheus text format
@@ -281,7 +281,14 @@ def make_app(node: NodeAPI) -> web.Application:
 
     @routes.get("/validators")
     async def get_validators(request: web.Request) -> web.Response:
-        return web.json_response(node.validators_info())
+        text = request.query.get("height")
+        if text is None:
+            return web.json_response(node.validators_info())
+        try:
+            height = parse_int(text, "height", 1, HEIGHT_MAX)
+            return web.json_response(node.validators_info(height))
+        except ValueError as e:
+            return error(400, "bad_height", str(e))
 
     @routes.get("/light_block/{height}")
     async def get_light_block(request: web.Request) -> web.Response:

@@ -54,9 +54,18 @@ class SimBlock:
 def make_validity(chain_id: bytes, validators: ValidatorSet,
                   verify: Callable[[bytes, bytes, bytes], bool],
                   verify_batch: Callable[..., list],
-                  parent_of: Callable[[int], bytes | None]) -> Callable[[int, bytes], bool]:
+                  parent_of: Callable[[int], bytes | None],
+                  validators_at: Callable[[int], ValidatorSet | None] | None = None,
+                  ) -> Callable[[int, bytes], bool]:
     """``is_valid(height, block)`` for one node; ``parent_of(height)`` is the hash that node
-    decided at height - 1 (GENESIS_HASH for height 1), or None when it does not know it."""
+    decided at height - 1 (GENESIS_HASH for height 1), or None when it does not know it;
+    ``validators_at(height)`` the set that signs a height (default: ``validators`` for all)."""
+
+    def set_at(height: int) -> ValidatorSet:
+        vset = validators_at(height) if validators_at is not None else validators
+        if vset is None:
+            raise ProtocolError(f"the set of height {height} is not known")
+        return vset
 
     def is_valid(height: int, data: bytes) -> bool:
         parent = parent_of(height)
@@ -66,15 +75,16 @@ def make_validity(chain_id: bytes, validators: ValidatorSet,
                     or block.parent_hash != parent:
                 return False
             for e in block.evidence:
-                e.verify(chain_id, validators, verify)
                 if e.height >= height:
                     return False
+                e.verify(chain_id, set_at(e.height), verify)
             if height == 1:
                 return block.last_commit == b""
-            cert = CommitCertificate.decode(block.last_commit, len(validators))
+            parent_set = set_at(height - 1)
+            cert = CommitCertificate.decode(block.last_commit, len(parent_set))
             if cert.height != height - 1 or cert.block_hash != parent:
                 return False
-            cert.verify(chain_id, validators, verify_batch)
+            cert.verify(chain_id, parent_set, verify_batch)
         except ProtocolError:
             return False
         return True

@@ -62,7 +62,9 @@ class Checker:
         if (cert.height, cert.round, cert.block_hash) != (a.height, a.round, a.block_hash):
             self.violation(f"certificate does not match the decision at height {a.height}")
         try:
-            cert.verify(node.core.chain_id, self.world.validator_set, cached_verify_batch)
+            # Against the set that signs this height (the canonical history).
+            cert.verify(node.core.chain_id, self.world.history.set_at(a.height),
+                        cached_verify_batch)
         except ProtocolError as e:
             self.violation(f"bad commit certificate at height {a.height}: {e}")
 

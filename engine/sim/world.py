@@ -42,6 +42,7 @@ from engine.consensus import (
     ValueReady,
     Vote,
     VoteReceived,
+    VoteType,
     proposal_sign_bytes,
     vote_sign_bytes,
 )
@@ -49,12 +50,15 @@ from engine.consensus.core import _event_height
 from engine.crypto import SigningKey
 from engine.node.driver import ConsensusDriver
 from engine.node.ports import Counters
+from engine.node.valset import ValidatorHistory
 from engine.node.wal import Journal
 from engine.sim.blocks import GENESIS_HASH, SimBlock, make_validity
 from engine.sim.checker import Checker
 from engine.sim.crypto_cache import cached_verify, cached_verify_batch
 from engine.sim.faults import BEHAVIOURS, FaultPlan, draw_plan, draw_wal_losses
 from engine.sim.storage import MemoryWalStore
+from engine.sim.valsets import draw_changes
+from engine.valset import ValidatorUpdate
 
 CHAIN_ID = b"engine-sim"
 SIM_TIMEOUTS = TimeoutConfig(propose_ms=400, propose_delta_ms=100, prevote_ms=200,
@@ -81,6 +85,10 @@ class SimConfig:
     #: ``limits.wal_flush_ms``): a crash then also loses what was not written yet. Off by
     #: default, so a crash that loses nothing can be checked to rebuild the exact state.
     wal_buffered: bool = False
+    #: Validator-set changes drawn per seed (engine/sim/valsets.py); 0: a fixed set.
+    valset_changes: int = 0
+    #: Extra honest nodes that start outside the set (they may join), with set changes.
+    spare_validators: int = 2
 
 
 @dataclass
@@ -96,6 +104,10 @@ class SeedResult:
     plan: str = ""
     #: Crashes that lost records from the WAL tail.
     wal_losses: int = 0
+    #: Validator-set changes that took effect within the decided heights.
+    valset_changes: int = 0
+    #: Votes a removed validator kept sending that honest nodes refused.
+    removed_votes_refused: int = 0
 
 
 _KEYS: dict[int, SigningKey] = {}
@@ -196,6 +208,10 @@ class SimNode:
         self.counters = Counters()
         self.driver: ConsensusDriver = None  # type: ignore[assignment]  # boot() builds it
         self.last_hrs: tuple = ()
+        #: Which set signs each height, as this node knows it (extended on its commits).
+        self.history = ValidatorHistory(world.validator_set)
+        #: The index this validator last held (a removed one keeps sending with it).
+        self.last_index: int | None = None
 
     def boot(self) -> None:
         """Build the driver (once the world's fault plan exists)."""
@@ -222,12 +238,13 @@ class SimNode:
             journal = Journal(self.store, timers)
         else:  # write-through: a crash loses only what lose_tail takes
             journal = Journal(self.store, timers, pending_bytes_max=0)
+        height = len(self.decided) + 1
         core = ConsensusCore(
-            CHAIN_ID, w.validator_set, SignerGuard(self.key, journal.restore_signer_state()),
-            height=len(self.decided) + 1,
+            CHAIN_ID, self.history.set_at(height),
+            SignerGuard(self.key, journal.restore_signer_state()), height=height,
             is_valid=make_validity(CHAIN_ID, w.validator_set, cached_verify,
-                                   cached_verify_batch, self._parent_of),
-            verify=cached_verify, timeouts=SIM_TIMEOUTS)
+                                   cached_verify_batch, self._parent_of, self.history.at),
+            verify=cached_verify, timeouts=SIM_TIMEOUTS, validators_at=self.history.at)
         return ConsensusDriver(core, journal=journal, outbox=_SimOutbox(self), timers=timers,
                                values=self, committer=self, evidence=self,
                                observer=_SimObserver(self), counters=self.counters,
@@ -243,6 +260,10 @@ class SimNode:
         if a.height in self.decided:
             return
         self.decided[a.height] = (a.block_hash, a.block, a.certificate)
+        change = self.history.next_change(a.height, self.world.changes.get(a.height, []))
+        if change is not None:
+            self.history.record(*change)
+        self.history.committed(a.height)
         self.store.drop_decided(a.height)
         block = SimBlock.decode(a.block)
         for e in block.evidence:
@@ -326,10 +347,28 @@ class SimNode:
         if hrs == self.last_hrs:
             self.driver.relay_on_stall(len(self.world.validator_set))
         self.last_hrs = hrs
+        if core.own_index is not None:
+            self.last_index = core.own_index
+        elif self.last_index is not None and self.honest:
+            self.zombie_votes()
 
+    def zombie_votes(self) -> None:
+        """A removed validator that keeps sending: a signed prevote at the current height
+        under the index it held (bypassing its guard, as a misconfigured or hostile node
+        would). Every node must refuse it: the index is someone else's, or out of range."""
+        w, core = self.world, self.core
+        assert self.last_index is not None
+        bh = w.rng.randbytes(32)
+        sb = vote_sign_bytes(CHAIN_ID, 1, core.height, core.round, bh)
+        vote = Vote(VoteType.PREVOTE, core.height, core.round, bh, self.last_index,
+                    self.key.sign(sb))
+        for dst in self._targets(None):
+            w.send(self.instance, dst, ("vote", vote, "removed"))
     def on_message(self, src: int, msg: tuple) -> None:
         kind = msg[0]
-        if kind == "vote":
+        if kind == "vote" and len(msg) == 3:  # from a removed validator
+            self._refuse_removed(msg[1])
+        elif kind == "vote":
             self._catch_up(src, msg[1].height)
             if self.driver.height_kept(msg[1].height):
                 self.feed(VoteReceived(msg[1]))
@@ -343,6 +382,19 @@ class SimNode:
             d = self.decided.get(msg[1])
             if d is not None:
                 self.world.send(self.instance, src, ("commit", d[1], d[2]))
+
+    def _refuse_removed(self, vote: Vote) -> None:
+        """A removed validator's vote goes through the driver like any other; it must be
+        refused (ProtocolError) whenever this node judges it (its height is the current one)."""
+        if not self.up or vote.height != self.core.height:
+            return
+        try:
+            self.driver.input(VoteReceived(vote), vote.height)
+        except ProtocolError:
+            self.world.removed_votes_refused += 1
+            return
+        self.world.checker.violation(f"instance {self.instance} accepted a vote of removed "
+                                     f"validator {self.validator} at height {vote.height}")
 
     def _catch_up(self, src: int, height: int) -> None:
         if height < self.core.height:
@@ -395,9 +447,24 @@ class World:
                                            for i in range(n)])
         byzantine = list(range(n - config.byzantine, n))
         behaviours = {v: self.rng.choice(config.behaviours) for v in byzantine}
+        spares = config.spare_validators if config.valset_changes else 0
+        self.changes: dict[int, list[ValidatorUpdate]] = {}
+        if config.valset_changes:
+            self.changes = draw_changes(
+                random.Random(f"engine/sim/valsets/{seed}"), self.validator_set,
+                [validator_key(i).public_key for i in range(n + spares)],
+                {validator_key(v).public_key for v in byzantine}, config.valset_changes,
+                config.heights)
+        #: The canonical set history (the checker verifies certificates against it).
+        self.history = ValidatorHistory(self.validator_set, committed_height=1 << 40)
+        for h, updates in sorted(self.changes.items()):
+            change = self.history.next_change(h, updates)
+            assert change is not None
+            self.history.record(*change)
+        self.removed_votes_refused = 0
         self.nodes: list[SimNode] = []
         instances_of: dict[int, list[int]] = {}
-        for v in range(n):
+        for v in range(n + spares):
             copies = 2 if behaviours.get(v) == "twin" else 1
             for _ in range(copies):
                 node = SimNode(self, len(self.nodes), v, behaviours.get(v))
@@ -508,9 +575,11 @@ class World:
         committed: set[bytes] = set()
         for n in honest:
             committed |= n.evidence_committed
+        changed = sum(1 for start, _ in self.history.changes()[1:] if start <= heights)
         return SeedResult(self.seed, heights, rounds, self.checker.decisions, self.messages,
                           self.now_ms, len(committed), list(self.checker.violations),
-                          self.plan.describe(), self.wal_losses)
+                          self.plan.describe(), self.wal_losses, changed,
+                          self.removed_votes_refused)
 
 
 def run_seed(seed: int, config: SimConfig) -> SeedResult:

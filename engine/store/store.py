@@ -15,8 +15,12 @@ from dataclasses import dataclass
 import lmdb
 import numpy as np
 
-from engine.hashing import HASH_BYTES, MerkleProof, blake3
-from engine.store import _codec, _txindex
+from engine.hashing import (
+    HASH_BYTES,
+    MerkleProof,
+    blake3,
+)
+from engine.store import _codec, _txindex, _valsets
 from engine.store._records import (
     HEIGHT,
     TAG_BYTES,
@@ -436,7 +440,8 @@ class Store:
                    certificate: bytes, *, parent_hash: bytes, app_hash: bytes,
                    results: Sequence[bytes] = (),
                    state_changes: Iterable[tuple[bytes, bytes | None]] = (),
-                   tx_ids: Sequence[bytes] | bytes | None = None) -> bytes:
+                   tx_ids: Sequence[bytes] | bytes | None = None,
+                   validator_set: tuple[int, bytes] | None = None) -> bytes:
         """Store a committed block in one write transaction and return its tx Merkle root.
 
         The transaction writes the block (``header`` plus ``txs``), its commit ``certificate``,
@@ -446,12 +451,21 @@ class Store:
         height >= 1 for the first block of an empty store); ``parent_hash`` must equal the
         stored hash of ``height - 1`` when that block is stored. ``tx_ids`` (BLAKE3 of each tx,
         as admission computed them) may be given to save hashing; they are trusted.
+        ``validator_set`` ``(from_height, encoded set)`` records, in the same transaction, the
+        set that signs ``from_height`` (> ``height``) and on (engine/store/_valsets.py).
         """
         args = self._block_args(height, block_hash, header, txs, certificate, parent_hash,
                                 app_hash, results, state_changes, tx_ids)
+        vset = None
+        if validator_set is not None:
+            from_height = _uint(validator_set[0], "validator_set height", 40, height + 1)
+            vset = (from_height, _bytes(validator_set[1], "validator_set set"))
 
         def write(txn):
-            return self._save_block(txn, *args)
+            out = self._save_block(txn, *args)
+            if vset is not None:
+                self._put_meta(txn, _valsets.key(vset[0]), vset[1])
+            return out
 
         root, pending = self._write(write, what=f"save block {height}")
         self._index_pending = pending
@@ -843,6 +857,12 @@ class Store:
             self._put_meta(txn, b"genesis", app_hash)
 
         self._write(write, durable=True, what="save genesis")
+
+    def validator_sets(self) -> list[tuple[int, bytes]]:
+        """The validator-set history: every (first height it signs, encoded set) record, in
+        height order (empty while the genesis set signs every height)."""
+        return self._read(lambda txn: _valsets.records(txn, self._dbs["meta"]),
+                          what="read validator sets")
 
     def genesis_app_hash(self) -> bytes | None:
         """The app hash saved by :meth:`save_genesis`, None before (or in an older store)."""

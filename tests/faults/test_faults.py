@@ -53,6 +53,9 @@ def test_scenario(path, tmp_path):
         assert report.txs_acknowledged > 0
     if sc.expect_evidence:
         assert report.evidence and report.equivocations
+    changes = [s for s in sc.steps if s.action == "set_power"]
+    if changes:  # every change is in every honest store's set history (checked by the runner)
+        assert report.faults_seen.get("valset_changes") == len(changes), report.faults_seen
 
 
 def test_scenario_files_are_checked(tmp_path):

@@ -52,8 +52,11 @@ class FakeNode:
         self.submitted.extend(envelopes)
         return [Result("ok", bytes(32)) for _ in envelopes]
 
-    def validators_info(self) -> dict[str, Any]:
+    def validators_info(self, height: int | None = None) -> dict[str, Any]:
         return {"validators": []}
+
+    def validator_set_at(self, height: int) -> Any:
+        raise ValueError("the fake node has no validator set")
 
     def metrics_text(self) -> bytes:
         return b"# fake\n"

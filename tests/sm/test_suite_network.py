@@ -52,7 +52,7 @@ def _check_stores(workdir: str) -> None:
             report = check_store(store, verifier_for_home(home))
             assert report.ok and report.blocks > 1 and report.txs > 0, report.summary()
             # The same blocks judged as an ed25519-blake3 chain fail (ids, roots, validators).
-            wrong = check_store(store, make_verifier(b"demo", validators, ED25519_BLAKE3))
+            wrong = check_store(store, make_verifier(b"demo", validators, suite=ED25519_BLAKE3))
             assert not wrong.ok
             assert any("validators_hash is not the hash" in p for p in wrong.problems)
             block = store.load_block(store.latest_height())

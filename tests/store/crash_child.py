@@ -23,6 +23,12 @@ def block_content(height: int):
             "results": [b"r%d" % i for i in range(n)], "state_changes": changes}
 
 
+def valset_record(height: int) -> tuple[int, bytes] | None:
+    """Every 7th block changes the validator set (the record of height + 2, saved in the
+    block's own transaction)."""
+    return (height + 2, b"set %d" % (height + 2)) if height % 7 == 0 else None
+
+
 def sign_bytes(height: int, round_: int, step: int) -> bytes:
     return b"vote %d %d %d" % (height, round_, step)
 
@@ -51,7 +57,7 @@ def main(path: str) -> None:
         parent = blake3(b"block %d" % (height - 1)) if height > 1 else bytes(32)
         store.save_block(height, c["block_hash"], c["header"], c["txs"], c["certificate"],
                          parent_hash=parent, app_hash=c["app_hash"], results=c["results"],
-                         state_changes=c["state_changes"])
+                         state_changes=c["state_changes"], validator_set=valset_record(height))
         print("block", height, flush=True)
         if store.compact_index():  # as the node does after each commit; kills land here too
             print("compact", store._read(store._indexed_height), flush=True)

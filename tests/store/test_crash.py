@@ -12,7 +12,7 @@ import time
 
 from engine.hashing import blake3
 from engine.store import Store, check_store
-from tests.store.crash_child import block_content, fake_sign, sign_bytes
+from tests.store.crash_child import block_content, fake_sign, sign_bytes, valset_record
 
 CHILD = os.path.join(os.path.dirname(__file__), "crash_child.py")
 TRIALS = int(os.environ.get("ENGINE_CRASH_TRIALS", "20"))
@@ -68,6 +68,10 @@ def _verify(path: str, lines, previous: dict) -> dict:
             found = store.find_txs([blake3(tx) for tx in want["txs"]])
             assert [(f.height, f.index) for f in found] == \
                 [(h, i) for i in range(len(want["txs"]))], "tx index lost a block's entries"
+        # The set history holds exactly the records of the committed blocks (same txn).
+        assert store.validator_sets() == [r for h in range(1, latest + 1)
+                                          if (r := valset_record(h)) is not None], \
+            "validator-set history disagrees with the committed blocks"
         if latest:
             assert store.state_get(b"height") == b"%d" % latest, "state not in the block's txn"
             assert store.app_hash() == blake3(b"app %d" % latest)
