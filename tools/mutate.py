@@ -108,6 +108,24 @@ MUTANTS = [
            "        if False:  # mutant: a proposal's transactions are not verified",
            ("tests/node/test_validity.py",),
            "a transaction inside a proposal is valid only with a valid signature"),
+    # Issue 13 leftovers: the slot attack end to end, and the soak's memory findings.
+    Mutant("configured-peers-share-stranger-slots", "engine/net/peers.py",
+           "        configured = source in self._configured_sources\n",
+           "        configured = False  # mutant: no slot is reserved for configured peers\n",
+           ("tests/net/test_handshake_slots.py",
+            ("tests/faults/test_slot_attack.py::"
+             "test_restarted_validators_reconnect_while_every_node_is_slot_attacked")),
+           "idle reconnecting strangers cannot lock configured peers and validators out"),
+    Mutant("heap-never-trimmed", "engine/allocator.py",
+           "    lib.malloc_trim(0)  # ctypes releases the GIL for the call\n",
+           "    pass  # mutant: freed heap pages are never returned\n",
+           ("tests/test_allocator.py",),
+           "a node returns freed heap pages to the OS (the soak's RSS levels off)"),
+    Mutant("committed-id-cache-unbounded", "engine/mempool.py",
+           "        while len(self._committed) > self.limits.committed_cache_max:",
+           "        while len(self._committed) > 4 * self.limits.committed_cache_max:",
+           ("tests/test_allocator.py", "tests/node/test_mempool_paths.py"),
+           "the committed-id cache stays within its named bound (engine/limits.py)"),
 ]
 
 #: Mutants not written yet (none: the node's three are above).

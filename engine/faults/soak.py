@@ -164,8 +164,19 @@ async def load(rpc_ports: list[int], chain_id: str, rate_tps: int, stop: asyncio
 
 
 # ---------------------------------------------------------------- the run
+def _spawn(home: str, log: str, trace_dir: str | None):
+    """spawn_node, with heap snapshots (engine/memtrace.py) when ``trace_dir`` is given."""
+    if trace_dir is None:
+        return spawn_node(home, log)
+    os.environ["ENGINE_TRACEMALLOC"] = trace_dir
+    try:
+        return spawn_node(home, log)
+    finally:
+        del os.environ["ENGINE_TRACEMALLOC"]
+
+
 async def soak(duration_s: float, out: str, fault_every_s: float, sample_every_s: float,
-               rate_tps: int, seed: int) -> int:
+               rate_tps: int, seed: int, trace_node: int | None = None) -> int:
     import aiohttp
 
     rng = random.Random(seed)
@@ -176,7 +187,8 @@ async def soak(duration_s: float, out: str, fault_every_s: float, sample_every_s
     p2p = [h.config.p2p_port for h in homes]
     rpc = [h.config.rpc_port for h in homes]
     logs = [os.path.join(work, f"node{i}.log") for i in range(4)]
-    procs = [spawn_node(h.path, logs[i]) for i, h in enumerate(homes)]
+    traces = [os.path.join(out, f"heap-node{i}") if i == trace_node else None for i in range(4)]
+    procs = [_spawn(h.path, logs[i], traces[i]) for i, h in enumerate(homes)]
     stop = asyncio.Event()
     stats = {"accepted": 0, "errors": 0}
     samples: list[tuple[float, int, float, int, float]] = []
@@ -209,7 +221,7 @@ async def soak(duration_s: float, out: str, fault_every_s: float, sample_every_s
                 procs[i].wait()
                 await asyncio.sleep(1)
                 os.rename(logs[i], logs[i] + f".{int(now())}")  # each process has its log
-                procs[i] = spawn_node(homes[i].path, logs[i])
+                procs[i] = _spawn(homes[i].path, logs[i], traces[i])
             elif kind == "pause":
                 os.kill(procs[i].pid, signal.SIGSTOP)
                 await asyncio.sleep(4)
@@ -301,22 +313,6 @@ def _plot(samples, events, path: str, duration_s: float) -> None:
     fig.savefig(path, dpi=110)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m engine.faults.soak", description=__doc__)
-    ap.add_argument("--duration", type=float, default=1200.0)
-    ap.add_argument("--out", default="soak-results")
-    ap.add_argument("--fault-every", type=float, default=30.0)
-    ap.add_argument("--sample-every", type=float, default=2.0)
-    ap.add_argument("--rate", type=int, default=200)
-    ap.add_argument("--seed", type=int, default=1)
-    a = ap.parse_args(argv)
-    return asyncio.run(soak(a.duration, a.out, a.fault_every, a.sample_every, a.rate, a.seed))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def _write_csv(path: str, samples: list) -> None:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
@@ -327,3 +323,24 @@ def _write_csv(path: str, samples: list) -> None:
 def _read(path: str) -> str:
     with open(path, errors="replace") as f:
         return f.read()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m engine.faults.soak", description=__doc__)
+    ap.add_argument("--duration", type=float, default=1200.0)
+    ap.add_argument("--out", default="soak-results")
+    ap.add_argument("--fault-every", type=float, default=30.0)
+    ap.add_argument("--sample-every", type=float, default=2.0)
+    ap.add_argument("--rate", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--trace-node", type=int, choices=range(4), default=None,
+                    help="heap snapshots of this node in OUT/heap-nodeN (engine/memtrace.py; "
+                    "ENGINE_TRACEMALLOC_EVERY_S sets the interval)")
+    a = ap.parse_args(argv)
+    return asyncio.run(soak(a.duration, a.out, a.fault_every, a.sample_every, a.rate, a.seed,
+                            a.trace_node))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
