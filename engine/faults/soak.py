@@ -175,6 +175,19 @@ def _spawn(home: str, log: str, trace_dir: str | None):
         del os.environ["ENGINE_TRACEMALLOC"]
 
 
+async def _respawn(home: str, log: str, trace_dir: str | None, events: list, now):
+    """Restart a killed node; a process that exits at once (its port taken meanwhile) is
+    started again, up to 5 times, and each retry is recorded as an event."""
+    for attempt in range(5):
+        proc = _spawn(home, log, trace_dir)
+        await asyncio.sleep(3)
+        if proc.poll() is None:
+            return proc
+        events.append((now(), f"restart failed ({proc.returncode})"))
+        os.rename(log, f"{log}.failed{attempt}")
+    return proc
+
+
 async def soak(duration_s: float, out: str, fault_every_s: float, sample_every_s: float,
                rate_tps: int, seed: int, trace_node: int | None = None) -> int:
     import aiohttp
@@ -221,7 +234,7 @@ async def soak(duration_s: float, out: str, fault_every_s: float, sample_every_s
                 procs[i].wait()
                 await asyncio.sleep(1)
                 os.rename(logs[i], logs[i] + f".{int(now())}")  # each process has its log
-                procs[i] = _spawn(homes[i].path, logs[i], traces[i])
+                procs[i] = await _respawn(homes[i].path, logs[i], traces[i], events, now)
             elif kind == "pause":
                 os.kill(procs[i].pid, signal.SIGSTOP)
                 await asyncio.sleep(4)
@@ -235,14 +248,19 @@ async def soak(duration_s: float, out: str, fault_every_s: float, sample_every_s
     await asyncio.sleep(duration_s)
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
-    heights = []
+    heights: list[int | None] = [None] * 4
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
-        for port in rpc:
-            try:
-                async with http.get(f"http://127.0.0.1:{port}/status") as r:
-                    heights.append((await r.json())["latest_height"])
-            except Exception:  # noqa: BLE001
-                heights.append(None)
+        # A node the last fault restarted may still be starting: give it 30 s to answer.
+        deadline = time.monotonic() + 30
+        while None in heights and time.monotonic() < deadline:
+            for i, port in enumerate(rpc):
+                try:
+                    async with http.get(f"http://127.0.0.1:{port}/status") as r:
+                        heights[i] = (await r.json())["latest_height"]
+                except Exception:  # noqa: BLE001, S110 - retried until the deadline
+                    pass
+            if None in heights:
+                await asyncio.sleep(1)
     shutdown_nodes(procs, 10)
 
     _write_csv(os.path.join(out, "soak.csv"), samples)
