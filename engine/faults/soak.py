@@ -12,8 +12,10 @@ closed (handshake slots), connections reset right after connecting, RPC gzip bom
 RPC requests, out-of-range heights on RPC. The load never stops.
 
 "Levels off" is judged on each node's samples after the first quarter of the run (warm-up):
-the mean of the last quarter may exceed the mean of the second quarter by at most 25 % (RSS) or
-16 descriptors (fds). Killed nodes restart with new processes; their curves continue.
+the mean of the last quarter may exceed the mean of the second quarter by at most 25 % (anonymous
+RSS: the heap) or 16 descriptors (fds), and the file-backed rest of RSS (shared libraries and
+the LMDB pages the node touched, which grow with the chain) may grow by at most the size of the
+node's store (+ 8 MiB). Killed nodes restart with new processes; their curves continue.
 """
 from __future__ import annotations
 
@@ -264,7 +266,8 @@ async def soak(duration_s: float, out: str, fault_every_s: float, sample_every_s
     shutdown_nodes(procs, 10)
 
     _write_csv(os.path.join(out, "soak.csv"), samples)
-    problems = _judge(samples, duration_s)
+    store_mib = [_store_mib(h.path) for h in homes]
+    problems = _judge(samples, duration_s, store_mib)
     if not samples:
         problems.append("no RSS/fd samples were taken")
     tracebacks = [p for p in sorted(os.listdir(work)) if p.startswith("node") and ".log" in p
@@ -280,7 +283,7 @@ async def soak(duration_s: float, out: str, fault_every_s: float, sample_every_s
             print(f"  node{i}: RSS {mine[0][1]:.0f} -> max {max(x[1] for x in mine):.0f} -> "
                   f"last {mine[-1][1]:.0f} MiB (anonymous {mine[0][3]:.0f} -> last "
                   f"{mine[-1][3]:.0f}); fds {mine[0][2]} -> max {max(x[2] for x in mine)} "
-                  f"-> last {mine[-1][2]}")
+                  f"-> last {mine[-1][2]}; store {store_mib[i]:.0f} MiB")
     if None in heights or min(h for h in heights if h is not None) < 2:
         problems.append(f"the chain did not advance on every node: heights {heights}")
     for p in problems:
@@ -288,18 +291,27 @@ async def soak(duration_s: float, out: str, fault_every_s: float, sample_every_s
     return 1 if problems else 0
 
 
-def _judge(samples, duration_s: float) -> list[str]:
+def _judge(samples, duration_s: float, store_mib: list[float] | None = None) -> list[str]:
     problems = []
     q = duration_s / 4
     for i in range(4):
-        mid = [(r, d) for t, n, r, d, _ in samples if n == i and q <= t < 2 * q]
-        last = [(r, d) for t, n, r, d, _ in samples if n == i and t >= 3 * q]
+        mid = [(r, d, a) for t, n, r, d, a in samples if n == i and q <= t < 2 * q]
+        last = [(r, d, a) for t, n, r, d, a in samples if n == i and t >= 3 * q]
         if not mid or not last:
             continue
-        rss_mid, rss_last = (sum(r for r, _ in x) / len(x) for x in (mid, last))
-        fd_mid, fd_last = (sum(d for _, d in x) / len(x) for x in (mid, last))
-        if rss_last > 1.25 * rss_mid:
-            problems.append(f"node{i} RSS keeps growing: {rss_mid:.0f} -> {rss_last:.0f} MiB")
+        rss_mid, rss_last = (sum(x[0] for x in w) / len(w) for w in (mid, last))
+        fd_mid, fd_last = (sum(x[1] for x in w) / len(w) for w in (mid, last))
+        anon_mid, anon_last = (sum(x[2] for x in w) / len(w) for w in (mid, last))
+        # The heap must level off. The file-backed rest of RSS is the shared libraries plus
+        # the pages of the LMDB map the node touched, which grow with the chain: their growth
+        # may not exceed the store's size.
+        if anon_last > 1.25 * anon_mid:
+            problems.append(f"node{i} anonymous RSS keeps growing: {anon_mid:.0f} -> "
+                            f"{anon_last:.0f} MiB")
+        file_growth = (rss_last - anon_last) - (rss_mid - anon_mid)
+        if store_mib is not None and file_growth > store_mib[i] + 8:
+            problems.append(f"node{i} file-backed RSS grew {file_growth:.0f} MiB, more than "
+                            f"its {store_mib[i]:.0f} MiB store")
         if fd_last > fd_mid + 16:
             problems.append(f"node{i} open fds keep growing: {fd_mid:.0f} -> {fd_last:.0f}")
     return problems
@@ -336,6 +348,14 @@ def _write_csv(path: str, samples: list) -> None:
         w = csv.writer(f)
         w.writerow(["t_s", "node", "rss_mib", "fds", "rss_anon_mib"])
         w.writerows(samples)
+
+
+def _store_mib(home: str) -> float:
+    """Size of a node's LMDB data file (its touched pages are the file-backed part of RSS)."""
+    total = 0
+    for root, _, files in os.walk(home):
+        total += sum(os.path.getsize(os.path.join(root, f)) for f in files if f == "data.mdb")
+    return total / MiB
 
 
 def _read(path: str) -> str:
