@@ -103,6 +103,21 @@ def test_l22_locked_node_prevotes_nil_for_another_value_whichever_way_hashes_sor
     assert votes_out(c.step(net.proposal(1, 1, other))) == [(VoteType.PREVOTE, 1, NIL)]
 
 
+@pytest.mark.parametrize("side", ["below", "above"])
+def test_l28_older_proof_of_lock_does_not_unlock_whichever_way_hashes_sort(net, side):
+    """Kills 492: `self.locked_value == bh` -> `>` (and `<`) in l.28: locked on A in round 1,
+    a proposal for another value with a proof of lock from round 0 gets a nil prevote."""
+    other = _blocks_around(b"A")[side == "above"]
+    c = net.core(0)
+    feed(c, net.precommit(1, 1, 1, None), net.precommit(2, 1, 1, None))
+    feed(c, net.proposal(1, 1, b"A"), net.prevote(1, 1, 1, b"A"), net.prevote(2, 1, 1, b"A"))
+    assert (c.locked_value, c.locked_round) == (h(b"A"), 1)
+    feed(c, net.precommit(1, 1, 2, None), net.precommit(2, 1, 2, None))
+    out = feed(c, net.prevote(1, 1, 0, other), net.prevote(2, 1, 0, other),
+               net.prevote(3, 1, 0, other), net.proposal(1, 2, other, pol_round=0))
+    assert votes_out(out) == [(VoteType.PREVOTE, 2, NIL)]
+
+
 # ------------------------------------------------------------------ bounds on peer input
 def test_validator_index_equal_to_the_set_size_is_a_protocol_error(net):
     """Kills 220: `0 <= index < len(validators)` -> `<=` (an IndexError escaping instead of
