@@ -37,3 +37,18 @@ def test_a_wal_with_a_missing_record_is_reported_not_replayed_with_a_gap(store):
         assert txn.delete(height_key(5) + HEIGHT.pack(1))
     with pytest.raises(StoreCorruption, match="expected entry 1 here"):
         store.wal_replay(5)
+
+
+def test_a_transaction_proof_is_immutable(store):
+    """Kills 97: `@dataclass(frozen=True)` -> `frozen=False` on TxProof (a proof handed to a
+    caller, e.g. the RPC, must not be changed under the next reader)."""
+    import dataclasses
+
+    from engine.hashing import blake3
+
+    args = block_args(1)
+    store.save_block(**args)
+    proof = store.tx_proof(blake3(args["txs"][3]))
+    assert proof is not None and proof.location.index == 3
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        proof.tx_root = bytes(32)  # type: ignore[misc]
