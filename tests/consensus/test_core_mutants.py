@@ -268,3 +268,18 @@ def test_resume_of_a_round_0_lock_restores_the_valid_value(net):
     assert (again.valid_value, again.valid_round) == (h(b"A"), 0)
 
 
+
+
+def test_resumed_own_precommit_completes_a_decision_of_an_earlier_round(net):
+    """Kills 383: `{m.round for m in msgs} | {self.round}` -> `&`: the rules of the rounds of
+    the resumed messages must run, here l.49 in round 0 while the core is in round 1."""
+    c = net.core(0)
+    feed(c, net.proposal(1, 0, b"A"), net.prevote(1, 1, 0, b"A"), net.prevote(2, 1, 0, b"A"))
+    state = c.signer.state
+    assert state.hrs() == (1, 0, Step.PRECOMMIT)
+    again = restarted(net, 0, state, replay=(
+        net.proposal(1, 0, b"A"), net.precommit(1, 1, 0, b"A"), net.precommit(2, 1, 0, b"A"),
+        net.precommit(1, 1, 1, None), net.precommit(2, 1, 1, None)))
+    assert again.round == 1 and again.height == 1
+    (d,) = of_type(again.step(again.resume_event()), Decide)
+    assert (d.height, d.round, d.block) == (1, 0, b"A")
