@@ -52,3 +52,44 @@ def test_a_transaction_proof_is_immutable(store):
     assert proof is not None and proof.location.index == 3
     with pytest.raises(dataclasses.FrozenInstanceError):
         proof.tx_root = bytes(32)  # type: ignore[misc]
+
+
+def test_negative_heights_and_ranges_are_value_errors_naming_the_argument(store):
+    """Kills 147: `_uint(..., minimum=0)` -> `minimum=-1` (a negative height reached
+    ``struct.pack`` and escaped as ``struct.error``)."""
+    with pytest.raises(ValueError, match="height"):
+        store.load_block(-1)
+    with pytest.raises(ValueError, match="height"):
+        store.load_certificate(-1)
+    with pytest.raises(ValueError, match="start"):
+        list(store.blocks(-1))
+
+
+def test_wal_entry_bound_is_exact(store, monkeypatch):
+    """Kills 884: `len(entry) > wal_entry_bytes_max` -> `==` in ``wal_append_many`` (only an
+    entry of exactly the bound refused), and the same in ``wal_append``. The bound is lowered
+    so the test does not allocate 64 MiB."""
+    import engine.store.store as store_module
+
+    monkeypatch.setattr(store_module, "wal_entry_bytes_max", 100)
+    store.wal_append(1, b"w" * 100)
+    store.wal_append_many([(1, b"m" * 100)])
+    for size in (101, 1000):
+        with pytest.raises(ValueError, match="exceeds 100"):
+            store.wal_append(1, b"w" * size)
+        with pytest.raises(ValueError, match="exceeds 100"):
+            store.wal_append_many([(1, b"m" * size)])
+    assert store.wal_replay(1) == [b"w" * 100, b"m" * 100]
+
+
+def test_signer_history_keeps_every_signature_of_a_height_above_256(store):
+    """Kills 997: `last.height != height` -> `is not` (from height 257 on, every signature
+    would wipe the history of its own height, the amnesia issue 13 fixed)."""
+    height = int("300")
+    for step, sb in ((1, b"proposal"), (2, b"prevote"), (3, b"precommit")):
+        store.sign_guarded(int("300"), 0, step, sb, lambda b: b"sig:" + b)
+    assert store.signer_history() == [(0, 1, b"proposal", b"sig:proposal"),
+                                      (0, 2, b"prevote", b"sig:prevote"),
+                                      (0, 3, b"precommit", b"sig:precommit")]
+    store.sign_guarded(height + 1, 0, 2, b"next", lambda b: b"sig:" + b)
+    assert store.signer_history() == [(0, 2, b"next", b"sig:next")]
