@@ -138,6 +138,9 @@ def test_round_ahead_bound_is_exact_and_relative_to_the_current_round(net):
     assert not of_type(c.step(net.prevote(3, 1, edge, None)), MessageDropped)
     (d,) = c.step(net.prevote(3, 1, edge + 1, None))
     assert isinstance(d, MessageDropped) and "round" in d.reason
+    # Dropped means not kept (kills 216: `_round_too_far` returning False after the report).
+    assert c.votes.vote_of(edge + 1, VoteType.PREVOTE, 3) is None
+    assert c.votes.vote_of(edge, VoteType.PREVOTE, 3) is not None
 
 
 def test_value_larger_than_the_block_bound_is_refused(net, monkeypatch):
@@ -161,6 +164,20 @@ def test_certified_block_of_the_next_height_waits_for_its_start(net):
                                    4)
     out = c.step(CommitReceived(b"H2", cert))
     assert of_type(out, Decide) == [] and c.height == 1 and len(c.future) == 1
+
+
+def test_start_with_a_later_height_certificate_buffered_still_starts_the_round(net):
+    """Kills 285: `e.certificate.height == height` -> `>=` in ``_on_start``: a certificate of
+    the next height, buffered before Start, must not be taken for this height's (it would be
+    buffered again and round 0 never started: a stall)."""
+    c = net.core(0, start=False)
+    msg = vote_sign_bytes(CHAIN, VoteType.PRECOMMIT, 2, 0, h(b"H2"))
+    cert = CommitCertificate.build(2, 0, h(b"H2"), {i: net.keys[i].sign(msg) for i in (1, 2, 3)},
+                                   4)
+    c.step(CommitReceived(b"H2", cert))
+    assert len(c.future) == 1
+    out = c.step(Start(1))
+    assert ScheduleTimeout(1, 0, Step.PROPOSE, 1000) in out and c.started
 
 
 # ------------------------------------------------------------------ Resume after WAL loss
