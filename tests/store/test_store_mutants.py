@@ -93,3 +93,14 @@ def test_signer_history_keeps_every_signature_of_a_height_above_256(store):
                                       (0, 3, b"precommit", b"sig:precommit")]
     store.sign_guarded(height + 1, 0, 2, b"next", lambda b: b"sig:" + b)
     assert store.signer_history() == [(0, 2, b"next", b"sig:next")]
+
+
+def test_wal_discard_keeps_the_heights_above(store):
+    """Kills 948: `height_key(height + 1)` -> `height << 1` in ``_discard_wal`` (same as + 1 at
+    height 1, where the other tests discard; from height 2 on it deleted the records of the
+    heights ahead, the buffered messages a restart must replay)."""
+    for height in (4, 5, 6, 9, 10):
+        store.wal_append(height, b"h%d" % height)
+    store.wal_discard(5)
+    assert store.wal_heights() == [6, 9, 10]
+    assert store.wal_replay(6) == [b"h6"] and store.wal_replay(9) == [b"h9"]
