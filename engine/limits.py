@@ -82,7 +82,7 @@ blocks_per_answer_max = 32
 #: Transaction ids remembered as committed by the mempool (a re-sent one is refused without a
 #: store lookup; older ones are still refused through the store). Each costs about 180 bytes
 #: (a 32-byte bytes object and an ordered-dict entry): 100,000 ids are about 18 MiB, 20 s of
-#: history at 5,000 tx/s. The 400,000 of before filled over a whole 20-minute soak (70 MiB).
+#: history at 5,000 tx/s. The 400,000 of before cost about 70 MiB once full.
 mempool_committed_ids_cached_max = 100_000
 #: Ids of verified, not yet committed transactions (a proposal's are not verified again).
 mempool_verified_ids_cached_max = 100_000
