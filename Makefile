@@ -93,10 +93,12 @@ mutate: build
 
 # Broader run with cosmic-ray over MUTATE_MODULES (default: the mempool; engine/consensus and
 # engine/store take hours). Results in .cosmic-ray/; survivors judged in docs/mutation.md.
+# MUTATE_ARGS="--sample 300 --seed 19" runs a fixed-seed sample of each module's mutants.
 MUTATE_MODULES ?= engine/mempool.py
+MUTATE_ARGS ?=
 mutate-broad: build
 	$(PIP) install --quiet "cosmic-ray>=8.3"
-	$(PY) tools/mutate_broad.py $(MUTATE_MODULES)
+	$(PY) tools/mutate_broad.py $(MUTATE_ARGS) $(MUTATE_MODULES)
 
 # 10,000 seeds each for 4, 7 and 10 validators with the most Byzantine power below 1/3.
 # ENGINE_SIM_SEED=S make sim replays one seed; ENGINE_SIM_SEEDS=N changes the count.

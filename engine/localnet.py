@@ -26,7 +26,9 @@ def free_base_port(count: int, rng: random.Random | None = None) -> int:
     """A base port such that base .. base + count - 1 are all free right now."""
     rng = rng or random.Random()
     for _ in range(200):
-        base = rng.randrange(20000, 60000 - count, 2)
+        # Below Linux's ephemeral range (32768-60999): a port picked there can be taken by
+        # any outgoing connection while its node is down, and the restart fails to bind.
+        base = rng.randrange(20000, 32768 - count, 2)
         if all(port_free(base + i) for i in range(count)):
             return base
     raise RuntimeError("no free port range found")

@@ -31,6 +31,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
+from engine import limits as _limits
 from engine.suite import DEFAULT, Suite
 
 __all__ = ["AddResult", "Mempool", "MempoolLimits", "Senders"]
@@ -80,10 +81,10 @@ class MempoolLimits:
     #: instead of spending its event loop on a backlog while consensus waits.
     pending_txs_max: int = 16_384
     #: Verified ids remembered so a proposal does not re-verify what admission already did.
-    verified_cache_max: int = 400_000
+    verified_cache_max: int = _limits.mempool_verified_ids_cached_max
     #: Recently committed ids remembered, so a re-sent transaction is refused without a store
     #: lookup (older ones are still refused, through ``find_committed``).
-    committed_cache_max: int = 400_000
+    committed_cache_max: int = _limits.mempool_committed_ids_cached_max
 
     def __post_init__(self) -> None:
         for name, value in self.__dict__.items():

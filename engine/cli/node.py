@@ -132,9 +132,13 @@ def _testnet(args: argparse.Namespace) -> int:
 def _start(args: argparse.Namespace) -> int:
     import os
 
+    from engine import allocator
+    from engine.memtrace import install_from_env
     from engine.node import run_node_forever
 
     try:
+        allocator.install()  # freed memory goes back to the OS (engine/allocator.py)
+        install_from_env()  # heap snapshots when ENGINE_TRACEMALLOC is set (a diagnostic)
         seams = None
         if os.environ.get("ENGINE_TEST_FAULTS") == "1":
             # Test-only fault tooling (chaos transport, equivocation, signature log), active
