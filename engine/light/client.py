@@ -220,12 +220,17 @@ class LightClient:
             raise VerificationFailed(f"asked the primary for height {height}, got {lb.height}")
         return lb
 
-    def verify_to(self, height: int) -> LightBlock:
-        """Verify the header at ``height`` by skipping (bisection) and return its light block."""
+    def _begin(self, height: int) -> LightBlock | None:
+        """Check ``height``, reset the count of verified headers; the light block when
+        ``height`` is trusted already."""
         if type(height) is not int or height < 1:
             raise ValueError(f"height must be a positive int, not {height!r}")
         self.verified_count = 0
-        known = self._trusted.get(height)
+        return self._trusted.get(height)
+
+    def verify_to(self, height: int) -> LightBlock:
+        """Verify the header at ``height`` by skipping (bisection) and return its light block."""
+        known = self._begin(height)
         if known is not None:
             return known
         pending = [self._fetch(height)]
@@ -248,10 +253,7 @@ class LightClient:
 
     def verify_sequential(self, height: int) -> LightBlock:
         """Verify every header from the latest trusted one below ``height`` up to it."""
-        if type(height) is not int or height < 1:
-            raise ValueError(f"height must be a positive int, not {height!r}")
-        self.verified_count = 0
-        known = self._trusted.get(height)
+        known = self._begin(height)
         if known is not None:
             return known
         anchor = self._anchor_below(height)
