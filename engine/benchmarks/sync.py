@@ -147,7 +147,7 @@ def _ceiling(source_store, work: str, top: int) -> tuple[float, int, bytes]:
                 return store.state_items(prefix)
 
         app.state = _View()
-        init = app.init_chain(CHAIN_ID, {})
+        init = app.init_chain(CHAIN_ID, dict(genesis.app_state))
         store.save_genesis(init.app_hash, list(init.writes.items()))
         app.commit()
         nonces = NonceTable(store.state_get)
