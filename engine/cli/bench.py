@@ -85,6 +85,20 @@ def _fail(message: str) -> int:
     return 2
 
 
+def _write_report(args: argparse.Namespace, kind: str, report: dict[str, Any],
+                  plot: Any) -> None:
+    """``--json`` and ``--plot`` of a benchmark command (a plot needs matplotlib)."""
+    if args.json:
+        write_json(args.json, _envelope(kind, report))
+        print(f"report written to {args.json}")
+    if args.plot:
+        try:
+            plot(report, args.plot)
+            print(f"plot written to {args.plot}")
+        except ImportError:
+            print("warning: matplotlib is not installed, no plot written", file=sys.stderr)
+
+
 def _envelope(kind: str, body: dict[str, Any]) -> dict[str, Any]:
     from engine.benchmarks import REPORT_SCHEMA
     from engine.benchmarks.machine import machine_info
@@ -151,17 +165,9 @@ def _tps(args: argparse.Namespace) -> int:
     report, ok = run_tps_command(opts)
     if report is None:
         return 1
-    if args.json:
-        write_json(args.json, _envelope("tps", report))
-        print(f"report written to {args.json}")
-    if args.plot:
-        from engine.benchmarks.plot import plot_tps
+    from engine.benchmarks.plot import plot_tps
 
-        try:
-            plot_tps(report, args.plot)
-            print(f"plot written to {args.plot}")
-        except ImportError:
-            print("warning: matplotlib is not installed, no plot written", file=sys.stderr)
+    _write_report(args, "tps", report, plot_tps)
     return 0 if ok else 1
 
 
@@ -202,17 +208,9 @@ def _prune(args: argparse.Namespace) -> int:
           f" in the second half, {report['growth_last_quarter_pct']:+.1f}% in the last "
           f"quarter); {report['blocks_held_at_end']} blocks held; "
           f"{'stopped growing' if report['stopped_growing'] else 'STILL GROWING'}")
-    if args.json:
-        write_json(args.json, _envelope("prune", report))
-        print(f"report written to {args.json}")
-    if args.plot:
-        from engine.benchmarks.sync import plot_prune
+    from engine.benchmarks.sync import plot_prune
 
-        try:
-            plot_prune(report, args.plot)
-            print(f"plot written to {args.plot}")
-        except ImportError:
-            print("warning: matplotlib is not installed, no plot written", file=sys.stderr)
+    _write_report(args, "prune", report, plot_prune)
     return 0 if report["stopped_growing"] else 1
 
 
