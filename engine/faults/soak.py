@@ -11,11 +11,15 @@ announcing 15 MiB pre-authentication frames, idle sockets that reconnect as soon
 closed (handshake slots), connections reset right after connecting, RPC gzip bombs, half-sent
 RPC requests, out-of-range heights on RPC. The load never stops.
 
-"Levels off" is judged on each node's samples after the first quarter of the run (warm-up):
-the mean of the last quarter may exceed the mean of the second quarter by at most 25 % (anonymous
-RSS: the heap) or 16 descriptors (fds), and the file-backed rest of RSS (shared libraries and
-the LMDB pages the node touched, which grow with the chain) may grow by at most the size of the
-node's store (+ 8 MiB). Killed nodes restart with new processes; their curves continue.
+"Levels off" is judged on each node's samples after a warm-up: the first quarter of the run, or
+longer if the node's bounded id caches (``limits.mempool_committed_ids_cached_max`` and its
+siblings, 100,000 ids each) take longer to fill at the offered rate - growth up to a bound is
+not a leak, and judging it as one would fail every run shorter than the fill time. The time after
+the warm-up is cut in thirds: the mean of the last third may exceed the mean of the first by at
+most 25 % (anonymous RSS: the heap) or 16 descriptors (fds), and the file-backed rest of RSS
+(shared libraries and the LMDB pages the node touched, which grow with the chain) may grow by at
+most the size of the node's store (+ 8 MiB). A run whose judged span would be shorter than a
+quarter of it fails as too short. Killed nodes restart with new processes; their curves continue.
 """
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ import tempfile
 import time
 import zlib
 
-from engine import config, crypto, tx
+from engine import config, crypto, limits, tx
 from engine.localnet import free_base_port, shutdown_nodes, spawn_node
 from engine.net.secure import MAGIC
 from engine.rpc.body import join_envelopes
@@ -267,7 +271,10 @@ async def soak(duration_s: float, out: str, fault_every_s: float, sample_every_s
 
     _write_csv(os.path.join(out, "soak.csv"), samples)
     store_mib = [_store_mib(h.path) for h in homes]
-    problems = _judge(samples, duration_s, store_mib)
+    warm = warmup_s(duration_s, rate_tps)
+    print(f"judging growth after a {warm:.0f} s warm-up (bounded id caches fill at "
+          f"{rate_tps} tx/s)")
+    problems = _judge(samples, duration_s, store_mib, warm)
     if not samples:
         problems.append("no RSS/fd samples were taken")
     tracebacks = [p for p in sorted(os.listdir(work)) if p.startswith("node") and ".log" in p
@@ -291,12 +298,25 @@ async def soak(duration_s: float, out: str, fault_every_s: float, sample_every_s
     return 1 if problems else 0
 
 
-def _judge(samples, duration_s: float, store_mib: list[float] | None = None) -> list[str]:
+def warmup_s(duration_s: float, rate_tps: float) -> float:
+    """Seconds before growth is judged: a quarter of the run, or the time the largest bounded id
+    cache takes to fill at the offered rate (+10 %), whichever is longer."""
+    bound = max(limits.mempool_committed_ids_cached_max, limits.mempool_verified_ids_cached_max,
+                limits.preverified_signatures_max)
+    return max(duration_s / 4, 1.1 * bound / max(rate_tps, 1e-9))
+
+
+def _judge(samples, duration_s: float, store_mib: list[float] | None = None,
+           warmup: float | None = None) -> list[str]:
     problems = []
-    q = duration_s / 4
+    start = duration_s / 4 if warmup is None else warmup
+    span = (duration_s - start) / 3
+    if duration_s - start < duration_s / 4:
+        return [f"run too short to judge: {duration_s:.0f} s, of which the warm-up (bounded "
+                f"caches filling) takes {start:.0f} s; run longer or at a higher rate"]
     for i in range(4):
-        mid = [(r, d, a) for t, n, r, d, a in samples if n == i and q <= t < 2 * q]
-        last = [(r, d, a) for t, n, r, d, a in samples if n == i and t >= 3 * q]
+        mid = [(r, d, a) for t, n, r, d, a in samples if n == i and start <= t < start + span]
+        last = [(r, d, a) for t, n, r, d, a in samples if n == i and t >= duration_s - span]
         if not mid or not last:
             continue
         rss_mid, rss_last = (sum(x[0] for x in w) / len(w) for w in (mid, last))
@@ -369,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="soak-results")
     ap.add_argument("--fault-every", type=float, default=30.0)
     ap.add_argument("--sample-every", type=float, default=2.0)
-    ap.add_argument("--rate", type=int, default=200)
+    ap.add_argument("--rate", type=int, default=400)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--trace-node", type=int, choices=range(4), default=None,
                     help="heap snapshots of this node in OUT/heap-nodeN (engine/memtrace.py; "

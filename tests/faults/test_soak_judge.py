@@ -2,7 +2,7 @@
 level heap whose file-backed RSS grows with the store, and fails each kind of growth."""
 from __future__ import annotations
 
-from engine.faults.soak import _judge
+from engine.faults.soak import _judge, warmup_s
 
 DURATION_S = 400.0
 
@@ -36,3 +36,37 @@ def test_file_backed_growth_beyond_the_store_fails():
 def test_growing_descriptors_fail():
     problems = _judge(samples(0.0, 0.0, fds_per_s=0.2), DURATION_S, [20.0] * 4)
     assert len(problems) == 4 and all("open fds keep growing" in p for p in problems)
+
+
+def filling_then_level(fill_s: float):
+    """A heap that grows 1 MiB/s while bounded caches fill, then stays level."""
+    out = []
+    for k in range(int(DURATION_S / 2)):
+        t = 2.0 * k
+        anon = 40 + 1.0 * min(t, fill_s)
+        out += [(t, n, anon + 30, 20, anon) for n in range(4)]
+    return out
+
+
+def test_growth_until_the_caches_fill_is_judged_after_the_warm_up():
+    # Caches full at 200 s of a 400 s run: judged from the first quarter (100 s) the heap
+    # seems to grow (wrongly); with the warm-up at the fill time it is level.
+    data = filling_then_level(200.0)
+    assert any("anonymous RSS keeps growing" in p for p in _judge(data, DURATION_S, [20.0] * 4))
+    assert _judge(data, DURATION_S, [20.0] * 4, warmup=warmup_s(DURATION_S, 100_000 / 200)) == []
+
+
+def test_growth_after_the_warm_up_still_fails():
+    data = filling_then_level(DURATION_S)  # never levels off
+    problems = _judge(data, DURATION_S, [20.0] * 4, warmup=warmup_s(DURATION_S, 100_000 / 200))
+    assert len(problems) == 4 and all("anonymous RSS keeps growing" in p for p in problems)
+
+
+def test_warm_up_is_the_fill_time_of_the_largest_cache_or_a_quarter():
+    assert warmup_s(1200.0, 200) == 1.1 * 100_000 / 200
+    assert warmup_s(1200.0, 10_000) == 300.0
+
+
+def test_a_run_shorter_than_its_warm_up_fails_as_too_short():
+    problems = _judge(samples(0.0, 0.0), DURATION_S, [20.0] * 4, warmup=350.0)
+    assert len(problems) == 1 and "too short" in problems[0]
