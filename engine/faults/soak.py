@@ -212,6 +212,7 @@ async def soak(duration_s: float, out: str, fault_every_s: float, sample_every_s
     stats = {"accepted": 0, "errors": 0}
     samples: list[tuple[float, int, float, int, float]] = []
     events: list[tuple[float, str]] = []
+    attacks: list[tuple[float, float]] = []  # (start, end) of each round of attacks
     started = time.monotonic()
 
     def now() -> float:
@@ -246,7 +247,9 @@ async def soak(duration_s: float, out: str, fault_every_s: float, sample_every_s
                 await asyncio.sleep(4)
                 os.kill(procs[i].pid, signal.SIGCONT)
             else:
+                t0 = now()
                 await attack_all(p2p, rpc)
+                attacks.append((t0, now()))
 
     await asyncio.sleep(3)
     tasks = [asyncio.create_task(sampler()), asyncio.create_task(faults()),
@@ -275,6 +278,17 @@ async def soak(duration_s: float, out: str, fault_every_s: float, sample_every_s
     print(f"judging growth after a {warm:.0f} s warm-up (bounded id caches fill at "
           f"{rate_tps} tx/s)")
     problems = _judge(samples, duration_s, store_mib, warm)
+    kills = [(t, int(what.split("node")[1])) for t, what in events if what.startswith("kill")]
+    rows = attack_recovery(samples, attacks, kills)
+    for t0, node, before, after in rows:
+        verdict = "judged" if t0 >= warm else "warm-up, not judged"
+        print(f"  attack at {t0:.0f} s, node{node}: anonymous RSS {before:.1f} MiB before, "
+              f"{after:.1f} MiB {ATTACK_SETTLE_S:.0f} s after ({after / before:.2f}x; {verdict})")
+        if t0 >= warm and after > 1.2 * before:
+            problems.append(f"node{node} kept {after - before:.0f} MiB after the attack at "
+                            f"{t0:.0f} s ({before:.0f} -> {after:.0f} MiB, over +20 %)")
+    if attacks and not any(t0 >= warm for t0, *_ in rows):
+        problems.append("no attack round after the warm-up could be judged: run longer")
     if not samples:
         problems.append("no RSS/fd samples were taken")
     tracebacks = [p for p in sorted(os.listdir(work)) if p.startswith("node") and ".log" in p
@@ -298,6 +312,28 @@ async def soak(duration_s: float, out: str, fault_every_s: float, sample_every_s
     return 1 if problems else 0
 
 
+# Anonymous RSS is compared before an attack round and this long after it ends: past at least one
+# periodic malloc_trim (engine/allocator.py), before the fault after next (a pause).
+ATTACK_SETTLE_S = limits.malloc_trim_interval_s + 20
+
+
+def attack_recovery(samples, attacks, kills) -> list[tuple[float, int, float, float]]:
+    """(attack start, node, anonymous MiB before, anonymous MiB after settling) for each attack
+    round and node that was neither killed meanwhile nor unsampled; 'before' is the mean of the
+    8 s before the round, 'after' the mean of 8 s from ATTACK_SETTLE_S after its end."""
+    rows = []
+    for t0, t1 in attacks:
+        lo, hi = t1 + ATTACK_SETTLE_S, t1 + ATTACK_SETTLE_S + 8
+        for node in range(4):
+            if any(t0 - 8 <= tk <= hi and nk == node for tk, nk in kills):
+                continue
+            before = [a for t, n, _, _, a in samples if n == node and t0 - 8 <= t < t0]
+            after = [a for t, n, _, _, a in samples if n == node and lo <= t < hi]
+            if before and after:
+                rows.append((t0, node, sum(before) / len(before), sum(after) / len(after)))
+    return rows
+
+
 def warmup_s(duration_s: float, rate_tps: float) -> float:
     """Seconds before growth is judged: a quarter of the run, or the time the largest bounded id
     cache takes to fill at the offered rate (+10 %), whichever is longer."""
@@ -312,8 +348,8 @@ def _judge(samples, duration_s: float, store_mib: list[float] | None = None,
     start = duration_s / 4 if warmup is None else warmup
     span = (duration_s - start) / 3
     if duration_s - start < duration_s / 4:
-        return [f"run too short to judge: {duration_s:.0f} s, of which the warm-up (bounded "
-                f"caches filling) takes {start:.0f} s; run longer or at a higher rate"]
+        return [(f"run too short to judge: {duration_s:.0f} s, of which the warm-up (bounded "
+                 f"caches filling) takes {start:.0f} s; run longer or at a higher rate")]
     for i in range(4):
         mid = [(r, d, a) for t, n, r, d, a in samples if n == i and start <= t < start + span]
         last = [(r, d, a) for t, n, r, d, a in samples if n == i and t >= duration_s - span]

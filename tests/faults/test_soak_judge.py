@@ -2,7 +2,7 @@
 level heap whose file-backed RSS grows with the store, and fails each kind of growth."""
 from __future__ import annotations
 
-from engine.faults.soak import _judge, warmup_s
+from engine.faults.soak import ATTACK_SETTLE_S, _judge, attack_recovery, warmup_s
 
 DURATION_S = 400.0
 
@@ -70,3 +70,16 @@ def test_warm_up_is_the_fill_time_of_the_largest_cache_or_a_quarter():
 def test_a_run_shorter_than_its_warm_up_fails_as_too_short():
     problems = _judge(samples(0.0, 0.0), DURATION_S, [20.0] * 4, warmup=350.0)
     assert len(problems) == 1 and "too short" in problems[0]
+
+
+def test_attack_recovery_compares_before_and_after_settling_and_skips_killed_nodes():
+    # Node n holds 50 MiB before an attack at 100-110 s, 50 + 10 n MiB from 150 s on; node 3
+    # is killed at 140 s and is left out.
+    data = []
+    for k in range(200):
+        t = float(k)
+        data += [(t, n, 0.0, 20, 50.0 + (10.0 * n if t >= 150 else 0.0)) for n in range(4)]
+    rows = attack_recovery(data, [(100.0, 110.0)], [(140.0, 3)])
+    assert [(node, before, after) for _, node, before, after in rows] == [
+        (0, 50.0, 50.0), (1, 50.0, 60.0), (2, 50.0, 70.0)]
+    assert ATTACK_SETTLE_S >= 30  # past at least one periodic malloc_trim
