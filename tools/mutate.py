@@ -142,6 +142,17 @@ MUTANTS = [
            "        while len(self._committed) > 4 * self.limits.committed_cache_max:",
            ("tests/test_allocator.py", "tests/node/test_mempool_paths.py"),
            "the committed-id cache stays within its named bound (engine/limits.py)"),
+    Mutant("durable-write-without-meta-flush", "engine/store/store.py",
+           "                if durable:\n                    self._env.sync(True)\n",
+           "                if durable:\n                    pass  # mutant: meta page not flushed\n",
+           ("tests/store/test_durability.py",),
+           "with metasync off, a signature is durable only after a flush that follows its commit "
+           "(a power cut would otherwise lose a signature already sent)"),
+    Mutant("one-durable-write-per-signature", "engine/node/driver.py",
+           "        if len(signed) < 2:\n            return\n",
+           "        if len(signed) < 2 or True:  # mutant: never together\n            return\n",
+           ("tests/node/test_node_inprocess.py::test_signatures_of_one_step_share_one_durable_write",),
+           "the signatures of one consensus step share one durable transaction"),
 ]
 
 #: Mutants not written yet (none: the node's three are above).

@@ -280,14 +280,16 @@ async def soak(duration_s: float, out: str, fault_every_s: float, sample_every_s
     problems = _judge(samples, duration_s, store_mib, warm)
     kills = [(t, int(what.split("node")[1])) for t, what in events if what.startswith("kill")]
     rows = attack_recovery(samples, attacks, kills)
+    judged = {(t0, node) for t0, node, _, _ in attack_recovery(samples, attacks, kills, warm)}
     for t0, node, before, after in rows:
-        verdict = "judged" if t0 >= warm else "warm-up, not judged"
+        verdict = "judged" if t0 >= warm and (t0, node) in judged else \
+            "warm-up, not judged" if t0 < warm else "restarted in its warm-up, not judged"
         print(f"  attack at {t0:.0f} s, node{node}: anonymous RSS {before:.1f} MiB before, "
               f"{after:.1f} MiB {ATTACK_SETTLE_S:.0f} s after ({after / before:.2f}x; {verdict})")
-        if t0 >= warm and after > 1.2 * before:
+        if t0 >= warm and (t0, node) in judged and after > 1.2 * before:
             problems.append(f"node{node} kept {after - before:.0f} MiB after the attack at "
                             f"{t0:.0f} s ({before:.0f} -> {after:.0f} MiB, over +20 %)")
-    if attacks and not any(t0 >= warm for t0, *_ in rows):
+    if attacks and not any(t0 >= warm for t0, _ in judged):
         problems.append("no attack round after the warm-up could be judged: run longer")
     if not samples:
         problems.append("no RSS/fd samples were taken")
@@ -317,15 +319,19 @@ async def soak(duration_s: float, out: str, fault_every_s: float, sample_every_s
 ATTACK_SETTLE_S = limits.malloc_trim_interval_s + 20
 
 
-def attack_recovery(samples, attacks, kills) -> list[tuple[float, int, float, float]]:
+def attack_recovery(samples, attacks, kills,
+                    warmup: float = 0.0) -> list[tuple[float, int, float, float]]:
     """(attack start, node, anonymous MiB before, anonymous MiB after settling) for each attack
-    round and node that was neither killed meanwhile nor unsampled; 'before' is the mean of the
-    8 s before the round, 'after' the mean of 8 s from ATTACK_SETTLE_S after its end."""
+    round and node that was sampled and ran the whole time as one warm process: not killed
+    during the round or its settling, nor in the ``warmup`` seconds before it (a restarted
+    process fills its bounded caches again, growth that is not the attack's). 'before' is the
+    mean of the 8 s before the round, 'after' the mean of 8 s from ATTACK_SETTLE_S after its
+    end."""
     rows = []
     for t0, t1 in attacks:
         lo, hi = t1 + ATTACK_SETTLE_S, t1 + ATTACK_SETTLE_S + 8
         for node in range(4):
-            if any(t0 - 8 <= tk <= hi and nk == node for tk, nk in kills):
+            if any(t0 - max(8.0, warmup) <= tk <= hi and nk == node for tk, nk in kills):
                 continue
             before = [a for t, n, _, _, a in samples if n == node and t0 - 8 <= t < t0]
             after = [a for t, n, _, _, a in samples if n == node and lo <= t < hi]

@@ -8,8 +8,9 @@ actions are executed at once, in order, before the next input is taken (the driv
 thread, so no input can slip in between). Actions:
 
 - ``BroadcastProposal`` / ``BroadcastVote``: **persist before send**: the journal makes the
-  signature durable (signer record + every WAL record written so far, one synced transaction);
-  only then does the outbox get the message. Votes of one step leave together.
+  signature durable (signer record + every WAL record written so far, one synced transaction;
+  the signatures of one step share one transaction); only then does the outbox get the
+  message. Votes of one step leave together.
 - ``ScheduleTimeout``: a timer that feeds ``TimeoutFired`` back through ``input``.
 - ``RequestValue``: the value source builds a block and later feeds ``ValueReady``.
 - ``Decide``: the committer executes and stores the block (which drops the height's WAL), then
@@ -140,6 +141,7 @@ class ConsensusDriver:
 
     # ---- actions --------------------------------------------------------------------------
     def execute(self, actions: list) -> None:
+        self._persist_together(actions)
         votes: list[cs.Vote] = []
         decided = None
         for action in actions:
@@ -190,6 +192,31 @@ class ConsensusDriver:
     def _fire(self, event: cs.TimeoutFired) -> None:
         if self.running:
             self.on_timeout(event)
+
+    def _persist_together(self, actions: list) -> None:
+        """Several signatures in one step (a proposer's proposal and its own prevote; a late
+        prevote and the precommit it completes) become durable in one synced transaction
+        instead of one each. Nothing is sent here: the actions below find them persisted and
+        send in order. If the batch is refused, nothing of it was written and each signature
+        goes its own way below (refused, counted and logged one by one, as without a batch)."""
+        signed = []
+        for action in actions:
+            if isinstance(action, cs.BroadcastVote):
+                v = action.vote
+                signed.append((v.height, v.round, int(v.type) + 1, v.sign_bytes(self.chain_id),
+                               v.signature))
+            elif isinstance(action, cs.BroadcastProposal):
+                p = action.proposal
+                signed.append((p.height, p.round, int(cs.Step.PROPOSE),
+                               p.sign_bytes(self.chain_id), p.signature))
+        if len(signed) < 2:
+            return
+        try:
+            self.journal.persist_signatures(signed)
+        except Exception as e:  # noqa: BLE001 - decided again below, signature by signature
+            log.info("signatures of one step not persisted together (%s); one by one", e)
+            return
+        self.counters.add("signatures_persisted_together", len(signed))
 
     def _persist(self, height: int, round: int, step: int, sign_bytes: bytes,
                  signature: bytes) -> bool:

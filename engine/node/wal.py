@@ -10,9 +10,11 @@ damaged WAL).
 Why buffer: one synced LMDB transaction per received vote would cost more than the vote. The
 records an own signature depends on are written in that signature's durable transaction
 (``wal_before``), so persist-before-send still covers every input that led to a signed
-message. A crash can only lose inputs received after the last signature (and at most
-``wal_flush_ms`` old): to recovery that looks like messages lost in the network, which peers
-re-send (own messages are re-sent on reconnect and on stalls).
+message. A crash can only lose inputs received after the last signature (a killed process at
+most ``wal_flush_ms`` of them: the buffer is written that often, as an ordered but not durable
+transaction, see ``engine.store.Store``; a power cut may lose all since the last signature): to
+recovery that looks like messages lost in the network, which peers re-send (own messages are
+re-sent on reconnect and on stalls).
 """
 from __future__ import annotations
 
@@ -81,7 +83,8 @@ def decode_record(raw: bytes, validators_count: int) -> Any:
 class WalStore(Protocol):
     """What the journal needs of the store (``engine.store.Store``; the simulator has a model)."""
 
-    def wal_append_many(self, entries: Sequence[tuple[int, bytes]]) -> None: ...
+    def wal_append_many(self, entries: Sequence[tuple[int, bytes]], *,
+                        sync: bool = True) -> None: ...
 
     def wal_replay(self, height: int) -> list[bytes]: ...
 
@@ -89,6 +92,9 @@ class WalStore(Protocol):
                      sign: Callable[[bytes], bytes], *,
                      wal_entry: Callable[[bytes], bytes] | None = None,
                      wal_before: Sequence[tuple[int, bytes]] = ()) -> bytes: ...
+
+    def sign_guarded_many(self, entries: Sequence[tuple[int, int, int, bytes, bytes, bytes]], *,
+                          wal_before: Sequence[tuple[int, bytes]] = ()) -> None: ...
 
     def signer_record(self) -> Any: ...
 
@@ -135,7 +141,9 @@ class Journal:
             self._flush_timer.cancel()
             self._flush_timer = None
         if self.pending:
-            self.store.wal_append_many(self.pending)
+            # Not a durable write: these inputs are on disk with the next signature at the
+            # latest (a crash before it loses them like messages lost in the network).
+            self.store.wal_append_many(self.pending, sync=False)
         self._written()
 
     def _written(self) -> None:
@@ -167,6 +175,22 @@ class Journal:
         if len(self._persisted) > limits.persisted_signatures_max:
             self._persisted = {k for k in self._persisted if k[0] >= height}
         self._persisted.add(key)
+
+    def persist_signatures(self, signed: Sequence[tuple[int, int, int, bytes, bytes]]) -> None:
+        """Make several signatures of one step durable in one synced transaction (the rule and
+        the order of :meth:`persist_signature`, entry by entry). Raises as the store does when
+        one is refused; then nothing was written and the caller may go one by one."""
+        todo = [e for e in signed if (e[0], e[1], e[2], e[4]) not in self._persisted]
+        if not todo:
+            return
+        self.store.sign_guarded_many(
+            [(h, r, s, sb, sig, encode_signed(r, s, sb, sig)) for h, r, s, sb, sig in todo],
+            wal_before=self.pending)
+        self._written()
+        height = max(e[0] for e in todo)
+        if len(self._persisted) > limits.persisted_signatures_max:
+            self._persisted = {k for k in self._persisted if k[0] >= height}
+        self._persisted.update((h, r, s, sig) for h, r, s, _, sig in todo)
 
     def mark_persisted(self, height: int, signed: Sequence[tuple[int, int, bytes, bytes]]) -> None:
         """Signatures read back from a durable record: re-sending them needs no new write."""

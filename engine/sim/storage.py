@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from engine.store.store import SignerRecord, signed_before
+from engine.store.store import DoubleSignRefused, SignerRecord, signed_before
 
 __all__ = ["MemoryWalStore"]
 
@@ -24,7 +24,8 @@ class MemoryWalStore:
         #: Every (round, step, sign bytes, signature) of the signer record's height.
         self.history: list[tuple[int, int, bytes, bytes]] = []
 
-    def wal_append_many(self, entries: Sequence[tuple[int, bytes]]) -> None:
+    def wal_append_many(self, entries: Sequence[tuple[int, bytes]], *,
+                        sync: bool = True) -> None:
         self.wal.extend(entries)
 
     def wal_replay(self, height: int) -> list[bytes]:
@@ -47,6 +48,29 @@ class MemoryWalStore:
         if wal_entry is not None:
             self.wal.append((height, wal_entry(signature)))
         return signature
+
+    def sign_guarded_many(self, entries: Sequence[tuple[int, int, int, bytes, bytes, bytes]], *,
+                          wal_before: Sequence[tuple[int, bytes]] = ()) -> None:
+        """All or nothing, as the store's one transaction: judged in order against the record
+        the entries before each one leave; a refusal changes nothing."""
+        saved = (list(self.wal), self.signer, list(self.history))
+        try:
+            self.wal.extend(wal_before)
+            for height, round, step, sign_bytes, signature, wal_entry in entries:
+                stored = signed_before(self.signer, height, round, step, sign_bytes)
+                if stored is not None:
+                    if stored != signature:
+                        raise DoubleSignRefused(f"another signature is recorded at "
+                                                f"{(height, round, step)}")
+                    continue
+                if self.signer is None or self.signer.height != height:
+                    self.history = []
+                self.signer = SignerRecord(height, round, step, sign_bytes, signature)
+                self.history.append((round, step, sign_bytes, signature))
+                self.wal.append((height, wal_entry))
+        except BaseException:
+            self.wal, self.signer, self.history = saved
+            raise
 
     def signer_record(self) -> SignerRecord | None:
         return self.signer

@@ -199,6 +199,19 @@ class Store:
     """One node's LMDB environment: blocks, commits, tx index, app state, WAL, signer state.
 
     Not thread-safe: one thread (the node's event loop) uses a Store at a time.
+
+    Durability (``sync=True``, the node's default): LMDB runs with ``metasync=False``, so every
+    write transaction flushes its data pages before it writes its meta page, and that meta page
+    reaches the disk with the next flush. A power cut can therefore undo the last transactions
+    but never tear one or reorder two (LMDB's MDB_NOMETASYNC contract: atomicity, consistency
+    and isolation kept, durability deferred): the store after a crash is always the state after
+    some prefix of its transactions. Writes that must be on disk before the node acts on them
+    (``durable``: a signature before it is sent, the genesis, a state-sync restore) flush once
+    more after their commit, which also makes every earlier transaction durable. Everything
+    else (block saves, WAL records of received inputs, index compaction, pruning) costs one
+    flush instead of two and is made durable by the next signature at the latest, i.e. before
+    anything that depends on it leaves the node. ``sync=False`` (tests, benchmarks) flushes
+    only for ``durable`` writes.
     """
 
     def __init__(self, path, *, sync: bool = True, map_size: int | None = None,
@@ -212,6 +225,8 @@ class Store:
         self.path = os.fspath(path)
         self.sync = sync
         self.readonly = readonly
+        #: Durable writes made by this process (each one extra flush; see the class docstring).
+        self.flushes_durable = 0
         self._env = self._open_env(map_size)
         self._dbs: dict[str, object] = {}
         self._runs = _txindex.RunCache(tx_index_cache_bytes_max)
@@ -258,7 +273,7 @@ class Store:
             size = max(size, os.path.getsize(data))
         try:
             return lmdb.open(path, map_size=size, subdir=True, max_dbs=len(DATABASES) + 2,
-                             sync=self.sync, metasync=self.sync, readonly=self.readonly,
+                             sync=self.sync, metasync=False, readonly=self.readonly,
                              create=not exists, lock=True, max_spare_txns=2)
         except lmdb.Error as e:
             raise self._translate(e, f"open {path!r}") from None
@@ -321,6 +336,11 @@ class Store:
             self._put_meta(txn, b"crypto", self.suite.name.encode())
 
     def close(self) -> None:
+        if not self.readonly and not self.closed:
+            try:
+                self._env.sync(True)  # the last meta page too (metasync is off)
+            except lmdb.Error:
+                pass  # a read-only file system or a full disk: nothing more can be saved
         self._env.close()
         self._closed = True
 
@@ -366,8 +386,9 @@ class Store:
     def _write(self, fn: Callable, *, durable: bool = False, what: str = "write",
                buffers: bool = False):
         """Run ``fn(txn)`` in one write transaction, growing the map and retrying when full.
-        ``durable`` forces a flush even when the store was opened with sync=False. With
-        ``buffers`` reads return views into the map, valid only until the next write."""
+        ``durable``: the transaction (and every one before it) is on disk when this returns,
+        meta page included (see the class docstring), also in a store opened with sync=False.
+        With ``buffers`` reads return views into the map, valid only until the next write."""
         if self.readonly:
             raise StoreError(f"{what}: the store was opened read-only")
         for _ in range(map_grow_attempts_max):
@@ -376,8 +397,9 @@ class Store:
                     self._env.begin(write=True)
                 with begin as txn:
                     result = fn(txn)
-                if durable and not self.sync:
+                if durable:
                     self._env.sync(True)
+                    self.flushes_durable += 1
                 return result
             except lmdb.MapFullError:
                 self._grow()
@@ -1084,6 +1106,46 @@ class Store:
             return signature
 
         return self._write(write, durable=True, what=f"sign at height {height}")
+
+    def sign_guarded_many(self, entries: Sequence[tuple[int, int, int, bytes, bytes, bytes]], *,
+                          wal_before: Sequence[tuple[int, bytes]] = ()) -> None:
+        """Record several signatures made in one consensus step (a proposer's proposal and its
+        prevote, a late prevote with its precommit) in **one** durable transaction: each entry
+        ``(height, round, step, sign_bytes, signature, wal_entry)`` is judged by the rule of
+        :meth:`sign_guarded` against the record the entries before it left, in order; one
+        refusal (DoubleSignRefused) aborts the transaction, so nothing of it is written (the
+        caller may then go one by one). ``wal_before`` goes first, as for ``sign_guarded``."""
+        checked = []
+        for item in entries:
+            if not isinstance(item, tuple) or len(item) != 6:
+                raise TypeError("entries must be (height, round, step, sign_bytes, signature, "
+                                "wal_entry) tuples")
+            height, round_, step, sign_bytes, signature, wal_entry = item
+            checked.append((_uint(height, "height", 63, 1), _uint(round_, "round", 32),
+                            _uint(step, "step", 8), _bytes(sign_bytes, "sign_bytes"),
+                            _bytes(signature, "signature"), _bytes(wal_entry, "wal_entry")))
+        if not checked:
+            return
+        before = self._wal_entries(wal_before)
+
+        def write(txn):
+            self._wal_put_many(txn, before)
+            for height, round_, step, sign_bytes, signature, wal_entry in checked:
+                last = self._signer_record(txn)
+                stored = signed_before(last, height, round_, step, sign_bytes)
+                if stored is not None:
+                    if stored != signature:
+                        raise DoubleSignRefused(f"another signature is recorded at "
+                                                f"{(height, round_, step)}")
+                    continue
+                record = _SIGNER.pack(height, round_, step) + \
+                    len(sign_bytes).to_bytes(4, "little")
+                self._put(txn, "signer", b"last", record + sign_bytes + signature)
+                self._signer_history_put(txn, last, height, round_, step, sign_bytes,
+                                         signature)
+                self._wal_put(txn, height, wal_entry)
+
+        self._write(write, durable=True, what=f"sign {len(checked)} at height {checked[0][0]}")
 
     # ---- pruning and info ----------------------------------------------------------------
     def prune(self, retain_height: int, *, blocks_max: int | None = None) -> int:

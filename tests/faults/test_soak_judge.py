@@ -83,3 +83,6 @@ def test_attack_recovery_compares_before_and_after_settling_and_skips_killed_nod
     assert [(node, before, after) for _, node, before, after in rows] == [
         (0, 50.0, 50.0), (1, 50.0, 60.0), (2, 50.0, 70.0)]
     assert ATTACK_SETTLE_S >= 30  # past at least one periodic malloc_trim
+    # A node restarted within the warm-up before the attack fills its caches again: not judged.
+    rows = attack_recovery(data, [(100.0, 110.0)], [(140.0, 3), (30.0, 1)], warmup=80.0)
+    assert [node for _, node, _, _ in rows] == [0, 2]

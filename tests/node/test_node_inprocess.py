@@ -469,3 +469,37 @@ def test_every_input_before_an_own_signature_is_durable_when_it_is_sent(tmp_path
     for n in nodes:
         assert n.counters.get("internal_error") == 0, n.config.moniker
         assert n.peers is not None and n.peers.faults.get("handler_error", 0) == 0
+
+
+def test_signatures_of_one_step_share_one_durable_write(tmp_path):
+    """Issue 14, item 3: a single validator proposes, prevotes and precommits in one step; the
+    three signatures become durable in one synced transaction, so a height costs one durable
+    write (three before: one per signature). Persist-before-send with batches is checked by
+    the test above, on four nodes whose proposers batch their proposal and prevote."""
+    from engine import config
+
+    home = config.init_home(str(tmp_path / "solo"), "solo", p2p_port=0, rpc_port=0)
+
+    async def main():
+        node = Node(home.path, rpc=False)
+        await node.start()
+        try:
+            start_h, start_flushes = node.latest_height, node.store.flushes_durable
+            for envs in (make_txs("solo", 40)[i::8] for i in range(8)):
+                results = await node.submit_txs(envs)
+                assert all(r.ok for r in results)
+                for r in results:
+                    assert await node.wait_for_tx(r.tx_id, 10) is not None
+            heights = node.latest_height - start_h
+            durable = node.store.flushes_durable - start_flushes
+            together = node.counters.get("signatures_persisted_together", 0)
+        finally:
+            await node.stop()
+        return heights, durable, together
+
+    heights, durable, together = run(main())
+    print(f"\n{heights} heights, {durable} durable writes, {together} signatures batched")
+    assert heights >= 8
+    # One durable write per height, give or take the height in progress at either end.
+    assert heights - 1 <= durable <= heights + 1, (heights, durable)
+    assert together >= 3 * (heights - 1)
