@@ -409,10 +409,15 @@ class Mempool:
         ids, verdicts = await loop.run_in_executor(self._executor, self._hash_and_verify,
                                                    envelopes)
         self.observe_batch(len(batch), time.perf_counter() - started)
-        # One store lookup for the whole batch (pooled and recently committed ids need none).
-        unknown = [t for t in ids if t not in self._pool and t not in self._committed]
-        found = self._find_committed(unknown) if unknown else []
-        committed = {t for t, hit in zip(unknown, found) if hit}
+        committed: set[bytes] = set()
+        if self._nonces is None:
+            # One store lookup for the whole batch (pooled and recently committed ids need
+            # none). With nonces enforced there is none at all: a committed transaction
+            # consumed its (sender, nonce), so the nonce check refuses it, and the store is
+            # asked only then, to say "already committed" rather than "stale nonce".
+            unknown = [t for t in ids if t not in self._pool and t not in self._committed]
+            found = self._find_committed(unknown) if unknown else []
+            committed = {t for t, hit in zip(unknown, found) if hit}
         step = self.limits.admit_chunk_txs
         for start in range(0, len(batch), step):
             if start:
@@ -482,6 +487,8 @@ class Mempool:
                 return DUPLICATE, f"a pooled transaction of this sender has nonce {tx.nonce}"
             why = self._nonces.refusal(tx.sender, tx.nonce)
             if why is not None:
+                if self._find_committed([tx_id])[0]:
+                    return DUPLICATE, "already committed"
                 return STALE_NONCE, f"nonce {tx.nonce} of this sender is {why}"
         try:
             check = self._check_tx(tx, self.pending) if self._check_tx_pending \

@@ -216,3 +216,49 @@ def test_reap_orders_each_sender_by_nonce_and_honours_priority():
         assert mp.reap(10, 10_000) == [b"p:0:paid", b"b:0:x", b"a:2:third"]
         await mp.stop()
     run(main())
+
+
+def test_with_nonces_admission_asks_the_store_only_for_refused_nonces():
+    """Issue 14, item 4: with nonces enforced (as every node does), admission makes no store
+    lookup per batch: a committed transaction consumed its (sender, nonce), so the nonce check
+    refuses it, and only then is the store asked, to answer "already committed" rather than
+    "stale nonce". Fails if the batch lookup comes back, or if a committed transaction that
+    left the in-memory cache were admitted again."""
+    from engine import crypto, tx
+    from engine.nonces import NonceTable
+
+    key = crypto.SigningKey.generate()
+    envs = [tx.encode_tx(key, n, b"k%d=v" % n, "chain") for n in range(6)]
+    ids = [tx.decode_tx(e).tx_id for e in envs]
+    state: dict[bytes, bytes] = {}
+    table = NonceTable(state.get)
+    committed: set[bytes] = set()
+    lookups: list[list[bytes]] = []
+
+    def find_committed(batch):
+        lookups.append(list(batch))
+        return [t in committed for t in batch]
+
+    async def main():
+        mp = Mempool(chain_id=b"chain", check_tx=lambda t: CheckResult(),
+                     find_committed=find_committed, nonces=table,
+                     limits=MempoolLimits(batch_wait_ms=1, committed_cache_max=1))
+        mp.start()
+        try:
+            assert [r.code for r in await mp.add_many(envs[:3])] == ["ok"] * 3
+            assert lookups == []  # fresh transactions: no store lookup at all
+            # Block 1 commits nonces 0-2; the id cache (1 id here) keeps only the last.
+            state.update(table.apply_block((key.public_key, n) for n in range(3)))
+            table.committed()
+            committed.update(ids[:3])
+            mp.remove_committed(ids[:3])
+            results = await mp.add_many([envs[1], envs[3]])
+            assert [(r.code, r.log) for r in results] == [("duplicate", "already committed"),
+                                                         ("ok", "")]
+            assert lookups == [[ids[1]]]  # only the refused one was looked up
+            # Another envelope reusing a consumed nonce is stale, not a duplicate.
+            other = tx.encode_tx(key, 2, b"different", "chain")
+            assert (await mp.add(other)).code == "stale_nonce"
+        finally:
+            await mp.stop()
+    run(main())
