@@ -136,6 +136,12 @@ def verify_merkle_proof(root: BytesLike, leaf: BytesLike, proof: MerkleProof) ->
 
     Raises ValueError when the root or a path hash is not 32 bytes, TypeError on non-bytes.
     """
+    return _verify_proof(root, blake3(leaf), proof, merkle_node)
+
+
+def _verify_proof(root: BytesLike, leaf_hash: bytes, proof: MerkleProof,
+                  node: Callable[[bytes, bytes], bytes]) -> bool:
+    """The checks and the walk that every tree's proof verification shares."""
     root_b = _hash_arg(root, "root")
     for i, p in enumerate(proof.path):
         _hash_arg(p, f"proof.path[{i}]")
@@ -145,8 +151,8 @@ def verify_merkle_proof(root: BytesLike, leaf: BytesLike, proof: MerkleProof) ->
         raise TypeError("proof.size must be an int")
     if len(proof.path) > PROOF_PATH_HASHES_MAX:
         return False
-    implied = root_from_path(blake3(leaf), proof.index, proof.size,
-                             [bytes(p) for p in proof.path], merkle_node)
+    implied = root_from_path(leaf_hash, proof.index, proof.size,
+                             [bytes(p) for p in proof.path], node)
     return implied is not None and implied == root_b
 
 
@@ -239,15 +245,4 @@ def verify_sm3_merkle_proof(root: BytesLike, leaf: BytesLike, proof: MerkleProof
 
     Raises ValueError when the root or a path hash is not 32 bytes, TypeError on non-bytes.
     """
-    root_b = _hash_arg(root, "root")
-    for i, p in enumerate(proof.path):
-        _hash_arg(p, f"proof.path[{i}]")
-    if isinstance(proof.index, bool) or not isinstance(proof.index, int):
-        raise TypeError("proof.index must be an int")
-    if isinstance(proof.size, bool) or not isinstance(proof.size, int):
-        raise TypeError("proof.size must be an int")
-    if len(proof.path) > PROOF_PATH_HASHES_MAX:
-        return False
-    implied = root_from_path(sm3_merkle_leaf(leaf), proof.index, proof.size,
-                             [bytes(p) for p in proof.path], sm3_merkle_node)
-    return implied is not None and implied == root_b
+    return _verify_proof(root, sm3_merkle_leaf(leaf), proof, sm3_merkle_node)
