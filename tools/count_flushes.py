@@ -23,19 +23,37 @@ import tempfile
 
 LINE = re.compile(r"^(\d+)\s+(.*)$")
 OPEN = re.compile(r'openat\(.*?"([^"]*)", ([A-Z_|]+).*\)\s+=\s+(\d+)')
+RESUMED = re.compile(r"^<\.\.\. (\w+) resumed>(.*)$")
+CLONE = re.compile(r"^clone3?\((.*)\)\s+=\s+(\d+)$")
 FLUSH = re.compile(r"^(fdatasync|fsync|msync|pwrite64|pwritev)\((\d+)")
 
 
 def count(trace_path: str) -> dict:
+    """Flushes per process in an ``strace -f`` trace. Lines carry thread ids: threads are
+    mapped to their process through the clone calls (CLONE_THREAD), since descriptors belong
+    to the process; calls split by strace into "unfinished" and "resumed" halves are joined."""
+    process: dict[str, str] = {}
     sync_fds: dict[str, set[str]] = collections.defaultdict(set)
     flushes: collections.Counter[str] = collections.Counter()
-    files: dict[str, str] = {}
+    unfinished: dict[str, str] = {}
     with open(trace_path, errors="replace") as f:
         for raw in f:
             m = LINE.match(raw.strip())
             if not m:
                 continue
-            pid, call = m.groups()
+            tid, call = m.groups()
+            if call.endswith("<unfinished ...>"):
+                unfinished[tid] = call[: -len("<unfinished ...>")]
+                continue
+            r = RESUMED.match(call)
+            if r:
+                call = unfinished.pop(tid, r.group(1) + "(") + r.group(2)
+            pid = process.setdefault(tid, tid)
+            c = CLONE.match(call)
+            if c:
+                child = c.group(2)
+                process[child] = pid if "CLONE_THREAD" in c.group(1) else child
+                continue
             o = OPEN.search(call)
             if o:
                 path, flags, fd = o.groups()
@@ -43,7 +61,6 @@ def count(trace_path: str) -> dict:
                     sync_fds[pid].add(fd)
                 else:
                     sync_fds[pid].discard(fd)
-                files.setdefault(pid, path)
                 continue
             w = FLUSH.match(call)
             if w and (w.group(1) in ("fdatasync", "fsync", "msync") or
@@ -67,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = a.out or tempfile.mktemp(prefix="flushes-", suffix=".txt")
     rc = subprocess.call([strace, "-f", "-qq", "--seccomp-bpf", "-o", out, "-e",
-                          "trace=openat,fdatasync,fsync,msync,pwrite64,pwritev", *cmd])
+                          "trace=openat,fdatasync,fsync,msync,pwrite64,pwritev,clone,clone3", *cmd])
     summary = count(out)
     if a.out is None:
         os.unlink(out)

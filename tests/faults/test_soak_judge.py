@@ -86,3 +86,25 @@ def test_attack_recovery_compares_before_and_after_settling_and_skips_killed_nod
     # A node restarted within the warm-up before the attack fills its caches again: not judged.
     rows = attack_recovery(data, [(100.0, 110.0)], [(140.0, 3), (30.0, 1)], warmup=80.0)
     assert [node for _, node, _, _ in rows] == [0, 2]
+
+
+def test_a_restarted_node_is_judged_once_its_new_process_filled_its_caches():
+    # node3 restarts at 250 s and its heap grows again for 100 s (caches refilling): judged from
+    # 250 + fill it would have under a quarter of the run left, so it is left out; the same
+    # growth on a node that never restarted fails.
+    data = []
+    for k in range(int(DURATION_S / 2)):
+        t = 2.0 * k
+        for n in range(4):
+            anon = 40.0 + (1.0 * min(max(t - 250, 0), 100) if n == 3 else 0.0)
+            data.append((t, n, anon + 30, 20, anon))
+    assert _judge(data, DURATION_S, [20.0] * 4, warmup=100.0, kills=[(250.0, 3)],
+                  fill=100.0) == []
+    problems = _judge(data, DURATION_S, [20.0] * 4, warmup=100.0, kills=[], fill=100.0)
+    assert problems and all("node3 anonymous RSS keeps growing" in p for p in problems)
+
+
+def test_a_run_where_no_heap_can_be_judged_fails():
+    problems = _judge(samples(0.0, 0.0), DURATION_S, [20.0] * 4, warmup=100.0,
+                      kills=[(300.0, n) for n in range(4)], fill=100.0)
+    assert problems == ["no node ran long enough after its caches filled to judge its heap"]
