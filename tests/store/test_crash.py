@@ -82,6 +82,11 @@ def _verify(path: str, lines, previous: dict) -> dict:
         if state:
             assert state.sign_bytes == sign_bytes(*hrs)
             assert state.signature == fake_sign(state.sign_bytes)
+            # Every reported signature of the record's height is in its history (written one
+            # by one or together by sign_guarded_many), so a lost WAL loses no vote.
+            history = {(r, st) for r, st, _, _ in store.signer_history()}
+            assert {(r, st) for h, r, st in signs if h == state.height} <= history, \
+                "a reported signature of the current height is missing from the history"
         for h, seq, k in wals:  # a reported WAL entry of an uncommitted height is there
             if h > latest:
                 assert store.wal_replay(h)[seq] == b"wal %d %d" % (h, k)
