@@ -82,6 +82,14 @@ class CommitCertificate:
                verify_batch: VerifyBatch = crypto.verify_batch) -> None:
         """Raise ProtocolError unless more than 2/3 of ``validators``' power signed this block's
         precommit with valid signatures (one batch verification, one native tally)."""
+        _, signers = self.quorum_signers(validators)
+        self.verify_signatures(chain_id, validators, signers, verify_batch)
+
+    def quorum_signers(self, validators: ValidatorSet) -> tuple[int, list[int]]:
+        """(signed power, signer indices) once the structure holds: a 32-byte non-nil block
+        hash, a bitmap that fits ``validators``, one signature per signer, more than 2/3 of
+        the power, height and round in range. Signatures are not checked here (see
+        :meth:`verify_signatures`); raises ProtocolError."""
         if not isinstance(self.block_hash, bytes) or len(self.block_hash) != HASH_BYTES \
                 or self.block_hash == NIL:
             raise ProtocolError("certificate block hash must be 32 non-zero bytes")
@@ -97,6 +105,12 @@ class CommitCertificate:
                                 "is not more than 2/3")
         if not (0 <= self.height < 1 << 64 and 0 <= self.round < 1 << 31):
             raise ProtocolError("certificate height or round out of range")
+        return power, signers
+
+    def verify_signatures(self, chain_id: bytes, validators: ValidatorSet, signers: list[int],
+                          verify_batch: VerifyBatch = crypto.verify_batch) -> None:
+        """One batch verification of the signers' precommit signatures; ProtocolError naming
+        the validators whose signatures fail."""
         msg = vote_sign_bytes(chain_id, VoteType.PRECOMMIT, self.height, self.round,
                               self.block_hash)
         try:

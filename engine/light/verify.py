@@ -24,8 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from engine import crypto
-from engine.consensus import _tally
-from engine.consensus.types import ValidatorSet, VoteType, vote_sign_bytes
+from engine.consensus.types import ValidatorSet
 from engine.errors import ProtocolError
 from engine.light.block import LightBlock
 
@@ -70,35 +69,22 @@ def verify_certificate(chain_id: bytes, lb: LightBlock, trusted: ValidatorSet | 
     signature verification. Returns (signed power in lb's set, signed power in ``trusted``)."""
     cert, vals = lb.certificate, lb.validators
     try:
-        power = _tally.bitmap_power(cert.bitmap, vals.powers)
-    except (ValueError, TypeError) as e:
-        raise VerificationFailed(f"certificate bitmap of height {lb.height}: {e}") from None
-    signers = cert.signer_indices()
-    if len(signers) != len(cert.signatures):
-        raise VerificationFailed(f"certificate of height {lb.height} has {len(cert.signatures)} "
-                                 f"signatures for {len(signers)} signers")
-    if not vals.has_quorum(power):
-        raise VerificationFailed(f"certificate of height {lb.height} carries power {power} of "
-                                 f"{vals.total_power}: not more than 2/3 of its set")
-    keys = [vals.public_key(i) for i in signers]
+        power, signers = cert.quorum_signers(vals)
+    except ProtocolError as e:
+        raise VerificationFailed(f"certificate of height {lb.height}: {e}") from None
     trusted_power = 0
     if trusted is not None:
-        for k in keys:
-            j = trusted.index_of(k)
+        for i in signers:
+            j = trusted.index_of(vals.public_key(i))
             if j is not None:
                 trusted_power += int(trusted.powers[j])
         if 3 * trusted_power <= trusted.total_power:
             raise NotEnoughTrust(f"signers of height {lb.height} hold {trusted_power} of the "
                                  f"trusted set's {trusted.total_power}: not more than 1/3")
-    msg = vote_sign_bytes(chain_id, VoteType.PRECOMMIT, cert.height, cert.round, cert.block_hash)
     try:
-        ok = verify_batch(keys, [msg] * len(keys), list(cert.signatures))
-    except (ValueError, TypeError) as e:
-        raise VerificationFailed(f"certificate signatures of height {lb.height}: {e}") from None
-    if not all(ok):
-        bad = [signers[i] for i, good in enumerate(ok) if not good]
-        raise VerificationFailed(f"certificate of height {lb.height} has invalid signatures "
-                                 f"from validators {bad[:8]}")
+        cert.verify_signatures(chain_id, vals, signers, verify_batch)
+    except ProtocolError as e:
+        raise VerificationFailed(f"certificate of height {lb.height}: {e}") from None
     return power, trusted_power
 
 
