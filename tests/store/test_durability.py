@@ -59,6 +59,8 @@ def _flushes_between_marks(store_dir: str) -> dict[str, int]:
          "-o", "/dev/stderr", sys.executable, "-c", CHILD, store_dir],
         check=False, cwd=ROOT, capture_output=True, text=True, timeout=120,
         env={**os.environ, "PYTHONPATH": ROOT})
+    if out.returncode != 0 and ("ptrace" in out.stderr or "Operation not permitted" in out.stderr):
+        pytest.skip(f"strace cannot trace here: {out.stderr.strip().splitlines()[-1]}")
     assert out.returncode == 0, out.stderr[-2000:]
     sync_fds: set[str] = set()
     counts: dict[str, int] = {}
