@@ -17,6 +17,7 @@
 #include "ed25519/ed25519_impl.h"
 #include "ed25519/fe25_avx2.h"
 #include "ed25519/ge.h"
+#include "ed25519/ge25_avx2.h"
 #include "ed25519/scalar.h"
 #include "ed25519/sha512_x4_avx2.h"
 
@@ -52,6 +53,12 @@ struct prepared_avx2;
 static int challenges_x4(struct prepared_avx2 *prep, const size_t *idx, size_t count,
                          const engine_ed25519_item *items);
 
+static int single_check_avx2v(const ed_key *key, const sc256 *k, const sc256 *s,
+                              const ge_niels *neg_r);
+static int msm_straus_avx2v(ge_p3 *out, const ge_niels *points, const sc256 *scalars, size_t n);
+
+#define ED_SINGLE_CHECK single_check_avx2v
+#define ED_MSM_STRAUS msm_straus_avx2v
 #define ED_POW_MANY pow_many_avx2v
 #define ED_MSM_PIPPENGER msm_pippenger_avx2v
 #define ED_MSM_KIND ED_MSM_AVX2
@@ -103,90 +110,6 @@ static int challenges_x4(struct prepared_avx2 *prep_, const size_t *idx, size_t 
 }
 
 /* ---- points in parallel form --------------------------------------------------------------- */
-
-/* Lane masks for _mm256_blend_epi32 (two 32-bit halves per 64-bit lane). */
-#define LANE0 0x03
-#define LANE1 0x0c
-#define LANE2 0x30
-#define LANE3 0xc0
-/* vpermq immediates: lane j of the result takes lane sel_j. */
-#define PERM(s0, s1, s2, s3) ((s0) | ((s1) << 2) | ((s2) << 4) | ((s3) << 6))
-
-/* An extended point (X : Y : Z : T), lanes 0..3; and the operand form of an addition,
- * (Y - X, Y + X, 2Z, 2dT). Both carried. */
-typedef fe25x4 ge25_ext;
-typedef fe25x4 ge25_cached;
-
-/* (Y - X, Y + X, Z, T) of an extended point (limbs within the multiplication bound). */
-static inline __attribute__((always_inline)) void ge25_diff_sum_xy(fe25x4 *t, const ge25_ext *p) {
-    fe25x4 s, sum, diff;
-    FE25X4_PERMUTE(&s, p, PERM(1, 0, 2, 3)); /* (Y, X, Z, T) */
-    fe25x4_add(&sum, p, &s);                 /* lane 1: X + Y */
-    fe25x4_sub(&diff, &s, p);                /* lane 0: Y - X */
-    FE25X4_BLEND(t, p, &diff, LANE0);
-    FE25X4_BLEND(t, t, &sum, LANE1);
-}
-
-/* r[n] = p[n] + q[n] for count (1 or 2) independent additions, interleaved: the four products
- * (Y1-X1)(Y2-X2), (Y1+X1)(Y2+X2), Z1 2Z2, T1 2dT2 = (A, B, D, C) at once; then E = B - A,
- * H = B + A, F = D - C, G = D + C and (X3, Y3, Z3, T3) = (E F, G H, F G, E H) at once. Complete
- * for every pair of points (a = -1, d non-square). r may be p. */
-static inline __attribute__((always_inline)) void ge25_add_n(ge25_ext *const r[],
-                                                             const ge25_ext *const p[],
-                                                             const ge25_cached *const q[],
-                                                             int count) {
-    fe25x4 t[2], m[2], lhs[2], rhs[2];
-    fe25x4 *tp[2] = {&t[0], &t[1]}, *mp[2] = {&m[0], &m[1]};
-    for (int n = 0; n < count; n++) ge25_diff_sum_xy(&t[n], p[n]);
-    fe25x4_mul_n(mp, (const fe25x4 *const *)tp, q, count); /* (A, B, D, C) */
-    for (int n = 0; n < count; n++) {
-        fe25x4 s, sum, diff, a, b;
-        FE25X4_PERMUTE(&s, &m[n], PERM(1, 0, 3, 2)); /* (B, A, C, D) */
-        fe25x4_add(&sum, &m[n], &s);                 /* (A+B, A+B, C+D, C+D) = (H, H, G, G) */
-        fe25x4_sub(&diff, &s, &m[n]);                /* (B-A, A-B, C-D, D-C) = (E, -, -, F) */
-        FE25X4_PERMUTE(&a, &diff, PERM(0, 0, 3, 0)); /* (E, E, F, E) */
-        FE25X4_PERMUTE(&b, &sum, PERM(0, 2, 0, 0));  /* (H, G, H, H) */
-        FE25X4_BLEND(&lhs[n], &a, &b, LANE1);        /* (E, G, F, E) */
-        FE25X4_PERMUTE(&a, &diff, PERM(3, 3, 3, 3)); /* (F, F, F, F) */
-        FE25X4_PERMUTE(&b, &sum, PERM(0, 0, 2, 0));  /* (H, H, G, H) */
-        FE25X4_BLEND(&rhs[n], &b, &a, LANE0);        /* (F, H, G, H) */
-    }
-    const fe25x4 *lp[2] = {&lhs[0], &lhs[1]}, *rp[2] = {&rhs[0], &rhs[1]};
-    fe25x4_mul_n(r, lp, rp, count);
-}
-
-static inline __attribute__((always_inline)) void ge25_add(ge25_ext *r, const ge25_ext *p,
-                                                           const ge25_cached *q) {
-    ge25_ext *const rs[1] = {r};
-    const ge25_ext *const ps[1] = {p};
-    const ge25_cached *const qs[1] = {q};
-    ge25_add_n(rs, ps, qs, 1);
-}
-
-/* The cached form of p scaled by 121666, which a projective point does not notice:
- * d = -121665/121666, so 121666 (Y - X, Y + X, 2Z, 2dT) = (121666 (Y - X), 121666 (Y + X),
- * 243332 Z, -243330 T), products by small constants instead of a full multiplication by 2d. */
-static inline void ge25_to_cached(ge25_cached *r, const ge25_ext *p) {
-    fe25x4 t, neg;
-    ge25_diff_sum_xy(&t, p);
-    fe25x4_mul_small(&t, &t, 121666, 121666, 243332, 243330);
-    fe25x4_neg(&neg, &t);
-    FE25X4_BLEND(r, &t, &neg, LANE3);
-}
-
-static void ge25_identity(ge25_ext *p) {
-    fe51 one = FE_ONE, zero = FE_ZERO;
-    fe25x4_from_fe51(p, &zero, &one, &one, &zero);
-}
-
-static void ge25_to_p3(ge_p3 *r, const ge25_ext *p) {
-    fe51 c[4];
-    fe25x4_to_fe51(c, p);
-    r->X = c[0];
-    r->Y = c[1];
-    r->Z = c[2];
-    r->T = c[3];
-}
 
 /* ---- Pippenger ----------------------------------------------------------------------------- */
 
@@ -352,6 +275,152 @@ static int msm_pippenger_avx2v(ge_p3 *out, const ge_niels *points, const sc256 *
     free(words);
     free(sums);
     return ctx.rc;
+}
+
+/* ---- single checks and Straus in parallel form ------------------------------------------- */
+
+/* Odd multiples [1, 3, ..., 127] of B and of [2^128]B in operand form, packed as 32-bit limbs
+ * (PACKED_WORDS / 2 = 40 words an entry), 20 KiB for both: the width-8 NAF of a single check. */
+#define ENTRY_WORDS (PACKED_WORDS / 2)
+static uint32_t g_base25[2][BASE_TABLE_SIZE * ENTRY_WORDS] __attribute__((aligned(64)));
+static pthread_once_t g_base25_once = PTHREAD_ONCE_INIT;
+
+static void base25_init(void) {
+    const ge_niels *tables[2] = {base_table_avx2(), g_base_hi_table_avx2};
+    for (int t = 0; t < 2; t++) {
+        for (int i = 0; i < BASE_TABLE_SIZE; i++) {
+            ge25_cached c;
+            ge25_cached_from_niels(&c, &tables[t][i]);
+            pack_cached(g_base25[t] + i * ENTRY_WORDS, &c);
+        }
+    }
+}
+
+/* One scalar of a joint multiplication: its NAF and its odd multiples, packed or in lanes. */
+typedef struct {
+    int8_t naf[256];
+    const uint32_t *packed;
+    const ge25_cached *lanes;
+} term25;
+
+/* acc += [d] entry for an odd digit d of a term (d != 0). */
+static inline __attribute__((always_inline)) void add_digit25(ge25_ext *acc, const term25 *t,
+                                                              int d) {
+    ge25_cached unpacked;
+    const ge25_cached *q;
+    int index = (d > 0 ? d : -d) >> 1;
+    if (t->packed) {
+        unpack_cached(&unpacked, t->packed + index * ENTRY_WORDS);
+        q = &unpacked;
+    } else {
+        q = &t->lanes[index];
+    }
+    if (d > 0) ge25_add(acc, acc, q);
+    else ge25_sub(acc, acc, q);
+}
+
+/* sum of the terms' multiples: one doubling per digit position from the top (shared), the
+ * additions of each term's non-zero digits in between. */
+static void joint_mult25(ge25_ext *acc, const term25 *terms, int count, int top) {
+    ge25_identity(acc);
+    for (int i = top; i >= 0; i--) {
+        ge25_dbl(acc, acc);
+        for (int j = 0; j < count; j++) {
+            int d = terms[j].naf[i];
+            if (d) add_digit25(acc, &terms[j], d);
+        }
+    }
+}
+
+/* [8]([s]B + [k](-A) + (-R)) == O, as the template's single_check (same split of the scalars
+ * when the key has its table of -[2^128]A), with every doubling and addition in parallel form:
+ * B's odd multiples from g_base25 (width 8), the key's from its radix-2^51 tables (width 5). */
+static int single_check_avx2v(const ed_key *key, const sc256 *k, const sc256 *s,
+                              const ge_niels *neg_r) {
+    pthread_once(&g_base25_once, base25_init);
+    ge25_cached a_lanes[2][ED_KEY_TABLE_SIZE];
+    term25 terms[4];
+    sc256 parts[4];
+    int count = key->has_hi ? 4 : 2;
+    if (key->has_hi) {
+        parts[0] = (sc256){{s->v[0], s->v[1], 0, 0}};
+        parts[1] = (sc256){{s->v[2], s->v[3], 0, 0}};
+        parts[2] = (sc256){{k->v[0], k->v[1], 0, 0}};
+        parts[3] = (sc256){{k->v[2], k->v[3], 0, 0}};
+        terms[0].packed = g_base25[0];
+        terms[1].packed = g_base25[1];
+        terms[2].packed = terms[3].packed = NULL;
+        terms[2].lanes = a_lanes[0];
+        terms[3].lanes = a_lanes[1];
+        for (int i = 0; i < ED_KEY_TABLE_SIZE; i++) {
+            ge25_cached_from_ge(&a_lanes[0][i], &key->neg_table[i]);
+            ge25_cached_from_ge(&a_lanes[1][i], &key->neg_hi_table[i]);
+        }
+    } else {
+        parts[0] = *s;
+        parts[1] = *k;
+        terms[0].packed = g_base25[0];
+        terms[1].packed = NULL;
+        terms[1].lanes = a_lanes[0];
+        for (int i = 0; i < ED_KEY_TABLE_SIZE; i++)
+            ge25_cached_from_ge(&a_lanes[0][i], &key->neg_table[i]);
+    }
+    int top = -1;
+    for (int j = 0; j < count; j++) {
+        int t = wnaf_avx2(terms[j].naf, &parts[j], terms[j].packed ? 8 : 5);
+        if (t > top) top = t;
+    }
+    ge25_ext acc;
+    ge25_cached r;
+    joint_mult25(&acc, terms, count, top);
+    ge25_cached_from_niels(&r, neg_r);
+    ge25_add(&acc, &acc, &r);
+    for (int i = 0; i < 3; i++) ge25_dbl(&acc, &acc);
+    ge_p3 p;
+    ge25_to_p3(&p, &acc);
+    return fe_iszero(&p.X) && fe_equal(&p.Y, &p.Z);
+}
+
+/* Odd multiples [1, 3, ..., 15]P of an affine point in operand form (scaled, see
+ * ge25_to_cached), packed: one doubling and seven additions in parallel form. */
+static void odd_multiples25(uint32_t *words, const ge_niels *p) {
+    ge_p3 p3;
+    p3_from_niels_avx2(&p3, p);
+    ge25_ext cur, twice;
+    ge25_cached c, twice_c;
+    ge25_from_p3(&cur, &p3);
+    ge25_dbl(&twice, &cur);
+    ge25_to_cached(&twice_c, &twice);
+    for (int i = 0; i < ED_KEY_TABLE_SIZE; i++) {
+        ge25_to_cached(&c, &cur);
+        pack_cached(words + i * ENTRY_WORDS, &c);
+        if (i + 1 < ED_KEY_TABLE_SIZE) ge25_add(&cur, &cur, &twice_c);
+    }
+}
+
+/* sum [scalars[i]] points[i]: Straus with per-point width-5 tables, in parallel form. */
+static int msm_straus_avx2v(ge_p3 *out, const ge_niels *points, const sc256 *scalars, size_t n) {
+    uint32_t *words = (uint32_t *)malloc(n * ED_KEY_TABLE_SIZE * ENTRY_WORDS * sizeof(uint32_t));
+    term25 *terms = (term25 *)malloc(n * sizeof(term25));
+    if (!words || !terms) {
+        free(words);
+        free(terms);
+        return ENGINE_ED25519_ENOMEM;
+    }
+    int top = -1;
+    for (size_t i = 0; i < n; i++) {
+        terms[i].packed = words + i * ED_KEY_TABLE_SIZE * ENTRY_WORDS;
+        terms[i].lanes = NULL;
+        odd_multiples25(words + i * ED_KEY_TABLE_SIZE * ENTRY_WORDS, &points[i]);
+        int t = wnaf_avx2(terms[i].naf, &scalars[i], 5);
+        if (t > top) top = t;
+    }
+    ge25_ext acc;
+    joint_mult25(&acc, terms, (int)n, top);
+    ge25_to_p3(out, &acc);
+    free(words);
+    free(terms);
+    return ENGINE_ED25519_OK;
 }
 
 /* ---- self-check ---------------------------------------------------------------------------- */
