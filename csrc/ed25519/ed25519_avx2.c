@@ -383,6 +383,11 @@ static int single_check_avx2v(const ed_key *key, const sc256 *k, const sc256 *s,
     return fe_iszero(&p.X) && fe_equal(&p.Y, &p.Z);
 }
 
+int engine_ed25519_single_check_avx2v(const ed_key *key, const sc256 *k, const sc256 *s,
+                                      const ge_niels *neg_r) {
+    return single_check_avx2v(key, k, s, neg_r);
+}
+
 /* Odd multiples [1, 3, ..., 15]P of an affine point in operand form (scaled, see
  * ge25_to_cached), packed: one doubling and seven additions in parallel form. */
 static void odd_multiples25(uint32_t *words, const ge_niels *p) {

@@ -42,6 +42,9 @@ struct prepared_avx512;
 static int challenges_x8(struct prepared_avx512 *prep, const size_t *idx, size_t count,
                          const engine_ed25519_item *items);
 
+/* The single check (and a bisection's lone entries) in the AVX2 parallel form of
+ * ed25519_avx2.c: its four-lane doublings and additions beat radix 2^51 on IFMA CPUs too. */
+#define ED_SINGLE_CHECK engine_ed25519_single_check_avx2v
 #define ED_POW_MANY pow_many_ifma
 #define ED_MSM_PIPPENGER msm_pippenger_ifma
 #define ED_MSM_KIND ED_MSM_IFMA

@@ -5,6 +5,7 @@
 
 #include "ed25519/ed25519.h"
 #include "ed25519/ed25519_types.h"
+#include "ed25519/scalar.h"
 
 /* Verify items as one batch; out[i] gets each verdict. With threads > 1 the kernel spreads its
  * own phases (preparation, Pippenger windows) over the pool, so it must not run inside a pool
@@ -18,6 +19,10 @@ int engine_ed25519_verify_chunk_avx2(const engine_ed25519_item *items, size_t n,
                                          int threads);
 int engine_ed25519_selftest_ifma(uint64_t seed, int iterations);
 int engine_ed25519_selftest_avx2(uint64_t seed, int iterations);
+/* [8]([s]B + [k](-A) + (-R)) == O in the AVX2 parallel form (ed25519_avx2.c), which the avx512
+ * kernel shares; key holds -A with its tables. */
+int engine_ed25519_single_check_avx2v(const ed_key *key, const sc256 *k, const sc256 *s,
+                                      const ge_niels *neg_r);
 int engine_ed25519_verify_chunk_avx512(const engine_ed25519_item *items, size_t n, uint8_t *out,
                                          int threads);
 #endif
