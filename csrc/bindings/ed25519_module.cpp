@@ -115,6 +115,13 @@ void force_isa(py::object name) {
 }
 
 // The native envelope layout, for the test that checks it against engine/tx.py.
+int selftest_vector_points(py::bytes encodings) {
+    std::string buf = encodings;
+    if (buf.size() % 32 != 0) throw py::value_error("encodings: a multiple of 32 bytes");
+    return engine_ed25519_selftest_vector_points(
+        reinterpret_cast<const uint8_t *>(buf.data()), buf.size() / 32);
+}
+
 py::dict tx_layout() {
     py::dict d;
     d["version"] = ENGINE_TX_VERSION;
@@ -149,4 +156,5 @@ PYBIND11_MODULE(_native_ed25519, m) {
     m.def("_tx_layout", &tx_layout);
     m.def("_selftest_ifma", &engine_ed25519_selftest, py::arg("seed"), py::arg("iterations"));
     m.def("_selftest_avx2", &engine_ed25519_selftest_vector, py::arg("seed"), py::arg("iterations"));
+    m.def("_selftest_avx2_points", &selftest_vector_points, py::arg("encodings"));
 }

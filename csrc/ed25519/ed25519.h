@@ -65,9 +65,16 @@ size_t engine_ed25519_pippenger_min(void);
  * of wrong results, or -1 when this build or CPU has no IFMA kernel. */
 int engine_ed25519_selftest(uint64_t seed, int iterations);
 
-/* Test hook: the AVX2 four-lane field and point addition against the radix-2^51 ones on
- * edge-case limbs; the number of wrong results, or -1 when this build or CPU has no AVX2. */
+/* Test hook: the AVX2 four-lane field and the parallel-form point addition, subtraction and
+ * doubling against the radix-2^51 ones on edge-case limbs; the number of wrong results, or -1
+ * when this build or CPU has no AVX2. */
 int engine_ed25519_selftest_vector(uint64_t seed, int iterations);
+
+/* Test hook: the AVX2 parallel-form point operations (addition, subtraction, doubling, every
+ * operand form) against radix 2^51 on every pair of the points decoded from count 32-byte
+ * encodings; the number of wrong results, -1 without AVX2, -2 when an encoding does not
+ * decode. */
+int engine_ed25519_selftest_vector_points(const uint8_t *encodings, size_t count);
 
 #ifdef __cplusplus
 }

@@ -432,6 +432,102 @@ static int msm_straus_avx2v(ge_p3 *out, const ge_niels *points, const sc256 *sca
 
 /* ---- self-check ---------------------------------------------------------------------------- */
 
+static int p3_equal_exact(const ge_p3 *a, const ge_p3 *b) {
+    return fe_equal(&a->X, &b->X) && fe_equal(&a->Y, &b->Y) && fe_equal(&a->Z, &b->Z) &&
+           fe_equal(&a->T, &b->T);
+}
+
+/* X a.Z = X b.Z and so on: the same projective point, for formulas that may scale. */
+static int p3_equal_projective(const ge_p3 *a, const ge_p3 *b) {
+    fe51 l, r;
+    const fe51 *ac[3] = {&a->X, &a->Y, &a->T}, *bc[3] = {&b->X, &b->Y, &b->T};
+    int ok = 1;
+    for (int k = 0; k < 3; k++) {
+        fe_mul(&l, ac[k], &b->Z);
+        fe_mul(&r, bc[k], &a->Z);
+        ok &= fe_equal(&l, &r);
+    }
+    return ok;
+}
+
+/* Wrong results of the parallel-form operations on (p, q) against radix 2^51: p + q with q's
+ * operand form scaled (Pippenger's, Straus's), exact and converted from a radix-2^51 table entry
+ * (single checks), and through the packed layout; p - q with the last two; 2p. The exact forms
+ * must give the very same coordinates (the formulas are the same up to signs that cancel). */
+static int point_ops_mismatches(const ge_p3 *p, const ge_p3 *q) {
+    ge_cached qc;
+    ge_p1p1 t;
+    ge_p3 want_add, want_sub, want_dbl, got;
+    ge_p3_to_cached(&qc, q);
+    ge_add(&t, p, &qc);
+    ge_p1p1_to_p3(&want_add, &t);
+    ge_sub(&t, p, &qc);
+    ge_p1p1_to_p3(&want_sub, &t);
+    ge_p3_dbl(&t, p);
+    ge_p1p1_to_p3(&want_dbl, &t);
+    ge25_ext vp, vq, vr;
+    ge25_cached scaled, exact, converted, unpacked;
+    uint32_t words[ENTRY_WORDS];
+    ge25_from_p3(&vp, p);
+    ge25_from_p3(&vq, q);
+    ge25_to_cached(&scaled, &vq);
+    ge25_to_cached_exact(&exact, &vq);
+    ge25_cached_from_ge(&converted, &qc);
+    pack_cached(words, &exact);
+    unpack_cached(&unpacked, words);
+    int bad = 0;
+    ge25_add(&vr, &vp, &scaled);
+    ge25_to_p3(&got, &vr);
+    bad += !p3_equal_projective(&got, &want_add);
+    const ge25_cached *forms[3] = {&exact, &converted, &unpacked};
+    for (int f = 0; f < 3; f++) {
+        ge25_add(&vr, &vp, forms[f]);
+        ge25_to_p3(&got, &vr);
+        bad += !p3_equal_exact(&got, &want_add);
+        ge25_sub(&vr, &vp, forms[f]);
+        ge25_to_p3(&got, &vr);
+        bad += !p3_equal_exact(&got, &want_sub);
+    }
+    ge25_dbl(&vr, &vp);
+    ge25_to_p3(&got, &vr);
+    bad += !p3_equal_exact(&got, &want_dbl);
+    /* and chained: 2(p + q) - q, every output fed back as an input */
+    ge25_add(&vr, &vp, &exact);
+    ge25_dbl(&vr, &vr);
+    ge25_sub(&vr, &vr, &exact);
+    ge_p3 w;
+    ge_p3_to_cached(&qc, q);
+    ge_p3_dbl(&t, &want_add);
+    ge_p1p1_to_p3(&w, &t);
+    ge_sub(&t, &w, &qc);
+    ge_p1p1_to_p3(&w, &t);
+    ge25_to_p3(&got, &vr);
+    bad += !p3_equal_exact(&got, &w);
+    return bad;
+}
+
+/* The operations on every pair of points decoded from count 32-byte encodings (ZIP-215 rules;
+ * the caller passes decodable ones: identity, small-order points, honest keys). Returns the
+ * number of wrong results, or -1 when an encoding does not decode. */
+int engine_ed25519_selftest_avx2_points(const uint8_t *encodings, size_t count) {
+    int bad = 0;
+    for (size_t i = 0; i < count; i++) {
+        fe51 x, y;
+        if (!ge_decompress(&x, &y, encodings + 32 * i)) return -1;
+        ge_p3 p;
+        ge_p3_from_niels_affine(&p, &x, &y);
+        for (size_t j = 0; j < count; j++) {
+            fe51 x2, y2;
+            if (!ge_decompress(&x2, &y2, encodings + 32 * j)) return -1;
+            ge_p3 q;
+            ge_p3_from_niels_affine(&q, &x2, &y2);
+            bad += point_ops_mismatches(&p, &q);
+        }
+    }
+    return bad;
+}
+
+
 /* The four-lane field and point addition against the radix-2^51 code on limbs at the edges of
  * their bounds (all-ones limbs, zero, 1, p - 1, values whose sums ripple through every limb);
  * returns the number of wrong results (a test hook: the vectors rarely reach these corners). */
@@ -475,31 +571,10 @@ int engine_ed25519_selftest_avx2(uint64_t seed, int iterations) {
             fe_sq(&e, &a[j]);
             bad += !fe_equal(&e, &got[3][j]);
         }
-        /* A point addition: P = (a0 : a1 : a2 : a3) need not be on the curve for the formulas
-         * to be compared with the radix-2^51 ones. */
-        ge_p3 p = {a[0], a[1], a[2], a[3]}, q3 = {b[0], b[1], b[2], b[3]}, want;
-        ge_cached qc;
-        ge_p1p1 t;
-        ge_p3_to_cached(&qc, &q3);
-        ge_add(&t, &p, &qc);
-        ge_p1p1_to_p3(&want, &t);
-        ge25_ext vp, vq, vr;
-        ge25_cached vqc;
-        fe25x4_from_fe51(&vp, &p.X, &p.Y, &p.Z, &p.T);
-        fe25x4_from_fe51(&vq, &q3.X, &q3.Y, &q3.Z, &q3.T);
-        ge25_to_cached(&vqc, &vq);
-        ge25_add(&vr, &vp, &vqc);
-        ge_p3 got_p;
-        ge25_to_p3(&got_p, &vr);
-        /* Projective: compare X3 Z' = X' Z3 and so on, as the formulas may scale. */
-        fe51 l, rr;
-        const fe51 *gc[4] = {&got_p.X, &got_p.Y, &got_p.T, &got_p.Z};
-        const fe51 *wc[4] = {&want.X, &want.Y, &want.T, &want.Z};
-        for (int k = 0; k < 3; k++) {
-            fe_mul(&l, gc[k], wc[3]);
-            fe_mul(&rr, wc[k], gc[3]);
-            bad += !fe_equal(&l, &rr);
-        }
+        /* The point operations: P = (a0 : a1 : a2 : a3) need not be on the curve for the
+         * formulas to be compared with the radix-2^51 ones. */
+        ge_p3 p = {a[0], a[1], a[2], a[3]}, q = {b[0], b[1], b[2], b[3]};
+        bad += point_ops_mismatches(&p, &q);
     }
     return bad;
 }

@@ -66,3 +66,16 @@ int engine_ed25519_selftest_vector(uint64_t seed, int iterations) {
 #endif
     return -1;
 }
+
+int engine_ed25519_selftest_vector_points(const uint8_t *encodings, size_t count) {
+#if defined(__x86_64__)
+    if (engine_isa_supported(ENGINE_ISA_AVX2)) {
+        int bad = engine_ed25519_selftest_avx2_points(encodings, count);
+        return bad < 0 ? -2 : bad;
+    }
+#else
+    (void)encodings;
+    (void)count;
+#endif
+    return -1;
+}

@@ -19,6 +19,7 @@ int engine_ed25519_verify_chunk_avx2(const engine_ed25519_item *items, size_t n,
                                          int threads);
 int engine_ed25519_selftest_ifma(uint64_t seed, int iterations);
 int engine_ed25519_selftest_avx2(uint64_t seed, int iterations);
+int engine_ed25519_selftest_avx2_points(const uint8_t *encodings, size_t count);
 /* [8]([s]B + [k](-A) + (-R)) == O in the AVX2 parallel form (ed25519_avx2.c), which the avx512
  * kernel shares; key holds -A with its tables. */
 int engine_ed25519_single_check_avx2v(const ed_key *key, const sc256 *k, const sc256 *s,
