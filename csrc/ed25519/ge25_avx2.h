@@ -136,14 +136,17 @@ static inline __attribute__((always_inline)) void fe25x4_scale_lanes(fe25x4 *h, 
  * E = A + B - S, F = A - B + C, G = A - B, H = A + B, and (X3, Y3, Z3, T3) = (E F, G H, F G,
  * E H) = (E, G, F, E) (F, H, G, H). The squaring takes (X, Y, Z, X + Y); with K = (A + B,
  * A - B, A - B, A + B), the left factor is K + (-S, 0, C, -S), the right one K's lanes
- * (1, 0, 1, 0) + (C, 0, 0, 0). Both are below 5.1 units per limb before their carry. r may be p. */
+ * (1, 0, 1, 0) + (C, 0, 0, 0). Both are below 5.1 units per limb. Only the right one is
+ * carried: fe25x4_mul_n multiplies the left factor (and twice its odd limbs) by 19 times the
+ * carried right one, so a left limb below 2^31 keeps every product in 32 x 32 bits and the ten
+ * accumulated terms below 10 * 2^28.4 * 2^30.3 < 2^62. r may be p. */
 static inline __attribute__((always_inline)) void ge25_dbl(ge25_ext *r, const ge25_ext *p) {
+    const __m256i lane3 = _mm256_setr_epi64x(0, 0, 0, -1);
     fe25x4 t, u, v, sq, a, b, nb, k, n, lhs, rhs;
     FE25X4_PERMUTE(&t, p, PERM(1, 1, 1, 1));    /* (Y, Y, Y, Y) */
     FE25X4_PERMUTE(&u, p, PERM(0, 1, 2, 0));    /* (X, Y, Z, X) */
-    FE25X4_BLEND(&t, &u, &t, LANE3);            /* (X, Y, Z, Y) */
-    fe25x4_add(&t, &t, &u);                     /* lane 3: X + Y */
-    FE25X4_BLEND(&v, &u, &t, LANE3);            /* (X, Y, Z, X + Y) */
+    for (int i = 0; i < 10; i++)                /* (X, Y, Z, X + Y) */
+        v.l[i] = _mm256_add_epi64(u.l[i], _mm256_and_si256(t.l[i], lane3));
     fe25x4_sq(&sq, &v);                         /* (A, B, Z^2, S) */
     FE25X4_PERMUTE(&a, &sq, PERM(0, 0, 0, 0));
     FE25X4_PERMUTE(&b, &sq, PERM(1, 1, 1, 1));
@@ -159,7 +162,6 @@ static inline __attribute__((always_inline)) void ge25_dbl(ge25_ext *r, const ge
     fe25x4_scale_lanes(&u, &u, 2, 0, 0, 0);      /* (C, 0, 0, 0) */
     FE25X4_PERMUTE(&rhs, &k, PERM(1, 0, 1, 0));
     fe25x4_add(&rhs, &rhs, &u);
-    fe25x4_carry(lhs.l);
     fe25x4_carry(rhs.l);
     fe25x4_mul(r, &lhs, &rhs);
 }
