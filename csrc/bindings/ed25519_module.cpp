@@ -153,6 +153,7 @@ PYBIND11_MODULE(_native_ed25519, m) {
     m.def("_force_isa", &force_isa, py::arg("name"));
     m.def("_set_pippenger_min", &engine_ed25519_set_pippenger_min, py::arg("points"));
     m.def("_pippenger_min", &engine_ed25519_pippenger_min);
+    m.def("_batch_equation_failures", &engine_ed25519_batch_equation_failures);
     m.def("_tx_layout", &tx_layout);
     m.def("_selftest_ifma", &engine_ed25519_selftest, py::arg("seed"), py::arg("iterations"));
     m.def("_selftest_avx2", &engine_ed25519_selftest_vector, py::arg("seed"), py::arg("iterations"));

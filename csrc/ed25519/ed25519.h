@@ -61,6 +61,10 @@ void engine_ed25519_cache_clear(void);
 void engine_ed25519_set_pippenger_min(size_t points);
 size_t engine_ed25519_pippenger_min(void);
 
+/* Test hook: how many batch equations have failed in this process (each sends its batch to
+ * bisection, which keeps the verdicts right but hides a wrong multi-scalar multiplication). */
+unsigned long engine_ed25519_batch_equation_failures(void);
+
 /* Test hook: the IFMA field against the radix-2^51 one on edge-case limbs; returns the number
  * of wrong results, or -1 when this build or CPU has no IFMA kernel. */
 int engine_ed25519_selftest(uint64_t seed, int iterations);

@@ -24,6 +24,12 @@ static size_t ed_pippenger_min_override = 0;
 
 void engine_ed25519_set_pippenger_min(size_t n) { ed_pippenger_min_override = n; }
 
+unsigned long ed_batch_equation_failures = 0;
+
+unsigned long engine_ed25519_batch_equation_failures(void) {
+    return __atomic_load_n(&ed_batch_equation_failures, __ATOMIC_RELAXED);
+}
+
 size_t ed_pippenger_min_points(enum ed_msm_kind msm) {
     if (ed_pippenger_min_override) return ed_pippenger_min_override;
     if (msm == ED_MSM_IFMA) return PIPPENGER_MIN_POINTS_IFMA;

@@ -51,6 +51,10 @@ void ed_cache_put(const uint8_t pk[32], const ed_key *key);
 int ed_random_bytes(uint8_t *buf, size_t len);
 int ed_random_coefficients(uint8_t *z_bytes, size_t count);
 
+/* Batch equations that did not hold, since the process started (ed25519_batch.c): each one
+ * sends its batch to bisection. A test hook: honest batches must never add to it. */
+extern unsigned long ed_batch_equation_failures;
+
 /* Points from which a batch uses Pippenger rather than Straus (ed25519_batch.c). */
 size_t ed_pippenger_min_points(enum ed_msm_kind msm);
 

@@ -709,6 +709,8 @@ static int ED_NAME(batch_check)(const ED_NAME(prepared) *prep, const size_t *idx
     else
         rc = ED_NAME_MSM_STRAUS(&sum, points, scalars, points_count);
     if (rc == ENGINE_ED25519_OK) *ok = ge_p3_is_small_order_identity_x8(&sum);
+    if (rc == ENGINE_ED25519_OK && !*ok)
+        __atomic_add_fetch(&ed_batch_equation_failures, 1, __ATOMIC_RELAXED);
 done:
     free(points);
     free(scalars);

@@ -18,8 +18,10 @@ kernel its single checks. What would make these tests fail:
   reference and against cryptography where the two rules agree;
 - Straus in parallel form: batches across its range and the Pippenger crossover, with corrupted
   entries first, in the middle and last, against the reference (a batch that wrongly passes
-  shows as a True where the reference says False; one that wrongly fails is bisected down to the
-  single check, so the test also compares the two methods' verdicts).
+  shows as a True where the reference says False); and honest batches, under both methods,
+  whose equation must hold the first time: a wrong multi-scalar multiplication is otherwise
+  hidden by bisection down to single checks, so a test hook counts failed equations (a wrong
+  Straus table entry passed every verdict test and fails this one).
 """
 from __future__ import annotations
 
@@ -136,7 +138,33 @@ def test_batches_across_straus_range(isa, n):
     for i in bad:
         expected[i] = ref.verify(pks[i], msgs[i], sigs[i])
     assert crypto.verify_batch(pks, msgs, sigs, threads=1) == expected
-    keep = [i for i in range(n) if expected[i]]  # the batch equation itself must pass on these
+    # The valid entries alone: the batch equation itself must hold (were it wrong, bisection
+    # down to single checks would still give these verdicts, so the hook is what shows it).
+    keep = [i for i in range(n) if expected[i]]
+    failures = _native_ed25519._batch_equation_failures()
     assert crypto.verify_batch([pks[i] for i in keep], [msgs[i] for i in keep],
                                [sigs[i] for i in keep], threads=1) == [True] * len(keep)
+    assert _native_ed25519._batch_equation_failures() == failures
+
+
+@pytest.mark.parametrize("n", [3, 8, 40, 95, 96, 200])
+def test_honest_batch_equations_hold_without_bisection(isa, n):
+    """Straus (parallel form on avx2) and Pippenger on honest batches, with the methods swapped
+    by the test hook too: a wrong table entry, a lost recoding carry or a wrong bucket leaves the
+    verdicts right (bisection) but makes the equation fail, which the counter shows; a batch
+    with one bad entry must make it fail once at least."""
+    pks, msgs, sigs = honest(n, seed=n + 1)
+    try:
+        for points in (0, 10**9, 1):  # the default, all Straus, all Pippenger
+            _native_ed25519._set_pippenger_min(points)
+            failures = _native_ed25519._batch_equation_failures()
+            assert crypto.verify_batch(pks, msgs, sigs, threads=1) == [True] * n
+            assert _native_ed25519._batch_equation_failures() == failures, points
+            bad = list(sigs)
+            bad[n // 3] = _flip(bad[n // 3], 260)
+            assert crypto.verify_batch(pks, msgs, bad, threads=1) == [i != n // 3
+                                                                      for i in range(n)]
+            assert _native_ed25519._batch_equation_failures() > failures, points
+    finally:
+        _native_ed25519._set_pippenger_min(0)
 
