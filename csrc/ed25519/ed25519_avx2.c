@@ -6,8 +6,12 @@
  *     extended-coordinates formulas of Hisil, Wong, Carter and Dawson, 2008, for a = -1, whose
  *     multiplications come in independent groups of four). Buckets and points are plain arrays,
  *     so there is no gather or scatter.
+ *   - single checks (and a bisection's lone entries) and Straus's method, in the same parallel
+ *     form (ge25_avx2.h): the shared doublings too, B's odd multiples packed in the lane layout;
  * and SHA-512 of the challenges four messages at a time (sha512_x4_avx2.h). Everything else
- * (scalars, Straus, single checks) is the radix-2^51 kernel compiled for BMI2/ADX. Selected when the CPU has AVX2; the x86 guard keeps aarch64 builds working. */
+ * (scalars, the ends of decompression, the final Horner steps) is the radix-2^51 kernel
+ * compiled for BMI2/ADX. Selected when the CPU has AVX2; the x86 guard keeps aarch64 builds
+ * working. The avx512 kernel borrows the single check (engine_ed25519_single_check_avx2v). */
 #if defined(__x86_64__)
 #pragma GCC target("avx2,bmi,bmi2,adx")
 #include <stdint.h>
