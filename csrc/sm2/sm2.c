@@ -177,12 +177,41 @@ static void decode_new_keys(const verify_ctx *ctx, size_t first, task_item *its,
             pks[l] = ctx->items[first + i].pk;
         }
         ctx->core.keys8(keys, pks, lanes, ok);
+        /* Z of the valid keys side by side in the SM3 lanes (user IDs short enough to be
+         * cached; a longer one goes through finish_new_key) */
+        uint8_t zbuf[8][2 + SM2_UID_CACHED_MAX + 192];
+        sm3_job zjobs[8];
+        size_t zcount = 0, uid_len = ctx->uid_len;
         for (int l = 0; l < lanes; l++) {
             size_t i = idx[g + (size_t)l];
-            if (ok[l])
-                finish_new_key(ctx, pks[l], keys[l]);
-            else
+            if (!ok[l]) {
                 live[i] = 0;
+                continue;
+            }
+            if (uid_len > SM2_UID_CACHED_MAX) {
+                finish_new_key(ctx, pks[l], keys[l]);
+                continue;
+            }
+            uint8_t *b = zbuf[zcount];
+            b[0] = (uint8_t)((uid_len * 8) >> 8);
+            b[1] = (uint8_t)(uid_len * 8);
+            if (uid_len) memcpy(b + 2, ctx->uid, uid_len);
+            memcpy(b + 2 + uid_len, g_curve_bytes, 128);
+            memcpy(b + 2 + uid_len + 128, pks[l], 64);
+            sm3_job *j = &zjobs[zcount++];
+            j->prefix = NULL;
+            j->prefix_len = 0;
+            j->data = b;
+            j->len = 2 + uid_len + 192;
+            j->out = keys[l]->z;
+        }
+        engine_sm3_run_jobs(ctx->sm3, zjobs, zcount);
+        for (int l = 0; l < lanes; l++) {
+            if (!ok[l] || uid_len > SM2_UID_CACHED_MAX) continue;
+            keys[l]->has_z = 1;
+            keys[l]->uid_len = uid_len;
+            if (uid_len) memcpy(keys[l]->uid, ctx->uid, uid_len);
+            if (engine_sm2_cache_enabled()) engine_sm2_cache_put(keys[l]);
         }
     }
 }

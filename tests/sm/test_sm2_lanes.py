@@ -314,3 +314,21 @@ def test_check_raw_one_lane_matches_reference():
             for chunks in (1, 4):
                 assert _native_sm._sm2_check_raw(pk, i2b(s), i2b(t), i2b(x % N), chunks) == 1
                 assert _native_sm._sm2_check_raw(pk, i2b(s), i2b(t), i2b((x + 1) % N), chunks) == 0
+
+
+@pytest.mark.parametrize("uid_len", [0, 1, 64, 65, 1000])
+def test_user_id_lengths_with_new_keys(sm_isa, key_cache, uid_len):
+    """New keys get Z_A from the SM3 lanes when the user ID is short enough to be cached
+    (<= 64 bytes) and from the one-message path when longer: a wrong ENTL, a user ID copied
+    short, or a Z left from another user ID makes signatures for that ID fail (or pass for
+    another)."""
+    lanes_path_or_skip(sm_isa)
+    uid = bytes((7 * i + 1) % 256 for i in range(uid_len))
+    c = Corpus(11, 200 + uid_len)
+    sigs = [k.sign(m, uid=uid) for k, m in zip(c.keys, c.msgs)]
+    for _ in range(3):
+        assert crypto.sm2_verify_batch(c.pks, c.msgs, sigs, uid=uid, threads=1) == [True] * 11
+    assert crypto.sm2_verify_batch(c.pks, c.msgs, sigs, uid=uid + b"!", threads=1) == [False] * 11
+    crypto.sm2_configure_key_cache(key_cache)
+    assert crypto.sm2_verify_batch(c.pks, c.msgs, sigs, uid=uid + b"!", threads=1) == [False] * 11
+    assert crypto.sm2_verify_batch(c.pks, c.msgs, sigs, uid=uid, threads=1) == [True] * 11
