@@ -39,30 +39,31 @@ static pthread_once_t g_comb52_once = PTHREAD_ONCE_INIT;
 
 /* ---- formulas (a = -3) --------------------------------------------------------------------- */
 
-/* dbl-2001-b: r = 2 p (r may be p). */
+/* dbl-2001-b: r = 2 p (r may be p). Points keep X, Y < 2p and Z < 4p (Z only ever enters
+ * products: its sums are lazy, sm2_field_ifma.h); the comments give each lazy value's bound. */
 static inline void x8_dbl(sm2x8_jac *r, const sm2x8_jac *p) {
     sm2x8_fe delta, gamma, beta, alpha, t0, t1;
     sm2x8_sqr(&delta, &p->z);
     sm2x8_sqr(&gamma, &p->y);
     sm2x8_mul(&beta, &p->x, &gamma);
     sm2x8_sub(&t0, &p->x, &delta);
-    sm2x8_add(&t1, &p->x, &delta);
+    sm2x8_add_lazy(&t1, &p->x, &delta); /* < 4p */
     sm2x8_mul(&alpha, &t0, &t1);
-    sm2x8_add(&t0, &alpha, &alpha);
+    sm2x8_add_lazy(&t0, &alpha, &alpha); /* < 4p */
     sm2x8_add(&alpha, &t0, &alpha);
     sm2x8_mul(&t0, &p->y, &p->z);
-    sm2x8_add(&r->z, &t0, &t0); /* 2 Y Z */
-    sm2x8_add(&beta, &beta, &beta);
-    sm2x8_add(&beta, &beta, &beta);
+    sm2x8_add_lazy(&r->z, &t0, &t0); /* 2 Y Z < 4p */
+    sm2x8_add_lazy(&t1, &beta, &beta); /* < 4p */
+    sm2x8_add(&beta, &t1, &t1);
     sm2x8_sqr(&t0, &alpha);
     sm2x8_add(&t1, &beta, &beta);
     sm2x8_sub(&r->x, &t0, &t1);
     sm2x8_sub(&t0, &beta, &r->x);
     sm2x8_mul(&t0, &alpha, &t0);
     sm2x8_sqr(&t1, &gamma);
-    sm2x8_add(&t1, &t1, &t1);
-    sm2x8_add(&t1, &t1, &t1);
-    sm2x8_add(&t1, &t1, &t1);
+    sm2x8_add_lazy(&t1, &t1, &t1); /* < 4p */
+    sm2x8_add_lazy(&t1, &t1, &t1); /* < 8p */
+    sm2x8_add(&t1, &t1, &t1);      /* 16p < 2^260: the fold applies */
     sm2x8_sub(&r->y, &t0, &t1);
 }
 
@@ -77,14 +78,14 @@ static inline void x8_madd(sm2x8_jac *r, const sm2x8_jac *p, const sm2x8_fe *qx,
     sm2x8_mul(&s2, &s2, &z1z1);
     sm2x8_sub(&h, &u2, &p->x);
     sm2x8_sub(&rr, &s2, &p->y);
-    sm2x8_add(&rr, &rr, &rr);
+    sm2x8_add_lazy(&rr, &rr, &rr); /* < 4p: enters products only */
     sm2x8_sqr(&hh, &h);
-    sm2x8_add(&i, &hh, &hh);
+    sm2x8_add_lazy(&i, &hh, &hh); /* < 4p */
     sm2x8_add(&i, &i, &i);
     sm2x8_mul(&j, &h, &i);
     sm2x8_mul(&v, &p->x, &i);
     sm2x8_mul(&t0, &p->z, &h);
-    sm2x8_add(&r->z, &t0, &t0);
+    sm2x8_add_lazy(&r->z, &t0, &t0); /* < 4p */
     sm2x8_sqr(&t0, &rr);
     sm2x8_sub(&t0, &t0, &j);
     sm2x8_add(&t1, &v, &v);
@@ -111,14 +112,14 @@ static inline void x8_add(sm2x8_jac *r, const sm2x8_jac *p, const sm2x8_jac *q) 
     sm2x8_mul(&s2, &s2, &z1z1);
     sm2x8_sub(&h, &u2, &u1);
     sm2x8_sub(&rr, &s2, &s1);
-    sm2x8_add(&rr, &rr, &rr);
-    sm2x8_add(&i, &h, &h);
+    sm2x8_add_lazy(&rr, &rr, &rr); /* < 4p */
+    sm2x8_add_lazy(&i, &h, &h);    /* < 4p */
     sm2x8_sqr(&i, &i);
     sm2x8_mul(&j, &h, &i);
     sm2x8_mul(&v, &u1, &i);
     sm2x8_mul(&t0, &p->z, &q->z);
     sm2x8_mul(&t0, &t0, &h);
-    sm2x8_add(&r->z, &t0, &t0);
+    sm2x8_add_lazy(&r->z, &t0, &t0); /* < 4p */
     sm2x8_sqr(&t0, &rr);
     sm2x8_sub(&t0, &t0, &j);
     sm2x8_add(&t1, &v, &v);
@@ -429,8 +430,8 @@ int engine_sm2_check8_avx512(const sm2_key *const keys[8], const sm2x8_job *jobs
         else memset(cns[l], 0, 32);
     }
     sm2x8_fe z2, c, want;
-    __mmask8 zero = sm2x8_is_zero(&acc.z);
     sm2x8_sqr(&z2, &acc.z);
+    __mmask8 zero = sm2x8_is_zero(&z2); /* Z = 0 iff Z^2 = 0; Z itself may be >= 2p */
     x8_from_plain(&c, cs);
     sm2x8_mul(&want, &c, &z2);
     __mmask8 yes = sm2x8_equal(&want, &acc.x);

@@ -18,6 +18,9 @@
  *    which is >= 0 because b < 2p) is below 4p < 2^258 and is folded: the bits above 2^256
  *    (h < 4) are replaced by h (2^224 + 2^96 - 2^64 + 1), which is p's congruence for 2^256,
  *    giving a value below 2^256 + 2^227 < 2p.
+ *  - sm2x8_add_lazy: carries but does not fold: a + b with normalized limbs (value below the sum
+ *    of the bounds; below 2^260 needed). Used where the sum only feeds products: with inputs
+ *    < 2p it is < 4p, and 4p x 4p = 16 p^2 < p 2^260 (16p < 2^260) still gives a product < 2p.
  *  - sm2x8_canon: input < 2p, output the unique representative in [0, p).
  * Nothing here branches on lane values.
  */
@@ -98,6 +101,14 @@ SM2X8_INLINE void sm2x8_add(sm2x8_fe *r, const sm2x8_fe *a, const sm2x8_fe *b) {
     for (int i = 0; i < 5; i++) l[i] = _mm512_add_epi64(a->v[i], b->v[i]);
     sm2x8_carry(l);
     sm2x8_fold(l);
+    for (int i = 0; i < 5; i++) r->v[i] = l[i];
+}
+
+/* a + b carried, not folded (bounds above). */
+SM2X8_INLINE void sm2x8_add_lazy(sm2x8_fe *r, const sm2x8_fe *a, const sm2x8_fe *b) {
+    __m512i l[5];
+    for (int i = 0; i < 5; i++) l[i] = _mm512_add_epi64(a->v[i], b->v[i]);
+    sm2x8_carry(l);
     for (int i = 0; i < 5; i++) r->v[i] = l[i];
 }
 
