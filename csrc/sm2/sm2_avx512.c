@@ -307,8 +307,11 @@ int engine_sm2_check8_avx512(const sm2_key *const keys[8], const sm2x8_job *jobs
                              int8_t verdict[8]) {
     pthread_once(&g_comb52_once, build_comb52);
     if (!g_comb52 || count < 1 || count > 8) return -1;
-    const int chunks = keys[0]->chunks, width = 64 / chunks;
-    const int points = chunks * SM2_WNAF_POINTS;
+    const int chunks = keys[0]->chunks;
+    if (chunks != 1 && chunks != SM2_KEY_CHUNKS_MAX) return -1;
+    for (int l = 1; l < count; l++)
+        if (keys[l]->chunks != chunks) return -1; /* the caller groups by chunks */
+    const int width = 64 / chunks, points = chunks * SM2_WNAF_POINTS;
     /* Lane tables: entry e of lane l, word w at ptab[(e * 10 + w) * 8 + l]. */
     uint64_t ptab[SM2_KEY_CHUNKS_MAX * SM2_WNAF_POINTS * 10 * 8] __attribute__((aligned(64)));
     for (int e = 0; e < points; e++) {
