@@ -60,14 +60,27 @@ def cpu_ratio(corpus: sm.Sm2Corpus, n: int, warm: bool, repeat: int) -> tuple[fl
 
 
 def run_sm2(corpus: sm.Sm2Corpus, repeat: int, batches=(64, 1024)) -> None:
+    """The SM2 lines on the chosen path, then on each narrower path forced in the same run (the
+    AVX2 build when the chosen path is the AVX-512 IFMA lanes), so that both paths' ratios to
+    OpenSSL come from one run on one machine state."""
+    print(f"\nSM2 on {sm.cpu_model()}: chosen path {sm.sm2_path()}")
+    run_sm2_path(corpus, repeat, batches)
+    for isa in sm.narrower_sm2_paths():
+        with sm.forced_path(isa) as path:
+            print(f"\nSM2 forced onto path {path} (ENGINE_FORCE_ISA={isa}; SM3 lanes {sm.sm3_path()})")
+            run_sm2_path(corpus, repeat, batches)
+
+
+def run_sm2_path(corpus: sm.Sm2Corpus, repeat: int, batches) -> None:
     show(sm.bench_sm2_single(corpus, min(256, len(corpus.pks)), repeat), TARGET_SM2,
          per_core=True)
     for batch in batches:
         for warm in (False, True):
             show(sm.bench_sm2_batch(corpus, batch, 1, warm, repeat), TARGET_SM2, per_core=True)
             base_us, eng_us = cpu_ratio(corpus, batch, warm, max(1, repeat // 2))
-            print(f"  same in thread CPU time: openssl {base_us:.1f} µs, engine {eng_us:.1f} µs, "
-                  f"ratio {base_us / eng_us:.2f}x, {1e6 / eng_us:,.0f} verif/s/core")
+            print(f"  same in thread CPU time (path {sm.sm2_path()}): openssl {base_us:.1f} µs, "
+                  f"engine {eng_us:.1f} µs, ratio {base_us / eng_us:.2f}x, "
+                  f"{1e6 / eng_us:,.0f} verif/s/core")
 
 
 def run_threads(corpus: sm.Sm2Corpus, repeat: int, batch: int) -> None:

@@ -305,6 +305,16 @@ int sm2_check_raw(py::bytes pk, py::bytes s, py::bytes t, py::bytes c, int chunk
     return rc;
 }
 
+py::object sm2_lane_field(int op, py::bytes a, py::bytes b) {
+    std::string as = a, bs = b;
+    if (as.size() != 256 || bs.size() != 256) throw py::value_error("a and b must be 256 bytes");
+    uint8_t out[256];
+    int rc = engine_sm2_lane_field(op, reinterpret_cast<const uint8_t *>(as.data()),
+                                   reinterpret_cast<const uint8_t *>(bs.data()), out);
+    if (rc != 0) return py::none();
+    return py::bytes(reinterpret_cast<const char *>(out), sizeof out);
+}
+
 void sm2_cache_configure(size_t capacity) { check_sm2(engine_sm2_cache_set_capacity(capacity)); }
 
 py::dict sm2_cache_info() {
@@ -358,6 +368,7 @@ PYBIND11_MODULE(_native_sm, m) {
     m.def("_sm2_selftest", &engine_sm2_selftest, py::arg("seed"), py::arg("iterations"));
     m.def("_sm2_check_raw", &sm2_check_raw, py::arg("public_key"), py::arg("s"), py::arg("t"),
           py::arg("c"), py::arg("chunks"));
+    m.def("_sm2_lane_field", &sm2_lane_field, py::arg("op"), py::arg("a"), py::arg("b"));
     m.def("kernel_info", &kernel_info);
     m.def("_force_isa", &force_isa, py::arg("name"));
 }

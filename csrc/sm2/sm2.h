@@ -73,6 +73,12 @@ int engine_sm2_check_raw(const uint8_t pk[64], const uint8_t s[32], const uint8_
  * inputs; the number of wrong results, or -1 when this build or CPU has no such path. */
 int engine_sm2_selftest(uint64_t seed, long iterations);
 
+/* Test hook: one operation of the AVX-512 IFMA lane field code on eight integers a[l], b[l]
+ * (32 bytes each, little-endian, < 2^256): op 0 a b mod p, 1 a^2, 2 a + b, 3 a - b, 4 a^-1,
+ * 5 -a, 6 a b 2^-260 mod p (a, b fed to the Montgomery product as they are). out[l] canonical,
+ * little-endian. -1 when the CPU has no such path. */
+int engine_sm2_lane_field(int op, const uint8_t a[256], const uint8_t b[256], uint8_t out[256]);
+
 /* Path choice: -1 = automatic, else an engine_isa the CPU supports. */
 int engine_sm2_force_isa(int isa);
 const char *engine_sm2_isa_name(void);

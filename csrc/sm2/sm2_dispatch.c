@@ -20,14 +20,24 @@ int engine_sm2_force_isa(int isa) {
 
 sm2_core engine_sm2_core(void) {
     sm2_core core = {engine_sm2_key_build_portable, engine_sm2_check_portable,
-                     ENGINE_ISA_PORTABLE};
+                     ENGINE_ISA_PORTABLE, NULL, NULL};
 #if defined(__x86_64__)
-    /* No SIMD kernel yet: the AVX2 and AVX-512 paths run the mulx/adx scalar build. */
-    uint32_t need = ENGINE_CPU_BMI2 | ENGINE_CPU_ADX;
-    if (requested_isa() >= ENGINE_ISA_AVX2 && (engine_cpu_features() & need) == need) {
+    /* AVX2: the mulx/adx scalar build (no 4-lane kernel). AVX-512 with IFMA: the eight-lane
+     * kernels, with the mulx/adx scalar code for the rest (cache upgrades, redone lanes).
+     * engine_cpu_features() already requires the OS to save the ZMM state (XGETBV). */
+    uint32_t f = engine_cpu_features(), need = ENGINE_CPU_BMI2 | ENGINE_CPU_ADX;
+    uint32_t need512 = need | ENGINE_CPU_AVX512F | ENGINE_CPU_AVX512VL | ENGINE_CPU_AVX512BW |
+                       ENGINE_CPU_AVX512DQ | ENGINE_CPU_AVX512IFMA;
+    enum engine_isa want = requested_isa();
+    if (want >= ENGINE_ISA_AVX2 && (f & need) == need) {
         core.key_build = engine_sm2_key_build_avx2;
         core.check = engine_sm2_check_avx2;
         core.isa = ENGINE_ISA_AVX2;
+    }
+    if (want >= ENGINE_ISA_AVX512 && (f & need512) == need512) {
+        core.keys8 = engine_sm2_keys8_avx512;
+        core.check8 = engine_sm2_check8_avx512;
+        core.isa = ENGINE_ISA_AVX512;
     }
 #endif
     return core;
@@ -44,4 +54,34 @@ int engine_sm2_selftest(uint64_t seed, long iterations) {
     (void)iterations;
 #endif
     return -1;
+}
+
+int engine_sm2_lane_field(int op, const uint8_t a[256], const uint8_t b[256], uint8_t out[256]) {
+#if defined(__x86_64__)
+    uint32_t need = ENGINE_CPU_AVX512F | ENGINE_CPU_AVX512VL | ENGINE_CPU_AVX512BW |
+                    ENGINE_CPU_AVX512DQ | ENGINE_CPU_AVX512IFMA;
+    if ((engine_cpu_features() & need) != need || op < 0 || op > 6) return -1;
+    uint64_t va[8][4], vb[8][4], vo[8][4];
+    for (int l = 0; l < 8; l++)
+        for (int i = 0; i < 4; i++) {
+            uint64_t x = 0, y = 0;
+            for (int k = 7; k >= 0; k--) {
+                x = (x << 8) | a[32 * l + 8 * i + k];
+                y = (y << 8) | b[32 * l + 8 * i + k];
+            }
+            va[l][i] = x;
+            vb[l][i] = y;
+        }
+    engine_sm2_field8_avx512(op, (const uint64_t(*)[4])va, (const uint64_t(*)[4])vb, vo);
+    for (int l = 0; l < 8; l++)
+        for (int i = 0; i < 4; i++)
+            for (int k = 0; k < 8; k++) out[32 * l + 8 * i + k] = (uint8_t)(vo[l][i] >> (8 * k));
+    return 0;
+#else
+    (void)op;
+    (void)a;
+    (void)b;
+    (void)out;
+    return -1;
+#endif
 }

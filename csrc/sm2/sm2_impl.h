@@ -82,11 +82,28 @@ void engine_sm2_tables_init(void);
 /* One ISA's curve arithmetic. key_build validates pk (x || y, both < p, on the curve) and fills
  * key->table for `chunks` quarters (1 or 4); returns 1, or 0 for an invalid key. check returns
  * the verdict for R = [s]G + [t]P against c = (r - e) mod n (s, t in [1, n-1]). */
+/* One lane of the eight-lane check: s, t in [1, n-1], c = (r - e) mod n. */
+typedef struct {
+    uint64_t s[4], t[4], c[4];
+} sm2x8_job;
+
+/* The eight-lane kernels (sm2_avx512.c, AVX-512 IFMA): keys8 decodes and validates up to 8 keys
+ * side by side, filling keys[l] with the one-quarter table and setting ok[l]; check8 runs the
+ * checks of count (1..8) lanes whose keys share `chunks`, verdict[l] 1, 0, or -1 when the lane
+ * met an exceptional addition (or R at infinity) and must be redone by `check`. check8 returns
+ * 0, or -1 when it cannot run (no memory for its table); both NULL on the other paths. */
+typedef int (*sm2_keys8_fn)(sm2_key *const keys[8], const uint8_t *const pks[8], int count,
+                            uint8_t ok[8]);
+typedef int (*sm2_check8_fn)(const sm2_key *const keys[8], const sm2x8_job *jobs, int count,
+                             int8_t verdict[8]);
+
 typedef struct {
     int (*key_build)(sm2_key *key, const uint8_t pk[64], int chunks);
     int (*check)(const sm2_key *key, const uint64_t s[4], const uint64_t t[4],
                  const uint64_t c[4]);
     int isa;
+    sm2_keys8_fn keys8;
+    sm2_check8_fn check8;
 } sm2_core;
 
 int engine_sm2_key_build_portable(sm2_key *key, const uint8_t pk[64], int chunks);
@@ -95,6 +112,14 @@ int engine_sm2_check_portable(const sm2_key *key, const uint64_t s[4], const uin
 int engine_sm2_key_build_avx2(sm2_key *key, const uint8_t pk[64], int chunks);
 int engine_sm2_check_avx2(const sm2_key *key, const uint64_t s[4], const uint64_t t[4],
                           const uint64_t c[4]);
+
+int engine_sm2_keys8_avx512(sm2_key *const keys[8], const uint8_t *const pks[8], int count,
+                            uint8_t ok[8]);
+int engine_sm2_check8_avx512(const sm2_key *const keys[8], const sm2x8_job *jobs, int count,
+                             int8_t verdict[8]);
+/* Test hook: one lane field operation on eight plain integers (sm2_avx512.c). */
+int engine_sm2_field8_avx512(int op, const uint64_t a[8][4], const uint64_t b[8][4],
+                             uint64_t out[8][4]);
 
 sm2_core engine_sm2_core(void);
 

@@ -11,9 +11,11 @@ before: the four-quarter tables come from the cache, as for validators and busy 
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
+from collections.abc import Iterator
 from typing import Any
 
 from engine import _native_sm, crypto, hashing
@@ -30,6 +32,34 @@ GMSSL_VERIFY_PER_S = 17_000
 
 def sm2_path() -> str:
     return str(_native_sm.kernel_info()["sm2"])
+
+
+def narrower_sm2_paths() -> list[str]:
+    """The SM2 paths timed besides the chosen one, forced in the same run: the AVX2 (mulx/adx
+    scalar) build when the chosen one is the AVX-512 IFMA lanes."""
+    return ["avx2"] if sm2_path() == "avx512" else []
+
+
+@contextlib.contextmanager
+def forced_path(isa: str) -> Iterator[str]:
+    """Force the SM kernels onto ``isa`` (SM3's lanes too) for the duration."""
+    _native_sm._force_isa(isa)
+    try:
+        yield sm2_path()
+    finally:
+        _native_sm._force_isa(None)
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux), for naming next to the figures."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
 
 
 def sm3_path() -> str:
@@ -198,6 +228,12 @@ def kernel_results(*, quick: bool, repeat: int) -> list[KernelResult]:
         results.append(bench_sm2_batch(corpus, 64, 1, warm, repeat))
         if not quick:
             results.append(bench_sm2_batch(corpus, 1024, 1, warm, repeat))
+    for isa in narrower_sm2_paths():
+        with forced_path(isa):
+            for warm in (False, True):
+                results.append(bench_sm2_batch(corpus, 64, 1, warm, repeat))
+                if not quick:
+                    results.append(bench_sm2_batch(corpus, 1024, 1, warm, repeat))
     results.append(bench_sm3_packed(10_000 if quick else 100_000, 250, repeat))
     results.append(bench_sm3_bulk((4 if quick else 64) << 20, repeat))
     return results

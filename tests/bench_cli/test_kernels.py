@@ -10,6 +10,7 @@ import pytest
 from engine import hashing
 from engine import tx as txmod
 from engine.benchmarks import kernels
+from engine.benchmarks import sm as sm_bench
 from engine.benchmarks.compare import compare_reports
 from engine.cli import main
 
@@ -109,12 +110,19 @@ QUICK_RATIO_FLOORS_PORTABLE = {"tx ids": 0.3, "merkle root": 3.0, "vote tally": 
 
 def test_every_kernel_runs_quick_and_matches_its_baseline():
     section = kernels.run_kernels(quick=True)
-    # Twelve kernels (plus five SM2/SM3 lines when OpenSSL has SM2, issue 17); on a CPU that
-    # selects a wider path, the hashing and Ed25519 ones also on avx2, each row naming its path.
+    # Twelve kernels (plus five SM2/SM3 lines when OpenSSL has SM2, issue 17, and two more, the
+    # batch-64 SM2 lines on the forced avx2 build, when SM2 runs its avx512 IFMA lanes); on a CPU
+    # that selects a wider path, the hashing and Ed25519 ones also on avx2, each row naming its
+    # path.
     rows = [(r["name"], r["path"]) for r in section["results"]]
     sm_rows = [row for row in rows if row[0].startswith(("sm2 ", "sm3 "))]
     rows = [row for row in rows if row not in sm_rows]
-    assert len(sm_rows) in (0, 5) and len(set(sm_rows)) == len(sm_rows)
+    sm_extra = 2 * len(sm_bench.narrower_sm2_paths())
+    assert len(sm_rows) in (0, 5 + sm_extra) and len(set(sm_rows)) == len(sm_rows)
+    if sm_rows and sm_extra:
+        assert [row for row in sm_rows if row[1] == "avx2"] == [
+            (n, "avx2") for n in ("sm2 verify batch 64 (cold, 1 thr)",
+                                  "sm2 verify batch 64 (warm, 1 thr)")]
     narrower = kernels.narrower_path()
     extra = [row for row in rows if narrower and row[1] == narrower]
     assert len({name for name, _ in rows}) == 12
