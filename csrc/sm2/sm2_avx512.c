@@ -67,11 +67,28 @@ static inline void x8_dbl(sm2x8_jac *r, const sm2x8_jac *p) {
     sm2x8_sub(&r->y, &t0, &t1);
 }
 
+/* The end both additions share: X3 = rr^2 - J - 2V, Y3 = rr (V - X3) - 2 y1 J (y1 is read
+ * before r->y is written, so r may be the first operand). */
+static inline void x8_add_finish(sm2x8_jac *r, const sm2x8_fe *rr, const sm2x8_fe *j,
+                                 const sm2x8_fe *v, const sm2x8_fe *y1) {
+    sm2x8_fe t0, t1, x3;
+    sm2x8_sqr(&t0, rr);
+    sm2x8_sub(&t0, &t0, j);
+    sm2x8_add(&t1, v, v);
+    sm2x8_sub(&x3, &t0, &t1);
+    sm2x8_sub(&t0, v, &x3);
+    sm2x8_mul(&t0, rr, &t0);
+    sm2x8_mul(&t1, y1, j);
+    sm2x8_add(&t1, &t1, &t1);
+    sm2x8_sub(&r->y, &t0, &t1);
+    r->x = x3;
+}
+
 /* madd-2007-bl with Z3 = 2 Z1 H: r = p + (qx, qy) (r may be p). Wrong only when H = 0, and
  * then Z3 = 0 (see the top of the file). */
 static inline void x8_madd(sm2x8_jac *r, const sm2x8_jac *p, const sm2x8_fe *qx,
                            const sm2x8_fe *qy) {
-    sm2x8_fe z1z1, u2, s2, h, rr, hh, i, j, v, t0, t1, x3;
+    sm2x8_fe z1z1, u2, s2, h, rr, hh, i, j, v, t0;
     sm2x8_sqr(&z1z1, &p->z);
     sm2x8_mul(&u2, qx, &z1z1);
     sm2x8_mul(&s2, qy, &p->z);
@@ -86,22 +103,13 @@ static inline void x8_madd(sm2x8_jac *r, const sm2x8_jac *p, const sm2x8_fe *qx,
     sm2x8_mul(&v, &p->x, &i);
     sm2x8_mul(&t0, &p->z, &h);
     sm2x8_add_lazy(&r->z, &t0, &t0); /* < 4p */
-    sm2x8_sqr(&t0, &rr);
-    sm2x8_sub(&t0, &t0, &j);
-    sm2x8_add(&t1, &v, &v);
-    sm2x8_sub(&x3, &t0, &t1);
-    sm2x8_sub(&t0, &v, &x3);
-    sm2x8_mul(&t0, &rr, &t0);
-    sm2x8_mul(&t1, &p->y, &j);
-    sm2x8_add(&t1, &t1, &t1);
-    sm2x8_sub(&r->y, &t0, &t1);
-    r->x = x3;
+    x8_add_finish(r, &rr, &j, &v, &p->y);
 }
 
 /* add-2007-bl with Z3 = 2 Z1 Z2 H, for building a key's table (no exceptional case arises for
  * a point on the curve: (2j-1)P = +-2P would need P of order dividing 2j+1 < n). */
 static inline void x8_add(sm2x8_jac *r, const sm2x8_jac *p, const sm2x8_jac *q) {
-    sm2x8_fe z1z1, z2z2, u1, u2, s1, s2, h, i, j, rr, v, t0, t1, x3;
+    sm2x8_fe z1z1, z2z2, u1, u2, s1, s2, h, i, j, rr, v, t0;
     sm2x8_sqr(&z1z1, &p->z);
     sm2x8_sqr(&z2z2, &q->z);
     sm2x8_mul(&u1, &p->x, &z2z2);
@@ -120,16 +128,7 @@ static inline void x8_add(sm2x8_jac *r, const sm2x8_jac *p, const sm2x8_jac *q) 
     sm2x8_mul(&t0, &p->z, &q->z);
     sm2x8_mul(&t0, &t0, &h);
     sm2x8_add_lazy(&r->z, &t0, &t0); /* < 4p */
-    sm2x8_sqr(&t0, &rr);
-    sm2x8_sub(&t0, &t0, &j);
-    sm2x8_add(&t1, &v, &v);
-    sm2x8_sub(&x3, &t0, &t1);
-    sm2x8_sub(&t0, &v, &x3);
-    sm2x8_mul(&t0, &rr, &t0);
-    sm2x8_mul(&t1, &s1, &j);
-    sm2x8_add(&t1, &t1, &t1);
-    sm2x8_sub(&r->y, &t0, &t1);
-    r->x = x3;
+    x8_add_finish(r, &rr, &j, &v, &s1);
 }
 
 /* ---- conversions --------------------------------------------------------------------------- */

@@ -135,16 +135,9 @@ SM2X8_INLINE void sm2x8_select(sm2x8_fe *r, __mmask8 take_a, const sm2x8_fe *a,
     for (int i = 0; i < 5; i++) r->v[i] = _mm512_mask_blend_epi64(take_a, b->v[i], a->v[i]);
 }
 
-/* Montgomery product a b / 2^260 mod p (bounds above). */
-SM2X8_INLINE void sm2x8_mul(sm2x8_fe *r, const sm2x8_fe *a, const sm2x8_fe *b) {
-    __m512i t[10];
-    for (int i = 0; i < 10; i++) t[i] = _mm512_setzero_si512();
-    for (int i = 0; i < 5; i++) {
-        for (int j = 0; j < 5; j++) {
-            t[i + j] = _mm512_madd52lo_epu64(t[i + j], a->v[i], b->v[j]);
-            t[i + j + 1] = _mm512_madd52hi_epu64(t[i + j + 1], a->v[i], b->v[j]);
-        }
-    }
+/* Montgomery reduction of the ten-limb product of sm2x8_mul or sm2x8_sqr (inputs within the
+ * bounds stated above): r = t / 2^260 mod p, carried. */
+SM2X8_INLINE void sm2x8_redc(sm2x8_fe *r, __m512i t[10]) {
     const __m512i m = _mm512_set1_epi64(SM2X8_M52);
     const __m512i p1 = _mm512_set1_epi64((long long)SM2X8_P1);
     const __m512i p4 = _mm512_set1_epi64((long long)SM2X8_P4);
@@ -166,6 +159,19 @@ SM2X8_INLINE void sm2x8_mul(sm2x8_fe *r, const sm2x8_fe *a, const sm2x8_fe *b) {
     for (int i = 0; i < 5; i++) r->v[i] = l[i];
 }
 
+/* Montgomery product a b / 2^260 mod p (bounds above). */
+SM2X8_INLINE void sm2x8_mul(sm2x8_fe *r, const sm2x8_fe *a, const sm2x8_fe *b) {
+    __m512i t[10];
+    for (int i = 0; i < 10; i++) t[i] = _mm512_setzero_si512();
+    for (int i = 0; i < 5; i++) {
+        for (int j = 0; j < 5; j++) {
+            t[i + j] = _mm512_madd52lo_epu64(t[i + j], a->v[i], b->v[j]);
+            t[i + j + 1] = _mm512_madd52hi_epu64(t[i + j + 1], a->v[i], b->v[j]);
+        }
+    }
+    sm2x8_redc(r, t);
+}
+
 /* Squaring: the cross products once, doubled. */
 SM2X8_INLINE void sm2x8_sqr(sm2x8_fe *r, const sm2x8_fe *a) {
     __m512i t[10];
@@ -181,22 +187,7 @@ SM2X8_INLINE void sm2x8_sqr(sm2x8_fe *r, const sm2x8_fe *a) {
         t[2 * i] = _mm512_madd52lo_epu64(t[2 * i], a->v[i], a->v[i]);
         t[2 * i + 1] = _mm512_madd52hi_epu64(t[2 * i + 1], a->v[i], a->v[i]);
     }
-    const __m512i m = _mm512_set1_epi64(SM2X8_M52);
-    const __m512i p1 = _mm512_set1_epi64((long long)SM2X8_P1);
-    const __m512i p4 = _mm512_set1_epi64((long long)SM2X8_P4);
-    for (int i = 0; i < 5; i++) {
-        __m512i q = _mm512_and_si512(t[i], m);
-        t[i + 1] = _mm512_add_epi64(t[i + 1], _mm512_add_epi64(_mm512_srai_epi64(t[i], 52), q));
-        t[i + 1] = _mm512_madd52lo_epu64(t[i + 1], q, p1);
-        t[i + 2] = _mm512_madd52hi_epu64(t[i + 2], q, p1);
-        t[i + 2] = _mm512_sub_epi64(t[i + 2], q);
-        t[i + 4] = _mm512_add_epi64(t[i + 4], q);
-        t[i + 4] = _mm512_madd52lo_epu64(t[i + 4], q, p4);
-        t[i + 5] = _mm512_madd52hi_epu64(t[i + 5], q, p4);
-    }
-    __m512i l[5] = {t[5], t[6], t[7], t[8], t[9]};
-    sm2x8_carry(l);
-    for (int i = 0; i < 5; i++) r->v[i] = l[i];
+    sm2x8_redc(r, t);
 }
 
 /* Input < 2p: the representative in [0, p). */

@@ -1,12 +1,13 @@
 """Fixtures for the SM2 / SM3 tests: every ISA path this CPU has, and the vector files."""
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
 import pytest
 
-from engine import _native_sm
+from engine import _native_sm, crypto
 from tests.conftest import ISA_PATHS, forced_isa
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"
@@ -25,3 +26,14 @@ def sm3_vectors() -> list[dict]:
 
 def sm2_vectors() -> dict:
     return json.loads((VECTORS / "sm2" / "standard.json").read_text())
+
+
+@contextlib.contextmanager
+def sm2_key_cache(keys: int):
+    """The decoded-key cache resized (emptied) to ``keys`` entries, the default size restored
+    afterwards (0 disables it)."""
+    crypto.sm2_configure_key_cache(keys)
+    try:
+        yield keys
+    finally:
+        crypto.sm2_configure_key_cache(crypto.SM2_KEY_CACHE_KEYS_DEFAULT)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from engine import _native_sm, crypto
 from engine._reference import sm2 as ref
 from engine.benchmarks import openssl_sm2
-from tests.sm.conftest import sm2_vectors
+from tests.sm.conftest import sm2_key_cache, sm2_vectors
 
 N = ref.N
 UID = crypto.SM2_DEFAULT_UID
@@ -29,11 +29,8 @@ except ImportError:
 @pytest.fixture(params=[0, 64], ids=["no-cache", "cache"])
 def key_cache(request):
     """Runs the test with the decoded-key cache disabled and with a small one."""
-    crypto.sm2_configure_key_cache(request.param)
-    try:
-        yield request.param
-    finally:
-        crypto.sm2_configure_key_cache(crypto.SM2_KEY_CACHE_KEYS_DEFAULT)
+    with sm2_key_cache(request.param) as keys:
+        yield keys
 
 
 def i2b(v: int) -> bytes:

@@ -15,6 +15,7 @@ from engine import _native_sm, crypto
 from engine._reference import sm2 as ref
 from engine.benchmarks import openssl_sm2
 from tests.conftest import forced_isa
+from tests.sm.conftest import sm2_key_cache
 
 N = ref.N
 P = ref.P
@@ -36,11 +37,8 @@ def keys(count: int, seed: int) -> list[crypto.Sm2SigningKey]:
 
 @pytest.fixture(params=[0, 4096], ids=["no-cache", "cache"])
 def key_cache(request):
-    crypto.sm2_configure_key_cache(request.param)
-    try:
-        yield request.param
-    finally:
-        crypto.sm2_configure_key_cache(crypto.SM2_KEY_CACHE_KEYS_DEFAULT)
+    with sm2_key_cache(request.param) as keys:
+        yield keys
 
 
 # ---- the lane field against Python integers -----------------------------------------------------
@@ -274,12 +272,9 @@ def test_batch_1024_cold_and_warm_match_portable(sm_isa):
         pks[i], msgs[i], sigs[i] = corrupt(rng.choice(KINDS), pks[i], msgs[i], sigs[i], rng)
     want = verdicts_on("portable", pks, msgs, sigs)
     assert want.count(False) >= 90
-    crypto.sm2_configure_key_cache(4096)
-    try:
+    with sm2_key_cache(4096):
         for _ in range(3):
             assert crypto.sm2_verify_batch(pks, msgs, sigs, threads=2) == want
-    finally:
-        crypto.sm2_configure_key_cache(crypto.SM2_KEY_CACHE_KEYS_DEFAULT)
 
 
 @pytest.mark.skipif(not HAVE_OPENSSL, reason="libcrypto is not OpenSSL 3 with SM2")
