@@ -77,6 +77,9 @@ class MemoryState:
     def get(self, key: bytes) -> bytes | None:
         return self.data.get(key)
 
+    def get_many(self, keys: list[bytes]) -> list[bytes | None]:
+        return [self.data.get(k) for k in keys]
+
     def items(self, prefix: bytes = b"") -> list[tuple[bytes, bytes]]:
         return sorted((k, v) for k, v in self.data.items() if k.startswith(prefix))
 
@@ -411,7 +414,8 @@ class KVStoreApp(Application):
             append(_TX_OK)
         self._pending = writes
         # Between finalize_block and commit, self.state is still the state before the block.
-        app_hash = self.tree.apply(height, writes, self.state.get)
+        app_hash = self.tree.apply(height, writes, self.state.get,
+                                   old_values=getattr(self.state, "get_many", None))
         self.last_app_hash = app_hash
         from engine.valset import ValidatorUpdate
 

@@ -101,17 +101,17 @@ def _default_verify(envelopes: Sequence[bytes], chain_id: bytes, threads: int | 
     return tx.verify_txs(list(envelopes), chain_id, threads=threads, suite=suite)
 
 
-_decode_tx: Callable[..., Any] | None = None
+_decode_verified: Callable[[bytes, bytes], Any] | None = None
 
 
 def _decode_with_id(envelope: bytes, tx_id: bytes) -> Any:
-    """engine.tx.decode_tx taking the id admission already computed (no second hash)."""
-    global _decode_tx
-    if _decode_tx is None:
-        from engine.tx import decode_tx  # bound late: engine.tx imports the native kernel
+    """engine.tx.decode_verified: the envelope passed ``verify_txs`` and its id is known."""
+    global _decode_verified
+    if _decode_verified is None:
+        from engine.tx import decode_verified  # bound late: engine.tx imports the native kernel
 
-        _decode_tx = decode_tx
-    return _decode_tx(envelope, tx_id=tx_id)
+        _decode_verified = decode_verified
+    return _decode_verified(envelope, tx_id)
 
 
 def _suite_refusal(envelope: bytes, suite: Suite) -> str:

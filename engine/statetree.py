@@ -22,7 +22,7 @@ while more than ``history_writes_max`` writes are kept, so memory stays bounded 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from engine.hashing import (
@@ -38,6 +38,7 @@ __all__ = ["BUCKETS", "StateProof", "StateTree", "bucket_of", "verify_state_proo
 
 BUCKET_BITS = 12
 BUCKETS = 1 << BUCKET_BITS
+assert 8 <= BUCKET_BITS <= 16, "apply() reads the bucket from the first two hash bytes"
 ENTRY_BYTES = 2 * HASH_BYTES
 #: Proof heights kept by default (each costs the old values and bucket hashes of one block).
 HISTORY_HEIGHTS = 1000
@@ -178,25 +179,41 @@ class StateTree:
         self._root = None
 
     def apply(self, height: int, writes: Mapping[bytes, bytes | None],
-              old_value: Callable[[bytes], bytes | None]) -> bytes:
+              old_value: Callable[[bytes], bytes | None], *,
+              old_values: Callable[[list[bytes]], list[bytes | None]] | None = None) -> bytes:
         """Apply the writes of block ``height`` (None deletes); ``old_value(key)`` reads the
-        state before the block (for the history). Returns the new root."""
+        state before the block (for the history), or ``old_values(keys)`` all of them in one
+        call when given. Returns the new root."""
         undo_entries: dict[int, list[tuple[bytes, bytes, bytes | None]]] = {}
         undo_leaves: dict[int, bytes] = {}
         keys = list(writes)
         if keys:
+            # One pass per write with everything bound locally: this loop runs for every
+            # transaction of every block (the node's hot path), so no call per write beyond
+            # the bisect.
+            values = list(writes.values())
             khs = blake3_many(keys, threads=1)
-            live = [v for v in writes.values() if v is not None]
+            live = [v for v in values if v is not None]
             vhs = iter(blake3_many(live, threads=1) if live else [])
+            history = bool(self.history_heights)
+            olds: Iterator[bytes | None] = iter(())
+            if history:
+                olds = iter(old_values(keys) if old_values is not None
+                            else [old_value(k) for k in keys])
+            buckets, leaves = self._buckets, self._leaves
+            bisect_left = bisect.bisect_left
             touched: dict[int, None] = {}
-            for key, kh in zip(keys, khs):
-                value = writes[key]
-                b = bucket_of(kh)
-                if self.history_heights:
-                    undo_entries.setdefault(b, []).append((key, kh, old_value(key)))
-                    undo_leaves.setdefault(b, self._leaves[b])
-                entries = self._buckets[b]
-                i = bisect.bisect_left(entries, kh)
+            shift = 8 - (BUCKET_BITS - 8)
+            for key, kh, value in zip(keys, khs, values):
+                b = (kh[0] << (BUCKET_BITS - 8)) | (kh[1] >> shift)  # == bucket_of(kh)
+                if history:
+                    undo = undo_entries.get(b)
+                    if undo is None:
+                        undo = undo_entries[b] = []
+                        undo_leaves[b] = leaves[b]
+                    undo.append((key, kh, next(olds)))
+                entries = buckets[b]
+                i = bisect_left(entries, kh)
                 present = i < len(entries) and entries[i].startswith(kh)
                 if value is None:
                     if present:

@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine import _native_ed25519
 from engine._args import threads_arg
@@ -50,9 +49,10 @@ class TxDecodeError(ValueError):
     """An envelope that does not follow the v1 layout."""
 
 
-@dataclass(frozen=True)
-class Tx:
-    """A decoded envelope (not yet verified)."""
+class Tx(NamedTuple):
+    """A decoded envelope (not yet verified). Immutable; a named tuple because a node builds
+    one per transaction it admits or executes (~0.2 us against ~0.8 us for a frozen
+    dataclass)."""
 
     version: int
     sender: bytes
@@ -137,6 +137,24 @@ def decode_tx(data: BytesLike, *, tx_id: bytes | None = None,
     elif type(tx_id) is not bytes or len(tx_id) != 32:
         raise TypeError("tx_id must be 32 bytes")
     return Tx(version, sender, nonce, payload, raw[-SIGNATURE_BYTES:], tx_id)
+
+
+_new_tx = tuple.__new__
+
+
+def decode_verified(envelope: bytes, tx_id: bytes) -> Tx:
+    """:func:`decode_tx` for an envelope that ``verify_txs`` accepted and whose id the caller
+    computed (the admission path's decoder): only the layout is checked, briefly; anything
+    off is handed to :func:`decode_tx`, which says what is wrong (TxDecodeError)."""
+    header = _HEADERS.get(envelope[0] if envelope else -1)
+    if header is None or len(envelope) < header.size + SIGNATURE_BYTES:
+        return decode_tx(envelope, tx_id=tx_id)
+    version, sender, nonce, payload_len = header.unpack_from(envelope)
+    start = header.size
+    if start + payload_len + SIGNATURE_BYTES != len(envelope) or type(envelope) is not bytes:
+        return decode_tx(envelope, tx_id=tx_id)
+    return _new_tx(Tx, (version, sender, nonce, envelope[start:start + payload_len],
+                        envelope[-SIGNATURE_BYTES:], tx_id))
 
 
 def sender_and_nonce(envelope: bytes) -> tuple[bytes, int]:

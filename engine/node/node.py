@@ -665,5 +665,11 @@ class _StoreState:
     def get(self, key: bytes) -> bytes | None:
         return self._store.state_get(key) if key else None
 
+    def get_many(self, keys: list[bytes]) -> list[bytes | None]:
+        """``[get(k) for k in keys]`` in one store read."""
+        if all(keys):
+            return self._store.state_get_many(keys)
+        return [self.get(k) for k in keys]
+
     def items(self, prefix: bytes = b"") -> list[tuple[bytes, bytes]]:
         return self._store.state_items(prefix)

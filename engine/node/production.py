@@ -21,7 +21,7 @@ from engine.mempool import Mempool
 from engine.node.driver import ConsensusDriver
 from engine.node.evidence import EvidencePool
 from engine.node.tip import ChainTip
-from engine.node.validity import BlockValidator, block_hash
+from engine.node.validity import BlockValidator
 from engine.store import Store
 
 __all__ = ["BlockProducer", "EmptyBlockGate"]
@@ -114,7 +114,7 @@ class BlockProducer:
                 or (driver.core.height, driver.core.round) != (height, round):
             return
         block = self.make_block(height, driver.core.own_index or 0)
-        self.validator.remember(block_hash(block, self.validator.suite), True)
+        self.validator.remember(self.validator.block_hash(block), True)
         driver.input(cs.ValueReady(height, round, block), height)
 
     def make_block(self, height: int, proposer_index: int) -> bytes:

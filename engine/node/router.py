@@ -26,7 +26,7 @@ from engine.node.evidence import EvidencePool
 from engine.node.ports import Counters
 from engine.node.signatures import VerifiedSignatures
 from engine.node.snapshots import SnapshotManager
-from engine.node.validity import BlockValidator, block_hash
+from engine.node.validity import BlockValidator
 from engine.node.wire import PeerWire
 
 log = logging.getLogger("engine.node.router")
@@ -157,7 +157,7 @@ class PeerRouter:
         """(envelopes, ids) of a proposed block's transactions this node has not verified yet,
         or None when there are none (or the block does not decode: the core judges it)."""
         try:
-            block, ids = self.validator.decoded(block_hash(raw, self.validator.suite), raw)
+            block, ids = self.validator.decoded(self.validator.block_hash(raw), raw)
         except (ProtocolError, ValueError):
             return None
         verified = self.mempool.is_verified

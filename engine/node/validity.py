@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from engine import consensus as cs
 from engine import limits
-from engine.block import Block, block_id, check_body
+from engine.block import Block, block_id, check_body, header_size
 from engine.errors import ProtocolError
 from engine.mempool import Mempool
 from engine.node.ports import Counters
@@ -66,6 +66,11 @@ class BlockValidator:
         self.nonces = nonces
         self._verdicts: dict[bytes, bool] = {}
         self._decoded: dict[bytes, tuple[Block, list[bytes]]] = {}
+        #: Encoded block -> its id. The core, the router and the producer ask for the id of the
+        #: same block several times per height; each miss decodes the block and hashes every
+        #: transaction, a hit on the same bytes object costs a dict lookup (CPython keeps a
+        #: bytes object's hash).
+        self._ids: dict[bytes, bytes] = {}
         self._certificates_ok: set[bytes] = set()
 
     def validator_hashes(self, height: int) -> tuple[bytes, bytes]:
@@ -82,12 +87,25 @@ class BlockValidator:
         return self.validators if self.history is None else self.history.set_at(height)
 
     def block_hash(self, raw: bytes) -> bytes:
-        """The block id in this chain's suite (the core's ``hash_block``)."""
-        return block_hash(raw, self.suite)
+        """The block id in this chain's suite (the core's ``hash_block``): the hash of the
+        header once the body is checked against it (ProtocolError otherwise, not cached).
+        The decoded block and its transaction ids are kept for :meth:`decoded`."""
+        key = self._ids.get(raw)
+        if key is not None:
+            return key
+        b = Block.decode(raw)
+        ids = self.suite.hash_many(list(b.txs)) if b.txs else []
+        check_body(b, ids, self.suite)
+        key = self.suite.hash(raw[:header_size(len(b.chain_id))])
+        if len(self._ids) >= limits.decoded_blocks_cached_max:
+            self._ids.clear()
+        self._ids[raw] = key
+        self._keep_decoded(key, (b, ids))
+        return key
 
     def is_valid(self, height: int, raw: bytes) -> bool:
         try:
-            key = block_hash(raw, self.suite)
+            key = self.block_hash(raw)
         except ProtocolError as e:
             # Not cached: the id of a body that does not match its header is not its own.
             log.warning("invalid block at height %d: %s", height, e)
@@ -119,15 +137,19 @@ class BlockValidator:
         b = Block.decode(raw)
         out = (b, self.suite.hash_many(list(b.txs)) if b.txs else [])
         check_body(b, out[1], self.suite)
+        self._keep_decoded(key, out)
+        return out
+
+    def _keep_decoded(self, key: bytes, decoded: tuple[Block, list[bytes]]) -> None:
         if len(self._decoded) >= limits.decoded_blocks_cached_max:
             self._decoded.clear()
-        self._decoded[key] = out
-        return out
+        self._decoded[key] = decoded
 
     def clear(self) -> None:
         """A block was committed: every verdict was about the previous tip."""
         self._verdicts.clear()
         self._decoded.clear()
+        self._ids.clear()
 
     def _check(self, height: int, raw: bytes, key: bytes) -> None:
         tip = self.tip

@@ -124,6 +124,14 @@ def test_state_changes_apply_with_the_block(store):
     assert store.state_items() == [(b"a", b"1"), (b"c", b"33")]
     assert store.state_get(b"b") is None and store.state_get(b"c") == b"33"
     assert store.state_items(b"c") == [(b"c", b"33")]
+    keys = [b"c", b"b", b"a", b"zz", b"c"]
+    assert store.state_get_many(keys) == [store.state_get(k) for k in keys] \
+        == [b"33", None, b"1", None, b"33"]
+    assert store.state_get_many([]) == []
+    with pytest.raises(ValueError, match="keys must not be empty"):
+        store.state_get_many([b"a", b""])
+    with pytest.raises(TypeError, match=r"keys\[\] must be bytes"):
+        store.state_get_many([b"a", "b"])
 
 
 def test_wal_append_replay_and_discard_with_block(store):
