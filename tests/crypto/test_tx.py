@@ -105,3 +105,27 @@ def test_verify_txs_argument_errors():
         tx.verify_txs([env, "x"], "c")
     with pytest.raises(TypeError, match="chain_id"):
         tx.verify_txs([env], 5)
+
+
+def test_decode_verified_equals_decode_tx_and_falls_back_on_bad_layouts():
+    """The admission decoder (no re-check of what verify_txs checked) builds the same Tx as
+    decode_tx for both envelope versions, and hands anything malformed to decode_tx, whose
+    TxDecodeError names the problem (a fake verifier that passes garbage cannot make it build
+    a wrong Tx)."""
+    from engine.crypto import Sm2SigningKey
+
+    envs = [tx.encode_tx(_key(i), i * 1000, b"k%d=%s" % (i, b"v" * i), "c") for i in range(5)]
+    envs.append(tx.encode_tx(Sm2SigningKey.generate(), 3, b"a=b", "c"))
+    assert envs[-1][0] == 2
+    for env in envs:
+        tx_id = bytes(range(32))
+        fast = tx.decode_verified(env, tx_id)
+        assert fast == tx.decode_tx(env, tx_id=tx_id) and type(fast) is tx.Tx
+        assert (fast.sender, fast.nonce) == tx.sender_and_nonce(env)
+    env = envs[1]
+    for bad, why in ((b"", "shorter"), (b"\x09" + env[1:], "version 9"),
+                     (env[:-1], "payload length"), (env + b"x", "payload length"),
+                     (env[:50], "shorter")):
+        with pytest.raises(tx.TxDecodeError, match=why):
+            tx.decode_verified(bad, bytes(32))
+    assert tx.decode_verified(bytearray(env), bytes(32)) == tx.decode_tx(env, tx_id=bytes(32))
