@@ -550,10 +550,13 @@ class Mempool:
                 self._remember_verified(tx_ids[i])
 
     def remove_committed(self, tx_ids: Sequence[bytes]) -> None:
+        pool, verified, committed = self._pool, self._verified, self._committed
+        drop = self._drop
         for tx_id in tx_ids:
-            self._drop(tx_id)
-            self._verified.pop(tx_id, None)
-            self._committed[tx_id] = None
+            if tx_id in pool:
+                drop(tx_id)
+            verified.pop(tx_id, None)
+            committed[tx_id] = None
         while len(self._committed) > self.limits.committed_cache_max:
             self._committed.popitem(last=False)
 

@@ -66,10 +66,12 @@ class NonceWindow:
         return USED
 
     def use(self, nonce: int) -> None:
-        if nonce > self.highest:
-            skipped = range(max(self.highest + 1, nonce - NONCE_GAPS_MAX), nonce)
-            self.gaps = (self.gaps + list(skipped))[-NONCE_GAPS_MAX:]
-            self.highest = nonce
+        highest = self.highest
+        if nonce > highest:
+            if nonce > highest + 1:  # nonces skipped: they become gaps (the newest kept)
+                gaps = self.gaps + list(range(max(highest + 1, nonce - NONCE_GAPS_MAX), nonce))
+                self.gaps = gaps[-NONCE_GAPS_MAX:] if len(gaps) > NONCE_GAPS_MAX else gaps
+            self.highest = nonce  # the next nonce in sequence: the gaps stay as they are
         else:
             i = bisect.bisect_left(self.gaps, nonce)
             if i < len(self.gaps) and self.gaps[i] == nonce:

@@ -177,6 +177,15 @@ def _checked_changes(state_changes) -> list[tuple[bytes, bytes | None]]:
     return changes
 
 
+def _joined_ids(tx_ids) -> bytes:
+    """The ids concatenated; each must be ``HASH_BYTES`` bytes (TypeError/ValueError naming
+    the first that is not). One C-level pass for the common case of a list of ids."""
+    if type(tx_ids) is list and set(map(type, tx_ids)) <= {bytes} \
+            and set(map(len, tx_ids)) <= {HASH_BYTES}:
+        return b"".join(tx_ids)
+    return b"".join(_bytes(t, f"tx_ids[{i}]", HASH_BYTES) for i, t in enumerate(tx_ids))
+
+
 def _u32(view, off: int) -> int:
     return int.from_bytes(view[off:off + 4], "little")
 
@@ -519,7 +528,7 @@ class Store:
         elif isinstance(tx_ids, (bytes, bytearray, memoryview)):
             ids = bytes(tx_ids)
         else:
-            ids = b"".join(_bytes(t, f"tx_ids[{i}]", HASH_BYTES) for i, t in enumerate(tx_ids))
+            ids = _joined_ids(tx_ids)
         if len(ids) != n * HASH_BYTES:
             raise ValueError(f"tx_ids must hold {n} ids of {HASH_BYTES} bytes, "
                              f"not {len(ids)} bytes")

@@ -34,6 +34,35 @@ def test_window_rules():
     assert NonceWindow.decode(w.encode()).highest == 2**64 - 1
 
 
+def test_window_matches_a_set_model(monkeypatch):
+    """The window against the rule stated plainly, with a small gap limit so the model stays
+    cheap: a nonce is fresh when above every nonce used, or when it is unused, below the
+    highest, and was never pushed out of the gaps (each use keeps only the
+    ``NONCE_GAPS_MAX`` highest unused nonces below it; the others are refused for good);
+    seeded sequences of uses in order, small and large jumps, gap fills and refused reuses."""
+    import random
+
+    from engine import nonces
+
+    gaps_max = 8
+    monkeypatch.setattr(nonces, "NONCE_GAPS_MAX", gaps_max)
+    rnd = random.Random(7)
+    for _ in range(300):
+        w, used, dead, top = NonceWindow(), set(), set(), -1
+        for _ in range(120):
+            nonce = rnd.choice([top + 1, top + 1, top + 2, top + rnd.randint(1, 3 * gaps_max),
+                                max(0, top - rnd.randint(0, 12)), rnd.randint(0, top + 3)])
+            fresh = nonce > top or (nonce not in used and nonce not in dead)
+            assert (w.refusal(nonce) is None) == fresh, (nonce, top, w.gaps)
+            if fresh:
+                w.use(nonce)
+                used.add(nonce)
+                top = max(top, nonce)
+                unused = [n for n in range(top) if n not in used and n not in dead]
+                dead.update(unused[:-gaps_max])
+            assert w.highest == top and len(w.gaps) <= gaps_max
+
+
 def test_block_check_is_in_order():
     state: dict[bytes, bytes] = {}
     table = NonceTable(state.get)

@@ -552,3 +552,22 @@ def test_damaged_tx_bytes_are_caught_by_the_tx_root(store):
     assert store.find_tx(blake3(args["txs"][0])) is not None  # other txs still verify by hash
     with pytest.raises(StoreCorruption, match="tx root"):
         store.find_tx(blake3(args["txs"][-1]))  # its candidate fails: the record is checked
+
+
+def test_save_block_tx_ids_list_checked_item_by_item(store):
+    """A list of ids takes one C-level check; any id of the wrong type or length still gets
+    the error naming it (two wrong lengths adding up to the right total included)."""
+    args = block_args(1, n_txs=3)
+    good = [blake3(t) for t in args["txs"]]
+    for bad, error in (([good[0], good[1][:31], good[2] + b"x"], ValueError),
+                       ([good[0], bytearray(good[1])[:31], good[2]], ValueError),
+                       ([good[0], "x" * 32, good[2]], TypeError)):
+        with pytest.raises(error, match=r"tx_ids\[1\]"):
+            store.save_block(**{**args, "tx_ids": bad})
+    assert store.latest_height() == 0
+    store.save_block(**{**args, "tx_ids": good})
+    assert store.find_tx(good[2]).index == 2
+    # ids given as memoryviews (not bytes) take the checked path and are stored alike
+    args2 = block_args(2, n_txs=2)
+    store.save_block(**{**args2, "tx_ids": [memoryview(blake3(t)) for t in args2["txs"]]})
+    assert store.find_tx(blake3(args2["txs"][1])).height == 2
