@@ -91,6 +91,67 @@ def test_packed_form(hash_isa):
     assert hashing.blake3_many_packed(b"", np.zeros(1, dtype=np.uint64)) == b""
 
 
+def packed_of(msgs):
+    return b"".join(msgs), np.cumsum([0] + [len(m) for m in msgs], dtype=np.uint64)
+
+
+def split32(out: bytes) -> list[bytes]:
+    return [out[i:i + 32] for i in range(0, len(out), 32)]
+
+
+def test_packed_equal_lengths(hash_isa):
+    """Batches of one length take the kernels' equal-length paths (one set of last-block masks
+    per lane group): every length up to just past a chunk, in the packed and the list form,
+    with a group and a lone lane left over (9 messages) and keyed."""
+    rng = random.Random(4)
+    key = rng.randbytes(32)
+    for length in range(0, 1100):
+        msgs = [rng.randbytes(length) for _ in range(9)]
+        want = [expected(m) for m in msgs]
+        assert split32(hashing.blake3_many_packed(*packed_of(msgs))) == want, length
+        assert hashing.blake3_many(msgs) == want, length
+        if length % 7 == 0:
+            assert split32(hashing.blake3_many_packed(*packed_of(msgs), key=key)) == [
+                expected(m, key) for m in msgs], length
+
+
+def guarded_pages(readable: int = 3):
+    """`readable` pages between two that fault on any access: a kernel that reads a byte before
+    or past the messages it was given crashes the test run."""
+    import ctypes
+    import mmap
+
+    page = mmap.PAGESIZE
+    region = mmap.mmap(-1, (readable + 2) * page)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(region))
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    for start in (base, base + (readable + 1) * page):
+        assert libc.mprotect(start, page, 0) == 0, ctypes.get_errno()  # PROT_NONE
+    return region, memoryview(region)[page:(readable + 1) * page]
+
+
+@pytest.mark.parametrize("length", [1, 2, 3, 4, 5, 6, 7, 63, 64, 65, 66, 67, 250, 1023, 1024])
+def test_nothing_read_outside_the_messages(hash_isa, length):
+    region, view = guarded_pages()
+    count = 9
+    rng = random.Random(length)
+    msgs = [rng.randbytes(length) for _ in range(count)]
+    want = [expected(m) for m in msgs]
+    data = b"".join(msgs)
+    offsets = np.arange(count + 1, dtype=np.uint64) * length
+    for start in (0, len(view) - len(data)):  # against the page before, then the page after
+        chunk = view[start:start + len(data)]
+        chunk[:] = data
+        assert split32(hashing.blake3_many_packed(chunk, offsets)) == want
+        items = [chunk[i * length:(i + 1) * length] for i in range(count)]
+        assert hashing.blake3_many(items) == want
+        for item in items:
+            item.release()
+        chunk.release()
+    view.release()
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.binary(max_size=2100), max_size=40), st.one_of(st.none(), st.binary(min_size=32, max_size=32)))
 def test_hypothesis_matches_package(msgs, key):
