@@ -23,6 +23,14 @@ def expected(data: bytes, key: bytes | None = None) -> bytes:
     return blake3_pkg.blake3(data, key=key).digest() if key else blake3_pkg.blake3(data).digest()
 
 
+def packed_of(msgs):
+    return b"".join(msgs), np.cumsum([0] + [len(m) for m in msgs], dtype=np.uint64)
+
+
+def split32(out: bytes) -> list[bytes]:
+    return [out[i:i + 32] for i in range(0, len(out), 32)]
+
+
 @pytest.mark.parametrize("case", VECTORS["cases"], ids=lambda c: str(c["input_len"]))
 def test_official_vectors(hash_isa, case):
     data = blake3_input(case["input_len"])
@@ -53,9 +61,13 @@ def test_mixed_batches_every_size(hash_isa):
     for batch in range(1, 41):
         lengths = [rng.choice(BOUNDARIES + [rng.randrange(0, 5001)]) for _ in range(batch)]
         msgs = [rng.randbytes(n) for n in lengths]
-        assert hashing.blake3_many(msgs) == [expected(m) for m in msgs], lengths
+        want = [expected(m) for m in msgs]
+        assert hashing.blake3_many(msgs) == want, lengths
+        assert split32(hashing.blake3_many_packed(*packed_of(msgs))) == want, lengths
         key = rng.randbytes(32)
-        assert hashing.blake3_many(msgs, key=key) == [expected(m, key) for m in msgs], lengths
+        want = [expected(m, key) for m in msgs]
+        assert hashing.blake3_many(msgs, key=key) == want, lengths
+        assert split32(hashing.blake3_many_packed(*packed_of(msgs), key=key)) == want, lengths
 
 
 def test_large_batch_threads(hash_isa):
@@ -89,14 +101,6 @@ def test_packed_form(hash_isa):
     out = hashing.blake3_many_packed(b"".join(msgs), offsets)
     assert [out[32 * i:32 * i + 32] for i in range(len(msgs))] == [expected(m) for m in msgs]
     assert hashing.blake3_many_packed(b"", np.zeros(1, dtype=np.uint64)) == b""
-
-
-def packed_of(msgs):
-    return b"".join(msgs), np.cumsum([0] + [len(m) for m in msgs], dtype=np.uint64)
-
-
-def split32(out: bytes) -> list[bytes]:
-    return [out[i:i + 32] for i in range(0, len(out), 32)]
 
 
 def test_packed_equal_lengths(hash_isa):
@@ -155,7 +159,9 @@ def test_nothing_read_outside_the_messages(hash_isa, length):
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.binary(max_size=2100), max_size=40), st.one_of(st.none(), st.binary(min_size=32, max_size=32)))
 def test_hypothesis_matches_package(msgs, key):
-    assert hashing.blake3_many(msgs, key=key) == [expected(m, key) for m in msgs]
+    want = [expected(m, key) for m in msgs]
+    assert hashing.blake3_many(msgs, key=key) == want
+    assert split32(hashing.blake3_many_packed(*packed_of(msgs), key=key)) == want
 
 
 def test_bad_arguments():
