@@ -78,6 +78,18 @@ def test_large_batch_threads(hash_isa):
         assert hashing.blake3_many(msgs, threads=threads) == want
 
 
+def test_packed_large_batch_threads(hash_isa):
+    """Enough messages for several pool tasks: tasks of one length (one kernel call each), mixed
+    tasks (sorted by block count) and long messages (the tree code, given pointers built from
+    the offsets), on one and several threads."""
+    rng = random.Random(5)
+    msgs = [rng.randbytes(250) for _ in range(3000)]
+    msgs += [rng.randbytes(rng.randrange(0, 3000)) for _ in range(3000)]
+    want = [expected(m) for m in msgs]
+    for threads in (1, 2, 3, None):
+        assert split32(hashing.blake3_many_packed(*packed_of(msgs), threads=threads)) == want
+
+
 def test_long_messages(hash_isa):
     for length in (1 << 16, (1 << 20) + 1, 3 * 1024 * 1024 + 517):
         data = os.urandom(length)
