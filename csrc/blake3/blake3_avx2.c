@@ -1,10 +1,11 @@
-/* BLAKE3 job kernel, 8 lanes in AVX2 registers.
+/* BLAKE3 kernels, 8 lanes in AVX2 registers: jobs, short messages and Merkle nodes.
  *
- * Same word-sliced layout as the AVX-512 file; each lane's blocks are staged in L1 message by
- * message (a partial last block by masked word loads, never past the message), each block is
- * two 256-bit rows, and the two 8x8 word matrices are transposed in registers; the next group's
- * messages are prefetched while one group is hashed. Rotations by 16 and 8 are byte shuffles, by
- * 12 and 7 shift/or pairs (AVX2 has no vector rotate).
+ * Same word-sliced layout as the AVX-512 file; each block is two 256-bit rows per lane, and the
+ * two 8x8 word matrices are transposed in registers; the next group's messages are prefetched
+ * while one group is hashed. The jobs kernel stages each lane's blocks in L1 message by message
+ * (a partial last block by masked word loads, never past the message); the short-message kernel
+ * (the packed form) loads its blocks straight from the messages. Rotations by 16 and 8 are byte
+ * shuffles, by 12 and 7 shift/or pairs (AVX2 has no vector rotate).
  */
 #if defined(__x86_64__)
 #pragma GCC target("avx2")

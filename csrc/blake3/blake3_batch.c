@@ -3,8 +3,9 @@
  * A message of at most 1024 bytes is one job with the ROOT flag; short messages are hashed in
  * tasks of B3_TASK_MSGS consecutive messages, each sorting its own jobs by block count in a
  * small per-thread array, so a batch of any size needs no large allocation and its jobs stay in
- * cache. Longer messages go to blake3_tree.c, which reuses b3_run_bucketed for its chunks and
- * parents.
+ * cache. On a path with a message kernel (avx2) the packed form needs no job records at all: a
+ * task of one block count is one kernel call over the run, any other task sorts 4-byte indices.
+ * Longer messages go to blake3_tree.c, which reuses b3_run_bucketed for its chunks and parents.
  */
 #include "blake3/blake3.h"
 
