@@ -142,16 +142,19 @@ py::bytes hash_many_packed(py::handle data, py::handle offsets, py::object key, 
     if (off.size() % 8 != 0 || off.size() < 8)
         throw py::value_error("offsets must hold n + 1 uint64 values");
     size_t n = off.size() / 8 - 1;
+    // A copy: the offsets are checked here and read again by the kernels without the GIL,
+    // when another thread could change the caller's array.
+    // Copied and checked in one pass (the caller's array may be unaligned).
     RawArray<uint64_t> o(n + 1, ENGINE_SCRATCH_BIND_OUT);
-    std::memcpy(o.data(), off.data(), off.size());
-    RawArray<const uint8_t *> ptrs(n, ENGINE_SCRATCH_BIND_PTRS);
-    RawArray<size_t> lens(n, ENGINE_SCRATCH_BIND_LENS);
-    for (size_t i = 0; i < n; i++) {
-        if (o[i] > o[i + 1] || o[i + 1] > buf.size())
-            throw py::value_error("offsets[" + std::to_string(i + 1) +
+    const uint8_t *src = off.data();
+    uint64_t prev = 0;
+    for (size_t i = 0; i <= n; i++) {
+        uint64_t v;
+        std::memcpy(&v, src + 8 * i, 8);
+        if (v < prev || v > buf.size())
+            throw py::value_error("offsets[" + std::to_string(i) +
                                   "] must be non-decreasing and within data");
-        ptrs[i] = buf.data() + o[i];
-        lens[i] = static_cast<size_t>(o[i + 1] - o[i]);
+        o[i] = prev = v;
     }
     PyObject *res = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(32 * n));
     if (!res) throw py::error_already_set();
@@ -160,7 +163,7 @@ py::bytes hash_many_packed(py::handle data, py::handle offsets, py::object key, 
     int rc;
     {
         py::gil_scoped_release nogil;
-        rc = engine_blake3_many(ptrs.data(), lens.data(), n, k, out, threads);
+        rc = engine_blake3_many_packed(buf.data(), o.data(), n, k, out, threads);
     }
     check(rc);
     return result;

@@ -24,6 +24,12 @@ int engine_blake3_many(const uint8_t *const *inputs, const size_t *lens, size_t 
 int engine_blake3_many_into(const uint8_t *const *inputs, const size_t *lens, size_t n,
                             const uint8_t *key, uint8_t *const *outs, int threads);
 
+/* The packed form: message i is data[offsets[i] .. offsets[i+1]) (n + 1 offsets, checked by
+ * the caller: non-decreasing, within data), hash i to out[32*i]. No pointer or length array is
+ * built unless some message is longer than one chunk. */
+int engine_blake3_many_packed(const uint8_t *data, const uint64_t *offsets, size_t n,
+                              const uint8_t *key, uint8_t *out, int threads);
+
 /* Merkle root over n 32-byte leaf hashes (DESIGN.md section 2) with node key `node_key`. */
 int engine_merkle_root(const uint8_t *leaf_hashes, size_t n, const uint8_t node_key[32],
                        uint8_t out[32], int threads);

@@ -38,3 +38,10 @@ b3_nodes_fn b3_nodes_kernel(void) {
 #endif
     return engine_blake3_nodes_portable;
 }
+
+b3_msgs_fn b3_msgs_kernel(void) {
+#if defined(__x86_64__)
+    if (current_isa() == ENGINE_ISA_AVX2) return engine_blake3_msgs_avx2;
+#endif
+    return NULL;
+}

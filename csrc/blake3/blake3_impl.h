@@ -124,19 +124,6 @@ void engine_blake3_nodes_avx2(const uint32_t key[8], const uint8_t *src, size_t 
 void engine_blake3_nodes_avx512(const uint32_t key[8], const uint8_t *src, size_t count,
                                 uint32_t flags, uint8_t *dst);
 
-/* The kernels of the path in force (blake3_dispatch.c). */
-b3_jobs_fn b3_jobs_kernel(void);
-b3_nodes_fn b3_nodes_kernel(void);
-
-/* ---- splitting work across the pool (blake3_batch.c, blake3_tree.c, blake3_merkle.c) ---- */
-
-/* Jobs per pool task: large enough to amortise the atomic claim, small enough to balance. */
-#define B3_JOBS_PER_TASK 512
-/* Below this many jobs a batch runs on the calling thread only. */
-#define B3_PARALLEL_JOBS_MIN 2048
-/* Short messages and Merkle pairs are handled in tasks of this many consecutive items. */
-#define B3_TASK_MSGS 1024
-
 /* Where hash i goes: outs[i] when the caller gave one pointer per message, else out + 32 i. */
 typedef struct {
     uint8_t *out;
@@ -146,6 +133,50 @@ typedef struct {
 static inline uint8_t *b3_out_at(b3_out_map map, size_t i) {
     return map.outs ? map.outs[i] : map.out + (size_t)B3_OUT_BYTES * i;
 }
+
+/* Many messages as the short-message path reads them, by index: either one pointer and length
+ * per message (`inputs`, `lens`), or the packed form, one buffer and n + 1 byte offsets
+ * (`inputs` NULL; message i is base[offsets[i] .. offsets[i+1])). Either way no record per
+ * message is built: the kernels read pointer and length when they fill a lane. */
+typedef struct {
+    const uint8_t *const *inputs;
+    const size_t *lens;
+    const uint8_t *base;
+    const uint64_t *offsets;
+    b3_out_map out;
+} b3_msgs;
+
+static inline const uint8_t *b3_msg_ptr(const b3_msgs *m, size_t i) {
+    return m->inputs ? m->inputs[i] : m->base + m->offsets[i];
+}
+
+static inline size_t b3_msg_len(const b3_msgs *m, size_t i) {
+    return m->inputs ? m->lens[i] : (size_t)(m->offsets[i + 1] - m->offsets[i]);
+}
+
+/* Hash n short messages (at most one chunk each, all taking `blocks` blocks) as root chunks
+ * with `flags` on every block (0 or KEYED_HASH): messages idx[0..n) of `msgs`, or first ..
+ * first + n - 1 when idx is NULL (a run of equal block counts needs no index). */
+typedef void (*b3_msgs_fn)(const uint32_t key[8], uint32_t flags, const b3_msgs *msgs,
+                           const uint32_t *idx, size_t first, size_t n, size_t blocks);
+void engine_blake3_msgs_avx2(const uint32_t key[8], uint32_t flags, const b3_msgs *msgs,
+                             const uint32_t *idx, size_t first, size_t n, size_t blocks);
+
+/* The kernels of the path in force (blake3_dispatch.c). b3_msgs_kernel is NULL on a path
+ * without a message kernel: there the short messages become job descriptions for its jobs
+ * kernel (blake3_batch.c). */
+b3_jobs_fn b3_jobs_kernel(void);
+b3_nodes_fn b3_nodes_kernel(void);
+b3_msgs_fn b3_msgs_kernel(void);
+
+/* ---- splitting work across the pool (blake3_batch.c, blake3_tree.c, blake3_merkle.c) ---- */
+
+/* Jobs per pool task: large enough to amortise the atomic claim, small enough to balance. */
+#define B3_JOBS_PER_TASK 512
+/* Below this many jobs a batch runs on the calling thread only. */
+#define B3_PARALLEL_JOBS_MIN 2048
+/* Short messages and Merkle pairs are handled in tasks of this many consecutive items. */
+#define B3_TASK_MSGS 1024
 
 /* Run jobs already grouped by block count: bucket_start[b] .. bucket_start[b+1] hold the jobs
  * of b+1 blocks (17 boundaries); large batches are split across the pool. */

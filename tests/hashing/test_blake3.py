@@ -23,6 +23,14 @@ def expected(data: bytes, key: bytes | None = None) -> bytes:
     return blake3_pkg.blake3(data, key=key).digest() if key else blake3_pkg.blake3(data).digest()
 
 
+def packed_of(msgs):
+    return b"".join(msgs), np.cumsum([0] + [len(m) for m in msgs], dtype=np.uint64)
+
+
+def split32(out: bytes) -> list[bytes]:
+    return [out[i:i + 32] for i in range(0, len(out), 32)]
+
+
 @pytest.mark.parametrize("case", VECTORS["cases"], ids=lambda c: str(c["input_len"]))
 def test_official_vectors(hash_isa, case):
     data = blake3_input(case["input_len"])
@@ -53,9 +61,13 @@ def test_mixed_batches_every_size(hash_isa):
     for batch in range(1, 41):
         lengths = [rng.choice(BOUNDARIES + [rng.randrange(0, 5001)]) for _ in range(batch)]
         msgs = [rng.randbytes(n) for n in lengths]
-        assert hashing.blake3_many(msgs) == [expected(m) for m in msgs], lengths
+        want = [expected(m) for m in msgs]
+        assert hashing.blake3_many(msgs) == want, lengths
+        assert split32(hashing.blake3_many_packed(*packed_of(msgs))) == want, lengths
         key = rng.randbytes(32)
-        assert hashing.blake3_many(msgs, key=key) == [expected(m, key) for m in msgs], lengths
+        want = [expected(m, key) for m in msgs]
+        assert hashing.blake3_many(msgs, key=key) == want, lengths
+        assert split32(hashing.blake3_many_packed(*packed_of(msgs), key=key)) == want, lengths
 
 
 def test_large_batch_threads(hash_isa):
@@ -64,6 +76,18 @@ def test_large_batch_threads(hash_isa):
     want = [expected(m) for m in msgs]
     for threads in (1, 2, 3, None):
         assert hashing.blake3_many(msgs, threads=threads) == want
+
+
+def test_packed_large_batch_threads(hash_isa):
+    """Enough messages for several pool tasks: tasks of one length (one kernel call each), mixed
+    tasks (sorted by block count) and long messages (the tree code, given pointers built from
+    the offsets), on one and several threads."""
+    rng = random.Random(5)
+    msgs = [rng.randbytes(250) for _ in range(3000)]
+    msgs += [rng.randbytes(rng.randrange(0, 3000)) for _ in range(3000)]
+    want = [expected(m) for m in msgs]
+    for threads in (1, 2, 3, None):
+        assert split32(hashing.blake3_many_packed(*packed_of(msgs), threads=threads)) == want
 
 
 def test_long_messages(hash_isa):
@@ -91,10 +115,65 @@ def test_packed_form(hash_isa):
     assert hashing.blake3_many_packed(b"", np.zeros(1, dtype=np.uint64)) == b""
 
 
+def test_packed_equal_lengths(hash_isa):
+    """Batches of one length take the kernels' equal-length paths (one set of last-block masks
+    per lane group): every length up to just past a chunk, in the packed and the list form,
+    with a group and a lone lane left over (9 messages) and keyed."""
+    rng = random.Random(4)
+    key = rng.randbytes(32)
+    for length in range(1100):
+        msgs = [rng.randbytes(length) for _ in range(9)]
+        want = [expected(m) for m in msgs]
+        assert split32(hashing.blake3_many_packed(*packed_of(msgs))) == want, length
+        assert hashing.blake3_many(msgs) == want, length
+        if length % 7 == 0:
+            assert split32(hashing.blake3_many_packed(*packed_of(msgs), key=key)) == [
+                expected(m, key) for m in msgs], length
+
+
+def guarded_pages(readable: int = 3):
+    """`readable` pages between two that fault on any access: a kernel that reads a byte before
+    or past the messages it was given crashes the test run."""
+    import ctypes
+    import mmap
+
+    page = mmap.PAGESIZE
+    region = mmap.mmap(-1, (readable + 2) * page)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(region))
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    for start in (base, base + (readable + 1) * page):
+        assert libc.mprotect(start, page, 0) == 0, ctypes.get_errno()  # PROT_NONE
+    return memoryview(region)[page:(readable + 1) * page]  # the view keeps the mapping alive
+
+
+@pytest.mark.parametrize("length", [1, 2, 3, 4, 5, 6, 7, 63, 64, 65, 66, 67, 250, 1023, 1024])
+def test_nothing_read_outside_the_messages(hash_isa, length):
+    view = guarded_pages()
+    count = 9
+    rng = random.Random(length)
+    msgs = [rng.randbytes(length) for _ in range(count)]
+    want = [expected(m) for m in msgs]
+    data = b"".join(msgs)
+    offsets = np.arange(count + 1, dtype=np.uint64) * length
+    for start in (0, len(view) - len(data)):  # against the page before, then the page after
+        chunk = view[start:start + len(data)]
+        chunk[:] = data
+        assert split32(hashing.blake3_many_packed(chunk, offsets)) == want
+        items = [chunk[i * length:(i + 1) * length] for i in range(count)]
+        assert hashing.blake3_many(items) == want
+        for item in items:
+            item.release()
+        chunk.release()
+    view.release()
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.binary(max_size=2100), max_size=40), st.one_of(st.none(), st.binary(min_size=32, max_size=32)))
 def test_hypothesis_matches_package(msgs, key):
-    assert hashing.blake3_many(msgs, key=key) == [expected(m, key) for m in msgs]
+    want = [expected(m, key) for m in msgs]
+    assert hashing.blake3_many(msgs, key=key) == want
+    assert split32(hashing.blake3_many_packed(*packed_of(msgs), key=key)) == want
 
 
 def test_bad_arguments():
