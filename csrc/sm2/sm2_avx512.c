@@ -270,25 +270,6 @@ int engine_sm2_keys8_avx512(sm2_key *const keys[8], const uint8_t *const pks[8],
 
 /* ---- the check ----------------------------------------------------------------------------- */
 
-/* Regular signed radix-16 recoding of an odd k < 2^256: k = 2^256 + sum d_i 16^i, d_i odd in
- * [-15, 15] (each step: d = (k mod 32) - 16, k = (k - d) / 16, which keeps k odd). */
-static void recode16(int8_t d[64], const uint64_t k_in[4]) {
-    uint64_t k[5] = {k_in[0], k_in[1], k_in[2], k_in[3], 0};
-    for (int i = 0; i < 64; i++) {
-        int64_t v = (int64_t)(k[0] & 31) - 16;
-        d[i] = (int8_t)v;
-        uint64_t sub = (uint64_t)(-v), ext = (uint64_t)((-v) >> 63);
-        u128 c = (u128)k[0] + sub;
-        k[0] = (uint64_t)c;
-        for (int l = 1; l < 5; l++) {
-            c = (u128)k[l] + ext + (uint64_t)(c >> 64);
-            k[l] = (uint64_t)c;
-        }
-        for (int l = 0; l < 4; l++) k[l] = (k[l] >> 4) | (k[l + 1] << 60);
-        k[4] = (uint64_t)((int64_t)k[4] >> 4);
-    }
-}
-
 /* Conditionally negated (per lane) affine point read by gather: word w of lane l's entry is at
  * base[idx[l] + w]. */
 static inline void x8_gather(sm2x8_fe *x, sm2x8_fe *y, const uint64_t *base, __m512i idx,
@@ -338,13 +319,9 @@ int engine_sm2_check8_avx512(const sm2_key *const keys[8], const sm2x8_job *jobs
     for (int l = 0; l < 8; l++) {
         const sm2x8_job *jb = &jobs[l < count ? l : 0];
         uint64_t k[4];
-        int8_t d[64];
-        int ev = !(jb->t[0] & 1);
-        if (ev)
-            mod_sub(k, SM2_N.m, jb->t, SM2_N.m);
-        else
-            memcpy(k, jb->t, 32);
-        recode16(d, k);
+        int16_t d[64];
+        int ev = make_odd(k, jb->t);
+        regular_recode(d, 4, k); /* radix 16 (sm2_core.h) */
         t_even |= (uint8_t)(ev << l);
         for (int i = 0; i < 64; i++) {
             int v = d[i];
@@ -352,11 +329,7 @@ int engine_sm2_check8_avx512(const sm2_key *const keys[8], const sm2x8_job *jobs
             tneg[i] |= (uint8_t)(((v < 0) ^ ev) << l);
         }
         int16_t cd[SM2_COMB_POSITIONS];
-        ev = !(jb->s[0] & 1);
-        if (ev)
-            mod_sub(k, SM2_N.m, jb->s, SM2_N.m);
-        else
-            memcpy(k, jb->s, 32);
+        ev = make_odd(k, jb->s);
         comb_recode(cd, k);
         s_even |= (uint8_t)(ev << l);
         for (int i = 0; i < SM2_COMB_POSITIONS; i++) {

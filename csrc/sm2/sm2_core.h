@@ -261,14 +261,19 @@ static inline void wnaf5(int8_t digits[257], const uint64_t k_in[4]) {
     }
 }
 
-/* Regular signed recoding of an odd k < 2^256 in radix 2^8: k = 2^256 + sum d_i 2^(8i) with
- * d_i odd in [-255, 255] (Joye-Tunstall). Branch-free: signing uses it on secret scalars. */
-static inline void comb_recode(int16_t digits[SM2_COMB_POSITIONS], const uint64_t k_in[4]) {
+/* Regular signed recoding (Joye-Tunstall) of an odd k < 2^256 in radix 2^w, for w dividing
+ * 256 and at most 8 (4 and 8 here): 256 / w digits with k = 2^256 + sum d_i 2^(w i), d_i odd in
+ * [-(2^w - 1), 2^w - 1]. Each step takes d = (k mod 2^(w+1)) - 2^w and k = (k - d) / 2^w, which
+ * keeps k odd. Branch-free: signing uses it on secret scalars. Callers pass a constant w, so the
+ * inlined copy is specialised to it. */
+static inline void regular_recode(int16_t *digits, int w, const uint64_t k_in[4]) {
     uint64_t k[5] = {k_in[0], k_in[1], k_in[2], k_in[3], 0};
-    for (int i = 0; i < SM2_COMB_POSITIONS; i++) {
-        int64_t d = (int64_t)(k[0] & 511) - 256;
+    const uint64_t mask = ((uint64_t)2 << w) - 1;
+    const int64_t half = (int64_t)1 << w;
+    for (int i = 0; i < 256 / w; i++) {
+        int64_t d = (int64_t)(k[0] & mask) - half;
         digits[i] = (int16_t)d;
-        /* k = (k - d) >> 8; -d sign-extended over five limbs */
+        /* k = (k - d) >> w; -d sign-extended over five limbs */
         uint64_t sub = (uint64_t)(-d), ext = (uint64_t)((-d) >> 63);
         u128 c = (u128)k[0] + sub;
         k[0] = (uint64_t)c;
@@ -276,9 +281,14 @@ static inline void comb_recode(int16_t digits[SM2_COMB_POSITIONS], const uint64_
             c = (u128)k[l] + ext + (uint64_t)(c >> 64);
             k[l] = (uint64_t)c;
         }
-        for (int l = 0; l < 4; l++) k[l] = (k[l] >> 8) | (k[l + 1] << 56);
-        k[4] = (uint64_t)((int64_t)k[4] >> 8);
+        for (int l = 0; l < 4; l++) k[l] = (k[l] >> w) | (k[l + 1] << (64 - w));
+        k[4] = (uint64_t)((int64_t)k[4] >> w);
     }
+}
+
+/* The comb's digits (sm2_impl.h): radix 2^8, one per comb position. */
+static inline void comb_recode(int16_t digits[SM2_COMB_POSITIONS], const uint64_t k[4]) {
+    regular_recode(digits, 256 / SM2_COMB_POSITIONS, k);
 }
 
 /* Odd multiples 1q..15q of the points q_k = 2^(64k) q (k < chunks, chunks 1 or 4), affine.
@@ -320,6 +330,17 @@ static inline void aff_neg(sm2_aff *r, const sm2_aff *a) {
     fe_neg(r->y, a->y);
 }
 
+/* k = t when t is odd, else n - t (odd, and in [1, n-1] for t in [1, n-1]); returns 1 in the
+ * second case, where a multiple by k must be negated. Branches on t: public scalars only. */
+static inline int make_odd(uint64_t k[4], const uint64_t t[4]) {
+    int even = !(t[0] & 1);
+    if (even)
+        mod_sub(k, SM2_N.m, t, SM2_N.m);
+    else
+        memcpy(k, t, 32);
+    return even;
+}
+
 /* R = [s]G + [t]P; verdict of x(R) == c or c + n (mod p). */
 static inline int check(const sm2_key *key, const uint64_t s_in[4], const uint64_t t[4],
                         const uint64_t c[4]) {
@@ -346,11 +367,7 @@ static inline int check(const sm2_key *key, const uint64_t s_in[4], const uint64
     }
     /* [s]G by the comb: s odd, or n - s with the sum negated. */
     uint64_t s[4];
-    int negate = !(s_in[0] & 1);
-    if (negate)
-        mod_sub(s, SM2_N.m, s_in, SM2_N.m); /* n - s, in [1, n-1] since s is */
-    else
-        memcpy(s, s_in, 32);
+    int negate = make_odd(s, s_in);
     int16_t digits[SM2_COMB_POSITIONS];
     comb_recode(digits, s);
     sm2_aff pt;
