@@ -9,7 +9,6 @@
 #pragma GCC target("avx2,bmi2")
 #include <immintrin.h>
 
-#include "sm3/sm3_compress.h"
 #include "sm3/sm3_impl.h"
 
 #define LANES 8
@@ -89,8 +88,10 @@ void engine_sm3_lanes_avx2(uint32_t *state, const uint8_t *const *blocks) {
         _mm256_store_si256((__m256i *)(state + LANES * i), XOR(s[i], r[i]));
 }
 
-/* The one-message compression under BMI2 (rorx), for single messages on this path. */
-void engine_sm3_compress_avx2(uint32_t state[8], const uint8_t *blocks, size_t count) {
-    sm3_compress_blocks(state, blocks, count);
-}
+/* The one-message compression: scalar rounds under BMI2 (rorx), the message expansion in SSE
+ * registers (sm3_compress_vec.h; AVX2 has no vector rotate: shift pairs). */
+#define SM3V_ROL(x, c) _mm_or_si128(_mm_slli_epi32(x, c), _mm_srli_epi32(x, 32 - (c)))
+#define SM3V_XOR3(x, y, z) _mm_xor_si128(_mm_xor_si128(x, y), z)
+#define SM3V_FN engine_sm3_compress_avx2
+#include "sm3/sm3_compress_vec.h"
 #endif

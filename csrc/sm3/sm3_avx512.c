@@ -86,4 +86,11 @@ void engine_sm3_lanes_avx512(uint32_t *state, const uint8_t *const *blocks) {
     __m512i r[8] = {a, b, c, d, e, f, g, h};
     for (int i = 0; i < 8; i++) _mm512_store_si512(state + LANES * i, XOR(s[i], r[i]));
 }
+/* The one-message compression: scalar rounds under BMI2 (rorx), the message expansion in
+ * 128-bit registers with vprold and vpternlogd (AVX-512VL; sm3_compress_vec.h). */
+#pragma GCC target("avx512f,avx512vl,avx512bw,bmi2")
+#define SM3V_ROL(x, c) _mm_rol_epi32(x, c)
+#define SM3V_XOR3(x, y, z) _mm_ternarylogic_epi32(x, y, z, 0x96)
+#define SM3V_FN engine_sm3_compress_avx512
+#include "sm3/sm3_compress_vec.h"
 #endif

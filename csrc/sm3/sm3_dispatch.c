@@ -26,7 +26,7 @@ sm3_kernel engine_sm3_kernel(void) {
 #if defined(__x86_64__)
     if (isa == ENGINE_ISA_AVX512) {
         k.lanes_fn = engine_sm3_lanes_avx512;
-        k.compress = engine_sm3_compress_avx2;
+        k.compress = engine_sm3_compress_avx512;
         k.lanes = 16;
         k.isa = ENGINE_ISA_AVX512;
     } else if (isa == ENGINE_ISA_AVX2) {

@@ -88,11 +88,12 @@ static inline const uint8_t *sm3_job_block(const sm3_job *job, size_t b, size_t 
     return buf;
 }
 
-/* Compress `count` consecutive 64-byte blocks into one state: portable C, and the same code
- * compiled with BMI2 for the AVX2 and AVX-512 paths. */
+/* Compress `count` consecutive 64-byte blocks into one state: portable C, and on the AVX2 and
+ * AVX-512 paths scalar BMI2 rounds with a vectorised message expansion (sm3_compress_vec.h). */
 typedef void (*sm3_compress_fn)(uint32_t state[8], const uint8_t *blocks, size_t count);
 void engine_sm3_compress_portable(uint32_t state[8], const uint8_t *blocks, size_t count);
 void engine_sm3_compress_avx2(uint32_t state[8], const uint8_t *blocks, size_t count);
+void engine_sm3_compress_avx512(uint32_t state[8], const uint8_t *blocks, size_t count);
 
 /* Compress one block for every lane: state[w * LANES + lane] is word w of a lane's chaining
  * value, blocks[lane] its block (lanes without work point at any readable block). */
