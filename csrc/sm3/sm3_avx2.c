@@ -6,7 +6,7 @@
  * rotation is a shift pair.
  */
 #if defined(__x86_64__)
-#pragma GCC target("avx2,bmi2")
+#pragma GCC target("avx2,bmi,bmi2")
 #include <immintrin.h>
 
 #include "sm3/sm3_impl.h"

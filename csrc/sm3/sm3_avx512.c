@@ -88,7 +88,7 @@ void engine_sm3_lanes_avx512(uint32_t *state, const uint8_t *const *blocks) {
 }
 /* The one-message compression: scalar rounds under BMI2 (rorx), the message expansion in
  * 128-bit registers with vprold and vpternlogd (AVX-512VL; sm3_compress_vec.h). */
-#pragma GCC target("avx512f,avx512vl,avx512bw,bmi2")
+#pragma GCC target("avx512f,avx512vl,avx512bw,bmi,bmi2")
 #define SM3V_ROL(x, c) _mm_rol_epi32(x, c)
 #define SM3V_XOR3(x, y, z) _mm_ternarylogic_epi32(x, y, z, 0x96)
 #define SM3V_FN engine_sm3_compress_avx512

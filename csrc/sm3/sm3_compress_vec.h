@@ -48,31 +48,70 @@ static inline uint32_t sm3v_rotl(uint32_t x, int c) { return (x << c) | (x >> ((
         X3 = r;                                                                              \
     } while (0)
 
-#define SM3V_XOR3S(x, y, z) ((x) ^ (y) ^ (z))
-#define SM3V_MAJ(x, y, z) (((x) & (y)) | ((z) & ((x) | (y))))
-#define SM3V_CH(x, y, z) (((x) & (y)) | (~(x) & (z)))
+/* An empty asm that makes x opaque: it fixes the order of the additions below, which GCC would
+ * otherwise reassociate (or fuse into three-operand lea, two cycles on Zen) onto the critical
+ * path. */
+#define SM3V_OPAQUE(x) __asm__("" : "+r"(x))
 
-#define SM3V_ROUND(j, FF, GG)                                                                \
+/* The critical path of a round is e -> SS1 -> TT2 -> P0 -> e. So T_j is added to A <<< 12 before
+ * E (not one lea of all three), SS1 is added last to TT2, and GG is summed from its two halves:
+ * in rounds 16..63, (E & F) and (~E & G) have no common bits, so their OR is their sum. */
+#define SM3V_ROUND_HEAD(j)                                                                   \
+    if (((j) & 3) == 0 && (j) <= 48) SM3V_STEP((j) + 16);                                    \
+    uint32_t a12 = sm3v_rotl(a, 12);                                                         \
+    uint32_t k = a12 + SM3_TJ[j];                                                            \
+    SM3V_OPAQUE(k);                                                                          \
+    uint32_t ss1 = sm3v_rotl(k + e, 7);                                                      \
+    uint32_t ss2 = ss1 ^ a12;                                                                \
+    uint32_t hw = h + wr[j];                                                                 \
+    uint32_t dw = d + wpr[j];
+
+#define SM3V_ROUND_TAIL()                                                                    \
+    d = c;                                                                                   \
+    c = sm3v_rotl(b, 9);                                                                     \
+    b = a;                                                                                   \
+    a = tt1;                                                                                 \
+    h = g;                                                                                   \
+    g = sm3v_rotl(f, 19);                                                                    \
+    f = e;                                                                                   \
+    e = tt2 ^ sm3v_rotl(tt2, 9) ^ sm3v_rotl(tt2, 17);
+
+/* Rounds 0..15: FF = GG = x ^ y ^ z. */
+#define SM3V_ROUND1(j)                                                                       \
     do {                                                                                     \
-        if (((j) & 3) == 0 && (j) <= 48) SM3V_STEP((j) + 16);                                \
-        uint32_t a12 = sm3v_rotl(a, 12);                                                     \
-        uint32_t ss1 = sm3v_rotl(a12 + e + SM3_TJ[j], 7);                                    \
-        uint32_t ss2 = ss1 ^ a12;                                                            \
-        uint32_t tt1 = FF(a, b, c) + d + wp[j] + ss2;                                        \
-        uint32_t tt2 = GG(e, f, g) + h + w[j] + ss1;                                         \
-        d = c;                                                                               \
-        c = sm3v_rotl(b, 9);                                                                 \
-        b = a;                                                                               \
-        a = tt1;                                                                             \
-        h = g;                                                                               \
-        g = sm3v_rotl(f, 19);                                                                \
-        f = e;                                                                               \
-        e = tt2 ^ sm3v_rotl(tt2, 9) ^ sm3v_rotl(tt2, 17);                                    \
+        SM3V_ROUND_HEAD(j)                                                                   \
+        uint32_t bc = b ^ c, fg = f ^ g;                                                     \
+        SM3V_OPAQUE(bc);                                                                     \
+        SM3V_OPAQUE(fg);                                                                     \
+        uint32_t t1 = dw + (a ^ bc);                                                         \
+        uint32_t t2 = hw + (e ^ fg);                                                         \
+        SM3V_OPAQUE(t1);                                                                     \
+        SM3V_OPAQUE(t2);                                                                     \
+        uint32_t tt1 = t1 + ss2;                                                             \
+        uint32_t tt2 = t2 + ss1;                                                             \
+        SM3V_ROUND_TAIL()                                                                    \
+    } while (0)
+
+/* Rounds 16..63: FF = majority, GG = choose. */
+#define SM3V_ROUND2(j)                                                                       \
+    do {                                                                                     \
+        SM3V_ROUND_HEAD(j)                                                                   \
+        uint32_t t1 = dw + ((a & b) | (c & (a | b)));                                        \
+        uint32_t t2 = (hw + (e & f)) + (~e & g);                                             \
+        SM3V_OPAQUE(t1);                                                                     \
+        SM3V_OPAQUE(t2);                                                                     \
+        uint32_t tt1 = t1 + ss2;                                                             \
+        uint32_t tt2 = t2 + ss1;                                                             \
+        SM3V_ROUND_TAIL()                                                                    \
     } while (0)
 
 void SM3V_FN(uint32_t state[8], const uint8_t *blocks, size_t count) {
     const __m128i bswap = _mm_setr_epi8(3, 2, 1, 0, 7, 6, 5, 4, 11, 10, 9, 8, 15, 14, 13, 12);
     _Alignas(16) uint32_t w[68], wp[64];
+    /* The rounds read the words through pointers the compiler cannot see are w and wp, so they
+     * stay loads (memory operands) instead of becoming vpextrd from the step's registers. */
+    const uint32_t *wr = w, *wpr = wp;
+    __asm__("" : "+r"(wr), "+r"(wpr));
     uint32_t a = state[0], b = state[1], c = state[2], d = state[3];
     uint32_t e = state[4], f = state[5], g = state[6], h = state[7];
     for (size_t blk = 0; blk < count; blk++, blocks += SM3_BLOCK_BYTES) {
@@ -89,9 +128,9 @@ void SM3V_FN(uint32_t state[8], const uint8_t *blocks, size_t count) {
         _mm_store_si128((__m128i *)(wp + 8), _mm_xor_si128(X2, X3));
         const uint32_t a0 = a, b0 = b, c0 = c, d0 = d, e0 = e, f0 = f, g0 = g, h0 = h;
 #pragma GCC unroll 16
-        for (int j = 0; j < 16; j++) SM3V_ROUND(j, SM3V_XOR3S, SM3V_XOR3S);
+        for (int j = 0; j < 16; j++) SM3V_ROUND1(j);
 #pragma GCC unroll 48
-        for (int j = 16; j < 64; j++) SM3V_ROUND(j, SM3V_MAJ, SM3V_CH);
+        for (int j = 16; j < 64; j++) SM3V_ROUND2(j);
         a ^= a0;
         b ^= b0;
         c ^= c0;
@@ -113,9 +152,10 @@ void SM3V_FN(uint32_t state[8], const uint8_t *blocks, size_t count) {
 
 #undef SM3V_P1
 #undef SM3V_STEP
-#undef SM3V_XOR3S
-#undef SM3V_MAJ
-#undef SM3V_CH
-#undef SM3V_ROUND
+#undef SM3V_OPAQUE
+#undef SM3V_ROUND_HEAD
+#undef SM3V_ROUND_TAIL
+#undef SM3V_ROUND1
+#undef SM3V_ROUND2
 
 #endif
