@@ -59,6 +59,22 @@ def test_boundary_lengths_against_openssl(sm_isa, length):
         assert hashing.sm3_many(msgs) == [expected(m) for m in msgs]
 
 
+@needs_openssl
+def test_one_message_every_length_and_multi_mib(sm_isa):
+    """The one-message compression (vectorised expansion on avx2/avx512) at every length 0..1100
+    (each tail and padding case, runs of 1..17 whole blocks) and on multi-MiB buffers, also
+    read from an unaligned offset."""
+    rng = random.Random(32905)
+    data = rng.randbytes(1101)
+    for n in range(1101):
+        assert hashing.sm3(data[:n]) == expected(data[:n]), n
+    for size in (1 << 20, (3 << 20) + 17, (5 << 20) - 1):
+        big = rng.randbytes(size + 3)
+        assert hashing.sm3(big[:size]) == expected(big[:size]), size
+        view = memoryview(big)[3:]
+        assert hashing.sm3(view) == expected(bytes(view)), size
+
+
 def test_reference_agrees_with_openssl():
     if not HAVE_OPENSSL_SM3:
         pytest.skip("this OpenSSL has no SM3")
