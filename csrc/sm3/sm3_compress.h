@@ -1,6 +1,5 @@
-/* The scalar SM3 compression as static inline code, compiled by sm3_portable.c for every CPU and
- * by sm3_avx2.c under BMI2 (rorx: rotations that do not overwrite their input), which the
- * single-message path uses on the AVX2 and AVX-512 paths. */
+/* The scalar SM3 compression as static inline code, compiled by sm3_portable.c for every CPU.
+ * (The AVX2 and AVX-512 paths' one-message compression is sm3_compress_vec.h.) */
 #ifndef ENGINE_SM3_COMPRESS_H
 #define ENGINE_SM3_COMPRESS_H
 
