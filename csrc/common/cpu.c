@@ -30,6 +30,7 @@ static uint32_t detect_features(void) {
     if (__get_cpuid_max(0, 0) >= 7) {
         __cpuid_count(7, 0, a, b, c, d);
         if ((b & (1u << 5)) && (f & ENGINE_CPU_AVX)) f |= ENGINE_CPU_AVX2;
+        if (b & (1u << 3)) f |= ENGINE_CPU_BMI1;
         if (b & (1u << 8)) f |= ENGINE_CPU_BMI2;
         if (b & (1u << 19)) f |= ENGINE_CPU_ADX;
         if (b & (1u << 29)) f |= ENGINE_CPU_SHA;
@@ -80,9 +81,16 @@ int engine_isa_supported(enum engine_isa isa) {
     uint32_t f = engine_cpu_features();
     switch (isa) {
     case ENGINE_ISA_PORTABLE: return 1;
-    case ENGINE_ISA_AVX2: return (f & ENGINE_CPU_AVX2) != 0;
+    case ENGINE_ISA_AVX2: {
+        /* The avx2 builds also use BMI1 (andn) and BMI2 (rorx, mulx): every AVX2 CPU known
+           has both, but a CPU (or a VM's CPUID) without them must not be handed that code. */
+        uint32_t need = ENGINE_CPU_AVX2 | ENGINE_CPU_BMI1 | ENGINE_CPU_BMI2;
+        return (f & need) == need;
+    }
     case ENGINE_ISA_AVX512: {
-        uint32_t need = ENGINE_CPU_AVX512F | ENGINE_CPU_AVX512VL | ENGINE_CPU_AVX512BW;
+        /* The avx512 kernels fall back to avx2-built code for some steps. */
+        uint32_t need = ENGINE_CPU_AVX512F | ENGINE_CPU_AVX512VL | ENGINE_CPU_AVX512BW |
+                        ENGINE_CPU_AVX2 | ENGINE_CPU_BMI1 | ENGINE_CPU_BMI2;
         return (f & need) == need;
     }
     }
@@ -109,7 +117,8 @@ const char *engine_isa_name(enum engine_isa isa) {
 int engine_cpu_feature_names(const char **names, int capacity) {
     static const struct { uint32_t bit; const char *name; } table[] = {
         {ENGINE_CPU_SSE41, "sse4.1"},   {ENGINE_CPU_AVX, "avx"},
-        {ENGINE_CPU_AVX2, "avx2"},      {ENGINE_CPU_BMI2, "bmi2"},
+        {ENGINE_CPU_AVX2, "avx2"},      {ENGINE_CPU_BMI1, "bmi1"},
+        {ENGINE_CPU_BMI2, "bmi2"},
         {ENGINE_CPU_ADX, "adx"},        {ENGINE_CPU_AVX512F, "avx512f"},
         {ENGINE_CPU_AVX512VL, "avx512vl"}, {ENGINE_CPU_AVX512BW, "avx512bw"},
         {ENGINE_CPU_AVX512DQ, "avx512dq"}, {ENGINE_CPU_AVX512IFMA, "avx512ifma"},

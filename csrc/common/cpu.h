@@ -32,6 +32,7 @@ enum {
     ENGINE_CPU_AVX512DQ = 1u << 8,
     ENGINE_CPU_AVX512IFMA = 1u << 9,
     ENGINE_CPU_SHA = 1u << 10,
+    ENGINE_CPU_BMI1 = 1u << 11,
 };
 
 /* Features the CPU and OS support (ignores ENGINE_FORCE_ISA). */
