@@ -66,7 +66,12 @@ static inline uint32_t sm3v_rotl(uint32_t x, int c) { return (x << c) | (x >> ((
     uint32_t hw = h + wr[j];                                                                 \
     uint32_t dw = d + wpr[j];
 
-#define SM3V_ROUND_TAIL()                                                                    \
+/* The end of a round from t1 = D + W'j + FF and t2 = H + Wj + GG: SS2 and SS1 added last. */
+#define SM3V_ROUND_TAIL(t1, t2)                                                              \
+    SM3V_OPAQUE(t1);                                                                         \
+    SM3V_OPAQUE(t2);                                                                         \
+    uint32_t tt1 = (t1) + ss2;                                                               \
+    uint32_t tt2 = (t2) + ss1;                                                               \
     d = c;                                                                                   \
     c = sm3v_rotl(b, 9);                                                                     \
     b = a;                                                                                   \
@@ -85,11 +90,7 @@ static inline uint32_t sm3v_rotl(uint32_t x, int c) { return (x << c) | (x >> ((
         SM3V_OPAQUE(fg);                                                                     \
         uint32_t t1 = dw + (a ^ bc);                                                         \
         uint32_t t2 = hw + (e ^ fg);                                                         \
-        SM3V_OPAQUE(t1);                                                                     \
-        SM3V_OPAQUE(t2);                                                                     \
-        uint32_t tt1 = t1 + ss2;                                                             \
-        uint32_t tt2 = t2 + ss1;                                                             \
-        SM3V_ROUND_TAIL()                                                                    \
+        SM3V_ROUND_TAIL(t1, t2)                                                              \
     } while (0)
 
 /* Rounds 16..63: FF = majority, GG = choose. */
@@ -98,11 +99,7 @@ static inline uint32_t sm3v_rotl(uint32_t x, int c) { return (x << c) | (x >> ((
         SM3V_ROUND_HEAD(j)                                                                   \
         uint32_t t1 = dw + ((a & b) | (c & (a | b)));                                        \
         uint32_t t2 = (hw + (e & f)) + (~e & g);                                             \
-        SM3V_OPAQUE(t1);                                                                     \
-        SM3V_OPAQUE(t2);                                                                     \
-        uint32_t tt1 = t1 + ss2;                                                             \
-        uint32_t tt2 = t2 + ss1;                                                             \
-        SM3V_ROUND_TAIL()                                                                    \
+        SM3V_ROUND_TAIL(t1, t2)                                                              \
     } while (0)
 
 void SM3V_FN(uint32_t state[8], const uint8_t *blocks, size_t count) {
