@@ -98,7 +98,8 @@ if sys.platform == "win32":
 extensions = [
     e
     for e in (
-        _pybind_ext("engine._native_hash", "csrc/bindings/hash_module.cpp", "blake3"),
+        _pybind_ext("engine._native_hash", "csrc/bindings/hash_module.cpp", "blake3",
+                    "statetree"),
         _pybind_ext("engine._native_ed25519", "csrc/bindings/ed25519_module.cpp", "ed25519"),
         _pybind_ext("engine._native_sm", "csrc/bindings/sm_module.cpp", "sm3", "sm2"),
     )

@@ -21,10 +21,11 @@ while more than ``history_writes_max`` writes are kept, so memory stays bounded 
 """
 from __future__ import annotations
 
-import bisect
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple, cast
 
+from engine import _native_hash
 from engine.hashing import (
     HASH_BYTES,
     MerkleProof,
@@ -38,13 +39,12 @@ __all__ = ["BUCKETS", "StateProof", "StateTree", "bucket_of", "verify_state_proo
 
 BUCKET_BITS = 12
 BUCKETS = 1 << BUCKET_BITS
-assert 8 <= BUCKET_BITS <= 16, "apply() reads the bucket from the first two hash bytes"
+assert BUCKET_BITS == 12, "the native buckets (csrc/statetree/bucket_tree.h) are 4096"
 ENTRY_BYTES = 2 * HASH_BYTES
 #: Proof heights kept by default (each costs the old values and bucket hashes of one block).
 HISTORY_HEIGHTS = 1000
 #: Writes kept in the history at most (about 200 bytes each): the window shrinks under load.
 HISTORY_WRITES_MAX = 200_000
-_EMPTY_LEAF = blake3(b"")
 
 
 def bucket_of(key_hash: bytes) -> int:
@@ -130,9 +130,11 @@ def verify_state_proof(app_hash: bytes, proof: StateProof) -> None:
 class StateTree:
     """The bucketed commitment of a key/value state, with a bounded history for proofs.
 
-    Each bucket is kept as its sorted list of 64-byte entries (sorting entries sorts by key
-    hash, which is unique), so a write is a bisection and a touched bucket's bytes are one
-    join; the touched buckets are hashed in one native batch call."""
+    The buckets live in native memory (``csrc/statetree/``): a block's writes go in as packed
+    key and value hashes in one call, which inserts, replaces or deletes each entry in its
+    sorted bucket and rehashes the touched buckets side by side, so no Python runs per write
+    beyond the two hashing calls. The history keeps each height's keys, key hashes and old
+    values as the lists they arrived in, plus the touched buckets' old leaf hashes."""
 
     def __init__(self, history_heights: int = HISTORY_HEIGHTS,
                  history_writes_max: int = HISTORY_WRITES_MAX):
@@ -145,14 +147,11 @@ class StateTree:
         self._reset(0)
 
     def _reset(self, height: int) -> None:
-        self._buckets: list[list[bytes]] = [[] for _ in range(BUCKETS)]
-        self._leaves: list[bytes] = [_EMPTY_LEAF] * BUCKETS
+        self._tree = _native_hash.BucketTree()
         self._root: bytes | None = None
         self.height = height
-        # height -> ({bucket: [(key, kh, value before the block or None)]},
-        #            {bucket: leaf hash before the block})
-        self._undo: dict[int, tuple[dict[int, list[tuple[bytes, bytes, bytes | None]]],
-                                    dict[int, bytes]]] = {}
+        # height -> _Undo of the block at that height
+        self._undo: dict[int, _Undo] = {}
         self._undo_writes: dict[int, int] = {}
 
     # ---- building and updating ----
@@ -165,18 +164,7 @@ class StateTree:
             return
         khs = blake3_many([k for k, _ in pairs])
         vhs = blake3_many([v for _, v in pairs])
-        for kh, vh in zip(khs, vhs):
-            self._buckets[bucket_of(kh)].append(kh + vh)
-        touched = [b for b, entries in enumerate(self._buckets) if entries]
-        for b in touched:
-            self._buckets[b].sort()
-        self._rehash(touched)
-
-    def _rehash(self, touched: list[int]) -> None:
-        datas = [b"".join(self._buckets[b]) for b in touched]
-        for b, leaf in zip(touched, blake3_many(datas, threads=1) if datas else []):
-            self._leaves[b] = leaf
-        self._root = None
+        self._tree.apply(b"".join(khs), b"".join(vhs), None)
 
     def apply(self, height: int, writes: Mapping[bytes, bytes | None],
               old_value: Callable[[bytes], bytes | None], *,
@@ -184,48 +172,27 @@ class StateTree:
         """Apply the writes of block ``height`` (None deletes); ``old_value(key)`` reads the
         state before the block (for the history), or ``old_values(keys)`` all of them in one
         call when given. Returns the new root."""
-        undo_entries: dict[int, list[tuple[bytes, bytes, bytes | None]]] = {}
-        undo_leaves: dict[int, bytes] = {}
         keys = list(writes)
+        history = bool(self.history_heights)
+        undo = _Undo([], [], [], b"", b"")
         if keys:
-            # One pass per write with everything bound locally: this loop runs for every
-            # transaction of every block (the node's hot path), so no call per write beyond
-            # the bisect.
             values = list(writes.values())
             khs = blake3_many(keys, threads=1)
-            live = [v for v in values if v is not None]
-            vhs = iter(blake3_many(live, threads=1) if live else [])
-            history = bool(self.history_heights)
-            olds: Iterator[bytes | None] = iter(())
+            live: bytes | None = None  # every write is live (no deletes): no flags
+            if None in values:
+                live = bytes([v is not None for v in values])
+            present = [v for v in values if v is not None] if live is not None \
+                else cast("list[bytes]", values)
+            vhs = b"".join(blake3_many(present, threads=1)) if present else b""
+            olds: list[bytes | None] = []
             if history:
-                olds = iter(old_values(keys) if old_values is not None
-                            else [old_value(k) for k in keys])
-            buckets, leaves = self._buckets, self._leaves
-            bisect_left = bisect.bisect_left
-            touched: dict[int, None] = {}
-            shift = 8 - (BUCKET_BITS - 8)
-            for key, kh, value in zip(keys, khs, values):
-                b = (kh[0] << (BUCKET_BITS - 8)) | (kh[1] >> shift)  # == bucket_of(kh)
-                if history:
-                    undo = undo_entries.get(b)
-                    if undo is None:
-                        undo = undo_entries[b] = []
-                        undo_leaves[b] = leaves[b]
-                    undo.append((key, kh, next(olds)))
-                entries = buckets[b]
-                i = bisect_left(entries, kh)
-                present = i < len(entries) and entries[i].startswith(kh)
-                if value is None:
-                    if present:
-                        del entries[i]
-                elif present:
-                    entries[i] = kh + next(vhs)
-                else:
-                    entries.insert(i, kh + next(vhs))
-                touched[b] = None
-            self._rehash(list(touched))
-        if self.history_heights:
-            self._undo[height] = (undo_entries, undo_leaves)
+                olds = old_values(keys) if old_values is not None \
+                    else [old_value(k) for k in keys]
+            touched, old_leaves = self._tree.apply(b"".join(khs), vhs, live)
+            self._root = None
+            undo = _Undo(keys, khs, olds, touched, old_leaves)
+        if history:
+            self._undo[height] = undo
             self._undo_writes[height] = len(keys)
             kept = sum(self._undo_writes.values())
             for h in sorted(self._undo):
@@ -240,8 +207,12 @@ class StateTree:
     def root(self) -> bytes:
         if self._root is None:
             # 4096 leaves: one thread is faster than waking the pool.
-            self._root = merkle_root_from_hashes(self._leaves, threads=1)
+            self._root = merkle_root_from_hashes(self._tree.leaves(), threads=1)
         return self._root
+
+    def __len__(self) -> int:
+        """Keys in the current state."""
+        return len(self._tree)
 
     # ---- proofs ----
 
@@ -267,31 +238,49 @@ class StateTree:
         kh = blake3(key)
         b = bucket_of(kh)
         value = current_value
-        leaves = self._leaves
-        bucket = {e[:HASH_BYTES]: e for e in self._buckets[b]}
+        raw = self._tree.bucket(b)
+        bucket = {raw[o:o + HASH_BYTES]: raw[o:o + ENTRY_BYTES]
+                  for o in range(0, len(raw), ENTRY_BYTES)}
+        leaves = self._tree.leaves()
         if at != self.height:
-            leaves = list(leaves)
+            rolled = bytearray(leaves)
             for h in range(self.height, at, -1):
-                undo_entries, undo_leaves = self._undo[h]
-                for k, k_hash, old in undo_entries.get(b, ()):
+                undo = self._undo[h]
+                for k, k_hash, old in zip(undo.keys, undo.khs, undo.olds):
+                    if bucket_of(k_hash) != b:
+                        continue
                     if old is None:
                         bucket.pop(k_hash, None)
                     else:
                         bucket[k_hash] = k_hash + blake3(old)
                     if k == key:
                         value = old
-                for ub, leaf in undo_leaves.items():
-                    leaves[ub] = leaf
+                for j in range(len(undo.touched) // 2):
+                    ub = int.from_bytes(undo.touched[2 * j:2 * j + 2], "little")
+                    rolled[HASH_BYTES * ub:HASH_BYTES * (ub + 1)] = \
+                        undo.old_leaves[HASH_BYTES * j:HASH_BYTES * (j + 1)]
+            leaves = bytes(rolled)
         entries = b"".join(bucket[k] for k in sorted(bucket))
         return StateProof(key, value, at, b, entries, _perfect_path(leaves, b))
 
 
-def _perfect_path(leaf_hashes: list[bytes], index: int) -> tuple[bytes, ...]:
-    """The audit path of leaf ``index`` in the perfect tree over ``leaf_hashes`` (a power of
-    two long): the sibling subtree's root at each level, computed natively."""
+class _Undo(NamedTuple):
+    """What one block changed: its keys, their hashes and values before the block (None:
+    absent), the buckets it touched (little-endian uint16 each) and their leaf hashes before."""
+
+    keys: list[bytes]
+    khs: list[bytes]
+    olds: list[bytes | None]
+    touched: bytes
+    old_leaves: bytes
+
+
+def _perfect_path(leaf_hashes: bytes, index: int) -> tuple[bytes, ...]:
+    """The audit path of leaf ``index`` in the perfect tree over ``leaf_hashes`` (packed, a
+    power of two of them): the sibling subtree's root at each level, computed natively."""
     path = []
     for level in range(BUCKET_BITS):
         start = ((index >> level) ^ 1) << level
-        path.append(merkle_root_from_hashes(leaf_hashes[start:start + (1 << level)],
-                                            threads=1))
+        path.append(merkle_root_from_hashes(
+            leaf_hashes[HASH_BYTES * start:HASH_BYTES * (start + (1 << level))], threads=1))
     return tuple(path)

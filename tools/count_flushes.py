@@ -56,7 +56,7 @@ def count(trace_path: str) -> dict:
                 continue
             o = OPEN.search(call)
             if o:
-                path, flags, fd = o.groups()
+                _path, flags, fd = o.groups()
                 if "O_DSYNC" in flags or "O_SYNC" in flags:
                     sync_fds[pid].add(fd)
                 else:

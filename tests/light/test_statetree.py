@@ -9,6 +9,7 @@ import pytest
 
 from engine import crypto, tx
 from engine.app import KVStoreApp, MemoryState
+from engine.hashing import blake3
 from engine.statetree import BUCKETS, StateProof, StateTree, bucket_of, verify_state_proof
 
 
@@ -170,3 +171,71 @@ def test_history_is_bounded_by_writes_as_well_as_heights():
     for h in range(11, 20):  # empty blocks cost nothing: the window grows back
         tree.apply(h, {}, state.get)
     assert tree.heights_kept() == range(8, 20)
+
+
+# ---- the native buckets against a pure-Python reference -------------------------------------
+
+def _reference_root(state: dict[bytes, bytes]) -> bytes:
+    """The state root computed from scratch with the `blake3` package and the reference Merkle
+    tree, from the definition in the module docstring (nothing of the engine's hashing)."""
+    import blake3 as blake3_pkg
+
+    from engine._reference.merkle import root_from_hashes
+    from engine.hashing import NODE_KEY
+
+    def h(data: bytes) -> bytes:
+        return blake3_pkg.blake3(data).digest()
+
+    buckets: list[list[bytes]] = [[] for _ in range(BUCKETS)]
+    for k, v in state.items():
+        kh = h(k)
+        buckets[int.from_bytes(kh[:2], "big") >> 4].append(kh + h(v))
+    leaves = [h(b"".join(sorted(entries))) for entries in buckets]
+    return root_from_hashes(leaves, lambda a, b: blake3_pkg.blake3(a + b, key=NODE_KEY).digest(),
+                            b"")
+
+
+def test_native_buckets_match_the_reference_under_inserts_replaces_and_deletes():
+    """Random blocks over a small key space (so buckets see inserts before, between and after
+    existing entries, replacements, deletes of present and absent keys, emptied buckets) and a
+    few large ones (more writes than buckets): every root equals the reference's."""
+    rng = random.Random(2024)
+    tree, state = StateTree(history_heights=5), {}
+    for h in range(1, 61):
+        writes: dict[bytes, bytes | None] = {}
+        n = rng.choice([0, 1, 3, 40, 300]) if h % 20 else 6000
+        for _ in range(n):
+            k = b"key-%d" % rng.randrange(9000 if h % 20 == 0 else 2500)
+            writes[k] = None if rng.random() < 0.3 else rng.randbytes(rng.randrange(0, 90))
+        root = tree.apply(h, writes, state.get)
+        for k, v in writes.items():
+            if v is None:
+                state.pop(k, None)
+            else:
+                state[k] = v
+        assert len(tree) == len(state)
+        assert root == _reference_root(state), f"height {h}"
+    # Deleting everything empties every bucket: the root of 4096 empty leaves.
+    assert tree.apply(61, dict.fromkeys(state), state.get) == _reference_root({})
+    assert len(tree) == 0
+
+
+def test_native_buckets_refuse_malformed_arguments_by_name():
+    from engine import _native_hash
+
+    t = _native_hash.BucketTree()
+    with pytest.raises(ValueError, match="khs"):
+        t.apply(b"x" * 33, b"", None)
+    with pytest.raises(ValueError, match="vhs"):
+        t.apply(b"k" * 64, b"v" * 32, None)  # two live writes, one value hash
+    with pytest.raises(ValueError, match="live"):
+        t.apply(b"k" * 64, b"v" * 32, b"\x01")
+    with pytest.raises(TypeError, match="khs"):
+        t.apply("text", b"", None)
+    with pytest.raises(ValueError, match="bucket"):
+        t.bucket(BUCKETS)
+    assert len(t) == 0 and t.leaves() == blake3(b"") * BUCKETS  # nothing was half-applied
+    touched, old = t.apply(b"\x00" * 32 + b"\xff" * 32, b"v" * 32, b"\x00\x01")
+    assert touched == (0).to_bytes(2, "little") + (4095).to_bytes(2, "little")
+    assert old == blake3(b"") * 2 and len(t) == 1
+    assert t.bucket(4095) == b"\xff" * 32 + b"v" * 32 and t.bucket(0) == b""

@@ -1,0 +1,52 @@
+/* The kvstore state commitment's buckets (engine/statetree.py): 4096 buckets of 64-byte
+ * entries `BLAKE3(key) || BLAKE3(value)` sorted by key hash, and each bucket's leaf hash
+ * BLAKE3(entries). A block's writes are applied in one call: no per-write Python.
+ * Not thread-safe: one caller at a time (the bindings hold the GIL). */
+#ifndef ENGINE_BUCKET_TREE_H
+#define ENGINE_BUCKET_TREE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { ENGINE_TREE_BUCKET_BITS = 12, ENGINE_TREE_BUCKETS = 1 << ENGINE_TREE_BUCKET_BITS,
+       ENGINE_TREE_ENTRY = 64, ENGINE_TREE_HASH = 32 };
+
+typedef struct engine_bucket_tree engine_bucket_tree;
+
+/* A tree with every bucket empty (every leaf BLAKE3("")); NULL when out of memory. */
+engine_bucket_tree *engine_bucket_tree_new(void);
+void engine_bucket_tree_free(engine_bucket_tree *t);
+
+/* Apply n writes to distinct keys: khs holds n key hashes (32 bytes each); live[i] != 0 writes
+ * the next value hash of vhs (32 bytes each, one per live write, in order), live[i] == 0
+ * deletes the key (nothing if absent); live == NULL means every write is live. The touched
+ * buckets are rehashed. touched[] receives each touched bucket once (first-touch order) and
+ * old_leaves[32 * j] the leaf of touched[j] before the call; both must hold min(n, 4096)
+ * items; *touched_n their count. Returns ENGINE_OK, or ENGINE_ENOMEM: with the tree unchanged
+ * when memory runs out (all of it is reserved before the first write); if the hashing itself
+ * fails after the writes, the tree refuses every later call (its leaves would be stale). */
+int engine_bucket_tree_apply(engine_bucket_tree *t, const uint8_t *khs, const uint8_t *vhs,
+                             const uint8_t *live, size_t n, uint16_t *touched,
+                             uint8_t *old_leaves, size_t *touched_n);
+
+/* The 4096 leaf hashes, 32 bytes each, in bucket order. */
+const uint8_t *engine_bucket_tree_leaves(const engine_bucket_tree *t);
+
+/* Bucket b's sorted entries (*len bytes, a multiple of 64). */
+const uint8_t *engine_bucket_tree_bucket(const engine_bucket_tree *t, unsigned b, size_t *len);
+
+/* Nonzero once a failed apply left stale leaves: nothing of the tree may be used. */
+int engine_bucket_tree_broken(const engine_bucket_tree *t);
+
+/* Entries in the whole tree. */
+size_t engine_bucket_tree_size(const engine_bucket_tree *t);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
