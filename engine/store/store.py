@@ -572,12 +572,18 @@ class Store:
                                 np.frombuffer(run, _txindex.ENTRY_DTYPE).reshape(-1, 2))
         state = self._dbs["state"]
         written = [(k, v) for k, v in changes if v is not None]
-        sealed = iter(seal_many("state", [k for k, _ in written], [v for _, v in written]))
-        for skey, value in changes:
-            if value is None:
-                txn.delete(skey, db=state)
-            else:
-                txn.put(skey, next(sealed), db=state)
+        sealed = seal_many("state", [k for k, _ in written], [v for _, v in written])
+        if len(written) == len(changes) and len({k for k, _ in written}) == len(written):
+            # Puts only, to distinct keys (the common block): one call for all of them.
+            with txn.cursor(db=state) as cursor:
+                cursor.putmulti(zip([k for k, _ in written], sealed))
+        else:
+            values = iter(sealed)
+            for skey, value in changes:
+                if value is None:
+                    txn.delete(skey, db=state)
+                else:
+                    txn.put(skey, next(values), db=state)
         self._put_meta(txn, b"latest", key)
         self._put_meta(txn, b"tip", block_hash + app_chain)
         if not latest:

@@ -134,6 +134,25 @@ def test_state_changes_apply_with_the_block(store):
         store.state_get_many([b"a", "b"])
 
 
+def test_state_changes_to_one_key_apply_in_order(store):
+    """Puts to distinct keys go in one call; a block naming a key twice (or mixing deletes)
+    keeps the order of its changes: the last one wins."""
+    args = block_args(1)
+    args["state_changes"] = [(b"k%d" % i, b"v%d" % i) for i in range(300)]
+    store.save_block(**args)
+    assert store.state_get_many([b"k0", b"k150", b"k299"]) == [b"v0", b"v150", b"v299"]
+    args = block_args(2)
+    args["state_changes"] = [(b"x", b"1"), (b"x", b"2"), (b"k1", None), (b"y", b"1"),
+                             (b"y", None), (b"k2", b"new")]
+    store.save_block(**args)
+    assert store.state_get_many([b"x", b"k1", b"y", b"k2"]) == [b"2", None, None, b"new"]
+    args = block_args(3)
+    args["state_changes"] = [(b"z", b"1"), (b"z", b"2")]  # puts only, not distinct
+    store.save_block(**args)
+    assert store.state_get(b"z") == b"2"
+    assert check_store(store).ok
+
+
 def test_wal_append_replay_and_discard_with_block(store):
     assert [store.wal_append(1, b"e%d" % i) for i in range(5)] == [0, 1, 2, 3, 4]
     store.wal_append(2, b"next height", sync=False)
