@@ -47,14 +47,16 @@ def _load(path: str, count: int) -> list[bytes]:
     return out
 
 
-async def _run(envs: list[bytes], batch: int) -> tuple[float, int]:
+async def _run(envs: list[bytes], batch: int, gc_tuned: bool) -> tuple[float, int]:
     from engine import config
-    from engine.node import Node
+    from engine.node import Node, tune_gc
 
     with tempfile.TemporaryDirectory() as tmp:
         (home,) = config.init_testnet(tmp, 1, base_port=_free_port(), chain_id=CHAIN)
         node = Node(home)
         await node.start()
+        if gc_tuned:
+            tune_gc()  # as `engine start` does
         try:
             await node.wait_for_height(1, 30)
             cpu0 = time.process_time()
@@ -98,6 +100,8 @@ def main() -> None:
     ap.add_argument("--envelopes", metavar="FILE", help="envelopes signed by --sign")
     ap.add_argument("--txs", type=int, default=20_000)
     ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--default-gc", action="store_true",
+                    help="keep CPython's collector settings (engine start tunes them)")
     a = ap.parse_args()
     if a.sign:
         _sign(a.sign, a.txs)
@@ -105,7 +109,7 @@ def main() -> None:
     if not a.envelopes:
         raise SystemExit("--envelopes FILE (made with --sign FILE) is required")
     envs = _load(a.envelopes, a.txs)
-    cpu, height = asyncio.run(_run(envs, a.batch))
+    cpu, height = asyncio.run(_run(envs, a.batch, not a.default_gc))
     per = f", {cpu / len(envs) * 1e6:.1f} us per transaction" if envs else ""
     print(f"{len(envs)} txs committed by height {height}: {cpu:.3f} s CPU{per}")
 

@@ -4,8 +4,9 @@
 core and executes its actions through ports (ports.py), so the simulator runs it too. See
 docs/architecture.md for the folder map and the layering rule.
 """
+from engine.node.gctune import tune_gc
 from engine.node.node import Node
 from engine.node.ports import NodeSeams
 from engine.node.run import run_node_forever
 
-__all__ = ["Node", "NodeSeams", "run_node_forever"]
+__all__ = ["Node", "NodeSeams", "run_node_forever", "tune_gc"]

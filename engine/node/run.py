@@ -7,6 +7,7 @@ import signal
 
 from engine.app import load_app
 from engine.config import load_home
+from engine.node.gctune import tune_gc
 from engine.node.node import Node
 from engine.node.ports import NodeSeams
 
@@ -34,6 +35,7 @@ def run_node_forever(home: str, *, app_spec: str | None = None, log_level: str =
     async def main() -> int:
         node = Node(loaded, app=app, seams=seams)
         await node.start()
+        tune_gc()  # after the start: the loaded state goes to the permanent generation
         print(f"node {loaded.config.moniker} running: p2p {loaded.config.p2p_host}:"
               f"{loaded.config.p2p_port}, rpc {loaded.rpc_url}", flush=True)
         stop = asyncio.Event()
