@@ -2,9 +2,12 @@
 
 `make bench` runs these with timing on; each prints one line per comparison: what ran, the native
 path, baseline and candidate times, the ratio, the target and a checksum of the outputs (so the
-work cannot be skipped). Baselines: a Python loop over the `blake3` package, the `blake3` package
-hashing one 64 MiB buffer, and the pure-Python reference Merkle tree. The smoke versions (marked
-bench_smoke) run the same code on small inputs inside `make test` and check the outputs agree.
+work cannot be skipped). Baselines: a Python loop over the `blake3` package, the `blake3`
+package hashing one 64 MiB buffer, and the pure-Python reference Merkle tree; for the avx2 path
+also the BLAKE3 team's C library with AVX-512 compiled out hashing that buffer (its AVX2 kernel,
+which the package runs only on an AVX2-only machine; engine/benchmarks/blake3_c_avx2.py builds
+it). The smoke versions (marked bench_smoke) run the same code on small inputs inside `make
+test` and check the outputs agree.
 
 Both sides of a ratio start from the same input. From a list of messages (what the node holds:
 the mempool hashes the list form): the list forms, and the packed forms *with the packing*
@@ -30,6 +33,8 @@ from engine._reference import merkle as ref
 MESSAGES_COUNT = 100_000
 MESSAGE_BYTES = 250
 BULK_BYTES = 64 << 20
+#: Issue 18: blake3_many_packed on avx2 >= 90 % of the BLAKE3 team's AVX2 bulk rate.
+TARGET_C_AVX2_FRACTION = 0.9
 
 
 def interleaved_best_ms(fns, repeat: int = 5) -> list[float]:
@@ -42,6 +47,19 @@ def interleaved_best_ms(fns, repeat: int = 5) -> list[float]:
             fn()
             best[i] = min(best[i], time.perf_counter() - start)
     return [b * 1e3 for b in best]
+
+
+def interleaved_best_wall_cpu_ms(fns, repeat: int = 5) -> tuple[list[float], list[float]]:
+    """As interleaved_best_ms, keeping each function's best thread CPU time too
+    (``time.thread_time``: the time other tenants hold the core is left out of it)."""
+    wall, cpu = [float("inf")] * len(fns), [float("inf")] * len(fns)
+    for _ in range(repeat):
+        for i, fn in enumerate(fns):
+            start, start_cpu = time.perf_counter(), time.thread_time()
+            fn()
+            cpu[i] = min(cpu[i], time.thread_time() - start_cpu)
+            wall[i] = min(wall[i], time.perf_counter() - start)
+    return [w * 1e3 for w in wall], [c * 1e3 for c in cpu]
 
 
 def checksum(parts) -> str:
@@ -169,6 +187,52 @@ def compare_bulk_fraction(messages, bulk_bytes, repeat):
     return fractions
 
 
+def compare_c_avx2_bulk(messages, bulk_bytes, repeat, lib) -> tuple[float, float]:
+    """Issue 18's AVX2 throughput target: `blake3_many_packed` [from buffer] on avx2 (forced in
+    this process if the CPU selects a wider path) against the BLAKE3 team's C library with
+    AVX-512 compiled out (``lib``, engine/benchmarks/blake3_c_avx2.py: its AVX2 assembly kernel,
+    the one the `blake3` package runs on an AVX2-only machine) hashing one buffer, one thread
+    each, interleaved; the package's own bulk rate (its widest kernel: AVX-512 on an AVX-512
+    CPU) alongside for context. Returns the fractions of the C library's rate (wall time,
+    thread CPU time). The caller puts the engine on avx2 (kernels.hashing_on_avx2)."""
+    bulk = os.urandom(bulk_bytes)
+    data, offsets = packed(messages)
+    got = hashing.blake3_many_packed(data, offsets, threads=1)
+    assert got == b"".join(python_loop(messages))
+    assert lib.hash(bulk) == blake3_pkg.blake3(bulk).digest()
+    path = engine.native_info()["kernels"]["blake3"]
+    assert path == "avx2"
+    wall, cpu = interleaved_best_wall_cpu_ms([
+        lambda: hashing.blake3_many_packed(data, offsets, threads=1),
+        lambda: lib.hash(bulk),
+        lambda: blake3_pkg.blake3(bulk, max_threads=1).digest()], repeat)
+    total = sum(len(m) for m in messages)
+    fractions = []
+    for clock, (ours_ms, c_ms, pkg_ms) in (("wall", wall), ("thread CPU", cpu)):
+        ours_gbs, c_gbs = total / ours_ms / 1e6, bulk_bytes / c_ms / 1e6
+        pkg_gbs = bulk_bytes / pkg_ms / 1e6
+        fraction = ours_gbs / c_gbs
+        fractions.append(fraction)
+        verdict = "met" if fraction >= TARGET_C_AVX2_FRACTION else "MISSED"
+        print(f"\nblake3_many_packed {len(messages)} x {len(messages[0])} B [from buffer] "
+              f"path={path} {ours_gbs:.2f} GB/s vs {lib.label} one {bulk_bytes >> 20} MiB "
+              f"buffer {c_gbs:.2f} GB/s: {fraction:.1%} ({clock} time, target >= "
+              f"{TARGET_C_AVX2_FRACTION:.0%} {verdict}); "
+              f"blake3 package, its own kernel, {pkg_gbs:.2f} GB/s: {ours_gbs / pkg_gbs:.0%}  "
+              f"checksum={checksum(got)}")
+    return fractions[0], fractions[1]
+
+
+def c_avx2_library():
+    """The C library, or a skip saying why it cannot be built here."""
+    from engine.benchmarks import blake3_c_avx2
+
+    lib = blake3_c_avx2.load()
+    if lib is None:
+        pytest.skip(blake3_c_avx2.why_unavailable())
+    return lib
+
+
 def packed_root(data, offsets):
     return hashing.merkle_root_from_hashes(hashing.blake3_many_packed(data, offsets, threads=1),
                                            threads=1)
@@ -258,6 +322,28 @@ def test_narrower_path_figures(messages):
         force_path(None)
 
 
+def test_avx2_packed_vs_c_avx2_bulk(benchmark, messages):
+    """The issue 18 target on its own footing: the engine's avx2 path against the BLAKE3 team's
+    AVX2 kernel (the C library with AVX-512 compiled out), both timed here. Asserted on thread
+    CPU time, which other tenants of a shared VM disturb far less than wall time (both are
+    printed)."""
+    from engine.benchmarks.kernels import hashing_on_avx2
+
+    if benchmark.disabled:
+        pytest.skip("timing runs under `make bench`")
+    lib = c_avx2_library()
+    with hashing_on_avx2() as reason:
+        if reason:
+            pytest.skip(reason)
+        _, cpu_fraction = compare_c_avx2_bulk(messages, BULK_BYTES, 11, lib)
+        data, offsets = packed(messages)
+        benchmark.group = "blake3_many_packed 100k x 250 B, avx2"
+        benchmark(hashing.blake3_many_packed, data, offsets, threads=1)
+    assert cpu_fraction >= TARGET_C_AVX2_FRACTION, (
+        f"blake3_many_packed on avx2 at {cpu_fraction:.0%} of {lib.label}'s bulk rate (thread "
+        f"CPU time), target {TARGET_C_AVX2_FRACTION:.0%}")
+
+
 # ---- make test: smoke runs on small inputs -----------------------------------------------------
 
 #: Floors for the smoke run (2,000 messages, best of 3) on the SIMD paths: about a third of
@@ -282,3 +368,16 @@ def test_smoke_hashing_benchmarks_run():
         assert fraction >= floors["bulk_fraction"]
     for ratio in compare_merkle(msgs, repeat=3):
         assert ratio >= floors["merkle"]
+
+
+@pytest.mark.bench_smoke
+def test_smoke_avx2_packed_vs_c_avx2_bulk():
+    """The issue 18 comparison on small inputs, with the lenient bulk floor of the SIMD paths."""
+    from engine.benchmarks.kernels import hashing_on_avx2
+
+    lib = c_avx2_library()
+    with hashing_on_avx2() as reason:
+        if reason:
+            pytest.skip(reason)
+        for fraction in compare_c_avx2_bulk(make_messages(2000, MESSAGE_BYTES), 1 << 20, 3, lib):
+            assert fraction >= SMOKE_FLOORS["bulk_fraction"]

@@ -22,7 +22,8 @@ def register(sub) -> None:
     k.add_argument("--quick", action="store_true", help="small inputs, fewer repeats")
     k.add_argument("--only", metavar="NAMES", default=None,
                    help="comma-separated subset of: tx_ids, merkle, ed25519_single, "
-                        "ed25519_batch, verify_txs, tally, certificates, block_save")
+                        "ed25519_batch, verify_txs, tally, certificates, block_save, sm, "
+                        "avx2_bulk")
     k.add_argument("--tx-bytes", type=int, default=250, help="envelope size (default 250)")
     k.set_defaults(func=_kernels)
 
