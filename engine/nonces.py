@@ -35,6 +35,8 @@ NONCE_GAPS_MAX = 1024
 RESERVED_PREFIX = b"\xffengine/"
 _KEY_PREFIX = RESERVED_PREFIX + b"nonce/"
 
+#: Checked blocks whose resulting records are kept for their commit (one per round at most).
+_CHECKED_BLOCKS_MAX = 4
 #: Why a nonce is not fresh (the mempool's ``stale_nonce`` log, validity's reason).
 USED = "used or too old"
 
@@ -96,6 +98,10 @@ class NonceTable:
         self._read = read
         self._cache: OrderedDict[bytes, NonceWindow] = OrderedDict()
         self._cache_max = cache_max
+        # block id -> the records after that block, as check_block found them (a validator
+        # checks a block before committing it: apply_block then reuses the work). Dropped
+        # whenever the committed records change.
+        self._checked: OrderedDict[bytes, dict[bytes, NonceWindow]] = OrderedDict()
 
     def window(self, sender: bytes) -> NonceWindow:
         """The committed record of ``sender`` (do not mutate: copy first)."""
@@ -112,9 +118,12 @@ class NonceTable:
     def refusal(self, sender: bytes, nonce: int) -> str | None:
         return self.window(sender).refusal(nonce)
 
-    def check_block(self, txs: Iterable[tuple[bytes, int]]) -> tuple[int, str] | None:
+    def check_block(self, txs: Iterable[tuple[bytes, int]], *,
+                    block_id: bytes | None = None) -> tuple[int, str] | None:
         """(index, reason) of the first transaction of a block that is not fresh, in order,
-        against the committed records plus the block's earlier transactions; None if all are."""
+        against the committed records plus the block's earlier transactions; None if all are.
+        With ``block_id``, a fresh block's resulting records are kept for ``apply_block`` of
+        the same block (until the committed records change)."""
         overlay: dict[bytes, NonceWindow] = {}
         for i, (sender, nonce) in enumerate(txs):
             w = overlay.get(sender)
@@ -124,23 +133,33 @@ class NonceTable:
             if why is not None:
                 return i, why
             w.use(nonce)
+        if block_id is not None:
+            self._checked[block_id] = overlay
+            while len(self._checked) > _CHECKED_BLOCKS_MAX:
+                self._checked.popitem(last=False)
         return None
 
-    def apply_block(self, txs: Iterable[tuple[bytes, int]]) -> list[tuple[bytes, bytes]]:
+    def apply_block(self, txs: Iterable[tuple[bytes, int]], *,
+                    block_id: bytes | None = None) -> list[tuple[bytes, bytes]]:
         """Use the block's nonces; the state writes (key, record) to save with the block. The
-        cache is updated by ``committed`` once the block is stored."""
-        overlay: dict[bytes, NonceWindow] = {}
-        for sender, nonce in txs:
-            w = overlay.get(sender)
-            if w is None:
-                w = overlay[sender] = self.window(sender).copy()
-            w.use(nonce)
+        cache is updated by ``committed`` once the block is stored. ``block_id``: the records
+        ``check_block`` found for that block are taken instead of using the nonces again (the
+        caller passes the same transactions: a block id commits to them)."""
+        overlay = self._checked.pop(block_id, None) if block_id is not None else None
+        if overlay is None:
+            overlay = {}
+            for sender, nonce in txs:
+                w = overlay.get(sender)
+                if w is None:
+                    w = overlay[sender] = self.window(sender).copy()
+                w.use(nonce)
         self._staged = overlay
         return [(nonce_key(s), w.encode()) for s, w in overlay.items()]
 
     def committed(self) -> None:
         """The block of the last ``apply_block`` is stored: its records are the committed ones."""
         staged = getattr(self, "_staged", None) or {}
+        self._checked.clear()  # checked against the records before this block
         for sender, w in staged.items():
             self._cache[sender] = w
             self._cache.move_to_end(sender)

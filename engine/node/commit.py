@@ -96,7 +96,8 @@ class BlockCommitter:
             if reserved:
                 self.counters.add("app_reserved_writes_dropped", len(reserved))
                 changes = [(k, v) for k, v in changes if not k.startswith(RESERVED_PREFIX)]
-            changes += self.nonces.apply_block((t.sender, t.nonce) for t in txs)
+            changes += self.nonces.apply_block(((t.sender, t.nonce) for t in txs),
+                                               block_id=decide.block_hash)
         self.store.save_block(
             decide.height, decide.block_hash, block.head(self.validator.suite), list(block.txs),
             decide.certificate.encode(), parent_hash=block.parent_hash, app_hash=result.app_hash,

@@ -180,7 +180,7 @@ class BlockValidator:
             raise ProtocolError("a transaction signature does not verify")
         if self.nonces is not None and b.txs:
             # Signatures verified: every envelope has the suite's header.
-            stale = self.nonces.check_block(sender_and_nonce(t) for t in b.txs)
+            stale = self.nonces.check_block((sender_and_nonce(t) for t in b.txs), block_id=key)
             if stale is not None:
                 raise ProtocolError(f"transaction {stale[0]} has a {stale[1]} nonce")
         for e in b.evidence:

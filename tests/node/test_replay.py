@@ -8,7 +8,7 @@ import time
 
 from engine import crypto, tx
 from engine.block import Block
-from engine.nonces import NONCE_GAPS_MAX, USED, NonceTable, NonceWindow
+from engine.nonces import NONCE_GAPS_MAX, USED, NonceTable, NonceWindow, nonce_key
 from engine.store import Store, store_path
 from tests.node.helpers import make_testnet, run, start_nodes
 
@@ -74,6 +74,27 @@ def test_block_check_is_in_order():
     assert table.check_block([(b, 0), (a, 1)]) == (1, USED)
     fresh = NonceTable(state.get)  # a restarted node reads the same records
     assert fresh.refusal(a, 1) == USED and fresh.refusal(a, 2) is None
+
+
+def test_apply_block_reuses_a_checked_block_only_while_the_records_stand():
+    """apply_block(block_id=X) takes the records check_block found for X; once another block
+    is committed those records are stale and apply_block uses X's nonces again."""
+    state: dict[bytes, bytes] = {}
+    table, plain = NonceTable(state.get), NonceTable(state.get)
+    a, b = b"a" * 32, b"b" * 32
+    x = [(a, 5), (b, 0), (a, 6)]
+    assert table.check_block(x, block_id=b"X") is None
+    assert table.check_block([(a, 0), (a, 0)], block_id=b"BAD") == (1, USED)
+    # The same records as computing them afresh; the kept overlay is not fed the txs again.
+    assert table.apply_block(iter(()), block_id=b"X") == plain.apply_block(x)
+    assert table.apply_block([(b, 3)], block_id=b"BAD") == plain.apply_block([(b, 3)])
+    # Checked, then another block commits first: the kept records are dropped.
+    assert table.check_block([(a, 5)], block_id=b"Y") is None
+    state.update(table.apply_block([(a, 7)]))
+    table.committed()
+    records = table.apply_block([(a, 5)], block_id=b"Y")
+    window = NonceWindow.decode(dict(records)[nonce_key(a)])
+    assert window.highest == 7 and 5 not in window.gaps and 6 in window.gaps
 
 
 def test_replay_after_pruning_is_refused_by_admission_and_by_block_validity(tmp_path):
