@@ -550,31 +550,47 @@ class Mempool:
                 self._remember_verified(tx_ids[i])
 
     def remove_committed(self, tx_ids: Sequence[bytes]) -> None:
-        pool, verified, committed = self._pool, self._verified, self._committed
-        drop = self._drop
+        pool = self._pool
+        self._drop_many([t for t in tx_ids if t in pool])
+        verified, committed = self._verified, self._committed
         for tx_id in tx_ids:
-            if tx_id in pool:
-                drop(tx_id)
             verified.pop(tx_id, None)
             committed[tx_id] = None
-        while len(self._committed) > self.limits.committed_cache_max:
-            self._committed.popitem(last=False)
+        while len(committed) > self.limits.committed_cache_max:
+            committed.popitem(last=False)
 
     def _drop(self, tx_id: bytes) -> None:
-        env = self._pool.pop(tx_id, None)
-        tx = self._decoded.pop(tx_id, None)
-        if env is not None:
-            self._pool_bytes -= len(env)
-        self._forget_nonce(tx)
-        if self._priority:
-            self._priority.pop(tx_id, None)
-        sender = getattr(tx, "sender", None)
-        if sender is not None:
-            self.pending.remove(sender, tx_id)
-            if self._disordered:
-                self._reorder_ids.discard(tx_id)
-                if self.pending.next_nonce(sender) is None:
-                    self._disordered.discard(sender)
+        self._drop_many((tx_id,))
+
+    def _drop_many(self, tx_ids: Iterable[bytes]) -> None:
+        """Take transactions out of the pool and every index of it (one pass, the names bound
+        once: a commit drops a whole block's worth)."""
+        pool, decoded, priority = self._pool, self._decoded, self._priority
+        pending, disordered, reorder = self.pending, self._disordered, self._reorder_ids
+        pooled_nonces = self._pooled_nonces if self._nonces is not None else None
+        freed = 0
+        for tx_id in tx_ids:
+            env = pool.pop(tx_id, None)
+            tx = decoded.pop(tx_id, None)
+            if env is not None:
+                freed += len(env)
+            if priority:
+                priority.pop(tx_id, None)
+            sender = getattr(tx, "sender", None)
+            if sender is None:
+                continue
+            if pooled_nonces is not None:
+                nonces = pooled_nonces.get(sender)
+                if nonces is not None:
+                    nonces.pop(tx.nonce, None)
+                    if not nonces:
+                        del pooled_nonces[sender]
+            pending.remove(sender, tx_id)
+            if disordered:
+                reorder.discard(tx_id)
+                if pending.next_nonce(sender) is None:
+                    disordered.discard(sender)
+        self._pool_bytes -= freed
 
     def recheck(self, check: Callable[[Any, Senders], Any]) -> list[tuple[bytes, str]]:
         """Re-judge every pooled transaction, in pool order, with ``check(tx, pending)``
@@ -598,15 +614,6 @@ class Mempool:
         return evicted
 
     # --------------------------------------------------------------- nonces
-    def _forget_nonce(self, tx: Any) -> None:
-        if tx is None or self._nonces is None:
-            return
-        nonces = self._pooled_nonces.get(tx.sender)
-        if nonces is not None:
-            nonces.pop(tx.nonce, None)
-            if not nonces:
-                del self._pooled_nonces[tx.sender]
-
     def evict_stale_nonces(self, senders: Sequence[bytes]) -> int:
         """After a commit: drop the pooled transactions of ``senders`` whose nonce the block
         used or moved out of the window (they could never be included). Returns how many."""
@@ -617,7 +624,7 @@ class Mempool:
             for nonce, tx_id in self._pooled_nonces.get(sender, {}).items():
                 if self._nonces.refusal(sender, nonce) is not None:
                     stale.append(tx_id)
-        for tx_id in stale:
-            self._drop(tx_id)
-            self.rejected[STALE_NONCE] = self.rejected.get(STALE_NONCE, 0) + 1
+        self._drop_many(stale)
+        if stale:
+            self.rejected[STALE_NONCE] = self.rejected.get(STALE_NONCE, 0) + len(stale)
         return len(stale)
