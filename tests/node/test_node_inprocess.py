@@ -307,20 +307,24 @@ def test_equivocating_validator_is_caught_and_evidence_committed(tmp_path):
             await asyncio.gather(*(n.wait_for_height(1, 30) for n in nodes))
             key = homes[3].validator_key
             chain = CHAIN.encode()
-            # Two heights ahead: an idle chain cuts a block every block interval, so the
-            # current height may be decided before the votes arrive; future votes are
-            # buffered and stepped when their height starts.
-            h, r = nodes[0].core.height + 2, 0
+            streams = []
+            for home in homes[:3]:
+                rd, wr = await asyncio.open_connection("127.0.0.1", home.config.p2p_port)
+                streams.append(await handshake(rd, wr, node_key=homes[3].node_key,
+                                               chain_id=CHAIN, initiator=True,
+                                               is_allowed=lambda k: True,
+                                               frame_bytes_max=1 << 24))
+            # The next height, chosen once the connections are up (an idle chain cuts a block
+            # every block interval, and handshakes on a loaded machine take longer than
+            # that): votes one height ahead are buffered and stepped when it starts, or are
+            # for the current height if it starts meanwhile. Two ahead would be dropped: that
+            # height's validator set is not known before the current block commits.
+            h, r = max(n.core.height for n in nodes) + 1, 0
             votes = []
             for block_hash in (os.urandom(32), os.urandom(32)):
                 sig = key.sign(cs.vote_sign_bytes(chain, cs.VoteType.PREVOTE, h, r, block_hash))
                 votes.append(cs.Vote(cs.VoteType.PREVOTE, h, r, block_hash, 3, sig).encode())
-            for home in homes[:3]:
-                rd, wr = await asyncio.open_connection("127.0.0.1", home.config.p2p_port)
-                stream = await handshake(rd, wr, node_key=homes[3].node_key, chain_id=CHAIN,
-                                         initiator=True, is_allowed=lambda k: True,
-                                         frame_bytes_max=1 << 24)
-                await stream.send(codec.encode(codec.VOTES, votes))
+            await asyncio.gather(*(st.send(codec.encode(codec.VOTES, votes)) for st in streams))
             found = None
             for _ in range(200):
                 for height in range(h + 1, nodes[0].latest_height + 1):
@@ -331,7 +335,8 @@ def test_equivocating_validator_is_caught_and_evidence_committed(tmp_path):
                 if found:
                     break
                 await asyncio.sleep(0.05)
-            assert found is not None, "no block carried the evidence"
+            assert found is not None, ("no block carried the evidence", h,
+                                       [n.counters.values for n in nodes])
             await asyncio.gather(*(n.wait_for_height(found, 30) for n in nodes))
             assert all(n.block_info(found)["evidence"] == 1 for n in nodes)
             assert all(n.counters.get("evidence", 0) >= 1 for n in nodes)
