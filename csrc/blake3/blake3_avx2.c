@@ -218,7 +218,8 @@ static inline void stage_blocks(const b3_job *jobs, size_t n, size_t b0, size_t 
     }
 }
 
-static void hash_group(const uint32_t key[8], const b3_job *jobs, size_t n, size_t blocks) {
+static void hash_group(const uint32_t key[8], const b3_job *jobs, size_t n, size_t blocks,
+                       const b3_job *next, size_t next_n) {
     _Alignas(32) uint8_t stage[STAGE_BLOCKS][LANES][B3_BLOCK_BYTES];
     _Alignas(32) uint32_t ctr_lo[LANES] = {0}, ctr_hi[LANES] = {0}, lens[LANES] = {0},
                           flags[LANES] = {0}, flags_start[LANES] = {0}, flags_end[LANES] = {0};
@@ -239,6 +240,17 @@ static void hash_group(const uint32_t key[8], const b3_job *jobs, size_t n, size
     const __m256i v_flags = _mm256_load_si256((const __m256i *)flags);
     for (size_t b0 = 0; b0 < blocks; b0 += STAGE_BLOCKS) {
         size_t count = blocks - b0 < STAGE_BLOCKS ? blocks - b0 : STAGE_BLOCKS;
+        /* The next group's lines for the blocks staged now, asked for now (spread over the
+         * group as in the message kernel, not all before it). */
+        for (size_t j = 0; j < next_n; j++) {
+            const uint8_t *p = next[j].input;
+            uint32_t len = next[j].len;
+            for (size_t w = 0; w < count; w++) {
+                uint32_t off = (uint32_t)((b0 + w) * B3_BLOCK_BYTES);
+                if (off < len) _mm_prefetch((const char *)(p + off), _MM_HINT_T0);
+            }
+            if (b0 + count == blocks && len) _mm_prefetch((const char *)(p + len - 1), _MM_HINT_T0);
+        }
         stage_blocks(jobs, n, b0, count, stage);
         for (size_t w = 0; w < count; w++) {
             size_t b = b0 + w;
@@ -271,7 +283,9 @@ static void hash_group(const uint32_t key[8], const b3_job *jobs, size_t n, size
 
 /* Ask for the inputs of jobs[0..count) ahead of time: eight messages at a stride are read a
  * block at a time, a pattern the hardware prefetchers pick up too late (measured: the loads of
- * the next group stalled a third of the time without this). */
+ * the next group stalled a third of the time without this). All at once only before a group
+ * hashed by the portable code; hash_group spreads the same prefetches over its stages (all at
+ * once, one 64 MiB message on avx2 hashed at 2.66-2.75 GB/s, spread 3.44-3.55). */
 static inline void prefetch_jobs(const b3_job *jobs, size_t count) {
     for (size_t j = 0; j < count; j++) {
         const uint8_t *p = jobs[j].input;
@@ -284,11 +298,12 @@ static inline void prefetch_jobs(const b3_job *jobs, size_t count) {
 void engine_blake3_jobs_avx2(const uint32_t key[8], const b3_job *jobs, size_t n, size_t blocks) {
     for (size_t i = 0; i < n; i += LANES) {
         size_t take = n - i < LANES ? n - i : LANES;
-        if (i + LANES < n) prefetch_jobs(jobs + i + LANES, n - i - LANES < LANES ? n - i - LANES : LANES);
+        size_t next = i + LANES < n ? (n - i - LANES < LANES ? n - i - LANES : LANES) : 0;
         if (take < 3) {
+            if (next) prefetch_jobs(jobs + i + LANES, next);
             engine_blake3_jobs_portable(key, jobs + i, take, blocks);
         } else {
-            hash_group(key, jobs + i, take, blocks);
+            hash_group(key, jobs + i, take, blocks, jobs + i + LANES, next);
         }
     }
 }
