@@ -3,8 +3,9 @@
  * A message of at most 1024 bytes is one job with the ROOT flag; short messages are hashed in
  * tasks of B3_TASK_MSGS consecutive messages, each sorting its own jobs by block count in a
  * small per-thread array, so a batch of any size needs no large allocation and its jobs stay in
- * cache. On a path with a message kernel (avx2) the packed form needs no job records at all: a
- * task of one block count is one kernel call over the run, any other task sorts 4-byte indices.
+ * cache. On a path with a message kernel (avx2) short messages, listed or packed, need no job
+ * records at all: a task of one block count is one kernel call over the run, any other task
+ * sorts 4-byte indices.
  * Longer messages go to blake3_tree.c, which reuses b3_run_bucketed for its chunks and parents.
  */
 #include "blake3/blake3.h"
@@ -188,11 +189,12 @@ static void key_setup(const uint8_t *key, uint32_t key_words[8], uint8_t *flags)
 /* Hash the short messages of `msgs` in tasks over the pool; report whether long ones remain. */
 static int hash_short(const uint32_t key_words[8], uint8_t flags, const b3_msgs *msgs, size_t n,
                       int threads, int *long_seen) {
-    /* Lists keep the jobs kernels, which copy each message's blocks to L1 before hashing: on
-     * lists of 250-byte bytes objects the message kernel, loading blocks straight from the
-     * objects, measured 10-15 % slower in time on avx2 (README, "AVX2 path"), though it runs
-     * fewer instructions; on packed buffers it is the faster. */
-    short_ctx ctx = {b3_jobs_kernel(), msgs->inputs ? NULL : b3_msgs_kernel(), key_words, flags,
+    /* Lists and packed buffers alike go to the message kernel where the path has one (avx2).
+     * Lists used to keep the jobs kernel, which copies each message's blocks to L1 first: the
+     * message kernel measured 10-15 % slower on lists then, an effect of its burst of
+     * prefetches before each group; with them spread over the compressions it is the faster
+     * on lists too (README, "Fourth round"). */
+    short_ctx ctx = {b3_jobs_kernel(), b3_msgs_kernel(), key_words, flags,
                      *msgs, n, 0, 0};
     size_t tasks = (n + B3_TASK_MSGS - 1) / B3_TASK_MSGS;
     engine_parallel_for(n < B3_PARALLEL_JOBS_MIN ? 1 : threads, tasks, short_task, &ctx);
