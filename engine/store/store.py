@@ -571,12 +571,12 @@ class Store:
             self._runs.remember(b"B" + key, record_tag,
                                 np.frombuffer(run, _txindex.ENTRY_DTYPE).reshape(-1, 2))
         state = self._dbs["state"]
-        written = [(k, v) for k, v in changes if v is not None]
-        sealed = seal_many("state", [k for k, _ in written], [v for _, v in written])
-        if len(written) == len(changes) and len({k for k, _ in written}) == len(written):
+        keys = [k for k, v in changes if v is not None]
+        sealed = seal_many("state", keys, [v for _, v in changes if v is not None])
+        if len(keys) == len(changes) and len(set(keys)) == len(keys):
             # Puts only, to distinct keys (the common block): one call for all of them.
             with txn.cursor(db=state) as cursor:
-                cursor.putmulti(zip([k for k, _ in written], sealed))
+                cursor.putmulti(zip(keys, sealed))
         else:
             values = iter(sealed)
             for skey, value in changes:
