@@ -114,6 +114,14 @@ def _decode_with_id(envelope: bytes, tx_id: bytes) -> Any:
     return _decode_verified(envelope, tx_id)
 
 
+def _decode_many(envelopes: list[bytes], ids: list[bytes]) -> list[Any]:
+    """engine._txcodec.decode_verified_many into engine.tx.Tx (bound late, as above)."""
+    from engine._txcodec import decode_verified_many
+    from engine.tx import Tx
+
+    return decode_verified_many(Tx, envelopes, ids)
+
+
 def _suite_refusal(envelope: bytes, suite: Suite) -> str:
     from engine.tx import suite_refusal  # bound late, as _decode_with_id
 
@@ -422,7 +430,7 @@ class Mempool:
         for start in range(0, len(batch), step):
             if start:
                 # Let consensus messages and RPC calls in between chunks: a big batch would
-                # otherwise hold the loop for tens of milliseconds. The checks in _admit_one
+                # otherwise hold the loop for tens of milliseconds. The checks in _admit_chunk
                 # are live, so a block committed meanwhile is still refused as a duplicate.
                 await asyncio.sleep(0)
             self._admit_chunk(batch[start:start + step], ids[start:start + step],
@@ -430,19 +438,112 @@ class Mempool:
 
     def _admit_chunk(self, batch: list[tuple[bytes, _Slot | None, bool]],
                      ids: list[bytes], verdicts: list[bool], committed: set[bytes]) -> None:
+        """Pool a chunk of hashed and verified envelopes, in order. Every node runs this for
+        every transaction, so it is one loop with the names bound once (not a method call per
+        transaction); the checks, their order and their reasons are those of the module
+        docstring: size, pooled, committed, signature, layout, pool limits, nonces, check_tx."""
+        lim = self.limits
+        tx_bytes_max, txs_max, bytes_max = lim.tx_bytes_max, lim.txs_max, lim.bytes_max
+        verified, verified_max = self._verified, lim.verified_cache_max
+        pool, decoded, recent = self._pool, self._decoded, self._committed
+        decode, check_tx, with_pending = self._decode_with_id, self._check_tx, \
+            self._check_tx_pending
+        pending, priorities, disordered = self.pending, self._priority, self._disordered
+        nonces, pooled_nonces = self._nonces, self._pooled_nonces
+        rejected = self.rejected
         admitted: list[bytes] = []
-        for (env, fut, local), tx_id, valid in zip(batch, ids, verdicts):
-            refused = self._admit_one(env, tx_id, valid, tx_id in committed)
-            if refused is None and local:
-                admitted.append(env)
-            # Gossiped transactions (no future) need no result object: most of the load.
-            if fut is not None and not fut.done():
-                fut.set_result(AddResult(OK, tx_id) if refused is None
-                               else self._reject(refused[0], tx_id, refused[1]))
-            elif refused is not None:
-                self.rejected[refused[0]] = self.rejected.get(refused[0], 0) + 1
+        # The verified envelopes decoded in one native call (None where not verified or off
+        # the layout: those take the per-envelope decoder, which says why).
+        envs = [env for env, _, _ in batch]
+        txs = _decode_many(envs, ids) if decode is _decode_with_id else [None] * len(envs)
+        for (env, fut, local), tx_id, valid, tx in zip(batch, ids, verdicts, txs):
+            refused: tuple[str, str] | None = None
+            if not valid or len(env) > tx_bytes_max or tx_id in pool or tx_id in recent \
+                    or tx_id in committed:
+                refused = self._refusal(env, tx_id, valid, tx_id in committed)
+            else:
+                if tx is None:
+                    try:
+                        tx = decode(env, tx_id)
+                    except (ValueError, TypeError) as e:
+                        refused = (MALFORMED, f"malformed envelope: {e}")
+                if tx is not None:
+                    verified[tx_id] = None
+                    if len(verified) > verified_max:
+                        verified.popitem(last=False)
+                    if len(pool) >= txs_max or self._pool_bytes + len(env) > bytes_max:
+                        refused = (FULL, f"mempool is full ({len(pool)} txs, "
+                                         + f"{self._pool_bytes} bytes)")
+                    elif nonces is not None:
+                        refused = self._nonce_refusal(tx, tx_id)
+                    if refused is None:
+                        try:
+                            check = check_tx(tx, pending) if with_pending else check_tx(tx)
+                            ok = check.ok
+                        except Exception as e:  # noqa: BLE001 - app code: refuse this one only
+                            check, ok = None, False
+                            refused = (APP_ERROR, f"check_tx raised {type(e).__name__}: {e}")
+                        if not ok and refused is None:
+                            refused = (APP_REJECTED, check.log or f"code {check.code}")
+                    if refused is None:
+                        pool[tx_id] = env
+                        decoded[tx_id] = tx
+                        self._pool_bytes += len(env)
+                        priority = getattr(check, "priority", 0)
+                        if priority:
+                            priorities[tx_id] = priority
+                        sender = getattr(tx, "sender", None)
+                        if sender is not None:
+                            behind = pending.add(sender, tx.nonce, tx_id)
+                            if sender in disordered:
+                                self._reorder_ids.add(tx_id)
+                            elif behind:
+                                disordered.add(sender)
+                                self._reorder_ids.update(pending.ids_by_nonce(sender))
+                            if nonces is not None:
+                                mine = pooled_nonces.get(sender)
+                                if mine is None:
+                                    pooled_nonces[sender] = {tx.nonce: tx_id}
+                                else:
+                                    mine[tx.nonce] = tx_id
+            if refused is None:
+                if local:
+                    admitted.append(env)
+                if fut is not None and not fut.done():
+                    fut.set_result(AddResult(OK, tx_id))
+            elif fut is not None and not fut.done():
+                fut.set_result(self._reject(refused[0], tx_id, refused[1]))
+            else:  # gossiped transactions need no result object: most of the load
+                rejected[refused[0]] = rejected.get(refused[0], 0) + 1
         if admitted:
             self._on_admitted(admitted)
+
+    def _refusal(self, env: bytes, tx_id: bytes, valid: bool,
+                 committed: bool) -> tuple[str, str]:
+        """(code, reason) of an envelope refused before it is decoded (``_admit_chunk`` sends
+        here only envelopes that are too large, pooled, committed or not verified)."""
+        if len(env) > self.limits.tx_bytes_max:
+            return TOO_LARGE, (f"envelope of {len(env)} bytes exceeds tx_bytes_max "
+                               f"{self.limits.tx_bytes_max}")
+        if tx_id in self._pool:
+            return DUPLICATE, "already in the mempool"
+        if committed or tx_id in self._committed:
+            return DUPLICATE, "already committed"
+        if env[:1] in (b"\x01", b"\x02") and env[0] != self.suite.tx_version:
+            return MALFORMED, _suite_refusal(env, self.suite)
+        return BAD_SIGNATURE, "malformed envelope or signature does not verify"
+
+    def _nonce_refusal(self, tx: Any, tx_id: bytes) -> tuple[str, str] | None:
+        """(code, reason) when the sender's nonce is pooled already, used or out of its
+        window; None when it is fresh."""
+        if tx.nonce in self._pooled_nonces.get(tx.sender, ()):
+            return DUPLICATE, f"a pooled transaction of this sender has nonce {tx.nonce}"
+        why = self._nonces.refusal(tx.sender, tx.nonce)
+        if why is None:
+            return None
+        if self._find_committed([tx_id])[0]:
+            return DUPLICATE, "already committed"
+        return STALE_NONCE, f"nonce {tx.nonce} of this sender is {why}"
 
     def _hash_and_verify(self, envelopes: list[bytes]) -> tuple[list[bytes], list[bool]]:
         """Worker thread: one native hashing call and one native batch verification."""
@@ -459,62 +560,6 @@ class Mempool:
             for i, ok in zip(fresh, sizes_ok):
                 verdicts[i] = next(checked) if ok else False
         return ids, verdicts
-
-    def _admit_one(self, env: bytes, tx_id: bytes, valid: bool,
-                   committed: bool) -> tuple[str, str] | None:
-        """Pool one verified envelope; None when admitted, else (code, reason)."""
-        lim = self.limits
-        if len(env) > lim.tx_bytes_max:
-            return TOO_LARGE, (f"envelope of {len(env)} bytes exceeds tx_bytes_max "
-                               f"{lim.tx_bytes_max}")
-        if tx_id in self._pool:
-            return DUPLICATE, "already in the mempool"
-        if committed or tx_id in self._committed:
-            return DUPLICATE, "already committed"
-        if not valid:
-            if env[:1] in (b"\x01", b"\x02") and env[0] != self.suite.tx_version:
-                return MALFORMED, _suite_refusal(env, self.suite)
-            return BAD_SIGNATURE, "malformed envelope or signature does not verify"
-        try:
-            tx = self._decode_with_id(env, tx_id)
-        except (ValueError, TypeError) as e:
-            return MALFORMED, f"malformed envelope: {e}"
-        self._remember_verified(tx_id)
-        if len(self._pool) >= lim.txs_max or self._pool_bytes + len(env) > lim.bytes_max:
-            return FULL, f"mempool is full ({len(self._pool)} txs, {self._pool_bytes} bytes)"
-        if self._nonces is not None:
-            if tx.nonce in self._pooled_nonces.get(tx.sender, ()):
-                return DUPLICATE, f"a pooled transaction of this sender has nonce {tx.nonce}"
-            why = self._nonces.refusal(tx.sender, tx.nonce)
-            if why is not None:
-                if self._find_committed([tx_id])[0]:
-                    return DUPLICATE, "already committed"
-                return STALE_NONCE, f"nonce {tx.nonce} of this sender is {why}"
-        try:
-            check = self._check_tx(tx, self.pending) if self._check_tx_pending \
-                else self._check_tx(tx)
-            ok = check.ok
-        except Exception as e:  # noqa: BLE001 - app code: refuse this transaction only
-            return APP_ERROR, f"check_tx raised {type(e).__name__}: {e}"
-        if not ok:
-            return APP_REJECTED, check.log or f"code {check.code}"
-        self._pool[tx_id] = env
-        self._decoded[tx_id] = tx
-        self._pool_bytes += len(env)
-        priority = getattr(check, "priority", 0)
-        if priority:
-            self._priority[tx_id] = priority
-        sender = getattr(tx, "sender", None)
-        if sender is not None:
-            behind = self.pending.add(sender, tx.nonce, tx_id)
-            if sender in self._disordered:
-                self._reorder_ids.add(tx_id)
-            elif behind:
-                self._disordered.add(sender)
-                self._reorder_ids.update(self.pending.ids_by_nonce(sender))
-        if self._nonces is not None:
-            self._pooled_nonces.setdefault(tx.sender, {})[tx.nonce] = tx_id
-        return None
 
     def _remember_verified(self, tx_id: bytes) -> None:
         self._verified[tx_id] = None
