@@ -155,14 +155,20 @@ class Senders:
         return True
 
     def remove(self, sender: bytes, tx_id: bytes) -> None:
-        mine = self._txs.get(sender)
-        if mine is None:
-            return
-        nonce = mine.pop(tx_id, None)
-        if not mine:
-            del self._txs[sender], self._max[sender]
-        elif nonce == self._max[sender]:  # rare: commits take the lowest nonces first
-            self._max[sender] = max(mine.values())
+        self.remove_many(((sender, tx_id),))
+
+    def remove_many(self, pairs: Iterable[tuple[bytes, bytes]]) -> None:
+        """Unindex pooled transactions, given as (sender, tx id) (a block's worth at once)."""
+        txs, highest = self._txs, self._max
+        for sender, tx_id in pairs:
+            mine = txs.get(sender)
+            if mine is None:
+                continue
+            nonce = mine.pop(tx_id, None)
+            if not mine:
+                del txs[sender], highest[sender]
+            elif nonce == highest[sender]:  # rare: commits take the lowest nonces first
+                highest[sender] = max(mine.values())
 
     def by_sender(self, sender: bytes) -> list[Any]:
         mine = self._txs.get(bytes(sender), {})
@@ -305,7 +311,8 @@ class Mempool:
         return self._decoded.get(tx_id)
 
     def is_verified(self, tx_id: bytes) -> bool:
-        return tx_id in self._verified
+        """Whether this node verified the transaction's signature (every pooled one was)."""
+        return tx_id in self._pool or tx_id in self._verified
 
     def reap(self, txs_max: int, bytes_max: int) -> list[bytes]:
         """The pooled envelopes that fit in a block, oldest first (or highest priority first),
@@ -468,9 +475,6 @@ class Mempool:
                     except (ValueError, TypeError) as e:
                         refused = (MALFORMED, f"malformed envelope: {e}")
                 if tx is not None:
-                    verified[tx_id] = None
-                    if len(verified) > verified_max:
-                        verified.popitem(last=False)
                     if len(pool) >= txs_max or self._pool_bytes + len(env) > bytes_max:
                         refused = (FULL, f"mempool is full ({len(pool)} txs, "
                                          + f"{self._pool_bytes} bytes)")
@@ -485,7 +489,13 @@ class Mempool:
                             refused = (APP_ERROR, f"check_tx raised {type(e).__name__}: {e}")
                         if not ok and refused is None:
                             refused = (APP_REJECTED, check.log or f"code {check.code}")
-                    if refused is None:
+                    if refused is not None:
+                        # Verified but not pooled: remembered, so that a proposal carrying it
+                        # does not verify it again (pooled ones are known verified).
+                        verified[tx_id] = None
+                        if len(verified) > verified_max:
+                            verified.popitem(last=False)
+                    else:
                         pool[tx_id] = env
                         decoded[tx_id] = tx
                         self._pool_bytes += len(env)
@@ -549,8 +559,9 @@ class Mempool:
         """Worker thread: one native hashing call and one native batch verification."""
         ids = self.suite.hash_many(envelopes, threads=self._threads)
         # Already verified, or already committed (refused as a duplicate anyway): no check.
+        pool, verified, committed = self._pool, self._verified, self._committed
         fresh = [i for i, t in enumerate(ids)
-                 if t not in self._verified and t not in self._committed]
+                 if t not in verified and t not in committed and t not in pool]
         verdicts = [True] * len(envelopes)
         if fresh:
             sizes_ok = [len(envelopes[i]) <= self.limits.tx_bytes_max for i in fresh]
@@ -570,7 +581,7 @@ class Mempool:
     def verify_block_txs(self, envelopes: Sequence[bytes], tx_ids: Sequence[bytes]) -> list[bool]:
         """Signature verdicts for a proposed block's transactions, verifying only those this
         node has not verified before (call from a worker thread for large blocks)."""
-        todo = [i for i, t in enumerate(tx_ids) if t not in self._verified]
+        todo = [i for i, t in enumerate(tx_ids) if not self.is_verified(t)]
         verdicts = [True] * len(envelopes)
         if todo:
             checked = self._verify([envelopes[i] for i in todo], self.chain_id, self._threads)
@@ -583,7 +594,7 @@ class Mempool:
     async def verify_ahead(self, envelopes: Sequence[bytes], tx_ids: Sequence[bytes]) -> None:
         """Verify, on the executor, the signatures of a proposal's transactions not verified
         yet; the valid ones are remembered, so ``verify_block_txs`` then costs lookups."""
-        todo = [i for i, t in enumerate(tx_ids) if t not in self._verified]
+        todo = [i for i, t in enumerate(tx_ids) if not self.is_verified(t)]
         if not todo:
             return
         envs = [envelopes[i] for i in todo]
@@ -597,11 +608,12 @@ class Mempool:
     def remove_committed(self, tx_ids: Sequence[bytes]) -> None:
         pool = self._pool
         self._drop_many([t for t in tx_ids if t in pool])
-        verified, committed = self._verified, self._committed
+        forget = self._verified.pop
         for tx_id in tx_ids:
-            verified.pop(tx_id, None)
-            committed[tx_id] = None
-        while len(committed) > self.limits.committed_cache_max:
+            forget(tx_id, None)
+        committed = self._committed
+        committed.update(dict.fromkeys(tx_ids))
+        for _ in range(len(committed) - self.limits.committed_cache_max):
             committed.popitem(last=False)
 
     def _drop(self, tx_id: bytes) -> None:
@@ -611,9 +623,9 @@ class Mempool:
         """Take transactions out of the pool and every index of it (one pass, the names bound
         once: a commit drops a whole block's worth)."""
         pool, decoded, priority = self._pool, self._decoded, self._priority
-        pending, disordered, reorder = self.pending, self._disordered, self._reorder_ids
         pooled_nonces = self._pooled_nonces if self._nonces is not None else None
         freed = 0
+        unindex: list[tuple[bytes, bytes]] = []
         for tx_id in tx_ids:
             env = pool.pop(tx_id, None)
             tx = decoded.pop(tx_id, None)
@@ -624,18 +636,22 @@ class Mempool:
             sender = getattr(tx, "sender", None)
             if sender is None:
                 continue
+            unindex.append((sender, tx_id))
             if pooled_nonces is not None:
                 nonces = pooled_nonces.get(sender)
                 if nonces is not None:
                     nonces.pop(tx.nonce, None)
                     if not nonces:
                         del pooled_nonces[sender]
-            pending.remove(sender, tx_id)
-            if disordered:
+        self._pool_bytes -= freed
+        pending = self.pending
+        pending.remove_many(unindex)
+        if self._disordered:
+            reorder, disordered = self._reorder_ids, self._disordered
+            for sender, tx_id in unindex:
                 reorder.discard(tx_id)
                 if pending.next_nonce(sender) is None:
                     disordered.discard(sender)
-        self._pool_bytes -= freed
 
     def recheck(self, check: Callable[[Any, Senders], Any]) -> list[tuple[bytes, str]]:
         """Re-judge every pooled transaction, in pool order, with ``check(tx, pending)``

@@ -184,11 +184,20 @@ class StateTree:
             present = [v for v in values if v is not None] if live is not None \
                 else cast("list[bytes]", values)
             vhs = b"".join(blake3_many(present, threads=1)) if present else b""
+            packed = b"".join(khs)
             olds: list[bytes | None] = []
             if history:
-                olds = old_values(keys) if old_values is not None \
-                    else [old_value(k) for k in keys]
-            touched, old_leaves = self._tree.apply(b"".join(khs), vhs, live)
+                # Only keys the tree holds have an old value to read: a new key (most writes
+                # of a growing state) costs no read of the store.
+                flags = self._tree.contains(packed)
+                held = [k for k, h in zip(keys, flags) if h]
+                if held:
+                    found = iter(old_values(held) if old_values is not None
+                                 else [old_value(k) for k in held])
+                    olds = [next(found) if h else None for h in flags]
+                else:
+                    olds = [None] * len(keys)
+            touched, old_leaves = self._tree.apply(packed, vhs, live)
             self._root = None
             undo = _Undo(keys, khs, olds, touched, old_leaves)
         if history:

@@ -313,6 +313,17 @@ class BucketTree {
                               py::bytes(old.data(), 32 * count));
     }
 
+    // One presence flag (0 or 1) per packed 32-byte key hash.
+    py::bytes contains(py::handle khs) const {
+        usable();
+        Buffer k(khs, "khs");
+        if (k.size() % 32) throw py::value_error("khs must be a whole number of 32-byte hashes");
+        size_t n = k.size() / 32;
+        std::string out(n, '\0');
+        engine_bucket_tree_contains(t_, k.data(), n, reinterpret_cast<uint8_t *>(out.data()));
+        return py::bytes(out);
+    }
+
     py::bytes leaves() const {
         usable();
         return py::bytes(reinterpret_cast<const char *>(engine_bucket_tree_leaves(t_)),
@@ -357,6 +368,7 @@ PYBIND11_MODULE(_native_hash, m) {
     py::class_<BucketTree>(m, "BucketTree")
         .def(py::init<>())
         .def("apply", &BucketTree::apply, py::arg("khs"), py::arg("vhs"), py::arg("live"))
+        .def("contains", &BucketTree::contains, py::arg("khs"))
         .def("leaves", &BucketTree::leaves)
         .def("bucket", &BucketTree::bucket, py::arg("b"))
         .def("__len__", &BucketTree::size);

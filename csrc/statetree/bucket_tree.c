@@ -150,6 +150,16 @@ int engine_bucket_tree_apply(engine_bucket_tree *t, const uint8_t *khs, const ui
     return rc;
 }
 
+void engine_bucket_tree_contains(const engine_bucket_tree *t, const uint8_t *khs, size_t n,
+                                 uint8_t *out) {
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *kh = khs + 32 * i;
+        int found = 0;
+        search(&t->buckets[bucket_of(kh)], kh, &found);
+        out[i] = (uint8_t)(found != 0);
+    }
+}
+
 const uint8_t *engine_bucket_tree_leaves(const engine_bucket_tree *t) {
     return &t->leaves[0][0];
 }

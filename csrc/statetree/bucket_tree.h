@@ -33,6 +33,10 @@ int engine_bucket_tree_apply(engine_bucket_tree *t, const uint8_t *khs, const ui
                              const uint8_t *live, size_t n, uint16_t *touched,
                              uint8_t *old_leaves, size_t *touched_n);
 
+/* out[i] = 1 when the key hash khs[32 i] is in the tree, else 0 (n key hashes). */
+void engine_bucket_tree_contains(const engine_bucket_tree *t, const uint8_t *khs, size_t n,
+                                 uint8_t *out);
+
 /* The 4096 leaf hashes, 32 bytes each, in bucket order. */
 const uint8_t *engine_bucket_tree_leaves(const engine_bucket_tree *t);
 

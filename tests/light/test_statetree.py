@@ -239,3 +239,36 @@ def test_native_buckets_refuse_malformed_arguments_by_name():
     assert touched == (0).to_bytes(2, "little") + (4095).to_bytes(2, "little")
     assert old == blake3(b"") * 2 and len(t) == 1
     assert t.bucket(4095) == b"\xff" * 32 + b"v" * 32 and t.bucket(0) == b""
+
+
+def test_history_reads_old_values_only_for_keys_the_tree_holds():
+    """A block's new keys have no old value: the store is not asked for them (one batch read
+    of the replaced and deleted keys only), and proofs at the earlier height still hold."""
+    tree, state = StateTree(history_heights=5), {}
+    asked: list[list[bytes]] = []
+
+    def old_values(keys):
+        asked.append(list(keys))
+        return [state.get(k) for k in keys]
+
+    def apply(height, writes):
+        root = tree.apply(height, writes, state.get, old_values=old_values)
+        for k, v in writes.items():
+            if v is None:
+                state.pop(k, None)
+            else:
+                state[k] = v
+        return root
+
+    r1 = apply(1, {b"a": b"1", b"b": b"2"})
+    assert asked == []  # every key new: nothing read
+    apply(2, {b"a": b"10", b"c": b"3", b"b": None, b"zz": None})
+    assert asked == [[b"a", b"b"]]  # the replaced and the deleted key, in write order
+    held = tree._tree.contains(b"".join(blake3(k) for k in (b"a", b"b", b"c", b"zz")))
+    assert held == b"\x01\x00\x01\x00"
+    for key, value in ((b"a", b"1"), (b"b", b"2"), (b"c", None)):
+        proof = tree.prove(key, state.get(key), height=1)
+        assert proof.value == value
+        verify_state_proof(r1, proof)
+    with pytest.raises(ValueError, match="khs"):
+        tree._tree.contains(b"x" * 33)

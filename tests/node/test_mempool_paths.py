@@ -140,12 +140,26 @@ def test_verify_ahead_checks_only_unverified_and_remembers_the_valid():
 
 
 def test_verified_cache_forgets_the_oldest_first():
+    """Pooled transactions count as verified while pooled; the bounded cache holds the others
+    (verified ahead for a proposal, or refused after their signature was checked)."""
     async def main():
         rec = Recorder()
         mp = make(MempoolLimits(batch_wait_ms=0, verified_cache_max=2), rec)
         mp.start()
-        await mp.add_many([b"v1", b"v2", b"v3"])
-        assert [mp.is_verified(blake3(e)) for e in (b"v1", b"v2", b"v3")] == [False, True, True]
+        await mp.add_many([b"p1"])
+        envs = [b"v1", b"v2", b"v3"]
+        await mp.verify_ahead(envs, [blake3(e) for e in envs])
+        assert [mp.is_verified(blake3(e)) for e in envs] == [False, True, True]
+        assert mp.is_verified(blake3(b"p1"))
+        mp.remove_committed([blake3(b"p1"), blake3(b"v3")])
+        assert not mp.is_verified(blake3(b"p1")) and not mp.is_verified(blake3(b"v3"))
+        # A transaction refused after its signature was checked (here by check_tx) is
+        # remembered as verified: a proposal carrying it does not verify it again.
+        (refused,) = await mp.add_many([b"reject-me"])
+        assert refused.code == "app_rejected" and mp.is_verified(refused.tx_id)
+        calls = len(rec.batches)
+        assert mp.verify_block_txs([b"reject-me"], [refused.tx_id]) == [True]
+        assert len(rec.batches) == calls
         await mp.stop()
     run(main())
 
