@@ -95,3 +95,54 @@ def decode_verified_many(object tx_type, list envelopes, list ids):
         _put(t, 5, tx_id)
         out[i] = t
     return out
+
+
+def split_chunks(const uint8_t[::1] data, Py_ssize_t offset, Py_ssize_t count):
+    """``count`` length-prefixed fields (u32 LE length, then the bytes; a block's transaction
+    list, docs/formats.md) from ``offset`` of ``data``: ``(fields as bytes, end offset)``.
+    ValueError when a field runs past the end or is empty (a block carries no empty
+    transaction), naming which."""
+    if offset < 0 or count < 0:
+        raise ValueError("offset and count must be non-negative")
+    cdef Py_ssize_t size = data.shape[0], off = offset, i
+    cdef uint64_t n
+    if offset > size:
+        raise ValueError(f"offset {offset} is past the end ({size} bytes)")
+    cdef list out = [None] * count
+    cdef const uint8_t *p = &data[0] if size else NULL
+    for i in range(count):
+        if size - off < 4:
+            raise ValueError(f"field {i} of {count}: its length runs past the end")
+        n = (<uint64_t>p[off] | (<uint64_t>p[off + 1] << 8) | (<uint64_t>p[off + 2] << 16)
+             | (<uint64_t>p[off + 3] << 24))
+        off += 4
+        if n == 0:
+            raise ValueError(f"field {i} of {count} is empty")
+        if <uint64_t>(size - off) < n:
+            raise ValueError(f"field {i} of {count}: its {n} bytes run past the end")
+        out[i] = PyBytes_FromStringAndSize(<const char *>p + off, <Py_ssize_t>n)
+        off += <Py_ssize_t>n
+    return out, off
+
+
+def senders_and_nonces(list envelopes):
+    """``[(sender, nonce), ...]`` of envelopes whose signatures verified (so each has the
+    header of its version: 1, a 32-byte sender; 2, a 64-byte one). ValueError naming the
+    index of an envelope without such a header."""
+    cdef Py_ssize_t n = PyList_GET_SIZE(envelopes), i, sender_len
+    cdef list out = [None] * n
+    cdef object env
+    cdef const uint8_t *p
+    for i in range(n):
+        env = <object>PyList_GET_ITEM(envelopes, i)
+        if not PyBytes_CheckExact(env):
+            raise TypeError(f"envelopes[{i}] must be bytes, not {type(env).__name__}")
+        p = <const uint8_t *>PyBytes_AS_STRING(env)
+        if PyBytes_GET_SIZE(env) < 1 or (p[0] != 1 and p[0] != 2):
+            raise ValueError(f"envelopes[{i}] has no version 1 or 2 header")
+        sender_len = 32 if p[0] == 1 else 64
+        if PyBytes_GET_SIZE(env) < 1 + sender_len + 8:
+            raise ValueError(f"envelopes[{i}] is shorter than its header")
+        out[i] = (PyBytes_FromStringAndSize(<const char *>p + 1, sender_len),
+                  PyLong_FromUnsignedLongLong(_u64le(p + 1 + sender_len)))
+    return out

@@ -31,6 +31,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from engine._txcodec import split_chunks
 from engine.net.errors import ProtocolError
 from engine.suite import Suite, get_suite
 
@@ -183,11 +184,10 @@ class Block:
                 if h.tx_count > (len(view) - off) // 5:  # each tx needs at least 5 bytes
                     raise ProtocolError(f"block claims {h.tx_count} transactions, "
                                         "too many for its size")
-                for _ in range(h.tx_count):
-                    t, off = _chunk(view, off)
-                    if not t:
-                        raise ProtocolError("empty transaction in block")
-                    txs.append(t)
+                try:  # one native pass over the transaction list
+                    txs, off = split_chunks(view, off, h.tx_count)
+                except ValueError as e:
+                    raise ProtocolError(f"transaction list: {e}") from None
             if off != len(view):
                 raise ProtocolError(f"{len(view) - off} trailing bytes after the block")
         except (struct.error, IndexError) as e:

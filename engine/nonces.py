@@ -41,6 +41,10 @@ _CHECKED_BLOCKS_MAX = 4
 USED = "used or too old"
 
 
+#: One packer for every record (``msgpack.packb`` builds a new one per call).
+_pack = msgpack.Packer().pack
+
+
 def nonce_key(sender: bytes) -> bytes:
     return _KEY_PREFIX + sender
 
@@ -80,7 +84,7 @@ class NonceWindow:
                 del self.gaps[i]
 
     def encode(self) -> bytes:
-        return msgpack.packb([self.highest, self.gaps])
+        return _pack([self.highest, self.gaps])
 
     @classmethod
     def decode(cls, raw: bytes | None) -> NonceWindow:
@@ -125,10 +129,14 @@ class NonceTable:
         With ``block_id``, a fresh block's resulting records are kept for ``apply_block`` of
         the same block (until the committed records change)."""
         overlay: dict[bytes, NonceWindow] = {}
+        window = self.window
         for i, (sender, nonce) in enumerate(txs):
             w = overlay.get(sender)
             if w is None:
-                w = overlay[sender] = self.window(sender).copy()
+                w = overlay[sender] = window(sender).copy()
+            if nonce == w.highest + 1:  # the next in sequence (most): fresh, no gap appears
+                w.highest = nonce
+                continue
             why = w.refusal(nonce)
             if why is not None:
                 return i, why

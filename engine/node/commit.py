@@ -79,8 +79,10 @@ class BlockCommitter:
 
     def commit(self, decide: cs.Decide) -> None:
         block, tx_ids = self.validator.decoded(decide.block_hash, decide.block)
-        pooled = self.mempool.decoded
-        txs = [pooled(i) or txmod.decode_tx(t, tx_id=i) for i, t in zip(tx_ids, block.txs)]
+        txs = self.mempool.decoded_many(tx_ids)  # pooled ones are decoded already
+        if None in txs:
+            txs = [t if t is not None else txmod.decode_tx(env, tx_id=i)
+                   for t, i, env in zip(txs, tx_ids, block.txs)]
         if self._with_context:
             context = self._context(decide, block)
             result = self.app.finalize_block(decide.height, txs, context)  # type: ignore[call-arg]

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from engine import consensus as cs
 from engine import limits
+from engine._txcodec import senders_and_nonces
 from engine.block import Block, block_id, check_body, header_size
 from engine.errors import ProtocolError
 from engine.mempool import Mempool
@@ -28,7 +29,6 @@ from engine.node.valset import ValidatorHistory
 from engine.nonces import NonceTable
 from engine.suite import DEFAULT as _DEFAULT_SUITE
 from engine.suite import Suite
-from engine.tx import sender_and_nonce
 
 log = logging.getLogger("engine.node.validity")
 
@@ -180,7 +180,7 @@ class BlockValidator:
             raise ProtocolError("a transaction signature does not verify")
         if self.nonces is not None and b.txs:
             # Signatures verified: every envelope has the suite's header.
-            stale = self.nonces.check_block((sender_and_nonce(t) for t in b.txs), block_id=key)
+            stale = self.nonces.check_block(senders_and_nonces(list(b.txs)), block_id=key)
             if stale is not None:
                 raise ProtocolError(f"transaction {stale[0]} has a {stale[1]} nonce")
         for e in b.evidence:

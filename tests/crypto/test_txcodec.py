@@ -82,3 +82,33 @@ def test_no_reference_leaks():
     assert sys.getrefcount(probe) == before + 1
     del keep
     assert sys.getrefcount(probe) == before
+
+
+def test_split_chunks_against_a_python_reading():
+    from engine._txcodec import split_chunks
+
+    fields = [b"a", b"bcd" * 100, bytes(range(256))]
+    data = b"HEAD" + b"".join(len(f).to_bytes(4, "little") + f for f in fields) + b"TAIL"
+    assert split_chunks(data, 4, 3) == (fields, len(data) - 4)
+    assert split_chunks(memoryview(data), 4, 2) == (fields[:2], 4 + 5 + 4 + 300)
+    assert split_chunks(b"", 0, 0) == ([], 0)
+    for args, why in (((data, 4, 5), "past the end"), ((data[:20], 4, 2), "run past"),
+                      ((b"\x00" * 4, 0, 1), "empty"), ((data, len(data) + 1, 0), "past the end"),
+                      ((data, -1, 1), "non-negative")):
+        with pytest.raises(ValueError, match=why):
+            split_chunks(*args)
+
+
+def test_senders_and_nonces_match_the_python_reading():
+    from engine._txcodec import senders_and_nonces
+
+    envs = [tx.encode_tx(_ed_key(3), 2**64 - 1, b"x", "c"),
+            tx.encode_tx(crypto.Sm2SigningKey.generate(), 7, b"", "c")]
+    assert senders_and_nonces(envs) == [tx.sender_and_nonce(e) for e in envs]
+    assert senders_and_nonces([]) == []
+    with pytest.raises(ValueError, match=r"envelopes\[1\]"):
+        senders_and_nonces([envs[0], b"\x03abc"])
+    with pytest.raises(ValueError, match="shorter"):
+        senders_and_nonces([envs[0][:20]])
+    with pytest.raises(TypeError, match=r"envelopes\[0\]"):
+        senders_and_nonces([bytearray(envs[0])])

@@ -153,3 +153,15 @@ def test_absurd_tx_count_is_refused_before_allocating():
     raw[off:off + 4] = b"\xff\xff\xff\xff"
     with pytest.raises(ProtocolError, match="too many"):
         Block.decode(bytes(raw))
+
+
+def test_an_empty_transaction_in_the_list_is_refused():
+    b = _fixed_block()
+    raw = b.encode()
+    tail = sum(4 + len(t) for t in b.txs)
+    head = raw[:len(raw) - tail]
+    # The same tx count, the first transaction replaced by an empty one (and one byte more
+    # at the end so that sizes still add up): the list no longer holds the count it claims.
+    body = b"\x00\x00\x00\x00" + b"".join(len(t).to_bytes(4, "little") + t for t in b.txs[1:])
+    with pytest.raises(ProtocolError, match="empty"):
+        Block.decode(head + body + b"\x00" * 4)
