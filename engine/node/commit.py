@@ -15,6 +15,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import Callable, Mapping
+from typing import cast
 
 import msgpack
 
@@ -79,10 +80,10 @@ class BlockCommitter:
 
     def commit(self, decide: cs.Decide) -> None:
         block, tx_ids = self.validator.decoded(decide.block_hash, decide.block)
-        txs = self.mempool.decoded_many(tx_ids)  # pooled ones are decoded already
-        if None in txs:
-            txs = [t if t is not None else txmod.decode_tx(env, tx_id=i)
-                   for t, i, env in zip(txs, tx_ids, block.txs)]
+        pooled = self.mempool.decoded_many(tx_ids)  # pooled ones are decoded already
+        txs: list[txmod.Tx] = cast("list[txmod.Tx]", pooled) if None not in pooled else [
+            t if t is not None else txmod.decode_tx(env, tx_id=i)
+            for t, i, env in zip(pooled, tx_ids, block.txs)]
         if self._with_context:
             context = self._context(decide, block)
             result = self.app.finalize_block(decide.height, txs, context)  # type: ignore[call-arg]
