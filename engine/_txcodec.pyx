@@ -146,3 +146,29 @@ def senders_and_nonces(list envelopes):
         out[i] = (PyBytes_FromStringAndSize(<const char *>p + 1, sender_len),
                   PyLong_FromUnsignedLongLong(_u64le(p + 1 + sender_len)))
     return out
+
+
+def split_records(const uint8_t[::1] data, Py_ssize_t count_max):
+    """Every length-prefixed record of ``data`` (u32 LE length, then the bytes: a
+    ``POST /txs`` body), at most ``count_max`` of them. ValueError naming the byte offset of
+    the first bad record, or saying the batch is empty or too long."""
+    cdef Py_ssize_t size = data.shape[0], pos = 0
+    cdef uint64_t n
+    cdef list out = []
+    cdef const uint8_t *p = &data[0] if size else NULL
+    while pos < size:
+        if size - pos < 4:
+            raise ValueError(f"truncated length prefix at byte {pos}")
+        n = (<uint64_t>p[pos] | (<uint64_t>p[pos + 1] << 8) | (<uint64_t>p[pos + 2] << 16)
+             | (<uint64_t>p[pos + 3] << 24))
+        pos += 4
+        if n == 0 or <uint64_t>(size - pos) < n:
+            raise ValueError(f"record at byte {pos - 4} announces {n} bytes, "
+                             f"{size - pos} remain")
+        if len(out) >= count_max:
+            raise ValueError(f"more than {count_max} envelopes in one request")
+        out.append(PyBytes_FromStringAndSize(<const char *>p + pos, <Py_ssize_t>n))
+        pos += <Py_ssize_t>n
+    if not out:
+        raise ValueError("empty batch")
+    return out

@@ -375,26 +375,38 @@ class Mempool:
         # One future for the whole request (a future and a gather callback per transaction
         # cost more than admitting it).
         results = _Results(len(envelopes), asyncio.get_running_loop().create_future())
-        for i, env in enumerate(envelopes):
-            self._enqueue(env, _Slot(results, i), local)
+        self._enqueue_many(envelopes, results, local)
         return await results.future
 
     def submit(self, envelopes: Sequence[bytes], *, local: bool = False) -> None:
         """Admit envelopes without waiting for the outcome (transactions gossiped by peers)."""
-        for env in envelopes:
-            self._enqueue(env, None, local)
+        self._enqueue_many(envelopes, None, local)
 
-    def _enqueue(self, envelope: bytes, fut: _Slot | None, local: bool) -> None:
-        if not isinstance(envelope, (bytes, bytearray)):
-            raise TypeError(f"envelope must be bytes, not {type(envelope).__name__}")
-        if len(self._pending) >= self.limits.pending_txs_max:
-            self.rejected[FULL] = self.rejected.get(FULL, 0) + 1
-            if fut is not None:
-                fut.set_result(AddResult(FULL, self.suite.hash(envelope), f"admission queue is full "
-                                         f"({len(self._pending)} transactions waiting)"))
-            return
-        self._pending.append((bytes(envelope), fut, local))
-        self._wakeup.set()
+    def _enqueue_many(self, envelopes: Sequence[bytes], results: _Results | None,
+                      local: bool) -> None:
+        """Queue envelopes for admission (with ``results``, each answers its slot in it);
+        beyond ``pending_txs_max`` waiting, refused as ``mempool_full`` at once."""
+        pending = self._pending
+        room = self.limits.pending_txs_max - len(pending)
+        try:
+            for i, envelope in enumerate(envelopes):
+                kind = type(envelope)
+                if kind is not bytes:
+                    if not isinstance(envelope, (bytes, bytearray)):
+                        raise TypeError(f"envelope must be bytes, not {kind.__name__}")
+                    envelope = bytes(envelope)
+                slot = _Slot(results, i) if results is not None else None
+                if room > 0:
+                    pending.append((envelope, slot, local))
+                    room -= 1
+                    continue
+                self.rejected[FULL] = self.rejected.get(FULL, 0) + 1
+                if slot is not None:
+                    slot.set_result(AddResult(FULL, self.suite.hash(envelope), "admission queue "
+                                              f"is full ({len(pending)} transactions waiting)"))
+        finally:  # what was queued before a refused argument is admitted as before
+            if pending:
+                self._wakeup.set()
 
     async def _admission_loop(self) -> None:
         lim = self.limits

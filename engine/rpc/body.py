@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import struct
 
+from engine._txcodec import split_records
+
 __all__ = ["join_envelopes", "split_envelopes"]
 
 
@@ -13,20 +15,6 @@ def join_envelopes(envelopes: list[bytes]) -> bytes:
 
 
 def split_envelopes(body: bytes, count_max: int) -> list[bytes]:
-    """Parse a POST /txs body; ValueError naming the offset of the first bad record."""
-    out, pos, n = [], 0, len(body)
-    while pos < n:
-        if pos + 4 > n:
-            raise ValueError(f"truncated length prefix at byte {pos}")
-        (length,) = struct.unpack_from("<I", body, pos)
-        pos += 4
-        if length == 0 or pos + length > n:
-            raise ValueError(f"record at byte {pos - 4} announces {length} bytes, "
-                             f"{n - pos} remain")
-        out.append(body[pos:pos + length])
-        pos += length
-        if len(out) > count_max:
-            raise ValueError(f"more than {count_max} envelopes in one request")
-    if not out:
-        raise ValueError("empty batch")
-    return out
+    """Parse a POST /txs body (one native pass); ValueError naming the offset of the first
+    bad record, or saying the batch is empty or holds more than ``count_max``."""
+    return split_records(body, count_max)

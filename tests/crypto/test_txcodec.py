@@ -112,3 +112,41 @@ def test_senders_and_nonces_match_the_python_reading():
         senders_and_nonces([envs[0][:20]])
     with pytest.raises(TypeError, match=r"envelopes\[0\]"):
         senders_and_nonces([bytearray(envs[0])])
+
+
+def _split_reference(body: bytes, count_max: int) -> list[bytes]:
+    """The POST /txs body read in Python (what engine.rpc.body did before the native pass)."""
+    out, pos, n = [], 0, len(body)
+    while pos < n:
+        if pos + 4 > n:
+            raise ValueError(f"truncated length prefix at byte {pos}")
+        length = int.from_bytes(body[pos:pos + 4], "little")
+        pos += 4
+        if length == 0 or pos + length > n:
+            raise ValueError(f"record at byte {pos - 4} announces {length} bytes, "
+                             f"{n - pos} remain")
+        out.append(body[pos:pos + length])
+        pos += length
+        if len(out) > count_max:
+            raise ValueError(f"more than {count_max} envelopes in one request")
+    if not out:
+        raise ValueError("empty batch")
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(min_size=1, max_size=40), max_size=8), st.integers(0, 3),
+       st.binary(max_size=6), st.integers(1, 8))
+def test_post_body_split_matches_the_reference(records, cut, junk, count_max):
+    from engine.rpc.body import join_envelopes, split_envelopes
+
+    body = join_envelopes(records)
+    for data in (body, body[:len(body) - cut], body + junk, junk):
+        try:
+            want = _split_reference(data, count_max)
+        except ValueError as e:
+            with pytest.raises(ValueError) as got:
+                split_envelopes(data, count_max)
+            assert str(got.value) == str(e)
+        else:
+            assert split_envelopes(data, count_max) == want
