@@ -13,6 +13,7 @@ The tag covers everything before the tx data; the tx data is bound by the block'
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
 from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
@@ -193,4 +194,71 @@ def block_run(const uint8_t[::1] ids, uint64_t height):
             put_u64(o + 16 * i + 8, base | ia[i])
     free(keys)
     free(idx)
+    return out
+
+
+def plain_changes_end(list changes, Py_ssize_t key_bytes_max):
+    """How many leading items of ``changes`` have the common shape of a state change: an
+    exact 2-tuple of a ``bytes`` key of 1..``key_bytes_max`` bytes and a ``bytes`` or None
+    value (the caller checks the rest one by one, with errors that name them)."""
+    cdef Py_ssize_t n = len(changes), i
+    cdef object change, key, value
+    for i in range(n):
+        change = changes[i]
+        if not PyTuple_CheckExact(change) or PyTuple_GET_SIZE(change) != 2:
+            return i
+        key = <object>PyTuple_GET_ITEM(change, 0)
+        value = <object>PyTuple_GET_ITEM(change, 1)
+        if not PyBytes_CheckExact(key) or PyBytes_GET_SIZE(key) == 0 \
+                or PyBytes_GET_SIZE(key) > key_bytes_max \
+                or not (value is None or PyBytes_CheckExact(value)):
+            return i
+    return n
+
+
+def join3_many(bytes prefix, list middles, list ends):
+    """``[prefix + middles[i] + ends[i] ...]`` (each item ``bytes``) in one pass."""
+    cdef Py_ssize_t n = len(middles), i, a = PyBytes_GET_SIZE(prefix), b, c
+    if len(ends) != n:
+        raise ValueError("middles and ends must have the same length")
+    cdef list out = [None] * n
+    cdef object m, e, r
+    cdef char *p
+    for i in range(n):
+        m = middles[i]
+        e = ends[i]
+        if not PyBytes_CheckExact(m) or not PyBytes_CheckExact(e):
+            raise TypeError(f"item {i} must be bytes")
+        b = PyBytes_GET_SIZE(m)
+        c = PyBytes_GET_SIZE(e)
+        r = PyBytes_FromStringAndSize(NULL, a + b + c)
+        p = PyBytes_AS_STRING(r)
+        memcpy(p, PyBytes_AS_STRING(prefix), a)
+        memcpy(p + a, PyBytes_AS_STRING(m), b)
+        memcpy(p + a + b, PyBytes_AS_STRING(e), c)
+        out[i] = r
+    return out
+
+
+def append_prefixes(list payloads, list tails, Py_ssize_t count):
+    """``[payloads[i] + tails[i][:count] ...]`` (each item ``bytes``, tails at least ``count``
+    bytes) in one pass: a record followed by its tag."""
+    cdef Py_ssize_t n = len(payloads), i, b
+    if len(tails) != n:
+        raise ValueError("payloads and tails must have the same length")
+    cdef list out = [None] * n
+    cdef object m, t, r
+    cdef char *p
+    for i in range(n):
+        m = payloads[i]
+        t = tails[i]
+        if not PyBytes_CheckExact(m) or not PyBytes_CheckExact(t) \
+                or PyBytes_GET_SIZE(t) < count:
+            raise TypeError(f"item {i} must be bytes (a tail of at least {count} bytes)")
+        b = PyBytes_GET_SIZE(m)
+        r = PyBytes_FromStringAndSize(NULL, b + count)
+        p = PyBytes_AS_STRING(r)
+        memcpy(p, PyBytes_AS_STRING(m), b)
+        memcpy(p + b, PyBytes_AS_STRING(t), count)
+        out[i] = r
     return out

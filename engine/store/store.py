@@ -159,8 +159,13 @@ def _as_list(items, name: str) -> list:
 
 def _checked_changes(state_changes) -> list[tuple[bytes, bytes | None]]:
     """``(key, value)`` state changes with keys of 1..state_key_bytes_max bytes."""
-    changes = []
-    for i, change in enumerate(state_changes):
+    if type(state_changes) is not list:
+        state_changes = list(state_changes)
+    plain = _codec.plain_changes_end(state_changes, state_key_bytes_max)
+    if plain == len(state_changes):  # the common shape throughout: checked in one native pass
+        return state_changes
+    changes = state_changes[:plain]
+    for i, change in enumerate(state_changes[plain:], plain):
         # Fast path for the common shape; anything else gets the named checks below.
         if type(change) is tuple and len(change) == 2 and type(change[0]) is bytes \
                 and 0 < len(change[0]) <= state_key_bytes_max \

@@ -590,3 +590,23 @@ def test_save_block_tx_ids_list_checked_item_by_item(store):
     args2 = block_args(2, n_txs=2)
     store.save_block(**{**args2, "tx_ids": [memoryview(blake3(t)) for t in args2["txs"]]})
     assert store.find_tx(blake3(args2["txs"][1])).height == 2
+
+
+def test_state_changes_checked_natively_then_by_name():
+    """The common shape is accepted in one native pass; the first item of another shape and
+    everything after it get the checks that name them (a list or any iterable)."""
+    from engine.store._codec import plain_changes_end
+    from engine.store.store import _checked_changes
+
+    plain = [(b"k1", b"v"), (b"k2", None)]
+    assert plain_changes_end(plain, 4) == 2 and _checked_changes(plain) == plain
+    assert plain_changes_end([(b"k", b"v"), [b"k", b"v"]], 4) == 1
+    assert plain_changes_end([(b"", b"v")], 4) == 0
+    assert plain_changes_end([(b"long-key", b"v")], 4) == 0
+    assert plain_changes_end([(b"k", bytearray(b"v"))], 4) == 0
+    mixed = iter([(b"a", b"1"), (b"b", bytearray(b"2")), (b"c", None)])
+    assert _checked_changes(mixed) == [(b"a", b"1"), (b"b", b"2"), (b"c", None)]
+    with pytest.raises(TypeError, match=r"state_changes\[1\] must be a \(key, value\) tuple"):
+        _checked_changes([(b"a", b"1"), [b"b", b"2"]])
+    with pytest.raises(ValueError, match=r"state_changes\[2\] key"):
+        _checked_changes([(b"a", b"1"), (b"b", b"2"), (b"", b"3")])
