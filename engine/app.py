@@ -298,6 +298,17 @@ def parse_kv(payload: bytes) -> tuple[bytes, bytes] | None:
     return key, value
 
 
+def kv_ok(payload: bytes) -> bool:
+    """``parse_kv(payload) is not None`` without building the key and value (admission's
+    check): a key shorter than the reserved prefix cannot match it, because the payload
+    continues with ``=``, which the prefix does not hold."""
+    if type(payload) is not bytes:
+        return parse_kv(payload) is not None
+    i = payload.find(b"=")
+    return 0 < i <= KEY_BYTES_MAX and len(payload) - i - 1 <= VALUE_BYTES_MAX \
+        and not payload.startswith(RESERVED_PREFIX)
+
+
 #: kvstore payloads with this prefix change the validator set (``val:<64 hex>=<power>``).
 VAL_PREFIX = b"val:"
 #: The kvstore state key holding the validator admins (32-byte public keys, concatenated).
@@ -391,7 +402,7 @@ class KVStoreApp(Application):
             if not self._is_admin(tx.sender):
                 return CheckResult(_TX_NOT_ADMIN.code, _TX_NOT_ADMIN.log)
             return _CHECK_OK
-        if parse_kv(tx.payload) is None:
+        if not kv_ok(tx.payload):
             return CheckResult(1, "payload must be key=value with a non-empty key "
                                   f"(key <= {KEY_BYTES_MAX} bytes, value <= {VALUE_BYTES_MAX})")
         return _CHECK_OK

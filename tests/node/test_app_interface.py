@@ -8,6 +8,8 @@ import struct
 
 import aiohttp
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine import config, crypto, tx
 from engine.app import Application, BlockResult, Event, QueryResult, TxResult
@@ -194,3 +196,17 @@ def test_stopping_a_node_closes_its_subscribers(tmp_path):
         await client.close()
 
     run(main())
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(
+    st.binary(max_size=40),
+    st.builds(lambda k, v: k + b"=" + v, st.binary(max_size=300), st.binary(max_size=20)),
+    st.builds(lambda k, v: b"\xffengine/"[:k] + v, st.integers(0, 9), st.binary(max_size=12)),
+    st.builds(lambda n, m: b"k" * n + b"=" + b"v" * m, st.sampled_from([0, 1, 255, 256, 257]),
+              st.sampled_from([0, 4095, 4096, 4097]))))
+def test_kvstore_admission_check_agrees_with_parse_kv(payload):
+    from engine.app import kv_ok, parse_kv
+
+    assert kv_ok(payload) == (parse_kv(payload) is not None)
+    assert kv_ok(bytearray(payload)) == (parse_kv(payload) is not None)
