@@ -12,7 +12,14 @@ from engine.store import Store, StoreError, check_store
 from tests.store.helpers import save
 
 TRIALS = int(os.environ.get("ENGINE_CORRUPTION_TRIALS", "150"))
-SEED = int(os.environ.get("ENGINE_CORRUPTION_SEED", str(random.randrange(1 << 30))))
+# A fixed seed by default, so a run of the suite is reproducible; ENGINE_CORRUPTION_SEED=random
+# (or any number) explores further. Known limit, found that way: seed 509953218 (trial 141)
+# flips a high bit of a large value's size in an LMDB leaf node, and py-lmdb 3.0 touches every
+# page of a value it returns (its "preload") before the store can look at it, so the process
+# takes SIGBUS reading past the end of the file. Nothing in Python runs between LMDB and that
+# read; the store cannot turn it into an error (README, "Store": corruption).
+_SEED = os.environ.get("ENGINE_CORRUPTION_SEED", "20261204")
+SEED = random.randrange(1 << 30) if _SEED == "random" else int(_SEED)
 
 
 def _snapshot(store: Store) -> dict:
