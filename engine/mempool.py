@@ -122,6 +122,10 @@ def _decode_many(envelopes: list[bytes], ids: list[bytes]) -> list[Any]:
     return decode_verified_many(Tx, envelopes, ids)
 
 
+def _no_window(sender: bytes) -> Any:
+    raise AssertionError("no nonce table")  # bound only when nonces are not enforced
+
+
 def _suite_refusal(envelope: bytes, suite: Suite) -> str:
     from engine.tx import suite_refusal  # bound late, as _decode_with_id
 
@@ -473,6 +477,7 @@ class Mempool:
             self._check_tx_pending
         pending, priorities, disordered = self.pending, self._priority, self._disordered
         nonces, pooled_nonces = self._nonces, self._pooled_nonces
+        window: Callable[[bytes], Any] = nonces.window if nonces is not None else _no_window
         rejected = self.rejected
         admitted: list[bytes] = []
         # The verified envelopes decoded in one native call (None where not verified or off
@@ -495,7 +500,12 @@ class Mempool:
                         refused = (FULL, f"mempool is full ({len(pool)} txs, "
                                          + f"{self._pool_bytes} bytes)")
                     elif nonces is not None:
-                        refused = self._nonce_refusal(tx, tx_id)
+                        # Fresh for sure (the common case): above the sender's committed
+                        # highest and no pooled transaction of the sender has this nonce.
+                        mine = pooled_nonces.get(tx.sender)
+                        if (mine is not None and tx.nonce in mine) \
+                                or tx.nonce <= window(tx.sender).highest:
+                            refused = self._nonce_refusal(tx, tx_id)
                     if refused is None:
                         try:
                             check = check_tx(tx, pending) if with_pending else check_tx(tx)
