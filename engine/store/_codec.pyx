@@ -216,49 +216,28 @@ def plain_changes_end(list changes, Py_ssize_t key_bytes_max):
     return n
 
 
-def join3_many(bytes prefix, list middles, list ends):
-    """``[prefix + middles[i] + ends[i] ...]`` (each item ``bytes``) in one pass."""
-    cdef Py_ssize_t n = len(middles), i, a = PyBytes_GET_SIZE(prefix), b, c
-    if len(ends) != n:
-        raise ValueError("middles and ends must have the same length")
-    cdef list out = [None] * n
-    cdef object m, e, r
-    cdef char *p
-    for i in range(n):
-        m = middles[i]
-        e = ends[i]
-        if not PyBytes_CheckExact(m) or not PyBytes_CheckExact(e):
-            raise TypeError(f"item {i} must be bytes")
-        b = PyBytes_GET_SIZE(m)
-        c = PyBytes_GET_SIZE(e)
-        r = PyBytes_FromStringAndSize(NULL, a + b + c)
-        p = PyBytes_AS_STRING(r)
-        memcpy(p, PyBytes_AS_STRING(prefix), a)
-        memcpy(p + a, PyBytes_AS_STRING(m), b)
-        memcpy(p + a + b, PyBytes_AS_STRING(e), c)
-        out[i] = r
-    return out
-
-
-def append_prefixes(list payloads, list tails, Py_ssize_t count):
-    """``[payloads[i] + tails[i][:count] ...]`` (each item ``bytes``, tails at least ``count``
-    bytes) in one pass: a record followed by its tag."""
-    cdef Py_ssize_t n = len(payloads), i, b
+def concat_many(bytes prefix, list heads, list tails, Py_ssize_t tail_bytes=-1):
+    """``[prefix + heads[i] + tails[i][:tail_bytes] ...]`` (whole tails when ``tail_bytes`` is
+    -1; each item ``bytes``) in one pass: the hashing inputs and the sealed records of
+    engine/store/_records.py."""
+    cdef Py_ssize_t n = len(heads), i, a = PyBytes_GET_SIZE(prefix), b, c
     if len(tails) != n:
-        raise ValueError("payloads and tails must have the same length")
+        raise ValueError("heads and tails must have the same length")
     cdef list out = [None] * n
     cdef object m, t, r
     cdef char *p
     for i in range(n):
-        m = payloads[i]
+        m = heads[i]
         t = tails[i]
         if not PyBytes_CheckExact(m) or not PyBytes_CheckExact(t) \
-                or PyBytes_GET_SIZE(t) < count:
-            raise TypeError(f"item {i} must be bytes (a tail of at least {count} bytes)")
+                or PyBytes_GET_SIZE(t) < tail_bytes:
+            raise TypeError(f"item {i} must be bytes (tails of at least {tail_bytes} bytes)")
         b = PyBytes_GET_SIZE(m)
-        r = PyBytes_FromStringAndSize(NULL, b + count)
+        c = PyBytes_GET_SIZE(t) if tail_bytes < 0 else tail_bytes
+        r = PyBytes_FromStringAndSize(NULL, a + b + c)
         p = PyBytes_AS_STRING(r)
-        memcpy(p, PyBytes_AS_STRING(m), b)
-        memcpy(p + b, PyBytes_AS_STRING(t), count)
+        memcpy(p, PyBytes_AS_STRING(prefix), a)
+        memcpy(p + a, PyBytes_AS_STRING(m), b)
+        memcpy(p + a + b, PyBytes_AS_STRING(t), c)
         out[i] = r
     return out

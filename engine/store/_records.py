@@ -10,7 +10,7 @@ import struct
 
 from blake3 import blake3 as _blake3_pkg
 
-from engine.store._codec import append_prefixes, join3_many
+from engine.store._codec import concat_many
 
 TAG_BYTES = 16
 HEIGHT = struct.Struct(">Q")  # keys are big-endian so LMDB appends them in order
@@ -73,8 +73,8 @@ def seal_many(database: str, keys: list[bytes], payloads: list[bytes]) -> list[b
     if not payloads:
         return []
     inner = blake3_many(payloads)
-    outer = blake3_many(join3_many(database.encode() + b"\0", keys, inner))
-    return append_prefixes(payloads, outer, TAG_BYTES)
+    outer = blake3_many(concat_many(database.encode() + b"\0", keys, inner))
+    return concat_many(b"", payloads, outer, TAG_BYTES)
 
 
 def unseal_many(database: str, keys: list[bytes], values: list) -> list[bytes]:
@@ -89,7 +89,7 @@ def unseal_many(database: str, keys: list[bytes], values: list) -> list[bytes]:
             raise StoreCorruption(database, k, f"record of {len(v)} bytes is shorter than its tag")
     payloads = [bytes(v[:-TAG_BYTES]) for v in values]
     inner = blake3_many(payloads)
-    outer = blake3_many(join3_many(database.encode() + b"\0", list(keys), inner))
+    outer = blake3_many(concat_many(database.encode() + b"\0", list(keys), inner))
     for k, v, o in zip(keys, values, outer):
         if o[:TAG_BYTES] != v[-TAG_BYTES:]:
             raise StoreCorruption(database, k, "checksum mismatch")
