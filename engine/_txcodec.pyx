@@ -18,6 +18,7 @@ from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_SET_ITEM
 from libc.stdint cimport uint8_t, uint64_t
+from libc.string cimport memcpy
 
 cdef extern from "Python.h":
     # The allocator of tuple subclasses defined in Python (a named tuple's tp_alloc): a tuple
@@ -171,4 +172,33 @@ def split_records(const uint8_t[::1] data, Py_ssize_t count_max):
         pos += <Py_ssize_t>n
     if not out:
         raise ValueError("empty batch")
+    return out
+
+
+def join_chunks(bytes head, list items):
+    """``head`` then each item as a length-prefixed field (u32 LE length, then the bytes): a
+    block from its head and its transactions, in one allocation."""
+    cdef Py_ssize_t n = len(items), i, total = PyBytes_GET_SIZE(head), size
+    cdef object item
+    for i in range(n):
+        item = items[i]
+        if not PyBytes_CheckExact(item):
+            raise TypeError(f"items[{i}] must be bytes, not {type(item).__name__}")
+        size = PyBytes_GET_SIZE(item)
+        if size > 0xFFFFFFFF:
+            raise ValueError(f"items[{i}] is longer than a u32 length can say")
+        total += 4 + size
+    cdef object out = PyBytes_FromStringAndSize(NULL, total)
+    cdef uint8_t *p = <uint8_t *>PyBytes_AS_STRING(out)
+    memcpy(p, PyBytes_AS_STRING(head), PyBytes_GET_SIZE(head))
+    p += PyBytes_GET_SIZE(head)
+    for i in range(n):
+        item = items[i]
+        size = PyBytes_GET_SIZE(item)
+        p[0] = <uint8_t>(size & 0xff)
+        p[1] = <uint8_t>((size >> 8) & 0xff)
+        p[2] = <uint8_t>((size >> 16) & 0xff)
+        p[3] = <uint8_t>((size >> 24) & 0xff)
+        memcpy(p + 4, PyBytes_AS_STRING(item), size)
+        p += 4 + size
     return out

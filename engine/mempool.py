@@ -318,6 +318,15 @@ class Mempool:
         """:meth:`decoded` of each id, in one call (a block's worth)."""
         return list(map(self._decoded.get, tx_ids))
 
+    def envelopes(self, tx_ids: Sequence[bytes]) -> list[bytes | None]:
+        """:meth:`envelope` of each id, in one call (a compact proposal's worth)."""
+        return list(map(self._pool.get, tx_ids))
+
+    def unverified(self, tx_ids: Sequence[bytes]) -> list[int]:
+        """The indices of the ids this node has not verified (:meth:`is_verified`), in order."""
+        pool, verified = self._pool, self._verified
+        return [i for i, t in enumerate(tx_ids) if t not in pool and t not in verified]
+
     def is_verified(self, tx_id: bytes) -> bool:
         """Whether this node verified the transaction's signature (every pooled one was)."""
         return tx_id in self._pool or tx_id in self._verified
@@ -607,7 +616,7 @@ class Mempool:
     def verify_block_txs(self, envelopes: Sequence[bytes], tx_ids: Sequence[bytes]) -> list[bool]:
         """Signature verdicts for a proposed block's transactions, verifying only those this
         node has not verified before (call from a worker thread for large blocks)."""
-        todo = [i for i, t in enumerate(tx_ids) if not self.is_verified(t)]
+        todo = self.unverified(tx_ids)
         verdicts = [True] * len(envelopes)
         if todo:
             checked = self._verify([envelopes[i] for i in todo], self.chain_id, self._threads)
@@ -620,7 +629,7 @@ class Mempool:
     async def verify_ahead(self, envelopes: Sequence[bytes], tx_ids: Sequence[bytes]) -> None:
         """Verify, on the executor, the signatures of a proposal's transactions not verified
         yet; the valid ones are remembered, so ``verify_block_txs`` then costs lookups."""
-        todo = [i for i, t in enumerate(tx_ids) if not self.is_verified(t)]
+        todo = self.unverified(tx_ids)
         if not todo:
             return
         envs = [envelopes[i] for i in todo]

@@ -16,20 +16,19 @@ out and goes to the next round as for a proposal that never arrived.
 """
 from __future__ import annotations
 
-import struct
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from engine import consensus as cs
 from engine import limits
+from engine._txcodec import join_chunks
 from engine.block import Block, header_size, tx_root_of
 from engine.errors import ProtocolError
 from engine.suite import DEFAULT, Suite
 
 __all__ = ["CompactBlocks", "Pending", "assemble", "split_block"]
 
-_U32 = struct.Struct("<I")
 
 
 def split_block(raw: bytes, suite: Suite = DEFAULT) -> tuple[bytes, list[bytes], list[bytes]]:
@@ -42,8 +41,8 @@ def split_block(raw: bytes, suite: Suite = DEFAULT) -> tuple[bytes, list[bytes],
 
 
 def assemble(head: bytes, txs: Sequence[bytes]) -> bytes:
-    """The encoded block from its head and its transactions, in order."""
-    return b"".join([head, *(_U32.pack(len(t)) + t for t in txs)])
+    """The encoded block from its head and its transactions, in order (one native pass)."""
+    return join_chunks(head, list(txs))
 
 
 @dataclass
@@ -70,8 +69,9 @@ class CompactBlocks:
     """The receiving side: check a compact proposal, fill it from the pool, track what is
     missing, and take fetched envelopes."""
 
-    def __init__(self, lookup: Callable[[bytes], bytes | None], suite: Suite = DEFAULT):
-        self.lookup = lookup  # tx id -> envelope in our mempool, or None
+    def __init__(self, lookup: Callable[[list[bytes]], list[bytes | None]],
+                 suite: Suite = DEFAULT):
+        self.lookup = lookup  # tx ids -> their envelopes in our mempool (None: not pooled)
         self.suite = suite  # the chain's hash: block id, tx ids, tx root
         self._pending: OrderedDict[bytes, Pending] = OrderedDict()
 
@@ -94,7 +94,7 @@ class CompactBlocks:
             raise ProtocolError("compact proposal ids do not have the header's tx root")
         if b.height != proposal.height:
             raise ProtocolError("compact proposal head is for another height")
-        txs = [self.lookup(i) for i in ids]
+        txs = self.lookup(ids)
         pending = Pending(proposal, head, ids, txs, source,
                           {i for i, t in enumerate(txs) if t is None})
         if pending.missing:

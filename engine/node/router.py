@@ -52,7 +52,7 @@ class PeerRouter:
         self.wire = wire
         self.spawn = spawn
         self.counters = counters if counters is not None else Counters()
-        self.compact = CompactBlocks(mempool.envelope, validator.suite)
+        self.compact = CompactBlocks(mempool.envelopes, validator.suite)
         self._handlers: dict[int, Callable[..., None]] = {
             codec.STATUS: sync.on_status, codec.PROPOSAL: self._on_proposal,
             codec.VOTES: self._on_votes, codec.EVIDENCE: self._on_evidence,
@@ -160,8 +160,7 @@ class PeerRouter:
             block, ids = self.validator.decoded(self.validator.block_hash(raw), raw)
         except (ProtocolError, ValueError):
             return None
-        verified = self.mempool.is_verified
-        todo = [i for i, t in enumerate(ids) if not verified(t)]
+        todo = self.mempool.unverified(ids)
         if not todo:
             return None
         return [block.txs[i] for i in todo], [ids[i] for i in todo]

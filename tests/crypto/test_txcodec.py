@@ -150,3 +150,16 @@ def test_post_body_split_matches_the_reference(records, cut, junk, count_max):
             assert str(got.value) == str(e)
         else:
             assert split_envelopes(data, count_max) == want
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=20), st.lists(st.binary(max_size=300), max_size=10))
+def test_join_chunks_is_the_inverse_of_split_chunks(head, items):
+    from engine._txcodec import join_chunks, split_chunks
+
+    raw = join_chunks(head, items)
+    assert raw == head + b"".join(len(t).to_bytes(4, "little") + t for t in items)
+    if all(items):
+        assert split_chunks(raw, len(head), len(items)) == (items, len(raw))
+    with pytest.raises(TypeError, match=r"items\[0\]"):
+        join_chunks(head, [bytearray(b"x")])

@@ -51,7 +51,7 @@ def test_a_block_whose_transactions_are_all_pooled_is_complete_at_once():
     raw, txs = _block()
     head, _, ids = split_block(raw)
     pool = dict(zip(ids, txs))
-    compact = CompactBlocks(pool.get)
+    compact = CompactBlocks(lambda ids: [pool.get(i) for i in ids])
     pending = compact.open(_proposal(raw), head, ids, b"peer")
     assert not pending.missing and pending.block() == raw and len(compact) == 0
 
@@ -60,7 +60,7 @@ def test_missing_transactions_are_tracked_filled_and_checked():
     raw, txs = _block(6)
     head, _, ids = split_block(raw)
     pool = {ids[i]: txs[i] for i in (0, 2, 5)}
-    compact = CompactBlocks(pool.get)
+    compact = CompactBlocks(lambda ids: [pool.get(i) for i in ids])
     p = _proposal(raw)
     pending = compact.open(p, head, ids, b"peer")
     assert pending.missing == {1, 3, 4} and len(compact) == 1
@@ -80,7 +80,7 @@ def test_a_head_or_ids_that_do_not_belong_to_the_signed_proposal_are_refused():
     raw, _ = _block()
     head, _, ids = split_block(raw)
     other_raw, _ = _block()
-    compact = CompactBlocks(lambda _i: None)
+    compact = CompactBlocks(lambda ids: [None] * len(ids))
     with pytest.raises(ProtocolError, match="does not hash"):
         compact.open(_proposal(other_raw), head, ids, b"peer")
     swapped = ids[:-1] + [blake3(b"another tx")]
@@ -94,7 +94,7 @@ def test_a_head_or_ids_that_do_not_belong_to_the_signed_proposal_are_refused():
 
 
 def test_pending_blocks_are_bounded_and_forgotten_below_the_core_height():
-    compact = CompactBlocks(lambda _i: None)
+    compact = CompactBlocks(lambda ids: [None] * len(ids))
     opened = []
     for h in range(1, limits.compact_blocks_pending_max + 4):
         raw, _ = _block(2, height=h)
