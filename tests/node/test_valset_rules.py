@@ -294,7 +294,7 @@ def test_router_drops_and_counts_a_removed_validators_votes():
     driver, wire = _Driver({1: first, 2: second}), _Wire()
     nop = SimpleNamespace(on_status=None, on_get_blocks=None, on_blocks=None, on_pruned=None)
     router = PeerRouter(chain_id=CHAIN, validators=first, driver=driver,  # type: ignore[arg-type]
-                        mempool=SimpleNamespace(envelope=lambda _i: None),  # type: ignore[arg-type]
+                        mempool=SimpleNamespace(envelopes=lambda ids: [None] * len(ids)),  # type: ignore[arg-type]
                         validator=SimpleNamespace(suite=get_suite(None)),  # type: ignore[arg-type]
                         evidence=None, sync=nop,  # type: ignore[arg-type]
                         signatures=VerifiedSignatures(NullObserver()), wire=wire,  # type: ignore[arg-type]

@@ -380,15 +380,16 @@ def test_compact_proposals_check_heads_and_ids_in_the_chain_suite():
     assert ids == SM.hash_many(txs)
     proposal = cs.Proposal(3, 0, -1, block_id(raw, SM), 0, bytes(64))
     pool = dict(zip(ids[:3], txs[:3]))
-    pending = CompactBlocks(pool.get, SM).open(proposal, head, ids, b"peer")
+    lookup = lambda wanted: [pool.get(i) for i in wanted]
+    pending = CompactBlocks(lookup, SM).open(proposal, head, ids, b"peer")
     assert pending.missing == {3, 4}
-    done = CompactBlocks(pool.get, SM)
+    done = CompactBlocks(lookup, SM)
     done.open(proposal, head, ids, b"peer")
     complete = done.receive(proposal.block_hash, [3, 4], txs[3:])
     assert complete is not None and complete.block() == raw
     with pytest.raises(ProtocolError, match="does not hash to the proposal's block"):
-        CompactBlocks(pool.get).open(proposal, head, ids, b"peer")  # read as ed25519-blake3
+        CompactBlocks(lookup).open(proposal, head, ids, b"peer")  # read as ed25519-blake3
     with pytest.raises(ProtocolError, match="is not the one the block names"):
-        done2 = CompactBlocks(pool.get, SM)
+        done2 = CompactBlocks(lookup, SM)
         done2.open(proposal, head, ids, b"peer")
         done2.receive(proposal.block_hash, [3], [txs[4]])
