@@ -19,8 +19,8 @@
  *
  * Proofs of the bounds:
  *  - sm2x4_mul / sm2x4_sqr take a, b in T or L: limbs < 2^30, values < 4p. A product column k
- *    holds at most 9 terms a_i b_j < 2^60 (squaring: a_i (2 a_j) with 2 a_j < 2^31 on half of
- *    them, the same column value), so < 9 * 2^60 < 2^63.17. The reduction then adds to a column
+ *    holds at most 9 terms a_i b_j < 2^60 (squaring: the sum of at most 4 cross products,
+ *    < 2^62, doubled, plus a square: the same column value), so < 9 * 2^60 < 2^63.17. The reduction then adds to a column
  *    a carry < 2^64 / 2^29 = 2^35, q << 6 < 2^35 and q << 24 < 2^53 and subtracts q << 9 < 2^38
  *    and q << 21 < 2^50. To keep every column nonnegative when it is shifted, the columns start
  *    from a zero-valued bias: 2^51 in column 0, 2^51 - 2^22 in columns 1..16, -2^22 in column 17
@@ -158,53 +158,67 @@ SM2X4_INLINE __m256i sm2x4_mask(unsigned m) {
     return _mm256_cmpeq_epi64(v, bits);
 }
 
-/* Montgomery reduction of the 18 columns of sm2x4_mul / sm2x4_sqr (which started from the
- * bias of the top of the file): r = t / 2^261 mod p, T. */
-SM2X4_INLINE void sm2x4_redc(sm2x4_fe *r, __m256i t[18]) {
+/* Montgomery product a b / 2^261 mod p (bounds above), by product scanning: column j is the
+ * bias of the top of the file, the carry from column j - 1, the products a_i b_(j-i), and the
+ * reduction terms of the earlier multipliers q_(j-2) << 6, -q_(j-3) << 9, -q_(j-7) << 21 and
+ * q_(j-8) << 24; columns 0..8 give q_j (low 29 bits) and their carry, columns 9..16 give the
+ * result's limbs 0..7 and their carry, column 17 (no products) limb 8. One accumulator live at
+ * a time (AVX2 has 16 registers); the inputs are read from memory. sq selects squaring:
+ * the cross products once, doubled, plus the squares. */
+SM2X4_INLINE void sm2x4_mul_core(sm2x4_fe *r, const sm2x4_fe *a, const sm2x4_fe *b, int sq) {
     const __m256i m = _mm256_set1_epi64x(SM2X4_M29);
-    for (int i = 0; i < 9; i++) {
-        __m256i q = _mm256_and_si256(t[i], m);
-        t[i + 1] = _mm256_add_epi64(t[i + 1], _mm256_srli_epi64(t[i], 29));
-        t[i + 2] = _mm256_add_epi64(t[i + 2], _mm256_slli_epi64(q, 6));
-        t[i + 3] = _mm256_sub_epi64(t[i + 3], _mm256_slli_epi64(q, 9));
-        t[i + 7] = _mm256_sub_epi64(t[i + 7], _mm256_slli_epi64(q, 21));
-        t[i + 8] = _mm256_add_epi64(t[i + 8], _mm256_slli_epi64(q, 24));
+    const __m256i bias = _mm256_set1_epi64x(((long long)1 << 51) - ((long long)1 << 22));
+    __m256i q[9], carry = _mm256_set1_epi64x((long long)1 << 51), out[9];
+#pragma GCC unroll 18
+    for (int j = 0; j < 18; j++) {
+        __m256i acc;
+        if (j == 0) {
+            acc = carry; /* column 0's bias, 2^51 */
+        } else if (j == 17) {
+            acc = _mm256_sub_epi64(carry, _mm256_set1_epi64x((long long)1 << 22));
+        } else {
+            acc = _mm256_add_epi64(carry, bias);
+        }
+        const int lo = j > 8 ? j - 8 : 0, hi = j < 8 ? j : 8;
+        if (sq) {
+            __m256i cross = _mm256_setzero_si256();
+            int any = 0;
+#pragma GCC unroll 9
+            for (int i = lo; i <= hi; i++)
+                if (i < j - i) {
+                    cross = _mm256_add_epi64(cross, _mm256_mul_epu32(a->v[i], a->v[j - i]));
+                    any = 1;
+                }
+            if (any) acc = _mm256_add_epi64(acc, _mm256_add_epi64(cross, cross));
+            if ((j & 1) == 0 && j / 2 <= 8)
+                acc = _mm256_add_epi64(acc, _mm256_mul_epu32(a->v[j / 2], a->v[j / 2]));
+        } else {
+#pragma GCC unroll 9
+            for (int i = lo; i <= hi; i++)
+                acc = _mm256_add_epi64(acc, _mm256_mul_epu32(a->v[i], b->v[j - i]));
+        }
+        if (j >= 2 && j - 2 <= 8) acc = _mm256_add_epi64(acc, _mm256_slli_epi64(q[j - 2], 6));
+        if (j >= 3 && j - 3 <= 8) acc = _mm256_sub_epi64(acc, _mm256_slli_epi64(q[j - 3], 9));
+        if (j >= 7 && j - 7 <= 8) acc = _mm256_sub_epi64(acc, _mm256_slli_epi64(q[j - 7], 21));
+        if (j >= 8 && j - 8 <= 8) acc = _mm256_add_epi64(acc, _mm256_slli_epi64(q[j - 8], 24));
+        if (j < 17) {
+            if (j <= 8)
+                q[j] = _mm256_and_si256(acc, m);
+            else
+                out[j - 9] = _mm256_and_si256(acc, m);
+            carry = _mm256_srli_epi64(acc, 29);
+        } else {
+            out[8] = acc;
+        }
     }
-    __m256i l[9];
-    for (int i = 0; i < 9; i++) l[i] = t[9 + i];
-    sm2x4_carry(l);
-    for (int i = 0; i < 9; i++) r->v[i] = l[i];
+    for (int i = 0; i < 9; i++) r->v[i] = out[i];
 }
 
-SM2X4_INLINE void sm2x4_bias(__m256i t[18]) {
-    const __m256i b = _mm256_set1_epi64x(((long long)1 << 51) - ((long long)1 << 22));
-    t[0] = _mm256_set1_epi64x((long long)1 << 51);
-    for (int i = 1; i < 17; i++) t[i] = b;
-    t[17] = _mm256_set1_epi64x(-((long long)1 << 22));
-}
-
-/* Montgomery product a b / 2^261 mod p (bounds above). */
 SM2X4_INLINE void sm2x4_mul(sm2x4_fe *r, const sm2x4_fe *a, const sm2x4_fe *b) {
-    __m256i t[18];
-    sm2x4_bias(t);
-    for (int i = 0; i < 9; i++)
-        for (int j = 0; j < 9; j++)
-            t[i + j] = _mm256_add_epi64(t[i + j], _mm256_mul_epu32(a->v[i], b->v[j]));
-    sm2x4_redc(r, t);
+    sm2x4_mul_core(r, a, b, 0);
 }
 
-/* Squaring: each cross product once, against the doubled limb. */
-SM2X4_INLINE void sm2x4_sqr(sm2x4_fe *r, const sm2x4_fe *a) {
-    __m256i t[18], d[9];
-    sm2x4_bias(t);
-    for (int i = 0; i < 9; i++) d[i] = _mm256_add_epi64(a->v[i], a->v[i]);
-    for (int i = 0; i < 9; i++) {
-        t[2 * i] = _mm256_add_epi64(t[2 * i], _mm256_mul_epu32(a->v[i], a->v[i]));
-        for (int j = i + 1; j < 9; j++)
-            t[i + j] = _mm256_add_epi64(t[i + j], _mm256_mul_epu32(a->v[i], d[j]));
-    }
-    sm2x4_redc(r, t);
-}
+SM2X4_INLINE void sm2x4_sqr(sm2x4_fe *r, const sm2x4_fe *a) { sm2x4_mul_core(r, a, a, 1); }
 
 /* T in: the representative in [0, p) (T). */
 SM2X4_INLINE void sm2x4_canon(sm2x4_fe *r, const sm2x4_fe *a) {
