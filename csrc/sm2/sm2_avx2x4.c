@@ -52,8 +52,7 @@ static inline void x4_dbl(sm2x4_jac *r, const sm2x4_jac *p) {
     sm2x4_sub(&t0, &p->x, &delta);
     sm2x4_add_lazy(&t1, &p->x, &delta); /* L */
     sm2x4_mul(&alpha, &t0, &t1);
-    sm2x4_add_lazy(&t0, &alpha, &alpha); /* L, < 4p */
-    sm2x4_add(&alpha, &t0, &alpha);      /* 3 alpha < 6p in: T */
+    sm2x4_mul3(&alpha, &alpha);
     sm2x4_mul(&t0, &p->y, &p->z);
     sm2x4_add_lazy(&r->z, &t0, &t0); /* 2 Y Z: L */
     sm2x4_shl(&beta, &beta, 2);      /* 4 beta: T */

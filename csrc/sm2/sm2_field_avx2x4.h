@@ -20,8 +20,8 @@
  * Proofs of the bounds:
  *  - sm2x4_mul / sm2x4_sqr take a, b in T or L: limbs < 2^30, values < 4p. A product column k
  *    holds at most 9 terms a_i b_j < 2^60 (squaring: the sum of at most 4 cross products,
- *    < 2^62, doubled, plus a square: the same column value), so < 9 * 2^60 < 2^63.17. The reduction then adds to a column
- *    a carry < 2^64 / 2^29 = 2^35, q << 6 < 2^35 and q << 24 < 2^53 and subtracts q << 9 < 2^38
+ *    < 2^62, doubled, plus a square: the same column value), so < 9 * 2^60 < 2^63.17. The
+ *    reduction then adds to a column a carry < 2^64 / 2^29 = 2^35, q << 6 < 2^35 and q << 24 < 2^53 and subtracts q << 9 < 2^38
  *    and q << 21 < 2^50. To keep every column nonnegative when it is shifted, the columns start
  *    from a zero-valued bias: 2^51 in column 0, 2^51 - 2^22 in columns 1..16, -2^22 in column 17
  *    (2^51 in column k equals 2^22 in column k + 1, so the sum is 0, and 2^51 = 0 mod 2^29 does
@@ -31,16 +31,17 @@
  *    subtractions may wrap in between; the value that is shifted is in range). Column 17 is never
  *    shifted: it ends as the top of a nonnegative value. The result (a b + Q p) / 2^261 with
  *    Q < 2^261 is below 16 p^2 / 2^261 + p < 2p (16 p < 2^261), carried to T.
- *  - sm2x4_add: a + b with every limb < 2^32 and value < 2^262 (e.g. T + T, L + T, L + L, two
- *    sums of lazy sums), carried (nonnegative limbs: logical shifts are exact), so limb 8 < 2^30;
- *    the bits at 2^256 and above, h = limb 8 >> 24 < 64, are replaced by
- *    h (2^224 + 2^96 - 2^64 + 1), p's congruence for 2^256, written with nonnegative terms:
- *    h << 21 in limb 7, h (2^38 - 2^6) in limb 2 (= h 2^96 - h 2^64), h in limb 0. The value is
- *    then below 2^256 + 64 (2^224 + 2^96) < 2p; carried again: T.
- *  - sm2x4_sub: a - b + 4p for b in T and a with limbs < 2^31 and value < 2^261 - 4p. 4p is
- *    written with every limb in [2^29, 2^30) below the top (SM2X4_4P) and top 2^26 - 2 > b's
- *    limb 8, so every limb of a - b + 4p is nonnegative; the value is below 2^262 and is folded
- *    and carried as in add: T. sm2x4_neg is 0 - a.
+ *  - sm2x4_add, sm2x4_shl, sm2x4_mul3: the sum (or multiple) has nonnegative limbs < 2^34
+ *    (e.g. T + T, L + T, L + L, T 2^4); sm2x4_fold_carry first replaces the bits of limb 8 at
+ *    2^256 and above, h = limb 8 >> 24 < 2^10, by h (2^224 + 2^96 - 2^64 + 1), p's congruence
+ *    for 2^256, written with nonnegative terms (h << 21 in limb 7, h (2^38 - 2^6) in limb 2,
+ *    = h 2^96 - h 2^64, h in limb 0), and then carries once: limb 7 is below 2^34 + 2^31 plus
+ *    a carry < 2^6, so it passes less than 2^6 on and limb 8 ends below 2^24 + 2^6; the value
+ *    is below 2^256 + 2^238 < 2p and every limb below 2^29: T.
+ *  - sm2x4_sub: a - b + 4p for b in T and a with limbs < 2^33. 4p is written with every limb
+ *    in [2^29, 2^30) below the top (SM2X4_4P) and top 2^26 - 2 > b's limb 8 (< 2^25), so every
+ *    limb of a - b + 4p is nonnegative and below 2^34: folded and carried as in add: T.
+ *    sm2x4_neg is 0 - a.
  *  - sm2x4_canon: T in, the representative in [0, p) out (T).
  * Nothing here branches on lane values.
  */
@@ -95,9 +96,13 @@ SM2X4_INLINE void sm2x4_carry(__m256i l[9]) {
     }
 }
 
-/* Carried limbs with limb 8 < 2^30 in; the bits at 2^256 and above folded (see the top of the
- * file) and carried again: T out. */
-SM2X4_INLINE void sm2x4_fold(__m256i l[9]) {
+/* Nonnegative limbs < 2^34 in (any such value): the bits of limb 8 at 2^256 and above,
+ * h = limb 8 >> 24 < 2^10, are replaced by h (2^224 + 2^96 - 2^64 + 1) (p's congruence for
+ * 2^256, with nonnegative terms: h << 21 in limb 7, h (2^38 - 2^6) in limb 2, h in limb 0),
+ * then one carry pass. Limb 7 is then below 2^34 + 2^31 + a carry < 2^6, so its carry is
+ * below 2^6 and the new limb 8 below 2^24 + 2^6: the value is below 2^256 + 2^238 < 2p, every
+ * limb below 2^29: T. */
+SM2X4_INLINE void sm2x4_fold_carry(__m256i l[9]) {
     __m256i h = _mm256_srli_epi64(l[8], 24);
     l[8] = _mm256_and_si256(l[8], _mm256_set1_epi64x((1 << 24) - 1));
     l[7] = _mm256_add_epi64(l[7], _mm256_slli_epi64(h, 21));                      /* 2^224 */
@@ -107,11 +112,11 @@ SM2X4_INLINE void sm2x4_fold(__m256i l[9]) {
     sm2x4_carry(l);
 }
 
+/* a + b, limbs of the sum < 2^34 (T + T, L + T, L + L, ...): T. */
 SM2X4_INLINE void sm2x4_add(sm2x4_fe *r, const sm2x4_fe *a, const sm2x4_fe *b) {
     __m256i l[9];
     for (int i = 0; i < 9; i++) l[i] = _mm256_add_epi64(a->v[i], b->v[i]);
-    sm2x4_carry(l);
-    sm2x4_fold(l);
+    sm2x4_fold_carry(l);
     for (int i = 0; i < 9; i++) r->v[i] = l[i];
 }
 
@@ -120,12 +125,19 @@ SM2X4_INLINE void sm2x4_add_lazy(sm2x4_fe *r, const sm2x4_fe *a, const sm2x4_fe 
     for (int i = 0; i < 9; i++) r->v[i] = _mm256_add_epi64(a->v[i], b->v[i]);
 }
 
-/* a 2^k for a in T (or L with k <= 2), k <= 4: limbs < 2^34, value < 2^262; folded: T. */
+/* a 2^k for a in T (or L with k <= 3), k <= 4: limbs < 2^34; T. */
 SM2X4_INLINE void sm2x4_shl(sm2x4_fe *r, const sm2x4_fe *a, int k) {
     __m256i l[9];
     for (int i = 0; i < 9; i++) l[i] = _mm256_slli_epi64(a->v[i], k);
-    sm2x4_carry(l);
-    sm2x4_fold(l);
+    sm2x4_fold_carry(l);
+    for (int i = 0; i < 9; i++) r->v[i] = l[i];
+}
+
+/* 3 a for a in T or L: limbs < 2^32; T. */
+SM2X4_INLINE void sm2x4_mul3(sm2x4_fe *r, const sm2x4_fe *a) {
+    __m256i l[9];
+    for (int i = 0; i < 9; i++) l[i] = _mm256_add_epi64(a->v[i], _mm256_add_epi64(a->v[i], a->v[i]));
+    sm2x4_fold_carry(l);
     for (int i = 0; i < 9; i++) r->v[i] = l[i];
 }
 
@@ -135,8 +147,7 @@ SM2X4_INLINE void sm2x4_sub(sm2x4_fe *r, const sm2x4_fe *a, const sm2x4_fe *b) {
     for (int i = 0; i < 9; i++)
         l[i] = _mm256_add_epi64(_mm256_sub_epi64(a->v[i], b->v[i]),
                                 _mm256_set1_epi64x((long long)SM2X4_4P[i]));
-    sm2x4_carry(l);
-    sm2x4_fold(l);
+    sm2x4_fold_carry(l);
     for (int i = 0; i < 9; i++) r->v[i] = l[i];
 }
 
