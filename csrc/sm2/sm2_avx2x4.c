@@ -66,21 +66,21 @@ static inline void x4_dbl(sm2x4_jac *r, const sm2x4_jac *p) {
     sm2x4_sub(&r->y, &t0, &t1);
 }
 
-/* The end both additions share: X3 = rr^2 - J - 2V, Y3 = rr (V - X3) - 2 y1 J (y1 is read
- * before r->y is written, so r may be the first operand). rr may be L. */
+/* The end both additions share: X3 = rr^2 - J - 2V, Y3 = rr (V - X3) - 2 y1 J (the first
+ * point's X is not read here and y1 is read before r->y is written, so r may be the first
+ * point). rr may be L. */
 static inline void x4_add_finish(sm2x4_jac *r, const sm2x4_fe *rr, const sm2x4_fe *j,
                                  const sm2x4_fe *v, const sm2x4_fe *y1) {
-    sm2x4_fe t0, t1, x3;
+    sm2x4_fe t0, t1;
     sm2x4_sqr(&t0, rr);
     sm2x4_sub(&t0, &t0, j);
     sm2x4_add(&t1, v, v);
-    sm2x4_sub(&x3, &t0, &t1);
-    sm2x4_sub(&t0, v, &x3);
+    sm2x4_sub(&r->x, &t0, &t1); /* the first point's X is no longer read */
+    sm2x4_sub(&t0, v, &r->x);
     sm2x4_mul(&t0, rr, &t0);
     sm2x4_mul(&t1, y1, j);
-    sm2x4_add(&t1, &t1, &t1);
+    sm2x4_shl(&t1, &t1, 1);
     sm2x4_sub(&r->y, &t0, &t1);
-    r->x = x3;
 }
 
 /* madd-2007-bl with Z3 = 2 Z1 H: r = p + (qx, qy) (r may be p; qx, qy in T). Wrong only when

@@ -179,7 +179,7 @@ SM2X4_INLINE __m256i sm2x4_mask(unsigned m) {
 SM2X4_INLINE void sm2x4_mul_core(sm2x4_fe *r, const sm2x4_fe *a, const sm2x4_fe *b, int sq) {
     const __m256i m = _mm256_set1_epi64x(SM2X4_M29);
     const __m256i bias = _mm256_set1_epi64x(((long long)1 << 51) - ((long long)1 << 22));
-    __m256i q[9], carry = _mm256_set1_epi64x((long long)1 << 51), out[9];
+    __m256i q[9], carry = _mm256_set1_epi64x((long long)1 << 51);
 #pragma GCC unroll 18
     for (int j = 0; j < 18; j++) {
         __m256i acc;
@@ -215,14 +215,13 @@ SM2X4_INLINE void sm2x4_mul_core(sm2x4_fe *r, const sm2x4_fe *a, const sm2x4_fe 
         if (j < 17) {
             if (j <= 8)
                 q[j] = _mm256_and_si256(acc, m);
-            else
-                out[j - 9] = _mm256_and_si256(acc, m);
+            else /* limb j - 9 of a and b is not read from column j on: r may be a or b */
+                r->v[j - 9] = _mm256_and_si256(acc, m);
             carry = _mm256_srli_epi64(acc, 29);
         } else {
-            out[8] = acc;
+            r->v[8] = acc;
         }
     }
-    for (int i = 0; i < 9; i++) r->v[i] = out[i];
 }
 
 SM2X4_INLINE void sm2x4_mul(sm2x4_fe *r, const sm2x4_fe *a, const sm2x4_fe *b) {
