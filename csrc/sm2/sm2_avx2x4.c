@@ -408,7 +408,7 @@ int engine_sm2_check4_avx2(const sm2_key *const keys[8], const sm2x8_job *jobs, 
     sm2x4_mul(&want, &c, &z2);
     yes |= sm2x4_equal(&want, &acc.x) & cn_ok;
     for (int l = 0; l < count; l++)
-        verdict[l] = (int8_t)(((zero >> l) & 1) ? -1 : ((yes >> l) & 1));
+        verdict[l] = (int8_t)(((zero >> l) & 1) ? -1 : (int)((yes >> l) & 1));
     return 0;
 }
 

@@ -178,40 +178,60 @@ SM2X4_INLINE __m256i sm2x4_mask(unsigned m) {
  * the cross products once, doubled, plus the squares. */
 SM2X4_INLINE void sm2x4_mul_core(sm2x4_fe *r, const sm2x4_fe *a, const sm2x4_fe *b, int sq) {
     const __m256i m = _mm256_set1_epi64x(SM2X4_M29);
-    const __m256i bias = _mm256_set1_epi64x(((long long)1 << 51) - ((long long)1 << 22));
-    __m256i q[9], carry = _mm256_set1_epi64x((long long)1 << 51);
+    __m256i q[9], carry = _mm256_setzero_si256();
 #pragma GCC unroll 18
     for (int j = 0; j < 18; j++) {
-        __m256i acc;
-        if (j == 0) {
-            acc = carry; /* column 0's bias, 2^51 */
-        } else if (j == 17) {
-            acc = _mm256_sub_epi64(carry, _mm256_set1_epi64x((long long)1 << 22));
-        } else {
-            acc = _mm256_add_epi64(carry, bias);
-        }
+        /* The terms of column j other than the carry, summed as a tree (four partial sums) so
+         * that the carry, the only input on the serial path from column to column, comes last. */
+        __m256i part[4];
+        int np = 0;
+#define SM2X4_TERM(x)                                                                           \
+    do {                                                                                        \
+        __m256i term_ = (x);                                                                    \
+        if (np < 4) part[np] = term_;                                                           \
+        else part[np & 3] = _mm256_add_epi64(part[np & 3], term_);                              \
+        np++;                                                                                   \
+    } while (0)
+        if (j == 0)
+            SM2X4_TERM(_mm256_set1_epi64x((long long)1 << 51));
+        else if (j == 17)
+            SM2X4_TERM(_mm256_set1_epi64x(-((long long)1 << 22)));
+        else
+            SM2X4_TERM(_mm256_set1_epi64x(((long long)1 << 51) - ((long long)1 << 22)));
         const int lo = j > 8 ? j - 8 : 0, hi = j < 8 ? j : 8;
         if (sq) {
-            __m256i cross = _mm256_setzero_si256();
-            int any = 0;
+            __m256i cross[2];
+            int nc = 0;
 #pragma GCC unroll 9
             for (int i = lo; i <= hi; i++)
                 if (i < j - i) {
-                    cross = _mm256_add_epi64(cross, _mm256_mul_epu32(a->v[i], a->v[j - i]));
-                    any = 1;
+                    __m256i pr = _mm256_mul_epu32(a->v[i], a->v[j - i]);
+                    cross[nc & 1] = nc < 2 ? pr : _mm256_add_epi64(cross[nc & 1], pr);
+                    nc++;
                 }
-            if (any) acc = _mm256_add_epi64(acc, _mm256_add_epi64(cross, cross));
+            if (nc) {
+                __m256i c = nc > 1 ? _mm256_add_epi64(cross[0], cross[1]) : cross[0];
+                SM2X4_TERM(_mm256_add_epi64(c, c));
+            }
             if ((j & 1) == 0 && j / 2 <= 8)
-                acc = _mm256_add_epi64(acc, _mm256_mul_epu32(a->v[j / 2], a->v[j / 2]));
+                SM2X4_TERM(_mm256_mul_epu32(a->v[j / 2], a->v[j / 2]));
         } else {
 #pragma GCC unroll 9
-            for (int i = lo; i <= hi; i++)
-                acc = _mm256_add_epi64(acc, _mm256_mul_epu32(a->v[i], b->v[j - i]));
+            for (int i = lo; i <= hi; i++) SM2X4_TERM(_mm256_mul_epu32(a->v[i], b->v[j - i]));
         }
-        if (j >= 2 && j - 2 <= 8) acc = _mm256_add_epi64(acc, _mm256_slli_epi64(q[j - 2], 6));
+        if (j >= 2 && j - 2 <= 8) SM2X4_TERM(_mm256_slli_epi64(q[j - 2], 6));
+        if (j >= 8 && j - 8 <= 8) SM2X4_TERM(_mm256_slli_epi64(q[j - 8], 24));
+#undef SM2X4_TERM
+        __m256i acc = part[0];
+        if (np > 2) {
+            __m256i u = np > 3 ? _mm256_add_epi64(part[2], part[3]) : part[2];
+            acc = _mm256_add_epi64(_mm256_add_epi64(part[0], part[1]), u);
+        } else if (np == 2) {
+            acc = _mm256_add_epi64(part[0], part[1]);
+        }
         if (j >= 3 && j - 3 <= 8) acc = _mm256_sub_epi64(acc, _mm256_slli_epi64(q[j - 3], 9));
         if (j >= 7 && j - 7 <= 8) acc = _mm256_sub_epi64(acc, _mm256_slli_epi64(q[j - 7], 21));
-        if (j >= 8 && j - 8 <= 8) acc = _mm256_add_epi64(acc, _mm256_slli_epi64(q[j - 8], 24));
+        if (j > 0) acc = _mm256_add_epi64(acc, carry);
         if (j < 17) {
             if (j <= 8)
                 q[j] = _mm256_and_si256(acc, m);
