@@ -30,7 +30,7 @@
 #define LANES_MIN_WARM 3
 #define LANES_MIN_KEYS 2
 #define LANES4_MIN_NEW 2
-#define LANES4_MIN_WARM 2
+#define LANES4_MIN_WARM 3
 #define LANES4_MIN_KEYS 2
 
 sm2_aff engine_sm2_comb[SM2_COMB_POSITIONS][SM2_COMB_POINTS];

@@ -277,20 +277,44 @@ SM2X4_INLINE unsigned sm2x4_is_zero(const sm2x4_fe *a) {
     return sm2x4_equal(a, &z);
 }
 
-/* a^(p-2) = a^-1 (0 for 0), fixed 4-bit windows over the public exponent p - 2. */
+SM2X4_INLINE void sm2x4_sqr_n(sm2x4_fe *r, const sm2x4_fe *a, int n) {
+    sm2x4_sqr(r, a);
+    for (int i = 1; i < n; i++) sm2x4_sqr(r, r);
+}
+
+/* a^(p-2) = a^-1 (0 for 0) by an addition chain over the public exponent
+ * p - 2 = 2^256 - 2^224 - 2^96 + 2^64 - 3 (binary: 31 ones, a zero, 128 ones, 32 zeros,
+ * 62 ones, a zero, a one), with x_k = a^(2^k - 1): 256 squarings and 15 products. */
 static inline void sm2x4_inv(sm2x4_fe *r, const sm2x4_fe *a) {
-    static const uint64_t e[4] = {0xfffffffffffffffdULL, 0xffffffff00000000ULL,
-                                  0xffffffffffffffffULL, 0xfffffffeffffffffULL};
-    sm2x4_fe tbl[16], acc;
-    sm2x4_const(&tbl[0], SM2X4_ONE);
-    tbl[1] = *a;
-    for (int i = 2; i < 16; i++) sm2x4_mul(&tbl[i], &tbl[i - 1], a);
-    acc = tbl[(e[3] >> 60) & 15];
-    for (int nib = 62; nib >= 0; nib--) {
-        for (int k = 0; k < 4; k++) sm2x4_sqr(&acc, &acc);
-        sm2x4_mul(&acc, &acc, &tbl[(e[nib / 16] >> (4 * (nib % 16))) & 15]);
+    sm2x4_fe x2, x3, x6, x12, x24, x30, x31, x32, t;
+    sm2x4_sqr(&x2, a);
+    sm2x4_mul(&x2, &x2, a);
+    sm2x4_sqr(&x3, &x2);
+    sm2x4_mul(&x3, &x3, a);
+    sm2x4_sqr_n(&x6, &x3, 3);
+    sm2x4_mul(&x6, &x6, &x3);
+    sm2x4_sqr_n(&x12, &x6, 6);
+    sm2x4_mul(&x12, &x12, &x6);
+    sm2x4_sqr_n(&x24, &x12, 12);
+    sm2x4_mul(&x24, &x24, &x12);
+    sm2x4_sqr_n(&x30, &x24, 6);
+    sm2x4_mul(&x30, &x30, &x6);
+    sm2x4_sqr(&x31, &x30);
+    sm2x4_mul(&x31, &x31, a);
+    sm2x4_sqr(&x32, &x31);
+    sm2x4_mul(&x32, &x32, a);
+    sm2x4_sqr(&t, &x31); /* 31 ones, then the zero */
+    for (int i = 0; i < 4; i++) { /* 128 ones */
+        sm2x4_sqr_n(&t, &t, 32);
+        sm2x4_mul(&t, &t, &x32);
     }
-    *r = acc;
+    sm2x4_sqr_n(&t, &t, 32); /* 32 zeros */
+    sm2x4_sqr_n(&t, &t, 32); /* 32 ones */
+    sm2x4_mul(&t, &t, &x32);
+    sm2x4_sqr_n(&t, &t, 30); /* 30 ones */
+    sm2x4_mul(&t, &t, &x30);
+    sm2x4_sqr_n(&t, &t, 2); /* 0, 1 */
+    sm2x4_mul(r, &t, a);
 }
 
 /* Limb i (29 bits; the top one 24) of a 256-bit integer (four little-endian 64-bit words). */
