@@ -416,7 +416,9 @@ int engine_sm2_check4_avx2(const sm2_key *const keys[8], const sm2x8_job *jobs, 
  * Montgomery form and back): 0 a b, 1 a^2, 2 a + b, 3 a - b, 4 a^-1, 5 -a; out canonical.
  * Op 6: the raw product of a and b taken as Montgomery residues already (their limbs as they
  * are), out = a b 2^-261 mod p. Op 7: lazy sums a + a and b + b (class L) fed to the product,
- * out = 4 a b 2^-261 mod p. Op 8: 2^4 a (sm2x4_shl). */
+ * out = 4 a b 2^-261 mod p. Op 8: 2^4 a (sm2x4_shl). Op 9: a chain whose operands are the
+ * results of additions (subtractions of subtractions, a lazy sum of two, 3 and 2^4 times one):
+ * ((a - b) + (3b - a)) 48 (a - 2b). */
 int engine_sm2_field4_avx2(int op, const uint64_t a[4][4], const uint64_t b[4][4],
                            uint64_t out[4][4]) {
     sm2x4_fe fa, fb, r;
@@ -442,6 +444,17 @@ int engine_sm2_field4_avx2(int op, const uint64_t a[4][4], const uint64_t b[4][4
     case 4: sm2x4_inv(&r, &fa); break;
     case 5: sm2x4_neg(&r, &fa); break;
     case 8: sm2x4_shl(&r, &fa, 4); break;
+    case 9: { /* ((a - b) + (3b - a)) 48 (a - 2b) */
+        sm2x4_fe s1, s2, s3, l, u;
+        sm2x4_sub(&s1, &fa, &fb);
+        sm2x4_sub(&s2, &s1, &fb);
+        sm2x4_sub(&s3, &fb, &s2);
+        sm2x4_add_lazy(&l, &s1, &s3);
+        sm2x4_mul3(&u, &s2);
+        sm2x4_shl(&u, &u, 4);
+        sm2x4_mul(&r, &l, &u);
+        break;
+    }
     default: return -1;
     }
     sm2x4_fe one;
