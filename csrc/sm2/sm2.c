@@ -155,15 +155,28 @@ static int find_key(const verify_ctx *ctx, const uint8_t pk[64], sm2_key *key) {
     return 1;
 }
 
-/* New keys of a task decoded core.lanes at a time (AVX-512: 8, AVX2: 4); live[i] cleared for
- * the invalid ones. */
+/* New keys of a task decoded core.lanes at a time (AVX-512: 8, AVX2: 4; on AVX2 all of them in
+ * one keys_many call, which shares one inversion); live[i] cleared for the invalid ones. The
+ * Z of the valid keys are then hashed eight at a time. */
 static void decode_new_keys(const verify_ctx *ctx, size_t first, task_item *its, uint8_t *live,
                             const size_t *idx, size_t count) {
     const size_t width = (size_t)ctx->core.lanes;
     const int lanes_min = width == 8 ? LANES_MIN_KEYS : LANES4_MIN_KEYS;
+    /* AVX2: all the task's new keys at once, one lane inversion for all (count <= TASK_ITEMS) */
+    uint8_t ok_all[TASK_ITEMS];
+    int all = 0;
+    if (ctx->core.keys_many && count >= (size_t)lanes_min) {
+        sm2_key *keys[TASK_ITEMS];
+        const uint8_t *pks[TASK_ITEMS];
+        for (size_t k = 0; k < count; k++) {
+            keys[k] = &its[idx[k]].key;
+            pks[k] = ctx->items[first + idx[k]].pk;
+        }
+        all = ctx->core.keys_many(keys, pks, (int)count, ok_all) == 0;
+    }
     for (size_t g = 0; g < count; g += width) {
         int lanes = (int)(count - g < width ? count - g : width);
-        if (lanes < lanes_min) { /* one key: the scalar decoding costs less */
+        if (!all && lanes < lanes_min) { /* one key: the scalar decoding costs less */
             for (int l = 0; l < lanes; l++) {
                 size_t i = idx[g + (size_t)l];
                 const uint8_t *pk = ctx->items[first + i].pk;
@@ -182,7 +195,10 @@ static void decode_new_keys(const verify_ctx *ctx, size_t first, task_item *its,
             keys[l] = &its[i].key;
             pks[l] = ctx->items[first + i].pk;
         }
-        ctx->core.keys8(keys, pks, lanes, ok);
+        if (all)
+            memcpy(ok, ok_all + g, (size_t)lanes);
+        else
+            ctx->core.keys8(keys, pks, lanes, ok);
         /* Z of the valid keys side by side in the SM3 lanes (user IDs short enough to be
          * cached; a longer one goes through finish_new_key) */
         uint8_t zbuf[8][2 + SM2_UID_CACHED_MAX + 192];

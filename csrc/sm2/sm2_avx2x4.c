@@ -203,18 +203,26 @@ static void build_comb29(void) {
 
 /* ---- key decoding -------------------------------------------------------------------------- */
 
-int engine_sm2_keys4_avx2(sm2_key *const keys[8], const uint8_t *const pks[8], int count,
-                          uint8_t ok[8]) {
-    if (count < 1 || count > 4) return -1;
-    uint64_t xs[4][4], ys[4][4];
+/* A group of four keys between the two halves of the decoding: the Jacobian odd multiples, the
+ * running products of their Z (Montgomery's trick) and the validity bits. */
+typedef struct {
+    sm2x4_jac pts[SM2_WNAF_POINTS];
+    sm2x4_fe prod[SM2_WNAF_POINTS];
+    unsigned on;
     uint8_t pre[4];
+} x4_keygroup;
+
+/* First half: the on-curve check and 1P..15P of up to four keys (lanes past count repeat lane
+ * 0's key). */
+static void x4_keys_begin(x4_keygroup *g, const uint8_t *const pks[], int count) {
+    uint64_t xs[4][4], ys[4][4];
     for (int l = 0; l < 4; l++) {
         int src = l < count ? l : 0;
         u256_from_be(xs[l], pks[src]);
         u256_from_be(ys[l], pks[src] + 32);
-        pre[l] = u256_less(xs[l], SM2_P.m) && u256_less(ys[l], SM2_P.m);
+        g->pre[l] = u256_less(xs[l], SM2_P.m) && u256_less(ys[l], SM2_P.m);
     }
-    sm2x4_jac pts[SM2_WNAF_POINTS], twice;
+    sm2x4_jac twice;
     sm2x4_fe x, y, y2, x3, t, b;
     x4_from_plain(&x, xs);
     x4_from_plain(&y, ys);
@@ -227,30 +235,34 @@ int engine_sm2_keys4_avx2(sm2_key *const keys[8], const uint8_t *const pks[8], i
     sm2x4_sub(&x3, &x3, &t);
     sm2x4_const(&b, SM2X4_B);
     sm2x4_add(&x3, &x3, &b);
-    unsigned on = sm2x4_equal(&x3, &y2);
+    g->on = sm2x4_equal(&x3, &y2);
     /* odd multiples 1P..15P */
-    pts[0].x = x;
-    pts[0].y = y;
-    sm2x4_const(&pts[0].z, SM2X4_ONE);
-    x4_dbl(&twice, &pts[0]);
-    for (int j = 1; j < SM2_WNAF_POINTS; j++) x4_add(&pts[j], &pts[j - 1], &twice);
-    /* affine, one inversion per lane (Montgomery's trick) */
-    sm2x4_fe prod[SM2_WNAF_POINTS], inv;
-    prod[0] = pts[0].z;
-    for (int j = 1; j < SM2_WNAF_POINTS; j++) sm2x4_mul(&prod[j], &prod[j - 1], &pts[j].z);
-    sm2x4_inv(&inv, &prod[SM2_WNAF_POINTS - 1]);
+    g->pts[0].x = x;
+    g->pts[0].y = y;
+    sm2x4_const(&g->pts[0].z, SM2X4_ONE);
+    x4_dbl(&twice, &g->pts[0]);
+    for (int j = 1; j < SM2_WNAF_POINTS; j++) x4_add(&g->pts[j], &g->pts[j - 1], &twice);
+    g->prod[0] = g->pts[0].z;
+    for (int j = 1; j < SM2_WNAF_POINTS; j++)
+        sm2x4_mul(&g->prod[j], &g->prod[j - 1], &g->pts[j].z);
+}
+
+/* Second half, given inv = 1 / (the product of the group's Z): the affine table into keys[l]
+ * and the verdicts. */
+static void x4_keys_end(x4_keygroup *g, sm2x4_fe *inv, sm2_key *const keys[], const uint8_t *const pks[],
+                        int count, uint8_t ok[]) {
     for (int j = SM2_WNAF_POINTS - 1; j >= 0; j--) {
         sm2x4_fe zinv, zinv2, ax, ay;
         if (j > 0) {
-            sm2x4_mul(&zinv, &inv, &prod[j - 1]);
-            sm2x4_mul(&inv, &inv, &pts[j].z);
+            sm2x4_mul(&zinv, inv, &g->prod[j - 1]);
+            sm2x4_mul(inv, inv, &g->pts[j].z);
         } else {
-            zinv = inv;
+            zinv = *inv;
         }
         sm2x4_sqr(&zinv2, &zinv);
-        sm2x4_mul(&ax, &pts[j].x, &zinv2);
+        sm2x4_mul(&ax, &g->pts[j].x, &zinv2);
         sm2x4_mul(&zinv2, &zinv2, &zinv);
-        sm2x4_mul(&ay, &pts[j].y, &zinv2);
+        sm2x4_mul(&ay, &g->pts[j].y, &zinv2);
         uint64_t vx[4][4], vy[4][4];
         x4_to_mont256(vx, &ax);
         x4_to_mont256(vy, &ay);
@@ -260,12 +272,69 @@ int engine_sm2_keys4_avx2(sm2_key *const keys[8], const uint8_t *const pks[8], i
         }
     }
     for (int l = 0; l < count; l++) {
-        ok[l] = pre[l] && ((on >> l) & 1);
+        ok[l] = g->pre[l] && ((g->on >> l) & 1);
         if (ok[l]) {
             memcpy(keys[l]->pk, pks[l], 64);
             keys[l]->chunks = 1;
         }
     }
+}
+
+int engine_sm2_keys4_avx2(sm2_key *const keys[8], const uint8_t *const pks[8], int count,
+                          uint8_t ok[8]) {
+    if (count < 1 || count > 4) return -1;
+    x4_keygroup g;
+    sm2x4_fe inv;
+    x4_keys_begin(&g, pks, count);
+    sm2x4_inv(&inv, &g.prod[SM2_WNAF_POINTS - 1]);
+    x4_keys_end(&g, &inv, keys, pks, count, ok);
+    return 0;
+}
+
+/* Any number of keys, four at a time, with one lane inversion for all the groups (Montgomery's
+ * trick once more over the groups' products): the inversion is a quarter of a group's
+ * decoding. The groups' state lives on the heap (9 KiB each); -1 when there is none. */
+int engine_sm2_keys_many_avx2(sm2_key *const keys[], const uint8_t *const pks[], int count,
+                              uint8_t ok[]) {
+    if (count < 1) return -1;
+    const int groups = (count + 3) / 4;
+    x4_keygroup *g = (x4_keygroup *)aligned_alloc(32, sizeof(x4_keygroup) * (size_t)groups);
+    sm2x4_fe *run = (sm2x4_fe *)aligned_alloc(32, sizeof(sm2x4_fe) * (size_t)groups);
+    if (!g || !run) {
+        free(g);
+        free(run);
+        return -1;
+    }
+    sm2x4_fe one;
+    sm2x4_const(&one, SM2X4_ONE);
+    for (int k = 0; k < groups; k++) {
+        int n = count - 4 * k < 4 ? count - 4 * k : 4;
+        x4_keys_begin(&g[k], pks + 4 * k, n);
+        /* A product of zero (a key off the curve whose multiples met Z = 0; a key on the curve
+         * never does) would make the lane's inverse zero for every group: 1 in its place keeps
+         * the other groups' keys in that lane exact (this key is refused anyway). prod[7]
+         * serves nothing else. */
+        sm2x4_fe *last = &g[k].prod[SM2_WNAF_POINTS - 1];
+        sm2x4_select(last, sm2x4_mask(sm2x4_is_zero(last)), &one, last);
+        if (k == 0)
+            run[0] = g[0].prod[SM2_WNAF_POINTS - 1];
+        else
+            sm2x4_mul(&run[k], &run[k - 1], &g[k].prod[SM2_WNAF_POINTS - 1]);
+    }
+    sm2x4_fe inv, ginv;
+    sm2x4_inv(&inv, &run[groups - 1]);
+    for (int k = groups - 1; k >= 0; k--) {
+        int n = count - 4 * k < 4 ? count - 4 * k : 4;
+        if (k > 0) {
+            sm2x4_mul(&ginv, &inv, &run[k - 1]);
+            sm2x4_mul(&inv, &inv, &g[k].prod[SM2_WNAF_POINTS - 1]);
+        } else {
+            ginv = inv;
+        }
+        x4_keys_end(&g[k], &ginv, keys + 4 * k, pks + 4 * k, n, ok + 4 * k);
+    }
+    free(g);
+    free(run);
     return 0;
 }
 

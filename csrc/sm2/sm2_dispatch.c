@@ -20,7 +20,7 @@ int engine_sm2_force_isa(int isa) {
 
 sm2_core engine_sm2_core(void) {
     sm2_core core = {engine_sm2_key_build_portable, engine_sm2_check_portable,
-                     ENGINE_ISA_PORTABLE, NULL, NULL, 0};
+                     ENGINE_ISA_PORTABLE, NULL, NULL, 0, NULL};
 #if defined(__x86_64__)
     /* AVX2: the four-lane kernels (radix 2^29, vpmuludq), with the mulx/adx scalar build for
      * the rest (single signatures, cache upgrades, redone lanes). AVX-512 with IFMA: the
@@ -40,11 +40,13 @@ sm2_core engine_sm2_core(void) {
         core.keys8 = engine_sm2_keys4_avx2;
         core.check8 = engine_sm2_check4_avx2;
         core.lanes = 4;
+        core.keys_many = engine_sm2_keys_many_avx2;
     }
     if (want >= ENGINE_ISA_AVX512 && (f & need512) == need512) {
         core.keys8 = engine_sm2_keys8_avx512;
         core.check8 = engine_sm2_check8_avx512;
         core.lanes = 8;
+        core.keys_many = NULL;
         core.isa = ENGINE_ISA_AVX512;
     }
 #endif

@@ -107,6 +107,9 @@ typedef struct {
     sm2_keys8_fn keys8;
     sm2_check8_fn check8;
     int lanes; /* 8, 4, or 0 without lane kernels */
+    /* Any number of new keys at once, sharing one lane inversion (AVX2 path; NULL elsewhere):
+     * as keys8 otherwise; returns 0, or -1 when it cannot run (no memory). */
+    int (*keys_many)(sm2_key *const keys[], const uint8_t *const pks[], int count, uint8_t ok[]);
 } sm2_core;
 
 int engine_sm2_key_build_portable(sm2_key *key, const uint8_t pk[64], int chunks);
@@ -124,6 +127,8 @@ int engine_sm2_keys4_avx2(sm2_key *const keys[8], const uint8_t *const pks[8], i
                           uint8_t ok[8]);
 int engine_sm2_check4_avx2(const sm2_key *const keys[8], const sm2x8_job *jobs, int count,
                            int8_t verdict[8]);
+int engine_sm2_keys_many_avx2(sm2_key *const keys[], const uint8_t *const pks[], int count,
+                              uint8_t ok[]);
 /* Test hook: one lane field operation on four plain integers (sm2_avx2x4.c). */
 int engine_sm2_field4_avx2(int op, const uint64_t a[4][4], const uint64_t b[4][4],
                            uint64_t out[4][4]);

@@ -197,6 +197,22 @@ def test_avx2_off_curve_keys_in_every_lane(avx2, key_cache):
             i != pos for i in range(4)]
 
 
+@pytest.mark.parametrize("y", [0, 1])
+def test_avx2_degenerate_key_does_not_spoil_its_lane(avx2, key_cache, y):
+    """A key (x, 0) or (x, 1) off the curve (with y = 0 its doubling has Z = 0, so the
+    product of its group's Z is zero in that lane) in every position of 13 new keys (four
+    groups of four lanes, decoded together with one inversion per lane): only that item is
+    False. Catches a shared inversion whose zero lane spoils the same lane of the other
+    groups."""
+    c = Corpus(13, 808)
+    for pos in range(13):
+        crypto.sm2_configure_key_cache(key_cache)
+        pks = list(c.pks)
+        pks[pos] = pks[pos][:32] + i2b(y)
+        assert crypto.sm2_verify_batch(pks, c.msgs, c.sigs, threads=1) == [
+            i != pos for i in range(13)], pos
+
+
 def test_avx2_repeated_keys(avx2, key_cache):
     """The same new key in many lanes at once (decoded in several lanes, then cached), and a
     few keys repeated across a batch, one signature copied to the wrong message."""
