@@ -58,9 +58,9 @@ static inline void x4_dbl(sm2x4_jac *r, const sm2x4_jac *p) {
     sm2x4_mul3(&alpha, &alpha);
     sm2x4_mul(&t0, &p->y, &p->z);
     sm2x4_add_lazy(&r->z, &t0, &t0); /* 2 Y Z: L */
-    sm2x4_shl(&beta, &beta, 2);      /* 4 beta: T */
+    sm2x4_shl_lazy(&beta, &beta, 2); /* 4 beta: S (feeds add and sub's first operand) */
     sm2x4_sqr(&t0, &alpha);
-    sm2x4_add(&t1, &beta, &beta);
+    sm2x4_add(&t1, &beta, &beta); /* 8 beta < 16p: T */
     sm2x4_sub(&r->x, &t0, &t1);
     sm2x4_sub(&t0, &beta, &r->x);
     sm2x4_mul(&t0, &alpha, &t0);
@@ -81,8 +81,8 @@ static inline void x4_add_finish(sm2x4_jac *r, const sm2x4_fe *rr, const sm2x4_f
     sm2x4_sub(&r->x, &t0, &t1); /* the first point's X is no longer read */
     sm2x4_sub(&t0, v, &r->x);
     sm2x4_mul(&t0, rr, &t0);
-    sm2x4_mul(&t1, y1, j);
-    sm2x4_shl(&t1, &t1, 1);
+    sm2x4_add_lazy(&t1, y1, y1); /* L */
+    sm2x4_mul(&t1, &t1, j);
     sm2x4_sub(&r->y, &t0, &t1);
 }
 
@@ -99,7 +99,7 @@ static inline void x4_madd(sm2x4_jac *r, const sm2x4_jac *p, const sm2x4_fe *qx,
     sm2x4_sub(&rr, &s2, &p->y);
     sm2x4_add_lazy(&rr, &rr, &rr); /* L: enters products only */
     sm2x4_sqr(&hh, &h);
-    sm2x4_shl(&i, &hh, 2); /* 4 hh: T */
+    sm2x4_shl_lazy(&i, &hh, 2); /* 4 hh: S, multiplied by h and X1 (T) only */
     sm2x4_mul(&j, &h, &i);
     sm2x4_mul(&v, &p->x, &i);
     sm2x4_mul(&t0, &p->z, &h);
@@ -490,7 +490,7 @@ int engine_sm2_check4_avx2(const sm2_key *const keys[8], const sm2x8_job *jobs, 
  * are), out = a b 2^-261 mod p. Op 7: lazy sums a + a and b + b (class L) fed to the product,
  * out = 4 a b 2^-261 mod p. Op 8: 2^4 a (sm2x4_shl). Op 9: a chain whose operands are the
  * results of additions (subtractions of subtractions, a lazy sum of two, 3 and 2^4 times one):
- * ((a - b) + (3b - a)) 48 (a - 2b). */
+ * ((a - b) + (3b - a)) 48 (a - 2b). Op 10: 4a uncarried (class S) times b: 4 a b. */
 int engine_sm2_field4_avx2(int op, const uint64_t a[4][4], const uint64_t b[4][4],
                            uint64_t out[4][4]) {
     sm2x4_fe fa, fb, r;
@@ -527,6 +527,10 @@ int engine_sm2_field4_avx2(int op, const uint64_t a[4][4], const uint64_t b[4][4
         sm2x4_mul(&r, &l, &u);
         break;
     }
+    case 10: /* an S operand (4a, not carried) times a T one: 4 a b */
+        sm2x4_shl_lazy(&r, &fa, 2);
+        sm2x4_mul(&r, &r, &fb);
+        break;
     default: return -1;
     }
     sm2x4_fe one;

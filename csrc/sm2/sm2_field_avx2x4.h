@@ -16,9 +16,14 @@
  *    sub, neg and the shifts return.
  *  - L ("lazy"): sm2x4_add_lazy of two T values, not carried: every limb in [0, 2^30), value
  *    < 4p. Only fed to products (and to add / sub, whose bounds below allow it).
+ *  - S ("shifted"): sm2x4_shl_lazy of a T value by k <= 2, not carried: every limb in
+ *    [0, 2^31), value < 8p. Only fed to a product whose other operand is T, and to add / sub
+ *    (as sub's first operand).
  *
  * Proofs of the bounds:
- *  - sm2x4_mul / sm2x4_sqr take a, b in T or L: limbs < 2^30, values < 4p. A product column k
+ *  - sm2x4_mul / sm2x4_sqr take a, b in T or L (limbs < 2^30, values < 4p), or one in T and
+ *    the other in S (limbs < 2^29 and < 2^31, values < 2p and < 8p): either way every limb
+ *    product a_i b_j is below 2^60 and a b < 16 p^2. A product column k
  *    holds at most 9 terms a_i b_j < 2^60 (squaring: the sum of at most 4 cross products,
  *    < 2^62, doubled, plus a square: the same column value), so < 9 * 2^60 < 2^63.17. The
  *    reduction then adds to a column a carry < 2^64 / 2^29 = 2^35, q << 6 < 2^35 and q << 24 < 2^53 and subtracts q << 9 < 2^38
@@ -123,6 +128,11 @@ SM2X4_INLINE void sm2x4_add(sm2x4_fe *r, const sm2x4_fe *a, const sm2x4_fe *b) {
 /* a + b, not carried (T + T -> L). */
 SM2X4_INLINE void sm2x4_add_lazy(sm2x4_fe *r, const sm2x4_fe *a, const sm2x4_fe *b) {
     for (int i = 0; i < 9; i++) r->v[i] = _mm256_add_epi64(a->v[i], b->v[i]);
+}
+
+/* a 2^k for a in T, k <= 2, not carried: S. */
+SM2X4_INLINE void sm2x4_shl_lazy(sm2x4_fe *r, const sm2x4_fe *a, int k) {
+    for (int i = 0; i < 9; i++) r->v[i] = _mm256_slli_epi64(a->v[i], k);
 }
 
 /* a 2^k for a in T (or L with k <= 3), k <= 4: limbs < 2^34; T. */
