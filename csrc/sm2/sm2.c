@@ -25,9 +25,9 @@
  * the scalar code is cheaper (measured on the AVX-512 machine of the README's figures: an
  * eight-lane check of new keys costs about 1.8 scalar checks, of four-quarter keys about 2.3;
  * a lane key decoding about one scalar decoding). The four-lane AVX2 kernels (same machine,
- * ENGINE_FORCE_ISA=avx2): a check of new keys costs about 1.6 scalar checks (4 x 34 us against
- * about 85), of four-quarter keys about 2.5 (4 x 18 against 29); four keys decoded in lanes
- * cost about as much as one scalar decoding plus a little. */
+ * ENGINE_FORCE_ISA=avx2, full groups): about 4 x 34 us per group with new keys (decoding
+ * included) and 4 x 18 us with four-quarter keys, against about 83 and 29 us for one scalar
+ * verification; so two lanes already pay with new keys, three with warm ones. */
 #define LANES_MIN_NEW 2
 #define LANES_MIN_WARM 3
 #define LANES_MIN_KEYS 2
