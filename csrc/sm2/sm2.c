@@ -21,13 +21,19 @@
 
 #define TASK_ITEMS 64
 
-/* The eight-lane kernels cost about the same whatever number of lanes is in use; below these
- * counts the scalar code is cheaper (measured on the AVX-512 machine of the README's figures:
- * an eight-lane check of new keys costs about 1.8 scalar checks, of four-quarter keys about 2.3;
- * a lane key decoding about one scalar decoding). */
+/* The lane kernels cost about the same whatever number of lanes is in use; below these counts
+ * the scalar code is cheaper (measured on the AVX-512 machine of the README's figures: an
+ * eight-lane check of new keys costs about 1.8 scalar checks, of four-quarter keys about 2.3;
+ * a lane key decoding about one scalar decoding). The four-lane AVX2 kernels (same machine,
+ * ENGINE_FORCE_ISA=avx2, full groups): about 4 x 34 us per group with new keys (decoding
+ * included) and 4 x 18 us with four-quarter keys, against about 83 and 29 us for one scalar
+ * verification; so two lanes already pay with new keys, three with warm ones. */
 #define LANES_MIN_NEW 2
 #define LANES_MIN_WARM 3
 #define LANES_MIN_KEYS 2
+#define LANES4_MIN_NEW 2
+#define LANES4_MIN_WARM 3
+#define LANES4_MIN_KEYS 2
 
 sm2_aff engine_sm2_comb[SM2_COMB_POSITIONS][SM2_COMB_POINTS];
 sm2_aff engine_sm2_comb_top;
@@ -151,13 +157,28 @@ static int find_key(const verify_ctx *ctx, const uint8_t pk[64], sm2_key *key) {
     return 1;
 }
 
-/* New keys of a task decoded eight at a time in lanes (AVX-512 path); live[i] cleared for the
- * invalid ones. */
+/* New keys of a task decoded core.lanes at a time (AVX-512: 8, AVX2: 4; on AVX2 all of them in
+ * one keys_many call, which shares one inversion); live[i] cleared for the invalid ones. The
+ * Z of the valid keys are then hashed eight at a time. */
 static void decode_new_keys(const verify_ctx *ctx, size_t first, task_item *its, uint8_t *live,
                             const size_t *idx, size_t count) {
-    for (size_t g = 0; g < count; g += 8) {
-        int lanes = (int)(count - g < 8 ? count - g : 8);
-        if (lanes < LANES_MIN_KEYS) { /* one key: the scalar decoding costs less */
+    const size_t width = (size_t)ctx->core.lanes;
+    const int lanes_min = width == 8 ? LANES_MIN_KEYS : LANES4_MIN_KEYS;
+    /* AVX2: all the task's new keys at once, one lane inversion for all (count <= TASK_ITEMS) */
+    uint8_t ok_all[TASK_ITEMS];
+    int all = 0;
+    if (ctx->core.keys_many && count >= (size_t)lanes_min) {
+        sm2_key *keys[TASK_ITEMS];
+        const uint8_t *pks[TASK_ITEMS];
+        for (size_t k = 0; k < count; k++) {
+            keys[k] = &its[idx[k]].key;
+            pks[k] = ctx->items[first + idx[k]].pk;
+        }
+        all = ctx->core.keys_many(keys, pks, (int)count, ok_all) == 0;
+    }
+    for (size_t g = 0; g < count; g += width) {
+        int lanes = (int)(count - g < width ? count - g : width);
+        if (!all && lanes < lanes_min) { /* one key: the scalar decoding costs less */
             for (int l = 0; l < lanes; l++) {
                 size_t i = idx[g + (size_t)l];
                 const uint8_t *pk = ctx->items[first + i].pk;
@@ -176,7 +197,10 @@ static void decode_new_keys(const verify_ctx *ctx, size_t first, task_item *its,
             keys[l] = &its[i].key;
             pks[l] = ctx->items[first + i].pk;
         }
-        ctx->core.keys8(keys, pks, lanes, ok);
+        if (all)
+            memcpy(ok, ok_all + g, (size_t)lanes);
+        else
+            ctx->core.keys8(keys, pks, lanes, ok);
         /* Z of the valid keys side by side in the SM3 lanes (user IDs short enough to be
          * cached; a longer one goes through finish_new_key) */
         uint8_t zbuf[8][2 + SM2_UID_CACHED_MAX + 192];
@@ -216,12 +240,13 @@ static void decode_new_keys(const verify_ctx *ctx, size_t first, task_item *its,
     }
 }
 
-/* The curve checks of the listed items eight at a time (AVX-512 path; all their keys have the
- * same chunks); a lane the kernel hands back (-1) is redone by the scalar check. */
+/* The curve checks of the listed items core.lanes at a time (all their keys have the same
+ * chunks); a lane the kernel hands back (-1) is redone by the scalar check. */
 static void check_lanes(const verify_ctx *ctx, size_t first, task_item *its, const size_t *idx,
                         size_t count, int lanes_min) {
-    for (size_t g = 0; g < count; g += 8) {
-        int lanes = (int)(count - g < 8 ? count - g : 8);
+    const size_t width = (size_t)ctx->core.lanes;
+    for (size_t g = 0; g < count; g += width) {
+        int lanes = (int)(count - g < width ? count - g : width);
         const sm2_key *keys[8];
         sm2x8_job jobs[8];
         int8_t verdict[8];
@@ -309,7 +334,8 @@ static void verify_task(void *arg, size_t task) {
     for (int w = 0; w < 2; w++)
         if (counts[w])
             check_lanes(ctx, first, its, by_chunks[w], counts[w],
-                        w ? LANES_MIN_WARM : LANES_MIN_NEW);
+                        ctx->core.lanes == 8 ? (w ? LANES_MIN_WARM : LANES_MIN_NEW)
+                                             : (w ? LANES4_MIN_WARM : LANES4_MIN_NEW));
     engine_scratch_release(ENGINE_SCRATCH_SM2_TASK, mem);
 }
 

@@ -76,7 +76,11 @@ int engine_sm2_selftest(uint64_t seed, long iterations);
 /* Test hook: one operation of the AVX-512 IFMA lane field code on eight integers a[l], b[l]
  * (32 bytes each, little-endian, < 2^256): op 0 a b mod p, 1 a^2, 2 a + b, 3 a - b, 4 a^-1,
  * 5 -a, 6 a b 2^-260 mod p (a, b fed to the Montgomery product as they are). out[l] canonical,
- * little-endian. -1 when the CPU has no such path. */
+ * little-endian. Ops 16..24: the AVX2 four-lane field (sm2_avx2x4.c, R = 2^261), run on lanes
+ * 0..3 and 4..7: op 16 + k for k in 0..5 as above, 22 a b 2^-261 mod p (the limbs of a and b
+ * fed to the product as they are), 23 the same with a + a and b + b unreduced (4 a b 2^-261),
+ * 24 16 a, 25 ((a - b) + (3b - a)) 48 (a - 2b) through chained additions, 26 4 a b
+ * with 4a left uncarried. -1 when the CPU has no such path. */
 int engine_sm2_lane_field(int op, const uint8_t a[256], const uint8_t b[256], uint8_t out[256]);
 
 /* Path choice: -1 = automatic, else an engine_isa the CPU supports. */

@@ -20,12 +20,14 @@ int engine_sm2_force_isa(int isa) {
 
 sm2_core engine_sm2_core(void) {
     sm2_core core = {engine_sm2_key_build_portable, engine_sm2_check_portable,
-                     ENGINE_ISA_PORTABLE, NULL, NULL};
+                     ENGINE_ISA_PORTABLE, NULL, NULL, 0, NULL};
 #if defined(__x86_64__)
-    /* AVX2: the mulx/adx scalar build (no 4-lane kernel). AVX-512 with IFMA: the eight-lane
-     * kernels, with the mulx/adx scalar code for the rest (cache upgrades, redone lanes).
-     * engine_cpu_features() already requires the OS to save the ZMM state (XGETBV). */
+    /* AVX2: the four-lane kernels (radix 2^29, vpmuludq), with the mulx/adx scalar build for
+     * the rest (single signatures, cache upgrades, redone lanes). AVX-512 with IFMA: the
+     * eight-lane kernels, with the same scalar code for the rest. engine_cpu_features() already
+     * requires the OS to save the YMM / ZMM state (XGETBV). */
     uint32_t f = engine_cpu_features(), need = ENGINE_CPU_BMI2 | ENGINE_CPU_ADX;
+    uint32_t need256 = need | ENGINE_CPU_AVX2;
     uint32_t need512 = need | ENGINE_CPU_AVX512F | ENGINE_CPU_AVX512VL | ENGINE_CPU_AVX512BW |
                        ENGINE_CPU_AVX512DQ | ENGINE_CPU_AVX512IFMA;
     enum engine_isa want = requested_isa();
@@ -34,9 +36,17 @@ sm2_core engine_sm2_core(void) {
         core.check = engine_sm2_check_avx2;
         core.isa = ENGINE_ISA_AVX2;
     }
+    if (want >= ENGINE_ISA_AVX2 && (f & need256) == need256) {
+        core.keys8 = engine_sm2_keys4_avx2;
+        core.check8 = engine_sm2_check4_avx2;
+        core.lanes = 4;
+        core.keys_many = engine_sm2_keys_many_avx2;
+    }
     if (want >= ENGINE_ISA_AVX512 && (f & need512) == need512) {
         core.keys8 = engine_sm2_keys8_avx512;
         core.check8 = engine_sm2_check8_avx512;
+        core.lanes = 8;
+        core.keys_many = NULL;
         core.isa = ENGINE_ISA_AVX512;
     }
 #endif
@@ -56,26 +66,41 @@ int engine_sm2_selftest(uint64_t seed, long iterations) {
     return -1;
 }
 
+static void lanes_from_bytes(uint64_t v[][4], const uint8_t *b, int lanes) {
+    for (int l = 0; l < lanes; l++)
+        for (int i = 0; i < 4; i++) {
+            uint64_t x = 0;
+            for (int k = 7; k >= 0; k--) x = (x << 8) | b[32 * l + 8 * i + k];
+            v[l][i] = x;
+        }
+}
+
+static void lanes_to_bytes(uint8_t *b, const uint64_t v[][4], int lanes) {
+    for (int l = 0; l < lanes; l++)
+        for (int i = 0; i < 4; i++)
+            for (int k = 0; k < 8; k++) b[32 * l + 8 * i + k] = (uint8_t)(v[l][i] >> (8 * k));
+}
+
 int engine_sm2_lane_field(int op, const uint8_t a[256], const uint8_t b[256], uint8_t out[256]) {
 #if defined(__x86_64__)
+    uint64_t va[8][4], vb[8][4], vo[8][4];
+    lanes_from_bytes(va, a, 8);
+    lanes_from_bytes(vb, b, 8);
+    if (op >= 16) { /* the AVX2 four-lane field, run on lanes 0..3 and then 4..7 */
+        uint32_t need = ENGINE_CPU_AVX2 | ENGINE_CPU_BMI2 | ENGINE_CPU_ADX;
+        if ((engine_cpu_features() & need) != need || op > 26) return -1;
+        for (int h = 0; h < 8; h += 4)
+            if (engine_sm2_field4_avx2(op - 16, (const uint64_t(*)[4])(va + h),
+                                       (const uint64_t(*)[4])(vb + h), vo + h) != 0)
+                return -1;
+        lanes_to_bytes(out, (const uint64_t(*)[4])vo, 8);
+        return 0;
+    }
     uint32_t need = ENGINE_CPU_AVX512F | ENGINE_CPU_AVX512VL | ENGINE_CPU_AVX512BW |
                     ENGINE_CPU_AVX512DQ | ENGINE_CPU_AVX512IFMA;
     if ((engine_cpu_features() & need) != need || op < 0 || op > 6) return -1;
-    uint64_t va[8][4], vb[8][4], vo[8][4];
-    for (int l = 0; l < 8; l++)
-        for (int i = 0; i < 4; i++) {
-            uint64_t x = 0, y = 0;
-            for (int k = 7; k >= 0; k--) {
-                x = (x << 8) | a[32 * l + 8 * i + k];
-                y = (y << 8) | b[32 * l + 8 * i + k];
-            }
-            va[l][i] = x;
-            vb[l][i] = y;
-        }
     engine_sm2_field8_avx512(op, (const uint64_t(*)[4])va, (const uint64_t(*)[4])vb, vo);
-    for (int l = 0; l < 8; l++)
-        for (int i = 0; i < 4; i++)
-            for (int k = 0; k < 8; k++) out[32 * l + 8 * i + k] = (uint8_t)(vo[l][i] >> (8 * k));
+    lanes_to_bytes(out, (const uint64_t(*)[4])vo, 8);
     return 0;
 #else
     (void)op;

@@ -87,11 +87,13 @@ typedef struct {
     uint64_t s[4], t[4], c[4];
 } sm2x8_job;
 
-/* The eight-lane kernels (sm2_avx512.c, AVX-512 IFMA): keys8 decodes and validates up to 8 keys
- * side by side, filling keys[l] with the one-quarter table and setting ok[l]; check8 runs the
- * checks of count (1..8) lanes whose keys share `chunks`, verdict[l] 1, 0, or -1 when the lane
- * met an exceptional addition (or R at infinity) and must be redone by `check`. check8 returns
- * 0, or -1 when it cannot run (no memory for its table); both NULL on the other paths. */
+/* The lane kernels: eight lanes on AVX-512 IFMA (sm2_avx512.c), four on AVX2 (sm2_avx2x4.c);
+ * sm2_core.lanes says how many. keys8 decodes and validates up to `lanes` keys side by side,
+ * filling keys[l] with the one-quarter table and setting ok[l]; check8 runs the checks of count
+ * (1..lanes) lanes whose keys share `chunks`, verdict[l] 1, 0, or -1 when the lane met an
+ * exceptional addition (or R at infinity) and must be redone by `check`. check8 returns 0, or
+ * -1 when it cannot run (no memory for its table); both NULL on the portable path. The arrays
+ * are sized for eight whatever the lane count. */
 typedef int (*sm2_keys8_fn)(sm2_key *const keys[8], const uint8_t *const pks[8], int count,
                             uint8_t ok[8]);
 typedef int (*sm2_check8_fn)(const sm2_key *const keys[8], const sm2x8_job *jobs, int count,
@@ -104,6 +106,10 @@ typedef struct {
     int isa;
     sm2_keys8_fn keys8;
     sm2_check8_fn check8;
+    int lanes; /* 8, 4, or 0 without lane kernels */
+    /* Any number of new keys at once, sharing one lane inversion (AVX2 path; NULL elsewhere):
+     * as keys8 otherwise; returns 0, or -1 when it cannot run (no memory). */
+    int (*keys_many)(sm2_key *const keys[], const uint8_t *const pks[], int count, uint8_t ok[]);
 } sm2_core;
 
 int engine_sm2_key_build_portable(sm2_key *key, const uint8_t pk[64], int chunks);
@@ -117,6 +123,15 @@ int engine_sm2_keys8_avx512(sm2_key *const keys[8], const uint8_t *const pks[8],
                             uint8_t ok[8]);
 int engine_sm2_check8_avx512(const sm2_key *const keys[8], const sm2x8_job *jobs, int count,
                              int8_t verdict[8]);
+int engine_sm2_keys4_avx2(sm2_key *const keys[8], const uint8_t *const pks[8], int count,
+                          uint8_t ok[8]);
+int engine_sm2_check4_avx2(const sm2_key *const keys[8], const sm2x8_job *jobs, int count,
+                           int8_t verdict[8]);
+int engine_sm2_keys_many_avx2(sm2_key *const keys[], const uint8_t *const pks[], int count,
+                              uint8_t ok[]);
+/* Test hook: one lane field operation on four plain integers (sm2_avx2x4.c). */
+int engine_sm2_field4_avx2(int op, const uint64_t a[4][4], const uint64_t b[4][4],
+                           uint64_t out[4][4]);
 /* Test hook: one lane field operation on eight plain integers (sm2_avx512.c). */
 int engine_sm2_field8_avx512(int op, const uint64_t a[8][4], const uint64_t b[8][4],
                              uint64_t out[8][4]);

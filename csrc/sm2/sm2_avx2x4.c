@@ -1,0 +1,545 @@
+/* SM2 verification, four signatures side by side (AVX2): key decoding for new keys and the
+ * curve check R = [s]G + [t]P, one signature per 64-bit lane (sm2_field_avx2x4.h, radix 2^29).
+ *
+ * The structure is sm2_avx512.c's with four lanes instead of eight:
+ *  - t (or n - t when t is even, negating the sum) is recoded *regularly* as 64 signed odd
+ *    radix-16 digits plus a final 1, read from the key's odd multiples 1P..15P (and of 2^64 P,
+ *    2^128 P, 2^192 P for keys with four quarters: 16 digits each, 64 doublings instead of 256);
+ *    s as the comb's 32 radix-2^8 digits (sm2_impl.h) read from a radix-2^29 copy of the shared
+ *    G table. Each lane reads its own table entry by gathers (32-bit words: limbs are < 2^29).
+ *  - Exceptional additions are detected, not handled: the mixed addition's Z3 = 2 Z1 H, so the
+ *    one case its formula gets wrong (H = 0) leaves Z = 0 for good (Z3 = 2 Y Z in a doubling);
+ *    the accumulator starts at a table point (Z = 1) and the curve has prime order (no point with
+ *    Y = 0), so a final Z != 0 proves the lane exact. A lane ending with Z = 0 (an attacker's
+ *    constructed input, or R at infinity) is handed back (-1) and redone by the exact scalar code
+ *    (sm2_core.h). One lane never reads another lane's data.
+ *  - New keys are decoded four at a time: the on-curve check, 1P..15P and one lane inversion
+ *    (Fermat) for the affine table.
+ */
+#if defined(__x86_64__)
+#pragma GCC target("avx2,bmi,bmi2,adx")
+/* Without this GCC turns some 288-byte copies of field elements into rep movsq, whose start-up
+ * cost showed in the doubling and the additions (measured: 3-7 % of a verification). */
+#pragma GCC optimize("no-tree-loop-distribute-patterns")
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SM2_USE_ADX 1
+#include "sm2/sm2_core.h"
+#include "sm2/sm2_field_avx2x4.h"
+
+typedef struct {
+    sm2x4_fe x, y, z;
+} sm2x4_jac;
+
+/* Words of one affine table entry: x's nine limbs then y's. */
+#define X4_WORDS 18
+
+/* The comb table of sm2_impl.h in this file's form: entry (pos, j) is 18 32-bit words
+ * (Montgomery form, R = 2^261, canonical); built once. */
+static uint32_t *g_comb29;
+static uint32_t g_top29[X4_WORDS];
+static pthread_once_t g_comb29_once = PTHREAD_ONCE_INIT;
+
+/* ---- formulas (a = -3) --------------------------------------------------------------------- */
+
+/* dbl-2001-b: r = 2 p (r may be p). Points keep X, Y in T; Z may be L (it only ever enters
+ * products). The comments give each value's class (sm2_field_avx2x4.h). */
+static inline void x4_dbl(sm2x4_jac *r, const sm2x4_jac *p) {
+    sm2x4_fe delta, gamma, beta, alpha, t0, t1;
+    sm2x4_sqr(&delta, &p->z);
+    sm2x4_sqr(&gamma, &p->y);
+    sm2x4_mul(&beta, &p->x, &gamma);
+    sm2x4_sub(&t0, &p->x, &delta);
+    sm2x4_add_lazy(&t1, &p->x, &delta); /* L */
+    sm2x4_mul(&alpha, &t0, &t1);
+    sm2x4_mul3(&alpha, &alpha);
+    sm2x4_mul(&t0, &p->y, &p->z);
+    sm2x4_add_lazy(&r->z, &t0, &t0); /* 2 Y Z: L */
+    sm2x4_shl_lazy(&beta, &beta, 2); /* 4 beta: S (feeds add and sub's first operand) */
+    sm2x4_sqr(&t0, &alpha);
+    sm2x4_add(&t1, &beta, &beta); /* 8 beta < 16p: T */
+    sm2x4_sub(&r->x, &t0, &t1);
+    sm2x4_sub(&t0, &beta, &r->x);
+    sm2x4_mul(&t0, &alpha, &t0);
+    sm2x4_sqr(&t1, &gamma);
+    sm2x4_shl(&t1, &t1, 3); /* 8 gamma^2 < 16p: T */
+    sm2x4_sub(&r->y, &t0, &t1);
+}
+
+/* The end both additions share: X3 = rr^2 - J - 2V, Y3 = rr (V - X3) - 2 y1 J (the first
+ * point's X is not read here and y1 is read before r->y is written, so r may be the first
+ * point). rr may be L. */
+static inline void x4_add_finish(sm2x4_jac *r, const sm2x4_fe *rr, const sm2x4_fe *j,
+                                 const sm2x4_fe *v, const sm2x4_fe *y1) {
+    sm2x4_fe t0, t1;
+    sm2x4_sqr(&t0, rr);
+    sm2x4_sub(&t0, &t0, j);
+    sm2x4_add(&t1, v, v);
+    sm2x4_sub(&r->x, &t0, &t1); /* the first point's X is no longer read */
+    sm2x4_sub(&t0, v, &r->x);
+    sm2x4_mul(&t0, rr, &t0);
+    sm2x4_add_lazy(&t1, y1, y1); /* L */
+    sm2x4_mul(&t1, &t1, j);
+    sm2x4_sub(&r->y, &t0, &t1);
+}
+
+/* madd-2007-bl with Z3 = 2 Z1 H: r = p + (qx, qy) (r may be p; qx, qy in T). Wrong only when
+ * H = 0, and then Z3 = 0 (see the top of the file). */
+static inline void x4_madd(sm2x4_jac *r, const sm2x4_jac *p, const sm2x4_fe *qx,
+                           const sm2x4_fe *qy) {
+    sm2x4_fe z1z1, u2, s2, h, rr, hh, i, j, v, t0;
+    sm2x4_sqr(&z1z1, &p->z);
+    sm2x4_mul(&u2, qx, &z1z1);
+    sm2x4_mul(&s2, qy, &p->z);
+    sm2x4_mul(&s2, &s2, &z1z1);
+    sm2x4_sub(&h, &u2, &p->x);
+    sm2x4_sub(&rr, &s2, &p->y);
+    sm2x4_add_lazy(&rr, &rr, &rr); /* L: enters products only */
+    sm2x4_sqr(&hh, &h);
+    sm2x4_shl_lazy(&i, &hh, 2); /* 4 hh: S, multiplied by h and X1 (T) only */
+    sm2x4_mul(&j, &h, &i);
+    sm2x4_mul(&v, &p->x, &i);
+    sm2x4_mul(&t0, &p->z, &h);
+    sm2x4_add_lazy(&r->z, &t0, &t0); /* L */
+    x4_add_finish(r, &rr, &j, &v, &p->y);
+}
+
+/* add-2007-bl with Z3 = 2 Z1 Z2 H, for building a key's table (no exceptional case arises for
+ * a point on the curve: (2j-1)P = +-2P would need P of order dividing 2j+1 < n). */
+static inline void x4_add(sm2x4_jac *r, const sm2x4_jac *p, const sm2x4_jac *q) {
+    sm2x4_fe z1z1, z2z2, u1, u2, s1, s2, h, i, j, rr, v, t0;
+    sm2x4_sqr(&z1z1, &p->z);
+    sm2x4_sqr(&z2z2, &q->z);
+    sm2x4_mul(&u1, &p->x, &z2z2);
+    sm2x4_mul(&u2, &q->x, &z1z1);
+    sm2x4_mul(&s1, &p->y, &q->z);
+    sm2x4_mul(&s1, &s1, &z2z2);
+    sm2x4_mul(&s2, &q->y, &p->z);
+    sm2x4_mul(&s2, &s2, &z1z1);
+    sm2x4_sub(&h, &u2, &u1);
+    sm2x4_sub(&rr, &s2, &s1);
+    sm2x4_add_lazy(&rr, &rr, &rr); /* L */
+    sm2x4_add_lazy(&i, &h, &h);    /* L */
+    sm2x4_sqr(&i, &i);
+    sm2x4_mul(&j, &h, &i);
+    sm2x4_mul(&v, &u1, &i);
+    sm2x4_mul(&t0, &p->z, &q->z);
+    sm2x4_mul(&t0, &t0, &h);
+    sm2x4_add_lazy(&r->z, &t0, &t0); /* L */
+    x4_add_finish(r, &rr, &j, &v, &s1);
+}
+
+/* ---- conversions --------------------------------------------------------------------------- */
+
+/* From sm2_field.h's Montgomery form (x 2^256, < p) to this file's (x 2^261): T. */
+static inline void x4_from_mont256(sm2x4_fe *r, const uint64_t v[4][4]) {
+    sm2x4_fe k;
+    sm2x4_from_u256(r, v);
+    sm2x4_const(&k, SM2X4_K266);
+    sm2x4_mul(r, r, &k);
+}
+
+static inline void x4_to_mont256(uint64_t v[4][4], const sm2x4_fe *a) {
+    sm2x4_fe k, t;
+    sm2x4_const(&k, SM2X4_K256);
+    sm2x4_mul(&t, a, &k);
+    sm2x4_canon(&t, &t);
+    sm2x4_to_u256(v, &t);
+}
+
+/* Plain integers < 2^256 into Montgomery form: T. */
+static inline void x4_from_plain(sm2x4_fe *r, const uint64_t v[4][4]) {
+    sm2x4_fe k;
+    sm2x4_from_u256(r, v);
+    sm2x4_const(&k, SM2X4_R2);
+    sm2x4_mul(r, r, &k);
+}
+
+/* Lane l of a (limbs < 2^29) into 32-bit words dst[l][stride * i]. */
+static inline void x4_store_words(uint32_t *dst0, uint32_t *dst1, uint32_t *dst2, uint32_t *dst3,
+                                  const sm2x4_fe *a) {
+    uint64_t tmp[9][4] __attribute__((aligned(32)));
+    for (int i = 0; i < 9; i++) _mm256_store_si256((__m256i *)tmp[i], a->v[i]);
+    uint32_t *dst[4] = {dst0, dst1, dst2, dst3};
+    for (int l = 0; l < 4; l++)
+        if (dst[l])
+            for (int i = 0; i < 9; i++) dst[l][i] = (uint32_t)tmp[i][l];
+}
+
+static void build_comb29(void) {
+    const size_t entries = (size_t)SM2_COMB_POSITIONS * SM2_COMB_POINTS;
+    uint32_t *t = (uint32_t *)aligned_alloc(64, sizeof(uint32_t) * X4_WORDS * entries);
+    if (!t) return; /* check4 then refuses (the scalar code runs) */
+    for (size_t e = 0; e < entries + 1; e += 4) {
+        uint64_t xs[4][4], ys[4][4];
+        uint32_t *dst[4];
+        for (int l = 0; l < 4; l++) {
+            size_t idx = e + (size_t)l;
+            const sm2_aff *a;
+            if (idx < entries) {
+                a = &engine_sm2_comb[idx / SM2_COMB_POINTS][idx % SM2_COMB_POINTS];
+                dst[l] = t + X4_WORDS * idx;
+            } else {
+                a = &engine_sm2_comb_top;
+                dst[l] = idx == entries ? g_top29 : NULL;
+            }
+            memcpy(xs[l], a->x, 32);
+            memcpy(ys[l], a->y, 32);
+        }
+        sm2x4_fe fx, fy;
+        x4_from_mont256(&fx, xs);
+        x4_from_mont256(&fy, ys);
+        sm2x4_canon(&fx, &fx);
+        sm2x4_canon(&fy, &fy);
+        x4_store_words(dst[0], dst[1], dst[2], dst[3], &fx);
+        x4_store_words(dst[0] ? dst[0] + 9 : NULL, dst[1] ? dst[1] + 9 : NULL,
+                       dst[2] ? dst[2] + 9 : NULL, dst[3] ? dst[3] + 9 : NULL, &fy);
+    }
+    g_comb29 = t;
+}
+
+/* ---- key decoding -------------------------------------------------------------------------- */
+
+/* A group of four keys between the two halves of the decoding: the Jacobian odd multiples, the
+ * running products of their Z (Montgomery's trick) and the validity bits. */
+typedef struct {
+    sm2x4_jac pts[SM2_WNAF_POINTS];
+    sm2x4_fe prod[SM2_WNAF_POINTS];
+    unsigned on;
+    uint8_t pre[4];
+} x4_keygroup;
+
+/* First half: the on-curve check and 1P..15P of up to four keys (lanes past count repeat lane
+ * 0's key). */
+static void x4_keys_begin(x4_keygroup *g, const uint8_t *const pks[], int count) {
+    uint64_t xs[4][4], ys[4][4];
+    for (int l = 0; l < 4; l++) {
+        int src = l < count ? l : 0;
+        u256_from_be(xs[l], pks[src]);
+        u256_from_be(ys[l], pks[src] + 32);
+        g->pre[l] = u256_less(xs[l], SM2_P.m) && u256_less(ys[l], SM2_P.m);
+    }
+    sm2x4_jac twice;
+    sm2x4_fe x, y, y2, x3, t, b;
+    x4_from_plain(&x, xs);
+    x4_from_plain(&y, ys);
+    /* on the curve: y^2 == x^3 - 3x + b */
+    sm2x4_sqr(&y2, &y);
+    sm2x4_sqr(&x3, &x);
+    sm2x4_mul(&x3, &x3, &x);
+    sm2x4_add(&t, &x, &x);
+    sm2x4_add(&t, &t, &x);
+    sm2x4_sub(&x3, &x3, &t);
+    sm2x4_const(&b, SM2X4_B);
+    sm2x4_add(&x3, &x3, &b);
+    g->on = sm2x4_equal(&x3, &y2);
+    /* odd multiples 1P..15P */
+    g->pts[0].x = x;
+    g->pts[0].y = y;
+    sm2x4_const(&g->pts[0].z, SM2X4_ONE);
+    x4_dbl(&twice, &g->pts[0]);
+    for (int j = 1; j < SM2_WNAF_POINTS; j++) x4_add(&g->pts[j], &g->pts[j - 1], &twice);
+    g->prod[0] = g->pts[0].z;
+    for (int j = 1; j < SM2_WNAF_POINTS; j++)
+        sm2x4_mul(&g->prod[j], &g->prod[j - 1], &g->pts[j].z);
+}
+
+/* Second half, given inv = 1 / (the product of the group's Z): the affine table into keys[l]
+ * and the verdicts. */
+static void x4_keys_end(x4_keygroup *g, sm2x4_fe *inv, sm2_key *const keys[], const uint8_t *const pks[],
+                        int count, uint8_t ok[]) {
+    for (int j = SM2_WNAF_POINTS - 1; j >= 0; j--) {
+        sm2x4_fe zinv, zinv2, ax, ay;
+        if (j > 0) {
+            sm2x4_mul(&zinv, inv, &g->prod[j - 1]);
+            sm2x4_mul(inv, inv, &g->pts[j].z);
+        } else {
+            zinv = *inv;
+        }
+        sm2x4_sqr(&zinv2, &zinv);
+        sm2x4_mul(&ax, &g->pts[j].x, &zinv2);
+        sm2x4_mul(&zinv2, &zinv2, &zinv);
+        sm2x4_mul(&ay, &g->pts[j].y, &zinv2);
+        uint64_t vx[4][4], vy[4][4];
+        x4_to_mont256(vx, &ax);
+        x4_to_mont256(vy, &ay);
+        for (int l = 0; l < count; l++) {
+            memcpy(keys[l]->table[j].x, vx[l], 32);
+            memcpy(keys[l]->table[j].y, vy[l], 32);
+        }
+    }
+    for (int l = 0; l < count; l++) {
+        ok[l] = g->pre[l] && ((g->on >> l) & 1);
+        if (ok[l]) {
+            memcpy(keys[l]->pk, pks[l], 64);
+            keys[l]->chunks = 1;
+        }
+    }
+}
+
+int engine_sm2_keys4_avx2(sm2_key *const keys[8], const uint8_t *const pks[8], int count,
+                          uint8_t ok[8]) {
+    if (count < 1 || count > 4) return -1;
+    x4_keygroup g;
+    sm2x4_fe inv;
+    x4_keys_begin(&g, pks, count);
+    sm2x4_inv(&inv, &g.prod[SM2_WNAF_POINTS - 1]);
+    x4_keys_end(&g, &inv, keys, pks, count, ok);
+    return 0;
+}
+
+/* Any number of keys, four at a time, with one lane inversion for all the groups (Montgomery's
+ * trick once more over the groups' products): the inversion is a quarter of a group's
+ * decoding. The groups' state lives on the heap (9 KiB each); -1 when there is none. */
+int engine_sm2_keys_many_avx2(sm2_key *const keys[], const uint8_t *const pks[], int count,
+                              uint8_t ok[]) {
+    if (count < 1) return -1;
+    const int groups = (count + 3) / 4;
+    x4_keygroup *g = (x4_keygroup *)aligned_alloc(32, sizeof(x4_keygroup) * (size_t)groups);
+    sm2x4_fe *run = (sm2x4_fe *)aligned_alloc(32, sizeof(sm2x4_fe) * (size_t)groups);
+    if (!g || !run) {
+        free(g);
+        free(run);
+        return -1;
+    }
+    sm2x4_fe one;
+    sm2x4_const(&one, SM2X4_ONE);
+    for (int k = 0; k < groups; k++) {
+        int n = count - 4 * k < 4 ? count - 4 * k : 4;
+        x4_keys_begin(&g[k], pks + 4 * k, n);
+        /* A product of zero (a key off the curve whose multiples met Z = 0; a key on the curve
+         * never does) would make the lane's inverse zero for every group: 1 in its place keeps
+         * the other groups' keys in that lane exact (this key is refused anyway). prod[7]
+         * serves nothing else. */
+        sm2x4_fe *last = &g[k].prod[SM2_WNAF_POINTS - 1];
+        sm2x4_select(last, sm2x4_mask(sm2x4_is_zero(last)), &one, last);
+        if (k == 0)
+            run[0] = g[0].prod[SM2_WNAF_POINTS - 1];
+        else
+            sm2x4_mul(&run[k], &run[k - 1], &g[k].prod[SM2_WNAF_POINTS - 1]);
+    }
+    sm2x4_fe inv, ginv;
+    sm2x4_inv(&inv, &run[groups - 1]);
+    for (int k = groups - 1; k >= 0; k--) {
+        int n = count - 4 * k < 4 ? count - 4 * k : 4;
+        if (k > 0) {
+            sm2x4_mul(&ginv, &inv, &run[k - 1]);
+            sm2x4_mul(&inv, &inv, &g[k].prod[SM2_WNAF_POINTS - 1]);
+        } else {
+            ginv = inv;
+        }
+        x4_keys_end(&g[k], &ginv, keys + 4 * k, pks + 4 * k, n, ok + 4 * k);
+    }
+    free(g);
+    free(run);
+    return 0;
+}
+
+/* ---- the check ----------------------------------------------------------------------------- */
+
+/* An affine point by gathers: word w of lane l's entry at base[idx[l] + stride * w], then y
+ * negated in the lanes of neg (a lane mask). */
+static inline void x4_gather(sm2x4_fe *x, sm2x4_fe *y, const uint32_t *base, __m128i idx,
+                             int stride, __m256i neg) {
+    for (int i = 0; i < 9; i++) {
+        x->v[i] = _mm256_cvtepu32_epi64(
+            _mm_i32gather_epi32((const int *)(base + stride * i), idx, 4));
+        y->v[i] = _mm256_cvtepu32_epi64(
+            _mm_i32gather_epi32((const int *)(base + stride * (9 + i)), idx, 4));
+    }
+    sm2x4_fe ny;
+    sm2x4_neg(&ny, y);
+    sm2x4_select(y, neg, &ny, y);
+}
+
+int engine_sm2_check4_avx2(const sm2_key *const keys[8], const sm2x8_job *jobs, int count,
+                           int8_t verdict[8]) {
+    pthread_once(&g_comb29_once, build_comb29);
+    if (!g_comb29 || count < 1 || count > 4) return -1;
+    const int chunks = keys[0]->chunks;
+    if (chunks != 1 && chunks != SM2_KEY_CHUNKS_MAX) return -1;
+    for (int l = 1; l < count; l++)
+        if (keys[l]->chunks != chunks) return -1; /* the caller groups by chunks */
+    const int width = 64 / chunks, points = chunks * SM2_WNAF_POINTS;
+    /* Lane tables: entry e of lane l, word w at ptab[(e * 18 + w) * 4 + l]. */
+    uint32_t ptab[SM2_KEY_CHUNKS_MAX * SM2_WNAF_POINTS * X4_WORDS * 4] __attribute__((aligned(32)));
+    for (int e = 0; e < points; e++) {
+        uint64_t xs[4][4], ys[4][4];
+        for (int l = 0; l < 4; l++) {
+            const sm2_key *k = keys[l < count ? l : 0];
+            memcpy(xs[l], k->table[e].x, 32);
+            memcpy(ys[l], k->table[e].y, 32);
+        }
+        sm2x4_fe fx, fy;
+        x4_from_mont256(&fx, xs);
+        x4_from_mont256(&fy, ys);
+        for (int i = 0; i < 9; i++) {
+            /* limbs < 2^29: the low halves of the 64-bit lanes, packed */
+            __m256i px = _mm256_permutevar8x32_epi32(fx.v[i], _mm256_set_epi32(7, 5, 3, 1, 6, 4, 2, 0));
+            __m256i py = _mm256_permutevar8x32_epi32(fy.v[i], _mm256_set_epi32(7, 5, 3, 1, 6, 4, 2, 0));
+            _mm_store_si128((__m128i *)&ptab[(e * X4_WORDS + i) * 4], _mm256_castsi256_si128(px));
+            _mm_store_si128((__m128i *)&ptab[(e * X4_WORDS + 9 + i) * 4], _mm256_castsi256_si128(py));
+        }
+    }
+    /* digits, lane-major: index (entry) and sign */
+    int32_t tidx[64][4] __attribute__((aligned(16)));
+    int32_t sidx[SM2_COMB_POSITIONS][4] __attribute__((aligned(16)));
+    uint8_t tneg[64], sneg[SM2_COMB_POSITIONS];
+    uint8_t t_even = 0, s_even = 0;
+    memset(tneg, 0, sizeof tneg);
+    memset(sneg, 0, sizeof sneg);
+    for (int l = 0; l < 4; l++) {
+        const sm2x8_job *jb = &jobs[l < count ? l : 0];
+        uint64_t k[4];
+        int16_t d[64];
+        int ev = make_odd(k, jb->t);
+        regular_recode(d, 4, k); /* radix 16 (sm2_core.h) */
+        t_even |= (uint8_t)(ev << l);
+        for (int i = 0; i < 64; i++) {
+            int v = d[i];
+            int c = i / width; /* the chunk (quarter) this digit belongs to */
+            tidx[i][l] = (SM2_WNAF_POINTS * c + ((v < 0 ? -v : v) >> 1)) * X4_WORDS * 4 + l;
+            tneg[i] |= (uint8_t)(((v < 0) ^ ev) << l);
+        }
+        int16_t cd[SM2_COMB_POSITIONS];
+        ev = make_odd(k, jb->s);
+        comb_recode(cd, k);
+        s_even |= (uint8_t)(ev << l);
+        for (int i = 0; i < SM2_COMB_POSITIONS; i++) {
+            int v = cd[i];
+            sidx[i][l] = (i * SM2_COMB_POINTS + ((v < 0 ? -v : v) >> 1)) * X4_WORDS;
+            sneg[i] |= (uint8_t)(((v < 0) ^ ev) << l);
+        }
+    }
+    sm2x4_jac acc;
+    sm2x4_fe qx, qy;
+    /* the final 1 of t's recoding: 2^256 P = 16^width (2^(64 (chunks-1)) P), entry 0 of the
+     * last chunk, the same entry in every lane */
+    {
+        const int e0 = SM2_WNAF_POINTS * (chunks - 1);
+        for (int i = 0; i < 9; i++) {
+            acc.x.v[i] = _mm256_cvtepu32_epi64(
+                _mm_load_si128((const __m128i *)&ptab[(e0 * X4_WORDS + i) * 4]));
+            acc.y.v[i] = _mm256_cvtepu32_epi64(
+                _mm_load_si128((const __m128i *)&ptab[(e0 * X4_WORDS + 9 + i) * 4]));
+        }
+        sm2x4_fe ny;
+        sm2x4_neg(&ny, &acc.y);
+        sm2x4_select(&acc.y, sm2x4_mask(t_even), &ny, &acc.y);
+    }
+    sm2x4_const(&acc.z, SM2X4_ONE);
+    for (int j = width - 1; j >= 0; j--) {
+        for (int k = 0; k < 4; k++) x4_dbl(&acc, &acc);
+        for (int c = 0; c < chunks; c++) {
+            int pos = width * c + j;
+            __m128i idx = _mm_load_si128((const __m128i *)tidx[pos]);
+            x4_gather(&qx, &qy, ptab, idx, 4, sm2x4_mask(tneg[pos]));
+            x4_madd(&acc, &acc, &qx, &qy);
+        }
+    }
+    /* [s]G: 2^256 G, then the 32 comb positions */
+    for (int i = 0; i < 9; i++) {
+        qx.v[i] = _mm256_set1_epi64x((long long)g_top29[i]);
+        qy.v[i] = _mm256_set1_epi64x((long long)g_top29[9 + i]);
+    }
+    {
+        sm2x4_fe ny;
+        sm2x4_neg(&ny, &qy);
+        sm2x4_select(&qy, sm2x4_mask(s_even), &ny, &qy);
+    }
+    x4_madd(&acc, &acc, &qx, &qy);
+    for (int pos = 0; pos < SM2_COMB_POSITIONS; pos++) {
+        __m128i idx = _mm_load_si128((const __m128i *)sidx[pos]);
+        x4_gather(&qx, &qy, g_comb29, idx, 1, sm2x4_mask(sneg[pos]));
+        x4_madd(&acc, &acc, &qx, &qy);
+    }
+    /* x(R) == c or c + n (the latter only when below p): X == c Z^2 */
+    uint64_t cs[4][4], cns[4][4];
+    unsigned cn_ok = 0;
+    for (int l = 0; l < 4; l++) {
+        const sm2x8_job *jb = &jobs[l < count ? l : 0];
+        memcpy(cs[l], jb->c, 32);
+        u128 cy = 0;
+        for (int i = 0; i < 4; i++) {
+            cy = (u128)jb->c[i] + SM2_N.m[i] + (uint64_t)(cy >> 64);
+            cns[l][i] = (uint64_t)cy;
+        }
+        if (!(uint64_t)(cy >> 64) && u256_less(cns[l], SM2_P.m)) cn_ok |= 1u << l;
+        else memset(cns[l], 0, 32);
+    }
+    sm2x4_fe z2, c, want;
+    sm2x4_sqr(&z2, &acc.z);
+    unsigned zero = sm2x4_is_zero(&z2); /* Z = 0 iff Z^2 = 0; Z itself is lazy */
+    x4_from_plain(&c, cs);
+    sm2x4_mul(&want, &c, &z2);
+    unsigned yes = sm2x4_equal(&want, &acc.x);
+    x4_from_plain(&c, cns);
+    sm2x4_mul(&want, &c, &z2);
+    yes |= sm2x4_equal(&want, &acc.x) & cn_ok;
+    for (int l = 0; l < count; l++)
+        verdict[l] = (int8_t)(((zero >> l) & 1) ? -1 : (int)((yes >> l) & 1));
+    return 0;
+}
+
+/* Test hook: one field operation on four lanes of plain integers a, b < 2^256 (converted to
+ * Montgomery form and back): 0 a b, 1 a^2, 2 a + b, 3 a - b, 4 a^-1, 5 -a; out canonical.
+ * Op 6: the raw product of a and b taken as Montgomery residues already (their limbs as they
+ * are), out = a b 2^-261 mod p. Op 7: lazy sums a + a and b + b (class L) fed to the product,
+ * out = 4 a b 2^-261 mod p. Op 8: 2^4 a (sm2x4_shl). Op 9: a chain whose operands are the
+ * results of additions (subtractions of subtractions, a lazy sum of two, 3 and 2^4 times one):
+ * ((a - b) + (3b - a)) 48 (a - 2b). Op 10: 4a uncarried (class S) times b: 4 a b. */
+int engine_sm2_field4_avx2(int op, const uint64_t a[4][4], const uint64_t b[4][4],
+                           uint64_t out[4][4]) {
+    sm2x4_fe fa, fb, r;
+    if (op == 6 || op == 7) {
+        sm2x4_from_u256(&fa, a);
+        sm2x4_from_u256(&fb, b);
+        if (op == 7) {
+            sm2x4_add_lazy(&fa, &fa, &fa);
+            sm2x4_add_lazy(&fb, &fb, &fb);
+        }
+        sm2x4_mul(&r, &fa, &fb);
+        sm2x4_canon(&r, &r);
+        sm2x4_to_u256(out, &r);
+        return 0;
+    }
+    x4_from_plain(&fa, a);
+    x4_from_plain(&fb, b);
+    switch (op) {
+    case 0: sm2x4_mul(&r, &fa, &fb); break;
+    case 1: sm2x4_sqr(&r, &fa); break;
+    case 2: sm2x4_add(&r, &fa, &fb); break;
+    case 3: sm2x4_sub(&r, &fa, &fb); break;
+    case 4: sm2x4_inv(&r, &fa); break;
+    case 5: sm2x4_neg(&r, &fa); break;
+    case 8: sm2x4_shl(&r, &fa, 4); break;
+    case 9: { /* ((a - b) + (3b - a)) 48 (a - 2b) */
+        sm2x4_fe s1, s2, s3, l, u;
+        sm2x4_sub(&s1, &fa, &fb);
+        sm2x4_sub(&s2, &s1, &fb);
+        sm2x4_sub(&s3, &fb, &s2);
+        sm2x4_add_lazy(&l, &s1, &s3);
+        sm2x4_mul3(&u, &s2);
+        sm2x4_shl(&u, &u, 4);
+        sm2x4_mul(&r, &l, &u);
+        break;
+    }
+    case 10: /* an S operand (4a, not carried) times a T one: 4 a b */
+        sm2x4_shl_lazy(&r, &fa, 2);
+        sm2x4_mul(&r, &r, &fb);
+        break;
+    default: return -1;
+    }
+    sm2x4_fe one;
+    sm2x4_zero(&one);
+    one.v[0] = _mm256_set1_epi64x(1);
+    sm2x4_mul(&r, &r, &one); /* out of Montgomery form */
+    sm2x4_canon(&r, &r);
+    sm2x4_to_u256(out, &r);
+    return 0;
+}
+
+#endif
