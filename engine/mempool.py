@@ -716,10 +716,15 @@ class Mempool:
         if self._nonces is None:
             return 0
         stale: list[bytes] = []
+        window = self._nonces.window
         for sender in set(senders):
-            for nonce, tx_id in self._pooled_nonces.get(sender, {}).items():
-                if self._nonces.refusal(sender, nonce) is not None:
-                    stale.append(tx_id)
+            mine = self._pooled_nonces.get(sender)
+            if not mine:
+                continue
+            w = window(sender)
+            if min(mine) > w.highest:
+                continue  # every pooled nonce is above the committed highest: all fresh
+            stale.extend(tx_id for nonce, tx_id in mine.items() if w.refusal(nonce) is not None)
         self._drop_many(stale)
         if stale:
             self.rejected[STALE_NONCE] = self.rejected.get(STALE_NONCE, 0) + len(stale)

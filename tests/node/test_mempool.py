@@ -262,3 +262,44 @@ def test_with_nonces_admission_asks_the_store_only_for_refused_nonces():
         finally:
             await mp.stop()
     run(main())
+
+
+def test_commits_evict_pooled_transactions_whose_nonce_became_stale():
+    """After a block, a pooled transaction whose nonce the block used (through another
+    transaction) or moved out of its sender's window is evicted; one whose nonce is still
+    fresh (above the new highest, or a gap below it) stays. Fails if the all-fresh shortcut
+    skipped a sender that has a stale nonce, or if eviction dropped a fresh one."""
+    from engine import crypto, tx
+    from engine.nonces import NonceTable
+
+    a, b = crypto.SigningKey.generate(), crypto.SigningKey.generate()
+    state: dict[bytes, bytes] = {}
+    table = NonceTable(state.get)
+
+    async def main():
+        mp = Mempool(chain_id=b"chain", check_tx=lambda t: CheckResult(),
+                     find_committed=lambda batch: [False] * len(batch), nonces=table,
+                     limits=MempoolLimits(batch_wait_ms=1))
+        mp.start()
+        try:
+            pooled = {(k, n): tx.encode_tx(k, n, b"k=%d" % n, "chain")
+                      for k, n in ((a, 3), (a, 5), (a, 9), (b, 7), (b, 8))}
+            assert all(r.ok for r in await mp.add_many(list(pooled.values())))
+            # A block commits other transactions: a's nonce 5 (3 and 4 stay usable gaps)
+            # and b's nonce 2 (b's pooled 7 and 8 stay above it: the shortcut's case).
+            state.update(table.apply_block([(a.public_key, 5), (b.public_key, 2)]))
+            table.committed()
+            assert mp.evict_stale_nonces([a.public_key, b.public_key, a.public_key]) == 1
+            left = {(k, n) for (k, n), env in pooled.items()
+                    if tx.decode_tx(env).tx_id in mp}
+            assert left == {(a, 3), (a, 9), (b, 7), (b, 8)}
+            assert mp.rejected.get("stale_nonce") == 1
+            # Then a block at b's nonce 8: 7 becomes a gap (fresh), 8 is used (stale).
+            state.update(table.apply_block([(b.public_key, 8)]))
+            table.committed()
+            assert mp.evict_stale_nonces([b.public_key]) == 1
+            assert tx.decode_tx(pooled[(b, 7)]).tx_id in mp
+            assert tx.decode_tx(pooled[(b, 8)]).tx_id not in mp
+        finally:
+            await mp.stop()
+    run(main())
