@@ -17,7 +17,9 @@ Refused with a clear reason: malformed envelopes, bad signatures, duplicates (po
 or already committed), transactions over ``tx_bytes_max``, and anything beyond the count or
 byte limits of the pool, and (with a nonce table, ``engine/nonces.py``) a sender's nonce that
 was committed or fell out of its window (``stale_nonce``) or that a pooled transaction already
-uses (``duplicate``). Transaction ids verified here are remembered (bounded), so when the
+uses (``duplicate``). A batch that finds the pool full is refused as ``mempool_full`` without
+its signatures being checked (under overload that work would only be taken from consensus).
+Transaction ids verified here are remembered (bounded), so when the
 same transaction comes back inside a proposal it is not verified again; ``remove_committed``
 takes a block's transactions out of the pool.
 """
@@ -450,8 +452,12 @@ class Mempool:
         envelopes = [env for env, _, _ in batch]
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
+        # A full pool refuses everything new: the signatures are then not worth checking
+        # (under overload that work would be taken from consensus for nothing).
+        full = len(self._pool) >= self.limits.txs_max or \
+            self._pool_bytes >= self.limits.bytes_max
         ids, verdicts = await loop.run_in_executor(self._executor, self._hash_and_verify,
-                                                   envelopes)
+                                                   envelopes, full)
         self.observe_batch(len(batch), time.perf_counter() - started)
         committed: set[bytes] = set()
         if self._nonces is None:
@@ -473,7 +479,7 @@ class Mempool:
                               verdicts[start:start + step], committed)
 
     def _admit_chunk(self, batch: list[tuple[bytes, _Slot | None, bool]],
-                     ids: list[bytes], verdicts: list[bool], committed: set[bytes]) -> None:
+                     ids: list[bytes], verdicts: list[bool | None], committed: set[bytes]) -> None:
         """Pool a chunk of hashed and verified envelopes, in order. Every node runs this for
         every transaction, so it is one loop with the names bound once (not a method call per
         transaction); the checks, their order and their reasons are those of the module
@@ -563,7 +569,7 @@ class Mempool:
         if admitted:
             self._on_admitted(admitted)
 
-    def _refusal(self, env: bytes, tx_id: bytes, valid: bool,
+    def _refusal(self, env: bytes, tx_id: bytes, valid: bool | None,
                  committed: bool) -> tuple[str, str]:
         """(code, reason) of an envelope refused before it is decoded (``_admit_chunk`` sends
         here only envelopes that are too large, pooled, committed or not verified)."""
@@ -574,6 +580,8 @@ class Mempool:
             return DUPLICATE, "already in the mempool"
         if committed or tx_id in self._committed:
             return DUPLICATE, "already committed"
+        if valid is None:  # not verified: the pool was full when its batch came
+            return FULL, (f"mempool is full ({len(self._pool)} txs, {self._pool_bytes} bytes)")
         if env[:1] in (b"\x01", b"\x02") and env[0] != self.suite.tx_version:
             return MALFORMED, _suite_refusal(env, self.suite)
         return BAD_SIGNATURE, "malformed envelope or signature does not verify"
@@ -590,14 +598,18 @@ class Mempool:
             return DUPLICATE, "already committed"
         return STALE_NONCE, f"nonce {tx.nonce} of this sender is {why}"
 
-    def _hash_and_verify(self, envelopes: list[bytes]) -> tuple[list[bytes], list[bool]]:
-        """Worker thread: one native hashing call and one native batch verification."""
+    def _hash_and_verify(self, envelopes: list[bytes], full: bool = False
+                         ) -> tuple[list[bytes], list[bool | None]]:
+        """Worker thread: one native hashing call and one native batch verification (none
+        when the pool is ``full``: the verdicts are then None, refused as ``mempool_full``)."""
         ids = self.suite.hash_many(envelopes, threads=self._threads)
+        if full:
+            return ids, [None] * len(envelopes)
         # Already verified, or already committed (refused as a duplicate anyway): no check.
         pool, verified, committed = self._pool, self._verified, self._committed
         fresh = [i for i, t in enumerate(ids)
                  if t not in verified and t not in committed and t not in pool]
-        verdicts = [True] * len(envelopes)
+        verdicts: list[bool | None] = [True] * len(envelopes)
         if fresh:
             sizes_ok = [len(envelopes[i]) <= self.limits.tx_bytes_max for i in fresh]
             to_check = [envelopes[i] for i, ok in zip(fresh, sizes_ok) if ok]

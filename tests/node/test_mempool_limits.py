@@ -88,3 +88,26 @@ def test_admission_is_split_into_verify_batches_and_admitted_in_chunks_in_order(
         assert mp.reap(100, 10_000) == envs
         await mp.stop()
     run(main())
+
+
+def test_a_full_pool_refuses_a_batch_without_verifying_it():
+    """When a batch comes to a full pool, its signatures are not checked (that work would be
+    taken from consensus for transactions refused anyway): each is refused as mempool_full,
+    pooled and committed ones still as duplicates; after a commit frees room, batches are
+    verified and admitted again."""
+    async def main():
+        mp, batches, _ = make(MempoolLimits(txs_max=2, batch_wait_ms=0))
+        mp.start()
+        assert all(r.ok for r in await mp.add_many([b"p1", b"p2"]))
+        assert batches == [[b"p1", b"p2"]]
+        mp.remove_committed([blake3(b"old")])
+        r = await mp.add_many([b"n1", b"p1", b"old", b"n2"])
+        assert [x.code for x in r] == ["mempool_full", "duplicate", "duplicate", "mempool_full"]
+        assert "2 txs" in r[0].log and r[0].tx_id == blake3(b"n1")
+        assert batches == [[b"p1", b"p2"]]  # nothing verified for the refused batch
+        assert not mp.is_verified(blake3(b"n1"))
+        mp.remove_committed([blake3(b"p1")])
+        assert (await mp.add(b"n1")).ok
+        assert batches[-1] == [b"n1"]
+        await mp.stop()
+    run(main())
