@@ -512,8 +512,7 @@ class Mempool:
                         refused = (MALFORMED, f"malformed envelope: {e}")
                 if tx is not None:
                     if len(pool) >= txs_max or self._pool_bytes + len(env) > bytes_max:
-                        refused = (FULL, f"mempool is full ({len(pool)} txs, "
-                                         + f"{self._pool_bytes} bytes)")
+                        refused = self._full()
                     elif nonces is not None:
                         # Fresh for sure (the common case): above the sender's committed
                         # highest and no pooled transaction of the sender has this nonce.
@@ -581,10 +580,13 @@ class Mempool:
         if committed or tx_id in self._committed:
             return DUPLICATE, "already committed"
         if valid is None:  # not verified: the pool was full when its batch came
-            return FULL, (f"mempool is full ({len(self._pool)} txs, {self._pool_bytes} bytes)")
+            return self._full()
         if env[:1] in (b"\x01", b"\x02") and env[0] != self.suite.tx_version:
             return MALFORMED, _suite_refusal(env, self.suite)
         return BAD_SIGNATURE, "malformed envelope or signature does not verify"
+
+    def _full(self) -> tuple[str, str]:
+        return FULL, f"mempool is full ({len(self._pool)} txs, {self._pool_bytes} bytes)"
 
     def _nonce_refusal(self, tx: Any, tx_id: bytes) -> tuple[str, str] | None:
         """(code, reason) when the sender's nonce is pooled already, used or out of its
