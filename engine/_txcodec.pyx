@@ -1,5 +1,6 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
-"""Native batch decoding of verified transaction envelopes (the mempool's admission path).
+"""Native batch work on transactions: decoding verified envelopes (the mempool's admission
+path), splitting blocks and request bodies, and the kvstore's block parse (``kv_writes``).
 
 ``decode_verified_many`` turns a list of envelopes that ``verify_txs`` accepted, with their ids,
 into ``engine.tx.Tx`` named tuples in one call: the header is read in C and each tuple is
@@ -16,9 +17,9 @@ from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.long cimport PyLong_FromUnsignedLongLong
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_INCREF
-from cpython.tuple cimport PyTuple_SET_ITEM
+from cpython.tuple cimport PyTuple_Check, PyTuple_GET_ITEM, PyTuple_GET_SIZE, PyTuple_SET_ITEM
 from libc.stdint cimport uint8_t, uint64_t
-from libc.string cimport memcpy
+from libc.string cimport memchr, memcmp, memcpy
 
 cdef extern from "Python.h":
     # The allocator of tuple subclasses defined in Python (a named tuple's tp_alloc): a tuple
@@ -202,3 +203,45 @@ def join_chunks(bytes head, list items):
         memcpy(p + 4, PyBytes_AS_STRING(item), size)
         p += 4 + size
     return out
+
+
+def kv_writes(list txs, Py_ssize_t key_max, Py_ssize_t value_max, bytes reserved,
+              bytes special):
+    """The kvstore's block execution in one pass: ``(writes, malformed)`` for ``txs`` (named
+    tuples whose field 3 is the payload, ``engine.tx.Tx``), where ``writes`` maps each key to
+    its last value in first-write order (a dict filled in block order) and ``malformed`` lists
+    the indices of payloads that are not ``key=value`` with ``0 < len(key) <= key_max``,
+    ``len(value) <= value_max`` and a key outside ``reserved`` (``engine.app.parse_kv``'s
+    rule). None, having written nothing, when a transaction is not such a tuple, a payload is
+    not ``bytes``, or a payload starts with ``special`` (the caller's own loop handles those)."""
+    cdef Py_ssize_t n = PyList_GET_SIZE(txs), i, size, eq
+    cdef Py_ssize_t rlen = PyBytes_GET_SIZE(reserved), slen = PyBytes_GET_SIZE(special)
+    cdef const char *rp = PyBytes_AS_STRING(reserved)
+    cdef const char *sp = PyBytes_AS_STRING(special)
+    cdef const char *p
+    cdef const char *hit
+    cdef object tx, payload
+    for i in range(n):
+        tx = <object>PyList_GET_ITEM(txs, i)
+        if not PyTuple_Check(tx) or PyTuple_GET_SIZE(tx) < TX_FIELDS:
+            return None
+        payload = <object>PyTuple_GET_ITEM(tx, 3)
+        if not PyBytes_CheckExact(payload):
+            return None
+        if PyBytes_GET_SIZE(payload) >= slen and memcmp(PyBytes_AS_STRING(payload), sp, slen) == 0:
+            return None
+    cdef dict writes = {}
+    cdef list malformed = []
+    for i in range(n):
+        payload = <object>PyTuple_GET_ITEM(<object>PyList_GET_ITEM(txs, i), 3)
+        p = PyBytes_AS_STRING(payload)
+        size = PyBytes_GET_SIZE(payload)
+        hit = <const char *>memchr(p, 61, <size_t>size)  # b"="
+        eq = hit - p if hit != NULL else -1
+        if eq <= 0 or eq > key_max or size - eq - 1 > value_max \
+                or (eq >= rlen and memcmp(p, rp, rlen) == 0):
+            malformed.append(i)
+            continue
+        writes[PyBytes_FromStringAndSize(p, eq)] = PyBytes_FromStringAndSize(p + eq + 1,
+                                                                            size - eq - 1)
+    return writes, malformed

@@ -33,6 +33,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
+from engine import _poolcore
 from engine import limits as _limits
 from engine.suite import DEFAULT, Suite
 
@@ -165,16 +166,7 @@ class Senders:
 
     def remove_many(self, pairs: Iterable[tuple[bytes, bytes]]) -> None:
         """Unindex pooled transactions, given as (sender, tx id) (a block's worth at once)."""
-        txs, highest = self._txs, self._max
-        for sender, tx_id in pairs:
-            mine = txs.get(sender)
-            if mine is None:
-                continue
-            nonce = mine.pop(tx_id, None)
-            if not mine:
-                del txs[sender], highest[sender]
-            elif nonce == highest[sender]:  # rare: commits take the lowest nonces first
-                highest[sender] = max(mine.values())
+        _poolcore.unindex_many(self._txs, self._max, pairs)
 
     def by_sender(self, sender: bytes) -> list[Any]:
         mine = self._txs.get(bytes(sender), {})
@@ -268,7 +260,8 @@ class Mempool:
         self._disordered: set[bytes] = set()
         self._reorder_ids: set[bytes] = set()
         self._on_admitted = on_admitted or (lambda envelopes: None)
-        self._pool: OrderedDict[bytes, bytes] = OrderedDict()  # tx id -> envelope
+        #: tx id -> envelope, in arrival order (a plain dict: _poolcore changes it natively).
+        self._pool: dict[bytes, bytes] = {}
         self._pool_bytes = 0
         self._verified: OrderedDict[bytes, None] = OrderedDict()
         self._committed: OrderedDict[bytes, None] = OrderedDict()
@@ -655,8 +648,7 @@ class Mempool:
                 self._remember_verified(tx_ids[i])
 
     def remove_committed(self, tx_ids: Sequence[bytes]) -> None:
-        pool = self._pool
-        self._drop_many([t for t in tx_ids if t in pool])
+        self._drop_many(tx_ids)
         forget = self._verified.pop
         for tx_id in tx_ids:
             forget(tx_id, None)
@@ -669,35 +661,17 @@ class Mempool:
         self._drop_many((tx_id,))
 
     def _drop_many(self, tx_ids: Iterable[bytes]) -> None:
-        """Take transactions out of the pool and every index of it (one pass, the names bound
-        once: a commit drops a whole block's worth)."""
-        pool, decoded, priority = self._pool, self._decoded, self._priority
-        pooled_nonces = self._pooled_nonces if self._nonces is not None else None
-        freed = 0
-        unindex: list[tuple[bytes, bytes]] = []
-        for tx_id in tx_ids:
-            env = pool.pop(tx_id, None)
-            tx = decoded.pop(tx_id, None)
-            if env is not None:
-                freed += len(env)
-            if priority:
-                priority.pop(tx_id, None)
-            sender = getattr(tx, "sender", None)
-            if sender is None:
-                continue
-            unindex.append((sender, tx_id))
-            if pooled_nonces is not None:
-                nonces = pooled_nonces.get(sender)
-                if nonces is not None:
-                    nonces.pop(tx.nonce, None)
-                    if not nonces:
-                        del pooled_nonces[sender]
+        """Take transactions out of the pool and every index of it (a commit drops a whole
+        block's worth: one compiled loop, engine/_poolcore.pyx); ids not pooled are skipped."""
+        pending, disordered = self.pending, self._disordered
+        freed, unindexed = _poolcore.drop_many(
+            self._pool, self._decoded, self._priority,
+            self._pooled_nonces if self._nonces is not None else None,
+            pending._txs, pending._max, tx_ids, bool(disordered))
         self._pool_bytes -= freed
-        pending = self.pending
-        pending.remove_many(unindex)
-        if self._disordered:
-            reorder, disordered = self._reorder_ids, self._disordered
-            for sender, tx_id in unindex:
+        if disordered:
+            reorder = self._reorder_ids
+            for sender, tx_id in unindexed:
                 reorder.discard(tx_id)
                 if pending.next_nonce(sender) is None:
                     disordered.discard(sender)

@@ -163,3 +163,88 @@ def test_join_chunks_is_the_inverse_of_split_chunks(head, items):
         assert split_chunks(raw, len(head), len(items)) == (items, len(raw))
     with pytest.raises(TypeError, match=r"items\[0\]"):
         join_chunks(head, [bytearray(b"x")])
+
+
+# ---- kv_writes: the kvstore's block parse, against engine.app.parse_kv -----------------------
+
+def _kv_reference(txs):
+    from engine.app import parse_kv
+
+    writes, malformed = {}, []
+    for i, t in enumerate(txs):
+        kv = parse_kv(t.payload)
+        if kv is None:
+            malformed.append(i)
+        else:
+            writes[kv[0]] = kv[1]
+    return writes, malformed
+
+
+def _kv_args():
+    from engine.app import KEY_BYTES_MAX, VAL_PREFIX, VALUE_BYTES_MAX
+    from engine.nonces import RESERVED_PREFIX
+
+    return KEY_BYTES_MAX, VALUE_BYTES_MAX, RESERVED_PREFIX, VAL_PREFIX
+
+
+def _kv_tx(payload: bytes) -> tx.Tx:
+    return tx.Tx(1, b"s" * 32, 0, payload, b"x" * 64, b"i" * 32)
+
+
+_kv_payload = st.one_of(
+    st.builds(lambda k, v: k + b"=" + v, st.sampled_from([b"a", b"b", b"k1", b"", b"x" * 256,
+                                                         b"x" * 257, b"\xffengine/n",
+                                                         b"\xffengine", b"a=b"]),
+              st.sampled_from([b"", b"1", b"v=w", b"y" * 4096, b"y" * 4097])),
+    st.binary(max_size=20))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_kv_payload, max_size=12))
+def test_kv_writes_matches_parse_kv(payloads):
+    from engine._txcodec import kv_writes
+
+    txs = [_kv_tx(p) for p in payloads]
+    got = kv_writes(txs, *_kv_args())
+    if any(p.startswith(b"val:") for p in payloads):
+        assert got is None
+        return
+    want = _kv_reference(txs)
+    assert got == want
+    assert list(got[0].items()) == list(want[0].items())  # same first-write order
+
+
+def test_kv_writes_edges_of_the_rule():
+    from engine._txcodec import kv_writes
+
+    payloads = [b"a=1", b"=x", b"noeq", b"x" * 256 + b"=v", b"x" * 257 + b"=v",
+                b"k=" + b"y" * 4096, b"k2=" + b"y" * 4097, b"\xffengine/n=1", b"\xffengin=1",
+                b"a=2", b"b==", b""]
+    writes, malformed = kv_writes([_kv_tx(p) for p in payloads], *_kv_args())
+    assert malformed == [1, 2, 4, 6, 7, 11]
+    assert list(writes.items()) == [(b"a", b"2"), (b"x" * 256, b"v"), (b"k", b"y" * 4096),
+                                    (b"\xffengin", b"1"), (b"b", b"=")]
+
+
+def test_kv_writes_hands_back_what_it_does_not_handle():
+    from engine._txcodec import kv_writes
+
+    args = _kv_args()
+    assert kv_writes([_kv_tx(b"a=1"), _kv_tx(b"val:" + b"0" * 64 + b"=1")], *args) is None
+    assert kv_writes([_kv_tx(bytearray(b"a=1"))], *args) is None  # payload not bytes
+    assert kv_writes([(1, 2, 3)], *args) is None  # not a transaction tuple
+    assert kv_writes([], *args) == ({}, [])
+    with pytest.raises(TypeError):
+        kv_writes((_kv_tx(b"a=1"),), *args)  # a list is required
+
+
+def test_kv_writes_no_reference_leaks():
+    from engine._txcodec import kv_writes
+
+    payload = b"key=value"
+    txs = [_kv_tx(payload)] * 20
+    before = sys.getrefcount(payload)
+    for _ in range(200):
+        kv_writes(txs, *_kv_args())
+    gc.collect()
+    assert sys.getrefcount(payload) == before

@@ -210,3 +210,43 @@ def test_kvstore_admission_check_agrees_with_parse_kv(payload):
 
     assert kv_ok(payload) == (parse_kv(payload) is not None)
     assert kv_ok(bytearray(payload)) == (parse_kv(payload) is not None)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(st.one_of(
+    st.builds(lambda k, v: k + b"=" + v, st.sampled_from([b"a", b"b", b"c", b"", b"k" * 257]),
+              st.binary(max_size=8)),
+    st.sampled_from([b"noeq", b"\xffengine/n=1", b"val:zz=1"])), max_size=10),
+    min_size=1, max_size=4))
+def test_kvstore_native_block_parse_gives_the_python_loops_results(blocks):
+    """The kvstore parses a block without validator transactions natively (a list of Tx);
+    given the same blocks as tuples it takes its per-transaction loop: same results, app
+    hashes, writes and their order, height after height."""
+    from engine import app as app_mod
+
+    native = app_mod._kv_writes
+    parsed: list[int] = []
+
+    def counting(txs, *args):
+        out = native(txs, *args)
+        parsed.append(out is not None)
+        return out
+
+    fast, slow = app_mod.KVStoreApp(), app_mod.KVStoreApp()
+    key = crypto.SigningKey.from_seed(b"\x07" * 32)
+    for height, payloads in enumerate(blocks, start=1):
+        txs = [tx.decode_tx(tx.encode_tx(key, n, p, "c")) for n, p in enumerate(payloads)]
+        app_mod._kv_writes = counting
+        try:
+            a = fast.finalize_block(height, list(txs))
+        finally:
+            app_mod._kv_writes = native
+        # The native parse took the block unless it holds a validator transaction.
+        assert parsed.pop() == (not any(p.startswith(b"val:") for p in payloads))
+        b = slow.finalize_block(height, tuple(txs))
+        assert a.tx_results == b.tx_results
+        assert a.app_hash == b.app_hash
+        assert list(a.writes.items()) == list(b.writes.items())
+        assert a.validator_updates == b.validator_updates
+        fast.commit()
+        slow.commit()

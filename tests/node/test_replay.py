@@ -146,3 +146,13 @@ def test_replay_after_pruning_is_refused_by_admission_and_by_block_validity(tmp_
     valid, fresh = run(second_life())
     assert valid is False
     assert fresh.ok, fresh
+
+
+def test_apply_block_records_are_each_senders_key_and_encoded_window():
+    """The records apply_block returns are (nonce_key(sender), NonceWindow.encode()) of each
+    sender's window after the block, in first-use order."""
+    table = NonceTable({}.get)
+    a, b = b"a" * 32, b"b" * 32
+    records = table.apply_block([(b, 0), (a, 3), (b, 1)])
+    assert records == [(nonce_key(b), NonceWindow(1, []).encode()),
+                       (nonce_key(a), NonceWindow(3, [0, 1, 2]).encode())]
