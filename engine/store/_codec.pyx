@@ -16,7 +16,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromSt
 from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
-from libc.string cimport memcpy, memset
+from libc.string cimport memcmp, memcpy, memset
 
 #: The record's offsets are u32: a block record must stay below 4 GiB.
 record_bytes_max = (1 << 32) - 1
@@ -241,3 +241,56 @@ def concat_many(bytes prefix, list heads, list tails, Py_ssize_t tail_bytes=-1):
         memcpy(p + a + b, PyBytes_AS_STRING(t), c)
         out[i] = r
     return out
+
+
+def split_sealed(list keys, list values, Py_ssize_t tag_bytes):
+    """Sealed records read in one transaction (``values[i]`` the buffer LMDB gave for
+    ``keys[i]``, or None when absent), split in one pass before the transaction ends:
+    ``(placed, found_keys, payloads, tags)`` where ``placed`` has each found record's payload
+    (a ``bytes`` copy without its tag) at its key's index and None elsewhere, ``found_keys``
+    and ``payloads`` list the found ones in order (for the batch tag check) and ``tags`` is
+    their tags, concatenated. A record shorter than its tag: ValueError whose second argument
+    is its key."""
+    cdef Py_ssize_t n = len(keys), i, size, found = 0
+    if len(values) != n:
+        raise ValueError("keys and values must have the same length")
+    cdef list placed = [None] * n, found_keys = [], payloads = []
+    cdef Py_buffer view
+    cdef object value, payload
+    cdef object tags = PyBytes_FromStringAndSize(NULL, n * tag_bytes)
+    cdef char *t = PyBytes_AS_STRING(tags)
+    for i in range(n):
+        value = values[i]
+        if value is None:
+            continue
+        PyObject_GetBuffer(value, &view, PyBUF_SIMPLE)
+        try:
+            size = view.len
+            if size < tag_bytes:
+                raise ValueError(f"record of {size} bytes is shorter than its tag", keys[i])
+            payload = PyBytes_FromStringAndSize(<const char *>view.buf, size - tag_bytes)
+            memcpy(t + found * tag_bytes, <const char *>view.buf + size - tag_bytes, tag_bytes)
+        finally:
+            PyBuffer_Release(&view)
+        placed[i] = payload
+        found_keys.append(keys[i])
+        payloads.append(payload)
+        found += 1
+    return placed, found_keys, payloads, tags[:found * tag_bytes]
+
+
+def first_tag_mismatch(list digests, bytes tags, Py_ssize_t tag_bytes):
+    """The index of the first digest whose first ``tag_bytes`` differ from its tag in
+    ``tags`` (concatenated, as ``split_sealed`` gives them), or -1."""
+    cdef Py_ssize_t n = len(digests), i
+    if PyBytes_GET_SIZE(tags) != n * tag_bytes:
+        raise ValueError("tags must hold one tag per digest")
+    cdef const char *t = PyBytes_AS_STRING(tags)
+    cdef object d
+    for i in range(n):
+        d = digests[i]
+        if not PyBytes_CheckExact(d) or PyBytes_GET_SIZE(d) < tag_bytes:
+            raise TypeError(f"digests[{i}] must be bytes of at least {tag_bytes}")
+        if memcmp(PyBytes_AS_STRING(d), t + i * tag_bytes, tag_bytes) != 0:
+            return i
+    return -1

@@ -10,7 +10,7 @@ import struct
 
 from blake3 import blake3 as _blake3_pkg
 
-from engine.store._codec import concat_many
+from engine.store._codec import concat_many, first_tag_mismatch, split_sealed
 
 TAG_BYTES = 16
 HEIGHT = struct.Struct(">Q")  # keys are big-endian so LMDB appends them in order
@@ -77,23 +77,26 @@ def seal_many(database: str, keys: list[bytes], payloads: list[bytes]) -> list[b
     return concat_many(b"", payloads, outer, TAG_BYTES)
 
 
-def unseal_many(database: str, keys: list[bytes], values: list) -> list[bytes]:
-    """``[bytes(unseal(database, k, v)) ...]`` for many small records, the tags checked with
-    two native batch hashing calls (StoreCorruption naming the first bad record)."""
+def unseal_many(database: str, keys: list[bytes], values: list) -> list[bytes | None]:
+    """``[None if v is None else bytes(unseal(database, k, v)) ...]`` for many small records
+    (buffers of one read transaction: call it inside that transaction), split natively and the
+    tags checked with two native batch hashing calls (StoreCorruption naming the first bad
+    record)."""
     from engine.hashing import blake3_many  # bound late: engine.hashing loads the native kernel
 
-    if not values:
-        return []
-    for k, v in zip(keys, values):
-        if len(v) < TAG_BYTES:
-            raise StoreCorruption(database, k, f"record of {len(v)} bytes is shorter than its tag")
-    payloads = [bytes(v[:-TAG_BYTES]) for v in values]
-    inner = blake3_many(payloads)
-    outer = blake3_many(concat_many(database.encode() + b"\0", list(keys), inner))
-    for k, v, o in zip(keys, values, outer):
-        if o[:TAG_BYTES] != v[-TAG_BYTES:]:
-            raise StoreCorruption(database, k, "checksum mismatch")
-    return payloads
+    try:
+        placed, found_keys, payloads, tags = split_sealed(keys, values, TAG_BYTES)
+    except ValueError as e:
+        if len(e.args) != 2:
+            raise
+        raise StoreCorruption(database, e.args[1], e.args[0]) from None
+    if payloads:
+        inner = blake3_many(payloads)
+        outer = blake3_many(concat_many(database.encode() + b"\0", found_keys, inner))
+        bad = first_tag_mismatch(outer, tags, TAG_BYTES)
+        if bad >= 0:
+            raise StoreCorruption(database, found_keys[bad], "checksum mismatch")
+    return placed
 
 
 def unseal(database: str, key: bytes, value) -> memoryview:

@@ -928,12 +928,9 @@ class Store:
 
         def read(txn) -> list[bytes | None]:
             get = txn.get
-            return [None if (v := get(k, db=state)) is None else bytes(v) for k in keys]
+            return unseal_many("state", keys, [get(k, db=state) for k in keys])
 
-        raw = self._read(read)
-        found = [i for i, v in enumerate(raw) if v is not None]
-        payloads = iter(unseal_many("state", [keys[i] for i in found], [raw[i] for i in found]))
-        return [None if v is None else next(payloads) for v in raw]
+        return self._read(read)
 
     def state_items(self, prefix: bytes = b"") -> list[tuple[bytes, bytes]]:
         """All committed (key, value) pairs whose key starts with ``prefix``, in key order."""

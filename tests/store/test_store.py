@@ -610,3 +610,40 @@ def test_state_changes_checked_natively_then_by_name():
         _checked_changes([(b"a", b"1"), [b"b", b"2"]])
     with pytest.raises(ValueError, match=r"state_changes\[2\] key"):
         _checked_changes([(b"a", b"1"), (b"b", b"2"), (b"", b"3")])
+
+
+def test_batch_unseal_matches_one_record_at_a_time():
+    """unseal_many (state_get_many's reads, split natively) gives each record's payload as
+    unseal does, None where absent, and names the first damaged or short record."""
+    from engine.store import StoreCorruption
+    from engine.store._codec import first_tag_mismatch, split_sealed
+    from engine.store._records import TAG_BYTES, seal, unseal, unseal_many
+
+    keys = [b"k%d" % i for i in range(40)]
+    sealed = [seal("state", k, os.urandom(i * 7 % 300)) for i, k in enumerate(keys)]
+    values: list = [memoryview(v) if i % 3 else (None if i % 5 == 0 else v)
+                    for i, v in enumerate(sealed)]
+    got = unseal_many("state", keys, values)
+    assert got == [None if v is None else bytes(unseal("state", k, v))
+                   for k, v in zip(keys, values)]
+    assert all(type(p) is bytes for p in got if p is not None)
+    placed, found, payloads, tags = split_sealed(keys, values, TAG_BYTES)
+    assert placed == got and found == [k for k, v in zip(keys, values) if v is not None]
+    assert tags == b"".join(bytes(v)[-TAG_BYTES:] for v in values if v is not None)
+    assert first_tag_mismatch([t + b"rest" for t in (tags[:16], tags[16:32])], tags[:32], 16) == -1
+    assert first_tag_mismatch([tags[:16], b"\0" * 32], tags[:32], 16) == 1
+    with pytest.raises(ValueError, match="one tag per digest"):
+        first_tag_mismatch([tags[:16]], tags[:32], 16)
+    damaged = list(values)
+    damaged[7] = bytearray(sealed[7])
+    damaged[7][0] ^= 1
+    damaged[9] = bytearray(sealed[9])
+    damaged[9][-1] ^= 1
+    with pytest.raises(StoreCorruption) as e:
+        unseal_many("state", keys, damaged)
+    assert e.value.key == b"k7" and "checksum mismatch" in str(e.value)
+    with pytest.raises(StoreCorruption) as e:
+        unseal_many("state", keys, values[:3] + [b"short"] + values[4:])
+    assert e.value.key == b"k3" and "shorter than its tag" in str(e.value)
+    with pytest.raises(ValueError, match="same length"):
+        split_sealed(keys, values[:-1], TAG_BYTES)
