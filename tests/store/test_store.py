@@ -629,6 +629,7 @@ def test_batch_unseal_matches_one_record_at_a_time():
     assert all(type(p) is bytes for p in got if p is not None)
     placed, found, payloads, tags = split_sealed(keys, values, TAG_BYTES)
     assert placed == got and found == [k for k, v in zip(keys, values) if v is not None]
+    assert payloads == [p for p in got if p is not None]
     assert tags == b"".join(bytes(v)[-TAG_BYTES:] for v in values if v is not None)
     assert first_tag_mismatch([t + b"rest" for t in (tags[:16], tags[16:32])], tags[:32], 16) == -1
     assert first_tag_mismatch([tags[:16], b"\0" * 32], tags[:32], 16) == 1
