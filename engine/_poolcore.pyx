@@ -1,5 +1,6 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
-"""The mempool's per-transaction bookkeeping in compiled loops (engine/mempool.py).
+"""The mempool's per-transaction bookkeeping in compiled code (engine/mempool.py): the drop
+loop of a commit and the bounded id caches (``RecentIds``).
 
 A commit takes a block's worth of transactions out of the pool and out of every index of it
 (the envelopes, the decoded transactions, priorities, pooled nonces by sender and the
@@ -40,13 +41,13 @@ def unindex_many(dict txs not None, dict highest not None, pairs):
 
 def drop_many(dict pool not None, dict decoded not None, dict priority not None,
               pooled_nonces, dict txs not None, dict highest not None, tx_ids,
-              bint want_pairs):
+              set disordered not None, set reorder_ids not None):
     """Take ``tx_ids`` out of the pool (id -> envelope), the decoded transactions (id -> tx),
     the priorities (id -> priority), the pooled nonces (sender -> {nonce: id}, or None when
-    nonces are not enforced) and the ``Senders`` maps; ids not pooled are skipped. Returns
-    (envelope bytes freed, the (sender, tx id) pairs unindexed when ``want_pairs``, else [])."""
+    nonces are not enforced), the ``Senders`` maps and the reorder bookkeeping (the senders
+    whose transactions arrived out of nonce order, while they have any pooled, and those
+    transactions' ids); ids not pooled are skipped. Returns the envelope bytes freed."""
     cdef Py_ssize_t freed = 0
-    cdef list pairs = []
     cdef bint with_nonces = pooled_nonces is not None
     cdef dict by_sender = pooled_nonces if with_nonces else None
     cdef object env, tx, sender, nonces
@@ -64,8 +65,6 @@ def drop_many(dict pool not None, dict decoded not None, dict priority not None,
         sender = getattr(tx, "sender", None)
         if sender is None:
             continue
-        if want_pairs:
-            pairs.append((sender, tx_id))
         if with_nonces:
             nonces = _get(by_sender, sender)
             if nonces is not None:
@@ -73,4 +72,105 @@ def drop_many(dict pool not None, dict decoded not None, dict priority not None,
                 if not nonces:
                     PyDict_DelItem(by_sender, sender)
         _unindex(txs, highest, sender, tx_id)
-    return freed, pairs
+        if disordered:
+            reorder_ids.discard(tx_id)
+            if PyDict_GetItem(txs, sender) == NULL:
+                disordered.discard(sender)
+    return freed
+
+
+cdef class RecentIds:
+    """The newest ``max_ids`` ids, oldest forgotten first: an OrderedDict used as a bounded
+    FIFO set (an id added again keeps its place), but adding a block's worth of ids is one
+    compiled loop and forgetting the oldest walks a list instead of unlinking nodes.
+
+    Each id maps to its sequence number; ``_order`` lists ids by sequence number from
+    ``_first``. Discarding an id only removes it from the map, so ``_order`` may hold stale
+    entries: an entry is live when the map gives its own sequence number. Stale entries are
+    skipped when the oldest are forgotten and dropped when they outnumber the live ones."""
+
+    cdef dict _seq
+    cdef list _order
+    cdef Py_ssize_t _first, _head
+    cdef readonly Py_ssize_t max_ids
+
+    def __init__(self, Py_ssize_t max_ids):
+        if max_ids < 0:
+            raise ValueError("max_ids must be >= 0")
+        self.max_ids = max_ids
+        self._seq = {}
+        self._order = []
+        self._first = self._head = 0
+
+    def __contains__(self, key) -> bool:
+        return key in self._seq
+
+    def __len__(self) -> int:
+        return len(self._seq)
+
+    def __iter__(self):
+        """The ids, oldest first (a snapshot)."""
+        cdef Py_ssize_t i, n = len(self._order)
+        cdef list out = []
+        cdef PyObject *v
+        for i in range(self._head, n):
+            key = self._order[i]
+            v = PyDict_GetItem(self._seq, key)
+            if v != NULL and <Py_ssize_t><object>v == self._first + i:
+                out.append(key)
+        return iter(out)
+
+    cdef inline void _append(self, object key) except *:
+        if PyDict_GetItem(self._seq, key) != NULL:
+            return
+        PyDict_SetItem(self._seq, key, self._first + len(self._order))
+        self._order.append(key)
+
+    cdef void _trim(self) except *:
+        cdef Py_ssize_t n = len(self._order)
+        cdef PyObject *v
+        while len(self._seq) > self.max_ids:
+            key = self._order[self._head]
+            v = PyDict_GetItem(self._seq, key)
+            if v != NULL and <Py_ssize_t><object>v == self._first + self._head:
+                PyDict_DelItem(self._seq, key)
+            self._head += 1
+        live = len(self._seq)
+        if self._head > 1024 and 2 * self._head > n:
+            del self._order[:self._head]
+            self._first += self._head
+            self._head = 0
+        elif n - self._head > 2 * live + 1024:
+            self._compact()
+
+    cdef void _compact(self) except *:
+        """Rebuild ``_order`` from the live ids (many were discarded)."""
+        cdef list live = list(self)
+        self._first += len(self._order)
+        self._head = 0
+        self._order = live
+        for i, key in enumerate(live):
+            PyDict_SetItem(self._seq, key, self._first + i)
+
+    def backlog(self) -> int:
+        """Entries of the order list from the oldest live id on, stale ones included (bounded
+        by twice the live ids plus 1,024)."""
+        return len(self._order) - self._head
+
+    def add(self, key) -> None:
+        self._append(key)
+        self._trim()
+
+    def add_many(self, keys) -> None:
+        for key in keys:
+            self._append(key)
+        self._trim()
+
+    def discard_many(self, keys) -> None:
+        """Forget these ids (absent ones are skipped)."""
+        cdef dict seq = self._seq
+        for key in keys:
+            if PyDict_GetItem(seq, key) != NULL:
+                PyDict_DelItem(seq, key)
+        if len(self._order) - self._head > 2 * len(seq) + 1024:
+            self._compact()

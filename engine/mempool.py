@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -263,8 +262,9 @@ class Mempool:
         #: tx id -> envelope, in arrival order (a plain dict: _poolcore changes it natively).
         self._pool: dict[bytes, bytes] = {}
         self._pool_bytes = 0
-        self._verified: OrderedDict[bytes, None] = OrderedDict()
-        self._committed: OrderedDict[bytes, None] = OrderedDict()
+        #: Verified ids that are not pooled, and recently committed ids (bounded FIFO sets).
+        self._verified = _poolcore.RecentIds(self.limits.verified_cache_max)
+        self._committed = _poolcore.RecentIds(self.limits.committed_cache_max)
         self._pending: list[tuple[bytes, _Slot | None, bool]] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -479,7 +479,7 @@ class Mempool:
         docstring: size, pooled, committed, signature, layout, pool limits, nonces, check_tx."""
         lim = self.limits
         tx_bytes_max, txs_max, bytes_max = lim.tx_bytes_max, lim.txs_max, lim.bytes_max
-        verified, verified_max = self._verified, lim.verified_cache_max
+        remember_verified = self._verified.add
         pool, decoded, recent = self._pool, self._decoded, self._committed
         decode, check_tx, with_pending = self._decode_with_id, self._check_tx, \
             self._check_tx_pending
@@ -525,9 +525,7 @@ class Mempool:
                     if refused is not None:
                         # Verified but not pooled: remembered, so that a proposal carrying it
                         # does not verify it again (pooled ones are known verified).
-                        verified[tx_id] = None
-                        if len(verified) > verified_max:
-                            verified.popitem(last=False)
+                        remember_verified(tx_id)
                     else:
                         pool[tx_id] = env
                         decoded[tx_id] = tx
@@ -615,9 +613,7 @@ class Mempool:
         return ids, verdicts
 
     def _remember_verified(self, tx_id: bytes) -> None:
-        self._verified[tx_id] = None
-        if len(self._verified) > self.limits.verified_cache_max:
-            self._verified.popitem(last=False)
+        self._verified.add(tx_id)
 
     # --------------------------------------------------------------- blocks
     def verify_block_txs(self, envelopes: Sequence[bytes], tx_ids: Sequence[bytes]) -> list[bool]:
@@ -649,13 +645,8 @@ class Mempool:
 
     def remove_committed(self, tx_ids: Sequence[bytes]) -> None:
         self._drop_many(tx_ids)
-        forget = self._verified.pop
-        for tx_id in tx_ids:
-            forget(tx_id, None)
-        committed = self._committed
-        committed.update(dict.fromkeys(tx_ids))
-        for _ in range(len(committed) - self.limits.committed_cache_max):
-            committed.popitem(last=False)
+        self._verified.discard_many(tx_ids)
+        self._committed.add_many(tx_ids)
 
     def _drop(self, tx_id: bytes) -> None:
         self._drop_many((tx_id,))
@@ -663,18 +654,10 @@ class Mempool:
     def _drop_many(self, tx_ids: Iterable[bytes]) -> None:
         """Take transactions out of the pool and every index of it (a commit drops a whole
         block's worth: one compiled loop, engine/_poolcore.pyx); ids not pooled are skipped."""
-        pending, disordered = self.pending, self._disordered
-        freed, unindexed = _poolcore.drop_many(
+        self._pool_bytes -= _poolcore.drop_many(
             self._pool, self._decoded, self._priority,
             self._pooled_nonces if self._nonces is not None else None,
-            pending._txs, pending._max, tx_ids, bool(disordered))
-        self._pool_bytes -= freed
-        if disordered:
-            reorder = self._reorder_ids
-            for sender, tx_id in unindexed:
-                reorder.discard(tx_id)
-                if pending.next_nonce(sender) is None:
-                    disordered.discard(sender)
+            self.pending._txs, self.pending._max, tx_ids, self._disordered, self._reorder_ids)
 
     def recheck(self, check: Callable[[Any, Senders], Any]) -> list[tuple[bytes, str]]:
         """Re-judge every pooled transaction, in pool order, with ``check(tx, pending)``

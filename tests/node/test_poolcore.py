@@ -53,30 +53,35 @@ def _pools(draw):
         entries.append((i.to_bytes(32, "big"), sender, nonce, draw(st.sampled_from([0, 0, 5]))))
     drop = [e[0] for e in entries if draw(st.booleans())]
     drop += [b"\xee" * 32]  # an id that is not pooled is skipped
-    return with_nonces, entries, draw(st.permutations(drop))
+    # Senders marked out of order, and their pooled ids to reorder (none when no sender is).
+    disordered = {e[1] for e in entries if draw(st.booleans())}
+    reorder = {e[0] for e in entries if e[1] in disordered}
+    return with_nonces, entries, draw(st.permutations(drop)), disordered, reorder
 
 
 @settings(max_examples=300, deadline=None)
 @given(_pools())
 def test_drop_leaves_what_pooling_the_rest_builds(case):
-    with_nonces, entries, drop = case
+    with_nonces, entries, drop, disordered, reorder = case
     maps = _pool_of(entries, with_nonces)
     pool, decoded, priority, pooled_nonces, senders = maps
     bytes_before = sum(map(len, pool.values()))
-    freed, pairs = _poolcore.drop_many(pool, decoded, priority, pooled_nonces, senders._txs,
-                                       senders._max, drop, True)
+    was_disordered, was_reorder = set(disordered), set(reorder)
+    freed = _poolcore.drop_many(pool, decoded, priority, pooled_nonces, senders._txs,
+                                senders._max, drop, disordered, reorder)
     dropped = set(drop)
     want = _pool_of([e for e in entries if e[0] not in dropped], with_nonces)
     assert _state(maps) == _state(want)
     assert freed == bytes_before - sum(map(len, want[0].values()))
-    by_id = {e[0]: e[1] for e in entries}
-    assert pairs == [(by_id[t], t) for t in drop if t in by_id]
+    # A sender stays marked while it has pooled transactions; dropped ids leave the reorder set.
+    assert disordered == {s for s in was_disordered if s in want[4]._txs}
+    assert reorder == was_reorder - dropped
 
 
 @settings(max_examples=200, deadline=None)
 @given(_pools())
 def test_senders_remove_many_matches_pooling_the_rest(case):
-    _, entries, drop = case
+    _, entries, drop, _, _ = case
     senders = _pool_of(entries, False)[4]
     by_id = {e[0]: e[1] for e in entries}
     senders.remove_many([(by_id[t], t) for t in drop if t in by_id])
@@ -88,9 +93,9 @@ def test_senders_remove_many_matches_pooling_the_rest(case):
 
 def test_maps_must_be_plain_dicts():
     with pytest.raises(TypeError, match="pool"):
-        _poolcore.drop_many(OrderedDict(), {}, {}, None, {}, {}, [], False)
+        _poolcore.drop_many(OrderedDict(), {}, {}, None, {}, {}, [], set(), set())
     with pytest.raises(TypeError, match="decoded"):
-        _poolcore.drop_many({}, None, {}, None, {}, {}, [], False)
+        _poolcore.drop_many({}, None, {}, None, {}, {}, [], set(), set())
 
 
 def test_no_reference_leaks():
@@ -102,7 +107,74 @@ def test_no_reference_leaks():
         for t in pool:
             pool[t] = env
         _poolcore.drop_many(pool, decoded, priority, pooled, senders._txs, senders._max,
-                            list(pool), True)
+                            list(pool), {sender}, set(pool))
         del entries, pool, decoded, priority, pooled, senders
     gc.collect()
     assert (sys.getrefcount(env), sys.getrefcount(sender)) == before
+
+
+# ---- RecentIds: a bounded FIFO set, against an OrderedDict doing the same ----------------------
+
+class _Model:
+    """What the mempool's id caches did with an OrderedDict."""
+
+    def __init__(self, max_ids):
+        self.d, self.max_ids = OrderedDict(), max_ids
+
+    def add_many(self, keys):
+        self.d.update(dict.fromkeys(keys))
+        while len(self.d) > self.max_ids:
+            self.d.popitem(last=False)
+
+    def discard_many(self, keys):
+        for k in keys:
+            self.d.pop(k, None)
+
+
+_ops = st.lists(st.tuples(st.sampled_from(["add", "add_many", "discard_many"]),
+                          st.lists(st.integers(0, 40), max_size=30)), max_size=60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 12), _ops)
+def test_recent_ids_behaves_as_a_bounded_ordered_dict(max_ids, ops):
+    ids = _poolcore.RecentIds(max_ids)
+    model = _Model(max_ids)
+    for op, keys in ops:
+        keys = [k.to_bytes(2, "big") for k in keys]
+        if op == "add":
+            for k in keys:
+                ids.add(k)
+                model.add_many([k])
+        elif op == "add_many":
+            ids.add_many(keys)
+            model.add_many(keys)
+        else:
+            ids.discard_many(keys)
+            model.discard_many(keys)
+        assert list(ids) == list(model.d) and len(ids) == len(model.d)
+        assert all((k.to_bytes(2, "big") in ids) == (k.to_bytes(2, "big") in model.d)
+                   for k in range(41))
+
+
+def test_recent_ids_long_runs_compact_and_keep_exactly_the_newest():
+    """Past the compaction thresholds (1,024 consumed or stale entries): a cache that fills
+    and one that is mostly discarded again (the verified cache's pattern)."""
+    ids, model = _poolcore.RecentIds(3000), _Model(3000)
+    keys = [i.to_bytes(4, "big") for i in range(20_000)]
+    for i in range(0, len(keys), 700):
+        ids.add_many(keys[i:i + 700])
+        model.add_many(keys[i:i + 700])
+        ids.discard_many(keys[i:i + 300:3])
+        model.discard_many(keys[i:i + 300:3])
+        assert len(ids) == len(model.d)
+    assert list(ids) == list(model.d)
+    assert ids.backlog() <= 2 * len(ids) + 1024
+    churn = _poolcore.RecentIds(100_000)
+    for i in range(0, len(keys), 10):
+        churn.add_many(keys[i:i + 10])
+        churn.discard_many(keys[i:i + 10])
+        assert churn.backlog() <= 1024 + 10  # discarded entries do not pile up
+    assert len(churn) == 0 and list(churn) == []
+    with pytest.raises(ValueError, match="max_ids"):
+        _poolcore.RecentIds(-1)
