@@ -20,6 +20,7 @@ Records live in the store's state database under the reserved prefix ``RESERVED_
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
@@ -100,7 +101,9 @@ class NonceTable:
 
     def __init__(self, read: Callable[[bytes], bytes | None], cache_max: int = 100_000):
         self._read = read
-        self._cache: OrderedDict[bytes, NonceWindow] = OrderedDict()
+        #: sender -> its committed record, in the order first cached (a plain dict: a lookup
+        #: is one probe; past the bound the older half is dropped, and read again if needed).
+        self._cache: dict[bytes, NonceWindow] = {}
         self._cache_max = cache_max
         # block id -> the records after that block, as check_block found them (a validator
         # checks a block before committing it: apply_block then reuses the work). Dropped
@@ -113,11 +116,15 @@ class NonceTable:
         if w is None:
             w = NonceWindow.decode(self._read(nonce_key(sender)))
             self._cache[sender] = w
-            if len(self._cache) > self._cache_max:
-                self._cache.popitem(last=False)
-        else:
-            self._cache.move_to_end(sender)
+            self._trim()
         return w
+
+    def _trim(self) -> None:
+        """Past ``cache_max`` records, drop the older half (in one pass from the oldest)."""
+        cache = self._cache
+        if len(cache) > self._cache_max:
+            for sender in list(itertools.islice(cache, len(cache) - self._cache_max // 2)):
+                del cache[sender]
 
     def refusal(self, sender: bytes, nonce: int) -> str | None:
         return self.window(sender).refusal(nonce)
@@ -169,9 +176,6 @@ class NonceTable:
         """The block of the last ``apply_block`` is stored: its records are the committed ones."""
         staged = getattr(self, "_staged", None) or {}
         self._checked.clear()  # checked against the records before this block
-        for sender, w in staged.items():
-            self._cache[sender] = w
-            self._cache.move_to_end(sender)
-        while len(self._cache) > self._cache_max:
-            self._cache.popitem(last=False)
+        self._cache.update(staged)
+        self._trim()
         self._staged = {}

@@ -156,3 +156,25 @@ def test_apply_block_records_are_each_senders_key_and_encoded_window():
     records = table.apply_block([(b, 0), (a, 3), (b, 1)])
     assert records == [(nonce_key(b), NonceWindow(1, []).encode()),
                        (nonce_key(a), NonceWindow(3, [0, 1, 2]).encode())]
+
+
+def test_the_record_cache_stays_bounded_and_answers_alike():
+    """Past ``cache_max`` records the older half is dropped; a dropped record is read again
+    from the state, so every answer is the one an unbounded table gives."""
+    state: dict[bytes, bytes] = {}
+    small, big = NonceTable(state.get, cache_max=4), NonceTable(state.get)
+    senders = [bytes([i]) * 32 for i in range(10)]
+    for height in range(3):
+        block = [(s, height) for s in senders[height:]]
+        assert small.check_block(block) == big.check_block(block) is None
+        records = small.apply_block(block)
+        assert records == big.apply_block(block)
+        state.update(records)
+        small.committed()
+        big.committed()
+        assert len(small._cache) <= 4
+        for s in senders:
+            assert small.refusal(s, height) == big.refusal(s, height)
+            assert small.refusal(s, height + 1) == big.refusal(s, height + 1)
+            assert small.window(s).highest == big.window(s).highest
+            assert len(small._cache) <= 4
