@@ -205,6 +205,19 @@ def join_chunks(bytes head, list items):
     return out
 
 
+cdef inline Py_ssize_t _kv_eq(const char *p, Py_ssize_t size, Py_ssize_t key_max,
+                              Py_ssize_t value_max, const char *rp, Py_ssize_t rlen) noexcept:
+    """The index of the ``=`` that splits a well-formed ``key=value`` payload (parse_kv's
+    rule: 0 < len(key) <= key_max, len(value) <= value_max, key outside the reserved prefix
+    ``rp``), or -1."""
+    cdef const char *hit = <const char *>memchr(p, 61, <size_t>size)  # b"="
+    cdef Py_ssize_t eq = hit - p if hit != NULL else -1
+    if eq <= 0 or eq > key_max or size - eq - 1 > value_max \
+            or (eq >= rlen and memcmp(p, rp, rlen) == 0):
+        return -1
+    return eq
+
+
 def kv_writes(list txs, Py_ssize_t key_max, Py_ssize_t value_max, bytes reserved,
               bytes special):
     """The kvstore's block execution in one pass: ``(writes, malformed)`` for ``txs`` (named
@@ -219,7 +232,6 @@ def kv_writes(list txs, Py_ssize_t key_max, Py_ssize_t value_max, bytes reserved
     cdef const char *rp = PyBytes_AS_STRING(reserved)
     cdef const char *sp = PyBytes_AS_STRING(special)
     cdef const char *p
-    cdef const char *hit
     cdef object tx, payload
     for i in range(n):
         tx = <object>PyList_GET_ITEM(txs, i)
@@ -236,12 +248,39 @@ def kv_writes(list txs, Py_ssize_t key_max, Py_ssize_t value_max, bytes reserved
         payload = <object>PyTuple_GET_ITEM(<object>PyList_GET_ITEM(txs, i), 3)
         p = PyBytes_AS_STRING(payload)
         size = PyBytes_GET_SIZE(payload)
-        hit = <const char *>memchr(p, 61, <size_t>size)  # b"="
-        eq = hit - p if hit != NULL else -1
-        if eq <= 0 or eq > key_max or size - eq - 1 > value_max \
-                or (eq >= rlen and memcmp(p, rp, rlen) == 0):
+        eq = _kv_eq(p, size, key_max, value_max, rp, rlen)
+        if eq < 0:
             malformed.append(i)
             continue
         writes[PyBytes_FromStringAndSize(p, eq)] = PyBytes_FromStringAndSize(p + eq + 1,
                                                                             size - eq - 1)
     return writes, malformed
+
+
+def kv_verdicts(list txs, object ok, object malformed, Py_ssize_t key_max,
+                Py_ssize_t value_max, bytes reserved, bytes special):
+    """The kvstore's admission check over a chunk: for each transaction (a named tuple whose
+    field 3 is the payload, ``engine.tx.Tx``) ``ok`` when its payload is ``key=value`` by
+    ``engine.app.parse_kv``'s rule (see ``kv_writes``), ``malformed`` when not, and None when
+    the payload starts with ``special`` or is not ``bytes``, or the item is not such a tuple
+    (the caller checks those one by one)."""
+    cdef Py_ssize_t n = PyList_GET_SIZE(txs), i, size
+    cdef Py_ssize_t rlen = PyBytes_GET_SIZE(reserved), slen = PyBytes_GET_SIZE(special)
+    cdef const char *rp = PyBytes_AS_STRING(reserved)
+    cdef const char *sp = PyBytes_AS_STRING(special)
+    cdef const char *p
+    cdef object tx, payload
+    cdef list out = [None] * n
+    for i in range(n):
+        tx = <object>PyList_GET_ITEM(txs, i)
+        if not PyTuple_Check(tx) or PyTuple_GET_SIZE(tx) < TX_FIELDS:
+            continue
+        payload = <object>PyTuple_GET_ITEM(tx, 3)
+        if not PyBytes_CheckExact(payload):
+            continue
+        p = PyBytes_AS_STRING(payload)
+        size = PyBytes_GET_SIZE(payload)
+        if size >= slen and memcmp(p, sp, slen) == 0:
+            continue
+        out[i] = ok if _kv_eq(p, size, key_max, value_max, rp, rlen) >= 0 else malformed
+    return out

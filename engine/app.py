@@ -11,8 +11,10 @@ A node calls, in this order and from one thread (the node's event loop thread):
 - ``restore(height, app_hash)`` on every start after the genesis was saved, with the last
   committed height (0 before block 1) and the app hash after it;
 - ``check_tx(tx)`` for every transaction entering the mempool (signature already verified);
-  an app may define ``check_tx(tx, pending)`` to see the pool (:class:`PendingView`), and
-  ``recheck_tx(tx, pending)`` to re-judge pooled transactions after every commit;
+  an app may define ``check_tx(tx, pending)`` to see the pool (:class:`PendingView`),
+  ``check_txs(txs)`` to answer a whole admission chunk in one call (its batch form; verdicts
+  independent of one another), and ``recheck_tx(tx, pending)`` to re-judge pooled
+  transactions after every commit;
 - ``finalize_block(height, txs)`` (or ``finalize_block(height, txs, context)`` with a
   :class:`BlockContext`) when a block is decided: execute the transactions in order and return a
   result per transaction, the state writes, and the new app hash. The node stores the writes in
@@ -35,6 +37,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
+from engine._txcodec import kv_verdicts as _kv_verdicts
 from engine._txcodec import kv_writes as _kv_writes
 from engine.nonces import RESERVED_PREFIX
 from engine.snapshot import STATE_FORMAT, Snapshot, decode_state_chunk
@@ -287,6 +290,8 @@ _TX_OK = TxResult()
 _TX_MALFORMED = TxResult(1, "malformed payload")
 KEY_BYTES_MAX = 256
 VALUE_BYTES_MAX = 4096
+_CHECK_NOT_KV = CheckResult(1, "payload must be key=value with a non-empty key "
+                               f"(key <= {KEY_BYTES_MAX} bytes, value <= {VALUE_BYTES_MAX})")
 
 
 def parse_kv(payload: bytes) -> tuple[bytes, bytes] | None:
@@ -404,9 +409,17 @@ class KVStoreApp(Application):
                 return CheckResult(_TX_NOT_ADMIN.code, _TX_NOT_ADMIN.log)
             return _CHECK_OK
         if not kv_ok(tx.payload):
-            return CheckResult(1, "payload must be key=value with a non-empty key "
-                                  f"(key <= {KEY_BYTES_MAX} bytes, value <= {VALUE_BYTES_MAX})")
+            return _CHECK_NOT_KV
         return _CHECK_OK
+
+    def check_txs(self, txs: list[Tx]) -> list[CheckResult]:
+        """``[check_tx(tx) for tx in txs]``: the key=value rule natively over the whole chunk,
+        validator transactions one by one."""
+        out: list[CheckResult | None] = _kv_verdicts(
+            txs, _CHECK_OK, _CHECK_NOT_KV, KEY_BYTES_MAX, VALUE_BYTES_MAX, RESERVED_PREFIX,
+            VAL_PREFIX) if type(txs) is list else [None] * len(txs)
+        check = self.check_tx
+        return [check(t) if r is None else r for t, r in zip(txs, out)]
 
     def finalize_block(self, height: int, txs: list[Tx],
                        context: BlockContext | None = None) -> BlockResult:

@@ -26,6 +26,7 @@ takes a block's transactions out of the pool.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor
@@ -37,6 +38,8 @@ from engine import limits as _limits
 from engine.suite import DEFAULT, Suite
 
 __all__ = ["AddResult", "Mempool", "MempoolLimits", "Senders"]
+
+log = logging.getLogger("engine.mempool")
 
 # Result codes (also the RPC error names).
 OK = "ok"
@@ -233,7 +236,8 @@ class Mempool:
                  verify: Callable[..., list[bool]] = _default_verify,
                  decode: Callable[[bytes], Any] | None = None,
                  on_admitted: Callable[[list[bytes]], None] | None = None,
-                 check_tx_pending: bool = False, nonces: Any = None, suite: Suite = DEFAULT):
+                 check_tx_pending: bool = False, nonces: Any = None, suite: Suite = DEFAULT,
+                 check_txs: Callable[[list[Any]], list[Any]] | None = None):
         self.chain_id = chain_id
         #: The chain's crypto suite: tx ids, signatures, the envelope version admitted.
         self.suite = suite
@@ -250,6 +254,10 @@ class Mempool:
         #: Decoded transactions of the pool, so executing a block does not decode them again.
         self._decoded: dict[bytes, Any] = {}
         self._check_tx_pending = check_tx_pending
+        #: The batch form of check_tx (one call per admission chunk), or None; the calls that
+        #: raised or answered a wrong count (their chunk was then checked one by one).
+        self._check_txs = None if check_tx_pending else check_txs
+        self.batch_check_failures = 0
         #: The pool by sender (what ``check_tx(tx, pending)`` sees).
         self.pending = Senders(self._decoded)
         #: App priorities of pooled transactions (only the non-zero ones).
@@ -492,7 +500,9 @@ class Mempool:
         # the layout: those take the per-envelope decoder, which says why).
         envs = [env for env, _, _ in batch]
         txs = _decode_many(envs, ids) if decode is _decode_with_id else [None] * len(envs)
-        for (env, fut, local), tx_id, valid, tx in zip(batch, ids, verdicts, txs):
+        checks = self._batch_checks(txs, ids, verdicts, committed)
+        for (env, fut, local), tx_id, valid, tx, check in zip(batch, ids, verdicts, txs,
+                                                              checks):
             refused: tuple[str, str] | None = None
             if not valid or len(env) > tx_bytes_max or tx_id in pool or tx_id in recent \
                     or tx_id in committed:
@@ -515,7 +525,8 @@ class Mempool:
                             refused = self._nonce_refusal(tx, tx_id)
                     if refused is None:
                         try:
-                            check = check_tx(tx, pending) if with_pending else check_tx(tx)
+                            if check is None:
+                                check = check_tx(tx, pending) if with_pending else check_tx(tx)
                             ok = check.ok
                         except Exception as e:  # noqa: BLE001 - app code: refuse this one only
                             check, ok = None, False
@@ -558,6 +569,35 @@ class Mempool:
                 rejected[refused[0]] = rejected.get(refused[0], 0) + 1
         if admitted:
             self._on_admitted(admitted)
+
+    def _batch_checks(self, txs: list[Any], ids: list[bytes], verdicts: list[bool | None],
+                      committed: set[bytes]) -> list[Any]:
+        """The app's ``check_txs`` over a chunk's decoded, verified transactions that are not
+        pooled or committed already (a few may still be refused for the engine's own reasons,
+        such as a nonce or the pool's bounds: their check is then unused); None where
+        ``check_tx`` is to be asked one by one (no batch form, a transaction not decoded yet,
+        or a batch call that raised or answered a wrong count: logged, counted)."""
+        batch = self._check_txs
+        if batch is None:
+            return [None] * len(txs)
+        pool, recent = self._pool, self._committed
+        todo = [i for i, (tx, ok, t) in enumerate(zip(txs, verdicts, ids))
+                if ok and tx is not None and t not in pool and t not in recent
+                and t not in committed]
+        out: list[Any] = [None] * len(txs)
+        if not todo:
+            return out
+        try:
+            results = batch([txs[i] for i in todo])
+            if len(results) != len(todo):
+                raise ValueError(f"{len(results)} results for {len(todo)} transactions")
+        except Exception as e:  # noqa: BLE001 - app code: fall back to check_tx one by one
+            self.batch_check_failures += 1
+            log.warning("check_txs failed (%s: %s); checking one by one", type(e).__name__, e)
+            return out
+        for i, r in zip(todo, results):
+            out[i] = r
+        return out
 
     def _refusal(self, env: bytes, tx_id: bytes, valid: bool | None,
                  committed: bool) -> tuple[str, str]:

@@ -2,6 +2,9 @@
 name and signature), and every call is wrapped so an exception in app code is contained.
 
 - ``check_tx(tx, pending)``: admission sees the pool (:class:`engine.mempool.Senders`);
+- ``check_txs(txs) -> [CheckResult]``: the batch form of ``check_tx(tx)``, one call per
+  admission chunk; used only where it answers for the ``check_tx`` the app runs (defined by
+  the class that defines ``check_tx``, or a subclass of it) and ``check_tx`` takes no pool;
 - ``recheck_tx(tx, pending)``: after every commit, each pooled transaction is judged again
   (``pending`` includes it) and evicted when refused;
 - ``prepare_proposal(height, txs) -> txs``: the proposer chooses and orders, among the reaped
@@ -45,6 +48,24 @@ def positional_count(method: Callable) -> int:
     return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
 
 
+def _owner(cls: type, name: str) -> type | None:
+    """The class of ``cls``'s MRO that defines ``name``."""
+    return next((c for c in cls.__mro__ if name in vars(c)), None)
+
+
+def _batch_check(app: Application) -> Callable | None:
+    """``app.check_txs`` when it answers for the ``check_tx`` the app runs: a subclass that
+    overrides ``check_tx`` alone must not be bypassed by a ``check_txs`` it inherits."""
+    batch = getattr(app, "check_txs", None)
+    if not callable(batch):
+        return None
+    cls = type(app)
+    batch_owner, single_owner = _owner(cls, "check_txs"), _owner(cls, "check_tx")
+    if batch_owner is None or single_owner is None:  # set on the instance: trusted as given
+        return batch
+    return batch if issubclass(batch_owner, single_owner) else None
+
+
 def _overridden(app: Application, name: str) -> Callable | None:
     method = getattr(app, name, None)
     return method if callable(method) else None
@@ -56,6 +77,7 @@ class AppHooks:
         self.suite = suite
         self.counters = counters
         self.check_tx_pending = positional_count(app.check_tx) >= 2
+        self.check_txs = None if self.check_tx_pending else _batch_check(app)
         self.recheck_tx = _overridden(app, "recheck_tx")
         self._prepare = _overridden(app, "prepare_proposal")
         self._process = _overridden(app, "process_proposal")

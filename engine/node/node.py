@@ -164,6 +164,7 @@ class Node:
                                  batch_wait_ms=cfg.mempool_batch_wait_ms),
             executor=self._executor, verify_threads=cfg.verify_threads or None,
             on_admitted=TxGossip(wire, limits), check_tx_pending=hooks.check_tx_pending,
+            check_txs=hooks.check_txs,
             nonces=nonces, suite=self.suite)
         hooks.mempool = mempool
         mempool.observe_batch = self.metrics.observe_batch

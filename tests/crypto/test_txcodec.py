@@ -248,3 +248,22 @@ def test_kv_writes_no_reference_leaks():
         kv_writes(txs, *_kv_args())
     gc.collect()
     assert sys.getrefcount(payload) == before
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_kv_payload, max_size=12))
+def test_kv_verdicts_match_kv_ok(payloads):
+    from engine._txcodec import kv_verdicts
+    from engine.app import kv_ok
+
+    ok, bad = object(), object()
+    got = kv_verdicts([_kv_tx(p) for p in payloads], ok, bad, *_kv_args())
+    assert got == [None if p.startswith(b"val:") else ok if kv_ok(p) else bad for p in payloads]
+
+
+def test_kv_verdicts_leave_what_they_do_not_handle_to_the_caller():
+    from engine._txcodec import kv_verdicts
+
+    ok, bad = object(), object()
+    txs = [_kv_tx(b"a=1"), _kv_tx(bytearray(b"a=1")), (1, 2), _kv_tx(b"val:x=1"), _kv_tx(b"=")]
+    assert kv_verdicts(txs, ok, bad, *_kv_args()) == [ok, None, None, None, bad]

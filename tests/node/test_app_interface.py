@@ -250,3 +250,46 @@ def test_kvstore_native_block_parse_gives_the_python_loops_results(blocks):
         assert a.validator_updates == b.validator_updates
         fast.commit()
         slow.commit()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(
+    st.builds(lambda k, v: k + b"=" + v, st.sampled_from([b"a", b"", b"k" * 257, b"\xffengine/x"]),
+              st.binary(max_size=8)),
+    st.sampled_from([b"noeq", b"val:zz=1", b"val:" + b"ab" * 32 + b"=5"])), max_size=12))
+def test_kvstore_batch_check_answers_as_check_tx(payloads):
+    from engine.app import KVStoreApp
+
+    app = KVStoreApp()
+    key = crypto.SigningKey.from_seed(b"\x09" * 32)
+    txs = [tx.decode_tx(tx.encode_tx(key, n, p, "c")) for n, p in enumerate(payloads)]
+    assert app.check_txs(txs) == [app.check_tx(t) for t in txs]
+    assert app.check_txs(tuple(txs)) == [app.check_tx(t) for t in txs]
+
+
+def test_the_batch_check_is_used_only_where_it_answers_for_check_tx():
+    from engine.app import CheckResult, KVStoreApp
+    from engine.node.apphooks import AppHooks
+
+    class OwnCheck(KVStoreApp):  # overrides check_tx alone: the inherited batch would bypass it
+        def check_tx(self, tx):
+            return CheckResult(7, "mine")
+
+    class BothOverridden(OwnCheck):
+        def check_txs(self, txs):
+            return [self.check_tx(t) for t in txs]
+
+    class WithPool(KVStoreApp):
+        def check_tx(self, tx, pending):
+            return CheckResult()
+
+        def check_txs(self, txs):
+            return [CheckResult() for _ in txs]
+
+    kv = KVStoreApp()
+    assert AppHooks(kv, None).check_txs == kv.check_txs
+    assert AppHooks(OwnCheck(), None).check_txs is None
+    both = BothOverridden()
+    assert AppHooks(both, None).check_txs == both.check_txs
+    assert AppHooks(WithPool(), None).check_txs is None  # check_tx sees the pool: one by one
+    assert AppHooks(Application(), None).check_txs is None
