@@ -379,10 +379,13 @@ class PeerSet:
 
     async def _write_loop(self, key: bytes, peer: _Peer) -> None:
         try:
+            queue = peer.queue
             while True:
-                peer.stream.write(await peer.queue.get())
-                while not peer.queue.empty():
-                    peer.stream.write(peer.queue.get_nowait())
+                # Everything queued meanwhile goes out in one write (one send per wake-up).
+                batch = [await queue.get()]
+                while not queue.empty():
+                    batch.append(queue.get_nowait())
+                peer.stream.write_many(batch)
                 await peer.stream.drain()
         except ConnectionLost:
             self._drop(key, peer)

@@ -97,6 +97,15 @@ class SecureStream:
             raise ValueError(f"message of {len(plaintext)} bytes exceeds frame_bytes_max")
         self._writer.write(self._out.seal(plaintext))
 
+    def write_many(self, plaintexts: list[bytes]) -> None:
+        """Seal each message as its own frame, in order, and buffer them in one write: the
+        transport sends them with one system call instead of one each."""
+        limit = self.frame_bytes_max - TAG_BYTES
+        for p in plaintexts:
+            if len(p) > limit:
+                raise ValueError(f"message of {len(p)} bytes exceeds frame_bytes_max")
+        self._writer.write(b"".join(map(self._out.seal, plaintexts)))
+
     async def drain(self) -> None:
         try:
             await self._writer.drain()

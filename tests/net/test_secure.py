@@ -70,6 +70,30 @@ def test_handshake_and_frames_roundtrip():
     run(main())
 
 
+def test_write_many_sends_each_message_as_its_own_frame_in_one_write():
+    a, b = crypto.SigningKey.generate(), crypto.SigningKey.generate()
+
+    async def main():
+        c, s, _ = await _pair(a, b, server_allows=lambda k: k == b.public_key,
+                                   client_allows=lambda k: k == a.public_key,
+                                   frame_bytes_max=100_000)
+        writes: list[bytes] = []
+        real = c._writer.write
+        c._writer.write = lambda data: (writes.append(bytes(data)), real(data))[1]
+        payloads = [b"one", b"", os.urandom(5000), b"four"]
+        c.write_many(payloads)
+        await c.drain()
+        await c.send(b"after")  # the frame counter went on in step
+        assert [await s.recv() for _ in range(5)] == payloads + [b"after"]
+        assert len(writes) == 2 and len(writes[0]) == sum(4 + 16 + len(p) for p in payloads)
+        with pytest.raises(ValueError, match="frame_bytes_max"):
+            c.write_many([b"ok", bytes(100_000)])
+        assert len(writes) == 2  # refused before anything was sealed or written
+        c.close()
+        s.close()
+    run(main())
+
+
 def test_unknown_key_is_refused():
     a, b = crypto.SigningKey.generate(), crypto.SigningKey.generate()
     other = crypto.SigningKey.generate().public_key
