@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import errno
 import itertools
-import operator
 import os
 import struct
 import threading
@@ -219,32 +218,31 @@ def _unpack_list(view: memoryview, table: int, n: int, end: int, key: bytes) -> 
 class _StateCache:
     """Committed state values this process wrote or read lately (an inter-block cache): ``key
     -> value``, None for a key known absent. Bounded by ``bytes_max`` (keys, values and a
-    per-entry overhead). Updated only after a write transaction commits, and cleared when a
-    state write fails after its commit may have happened. Values read from LMDB are remembered
-    only if no write landed since the lookup that missed them (``generation``): a read
-    transaction older than a commit could otherwise put a stale value back. One lock around
-    each batch.
-
-    Every batch is one C-level dict update (a rewritten key keeps its place). The byte count
-    only grows by what batches add, so it never falls short of the truth; once it passes the
-    bound it is recounted, and if the truth is past the bound too, the older half of the
-    entries (first cached first) is dropped."""
+    per-entry overhead), the entries written or read longest ago out first. Updated only after
+    a write transaction commits, and cleared when a state write fails after its commit may have
+    happened. Values read from LMDB are remembered only if no write landed since the lookup
+    that missed them (``generation``): a read transaction older than a commit could otherwise
+    put a stale value back. One lock around each batch."""
 
     ENTRY_OVERHEAD = 120  # dict slot, key and value objects' headers (CPython, 64-bit)
 
     def __init__(self, bytes_max: int):
         self.bytes_max = bytes_max
         self._values: dict[bytes, bytes | None] = {}
-        self._bytes = 0  # >= the true size (see the class docstring)
+        self._bytes = 0
         self._lock = threading.Lock()
         self.hits = self.misses = 0
         #: Bumped by every write and clear.
         self.generation = 0
 
+    def _size(self, key: bytes, value: bytes | None) -> int:
+        return len(key) + (len(value) if value is not None else 0) + self.ENTRY_OVERHEAD
+
     def lookup(self, keys: Sequence[bytes]) -> tuple[list, int]:
         """The cached value of each key (or _MISS), and the generation to learn misses with."""
         with self._lock:
-            found = list(map(self._values.get, keys, itertools.repeat(_MISS)))
+            get = self._values.get
+            found = [get(k, _MISS) for k in keys]
             generation = self.generation
         misses = found.count(_MISS)
         self.misses += misses
@@ -264,21 +262,29 @@ class _StateCache:
             self._put_many(pairs)
 
     def _put_many(self, pairs: Iterable[tuple[bytes, bytes | None]]) -> None:
-        """The pairs into the cache, in order (the last of a key wins); the lock held."""
-        pairs = pairs if isinstance(pairs, list) else list(pairs)
-        values = self._values
-        values.update(pairs)
-        self._bytes += _pairs_bytes(pairs) + self.ENTRY_OVERHEAD * len(pairs)
+        """The pairs as the newest entries (the lock held)."""
+        values, size, grown = self._values, self._size, 0
+        for key, value in pairs:
+            old = values.pop(key, _MISS)
+            if old is not _MISS:
+                grown -= size(key, cast("bytes | None", old))
+            values[key] = value
+            grown += size(key, value)
+        self._bytes += grown
         if self._bytes > self.bytes_max:
-            self._bytes = self._true_bytes()
-            while self._bytes > self.bytes_max:
-                for key in list(itertools.islice(values, (len(values) + 1) // 2)):
-                    del values[key]
-                self._bytes = self._true_bytes()
+            self._evict()
 
-    def _true_bytes(self) -> int:
-        values = self._values
-        return _pairs_bytes(values.items()) + self.ENTRY_OVERHEAD * len(values)
+    def _evict(self) -> None:
+        values, size, over = self._values, self._size, self._bytes - self.bytes_max // 2
+        # Down to half the bound at once: one scan from the oldest per eviction, not per block.
+        oldest = []
+        for key in values:
+            if over <= 0:
+                break
+            oldest.append(key)
+            over -= size(key, values[key])
+        for key in oldest:
+            self._bytes -= size(key, values.pop(key))
 
     def clear(self) -> None:
         with self._lock:
@@ -291,15 +297,7 @@ class _StateCache:
 
     @property
     def size_bytes(self) -> int:
-        """The bytes counted (never below the true size; recounted when past the bound)."""
         return self._bytes
-
-
-def _pairs_bytes(pairs: Iterable[tuple[bytes, bytes | None]]) -> int:
-    """The bytes of the keys and values of ``pairs`` (None counts 0)."""
-    pairs = pairs if isinstance(pairs, list) else list(pairs)
-    keys_bytes = sum(map(len, map(operator.itemgetter(0), pairs)))
-    return keys_bytes + sum(map(len, filter(None, map(operator.itemgetter(1), pairs))))
 
 
 _MISS = object()
