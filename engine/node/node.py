@@ -54,7 +54,6 @@ from engine.node.wire import LoopTimers, PeerOutbox, PeerWire
 from engine.nonces import NonceTable
 from engine.rpc.api import QueryInfo, StatusInfo, TxInfo
 from engine.store import Store, store_path
-from engine.store.store import state_cache_bytes_max
 
 log = logging.getLogger("engine.node")
 _T = TypeVar("_T")
@@ -138,9 +137,8 @@ class Node:
     async def _start(self) -> None:
         cfg, limits = self.config, self._net_limits
         os.makedirs(self.home.path, exist_ok=True)
-        # The node is its store's one writer: committed state values are cached in memory.
         store = self.store = Store(store_path(self.home.path), sync=self._store_sync,
-                                   suite=self.suite, state_cache_bytes=state_cache_bytes_max)
+                                   suite=self.suite)
         self._repair_wal(store)
         if cfg.state_sync and store.latest_height() == 0 and store.genesis_app_hash() is None:
             await self._state_sync(store)

@@ -11,7 +11,6 @@ import struct
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import cast
 
 import lmdb
 import numpy as np
@@ -51,10 +50,6 @@ record_buffer_keep_bytes = 64 << 20
 wal_entry_bytes_max = 64 << 20
 #: Memory for verified tx index runs kept for lookups (16 bytes per committed tx).
 tx_index_cache_bytes_max = 128 << 20
-#: A node's cache of committed state values (Store(state_cache_bytes=...)): the values it wrote
-#: or read lately, so the reads of the next blocks (an application's state, the state tree's
-#: history, nonce records) skip LMDB and the checksum check.
-state_cache_bytes_max = 64 << 20
 find_txs_ids_max = 1 << 20
 #: Blocks whose index runs may wait for compact_index before save_block compacts by itself.
 index_pending_blocks_max = 4 * _txindex.TX_INDEX_MERGE_FANOUT
@@ -215,94 +210,6 @@ def _unpack_list(view: memoryview, table: int, n: int, end: int, key: bytes) -> 
     return [bytes(data[a:b]) for a, b in itertools.pairwise(offsets)]
 
 
-class _StateCache:
-    """Committed state values this process wrote or read lately (an inter-block cache): ``key
-    -> value``, None for a key known absent. Bounded by ``bytes_max`` (keys, values and a
-    per-entry overhead), the entries written or read longest ago out first. Updated only after
-    a write transaction commits, and cleared when a state write fails after its commit may have
-    happened. Values read from LMDB are remembered only if no write landed since the lookup
-    that missed them (``generation``): a read transaction older than a commit could otherwise
-    put a stale value back. One lock around each batch."""
-
-    ENTRY_OVERHEAD = 120  # dict slot, key and value objects' headers (CPython, 64-bit)
-
-    def __init__(self, bytes_max: int):
-        self.bytes_max = bytes_max
-        self._values: dict[bytes, bytes | None] = {}
-        self._bytes = 0
-        self._lock = threading.Lock()
-        self.hits = self.misses = 0
-        #: Bumped by every write and clear.
-        self.generation = 0
-
-    def _size(self, key: bytes, value: bytes | None) -> int:
-        return len(key) + (len(value) if value is not None else 0) + self.ENTRY_OVERHEAD
-
-    def lookup(self, keys: Sequence[bytes]) -> tuple[list, int]:
-        """The cached value of each key (or _MISS), and the generation to learn misses with."""
-        with self._lock:
-            get = self._values.get
-            found = [get(k, _MISS) for k in keys]
-            generation = self.generation
-        misses = found.count(_MISS)
-        self.misses += misses
-        self.hits += len(found) - misses
-        return found, generation
-
-    def learn(self, pairs: Iterable[tuple[bytes, bytes | None]], generation: int) -> None:
-        """Remember values read from the store, unless a write came after their lookup."""
-        with self._lock:
-            if generation == self.generation:
-                self._put_many(pairs)
-
-    def committed(self, pairs: Iterable[tuple[bytes, bytes | None]]) -> None:
-        """Remember the ``(key, value)`` pairs a write transaction committed (None: deleted)."""
-        with self._lock:
-            self.generation += 1
-            self._put_many(pairs)
-
-    def _put_many(self, pairs: Iterable[tuple[bytes, bytes | None]]) -> None:
-        """The pairs as the newest entries (the lock held)."""
-        values, size, grown = self._values, self._size, 0
-        for key, value in pairs:
-            old = values.pop(key, _MISS)
-            if old is not _MISS:
-                grown -= size(key, cast("bytes | None", old))
-            values[key] = value
-            grown += size(key, value)
-        self._bytes += grown
-        if self._bytes > self.bytes_max:
-            self._evict()
-
-    def _evict(self) -> None:
-        values, size, over = self._values, self._size, self._bytes - self.bytes_max // 2
-        # Down to half the bound at once: one scan from the oldest per eviction, not per block.
-        oldest = []
-        for key in values:
-            if over <= 0:
-                break
-            oldest.append(key)
-            over -= size(key, values[key])
-        for key in oldest:
-            self._bytes -= size(key, values.pop(key))
-
-    def clear(self) -> None:
-        with self._lock:
-            self.generation += 1
-            self._values.clear()
-            self._bytes = 0
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-    @property
-    def size_bytes(self) -> int:
-        return self._bytes
-
-
-_MISS = object()
-
-
 class Store:
     """One node's LMDB environment: blocks, commits, tx index, app state, WAL, signer state.
 
@@ -323,8 +230,7 @@ class Store:
     """
 
     def __init__(self, path, *, sync: bool = True, map_size: int | None = None,
-                 readonly: bool = False, suite: Suite | str | None = None,
-                 state_cache_bytes: int = 0):
+                 readonly: bool = False, suite: Suite | str | None = None):
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or os.PathLike, not {type(path).__name__}")
         if not isinstance(sync, bool):
@@ -339,12 +245,6 @@ class Store:
         self._env = self._open_env(map_size)
         self._dbs: dict[str, object] = {}
         self._runs = _txindex.RunCache(tx_index_cache_bytes_max)
-        _uint(state_cache_bytes, "state_cache_bytes", 48)
-        if state_cache_bytes and readonly:
-            raise ValueError("state_cache_bytes needs a writable store (its only writer)")
-        #: Committed state values read or written lately (0 bytes: off, every read goes to
-        #: LMDB). Only for the store's one writer: another writer's changes would not reach it.
-        self.state_cache = _StateCache(state_cache_bytes) if state_cache_bytes else None
         self._record = bytearray()
         #: Blocks waiting for compact_index as of this process's last save (None: unknown).
         self._index_pending: int | None = None
@@ -524,22 +424,6 @@ class Store:
                 raise self._translate(e, what) from None
         raise StoreError(f"{what}: map kept filling after {map_grow_attempts_max} grows")
 
-    def _state_write(self, fn: Callable, changes: list[tuple[bytes, bytes | None]], *,
-                     durable: bool = False, what: str):
-        """``_write`` for a transaction that writes state ``changes``: the state cache learns
-        them once the transaction has committed, and forgets everything when the write failed
-        (the transaction may have committed before the error)."""
-        cache = self.state_cache
-        if cache is None:
-            return self._write(fn, durable=durable, what=what)
-        try:
-            result = self._write(fn, durable=durable, what=what)
-        except BaseException:
-            cache.clear()
-            raise
-        cache.committed(changes)
-        return result
-
     def _read(self, fn: Callable, *, what: str = "read"):
         for _ in range(3):
             try:
@@ -620,7 +504,7 @@ class Store:
                 self._put_meta(txn, _valsets.key(vset[0]), vset[1])
             return out
 
-        root, pending = self._state_write(write, args[-1], what=f"save block {height}")
+        root, pending = self._write(write, what=f"save block {height}")
         self._index_pending = pending
         if pending >= index_pending_blocks_max:
             self.compact_index()  # the caller does not compact: keep lookups bounded anyway
@@ -1015,7 +899,7 @@ class Store:
                     self._put(txn, "state", key, value)
             self._put_meta(txn, b"genesis", app_hash)
 
-        self._state_write(write, changes, durable=True, what="save genesis")
+        self._write(write, durable=True, what="save genesis")
 
     def validator_sets(self) -> list[tuple[int, bytes]]:
         """The validator-set history: every (first height it signs, encoded set) record, in
@@ -1032,14 +916,7 @@ class Store:
         key = _bytes(key, "key")
         if not key:
             raise ValueError("key must not be empty")
-        cache = self.state_cache
-        if cache is None:
-            return self._read(lambda txn: _copy(self._get(txn, "state", key)))
-        (value,), generation = cache.lookup((key,))
-        if value is _MISS:
-            value = self._read(lambda txn: _copy(self._get(txn, "state", key)))
-            cache.learn(((key, value),), generation)
-        return value
+        return self._read(lambda txn: _copy(self._get(txn, "state", key)))
 
     def state_get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         """``[state_get(k) for k in keys]`` in one read transaction, the checksums checked
@@ -1049,22 +926,11 @@ class Store:
             raise ValueError("keys must not be empty")
         state = self._dbs["state"]
 
-        cache = self.state_cache
-        found, generation = cache.lookup(keys) if cache is not None else (None, 0)
-        todo = keys if found is None else [k for k, v in zip(keys, found) if v is _MISS]
-        if found is not None and not todo:
-            return cast("list[bytes | None]", found)
-
         def read(txn) -> list[bytes | None]:
             get = txn.get
-            return unseal_many("state", todo, [get(k, db=state) for k in todo])
+            return unseal_many("state", keys, [get(k, db=state) for k in keys])
 
-        values = self._read(read)
-        if found is None or cache is None:
-            return values
-        cache.learn(zip(todo, values), generation)
-        read_values = iter(values)
-        return [next(read_values) if v is _MISS else v for v in found]
+        return self._read(read)
 
     def state_items(self, prefix: bytes = b"") -> list[tuple[bytes, bytes]]:
         """All committed (key, value) pairs whose key starts with ``prefix``, in key order."""
@@ -1443,8 +1309,7 @@ class Store:
             # Ascending keys into an empty database: appended, no page splits to search.
             txn.cursor(db=self._dbs["state"]).putmulti(zip(keys, sealed), append=True)
 
-        self._state_write(write, changes, durable=True,
-                          what=f"restore from snapshot at height {height}")
+        self._write(write, durable=True, what=f"restore from snapshot at height {height}")
 
 
 class StateReader:
