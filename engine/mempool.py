@@ -500,7 +500,7 @@ class Mempool:
         # the layout: those take the per-envelope decoder, which says why).
         envs = [env for env, _, _ in batch]
         txs = _decode_many(envs, ids) if decode is _decode_with_id else [None] * len(envs)
-        checks = self._batch_checks(txs, ids, verdicts, committed)
+        checks = self._batch_checks(txs, verdicts)
         for (env, fut, local), tx_id, valid, tx, check in zip(batch, ids, verdicts, txs,
                                                               checks):
             refused: tuple[str, str] | None = None
@@ -570,20 +570,16 @@ class Mempool:
         if admitted:
             self._on_admitted(admitted)
 
-    def _batch_checks(self, txs: list[Any], ids: list[bytes], verdicts: list[bool | None],
-                      committed: set[bytes]) -> list[Any]:
-        """The app's ``check_txs`` over a chunk's decoded, verified transactions that are not
-        pooled or committed already (a few may still be refused for the engine's own reasons,
-        such as a nonce or the pool's bounds: their check is then unused); None where
-        ``check_tx`` is to be asked one by one (no batch form, a transaction not decoded yet,
-        or a batch call that raised or answered a wrong count: logged, counted)."""
+    def _batch_checks(self, txs: list[Any], verdicts: list[bool | None]) -> list[Any]:
+        """The app's ``check_txs`` over a chunk's decoded, verified transactions (some may then
+        be refused for the engine's own reasons, such as a duplicate, a nonce or the pool's
+        bounds: their check is unused); None where ``check_tx`` is to be asked one by one (no
+        batch form, a transaction not decoded yet, or a batch call that raised or answered a
+        wrong count: logged, counted)."""
         batch = self._check_txs
         if batch is None:
             return [None] * len(txs)
-        pool, recent = self._pool, self._committed
-        todo = [i for i, (tx, ok, t) in enumerate(zip(txs, verdicts, ids))
-                if ok and tx is not None and t not in pool and t not in recent
-                and t not in committed]
+        todo = [i for i, (tx, ok) in enumerate(zip(txs, verdicts)) if ok and tx is not None]
         out: list[Any] = [None] * len(txs)
         if not todo:
             return out

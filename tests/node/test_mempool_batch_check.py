@@ -49,7 +49,7 @@ def test_batch_check_gives_the_one_by_one_outcome_in_one_call_per_chunk():
     batched, mp = _admit(envs, check_txs=batch)
     assert batched == single
     assert [c for c, _ in single].count("ok") == 9  # the check refused the others
-    assert calls == [4, 4, 4, 4, 4, 1]  # each chunk of 4 (the duplicate was not asked)
+    assert calls == [4, 4, 4, 4, 4, 2]  # each chunk of 4 (then refused as a duplicate)
     assert mp.batch_check_failures == 0
 
 
