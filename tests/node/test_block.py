@@ -165,3 +165,13 @@ def test_an_empty_transaction_in_the_list_is_refused():
     body = b"\x00\x00\x00\x00" + b"".join(len(t).to_bytes(4, "little") + t for t in b.txs[1:])
     with pytest.raises(ProtocolError, match="empty"):
         Block.decode(head + body + b"\x00" * 4)
+
+
+def test_tx_fields_where_the_commit_reads_them_by_position():
+    """engine/node/commit.py reads a block's (sender, nonce) pairs with itemgetter(1, 2)."""
+    from engine.node.commit import _SENDER, _SENDER_NONCE
+    from engine.tx import Tx
+
+    assert Tx._fields[1:3] == ("sender", "nonce")
+    t = Tx(1, b"s" * 32, 7, b"p", b"x" * 64, b"i" * 32)
+    assert _SENDER_NONCE(t) == (t.sender, t.nonce) and _SENDER(t) == t.sender
