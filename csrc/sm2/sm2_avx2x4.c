@@ -45,49 +45,54 @@ static pthread_once_t g_comb29_once = PTHREAD_ONCE_INIT;
 
 /* ---- formulas (a = -3) --------------------------------------------------------------------- */
 
-/* dbl-2001-b: r = 2 p (r may be p). Points keep X, Y in T; Z may be L (it only ever enters
- * products). The comments give each value's class (sm2_field_avx2x4.h). */
+/* dbl-2001-b: r = 2 p (r may be p), with alpha = 3 (X - delta)(X + delta) kept as a' = alpha / 3
+ * so that no sum needs carrying before its product: X3 = 9 a'^2 - 8 beta, Y3 = 3 a' (4 beta -
+ * X3) - 8 gamma^2, Z3 = 2 Y Z; two folds (sm2x4_sub_wide) instead of seven. Points keep X, Y in
+ * T; Z may be L (it only ever enters products). The comments give each value's class
+ * (sm2_field_avx2x4.h). */
 static inline void x4_dbl(sm2x4_jac *r, const sm2x4_jac *p) {
     sm2x4_fe delta, gamma, beta, alpha, t0, t1;
     sm2x4_sqr(&delta, &p->z);
     sm2x4_sqr(&gamma, &p->y);
     sm2x4_mul(&beta, &p->x, &gamma);
-    sm2x4_sub(&t0, &p->x, &delta);
+    sm2x4_sub_lazy(&t0, &p->x, &delta); /* V */
     sm2x4_add_lazy(&t1, &p->x, &delta); /* L */
-    sm2x4_mul(&alpha, &t0, &t1);
-    sm2x4_mul3(&alpha, &alpha);
+    sm2x4_mul(&alpha, &t0, &t1);        /* a' = alpha / 3 (L x V) */
     sm2x4_mul(&t0, &p->y, &p->z);
-    sm2x4_add_lazy(&r->z, &t0, &t0); /* 2 Y Z: L */
-    sm2x4_shl_lazy(&beta, &beta, 2); /* 4 beta: S (feeds add and sub's first operand) */
+    sm2x4_add_lazy(&r->z, &t0, &t0);    /* 2 Y Z: L */
     sm2x4_sqr(&t0, &alpha);
-    sm2x4_add(&t1, &beta, &beta); /* 8 beta < 16p: T */
-    sm2x4_sub(&r->x, &t0, &t1);
-    sm2x4_sub(&t0, &beta, &r->x);
-    sm2x4_mul(&t0, &alpha, &t0);
+    sm2x4_mul_small_lazy(&t0, &t0, 9);  /* 9 a'^2: limbs < 9 * 2^29 */
+    sm2x4_shl_lazy(&t1, &beta, 3);      /* 8 beta: limbs < 2^32 (beta's are exact) */
+    sm2x4_sub_wide(&r->x, &t0, &t1);
+    sm2x4_shl_lazy(&beta, &beta, 2);    /* 4 beta: S */
+    sm2x4_sub_lazy(&t0, &beta, &r->x);  /* W */
+    sm2x4_mul(&t0, &alpha, &t0);        /* T x W */
+    sm2x4_mul_small_lazy(&t0, &t0, 3);  /* limbs < 3 * 2^29 */
     sm2x4_sqr(&t1, &gamma);
-    sm2x4_shl(&t1, &t1, 3); /* 8 gamma^2 < 16p: T */
-    sm2x4_sub(&r->y, &t0, &t1);
+    sm2x4_shl_lazy(&t1, &t1, 3);        /* 8 gamma^2: limbs < 2^32 */
+    sm2x4_sub_wide(&r->y, &t0, &t1);
 }
 
-/* The end both additions share: X3 = rr^2 - J - 2V, Y3 = rr (V - X3) - 2 y1 J (the first
+/* The end both additions share: X3 = rr^2 - (J + 2V), Y3 = rr (V - X3) - 2 y1 J (the first
  * point's X is not read here and y1 is read before r->y is written, so r may be the first
- * point). rr may be L. */
+ * point). rr may be L; J and V are products (exact limbs), y1 in T. */
 static inline void x4_add_finish(sm2x4_jac *r, const sm2x4_fe *rr, const sm2x4_fe *j,
                                  const sm2x4_fe *v, const sm2x4_fe *y1) {
     sm2x4_fe t0, t1;
     sm2x4_sqr(&t0, rr);
-    sm2x4_sub(&t0, &t0, j);
-    sm2x4_add(&t1, v, v);
-    sm2x4_sub(&r->x, &t0, &t1); /* the first point's X is no longer read */
-    sm2x4_sub(&t0, v, &r->x);
-    sm2x4_mul(&t0, rr, &t0);
-    sm2x4_add_lazy(&t1, y1, y1); /* L */
+    sm2x4_add_lazy(&t1, v, v);
+    sm2x4_add_lazy(&t1, &t1, j);       /* J + 2V: limbs < 3 * 2^29 */
+    sm2x4_sub_wide(&r->x, &t0, &t1);   /* the first point's X is no longer read */
+    sm2x4_sub_lazy(&t0, v, &r->x);     /* V */
+    sm2x4_mul(&t0, rr, &t0);           /* L x V */
+    sm2x4_add_lazy(&t1, y1, y1);       /* L */
     sm2x4_mul(&t1, &t1, j);
     sm2x4_sub(&r->y, &t0, &t1);
 }
 
-/* madd-2007-bl with Z3 = 2 Z1 H: r = p + (qx, qy) (r may be p; qx, qy in T). Wrong only when
- * H = 0, and then Z3 = 0 (see the top of the file). */
+/* madd-2007-bl with Z3 = 2 Z1 H: r = p + (qx, qy) (r may be p; qx in T, qy in T or L: it only
+ * enters the product with Z1). Wrong only when H = 0, and then Z3 = 0 (see the top of the
+ * file). */
 static inline void x4_madd(sm2x4_jac *r, const sm2x4_jac *p, const sm2x4_fe *qx,
                            const sm2x4_fe *qy) {
     sm2x4_fe z1z1, u2, s2, h, rr, hh, i, j, v, t0;
@@ -341,7 +346,8 @@ int engine_sm2_keys_many_avx2(sm2_key *const keys[], const uint8_t *const pks[],
 /* ---- the check ----------------------------------------------------------------------------- */
 
 /* An affine point by gathers: word w of lane l's entry at base[idx[l] + stride * w], then y
- * negated in the lanes of neg (a lane mask). */
+ * negated in the lanes of neg (a lane mask) as 4p - y, not carried: x exact (T), y in L (the
+ * entries are canonical). */
 static inline void x4_gather(sm2x4_fe *x, sm2x4_fe *y, const uint32_t *base, __m128i idx,
                              int stride, __m256i neg) {
     for (int i = 0; i < 9; i++) {
@@ -351,7 +357,7 @@ static inline void x4_gather(sm2x4_fe *x, sm2x4_fe *y, const uint32_t *base, __m
             _mm_i32gather_epi32((const int *)(base + stride * (9 + i)), idx, 4));
     }
     sm2x4_fe ny;
-    sm2x4_neg(&ny, y);
+    sm2x4_neg_lazy(&ny, y);
     sm2x4_select(y, neg, &ny, y);
 }
 
@@ -447,7 +453,7 @@ int engine_sm2_check4_avx2(const sm2_key *const keys[8], const sm2x8_job *jobs, 
     }
     {
         sm2x4_fe ny;
-        sm2x4_neg(&ny, &qy);
+        sm2x4_neg_lazy(&ny, &qy); /* L: qy only enters a product */
         sm2x4_select(&qy, sm2x4_mask(s_even), &ny, &qy);
     }
     x4_madd(&acc, &acc, &qx, &qy);
@@ -490,7 +496,11 @@ int engine_sm2_check4_avx2(const sm2_key *const keys[8], const sm2x8_job *jobs, 
  * are), out = a b 2^-261 mod p. Op 7: lazy sums a + a and b + b (class L) fed to the product,
  * out = 4 a b 2^-261 mod p. Op 8: 2^4 a (sm2x4_shl). Op 9: a chain whose operands are the
  * results of additions (subtractions of subtractions, a lazy sum of two, 3 and 2^4 times one):
- * ((a - b) + (3b - a)) 48 (a - 2b). Op 10: 4a uncarried (class S) times b: 4 a b. */
+ * ((a - b) + (3b - a)) 48 (a - 2b). Op 10: 4a uncarried (class S) times b: 4 a b. The lazy
+ * forms the point formulas use: op 11: 9 a^2 - 8 b (sm2x4_sub_wide of uncarried multiples),
+ * op 12: a (4b - a) (a W operand, sm2x4_sub_lazy of S and T), op 13: 2a (a - b) (L times V),
+ * op 14: 3 a (a + b) (W as 3 (a + b)), op 15: -a b (sm2x4_neg_lazy of canonical a, L). The
+ * C reference of the assembly product and square (sm2x4_mul_core): op 16: a b, op 17: a^2. */
 int engine_sm2_field4_avx2(int op, const uint64_t a[4][4], const uint64_t b[4][4],
                            uint64_t out[4][4]) {
     sm2x4_fe fa, fb, r;
@@ -531,6 +541,44 @@ int engine_sm2_field4_avx2(int op, const uint64_t a[4][4], const uint64_t b[4][4
         sm2x4_shl_lazy(&r, &fa, 2);
         sm2x4_mul(&r, &r, &fb);
         break;
+    case 11: { /* 9 a^2 - 8 b */
+        sm2x4_fe u, w;
+        sm2x4_sqr(&u, &fa);
+        sm2x4_mul_small_lazy(&u, &u, 9);
+        sm2x4_shl_lazy(&w, &fb, 3);
+        sm2x4_sub_wide(&r, &u, &w);
+        break;
+    }
+    case 12: { /* a (4b - a): T x W */
+        sm2x4_fe w;
+        sm2x4_shl_lazy(&w, &fb, 2);
+        sm2x4_sub_lazy(&w, &w, &fa);
+        sm2x4_mul(&r, &fa, &w);
+        break;
+    }
+    case 13: { /* 2a (a - b): L x V */
+        sm2x4_fe l, v;
+        sm2x4_add_lazy(&l, &fa, &fa);
+        sm2x4_sub_lazy(&v, &fa, &fb);
+        sm2x4_mul(&r, &l, &v);
+        break;
+    }
+    case 14: { /* 3 a (a + b): T x W */
+        sm2x4_fe w;
+        sm2x4_add_lazy(&w, &fa, &fb);
+        sm2x4_mul_small_lazy(&w, &w, 3);
+        sm2x4_mul(&r, &fa, &w);
+        break;
+    }
+    case 16: sm2x4_mul_core(&r, &fa, &fb, 0); break;
+    case 17: sm2x4_mul_core(&r, &fa, &fa, 1); break;
+    case 15: { /* -a b: 4p - a (a canonical) is L */
+        sm2x4_fe c;
+        sm2x4_canon(&c, &fa);
+        sm2x4_neg_lazy(&c, &c);
+        sm2x4_mul(&r, &c, &fb);
+        break;
+    }
     default: return -1;
     }
     sm2x4_fe one;

@@ -1,7 +1,7 @@
 """The AVX2 four-lane SM2 kernels (csrc/sm2/sm2_avx2x4.c, sm2_field_avx2x4.h).
 
 The field (radix 2^29, nine limbs, Montgomery with R = 2^261) is checked against Python
-integers through the ``_sm2_lane_field`` hook's ops 16..26; the verdicts with the SM kernels
+integers through the ``_sm2_lane_field`` hook's ops 16..33; the verdicts with the SM kernels
 forced onto the ``avx2`` path (where batches of two or more run in four lanes) against the
 pure-Python reference, single verification (the scalar mulx/adx code) and the portable path.
 What each test would catch is in its docstring.
@@ -62,6 +62,13 @@ FIELD_OPS = {
     8: lambda a, b: 16 * a % P,
     9: lambda a, b: ((a - b) + (3 * b - a)) * 48 * (a - 2 * b) % P,  # chained additions into a product
     10: lambda a, b: 4 * a * b % P,  # 4a uncarried (class S) into a product
+    11: lambda a, b: (9 * a * a - 8 * b) % P,  # sub_wide of uncarried 9x and 8y
+    12: lambda a, b: a * (4 * b - a) % P,  # a W operand (4b - a + 4p, not carried) into a product
+    13: lambda a, b: 2 * a * (a - b) % P,  # L times V (a - b + 4p, not carried)
+    14: lambda a, b: 3 * a * (a + b) % P,  # W as 3 (a + b), not carried
+    15: lambda a, b: -a * b % P,  # 4p - a (canonical a), not carried, into a product
+    16: lambda a, b: a * b % P,  # the C reference of the assembly product
+    17: lambda a, b: a * a % P,  # and of the square
 }
 
 
@@ -110,7 +117,7 @@ def test_avx2_lane_field_edges_against_python(op):
 def test_avx2_lane_field_random_chains():
     """Many random products and squares (a slow drift past a bound that edges miss)."""
     rng = random.Random(3)
-    for op in (0, 1, 3, 6, 7, 9, 10):
+    for op in (0, 1, 3, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17):
         for _ in range(200):
             a = [rng.getrandbits(256) for _ in range(8)]
             b = [rng.getrandbits(256) for _ in range(8)]
@@ -133,7 +140,7 @@ def test_avx2_lane_field_lanes_are_independent():
 
 
 def test_avx2_lane_field_unknown_op():
-    assert _native_sm._sm2_lane_field(27, bytes(256), bytes(256)) is None
+    assert _native_sm._sm2_lane_field(34, bytes(256), bytes(256)) is None
 
 
 # ---- verdicts in four lanes ---------------------------------------------------------------------
