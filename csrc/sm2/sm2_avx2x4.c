@@ -13,8 +13,9 @@
  *    Y = 0), so a final Z != 0 proves the lane exact. A lane ending with Z = 0 (an attacker's
  *    constructed input, or R at infinity) is handed back (-1) and redone by the exact scalar code
  *    (sm2_core.h). One lane never reads another lane's data.
- *  - New keys are decoded four at a time: the on-curve check, 1P..15P and one lane inversion
- *    (Fermat) for the affine table.
+ *  - New keys are decoded four at a time: the on-curve check, 1P..15P by co-Z additions (all
+ *    of them from 2P, rescaled at each step) and one lane inversion (Fermat) shared by all the
+ *    groups of a task for the affine table.
  */
 #if defined(__x86_64__)
 #pragma GCC target("avx2,bmi,bmi2,adx")
@@ -112,29 +113,30 @@ static inline void x4_madd(sm2x4_jac *r, const sm2x4_jac *p, const sm2x4_fe *qx,
     x4_add_finish(r, &rr, &j, &v, &p->y);
 }
 
-/* add-2007-bl with Z3 = 2 Z1 Z2 H, for building a key's table (no exceptional case arises for
- * a point on the curve: (2j-1)P = +-2P would need P of order dividing 2j+1 < n). */
-static inline void x4_add(sm2x4_jac *r, const sm2x4_jac *p, const sm2x4_jac *q) {
-    sm2x4_fe z1z1, z2z2, u1, u2, s1, s2, h, i, j, rr, v, t0;
-    sm2x4_sqr(&z1z1, &p->z);
-    sm2x4_sqr(&z2z2, &q->z);
-    sm2x4_mul(&u1, &p->x, &z2z2);
-    sm2x4_mul(&u2, &q->x, &z1z1);
-    sm2x4_mul(&s1, &p->y, &q->z);
-    sm2x4_mul(&s1, &s1, &z2z2);
-    sm2x4_mul(&s2, &q->y, &p->z);
-    sm2x4_mul(&s2, &s2, &z1z1);
-    sm2x4_sub(&h, &u2, &u1);
-    sm2x4_sub(&rr, &s2, &s1);
-    sm2x4_add_lazy(&rr, &rr, &rr); /* L */
-    sm2x4_add_lazy(&i, &h, &h);    /* L */
-    sm2x4_sqr(&i, &i);
-    sm2x4_mul(&j, &h, &i);
-    sm2x4_mul(&v, &u1, &i);
-    sm2x4_mul(&t0, &p->z, &q->z);
-    sm2x4_mul(&t0, &t0, &h);
-    sm2x4_add_lazy(&r->z, &t0, &t0); /* L */
-    x4_add_finish(r, &rr, &j, &v, &s1);
+/* Co-Z addition with update (Meloni), for building a key's table: p and q on the same Z, out
+ * r = p + q on Z d with d = x_p - x_q (returned: the table's Z are products of these), and p
+ * rescaled to that Z in place (W1 = x_p d^2, A1 = y_p d^3). 4M + 2S against 12M + 4S for a
+ * general addition. r must be neither p nor q. No exceptional case arises for a point on the
+ * curve: x_p = x_q would need 2P = +-(2j-1)P, so P of order dividing 2j+1 or 2j-3 (< n);
+ * off the curve a zero d leaves Z = 0, which keys_many handles (the key is refused). */
+static inline void x4_zaddu(sm2x4_fe *rx, sm2x4_fe *ry, sm2x4_fe *d, sm2x4_fe *px, sm2x4_fe *py,
+                            const sm2x4_fe *qx, const sm2x4_fe *qy) {
+    sm2x4_fe c, w1, w2, f, ff, a1, t;
+    sm2x4_sub(d, px, qx);
+    sm2x4_sqr(&c, d);
+    sm2x4_mul(&w1, px, &c);
+    sm2x4_mul(&w2, qx, &c);
+    sm2x4_sub(&f, py, qy);
+    sm2x4_sqr(&ff, &f);
+    sm2x4_sub_lazy(&t, &w1, &w2); /* V */
+    sm2x4_mul(&a1, py, &t);       /* T x V */
+    sm2x4_add_lazy(&t, &w1, &w2); /* products: limbs < 2^30 */
+    sm2x4_sub_wide(rx, &ff, &t);  /* X3 = F^2 - W1 - W2 */
+    sm2x4_sub_lazy(&t, &w1, rx);  /* V */
+    sm2x4_mul(&t, &f, &t);        /* T x V */
+    sm2x4_sub(ry, &t, &a1);       /* Y3 = F (W1 - X3) - A1 */
+    *px = w1;
+    *py = a1;
 }
 
 /* ---- conversions --------------------------------------------------------------------------- */
@@ -208,17 +210,20 @@ static void build_comb29(void) {
 
 /* ---- key decoding -------------------------------------------------------------------------- */
 
-/* A group of four keys between the two halves of the decoding: the Jacobian odd multiples, the
- * running products of their Z (Montgomery's trick) and the validity bits. */
+/* A group of four keys between the two halves of the decoding: the odd multiples P_(2j+1) =
+ * (x[j], y[j]) in Jacobian coordinates without their Z: Z_0 = 2y (of P) and Z_j = Z_(j-1) d[j]
+ * (co-Z additions), so zlast = Z_7 is the one value to invert; and the validity bits. */
 typedef struct {
-    sm2x4_jac pts[SM2_WNAF_POINTS];
-    sm2x4_fe prod[SM2_WNAF_POINTS];
+    sm2x4_fe x[SM2_WNAF_POINTS], y[SM2_WNAF_POINTS], d[SM2_WNAF_POINTS];
+    sm2x4_fe zlast;
     unsigned on;
     uint8_t pre[4];
 } x4_keygroup;
 
 /* First half: the on-curve check and 1P..15P of up to four keys (lanes past count repeat lane
- * 0's key). */
+ * 0's key): 2P by the doubling (Z = 2y) and P on the same Z, (4 x y^2, 8 y^4) = (4 beta,
+ * 8 gamma^2) in the doubling's terms, then (2j+1)P = (2j-1)P + 2P by co-Z additions, 2P
+ * rescaled each time. */
 static void x4_keys_begin(x4_keygroup *g, const uint8_t *const pks[], int count) {
     uint64_t xs[4][4], ys[4][4];
     for (int l = 0; l < 4; l++) {
@@ -227,7 +232,7 @@ static void x4_keys_begin(x4_keygroup *g, const uint8_t *const pks[], int count)
         u256_from_be(ys[l], pks[src] + 32);
         g->pre[l] = u256_less(xs[l], SM2_P.m) && u256_less(ys[l], SM2_P.m);
     }
-    sm2x4_jac twice;
+    sm2x4_jac pt, twice;
     sm2x4_fe x, y, y2, x3, t, b;
     x4_from_plain(&x, xs);
     x4_from_plain(&y, ys);
@@ -241,33 +246,36 @@ static void x4_keys_begin(x4_keygroup *g, const uint8_t *const pks[], int count)
     sm2x4_const(&b, SM2X4_B);
     sm2x4_add(&x3, &x3, &b);
     g->on = sm2x4_equal(&x3, &y2);
-    /* odd multiples 1P..15P */
-    g->pts[0].x = x;
-    g->pts[0].y = y;
-    sm2x4_const(&g->pts[0].z, SM2X4_ONE);
-    x4_dbl(&twice, &g->pts[0]);
-    for (int j = 1; j < SM2_WNAF_POINTS; j++) x4_add(&g->pts[j], &g->pts[j - 1], &twice);
-    g->prod[0] = g->pts[0].z;
-    for (int j = 1; j < SM2_WNAF_POINTS; j++)
-        sm2x4_mul(&g->prod[j], &g->prod[j - 1], &g->pts[j].z);
+    /* 2P on Z = 2y, and P on the same Z */
+    pt.x = x;
+    pt.y = y;
+    sm2x4_const(&pt.z, SM2X4_ONE);
+    x4_dbl(&twice, &pt);
+    sm2x4_fe gamma, beta;
+    sm2x4_sqr(&gamma, &y);
+    sm2x4_mul(&beta, &x, &gamma);
+    sm2x4_shl(&g->x[0], &beta, 2);
+    sm2x4_sqr(&gamma, &gamma);
+    sm2x4_shl(&g->y[0], &gamma, 3);
+    g->zlast = twice.z; /* L */
+    for (int j = 1; j < SM2_WNAF_POINTS; j++) {
+        x4_zaddu(&g->x[j], &g->y[j], &g->d[j], &twice.x, &twice.y, &g->x[j - 1], &g->y[j - 1]);
+        sm2x4_mul(&g->zlast, &g->zlast, &g->d[j]);
+    }
 }
 
-/* Second half, given inv = 1 / (the product of the group's Z): the affine table into keys[l]
+/* Second half, given inv = 1 / zlast: the affine table into keys[l] (1 / Z_(j-1) = d[j] / Z_j)
  * and the verdicts. */
 static void x4_keys_end(x4_keygroup *g, sm2x4_fe *inv, sm2_key *const keys[], const uint8_t *const pks[],
                         int count, uint8_t ok[]) {
+    sm2x4_fe zinv = *inv;
     for (int j = SM2_WNAF_POINTS - 1; j >= 0; j--) {
-        sm2x4_fe zinv, zinv2, ax, ay;
-        if (j > 0) {
-            sm2x4_mul(&zinv, inv, &g->prod[j - 1]);
-            sm2x4_mul(inv, inv, &g->pts[j].z);
-        } else {
-            zinv = *inv;
-        }
+        sm2x4_fe zinv2, ax, ay;
         sm2x4_sqr(&zinv2, &zinv);
-        sm2x4_mul(&ax, &g->pts[j].x, &zinv2);
+        sm2x4_mul(&ax, &g->x[j], &zinv2);
         sm2x4_mul(&zinv2, &zinv2, &zinv);
-        sm2x4_mul(&ay, &g->pts[j].y, &zinv2);
+        sm2x4_mul(&ay, &g->y[j], &zinv2);
+        if (j > 0) sm2x4_mul(&zinv, &zinv, &g->d[j]);
         uint64_t vx[4][4], vy[4][4];
         x4_to_mont256(vx, &ax);
         x4_to_mont256(vy, &ay);
@@ -291,14 +299,14 @@ int engine_sm2_keys4_avx2(sm2_key *const keys[8], const uint8_t *const pks[8], i
     x4_keygroup g;
     sm2x4_fe inv;
     x4_keys_begin(&g, pks, count);
-    sm2x4_inv(&inv, &g.prod[SM2_WNAF_POINTS - 1]);
+    sm2x4_inv(&inv, &g.zlast);
     x4_keys_end(&g, &inv, keys, pks, count, ok);
     return 0;
 }
 
 /* Any number of keys, four at a time, with one lane inversion for all the groups (Montgomery's
  * trick once more over the groups' products): the inversion is a quarter of a group's
- * decoding. The groups' state lives on the heap (9 KiB each); -1 when there is none. */
+ * decoding. The groups' state lives on the heap (7 KiB each); -1 when there is none. */
 int engine_sm2_keys_many_avx2(sm2_key *const keys[], const uint8_t *const pks[], int count,
                               uint8_t ok[]) {
     if (count < 1) return -1;
@@ -317,14 +325,14 @@ int engine_sm2_keys_many_avx2(sm2_key *const keys[], const uint8_t *const pks[],
         x4_keys_begin(&g[k], pks + 4 * k, n);
         /* A product of zero (a key off the curve whose multiples met Z = 0; a key on the curve
          * never does) would make the lane's inverse zero for every group: 1 in its place keeps
-         * the other groups' keys in that lane exact (this key is refused anyway). prod[7]
+         * the other groups' keys in that lane exact (this key is refused anyway). zlast
          * serves nothing else. */
-        sm2x4_fe *last = &g[k].prod[SM2_WNAF_POINTS - 1];
+        sm2x4_fe *last = &g[k].zlast;
         sm2x4_select(last, sm2x4_mask(sm2x4_is_zero(last)), &one, last);
         if (k == 0)
-            run[0] = g[0].prod[SM2_WNAF_POINTS - 1];
+            run[0] = g[0].zlast;
         else
-            sm2x4_mul(&run[k], &run[k - 1], &g[k].prod[SM2_WNAF_POINTS - 1]);
+            sm2x4_mul(&run[k], &run[k - 1], &g[k].zlast);
     }
     sm2x4_fe inv, ginv;
     sm2x4_inv(&inv, &run[groups - 1]);
@@ -332,7 +340,7 @@ int engine_sm2_keys_many_avx2(sm2_key *const keys[], const uint8_t *const pks[],
         int n = count - 4 * k < 4 ? count - 4 * k : 4;
         if (k > 0) {
             sm2x4_mul(&ginv, &inv, &run[k - 1]);
-            sm2x4_mul(&inv, &inv, &g[k].prod[SM2_WNAF_POINTS - 1]);
+            sm2x4_mul(&inv, &inv, &g[k].zlast);
         } else {
             ginv = inv;
         }
