@@ -89,7 +89,7 @@ typedef struct {
 static const uint32_t SM2X4_P_LIMBS[9] = {0x1fffffff, 0x1fffffff, 0x0000003f, 0x1ffffe00, 0x1fffffff,
                                           0x1fffffff, 0x1fffffff, 0x1fdfffff, 0x00ffffff};
 /* 4p with limbs 0..7 in [2^29, 2^30) (see sm2x4_sub). */
-static const uint32_t SM2X4_4P[9] = {0x3ffffffc, 0x3ffffffe, 0x200000fe, 0x3ffff7ff, 0x3ffffffe,
+static const uint64_t SM2X4_4P[9] = {0x3ffffffc, 0x3ffffffe, 0x200000fe, 0x3ffff7ff, 0x3ffffffe,
                                      0x3ffffffe, 0x3ffffffe, 0x3f7ffffe, 0x03fffffe};
 /* 32p with limbs 0..7 in [2^33 - 16, 2^33 + 2^29) and limb 8 = 2^29 - 17 (see sm2x4_sub_wide). */
 static const uint64_t SM2X4_32P[9] = {0x21fffffe0ull, 0x21fffffefull, 0x2000007efull, 0x21fffbff0ull,
@@ -185,12 +185,18 @@ SM2X4_INLINE void sm2x4_mul3(sm2x4_fe *r, const sm2x4_fe *a) {
     for (int i = 0; i < 9; i++) r->v[i] = l[i];
 }
 
+/* a - b + k for k one of the multiples of p written for it (SM2X4_4P, SM2X4_32P): the limbs
+ * not carried. */
+SM2X4_INLINE void sm2x4_sub_plus(__m256i l[9], const sm2x4_fe *a, const sm2x4_fe *b,
+                                 const uint64_t k[9]) {
+    for (int i = 0; i < 9; i++)
+        l[i] = _mm256_add_epi64(_mm256_sub_epi64(a->v[i], b->v[i]), _mm256_set1_epi64x((long long)k[i]));
+}
+
 /* a - b + 4p (bounds above). */
 SM2X4_INLINE void sm2x4_sub(sm2x4_fe *r, const sm2x4_fe *a, const sm2x4_fe *b) {
     __m256i l[9];
-    for (int i = 0; i < 9; i++)
-        l[i] = _mm256_add_epi64(_mm256_sub_epi64(a->v[i], b->v[i]),
-                                _mm256_set1_epi64x((long long)SM2X4_4P[i]));
+    sm2x4_sub_plus(l, a, b, SM2X4_4P);
     sm2x4_fold_carry(l);
     for (int i = 0; i < 9; i++) r->v[i] = l[i];
 }
@@ -203,9 +209,7 @@ SM2X4_INLINE void sm2x4_neg(sm2x4_fe *r, const sm2x4_fe *a) {
 
 /* a - b + 4p, not folded (b in T): V for a in T, W for a in S. */
 SM2X4_INLINE void sm2x4_sub_lazy(sm2x4_fe *r, const sm2x4_fe *a, const sm2x4_fe *b) {
-    for (int i = 0; i < 9; i++)
-        r->v[i] = _mm256_add_epi64(_mm256_sub_epi64(a->v[i], b->v[i]),
-                                   _mm256_set1_epi64x((long long)SM2X4_4P[i]));
+    sm2x4_sub_plus(r->v, a, b, SM2X4_4P);
 }
 
 /* 4p - y for y < p with exact limbs (a table entry): L. */
@@ -217,9 +221,7 @@ SM2X4_INLINE void sm2x4_neg_lazy(sm2x4_fe *r, const sm2x4_fe *y) {
 /* a - b + 32p, folded (the operands' bounds are at the top of the file): T. */
 SM2X4_INLINE void sm2x4_sub_wide(sm2x4_fe *r, const sm2x4_fe *a, const sm2x4_fe *b) {
     __m256i l[9];
-    for (int i = 0; i < 9; i++)
-        l[i] = _mm256_add_epi64(_mm256_sub_epi64(a->v[i], b->v[i]),
-                                _mm256_set1_epi64x((long long)SM2X4_32P[i]));
+    sm2x4_sub_plus(l, a, b, SM2X4_32P);
     sm2x4_fold_carry(l);
     for (int i = 0; i < 9; i++) r->v[i] = l[i];
 }
