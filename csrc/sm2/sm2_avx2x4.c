@@ -139,31 +139,84 @@ static inline void x4_zaddu(sm2x4_fe *rx, sm2x4_fe *ry, sm2x4_fe *d, sm2x4_fe *p
     *py = a1;
 }
 
+/* ---- table points for the shared loop (sm2_lanes_impl.h) -------------------------------- */
+
+/* An affine point by gathers: word w of lane l's entry at base[idx[l] + stride * w], then y
+ * negated in the lanes of neg (a lane mask) as 4p - y, not carried: x exact (T), y in L (the
+ * entries are canonical). */
+static inline void x4_gather(sm2x4_fe *x, sm2x4_fe *y, const uint32_t *base, __m128i idx,
+                             int stride, __m256i neg) {
+    for (int i = 0; i < 9; i++) {
+        x->v[i] = _mm256_cvtepu32_epi64(
+            _mm_i32gather_epi32((const int *)(base + stride * i), idx, 4));
+        y->v[i] = _mm256_cvtepu32_epi64(
+            _mm_i32gather_epi32((const int *)(base + stride * (9 + i)), idx, 4));
+    }
+    sm2x4_fe ny;
+    sm2x4_neg_lazy(&ny, y);
+    sm2x4_select(y, neg, &ny, y);
+}
+
+/* The lane tables (engine_sm2_check4_avx2): entry e of lane l, word w at
+ * ptab[(e * 18 + w) * 4 + l]. 2^256 P = 16^width (2^(64 (chunks-1)) P) is entry 0 of the last
+ * chunk, the same entry in every lane: plain loads; y negated (folded: Y stays T) in the lanes
+ * of neg. */
+static inline void x4_top_t(sm2x4_jac *acc, const void *tab, int chunks, unsigned neg) {
+    const uint32_t *ptab = (const uint32_t *)tab;
+    const int e0 = SM2_WNAF_POINTS * (chunks - 1);
+    for (int i = 0; i < 9; i++) {
+        acc->x.v[i] = _mm256_cvtepu32_epi64(
+            _mm_load_si128((const __m128i *)&ptab[(e0 * X4_WORDS + i) * 4]));
+        acc->y.v[i] = _mm256_cvtepu32_epi64(
+            _mm_load_si128((const __m128i *)&ptab[(e0 * X4_WORDS + 9 + i) * 4]));
+    }
+    sm2x4_fe ny;
+    sm2x4_neg(&ny, &acc->y);
+    sm2x4_select(&acc->y, sm2x4_mask(neg), &ny, &acc->y);
+    sm2x4_const(&acc->z, SM2X4_ONE);
+}
+
+static inline void x4_point_t(sm2x4_fe *qx, sm2x4_fe *qy, const void *tab, const int32_t ent[4],
+                              unsigned neg, int c) {
+    __m128i e = _mm_add_epi32(_mm_load_si128((const __m128i *)ent),
+                              _mm_set1_epi32(SM2_WNAF_POINTS * c));
+    __m128i idx = _mm_add_epi32(_mm_mullo_epi32(e, _mm_set1_epi32(X4_WORDS * 4)),
+                                _mm_set_epi32(3, 2, 1, 0));
+    x4_gather(qx, qy, (const uint32_t *)tab, idx, 4, sm2x4_mask(neg));
+}
+
+/* 2^256 G, y negated lazily (it only enters a product) in the lanes of neg. */
+static inline void x4_top_s(sm2x4_fe *qx, sm2x4_fe *qy, unsigned neg) {
+    for (int i = 0; i < 9; i++) {
+        qx->v[i] = _mm256_set1_epi64x((long long)g_top29[i]);
+        qy->v[i] = _mm256_set1_epi64x((long long)g_top29[9 + i]);
+    }
+    sm2x4_fe ny;
+    sm2x4_neg_lazy(&ny, qy);
+    sm2x4_select(qy, sm2x4_mask(neg), &ny, qy);
+}
+
+static inline void x4_point_s(sm2x4_fe *qx, sm2x4_fe *qy, const int32_t ent[4], unsigned neg,
+                              int pos) {
+    __m128i e = _mm_add_epi32(_mm_load_si128((const __m128i *)ent),
+                              _mm_set1_epi32(pos * SM2_COMB_POINTS));
+    x4_gather(qx, qy, g_comb29, _mm_mullo_epi32(e, _mm_set1_epi32(X4_WORDS)), 1,
+              sm2x4_mask(neg));
+}
+
+#define LN(name) x4_##name
+#define LN_LANES 4
+#define LN_FE sm2x4_fe
+#define LN_JAC sm2x4_jac
+#define LN_F(op) sm2x4_##op
+#define LN_IDX int32_t
+#define LN_C_B SM2X4_B
+#define LN_C_R2 SM2X4_R2
+#define LN_C_KIN SM2X4_K266
+#define LN_C_K256 SM2X4_K256
+#include "sm2/sm2_lanes_impl.h"
+
 /* ---- conversions --------------------------------------------------------------------------- */
-
-/* From sm2_field.h's Montgomery form (x 2^256, < p) to this file's (x 2^261): T. */
-static inline void x4_from_mont256(sm2x4_fe *r, const uint64_t v[4][4]) {
-    sm2x4_fe k;
-    sm2x4_from_u256(r, v);
-    sm2x4_const(&k, SM2X4_K266);
-    sm2x4_mul(r, r, &k);
-}
-
-static inline void x4_to_mont256(uint64_t v[4][4], const sm2x4_fe *a) {
-    sm2x4_fe k, t;
-    sm2x4_const(&k, SM2X4_K256);
-    sm2x4_mul(&t, a, &k);
-    sm2x4_canon(&t, &t);
-    sm2x4_to_u256(v, &t);
-}
-
-/* Plain integers < 2^256 into Montgomery form: T. */
-static inline void x4_from_plain(sm2x4_fe *r, const uint64_t v[4][4]) {
-    sm2x4_fe k;
-    sm2x4_from_u256(r, v);
-    sm2x4_const(&k, SM2X4_R2);
-    sm2x4_mul(r, r, &k);
-}
 
 /* Lane l of a (limbs < 2^29) into 32-bit words dst[l][stride * i]. */
 static inline void x4_store_words(uint32_t *dst0, uint32_t *dst1, uint32_t *dst2, uint32_t *dst3,
@@ -225,27 +278,9 @@ typedef struct {
  * 8 gamma^2) in the doubling's terms, then (2j+1)P = (2j-1)P + 2P by co-Z additions, 2P
  * rescaled each time. */
 static void x4_keys_begin(x4_keygroup *g, const uint8_t *const pks[], int count) {
-    uint64_t xs[4][4], ys[4][4];
-    for (int l = 0; l < 4; l++) {
-        int src = l < count ? l : 0;
-        u256_from_be(xs[l], pks[src]);
-        u256_from_be(ys[l], pks[src] + 32);
-        g->pre[l] = u256_less(xs[l], SM2_P.m) && u256_less(ys[l], SM2_P.m);
-    }
     sm2x4_jac pt, twice;
-    sm2x4_fe x, y, y2, x3, t, b;
-    x4_from_plain(&x, xs);
-    x4_from_plain(&y, ys);
-    /* on the curve: y^2 == x^3 - 3x + b */
-    sm2x4_sqr(&y2, &y);
-    sm2x4_sqr(&x3, &x);
-    sm2x4_mul(&x3, &x3, &x);
-    sm2x4_add(&t, &x, &x);
-    sm2x4_add(&t, &t, &x);
-    sm2x4_sub(&x3, &x3, &t);
-    sm2x4_const(&b, SM2X4_B);
-    sm2x4_add(&x3, &x3, &b);
-    g->on = sm2x4_equal(&x3, &y2);
+    sm2x4_fe x, y;
+    g->on = x4_keys_read(&x, &y, g->pre, pks, count);
     /* 2P on Z = 2y, and P on the same Z */
     pt.x = x;
     pt.y = y;
@@ -284,13 +319,7 @@ static void x4_keys_end(x4_keygroup *g, sm2x4_fe *inv, sm2_key *const keys[], co
             memcpy(keys[l]->table[j].y, vy[l], 32);
         }
     }
-    for (int l = 0; l < count; l++) {
-        ok[l] = g->pre[l] && ((g->on >> l) & 1);
-        if (ok[l]) {
-            memcpy(keys[l]->pk, pks[l], 64);
-            keys[l]->chunks = 1;
-        }
-    }
+    x4_keys_finish(keys, pks, count, g->pre, g->on, ok);
 }
 
 int engine_sm2_keys4_avx2(sm2_key *const keys[8], const uint8_t *const pks[8], int count,
@@ -353,22 +382,6 @@ int engine_sm2_keys_many_avx2(sm2_key *const keys[], const uint8_t *const pks[],
 
 /* ---- the check ----------------------------------------------------------------------------- */
 
-/* An affine point by gathers: word w of lane l's entry at base[idx[l] + stride * w], then y
- * negated in the lanes of neg (a lane mask) as 4p - y, not carried: x exact (T), y in L (the
- * entries are canonical). */
-static inline void x4_gather(sm2x4_fe *x, sm2x4_fe *y, const uint32_t *base, __m128i idx,
-                             int stride, __m256i neg) {
-    for (int i = 0; i < 9; i++) {
-        x->v[i] = _mm256_cvtepu32_epi64(
-            _mm_i32gather_epi32((const int *)(base + stride * i), idx, 4));
-        y->v[i] = _mm256_cvtepu32_epi64(
-            _mm_i32gather_epi32((const int *)(base + stride * (9 + i)), idx, 4));
-    }
-    sm2x4_fe ny;
-    sm2x4_neg_lazy(&ny, y);
-    sm2x4_select(y, neg, &ny, y);
-}
-
 int engine_sm2_check4_avx2(const sm2_key *const keys[8], const sm2x8_job *jobs, int count,
                            int8_t verdict[8]) {
     pthread_once(&g_comb29_once, build_comb29);
@@ -377,7 +390,7 @@ int engine_sm2_check4_avx2(const sm2_key *const keys[8], const sm2x8_job *jobs, 
     if (chunks != 1 && chunks != SM2_KEY_CHUNKS_MAX) return -1;
     for (int l = 1; l < count; l++)
         if (keys[l]->chunks != chunks) return -1; /* the caller groups by chunks */
-    const int width = 64 / chunks, points = chunks * SM2_WNAF_POINTS;
+    const int points = chunks * SM2_WNAF_POINTS;
     /* Lane tables: entry e of lane l, word w at ptab[(e * 18 + w) * 4 + l]. */
     uint32_t ptab[SM2_KEY_CHUNKS_MAX * SM2_WNAF_POINTS * X4_WORDS * 4] __attribute__((aligned(32)));
     for (int e = 0; e < points; e++) {
@@ -398,103 +411,11 @@ int engine_sm2_check4_avx2(const sm2_key *const keys[8], const sm2x8_job *jobs, 
             _mm_store_si128((__m128i *)&ptab[(e * X4_WORDS + 9 + i) * 4], _mm256_castsi256_si128(py));
         }
     }
-    /* digits, lane-major: index (entry) and sign */
-    int32_t tidx[64][4] __attribute__((aligned(16)));
-    int32_t sidx[SM2_COMB_POSITIONS][4] __attribute__((aligned(16)));
-    uint8_t tneg[64], sneg[SM2_COMB_POSITIONS];
-    uint8_t t_even = 0, s_even = 0;
-    memset(tneg, 0, sizeof tneg);
-    memset(sneg, 0, sizeof sneg);
-    for (int l = 0; l < 4; l++) {
-        const sm2x8_job *jb = &jobs[l < count ? l : 0];
-        uint64_t k[4];
-        int16_t d[64];
-        int ev = make_odd(k, jb->t);
-        regular_recode(d, 4, k); /* radix 16 (sm2_core.h) */
-        t_even |= (uint8_t)(ev << l);
-        for (int i = 0; i < 64; i++) {
-            int v = d[i];
-            int c = i / width; /* the chunk (quarter) this digit belongs to */
-            tidx[i][l] = (SM2_WNAF_POINTS * c + ((v < 0 ? -v : v) >> 1)) * X4_WORDS * 4 + l;
-            tneg[i] |= (uint8_t)(((v < 0) ^ ev) << l);
-        }
-        int16_t cd[SM2_COMB_POSITIONS];
-        ev = make_odd(k, jb->s);
-        comb_recode(cd, k);
-        s_even |= (uint8_t)(ev << l);
-        for (int i = 0; i < SM2_COMB_POSITIONS; i++) {
-            int v = cd[i];
-            sidx[i][l] = (i * SM2_COMB_POINTS + ((v < 0 ? -v : v) >> 1)) * X4_WORDS;
-            sneg[i] |= (uint8_t)(((v < 0) ^ ev) << l);
-        }
-    }
+    x4_digits dg;
+    x4_recode(&dg, jobs, count);
     sm2x4_jac acc;
-    sm2x4_fe qx, qy;
-    /* the final 1 of t's recoding: 2^256 P = 16^width (2^(64 (chunks-1)) P), entry 0 of the
-     * last chunk, the same entry in every lane */
-    {
-        const int e0 = SM2_WNAF_POINTS * (chunks - 1);
-        for (int i = 0; i < 9; i++) {
-            acc.x.v[i] = _mm256_cvtepu32_epi64(
-                _mm_load_si128((const __m128i *)&ptab[(e0 * X4_WORDS + i) * 4]));
-            acc.y.v[i] = _mm256_cvtepu32_epi64(
-                _mm_load_si128((const __m128i *)&ptab[(e0 * X4_WORDS + 9 + i) * 4]));
-        }
-        sm2x4_fe ny;
-        sm2x4_neg(&ny, &acc.y);
-        sm2x4_select(&acc.y, sm2x4_mask(t_even), &ny, &acc.y);
-    }
-    sm2x4_const(&acc.z, SM2X4_ONE);
-    for (int j = width - 1; j >= 0; j--) {
-        for (int k = 0; k < 4; k++) x4_dbl(&acc, &acc);
-        for (int c = 0; c < chunks; c++) {
-            int pos = width * c + j;
-            __m128i idx = _mm_load_si128((const __m128i *)tidx[pos]);
-            x4_gather(&qx, &qy, ptab, idx, 4, sm2x4_mask(tneg[pos]));
-            x4_madd(&acc, &acc, &qx, &qy);
-        }
-    }
-    /* [s]G: 2^256 G, then the 32 comb positions */
-    for (int i = 0; i < 9; i++) {
-        qx.v[i] = _mm256_set1_epi64x((long long)g_top29[i]);
-        qy.v[i] = _mm256_set1_epi64x((long long)g_top29[9 + i]);
-    }
-    {
-        sm2x4_fe ny;
-        sm2x4_neg_lazy(&ny, &qy); /* L: qy only enters a product */
-        sm2x4_select(&qy, sm2x4_mask(s_even), &ny, &qy);
-    }
-    x4_madd(&acc, &acc, &qx, &qy);
-    for (int pos = 0; pos < SM2_COMB_POSITIONS; pos++) {
-        __m128i idx = _mm_load_si128((const __m128i *)sidx[pos]);
-        x4_gather(&qx, &qy, g_comb29, idx, 1, sm2x4_mask(sneg[pos]));
-        x4_madd(&acc, &acc, &qx, &qy);
-    }
-    /* x(R) == c or c + n (the latter only when below p): X == c Z^2 */
-    uint64_t cs[4][4], cns[4][4];
-    unsigned cn_ok = 0;
-    for (int l = 0; l < 4; l++) {
-        const sm2x8_job *jb = &jobs[l < count ? l : 0];
-        memcpy(cs[l], jb->c, 32);
-        u128 cy = 0;
-        for (int i = 0; i < 4; i++) {
-            cy = (u128)jb->c[i] + SM2_N.m[i] + (uint64_t)(cy >> 64);
-            cns[l][i] = (uint64_t)cy;
-        }
-        if (!(uint64_t)(cy >> 64) && u256_less(cns[l], SM2_P.m)) cn_ok |= 1u << l;
-        else memset(cns[l], 0, 32);
-    }
-    sm2x4_fe z2, c, want;
-    sm2x4_sqr(&z2, &acc.z);
-    unsigned zero = sm2x4_is_zero(&z2); /* Z = 0 iff Z^2 = 0; Z itself is lazy */
-    x4_from_plain(&c, cs);
-    sm2x4_mul(&want, &c, &z2);
-    unsigned yes = sm2x4_equal(&want, &acc.x);
-    x4_from_plain(&c, cns);
-    sm2x4_mul(&want, &c, &z2);
-    yes |= sm2x4_equal(&want, &acc.x) & cn_ok;
-    for (int l = 0; l < count; l++)
-        verdict[l] = (int8_t)(((zero >> l) & 1) ? -1 : (int)((yes >> l) & 1));
+    x4_ladder(&acc, ptab, &dg, chunks);
+    x4_verdicts(&acc, jobs, count, verdict);
     return 0;
 }
 
