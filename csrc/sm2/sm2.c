@@ -25,9 +25,10 @@
  * the scalar code is cheaper (measured on the AVX-512 machine of the README's figures: an
  * eight-lane check of new keys costs about 1.8 scalar checks, of four-quarter keys about 2.3;
  * a lane key decoding about one scalar decoding). The four-lane AVX2 kernels (same machine,
- * ENGINE_FORCE_ISA=avx2, full groups): about 4 x 34 us per group with new keys (decoding
- * included) and 4 x 18 us with four-quarter keys, against about 83 and 29 us for one scalar
- * verification; so two lanes already pay with new keys, three with warm ones. */
+ * ENGINE_FORCE_ISA=avx2, full groups): about 4 x 24 us per group with new keys (decoding
+ * included) and 4 x 14 us with four-quarter keys, against about 83 and 29 us for one scalar
+ * verification; so two lanes already pay with new keys, three with warm ones (two with warm
+ * ones would be about even). */
 #define LANES_MIN_NEW 2
 #define LANES_MIN_WARM 3
 #define LANES_MIN_KEYS 2

@@ -131,31 +131,82 @@ static inline void x8_add(sm2x8_jac *r, const sm2x8_jac *p, const sm2x8_jac *q) 
     x8_add_finish(r, &rr, &j, &v, &s1);
 }
 
-/* ---- conversions --------------------------------------------------------------------------- */
+/* ---- table points for the shared loop (sm2_lanes_impl.h) -------------------------------- */
 
-/* From sm2_field.h's Montgomery form (x 2^256, < p) to this file's (x 2^260). */
-static inline void x8_from_mont256(sm2x8_fe *r, const uint64_t v[8][4]) {
-    sm2x8_fe k;
-    sm2x8_from_u256(r, v);
-    sm2x8_const(&k, SM2X8_K264_LIMBS);
-    sm2x8_mul(r, r, &k);
+/* Conditionally negated (per lane) affine point read by gather: word w of lane l's entry is at
+ * base[idx[l] + w]. */
+static inline void x8_gather(sm2x8_fe *x, sm2x8_fe *y, const uint64_t *base, __m512i idx,
+                             __mmask8 neg) {
+    for (int i = 0; i < 5; i++) {
+        x->v[i] = _mm512_i64gather_epi64(idx, (const void *)(base + i), 8);
+        y->v[i] = _mm512_i64gather_epi64(idx, (const void *)(base + 5 + i), 8);
+    }
+    sm2x8_fe ny;
+    sm2x8_neg(&ny, y);
+    sm2x8_select(y, neg, &ny, y);
 }
 
-static inline void x8_to_mont256(uint64_t v[8][4], const sm2x8_fe *a) {
-    sm2x8_fe k, t;
-    sm2x8_const(&k, SM2X8_K256_LIMBS);
-    sm2x8_mul(&t, a, &k);
-    sm2x8_canon(&t, &t);
-    sm2x8_to_u256(v, &t);
+/* The lane tables (engine_sm2_check8_avx512): entry e of lane l, word w at
+ * ptab[(e * 10 + w) * 8 + l]. The final 1 of t's recoding: 2^256 P = 16^width
+ * (2^(64 (chunks-1)) P), entry 0 of the last chunk, the same entry in every lane: plain loads. */
+static inline void x8_top_t(sm2x8_jac *acc, const void *tab, int chunks, unsigned neg) {
+    const uint64_t *ptab = (const uint64_t *)tab;
+    const int e0 = SM2_WNAF_POINTS * (chunks - 1);
+    for (int i = 0; i < 5; i++) {
+        acc->x.v[i] = _mm512_load_si512((const void *)&ptab[(e0 * 10 + i) * 8]);
+        acc->y.v[i] = _mm512_load_si512((const void *)&ptab[(e0 * 10 + 5 + i) * 8]);
+    }
+    sm2x8_fe ny;
+    sm2x8_neg(&ny, &acc->y);
+    sm2x8_select(&acc->y, (__mmask8)neg, &ny, &acc->y);
+    sm2x8_const(&acc->z, SM2X8_ONE_LIMBS);
 }
 
-/* Plain integers < 2^256 into Montgomery form. */
-static inline void x8_from_plain(sm2x8_fe *r, const uint64_t v[8][4]) {
-    sm2x8_fe k;
-    sm2x8_from_u256(r, v);
-    sm2x8_const(&k, SM2X8_R2_LIMBS);
-    sm2x8_mul(r, r, &k);
+static inline void x8_point_t(sm2x8_fe *qx, sm2x8_fe *qy, const void *tab, const int64_t ent[8],
+                              unsigned neg, int c) {
+    const uint64_t *ptab = (const uint64_t *)tab;
+    const __m512i lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
+    __m512i e = _mm512_add_epi64(_mm512_load_si512((const void *)ent),
+                                 _mm512_set1_epi64((long long)(SM2_WNAF_POINTS * c)));
+    __m512i idx = _mm512_add_epi64(_mm512_mullo_epi64(e, _mm512_set1_epi64(80)), lane);
+    for (int i = 0; i < 5; i++) {
+        qx->v[i] = _mm512_i64gather_epi64(idx, (const void *)(ptab + 8 * i), 8);
+        qy->v[i] = _mm512_i64gather_epi64(idx, (const void *)(ptab + 8 * (5 + i)), 8);
+    }
+    sm2x8_fe ny;
+    sm2x8_neg(&ny, qy);
+    sm2x8_select(qy, (__mmask8)neg, &ny, qy);
 }
+
+/* 2^256 G, negated in the lanes of neg. */
+static inline void x8_top_s(sm2x8_fe *qx, sm2x8_fe *qy, unsigned neg) {
+    for (int i = 0; i < 5; i++) {
+        qx->v[i] = _mm512_set1_epi64((long long)g_top52[i]);
+        qy->v[i] = _mm512_set1_epi64((long long)g_top52[5 + i]);
+    }
+    sm2x8_fe ny;
+    sm2x8_neg(&ny, qy);
+    sm2x8_select(qy, (__mmask8)neg, &ny, qy);
+}
+
+static inline void x8_point_s(sm2x8_fe *qx, sm2x8_fe *qy, const int64_t ent[8], unsigned neg,
+                              int pos) {
+    __m512i e = _mm512_add_epi64(_mm512_load_si512((const void *)ent),
+                                 _mm512_set1_epi64((long long)(pos * SM2_COMB_POINTS)));
+    x8_gather(qx, qy, g_comb52, _mm512_mullo_epi64(e, _mm512_set1_epi64(10)), (__mmask8)neg);
+}
+
+#define LN(name) x8_##name
+#define LN_LANES 8
+#define LN_FE sm2x8_fe
+#define LN_JAC sm2x8_jac
+#define LN_F(op) sm2x8_##op
+#define LN_IDX int64_t
+#define LN_C_B SM2X8_B_LIMBS
+#define LN_C_R2 SM2X8_R2_LIMBS
+#define LN_C_KIN SM2X8_K264_LIMBS
+#define LN_C_K256 SM2X8_K256_LIMBS
+#include "sm2/sm2_lanes_impl.h"
 
 static void build_comb52(void) {
     uint64_t *t = (uint64_t *)aligned_alloc(64, sizeof(uint64_t) * 10 * SM2_COMB_POSITIONS *
@@ -205,28 +256,10 @@ static void build_comb52(void) {
 
 int engine_sm2_keys8_avx512(sm2_key *const keys[8], const uint8_t *const pks[8], int count,
                             uint8_t ok[8]) {
-    uint64_t xs[8][4], ys[8][4];
     uint8_t pre[8];
-    for (int l = 0; l < 8; l++) {
-        int src = l < count ? l : 0;
-        u256_from_be(xs[l], pks[src]);
-        u256_from_be(ys[l], pks[src] + 32);
-        pre[l] = u256_less(xs[l], SM2_P.m) && u256_less(ys[l], SM2_P.m);
-    }
     sm2x8_jac pts[SM2_WNAF_POINTS], twice;
-    sm2x8_fe x, y, y2, x3, t, b;
-    x8_from_plain(&x, xs);
-    x8_from_plain(&y, ys);
-    /* on the curve: y^2 == x^3 - 3x + b */
-    sm2x8_sqr(&y2, &y);
-    sm2x8_sqr(&x3, &x);
-    sm2x8_mul(&x3, &x3, &x);
-    sm2x8_add(&t, &x, &x);
-    sm2x8_add(&t, &t, &x);
-    sm2x8_sub(&x3, &x3, &t);
-    sm2x8_const(&b, SM2X8_B_LIMBS);
-    sm2x8_add(&x3, &x3, &b);
-    __mmask8 on = sm2x8_equal(&x3, &y2);
+    sm2x8_fe x, y;
+    unsigned on = x8_keys_read(&x, &y, pre, pks, count);
     /* odd multiples 1P..15P */
     pts[0].x = x;
     pts[0].y = y;
@@ -258,30 +291,11 @@ int engine_sm2_keys8_avx512(sm2_key *const keys[8], const uint8_t *const pks[8],
             memcpy(keys[l]->table[j].y, vy[l], 32);
         }
     }
-    for (int l = 0; l < count; l++) {
-        ok[l] = pre[l] && ((on >> l) & 1);
-        if (ok[l]) {
-            memcpy(keys[l]->pk, pks[l], 64);
-            keys[l]->chunks = 1;
-        }
-    }
+    x8_keys_finish(keys, pks, count, pre, on, ok);
     return 0;
 }
 
 /* ---- the check ----------------------------------------------------------------------------- */
-
-/* Conditionally negated (per lane) affine point read by gather: word w of lane l's entry is at
- * base[idx[l] + w]. */
-static inline void x8_gather(sm2x8_fe *x, sm2x8_fe *y, const uint64_t *base, __m512i idx,
-                             __mmask8 neg) {
-    for (int i = 0; i < 5; i++) {
-        x->v[i] = _mm512_i64gather_epi64(idx, (const void *)(base + i), 8);
-        y->v[i] = _mm512_i64gather_epi64(idx, (const void *)(base + 5 + i), 8);
-    }
-    sm2x8_fe ny;
-    sm2x8_neg(&ny, y);
-    sm2x8_select(y, neg, &ny, y);
-}
 
 int engine_sm2_check8_avx512(const sm2_key *const keys[8], const sm2x8_job *jobs, int count,
                              int8_t verdict[8]) {
@@ -291,7 +305,7 @@ int engine_sm2_check8_avx512(const sm2_key *const keys[8], const sm2x8_job *jobs
     if (chunks != 1 && chunks != SM2_KEY_CHUNKS_MAX) return -1;
     for (int l = 1; l < count; l++)
         if (keys[l]->chunks != chunks) return -1; /* the caller groups by chunks */
-    const int width = 64 / chunks, points = chunks * SM2_WNAF_POINTS;
+    const int points = chunks * SM2_WNAF_POINTS;
     /* Lane tables: entry e of lane l, word w at ptab[(e * 10 + w) * 8 + l]. */
     uint64_t ptab[SM2_KEY_CHUNKS_MAX * SM2_WNAF_POINTS * 10 * 8] __attribute__((aligned(64)));
     for (int e = 0; e < points; e++) {
@@ -309,112 +323,11 @@ int engine_sm2_check8_avx512(const sm2_key *const keys[8], const sm2x8_job *jobs
             _mm512_store_si512((void *)&ptab[(e * 10 + 5 + i) * 8], fy.v[i]);
         }
     }
-    /* digits, lane-major: index (entry within the chunk) and sign */
-    int64_t tidx[64][8] __attribute__((aligned(64)));
-    int64_t sidx[SM2_COMB_POSITIONS][8] __attribute__((aligned(64)));
-    uint8_t tneg[64], sneg[SM2_COMB_POSITIONS];
-    uint8_t t_even = 0, s_even = 0;
-    memset(tneg, 0, sizeof tneg);
-    memset(sneg, 0, sizeof sneg);
-    for (int l = 0; l < 8; l++) {
-        const sm2x8_job *jb = &jobs[l < count ? l : 0];
-        uint64_t k[4];
-        int16_t d[64];
-        int ev = make_odd(k, jb->t);
-        regular_recode(d, 4, k); /* radix 16 (sm2_core.h) */
-        t_even |= (uint8_t)(ev << l);
-        for (int i = 0; i < 64; i++) {
-            int v = d[i];
-            tidx[i][l] = (v < 0 ? -v : v) >> 1;
-            tneg[i] |= (uint8_t)(((v < 0) ^ ev) << l);
-        }
-        int16_t cd[SM2_COMB_POSITIONS];
-        ev = make_odd(k, jb->s);
-        comb_recode(cd, k);
-        s_even |= (uint8_t)(ev << l);
-        for (int i = 0; i < SM2_COMB_POSITIONS; i++) {
-            int v = cd[i];
-            sidx[i][l] = (v < 0 ? -v : v) >> 1;
-            sneg[i] |= (uint8_t)(((v < 0) ^ ev) << l);
-        }
-    }
-    const __m512i lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
+    x8_digits dg;
+    x8_recode(&dg, jobs, count);
     sm2x8_jac acc;
-    sm2x8_fe qx, qy;
-    /* the final 1 of t's recoding: 2^256 P = 16^width (2^(64 (chunks-1)) P), entry 0 of the
-     * last chunk, the same entry in every lane: plain loads */
-    {
-        const int e0 = SM2_WNAF_POINTS * (chunks - 1);
-        for (int i = 0; i < 5; i++) {
-            acc.x.v[i] = _mm512_load_si512((const void *)&ptab[(e0 * 10 + i) * 8]);
-            acc.y.v[i] = _mm512_load_si512((const void *)&ptab[(e0 * 10 + 5 + i) * 8]);
-        }
-        sm2x8_fe ny;
-        sm2x8_neg(&ny, &acc.y);
-        sm2x8_select(&acc.y, t_even, &ny, &acc.y);
-    }
-    sm2x8_const(&acc.z, SM2X8_ONE_LIMBS);
-    for (int j = width - 1; j >= 0; j--) {
-        for (int k = 0; k < 4; k++) x8_dbl(&acc, &acc);
-        for (int c = 0; c < chunks; c++) {
-            int pos = width * c + j;
-            __m512i e = _mm512_add_epi64(
-                _mm512_load_si512((const void *)tidx[pos]),
-                _mm512_set1_epi64((long long)(SM2_WNAF_POINTS * c)));
-            __m512i idx = _mm512_add_epi64(_mm512_mullo_epi64(e, _mm512_set1_epi64(80)), lane);
-            for (int i = 0; i < 5; i++) {
-                qx.v[i] = _mm512_i64gather_epi64(idx, (const void *)(ptab + 8 * i), 8);
-                qy.v[i] = _mm512_i64gather_epi64(idx, (const void *)(ptab + 8 * (5 + i)), 8);
-            }
-            sm2x8_fe ny;
-            sm2x8_neg(&ny, &qy);
-            sm2x8_select(&qy, tneg[pos], &ny, &qy);
-            x8_madd(&acc, &acc, &qx, &qy);
-        }
-    }
-    /* [s]G: 2^256 G, then the 32 comb positions */
-    for (int i = 0; i < 5; i++) {
-        qx.v[i] = _mm512_set1_epi64((long long)g_top52[i]);
-        qy.v[i] = _mm512_set1_epi64((long long)g_top52[5 + i]);
-    }
-    {
-        sm2x8_fe ny;
-        sm2x8_neg(&ny, &qy);
-        sm2x8_select(&qy, s_even, &ny, &qy);
-    }
-    x8_madd(&acc, &acc, &qx, &qy);
-    for (int pos = 0; pos < SM2_COMB_POSITIONS; pos++) {
-        __m512i e = _mm512_add_epi64(_mm512_load_si512((const void *)sidx[pos]),
-                                     _mm512_set1_epi64((long long)(pos * SM2_COMB_POINTS)));
-        __m512i idx = _mm512_mullo_epi64(e, _mm512_set1_epi64(10));
-        x8_gather(&qx, &qy, g_comb52, idx, sneg[pos]);
-        x8_madd(&acc, &acc, &qx, &qy);
-    }
-    /* x(R) == c or c + n (the latter only when below p): X == c Z^2 */
-    uint64_t cs[8][4], cns[8][4];
-    uint8_t cn_ok = 0;
-    for (int l = 0; l < 8; l++) {
-        const sm2x8_job *jb = &jobs[l < count ? l : 0];
-        memcpy(cs[l], jb->c, 32);
-        u128 cy = 0;
-        for (int i = 0; i < 4; i++) {
-            cy = (u128)jb->c[i] + SM2_N.m[i] + (uint64_t)(cy >> 64);
-            cns[l][i] = (uint64_t)cy;
-        }
-        if (!(uint64_t)(cy >> 64) && u256_less(cns[l], SM2_P.m)) cn_ok |= (uint8_t)(1u << l);
-        else memset(cns[l], 0, 32);
-    }
-    sm2x8_fe z2, c, want;
-    sm2x8_sqr(&z2, &acc.z);
-    __mmask8 zero = sm2x8_is_zero(&z2); /* Z = 0 iff Z^2 = 0; Z itself may be >= 2p */
-    x8_from_plain(&c, cs);
-    sm2x8_mul(&want, &c, &z2);
-    __mmask8 yes = sm2x8_equal(&want, &acc.x);
-    x8_from_plain(&c, cns);
-    sm2x8_mul(&want, &c, &z2);
-    yes |= sm2x8_equal(&want, &acc.x) & cn_ok;
-    for (int l = 0; l < count; l++)
-        verdict[l] = (int8_t)(((zero >> l) & 1) ? -1 : ((yes >> l) & 1));
+    x8_ladder(&acc, ptab, &dg, chunks);
+    x8_verdicts(&acc, jobs, count, verdict);
     return 0;
 }
 

@@ -88,7 +88,7 @@ int engine_sm2_lane_field(int op, const uint8_t a[256], const uint8_t b[256], ui
     lanes_from_bytes(vb, b, 8);
     if (op >= 16) { /* the AVX2 four-lane field, run on lanes 0..3 and then 4..7 */
         uint32_t need = ENGINE_CPU_AVX2 | ENGINE_CPU_BMI2 | ENGINE_CPU_ADX;
-        if ((engine_cpu_features() & need) != need || op > 26) return -1;
+        if ((engine_cpu_features() & need) != need || op > 33) return -1;
         for (int h = 0; h < 8; h += 4)
             if (engine_sm2_field4_avx2(op - 16, (const uint64_t(*)[4])(va + h),
                                        (const uint64_t(*)[4])(vb + h), vo + h) != 0)

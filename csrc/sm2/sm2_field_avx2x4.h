@@ -12,42 +12,65 @@
  * which leaves it a multiple of 2^29 whose carry is the column >> 29. No multiplication.
  *
  * Limb classes (every function states which it takes and gives):
- *  - T ("tight"): every limb in [0, 2^29), value < 2p (so limb 8 < 2^25). What mul, sqr, add,
- *    sub, neg and the shifts return.
- *  - L ("lazy"): sm2x4_add_lazy of two T values, not carried: every limb in [0, 2^30), value
- *    < 4p. Only fed to products (and to add / sub, whose bounds below allow it).
- *  - S ("shifted"): sm2x4_shl_lazy of a T value by k <= 2, not carried: every limb in
- *    [0, 2^31), value < 8p. Only fed to a product whose other operand is T, and to add / sub
- *    (as sub's first operand).
+ *  - T ("tight"): limbs 0..7 in [0, 2^29 + 2^6), limb 8 in [0, 2^25), value < 2p. What mul,
+ *    sqr, add, sub, sub_wide, neg and the shifts return. The products' limbs are exact
+ *    (< 2^29); the sums' carry pass runs over all limbs at once, not limb after limb, so a limb
+ *    may keep a carry < 2^6 (sm2x4_fold_carry). sm2x4_canon carries exactly first.
+ *  - L ("lazy"): sm2x4_add_lazy of two T values, not carried: limbs < 2^30 + 2^7, value < 4p.
+ *    Also 4p - y for a table's y (< p, exact limbs), sm2x4_neg_lazy. Only fed to products (and
+ *    to add / sub, whose bounds below allow it).
+ *  - S ("shifted"): sm2x4_shl_lazy of a T value by k <= 2, not carried: limbs < 2^31 + 2^8,
+ *    value < 8p. Only fed to a product whose other operand is T, and to add / sub / sub_lazy
+ *    (as their first operand).
+ *  - W ("wide"): limbs < 3 * 2^30 + 2^9, value < 12p: 3 (x + y) for x, y in T, or
+ *    sm2x4_sub_lazy(a, b) of an S value a and a T value b. Only fed to a product whose other
+ *    operand is T.
+ *  - V: sm2x4_sub_lazy(a, b) of T values: limbs < 3 * 2^29 + 2^6, value < 6p. Only fed to a
+ *    product whose other operand is T or L.
  *
  * Proofs of the bounds:
- *  - sm2x4_mul / sm2x4_sqr take a, b in T or L (limbs < 2^30, values < 4p), or one in T and
- *    the other in S (limbs < 2^29 and < 2^31, values < 2p and < 8p): either way every limb
- *    product a_i b_j is below 2^60 and a b < 16 p^2. A product column k
- *    holds at most 9 terms a_i b_j < 2^60 (squaring: the sum of at most 4 cross products,
- *    < 2^62, doubled, plus a square: the same column value), so < 9 * 2^60 < 2^63.17. The
- *    reduction then adds to a column a carry < 2^64 / 2^29 = 2^35, q << 6 < 2^35 and q << 24 < 2^53 and subtracts q << 9 < 2^38
- *    and q << 21 < 2^50. To keep every column nonnegative when it is shifted, the columns start
- *    from a zero-valued bias: 2^51 in column 0, 2^51 - 2^22 in columns 1..16, -2^22 in column 17
- *    (2^51 in column k equals 2^22 in column k + 1, so the sum is 0, and 2^51 = 0 mod 2^29 does
- *    not change a q). By induction on the column, a column's true value when shifted is at least
- *    2^51 - 2^22 - 2^50 - 2^38 > 0 (the carry into it is nonnegative), and at most
- *    2^63.17 + 2^51 + 2^35 + 2^35 + 2^53 < 2^64: the unsigned 64-bit lanes hold it exactly (the
- *    subtractions may wrap in between; the value that is shifted is in range). Column 17 is never
- *    shifted: it ends as the top of a nonnegative value. The result (a b + Q p) / 2^261 with
- *    Q < 2^261 is below 16 p^2 / 2^261 + p < 2p (16 p < 2^261), carried to T.
- *  - sm2x4_add, sm2x4_shl, sm2x4_mul3: the sum (or multiple) has nonnegative limbs < 2^34
- *    (e.g. T + T, L + T, L + L, T 2^4); sm2x4_fold_carry first replaces the bits of limb 8 at
- *    2^256 and above, h = limb 8 >> 24 < 2^10, by h (2^224 + 2^96 - 2^64 + 1), p's congruence
- *    for 2^256, written with nonnegative terms (h << 21 in limb 7, h (2^38 - 2^6) in limb 2,
- *    = h 2^96 - h 2^64, h in limb 0), and then carries once: limb 7 is below 2^34 + 2^31 plus
- *    a carry < 2^6, so it passes less than 2^6 on and limb 8 ends below 2^24 + 2^6; the value
- *    is below 2^256 + 2^238 < 2p and every limb below 2^29: T.
+ *  - sm2x4_mul / sm2x4_sqr take a, b in T x T, L x L, T x L, T x S, T x W, T x V or L x V.
+ *    Every limb product a_i b_j is then below 3 * 2^59 + 2^40 (the largest: T x W,
+ *    (2^29 + 2^6)(3 * 2^30 + 2^9), and L x V, (2^30 + 2^7)(3 * 2^29 + 2^6); L x L and T x S are
+ *    below 2^60 + 2^39) and the values' product below 24 p^2 (T x W: 2p 12p; L x V: 4p 6p). A
+ *    product column k holds at most 9 terms (squaring: the sum of at most 4 cross products,
+ *    doubled, plus a square: the same column value), so < 27 * 2^59 + 2^44 < 13.6 * 2^60. The
+ *    reduction then adds to a column a carry < 2^64 / 2^29 = 2^35, q << 6 < 2^35 and
+ *    q << 24 < 2^53 and subtracts q << 9 < 2^38 and q << 21 < 2^50. To keep every column
+ *    nonnegative when it is shifted, the columns start from a zero-valued bias: 2^51 in column
+ *    0, 2^51 - 2^22 in columns 1..16, -2^22 in column 17 (2^51 in column k equals 2^22 in
+ *    column k + 1, so the sum is 0, and 2^51 = 0 mod 2^29 does not change a q). By induction on
+ *    the column, a column's true value when shifted is at least 2^51 - 2^22 - 2^50 - 2^38 > 0
+ *    (the carry into it is nonnegative), and at most 13.6 * 2^60 + 2^51 + 2^35 + 2^35 + 2^53
+ *    < 2^64: the unsigned 64-bit lanes hold it exactly (the subtractions may wrap in between;
+ *    the value that is shifted is in range). Column 17 is never shifted: it ends as the top of
+ *    a nonnegative value. The result (a b + Q p) / 2^261 with Q < 2^261 is below
+ *    24 p^2 / 2^261 + p < 2p (24 p < 2^261), with every limb exact: T.
+ *  - sm2x4_fold_carry, the end of add, sub, sub_wide, shl and mul3, takes nonnegative limbs
+ *    < 2^34 (any value). It replaces the bits of limb 8 at 2^256 and above, h = limb 8 >> 24
+ *    < 2^10, by h (2^224 + 2^96 - 2^64 + 1), p's congruence for 2^256, written with
+ *    nonnegative terms (h << 21 in limb 7, h (2^38 - 2^6) in limb 2, = h 2^96 - h 2^64, h in
+ *    limb 0), so limb 2 is below 2^34 + 2^48 and the others below 2^34 + 2^31. Then every limb
+ *    i < 8 at once keeps its low 29 bits and passes the rest (< 2^5 + 2^2 + 1, from limb 2
+ *    < 2^19 + 2^6) to limb i + 1; limb 3 passes once more (at most 1) to limb 4. Limbs 0..7
+ *    end below 2^29 + 2^5 + 2, limb 8 below 2^24 + 2^6, the value (unchanged by the carries)
+ *    below 2^256 + 2^238 < 2p: T.
+ *  - sm2x4_add (limbs of the sum < 2^34: T + T, L + T, L + L, ...), sm2x4_shl (a 2^k < 2^34),
+ *    sm2x4_mul3 (3a, a in T or L): the fold.
  *  - sm2x4_sub: a - b + 4p for b in T and a with limbs < 2^33. 4p is written with every limb
- *    in [2^29, 2^30) below the top (SM2X4_4P) and top 2^26 - 2 > b's limb 8 (< 2^25), so every
- *    limb of a - b + 4p is nonnegative and below 2^34: folded and carried as in add: T.
- *    sm2x4_neg is 0 - a.
- *  - sm2x4_canon: T in, the representative in [0, p) out (T).
+ *    in [2^29 + 254, 2^30) below the top (SM2X4_4P) and top 2^26 - 2 > b's limb 8 (< 2^25), so
+ *    every limb of a - b + 4p is nonnegative and below 2^34: folded: T. sm2x4_neg is 0 - a.
+ *    sm2x4_sub_lazy is the same sum not folded: limbs below a's + 2^30 (V for a in T, W for a
+ *    in S), value below a's + 4p. sm2x4_neg_lazy: 4p - y for y < p with exact limbs (limbs
+ *    < 2^30, value < 4p: L).
+ *  - sm2x4_sub_wide: a - b + 32p, folded, for b with limbs 0..7 <= 2^33 - 16 and limb 8
+ *    <= 2^29 - 17 (e.g. 8x or x + 2y uncarried for x, y products, whose limbs are exact) and a
+ *    with limbs 0..7 below 7 * 2^30 and limb 8 below 2^33 (e.g. 9x or 3x uncarried for x a
+ *    product, or T, or S). 32p is written (SM2X4_32P) with limbs 0..7 in [2^33 - 16, 2^33 +
+ *    2^29) and limb 8 = 2^29 - 17, so every limb of a - b + 32p is nonnegative and below 2^34:
+ *    folded: T.
+ *  - sm2x4_canon: T in; carried limb after limb first (exact limbs, limb 8 < 2^25 as the value
+ *    is below 2p), then the representative in [0, p) out, every limb exact.
  * Nothing here branches on lane values.
  */
 #ifndef ENGINE_SM2_FIELD_AVX2X4_H
@@ -66,8 +89,12 @@ typedef struct {
 static const uint32_t SM2X4_P_LIMBS[9] = {0x1fffffff, 0x1fffffff, 0x0000003f, 0x1ffffe00, 0x1fffffff,
                                           0x1fffffff, 0x1fffffff, 0x1fdfffff, 0x00ffffff};
 /* 4p with limbs 0..7 in [2^29, 2^30) (see sm2x4_sub). */
-static const uint32_t SM2X4_4P[9] = {0x3ffffffc, 0x3ffffffe, 0x200000fe, 0x3ffff7ff, 0x3ffffffe,
+static const uint64_t SM2X4_4P[9] = {0x3ffffffc, 0x3ffffffe, 0x200000fe, 0x3ffff7ff, 0x3ffffffe,
                                      0x3ffffffe, 0x3ffffffe, 0x3f7ffffe, 0x03fffffe};
+/* 32p with limbs 0..7 in [2^33 - 16, 2^33 + 2^29) and limb 8 = 2^29 - 17 (see sm2x4_sub_wide). */
+static const uint64_t SM2X4_32P[9] = {0x21fffffe0ull, 0x21fffffefull, 0x2000007efull, 0x21fffbff0ull,
+                                      0x21fffffefull, 0x21fffffefull, 0x21fffffefull, 0x21bffffefull,
+                                      0x1fffffefull};
 /* 2^261 - p (canon adds it: a >= p exactly when a + 2^261 - p reaches 2^261). */
 static const uint32_t SM2X4_RMINP[9] = {0x00000001, 0x00000000, 0x1fffffc0, 0x000001ff, 0,
                                         0,          0,          0x00200000, 0x1f000000};
@@ -104,17 +131,24 @@ SM2X4_INLINE void sm2x4_carry(__m256i l[9]) {
 /* Nonnegative limbs < 2^34 in (any such value): the bits of limb 8 at 2^256 and above,
  * h = limb 8 >> 24 < 2^10, are replaced by h (2^224 + 2^96 - 2^64 + 1) (p's congruence for
  * 2^256, with nonnegative terms: h << 21 in limb 7, h (2^38 - 2^6) in limb 2, h in limb 0),
- * then one carry pass. Limb 7 is then below 2^34 + 2^31 + a carry < 2^6, so its carry is
- * below 2^6 and the new limb 8 below 2^24 + 2^6: the value is below 2^256 + 2^238 < 2p, every
- * limb below 2^29: T. */
+ * then every limb passes its bits above 2^29 to the next at once (not one after the other:
+ * the carries are independent, so the pass is three instructions deep instead of sixteen),
+ * and limb 3, which may have received up to 2^19 from limb 2, passes once more. T out (the
+ * bounds are at the top of the file). */
 SM2X4_INLINE void sm2x4_fold_carry(__m256i l[9]) {
+    const __m256i m = _mm256_set1_epi64x(SM2X4_M29);
     __m256i h = _mm256_srli_epi64(l[8], 24);
     l[8] = _mm256_and_si256(l[8], _mm256_set1_epi64x((1 << 24) - 1));
     l[7] = _mm256_add_epi64(l[7], _mm256_slli_epi64(h, 21));                      /* 2^224 */
     l[2] = _mm256_add_epi64(l[2], _mm256_sub_epi64(_mm256_slli_epi64(h, 38),      /* 2^96 */
                                                    _mm256_slli_epi64(h, 6)));     /* -2^64 */
     l[0] = _mm256_add_epi64(l[0], h);                                             /* +1 */
-    sm2x4_carry(l);
+    __m256i c[8];
+    for (int i = 0; i < 8; i++) c[i] = _mm256_srli_epi64(l[i], 29);
+    for (int i = 0; i < 8; i++) l[i] = _mm256_and_si256(l[i], m);
+    for (int i = 0; i < 8; i++) l[i + 1] = _mm256_add_epi64(l[i + 1], c[i]);
+    l[4] = _mm256_add_epi64(l[4], _mm256_srli_epi64(l[3], 29));
+    l[3] = _mm256_and_si256(l[3], m);
 }
 
 /* a + b, limbs of the sum < 2^34 (T + T, L + T, L + L, ...): T. */
@@ -151,12 +185,18 @@ SM2X4_INLINE void sm2x4_mul3(sm2x4_fe *r, const sm2x4_fe *a) {
     for (int i = 0; i < 9; i++) r->v[i] = l[i];
 }
 
+/* a - b + k for k one of the multiples of p written for it (SM2X4_4P, SM2X4_32P): the limbs
+ * not carried. */
+SM2X4_INLINE void sm2x4_sub_plus(__m256i l[9], const sm2x4_fe *a, const sm2x4_fe *b,
+                                 const uint64_t k[9]) {
+    for (int i = 0; i < 9; i++)
+        l[i] = _mm256_add_epi64(_mm256_sub_epi64(a->v[i], b->v[i]), _mm256_set1_epi64x((long long)k[i]));
+}
+
 /* a - b + 4p (bounds above). */
 SM2X4_INLINE void sm2x4_sub(sm2x4_fe *r, const sm2x4_fe *a, const sm2x4_fe *b) {
     __m256i l[9];
-    for (int i = 0; i < 9; i++)
-        l[i] = _mm256_add_epi64(_mm256_sub_epi64(a->v[i], b->v[i]),
-                                _mm256_set1_epi64x((long long)SM2X4_4P[i]));
+    sm2x4_sub_plus(l, a, b, SM2X4_4P);
     sm2x4_fold_carry(l);
     for (int i = 0; i < 9; i++) r->v[i] = l[i];
 }
@@ -165,6 +205,34 @@ SM2X4_INLINE void sm2x4_neg(sm2x4_fe *r, const sm2x4_fe *a) {
     sm2x4_fe z;
     sm2x4_zero(&z);
     sm2x4_sub(r, &z, a);
+}
+
+/* a - b + 4p, not folded (b in T): V for a in T, W for a in S. */
+SM2X4_INLINE void sm2x4_sub_lazy(sm2x4_fe *r, const sm2x4_fe *a, const sm2x4_fe *b) {
+    sm2x4_sub_plus(r->v, a, b, SM2X4_4P);
+}
+
+/* 4p - y for y < p with exact limbs (a table entry): L. */
+SM2X4_INLINE void sm2x4_neg_lazy(sm2x4_fe *r, const sm2x4_fe *y) {
+    for (int i = 0; i < 9; i++)
+        r->v[i] = _mm256_sub_epi64(_mm256_set1_epi64x((long long)SM2X4_4P[i]), y->v[i]);
+}
+
+/* a - b + 32p, folded (the operands' bounds are at the top of the file): T. */
+SM2X4_INLINE void sm2x4_sub_wide(sm2x4_fe *r, const sm2x4_fe *a, const sm2x4_fe *b) {
+    __m256i l[9];
+    sm2x4_sub_plus(l, a, b, SM2X4_32P);
+    sm2x4_fold_carry(l);
+    for (int i = 0; i < 9; i++) r->v[i] = l[i];
+}
+
+/* k a, not carried, for k = 3 or 9 (the bounds of the results are the callers'). */
+SM2X4_INLINE void sm2x4_mul_small_lazy(sm2x4_fe *r, const sm2x4_fe *a, int k) {
+    for (int i = 0; i < 9; i++) {
+        __m256i x = a->v[i];
+        r->v[i] = k == 9 ? _mm256_add_epi64(_mm256_slli_epi64(x, 3), x)
+                         : _mm256_add_epi64(_mm256_add_epi64(x, x), x);
+    }
 }
 
 /* r = a in the lanes where mask is all ones, else b. */
@@ -254,21 +322,32 @@ SM2X4_INLINE void sm2x4_mul_core(sm2x4_fe *r, const sm2x4_fe *a, const sm2x4_fe 
     }
 }
 
-SM2X4_INLINE void sm2x4_mul(sm2x4_fe *r, const sm2x4_fe *a, const sm2x4_fe *b) {
-    sm2x4_mul_core(r, a, b, 0);
+/* The same product and square in inline assembly (sm2_avx2x4_mul.inc, written by
+ * gen_sm2_avx2x4_mul.py, which says why): column for column the arithmetic above, with a's
+ * limbs held in registers. About 86 and 65 cycles on Zen 4 against 103 and 83 for the C
+ * (tests/sm/test_sm2_avx2_lanes.py checks both against Python integers). */
+#include "sm2/sm2_avx2x4_mul.inc"
+
+/* Called, not inlined: one copy of each body (about 2 KiB of code) serves every call site, so
+ * the point formulas' code fits the instruction caches (inlined, the doubling and the
+ * addition came to about 40 KiB, more than the 32 KiB L1i of Zen 4). */
+__attribute__((noinline)) static void sm2x4_mul(sm2x4_fe *r, const sm2x4_fe *a, const sm2x4_fe *b) {
+    sm2x4_mul_asm(r, a, b);
 }
 
-SM2X4_INLINE void sm2x4_sqr(sm2x4_fe *r, const sm2x4_fe *a) { sm2x4_mul_core(r, a, a, 1); }
+__attribute__((noinline)) static void sm2x4_sqr(sm2x4_fe *r, const sm2x4_fe *a) { sm2x4_sqr_asm(r, a); }
 
-/* T in: the representative in [0, p) (T). */
+/* T in: the representative in [0, p), every limb exact (T). */
 SM2X4_INLINE void sm2x4_canon(sm2x4_fe *r, const sm2x4_fe *a) {
-    __m256i w[9];
+    __m256i x[9], w[9];
+    for (int i = 0; i < 9; i++) x[i] = a->v[i];
+    sm2x4_carry(x); /* exact limbs; the value (< 2p) is unchanged, so limb 8 < 2^25 */
     for (int i = 0; i < 9; i++)
-        w[i] = _mm256_add_epi64(a->v[i], _mm256_set1_epi64x((long long)SM2X4_RMINP[i]));
+        w[i] = _mm256_add_epi64(x[i], _mm256_set1_epi64x((long long)SM2X4_RMINP[i]));
     sm2x4_carry(w); /* a + 2^261 - p < 2^262: limb 8 < 2^30 */
     __m256i ge = _mm256_cmpgt_epi64(w[8], _mm256_set1_epi64x(SM2X4_M29)); /* a >= p */
     w[8] = _mm256_and_si256(w[8], _mm256_set1_epi64x(SM2X4_M29));
-    for (int i = 0; i < 9; i++) r->v[i] = _mm256_blendv_epi8(a->v[i], w[i], ge);
+    for (int i = 0; i < 9; i++) r->v[i] = _mm256_blendv_epi8(x[i], w[i], ge);
 }
 
 /* Bit l set where lane l of a == b (mod p); T inputs. */

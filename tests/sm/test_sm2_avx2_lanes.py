@@ -1,7 +1,7 @@
 """The AVX2 four-lane SM2 kernels (csrc/sm2/sm2_avx2x4.c, sm2_field_avx2x4.h).
 
 The field (radix 2^29, nine limbs, Montgomery with R = 2^261) is checked against Python
-integers through the ``_sm2_lane_field`` hook's ops 16..26; the verdicts with the SM kernels
+integers through the ``_sm2_lane_field`` hook's ops 16..33; the verdicts with the SM kernels
 forced onto the ``avx2`` path (where batches of two or more run in four lanes) against the
 pure-Python reference, single verification (the scalar mulx/adx code) and the portable path.
 What each test would catch is in its docstring.
@@ -15,8 +15,10 @@ import pytest
 from engine import _native_sm, crypto
 from engine._reference import sm2 as ref
 from tests.conftest import ISA_PATHS, forced_isa
+from tests.sm import lane_field
 from tests.sm.conftest import sm2_key_cache
-from tests.sm.test_sm2_lanes import KINDS, Corpus, corrupt, i2b, keys
+from tests.sm.lane_field import COMMON_OPS, check_against_python, field_pairs
+from tests.sm.test_sm2_lanes import KINDS, Corpus, corrupt, i2b, keys, one_invalid_in_every_position
 
 N = ref.N
 P = ref.P
@@ -44,24 +46,23 @@ def key_cache(request):
 # ---- the lane field against Python integers -----------------------------------------------------
 
 def lane_op(op: int, a: list[int], b: list[int]) -> list[int]:
-    out = _native_sm._sm2_lane_field(16 + op, b"".join(x.to_bytes(32, "little") for x in a),
-                                     b"".join(x.to_bytes(32, "little") for x in b))
-    assert out is not None
-    return [int.from_bytes(out[32 * i:32 * i + 32], "little") for i in range(8)]
+    return lane_field.lane_op(16 + op, a, b)
 
 
 FIELD_OPS = {
-    0: lambda a, b: a * b % P,
-    1: lambda a, b: a * a % P,
-    2: lambda a, b: (a + b) % P,
-    3: lambda a, b: (a - b) % P,
-    4: lambda a, b: pow(a, P - 2, P),
-    5: lambda a, b: -a % P,
+    **COMMON_OPS,
     6: lambda a, b: a * b * pow(R, -1, P) % P,      # limbs fed to the product as they are
     7: lambda a, b: 4 * a * b * pow(R, -1, P) % P,  # a + a, b + b unreduced (class L) into it
     8: lambda a, b: 16 * a % P,
     9: lambda a, b: ((a - b) + (3 * b - a)) * 48 * (a - 2 * b) % P,  # chained additions into a product
     10: lambda a, b: 4 * a * b % P,  # 4a uncarried (class S) into a product
+    11: lambda a, b: (9 * a * a - 8 * b) % P,  # sub_wide of uncarried 9x and 8y
+    12: lambda a, b: a * (4 * b - a) % P,  # a W operand (4b - a + 4p, not carried) into a product
+    13: lambda a, b: 2 * a * (a - b) % P,  # L times V (a - b + 4p, not carried)
+    14: lambda a, b: 3 * a * (a + b) % P,  # W as 3 (a + b), not carried
+    15: lambda a, b: -a * b % P,  # 4p - a (canonical a), not carried, into a product
+    16: lambda a, b: a * b % P,  # the C reference of the assembly product
+    17: lambda a, b: a * a % P,  # and of the square
 }
 
 
@@ -85,32 +86,14 @@ def test_avx2_lane_field_edges_against_python(op):
     whose bias or reduction term is misplaced, a carry dropped or a limb left above 2^29, a
     missing final subtraction, a fold that forgets a term of 2^256 mod p, or lanes mixed up:
     each makes some lane disagree with Python's exact integers."""
-    edges = edge_values()
-    rng = random.Random(100 + op)
-    pairs = [(a, b) for a in edges for b in edges]
-    rng.shuffle(pairs)
-    if op == 4:
-        pairs = pairs[:120]
-    pairs += [(rng.getrandbits(256), rng.getrandbits(256)) for _ in range(400 if op != 4 else 40)]
-    pairs += [(rng.randrange(P - 2**40, P), rng.randrange(P - 2**40, 2**256)) for _ in range(40)]
-    pairs += [(2**256 - 1 - rng.getrandbits(20), 2**256 - 1 - rng.getrandbits(20))
-              for _ in range(16)]
-    while len(pairs) % 8:
-        pairs.append((1, 1))
-    want_of = FIELD_OPS[op]
-    for g in range(0, len(pairs), 8):
-        a = [x for x, _ in pairs[g:g + 8]]
-        b = [y for _, y in pairs[g:g + 8]]
-        got = lane_op(op, a, b)
-        want = [want_of(x, y) for x, y in zip(a, b)]
-        assert got == want, (op, [(hex(x), hex(y)) for x, y, u, v in zip(a, b, got, want)
-                                  if u != v])
+    check_against_python(16 + op, FIELD_OPS[op],
+                         field_pairs(edge_values(), 100 + op, op == 4, 120, top_near_2_256=True))
 
 
 def test_avx2_lane_field_random_chains():
     """Many random products and squares (a slow drift past a bound that edges miss)."""
     rng = random.Random(3)
-    for op in (0, 1, 3, 6, 7, 9, 10):
+    for op in (0, 1, 3, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17):
         for _ in range(200):
             a = [rng.getrandbits(256) for _ in range(8)]
             b = [rng.getrandbits(256) for _ in range(8)]
@@ -119,21 +102,11 @@ def test_avx2_lane_field_random_chains():
 
 def test_avx2_lane_field_lanes_are_independent():
     """Lane l's result depends on lane l's inputs only."""
-    rng = random.Random(7)
-    a = [rng.getrandbits(256) for _ in range(8)]
-    b = [rng.getrandbits(256) for _ in range(8)]
-    base = lane_op(0, a, b)
-    for lane in range(8):
-        a2 = list(a)
-        a2[lane] = P - 1
-        got = lane_op(0, a2, b)
-        assert [g for i, g in enumerate(got) if i != lane] == [g for i, g in enumerate(base)
-                                                               if i != lane]
-        assert got[lane] == (P - 1) * b[lane] % P
+    lane_field.check_lanes_independent(16)
 
 
 def test_avx2_lane_field_unknown_op():
-    assert _native_sm._sm2_lane_field(27, bytes(256), bytes(256)) is None
+    assert _native_sm._sm2_lane_field(34, bytes(256), bytes(256)) is None
 
 
 # ---- verdicts in four lanes ---------------------------------------------------------------------
@@ -172,17 +145,7 @@ def test_avx2_one_invalid_lane_in_every_position(avx2, key_cache, kind, size):
     r + s = n; coordinates >= p; keys off the curve; a sum at infinity, which the lanes hand
     back to the scalar code) in each position of a full group of four and of 4 + 3, keys new
     and then cached: only that item is False."""
-    c = Corpus(size, 600 + size)
-    rng = random.Random(hash(kind) & 0xffff)
-    for pos in range(size):
-        crypto.sm2_configure_key_cache(key_cache)  # empty: new keys
-        pks, msgs, sigs = list(c.pks), list(c.msgs), list(c.sigs)
-        pks[pos], msgs[pos], sigs[pos] = corrupt(kind, pks[pos], msgs[pos], sigs[pos], rng)
-        want = [i != pos for i in range(size)]
-        if ref.verify(pks[pos], msgs[pos], sigs[pos]):
-            want[pos] = True  # a flipped key bit that stays valid: never in practice
-        for _ in range(3):
-            assert crypto.sm2_verify_batch(pks, msgs, sigs, threads=1) == want, (kind, pos)
+    one_invalid_in_every_position(kind, size, 600 + size, key_cache)
 
 
 def test_avx2_off_curve_keys_in_every_lane(avx2, key_cache):
@@ -262,17 +225,7 @@ def test_avx2_check_raw_one_lane_matches_reference(avx2):
     x([s]G + [t]P) from the reference, including x(R) >= n (c + n): catches wrong digit signs
     (t or s even), a wrong top term (2^256 P, 2^256 G) or comb entry, a wrong chunk offset in
     the key table, and a wrong c + n comparison."""
-    rng = random.Random(15)
-    for i in range(10):
-        d = rng.randrange(1, N - 1)
-        pk = ref.public_key(d)
-        q = (int.from_bytes(pk[:32], "big"), int.from_bytes(pk[32:], "big"))
-        s = rng.randrange(1, N) if i > 1 else (2 if i == 0 else N - 1)
-        t = rng.randrange(1, N) if i > 3 else (N - 2 if i == 2 else 1)
-        x = ref.add(ref.mul(s, ref.G), ref.mul(t, q))[0]
-        for chunks in (1, 4):
-            assert _native_sm._sm2_check_raw(pk, i2b(s), i2b(t), i2b(x % N), chunks) == 1
-            assert _native_sm._sm2_check_raw(pk, i2b(s), i2b(t), i2b((x + 1) % N), chunks) == 0
+    lane_field.check_raw_against_reference(15, 10)
 
 
 def test_avx2_user_ids(avx2, key_cache):

@@ -16,6 +16,13 @@ from engine._reference import sm2 as ref
 from engine.benchmarks import openssl_sm2
 from tests.conftest import forced_isa
 from tests.sm.conftest import sm2_key_cache
+from tests.sm.lane_field import (
+    COMMON_OPS,
+    check_against_python,
+    check_lanes_independent,
+    check_raw_against_reference,
+    field_pairs,
+)
 
 N = ref.N
 P = ref.P
@@ -43,12 +50,6 @@ def key_cache(request):
 
 # ---- the lane field against Python integers -----------------------------------------------------
 
-def lane_op(op: int, a: list[int], b: list[int]) -> list[int]:
-    out = _native_sm._sm2_lane_field(op, b"".join(x.to_bytes(32, "little") for x in a),
-                                     b"".join(x.to_bytes(32, "little") for x in b))
-    return [int.from_bytes(out[32 * i:32 * i + 32], "little") for i in range(8)]
-
-
 def edge_values() -> list[int]:
     """Values at the edges of what the lane code sees: near 0, p and 2^256, and radix-2^52
     limbs all ones or all zeros (each limb at its bound in turn)."""
@@ -64,12 +65,7 @@ def edge_values() -> list[int]:
 
 
 FIELD_OPS = {
-    0: lambda a, b: a * b % P,
-    1: lambda a, b: a * a % P,
-    2: lambda a, b: (a + b) % P,
-    3: lambda a, b: (a - b) % P,
-    4: lambda a, b: pow(a, P - 2, P),
-    5: lambda a, b: -a % P,
+    **COMMON_OPS,
     6: lambda a, b: a * b * pow(R, -1, P) % P,
 }
 
@@ -80,40 +76,14 @@ def test_lane_field_edges_against_python(op):
     """A wrong constant (p's limbs, R^2, 2^264), a carry dropped at a limb bound, a missing
     final subtraction (results in [p, 2p)), a reduction round that forgets p's all-ones limbs,
     or lanes mixed up: each makes some lane disagree with Python's exact integers."""
-    edges = edge_values()
-    rng = random.Random(op)
-    pairs = [(a, b) for a in edges for b in edges]
-    rng.shuffle(pairs)
-    if op == 4:
-        pairs = pairs[:160]
-    pairs += [(rng.getrandbits(256), rng.getrandbits(256)) for _ in range(400 if op != 4 else 40)]
-    pairs += [(rng.randrange(P - 2**40, P), rng.randrange(P - 2**40, 2**256)) for _ in range(40)]
-    while len(pairs) % 8:
-        pairs.append((1, 1))
-    want_of = FIELD_OPS[op]
-    for g in range(0, len(pairs), 8):
-        a = [x for x, _ in pairs[g:g + 8]]
-        b = [y for _, y in pairs[g:g + 8]]
-        got = lane_op(op, a, b)
-        want = [want_of(x, y) for x, y in zip(a, b)]
-        assert got == want, (op, [(hex(x), hex(y)) for x, y, u, v in zip(a, b, got, want) if u != v])
+    check_against_python(op, FIELD_OPS[op], field_pairs(edge_values(), op, op == 4, 160))
 
 
 @needs_lanes
 def test_lane_field_lanes_are_independent():
     """Lane l's result depends on lane l's inputs only (a shuffle bug or a shared carry shows
     as a result that changes when another lane's input does)."""
-    rng = random.Random(7)
-    a = [rng.getrandbits(256) for _ in range(8)]
-    b = [rng.getrandbits(256) for _ in range(8)]
-    base = lane_op(0, a, b)
-    for lane in range(8):
-        a2 = list(a)
-        a2[lane] = P - 1
-        got = lane_op(0, a2, b)
-        assert [g for i, g in enumerate(got) if i != lane] == [g for i, g in enumerate(base)
-                                                               if i != lane]
-        assert got[lane] == (P - 1) * b[lane] % P
+    check_lanes_independent(0)
 
 
 # ---- verdicts -----------------------------------------------------------------------------------
@@ -174,6 +144,23 @@ KINDS = ["flip_r", "flip_s", "flip_msg", "flip_key", "r0", "s0", "r_n", "s_n", "
          "y_ge_p", "zero_key", "swap_xy", "infinity"]
 
 
+def one_invalid_in_every_position(kind: str, size: int, seed: int, cache_keys: int) -> None:
+    """A batch of ``size`` valid signatures with one made invalid (``kind``) in each position in
+    turn, the key cache emptied first (new keys), verified three times (cold, seen once: the
+    upgrade to four quarters, warm): only that item is False."""
+    c = Corpus(size, seed)
+    rng = random.Random(hash(kind) & 0xffff)
+    for pos in range(size):
+        crypto.sm2_configure_key_cache(cache_keys)  # empty: new keys
+        pks, msgs, sigs = list(c.pks), list(c.msgs), list(c.sigs)
+        pks[pos], msgs[pos], sigs[pos] = corrupt(kind, pks[pos], msgs[pos], sigs[pos], rng)
+        want = [i != pos for i in range(size)]
+        if kind == "flip_key" and ref.verify(pks[pos], msgs[pos], sigs[pos]):
+            want[pos] = True  # a flipped key bit that stays valid: never in practice
+        for _ in range(3):
+            assert crypto.sm2_verify_batch(pks, msgs, sigs, threads=1) == want, (kind, pos)
+
+
 def verdicts_on(isa: str, pks, msgs, sigs, uid=UID) -> list[bool]:
     with forced_isa(_native_sm, isa):
         return crypto.sm2_verify_batch(pks, msgs, sigs, uid=uid, threads=1)
@@ -219,17 +206,7 @@ def test_one_invalid_lane_in_every_position(sm_isa, key_cache, kind, size):
     a lane whose failure (off-curve key, R at infinity handed back to the scalar code, r or s
     out of range) leaks into the others, and position-dependent lane bugs."""
     lanes_path_or_skip(sm_isa)
-    c = Corpus(size, 50 + size)
-    rng = random.Random(hash(kind) & 0xffff)
-    for pos in range(size):
-        crypto.sm2_configure_key_cache(key_cache)  # empty: new keys
-        pks, msgs, sigs = list(c.pks), list(c.msgs), list(c.sigs)
-        pks[pos], msgs[pos], sigs[pos] = corrupt(kind, pks[pos], msgs[pos], sigs[pos], rng)
-        want = [i != pos for i in range(size)]
-        if kind == "flip_key" and ref.verify(pks[pos], msgs[pos], sigs[pos]):
-            want[pos] = True  # never in practice
-        for _ in range(3):  # cold, seen once (upgrade to four quarters), warm
-            assert crypto.sm2_verify_batch(pks, msgs, sigs, threads=1) == want, (kind, pos)
+    one_invalid_in_every_position(kind, size, 50 + size, key_cache)
 
 
 def test_wrong_uid_in_lanes(sm_isa, key_cache):
@@ -298,17 +275,7 @@ def test_check_raw_one_lane_matches_reference():
     x([s]G + [t]P) from the reference: catches wrong digit signs (t or s even: n - t), a wrong
     top term (2^256 P) or comb entry, and a wrong c + n comparison."""
     with forced_isa(_native_sm, "avx512"):
-        rng = random.Random(5)
-        for i in range(12):
-            d = rng.randrange(1, N - 1)
-            pk = ref.public_key(d)
-            q = (int.from_bytes(pk[:32], "big"), int.from_bytes(pk[32:], "big"))
-            s = rng.randrange(1, N) if i > 1 else (2 if i == 0 else N - 1)
-            t = rng.randrange(1, N) if i > 3 else (N - 2 if i == 2 else 1)
-            x = ref.add(ref.mul(s, ref.G), ref.mul(t, q))[0]
-            for chunks in (1, 4):
-                assert _native_sm._sm2_check_raw(pk, i2b(s), i2b(t), i2b(x % N), chunks) == 1
-                assert _native_sm._sm2_check_raw(pk, i2b(s), i2b(t), i2b((x + 1) % N), chunks) == 0
+        check_raw_against_reference(5, 12)
 
 
 @pytest.mark.parametrize("uid_len", [0, 1, 64, 65, 1000])
