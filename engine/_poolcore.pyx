@@ -27,7 +27,7 @@ cdef int _unindex(dict txs, dict highest, object sender, object tx_id) except -1
     if not mine:
         PyDict_DelItem(txs, sender)
         PyDict_DelItem(highest, sender)
-    elif nonce is not None and nonce == <object>PyDict_GetItem(highest, sender):
+    elif nonce is not None and nonce == highest[sender]:
         # Rare: commits take the lowest nonces first.
         PyDict_SetItem(highest, sender, max((<dict?>mine).values()))
     return 0
