@@ -72,8 +72,9 @@ def run_sm2(corpus: sm.Sm2Corpus, repeat: int, batches=(64, 1024)) -> None:
 
 
 def run_sm2_path(corpus: sm.Sm2Corpus, repeat: int, batches) -> None:
-    show(sm.bench_sm2_single(corpus, min(256, len(corpus.pks)), repeat), TARGET_SM2,
-         per_core=True)
+    for warm in (False, True):
+        show(sm.bench_sm2_single(corpus, min(256, len(corpus.pks)), repeat, warm), TARGET_SM2,
+             per_core=True)
     for batch in batches:
         for warm in (False, True):
             show(sm.bench_sm2_batch(corpus, batch, 1, warm, repeat), TARGET_SM2, per_core=True)

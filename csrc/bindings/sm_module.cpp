@@ -295,12 +295,12 @@ py::object sm2_sign_digest(py::handle private_key, py::handle digest, py::handle
     return py::bytes(reinterpret_cast<const char *>(sig), 64);
 }
 
-int sm2_check_raw(py::bytes pk, py::bytes s, py::bytes t, py::bytes c, int chunks) {
+int sm2_check_raw(py::bytes pk, py::bytes s, py::bytes t, py::bytes c, int chunks, bool scalar) {
     std::string pks = pk, ss = s, ts = t, cs = c;
     if (pks.size() != 64 || ss.size() != 32 || ts.size() != 32 || cs.size() != 32)
         throw py::value_error("pk must be 64 bytes and s, t, c 32 bytes");
     auto u = [](const std::string &v) { return reinterpret_cast<const uint8_t *>(v.data()); };
-    int rc = engine_sm2_check_raw(u(pks), u(ss), u(ts), u(cs), chunks);
+    int rc = engine_sm2_check_raw(u(pks), u(ss), u(ts), u(cs), chunks, scalar ? 1 : 0);
     if (rc == ENGINE_SM2_EINVAL) throw py::value_error("chunks must be 1 or 4");
     return rc;
 }
@@ -367,7 +367,7 @@ PYBIND11_MODULE(_native_sm, m) {
     m.def("sm2_cache_clear", &engine_sm2_cache_clear);
     m.def("_sm2_selftest", &engine_sm2_selftest, py::arg("seed"), py::arg("iterations"));
     m.def("_sm2_check_raw", &sm2_check_raw, py::arg("public_key"), py::arg("s"), py::arg("t"),
-          py::arg("c"), py::arg("chunks"));
+          py::arg("c"), py::arg("chunks"), py::arg("scalar") = false);
     m.def("_sm2_lane_field", &sm2_lane_field, py::arg("op"), py::arg("a"), py::arg("b"));
     m.def("kernel_info", &kernel_info);
     m.def("_force_isa", &force_isa, py::arg("name"));

@@ -22,14 +22,12 @@
 #define TASK_ITEMS 64
 
 /* The lane kernels cost about the same whatever number of lanes is in use; below these counts
- * the scalar code is cheaper (measured on the AVX-512 machine of the README's figures: an
- * eight-lane check of new keys costs about 1.8 scalar checks, of four-quarter keys about 2.3;
- * a lane key decoding about one scalar decoding). The four-lane AVX2 kernels (same machine,
- * ENGINE_FORCE_ISA=avx2, full groups): about 4 x 24 us per group with new keys (decoding
- * included) and 4 x 14 us with four-quarter keys, against about 83 and 29 us for one scalar
- * verification; so two lanes already pay with new keys, three with warm ones (two with warm
- * ones would be about even). */
-#define LANES_MIN_NEW 2
+ * the scalar code is cheaper. Measured on the machine of the README's figures (AMD EPYC Zen 4,
+ * one thread, 2026-12-05): one scalar verification about 60 us with a new key and 26 us with a
+ * four-quarter key; an eight-lane AVX-512 group about 127 us with new keys (2.1 scalar ones) and
+ * 65 us with four-quarter keys (2.5); a four-lane AVX2 group about 103 us with new keys (1.7) and
+ * 55 us with four-quarter keys (2.1). A lane key decoding costs about one scalar decoding. */
+#define LANES_MIN_NEW 3
 #define LANES_MIN_WARM 3
 #define LANES_MIN_KEYS 2
 #define LANES4_MIN_NEW 2
@@ -360,7 +358,7 @@ int engine_sm2_verify(const uint8_t pk[64], const uint8_t *uid, size_t uid_len,
 }
 
 int engine_sm2_check_raw(const uint8_t pk[64], const uint8_t s_be[32], const uint8_t t_be[32],
-                         const uint8_t c_be[32], int chunks) {
+                         const uint8_t c_be[32], int chunks, int scalar) {
     if (chunks != 1 && chunks != SM2_KEY_CHUNKS_MAX) return ENGINE_SM2_EINVAL;
     engine_sm2_tables_init();
     sm2_core core = engine_sm2_core();
@@ -370,7 +368,7 @@ int engine_sm2_check_raw(const uint8_t pk[64], const uint8_t s_be[32], const uin
     u256_from_be(s, s_be);
     u256_from_be(t, t_be);
     u256_from_be(c, c_be);
-    if (core.check8) {
+    if (core.check8 && !scalar) {
         const sm2_key *keys[8] = {&key};
         sm2x8_job job;
         int8_t verdict[8];
@@ -446,7 +444,7 @@ static int base_mul_ct(sm2_jac *r, const uint64_t k_in[4]) {
 /* Affine x and y of a Jacobian point (plain integers). */
 static void jac_affine(uint64_t x[4], uint64_t y[4], const sm2_jac *p) {
     uint64_t zinv[4], zinv2[4], t[4];
-    mont_inv(zinv, p->z, &SM2_P);
+    fe_inv(zinv, p->z);
     fe_sqr(zinv2, zinv);
     fe_mul(t, p->x, zinv2);
     from_mont(x, t, &SM2_P);

@@ -65,9 +65,10 @@ void engine_sm2_cache_clear(void);
 
 /* Test hook: the curve check alone, R = [s]G + [t]P against c = (r - e) mod n (x(R) == c or
  * c + n), with the key's tables for `chunks` quarters (1 or 4); -1 for an invalid key. Lets the
- * tests reach x(R) >= n, which no real signature hits with a findable probability. */
+ * tests reach x(R) >= n, which no real signature hits with a findable probability. With
+ * scalar set, the scalar check runs even where lane kernels exist (otherwise one lane does). */
 int engine_sm2_check_raw(const uint8_t pk[64], const uint8_t s[32], const uint8_t t[32],
-                         const uint8_t c[32], int chunks);
+                         const uint8_t c[32], int chunks, int scalar);
 
 /* Test hook: the BMI2/ADX field arithmetic against the portable C on random and edge-case
  * inputs; the number of wrong results, or -1 when this build or CPU has no such path. */

@@ -8,8 +8,8 @@
 
 SM2_DEFINE_CORE(avx2)
 
-/* Test hook: the assembly product and square against the C product on random and edge-case
- * inputs below p; returns the number of wrong results. */
+/* Test hook: the assembly product, square, sum and difference against the C code on random and
+ * edge-case inputs below p; returns the number of wrong results. */
 int engine_sm2_selftest_avx2(uint64_t seed, long iterations) {
     uint64_t s = seed | 1;
     long bad = 0;
@@ -43,6 +43,15 @@ int engine_sm2_selftest_avx2(uint64_t seed, long iterations) {
         bad += memcmp(want, got, 32) != 0;
         mont_mul_p(want, a, a);
         fe_sqr(got, a);
+        bad += memcmp(want, got, 32) != 0;
+        mod_add(want, a, b, SM2_P_LIMBS);
+        fe_add(got, a, b);
+        bad += memcmp(want, got, 32) != 0;
+        mod_sub(want, a, b, SM2_P_LIMBS);
+        fe_sub(got, a, b);
+        bad += memcmp(want, got, 32) != 0;
+        mod_sub(want, b, a, SM2_P_LIMBS);
+        fe_sub(got, b, a);
         bad += memcmp(want, got, 32) != 0;
     }
     return (int)(bad > 0x7fffffff ? 0x7fffffff : bad);

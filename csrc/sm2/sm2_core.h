@@ -18,6 +18,8 @@
 #if defined(SM2_USE_ADX) && defined(__x86_64__) && defined(__OPTIMIZE__)
 #include "sm2/sm2_field_adx.h"
 #define SM2_FE_MUL mont_mul_p_adx
+#define SM2_FE_ADD mod_add_p_adx
+#define SM2_FE_SUB mod_sub_p_adx
 #if defined(__OPTIMIZE__) && !defined(__SANITIZE_ADDRESS__) && !defined(SM2_NO_SQR_ASM)
 #define SM2_FE_SQR(r, a) mont_sqr_p_adx(r, a)
 #endif
@@ -32,15 +34,66 @@ static inline void fe_mul(uint64_t r[4], const uint64_t a[4], const uint64_t b[4
     SM2_FE_MUL(r, a, b);
 }
 static inline void fe_sqr(uint64_t r[4], const uint64_t a[4]) { SM2_FE_SQR(r, a); }
+#ifdef SM2_FE_ADD
+static inline void fe_add(uint64_t r[4], const uint64_t a[4], const uint64_t b[4]) {
+    SM2_FE_ADD(r, a, b);
+}
+static inline void fe_sub(uint64_t r[4], const uint64_t a[4], const uint64_t b[4]) {
+    SM2_FE_SUB(r, a, b);
+}
+#else
 static inline void fe_add(uint64_t r[4], const uint64_t a[4], const uint64_t b[4]) {
     mod_add(r, a, b, SM2_P.m);
 }
 static inline void fe_sub(uint64_t r[4], const uint64_t a[4], const uint64_t b[4]) {
     mod_sub(r, a, b, SM2_P.m);
 }
+#endif
 static inline void fe_neg(uint64_t r[4], const uint64_t a[4]) {
     static const uint64_t zero[4] = {0, 0, 0, 0};
     mod_sub(r, zero, a, SM2_P.m);
+}
+
+/* r = a^k for k squarings of a (k >= 1). */
+static inline void fe_sqr_n(uint64_t r[4], const uint64_t a[4], int k) {
+    fe_sqr(r, a);
+    while (--k > 0) fe_sqr(r, r);
+}
+
+/* a^(p-2) = a^-1 (Fermat), by a fixed addition chain: 256 squarings and 15 products (the
+ * four-bit windows of mont_inv take 252 and 78). The exponent is public and the sequence of
+ * operations does not depend on a. p - 2 in binary, from the top: 31 ones, a zero, 128 ones,
+ * 32 zeros, 62 ones, a zero, a one. */
+static inline void fe_inv(uint64_t r[4], const uint64_t a[4]) {
+    uint64_t x2[4], x3[4], x6[4], x12[4], x24[4], x30[4], x31[4], x32[4], t[4];
+    fe_sqr(t, a);
+    fe_mul(x2, t, a); /* a^(2^2 - 1) */
+    fe_sqr(t, x2);
+    fe_mul(x3, t, a);
+    fe_sqr_n(t, x3, 3);
+    fe_mul(x6, t, x3);
+    fe_sqr_n(t, x6, 6);
+    fe_mul(x12, t, x6);
+    fe_sqr_n(t, x12, 12);
+    fe_mul(x24, t, x12);
+    fe_sqr_n(t, x24, 6);
+    fe_mul(x30, t, x6);
+    fe_sqr(t, x30);
+    fe_mul(x31, t, a);
+    fe_sqr(t, x31);
+    fe_mul(x32, t, a);
+    fe_sqr_n(t, x31, 1); /* 31 ones, 0 */
+    for (int i = 0; i < 4; i++) { /* 128 ones */
+        fe_sqr_n(t, t, 32);
+        fe_mul(t, t, x32);
+    }
+    fe_sqr_n(t, t, 32); /* 32 zeros */
+    fe_sqr_n(t, t, 32); /* 62 ones */
+    fe_mul(t, t, x32);
+    fe_sqr_n(t, t, 30);
+    fe_mul(t, t, x30);
+    fe_sqr_n(t, t, 2); /* 0, 1 */
+    fe_mul(r, t, a);
 }
 
 static inline void jac_set_inf(sm2_jac *r) { memset(r, 0, sizeof *r); }
@@ -194,7 +247,7 @@ static inline void jac_to_aff_many(sm2_aff *out, const sm2_jac *in, size_t n, ui
     memcpy(prod[0], in[0].z, 32);
     for (size_t i = 1; i < n; i++) fe_mul(prod[i], prod[i - 1], in[i].z);
     uint64_t inv[4];
-    mont_inv(inv, prod[n - 1], &SM2_P);
+    fe_inv(inv, prod[n - 1]);
     for (size_t i = n; i-- > 0;) {
         uint64_t zinv[4], zinv2[4], zinv3[4];
         if (i > 0) {
@@ -213,7 +266,7 @@ static inline void jac_to_aff_many(sm2_aff *out, const sm2_jac *in, size_t n, ui
 /* The affine form of one Jacobian point not at infinity. */
 static inline void aff_from_jac(sm2_aff *out, const sm2_jac *in) {
     uint64_t zinv[4], zinv2[4], zinv3[4];
-    mont_inv(zinv, in->z, &SM2_P);
+    fe_inv(zinv, in->z);
     fe_sqr(zinv2, zinv);
     fe_mul(zinv3, zinv2, zinv);
     fe_mul(out->x, in->x, zinv2);
@@ -233,15 +286,17 @@ static inline int aff_on_curve(const sm2_aff *a) {
     return u256_equal(x3, y2);
 }
 
-/* Width-5 NAF of k < 2^256: digits[i] in {0, +-1, +-3, ..., +-15}, sum digits[i] 2^i = k;
- * 257 digits. */
-static inline void wnaf5(int8_t digits[257], const uint64_t k_in[4]) {
+/* Width-w NAF of k < 2^256 (2 <= w <= 9): digits[i] zero or odd in [-(2^(w-1) - 1),
+ * 2^(w-1) - 1], sum digits[i] 2^i = k, at most one nonzero digit in any w consecutive; 257
+ * digits. Branches on k: public scalars only. */
+static inline void wnaf(int16_t digits[257], const uint64_t k_in[4], int w) {
     uint64_t k[5] = {k_in[0], k_in[1], k_in[2], k_in[3], 0};
+    const int full = 1 << w, half = 1 << (w - 1);
     for (int i = 0; i < 257; i++) {
         int d = 0;
         if (k[0] & 1) {
-            d = (int)(k[0] & 31);
-            if (d >= 16) d -= 32;
+            d = (int)(k[0] & (uint64_t)(full - 1));
+            if (d >= half) d -= full;
             /* k -= d */
             if (d > 0) {
                 u128 c = (u128)k[0] - (uint64_t)d;
@@ -255,7 +310,7 @@ static inline void wnaf5(int8_t digits[257], const uint64_t k_in[4]) {
                 for (int l = 1; l < 5 && cy; l++) cy = (++k[l] == 0);
             }
         }
-        digits[i] = (int8_t)d;
+        digits[i] = (int16_t)d;
         for (int l = 0; l < 4; l++) k[l] = (k[l] >> 1) | (k[l + 1] << 63);
         k[4] >>= 1;
     }
@@ -341,11 +396,28 @@ static inline int make_odd(uint64_t k[4], const uint64_t t[4]) {
     return even;
 }
 
-/* R = [s]G + [t]P; verdict of x(R) == c or c + n (mod p). */
-static inline int check(const sm2_key *key, const uint64_t s_in[4], const uint64_t t[4],
+/* acc += d q for an odd digit d, |d| = 2 idx + 1, q = row[idx] (affine). */
+static inline void add_digit(sm2_jac *acc, const sm2_aff *row, int d) {
+    const sm2_aff *pt = &row[(d < 0 ? -d : d) >> 1];
+    if (d > 0) {
+        jac_add_aff(acc, acc, pt);
+    } else {
+        sm2_aff neg;
+        aff_neg(&neg, pt);
+        jac_add_aff(acc, acc, &neg);
+    }
+}
+
+/* R = [s]G + [t]P; verdict of x(R) == c or c + n (mod p). t and s are cut into the key's
+ * `chunks` pieces of 256 / chunks bits that share the loop's doublings (Straus): t in width-5
+ * NAF over the key's odd multiples 1..15 of 2^(width k) P, s in width-9 NAF over the comb
+ * table's odd multiples 1..255 of 2^(width k) G (its positions 8 i hold 2^(8 i) G, so chunk k
+ * reads position width k / 8): about 256/6 + 256/10 additions. */
+static inline int check(const sm2_key *key, const uint64_t s[4], const uint64_t t[4],
                         const uint64_t c[4]) {
-    int8_t naf[257];
-    wnaf5(naf, t);
+    int16_t naf_t[257], naf_s[257];
+    wnaf(naf_t, t, SM2_WNAF_WIDTH);
+    wnaf(naf_s, s, 9);
     const int chunks = key->chunks, width = 256 / chunks;
     sm2_jac acc;
     jac_set_inf(&acc);
@@ -353,38 +425,10 @@ static inline int check(const sm2_key *key, const uint64_t s_in[4], const uint64
         if (!jac_is_inf(&acc)) jac_dbl(&acc, &acc);
         for (int k = 0; k < chunks; k++) {
             if (j == width && k + 1 < chunks) continue; /* that digit is chunk k+1's j = 0 */
-            int d = naf[width * k + j];
-            if (d == 0) continue;
-            const sm2_aff *pt = &key->table[SM2_WNAF_POINTS * k + ((d < 0 ? -d : d) >> 1)];
-            if (d > 0) {
-                jac_add_aff(&acc, &acc, pt);
-            } else {
-                sm2_aff neg;
-                aff_neg(&neg, pt);
-                jac_add_aff(&acc, &acc, &neg);
-            }
-        }
-    }
-    /* [s]G by the comb: s odd, or n - s with the sum negated. */
-    uint64_t s[4];
-    int negate = make_odd(s, s_in);
-    int16_t digits[SM2_COMB_POSITIONS];
-    comb_recode(digits, s);
-    sm2_aff pt;
-    if (negate)
-        aff_neg(&pt, &engine_sm2_comb_top);
-    else
-        pt = engine_sm2_comb_top;
-    jac_add_aff(&acc, &acc, &pt);
-    for (int i = 0; i < SM2_COMB_POSITIONS; i++) {
-        int d = digits[i];
-        int neg = (d < 0) ^ negate;
-        const sm2_aff *e = &engine_sm2_comb[i][(d < 0 ? -d : d) >> 1];
-        if (neg) {
-            aff_neg(&pt, e);
-            jac_add_aff(&acc, &acc, &pt);
-        } else {
-            jac_add_aff(&acc, &acc, e);
+            int d = naf_t[width * k + j];
+            if (d) add_digit(&acc, &key->table[SM2_WNAF_POINTS * k], d);
+            d = naf_s[width * k + j];
+            if (d) add_digit(&acc, engine_sm2_comb[width * k / 8], d);
         }
     }
     if (jac_is_inf(&acc)) return 0;

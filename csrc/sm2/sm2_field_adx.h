@@ -1,5 +1,7 @@
 /* Montgomery multiplication mod the SM2 prime in x86-64 assembly with mulx and the two carry
- * chains of adcx / adox (BMI2 + ADX), for the file compiled for those CPUs (sm2_avx2.c).
+ * chains of adcx / adox (BMI2 + ADX), for the file compiled for those CPUs (sm2_avx2.c); also
+ * the sum, the difference and the final conditional subtraction, with cmov (GCC compiles the
+ * C forms' masked selections through SSE registers, about three times slower in a chain).
  *
  * Same algorithm as mont_mul_p in sm2_field.h (operand scanning, one row a * b[i] at a time,
  * each followed by the multiplication-free reduction step q (2^192 - 2^160 - 2^32 + 1)); the C
@@ -57,6 +59,39 @@
     "adcq " SM2_OP(A0) ", " SM2_OP(A4) "\n\t"                                             \
     "adcq $0, " SM2_OP(A5) "\n\t"
 
+/* r = (hi:t) - p when that is not below zero, else t, for hi:t < 2p (hi a carry bit): the
+ * subtraction's borrow and hi decide, and cmov picks (the C form selects with masks). */
+static inline void reduce_once_p_adx(uint64_t r[4], uint64_t t0, uint64_t t1, uint64_t t2,
+                                     uint64_t t3, uint64_t hi) {
+    uint64_t u0, u1, u2, u3, p1, p3;
+    __asm__(
+        "movabsq $0xffffffff00000000, %[p1]\n\t"
+        "movabsq $0xfffffffeffffffff, %[p3]\n\t"
+        "movq %[t0], %[u0]\n\t"
+        "movq %[t1], %[u1]\n\t"
+        "movq %[t2], %[u2]\n\t"
+        "movq %[t3], %[u3]\n\t"
+        "subq $-1, %[u0]\n\t"
+        "sbbq %[p1], %[u1]\n\t"
+        "sbbq $-1, %[u2]\n\t"
+        "sbbq %[p3], %[u3]\n\t"
+        /* hi - borrow: no borrow when t >= p or hi is set (both cannot hold: hi:t < 2p) */
+        "sbbq $0, %[hi]\n\t"
+        "cmovncq %[u0], %[t0]\n\t"
+        "cmovncq %[u1], %[t1]\n\t"
+        "cmovncq %[u2], %[t2]\n\t"
+        "cmovncq %[u3], %[t3]\n\t"
+        : [t0] "+r"(t0), [t1] "+r"(t1), [t2] "+r"(t2), [t3] "+r"(t3), [hi] "+r"(hi),
+          [u0] "=&r"(u0), [u1] "=&r"(u1), [u2] "=&r"(u2), [u3] "=&r"(u3), [p1] "=&r"(p1),
+          [p3] "=&r"(p3)
+        :
+        : "cc");
+    r[0] = t0;
+    r[1] = t1;
+    r[2] = t2;
+    r[3] = t3;
+}
+
 static inline void mont_mul_p_adx(uint64_t r[4], const uint64_t a[4], const uint64_t b[4]) {
     uint64_t r0, r1, r2, r3, r4, r5, x, y, z, w;
     __asm__(
@@ -83,10 +118,82 @@ static inline void mont_mul_p_adx(uint64_t r[4], const uint64_t a[4], const uint
         : [a] "r"(a), [b] "r"(b), "m"(*(const uint64_t(*)[4])a), "m"(*(const uint64_t(*)[4])b)
         : "rdx", "cc");
     /* the product is r4, r5, r0, r1 with r2 its carry bit */
-    uint64_t t[4] = {r4, r5, r0, r1};
-    sm2_reduce_once(r, t, r2, SM2_P_LIMBS);
+    reduce_once_p_adx(r, r4, r5, r0, r1, r2);
 }
 
+
+/* r = a + b mod p, inputs < p */
+static inline void mod_add_p_adx(uint64_t r[4], const uint64_t a[4], const uint64_t b[4]) {
+    uint64_t t0, t1, t2, t3, u0, u1, u2, u3, m;
+    __asm__(
+        "movq 0(%[a]), %[t0]\n\t"
+        "movq 8(%[a]), %[t1]\n\t"
+        "movq 16(%[a]), %[t2]\n\t"
+        "movq 24(%[a]), %[t3]\n\t"
+        "xorl %k[m], %k[m]\n\t"
+        "addq 0(%[b]), %[t0]\n\t"
+        "adcq 8(%[b]), %[t1]\n\t"
+        "adcq 16(%[b]), %[t2]\n\t"
+        "adcq 24(%[b]), %[t3]\n\t"
+        "setc %b[m]\n\t"
+        "movq %[t0], %[u0]\n\t"
+        "movq %[t1], %[u1]\n\t"
+        "movq %[t2], %[u2]\n\t"
+        "movq %[t3], %[u3]\n\t"
+        /* u = t - p = t + (1, 2^32 - 1, 0, 2^32) - 2^256 */
+        "subq $-1, %[u0]\n\t"
+        "sbbq %[p1], %[u1]\n\t"
+        "sbbq $-1, %[u2]\n\t"
+        "sbbq %[p3], %[u3]\n\t"
+        "sbbq $0, %[m]\n\t"
+        /* m: carry of the sum minus the borrow of t - p; no borrow (t >= p), or a carry: take u */
+        "cmovncq %[u0], %[t0]\n\t"
+        "cmovncq %[u1], %[t1]\n\t"
+        "cmovncq %[u2], %[t2]\n\t"
+        "cmovncq %[u3], %[t3]\n\t"
+        "movq %[t0], 0(%[r])\n\t"
+        "movq %[t1], 8(%[r])\n\t"
+        "movq %[t2], 16(%[r])\n\t"
+        "movq %[t3], 24(%[r])\n\t"
+        : [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3), [u0] "=&r"(u0),
+          [u1] "=&r"(u1), [u2] "=&r"(u2), [u3] "=&r"(u3), [m] "=&q"(m),
+          "=m"(*(uint64_t(*)[4])r)
+        : [a] "r"(a), [b] "r"(b), [r] "r"(r), [p1] "r"(0xffffffff00000000ULL),
+          [p3] "r"(0xfffffffeffffffffULL), "m"(*(const uint64_t(*)[4])a),
+          "m"(*(const uint64_t(*)[4])b)
+        : "cc");
+}
+/* r = a - b mod p, inputs < p */
+static inline void mod_sub_p_adx(uint64_t r[4], const uint64_t a[4], const uint64_t b[4]) {
+    uint64_t t0, t1, t2, t3, m, x1, x3;
+    __asm__(
+        "movq 0(%[a]), %[t0]\n\t"
+        "movq 8(%[a]), %[t1]\n\t"
+        "movq 16(%[a]), %[t2]\n\t"
+        "movq 24(%[a]), %[t3]\n\t"
+        "movabsq $0xffffffff00000000, %[x1]\n\t"
+        "movabsq $0xfffffffeffffffff, %[x3]\n\t"
+        "subq 0(%[b]), %[t0]\n\t"
+        "sbbq 8(%[b]), %[t1]\n\t"
+        "sbbq 16(%[b]), %[t2]\n\t"
+        "sbbq 24(%[b]), %[t3]\n\t"
+        "sbbq %[m], %[m]\n\t"
+        "andq %[m], %[x1]\n\t"
+        "andq %[m], %[x3]\n\t"
+        "addq %[m], %[t0]\n\t"
+        "adcq %[x1], %[t1]\n\t"
+        "adcq %[m], %[t2]\n\t"
+        "adcq %[x3], %[t3]\n\t"
+        "movq %[t0], 0(%[r])\n\t"
+        "movq %[t1], 8(%[r])\n\t"
+        "movq %[t2], 16(%[r])\n\t"
+        "movq %[t3], 24(%[r])\n\t"
+        : [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3), [m] "=&r"(m),
+          [x1] "=&r"(x1), [x3] "=&r"(x3), "=m"(*(uint64_t(*)[4])r)
+        : [a] "r"(a), [b] "r"(b), [r] "r"(r),
+          "m"(*(const uint64_t(*)[4])a), "m"(*(const uint64_t(*)[4])b)
+        : "cc");
+}
 
 #if defined(__OPTIMIZE__) && !defined(__SANITIZE_ADDRESS__) && !defined(SM2_NO_SQR_ASM)
 /* One reduction step of the squaring: T1..T4 += q (2^192 - 2^160 - 2^32 + 1) with q = Q; the
@@ -184,8 +291,7 @@ static inline void mont_sqr_p_adx(uint64_t r[4], const uint64_t a_in[4]) {
           [y] "=&r"(y), [z] "=&r"(z), [a] "+&r"(a)
         : "m"(*(const uint64_t(*)[4])a_in)
         : "rdx", "cc");
-    uint64_t t[4] = {t4, t5, t6, t7};
-    sm2_reduce_once(r, t, t8, SM2_P_LIMBS);
+    reduce_once_p_adx(r, t4, t5, t6, t7, t8);
 }
 
 #undef SM2_SQR_STEP

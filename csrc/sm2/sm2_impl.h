@@ -5,13 +5,15 @@
  * X / Z^2, and (e + x) mod n == r holds exactly when x is c = (r - e) mod n or c + n (x < p < 2n),
  * so X is compared with c Z^2 and (c + n) Z^2.
  *
- * [s]G uses a fixed-base comb: s (made odd by replacing it with n - s and negating the result)
- * is written in 32 signed odd radix-2^8 digits plus a final 1 (the regular recoding of Joye and
- * Tunstall), so [s]G = 2^256 G + sum d_i 2^(8i) G is 33 mixed additions from a table of the odd
- * multiples (2j+1) 2^(8i) G, j < 128 (256 KiB, built once). [t]P uses width-5 NAF digits over
- * odd multiples 1P..15P; a key seen twice (sm2.c, find_key) also keeps those multiples of
- * 2^64 P, 2^128 P and 2^192 P, so that the four quarters of t share 64 doublings instead of 256
- * (Straus).
+ * The comb table holds the odd multiples (2j+1) 2^(8i) G, j < 128, of 32 positions i (256 KiB,
+ * built once), and 2^256 G. The lane kernels use it as a fixed-base comb: s (made odd by
+ * replacing it with n - s and negating the result) is written in 32 signed odd radix-2^8 digits
+ * plus a final 1 (the regular recoding of Joye and Tunstall), so [s]G = 2^256 G + sum d_i 2^(8i) G
+ * is 33 mixed additions. [t]P uses width-5 NAF digits over odd multiples 1P..15P; a key seen
+ * twice (sm2.c, find_key) also keeps those multiples of 2^64 P, 2^128 P and 2^192 P, so that the
+ * four quarters of t share 64 doublings instead of 256 (Straus). The scalar check (sm2_core.h)
+ * puts [s]G into the same loop: s in width-9 NAF, each chunk's digits read from the comb
+ * position holding its 2^(64 k) G (or G alone for one chunk), about 26 additions instead of 33.
  */
 #ifndef ENGINE_SM2_IMPL_H
 #define ENGINE_SM2_IMPL_H

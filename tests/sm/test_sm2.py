@@ -233,6 +233,33 @@ def test_x_of_r_at_or_above_n(sm_isa):
     assert _native_sm._sm2_check_raw(bytes(64), i2b(s), i2b(t), i2b(0), 1) == -1
 
 
+#: Scalars at the edges of the recodings: window widths (the scalar check reads t in width-5
+#: and s in width-9 NAF), chunk boundaries (2^64, 2^128, 2^192, where a carry crosses into the
+#: next chunk), runs of ones, and the ends of [1, n-1].
+EDGE_SCALARS = [1, 2, 15, 16, 17, 255, 256, 257, 511, 2**64 - 1, 2**64, 2**64 + 255,
+                2**128 - 1, 2**192 - 1, 2**192 + 2**191, 2**255 - 1, N - 256, N - 2, N - 1]
+
+
+def test_scalar_check_against_reference(sm_isa):
+    """The scalar curve check (what a lone signature and a group's leftovers run), with the
+    one-chunk and the four-chunk key tables, against x([s]G + [t]P) from the reference: each
+    edge scalar as s and as t, and random pairs; c = x mod n is accepted and c + 1 is not."""
+    rng = random.Random(2026)
+    pairs = [(e, rng.randrange(1, N)) for e in EDGE_SCALARS]
+    pairs += [(rng.randrange(1, N), e) for e in EDGE_SCALARS]
+    pairs += [(rng.randrange(1, N), rng.randrange(1, N)) for _ in range(6)]
+    for i, (s, t) in enumerate(pairs):
+        d = rng.randrange(1, N - 1)
+        pk = ref.public_key(d)
+        q = (int.from_bytes(pk[:32], "big"), int.from_bytes(pk[32:], "big"))
+        r = ref.add(ref.mul(s, ref.G), ref.mul(t, q))
+        assert r is not None
+        for chunks in (1, 4):
+            for c, want in ((r[0] % N, 1), ((r[0] + 1) % N, 0)):
+                got = _native_sm._sm2_check_raw(pk, i2b(s), i2b(t), i2b(c), chunks, scalar=True)
+                assert got == want, (i, s, t, chunks, c)
+
+
 def test_keys_off_the_curve_or_out_of_range(sm_isa, key_cache):
     key = keys(1, 9)[0]
     msg = b"m"
