@@ -122,31 +122,34 @@ static inline void mont_mul_p_adx(uint64_t r[4], const uint64_t a[4], const uint
 }
 
 
-/* r = a + b mod p, inputs < p */
-static inline void mod_add_p_adx(uint64_t r[4], const uint64_t a[4], const uint64_t b[4]) {
-    uint64_t t0, t1, t2, t3, u0, u1, u2, u3, m;
+/* r = a + b mod p, inputs < p. Eleven registers (sanitizer builds leave no more): the input
+ * pointers are reused once read, a for the sum's carry, b for the constant limbs of p. */
+static inline void mod_add_p_adx(uint64_t r[4], const uint64_t a_in[4], const uint64_t b_in[4]) {
+    uint64_t t0, t1, t2, t3, u0, u1, u2, u3;
+    const uint64_t *a = a_in, *b = b_in;
     __asm__(
         "movq 0(%[a]), %[t0]\n\t"
         "movq 8(%[a]), %[t1]\n\t"
         "movq 16(%[a]), %[t2]\n\t"
         "movq 24(%[a]), %[t3]\n\t"
-        "xorl %k[m], %k[m]\n\t"
         "addq 0(%[b]), %[t0]\n\t"
         "adcq 8(%[b]), %[t1]\n\t"
         "adcq 16(%[b]), %[t2]\n\t"
         "adcq 24(%[b]), %[t3]\n\t"
-        "setc %b[m]\n\t"
+        "sbbq %[a], %[a]\n\t" /* -carry */
         "movq %[t0], %[u0]\n\t"
         "movq %[t1], %[u1]\n\t"
         "movq %[t2], %[u2]\n\t"
         "movq %[t3], %[u3]\n\t"
-        /* u = t - p = t + (1, 2^32 - 1, 0, 2^32) - 2^256 */
+        /* u = t - p (mod 2^256); movabs leaves the flags alone */
         "subq $-1, %[u0]\n\t"
-        "sbbq %[p1], %[u1]\n\t"
+        "movabsq $0xffffffff00000000, %[b]\n\t"
+        "sbbq %[b], %[u1]\n\t"
         "sbbq $-1, %[u2]\n\t"
-        "sbbq %[p3], %[u3]\n\t"
-        "sbbq $0, %[m]\n\t"
-        /* m: carry of the sum minus the borrow of t - p; no borrow (t >= p), or a carry: take u */
+        "movabsq $0xfffffffeffffffff, %[b]\n\t"
+        "sbbq %[b], %[u3]\n\t"
+        /* -carry - borrow: no borrow when the sum carried or t >= p (never both): take u */
+        "sbbq $0, %[a]\n\t"
         "cmovncq %[u0], %[t0]\n\t"
         "cmovncq %[u1], %[t1]\n\t"
         "cmovncq %[u2], %[t2]\n\t"
@@ -156,13 +159,12 @@ static inline void mod_add_p_adx(uint64_t r[4], const uint64_t a[4], const uint6
         "movq %[t2], 16(%[r])\n\t"
         "movq %[t3], 24(%[r])\n\t"
         : [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3), [u0] "=&r"(u0),
-          [u1] "=&r"(u1), [u2] "=&r"(u2), [u3] "=&r"(u3), [m] "=&q"(m),
+          [u1] "=&r"(u1), [u2] "=&r"(u2), [u3] "=&r"(u3), [a] "+&r"(a), [b] "+&r"(b),
           "=m"(*(uint64_t(*)[4])r)
-        : [a] "r"(a), [b] "r"(b), [r] "r"(r), [p1] "r"(0xffffffff00000000ULL),
-          [p3] "r"(0xfffffffeffffffffULL), "m"(*(const uint64_t(*)[4])a),
-          "m"(*(const uint64_t(*)[4])b)
+        : [r] "r"(r), "m"(*(const uint64_t(*)[4])a_in), "m"(*(const uint64_t(*)[4])b_in)
         : "cc");
 }
+
 /* r = a - b mod p, inputs < p */
 static inline void mod_sub_p_adx(uint64_t r[4], const uint64_t a[4], const uint64_t b[4]) {
     uint64_t t0, t1, t2, t3, m, x1, x3;
