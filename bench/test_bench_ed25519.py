@@ -236,6 +236,37 @@ def txs_line(count: int, repeat: int) -> None:
           f"{'met' if r <= 1.2 else 'SHORT'}) checksum={checksum(out2)}")
 
 
+def shared_keys_lines(count: int, repeat: int) -> None:
+    """One batch of ``count`` signatures from fewer and fewer keys: the batch equation has one
+    term per distinct key (a block's transactions often come from a few busy senders). The
+    OpenSSL loop verifies the same signatures, one by one, in the same run."""
+    for senders in sorted({count, min(count, 1000), min(count, 64)}, reverse=True):
+        keys = [Ed25519PrivateKey.generate() for _ in range(senders)]
+        msgs = [os.urandom(MESSAGE_BYTES) for _ in range(count)]
+        sigs = [keys[i % senders].sign(m) for i, m in enumerate(msgs)]
+        objs = [keys[i % senders].public_key() for i in range(count)]
+        pks = [k.public_bytes_raw() for k in objs]
+
+        def openssl() -> list[bool]:
+            for key, msg, sig in zip(objs, msgs, sigs):
+                key.verify(sig, msg)
+            return [True] * count
+
+        base_us, ref = best_us_per_sig(openssl, count, repeat)
+        for isa in paths():
+            _native_ed25519._force_isa(isa)
+            try:
+                crypto.verify_batch(pks, msgs, sigs)  # warm the key cache
+                us, out = best_us_per_sig(
+                    lambda: crypto.verify_batch(pks, msgs, sigs, threads=1), count, repeat)
+                assert out == ref
+                print(f"shared keys, {crypto.native_path()}, batch {count} from {senders} keys "
+                      f"(cached, one thread): {us:.2f} us/sig, OpenSSL loop {base_us:.2f} = "
+                      f"{base_us / us:.1f}x checksum={checksum(out)}")
+            finally:
+                _native_ed25519._force_isa(None)
+
+
 def crossover_lines(c: Corpus, repeat: int) -> None:
     """Straus against Pippenger per batch size: where the dispatcher's threshold comes from."""
     for isa in paths():
@@ -272,6 +303,7 @@ def test_ed25519_smoke(benchmark):
     rows = run_table(c, (1, 16), (1, 2), repeat=1, cold_batches=(16,))
     for row in rows:
         assert row["out"] == [True] * len(row["out"]) and len(row["out"]) > 0
+    shared_keys_lines(16, repeat=1)
     bad = list(c.sigs)
     bad[3] = bad[4]
     expected = [i != 3 for i in range(24)]
@@ -294,6 +326,7 @@ def test_ed25519_table(benchmark):
             finally:
                 _native_ed25519._force_isa(None)
     crossover_lines(c, repeat=3)
+    shared_keys_lines(SIGNATURES_COUNT, repeat=3)
     txs_line(TXS_COUNT, repeat=3)
     for row in rows:
         assert row["out"] == [True] * len(row["out"])

@@ -134,10 +134,12 @@ static int ED_NAME(wnaf)(int8_t naf[256], const sc256 *s, int w) {
 
 /* ---- single verification ----------------------------------------------------------------- */
 
-/* A prepared entry: negated affine A and R, challenge k and S. */
+/* A prepared entry: negated affine A and R, challenge k and S, and the key's encoding (entries
+ * of one key share one point in the batch equation). */
 typedef struct ED_NAME(prepared) {
     ge_niels neg_a, neg_r;
     sc256 k, s;
+    const uint8_t *pk;
 } ED_NAME(prepared);
 
 /* The affine point of a niels form, negated when neg, as an extended point: (y+x) - (y-x) = 2x
@@ -410,6 +412,7 @@ static long ED_NAME(prepare_all)(ED_NAME(prepared) *prep, size_t *idx,
     for (size_t i = 0; i < n; i++) {
         if (!live[i]) continue;
         engine_sc_from_bytes(&prep[i].s, items[i].sig + 32);
+        prep[i].pk = items[i].pk;
         idx[count++] = i;
     }
 #ifdef ED_CHALLENGES
@@ -653,14 +656,15 @@ static int ED_NAME(msm_pippenger)(ge_p3 *out, const ge_niels *points, const sc25
 
 /* ---- batch equation and bisection ------------------------------------------------------------ */
 
-/* Points and scalars of the combination, built in ranges (pool tasks): z_i for -R_i, z_i k_i
- * for -A_i, and each range's share of sum z_i S_i. */
+/* Points and scalars of the combination, built in ranges (pool tasks): z_i for -R_i at i, z_i k_i
+ * for -A_i in zk (summed per key afterwards), and each range's share of sum z_i S_i. */
 typedef struct {
     const ED_NAME(prepared) *prep;
     const size_t *idx;
     const uint8_t *z_bytes;
     ge_niels *points;
     sc256 *scalars;
+    sc256 *zk;
     sc256 *b_parts;
     size_t n, ranges;
 } ED_NAME(terms_ctx);
@@ -671,38 +675,85 @@ static void ED_NAME(terms_task)(void *arg, size_t r) {
     sc256 b_part = {{0, 0, 0, 0}};
     for (size_t j = lo; j < hi; j++) {
         const ED_NAME(prepared) *p = &ctx->prep[ctx->idx[j]];
-        sc256 z = {{0, 0, 0, 0}}, zs, zk;
+        sc256 z = {{0, 0, 0, 0}}, zs;
         memcpy(z.v, ctx->z_bytes + ED_COEFF_BYTES * j, ED_COEFF_BYTES);
-        ctx->points[2 * j] = p->neg_r;
-        ctx->scalars[2 * j] = z;
-        engine_sc_mul(&zk, &z, &p->k);
-        ctx->points[2 * j + 1] = p->neg_a;
-        ctx->scalars[2 * j + 1] = zk;
+        ctx->points[j] = p->neg_r;
+        ctx->scalars[j] = z;
+        engine_sc_mul(&ctx->zk[j], &z, &p->k);
         engine_sc_mul(&zs, &z, &p->s);
         engine_sc_add(&b_part, &b_part, &zs);
     }
     ctx->b_parts[r] = b_part;
 }
 
+/* Entries signed by one key share its point: [z_i k_i](-A) + [z_j k_j](-A) = [z_i k_i + z_j k_j]
+ * (-A), so the equation has one A term per distinct key (the same sum, fewer points: a batch
+ * of 20,000 transactions from 1,000 senders has 21,001 points instead of 40,001). Keys are
+ * told apart by their 32-byte encodings (one point may have two encodings; those stay two
+ * terms, which only costs their merge). Writes each entry's key slot and each slot's first
+ * entry; returns the number of distinct keys, or 0 when out of memory. */
+static size_t ED_NAME(key_slots)(const ED_NAME(prepared) *prep, const size_t *idx, size_t n,
+                                 uint32_t *slot, uint32_t *first) {
+    size_t cap = 16;
+    while (cap < 2 * n) cap <<= 1;
+    uint32_t *table = (uint32_t *)calloc(cap, sizeof *table); /* slot + 1; 0 = empty */
+    if (!table) return 0;
+    size_t keys = 0;
+    for (size_t j = 0; j < n; j++) {
+        const uint8_t *pk = prep[idx[j]].pk;
+        uint64_t h;
+        memcpy(&h, pk, sizeof h); /* a compressed y coordinate: its low bytes are spread */
+        size_t at = (size_t)(h * 0x9e3779b97f4a7c15ULL >> 32) & (cap - 1);
+        for (;;) {
+            uint32_t t = table[at];
+            if (t == 0) {
+                table[at] = (uint32_t)keys + 1;
+                first[keys] = (uint32_t)j;
+                slot[j] = (uint32_t)keys++;
+                break;
+            }
+            if (memcmp(prep[idx[first[t - 1]]].pk, pk, 32) == 0) {
+                slot[j] = t - 1;
+                break;
+            }
+            at = (at + 1) & (cap - 1);
+        }
+    }
+    free(table);
+    return keys;
+}
+
 /* The randomized cofactored equation over prepared entries idx[0..n). *ok = 1 if it holds. */
 static int ED_NAME(batch_check)(const ED_NAME(prepared) *prep, const size_t *idx, size_t n,
                                 int *ok, int threads) {
-    size_t points_count = 2 * n + 1;
     size_t ranges = threads > 1 && n >= 64 ? (size_t)threads * 4 : 1;
-    ge_niels *points = (ge_niels *)malloc(points_count * sizeof(ge_niels));
-    sc256 *scalars = (sc256 *)malloc(points_count * sizeof(sc256));
+    /* at most n + n + 1 points: -R_i, one -A per key, B */
+    ge_niels *points = (ge_niels *)malloc((2 * n + 1) * sizeof(ge_niels));
+    sc256 *scalars = (sc256 *)malloc((2 * n + 1) * sizeof(sc256));
+    sc256 *zk = (sc256 *)malloc(n * sizeof(sc256));
     sc256 *b_parts = (sc256 *)malloc(ranges * sizeof(sc256));
     uint8_t *z_bytes = (uint8_t *)malloc(ED_COEFF_BYTES * n);
+    uint32_t *slot = (uint32_t *)malloc(n * sizeof(uint32_t));
+    uint32_t *first = (uint32_t *)malloc(n * sizeof(uint32_t));
     int rc = ENGINE_ED25519_ENOMEM;
-    if (!points || !scalars || !b_parts || !z_bytes) goto done;
+    if (!points || !scalars || !zk || !b_parts || !z_bytes || !slot || !first) goto done;
+    size_t keys = ED_NAME(key_slots)(prep, idx, n, slot, first);
+    if (keys == 0) goto done;
     rc = ENGINE_ED25519_ERANDOM;
     if (ed_random_coefficients(z_bytes, n) != 0) goto done;
-    ED_NAME(terms_ctx) ctx = {prep, idx, z_bytes, points, scalars, b_parts, n, ranges};
+    ED_NAME(terms_ctx) ctx = {prep, idx, z_bytes, points, scalars, zk, b_parts, n, ranges};
     engine_parallel_for(threads, ranges, ED_NAME(terms_task), &ctx);
+    sc256 *key_scalars = scalars + n;
+    for (size_t u = 0; u < keys; u++) {
+        points[n + u] = prep[idx[first[u]]].neg_a;
+        key_scalars[u] = (sc256){{0, 0, 0, 0}};
+    }
+    for (size_t j = 0; j < n; j++) engine_sc_add(&key_scalars[slot[j]], &key_scalars[slot[j]], &zk[j]);
     sc256 b_scalar = {{0, 0, 0, 0}};
     for (size_t r = 0; r < ranges; r++) engine_sc_add(&b_scalar, &b_scalar, &b_parts[r]);
-    points[2 * n] = ED_NAME(base_table)()[0];
-    scalars[2 * n] = b_scalar;
+    size_t points_count = n + keys + 1;
+    points[points_count - 1] = ED_NAME(base_table)()[0];
+    scalars[points_count - 1] = b_scalar;
     ge_p3 sum;
     if (points_count >= ed_pippenger_min_points(ED_MSM_KIND))
         rc = ED_MSM_PIPPENGER(&sum, points, scalars, points_count, threads);
@@ -714,8 +765,11 @@ static int ED_NAME(batch_check)(const ED_NAME(prepared) *prep, const size_t *idx
 done:
     free(points);
     free(scalars);
+    free(zk);
     free(b_parts);
     free(z_bytes);
+    free(slot);
+    free(first);
     return rc;
 }
 
