@@ -241,30 +241,36 @@ def shared_keys_lines(count: int, repeat: int) -> None:
     term per distinct key (a block's transactions often come from a few busy senders). The
     OpenSSL loop verifies the same signatures, one by one, in the same run."""
     for senders in sorted({count, min(count, 1000), min(count, 64)}, reverse=True):
-        keys = [Ed25519PrivateKey.generate() for _ in range(senders)]
-        msgs = [os.urandom(MESSAGE_BYTES) for _ in range(count)]
-        sigs = [keys[i % senders].sign(m) for i, m in enumerate(msgs)]
-        objs = [keys[i % senders].public_key() for i in range(count)]
-        pks = [k.public_bytes_raw() for k in objs]
+        shared_keys_line(count, senders, repeat)
 
-        def openssl() -> list[bool]:
-            for key, msg, sig in zip(objs, msgs, sigs):
-                key.verify(sig, msg)
-            return [True] * count
 
-        base_us, ref = best_us_per_sig(openssl, count, repeat)
-        for isa in paths():
-            _native_ed25519._force_isa(isa)
-            try:
-                crypto.verify_batch(pks, msgs, sigs)  # warm the key cache
-                us, out = best_us_per_sig(
-                    lambda: crypto.verify_batch(pks, msgs, sigs, threads=1), count, repeat)
-                assert out == ref
-                print(f"shared keys, {crypto.native_path()}, batch {count} from {senders} keys "
-                      f"(cached, one thread): {us:.2f} us/sig, OpenSSL loop {base_us:.2f} = "
-                      f"{base_us / us:.1f}x checksum={checksum(out)}")
-            finally:
-                _native_ed25519._force_isa(None)
+def shared_keys_line(count: int, senders: int, repeat: int) -> None:
+    keys = [Ed25519PrivateKey.generate() for _ in range(senders)]
+    msgs = [os.urandom(MESSAGE_BYTES) for _ in range(count)]
+    sigs = [keys[i % senders].sign(m) for i, m in enumerate(msgs)]
+    objs = [keys[i % senders].public_key() for i in range(count)]
+    pks = [k.public_bytes_raw() for k in objs]
+
+    def openssl() -> list[bool]:
+        for key, msg, sig in zip(objs, msgs, sigs):
+            key.verify(sig, msg)  # raises on an invalid signature
+        return [True] * count
+
+    def engine() -> list[bool]:
+        return crypto.verify_batch(pks, msgs, sigs, threads=1)
+
+    base_us, ref = best_us_per_sig(openssl, count, repeat)
+    for isa in paths():
+        _native_ed25519._force_isa(isa)
+        try:
+            crypto.verify_batch(pks, msgs, sigs)  # warm the key cache
+            us, out = best_us_per_sig(engine, count, repeat)
+            assert out == ref
+            print(f"shared keys, {crypto.native_path()}, batch {count} from {senders} keys "
+                  f"(cached, one thread): {us:.2f} us/sig, OpenSSL loop {base_us:.2f} = "
+                  f"{base_us / us:.1f}x checksum={checksum(out)}")
+        finally:
+            _native_ed25519._force_isa(None)
 
 
 def crossover_lines(c: Corpus, repeat: int) -> None:
