@@ -66,12 +66,14 @@ static uint64_t mix(uint64_t x) {
     return x;
 }
 
-static size_t set_of(const uint8_t pk[32]) {
+static uint64_t keyed_hash(const uint8_t pk[32]) {
     uint64_t w[4], h = 0;
     memcpy(w, pk, 32);
     for (int i = 0; i < 4; i++) h = mix(h ^ w[i] ^ g_hash_key[i]);
-    return (size_t)(h % g_sets_count);
+    return h;
 }
+
+static size_t set_of(const uint8_t pk[32]) { return (size_t)(keyed_hash(pk) % g_sets_count); }
 
 /* Allocate the sets for g_capacity; called with the write lock held (or once at start). */
 static void allocate(void) {
@@ -94,6 +96,11 @@ static void ensure_initialised(void) {
         __atomic_store_n(&g_initialised, 1, __ATOMIC_RELEASE);
     }
     pthread_rwlock_unlock(&g_resize);
+}
+
+uint64_t ed_key_hash(const uint8_t pk[32]) {
+    ensure_initialised();
+    return keyed_hash(pk);
 }
 
 int ed_cache_get(const uint8_t pk[32], ed_key *out, int want_table) {

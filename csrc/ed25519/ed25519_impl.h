@@ -43,6 +43,9 @@ const ed_kernel *ed_kernel_selected(void);
 
 /* Key cache (cache.c): copy a cached key out (with its table when want_table); 1 on a hit. */
 int ed_cache_get(const uint8_t pk[32], ed_key *out, int want_table);
+/* The cache's hash of a key, keyed by the process's random secret (batches probe with it too:
+ * keys chosen to share bytes do not pile up on one slot). */
+uint64_t ed_key_hash(const uint8_t pk[32]);
 void ed_cache_put(const uint8_t pk[32], const ed_key *key);
 
 /* Random bytes and batch coefficients (ed25519_coeffs.c), from the OS CSPRNG; 0 on success.

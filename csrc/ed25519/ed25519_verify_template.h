@@ -690,8 +690,9 @@ static void ED_NAME(terms_task)(void *arg, size_t r) {
  * (-A), so the equation has one A term per distinct key (the same sum, fewer points: a batch
  * of 20,000 transactions from 1,000 senders has 21,001 points instead of 40,001). Keys are
  * told apart by their 32-byte encodings (one point may have two encodings; those stay two
- * terms, which only costs their merge). Writes each entry's key slot and each slot's first
- * entry; returns the number of distinct keys, or 0 when out of memory. */
+ * terms, which only costs their merge), found through an open-addressing table probed with the
+ * key cache's keyed hash (a sender cannot make its keys collide). Writes each entry's key slot
+ * and each slot's first entry; returns the number of distinct keys, or 0 when out of memory. */
 static size_t ED_NAME(key_slots)(const ED_NAME(prepared) *prep, const size_t *idx, size_t n,
                                  uint32_t *slot, uint32_t *first) {
     size_t cap = 16;
@@ -701,9 +702,7 @@ static size_t ED_NAME(key_slots)(const ED_NAME(prepared) *prep, const size_t *id
     size_t keys = 0;
     for (size_t j = 0; j < n; j++) {
         const uint8_t *pk = prep[idx[j]].pk;
-        uint64_t h;
-        memcpy(&h, pk, sizeof h); /* a compressed y coordinate: its low bytes are spread */
-        size_t at = (size_t)(h * 0x9e3779b97f4a7c15ULL >> 32) & (cap - 1);
+        size_t at = (size_t)ed_key_hash(pk) & (cap - 1);
         for (;;) {
             uint32_t t = table[at];
             if (t == 0) {

@@ -7,10 +7,11 @@ The kernel sums the scalars z_i k_i of every entry signed by one key (told apart
   the equation of an honest batch fails (the verdicts would still be right after bisection,
   so the test hook that counts failed equations is what shows it), under Straus and Pippenger,
   one thread and the pool;
-- keys merged on their hash alone (the slot table probes with the encoding's first 8 bytes):
-  an entry under a key that shares those bytes with another key, signed with the other key's
-  secret over its own challenge, would pass as the other key's; single verification (and the
-  pure-Python reference) refuses it;
+- keys merged without comparing their encodings (two keys meeting on one slot of the probe
+  table, which is common at its half load): honest batches fail the equation; and an entry
+  under a key that shares its first bytes with another key (a probe on a prefix would put them
+  together), signed with the other key's secret over its own challenge, would pass as the
+  other key's; single verification (and the pure-Python reference) refuses it;
 - bad entries among repeated keys (flipped S, a signature of the same key over another message,
   two entries' signatures swapped) must come out False exactly where the reference says so.
 """
@@ -84,7 +85,7 @@ def _key_sharing_prefix(pk: bytes, rng: random.Random) -> bytes:
             return other
 
 
-def test_keys_sharing_the_probe_bytes_stay_apart(isa, method):
+def test_keys_sharing_a_prefix_stay_apart(isa, method):
     """An entry under key A' (same first 8 bytes as A, another point), signed with A's secret
     over A''s challenge: valid for A, not for A'. Merged into A's term it would pass."""
     rng = random.Random(7)
