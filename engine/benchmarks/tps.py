@@ -102,6 +102,9 @@ class TpsOptions:
     find_max: bool = False
     slo_p50_ms: float = SLO_P50_MS_DEFAULT
     find_max_rungs: int = FIND_MAX_RUNGS_MAX
+    #: The nodes' ``block_interval_ms`` (None: the node default, 100 ms). Blocks are at least
+    #: that far apart, so at moderate rates the interval, not the work, paces the chain.
+    block_interval_ms: int | None = None
 
     @classmethod
     def from_args(cls, args: Any) -> TpsOptions:
@@ -126,7 +129,8 @@ class TpsOptions:
                    crypto=getattr(args, "crypto", None) or "ed25519-blake3",
                    find_max=getattr(args, "find_max", False),
                    slo_p50_ms=getattr(args, "slo_p50_ms", SLO_P50_MS_DEFAULT),
-                   find_max_rungs=getattr(args, "find_max_rungs", FIND_MAX_RUNGS_MAX))
+                   find_max_rungs=getattr(args, "find_max_rungs", FIND_MAX_RUNGS_MAX),
+                   block_interval_ms=getattr(args, "block_interval_ms", None))
         opts.validate()
         return opts
 
@@ -156,6 +160,10 @@ class TpsOptions:
                              f"{self.find_max_rungs!r}")
         if not isinstance(self.slo_p50_ms, (int, float)) or not 1 <= self.slo_p50_ms <= 60_000:
             raise ValueError(f"slo_p50_ms must be 1..60000 ms, not {self.slo_p50_ms!r}")
+        interval = self.block_interval_ms
+        if interval is not None and (type(interval) is not int or not 1 <= interval <= 60_000):
+            raise ValueError(f"block_interval_ms must be an integer in 1..60000, not "
+                             f"{interval!r}")
 
 
 # ---- signing before the clock starts ---------------------------------------------------------
@@ -770,13 +778,17 @@ def _run_tps_one(opts: TpsOptions) -> dict[str, Any]:
     procs: list[subprocess.Popen] = []
     profile = Profiler(opts.profile_dir) if opts.profile_dir else None
     try:
+        settings: dict[str, Any] = {} if opts.block_interval_ms is None else {
+            "block_interval_ms": opts.block_interval_ms}
         homes = init_testnet(workdir, opts.validators, base_port=base, chain_id=CHAIN_ID,
-                             crypto=opts.crypto)
+                             crypto=opts.crypto, **settings)
+        interval_ms = homes[0].config.block_interval_ms
         for h in homes:
             procs.append(spawn_node(h.path, os.path.join(workdir, f"{h.config.moniker}.log")))
         last_port = base + 2 * opts.validators - 1
         say(f"{opts.validators} validators in {workdir} (ports {base}..{last_port}), "
-            f"sync on; load {'max' if opts.rate is None else opts.rate} tx/s for "
+            f"sync on, block interval {interval_ms} ms; load "
+            f"{'max' if opts.rate is None else opts.rate} tx/s for "
             f"{opts.duration_s:g} s" + (" per rung" if opts.sweep else ""), flush=True)
         search = MaxSearch(start=opts.rate or FIND_MAX_START_TPS,
                            rungs_max=opts.find_max_rungs) if opts.find_max else None
@@ -829,7 +841,8 @@ def _run_tps_one(opts: TpsOptions) -> dict[str, Any]:
                   "rate": ("find-max" if opts.find_max else
                            "sweep " + ",".join(str(r or "max") for r in _sweep_rates(opts))
                            if opts.sweep else opts.rate or "max"), "sweep": opts.sweep,
-                  "store_sync": True, "senders": SENDERS, "batch_interval_ms": BATCH_INTERVAL_MS,
+                  "store_sync": True, "block_interval_ms": interval_ms,
+                  "senders": SENDERS, "batch_interval_ms": BATCH_INTERVAL_MS,
                   "poll_ms": POLL_MS, "signing_s": round(sign_s, 1),
                   "latency": "POST sent -> block seen committed on node0 (long poll)",
                   "window": "from warmup to the end of the load, per step"},

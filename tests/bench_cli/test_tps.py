@@ -34,10 +34,26 @@ def test_short_run_commits_every_accepted_tx_once_on_every_node(tmp_path, capsys
     assert 0 < report["latency_ms"]["p50"] <= report["latency_ms"]["p99"]
     assert set(report["cpu_percent"]) == {"node0", "node1", "node2", "node3", "loadgen"}
     assert report["crypto_ceiling"]["tps"] > 0 and report["setup"]["store_sync"] is True
+    assert report["setup"]["block_interval_ms"] == 100  # the node default
     assert report["check"]["verified_height"] >= 1 and report["rounds_per_height"] >= 1
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "PASS: every accepted transaction committed exactly once" in text
     assert "[rate 300" in text  # the progress display
+
+
+def test_a_lower_block_interval_reaches_the_nodes(tmp_path, capsys):
+    """--block-interval-ms goes into every node's config: at 300 tx/s the default (100 ms)
+    allows at most ten heights a second, 20 ms several times that."""
+    out_json = tmp_path / "tps.json"
+    code = main(["bench", "tps", "--validators", "4", "--duration", "3", "--rate", "300",
+                 "--block-interval-ms", "20", "--json", str(out_json)])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    report = json.loads(out_json.read_text())
+    assert report["setup"]["block_interval_ms"] == 20
+    assert "block interval 20 ms" in text
+    assert report["blocks_per_s"] > 15, report["blocks_per_s"]
+    assert report["lost"] == 0 and report["nodes_agree"] is True
 
 
 def _args(**kw):
@@ -51,7 +67,9 @@ def _args(**kw):
     ({"rate": "fast"}, "--rate must be"), ({"rate": "0"}, "rate must be"),
     ({"validators": 0}, "validators must be"), ({"duration": 0.1}, "duration must be"),
     ({"tx_bytes": 50}, "tx_bytes must be"), ({"rates": "1,x", "sweep": True}, "--rates"),
-    ({"rates": "100,200"}, "only used with sweep")])
+    ({"rates": "100,200"}, "only used with sweep"),
+    ({"block_interval_ms": 0}, "block_interval_ms must be"),
+    ({"block_interval_ms": 1.5}, "block_interval_ms must be")])
 def test_bad_options_are_refused(kw, message):
     with pytest.raises(ValueError, match=message):
         tps.TpsOptions.from_args(_args(**kw))
