@@ -213,14 +213,17 @@ def openssl_verify_txs(envelopes: Sequence[bytes], chain_id: str) -> list[bool]:
 
 
 def bench_verify_txs(envelopes: list[bytes], threads: int | None, repeat: int,
-                     chain_id: str = CHAIN_ID) -> KernelResult:
+                     chain_id: str = CHAIN_ID, *, shared: bool = False) -> KernelResult:
+    """``shared``: the envelopes come from few senders (one equation term per distinct key in
+    the engine's batches; the OpenSSL loop verifies each signature all the same), named so."""
     base_s, want, eng_s, got = paired_s(
         lambda: openssl_verify_txs(envelopes, chain_id),
         lambda: txmod.verify_txs(envelopes, chain_id, threads=threads), repeat, _cold_keys)
     _same("verify_txs", got, want)
     label = "all" if threads is None else str(threads)
     senders = len({bytes(e[1:33]) for e in envelopes})
-    return _result(f"verify_txs ({label} thr)", crypto.native_path(), "parse + OpenSSL loop",
+    name = f"verify_txs {senders} senders ({label} thr)" if shared else f"verify_txs ({label} thr)"
+    return _result(name, crypto.native_path(), "parse + OpenSSL loop",
                    len(envelopes), "tx", base_s, eng_s, checksum(_verdict_bytes(got)),
                    f"both: list of envelopes in, header parse + sign bytes + verify, no tx id; "
                    f"{senders} senders, engine key cache emptied (cold); baseline one thread")
@@ -493,6 +496,9 @@ def bench_packed_vs_c_avx2(count: int, bulk_bytes: int, repeat: int) -> KernelRe
 
 # ---- the whole run ---------------------------------------------------------------------------
 
+#: Senders of the shared-key verify_txs line.
+SHARED_SENDERS = 64
+
 KERNEL_NAMES = ("tx_ids", "merkle", "ed25519_single", "ed25519_batch", "verify_txs", "tally",
                 "certificates", "block_save", "sm", "avx2_bulk")
 
@@ -555,6 +561,9 @@ def run_kernels(*, quick: bool = False, only: Sequence[str] | None = None,
     if "verify_txs" in wanted:
         for threads in (1, None):
             add(bench_verify_txs(envelopes, threads, repeat))
+        # The same count from 64 senders: a regression of the per-key terms shows here.
+        add(bench_verify_txs(make_envelopes(size["txs"], tx_bytes, senders=SHARED_SENDERS), 1,
+                             repeat, shared=True))
     if "tally" in wanted:
         add(bench_tally(size["validators"], size["votes_rows"], repeat))
     if "certificates" in wanted:

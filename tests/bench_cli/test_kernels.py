@@ -72,7 +72,8 @@ def test_report_json_holds_results_checksums_and_machine(tmp_path, capsys):
     for key in ("cpu_model", "cpu_flags", "cores", "versions", "native", "git_commit"):
         assert key in machine
     names = [r["name"] for r in report["kernels"]["results"]]
-    assert names == ["verify_txs (1 thr)", "verify_txs (all thr)", "certificate verify (67/100)"]
+    assert names == ["verify_txs (1 thr)", "verify_txs (all thr)",
+                     "verify_txs 64 senders (1 thr)", "certificate verify (67/100)"]
     for r in report["kernels"]["results"]:
         assert r["ratio"] == pytest.approx(r["baseline_us"] / r["engine_us"], rel=1e-2)
         assert len(r["checksum"]) == 16 and r["items"] > 0
@@ -110,7 +111,7 @@ QUICK_RATIO_FLOORS_PORTABLE = {"tx ids": 0.3, "merkle root": 3.0, "vote tally": 
 
 def test_every_kernel_runs_quick_and_matches_its_baseline():
     section = kernels.run_kernels(quick=True)
-    # Twelve kernels (plus six SM2/SM3 lines when OpenSSL has SM2, issue 17, and two more, the
+    # Thirteen kernels (plus six SM2/SM3 lines when OpenSSL has SM2, issue 17, and two more, the
     # batch-64 SM2 lines on the forced avx2 build, when SM2 runs its avx512 IFMA lanes); on a CPU
     # that selects a wider path, the hashing and Ed25519 ones also on avx2, each row naming its
     # path.
@@ -129,8 +130,8 @@ def test_every_kernel_runs_quick_and_matches_its_baseline():
                                   "sm2 verify batch 64 (warm, 1 thr)")]
     narrower = kernels.narrower_path()
     extra = [row for row in rows if narrower and row[1] == narrower]
-    assert len({name for name, _ in rows}) == 12
-    assert len(set(rows)) == len(rows) == 12 + len(extra)
+    assert len({name for name, _ in rows}) == 13
+    assert len(set(rows)) == len(rows) == 13 + len(extra)
     assert len(extra) == (5 if narrower else 0)
     for r in section["results"]:
         assert r["ratio"] == pytest.approx(r["baseline_us"] / r["engine_us"], rel=1e-2)
