@@ -170,6 +170,7 @@ def test_the_crypto_ceiling_is_timed_with_keys_cached_and_reports_cold_keys_too(
     c = tps.crypto_ceiling(envs)
     assert c["txs"] == 3000 and c["senders"] == min(3000, tps.SENDERS)
     assert c["tps"] > 0 and c["tps_cold_keys"] > 0
+    assert c["tps_batches"] > 0 and c["batch_txs"] == tps.SENDERS
     forged = list(envs)
     forged[5] = forged[5][:-1] + bytes([forged[5][-1] ^ 1])
     with pytest.raises(RuntimeError, match="do not all verify"):
