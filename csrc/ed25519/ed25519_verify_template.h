@@ -695,6 +695,7 @@ static void ED_NAME(terms_task)(void *arg, size_t r) {
  * and each slot's first entry; returns the number of distinct keys, or 0 when out of memory. */
 static size_t ED_NAME(key_slots)(const ED_NAME(prepared) *prep, const size_t *idx, size_t n,
                                  uint32_t *slot, uint32_t *first) {
+    if (n >= UINT32_MAX / 2) return 0; /* indexes are 32-bit (such a batch would not fit anyway) */
     size_t cap = 16;
     while (cap < 2 * n) cap <<= 1;
     uint32_t *table = (uint32_t *)calloc(cap, sizeof *table); /* slot + 1; 0 = empty */
