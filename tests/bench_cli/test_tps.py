@@ -16,13 +16,19 @@ from engine.cli import main
 pytestmark = pytest.mark.timeout(150)
 
 
-def test_short_run_commits_every_accepted_tx_once_on_every_node(tmp_path, capsys):
-    out_json, out_png = tmp_path / "tps.json", tmp_path / "tps.png"
-    code = main(["bench", "tps", "--validators", "4", "--duration", "3", "--rate", "300",
-                 "--tx-bytes", "200", "--json", str(out_json), "--plot", str(out_png)])
+def _run_tps(tmp_path, capsys, *args: str) -> tuple[dict, str]:
+    """`engine bench tps ARGS --json FILE`: the report and the printed text (exit code 0)."""
+    out_json = tmp_path / "tps.json"
+    code = main(["bench", "tps", *args, "--json", str(out_json)])
     text = capsys.readouterr().out
     assert code == 0, text
-    report = json.loads(out_json.read_text())
+    return json.loads(out_json.read_text()), text
+
+
+def test_short_run_commits_every_accepted_tx_once_on_every_node(tmp_path, capsys):
+    out_png = tmp_path / "tps.png"
+    report, text = _run_tps(tmp_path, capsys, "--validators", "4", "--duration", "3", "--rate",
+                            "300", "--tx-bytes", "200", "--plot", str(out_png))
     for key in ("tps", "latency_ms", "submitted", "accepted", "committed", "lost",
                 "nodes_agree", "blocks_per_s", "txs_per_block", "rounds_per_height",
                 "cpu_percent", "crypto_ceiling", "calibration", "machine"):
@@ -44,12 +50,8 @@ def test_short_run_commits_every_accepted_tx_once_on_every_node(tmp_path, capsys
 def test_a_lower_block_interval_reaches_the_nodes(tmp_path, capsys):
     """--block-interval-ms goes into every node's config: at 300 tx/s the default (100 ms)
     allows at most ten heights a second, 20 ms several times that."""
-    out_json = tmp_path / "tps.json"
-    code = main(["bench", "tps", "--validators", "4", "--duration", "3", "--rate", "300",
-                 "--block-interval-ms", "20", "--json", str(out_json)])
-    text = capsys.readouterr().out
-    assert code == 0, text
-    report = json.loads(out_json.read_text())
+    report, text = _run_tps(tmp_path, capsys, "--validators", "4", "--duration", "3", "--rate",
+                            "300", "--block-interval-ms", "20")
     assert report["setup"]["block_interval_ms"] == 20
     assert "block interval 20 ms" in text
     assert report["blocks_per_s"] > 15, report["blocks_per_s"]
@@ -187,13 +189,8 @@ def test_bad_find_max_options_are_refused(kw, message):
 
 
 def test_find_max_short_run_reports_the_highest_sustained_rung(tmp_path, capsys):
-    out_json = tmp_path / "find.json"
-    code = main(["bench", "tps", "--find-max", "--find-max-rungs", "2", "--rate", "200",
-                 "--duration", "3",
-                 "--slo-p50-ms", "2000", "--json", str(out_json)])
-    text = capsys.readouterr().out
-    assert code == 0, text
-    report = json.loads(out_json.read_text())
+    report, text = _run_tps(tmp_path, capsys, "--find-max", "--find-max-rungs", "2", "--rate",
+                            "200", "--duration", "3", "--slo-p50-ms", "2000")
     rungs = report["rungs"]
     assert [r["offered_rate"] for r in rungs][:1] == [200] and len(rungs) == 2
     # The verdicts are the sustained() rule applied to the rungs' own summaries.
