@@ -1,9 +1,20 @@
 """Type stubs for the mempool's compiled bookkeeping loops (engine/_poolcore.pyx)."""
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 def unindex_many(txs: dict[bytes, dict[bytes, int]], highest: dict[bytes, int],
                  pairs: Iterable[tuple[bytes, bytes]]) -> None: ...
+def admit_run(start: int, batch: list[Any], ids: list[bytes], verdicts: list[bool | None],
+              txs: list[Any], checks: list[Any], committed: set[bytes],
+              pool: dict[bytes, bytes], decoded: dict[bytes, Any], recent: RecentIds,
+              priorities: dict[bytes, int], by_sender: dict[bytes, dict[bytes, int]],
+              highest: dict[bytes, int], disordered: set[bytes], reorder_ids: set[bytes],
+              pooled_nonces: dict[bytes, dict[int, bytes]] | None, windows: dict[bytes, Any] | None,
+              tx_bytes_max: int, txs_max: int, bytes_max: int, pool_bytes: int,
+              admitted: list[bytes], tx_type: type, check_type: type,
+              ok_result: Callable[[bytes], Any]) -> tuple[int, int]: ...
+def unseen(ids: list[bytes], verified: RecentIds, committed: RecentIds,
+           pool: dict[bytes, bytes]) -> list[int]: ...
 def drop_many(pool: dict[bytes, bytes], decoded: dict[bytes, Any], priority: dict[bytes, int],
               pooled_nonces: dict[bytes, dict[int, bytes]] | None,
               txs: dict[bytes, dict[bytes, int]], highest: dict[bytes, int],

@@ -1,6 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
-"""The mempool's per-transaction bookkeeping in compiled code (engine/mempool.py): the drop
-loop of a commit and the bounded id caches (``RecentIds``).
+"""The mempool's per-transaction bookkeeping in compiled code (engine/mempool.py): the common
+case of admission (``admit_run``), the drop loop of a commit and the bounded id caches
+(``RecentIds``).
 
 A commit takes a block's worth of transactions out of the pool and out of every index of it
 (the envelopes, the decoded transactions, priorities, pooled nonces by sender and the
@@ -10,6 +11,7 @@ must not be: its order bookkeeping would be bypassed), which is why the argument
 """
 from cpython.dict cimport PyDict_DelItem, PyDict_GetItem, PyDict_SetItem
 from cpython.object cimport PyObject
+from cpython.set cimport PySet_Add, PySet_Contains
 
 
 cdef inline object _get(dict d, object key):
@@ -77,6 +79,112 @@ def drop_many(dict pool not None, dict decoded not None, dict priority not None,
             if PyDict_GetItem(txs, sender) == NULL:
                 disordered.discard(sender)
     return freed
+
+
+def admit_run(Py_ssize_t start, list batch not None, list ids not None, list verdicts not None,
+              list txs not None, list checks not None, set committed not None,
+              dict pool not None, dict decoded not None, RecentIds recent not None,
+              dict priorities not None, dict by_sender not None, dict highest not None,
+              set disordered not None, set reorder_ids not None, pooled_nonces, windows,
+              Py_ssize_t tx_bytes_max, Py_ssize_t txs_max, Py_ssize_t bytes_max,
+              Py_ssize_t pool_bytes, list admitted not None, object tx_type,
+              object check_type, object ok_result):
+    """Pool the transactions of an admission chunk from index ``start`` on, in order, while
+    each one is the common case; returns (the index of the first that is not, or the chunk's
+    length; the pool's new byte count). ``Mempool._admit_one`` then takes that transaction
+    through every check and refusal, and the chunk goes on here after it.
+
+    The common case, in which every check of ``Mempool._admit_one`` passes: verified
+    (``True``), within ``tx_bytes_max``, neither pooled nor recently committed (``recent``)
+    nor in ``committed``; decoded (``tx_type``, fields 1 and 2 its sender and nonce) and
+    checked (``check_type`` with ``code`` 0) by the batch calls; room in the pool; with nonces
+    enforced (``pooled_nonces`` sender -> {nonce: id}, ``windows`` the committed records by
+    sender), a nonce no pooled transaction of the sender has and above the sender's cached
+    record (a sender not cached yet is read from the store by the slow path); not behind a
+    pooled transaction of a sender whose transactions were in order so far (that sender's
+    pooled ids must then be marked for reordering). Pooling is then what ``_admit_one``
+    does: the envelope, the decoded transaction, a non-zero priority, the ``Senders`` maps
+    (``by_sender``: sender -> {id: nonce}; ``highest``: sender -> highest pooled nonce), the
+    reorder marks and the pooled nonces; a local one goes to ``admitted`` (for gossip) and
+    a waiting caller gets ``ok_result(tx_id)``."""
+    cdef Py_ssize_t i, n = len(batch), size
+    cdef bint with_nonces = pooled_nonces is not None
+    cdef dict nonces_by_sender = pooled_nonces if with_nonces else None
+    cdef dict cached = windows if with_nonces else None
+    cdef dict seq = recent._seq
+    cdef tuple item, tx
+    cdef object env, fut, tx_id, check, sender, nonce, mine, w, top, priority
+    cdef bint ahead
+    for i in range(start, n):
+        if verdicts[i] is not True:
+            return i, pool_bytes
+        item = <tuple?>batch[i]
+        env = item[0]
+        size = len(env)
+        tx_id = ids[i]
+        if size > tx_bytes_max or PyDict_GetItem(pool, tx_id) != NULL \
+                or PyDict_GetItem(seq, tx_id) != NULL or PySet_Contains(committed, tx_id):
+            return i, pool_bytes
+        if type(txs[i]) is not tx_type or type(checks[i]) is not check_type:
+            return i, pool_bytes
+        tx = <tuple>txs[i]
+        check = checks[i]
+        if len(pool) >= txs_max or pool_bytes + size > bytes_max or check.code != 0:
+            return i, pool_bytes
+        sender, nonce = tx[1], tx[2]
+        if with_nonces:
+            mine = _get(nonces_by_sender, sender)
+            if mine is not None and PyDict_GetItem(<dict?>mine, nonce) != NULL:
+                return i, pool_bytes
+            w = _get(cached, sender)
+            if w is None or nonce <= w.highest:
+                return i, pool_bytes
+        top = _get(highest, sender)
+        ahead = top is None or nonce >= top
+        if not ahead and not PySet_Contains(disordered, sender):
+            return i, pool_bytes
+        # Pooled: the same writes as Mempool._admit_one, in its order.
+        PyDict_SetItem(pool, tx_id, env)
+        PyDict_SetItem(decoded, tx_id, tx)
+        pool_bytes += size
+        priority = check.priority
+        if priority:
+            PyDict_SetItem(priorities, tx_id, priority)
+        if top is None:
+            PyDict_SetItem(by_sender, sender, {tx_id: nonce})
+            PyDict_SetItem(highest, sender, nonce)
+        else:
+            PyDict_SetItem(<dict?>by_sender[sender], tx_id, nonce)
+            if ahead:
+                PyDict_SetItem(highest, sender, nonce)
+        if PySet_Contains(disordered, sender):
+            PySet_Add(reorder_ids, tx_id)
+        if with_nonces:
+            if mine is None:
+                PyDict_SetItem(nonces_by_sender, sender, {nonce: tx_id})
+            else:
+                PyDict_SetItem(<dict>mine, nonce, tx_id)
+        if item[2]:
+            admitted.append(env)
+        fut = item[1]
+        if fut is not None and not fut.done():
+            fut.set_result(ok_result(tx_id))
+    return n, pool_bytes
+
+
+def unseen(list ids not None, RecentIds verified not None, RecentIds committed not None,
+           dict pool not None):
+    """The indexes of ``ids`` in none of ``verified``, ``committed`` and ``pool``: the
+    envelopes of an admission batch whose signatures are still to be checked."""
+    cdef dict v = verified._seq, c = committed._seq
+    cdef Py_ssize_t i
+    cdef list out = []
+    for i in range(len(ids)):
+        t = ids[i]
+        if PyDict_GetItem(v, t) == NULL and PyDict_GetItem(c, t) == NULL \
+                and PyDict_GetItem(pool, t) == NULL:
+            out.append(i)
+    return out
 
 
 cdef class RecentIds:

@@ -72,6 +72,10 @@ class AddResult:
         return self.code == OK
 
 
+def _ok_result(tx_id: bytes) -> AddResult:
+    return AddResult(OK, tx_id)
+
+
 @dataclass(frozen=True)
 class MempoolLimits:
     txs_max: int = 100_000
@@ -127,8 +131,19 @@ def _decode_many(envelopes: list[bytes], ids: list[bytes]) -> list[Any]:
     return decode_verified_many(Tx, envelopes, ids)
 
 
-def _no_window(sender: bytes) -> Any:
-    raise AssertionError("no nonce table")  # bound only when nonces are not enforced
+_admit_types: tuple[type, type] | None = None
+
+
+def _common_types() -> tuple[type, type]:
+    """(engine.tx.Tx, engine.app.CheckResult), bound late as above: what admission's compiled
+    common case takes (any other decoded or check type goes through ``Mempool._admit_one``)."""
+    global _admit_types
+    if _admit_types is None:
+        from engine.app import CheckResult
+        from engine.tx import Tx
+
+        _admit_types = (Tx, CheckResult)
+    return _admit_types
 
 
 def _suite_refusal(envelope: bytes, suite: Suite) -> str:
@@ -482,93 +497,118 @@ class Mempool:
     def _admit_chunk(self, batch: list[tuple[bytes, _Slot | None, bool]],
                      ids: list[bytes], verdicts: list[bool | None], committed: set[bytes]) -> None:
         """Pool a chunk of hashed and verified envelopes, in order. Every node runs this for
-        every transaction, so it is one loop with the names bound once (not a method call per
-        transaction); the checks, their order and their reasons are those of the module
-        docstring: size, pooled, committed, signature, layout, pool limits, nonces, check_tx."""
+        every transaction: the verified envelopes are decoded in one native call and checked
+        by the app in one batch call, then the common case (every check passes) runs in
+        compiled code (engine/_poolcore.pyx ``admit_run``), which stops at any transaction that
+        is not that case for ``_admit_one`` to take through the checks, in the order and with
+        the reasons of the module docstring: size, pooled, committed, signature, layout, pool
+        limits, nonces, check_tx."""
         lim = self.limits
-        tx_bytes_max, txs_max, bytes_max = lim.tx_bytes_max, lim.txs_max, lim.bytes_max
-        remember_verified = self._verified.add
-        pool, decoded, recent = self._pool, self._decoded, self._committed
-        decode, check_tx, with_pending = self._decode_with_id, self._check_tx, \
-            self._check_tx_pending
-        pending, priorities, disordered = self.pending, self._priority, self._disordered
-        nonces, pooled_nonces = self._nonces, self._pooled_nonces
-        window: Callable[[bytes], Any] = nonces.window if nonces is not None else _no_window
-        rejected = self.rejected
+        nonces = self._nonces
         admitted: list[bytes] = []
         # The verified envelopes decoded in one native call (None where not verified or off
         # the layout: those take the per-envelope decoder, which says why).
         envs = [env for env, _, _ in batch]
-        txs = _decode_many(envs, ids) if decode is _decode_with_id else [None] * len(envs)
+        txs = _decode_many(envs, ids) if self._decode_with_id is _decode_with_id \
+            else [None] * len(envs)
         checks = self._batch_checks(txs, verdicts)
-        for (env, fut, local), tx_id, valid, tx, check in zip(batch, ids, verdicts, txs,
-                                                              checks):
-            refused: tuple[str, str] | None = None
-            if not valid or len(env) > tx_bytes_max or tx_id in pool or tx_id in recent \
-                    or tx_id in committed:
-                refused = self._refusal(env, tx_id, valid, tx_id in committed)
-            else:
-                if tx is None:
-                    try:
-                        tx = decode(env, tx_id)
-                    except (ValueError, TypeError) as e:
-                        refused = (MALFORMED, f"malformed envelope: {e}")
-                if tx is not None:
-                    if len(pool) >= txs_max or self._pool_bytes + len(env) > bytes_max:
-                        refused = self._full()
-                    elif nonces is not None:
-                        # Fresh for sure (the common case): above the sender's committed
-                        # highest and no pooled transaction of the sender has this nonce.
-                        mine = pooled_nonces.get(tx.sender)
-                        if (mine is not None and tx.nonce in mine) \
-                                or tx.nonce <= window(tx.sender).highest:
-                            refused = self._nonce_refusal(tx, tx_id)
-                    if refused is None:
-                        try:
-                            if check is None:
-                                check = check_tx(tx, pending) if with_pending else check_tx(tx)
-                            ok = check.ok
-                        except Exception as e:  # noqa: BLE001 - app code: refuse this one only
-                            check, ok = None, False
-                            refused = (APP_ERROR, f"check_tx raised {type(e).__name__}: {e}")
-                        if not ok and refused is None:
-                            refused = (APP_REJECTED, check.log or f"code {check.code}")
-                    if refused is not None:
-                        # Verified but not pooled: remembered, so that a proposal carrying it
-                        # does not verify it again (pooled ones are known verified).
-                        remember_verified(tx_id)
-                    else:
-                        pool[tx_id] = env
-                        decoded[tx_id] = tx
-                        self._pool_bytes += len(env)
-                        priority = getattr(check, "priority", 0)
-                        if priority:
-                            priorities[tx_id] = priority
-                        sender = getattr(tx, "sender", None)
-                        if sender is not None:
-                            behind = pending.add(sender, tx.nonce, tx_id)
-                            if sender in disordered:
-                                self._reorder_ids.add(tx_id)
-                            elif behind:
-                                disordered.add(sender)
-                                self._reorder_ids.update(pending.ids_by_nonce(sender))
-                            if nonces is not None:
-                                mine = pooled_nonces.get(sender)
-                                if mine is None:
-                                    pooled_nonces[sender] = {tx.nonce: tx_id}
-                                else:
-                                    mine[tx.nonce] = tx_id
-            if refused is None:
-                if local:
-                    admitted.append(env)
-                if fut is not None and not fut.done():
-                    fut.set_result(AddResult(OK, tx_id))
-            elif fut is not None and not fut.done():
-                fut.set_result(self._reject(refused[0], tx_id, refused[1]))
-            else:  # gossiped transactions need no result object: most of the load
-                rejected[refused[0]] = rejected.get(refused[0], 0) + 1
+        pending = self.pending
+        tx_type, check_type = _common_types()
+        i, n = 0, len(batch)
+        while i < n:
+            i, self._pool_bytes = _poolcore.admit_run(
+                i, batch, ids, verdicts, txs, checks, committed, self._pool, self._decoded,
+                self._committed, self._priority, pending._txs, pending._max, self._disordered,
+                self._reorder_ids, self._pooled_nonces if nonces is not None else None,
+                nonces.windows if nonces is not None else None, lim.tx_bytes_max, lim.txs_max,
+                lim.bytes_max, self._pool_bytes, admitted, tx_type, check_type, _ok_result)
+            if i < n:
+                env, fut, local = batch[i]
+                self._admit_one(env, fut, local, ids[i], verdicts[i], txs[i], checks[i],
+                                committed, admitted)
+                i += 1
         if admitted:
             self._on_admitted(admitted)
+
+    def _admit_one(self, env: bytes, fut: _Slot | None, local: bool, tx_id: bytes,
+                   valid: bool | None, tx: Any, check: Any, committed: set[bytes],
+                   admitted: list[bytes]) -> None:
+        """One transaction of a chunk through every check (``tx``/``check``: from the batch
+        calls, or None to decode / ask ``check_tx`` here), pooled or refused with its reason;
+        a local pooled one is appended to ``admitted``. ``_poolcore.admit_run`` does the same
+        for the common case, where every check passes."""
+        lim = self.limits
+        pool, nonces = self._pool, self._nonces
+        refused: tuple[str, str] | None = None
+        if not valid or len(env) > lim.tx_bytes_max or tx_id in pool \
+                or tx_id in self._committed or tx_id in committed:
+            refused = self._refusal(env, tx_id, valid, tx_id in committed)
+        else:
+            if tx is None:
+                try:
+                    tx = self._decode_with_id(env, tx_id)
+                except (ValueError, TypeError) as e:
+                    refused = (MALFORMED, f"malformed envelope: {e}")
+            if tx is not None:
+                if len(pool) >= lim.txs_max or self._pool_bytes + len(env) > lim.bytes_max:
+                    refused = self._full()
+                elif nonces is not None:
+                    # Fresh for sure (the common case): above the sender's committed
+                    # highest and no pooled transaction of the sender has this nonce.
+                    mine = self._pooled_nonces.get(tx.sender)
+                    if (mine is not None and tx.nonce in mine) \
+                            or tx.nonce <= nonces.window(tx.sender).highest:
+                        refused = self._nonce_refusal(tx, tx_id)
+                if refused is None:
+                    try:
+                        if check is None:
+                            check = self._check_tx(tx, self.pending) \
+                                if self._check_tx_pending else self._check_tx(tx)
+                        ok = check.ok
+                    except Exception as e:  # noqa: BLE001 - app code: refuse this one only
+                        check, ok = None, False
+                        refused = (APP_ERROR, f"check_tx raised {type(e).__name__}: {e}")
+                    if not ok and refused is None:
+                        refused = (APP_REJECTED, check.log or f"code {check.code}")
+                if refused is not None:
+                    # Verified but not pooled: remembered, so that a proposal carrying it
+                    # does not verify it again (pooled ones are known verified).
+                    self._verified.add(tx_id)
+                else:
+                    self._pool_in(env, tx_id, tx, check)
+        if refused is None:
+            if local:
+                admitted.append(env)
+            if fut is not None and not fut.done():
+                fut.set_result(AddResult(OK, tx_id))
+        elif fut is not None and not fut.done():
+            fut.set_result(self._reject(refused[0], tx_id, refused[1]))
+        else:  # gossiped transactions need no result object: most of the load
+            self.rejected[refused[0]] = self.rejected.get(refused[0], 0) + 1
+
+    def _pool_in(self, env: bytes, tx_id: bytes, tx: Any, check: Any) -> None:
+        """Pool an admitted transaction and index it (by sender, nonce, priority, order)."""
+        self._pool[tx_id] = env
+        self._decoded[tx_id] = tx
+        self._pool_bytes += len(env)
+        priority = getattr(check, "priority", 0)
+        if priority:
+            self._priority[tx_id] = priority
+        sender = getattr(tx, "sender", None)
+        if sender is None:
+            return
+        behind = self.pending.add(sender, tx.nonce, tx_id)
+        if sender in self._disordered:
+            self._reorder_ids.add(tx_id)
+        elif behind:
+            self._disordered.add(sender)
+            self._reorder_ids.update(self.pending.ids_by_nonce(sender))
+        if self._nonces is not None:
+            mine = self._pooled_nonces.get(sender)
+            if mine is None:
+                self._pooled_nonces[sender] = {tx.nonce: tx_id}
+            else:
+                mine[tx.nonce] = tx_id
 
     def _batch_checks(self, txs: list[Any], verdicts: list[bool | None]) -> list[Any]:
         """The app's ``check_txs`` over a chunk's decoded, verified transactions (some may then
@@ -635,9 +675,7 @@ class Mempool:
         if full:
             return ids, [None] * len(envelopes)
         # Already verified, or already committed (refused as a duplicate anyway): no check.
-        pool, verified, committed = self._pool, self._verified, self._committed
-        fresh = [i for i, t in enumerate(ids)
-                 if t not in verified and t not in committed and t not in pool]
+        fresh = _poolcore.unseen(ids, self._verified, self._committed, self._pool)
         verdicts: list[bool | None] = [True] * len(envelopes)
         if fresh:
             sizes_ok = [len(envelopes[i]) <= self.limits.tx_bytes_max for i in fresh]

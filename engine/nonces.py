@@ -110,6 +110,12 @@ class NonceTable:
         # whenever the committed records change.
         self._checked: OrderedDict[bytes, dict[bytes, NonceWindow]] = OrderedDict()
 
+    @property
+    def windows(self) -> dict[bytes, NonceWindow]:
+        """The cached committed records by sender (read only: admission's compiled common case
+        looks a sender up here and leaves a sender not cached to :meth:`window`)."""
+        return self._cache
+
     def window(self, sender: bytes) -> NonceWindow:
         """The committed record of ``sender`` (do not mutate: copy first)."""
         w = self._cache.get(sender)

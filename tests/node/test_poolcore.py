@@ -178,3 +178,21 @@ def test_recent_ids_long_runs_compact_and_keep_exactly_the_newest():
     assert len(churn) == 0 and list(churn) == []
     with pytest.raises(ValueError, match="max_ids"):
         _poolcore.RecentIds(-1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 20), max_size=40), st.sets(st.integers(0, 20)),
+       st.sets(st.integers(0, 20)), st.sets(st.integers(0, 20)))
+def test_unseen_gives_the_ids_known_nowhere(ids, verified, committed, pooled):
+    """``unseen``: the indexes of the ids to verify (in none of the verified cache, the
+    committed cache and the pool), in order, duplicates included."""
+    def key(i):
+        return bytes([i]) * 32
+
+    v, c = _poolcore.RecentIds(100), _poolcore.RecentIds(100)
+    v.add_many(map(key, verified))
+    c.add_many(map(key, committed))
+    pool = {key(i): b"e" for i in pooled}
+    keys = [key(i) for i in ids]
+    want = [n for n, i in enumerate(ids) if i not in verified | committed | pooled]
+    assert _poolcore.unseen(keys, v, c, pool) == want
