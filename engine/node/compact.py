@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from engine import consensus as cs
 from engine import limits
 from engine._txcodec import join_chunks
-from engine.block import Block, header_size, tx_root_of
+from engine.block import Block, header_size, tx_root_of, with_txs
 from engine.errors import ProtocolError
 from engine.suite import DEFAULT, Suite
 
@@ -55,6 +55,8 @@ class Pending:
     txs: list[bytes | None]
     source: bytes
     missing: set[int] = field(default_factory=set)
+    #: The head decoded (header, last commit, evidence; no transactions).
+    head_block: Block | None = None
 
     def fill(self, index: int, envelope: bytes) -> None:
         self.txs[index] = envelope
@@ -63,6 +65,12 @@ class Pending:
     def block(self) -> bytes:
         assert not self.missing
         return assemble(self.head, [t for t in self.txs if t is not None])
+
+    def decoded(self) -> Block:
+        """The complete block as ``Block.decode(self.block())`` gives it, from the head
+        decoded on arrival and the transactions (no second parse of the whole block)."""
+        assert not self.missing and self.head_block is not None
+        return with_txs(self.head_block, [t for t in self.txs if t is not None])
 
 
 class CompactBlocks:
@@ -96,7 +104,7 @@ class CompactBlocks:
             raise ProtocolError("compact proposal head is for another height")
         txs = self.lookup(ids)
         pending = Pending(proposal, head, ids, txs, source,
-                          {i for i, t in enumerate(txs) if t is None})
+                          {i for i, t in enumerate(txs) if t is None}, b)
         if pending.missing:
             self._pending[proposal.block_hash] = pending
             while len(self._pending) > limits.compact_blocks_pending_max:

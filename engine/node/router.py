@@ -123,7 +123,13 @@ class PeerRouter:
 
     def _accept_complete(self, pending: Pending) -> None:
         if self.driver.height_kept(pending.proposal.height):
-            self._accept_proposal(pending.proposal, pending.block())
+            raw = pending.block()
+            # Its id and transaction ids are known (the head hashed to the signed id, the ids
+            # to the header's tx root, each envelope to its id): the validator need not parse
+            # and hash the whole block again.
+            self.validator.remember_block(raw, pending.proposal.block_hash, pending.decoded(),
+                                    pending.ids)
+            self._accept_proposal(pending.proposal, raw)
 
     def _on_get_proposal_txs(self, peer: bytes, height: int, block_hash: bytes,
                              indices: list[int]) -> None:

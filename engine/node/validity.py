@@ -20,7 +20,7 @@ from collections.abc import Callable
 from engine import consensus as cs
 from engine import limits
 from engine._txcodec import senders_and_nonces
-from engine.block import Block, block_id, check_body, header_size
+from engine.block import Block, Header, block_id, check_body, header_size
 from engine.errors import ProtocolError
 from engine.mempool import Mempool
 from engine.node.ports import Counters
@@ -102,6 +102,27 @@ class BlockValidator:
         self._ids[raw] = key
         self._keep_decoded(key, (b, ids))
         return key
+
+    def remember_block(self, raw: bytes, key: bytes, block: Block, tx_ids: list[bytes]) -> None:
+        """Keep what :meth:`block_hash` and :meth:`decoded` would compute for ``raw``, from a
+        block assembled out of checked parts (engine/node/compact.py: ``block`` as
+        ``Block.decode(raw)`` gives it, ``tx_ids`` the hashes of its transactions, which are
+        not hashed again here), so they need not parse and hash the whole block again. Kept
+        only when ``raw``'s header hashes to ``key``, is the header ``block`` carries, and
+        commits to ``block``'s body and ``tx_ids``; otherwise nothing is kept and
+        ``block_hash`` finds and reports the fault as for any block."""
+        n = header_size(len(block.chain_id))
+        try:
+            header = Header.decode(raw[:n])
+            if self.suite.hash(raw[:n]) != key or block.decoded_header(self.suite) != header:
+                return
+            check_body(block, tx_ids, self.suite)
+        except (ProtocolError, ValueError):
+            return
+        if len(self._ids) >= limits.decoded_blocks_cached_max:
+            self._ids.clear()
+        self._ids[raw] = key
+        self._keep_decoded(key, (block, list(tx_ids)))
 
     def is_valid(self, height: int, raw: bytes) -> bool:
         try:

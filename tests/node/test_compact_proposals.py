@@ -54,6 +54,7 @@ def test_a_block_whose_transactions_are_all_pooled_is_complete_at_once():
     compact = CompactBlocks(lambda ids: [pool.get(i) for i in ids])
     pending = compact.open(_proposal(raw), head, ids, b"peer")
     assert not pending.missing and pending.block() == raw and len(compact) == 0
+    assert pending.decoded() == Block.decode(raw)  # what parsing the whole block gives
 
 
 def test_missing_transactions_are_tracked_filled_and_checked():
@@ -72,6 +73,7 @@ def test_missing_transactions_are_tracked_filled_and_checked():
     assert compact.receive(p.block_hash, [1, 3], [txs[1], txs[3]]) is None
     done = compact.receive(p.block_hash, [4], [txs[4]])
     assert done is pending and done.block() == raw and len(compact) == 0
+    assert done.decoded() == Block.decode(raw)
     # Late duplicates for a completed block are ignored.
     assert compact.receive(p.block_hash, [4], [txs[4]]) is None
 

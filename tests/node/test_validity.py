@@ -143,3 +143,37 @@ def test_verdicts_are_cached_and_cleared_at_commit():
     v.clear()
     assert not v.is_valid(5, bad)
     assert counters.get("invalid_block") == 2
+
+
+def test_a_remembered_block_is_not_parsed_or_hashed_again():
+    """``remember_block`` (compact proposals) keeps a block's id and decoded form as ``block_hash``
+    and ``decoded`` would compute them; a block whose body does not match its header is not
+    kept, so ``block_hash`` still finds the fault. Fails if remembering skipped the body check
+    or kept something other than what parsing gives."""
+    from engine.block import block_id
+    from engine.errors import ProtocolError
+
+    v, counters = _validator()
+    raw = _block()
+    parsed = Block.decode(raw)
+    ids = [blake3(t) for t in parsed.txs]
+    mine = Block.decode(raw)
+    v.remember_block(raw, block_id(raw), mine, ids)
+    assert v.block_hash(raw) == block_id(raw)
+    kept = v.decoded(block_id(raw), raw)
+    assert kept[0] is mine and kept[1] == ids  # the remembered objects, not a new parse
+    assert v.is_valid(5, raw)
+    # Not kept: a body its header does not commit to (another last commit), ids that do not
+    # have the header's tx root, a key that is not the header's hash.
+    forged = dataclasses.replace(parsed, last_commit=_cert(4, PARENT, signers=range(1, 4)))
+    swapped = [ids[1], ids[0], ids[2]]
+    for block, tx_ids, key in ((forged, ids, block_id(raw)), (parsed, swapped, block_id(raw)),
+                               (parsed, ids, b"\x01" * 32)):
+        v.clear()
+        v.remember_block(raw, key, block, tx_ids)
+        assert v.block_hash(raw) == block_id(raw)
+        again = v.decoded(block_id(raw), raw)
+        assert again[0] is not block and again[0] == parsed and again[1] == ids
+    with pytest.raises(ProtocolError):
+        v.block_hash(raw[:-1] + bytes([raw[-1] ^ 1]))
+    assert counters.get("invalid_block") == 0
