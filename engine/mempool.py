@@ -293,6 +293,9 @@ class Mempool:
         self._task: asyncio.Task | None = None
         #: Called with (batch size, seconds spent hashing + verifying) after every batch.
         self.observe_batch: Callable[[int, float], None] = lambda size, seconds: None
+        #: Called with (stage, thread CPU seconds): "admission" and "verification"
+        #: (engine/node/stagecpu.py).
+        self.stage_cpu: Callable[[str, float], None] = lambda stage, seconds: None
         self.rejected: dict[str, int] = {}
         #: Replay protection (engine.nonces.NonceTable), or None: nonces not enforced.
         self._nonces = nonces
@@ -491,8 +494,10 @@ class Mempool:
                 # otherwise hold the loop for tens of milliseconds. The checks in _admit_chunk
                 # are live, so a block committed meanwhile is still refused as a duplicate.
                 await asyncio.sleep(0)
+            t0 = time.thread_time()
             self._admit_chunk(batch[start:start + step], ids[start:start + step],
                               verdicts[start:start + step], committed)
+            self.stage_cpu("admission", time.thread_time() - t0)
 
     def _admit_chunk(self, batch: list[tuple[bytes, _Slot | None, bool]],
                      ids: list[bytes], verdicts: list[bool | None], committed: set[bytes]) -> None:
@@ -671,6 +676,14 @@ class Mempool:
                          ) -> tuple[list[bytes], list[bool | None]]:
         """Worker thread: one native hashing call and one native batch verification (none
         when the pool is ``full``: the verdicts are then None, refused as ``mempool_full``)."""
+        t0 = time.thread_time()
+        try:
+            return self._hash_and_verify_timed(envelopes, full)
+        finally:
+            self.stage_cpu("verification", time.thread_time() - t0)
+
+    def _hash_and_verify_timed(self, envelopes: list[bytes], full: bool
+                               ) -> tuple[list[bytes], list[bool | None]]:
         ids = self.suite.hash_many(envelopes, threads=self._threads)
         if full:
             return ids, [None] * len(envelopes)
@@ -711,11 +724,18 @@ class Mempool:
             return
         envs = [envelopes[i] for i in todo]
         loop = asyncio.get_running_loop()
-        verdicts = await loop.run_in_executor(self._executor, self._verify, envs,
-                                              self.chain_id, self._threads)
+        verdicts = await loop.run_in_executor(self._executor, self._verify_timed, envs)
         for i, ok in zip(todo, verdicts):
             if ok:
                 self._remember_verified(tx_ids[i])
+
+    def _verify_timed(self, envelopes: list[bytes]) -> list[bool]:
+        """Worker thread: ``verify`` of a proposal's transactions, timed as verification."""
+        t0 = time.thread_time()
+        try:
+            return self._verify(envelopes, self.chain_id, self._threads)
+        finally:
+            self.stage_cpu("verification", time.thread_time() - t0)
 
     def remove_committed(self, tx_ids: Sequence[bytes]) -> None:
         self._drop_many(tx_ids)

@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -53,6 +54,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.localnet import get_json, wait_ready
+from engine.node.stagecpu import STAGES
 
 CHAIN_ID = "bench-tps"
 SENDERS = 1000
@@ -264,6 +266,8 @@ class _Step:
     behind_s: float = 0.0  # how late the open-loop sender fell behind its schedule
     errors: list[str] = field(default_factory=list)
     cpu_percent: dict[str, float] = field(default_factory=dict)
+    #: Per node: CPU microseconds per committed transaction by stage (engine/node/stagecpu.py).
+    cpu_us_per_tx: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -490,6 +494,7 @@ def _step_summary(state: _State, step: _Step, index: int, warmup_s: float) -> di
         "blocks_per_s": round(len(blocks) / window_s, 2),
         "txs_per_block": round(committed_in_window / len(blocks), 1) if blocks else 0.0,
         "cpu_percent": step.cpu_percent,
+        "cpu_us_per_tx": step.cpu_us_per_tx,
         "errors": step.errors[:10],
     }
 
@@ -647,6 +652,7 @@ async def _drive(opts: TpsOptions, urls: list[str], procs: list[subprocess.Popen
                 profile.start(procs[0].pid, opts.duration_s)
             step.start = time.monotonic()
             meter.start()
+            stages0 = await _stage_counters(http, urls)
             if rate is None:
                 await _load_closed(http, state, step, index, pool, opts.duration_s)
             else:
@@ -656,6 +662,7 @@ async def _drive(opts: TpsOptions, urls: list[str], procs: list[subprocess.Popen
             accepted_so_far = sum(s.accepted for s in steps)
             await _drain(http, state, accepted_so_far,
                          max(DRAIN_TIMEOUT_S_MIN, opts.duration_s))
+            step.cpu_us_per_tx = _cpu_per_tx(stages0, await _stage_counters(http, urls))
             stop_progress.set()
             await prog
             summaries.append(_step_summary(state, step, index, warmup_s))
@@ -688,6 +695,63 @@ async def _drive(opts: TpsOptions, urls: list[str], procs: list[subprocess.Popen
             "committed_seen": sum(1 for i in accepted_ids if i in state.seen_at),
             "latency_all_ms": _percentiles_ms(all_lat), "timeline": timeline,
             "offered": sum(s.offered for s in steps), "rejected": sum(s.rejected for s in steps)}
+
+
+_STAGE_LINE = re.compile(r'^engine_stage_cpu_seconds_total\{stage="([a-z_]+)"\} (\S+)$')
+_PROCESS_LINE = re.compile(r"^engine_process_cpu_seconds_total (\S+)$")
+_COMMITTED_LINE = re.compile(r'^engine_node_events_total\{event="txs_committed"\} (\S+)$')
+
+
+def parse_stage_counters(text: str) -> dict[str, float]:
+    """From a node's /metrics text: the thread CPU seconds of each stage, ``process`` (the whole
+    process) and ``txs_committed``."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        m = _STAGE_LINE.match(line)
+        if m:
+            out[m.group(1)] = float(m.group(2))
+        elif (m := _PROCESS_LINE.match(line)):
+            out["process"] = float(m.group(1))
+        elif (m := _COMMITTED_LINE.match(line)):
+            out["txs_committed"] = float(m.group(1))
+    return out
+
+
+async def _stage_counters(http, urls: list[str]) -> list[dict[str, float] | None]:
+    """Every node's stage counters now (None for a node that did not answer)."""
+    import aiohttp
+
+    async def one(url: str) -> dict[str, float] | None:
+        try:
+            async with http.get(f"{url}/metrics", timeout=aiohttp.ClientTimeout(total=10)) as r:
+                return parse_stage_counters(await r.text()) if r.status == 200 else None
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            return None
+
+    return list(await asyncio.gather(*(one(u) for u in urls)))
+
+
+def cpu_per_tx(before: dict[str, float], after: dict[str, float]) -> dict[str, float] | None:
+    """CPU microseconds per transaction the node committed between two readings: each stage,
+    ``other`` (the process CPU no stage names) and ``total``; None when it committed none."""
+    txs = after.get("txs_committed", 0.0) - before.get("txs_committed", 0.0)
+    if txs <= 0 or "process" not in after or "process" not in before:
+        return None
+    out = {k: round((after[k] - before.get(k, 0.0)) / txs * 1e6, 2) for k in STAGES if k in after}
+    total = (after["process"] - before["process"]) / txs * 1e6
+    out["other"] = round(total - sum(out.values()), 2)
+    out["total"] = round(total, 2)
+    return out
+
+
+def _cpu_per_tx(before: list[dict[str, float] | None],
+                after: list[dict[str, float] | None]) -> dict[str, dict[str, float]]:
+    out = {}
+    for i, (b, a) in enumerate(zip(before, after)):
+        per = cpu_per_tx(b, a) if b is not None and a is not None else None
+        if per is not None:
+            out[f"node{i}"] = per
+    return out
 
 
 def _timeline(state: _State, started: float) -> list[list[float]]:
@@ -856,6 +920,7 @@ def _run_tps_one(opts: TpsOptions) -> dict[str, Any]:
         "txs_per_block": main["txs_per_block"],
         "rounds_per_height": check["rounds_per_height"],
         "cpu_percent": main["cpu_percent"],
+        "cpu_us_per_tx": main["cpu_us_per_tx"],
         "crypto_ceiling": ceiling,
         "tps_fraction_of_ceiling": round(main["tps"] / ceiling["tps"], 4),
         "calibration": calib,
@@ -913,6 +978,7 @@ def format_summary(report: dict[str, Any]) -> str:
         (f"  blocks               {report['blocks_per_s']} /s, {report['txs_per_block']} txs/block,"
          f" {report['rounds_per_height']} rounds/height"),
         f"  CPU % of one core    {report['cpu_percent']}",
+        *_stage_lines(report.get("cpu_us_per_tx") or {}),
         (f"  crypto ceiling       verify_txs on {ceil['threads']} cores, keys cached: "
          f"{ceil['tps']:,.0f} tx/s ({ceil.get('tps_cold_keys', 0):,.0f} cold keys; "
          f"{ceil.get('tps_batches', 0):,.0f} in batches of {ceil.get('batch_txs', 0):,}, one "
@@ -945,6 +1011,17 @@ def format_summary(report: dict[str, Any]) -> str:
             lines.append(f"    {st['offered_rate']!s:>8} -> {st['tps']:>10,.1f}   "
                          f"{st['latency_ms']['p50']} / {st['latency_ms']['p99']}")
     return "\n".join(lines)
+
+
+def _stage_lines(per_node: dict[str, dict[str, float]]) -> list[str]:
+    """The mean over nodes of CPU us per committed transaction, by stage (largest first)."""
+    if not per_node:
+        return []
+    keys = [k for k in next(iter(per_node.values())) if k != "total"]
+    mean = {k: sum(p.get(k, 0.0) for p in per_node.values()) / len(per_node) for k in keys}
+    total = sum(p["total"] for p in per_node.values()) / len(per_node)
+    parts = ", ".join(f"{k} {v:.1f}" for k, v in sorted(mean.items(), key=lambda kv: -kv[1]))
+    return [f"  CPU us per tx        {total:.1f} per node (mean of {len(per_node)}): {parts}"]
 
 
 def run_tps_command(opts: TpsOptions) -> tuple[dict[str, Any] | None, bool]:

@@ -29,6 +29,7 @@ from engine.node.evidence import EvidencePool
 from engine.node.metrics import NodeMetrics
 from engine.node.ports import Counters
 from engine.node.queries import RecentBlocks, Waiters
+from engine.node.stagecpu import no_stage
 from engine.node.tip import ChainTip
 from engine.node.validity import BlockValidator
 from engine.node.valset import ValidatorHistory
@@ -82,9 +83,13 @@ class BlockCommitter:
         #: Called with the committed height after everything else (status gossip, resets).
         self.after_commit: list[Callable[[int], None]] = []
         self._last_commit_time = time.monotonic()
+        #: Thread CPU by stage (engine/node/stagecpu.py): execution, storage, the rest.
+        self.stage_cpu: Callable[[str, float], None] = no_stage
         self._compaction_pending = False
 
     def commit(self, decide: cs.Decide) -> None:
+        clock = time.thread_time
+        t0 = clock()
         block, tx_ids = self.validator.decoded(decide.block_hash, decide.block)
         pooled = self.mempool.decoded_many(tx_ids)  # pooled ones are decoded already
         txs: list[txmod.Tx] = cast("list[txmod.Tx]", pooled) if None not in pooled else [
@@ -107,12 +112,14 @@ class BlockCommitter:
                 changes = [(k, v) for k, v in changes if not k.startswith(RESERVED_PREFIX)]
             changes += self.nonces.apply_block(map(_SENDER_NONCE, txs),
                                                block_id=decide.block_hash)
+        t1 = clock()
         self.store.save_block(
             decide.height, decide.block_hash, block.head(self.validator.suite), list(block.txs),
             decide.certificate.encode(), parent_hash=block.parent_hash, app_hash=result.app_hash,
             results=_packed_results(result.tx_results), state_changes=changes,
             tx_ids=tx_ids,
             validator_set=None if change is None else (change[0], change[1].encode()))
+        t2 = clock()
         if self.history is not None:
             if change is not None:
                 self.history.record(*change)
@@ -141,6 +148,10 @@ class BlockCommitter:
                                 getattr(result, "events", ()))
         for hook in self.after_commit:
             hook(decide.height)
+        stage = self.stage_cpu
+        stage("execution", t1 - t0)
+        stage("storage", t2 - t1)
+        stage("commit_other", clock() - t2)
 
     def _validator_change(self, height: int,
                           result: BlockResult) -> tuple[int, cs.ValidatorSet] | None:

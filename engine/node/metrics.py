@@ -8,7 +8,7 @@ happen. The metrics know nothing of the node: they are given a function that rea
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -27,6 +27,9 @@ class MetricsState:
     peer_faults: Mapping[str, int]
     mempool_rejected: Mapping[str, int]
     events: Mapping[str, int]
+    #: Thread CPU seconds by stage (engine/node/stagecpu.py), and of the whole process.
+    stage_cpu: Mapping[str, float] = field(default_factory=dict)
+    process_cpu: float = 0.0
 
 
 class _StateCollector(Collector):
@@ -50,6 +53,15 @@ class _StateCollector(Collector):
             for key, count in sorted(values.items()):
                 family.add_metric([key], count)
             yield family
+        stages = CounterMetricFamily(
+            "engine_stage_cpu_seconds", "Thread CPU time by stage of the transaction path",
+            labels=["stage"])
+        for stage, seconds in s.stage_cpu.items():
+            stages.add_metric([stage], seconds)
+        yield stages
+        yield CounterMetricFamily("engine_process_cpu_seconds",
+                                  "CPU time of the node process (every thread)",
+                                  value=s.process_cpu)
 
 
 class NodeMetrics:

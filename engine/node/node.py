@@ -46,6 +46,7 @@ from engine.node.queries import NodeQueries, RecentBlocks, Waiters
 from engine.node.router import PeerRouter, TxGossip
 from engine.node.signatures import VerifiedSignatures
 from engine.node.snapshots import SnapshotManager
+from engine.node.stagecpu import StageCpu
 from engine.node.tip import ChainTip
 from engine.node.validity import BlockValidator
 from engine.node.valset import PeerFollower, ValidatorHistory
@@ -120,6 +121,8 @@ class Node:
         self._halted = asyncio.Event()
         self.events = EventBus()
         self._query_takes_height = _takes_height(self.app.query)
+        #: Thread CPU by stage of the transaction path (engine/node/stagecpu.py, /metrics).
+        self.stage_cpu = StageCpu()
         self.metrics = NodeMetrics(self._metrics_state)
 
     # ------------------------------------------------------------------ life cycle
@@ -166,6 +169,7 @@ class Node:
             nonces=nonces, suite=self.suite)
         hooks.mempool = mempool
         mempool.observe_batch = self.metrics.observe_batch
+        mempool.stage_cpu = self.stage_cpu.add
         mempool.start()
 
         observer = self._seams.observer or NullObserver()
@@ -183,6 +187,7 @@ class Node:
                                  mempool=mempool, store=store, evidence=evidence,
                                  validator=validity, spawn=self._spawn,
                                  prepare=hooks.prepare if hooks.prepares else None)
+        validity.stage_cpu = producer.stage_cpu = self.stage_cpu.add
         recent = RecentBlocks()
         committer = BlockCommitter(app=self.app, store=store, mempool=mempool, tip=self.tip,
                                    validator=validity, evidence=evidence, metrics=self.metrics,
@@ -190,6 +195,7 @@ class Node:
                                    chain_id=self.home.genesis.chain_id,
                                    validators=self.validators, events=self.events,
                                    nonces=nonces, history=history)
+        committer.stage_cpu = self.stage_cpu.add
         self._queries = NodeQueries(store=store, tip=self.tip, genesis=self.home.genesis,
                                     validators=self.validators, recent=recent,
                                     waiters=self._waiters, history=history)
@@ -242,6 +248,7 @@ class Node:
                             mempool=mempool, validator=validity, evidence=evidence, sync=sync,
                             signatures=signatures, wire=wire, spawn=self._spawn,
                             counters=self.counters, snapshots=snapshots)
+        router.stage_cpu = self.stage_cpu.add
         self.peers = wire.peers = PeerSet(
             node_key=self.node_key, chain_id=self.home.genesis.chain_id,
             listen_host=cfg.p2p_host, listen_port=cfg.p2p_port,
@@ -450,7 +457,8 @@ class Node:
             peers=len(peers.connected()) if peers else 0,
             peer_faults=dict(peers.faults) if peers else {},
             mempool_rejected=dict(mempool.rejected) if mempool else {},
-            events={**self.counters.values, **self._chaos_counts()})
+            events={**self.counters.values, **self._chaos_counts()},
+            stage_cpu=self.stage_cpu.snapshot(), process_cpu=time.process_time())
 
     def _chaos_counts(self) -> dict[str, int]:
         """What the chaos transport did (test tooling, when a seam installed it)."""

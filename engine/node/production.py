@@ -20,6 +20,7 @@ from engine.config import NodeConfig
 from engine.mempool import Mempool
 from engine.node.driver import ConsensusDriver
 from engine.node.evidence import EvidencePool
+from engine.node.stagecpu import no_stage
 from engine.node.tip import ChainTip
 from engine.node.validity import BlockValidator
 from engine.store import Store
@@ -89,6 +90,8 @@ class BlockProducer:
         self.spawn = spawn
         #: The application's ``prepare_proposal`` (engine/node/apphooks.py).
         self.prepare = prepare
+        #: Thread CPU by stage (engine/node/stagecpu.py): making this node's proposals.
+        self.stage_cpu: Callable[[str, float], None] = no_stage
         self.driver: ConsensusDriver | None = None
 
     def bind(self, driver: ConsensusDriver) -> None:
@@ -113,8 +116,10 @@ class BlockProducer:
         if driver is None or not driver.running \
                 or (driver.core.height, driver.core.round) != (height, round):
             return
+        t0 = time.thread_time()
         block = self.make_block(height, driver.core.own_index or 0)
         self.validator.remember(self.validator.block_hash(block), True)
+        self.stage_cpu("proposal", time.thread_time() - t0)
         driver.input(cs.ValueReady(height, round, block), height)
 
     def make_block(self, height: int, proposer_index: int) -> bytes:

@@ -11,6 +11,7 @@ and the peer penalised.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -26,6 +27,7 @@ from engine.node.evidence import EvidencePool
 from engine.node.ports import Counters
 from engine.node.signatures import VerifiedSignatures
 from engine.node.snapshots import SnapshotManager
+from engine.node.stagecpu import no_stage
 from engine.node.validity import BlockValidator
 from engine.node.wire import PeerWire
 
@@ -52,6 +54,8 @@ class PeerRouter:
         self.wire = wire
         self.spawn = spawn
         self.counters = counters if counters is not None else Counters()
+        #: Thread CPU by stage (engine/node/stagecpu.py): completing compact proposals.
+        self.stage_cpu: Callable[[str, float], None] = no_stage
         self.compact = CompactBlocks(mempool.envelopes, validator.suite)
         self._handlers: dict[int, Callable[..., None]] = {
             codec.STATUS: sync.on_status, codec.PROPOSAL: self._on_proposal,
@@ -112,8 +116,12 @@ class PeerRouter:
         p = self._signed_proposal(proposal)
         if p is None:
             return
-        self.compact.forget_below(self.driver.core.height)
-        pending = self.compact.open(p, head, ids, peer)
+        t0 = time.thread_time()
+        try:
+            self.compact.forget_below(self.driver.core.height)
+            pending = self.compact.open(p, head, ids, peer)
+        finally:
+            self.stage_cpu("proposal", time.thread_time() - t0)
         if pending.missing:
             self.counters.add("compact_txs_fetched", len(pending.missing))
             self.wire.send(peer, codec.encode(codec.GET_PROPOSAL_TXS, p.height, p.block_hash,
@@ -123,12 +131,14 @@ class PeerRouter:
 
     def _accept_complete(self, pending: Pending) -> None:
         if self.driver.height_kept(pending.proposal.height):
+            t0 = time.thread_time()
             raw = pending.block()
             # Its id and transaction ids are known (the head hashed to the signed id, the ids
             # to the header's tx root, each envelope to its id): the validator need not parse
             # and hash the whole block again.
             self.validator.remember_block(raw, pending.proposal.block_hash, pending.decoded(),
-                                    pending.ids)
+                                          pending.ids)
+            self.stage_cpu("proposal", time.thread_time() - t0)
             self._accept_proposal(pending.proposal, raw)
 
     def _on_get_proposal_txs(self, peer: bytes, height: int, block_hash: bytes,

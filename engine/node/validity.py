@@ -15,6 +15,7 @@ Every cache here is bounded (engine/limits.py) and emptied at each commit.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 from engine import consensus as cs
@@ -24,6 +25,7 @@ from engine.block import Block, Header, block_id, check_body, header_size
 from engine.errors import ProtocolError
 from engine.mempool import Mempool
 from engine.node.ports import Counters
+from engine.node.stagecpu import no_stage
 from engine.node.tip import ChainTip
 from engine.node.valset import ValidatorHistory
 from engine.nonces import NonceTable
@@ -72,6 +74,8 @@ class BlockValidator:
         #: bytes object's hash).
         self._ids: dict[bytes, bytes] = {}
         self._certificates_ok: set[bytes] = set()
+        #: Thread CPU by stage (engine/node/stagecpu.py): checking proposed blocks.
+        self.stage_cpu: Callable[[str, float], None] = no_stage
 
     def validator_hashes(self, height: int) -> tuple[bytes, bytes]:
         """(validators_hash, next_validators_hash) that a block at ``height`` must carry."""
@@ -125,6 +129,13 @@ class BlockValidator:
         self._keep_decoded(key, (block, list(tx_ids)))
 
     def is_valid(self, height: int, raw: bytes) -> bool:
+        t0 = time.thread_time()
+        try:
+            return self._is_valid(height, raw)
+        finally:
+            self.stage_cpu("validity", time.thread_time() - t0)
+
+    def _is_valid(self, height: int, raw: bytes) -> bool:
         try:
             key = self.block_hash(raw)
         except ProtocolError as e:

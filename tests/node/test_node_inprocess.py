@@ -113,6 +113,17 @@ async def _rpc_checks(node):
         async with http.get(f"{url}/metrics") as r:
             text = await r.text()
         assert "engine_height" in text and "engine_mempool_batch_size_bucket" in text
+        # Thread CPU by stage (engine/node/stagecpu.py): every stage of the transactions'
+        # path ran on this node (it verified, pooled, proposed or completed proposals, checked,
+        # executed and stored blocks), and no stage is counted twice (their sum is within the
+        # process's CPU, here four nodes').
+        from engine.benchmarks.tps import parse_stage_counters
+        from engine.node.stagecpu import STAGES
+
+        counters = parse_stage_counters(text)
+        assert all(counters[s] > 0 for s in STAGES), counters
+        assert sum(counters[s] for s in STAGES) <= counters["process"]
+        assert counters["txs_committed"] >= 21
 
         bad = [
             ("POST", "/tx", b"", 400), ("POST", "/tx", os.urandom(50), 400),
