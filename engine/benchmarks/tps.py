@@ -699,12 +699,14 @@ async def _drive(opts: TpsOptions, urls: list[str], procs: list[subprocess.Popen
 
 _STAGE_LINE = re.compile(r'^engine_stage_cpu_seconds_total\{stage="([a-z_]+)"\} (\S+)$')
 _PROCESS_LINE = re.compile(r"^engine_process_cpu_seconds_total (\S+)$")
+_NATIVE_LINE = re.compile(r"^engine_native_threads_cpu_seconds_total (\S+)$")
 _COMMITTED_LINE = re.compile(r'^engine_node_events_total\{event="txs_committed"\} (\S+)$')
 
 
 def parse_stage_counters(text: str) -> dict[str, float]:
-    """From a node's /metrics text: the thread CPU seconds of each stage, ``process`` (the whole
-    process) and ``txs_committed``."""
+    """From a node's /metrics text: the thread CPU seconds of each stage, ``native_threads``
+    (the native kernels' helper threads), ``process`` (the whole process) and
+    ``txs_committed``."""
     out: dict[str, float] = {}
     for line in text.splitlines():
         m = _STAGE_LINE.match(line)
@@ -712,6 +714,8 @@ def parse_stage_counters(text: str) -> dict[str, float]:
             out[m.group(1)] = float(m.group(2))
         elif (m := _PROCESS_LINE.match(line)):
             out["process"] = float(m.group(1))
+        elif (m := _NATIVE_LINE.match(line)):
+            out["native_threads"] = float(m.group(1))
         elif (m := _COMMITTED_LINE.match(line)):
             out["txs_committed"] = float(m.group(1))
     return out
@@ -733,11 +737,14 @@ async def _stage_counters(http, urls: list[str]) -> list[dict[str, float] | None
 
 def cpu_per_tx(before: dict[str, float], after: dict[str, float]) -> dict[str, float] | None:
     """CPU microseconds per transaction the node committed between two readings: each stage,
-    ``other`` (the process CPU no stage names) and ``total``; None when it committed none."""
+    ``native_threads`` (the kernels' helper threads, mostly the parallel half of signature
+    batches), ``other`` (the rest of the process CPU) and ``total``; None when it committed
+    none."""
     txs = after.get("txs_committed", 0.0) - before.get("txs_committed", 0.0)
     if txs <= 0 or "process" not in after or "process" not in before:
         return None
-    out = {k: round((after[k] - before.get(k, 0.0)) / txs * 1e6, 2) for k in STAGES if k in after}
+    out = {k: round((after[k] - before.get(k, 0.0)) / txs * 1e6, 2)
+           for k in (*STAGES, "native_threads") if k in after}
     total = (after["process"] - before["process"]) / txs * 1e6
     out["other"] = round(total - sum(out.values()), 2)
     out["total"] = round(total, 2)

@@ -30,6 +30,8 @@ class MetricsState:
     #: Thread CPU seconds by stage (engine/node/stagecpu.py), and of the whole process.
     stage_cpu: Mapping[str, float] = field(default_factory=dict)
     process_cpu: float = 0.0
+    #: CPU seconds of the native kernels' helper threads (engine/node/stagecpu.py).
+    native_cpu: float = 0.0
 
 
 class _StateCollector(Collector):
@@ -62,6 +64,9 @@ class _StateCollector(Collector):
         yield CounterMetricFamily("engine_process_cpu_seconds",
                                   "CPU time of the node process (every thread)",
                                   value=s.process_cpu)
+        yield CounterMetricFamily("engine_native_threads_cpu_seconds",
+                                  "CPU time of the native kernels' helper threads",
+                                  value=s.native_cpu)
 
 
 class NodeMetrics:

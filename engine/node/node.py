@@ -46,7 +46,7 @@ from engine.node.queries import NodeQueries, RecentBlocks, Waiters
 from engine.node.router import PeerRouter, TxGossip
 from engine.node.signatures import VerifiedSignatures
 from engine.node.snapshots import SnapshotManager
-from engine.node.stagecpu import StageCpu
+from engine.node.stagecpu import StageCpu, native_threads_cpu
 from engine.node.tip import ChainTip
 from engine.node.validity import BlockValidator
 from engine.node.valset import PeerFollower, ValidatorHistory
@@ -458,7 +458,8 @@ class Node:
             peer_faults=dict(peers.faults) if peers else {},
             mempool_rejected=dict(mempool.rejected) if mempool else {},
             events={**self.counters.values, **self._chaos_counts()},
-            stage_cpu=self.stage_cpu.snapshot(), process_cpu=time.process_time())
+            stage_cpu=self.stage_cpu.snapshot(), process_cpu=time.process_time(),
+            native_cpu=native_threads_cpu())
 
     def _chaos_counts(self) -> dict[str, int]:
         """What the chaos transport did (test tooling, when a seam installed it)."""

@@ -8,6 +8,11 @@ no stage names (the event loop, sockets, HTTP, consensus messages) is their diff
 ``engine bench tps`` divides the counters' growth over the load by the transactions committed
 meanwhile: microseconds per transaction per node and stage (README, "Benchmarks").
 
+The native kernels' own helper threads (the pool that parallel hashing and signature batches
+use, ``verify_threads``) run outside every Python thread: their CPU is measured apart, as the
+process CPU minus that of the Python threads alive (``native_threads_cpu``; a Python thread
+that ended is counted there too), and exposed as ``engine_native_threads_cpu_seconds_total``.
+
 The stages do not overlap (a stage never runs inside another), so their sum is at most the
 process CPU:
 
@@ -22,7 +27,10 @@ process CPU:
 """
 from __future__ import annotations
 
-__all__ = ["STAGES", "StageCpu", "no_stage"]
+import threading
+import time
+
+__all__ = ["STAGES", "StageCpu", "native_threads_cpu", "no_stage"]
 
 STAGES = ("admission", "verification", "proposal", "validity", "execution", "storage",
           "commit_other")
@@ -48,3 +56,15 @@ class StageCpu:
 
 def no_stage(stage: str, seconds: float) -> None:
     """The default sink of a part built without a node (tests, tools): nothing is kept."""
+
+
+def native_threads_cpu() -> float:
+    """CPU seconds of this process outside its live Python threads: the native pool's helper
+    threads (and Python threads that have ended)."""
+    python = 0.0
+    for t in threading.enumerate():
+        try:
+            python += time.clock_gettime(time.pthread_getcpuclockid(t.ident or 0))
+        except (OSError, ValueError):  # the thread ended meanwhile
+            continue
+    return max(0.0, time.process_time() - python)

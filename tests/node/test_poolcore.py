@@ -196,3 +196,28 @@ def test_unseen_gives_the_ids_known_nowhere(ids, verified, committed, pooled):
     keys = [key(i) for i in ids]
     want = [n for n, i in enumerate(ids) if i not in verified | committed | pooled]
     assert _poolcore.unseen(keys, v, c, pool) == want
+
+
+def test_native_threads_cpu_counts_threads_python_does_not_know():
+    """``native_threads_cpu``: the process CPU outside the live Python threads. A batch
+    verification spread over the native pool puts CPU there; Python-thread work does not."""
+    import time
+
+    from engine import tx as txmod
+    from engine.crypto import SigningKey
+    from engine.node.stagecpu import native_threads_cpu
+
+    keys = [SigningKey(bytes([i + 1]) * 32) for i in range(64)]
+    envs = [txmod.encode_tx(k, n, b"k=v", "c") for n in range(16) for k in keys]
+    before = native_threads_cpu()
+    t0 = time.thread_time()
+    while time.thread_time() - t0 < 0.1:  # 0.1 s of Python work on this thread only
+        sum(range(1000))
+    assert native_threads_cpu() - before < 0.05
+    before = native_threads_cpu()
+    for _ in range(200):  # the helper joins a batch unless the caller took every task first
+        assert all(txmod.verify_txs(envs, "c", threads=2))
+        if native_threads_cpu() - before > 0.005:
+            break
+    else:
+        raise AssertionError("no CPU outside the Python threads after 200 parallel batches")
