@@ -37,21 +37,26 @@ STAGES = ("admission", "verification", "proposal", "validity", "execution", "sto
 
 
 class StageCpu:
-    """Thread CPU seconds by stage (``add`` may be called from any thread: each call adds to
-    one float under the GIL)."""
+    """Thread CPU seconds by stage. ``add`` is called from the event loop and from the
+    verification workers, which may add to one stage at once: a lock keeps every addition
+    whatever the interpreter's thread-switch points (CPython 3.11 happens not to switch inside
+    ``d[k] += x``; a free-threaded build would)."""
 
-    __slots__ = ("seconds",)
+    __slots__ = ("_lock", "seconds")
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+        self._lock = threading.Lock()
 
     def add(self, stage: str, seconds: float) -> None:
         if stage not in self.seconds:
             raise ValueError(f"unknown stage {stage!r} (known: {', '.join(STAGES)})")
-        self.seconds[stage] += seconds
+        with self._lock:
+            self.seconds[stage] += seconds
 
     def snapshot(self) -> dict[str, float]:
-        return dict(self.seconds)
+        with self._lock:
+            return dict(self.seconds)
 
 
 def no_stage(stage: str, seconds: float) -> None:

@@ -221,3 +221,20 @@ def test_native_threads_cpu_counts_threads_python_does_not_know():
             break
     else:
         raise AssertionError("no CPU outside the Python threads after 200 parallel batches")
+
+
+def test_stage_cpu_adds_per_stage_and_refuses_unknown_ones():
+    """``StageCpu``: additions accumulate per stage, a snapshot is a copy, an unknown stage is
+    refused by name (a typo at a timing point would otherwise vanish from the counters)."""
+    from engine.node.stagecpu import STAGES, StageCpu
+
+    cpu = StageCpu()
+    cpu.add("verification", 1.5)
+    cpu.add("verification", 2.0)
+    cpu.add("storage", 0.25)
+    snap = cpu.snapshot()
+    assert snap == {**dict.fromkeys(STAGES, 0.0), "verification": 3.5, "storage": 0.25}
+    snap["storage"] = 9.0
+    assert cpu.snapshot()["storage"] == 0.25
+    with pytest.raises(ValueError, match="unknown stage 'nope'"):
+        cpu.add("nope", 1.0)
