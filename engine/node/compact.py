@@ -51,12 +51,12 @@ class Pending:
 
     proposal: cs.Proposal
     head: bytes
+    #: The head decoded (header, last commit, evidence; no transactions).
+    head_block: Block
     ids: list[bytes]
     txs: list[bytes | None]
     source: bytes
     missing: set[int] = field(default_factory=set)
-    #: The head decoded (header, last commit, evidence; no transactions).
-    head_block: Block | None = None
 
     def fill(self, index: int, envelope: bytes) -> None:
         self.txs[index] = envelope
@@ -69,7 +69,7 @@ class Pending:
     def decoded(self) -> Block:
         """The complete block as ``Block.decode(self.block())`` gives it, from the head
         decoded on arrival and the transactions (no second parse of the whole block)."""
-        assert not self.missing and self.head_block is not None
+        assert not self.missing
         return with_txs(self.head_block, [t for t in self.txs if t is not None])
 
 
@@ -103,8 +103,8 @@ class CompactBlocks:
         if b.height != proposal.height:
             raise ProtocolError("compact proposal head is for another height")
         txs = self.lookup(ids)
-        pending = Pending(proposal, head, ids, txs, source,
-                          {i for i, t in enumerate(txs) if t is None}, b)
+        pending = Pending(proposal, head, b, ids, txs, source,
+                          {i for i, t in enumerate(txs) if t is None})
         if pending.missing:
             self._pending[proposal.block_hash] = pending
             while len(self._pending) > limits.compact_blocks_pending_max:

@@ -101,10 +101,7 @@ class BlockValidator:
         ids = self.suite.hash_many(list(b.txs)) if b.txs else []
         check_body(b, ids, self.suite)
         key = self.suite.hash(raw[:header_size(len(b.chain_id))])
-        if len(self._ids) >= limits.decoded_blocks_cached_max:
-            self._ids.clear()
-        self._ids[raw] = key
-        self._keep_decoded(key, (b, ids))
+        self._keep_block(raw, key, b, ids)
         return key
 
     def remember_block(self, raw: bytes, key: bytes, block: Block, tx_ids: list[bytes]) -> None:
@@ -123,10 +120,14 @@ class BlockValidator:
             check_body(block, tx_ids, self.suite)
         except (ProtocolError, ValueError):
             return
+        self._keep_block(raw, key, block, list(tx_ids))
+
+    def _keep_block(self, raw: bytes, key: bytes, block: Block, tx_ids: list[bytes]) -> None:
+        """Cache a checked block's id by its bytes and its decoded form by its id."""
         if len(self._ids) >= limits.decoded_blocks_cached_max:
             self._ids.clear()
         self._ids[raw] = key
-        self._keep_decoded(key, (block, list(tx_ids)))
+        self._keep_decoded(key, (block, tx_ids))
 
     def is_valid(self, height: int, raw: bytes) -> bool:
         t0 = time.thread_time()
