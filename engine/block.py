@@ -31,7 +31,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from engine._txcodec import split_chunks
+from engine._txcodec import join_chunks, split_chunks
 from engine.net.errors import ProtocolError
 from engine.suite import Suite, get_suite
 
@@ -162,7 +162,10 @@ class Block:
         return b"".join(parts)
 
     def encode(self, suite: Suite | None = None) -> bytes:
-        return self.head(suite) + b"".join(_U32.pack(len(t)) + t for t in self.txs)
+        txs = self.txs if type(self.txs) is list else list(self.txs)
+        if set(map(type, txs)) <= {bytes}:  # the usual case: one native pass, one allocation
+            return join_chunks(self.head(suite), txs)
+        return self.head(suite) + b"".join(_U32.pack(len(t)) + t for t in txs)
 
     @classmethod
     def decode(cls, data: bytes, *, header_only: bool = False) -> Block:

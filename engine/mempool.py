@@ -26,6 +26,7 @@ takes a block's transactions out of the pool.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -361,18 +362,23 @@ class Mempool:
         out: list[bytes] = []
         total = 0
         windows: dict[bytes, Any] = {}
+        pool, decoded, nonces = self._pool, self._decoded, self._nonces
         for tx_id in ids:
-            envelope = self._pool[tx_id]
+            envelope = pool[tx_id]
             if len(out) >= txs_max or total + len(envelope) > bytes_max:
                 break
-            if self._nonces is not None:
-                tx = self._decoded[tx_id]
-                w = windows.get(tx.sender)
+            if nonces is not None:
+                tx = decoded[tx_id]
+                sender, nonce = tx.sender, tx.nonce
+                w = windows.get(sender)
                 if w is None:
-                    w = windows[tx.sender] = self._nonces.window(tx.sender).copy()
-                if w.refusal(tx.nonce) is not None:
-                    continue
-                w.use(tx.nonce)
+                    w = windows[sender] = nonces.window(sender).copy()
+                if nonce == w.highest + 1:
+                    w.highest = nonce  # the next in sequence (most): what use() would do
+                else:
+                    if w.refusal(nonce) is not None:
+                        continue
+                    w.use(nonce)
             out.append(envelope)
             total += len(envelope)
         return out
@@ -422,6 +428,14 @@ class Mempool:
         beyond ``pending_txs_max`` waiting, refused as ``mempool_full`` at once."""
         pending = self._pending
         room = self.limits.pending_txs_max - len(pending)
+        if results is None and type(envelopes) is list and len(envelopes) <= room \
+                and set(map(type, envelopes)) <= {bytes}:
+            # A peer's batch (nobody waits for its answers) that fits: queued in C-level
+            # passes, the same items the loop below would queue.
+            pending.extend(zip(envelopes, itertools.repeat(None), itertools.repeat(local)))
+            if pending:
+                self._wakeup.set()
+            return
         try:
             for i, envelope in enumerate(envelopes):
                 kind = type(envelope)

@@ -190,8 +190,14 @@ class StateTree:
                 # Only keys the tree holds have an old value to read: a new key (most writes
                 # of a growing state) costs no read of the store.
                 flags = self._tree.contains(packed)
-                held = [k for k, h in zip(keys, flags) if h]
-                if held:
+                if 0 not in flags:  # every key held (a full state's rewrites): read them all
+                    olds = list(old_values(keys)) if old_values is not None \
+                        else [old_value(k) for k in keys]
+                    if len(olds) != len(keys):
+                        raise ValueError(f"old_values answered {len(olds)} values for "
+                                         f"{len(keys)} keys")
+                elif 1 in flags:
+                    held = [k for k, h in zip(keys, flags) if h]
                     found = iter(old_values(held) if old_values is not None
                                  else [old_value(k) for k in held])
                     olds = [next(found) if h else None for h in flags]

@@ -36,7 +36,7 @@ def split_block(raw: bytes, suite: Suite = DEFAULT) -> tuple[bytes, list[bytes],
     but decoded)."""
     block = Block.decode(raw)
     txs = list(block.txs)
-    tail = sum(4 + len(t) for t in txs)
+    tail = 4 * len(txs) + sum(map(len, txs))
     return raw[:len(raw) - tail], txs, suite.hash_many(txs) if txs else []
 
 

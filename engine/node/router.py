@@ -241,6 +241,11 @@ class TxGossip:
     def __call__(self, envelopes: list[bytes]) -> None:
         count_max = self.limits.txs_per_message_max
         bytes_max = self.limits.frame_bytes_max // 2  # room for msgpack framing
+        if len(envelopes) <= count_max and \
+                sum(map(len, envelopes)) + 5 * len(envelopes) <= bytes_max:
+            if envelopes:  # one message, as the loop below would send
+                self.wire.broadcast(codec.encode(codec.TXS, envelopes))
+            return
         batch: list[bytes] = []
         size = 0
         for env in envelopes:

@@ -270,5 +270,16 @@ def test_history_reads_old_values_only_for_keys_the_tree_holds():
         proof = tree.prove(key, state.get(key), height=1)
         assert proof.value == value
         verify_state_proof(r1, proof)
+    # Every key of a block held (rewrites of a full state): all read in one call, in order,
+    # and the proofs at the height before carry those old values.
+    r2 = tree.root()
+    apply(3, {b"c": b"30", b"a": b"100"})
+    assert asked[-1] == [b"c", b"a"]
+    for key, value in ((b"a", b"10"), (b"c", b"3"), (b"b", None)):
+        proof = tree.prove(key, state.get(key), height=2)
+        assert proof.value == value
+        verify_state_proof(r2, proof)
+    with pytest.raises(ValueError, match="answered 1 values for 2 keys"):
+        tree.apply(4, {b"a": b"x", b"c": b"y"}, state.get, old_values=lambda keys: [b"1"])
     with pytest.raises(ValueError, match="khs"):
         tree._tree.contains(b"x" * 33)
