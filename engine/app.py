@@ -33,6 +33,8 @@ The contract in full: docs/application.md.
 """
 from __future__ import annotations
 
+import itertools
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -418,6 +420,8 @@ class KVStoreApp(Application):
         out: list[CheckResult | None] = _kv_verdicts(
             txs, _CHECK_OK, _CHECK_NOT_KV, KEY_BYTES_MAX, VALUE_BYTES_MAX, RESERVED_PREFIX,
             VAL_PREFIX) if type(txs) is list else [None] * len(txs)
+        if not any(map(operator.is_, out, itertools.repeat(None))):
+            return cast("list[CheckResult]", out)  # no validator transaction: all answered
         check = self.check_tx
         return [check(t) if r is None else r for t, r in zip(txs, out)]
 

@@ -130,13 +130,26 @@ def _bytes(value: Any, what: str, max_bytes: int) -> bytes:
     return value
 
 
+def _all_bytes(items: list, max_bytes: int, min_bytes: int = 0) -> bool:
+    """Whether every item is bytes of ``min_bytes..max_bytes``: a well-formed message's list,
+    checked in C-level passes (the per-item loops run only to name a bad item)."""
+    return set(map(type, items)) <= _BYTES and (
+        not items or (max(map(len, items)) <= max_bytes
+                      and (not min_bytes or min(map(len, items)) >= min_bytes)))
+
+
+_BYTES = {bytes}
+_INT = {int}
+
+
 def _byte_list(value: Any, what: str, count_max: int, item_bytes_max: int) -> list[bytes]:
     if not isinstance(value, list):
         raise ProtocolError(f"{what} must be an array")
     if not 0 < len(value) <= count_max:
         raise ProtocolError(f"{what} holds {len(value)} items, allowed 1..{count_max}")
-    for i, item in enumerate(value):
-        _bytes(item, f"{what}[{i}]", item_bytes_max)
+    if not _all_bytes(value, item_bytes_max):
+        for i, item in enumerate(value):
+            _bytes(item, f"{what}[{i}]", item_bytes_max)
     return value
 
 
@@ -203,17 +216,20 @@ def _list(value: Any, what: str, count_max: int, *, empty: bool = False) -> list
 def _compact_proposal(f: list, lim: NetLimits) -> list:
     _arity(f, 3, "compact proposal")
     ids = _list(f[2], "compact proposal ids", lim.proposal_txs_max, empty=True)
-    for i, tx_id in enumerate(ids):
-        if type(tx_id) is not bytes or len(tx_id) != 32:
-            raise ProtocolError(f"compact proposal ids[{i}] must be 32 bytes")
+    if not _all_bytes(ids, 32, 32):
+        for i, tx_id in enumerate(ids):
+            if type(tx_id) is not bytes or len(tx_id) != 32:
+                raise ProtocolError(f"compact proposal ids[{i}] must be 32 bytes")
     return [_bytes(f[0], "proposal", 4096), _bytes(f[1], "proposal head", lim.frame_bytes_max),
             ids]
 
 
 def _indices(value: Any, what: str, lim: NetLimits) -> list[int]:
     items = _list(value, what, lim.proposal_txs_max)
-    for i, x in enumerate(items):
-        _uint(x, f"{what}[{i}]", 0, lim.proposal_txs_max - 1)
+    if not (set(map(type, items)) <= _INT and min(items) >= 0
+            and max(items) <= lim.proposal_txs_max - 1):
+        for i, x in enumerate(items):
+            _uint(x, f"{what}[{i}]", 0, lim.proposal_txs_max - 1)
     return items
 
 
@@ -235,8 +251,9 @@ def _proposal_txs(f: list, lim: NetLimits) -> list:
     envelopes = _list(f[3], "proposal_txs envelopes", lim.proposal_txs_max)
     if len(envelopes) != len(indices):
         raise ProtocolError("proposal_txs needs one envelope per index")
-    for i, e in enumerate(envelopes):
-        _bytes(e, f"proposal_txs envelopes[{i}]", lim.tx_bytes_max)
+    if not _all_bytes(envelopes, lim.tx_bytes_max):
+        for i, e in enumerate(envelopes):
+            _bytes(e, f"proposal_txs envelopes[{i}]", lim.tx_bytes_max)
     return [_uint(f[0], "proposal_txs height", 1, HEIGHT_MAX), block_hash, indices, envelopes]
 
 
