@@ -934,9 +934,8 @@ class Store:
         key = _bytes(key, "key")
         if not key:
             raise ValueError("key must not be empty")
-        cached = self._state_cache.get(key, _MISS)
-        if cached is not _MISS:
-            return cached
+        if key in self._state_cache:
+            return self._state_cache[key]
         return self._read(lambda txn: _copy(self._get(txn, "state", key)))
 
     def state_get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
