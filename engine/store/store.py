@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import errno
 import itertools
-import operator
 import os
 import struct
 import threading
@@ -51,23 +50,12 @@ record_buffer_keep_bytes = 64 << 20
 wal_entry_bytes_max = 64 << 20
 #: Memory for verified tx index runs kept for lookups (16 bytes per committed tx).
 tx_index_cache_bytes_max = 128 << 20
-#: Memory for the committed values of recently written state keys, which later reads (the
-#: old values a state tree keeps for its history) take without an LMDB read and a checksum
-#: (key and value bytes plus ``state_cache_entry_overhead`` per entry; past it, the older half
-#: is dropped). 0 turns the cache off.
-state_cache_bytes_max = 64 << 20
-state_cache_entry_overhead = 160
-#: Larger values are not cached (they would crowd out many small ones).
-state_cache_value_bytes_max = 64 << 10
 find_txs_ids_max = 1 << 20
 #: Blocks whose index runs may wait for compact_index before save_block compacts by itself.
 index_pending_blocks_max = 4 * _txindex.TX_INDEX_MERGE_FANOUT
 #: Blocks one prune transaction removes (keeps a transaction's dirty pages bounded).
 prune_blocks_per_txn_max = 4096
 ZERO_HASH = bytes(HASH_BYTES)
-#: A key the state cache does not hold (None is a cached deletion).
-_MISS = object()
-_KEY, _VALUE = operator.itemgetter(0), operator.itemgetter(1)
 
 # version, height, block hash, parent hash, app hash, tx root, app chain, header len, txs, results
 _BLOCK = struct.Struct("<BQ32s32s32s32s32sIII")
@@ -258,10 +246,6 @@ class Store:
         self._dbs: dict[str, object] = {}
         self._runs = _txindex.RunCache(tx_index_cache_bytes_max)
         self._record = bytearray()
-        #: key -> its committed value (None: deleted) for keys written by this process's
-        #: saved blocks, in the order first cached; only ever filled after a write committed.
-        self._state_cache: dict[bytes, bytes | None] = {}
-        self._state_cache_bytes = 0
         #: Blocks waiting for compact_index as of this process's last save (None: unknown).
         self._index_pending: int | None = None
         #: The chain's crypto suite (tx ids, tx root, proofs): set at creation, fixed after.
@@ -521,7 +505,6 @@ class Store:
             return out
 
         root, pending = self._write(write, what=f"save block {height}")
-        self._cache_state(args[-1])
         self._index_pending = pending
         if pending >= index_pending_blocks_max:
             self.compact_index()  # the caller does not compact: keep lookups bounded anyway
@@ -917,7 +900,6 @@ class Store:
             self._put_meta(txn, b"genesis", app_hash)
 
         self._write(write, durable=True, what="save genesis")
-        self._forget_state_cache()  # empty anyway (before block 1): never a stale value
 
     def validator_sets(self) -> list[tuple[int, bytes]]:
         """The validator-set history: every (first height it signs, encoded set) record, in
@@ -934,8 +916,6 @@ class Store:
         key = _bytes(key, "key")
         if not key:
             raise ValueError("key must not be empty")
-        if key in self._state_cache:
-            return self._state_cache[key]
         return self._read(lambda txn: _copy(self._get(txn, "state", key)))
 
     def state_get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
@@ -948,56 +928,13 @@ class Store:
         if not all(keys):
             raise ValueError("keys must not be empty")
         state = self._dbs["state"]
-        found: list = []
-        if self._state_cache:
-            found = list(map(self._state_cache.get, keys, itertools.repeat(_MISS)))
-            if not any(map(operator.is_, found, itertools.repeat(_MISS))):
-                return found  # every key written by a block this process saved
-            missing = [i for i, v in enumerate(found) if v is _MISS]
-            keys = [keys[i] for i in missing]
 
         def read(txn) -> list[bytes | None]:
             get = txn.get
             # Positional (key, default, db): keyword parsing per call cost ~0.1 us a key.
             return unseal_many("state", keys, [get(k, None, state) for k in keys])
 
-        values = self._read(read)
-        if not found:
-            return values
-        for i, value in zip(missing, values):
-            found[i] = value
-        return found
-
-    def _cache_state(self, changes: list[tuple[bytes, bytes | None]]) -> None:
-        """Remember the committed values of a saved block's state ``changes`` (called once
-        its write transaction committed), within ``state_cache_bytes_max``."""
-        if not changes or not state_cache_bytes_max:
-            return
-        cache = self._state_cache
-        values = list(filter(None, map(_VALUE, changes)))
-        if values and max(map(len, values)) > state_cache_value_bytes_max:
-            # A large value is not kept, and nothing else of its key may stay either (an
-            # older value, or another change of the key in this block).
-            top = state_cache_value_bytes_max
-            big = {k for k, v in changes if v is not None and len(v) > top}
-            changes = [c for c in changes if c[0] not in big]
-            for k in big:
-                cache.pop(k, None)
-            values = list(filter(None, map(_VALUE, changes)))
-        cache.update(changes)
-        self._state_cache_bytes += sum(map(len, map(_KEY, changes))) + sum(map(len, values)) \
-            + state_cache_entry_overhead * len(changes)
-        while self._state_cache_bytes > state_cache_bytes_max and cache:
-            # Past the bound (replaced values counted twice until now): the older half goes.
-            for key in list(itertools.islice(cache, len(cache) // 2 + 1)):
-                del cache[key]
-            self._state_cache_bytes = sum(map(len, cache)) \
-                + sum(map(len, filter(None, cache.values()))) \
-                + state_cache_entry_overhead * len(cache)
-
-    def _forget_state_cache(self) -> None:
-        self._state_cache.clear()
-        self._state_cache_bytes = 0
+        return self._read(read)
 
     def state_items(self, prefix: bytes = b"") -> list[tuple[bytes, bytes]]:
         """All committed (key, value) pairs whose key starts with ``prefix``, in key order."""
@@ -1377,7 +1314,6 @@ class Store:
             txn.cursor(db=self._dbs["state"]).putmulti(zip(keys, sealed), append=True)
 
         self._write(write, durable=True, what=f"restore from snapshot at height {height}")
-        self._forget_state_cache()
 
 
 class StateReader:
