@@ -34,11 +34,14 @@ def free_base_port(count: int, rng: random.Random | None = None) -> int:
     raise RuntimeError("no free port range found")
 
 
-def spawn_node(home: str, log_path: str) -> subprocess.Popen:
-    """Start `engine start --home HOME` in its own session, output to log_path."""
+def spawn_node(home: str, log_path: str,
+               env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start `engine start --home HOME` in its own session, output to log_path (``env``: the
+    child's environment, default this process's)."""
     with open(log_path, "wb") as log:  # the child keeps its own descriptor
         return subprocess.Popen([sys.executable, "-m", "engine", "start", "--home", home],
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                env=env)
 
 
 def shutdown_nodes(procs: list[subprocess.Popen], grace_s: float) -> list[int | None]:

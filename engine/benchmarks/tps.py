@@ -111,6 +111,10 @@ class TpsOptions:
     #: The nodes' ``block_interval_ms`` (None: the node default, 100 ms). Blocks are at least
     #: that far apart, so at moderate rates the interval, not the work, paces the chain.
     block_interval_ms: int | None = None
+    #: A one-way delay added to every message between the nodes, in ms (0: none): the test
+    #: chaos transport (engine/net/chaos.py, installed through ``testing.toml`` and
+    #: ``ENGINE_TEST_FAULTS=1``), for heights paced by the network as across a WAN.
+    net_latency_ms: int = 0
 
     @classmethod
     def from_args(cls, args: Any) -> TpsOptions:
@@ -136,7 +140,8 @@ class TpsOptions:
                    find_max=getattr(args, "find_max", False),
                    slo_p50_ms=getattr(args, "slo_p50_ms", SLO_P50_MS_DEFAULT),
                    find_max_rungs=getattr(args, "find_max_rungs", FIND_MAX_RUNGS_MAX),
-                   block_interval_ms=getattr(args, "block_interval_ms", None))
+                   block_interval_ms=getattr(args, "block_interval_ms", None),
+                   net_latency_ms=getattr(args, "net_latency_ms", None) or 0)
         opts.validate()
         return opts
 
@@ -170,6 +175,26 @@ class TpsOptions:
         if interval is not None and (type(interval) is not int or not 1 <= interval <= 60_000):
             raise ValueError(f"block_interval_ms must be an integer in 1..60000, not "
                              f"{interval!r}")
+        from engine.net.chaos import CHAOS_LATENCY_MS_MAX
+
+        latency = self.net_latency_ms
+        if type(latency) is not int or not 0 <= latency <= CHAOS_LATENCY_MS_MAX:
+            raise ValueError(f"net_latency_ms must be an integer in 0..{CHAOS_LATENCY_MS_MAX}, "
+                             f"not {latency!r}")
+
+
+def _latency_env(homes: list, latency_ms: int) -> dict[str, str] | None:
+    """With a latency: each home's ``testing.toml`` asks for the chaos transport's delay, and
+    the environment the nodes start in enables test seams (engine/faults/hooks.py); else
+    None (the nodes start as any node does)."""
+    if not latency_ms:
+        return None
+    from engine.faults.hooks import ENV_SWITCH, TESTING_FILE
+
+    for h in homes:
+        with open(os.path.join(h.path, TESTING_FILE), "w") as f:
+            f.write(f"[chaos]\nlatency_ms = {latency_ms}\n")
+    return {**os.environ, ENV_SWITCH: "1"}
 
 
 # ---- signing before the clock starts ---------------------------------------------------------
@@ -681,6 +706,8 @@ async def _drive(opts: TpsOptions, urls: list[str], procs: list[subprocess.Popen
                     plan.append(nxt)
         stop_watch.set()
         await asyncio.gather(*watchers)
+        delayed = [int(c.get("chaos_delayed", 0)) if c is not None else None
+                   for c in await _stage_counters(http, urls)]
         states = await asyncio.gather(*(get_json(http, f"{u}/status") for u in urls))
         common = min(s["latest_height"] for s in states if s) if all(states) else 0
         accepted_ids = set(state.sent_at)
@@ -694,19 +721,21 @@ async def _drive(opts: TpsOptions, urls: list[str], procs: list[subprocess.Popen
             "accepted_ids": len(accepted_ids),
             "committed_seen": sum(1 for i in accepted_ids if i in state.seen_at),
             "latency_all_ms": _percentiles_ms(all_lat), "timeline": timeline,
-            "offered": sum(s.offered for s in steps), "rejected": sum(s.rejected for s in steps)}
+            "offered": sum(s.offered for s in steps), "rejected": sum(s.rejected for s in steps),
+            "messages_delayed": delayed}
 
 
 _STAGE_LINE = re.compile(r'^engine_stage_cpu_seconds_total\{stage="([a-z_]+)"\} (\S+)$')
 _PROCESS_LINE = re.compile(r"^engine_process_cpu_seconds_total (\S+)$")
 _NATIVE_LINE = re.compile(r"^engine_native_threads_cpu_seconds_total (\S+)$")
 _COMMITTED_LINE = re.compile(r'^engine_node_events_total\{event="txs_committed"\} (\S+)$')
+_DELAYED_LINE = re.compile(r'^engine_node_events_total\{event="chaos:delayed"\} (\S+)$')
 
 
 def parse_stage_counters(text: str) -> dict[str, float]:
     """From a node's /metrics text: the thread CPU seconds of each stage, ``native_threads``
-    (the native kernels' helper threads), ``process`` (the whole process) and
-    ``txs_committed``."""
+    (the native kernels' helper threads), ``process`` (the whole process), ``txs_committed``
+    and ``chaos_delayed`` (messages the test chaos transport delayed, with --net-latency-ms)."""
     out: dict[str, float] = {}
     for line in text.splitlines():
         m = _STAGE_LINE.match(line)
@@ -718,6 +747,8 @@ def parse_stage_counters(text: str) -> dict[str, float]:
             out["native_threads"] = float(m.group(1))
         elif (m := _COMMITTED_LINE.match(line)):
             out["txs_committed"] = float(m.group(1))
+        elif (m := _DELAYED_LINE.match(line)):
+            out["chaos_delayed"] = float(m.group(1))
     return out
 
 
@@ -877,11 +908,15 @@ def _run_tps_one(opts: TpsOptions) -> dict[str, Any]:
         homes = init_testnet(workdir, opts.validators, base_port=base, chain_id=CHAIN_ID,
                              crypto=opts.crypto, **settings)
         interval_ms = homes[0].config.block_interval_ms
+        env = _latency_env(homes, opts.net_latency_ms)
         for h in homes:
-            procs.append(spawn_node(h.path, os.path.join(workdir, f"{h.config.moniker}.log")))
+            procs.append(spawn_node(h.path, os.path.join(workdir, f"{h.config.moniker}.log"),
+                                    env=env))
         last_port = base + 2 * opts.validators - 1
         say(f"{opts.validators} validators in {workdir} (ports {base}..{last_port}), "
-            f"sync on, block interval {interval_ms} ms; load "
+            f"sync on, block interval {interval_ms} ms"
+            + (f", {opts.net_latency_ms} ms one-way between nodes" if opts.net_latency_ms
+               else "") + "; load "
             f"{'max' if opts.rate is None else opts.rate} tx/s for "
             f"{opts.duration_s:g} s" + (" per rung" if opts.sweep else ""), flush=True)
         search = MaxSearch(start=opts.rate or FIND_MAX_START_TPS,
@@ -937,6 +972,7 @@ def _run_tps_one(opts: TpsOptions) -> dict[str, Any]:
                            "sweep " + ",".join(str(r or "max") for r in _sweep_rates(opts))
                            if opts.sweep else opts.rate or "max"), "sweep": opts.sweep,
                   "store_sync": True, "block_interval_ms": interval_ms,
+                  "net_latency_ms": opts.net_latency_ms,
                   "senders": SENDERS, "batch_interval_ms": BATCH_INTERVAL_MS,
                   "poll_ms": POLL_MS, "signing_s": round(sign_s, 1),
                   "latency": "POST sent -> block seen committed on node0 (long poll)",
@@ -948,6 +984,9 @@ def _run_tps_one(opts: TpsOptions) -> dict[str, Any]:
         "exit_codes": codes,
         **find_max,
     }
+    if opts.net_latency_ms:
+        report["net_latency"] = {"one_way_ms": opts.net_latency_ms,
+                                 "messages_delayed": result["messages_delayed"]}
     if profile is not None:
         report["profile"] = profile.summary
     return report
@@ -967,7 +1006,20 @@ def passed(report: dict[str, Any]) -> tuple[bool, list[str]]:
         problems.append("no transaction was accepted")
     if any(c != 0 for c in report["exit_codes"]):
         problems.append(f"node exit codes {report['exit_codes']}")
+    net = report.get("net_latency")
+    if net is not None and not all(net["messages_delayed"]):
+        problems.append(f"--net-latency-ms: some node delayed no message "
+                        f"({net['messages_delayed']}): the latency was not applied")
     return not problems, problems
+
+
+def _network_lines(report: dict[str, Any]) -> list[str]:
+    net = report.get("net_latency")
+    if not net:
+        return []
+    line = (f"  network              {net['one_way_ms']} ms one way between nodes (test chaos "
+            f"transport), messages delayed per node {net['messages_delayed']}")
+    return [line]
 
 
 def format_summary(report: dict[str, Any]) -> str:
@@ -991,6 +1043,7 @@ def format_summary(report: dict[str, Any]) -> str:
          f"{ceil.get('tps_batches', 0):,.0f} in batches of {ceil.get('batch_txs', 0):,}, one "
          f"envelope per sender, as nodes admit them; {ceil['path']}); TPS is "
          f"{report['tps_fraction_of_ceiling']:.1%} of it"),
+        *_network_lines(report),
         (f"  agreement            {'all nodes agree' if report['nodes_agree'] else 'MISMATCH'} "
          f"up to height {report['check']['verified_height']}"),
     ]

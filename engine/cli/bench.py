@@ -53,6 +53,9 @@ def register(sub) -> None:
                    help="--find-max: the p50 latency a sustained rung must keep (default 500)")
     t.add_argument("--find-max-rungs", type=int, default=8,
                    help="--find-max: at most this many rungs (default 8)")
+    t.add_argument("--net-latency-ms", type=int, default=0,
+                   help="delay every message between the nodes by this many ms one way (the "
+                        "test chaos transport: heights paced by the network, as across a WAN)")
     t.add_argument("--block-interval-ms", type=int, default=None,
                    help="the nodes' block_interval_ms (default: the node default, 100); "
                         "blocks are at least this far apart, so a low one leaves heights "

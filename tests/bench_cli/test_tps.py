@@ -65,10 +65,11 @@ engine_process_cpu_seconds_total 12.0
 engine_native_threads_cpu_seconds_total 2.0
 engine_node_events_total{event="txs_committed"} 1000.0
 engine_node_events_total{event="other"} 7.0
+engine_node_events_total{event="chaos:delayed"} 42.0
 """
     before = tps.parse_stage_counters(text)
     assert before == {"admission": 1.5, "verification": 4.0, "process": 12.0,
-                      "native_threads": 2.0, "txs_committed": 1000.0}
+                      "native_threads": 2.0, "txs_committed": 1000.0, "chaos_delayed": 42.0}
     after = {"admission": 1.6, "verification": 4.3, "process": 12.8, "native_threads": 2.1,
              "txs_committed": 1100.0}
     per = tps.cpu_per_tx(before, after)
@@ -88,6 +89,32 @@ def test_a_lower_block_interval_reaches_the_nodes(tmp_path, capsys):
     assert report["lost"] == 0 and report["nodes_agree"] is True
 
 
+def test_a_network_latency_paces_the_heights(tmp_path, capsys):
+    """--net-latency-ms delays every message between the nodes (the test chaos transport):
+    a height needs a proposal, a prevote and a precommit across the links, so with 40 ms one
+    way no transaction commits in under 120 ms and heights come at most ~8 a second, where
+    the same interval without latency gives several times that (the test above)."""
+    report, text = _run_tps(tmp_path, capsys, "--validators", "4", "--duration", "3", "--rate",
+                            "300", "--block-interval-ms", "20", "--net-latency-ms", "40")
+    assert report["setup"]["net_latency_ms"] == 40
+    delayed = report["net_latency"]["messages_delayed"]
+    assert len(delayed) == 4 and all(n > 0 for n in delayed), delayed
+    assert report["blocks_per_s"] < 9, report["blocks_per_s"]
+    assert report["latency_ms"]["p50"] >= 120, report["latency_ms"]
+    assert report["lost"] == 0 and report["nodes_agree"] is True
+    assert "40 ms one way between nodes" in text and "messages delayed per node" in text
+
+
+def test_a_latency_that_was_not_applied_fails_the_run():
+    report = {"lost": 0, "duplicates": 0, "nodes_agree": True, "accepted": 5,
+              "exit_codes": [0, 0], "net_latency": {"one_way_ms": 40,
+                                                     "messages_delayed": [12, 0]}}
+    ok, problems = tps.passed(report)
+    assert not ok and "latency was not applied" in problems[0]
+    report["net_latency"]["messages_delayed"] = [12, 3]
+    assert tps.passed(report) == (True, [])
+
+
 def _args(**kw):
     base = {"validators": 4, "duration": 5.0, "tx_bytes": 250, "rate": "max", "sweep": False,
             "rates": None, "base_port": 0, "profile": None, "keep": False}
@@ -101,7 +128,10 @@ def _args(**kw):
     ({"tx_bytes": 50}, "tx_bytes must be"), ({"rates": "1,x", "sweep": True}, "--rates"),
     ({"rates": "100,200"}, "only used with sweep"),
     ({"block_interval_ms": 0}, "block_interval_ms must be"),
-    ({"block_interval_ms": 1.5}, "block_interval_ms must be")])
+    ({"block_interval_ms": 1.5}, "block_interval_ms must be"),
+    ({"net_latency_ms": -1}, "net_latency_ms must be"),
+    ({"net_latency_ms": 10_001}, "net_latency_ms must be"),
+    ({"net_latency_ms": 1.5}, "net_latency_ms must be")])
 def test_bad_options_are_refused(kw, message):
     with pytest.raises(ValueError, match=message):
         tps.TpsOptions.from_args(_args(**kw))
