@@ -1,7 +1,7 @@
 """Test-only node seams, built by ``engine start`` only when ``ENGINE_TEST_FAULTS=1`` is set
 and the node home holds ``testing.toml`` (written by the fault-injection runner and by
-``engine bench tps --net-latency-ms``, never by ``engine init``/``engine testnet``). They wrap the node's ports (engine/node/ports.py); the node
-itself imports nothing from here.
+``engine bench tps --net-latency-ms``, never by ``engine init``/``engine testnet``). They wrap
+the node's ports (engine/node/ports.py); the node itself imports nothing from here.
 
 ``testing.toml`` tables:
 
