@@ -191,15 +191,10 @@ class StateTree:
                 # of a growing state) costs no read of the store.
                 flags = self._tree.contains(packed)
                 if 0 not in flags:  # every key held (a full state's rewrites): read them all
-                    olds = list(old_values(keys)) if old_values is not None \
-                        else [old_value(k) for k in keys]
-                    if len(olds) != len(keys):
-                        raise ValueError(f"old_values answered {len(olds)} values for "
-                                         f"{len(keys)} keys")
+                    olds = _read_olds(keys, old_value, old_values)
                 elif 1 in flags:
-                    held = [k for k, h in zip(keys, flags) if h]
-                    found = iter(old_values(held) if old_values is not None
-                                 else [old_value(k) for k in held])
+                    found = iter(_read_olds([k for k, h in zip(keys, flags) if h], old_value,
+                                            old_values))
                     olds = [next(found) if h else None for h in flags]
                 else:
                     olds = [None] * len(keys)
@@ -277,6 +272,19 @@ class StateTree:
             leaves = bytes(rolled)
         entries = b"".join(bucket[k] for k in sorted(bucket))
         return StateProof(key, value, at, b, entries, _perfect_path(leaves, b))
+
+
+def _read_olds(keys: list[bytes], old_value: Callable[[bytes], bytes | None],
+               old_values: Callable[[list[bytes]], list[bytes | None]] | None
+               ) -> list[bytes | None]:
+    """The state's values of ``keys`` before a block: one batch call when the caller gave
+    one, else key by key; a batch answering another count is refused."""
+    if old_values is None:
+        return [old_value(k) for k in keys]
+    olds = list(old_values(keys))
+    if len(olds) != len(keys):
+        raise ValueError(f"old_values answered {len(olds)} values for {len(keys)} keys")
+    return olds
 
 
 class _Undo(NamedTuple):

@@ -707,7 +707,7 @@ async def _drive(opts: TpsOptions, urls: list[str], procs: list[subprocess.Popen
         stop_watch.set()
         await asyncio.gather(*watchers)
         delayed = [int(c.get("chaos_delayed", 0)) if c is not None else None
-                   for c in await _stage_counters(http, urls)]
+                   for c in await _stage_counters(http, urls)] if opts.net_latency_ms else []
         states = await asyncio.gather(*(get_json(http, f"{u}/status") for u in urls))
         common = min(s["latest_height"] for s in states if s) if all(states) else 0
         accepted_ids = set(state.sent_at)
