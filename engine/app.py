@@ -219,6 +219,13 @@ class Application:
 
     name = "application"
     version = "0"
+    #: Whether the node may call ``finalize_block`` on a block it has prevoted for, before
+    #: the block is decided (optimistic execution: the height's execution overlaps its vote
+    #: rounds, so the decision is followed by the block's save alone). An application that
+    #: says True makes a second ``finalize_block`` for a height not yet committed replace
+    #: everything the first one did (another block was decided); ``commit()`` follows the
+    #: call for the decided block. docs/application.md, "Optimistic execution".
+    optimistic_execution = False
 
     def __init__(self) -> None:
         self.state: StateView = MemoryState()
@@ -366,11 +373,18 @@ class KVStoreApp(Application):
 
     name = "kvstore"
     version = "2"
+    #: A second finalize_block for a height rolls the state tree back first (the tree keeps
+    #: each block's old values for its proof history).
+    optimistic_execution = True
 
     def __init__(self) -> None:
         super().__init__()
         self._pending: dict[bytes, bytes | None] = {}
         self.tree = StateTree()
+        #: The height finalize_block ran for, until commit(): a second call for it rolls
+        #: the state tree back first (optimistic execution of a block that was not decided).
+        self._finalized: int | None = None
+        self._pending_hash = self.last_app_hash
 
     def init_chain(self, chain_id: str, app_state: dict[str, Any]) -> InitResult:
         app_state = dict(app_state)
@@ -389,6 +403,7 @@ class KVStoreApp(Application):
     def restore(self, height: int, app_hash: bytes) -> None:
         super().restore(height, app_hash)
         self._pending = {}
+        self._finalized = None
         # The engine's own records (nonces) share the state database; they are not the app's.
         self.tree.load([(k, v) for k, v in self.state.items(b"")
                         if not k.startswith(RESERVED_PREFIX)], height)
@@ -427,6 +442,10 @@ class KVStoreApp(Application):
 
     def finalize_block(self, height: int, txs: list[Tx],
                        context: BlockContext | None = None) -> BlockResult:
+        if self._finalized == height:
+            # This height was executed before it was decided, and another block was decided.
+            self.tree.rollback(height)
+            self._finalized = None
         writes: dict[bytes, bytes | None] = {}
         results: list[TxResult] = []
         updates: dict[bytes, int] = {}
@@ -455,7 +474,7 @@ class KVStoreApp(Application):
         # Between finalize_block and commit, self.state is still the state before the block.
         app_hash = self.tree.apply(height, writes, self.state.get,
                                    old_values=getattr(self.state, "get_many", None))
-        self.last_app_hash = app_hash
+        self._finalized, self._pending_hash = height, app_hash
         from engine.valset import ValidatorUpdate
 
         return BlockResult(results, app_hash, dict(writes),
@@ -492,6 +511,9 @@ class KVStoreApp(Application):
         if isinstance(self.state, MemoryState):
             self.state.apply(self._pending)
         self._pending = {}
+        if self._finalized is not None:
+            self.last_app_hash = self._pending_hash
+        self._finalized = None
 
     def query(self, path: str, data: bytes, height: int | None = None) -> QueryResult:
         """``/key``: the value of ``data`` in the state after ``height`` (default: the latest),

@@ -88,6 +88,10 @@ class NodeConfig:
     #: Proposals carry transaction ids; validators rebuild blocks from their mempools and fetch
     #: only what they lack from the proposer (engine/node/compact.py). false: whole blocks.
     compact_proposals: bool = True
+    #: A validator executes the block it prevoted for while the votes go round, when the
+    #: application allows it (``Application.optimistic_execution``); the decision then waits
+    #: for the block's save alone (engine/node/commit.py). false: execute after the decision.
+    optimistic_execution: bool = True
     block_txs_max: int = 10_000
     block_bytes_max: int = 8 << 20
     mempool_txs_max: int = 100_000
@@ -139,6 +143,9 @@ class NodeConfig:
         if type(self.snapshot_keep) is not int or self.snapshot_keep < 1:
             raise ValueError(f"snapshot_keep must be a positive integer, not "
                              f"{self.snapshot_keep!r}")
+        if type(self.optimistic_execution) is not bool:
+            raise ValueError("optimistic_execution must be true or false, not "
+                             f"{self.optimistic_execution!r}")
         if type(self.state_sync) is not bool:
             raise ValueError(f"state_sync must be true or false, not {self.state_sync!r}")
         trust = self.state_sync_trust_hash

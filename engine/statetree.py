@@ -153,6 +153,8 @@ class StateTree:
         # height -> _Undo of the block at that height
         self._undo: dict[int, _Undo] = {}
         self._undo_writes: dict[int, int] = {}
+        #: (height, the height before it) of the last apply that :meth:`rollback` can undo.
+        self._last_apply: tuple[int, int] | None = None
 
     # ---- building and updating ----
 
@@ -211,7 +213,36 @@ class StateTree:
                     break
                 kept -= self._undo_writes.pop(h)
                 del self._undo[h]
+        self._last_apply = (height, self.height) if history else None
         self.height = height
+        return self.root()
+
+    def rollback(self, height: int) -> bytes:
+        """Undo the last :meth:`apply`, that of block ``height`` (a block executed before it
+        was decided, then not decided: engine/app.py ``optimistic_execution``). The state
+        and root are again those before the block; history heights the apply dropped to stay
+        within its bounds stay dropped. Returns the root. Raises ValueError when the last apply
+        was not of ``height`` or the tree keeps no history (it holds no old values then)."""
+        if self._last_apply is None or self._last_apply[0] != height:
+            raise ValueError(f"cannot roll back height {height}: the last apply that can be "
+                             f"undone is {self._last_apply and self._last_apply[0]}")
+        undo = self._undo.pop(height)
+        self._undo_writes.pop(height)
+        if undo.keys:
+            live = bytes([v is not None for v in undo.olds])
+            present = [v for v in undo.olds if v is not None]
+            vhs = b"".join(blake3_many(present, threads=1)) if present else b""
+            self._tree.apply(b"".join(undo.khs), vhs, live)
+            self._root = None
+            leaves = self._tree.leaves()
+            for j in range(len(undo.touched) // 2):
+                b = int.from_bytes(undo.touched[2 * j:2 * j + 2], "little")
+                if leaves[HASH_BYTES * b:HASH_BYTES * (b + 1)] != \
+                        undo.old_leaves[HASH_BYTES * j:HASH_BYTES * (j + 1)]:
+                    raise RuntimeError(f"rolling back height {height} left bucket {b} unlike "
+                                       "before the block (the old values read were wrong)")
+        self.height = self._last_apply[1]
+        self._last_apply = None
         return self.root()
 
     def root(self) -> bytes:

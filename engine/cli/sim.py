@@ -79,6 +79,7 @@ def _run(args: argparse.Namespace) -> int:
         range(args.first_seed, args.first_seed + args.seeds)
     started = time.perf_counter()
     heights = rounds = decisions = messages = evidence = wal_losses = changes = refused = 0
+    early = reused = 0
     failed = []
     for seed, r in zip(seeds, _results(seeds, config, args.jobs)):
         heights += r.heights_decided
@@ -89,6 +90,8 @@ def _run(args: argparse.Namespace) -> int:
         wal_losses += r.wal_losses
         changes += r.valset_changes
         refused += r.removed_votes_refused
+        early += r.speculations
+        reused += r.speculations_reused
         if args.verbose or args.seed is not None:
             print(f"seed {seed}: heights={r.heights_decided} messages={r.messages} "
                   f"virtual={r.virtual_ms}ms violations={len(r.violations)} | {r.plan}")
@@ -110,5 +113,6 @@ def _run(args: argparse.Namespace) -> int:
           f"evidence_committed={evidence} wal_tail_losses={wal_losses} "
           + (f"valset_changes={changes} removed_votes_refused={refused} "
              if config.valset_changes else "")
+          + f"early_executions={early} reused={reused} "
           + f"violations={len(failed)} seconds={elapsed:.1f}")
     return 1 if failed else 0

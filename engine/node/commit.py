@@ -14,16 +14,19 @@ from __future__ import annotations
 import asyncio
 import inspect
 import itertools
+import logging
 import operator
 import time
 from collections.abc import Callable, Mapping
-from typing import cast
+from functools import partial
+from typing import NamedTuple, cast
 
 import msgpack
 
 from engine import consensus as cs
 from engine import tx as txmod
 from engine.app import STATE_KEY_BYTES_MAX, Application, BlockContext, BlockResult
+from engine.block import Block
 from engine.mempool import Mempool
 from engine.node.events import EventBus
 from engine.node.evidence import EvidencePool
@@ -39,10 +42,23 @@ from engine.store import Store
 
 __all__ = ["BlockCommitter", "takes_context"]
 
+log = logging.getLogger("engine.node.commit")
+
 #: A Tx's (sender, nonce) and sender, read by position in one C-level pass over a block
 #: (engine.tx.Tx's fields 1 and 2; tests/node/test_block.py holds them there).
 _SENDER_NONCE = operator.itemgetter(1, 2)
 _SENDER = operator.itemgetter(1)
+
+
+class _Executed(NamedTuple):
+    """A block executed through the application, not yet stored."""
+
+    height: int
+    block_hash: bytes
+    block: Block
+    tx_ids: list[bytes]
+    txs: list[txmod.Tx]
+    result: BlockResult
 
 
 def takes_context(method: Callable) -> bool:
@@ -87,21 +103,74 @@ class BlockCommitter:
         #: Thread CPU by stage (engine/node/stagecpu.py): execution, storage, the rest.
         self.stage_cpu: Callable[[str, float], None] = no_stage
         self._compaction_pending = False
+        #: Runs a callable once the current input is handled (the node: the event loop's
+        #: ``call_soon``); None (the default): no optimistic execution.
+        self.defer: Callable[[Callable[[], None]], object] | None = None
+        #: The block executed before its decision (at most one: the latest prevoted).
+        self._speculation: _Executed | None = None
 
-    def commit(self, decide: cs.Decide) -> None:
-        clock = time.thread_time
-        t0 = clock()
-        block, tx_ids = self.validator.decoded(decide.block_hash, decide.block)
+    # ---- optimistic execution ---------------------------------------------------------------
+    def speculate(self, height: int, block_hash: bytes, block: bytes) -> None:
+        """The driver sent this node's prevote for ``block_hash`` at ``height``: when the
+        application allows it (``optimistic_execution``) and the node gave a ``defer``, the
+        block is executed once the current input is handled (its votes are on their way
+        first), and :meth:`commit` reuses the result if this block is decided. Nothing durable
+        comes of it: a crash loses it, another decided block is executed again."""
+        if self.defer is None or self.tip.height != height - 1:
+            return
+        held = self._speculation
+        if held is not None and held.height == height and held.block_hash == block_hash:
+            return  # prevoted again for the same block in a later round: executed already
+        if not getattr(self.app, "optimistic_execution", False):
+            return
+        self.defer(partial(self._speculate, height, block_hash, block))
+
+    def _speculate(self, height: int, block_hash: bytes, block: bytes) -> None:
+        if self.tip.height != height - 1:
+            return  # decided (and committed) before its turn came
+        held = self._speculation
+        if held is not None and held.height == height and held.block_hash == block_hash:
+            return
+        self._speculation = None
+        t0 = time.thread_time()
+        try:
+            self._speculation = self._execute(height, block_hash, block)
+            self.counters.add("optimistic_executions")
+        except Exception as e:  # noqa: BLE001 - it runs again if decided, and halts there
+            log.warning("optimistic execution of block %d failed (%r); it runs again if it "
+                        "is decided", height, e)
+            self.counters.add("optimistic_failed")
+        self.stage_cpu("execution", time.thread_time() - t0)
+
+    def _execute(self, height: int, block_hash: bytes, raw: bytes) -> _Executed:
+        block, tx_ids = self.validator.decoded(block_hash, raw)
         pooled = self.mempool.decoded_many(tx_ids)  # pooled ones are decoded already
         txs: list[txmod.Tx] = cast("list[txmod.Tx]", pooled) if None not in pooled else [
             t if t is not None else txmod.decode_tx(env, tx_id=i)
             for t, i, env in zip(pooled, tx_ids, block.txs)]
         if self._with_context:
-            context = self._context(decide, block)
-            result = self.app.finalize_block(decide.height, txs, context)  # type: ignore[call-arg]
+            context = self._context(height, block_hash, block)
+            result = self.app.finalize_block(height, txs, context)  # type: ignore[call-arg]
         else:
-            result = self.app.finalize_block(decide.height, txs)
+            result = self.app.finalize_block(height, txs)
         _check_result(result, len(txs))
+        return _Executed(height, block_hash, block, tx_ids, txs, result)
+
+    # ---- the decision ------------------------------------------------------------------------
+    def commit(self, decide: cs.Decide) -> None:
+        clock = time.thread_time
+        t0 = clock()
+        held, self._speculation = self._speculation, None
+        if held is not None and held.height == decide.height \
+                and held.block_hash == decide.block_hash:
+            self.counters.add("optimistic_reused")
+            executed = held
+        else:
+            if held is not None:
+                self.counters.add("optimistic_discarded")
+            executed = self._execute(decide.height, decide.block_hash, decide.block)
+        block, tx_ids, txs, result = executed.block, executed.tx_ids, executed.txs, \
+            executed.result
         change = self._validator_change(decide.height, result)
         changes = list(result.writes.items())
         if self.nonces is not None:
@@ -176,22 +245,22 @@ class BlockCommitter:
             return self.history.at(height)
         return self.validators
 
-    def _context(self, decide: cs.Decide, block) -> BlockContext:
-        own = self._set_at(decide.height)
+    def _context(self, height: int, block_hash: bytes, block) -> BlockContext:
+        own = self._set_at(height)
         keys = [v.public_key for v in own.validators] if own else []
         signers: tuple[bytes, ...] = ()
-        parent = self._set_at(decide.height - 1) if decide.height > 1 else None
+        parent = self._set_at(height - 1) if height > 1 else None
         if block.last_commit and parent is not None:
             pkeys = [v.public_key for v in parent.validators]
             cert = cs.CommitCertificate.decode(block.last_commit, len(pkeys))
             signers = tuple(pkeys[i] for i in cert.signer_indices())
         return BlockContext(
-            chain_id=self.chain_id, height=decide.height, time_ms=block.time_ms,
-            block_hash=decide.block_hash,
+            chain_id=self.chain_id, height=height, time_ms=block.time_ms,
+            block_hash=block_hash,
             proposer=keys[block.proposer_index] if block.proposer_index < len(keys) else b"",
             proposer_index=block.proposer_index,
             evidence=tuple(cs.DuplicateVoteEvidence.decode(e) for e in block.evidence),
-            last_commit_signers=signers, next_validators=self._set_at(decide.height + 1))
+            last_commit_signers=signers, next_validators=self._set_at(height + 1))
 
     def _schedule_index_compaction(self) -> None:
         """Merge the tx index runs of recent blocks once the loop has handled what is queued

@@ -204,6 +204,10 @@ class Node:
                                       signatures=signatures, counters=self.counters)
 
         self._timers = LoopTimers(self._internal_error)
+        if cfg.optimistic_execution:
+            # After what is ready now (the prevote's writes to peers), on the event loop.
+            timers = self._timers
+            committer.defer = lambda run: timers.call_later(0, run)
         journal = Journal(store, self._timers)
         core = self.core = self._build_core(journal, validity, signatures)
         outbox: Any = PeerOutbox(wire, compact=cfg.compact_proposals, suite=self.suite)

@@ -7,13 +7,17 @@
 - certificates: every commit certificate an honest node produces has more than 2/3 of the power
   and valid signatures (one batch verification + one native tally);
 - recovery: a node rebuilt from its durable model after a crash has exactly the state it had;
+- optimistic execution: a node executes early only a block it prevoted for, valid, of its
+  current height, never while replaying; a decision that reuses an early result reuses the
+  result of the decided block;
 - liveness is checked by the world (after the faults stop).
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from engine.consensus import Decide, ProtocolError
+from engine import hashing
+from engine.consensus import Decide, ProtocolError, VoteType, vote_sign_bytes
 from engine.sim.crypto_cache import cached_verify_batch
 
 if TYPE_CHECKING:
@@ -32,6 +36,8 @@ class Checker:
         self.crash_snapshot: dict[int, tuple] = {}
         self.rounds_total = 0
         self.decisions = 0
+        self.speculations = 0
+        self.speculations_reused = 0
 
     def violation(self, text: str) -> None:
         if len(self.violations) < VIOLATIONS_MAX:
@@ -67,6 +73,29 @@ class Checker:
                         cached_verify_batch)
         except ProtocolError as e:
             self.violation(f"bad commit certificate at height {a.height}: {e}")
+
+    def on_speculate(self, node: SimNode, height: int, block_hash: bytes,
+                     block: bytes) -> None:
+        where = f"instance {node.instance}: early execution at height {height}"
+        if node.driver.replaying:
+            self.violation(f"{where} while replaying its WAL")
+        if height != len(node.decided) + 1 or height != node.core.height:
+            self.violation(f"{where}, not its current height ({len(node.decided) + 1})")
+        if node.core.hash_block(block) != block_hash:
+            self.violation(f"{where} of a block that is not {block_hash.hex()[:16]}")
+        elif not node.core.is_valid(height, block):
+            self.violation(f"{where} of an invalid block")
+        if node.honest and not any(
+                self.signed.get((node.validator, height, r, int(VoteType.PREVOTE) + 1))
+                == vote_sign_bytes(node.core.chain_id, VoteType.PREVOTE, height, r, block_hash)
+                for r in range(node.core.round + 1)):
+            self.violation(f"{where} of a block it has not prevoted for")
+
+    def on_reuse(self, node: SimNode, a: Decide, result: bytes) -> None:
+        self.speculations_reused += 1
+        if result != hashing.blake3(a.block):
+            self.violation(f"instance {node.instance}: decision at height {a.height} reused "
+                           "the early execution of another block")
 
     def on_restart(self, node: SimNode) -> None:
         before = self.crash_snapshot.pop(node.instance, None)

@@ -108,6 +108,9 @@ class SeedResult:
     valset_changes: int = 0
     #: Votes a removed validator kept sending that honest nodes refused.
     removed_votes_refused: int = 0
+    #: Blocks executed before their decision, and decisions that reused such a result.
+    speculations: int = 0
+    speculations_reused: int = 0
 
 
 _KEYS: dict[int, SigningKey] = {}
@@ -210,6 +213,10 @@ class SimNode:
         self.last_hrs: tuple = ()
         #: Which set signs each height, as this node knows it (extended on its commits).
         self.history = ValidatorHistory(world.validator_set)
+        #: The block executed before its decision (optimistic execution, as the node's
+        #: committer does it): (height, block hash, its "execution": BLAKE3 of the block).
+        #: Memory only: a crash drops it.
+        self.speculation: tuple[int, bytes, bytes] | None = None
         #: The index this validator last held (a removed one keeps sending with it).
         self.last_index: int | None = None
 
@@ -256,9 +263,24 @@ class SimNode:
         event = self._make_value(height, round)
         self.driver.timers.call_later(0, lambda: self.feed(event))
 
+    def speculate(self, height: int, block_hash: bytes, block: bytes) -> None:
+        """The driver sent an own prevote for ``block_hash``: execute it later (the next
+        virtual instant, as the node defers it), keep the result for the decision."""
+        self.world.checker.on_speculate(self, height, block_hash, block)
+        self.driver.timers.call_later(0, lambda: self._execute_early(height, block_hash, block))
+
+    def _execute_early(self, height: int, block_hash: bytes, block: bytes) -> None:
+        if len(self.decided) != height - 1:
+            return  # decided before its turn came (the node's committer checks its tip)
+        self.speculation = (height, block_hash, hashing.blake3(block))
+        self.world.checker.speculations += 1
+
     def commit(self, a: Decide) -> None:
         if a.height in self.decided:
             return
+        held, self.speculation = self.speculation, None
+        if held is not None and held[:2] == (a.height, a.block_hash):
+            self.world.checker.on_reuse(self, a, held[2])
         self.decided[a.height] = (a.block_hash, a.block, a.certificate)
         change = self.history.next_change(a.height, self.world.changes.get(a.height, []))
         if change is not None:
@@ -417,6 +439,7 @@ class SimNode:
         self.driver.running = False
         self.up = False
         self.epoch += 1
+        self.speculation = None
 
     def restart(self) -> None:
         """Rebuild from the durable model as a node does: signer state from the store, the
@@ -579,7 +602,8 @@ class World:
         return SeedResult(self.seed, heights, rounds, self.checker.decisions, self.messages,
                           self.now_ms, len(committed), list(self.checker.violations),
                           self.plan.describe(), self.wal_losses, changed,
-                          self.removed_votes_refused)
+                          self.removed_votes_refused, self.checker.speculations,
+                          self.checker.speculations_reused)
 
 
 def run_seed(seed: int, config: SimConfig) -> SeedResult:

@@ -283,3 +283,47 @@ def test_history_reads_old_values_only_for_keys_the_tree_holds():
         tree.apply(4, {b"a": b"x", b"c": b"y"}, state.get, old_values=lambda keys: [b"1"])
     with pytest.raises(ValueError, match="khs"):
         tree._tree.contains(b"x" * 33)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_rollback_restores_the_state_before_the_block(seed):
+    """A block applied, then rolled back (executed before its decision, another one decided),
+    then another block at that height: the same roots and proofs as a tree that only saw the
+    decided block; a rollback of anything but the last apply is refused."""
+    rng = random.Random(seed)
+    blocks = _random_blocks(rng, 8)
+    tree, state, _, _ = _run(blocks)
+    height = len(blocks) + 1
+    early = _random_blocks(rng, 1, keys=400)[0]  # rewrites, deletes and new keys
+    early[b"k1"] = None
+    decided = _random_blocks(rng, 1)[0]
+    before = tree.root()
+    tree.apply(height, early, state.get)
+    assert tree.rollback(height) == before and tree.height == height - 1
+    with pytest.raises(ValueError, match="cannot roll back height"):
+        tree.rollback(height)
+    root = tree.apply(height, decided, state.get)
+    _, _, alone_roots, alone_states = _run([*blocks, decided])
+    assert root == alone_roots[-1] and len(tree) == len(alone_states[-1])
+    for h in (height - 2, height - 1, height):
+        key = b"k%d" % rng.randrange(300)
+        value = alone_states[h - 1].get(key)
+        current = alone_states[-1].get(key)
+        proof = tree.prove(key, current, h)
+        assert proof.value == value
+        verify_state_proof(alone_roots[h - 1], proof)
+    with pytest.raises(ValueError, match="last apply that can be undone is 9"):
+        tree.rollback(height - 1)
+
+
+def test_rollback_needs_history_and_true_old_values():
+    tree = StateTree(history_heights=0)
+    tree.load([(b"a", b"1")], 0)
+    tree.apply(1, {b"a": b"2"}, lambda k: b"1")
+    with pytest.raises(ValueError, match="cannot roll back"):
+        tree.rollback(1)
+    tree = StateTree()
+    tree.load([(b"a", b"1")], 0)
+    tree.apply(1, {b"a": b"2"}, lambda k: b"wrong")  # the reader lied about the old value
+    with pytest.raises(RuntimeError, match="unlike before the block"):
+        tree.rollback(1)

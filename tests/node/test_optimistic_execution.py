@@ -1,0 +1,259 @@
+"""Optimistic execution (engine/node/commit.py ``speculate``): a validator executes the block it
+prevoted for before the decision; the decision reuses that result when the same block is
+decided and executes the decided block again otherwise, with the application's state exactly
+as if only the decided block had been executed."""
+from __future__ import annotations
+
+import asyncio
+import types
+
+import pytest
+
+from engine import consensus as cs
+from engine import crypto, tx
+from engine.app import Application, BlockResult, KVStoreApp, TxResult
+from engine.block import Block
+from engine.node.commit import BlockCommitter
+from engine.node.ports import Counters
+from engine.node.queries import RecentBlocks
+from engine.node.tip import ChainTip
+from engine.suite import get_suite
+from tests.node.helpers import make_testnet, make_txs, run, start_nodes
+
+CHAIN = "optimistic"
+KEY = crypto.SigningKey.generate()
+
+
+def _block(height: int, payloads: list[bytes], time_ms: int = 1) -> tuple[bytes, bytes]:
+    """(block hash, encoded block) of a block carrying ``payloads`` as signed transactions."""
+    txs = [tx.encode_tx(KEY, 1000 * height + i, p, CHAIN) for i, p in enumerate(payloads)]
+    b = Block.make(chain_id=CHAIN.encode(), height=height, time_ms=time_ms,
+                   parent_hash=bytes(32), app_hash=bytes(32), proposer_index=0, last_commit=b"",
+                   evidence=[], txs=txs, validators_hash=bytes(32),
+                   next_validators_hash=bytes(32))
+    return b.hash(), b.encode()
+
+
+class _Validator:
+    """What the committer asks of the block validator: decoded blocks, and a reset."""
+
+    suite = get_suite(None)
+
+    def decoded(self, key: bytes, raw: bytes):
+        b = Block.decode(raw)
+        return b, self.suite.hash_many(list(b.txs)) if b.txs else []
+
+    def clear(self) -> None:
+        pass
+
+
+class _Store:
+    def __init__(self) -> None:
+        self.saved: list[dict] = []
+
+    def save_block(self, height, block_hash, head, txs, certificate, **kw) -> None:
+        self.saved.append({"height": height, "block_hash": block_hash, **kw})
+
+
+class _CountingApp(KVStoreApp):
+    def __init__(self, fail_first: bool = False) -> None:
+        super().__init__()
+        self.calls: list[tuple[int, int]] = []
+        self.fail_first = fail_first
+
+    def finalize_block(self, height, txs, context=None):
+        self.calls.append((height, len(txs)))
+        if self.fail_first and len(self.calls) == 1:
+            raise RuntimeError("first call fails")
+        return super().finalize_block(height, txs, context)
+
+
+def _committer(app: Application, *, deferred: list | None = None) -> BlockCommitter:
+    nothing = types.SimpleNamespace
+    c = BlockCommitter(
+        app=app, store=_Store(),  # type: ignore[arg-type]
+        mempool=nothing(decoded_many=lambda ids: [None] * len(ids),  # type: ignore[arg-type]
+                        remove_committed=lambda ids: None),
+        tip=ChainTip(), validator=_Validator(),  # type: ignore[arg-type]
+        evidence=nothing(on_committed=lambda ev: None),  # type: ignore[arg-type]
+        metrics=nothing(observe_block=lambda dt, n: None),  # type: ignore[arg-type]
+        recent=RecentBlocks(), waiters=nothing(committed=lambda h, ids: None),  # type: ignore
+        counters=Counters(), chain_id=CHAIN)
+    if deferred is not None:
+        c.defer = deferred.append
+    return c
+
+
+def _decide(height: int, block_hash: bytes, block: bytes) -> cs.Decide:
+    cert = types.SimpleNamespace(encode=lambda: b"certificate")
+    return cs.Decide(height, 0, block, block_hash, cert)  # type: ignore[arg-type]
+
+
+def _run(deferred: list) -> None:
+    while deferred:
+        deferred.pop(0)()
+
+
+def _state(app: KVStoreApp) -> list:
+    return sorted(app.state.items(b""))
+
+
+def test_the_decided_block_reuses_its_early_execution():
+    deferred: list = []
+    app = _CountingApp()
+    c = _committer(app, deferred=deferred)
+    h1, b1 = _block(1, [b"a=1", b"b=2"])
+    c.speculate(1, h1, b1)
+    assert app.calls == [] and len(deferred) == 1  # deferred: the prevote leaves first
+    _run(deferred)
+    assert app.calls == [(1, 2)]
+    c.speculate(1, h1, b1)  # prevoted again in a later round: not executed again
+    assert deferred == []
+    c._speculate(1, h1, b1)  # nor when it was scheduled twice before the first one ran
+    c.commit(_decide(1, h1, b1))
+    assert app.calls == [(1, 2)]
+    assert c.counters.get("optimistic_executions") == 1
+    assert c.counters.get("optimistic_reused") == 1
+    plain = _committer(_CountingApp())
+    plain.commit(_decide(1, h1, b1))
+    assert c.store.saved[0]["app_hash"] == plain.store.saved[0]["app_hash"]  # type: ignore
+    assert c.store.saved[0]["state_changes"] == plain.store.saved[0]["state_changes"]  # type: ignore
+    assert c.tip.height == 1 and c.tip.app_hash == app.last_app_hash
+    assert _state(app) == [(b"a", b"1"), (b"b", b"2")]
+
+
+def test_another_decided_block_is_executed_again_as_if_alone():
+    deferred: list = []
+    app = _CountingApp()
+    c = _committer(app, deferred=deferred)
+    first_hash, first = _block(1, [b"a=1", b"b=2"])
+    c.commit(_decide(1, first_hash, first))
+    # Height 2: prevoted for one block (rewrites a, adds x), another one is decided.
+    h_early, b_early = _block(2, [b"a=early", b"x=9"])
+    h_dec, b_dec = _block(2, [b"b=3", b"y=4"], time_ms=2)
+    c.speculate(2, h_early, b_early)
+    _run(deferred)
+    assert app.last_app_hash == c.tip.app_hash  # nothing is committed by an early execution
+    c.commit(_decide(2, h_dec, b_dec))
+    assert [h for h, _ in app.calls] == [1, 2, 2]
+    assert c.counters.get("optimistic_discarded") == 1
+    assert c.counters.get("optimistic_reused") == 0
+
+    plain_app = _CountingApp()
+    plain = _committer(plain_app)
+    plain.commit(_decide(1, first_hash, first))
+    plain.commit(_decide(2, h_dec, b_dec))
+    assert c.store.saved[1]["app_hash"] == plain.store.saved[1]["app_hash"]  # type: ignore
+    assert _state(app) == _state(plain_app) == [(b"a", b"1"), (b"b", b"3"), (b"y", b"4")]
+    assert app.tree.root() == plain_app.tree.root()
+    # Proofs of the earlier height still answer from the rolled-back tree.
+    proof = app.query("/key", b"b", height=1)
+    assert proof.code == 0 and proof.value == b"2"
+
+
+def test_no_early_execution_without_a_defer_port_or_the_apps_consent():
+    h1, b1 = _block(1, [b"a=1"])
+    app = _CountingApp()
+    c = _committer(app)  # defer None: the node's config turned it off
+    c.speculate(1, h1, b1)
+    assert app.calls == []
+
+    class Plain(Application):
+        calls = 0
+
+        def finalize_block(self, height, txs):
+            Plain.calls += 1
+            return BlockResult([TxResult() for _ in txs], bytes(32))
+
+    deferred: list = []
+    c = _committer(Plain(), deferred=deferred)
+    c.speculate(1, h1, b1)
+    assert deferred == [] and Plain.calls == 0
+    c.commit(_decide(1, h1, b1))
+    assert Plain.calls == 1
+
+
+def test_a_stale_or_failed_early_execution_is_not_used():
+    deferred: list = []
+    app = _CountingApp(fail_first=True)
+    c = _committer(app, deferred=deferred)
+    h1, b1 = _block(1, [b"a=1"])
+    c.speculate(1, h1, b1)
+    _run(deferred)  # raises inside: counted, not raised, not kept
+    assert c.counters.get("optimistic_failed") == 1
+    c.commit(_decide(1, h1, b1))  # executed again, and this time it works
+    assert app.calls == [(1, 1), (1, 1)] and c.tip.height == 1
+    # A deferred execution whose height was committed meanwhile does nothing.
+    h2, b2 = _block(2, [b"b=2"])
+    c.speculate(2, h2, b2)
+    c.commit(_decide(2, h2, b2))
+    _run(deferred)
+    assert app.calls[-1] == (2, 1) and len(app.calls) == 3
+    assert c.counters.get("optimistic_executions") == 0
+    # Not the next height: nothing is scheduled.
+    h4, b4 = _block(4, [b"c=3"])
+    c.speculate(4, h4, b4)
+    assert deferred == []
+
+
+def test_kvstore_second_finalize_replaces_the_first():
+    early, decided, alone = KVStoreApp(), KVStoreApp(), KVStoreApp()
+    for app in (early, decided, alone):
+        app.init_chain(CHAIN, {"g": "0"})
+        app.commit()
+    txs = [tx.decode_tx(t) for t in (tx.encode_tx(KEY, i, p, CHAIN) for i, p in
+                                     enumerate([b"g=1", b"new=2"]))]
+    other = [tx.decode_tx(tx.encode_tx(KEY, 5, b"g=7", CHAIN))]
+    before = early.last_app_hash
+    r_early = early.finalize_block(1, txs)
+    assert early.last_app_hash == before  # committed hash until commit()
+    r_final = early.finalize_block(1, other)
+    r_alone = alone.finalize_block(1, other)
+    assert r_final.app_hash == r_alone.app_hash != r_early.app_hash
+    early.commit()
+    alone.commit()
+    assert early.last_app_hash == alone.last_app_hash == r_alone.app_hash
+    assert _state(early) == _state(alone) == [(b"g", b"7")]
+    assert early.optimistic_execution and not Application.optimistic_execution
+
+
+def test_network_executes_early_and_every_node_agrees(tmp_path):
+    """Four validators in one process: decisions reuse early executions, and every stored app
+    hash is the one a fresh kvstore computes from the committed blocks alone."""
+    homes = make_testnet(tmp_path, 4, CHAIN)
+
+    async def main():
+        nodes = await start_nodes(homes)
+        try:
+            for batch in range(3):
+                results = await nodes[batch].submit_txs(make_txs(CHAIN, 300, f"b{batch}-"))
+                await asyncio.gather(*(n.wait_for_tx(r.tx_id, 30) for n in nodes
+                                       for r in results[-3:]))
+            top = min(n.latest_height for n in nodes)
+            reused = sum(n.counters.get("optimistic_reused") for n in nodes)
+            assert reused > 0, [n.counters.values for n in nodes]
+            assert len({n.block_info(top)["result_app_hash"] for n in nodes}) == 1
+            replayed = KVStoreApp()
+            replayed.init_chain(CHAIN, nodes[0].home.genesis.app_state)
+            replayed.commit()
+            node = nodes[0]
+            for h in range(1, top + 1):
+                stored = node.store.load_block(h)
+                assert stored is not None
+                replayed.finalize_block(h, [tx.decode_tx(t) for t in stored.txs])
+                replayed.commit()
+                assert replayed.last_app_hash == stored.app_hash
+                assert stored.app_hash.hex() == node.block_info(h)["result_app_hash"]
+        finally:
+            for n in nodes:
+                await n.stop()
+
+    run(main(), 90)
+
+
+def test_config_switch_is_a_bool(tmp_path):
+    from engine.config import NodeConfig
+
+    with pytest.raises(ValueError, match="optimistic_execution must be true or false"):
+        NodeConfig(optimistic_execution=1).validate()  # type: ignore[arg-type]
+    NodeConfig(optimistic_execution=False).validate()
