@@ -219,9 +219,9 @@ class Application:
 
     name = "application"
     version = "0"
-    #: Whether the node may call ``finalize_block`` on a block it has prevoted for, before
-    #: the block is decided (optimistic execution: the height's execution overlaps its vote
-    #: rounds, so the decision is followed by the block's save alone). An application that
+    #: Whether the node may call ``finalize_block`` on a block it has precommitted for,
+    #: before the block is decided (optimistic execution: the block's execution overlaps the
+    #: last vote round, so the decision is followed by the block's save alone). An application that
     #: says True makes a second ``finalize_block`` for a height not yet committed replace
     #: everything the first one did (another block was decided); ``commit()`` follows the
     #: call for the decided block. docs/application.md, "Optimistic execution".

@@ -88,7 +88,7 @@ class NodeConfig:
     #: Proposals carry transaction ids; validators rebuild blocks from their mempools and fetch
     #: only what they lack from the proposer (engine/node/compact.py). false: whole blocks.
     compact_proposals: bool = True
-    #: A validator executes the block it prevoted for while the votes go round, when the
+    #: A validator executes the block it precommitted for while the precommits come, when the
     #: application allows it (``Application.optimistic_execution``); the decision then waits
     #: for the block's save alone (engine/node/commit.py). false: execute after the decision.
     optimistic_execution: bool = True

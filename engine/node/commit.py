@@ -106,12 +106,12 @@ class BlockCommitter:
         #: Runs a callable once the current input is handled (the node: the event loop's
         #: ``call_soon``); None (the default): no optimistic execution.
         self.defer: Callable[[Callable[[], None]], object] | None = None
-        #: The block executed before its decision (at most one: the latest prevoted).
+        #: The block executed before its decision (at most one: the latest precommitted).
         self._speculation: _Executed | None = None
 
     # ---- optimistic execution ---------------------------------------------------------------
     def speculate(self, height: int, block_hash: bytes, block: bytes) -> None:
-        """The driver sent this node's prevote for ``block_hash`` at ``height``: when the
+        """The driver sent this node's precommit for ``block_hash`` at ``height``: when the
         application allows it (``optimistic_execution``) and the node gave a ``defer``, the
         block is executed once the current input is handled (its votes are on their way
         first), and :meth:`commit` reuses the result if this block is decided. Nothing durable
@@ -120,7 +120,7 @@ class BlockCommitter:
             return
         held = self._speculation
         if held is not None and held.height == height and held.block_hash == block_hash:
-            return  # prevoted again for the same block in a later round: executed already
+            return  # precommitted again for the same block in a later round: executed already
         if not getattr(self.app, "optimistic_execution", False):
             return
         self.defer(partial(self._speculate, height, block_hash, block))

@@ -15,9 +15,9 @@ thread, so no input can slip in between). Actions:
 - ``RequestValue``: the value source builds a block and later feeds ``ValueReady``.
 - ``Decide``: the committer executes and stores the block (which drops the height's WAL), then
   the next height starts (at once, or after ``start_delay_ms``).
-- An own prevote for a block, once sent, is told to the committer when it is a
+- An own precommit for a block, once sent, is told to the committer when it is a
   :class:`Speculator` (not while replaying, not when the same step decided): it may execute
-  the block during the vote rounds, so the decision waits for the block's save alone
+  the block while the other precommits come, so the decision waits for the block's save alone
   (optimistic execution; engine/node/commit.py).
 - ``ReportEvidence``: to the evidence sink; ``MessageDropped`` and ``SignRefused`` are counted.
 
@@ -64,9 +64,10 @@ class Committer(Protocol):
 
 class Speculator(Protocol):
     def speculate(self, height: int, block_hash: bytes, block: bytes) -> None:
-        """This node's prevote for ``block_hash`` at ``height`` has been sent (the core found
-        the block valid): the block may be executed before it is decided. Nothing durable may
-        come of it; the committer reuses the result if this block is the one decided."""
+        """This node's precommit for ``block_hash`` at ``height`` has been sent (the block is
+        valid and more than 2/3 prevoted for it; the node is locked on it): the block may be
+        executed before it is decided. Nothing durable may come of it; the committer reuses
+        the result if this block is the one decided."""
         ...
 
 
@@ -157,15 +158,15 @@ class ConsensusDriver:
         self._persist_together(actions)
         votes: list[cs.Vote] = []
         decided = None
-        prevoted: cs.Vote | None = None
+        precommitted: cs.Vote | None = None
         for action in actions:
             if isinstance(action, cs.BroadcastVote):
                 v = action.vote
                 if self._persist(v.height, v.round, int(v.type) + 1, v.sign_bytes(self.chain_id),
                                  v.signature):
                     votes.append(v)
-                    if v.type == cs.VoteType.PREVOTE and v.block_hash != cs.NIL:
-                        prevoted = v
+                    if v.type == cs.VoteType.PRECOMMIT and v.block_hash != cs.NIL:
+                        precommitted = v
             elif isinstance(action, cs.BroadcastProposal):
                 p = action.proposal
                 if self._persist(p.height, p.round, int(cs.Step.PROPOSE),
@@ -195,11 +196,11 @@ class ConsensusDriver:
                 self.observer.refused(action.height, action.round, int(action.step),
                                       action.reason, self.replaying)
         self._send_votes(votes)
-        if prevoted is not None and decided is None and self._speculate is not None \
-                and not self.replaying and prevoted.height == self.core.height:
-            block = self.core.blocks.get(prevoted.block_hash)
+        if precommitted is not None and self._speculate is not None and not self.replaying \
+                and precommitted.height == self.core.height:  # not decided in this step
+            block = self.core.blocks.get(precommitted.block_hash)
             if block is not None:
-                self._speculate(prevoted.height, prevoted.block_hash, block)
+                self._speculate(precommitted.height, precommitted.block_hash, block)
         if decided is not None and not self.replaying:
             # The block is stored, so validity at the next height can be judged: start it.
             if self.start_gate is not None:

@@ -205,7 +205,7 @@ class Node:
 
         self._timers = LoopTimers(self._internal_error)
         if cfg.optimistic_execution:
-            # After what is ready now (the prevote's writes to peers), on the event loop.
+            # After what is ready now (the precommit's writes to peers), on the event loop.
             timers = self._timers
             committer.defer = lambda run: timers.call_later(0, run)
         journal = Journal(store, self._timers)

@@ -7,7 +7,7 @@
 - certificates: every commit certificate an honest node produces has more than 2/3 of the power
   and valid signatures (one batch verification + one native tally);
 - recovery: a node rebuilt from its durable model after a crash has exactly the state it had;
-- optimistic execution: a node executes early only a block it prevoted for, valid, of its
+- optimistic execution: a node executes early only a block it precommitted for, valid, of its
   current height, never while replaying; a decision that reuses an early result reuses the
   result of the decided block;
 - liveness is checked by the world (after the faults stop).
@@ -86,10 +86,11 @@ class Checker:
         elif not node.core.is_valid(height, block):
             self.violation(f"{where} of an invalid block")
         if node.honest and not any(
-                self.signed.get((node.validator, height, r, int(VoteType.PREVOTE) + 1))
-                == vote_sign_bytes(node.core.chain_id, VoteType.PREVOTE, height, r, block_hash)
+                self.signed.get((node.validator, height, r, int(VoteType.PRECOMMIT) + 1))
+                == vote_sign_bytes(node.core.chain_id, VoteType.PRECOMMIT, height, r,
+                                   block_hash)
                 for r in range(node.core.round + 1)):
-            self.violation(f"{where} of a block it has not prevoted for")
+            self.violation(f"{where} of a block it has not precommitted for")
 
     def on_reuse(self, node: SimNode, a: Decide, result: bytes) -> None:
         self.speculations_reused += 1

@@ -264,7 +264,7 @@ class SimNode:
         self.driver.timers.call_later(0, lambda: self.feed(event))
 
     def speculate(self, height: int, block_hash: bytes, block: bytes) -> None:
-        """The driver sent an own prevote for ``block_hash``: execute it later (the next
+        """The driver sent an own precommit for ``block_hash``: execute it later (the next
         virtual instant, as the node defers it), keep the result for the decision."""
         self.world.checker.on_speculate(self, height, block_hash, block)
         self.driver.timers.call_later(0, lambda: self._execute_early(height, block_hash, block))

@@ -1,5 +1,5 @@
 """Optimistic execution (engine/node/commit.py ``speculate``): a validator executes the block it
-prevoted for before the decision; the decision reuses that result when the same block is
+precommitted for before the decision; the decision reuses that result when the same block is
 decided and executes the decided block again otherwise, with the application's state exactly
 as if only the decided block had been executed."""
 from __future__ import annotations
@@ -104,10 +104,10 @@ def test_the_decided_block_reuses_its_early_execution():
     c = _committer(app, deferred=deferred)
     h1, b1 = _block(1, [b"a=1", b"b=2"])
     c.speculate(1, h1, b1)
-    assert app.calls == [] and len(deferred) == 1  # deferred: the prevote leaves first
+    assert app.calls == [] and len(deferred) == 1  # deferred: the precommit leaves first
     _run(deferred)
     assert app.calls == [(1, 2)]
-    c.speculate(1, h1, b1)  # prevoted again in a later round: not executed again
+    c.speculate(1, h1, b1)  # precommitted again in a later round: not executed again
     assert deferred == []
     c._speculate(1, h1, b1)  # nor when it was scheduled twice before the first one ran
     c.commit(_decide(1, h1, b1))
@@ -128,7 +128,7 @@ def test_another_decided_block_is_executed_again_as_if_alone():
     c = _committer(app, deferred=deferred)
     first_hash, first = _block(1, [b"a=1", b"b=2"])
     c.commit(_decide(1, first_hash, first))
-    # Height 2: prevoted for one block (rewrites a, adds x), another one is decided.
+    # Height 2: precommitted for one block (rewrites a, adds x), another one is decided.
     h_early, b_early = _block(2, [b"a=early", b"x=9"])
     h_dec, b_dec = _block(2, [b"b=3", b"y=4"], time_ms=2)
     c.speculate(2, h_early, b_early)

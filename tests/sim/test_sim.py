@@ -169,3 +169,29 @@ def test_the_simulator_runs_the_node_driver():
     world = World(3, SimConfig(validators=4, heights=2))
     assert all(type(n.driver) is ConsensusDriver for n in world.nodes)
     assert not hasattr(world.nodes[0], "execute")
+
+
+def test_early_executions_happen_under_faults_and_are_reused():
+    """The driver's optimistic-execution seam runs in the simulator (the node's committer
+    executes a precommitted block early, engine/node/commit.py): the checker sees each one, and
+    decisions reuse most of them; a crash drops what was executed early."""
+    early = reused = 0
+    for seed in range(20):
+        r = run_seed(seed, SimConfig(validators=4, byzantine=1, heights=4))
+        assert not r.violations, (seed, r.violations[:3])
+        early += r.speculations
+        reused += r.speculations_reused
+    assert reused > 0 and early >= reused
+
+
+def test_checker_catches_an_early_execution_the_driver_should_not_ask_for():
+    from engine.sim.world import World
+
+    world = World(1, SimConfig(validators=4, heights=2))
+    node = world.nodes[0]
+    block = b"not a block of this height"
+    node.speculate(1, bytes(32), block)  # neither this block's hash, nor precommitted
+    assert any("is not" in v for v in world.checker.violations), world.checker.violations
+    world.checker.violations.clear()
+    node.speculate(5, bytes(32), block)
+    assert any("not its current height" in v for v in world.checker.violations)
