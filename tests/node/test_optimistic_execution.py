@@ -5,6 +5,11 @@ as if only the decided block had been executed."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
 import types
 
 import pytest
@@ -13,6 +18,7 @@ from engine import consensus as cs
 from engine import crypto, tx
 from engine.app import Application, BlockResult, KVStoreApp, TxResult
 from engine.block import Block
+from engine.faults.walfault import damage_wal
 from engine.node.commit import BlockCommitter
 from engine.node.ports import Counters
 from engine.node.queries import RecentBlocks
@@ -257,3 +263,75 @@ def test_config_switch_is_a_bool(tmp_path):
     with pytest.raises(ValueError, match="optimistic_execution must be true or false"):
         NodeConfig(optimistic_execution=1).validate()  # type: ignore[arg-type]
     NodeConfig(optimistic_execution=False).validate()
+
+
+CHILD = os.path.join(os.path.dirname(__file__), "crash_early_child.py")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.mark.parametrize("wal_damage", [None, "truncate"])
+def test_crash_while_a_block_is_held_executed_early(tmp_path, wal_damage):
+    """The whole network dies at the instant validator 2 holds a block it executed early and has
+    not committed (proved by the child's marker); with its WAL tail cut too in one case. On
+    restart nothing of the early execution exists: every node commits the height again from
+    its WAL and the network, the chain goes on in agreement, and every stored app hash is the
+    one a fresh kvstore computes from the committed blocks."""
+    from tests.node import crash_early_child as child
+
+    homes = make_testnet(tmp_path, 4, CHAIN)
+    marker = tmp_path / "crashed.json"
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    paths = [h.path for h in homes]
+    p = subprocess.run([sys.executable, CHILD, str(marker), CHAIN, *paths], env=env, check=False,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == child.EXIT_CODE, p.stderr[-2000:]
+    held = json.loads(marker.read_text())
+    crasher = paths[child.CRASHER]
+    assert held["latest_height"] == held["height"] - 1 >= child.FROM_HEIGHT - 1
+    if wal_damage:
+        done = damage_wal(crasher, wal_damage, 300, random.Random(5))
+        # The cut takes records of the height that was held executed early.
+        assert done["deleted"] and all(r.startswith(f"{held['height']}/")
+                                       for r in done["deleted"]), done
+
+    async def main():
+        nodes = await start_nodes(paths)
+        try:
+            again = nodes[child.CRASHER]
+            results = await again.submit_txs(make_txs(CHAIN, 200, "after"))
+            await asyncio.gather(*(n.wait_for_tx(r.tx_id, 45) for n in nodes
+                                   for r in results[-3:]))
+            top = min(n.latest_height for n in nodes)
+            assert top > held["height"]
+            for h in range(1, top + 1):
+                assert len({(n.block_info(h)["hash"], n.block_info(h)["result_app_hash"])
+                            for n in nodes}) == 1
+            replayed = KVStoreApp()
+            replayed.init_chain(CHAIN, again.home.genesis.app_state)
+            replayed.commit()
+            for h in range(1, top + 1):
+                stored = again.store.load_block(h)
+                assert stored is not None
+                replayed.finalize_block(h, [tx.decode_tx(t) for t in stored.txs])
+                replayed.commit()
+                assert replayed.last_app_hash == stored.app_hash, h
+            assert again.counters.get("wal_records_replayed") > 0
+            if wal_damage:
+                assert again.counters.get("wal_records_dropped") > 0
+            if stored_block_is_early(again, held):  # (the usual case: it was locked on it)
+                assert again.block_info(held["height"])["result_app_hash"] \
+                    == held["early_app_hash"]
+            if not wal_damage:
+                for n in nodes:
+                    assert n.counters.get("sign_refused") == 0
+                    assert n.counters.get("persist_refused") == 0
+        finally:
+            for n in nodes:
+                await n.stop()
+
+    run(main(), 120)
+
+
+def stored_block_is_early(node, held) -> bool:
+    info = node.block_info(held["height"])
+    return info is not None and info["hash"] == held["block_hash"]
