@@ -523,9 +523,15 @@ class KVStoreApp(Application):
         key = bytes(data)
         if not key:
             return QueryResult(code=1, log="the key must not be empty")
+        # A block executed early (optimistic execution) is in the tree but not committed:
+        # answers stay at the committed height, proven by rolling that block back.
+        committed = self.tree.height if self._finalized is None else self._finalized - 1
+        if height is not None and height > committed:
+            return QueryResult(code=1, log=f"the state at height {height} is not committed "
+                                           f"(latest: {committed})", height=height)
         current = self._pending[key] if key in self._pending else self.state.get(key)
         try:
-            proof = self.tree.prove(key, current, height)
+            proof = self.tree.prove(key, current, committed if height is None else height)
         except ValueError as e:
             return QueryResult(code=1, log=str(e), height=height)
         if proof.value is None:

@@ -706,8 +706,11 @@ async def _drive(opts: TpsOptions, urls: list[str], procs: list[subprocess.Popen
                     plan.append(nxt)
         stop_watch.set()
         await asyncio.gather(*watchers)
+        final = await _stage_counters(http, urls)
         delayed = [int(c.get("chaos_delayed", 0)) if c is not None else None
-                   for c in await _stage_counters(http, urls)] if opts.net_latency_ms else []
+                   for c in final] if opts.net_latency_ms else []
+        early = {k: [int(c.get(f"early_{k}", 0)) if c is not None else None for c in final]
+                 for k in ("executions", "reused", "discarded")}
         states = await asyncio.gather(*(get_json(http, f"{u}/status") for u in urls))
         common = min(s["latest_height"] for s in states if s) if all(states) else 0
         accepted_ids = set(state.sent_at)
@@ -722,7 +725,7 @@ async def _drive(opts: TpsOptions, urls: list[str], procs: list[subprocess.Popen
             "committed_seen": sum(1 for i in accepted_ids if i in state.seen_at),
             "latency_all_ms": _percentiles_ms(all_lat), "timeline": timeline,
             "offered": sum(s.offered for s in steps), "rejected": sum(s.rejected for s in steps),
-            "messages_delayed": delayed}
+            "messages_delayed": delayed, "early_execution": early}
 
 
 _STAGE_LINE = re.compile(r'^engine_stage_cpu_seconds_total\{stage="([a-z_]+)"\} (\S+)$')
@@ -730,12 +733,16 @@ _PROCESS_LINE = re.compile(r"^engine_process_cpu_seconds_total (\S+)$")
 _NATIVE_LINE = re.compile(r"^engine_native_threads_cpu_seconds_total (\S+)$")
 _COMMITTED_LINE = re.compile(r'^engine_node_events_total\{event="txs_committed"\} (\S+)$')
 _DELAYED_LINE = re.compile(r'^engine_node_events_total\{event="chaos:delayed"\} (\S+)$')
+_EARLY_LINE = re.compile(
+    r'^engine_node_events_total\{event="optimistic_(executions|reused|discarded)"\} (\S+)$')
 
 
 def parse_stage_counters(text: str) -> dict[str, float]:
     """From a node's /metrics text: the thread CPU seconds of each stage, ``native_threads``
-    (the native kernels' helper threads), ``process`` (the whole process), ``txs_committed``
-    and ``chaos_delayed`` (messages the test chaos transport delayed, with --net-latency-ms)."""
+    (the native kernels' helper threads), ``process`` (the whole process), ``txs_committed``,
+    ``chaos_delayed`` (messages the test chaos transport delayed, with --net-latency-ms) and
+    ``early_executions`` / ``early_reused`` / ``early_discarded`` (blocks executed before their
+    decision, decisions that reused such a result, results not used: engine/node/commit.py)."""
     out: dict[str, float] = {}
     for line in text.splitlines():
         m = _STAGE_LINE.match(line)
@@ -749,6 +756,8 @@ def parse_stage_counters(text: str) -> dict[str, float]:
             out["txs_committed"] = float(m.group(1))
         elif (m := _DELAYED_LINE.match(line)):
             out["chaos_delayed"] = float(m.group(1))
+        elif (m := _EARLY_LINE.match(line)):
+            out[f"early_{m.group(1)}"] = float(m.group(2))
     return out
 
 
@@ -982,6 +991,9 @@ def _run_tps_one(opts: TpsOptions) -> dict[str, Any]:
         "steps": result["steps"],
         "timeline": result["timeline"],
         "exit_codes": codes,
+        #: Per node: blocks executed before their decision, decisions that reused the result,
+        #: results not used (optimistic execution; engine/node/commit.py).
+        "early_execution": result["early_execution"],
         **find_max,
     }
     if opts.net_latency_ms:
@@ -1014,12 +1026,16 @@ def passed(report: dict[str, Any]) -> tuple[bool, list[str]]:
 
 
 def _network_lines(report: dict[str, Any]) -> list[str]:
+    lines = []
+    early = report.get("early_execution")
+    if early:
+        lines.append(f"  early execution      per node: {early['executions']} blocks, "
+                     f"{early['reused']} reused by their decision, {early['discarded']} not used")
     net = report.get("net_latency")
-    if not net:
-        return []
-    line = (f"  network              {net['one_way_ms']} ms one way between nodes (test chaos "
-            f"transport), messages delayed per node {net['messages_delayed']}")
-    return [line]
+    if net:
+        lines.append(f"  network              {net['one_way_ms']} ms one way between nodes (test "
+                     f"chaos transport), messages delayed per node {net['messages_delayed']}")
+    return lines
 
 
 def format_summary(report: dict[str, Any]) -> str:

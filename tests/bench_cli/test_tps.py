@@ -55,6 +55,11 @@ def test_short_run_commits_every_accepted_tx_once_on_every_node(tmp_path, capsys
         assert per["other"] >= -0.05 and per["native_threads"] >= 0
         assert abs(sum(v for k, v in per.items() if k != "total") - per["total"]) < 0.1
     assert "CPU us per tx" in text
+    # Optimistic execution ran in the nodes (the kvstore allows it), and decisions used it.
+    early = report["early_execution"]
+    assert len(early["executions"]) == 4 and sum(early["reused"]) > 0, early
+    assert all(e >= r for e, r in zip(early["executions"], early["reused"]))
+    assert "early execution      per node:" in text
 
 
 def test_stage_counters_are_read_from_metrics_and_divided_by_committed_txs():
@@ -66,10 +71,14 @@ engine_native_threads_cpu_seconds_total 2.0
 engine_node_events_total{event="txs_committed"} 1000.0
 engine_node_events_total{event="other"} 7.0
 engine_node_events_total{event="chaos:delayed"} 42.0
+engine_node_events_total{event="optimistic_executions"} 9.0
+engine_node_events_total{event="optimistic_reused"} 8.0
+engine_node_events_total{event="optimistic_failed"} 1.0
 """
     before = tps.parse_stage_counters(text)
     assert before == {"admission": 1.5, "verification": 4.0, "process": 12.0,
-                      "native_threads": 2.0, "txs_committed": 1000.0, "chaos_delayed": 42.0}
+                      "native_threads": 2.0, "txs_committed": 1000.0, "chaos_delayed": 42.0,
+                      "early_executions": 9.0, "early_reused": 8.0}
     after = {"admission": 1.6, "verification": 4.3, "process": 12.8, "native_threads": 2.1,
              "txs_committed": 1100.0}
     per = tps.cpu_per_tx(before, after)

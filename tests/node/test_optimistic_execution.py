@@ -23,6 +23,7 @@ from engine.node.commit import BlockCommitter
 from engine.node.ports import Counters
 from engine.node.queries import RecentBlocks
 from engine.node.tip import ChainTip
+from engine.statetree import StateProof, verify_state_proof
 from engine.suite import get_suite
 from tests.node.helpers import make_testnet, make_txs, run, start_nodes
 
@@ -213,6 +214,13 @@ def test_kvstore_second_finalize_replaces_the_first():
     before = early.last_app_hash
     r_early = early.finalize_block(1, txs)
     assert early.last_app_hash == before  # committed hash until commit()
+    # Queries between an early execution and the commit answer from the committed state.
+    answer = early.query("/key", b"g")
+    assert answer.value == b"0" and answer.height == 0
+    verify_state_proof(before, StateProof.from_json(answer.proof))
+    assert early.query("/key", b"new").code == 1  # not committed: absent, with its proof
+    refused = early.query("/key", b"g", height=1)
+    assert refused.code == 1 and "not committed" in refused.log
     r_final = early.finalize_block(1, other)
     r_alone = alone.finalize_block(1, other)
     assert r_final.app_hash == r_alone.app_hash != r_early.app_hash
