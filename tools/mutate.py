@@ -153,6 +153,23 @@ MUTANTS = [
            "        if len(signed) < 2 or True:  # mutant: never together\n            return\n",
            ("tests/node/test_node_inprocess.py::test_signatures_of_one_step_share_one_durable_write",),
            "the signatures of one consensus step share one durable transaction"),
+    Mutant("reuse-early-execution-of-another-block", "engine/node/commit.py",
+           "        if held is not None and held.height == decide.height \\\n"
+           "                and held.block_hash == decide.block_hash:\n",
+           "        if held is not None and held.height == decide.height:  # mutant\n",
+           ("tests/node/test_optimistic_execution.py",),
+           "a decision stores the early result only of the block decided, never of another one"),
+    Mutant("early-execution-while-replaying", "engine/node/driver.py",
+           "        if precommitted is not None and self._speculate is not None and not "
+           "self.replaying \\\n",
+           "        if precommitted is not None and self._speculate is not None \\\n",
+           ("tests/sim/test_sim.py::test_early_executions_happen_under_faults_and_are_reused",),
+           "nothing is executed early while the WAL is replayed (the simulator's checker)"),
+    Mutant("kvstore-second-finalize-without-rollback", "engine/app.py",
+           "            self.tree.rollback(height)\n",
+           "            pass  # mutant: the early block stays in the state tree\n",
+           ("tests/node/test_optimistic_execution.py",),
+           "a second finalize_block for an uncommitted height replaces the first one"),
 ]
 
 #: Mutants not written yet (none: the node's three are above).
