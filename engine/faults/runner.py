@@ -528,6 +528,7 @@ class Runner:
             raise ScenarioFailed(f"not every node caught up to height {top}: {hs}")
         self._drain_mempools()
         self._check_chaos()
+        self._check_early_execution()
         codes = self.stop_all()
         bad = {i: c for i, c in codes.items() if c != 0}
         if bad:
@@ -575,6 +576,23 @@ class Runner:
         if missing:
             raise ScenarioFailed(f"the chaos transport never {'/'.join(missing)} a message "
                                  f"(counted {seen})")
+
+    def _check_early_execution(self) -> None:
+        """Optimistic execution (engine/node/commit.py) must have run under the scenario's
+        faults: blocks executed before their decision, and decisions that used the result."""
+        seen: dict[str, int] = {}
+        for i in self.live():
+            try:
+                text = Client(self.rpc_urls[i], timeout_s=3).metrics()
+            except ClientError as e:
+                raise ScenarioFailed(f"cannot read node{i}'s metrics: {e}")
+            for line in text.splitlines():
+                for what in ("executions", "reused", "discarded", "failed"):
+                    if line.startswith(f'engine_node_events_total{{event="optimistic_{what}"}}'):
+                        seen[what] = seen.get(what, 0) + int(float(line.split()[-1]))
+        self.report.faults_seen["early_execution"] = seen
+        if not seen.get("reused"):
+            raise ScenarioFailed(f"no decision reused an early execution (counted {seen})")
 
     def stop_all(self) -> dict[int, int | None]:
         for i in range(len(self.procs)):

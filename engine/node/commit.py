@@ -8,6 +8,12 @@ transaction (which also drops the height's WAL); then the application commits, t
 forgets the block's transactions, the evidence pool its evidence, the tip moves, waiters wake,
 subscribers get the block's events and ``after_commit`` hooks run (status to peers, cache
 resets, mempool recheck). Any exception rises to the driver, which halts the node.
+
+Optimistic execution: when the driver has sent this validator's precommit for a block and the
+application allows it (``Application.optimistic_execution``), :meth:`BlockCommitter.speculate`
+has the block executed right after (``finalize_block``, the result kept in memory only); the
+decision then reuses that result if it is the same block, and executes the decided block
+otherwise (the application's second call replaces the first).
 """
 from __future__ import annotations
 
@@ -103,8 +109,9 @@ class BlockCommitter:
         #: Thread CPU by stage (engine/node/stagecpu.py): execution, storage, the rest.
         self.stage_cpu: Callable[[str, float], None] = no_stage
         self._compaction_pending = False
-        #: Runs a callable once the current input is handled (the node: the event loop's
-        #: ``call_soon``); None (the default): no optimistic execution.
+        #: Runs a callable once the current input is handled (the node: a zero-delay timer on
+        #: the event loop, after the writes already queued); None (the default): no optimistic
+        #: execution.
         self.defer: Callable[[Callable[[], None]], object] | None = None
         #: The block executed before its decision (at most one: the latest precommitted).
         self._speculation: _Executed | None = None

@@ -51,6 +51,8 @@ def test_scenario(path, tmp_path):
         assert report.faults_seen.get("chaos"), report.faults_seen
     if sc.rate_tps:
         assert report.txs_acknowledged > 0
+    # Optimistic execution ran under the faults, and decisions used it (the runner checks).
+    assert report.faults_seen["early_execution"].get("reused", 0) > 0, report.faults_seen
     if sc.expect_evidence:
         assert report.evidence and report.equivocations
     changes = [s for s in sc.steps if s.action == "set_power"]
@@ -170,3 +172,31 @@ def test_wal_damage_that_does_nothing_fails_the_scenario(tmp_path):
         st.wal_append(3, b"x" * 50)
     runner.apply("damage_wal", {"nodes": [0], "mode": "truncate", "tail_bytes": 10})
     assert runner.report.faults_seen["wal_damaged_node0"] == 1
+
+
+def test_a_run_where_no_decision_reused_an_early_execution_fails(tmp_path, monkeypatch):
+    """The runner reads every live node's optimistic-execution counters: none reused (a node
+    with the feature broken or off) fails the scenario instead of passing it untested."""
+    from engine.faults import runner as runner_mod
+
+    metrics = {0: 'engine_node_events_total{event="optimistic_executions"} 5.0\n'
+                  'engine_node_events_total{event="optimistic_discarded"} 5.0\n',
+               1: 'engine_node_events_total{event="txs_committed"} 9.0\n'}
+
+    class FakeClient:
+        def __init__(self, url, timeout_s):
+            self.url = url
+
+        def metrics(self):
+            return metrics[int(self.url)]
+
+    monkeypatch.setattr(runner_mod, "Client", FakeClient)
+    sc = load_scenario(os.path.join(ROOT, "tests", "scenarios", "kill-restart.toml"))
+    r = runner_mod.Runner(sc, str(tmp_path), log=lambda s: None)
+    r.rpc_urls, r.state = ["0", "1"], ["running", "running"]
+    with pytest.raises(ScenarioFailed, match="no decision reused an early execution"):
+        r._check_early_execution()
+    metrics[1] = 'engine_node_events_total{event="optimistic_reused"} 3.0\n'
+    r._check_early_execution()
+    assert r.report.faults_seen["early_execution"] == {"executions": 5, "discarded": 5,
+                                                        "reused": 3}
