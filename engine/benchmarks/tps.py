@@ -115,6 +115,13 @@ class TpsOptions:
     #: chaos transport (engine/net/chaos.py, installed through ``testing.toml`` and
     #: ``ENGINE_TEST_FAULTS=1``), for heights paced by the network as across a WAN.
     net_latency_ms: int = 0
+    #: The nodes' application (``package.module:Class``; None: the kvstore). It must take
+    #: the kvstore's ``key=value`` payloads, e.g. ``engine.examples.costly:CostlyKVStore``.
+    app: str | None = None
+    #: The nodes' ``[app_settings]`` (values parsed as TOML scalars).
+    app_settings: dict[str, Any] = field(default_factory=dict)
+    #: The nodes' ``optimistic_execution`` (None: the node default, on).
+    optimistic_execution: bool | None = None
 
     @classmethod
     def from_args(cls, args: Any) -> TpsOptions:
@@ -141,7 +148,11 @@ class TpsOptions:
                    slo_p50_ms=getattr(args, "slo_p50_ms", SLO_P50_MS_DEFAULT),
                    find_max_rungs=getattr(args, "find_max_rungs", FIND_MAX_RUNGS_MAX),
                    block_interval_ms=getattr(args, "block_interval_ms", None),
-                   net_latency_ms=getattr(args, "net_latency_ms", None) or 0)
+                   net_latency_ms=getattr(args, "net_latency_ms", None) or 0,
+                   app=getattr(args, "app", None),
+                   app_settings=parse_app_settings(getattr(args, "app_setting", None) or []),
+                   optimistic_execution=False if getattr(args, "no_optimistic_execution",
+                                                         False) else None)
         opts.validate()
         return opts
 
@@ -181,6 +192,36 @@ class TpsOptions:
         if type(latency) is not int or not 0 <= latency <= CHAOS_LATENCY_MS_MAX:
             raise ValueError(f"net_latency_ms must be an integer in 0..{CHAOS_LATENCY_MS_MAX}, "
                              f"not {latency!r}")
+        if self.app is not None:
+            from engine.app import load_app
+
+            load_app(self.app)  # ValueError/TypeError naming it, before any node starts
+        if not isinstance(self.app_settings, dict):
+            raise TypeError("app_settings must be a dict")
+        if self.optimistic_execution not in (None, True, False):
+            raise ValueError(f"optimistic_execution must be None, True or False, not "
+                             f"{self.optimistic_execution!r}")
+
+
+def parse_app_settings(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` items (``--app-setting``) as a dict, each value a TOML scalar (``20``,
+    ``2.5``, ``true``, ``"text"``) or else the text itself."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = str(item).partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--app-setting must be KEY=VALUE, not {item!r}")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        out[key.strip()] = value
+    return out
 
 
 def _latency_env(homes: list, latency_ms: int) -> dict[str, str] | None:
@@ -914,9 +955,17 @@ def _run_tps_one(opts: TpsOptions) -> dict[str, Any]:
     try:
         settings: dict[str, Any] = {} if opts.block_interval_ms is None else {
             "block_interval_ms": opts.block_interval_ms}
+        if opts.app is not None:
+            settings["app"] = opts.app
+        if opts.app_settings:
+            settings["app_settings"] = dict(opts.app_settings)
+        if opts.optimistic_execution is not None:
+            settings["optimistic_execution"] = opts.optimistic_execution
         homes = init_testnet(workdir, opts.validators, base_port=base, chain_id=CHAIN_ID,
                              crypto=opts.crypto, **settings)
         interval_ms = homes[0].config.block_interval_ms
+        node_app = homes[0].config.app
+        optimistic = homes[0].config.optimistic_execution
         env = _latency_env(homes, opts.net_latency_ms)
         for h in homes:
             procs.append(spawn_node(h.path, os.path.join(workdir, f"{h.config.moniker}.log"),
@@ -925,7 +974,9 @@ def _run_tps_one(opts: TpsOptions) -> dict[str, Any]:
         say(f"{opts.validators} validators in {workdir} (ports {base}..{last_port}), "
             f"sync on, block interval {interval_ms} ms"
             + (f", {opts.net_latency_ms} ms one-way between nodes" if opts.net_latency_ms
-               else "") + "; load "
+               else "")
+            + (f", app {node_app} {opts.app_settings or ''}" if opts.app else "")
+            + ("" if optimistic else ", optimistic execution off") + "; load "
             f"{'max' if opts.rate is None else opts.rate} tx/s for "
             f"{opts.duration_s:g} s" + (" per rung" if opts.sweep else ""), flush=True)
         search = MaxSearch(start=opts.rate or FIND_MAX_START_TPS,
@@ -982,6 +1033,8 @@ def _run_tps_one(opts: TpsOptions) -> dict[str, Any]:
                            if opts.sweep else opts.rate or "max"), "sweep": opts.sweep,
                   "store_sync": True, "block_interval_ms": interval_ms,
                   "net_latency_ms": opts.net_latency_ms,
+                  "app": node_app, "app_settings": dict(opts.app_settings),
+                  "optimistic_execution": optimistic,
                   "senders": SENDERS, "batch_interval_ms": BATCH_INTERVAL_MS,
                   "poll_ms": POLL_MS, "signing_s": round(sign_s, 1),
                   "latency": "POST sent -> block seen committed on node0 (long poll)",
@@ -1043,7 +1096,10 @@ def format_summary(report: dict[str, Any]) -> str:
     lines = [
         "",
         (f"engine bench tps: {s['validators']} validators, {s['tx_bytes']} B signed kvstore txs, "
-         f"LMDB sync on, offered {s['rate']} tx/s, crypto {s.get('crypto', 'ed25519-blake3')}"),
+         f"LMDB sync on, offered {s['rate']} tx/s, crypto {s.get('crypto', 'ed25519-blake3')}"
+         + (f", app {s['app']} {s.get('app_settings') or ''}"
+            if s.get("app") not in (None, "kvstore") else "")
+         + ("" if s.get("optimistic_execution", True) else ", optimistic execution off")),
         f"  committed TPS        {report['tps']:,.1f} (steady-state window)",
         (f"  latency              p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms "
          f"({lat['samples']} samples)"),

@@ -60,6 +60,16 @@ def register(sub) -> None:
                    help="the nodes' block_interval_ms (default: the node default, 100); "
                         "blocks are at least this far apart, so a low one leaves heights "
                         "paced by the work instead")
+    t.add_argument("--app", default=None, metavar="MODULE:CLASS",
+                   help="the nodes' application (default: the kvstore); it must take the "
+                        "kvstore's key=value payloads, e.g. engine.examples.costly:CostlyKVStore "
+                        "(a kvstore whose execution costs CPU)")
+    t.add_argument("--app-setting", action="append", default=[], metavar="KEY=VALUE",
+                   help="an [app_settings] entry of the nodes (repeatable), e.g. "
+                        "execution_us_per_tx=50")
+    t.add_argument("--no-optimistic-execution", action="store_true",
+                   help="the nodes execute blocks only once decided (optimistic_execution = "
+                        "false), to compare")
     t.set_defaults(func=_tps)
 
     lt = bench.add_parser("light", help="light-client verification next to single verifies")

@@ -114,6 +114,32 @@ def test_a_network_latency_paces_the_heights(tmp_path, capsys):
     assert "40 ms one way between nodes" in text and "messages delayed per node" in text
 
 
+def test_app_settings_are_toml_scalars_or_text():
+    assert tps.parse_app_settings(["execution_us_per_tx=50", "ratio=2.5", "on=true",
+                                   'name="x y"', "raw=a b", "empty="]) == {
+        "execution_us_per_tx": 50, "ratio": 2.5, "on": True, "name": "x y", "raw": "a b",
+        "empty": ""}
+
+
+def test_another_app_and_optimistic_execution_off_reach_the_nodes(tmp_path, capsys):
+    """--app, --app-setting and --no-optimistic-execution go into every node's config: the
+    costly kvstore spends its 300 us per transaction in execution (the kvstore alone spends a
+    few), and with optimistic execution off no node executes a block before its decision."""
+    report, text = _run_tps(tmp_path, capsys, "--validators", "4", "--duration", "3", "--rate",
+                            "200", "--app", "engine.examples.costly:CostlyKVStore",
+                            "--app-setting", "execution_us_per_tx=300",
+                            "--no-optimistic-execution")
+    setup = report["setup"]
+    assert setup["app"] == "engine.examples.costly:CostlyKVStore"
+    assert setup["app_settings"] == {"execution_us_per_tx": 300}
+    assert setup["optimistic_execution"] is False
+    assert report["lost"] == 0 and report["nodes_agree"] is True and report["committed"] > 0
+    for per in report["cpu_us_per_tx"].values():
+        assert per["execution"] >= 250, report["cpu_us_per_tx"]
+    assert report["early_execution"]["executions"] == [0, 0, 0, 0]
+    assert "optimistic execution off" in text and "CostlyKVStore" in text
+
+
 def test_a_latency_that_was_not_applied_fails_the_run():
     report = {"lost": 0, "duplicates": 0, "nodes_agree": True, "accepted": 5,
               "exit_codes": [0, 0], "net_latency": {"one_way_ms": 40,
@@ -140,7 +166,10 @@ def _args(**kw):
     ({"block_interval_ms": 1.5}, "block_interval_ms must be"),
     ({"net_latency_ms": -1}, "net_latency_ms must be"),
     ({"net_latency_ms": 10_001}, "net_latency_ms must be"),
-    ({"net_latency_ms": 1.5}, "net_latency_ms must be")])
+    ({"net_latency_ms": 1.5}, "net_latency_ms must be"),
+    ({"app": "nomodule:Nothing"}, "cannot be loaded"),
+    ({"app": "kvstore-ish"}, "app must be"),
+    ({"app_setting": ["novalue"]}, "--app-setting must be KEY=VALUE")])
 def test_bad_options_are_refused(kw, message):
     with pytest.raises(ValueError, match=message):
         tps.TpsOptions.from_args(_args(**kw))
