@@ -109,9 +109,9 @@ class BlockCommitter:
         #: Thread CPU by stage (engine/node/stagecpu.py): execution, storage, the rest.
         self.stage_cpu: Callable[[str, float], None] = no_stage
         self._compaction_pending = False
-        #: Runs a callable once the current input is handled (the node: a zero-delay timer on
-        #: the event loop, after the writes already queued); None (the default): no optimistic
-        #: execution.
+        #: Runs a callable once the current input is handled (the node: ``call_soon`` on the
+        #: event loop, after the peer writers' wake-ups already queued); None (the default):
+        #: no optimistic execution.
         self.defer: Callable[[Callable[[], None]], object] | None = None
         #: The block executed before its decision (at most one: the latest precommitted).
         self._speculation: _Executed | None = None

@@ -205,9 +205,10 @@ class Node:
 
         self._timers = LoopTimers(self._internal_error)
         if cfg.optimistic_execution:
-            # After what is ready now (the precommit's writes to peers), on the event loop.
-            timers = self._timers
-            committer.defer = lambda run: timers.call_later(0, run)
+            # After what is ready now (the wake-ups of the peer writers the precommit was just
+            # queued for, inputs already read). Measured against a zero-delay timer instead:
+            # with a costly application the local p50 was 8-15 ms higher (README).
+            committer.defer = self._timers.call_soon
         journal = Journal(store, self._timers)
         core = self.core = self._build_core(journal, validity, signatures)
         outbox: Any = PeerOutbox(wire, compact=cfg.compact_proposals, suite=self.suite)

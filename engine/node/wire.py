@@ -74,7 +74,7 @@ class _Handle:
 
     def __init__(self, owner: LoopTimers):
         self.owner = owner
-        self.handle: asyncio.TimerHandle | None = None
+        self.handle: asyncio.Handle | None = None
 
     def cancel(self) -> None:
         if self.handle is not None:
@@ -91,6 +91,18 @@ class LoopTimers:
         self._on_error = on_error
 
     def call_later(self, delay_ms: float, callback: Callable[[], Any]) -> _Handle:
+        h, fire = self._wrap(callback)
+        h.handle = asyncio.get_running_loop().call_later(delay_ms / 1000, fire)
+        return h
+
+    def call_soon(self, callback: Callable[[], Any]) -> _Handle:
+        """Run ``callback`` after the callbacks already ready (first in, first out): after the
+        wake-ups of the peer writers a message was just queued for, say."""
+        h, fire = self._wrap(callback)
+        h.handle = asyncio.get_running_loop().call_soon(fire)
+        return h
+
+    def _wrap(self, callback: Callable[[], Any]) -> tuple[_Handle, Callable[[], None]]:
         h = _Handle(self)
 
         def fire() -> None:
@@ -100,9 +112,8 @@ class LoopTimers:
             except Exception as e:  # noqa: BLE001 - reported, never lost
                 self._on_error(e)
 
-        h.handle = asyncio.get_running_loop().call_later(delay_ms / 1000, fire)
         self._handles.add(h)
-        return h
+        return h, fire
 
     def cancel_all(self) -> None:
         for h in list(self._handles):
