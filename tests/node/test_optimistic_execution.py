@@ -391,3 +391,36 @@ def test_the_node_defers_early_execution_until_queued_writes_went_out(new_loop):
         loop.run_until_complete(main())
     finally:
         loop.close()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_kvstore_with_discarded_early_executions_matches_one_without(seed):
+    """Thirty heights of random blocks; before about half of them the app first executes
+    another random block (an early execution that was not decided). App hashes, state and
+    proofs at every kept height equal those of an app that only ever saw the decided blocks."""
+    rng = random.Random(seed)
+    key = crypto.SigningKey.generate()
+    nonce = iter(range(10**6))
+
+    def block() -> list[tx.Tx]:
+        return [tx.decode_tx(tx.encode_tx(key, next(nonce), b"k%d=%d" % (
+            rng.randrange(60), rng.randrange(1000)), CHAIN)) for _ in range(rng.randrange(12))]
+
+    early, plain = KVStoreApp(), KVStoreApp()
+    for app in (early, plain):
+        app.init_chain(CHAIN, {"g": "0"})
+        app.commit()
+    for height in range(1, 31):
+        decided = block()
+        for _ in range(rng.choice([0, 0, 1, 2])):  # zero to two undecided executions first
+            early.finalize_block(height, block())
+        assert early.finalize_block(height, decided).app_hash \
+            == plain.finalize_block(height, decided).app_hash
+        early.commit()
+        plain.commit()
+        assert early.last_app_hash == plain.last_app_hash
+    assert _state(early) == _state(plain)
+    for height in (1, 15, 30):
+        for k in (b"k1", b"k7", b"g", b"absent"):
+            a, b = early.query("/key", k, height), plain.query("/key", k, height)
+            assert (a.code, a.value, a.proof) == (b.code, b.value, b.proof)
