@@ -1,6 +1,7 @@
 """The README's account ledger, run as written on a 4-validator in-process network: transfers,
 a query on every node, an event subscription that sees a payment, a recheck that evicts an
-overdraft, and a restart."""
+overdraft, a restart, and optimistic execution; and its second finalize_block for a height
+replacing the first."""
 from __future__ import annotations
 
 import asyncio
@@ -118,8 +119,45 @@ def test_ledger_on_four_validators(tmp_path):
             assert len({(_balance(n, alice), _balance(n, bob)) for n in nodes}) == 1
             assert nodes[3].query("/nonce", alice.public_key)["value"] == \
                 struct.pack("<Q", 2).hex()
+            # The ledger allows optimistic execution: decisions used early results.
+            assert sum(n.counters.get("optimistic_reused") for n in nodes) > 0
         finally:
             for n in nodes:
                 await n.stop()
 
     run(main(), 180)
+
+
+def test_ledger_second_finalize_replaces_the_first(tmp_path):
+    """What optimistic execution asks of the README ledger: a block executed and then not
+    decided leaves no trace; the decided one gives the hash and results it gives alone."""
+    from engine.app import MemoryState
+
+    ledger = _ledger_module(tmp_path)
+    alice, bob, carol = (crypto.SigningKey.generate() for _ in range(3))
+    genesis = {"balances": {alice.public_key.hex(): 100}}
+
+    def app():
+        a = ledger.LedgerApp()
+        a.state = MemoryState()
+        init = a.init_chain(CHAIN, genesis)
+        a.state.apply(init.writes)
+        a.commit()
+        return a
+
+    def txs(*envelopes):
+        return [tx.decode_tx(e) for e in envelopes]
+
+    early, alone = app(), app()
+    undecided = early.finalize_block(1, txs(_pay(alice, 0, carol, 90)), None)
+    assert early.query("/balance", alice.public_key).value == struct.pack("<Q", 100)
+    decided = txs(_pay(alice, 0, bob, 30))
+    got, want = early.finalize_block(1, decided, None), alone.finalize_block(1, decided, None)
+    assert got.app_hash == want.app_hash != undecided.app_hash
+    assert got.writes == want.writes and [r.data for r in got.tx_results] == \
+        [r.data for r in want.tx_results]
+    for a, result in ((early, got), (alone, want)):
+        a.state.apply(result.writes)
+        a.commit()
+    assert early.last_app_hash == alone.last_app_hash == want.app_hash
+    assert early.query("/balance", carol.public_key).value == struct.pack("<Q", 0)
