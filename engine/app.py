@@ -220,11 +220,12 @@ class Application:
     name = "application"
     version = "0"
     #: Whether the node may call ``finalize_block`` on a block it has precommitted for,
-    #: before the block is decided (optimistic execution: the block's execution overlaps the
-    #: last vote round, so the decision is followed by the block's save alone). An application that
-    #: says True makes a second ``finalize_block`` for a height not yet committed replace
-    #: everything the first one did (another block was decided); ``commit()`` follows the
-    #: call for the decided block. docs/application.md, "Optimistic execution".
+    #: before the block is decided (optimistic execution: the block's execution overlaps
+    #: the last vote round, so the decision is followed by the block's save alone). An
+    #: application that says True makes a second ``finalize_block`` for a height not yet
+    #: committed replace everything the first one did (another block was decided);
+    #: ``commit()`` follows the call for the decided block. docs/application.md,
+    #: "Optimistic execution".
     optimistic_execution = False
 
     def __init__(self) -> None:
@@ -381,8 +382,8 @@ class KVStoreApp(Application):
         super().__init__()
         self._pending: dict[bytes, bytes | None] = {}
         self.tree = StateTree()
-        #: The height finalize_block ran for, until commit(): a second call for it rolls
-        #: the state tree back first (optimistic execution of a block that was not decided).
+        #: The height finalize_block ran for, until commit(): the next call rolls the state
+        #: tree back first (optimistic execution of a block that was not decided).
         self._finalized: int | None = None
         self._pending_hash = self.last_app_hash
 
@@ -442,9 +443,10 @@ class KVStoreApp(Application):
 
     def finalize_block(self, height: int, txs: list[Tx],
                        context: BlockContext | None = None) -> BlockResult:
-        if self._finalized == height:
-            # This height was executed before it was decided, and another block was decided.
-            self.tree.rollback(height)
+        if self._finalized is not None:
+            # A block executed before it was decided, and another one was decided: the tree
+            # goes back to the committed state (which self.state holds) before this block.
+            self.tree.rollback(self._finalized)
             self._finalized = None
         writes: dict[bytes, bytes | None] = {}
         results: list[TxResult] = []

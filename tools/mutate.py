@@ -166,7 +166,7 @@ MUTANTS = [
            ("tests/sim/test_sim.py::test_early_executions_happen_under_faults_and_are_reused",),
            "nothing is executed early while the WAL is replayed (the simulator's checker)"),
     Mutant("kvstore-second-finalize-without-rollback", "engine/app.py",
-           "            self.tree.rollback(height)\n",
+           "            self.tree.rollback(self._finalized)\n",
            "            pass  # mutant: the early block stays in the state tree\n",
            ("tests/node/test_optimistic_execution.py",),
            "a second finalize_block for an uncommitted height replaces the first one"),

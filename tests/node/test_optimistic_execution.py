@@ -424,3 +424,15 @@ def test_kvstore_with_discarded_early_executions_matches_one_without(seed):
         for k in (b"k1", b"k7", b"g", b"absent"):
             a, b = early.query("/key", k, height), plain.query("/key", k, height)
             assert (a.code, a.value, a.proof) == (b.code, b.value, b.proof)
+
+
+def test_kvstore_rolls_back_any_uncommitted_block_before_the_next():
+    """The tree always matches the committed state before a block is applied: an uncommitted
+    block of another height (never asked by the node) is rolled back too."""
+    odd, alone = KVStoreApp(), KVStoreApp()
+    for app in (odd, alone):
+        app.init_chain(CHAIN, {})
+        app.commit()
+    odd.finalize_block(1, [tx.decode_tx(tx.encode_tx(KEY, 0, b"x=1", CHAIN))])
+    decided = [tx.decode_tx(tx.encode_tx(KEY, 1, b"y=2", CHAIN))]
+    assert odd.finalize_block(2, decided).app_hash == alone.finalize_block(2, decided).app_hash
