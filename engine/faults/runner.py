@@ -554,21 +554,27 @@ class Runner:
             time.sleep(0.5)
         raise ScenarioFailed(f"mempools did not drain: {waiting} transactions still waiting")
 
-    def _check_chaos(self) -> None:
-        """The chaos transport must have done what the scenario asks of it."""
-        chaos = self.sc.chaos
-        if chaos is None:
-            return
+    def _event_totals(self, prefix: str, names: tuple[str, ...], check: str) -> dict[str, int]:
+        """Each event ``prefix + name`` (``engine_node_events_total`` in /metrics) summed over
+        the live nodes; events no node counted are left out."""
         seen: dict[str, int] = {}
         for i in self.live():
             try:
                 text = Client(self.rpc_urls[i], timeout_s=3).metrics()
             except ClientError as e:
-                raise ScenarioFailed(f"cannot read node{i}'s metrics for the chaos check: {e}")
+                raise ScenarioFailed(f"cannot read node{i}'s metrics for the {check} check: {e}")
             for line in text.splitlines():
-                for effect in ("delayed", "dropped", "duplicated"):
-                    if line.startswith(f'engine_node_events_total{{event="chaos:{effect}"}}'):
-                        seen[effect] = seen.get(effect, 0) + int(float(line.split()[-1]))
+                for name in names:
+                    if line.startswith(f'engine_node_events_total{{event="{prefix}{name}"}}'):
+                        seen[name] = seen.get(name, 0) + int(float(line.split()[-1]))
+        return seen
+
+    def _check_chaos(self) -> None:
+        """The chaos transport must have done what the scenario asks of it."""
+        chaos = self.sc.chaos
+        if chaos is None:
+            return
+        seen = self._event_totals("chaos:", ("delayed", "dropped", "duplicated"), "chaos")
         self.report.faults_seen["chaos"] = seen
         wanted = {"delayed": chaos.get("latency_ms", 0) or chaos.get("jitter_ms", 0),
                   "dropped": chaos.get("drop_pct", 0), "duplicated": chaos.get("duplicate_pct", 0)}
@@ -580,16 +586,8 @@ class Runner:
     def _check_early_execution(self) -> None:
         """Optimistic execution (engine/node/commit.py) must have run under the scenario's
         faults: blocks executed before their decision, and decisions that used the result."""
-        seen: dict[str, int] = {}
-        for i in self.live():
-            try:
-                text = Client(self.rpc_urls[i], timeout_s=3).metrics()
-            except ClientError as e:
-                raise ScenarioFailed(f"cannot read node{i}'s metrics: {e}")
-            for line in text.splitlines():
-                for what in ("executions", "reused", "discarded", "failed"):
-                    if line.startswith(f'engine_node_events_total{{event="optimistic_{what}"}}'):
-                        seen[what] = seen.get(what, 0) + int(float(line.split()[-1]))
+        seen = self._event_totals("optimistic_", ("executions", "reused", "discarded", "failed"),
+                                  "early execution")
         self.report.faults_seen["early_execution"] = seen
         if not seen.get("reused"):
             raise ScenarioFailed(f"no decision reused an early execution (counted {seen})")
