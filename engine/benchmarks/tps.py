@@ -15,7 +15,10 @@ latency from the moment a batch is posted to the moment its block is seen commit
 (followed with ``GET /blocks`` long polls, so node 0 answers the moment a block is
 committed), blocks per second,
 transactions per block, rounds per height (from each block's commit certificate) and CPU per
-process (psutil). Then, with the load stopped and the chain drained, every node's chain is read
+process (psutil); from each node's ``/metrics``, CPU per committed transaction by stage
+(engine/node/stagecpu.py) and the mean wall-clock time of each phase of its heights (cut and
+proposal, prevote, waiting for the prevotes, for the precommits, commit: engine/node/phases.py).
+Then, with the load stopped and the chain drained, every node's chain is read
 block by block over RPC: every accepted transaction must be committed exactly once on every node
 and all nodes must hold the same block and app hash at every height, or the run fails.
 
@@ -54,6 +57,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.localnet import get_json, wait_ready
+from engine.node.phases import PHASES
 from engine.node.stagecpu import STAGES
 
 CHAIN_ID = "bench-tps"
@@ -334,6 +338,8 @@ class _Step:
     cpu_percent: dict[str, float] = field(default_factory=dict)
     #: Per node: CPU microseconds per committed transaction by stage (engine/node/stagecpu.py).
     cpu_us_per_tx: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: Per node: mean wall-clock ms of each phase of its heights (engine/node/phases.py).
+    height_phases_ms: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -561,6 +567,7 @@ def _step_summary(state: _State, step: _Step, index: int, warmup_s: float) -> di
         "txs_per_block": round(committed_in_window / len(blocks), 1) if blocks else 0.0,
         "cpu_percent": step.cpu_percent,
         "cpu_us_per_tx": step.cpu_us_per_tx,
+        "height_phases_ms": step.height_phases_ms,
         "errors": step.errors[:10],
     }
 
@@ -728,7 +735,9 @@ async def _drive(opts: TpsOptions, urls: list[str], procs: list[subprocess.Popen
             accepted_so_far = sum(s.accepted for s in steps)
             await _drain(http, state, accepted_so_far,
                          max(DRAIN_TIMEOUT_S_MIN, opts.duration_s))
-            step.cpu_us_per_tx = _cpu_per_tx(stages0, await _stage_counters(http, urls))
+            stages1 = await _stage_counters(http, urls)
+            step.cpu_us_per_tx = _cpu_per_tx(stages0, stages1)
+            step.height_phases_ms = _height_phases(stages0, stages1)
             stop_progress.set()
             await prog
             summaries.append(_step_summary(state, step, index, warmup_s))
@@ -776,6 +785,7 @@ _COMMITTED_LINE = re.compile(r'^engine_node_events_total\{event="txs_committed"\
 _DELAYED_LINE = re.compile(r'^engine_node_events_total\{event="chaos:delayed"\} (\S+)$')
 _EARLY_LINE = re.compile(
     r'^engine_node_events_total\{event="optimistic_(executions|reused|discarded)"\} (\S+)$')
+_PHASE_LINE = re.compile(r'^engine_height_phase_seconds_(sum|count)\{phase="([a-z]+)"\} (\S+)$')
 
 
 def parse_stage_counters(text: str) -> dict[str, float]:
@@ -783,7 +793,9 @@ def parse_stage_counters(text: str) -> dict[str, float]:
     (the native kernels' helper threads), ``process`` (the whole process), ``txs_committed``,
     ``chaos_delayed`` (messages the test chaos transport delayed, with --net-latency-ms) and
     ``early_executions`` / ``early_reused`` / ``early_discarded`` (blocks executed before their
-    decision, decisions that reused such a result, results not used: engine/node/commit.py)."""
+    decision, decisions that reused such a result, results not used: engine/node/commit.py)
+    and ``phase_sum:P`` / ``phase_count:P`` (seconds in phase P of the stored heights and how
+    many: engine/node/phases.py)."""
     out: dict[str, float] = {}
     for line in text.splitlines():
         m = _STAGE_LINE.match(line)
@@ -799,6 +811,24 @@ def parse_stage_counters(text: str) -> dict[str, float]:
             out["chaos_delayed"] = float(m.group(1))
         elif (m := _EARLY_LINE.match(line)):
             out[f"early_{m.group(1)}"] = float(m.group(2))
+        elif (m := _PHASE_LINE.match(line)):
+            out[f"phase_{m.group(1)}:{m.group(2)}"] = float(m.group(3))
+    return out
+
+
+def height_phases_ms(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Mean milliseconds of each phase of the heights a node stored between two readings
+    (engine/node/phases.py), ``heights`` being how many; empty when it stored none."""
+    heights = after.get("phase_count:height", 0.0) - before.get("phase_count:height", 0.0)
+    if heights <= 0:
+        return {}
+    out = {}
+    for phase in (*PHASES, "height"):
+        n = after.get(f"phase_count:{phase}", 0.0) - before.get(f"phase_count:{phase}", 0.0)
+        if n > 0:
+            seconds = after[f"phase_sum:{phase}"] - before.get(f"phase_sum:{phase}", 0.0)
+            out[phase] = round(seconds / n * 1000, 2)
+    out["heights"] = heights
     return out
 
 
@@ -838,6 +868,16 @@ def _cpu_per_tx(before: list[dict[str, float] | None],
     for i, (b, a) in enumerate(zip(before, after)):
         per = cpu_per_tx(b, a) if b is not None and a is not None else None
         if per is not None:
+            out[f"node{i}"] = per
+    return out
+
+
+def _height_phases(before: list[dict[str, float] | None],
+                   after: list[dict[str, float] | None]) -> dict[str, dict[str, float]]:
+    out = {}
+    for i, (b, a) in enumerate(zip(before, after)):
+        per = height_phases_ms(b, a) if b is not None and a is not None else {}
+        if per:
             out[f"node{i}"] = per
     return out
 
@@ -1023,6 +1063,7 @@ def _run_tps_one(opts: TpsOptions) -> dict[str, Any]:
         "rounds_per_height": check["rounds_per_height"],
         "cpu_percent": main["cpu_percent"],
         "cpu_us_per_tx": main["cpu_us_per_tx"],
+        "height_phases_ms": main["height_phases_ms"],
         "crypto_ceiling": ceiling,
         "tps_fraction_of_ceiling": round(main["tps"] / ceiling["tps"], 4),
         "calibration": calib,
@@ -1110,6 +1151,7 @@ def format_summary(report: dict[str, Any]) -> str:
          f" {report['rounds_per_height']} rounds/height"),
         f"  CPU % of one core    {report['cpu_percent']}",
         *_stage_lines(report.get("cpu_us_per_tx") or {}),
+        *_phase_lines(report.get("height_phases_ms") or {}),
         (f"  crypto ceiling       verify_txs on {ceil['threads']} cores, keys cached: "
          f"{ceil['tps']:,.0f} tx/s ({ceil.get('tps_cold_keys', 0):,.0f} cold keys; "
          f"{ceil.get('tps_batches', 0):,.0f} in batches of {ceil.get('batch_txs', 0):,}, one "
@@ -1154,6 +1196,18 @@ def _stage_lines(per_node: dict[str, dict[str, float]]) -> list[str]:
     total = sum(p["total"] for p in per_node.values()) / len(per_node)
     parts = ", ".join(f"{k} {v:.1f}" for k, v in sorted(mean.items(), key=lambda kv: -kv[1]))
     return [f"  CPU us per tx        {total:.1f} per node (mean of {len(per_node)}): {parts}"]
+
+
+def _phase_lines(per_node: dict[str, dict[str, float]]) -> list[str]:
+    """The mean over nodes of each phase of a height, in ms, in the order a height passes."""
+    if not per_node:
+        return []
+    parts = []
+    for phase in (*PHASES, "height"):
+        values = [p[phase] for p in per_node.values() if phase in p]
+        if values:
+            parts.append(f"{phase} {sum(values) / len(values):.1f}")
+    return [f"  height phases ms     mean of {len(per_node)} nodes: " + ", ".join(parts)]
 
 
 def run_tps_command(opts: TpsOptions) -> tuple[dict[str, Any] | None, bool]:

@@ -103,6 +103,9 @@ class ConsensusDriver:
         #: it and starts it later through :meth:`start_height` (no empty blocks). A message
         #: of that height from a peer starts it at once (a peer is already in it).
         self.start_gate: Callable[[int], None] | None = None
+        #: Called with (height, moment) as a height passes its moments (engine/node/phases.py:
+        #: "start", "proposal", "prevote", "precommit", "decide", "saved"); not while replaying.
+        self.on_mark: Callable[[int, str], None] | None = None
         #: Own signed messages of the current height, re-sent on reconnects and stalls.
         self._own_votes: list[cs.Vote] = []
         self._own_proposals: list[tuple[cs.Proposal, bytes]] = []
@@ -129,6 +132,9 @@ class ConsensusDriver:
         except cs.ProtocolError:
             self.journal.discard_last()
             raise
+        if self.on_mark is not None and type(event) is cs.ProposalReceived \
+                and not self.replaying:
+            self.on_mark(event.proposal.height, "proposal")
         self.execute(actions)
 
     def start_height(self, height: int) -> None:
@@ -139,6 +145,8 @@ class ConsensusDriver:
             event = cs.Start(height)
             if not self.replaying and not self.core.started:
                 self.journal.append(height, encode_event(event))
+                if self.on_mark is not None:
+                    self.on_mark(height, "start")
             self.execute(self.core.step(event))
 
     def height_kept(self, height: int) -> bool:
@@ -159,12 +167,16 @@ class ConsensusDriver:
         votes: list[cs.Vote] = []
         decided = None
         precommitted: cs.Vote | None = None
+        mark = None if self.replaying else self.on_mark
         for action in actions:
             if isinstance(action, cs.BroadcastVote):
                 v = action.vote
                 if self._persist(v.height, v.round, int(v.type) + 1, v.sign_bytes(self.chain_id),
                                  v.signature):
                     votes.append(v)
+                    if mark is not None:
+                        mark(v.height, "prevote" if v.type == cs.VoteType.PREVOTE
+                             else "precommit")
                     if v.type == cs.VoteType.PRECOMMIT and v.block_hash != cs.NIL:
                         precommitted = v
             elif isinstance(action, cs.BroadcastProposal):
@@ -175,6 +187,8 @@ class ConsensusDriver:
                     self._own_proposals.append((p, action.block))
                     if not self.replaying:
                         self.outbox.proposal(p, action.block)
+                    if mark is not None:
+                        mark(p.height, "proposal")
             elif isinstance(action, cs.ScheduleTimeout):
                 event = cs.TimeoutFired(action.height, action.round, action.step)
                 self.timers.call_later(action.duration_ms, partial(self._fire, event))
@@ -182,7 +196,11 @@ class ConsensusDriver:
                 self.values.request(action.height, action.round)
             elif isinstance(action, cs.Decide):
                 self._send_votes(votes)
+                if mark is not None:
+                    mark(action.height, "decide")
                 self._commit(action)
+                if mark is not None:
+                    mark(action.height, "saved")
                 decided = action.height
             elif isinstance(action, cs.ReportEvidence):
                 self.evidence.report(action.evidence)

@@ -2,8 +2,8 @@
 
 Gauges and counters that mirror node state (height, round, mempool, peers, faults) are read at
 scrape time from a :class:`MetricsState` the node supplies, so the hot path pays nothing for
-them; histograms (block interval, admission batch sizes, verify time) are observed as events
-happen. The metrics know nothing of the node: they are given a function that reads its state.
+them; histograms (block interval, admission batch sizes, verify time, the phases of a height)
+are observed as events happen. The metrics know nothing of the node: they are given a function that reads its state.
 """
 from __future__ import annotations
 
@@ -87,6 +87,16 @@ class NodeMetrics:
             "engine_mempool_verify_seconds", "Hash + signature verification time per batch",
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5),
             registry=self.registry)
+        self.height_phase = Histogram(
+            "engine_height_phase_seconds",
+            "Wall-clock time of each phase of a height at this node (engine/node/phases.py)",
+            ["phase"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+                                2.5, 5, 10),
+            registry=self.registry)
+
+    def observe_phase(self, phase: str, seconds: float) -> None:
+        """One phase of a stored height (engine/node/phases.py)."""
+        self.height_phase.labels(phase).observe(seconds)
 
     def observe_block(self, interval_s: float, txs: int) -> None:
         self.block_interval.observe(interval_s)

@@ -39,6 +39,7 @@ from engine.node.driver import ConsensusDriver
 from engine.node.events import EventBus, Subscription
 from engine.node.evidence import EvidencePool
 from engine.node.metrics import MetricsState, NodeMetrics
+from engine.node.phases import HeightPhases
 from engine.node.ports import Counters, NodeSeams, NullObserver
 from engine.node.production import BlockProducer, EmptyBlockGate
 from engine.node.pruning import Pruner
@@ -218,6 +219,7 @@ class Node:
             core, journal=journal, outbox=outbox, timers=self._timers, values=producer,
             committer=committer, evidence=evidence, observer=observer, counters=self.counters)
         driver.on_halt = lambda _reason: self._halted.set()
+        driver.on_mark = HeightPhases(self.metrics.observe_phase).mark
         producer.bind(driver)
         if not cfg.create_empty_blocks:
             EmptyBlockGate(config=cfg, tip=self.tip, mempool=mempool, spawn=self._spawn,

@@ -60,6 +60,21 @@ def test_short_run_commits_every_accepted_tx_once_on_every_node(tmp_path, capsys
     assert len(early["executions"]) == 4 and sum(early["reused"]) > 0, early
     assert all(e >= r for e, r in zip(early["executions"], early["reused"]))
     assert "early execution      per node:" in text
+    # Where the heights' time went, per node: every phase, adding up to the height.
+    _check_phases(report)
+    assert "height phases ms     mean of 4 nodes: propose " in text
+
+
+def _check_phases(report) -> dict[str, float]:
+    """Every node reports every phase of its heights and they add up to the height; returns
+    the mean of each phase over the nodes."""
+    per_node = report["height_phases_ms"]
+    assert set(per_node) == {"node0", "node1", "node2", "node3"}, per_node
+    for per in per_node.values():
+        assert set(per) == {*tps.PHASES, "height", "heights"}, per
+        assert per["heights"] >= 1 and all(per[p] >= 0 for p in tps.PHASES)
+        assert sum(per[p] for p in tps.PHASES) == pytest.approx(per["height"], abs=0.05)
+    return {p: sum(n[p] for n in per_node.values()) / 4 for p in (*tps.PHASES, "height")}
 
 
 def test_stage_counters_are_read_from_metrics_and_divided_by_committed_txs():
@@ -74,11 +89,25 @@ engine_node_events_total{event="chaos:delayed"} 42.0
 engine_node_events_total{event="optimistic_executions"} 9.0
 engine_node_events_total{event="optimistic_reused"} 8.0
 engine_node_events_total{event="optimistic_failed"} 1.0
+engine_height_phase_seconds_bucket{le="0.001",phase="propose"} 0.0
+engine_height_phase_seconds_sum{phase="propose"} 0.5
+engine_height_phase_seconds_count{phase="propose"} 10.0
+engine_height_phase_seconds_sum{phase="height"} 0.9
+engine_height_phase_seconds_count{phase="height"} 10.0
 """
     before = tps.parse_stage_counters(text)
     assert before == {"admission": 1.5, "verification": 4.0, "process": 12.0,
                       "native_threads": 2.0, "txs_committed": 1000.0, "chaos_delayed": 42.0,
-                      "early_executions": 9.0, "early_reused": 8.0}
+                      "early_executions": 9.0, "early_reused": 8.0,
+                      "phase_sum:propose": 0.5, "phase_count:propose": 10.0,
+                      "phase_sum:height": 0.9, "phase_count:height": 10.0}
+    # Mean ms per phase over the heights stored between two readings; a phase not observed
+    # in them (a non-validator's votes) is left out; no height stored: nothing.
+    later = {**before, "phase_sum:propose": 0.8, "phase_count:propose": 12.0,
+             "phase_sum:height": 1.4, "phase_count:height": 14.0}
+    assert tps.height_phases_ms(before, later) == {"propose": 150.0, "height": 125.0,
+                                                   "heights": 4.0}
+    assert tps.height_phases_ms(before, before) == {}
     after = {"admission": 1.6, "verification": 4.3, "process": 12.8, "native_threads": 2.1,
              "txs_committed": 1100.0}
     per = tps.cpu_per_tx(before, after)
@@ -112,6 +141,12 @@ def test_a_network_latency_paces_the_heights(tmp_path, capsys):
     assert report["latency_ms"]["p50"] >= 120, report["latency_ms"]
     assert report["lost"] == 0 and report["nodes_agree"] is True
     assert "40 ms one way between nodes" in text and "messages delayed per node" in text
+    # The latency shows in the phases that wait for the other validators' votes (each vote
+    # crosses a 40 ms link), and in the heights (a block interval of 20 ms alone would allow
+    # heights of about 20 ms).
+    phases = _check_phases(report)
+    assert phases["precommit"] >= 25 and phases["decide"] >= 25, phases
+    assert phases["height"] >= 100, phases
 
 
 def test_app_settings_are_toml_scalars_or_text():

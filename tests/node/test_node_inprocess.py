@@ -125,6 +125,16 @@ async def _rpc_checks(node):
         assert sum(counters[s] for s in STAGES) + counters["native_threads"] \
             <= counters["process"] + 1e-6
         assert counters["txs_committed"] >= 21
+        # The phases of its heights (engine/node/phases.py): a validator of four passes every
+        # moment of a height, so each phase was observed once per stored height, and the
+        # phases add up to the heights.
+        from engine.node.phases import PHASES
+
+        heights = counters["phase_count:height"]
+        assert heights >= 2, counters
+        assert all(counters[f"phase_count:{ph}"] == heights for ph in PHASES), counters
+        assert sum(counters[f"phase_sum:{ph}"] for ph in PHASES) == \
+            pytest.approx(counters["phase_sum:height"])
 
         bad = [
             ("POST", "/tx", b"", 400), ("POST", "/tx", os.urandom(50), 400),

@@ -1,0 +1,120 @@
+"""The phases of a height (engine/node/phases.py): durations between the driver's marks, the
+folding of moments a node does not have, and the driver marking a real height in order and
+nothing while it replays."""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from engine.node.phases import MARKS, PHASES, HeightPhases
+from tests.node.test_driver import Parts
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _recorder():
+    clock, seen = Clock(), []
+    phases = HeightPhases(lambda phase, s: seen.append((phase, round(s, 9))), clock)
+    return phases, clock, seen
+
+
+def _pass(phases, clock, height, times: dict[str, float]) -> None:
+    """Mark ``height``'s moments at the given times, in the order of the times."""
+    for name, t in sorted(times.items(), key=lambda kv: kv[1]):
+        clock.now = t
+        phases.mark(height, name)
+
+
+def test_each_phase_is_the_time_between_two_moments():
+    phases, clock, seen = _recorder()
+    _pass(phases, clock, 7, {"start": 1.0, "proposal": 1.06, "prevote": 1.065,
+                             "precommit": 1.075, "decide": 1.08, "saved": 1.09})
+    assert seen == [("propose", 0.06), ("prevote", 0.005), ("precommit", 0.01),
+                    ("decide", 0.005), ("commit", 0.01), ("height", 0.09)]
+
+
+def test_a_moment_the_node_does_not_have_falls_in_the_next_phase():
+    """A non-validator casts no votes: waiting for the votes is all in its decide phase."""
+    phases, clock, seen = _recorder()
+    _pass(phases, clock, 3, {"start": 0.0, "proposal": 0.05, "decide": 0.08, "saved": 0.1})
+    assert seen == [("propose", 0.05), ("decide", 0.03), ("commit", 0.02), ("height", 0.1)]
+
+
+def test_a_moment_after_a_later_one_is_left_out():
+    """Prevoting nil on a timeout, precommitting, and only then the proposal (a later round):
+    the first times out of order count in the phase that ends at the proposal."""
+    phases, clock, seen = _recorder()
+    _pass(phases, clock, 3, {"start": 0.0, "prevote": 0.3, "precommit": 0.35,
+                             "proposal": 0.4, "decide": 0.5, "saved": 0.52})
+    assert seen == [("propose", 0.4), ("decide", 0.1), ("commit", 0.02), ("height", 0.52)]
+
+
+def test_other_heights_repeats_and_an_unstarted_height_are_not_observed():
+    phases, clock, seen = _recorder()
+    clock.now = 5.0
+    phases.mark(9, "saved")  # never started here (a restart): nothing
+    phases.mark(9, "start")
+    clock.now = 5.1
+    phases.mark(10, "proposal")  # the next height's proposal, early
+    phases.mark(9, "proposal")
+    clock.now = 5.2
+    phases.mark(9, "proposal")  # a later round's proposal: the first one counts
+    phases.mark(9, "saved")
+    clock.now = 5.3
+    phases.mark(9, "decide")  # after the height was stored: nothing
+    phases.mark(9, "saved")
+    assert seen == [("propose", 0.1), ("commit", 0.1), ("height", 0.2)]
+
+
+def test_an_unknown_moment_is_refused():
+    phases, _, _ = _recorder()
+    with pytest.raises(ValueError, match="unknown height mark 'prevotes'"):
+        phases.mark(1, "prevotes")
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_the_phases_observed_always_add_up_to_the_height(seed):
+    rng = random.Random(seed)
+    phases, clock, seen = _recorder()
+    names = [m for m in MARKS[1:-1] if rng.random() < 0.7]
+    times = {"start": 0.0, **{m: rng.uniform(0, 1) for m in names}, "saved": 1.0 + rng.random()}
+    _pass(phases, clock, 1, times)
+    assert seen[-1] == ("height", round(times["saved"], 9))
+    parts = seen[:-1]
+    assert [p for p, _ in parts] == [p for p in PHASES if p in dict(parts)]  # in order, once
+    assert all(s >= 0 for _, s in parts)
+    assert sum(s for _, s in parts) == pytest.approx(times["saved"])
+
+
+def test_the_driver_marks_every_moment_of_a_height_in_order_and_nothing_when_replaying():
+    p = Parts()
+    marks: list[tuple[int, str]] = []
+    p.driver.on_mark = lambda h, name: marks.append((h, name))
+    p.driver.start_height(1)
+    p.pump(3)
+    assert p.decided == [1, 2, 3]
+    for h in (1, 2, 3):  # one validator: it proposes, prevotes, precommits and decides
+        assert [n for mh, n in marks if mh == h] == list(MARKS), marks
+    assert marks[-1] == (4, "start")
+
+    # A WAL replay of a height (its votes signed, its decision failing to commit) marks
+    # nothing: its moments happened before the restart.
+    q = Parts()
+    q.fail_commit_at = 1
+    q.driver.start_height(1)
+    with pytest.raises(OSError):
+        q.pump(1)
+    again = Parts(store=q.store)
+    replayed: list[tuple[int, str]] = []
+    again.driver.on_mark = lambda h, name: replayed.append((h, name))
+    again.fail_commit_at = 1
+    with pytest.raises(OSError):
+        again.driver.replay()
+    assert replayed == []
