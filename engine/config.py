@@ -92,6 +92,9 @@ class NodeConfig:
     #: application allows it (``Application.optimistic_execution``); the decision then waits
     #: for the block's save alone (engine/node/commit.py). false: execute after the decision.
     optimistic_execution: bool = True
+    #: Trace one transaction in 16 through this node: each step's time in HOME/tx-trace.log
+    #: (engine/node/txtrace.py; `engine bench tps --trace-txs`). A diagnostic: off by default.
+    trace_txs: bool = False
     block_txs_max: int = 10_000
     block_bytes_max: int = 8 << 20
     mempool_txs_max: int = 100_000
@@ -146,6 +149,8 @@ class NodeConfig:
         if type(self.optimistic_execution) is not bool:
             raise ValueError("optimistic_execution must be true or false, not "
                              f"{self.optimistic_execution!r}")
+        if type(self.trace_txs) is not bool:
+            raise ValueError(f"trace_txs must be true or false, not {self.trace_txs!r}")
         if type(self.state_sync) is not bool:
             raise ValueError(f"state_sync must be true or false, not {self.state_sync!r}")
         trust = self.state_sync_trust_hash

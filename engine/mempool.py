@@ -283,6 +283,9 @@ class Mempool:
         self._disordered: set[bytes] = set()
         self._reorder_ids: set[bytes] = set()
         self._on_admitted = on_admitted or (lambda envelopes: None)
+        #: Called with (step, envelopes) at the steps of admission (engine/node/txtrace.py:
+        #: "queued_local", "queued_peer", "verified", "admitted"); None: no tracing.
+        self.trace: Callable[[str, Sequence[bytes]], None] | None = None
         #: tx id -> envelope, in arrival order (a plain dict: _poolcore changes it natively).
         self._pool: dict[bytes, bytes] = {}
         self._pool_bytes = 0
@@ -433,9 +436,12 @@ class Mempool:
             # A peer's batch (nobody waits for its answers) that fits: queued in C-level
             # passes, the same items the loop below would queue.
             pending.extend(zip(envelopes, itertools.repeat(None), itertools.repeat(local)))
+            if self.trace is not None:
+                self.trace("queued_local" if local else "queued_peer", envelopes)
             if pending:
                 self._wakeup.set()
             return
+        queued_from = len(pending)
         try:
             for i, envelope in enumerate(envelopes):
                 kind = type(envelope)
@@ -453,6 +459,9 @@ class Mempool:
                     slot.set_result(AddResult(FULL, self.suite.hash(envelope), "admission queue "
                                               f"is full ({len(pending)} transactions waiting)"))
         finally:  # what was queued before a refused argument is admitted as before
+            if self.trace is not None and len(pending) > queued_from:
+                self.trace("queued_local" if local else "queued_peer",
+                           [env for env, _, _ in pending[queued_from:]])
             if pending:
                 self._wakeup.set()
 
@@ -492,6 +501,9 @@ class Mempool:
         ids, verdicts = await loop.run_in_executor(self._executor, self._hash_and_verify,
                                                    envelopes, full)
         self.observe_batch(len(batch), time.perf_counter() - started)
+        trace = self.trace
+        if trace is not None:
+            trace("verified", envelopes)
         committed: set[bytes] = set()
         if self._nonces is None:
             # One store lookup for the whole batch (pooled and recently committed ids need
@@ -512,6 +524,8 @@ class Mempool:
             self._admit_chunk(batch[start:start + step], ids[start:start + step],
                               verdicts[start:start + step], committed)
             self.stage_cpu("admission", time.thread_time() - t0)
+            if trace is not None:
+                trace("admitted", envelopes[start:start + step])
 
     def _admit_chunk(self, batch: list[tuple[bytes, _Slot | None, bool]],
                      ids: list[bytes], verdicts: list[bool | None], committed: set[bytes]) -> None:

@@ -56,9 +56,11 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.benchmarks.txpath import parse_trace, tx_path
 from engine.localnet import get_json, wait_ready
 from engine.node.phases import PHASES
 from engine.node.stagecpu import STAGES
+from engine.node.txtrace import TRACE_FILE, sampled
 
 CHAIN_ID = "bench-tps"
 SENDERS = 1000
@@ -126,6 +128,9 @@ class TpsOptions:
     app_settings: dict[str, Any] = field(default_factory=dict)
     #: The nodes' ``optimistic_execution`` (None: the node default, on).
     optimistic_execution: bool | None = None
+    #: Trace a sample of the transactions through the nodes (``trace_txs``) and report where
+    #: their latency goes (engine/benchmarks/txpath.py).
+    trace_txs: bool = False
 
     @classmethod
     def from_args(cls, args: Any) -> TpsOptions:
@@ -156,7 +161,8 @@ class TpsOptions:
                    app=getattr(args, "app", None),
                    app_settings=parse_app_settings(getattr(args, "app_setting", None) or []),
                    optimistic_execution=False if getattr(args, "no_optimistic_execution",
-                                                         False) else None)
+                                                         False) else None,
+                   trace_txs=bool(getattr(args, "trace_txs", False)))
         opts.validate()
         return opts
 
@@ -205,6 +211,8 @@ class TpsOptions:
         if self.optimistic_execution not in (None, True, False):
             raise ValueError(f"optimistic_execution must be None, True or False, not "
                              f"{self.optimistic_execution!r}")
+        if type(self.trace_txs) is not bool:
+            raise ValueError(f"trace_txs must be True or False, not {self.trace_txs!r}")
 
 
 def parse_app_settings(items: list[str]) -> dict[str, Any]:
@@ -352,6 +360,12 @@ class _State:
     height0: int = 0
     node_heights: list[int] = field(default_factory=list)
     node_mempools: list[int] = field(default_factory=list)
+    #: --trace-txs: the sampled transactions' trace keys (engine/node/txtrace.py) by tx id,
+    #: and when each was posted and seen committed.
+    tracing: bool = False
+    trace_key_of: dict[str, str] = field(default_factory=dict)
+    trace_posted: dict[str, float] = field(default_factory=dict)
+    trace_seen: dict[str, float] = field(default_factory=dict)
 
 
 async def _post(http, url: str, body: bytes) -> dict | None | str:
@@ -375,6 +389,12 @@ def _record(state: _State, step: _Step, step_index: int, envelopes: list[bytes],
     bad = {}
     for e in out.get("errors", []):
         bad[e["index"]] = e.get("code", "")
+    if state.tracing:
+        ids = out.get("tx_ids", [])
+        for i, key in sampled(envelopes):
+            if i < len(ids) and i not in bad:
+                state.trace_key_of[ids[i]] = key
+                state.trace_posted.setdefault(key, sent)
     for i, tx_id in enumerate(out.get("tx_ids", [])):
         code = bad.get(i)
         if code is None:
@@ -489,6 +509,11 @@ async def _watch(http, state: _State, stop: asyncio.Event) -> None:
             state.blocks.append((now, block["height"], block["num_txs"]))
             for tx_id in block["tx_ids"]:
                 state.seen_at.setdefault(tx_id, now)
+            if state.trace_key_of:
+                for tx_id in block["tx_ids"]:
+                    key = state.trace_key_of.get(tx_id)
+                    if key is not None:
+                        state.trace_seen.setdefault(key, now)
 
 
 async def _watch_nodes(http, state: _State, stop: asyncio.Event) -> None:
@@ -688,7 +713,7 @@ async def _drive(opts: TpsOptions, urls: list[str], procs: list[subprocess.Popen
     conn = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=conn) as http:
         await wait_ready(http, urls, procs, STARTUP_TIMEOUT_S, height_min=1)
-        state = _State(urls)
+        state = _State(urls, tracing=opts.trace_txs)
         first = await get_json(http, f"{urls[0]}/status")
         if first is None:
             raise RuntimeError("node 0 stopped answering GET /status after start-up")
@@ -775,7 +800,8 @@ async def _drive(opts: TpsOptions, urls: list[str], procs: list[subprocess.Popen
             "committed_seen": sum(1 for i in accepted_ids if i in state.seen_at),
             "latency_all_ms": _percentiles_ms(all_lat), "timeline": timeline,
             "offered": sum(s.offered for s in steps), "rejected": sum(s.rejected for s in steps),
-            "messages_delayed": delayed, "early_execution": early}
+            "messages_delayed": delayed, "early_execution": early,
+            "trace": {"posted": state.trace_posted, "seen": state.trace_seen}}
 
 
 _STAGE_LINE = re.compile(r'^engine_stage_cpu_seconds_total\{stage="([a-z_]+)"\} (\S+)$')
@@ -992,6 +1018,8 @@ def _run_tps_one(opts: TpsOptions) -> dict[str, Any]:
     workdir = tempfile.mkdtemp(prefix="engine-bench-tps-")
     procs: list[subprocess.Popen] = []
     profile = Profiler(opts.profile_dir) if opts.profile_dir else None
+    homes: list = []
+    traces: list[dict[str, dict[str, float]]] = []
     try:
         settings: dict[str, Any] = {} if opts.block_interval_ms is None else {
             "block_interval_ms": opts.block_interval_ms}
@@ -1001,6 +1029,8 @@ def _run_tps_one(opts: TpsOptions) -> dict[str, Any]:
             settings["app_settings"] = dict(opts.app_settings)
         if opts.optimistic_execution is not None:
             settings["optimistic_execution"] = opts.optimistic_execution
+        if opts.trace_txs:
+            settings["trace_txs"] = True
         homes = init_testnet(workdir, opts.validators, base_port=base, chain_id=CHAIN_ID,
                              crypto=opts.crypto, **settings)
         interval_ms = homes[0].config.block_interval_ms
@@ -1028,6 +1058,8 @@ def _run_tps_one(opts: TpsOptions) -> dict[str, Any]:
         raise RuntimeError(f"tps run failed: {e}") from e
     finally:
         codes = shutdown_nodes(procs, SHUTDOWN_GRACE_S)
+        if opts.trace_txs:
+            traces = [_read_trace(h.path) for h in homes]
         if profile is not None:
             profile.finish()
         if not opts.keep:
@@ -1095,7 +1127,19 @@ def _run_tps_one(opts: TpsOptions) -> dict[str, Any]:
                                  "messages_delayed": result["messages_delayed"]}
     if profile is not None:
         report["profile"] = profile.summary
+    if opts.trace_txs:
+        report["tx_path_ms"] = tx_path(traces, result["trace"]["posted"],
+                                       result["trace"]["seen"])
     return report
+
+
+def _read_trace(home: str) -> dict[str, dict[str, float]]:
+    """A node's trace (``trace_txs``), or nothing when it wrote none."""
+    try:
+        with open(os.path.join(home, TRACE_FILE), encoding="ascii") as f:
+            return parse_trace(f.read())
+    except OSError:
+        return {}
 
 
 def passed(report: dict[str, Any]) -> tuple[bool, list[str]]:
@@ -1152,6 +1196,7 @@ def format_summary(report: dict[str, Any]) -> str:
         f"  CPU % of one core    {report['cpu_percent']}",
         *_stage_lines(report.get("cpu_us_per_tx") or {}),
         *_phase_lines(report.get("height_phases_ms") or {}),
+        *_tx_path_lines(report.get("tx_path_ms")),
         (f"  crypto ceiling       verify_txs on {ceil['threads']} cores, keys cached: "
          f"{ceil['tps']:,.0f} tx/s ({ceil.get('tps_cold_keys', 0):,.0f} cold keys; "
          f"{ceil.get('tps_batches', 0):,.0f} in batches of {ceil.get('batch_txs', 0):,}, one "
@@ -1208,6 +1253,19 @@ def _phase_lines(per_node: dict[str, dict[str, float]]) -> list[str]:
         if values:
             parts.append(f"{phase} {sum(values) / len(values):.1f}")
     return [f"  height phases ms     mean of {len(per_node)} nodes: " + ", ".join(parts)]
+
+
+def _tx_path_lines(path: dict[str, Any] | None) -> list[str]:
+    """--trace-txs: the median of each segment of a transaction's path, in path order."""
+    if not path:
+        return []
+    if not path.get("used"):
+        return [(f"  transaction path     {path.get('traced', 0)} traced, none with a "
+                 "complete path")]
+    parts = ", ".join(f"{name} {st['p50']:.1f}" for name, st in path["segments"].items())
+    whole = path["posted_to_seen"]
+    return [(f"  transaction path     p50 ms over {path['used']} traced: {parts}; posted to "
+             f"seen {whole['p50']:.1f} (p90 {whole['p90']:.1f})")]
 
 
 def run_tps_command(opts: TpsOptions) -> tuple[dict[str, Any] | None, bool]:

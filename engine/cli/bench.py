@@ -70,6 +70,10 @@ def register(sub) -> None:
     t.add_argument("--no-optimistic-execution", action="store_true",
                    help="the nodes execute blocks only once decided (optimistic_execution = "
                         "false), to compare")
+    t.add_argument("--trace-txs", action="store_true",
+                   help="trace one transaction in 16 through the nodes and report where "
+                        "their latency goes (posting, admission, gossip, the wait for a "
+                        "block, consensus, storage)")
     t.set_defaults(func=_tps)
 
     lt = bench.add_parser("light", help="light-client verification next to single verifies")

@@ -23,7 +23,7 @@ import itertools
 import logging
 import operator
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import NamedTuple, cast
 
@@ -105,6 +105,8 @@ class BlockCommitter:
         self.nonces = nonces
         #: Called with the committed height after everything else (status gossip, resets).
         self.after_commit: list[Callable[[int], None]] = []
+        #: Called with ("decided" | "stored", envelopes) for each block (engine/node/txtrace.py).
+        self.trace: Callable[[str, Sequence[bytes]], None] | None = None
         self._last_commit_time = time.monotonic()
         #: Thread CPU by stage (engine/node/stagecpu.py): execution, storage, the rest.
         self.stage_cpu: Callable[[str, float], None] = no_stage
@@ -178,6 +180,9 @@ class BlockCommitter:
             executed = self._execute(decide.height, decide.block_hash, decide.block)
         block, tx_ids, txs, result = executed.block, executed.tx_ids, executed.txs, \
             executed.result
+        trace = self.trace
+        if trace is not None:
+            trace("decided", block.txs)
         change = self._validator_change(decide.height, result)
         changes = list(result.writes.items())
         if self.nonces is not None:
@@ -197,6 +202,8 @@ class BlockCommitter:
             tx_ids=tx_ids,
             validator_set=None if change is None else (change[0], change[1].encode()))
         t2 = clock()
+        if trace is not None:
+            trace("stored", block.txs)
         if self.history is not None:
             if change is not None:
                 self.history.record(*change)

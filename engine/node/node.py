@@ -49,6 +49,7 @@ from engine.node.signatures import VerifiedSignatures
 from engine.node.snapshots import SnapshotManager
 from engine.node.stagecpu import StageCpu, native_threads_cpu
 from engine.node.tip import ChainTip
+from engine.node.txtrace import TxTrace
 from engine.node.validity import BlockValidator
 from engine.node.valset import PeerFollower, ValidatorHistory
 from engine.node.wal import Journal
@@ -107,6 +108,8 @@ class Node:
         self.history: ValidatorHistory | None = None
         self.core: cs.ConsensusCore | None = None
         self.driver: ConsensusDriver | None = None
+        #: ``trace_txs = true``: the sampled transactions' steps (engine/node/txtrace.py).
+        self._trace: TxTrace | None = None
         self.peers: PeerSet | None = None
         self.mempool: Mempool | None = None
         self.rpc: Any = None  # engine.rpc.RpcServer once started
@@ -197,6 +200,9 @@ class Node:
                                    validators=self.validators, events=self.events,
                                    nonces=nonces, history=history)
         committer.stage_cpu = self.stage_cpu.add
+        if cfg.trace_txs:
+            self._trace = TxTrace.in_home(self.home.path)
+            mempool.trace = producer.trace = committer.trace = self._trace.mark
         self._queries = NodeQueries(store=store, tip=self.tip, genesis=self.home.genesis,
                                     validators=self.validators, recent=recent,
                                     waiters=self._waiters, history=history)
@@ -308,6 +314,9 @@ class Node:
                 log.error("could not flush the WAL at stop: %s", e)
         self.store.close()
         self.store = None
+        if self._trace is not None:
+            self._trace.close()
+            self._trace = None
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task:
         task = asyncio.create_task(coro)

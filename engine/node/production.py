@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from engine import consensus as cs
@@ -92,6 +92,8 @@ class BlockProducer:
         self.prepare = prepare
         #: Thread CPU by stage (engine/node/stagecpu.py): making this node's proposals.
         self.stage_cpu: Callable[[str, float], None] = no_stage
+        #: Called with ("proposed", envelopes) for each block made (engine/node/txtrace.py).
+        self.trace: Callable[[str, Sequence[bytes]], None] | None = None
         self.driver: ConsensusDriver | None = None
 
     def bind(self, driver: ConsensusDriver) -> None:
@@ -127,6 +129,8 @@ class BlockProducer:
         txs = self.mempool.reap(cfg.block_txs_max, cfg.block_bytes_max)
         if self.prepare is not None:
             txs = self.prepare(height, txs)
+        if self.trace is not None:
+            self.trace("proposed", txs)
         last_commit = self.store.load_certificate(height - 1) if height > 1 else b""
         time_ms = max(int(time.time() * 1000), self.tip.block_time_ms)
         vhash, next_vhash = self.validator.validator_hashes(height)

@@ -11,6 +11,7 @@ import pytest
 from engine import tx as txmod
 from engine.benchmarks import tps
 from engine.benchmarks.profile import format_profile, summarise_folded
+from engine.benchmarks.txpath import SEGMENTS
 from engine.cli import main
 
 pytestmark = pytest.mark.timeout(150)
@@ -120,11 +121,21 @@ def test_a_lower_block_interval_reaches_the_nodes(tmp_path, capsys):
     """--block-interval-ms goes into every node's config: at 300 tx/s the default (100 ms)
     allows at most ten heights a second, 20 ms several times that."""
     report, text = _run_tps(tmp_path, capsys, "--validators", "4", "--duration", "3", "--rate",
-                            "300", "--block-interval-ms", "20")
+                            "300", "--block-interval-ms", "20", "--trace-txs")
     assert report["setup"]["block_interval_ms"] == 20
     assert "block interval 20 ms" in text
     assert report["blocks_per_s"] > 15, report["blocks_per_s"]
     assert report["lost"] == 0 and report["nodes_agree"] is True
+    # --trace-txs: about one transaction in 16 traced through the nodes, every one with a
+    # complete path; each segment seen, gossip by those posted to another node than their
+    # proposer (most of them); the whole path within the latencies the run measured.
+    path = report["tx_path_ms"]
+    assert path["used"] == path["traced"] >= 20, path
+    assert set(path["segments"]) == set(SEGMENTS), path
+    assert path["segments"]["gossip"]["samples"] >= path["used"] // 3
+    assert all(st["p50"] >= 0 for st in path["segments"].values())
+    assert path["posted_to_seen"]["p90"] <= report["latency_all_ms"]["max"] + 0.01
+    assert "transaction path     p50 ms over" in text
 
 
 def test_a_network_latency_paces_the_heights(tmp_path, capsys):
@@ -337,3 +348,10 @@ def test_find_max_short_run_reports_the_highest_sustained_rung(tmp_path, capsys)
     assert report["fraction_of_ceiling"] == round(report["max_sustainable_tps"] / ceiling, 4)
     assert report["lost"] == 0 and report["nodes_agree"] is True
     assert "find-max" in text
+
+
+def test_trace_txs_is_a_bool_and_comes_from_its_flag():
+    with pytest.raises(ValueError, match="trace_txs must be True or False"):
+        tps.TpsOptions(trace_txs="yes").validate()  # type: ignore[arg-type]
+    assert tps.TpsOptions.from_args(_args(trace_txs=True)).trace_txs is True
+    assert tps.TpsOptions.from_args(_args()).trace_txs is False
