@@ -18,7 +18,9 @@ histogram, ``/metrics``; ``engine bench tps`` reports their means per step):
 =============  ==================================================================================
 
 Only the first time of each moment counts (a height of several rounds: its prevote is that of
-round 0, and waiting for later rounds falls in the phases after it). A moment the node does not
+round 0, and waiting for later rounds falls in the phases after it). A proposal that arrived
+before its height started (the node still storing the block before) is held from the start:
+its propose phase is 0. A moment the node does not
 have (a non-validator casts no votes; a node that caught up decides without voting) is left out
 and its time falls in the next phase it has; a moment whose first time comes after a later one
 is left out the same way. A height that started before this recorder saw it (a restart, WAL
@@ -47,15 +49,24 @@ class HeightPhases:
         self.clock = clock
         self.height: int | None = None
         self._times: dict[str, float] = {}
+        #: The height of a proposal that arrived before that height started.
+        self._early_proposal: int | None = None
 
     def mark(self, height: int, name: str) -> None:
         if name not in _PHASE_OF and name != "start":
             raise ValueError(f"unknown height mark {name!r}; expected one of {MARKS}")
         if name == "start":
-            self.height, self._times = height, {"start": self.clock()}
+            now = self.clock()
+            self.height, self._times = height, {"start": now}
+            if self._early_proposal == height:
+                self._times["proposal"] = now  # held from the start
+            self._early_proposal = None
+            return
+        if name == "proposal" and (self.height is None or height > self.height):
+            self._early_proposal = height  # the next height's, before it started
             return
         if height != self.height or name in self._times:
-            return  # another height (a proposal for the next one) or not the first time
+            return  # another height or not the first time
         self._times[name] = self.clock()
         if name == "saved":
             self._finish()

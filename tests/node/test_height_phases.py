@@ -73,6 +73,25 @@ def test_other_heights_repeats_and_an_unstarted_height_are_not_observed():
     assert seen == [("propose", 0.1), ("commit", 0.1), ("height", 0.2)]
 
 
+def test_a_proposal_held_before_its_height_started_makes_an_empty_propose_phase():
+    phases, clock, seen = _recorder()
+    _pass(phases, clock, 4, {"start": 0.0, "proposal": 0.05, "prevote": 0.06,
+                             "precommit": 0.07, "decide": 0.08})
+    clock.now = 0.085
+    phases.mark(5, "proposal")  # height 5's proposal while height 4 is being stored
+    clock.now = 0.09
+    phases.mark(4, "saved")
+    seen.clear()
+    _pass(phases, clock, 5, {"start": 0.1, "prevote": 0.11, "precommit": 0.12,
+                             "decide": 0.13, "saved": 0.14})
+    assert seen == [("propose", 0.0), ("prevote", 0.01), ("precommit", 0.01),
+                    ("decide", 0.01), ("commit", 0.01), ("height", 0.04)]
+    # Held for height 5 only: height 6 waits for its own proposal.
+    seen.clear()
+    _pass(phases, clock, 6, {"start": 0.2, "decide": 0.25, "saved": 0.26})
+    assert seen[0] == ("decide", 0.05)
+
+
 def test_an_unknown_moment_is_refused():
     phases, _, _ = _recorder()
     with pytest.raises(ValueError, match="unknown height mark 'prevotes'"):
