@@ -173,11 +173,11 @@ def test_a_network_traces_every_step_of_every_sampled_transaction(tmp_path):
     for key in keys:
         steps = [t.get(key, {}) for t in traces]
         # Queued from the API on the node it was submitted to, from gossip on the others
-        # (unless a block brought it first), proposed by exactly one node, and verified,
-        # admitted, decided and stored everywhere, in that order.
+        # (unless a block brought it first), proposed by a node (by one, unless a round
+        # failed), and decided and stored everywhere, in that order.
         assert "queued_local" in steps[2] and all("queued_local" not in s for i, s in
                                                    enumerate(steps) if i != 2), steps
-        assert sum("proposed" in s for s in steps) == 1, steps
+        assert any("proposed" in s for s in steps), steps
         for s in steps:
             assert s["decided"] <= s["stored"]
             if "admitted" in s:
