@@ -761,8 +761,8 @@ async def _drive(opts: TpsOptions, urls: list[str], procs: list[subprocess.Popen
             await _drain(http, state, accepted_so_far,
                          max(DRAIN_TIMEOUT_S_MIN, opts.duration_s))
             stages1 = await _stage_counters(http, urls)
-            step.cpu_us_per_tx = _cpu_per_tx(stages0, stages1)
-            step.height_phases_ms = _height_phases(stages0, stages1)
+            step.cpu_us_per_tx = _per_node(cpu_per_tx, stages0, stages1)
+            step.height_phases_ms = _per_node(height_phases_ms, stages0, stages1)
             stop_progress.set()
             await prog
             summaries.append(_step_summary(state, step, index, warmup_s))
@@ -888,21 +888,14 @@ def cpu_per_tx(before: dict[str, float], after: dict[str, float]) -> dict[str, f
     return out
 
 
-def _cpu_per_tx(before: list[dict[str, float] | None],
-                after: list[dict[str, float] | None]) -> dict[str, dict[str, float]]:
+def _per_node(between: Callable[[dict[str, float], dict[str, float]], dict[str, float] | None],
+              before: list[dict[str, float] | None],
+              after: list[dict[str, float] | None]) -> dict[str, dict[str, float]]:
+    """``between(before, after)`` of every node that answered both readings and has a figure
+    (``cpu_per_tx``, ``height_phases_ms``), by node name."""
     out = {}
     for i, (b, a) in enumerate(zip(before, after)):
-        per = cpu_per_tx(b, a) if b is not None and a is not None else None
-        if per is not None:
-            out[f"node{i}"] = per
-    return out
-
-
-def _height_phases(before: list[dict[str, float] | None],
-                   after: list[dict[str, float] | None]) -> dict[str, dict[str, float]]:
-    out = {}
-    for i, (b, a) in enumerate(zip(before, after)):
-        per = height_phases_ms(b, a) if b is not None and a is not None else {}
+        per = between(b, a) if b is not None and a is not None else None
         if per:
             out[f"node{i}"] = per
     return out

@@ -3,7 +3,8 @@
 Gauges and counters that mirror node state (height, round, mempool, peers, faults) are read at
 scrape time from a :class:`MetricsState` the node supplies, so the hot path pays nothing for
 them; histograms (block interval, admission batch sizes, verify time, the phases of a height)
-are observed as events happen. The metrics know nothing of the node: they are given a function that reads its state.
+are observed as events happen. The metrics know nothing of the node: they are given a
+function that reads its state.
 """
 from __future__ import annotations
 

@@ -36,17 +36,16 @@ _SIGNATURE_BYTES = 64
 _BELOW = 256 // SAMPLE_ONE_IN
 
 
-def sample_keys(envelopes: Sequence[bytes]) -> list[str]:
-    """The trace keys of the sampled envelopes among ``envelopes``, in order."""
-    return [bytes(e[-_SIGNATURE_BYTES:8 - _SIGNATURE_BYTES]).hex() for e in envelopes
-            if len(e) >= _SIGNATURE_BYTES and e[-_SIGNATURE_BYTES] < _BELOW]
-
-
 def sampled(envelopes: Sequence[bytes]) -> list[tuple[int, str]]:
     """(index, trace key) of the sampled envelopes among ``envelopes``."""
     return [(i, bytes(e[-_SIGNATURE_BYTES:8 - _SIGNATURE_BYTES]).hex())
             for i, e in enumerate(envelopes)
             if len(e) >= _SIGNATURE_BYTES and e[-_SIGNATURE_BYTES] < _BELOW]
+
+
+def sample_keys(envelopes: Sequence[bytes]) -> list[str]:
+    """The trace keys of the sampled envelopes among ``envelopes``, in order."""
+    return [key for _, key in sampled(envelopes)]
 
 
 class TxTrace:
