@@ -332,6 +332,37 @@ def test_bad_find_max_options_are_refused(kw, message):
         tps.TpsOptions.from_args(_args(**kw))
 
 
+def test_a_sweep_takes_one_nonce_sequence_so_no_sender_skips_a_nonce(tmp_path, capsys):
+    """The rungs of a sweep take turns from one signed sequence: the second rung starts where
+    the first stopped. Splitting it into a pool per rung (each signed with a margin) skipped the
+    unused tail's nonces, which stay gaps in every sender's record (here 2 per sender)."""
+    report, text = _run_tps(tmp_path, capsys, "--sweep", "--rates", "200,300", "--duration", "2",
+                            "--tx-bytes", "200")
+    assert [st["offered_rate"] for st in report["steps"]] == [200, 300]
+    assert report["lost"] == 0 and report["nodes_agree"] is True and report["rejected"] == 0
+    assert report["accepted"] >= 800  # both rungs ran: more senders than the first rung used
+    assert report["nonce_gaps"] == {"senders": min(tps.SENDERS, report["accepted"]),
+                                    "with_gaps": 0, "gaps": 0}
+    assert f"nonce records        {min(tps.SENDERS, report['accepted']):,} senders, 0 of " in text
+
+
+def test_nonce_gaps_counts_the_skipped_nonces_in_a_stores_records(tmp_path):
+    from engine.nonces import NonceWindow, nonce_key
+    from engine.store import Store
+    from tests.store.helpers import block_args
+
+    records = {b"a" * 32: NonceWindow(9, [3, 4, 8]), b"b" * 32: NonceWindow(4, []),
+               b"c" * 32: NonceWindow(2, [0])}
+    store = Store(str(tmp_path / "s"))
+    args = block_args(1)
+    args["state_changes"] = [(nonce_key(k), w.encode()) for k, w in records.items()] + [
+        (b"app-key", b"not a nonce record")]
+    store.save_block(**args)
+    store.close()
+    assert tps.nonce_gaps(str(tmp_path / "s")) == {"senders": 3, "with_gaps": 2, "gaps": 4}
+    assert tps.nonce_gaps(str(tmp_path / "none")) is None  # no store there: nothing to say
+
+
 def test_find_max_short_run_reports_the_highest_sustained_rung(tmp_path, capsys):
     report, text = _run_tps(tmp_path, capsys, "--find-max", "--find-max-rungs", "2", "--rate",
                             "200", "--duration", "3", "--slo-p50-ms", "2000")

@@ -63,6 +63,36 @@ def test_window_matches_a_set_model(monkeypatch):
             assert w.highest == top and len(w.gaps) <= gaps_max
 
 
+def test_copies_share_the_gaps_and_records_keep_their_format():
+    """A copy shares its window's gaps (neither changes the list in place) and a window keeps
+    its gaps' packed form: after any mix of uses on copies of copies, every window still holds
+    its own gaps and encodes exactly as ``msgpack.packb([highest, gaps])`` (the stored format),
+    never as a stale packing of a list it no longer holds."""
+    import random
+
+    import msgpack
+
+    rnd = random.Random(11)
+    for _ in range(200):
+        windows = [NonceWindow(rnd.randint(0, 50), sorted(rnd.sample(range(50), 20)))]
+        for _ in range(60):
+            w = rnd.choice(windows)
+            if rnd.random() < 0.3:
+                w.encode()  # packs and keeps the gaps of the moment
+                windows.append(w.copy())
+                continue
+            before = [(x, x.highest, list(x.gaps)) for x in windows if x is not w]
+            nonce = rnd.choice([*(w.gaps or [0]), w.highest + 1, w.highest + rnd.randint(2, 40)])
+            if w.refusal(nonce) is None:
+                w.use(nonce)
+            for x, highest, gaps in before:  # the other windows are untouched
+                assert (x.highest, x.gaps) == (highest, gaps)
+            for x in windows:
+                assert x.encode() == msgpack.packb([x.highest, x.gaps])
+                again = NonceWindow.decode(x.encode())
+                assert (again.highest, again.gaps) == (x.highest, x.gaps)
+
+
 def test_block_check_is_in_order():
     state: dict[bytes, bytes] = {}
     table = NonceTable(state.get)
