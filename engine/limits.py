@@ -95,6 +95,10 @@ sync_blocks_buffered_max = 512
 retain_blocks_min = 20
 #: Blocks one pruning step removes (one bounded write transaction, off the block's path).
 prune_blocks_per_step = 256
+#: A running node prunes once this many blocks are due, not after every block: one synced
+#: write transaction per this many heights instead of one per height (a node keeps up to
+#: this many - 1 blocks more than ``retain_blocks``).
+prune_batch_blocks = 16
 #: One snapshot chunk, in bytes of encoded state entries (a chunk may exceed it by one entry).
 snapshot_chunk_bytes = 1 << 20
 #: Chunks of one snapshot, and snapshots one peer may offer (bounds what a state-syncing node
@@ -136,6 +140,7 @@ def check_limits() -> None:
     assert decoded_blocks_cached_max >= proposals_per_round_max, "a round's proposals fit"
     assert persisted_signatures_max >= 4, "a height's own signatures fit (proposal + 2 votes)"
     assert evidence_per_block_max <= evidence_pending_max
+    assert 1 <= prune_batch_blocks <= prune_blocks_per_step
     assert 1 <= validator_updates_per_block_max <= validators_max
     assert malloc_trim_interval_s > 0
 

@@ -131,6 +131,9 @@ class TpsOptions:
     #: Trace a sample of the transactions through the nodes (``trace_txs``) and report where
     #: their latency goes (engine/benchmarks/txpath.py).
     trace_txs: bool = False
+    #: The nodes' ``retain_blocks`` (None: the node default, 0 = keep every block). Blocks
+    #: pruned before the final check are counted as node 0 reported them during the run.
+    retain_blocks: int | None = None
 
     @classmethod
     def from_args(cls, args: Any) -> TpsOptions:
@@ -162,7 +165,8 @@ class TpsOptions:
                    app_settings=parse_app_settings(getattr(args, "app_setting", None) or []),
                    optimistic_execution=False if getattr(args, "no_optimistic_execution",
                                                          False) else None,
-                   trace_txs=bool(getattr(args, "trace_txs", False)))
+                   trace_txs=bool(getattr(args, "trace_txs", False)),
+                   retain_blocks=getattr(args, "retain_blocks", None))
         opts.validate()
         return opts
 
@@ -213,6 +217,13 @@ class TpsOptions:
                              f"{self.optimistic_execution!r}")
         if type(self.trace_txs) is not bool:
             raise ValueError(f"trace_txs must be True or False, not {self.trace_txs!r}")
+        from engine import limits
+
+        retain = self.retain_blocks
+        if retain is not None and (type(retain) is not int
+                                   or not limits.retain_blocks_min <= retain <= 10**9):
+            raise ValueError(f"retain_blocks must be an integer of at least "
+                             f"{limits.retain_blocks_min}, not {retain!r}")
 
 
 def parse_app_settings(items: list[str]) -> dict[str, Any]:
@@ -357,6 +368,8 @@ class _State:
     step_of: dict[str, int] = field(default_factory=dict)        # tx id hex -> step index
     seen_at: dict[str, float] = field(default_factory=dict)      # tx id hex -> commit seen
     blocks: list[tuple[float, int, int]] = field(default_factory=list)  # (seen, height, txs)
+    #: With pruning: node 0's transaction ids of every height, as the watcher read them.
+    block_ids: dict[int, list[str]] | None = None
     height0: int = 0
     node_heights: list[int] = field(default_factory=list)
     node_mempools: list[int] = field(default_factory=list)
@@ -511,6 +524,8 @@ async def _watch(http, state: _State, stop: asyncio.Event) -> None:
                 break
             state.height0 += 1
             state.blocks.append((now, block["height"], block["num_txs"]))
+            if state.block_ids is not None:
+                state.block_ids[block["height"]] = block["tx_ids"]
             for tx_id in block["tx_ids"]:
                 state.seen_at.setdefault(tx_id, now)
             if state.trace_key_of:
@@ -601,40 +616,71 @@ def _step_summary(state: _State, step: _Step, index: int, warmup_s: float) -> di
     }
 
 
-async def _verify_chains(http, urls: list[str], height: int,
-                         accepted: set[str]) -> dict[str, Any]:
-    """Read every node's chain 1..height; count each accepted id and compare hashes."""
+_PRUNED = "pruned"
+
+
+async def _verify_chains(http, urls: list[str], height: int, accepted: set[str],
+                         watched: dict[int, list[str]] | None = None) -> dict[str, Any]:
+    """Read every node's chain 1..height; count each accepted id and compare hashes.
+
+    With pruning (``watched``: node 0's transaction ids of each height as the run saw them),
+    a block a node has pruned counts with the ids node 0 reported for that height, and the
+    hashes are compared at the heights every node still holds (the last one included: a
+    block's hash commits to its parent's, so equal hashes there mean equal chains before)."""
+    import aiohttp
+
     sem = asyncio.Semaphore(8)
 
     async def fetch(url: str, h: int):
+        """The block, ``_PRUNED`` when the node answers that it pruned it, else None."""
         async with sem:
             for _ in range(3):
-                b = await get_json(http, f"{url}/block/{h}", 30.0)
-                if b is not None:
-                    return b
+                try:
+                    async with http.get(f"{url}/block/{h}",
+                                        timeout=aiohttp.ClientTimeout(total=30)) as r:
+                        body = await r.json()
+                        if r.status == 200:
+                            return body
+                        if r.status == 404 and body.get("error") == _PRUNED:
+                            return _PRUNED
+                except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+                    pass
             return None
 
     per_node_heads, lost_by_node, dup_by_node, rounds, missing = [], [], [], [], []
+    pruned: list[int] = []
     for n, url in enumerate(urls):
         blocks = await asyncio.gather(*(fetch(url, h) for h in range(1, height + 1)))
         counts: dict[str, int] = {}
         heads: list[tuple[str, str] | None] = []
+        node_pruned = 0
         for h, b in enumerate(blocks, start=1):
-            if b is None:
+            if b == _PRUNED and watched is not None and h in watched:
+                node_pruned += 1
+                heads.append(None)
+                ids = watched[h]
+            elif b is None or b == _PRUNED:
                 missing.append((n, h))
                 heads.append(None)
                 continue
-            heads.append((b["hash"], b["result_app_hash"]))
-            if n == 0:
-                rounds.append(b["certificate"]["round"])
-            for tx_id in b["tx_ids"]:
+            else:
+                heads.append((b["hash"], b["result_app_hash"]))
+                if n == 0:
+                    rounds.append(b["certificate"]["round"])
+                ids = b["tx_ids"]
+            for tx_id in ids:
                 counts[tx_id] = counts.get(tx_id, 0) + 1
+        pruned.append(node_pruned)
         per_node_heads.append(heads)
         lost_by_node.append(sum(1 for i in accepted if i not in counts))
         dup_by_node.append(sum(1 for c in counts.values() if c > 1))
-    agree = not missing and all(heads == per_node_heads[0] for heads in per_node_heads)
+    held = [h for h in range(height)
+            if all(heads[h] is not None for heads in per_node_heads)]
+    agree = not missing and bool(held) and held[-1] == height - 1 and \
+        all(heads[h] == per_node_heads[0][h] for heads in per_node_heads for h in held)
     return {
         "verified_height": height,
+        "pruned_heights_by_node": pruned,
         "nodes_agree": agree,
         "last_block_hash": per_node_heads[0][-1][0] if height and per_node_heads[0][-1] else None,
         "last_app_hash": per_node_heads[0][-1][1] if height and per_node_heads[0][-1] else None,
@@ -717,11 +763,17 @@ async def _drive(opts: TpsOptions, urls: list[str], procs: list[subprocess.Popen
     conn = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=conn) as http:
         await wait_ready(http, urls, procs, STARTUP_TIMEOUT_S, height_min=1)
-        state = _State(urls, tracing=opts.trace_txs)
+        state = _State(urls, tracing=opts.trace_txs,
+                       block_ids={} if opts.retain_blocks is not None else None)
         first = await get_json(http, f"{urls[0]}/status")
         if first is None:
             raise RuntimeError("node 0 stopped answering GET /status after start-up")
         state.height0 = first["latest_height"]
+        if state.block_ids is not None:  # the blocks before the load, for the final check
+            for h in range(1, state.height0 + 1):
+                b = await get_json(http, f"{urls[0]}/block/{h}")
+                if b is not None:
+                    state.block_ids[h] = b["tx_ids"]
         stop_watch = asyncio.Event()
         watchers = [asyncio.create_task(_watch(http, state, stop_watch)),
                     asyncio.create_task(_watch_nodes(http, state, stop_watch))]
@@ -798,7 +850,7 @@ async def _drive(opts: TpsOptions, urls: list[str], procs: list[subprocess.Popen
         if opts.progress:
             print(f"verifying {len(accepted_ids)} accepted transactions on {len(urls)} nodes, "
                   f"heights 1..{common}", flush=True)
-        check = await _verify_chains(http, urls, common, accepted_ids)
+        check = await _verify_chains(http, urls, common, accepted_ids, state.block_ids)
         all_lat = [state.seen_at[i] - t for i, t in state.sent_at.items() if i in state.seen_at]
         timeline = _timeline(state, started)
     return {"steps": summaries, "verdicts": verdicts, "check": check,
@@ -1028,6 +1080,8 @@ def _run_tps_one(opts: TpsOptions) -> dict[str, Any]:
             settings["optimistic_execution"] = opts.optimistic_execution
         if opts.trace_txs:
             settings["trace_txs"] = True
+        if opts.retain_blocks is not None:
+            settings["retain_blocks"] = opts.retain_blocks
         homes = init_testnet(workdir, opts.validators, base_port=base, chain_id=CHAIN_ID,
                              crypto=opts.crypto, **settings)
         interval_ms = homes[0].config.block_interval_ms
@@ -1043,7 +1097,8 @@ def _run_tps_one(opts: TpsOptions) -> dict[str, Any]:
             + (f", {opts.net_latency_ms} ms one-way between nodes" if opts.net_latency_ms
                else "")
             + (f", app {node_app} {opts.app_settings or ''}" if opts.app else "")
-            + ("" if optimistic else ", optimistic execution off") + "; load "
+            + ("" if optimistic else ", optimistic execution off")
+            + (f", retain_blocks {opts.retain_blocks}" if opts.retain_blocks else "") + "; load "
             f"{'max' if opts.rate is None else opts.rate} tx/s for "
             f"{opts.duration_s:g} s" + (" per rung" if opts.sweep else ""), flush=True)
         search = MaxSearch(start=opts.rate or FIND_MAX_START_TPS,
@@ -1107,6 +1162,7 @@ def _run_tps_one(opts: TpsOptions) -> dict[str, Any]:
                   "net_latency_ms": opts.net_latency_ms,
                   "app": node_app, "app_settings": dict(opts.app_settings),
                   "optimistic_execution": optimistic,
+                  "retain_blocks": homes[0].config.retain_blocks,
                   "senders": SENDERS, "batch_interval_ms": BATCH_INTERVAL_MS,
                   "poll_ms": POLL_MS, "signing_s": round(sign_s, 1),
                   "latency": "POST sent -> block seen committed on node0 (long poll)",
@@ -1206,7 +1262,8 @@ def format_summary(report: dict[str, Any]) -> str:
          f"LMDB sync on, offered {s['rate']} tx/s, crypto {s.get('crypto', 'ed25519-blake3')}"
          + (f", app {s['app']} {s.get('app_settings') or ''}"
             if s.get("app") not in (None, "kvstore") else "")
-         + ("" if s.get("optimistic_execution", True) else ", optimistic execution off")),
+         + ("" if s.get("optimistic_execution", True) else ", optimistic execution off")
+         + (f", retain_blocks {s['retain_blocks']}" if s.get("retain_blocks") else "")),
         f"  committed TPS        {report['tps']:,.1f} (steady-state window)",
         (f"  latency              p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms "
          f"({lat['samples']} samples)"),
@@ -1227,7 +1284,10 @@ def format_summary(report: dict[str, Any]) -> str:
          f"{report['tps_fraction_of_ceiling']:.1%} of it"),
         *_network_lines(report),
         (f"  agreement            {'all nodes agree' if report['nodes_agree'] else 'MISMATCH'} "
-         f"up to height {report['check']['verified_height']}"),
+         f"up to height {report['check']['verified_height']}"
+         + (f" (pruned by then, per node: {report['check']['pruned_heights_by_node']} heights, "
+            "counted as node 0 reported them during the run)"
+            if any(report["check"].get("pruned_heights_by_node") or []) else "")),
     ]
     if "max_sustainable_tps" in report:
         lines.append(

@@ -74,6 +74,10 @@ def register(sub) -> None:
                    help="trace one transaction in 16 through the nodes and report where "
                         "their latency goes (posting, admission, gossip, the wait for a "
                         "block, consensus, storage)")
+    t.add_argument("--retain-blocks", type=int, default=None, metavar="N",
+                   help="the nodes' retain_blocks (default: keep every block): pruning runs "
+                        "during the load; the final check counts a pruned block with the "
+                        "transaction ids node 0 reported for it during the run")
     t.set_defaults(func=_tps)
 
     lt = bench.add_parser("light", help="light-client verification next to single verifies")

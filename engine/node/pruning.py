@@ -1,14 +1,17 @@
 """Pruning old blocks while the node runs (``retain_blocks`` in config.toml).
 
 After a commit the pruner schedules one step on the event loop (never inside the block's own
-commit): one write transaction removing at most ``limits.prune_blocks_per_step`` blocks with
-their certificates, hash entries and tx index runs, then another step later if more is due.
+commit) once at least ``limits.prune_batch_blocks`` blocks are due (one synced write per that
+many heights, not one per height): one write transaction removing at most
+``limits.prune_blocks_per_step`` blocks with their certificates, hash entries and tx index
+runs, then another step later if more is due.
 Each step is atomic, so a crash at any instant leaves a consistent store whose base simply moved
 less far; the next start goes on from there.
 
-What is kept: the newest ``max(retain_blocks, limits.retain_blocks_min)`` blocks, and every
-block from the oldest kept snapshot's height on (a node joining from that snapshot verifies it
-against the next block's header, fetched from us).
+What is kept: the newest ``max(retain_blocks, limits.retain_blocks_min)`` blocks (and up to
+``limits.prune_batch_blocks - 1`` older ones until the next step), and every block from the
+oldest kept snapshot's height on (a node joining from that snapshot verifies it against the
+next block's header, fetched from us).
 """
 from __future__ import annotations
 
@@ -64,11 +67,11 @@ class Pruner:
         if store.closed:
             return 0
         target = retain_height(store.latest_height(), self.retain_blocks, self.snapshot_height())
-        if target <= store.base_height():
+        if target - store.base_height() < limits.prune_batch_blocks:
             return 0
         removed = store.prune(target, blocks_max=limits.prune_blocks_per_step)
         self.counters.add("blocks_pruned", removed)
-        if target > store.base_height():
+        if target - store.base_height() >= limits.prune_batch_blocks:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self.step)
         return removed

@@ -195,6 +195,12 @@ def _u32(view, off: int) -> int:
     return int.from_bytes(view[off:off + 4], "little")
 
 
+def _stale_half(first: int, last: int, retain: int) -> bool:
+    """Whether pruning below ``retain`` leaves at least half of the heights of the index run
+    ``first..last`` stale (the rule for rewriting a run that straddles the base)."""
+    return 2 * (retain - first) >= last - first + 1
+
+
 def _copy(view) -> bytes | None:
     return None if view is None else bytes(view)
 
@@ -779,10 +785,13 @@ class Store:
         self._runs.retain(live)
         out: list[TxLocation | None] = [None] * len(ids)
         mismatched: set[int] = set()
+        base = self._meta_height(txn, b"base")
         for q, loc in sorted(hits, key=lambda h: (h[0], h[1])):
             if out[q] is not None:
                 continue
             height, index = _txindex.split_loc(loc)
+            if height < base:  # a pruned block's entry left in a run that straddles the base
+                continue
             tx = self._tx_at(txn, height, index)
             if tx is not None and self.suite.hash(tx) == ids[q]:
                 out[q] = TxLocation(height, index, tx)
@@ -1227,10 +1236,17 @@ class Store:
                 break  # runs are ordered by their first height
             old_keys.append(bytes(raw_key))
         for key in old_keys:
-            _, last, _ = _txindex.parse_run_key(key)
+            first, last, _ = _txindex.parse_run_key(key)
             entries = None
-            if last >= retain:  # straddles the new base: keep its upper part
-                entries = _txindex.Run(key, txn.get(key, db=dbi)).all_entries()
+            if last >= retain:
+                # Straddles the new base. Its entries below the base are stale (lookups skip
+                # heights below the base); it is rewritten without them only once they span
+                # at least half of its heights, so as the base moves up through a merged run
+                # of millions of entries each entry is rewritten O(1) times, not once a step.
+                if _stale_half(first, last, retain):
+                    entries = _txindex.Run(key, txn.get(key, db=dbi)).all_entries()
+                else:
+                    continue
             txn.delete(key, db=dbi)
             self._runs.forget(key)
             if entries is not None:

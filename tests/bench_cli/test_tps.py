@@ -215,7 +215,9 @@ def _args(**kw):
     ({"net_latency_ms": 1.5}, "net_latency_ms must be"),
     ({"app": "nomodule:Nothing"}, "cannot be loaded"),
     ({"app": "kvstore-ish"}, "app must be"),
-    ({"app_setting": ["novalue"]}, "--app-setting must be KEY=VALUE")])
+    ({"app_setting": ["novalue"]}, "--app-setting must be KEY=VALUE"),
+    ({"retain_blocks": 5}, "retain_blocks must be"),
+    ({"retain_blocks": 2.5}, "retain_blocks must be")])
 def test_bad_options_are_refused(kw, message):
     with pytest.raises(ValueError, match=message):
         tps.TpsOptions.from_args(_args(**kw))
@@ -379,6 +381,66 @@ def test_find_max_short_run_reports_the_highest_sustained_rung(tmp_path, capsys)
     assert report["fraction_of_ceiling"] == round(report["max_sustainable_tps"] / ceiling, 4)
     assert report["lost"] == 0 and report["nodes_agree"] is True
     assert "find-max" in text
+
+
+def test_pruning_nodes_are_checked_with_the_blocks_node0_reported(tmp_path, capsys):
+    """With --retain-blocks the nodes prune during the load; the final check counts each
+    pruned block with the ids node 0 reported for it while the run went, and compares the
+    hashes where every node still holds the block."""
+    from engine import limits
+
+    report, text = _run_tps(tmp_path, capsys, "--validators", "4", "--duration", "6", "--rate",
+                            "400", "--retain-blocks", str(limits.retain_blocks_min))
+    assert report["setup"]["retain_blocks"] == limits.retain_blocks_min
+    check = report["check"]
+    pruned = check["pruned_heights_by_node"]
+    assert len(pruned) == 4 and min(pruned) >= limits.prune_batch_blocks, check
+    assert report["accepted"] > 0 and report["lost"] == 0 and report["duplicates"] == 0
+    assert report["nodes_agree"] is True and not check["unreadable_blocks"], check
+    assert "pruned by then, per node" in text
+    assert "PASS: every accepted transaction committed exactly once" in text
+
+
+def test_the_chain_check_counts_pruned_blocks_only_with_what_node0_reported(monkeypatch):
+    """Against nodes that answer 'pruned' for heights 1..3: their transactions count when
+    node 0's reported ids hold them, are lost when they do not, and a pruned height node 0
+    never reported is unreadable, which fails the agreement."""
+    import asyncio
+
+    blocks = {h: {"hash": f"h{h}", "result_app_hash": f"a{h}", "tx_ids": [f"t{h}"],
+                  "certificate": {"round": 0}} for h in range(1, 6)}
+
+    class _Answer:
+        def __init__(self, status, body):
+            self.status, self.body = status, body
+
+        async def __aenter__(self):
+            return self
+
+        async def __aexit__(self, *exc):
+            return False
+
+        async def json(self):
+            return self.body
+
+    class _Http:
+        def get(self, url, timeout=None):
+            h = int(url.rsplit("/", 1)[1])
+            if h <= 3:
+                return _Answer(404, {"error": "pruned", "earliest_height": 4})
+            return _Answer(200, blocks[h])
+
+    accepted = {f"t{h}" for h in range(1, 6)}
+    watched = {h: blocks[h]["tx_ids"] for h in range(1, 4)}
+    urls = ["http://n0", "http://n1"]
+    check = asyncio.run(tps._verify_chains(_Http(), urls, 5, accepted, watched))
+    assert check["lost"] == 0 and check["nodes_agree"] and check["pruned_heights_by_node"] == [3, 3]
+    watched[2] = []  # node 0 did not report t2: it is lost
+    check = asyncio.run(tps._verify_chains(_Http(), urls, 5, accepted, watched))
+    assert check["lost"] == 1 and check["nodes_agree"]
+    del watched[1]  # a pruned height nobody reported: unreadable, no agreement
+    check = asyncio.run(tps._verify_chains(_Http(), urls, 5, accepted, watched))
+    assert not check["nodes_agree"] and [0, 1] in map(list, check["unreadable_blocks"])
 
 
 def test_trace_txs_is_a_bool_and_comes_from_its_flag():

@@ -85,6 +85,36 @@ def _store_with_blocks(path, count: int) -> None:
             parent = block_hash
 
 
+def test_pruner_waits_for_a_batch_of_due_blocks(tmp_path):
+    """One pruning write (a synced LMDB transaction) per ``prune_batch_blocks`` heights, not
+    one per height: the base moves only once that many blocks are due."""
+    from engine.node.ports import Counters
+    from engine.node.pruning import Pruner
+
+    batch = limits.prune_batch_blocks
+    assert batch > 1
+    path = str(tmp_path / "s")
+    _store_with_blocks(path, 60)
+    with Store(path, sync=False) as s:
+        pruner = Pruner(store=s, retain_blocks=20, counters=Counters())
+        assert pruner.step() == 40 and s.base_height() == 41  # 40 due: one step
+        parent = s.load_block(60).block_hash
+        for h in range(61, 61 + batch):
+            block_hash = bytes([h]) * 32
+            s.save_block(h, block_hash, b"header", [b"tx%d" % h], b"cert", parent_hash=parent,
+                         app_hash=bytes(32), state_changes=[])
+            parent = block_hash
+            due = retain_height(h, 20) - s.base_height()
+            removed = pruner.step()
+            if due < batch:
+                assert removed == 0 and s.base_height() == 41, h
+            else:
+                assert removed == batch and s.base_height() == 41 + batch, h
+        assert s.base_height() == 41 + batch
+        assert pruner.counters.get("blocks_pruned") == 40 + batch
+        assert check_store(s).ok
+
+
 def test_store_prune_cli_keeps_the_newest_blocks_and_reports_page_reuse(tmp_path):
     home = tmp_path / "home"
     path = store_path(str(home))

@@ -525,6 +525,50 @@ def test_prune_runs_in_bounded_transactions(store, monkeypatch):
     assert check_store(store).ok
 
 
+def test_prune_in_steps_rewrites_a_straddling_run_only_once_half_of_it_is_stale(store):
+    """A node prunes one block a step while the base moves up through a merged run of many
+    blocks: rewriting that run at every step (what pruning did) cost a write of the whole run
+    per height. The run is now left as it is, its pruned entries skipped by lookups and by
+    check, until they span half of its heights; then it is rewritten without them."""
+    fanout = _txindex.TX_INDEX_MERGE_FANOUT
+    saved = [save(store, h, n_txs=3) for h in range(1, 2 * fanout + 1)]
+    assert store.compact_index() == 2  # runs 1..16 and 17..32
+
+    def runs() -> list[tuple[int, int, int]]:
+        with store._env.begin() as txn:
+            return [_txindex.parse_run_key(bytes(k)) for k in
+                    txn.cursor(db=store._dbs["tx_index"]).iternext(values=False)]
+
+    assert runs()[0] == (1, fanout, 3 * fanout)
+    firsts = []
+    for retain in range(2, fanout + 2):
+        store.prune(retain, blocks_max=1)
+        assert store.base_height() == retain
+        firsts.append(runs()[0][0])
+        for h, args in enumerate(saved, start=1):
+            loc = store.find_tx(blake3(args["txs"][1]))
+            assert (loc is None) if h < retain else (loc.height, loc.index) == (h, 1)
+        report = check_store(store)
+        assert report.ok, (retain, report.problems)
+    # The run 1..16 is rewritten when the base reaches 9 (heights 1..8 stale: half of 16),
+    # then 13 (half of 9..16), 15 and 16: four rewrites for fifteen steps, each of a run half
+    # the size of the one before; at 17 it lies wholly below the base and is deleted.
+    assert firsts == [1] * 7 + [9] * 4 + [13, 13, 15, 16, fanout + 1], firsts
+    assert runs()[0] == (fanout + 1, 2 * fanout, 3 * fanout)
+
+
+def test_check_reports_an_index_run_below_the_base(store):
+    saved = [save(store, h, n_txs=2) for h in range(1, 2 * _txindex.TX_INDEX_MERGE_FANOUT + 1)]
+    store.compact_index()
+    store.prune(_txindex.TX_INDEX_MERGE_FANOUT + 1)
+    assert check_store(store).ok
+    with store._env.begin(write=True) as txn:  # a run that pruning should have deleted
+        entries = _txindex.block_entries(1, b"".join(blake3(t) for t in saved[0]["txs"]))
+        _txindex.write_run(txn, store._dbs["tx_index"], entries, 1, 1, sort=False)
+    problems = check_store(store).problems
+    assert any("lies below the base height" in p for p in problems), problems
+
+
 def test_compact_index_keeps_every_answer(store):
     """Lookups answer the same before and after merging; merged runs cover exactly the
     blocks up to meta 'indexed' and check passes at every stage."""
