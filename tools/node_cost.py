@@ -10,7 +10,7 @@ system) from the first submission to the last commit, per transaction.
 
 CPU time moves with the machine's other tenants; for a figure that does not, run it under
 callgrind twice, with ``--txs 0`` and with ``--txs N``, and divide the difference of the
-instruction counts by N (README "Benchmarks", where the time goes):
+instruction counts by N (docs/performance.md: each round of the hot path):
 
     valgrind --tool=callgrind --callgrind-out-file=cg.N python tools/node_cost.py \\
         --envelopes envs.bin --txs 20000

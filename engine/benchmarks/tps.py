@@ -496,7 +496,7 @@ class _Cursor:
     sequence: what a rung leaves is where the next one starts, so no sender skips a nonce (a
     skipped nonce stays a gap in the sender's nonce record, engine/nonces.py, which every later
     block that carries the sender writes again: about half of the growth of CPU per
-    transaction seen over six rungs when each rung left its unused tail, README)."""
+    transaction seen over six rungs when each rung left its unused tail, docs/performance.md)."""
 
     def __init__(self, pool: list[bytes]):
         self.pool, self.pos = pool, 0

@@ -6,7 +6,7 @@ several containers per transaction (decoded transactions, result lists, dict ent
 holds hundreds of thousands of long-lived ones (mempool entries, id caches, the state tree's
 history), so with the defaults a full pass costs ~40-50 ms on the event loop (a stall of every
 consensus step behind it) and the collector took ~15 % of a node's CPU in
-``tools/node_cost.py`` (README, "Where the time goes").
+``tools/node_cost.py`` (docs/performance.md, "Per-transaction CPU, the round after").
 
 :func:`tune_gc` keeps the collector on (reference cycles, e.g. from exceptions kept in
 futures, are still freed) but runs the young pass every ``young`` allocations and moves the

@@ -214,7 +214,7 @@ class Node:
         if cfg.optimistic_execution:
             # After what is ready now (the wake-ups of the peer writers the precommit was just
             # queued for, inputs already read). Measured against a zero-delay timer instead:
-            # with a costly application the local p50 was 8-15 ms higher (README).
+            # with a costly application the local p50 was 8-15 ms higher (docs/performance.md).
             committer.defer = self._timers.call_soon
         journal = Journal(store, self._timers)
         core = self.core = self._build_core(journal, validity, signatures)
