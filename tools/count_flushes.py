@@ -6,8 +6,8 @@ Runs COMMAND under ``strace -f`` and counts, per process, every ``fdatasync`` / 
 ``msync`` call and every pwrite to a file descriptor opened with ``O_DSYNC`` or ``O_SYNC`` (how
 LMDB flushes a meta page when metasync is on: one synchronous write). Prints a JSON summary
 (total flushes, per process) on the last line. Used for issue 14's "synced writes per height"
-figure (docs/performance.md, "Fewer synced writes per height"): run ``engine bench tps`` under it and divide
-the node processes' flushes by the heights committed.
+figure (docs/performance.md, "Fewer synced writes per height"): run ``engine bench tps``
+under it and divide the node processes' flushes by the heights committed.
 """
 from __future__ import annotations
 
