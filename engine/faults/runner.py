@@ -38,6 +38,7 @@ from engine.faults.hooks import ENV_SWITCH, TESTING_FILE
 from engine.faults.scenario import Scenario
 from engine.faults.walfault import damage_wal, wal_bytes
 from engine.localnet import free_base_port
+from engine.store import Store, store_path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 POWER = 10
@@ -181,6 +182,8 @@ class Runner:
                                            scenario.validators + scenario.spares))
         #: (height committed, process, power) of every set_power step.
         self.valset_changes: list[tuple[int, int, int]] = []
+        #: The latest height in each killed node's store after its kill.
+        self._height_at_kill: dict[int, int] = {}
 
     # ---------------------------------------------------------------- setup
     def _note(self, text: str) -> None:
@@ -293,6 +296,11 @@ class Runner:
         self.state[i] = "killed"
         if self.load is not None:
             self.load.node_killed(i)
+        # The height its store holds (read once the process is gone): where it resumes from.
+        self._height_at_kill[i] = 0
+        if os.path.exists(os.path.join(store_path(self.homes[i]), "data.mdb")):
+            with Store(store_path(self.homes[i]), readonly=True) as store:
+                self._height_at_kill[i] = store.latest_height()
 
     def _stop_with_wal_records(self, i: int, p: subprocess.Popen) -> None:
         """Freeze node ``i`` (SIGSTOP) at an instant when its WAL holds records, so that the
@@ -377,10 +385,20 @@ class Runner:
             for i in nodes:
                 self.kill(i, wal_records=bool(args.get("wal_records", False)))
         elif action == "start":
-            for i in nodes:
-                if self.state[i] == "killed":
-                    self.start(i)
+            restarted = [i for i in nodes if self.state[i] == "killed"]
+            network = max((h for h in self.heights(
+                [j for j in self.live() if j in self.honest]).values() if h is not None),
+                default=0)
+            for i in restarted:
+                self.start(i)
             self.wait_progress(f"restart of {nodes}")
+            # How far behind each restarted node came back (proof of a real catch-up: it
+            # reached the network's height + 2 above, so it fetched at least these heights).
+            behind = self.report.faults_seen.setdefault("restart_behind", {})
+            for i in restarted:
+                if i in self._height_at_kill:
+                    gap = max(0, network - self._height_at_kill[i])
+                    behind[f"node{i}"] = max(gap, behind.get(f"node{i}", 0))
         elif action == "pause":
             for i in nodes:
                 self._signal(i, signal.SIGSTOP)

@@ -51,6 +51,17 @@ def test_scenario(path, tmp_path):
         assert report.faults_seen.get("chaos"), report.faults_seen
     if sc.rate_tps:
         assert report.txs_acknowledged > 0
+    if sc.rate_tps >= 1000:  # heavy load really offered and taken (not throttled to a trickle)
+        assert report.txs_acknowledged >= sc.rate_tps * sc.duration_s // 2, report.summary()
+    restarted = {f"node{i}" for step in sc.steps if step.action == "start"
+                 for i in step.args["nodes"]
+                 if any(s.action == "kill" and i in s.args["nodes"] and s.at_s < step.at_s
+                        for s in sc.steps)}
+    if restarted:  # every node killed and restarted came back behind the network and caught up
+        behind = report.faults_seen.get("restart_behind", {})
+        assert set(behind) >= restarted, report.faults_seen
+        if sc.rate_tps >= 1000:  # seconds down under load: tens of heights of full blocks
+            assert max(behind[n] for n in restarted) >= 10, behind
     # Optimistic execution ran under the faults, and decisions used it (the runner checks).
     assert report.faults_seen["early_execution"].get("reused", 0) > 0, report.faults_seen
     if sc.expect_evidence:
