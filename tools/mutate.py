@@ -96,10 +96,10 @@ MUTANTS = [
            "an own vote leaves only after its signer record and WAL records are durable"),
     Mutant("drop-an-acknowledged-transaction", "engine/mempool.py",
            "    def remove_committed(self, tx_ids: Sequence[bytes]) -> None:\n"
-           "        for tx_id in tx_ids:",
+           "        self._drop_many(tx_ids)\n",
            "    def remove_committed(self, tx_ids: Sequence[bytes]) -> None:\n"
-           "        tx_ids = list(tx_ids) + list(self._pool)[:1]  # mutant: one more vanishes\n"
-           "        for tx_id in tx_ids:",
+           "        self._drop_many(list(tx_ids) + list(self._pool)[:1])  # mutant: one more "
+           "vanishes\n",
            ("tests/faults/test_faults.py::test_scenario[kill-restart]",),
            "a transaction a client was told was accepted is committed (the fault runner's "
            "'nothing lost' set is what clients were told)"),
@@ -138,8 +138,8 @@ MUTANTS = [
            ("tests/test_allocator.py",),
            "a node returns freed heap pages to the OS (the soak's RSS levels off)"),
     Mutant("committed-id-cache-unbounded", "engine/mempool.py",
-           "        while len(self._committed) > self.limits.committed_cache_max:",
-           "        while len(self._committed) > 4 * self.limits.committed_cache_max:",
+           "        self._committed = _poolcore.RecentIds(self.limits.committed_cache_max)",
+           "        self._committed = _poolcore.RecentIds(4 * self.limits.committed_cache_max)",
            ("tests/test_allocator.py", "tests/node/test_mempool_paths.py"),
            "the committed-id cache stays within its named bound (engine/limits.py)"),
     Mutant("durable-write-without-meta-flush", "engine/store/store.py",
