@@ -14,8 +14,9 @@ Each threshold is a ratio (baseline time / engine time, higher is better) that t
   it got slower than what the README reports.
 
 A report row with no threshold for its path (a new kernel, a path not listed) is reported as
-"no threshold" and does not fail; a threshold whose kernel is missing from a report fails (a
-kernel that stopped running is not a kernel that is fast enough).
+"no threshold" and does not fail; a threshold whose kernel is missing from a report (no row of
+that name at all, while the report has rows of the threshold's path) fails (a kernel that
+stopped running is not a kernel that is fast enough).
 
 Usage: ``python -m engine.benchmarks.targets REPORT.json [REPORT.json ...]``; exit 1 naming
 every kernel below its threshold, 2 on unreadable reports.
@@ -53,22 +54,24 @@ THRESHOLDS: list[Threshold] = [
               "Hashing: merkle_root >= 20x is for the SIMD paths; portable measured 9.1x"),
     *_per_path("ed25519 verify single", {"avx512": 1.5, "portable": 1.4},
                "floor", "Signatures: single >= 3x with cached keys; cold measured 2.1-2.6x"),
-    Threshold("ed25519 verify single", "avx2", 2.2, "floor",
+    Threshold("ed25519 verify single", "avx2", 1.9, "floor",
               "Signatures: avx2 single >= 3.5x with cached keys (issue 18); cold measured "
-              "2.77-2.80x in the parallel form (2.18-2.19x before)"),
+              "2.77-2.80x in the parallel form on AMD Zen 4 (2.18-2.19x before), 2.18-2.27x "
+              "on Intel Xeon"),
     *_per_path("ed25519 verify_batch 64 (1 thr)", {"avx512": 8.0, "portable": 4.0},
                "floor", "Signatures: batch 64 >= 12x avx512, >= 6x portable (cached keys); "
                "cold measured 12.0-12.4x avx512, 5.5-5.9x portable"),
-    Threshold("ed25519 verify_batch 64 (1 thr)", "avx2", 7.0, "floor",
+    Threshold("ed25519 verify_batch 64 (1 thr)", "avx2", 6.0, "floor",
               "Signatures: avx2 batch 64 >= 9x with cached keys (issue 18); cold measured "
-              "8.77-9.02x with parallel-form Straus (8.17-8.20x before)"),
+              "8.77-9.02x with parallel-form Straus on AMD Zen 4 (8.17-8.20x before), "
+              "6.74-6.97x on Intel Xeon"),
     *_per_path("ed25519 verify_batch 1024 (1 thr)",
                {"avx512": 11.0, "portable": 5.5}, "floor",
                "Signatures: batch 1024 >= 20x avx512, >= 8x portable (cached keys); cold "
                "measured 15.8-19.7x avx512, 7.8-8.2x portable"),
-    Threshold("ed25519 verify_batch 1024 (1 thr)", "avx2", 10.0, "floor",
+    Threshold("ed25519 verify_batch 1024 (1 thr)", "avx2", 8.5, "floor",
               "Signatures: avx2 batch 1024 >= 13x with cached keys (issue 18); cold measured "
-              "12.6-13.1x"),
+              "12.6-13.1x on AMD Zen 4, 9.59-9.84x on Intel Xeon"),
     *_per_path("verify_txs (1 thr)", {"avx512": 12.0, "avx2": 6.0, "portable": 6.0}, "floor",
                "no ratio target (verify_txs <= 1.2x verify_batch's time); measured 18.8-22.9x "
                "avx512, 9.9x portable"),
@@ -111,9 +114,14 @@ def check_report(report: dict, thresholds: list[Threshold] = THRESHOLDS) -> list
         t = match[0] if match else None
         seen.add((name, path))
         out.append(Verdict(name, path, ratio, t, t is None or ratio >= t.ratio))
+    # A kernel absent from the report fails at every path the report ran. A kernel with rows
+    # at other paths only is not "missing": one report can mix paths (with ENGINE_FORCE_ISA=
+    # avx512, SM2 kernels without an AVX-512 form run on avx2), and the avx2 report, not
+    # that one, carries the avx2 Ed25519 rows.
     paths = {row["path"] for row in rows}
+    names = {name for name, _ in seen}
     for t in thresholds:
-        if t.path in paths and (t.kernel, t.path) not in seen:
+        if t.path in paths and t.kernel not in names:
             out.append(Verdict(t.kernel, t.path, None, t, False))
     return out
 

@@ -88,3 +88,18 @@ def test_an_injected_slowdown_of_a_real_kernel_fails_the_check(monkeypatch):
     slow = {"kernels": kernels.run_kernels(quick=True, only=["tally"])}
     (v,) = check_report(slow, only)
     assert not v.ok and v.ratio is not None and v.ratio < 20.0
+
+
+def test_a_report_mixing_paths_does_not_demand_the_other_paths_kernels():
+    # ENGINE_FORCE_ISA=avx512: the Ed25519 kernels run on avx512, SM2 partly on avx2 (it has no
+    # AVX-512 form for every kernel). The avx2 Ed25519 thresholds belong to the avx2 report.
+    rows = [(t.kernel, "avx512" if t.path != ANY else "cython", t.ratio)
+            for t in THRESHOLDS if t.path in ("avx512", ANY)]
+    mixed = report(*rows, ("sm2 verify batch 64 (cold, 1 thr)", "avx2", 9.0))
+    verdicts = check_report(mixed)
+    assert all(v.ok for v in verdicts), [v.line() for v in verdicts if not v.ok]
+    # ... while a kernel absent from it altogether still fails, at each path the report ran.
+    without = report(*[r for r in rows if not r[0].startswith("ed25519 verify single")],
+                     ("sm2 verify batch 64 (cold, 1 thr)", "avx2", 9.0))
+    failed = {(v.kernel, v.path) for v in check_report(without) if not v.ok}
+    assert failed == {("ed25519 verify single", "avx512"), ("ed25519 verify single", "avx2")}
