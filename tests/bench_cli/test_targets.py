@@ -74,8 +74,12 @@ def test_bad_reports_exit_2(tmp_path):
 def test_an_injected_slowdown_of_a_real_kernel_fails_the_check(monkeypatch):
     from engine.consensus import _tally
 
-    only = [Threshold("vote tally (100 validators)", ANY, 20.0, "target", "test")]
+    # The threshold is half of what the honest kernel measures in this run, not the README's
+    # 20x: the point is that the injected slowdown fails it, on any machine and in any build
+    # (under `make sanitize` the instrumented kernel measures far below 20x).
     honest = {"kernels": kernels.run_kernels(quick=True, only=["tally"])}
+    (row,) = honest["kernels"]["results"]
+    only = [Threshold("vote tally (100 validators)", ANY, row["ratio"] / 2, "target", "test")]
     assert all(v.ok for v in check_report(honest, only))
     real = _tally.VoteTally
 
@@ -87,7 +91,7 @@ def test_an_injected_slowdown_of_a_real_kernel_fails_the_check(monkeypatch):
     monkeypatch.setattr(_tally, "VoteTally", SlowTally)
     slow = {"kernels": kernels.run_kernels(quick=True, only=["tally"])}
     (v,) = check_report(slow, only)
-    assert not v.ok and v.ratio is not None and v.ratio < 20.0
+    assert not v.ok and v.ratio is not None and v.ratio < row["ratio"] / 2
 
 
 def test_a_report_mixing_paths_does_not_demand_the_other_paths_kernels():
