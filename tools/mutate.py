@@ -170,6 +170,14 @@ MUTANTS = [
            "            pass  # mutant: the early block stays in the state tree\n",
            ("tests/node/test_optimistic_execution.py",),
            "a second finalize_block for an uncommitted height replaces the first one"),
+    Mutant("held-sync-block-unverified", "engine/node/blocksync.py",
+           "            self._buffer[height] = (raw, self._verified(height, cert_raw, vset), peer)\n"
+           "            return True",
+           "            self._buffer[height] = (raw, cs.CommitCertificate.decode(cert_raw, len(vset)),"
+           " peer)\n            return True",
+           ("tests/node/test_blocksync_held.py",),
+           "a block synced from above the set horizon must have its certificate verified before "
+           "it enters the WAL"),
 ]
 
 #: Mutants not written yet (none: the node's three are above).

@@ -9,6 +9,14 @@ busy peer that claims those heights, so several peers serve at once. Each block'
 verified on arrival (one batch call), the block waits in a bounded buffer, and blocks enter the
 core strictly in height order.
 
+A block above the validator-set horizon (more than two heights past the tip: the set that signs
+it is not decided yet, engine/node/valset.py) cannot be verified on arrival. It is held, its
+certificate unread, in the same window, and verified the moment the core reaches its height,
+before it may enter the WAL; one that fails then is dropped, its sender penalised and no longer
+asked for those heights, and the height asked again of another peer. (Dropping such blocks
+instead would waste all but two blocks of every reply, and have the whole window asked again
+after each one.)
+
 A peer asked for heights it has pruned answers ``PRUNED`` with the earliest height it holds; it
 is not asked for those again, and when no peer holds the next height the node says it should
 join by state sync.
@@ -63,6 +71,9 @@ class BlockSync:
         self._inflight: dict[int, tuple[bytes, float, int]] = {}
         #: Verified blocks above the next height: height -> (block bytes, certificate, peer).
         self._buffer: dict[int, tuple[bytes, cs.CommitCertificate, bytes]] = {}
+        #: Blocks above the set horizon, not verifiable yet: height -> (block, certificate
+        #: bytes, peer); verified when the core reaches them.
+        self._held: dict[int, tuple[bytes, bytes, bytes]] = {}
         self._pruned_warned = 0
 
     def bind(self, driver: ConsensusDriver) -> None:
@@ -110,6 +121,8 @@ class BlockSync:
         nxt = self._next_height()
         for h in [h for h in self._buffer if h < nxt]:
             del self._buffer[h]
+        for h in [h for h in self._held if h < nxt]:
+            del self._held[h]
         for h, (_, _, count) in list(self._inflight.items()):
             if h + count <= nxt:  # everything it asked for is applied already
                 del self._inflight[h]
@@ -123,7 +136,7 @@ class BlockSync:
             if covered is not None:
                 h = covered
                 continue
-            if h in self._buffer:
+            if h in self._buffer or h in self._held:
                 h += 1
                 continue
             peer = self._pick(h)
@@ -218,27 +231,58 @@ class BlockSync:
         nxt = driver.core.height
         window_end = nxt + limits.sync_blocks_buffered_max
         for height, raw, cert_raw in sorted(items):
-            if not nxt <= height < window_end or height in self._buffer:
+            if not nxt <= height < window_end or height in self._buffer or \
+                    height in self._held:
                 continue
             # The set that signs this height (the core's: it follows the set history); a block
-            # further ahead than the history knows is left for a later request.
+            # further ahead than the history knows is held until the core reaches it.
             vset = driver.core.validators_for(height)
             if vset is None:
+                self._held[height] = (raw, cert_raw, peer)
                 continue
-            cert = cs.CommitCertificate.decode(cert_raw, len(vset))
-            if cert.height != height:
-                raise ProtocolError("certificate height differs from the block's")
-            # One batch verification of the certificate before it may enter the WAL.
-            cert.verify(self.chain_id, vset, self.signatures.verify_batch)
-            self._buffer[height] = (raw, cert, peer)
+            self._buffer[height] = (raw, self._verified(height, cert_raw, vset), peer)
         self._apply_in_order()
         self._schedule()
+
+    def _verified(self, height: int, cert_raw: bytes,
+                  vset: cs.ValidatorSet) -> cs.CommitCertificate:
+        """The certificate of ``height``, verified by one batch call (ProtocolError if not)."""
+        cert = cs.CommitCertificate.decode(cert_raw, len(vset))
+        if cert.height != height:
+            raise ProtocolError("certificate height differs from the block's")
+        cert.verify(self.chain_id, vset, self.signatures.verify_batch)
+        return cert
+
+    def _verify_held(self, height: int) -> bool:
+        """Verify the held block of ``height`` (the core's height now, so its set is known)
+        into the buffer. A certificate that fails drops every block its sender left held, and
+        that sender is penalised and not asked for those heights again; False then."""
+        assert self.driver is not None
+        raw, cert_raw, peer = self._held.pop(height)
+        vset = self.driver.core.validators_for(height)
+        assert vset is not None  # the core's own height
+        try:
+            self._buffer[height] = (raw, self._verified(height, cert_raw, vset), peer)
+            return True
+        except ProtocolError as e:
+            log.debug("held block %d from %s refused: %s", height, peer.hex()[:12], e)
+            self.counters.add("sync_held_block_refused")
+            for h in [h for h, v in self._held.items() if v[2] == peer]:
+                del self._held[h]
+            self._backed.discard(peer)
+            self._peer_heights[peer] = min(self._peer_heights.get(peer, 0), height - 1)
+            self.wire.penalize(peer, "invalid_blocks")
+            return False
 
     def _apply_in_order(self) -> None:
         driver = self.driver
         assert driver is not None
-        while driver.running and driver.core.height in self._buffer:
+        while driver.running:
             height = driver.core.height
+            if height in self._held and not self._verify_held(height):
+                return
+            if height not in self._buffer:
+                return
             raw, cert, peer = self._buffer.pop(height)
             if self._app_hash_diverged(height, raw):
                 return
