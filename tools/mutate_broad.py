@@ -39,6 +39,9 @@ TESTS = {
     "engine/store/store.py": ["tests/store/test_store.py", "tests/store/test_corruption_named.py",
                               "tests/store/test_corruption.py", "tests/node/test_signer_history.py",
                               "-k", "not random_byte_flips"],
+    "engine/node/blocksync.py": ["tests/node/test_blocksync_window.py",
+                                 "tests/node/test_blocksync_held.py",
+                                 "tests/node/test_insider_claims.py"],
 }
 
 
@@ -48,6 +51,8 @@ EXCLUDE = {
     "engine/mempool.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
     # Likewise in the store: every `|` is in an annotation.
     "engine/store/store.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
+    # And in block sync.
+    "engine/node/blocksync.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
 }
 
 
