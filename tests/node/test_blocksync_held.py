@@ -1,9 +1,10 @@
-"""Block sync above the validator-set horizon: a block more than two heights past the tip
-cannot be verified on arrival (its set is not decided yet). It is held, not dropped and asked
-for again, and verified when the core reaches it; one whose certificate fails then is refused,
-its sender penalised, and the height asked again of another peer.
+"""Block sync with real blocks (a one-validator chain built by an in-process node).
 
-The blocks and certificates are real: a one-validator chain built by an in-process node."""
+Above the validator-set horizon: a block more than two heights past the tip cannot be verified
+on arrival (its set is not decided yet). It is held, not dropped and asked for again, and
+verified when the core reaches it; one whose certificate fails then is refused, its sender
+penalised, and the height asked again of another peer. Also: which blocks of a reply are
+taken, the app-hash divergence halt, and what a node serves for ``GET_BLOCKS``."""
 from __future__ import annotations
 
 import asyncio
@@ -26,9 +27,13 @@ TOP = 40
 
 
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory):
+def home(tmp_path_factory):
+    return make_net(tmp_path_factory.mktemp("held"), 1, 0)[0]
+
+
+@pytest.fixture(scope="module")
+def chain(home):
     """(validator set, {height: (block bytes, certificate, stored block)}) of a 40-block chain."""
-    home = make_net(tmp_path_factory.mktemp("held"), 1, 0)[0]
 
     async def build():
         node = Node(home.path, store_sync=False)
@@ -79,9 +84,8 @@ class _Core:
 
 
 class _Driver:
-    running = True
-
     def __init__(self, vset, tip: ChainTip, blocks):
+        self.running, self.halted = True, ""
         self.core = _Core(vset)
         self.tip, self.blocks = tip, blocks
         self.committed: list[int] = []
@@ -97,7 +101,8 @@ class _Driver:
             height, stored.block_hash, stored.app_hash
 
     def halt(self, reason: str) -> None:
-        raise AssertionError(f"halted: {reason}")
+        self.halted = reason
+        self.running = False
 
 
 def _joiner(chain):
@@ -173,3 +178,111 @@ def test_a_held_block_that_fails_its_certificate_is_refused_and_asked_again(chai
     p, s, n = again[0]
     sync.on_blocks(p, _reply(blocks, s, n))
     assert driver.committed == list(range(1, s + n))
+
+
+def _synced_to(sync, driver, blocks, height: int) -> None:
+    """Bring the joiner to ``height`` committed (blocks 1..height through on_blocks)."""
+    peer = b"s" * 32
+    for start in range(1, height + 1, 2):
+        sync.on_blocks(peer, _reply(blocks, start, min(2, height + 1 - start)))
+    assert driver.committed == list(range(1, height + 1)) and not driver.halted
+
+
+def test_which_blocks_of_a_reply_are_taken(chain, monkeypatch):
+    _, blocks = chain
+    monkeypatch.setattr(limits, "sync_blocks_buffered_max", 8)
+    sync, _wire, driver = _joiner(chain)
+    _synced_to(sync, driver, blocks, 4)
+    p = b"p" * 32
+    # Heights already committed are skipped, the ones after them still taken (in order, any
+    # order in the reply); nothing at or past the window's end (core height 5 + 8 = 13).
+    reply = _reply(blocks, 2, 12)  # heights 2..13
+    sync.on_blocks(p, list(reversed(reply)))
+    assert driver.committed == list(range(1, 13))  # 13 was past the window: not taken
+    assert sync._held == {} and sync._buffer == {}
+    # Above the horizon (core height 13: sets known to 14): held; a second copy of a held
+    # height does not replace the first one.
+    sync.on_blocks(p, _reply(blocks, 16, 3))
+    first = sync._held[17]
+    sync.on_blocks(b"q" * 32, _reply(blocks, 17, 1))
+    assert sorted(sync._held) == [16, 17, 18] and sync._held[17] is first
+
+
+def test_a_reply_retires_its_request_by_peer_value_not_identity(chain):
+    _, blocks = chain
+    sync, wire, driver = _joiner(chain)
+    a = b"a" * 32
+    sync.on_status(a, TOP, b"\0" * 32)
+    asked = wire.asked()
+    assert asked[0][1] == 1
+    same_peer = bytes(bytearray(a))  # the peer's id as a new message decodes it
+    assert same_peer is not a
+    wire.sent.clear()
+    sync.on_blocks(same_peer, _reply(blocks, 1, 2))  # a partial answer: 1..2 of 1..16
+    assert driver.committed == [1, 2]
+    assert 1 not in sync._inflight and [s for _, s, _ in wire.asked()] == [3]  # the rest
+
+
+def test_a_block_that_diverges_from_our_app_hash_halts_the_node(chain):
+    _, blocks = chain
+    for wrong in (bytes(32), b"\xff" * 32):  # below and above the block's own app hash
+        sync, _wire, driver = _joiner(chain)
+        _synced_to(sync, driver, blocks, 6)
+        sync.tip.app_hash = wrong
+        sync.on_blocks(b"p" * 32, _reply(blocks, 7, 2))
+        assert driver.halted.startswith("app hash mismatch at height 6: ours " + wrong.hex())
+        assert driver.committed == list(range(1, 7))  # block 7 never reached the core
+
+
+def test_a_refused_senders_claim_stops_below_the_refused_height(chain):
+    _, blocks = chain
+    sync, _wire, driver = _joiner(chain)
+    b = b"b" * 32
+    _synced_to(sync, driver, blocks, 4)
+    sync.on_status(b, TOP, b"\0" * 32)
+    sync.on_blocks(b, _reply(blocks, 5, 6, bad_from=7))  # 5, 6 apply; 7..10 held, 7 fails
+    assert driver.committed == list(range(1, 7))
+    assert sync._peer_heights[b] == 6 and sync._held == {}
+
+
+@pytest.fixture
+def served(home, chain):
+    """A BlockSync serving the 40-block chain from its store (tip at 40)."""
+    from engine.store import Store, store_path
+
+    store = Store(store_path(home.path), sync=False)
+    _, blocks = chain
+    tip = ChainTip(height=TOP, block_hash=blocks[TOP][2].block_hash)
+    wire = _Wire()
+    sync = BlockSync(chain_id=b"sync-chain", validators=chain[0], tip=tip, store=store,
+                     wire=wire, signatures=VerifiedSignatures(NullObserver()),  # type: ignore[arg-type]
+                     counters=Counters())
+    yield sync, wire, blocks
+    store.close()
+
+
+def _served(wire) -> list[list[int]]:
+    return [[h for h, _, _ in m.fields[0]] for _, m in wire.sent if m.kind == codec.BLOCKS]
+
+
+def test_get_blocks_serves_the_range_asked_up_to_the_tip(served):
+    sync, wire, blocks = served
+    p = b"p" * 32
+    sync.on_get_blocks(p, 3, 5)
+    sync.on_get_blocks(p, 37, 16)   # past the tip: 37..40
+    sync.on_get_blocks(p, 40, 1)
+    sync.on_get_blocks(p, 41, 4)    # nothing above the tip: no reply
+    assert _served(wire) == [[3, 4, 5, 6, 7], [37, 38, 39, 40], [40]]
+    for h, raw, cert in wire.sent[0][1].fields[0]:  # the bytes a joiner applies
+        assert raw == blocks[h][0] and cert == blocks[h][1]
+
+
+def test_get_blocks_reply_stops_at_its_byte_bound(served, monkeypatch):
+    sync, wire, blocks = served
+    size = len(blocks[10][0])
+    assert all(len(blocks[h][0]) == size for h in range(10, 14))  # empty blocks, one size
+    monkeypatch.setattr(limits, "sync_reply_bytes_max", 3 * size)
+    sync.on_get_blocks(b"p" * 32, 10, 16)
+    monkeypatch.setattr(limits, "sync_reply_bytes_max", 1)  # one block is always sent
+    sync.on_get_blocks(b"p" * 32, 20, 16)
+    assert _served(wire) == [[10, 11, 12], [20]]
