@@ -39,6 +39,7 @@ TESTS = {
     "engine/store/store.py": ["tests/store/test_store.py", "tests/store/test_corruption_named.py",
                               "tests/store/test_corruption.py", "tests/node/test_signer_history.py",
                               "-k", "not random_byte_flips"],
+    "engine/node/compact.py": ["tests/node/test_compact_proposals.py"],
     "engine/node/blocksync.py": ["tests/node/test_blocksync_window.py",
                                  "tests/node/test_blocksync_held.py",
                                  "tests/node/test_insider_claims.py"],
@@ -53,6 +54,7 @@ EXCLUDE = {
     "engine/store/store.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
     # And in block sync.
     "engine/node/blocksync.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
+    "engine/node/compact.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
 }
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from engine import consensus as cs
 from engine import limits
-from engine.block import Block, block_id
+from engine.block import Block, block_id, tx_root_of
 from engine.crypto import SigningKey
 from engine.errors import ProtocolError
 from engine.hashing import blake3
@@ -93,6 +93,50 @@ def test_a_head_or_ids_that_do_not_belong_to_the_signed_proposal_are_refused():
     with pytest.raises(ProtocolError, match="another height"):
         compact.open(_proposal(raw, height=4), head, ids, b"peer")
     assert len(compact) == 0
+
+
+def _on_both_sides(wanted: bytes, candidates) -> list:
+    """One candidate whose hash sorts below ``wanted`` and one above (a check written as
+    ``<`` or ``>`` instead of ``!=`` lets one side through)."""
+    below = above = None
+    for value, digest in candidates:
+        if digest < wanted and below is None:
+            below = value
+        elif digest > wanted and above is None:
+            above = value
+        if below is not None and above is not None:
+            return [below, above]
+    raise AssertionError("no candidates on both sides")
+
+
+def test_every_mismatch_is_refused_whichever_way_it_differs():
+    raw, txs = _block()
+    head, _, ids = split_block(raw)
+    header = Block.decode(raw)
+    compact = CompactBlocks(lambda ids: [None] * len(ids))
+    for block_hash in (bytes(32), b"\xff" * 32):  # a signed id below and above the head's
+        p = cs.Proposal(3, 0, -1, block_hash, 0, b"\x00" * 64)
+        with pytest.raises(ProtocolError, match="does not hash"):
+            compact.open(p, head, ids, b"peer")
+    for height in (2, 4):
+        with pytest.raises(ProtocolError, match="another height"):
+            compact.open(_proposal(raw, height=height), head, ids, b"peer")
+    swaps = ((ids[:-1] + [blake3(b"tx %d" % i)], None) for i in range(64))
+    swaps = ((v, tx_root_of(v)) for v, _ in swaps)
+    for swapped in _on_both_sides(header.tx_root, swaps):  # tx roots below and above
+        with pytest.raises(ProtocolError, match="tx root"):
+            compact.open(_proposal(raw), head, swapped, b"peer")
+    assert len(compact) == 0
+    p = _proposal(raw)
+    pending = compact.open(p, head, ids, b"peer")
+    others = ((t, blake3(t)) for t in (b"other %d" % i for i in range(64)))
+    for wrong in _on_both_sides(ids[2], others):  # fetched ids below and above the named one
+        with pytest.raises(ProtocolError, match="not the one"):
+            compact.receive(p.block_hash, [2], [wrong])
+    for index in (len(ids), len(ids) + 3):  # no such index: a fault, not an IndexError
+        with pytest.raises(ProtocolError, match="not the one"):
+            compact.receive(p.block_hash, [index], [txs[0]])
+    assert pending.missing == set(range(len(ids)))
 
 
 def test_pending_blocks_are_bounded_and_forgotten_below_the_core_height():
