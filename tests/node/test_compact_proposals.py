@@ -137,6 +137,11 @@ def test_every_mismatch_is_refused_whichever_way_it_differs():
         with pytest.raises(ProtocolError, match="not the one"):
             compact.receive(p.block_hash, [index], [txs[0]])
     assert pending.missing == set(range(len(ids)))
+    # Counts and heights compared by value (CPython caches ints only up to 256).
+    raw, txs = _block(300, height=1000, size=40)
+    head, _, ids = split_block(raw)
+    big = compact.open(_proposal(raw, height=1000), head, ids, b"peer")
+    assert big.missing == set(range(300)) and len(compact) == 2
 
 
 def test_pending_blocks_are_bounded_and_forgotten_below_the_core_height():
