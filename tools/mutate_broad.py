@@ -40,6 +40,8 @@ TESTS = {
                               "tests/store/test_corruption.py", "tests/node/test_signer_history.py",
                               "-k", "not random_byte_flips"],
     "engine/node/compact.py": ["tests/node/test_compact_proposals.py"],
+    "engine/node/wal.py": ["tests/node/test_driver.py", "tests/node/test_replay.py",
+                           "tests/node/test_wal_loss_resume.py"],
     "engine/node/blocksync.py": ["tests/node/test_blocksync_window.py",
                                  "tests/node/test_blocksync_held.py",
                                  "tests/node/test_insider_claims.py"],
@@ -55,6 +57,7 @@ EXCLUDE = {
     # And in block sync.
     "engine/node/blocksync.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
     "engine/node/compact.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
+    "engine/node/wal.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
 }
 
 
