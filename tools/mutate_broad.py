@@ -40,6 +40,7 @@ TESTS = {
                               "tests/store/test_corruption.py", "tests/node/test_signer_history.py",
                               "-k", "not random_byte_flips"],
     "engine/node/compact.py": ["tests/node/test_compact_proposals.py"],
+    "engine/node/validity.py": ["tests/node/test_validity.py"],
     "engine/node/wal.py": ["tests/node/test_wal.py", "tests/node/test_driver.py",
                            "tests/node/test_replay.py",
                            "tests/node/test_wal_loss_resume.py"],
@@ -59,6 +60,7 @@ EXCLUDE = {
     "engine/node/blocksync.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
     "engine/node/compact.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
     "engine/node/wal.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
+    "engine/node/validity.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
 }
 
 
