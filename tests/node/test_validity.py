@@ -177,3 +177,161 @@ def test_a_remembered_block_is_not_parsed_or_hashed_again():
     with pytest.raises(ProtocolError):
         v.block_hash(raw[:-1] + bytes([raw[-1] ^ 1]))
     assert counters.get("invalid_block") == 0
+
+
+# ---- each rule from both sides, and the parts the rules above do not reach ----------------
+# (engine/node/validity.py under `make mutate-broad`: a `!=` turned into `<` or `>` survives a
+# test that breaks a rule one way only; docs/mutation.md.)
+
+LOW, HIGH = bytes(32), b"\xff" * 32  # below and above any hash
+
+
+@pytest.mark.parametrize("why,height,tip,block", [
+    ("a chain id that sorts first", 5, 4, lambda: _block(chain_id=b"aaa")),
+    ("a chain id that sorts last", 5, 4, lambda: _block(chain_id=b"zzz")),
+    ("a block of the height before", 5, 4, lambda: _block(height=4)),
+    ("a parent hash below ours", 5, 4, lambda: _block(parent_hash=LOW)),
+    ("a parent hash above ours", 5, 4, lambda: _block(parent_hash=HIGH)),
+    ("an app hash below ours", 5, 4, lambda: _block(app_hash=LOW)),
+    ("an app hash above ours", 5, 4, lambda: _block(app_hash=HIGH)),
+    ("a validator set hash below", 5, 4, lambda: _block(validators_hash=LOW)),
+    ("a validator set hash above", 5, 4, lambda: _block(validators_hash=HIGH)),
+    ("a next set hash below", 5, 4, lambda: _block(next_validators_hash=LOW)),
+    ("a next set hash above", 5, 4, lambda: _block(next_validators_hash=HIGH)),
+    ("a block for a height our tip already has", 4, 4, lambda: _block(height=4)),
+    ("a parent certificate of the height before the parent", 5, 4,
+     lambda: _block(last_commit=_cert(3, PARENT))),
+    ("a parent certificate of the block's own height", 5, 4,
+     lambda: _block(last_commit=_cert(5, PARENT))),
+])
+def test_each_rule_rejects_from_either_side(why, height, tip, block):
+    v, counters = _validator(height=tip + 1)
+    assert not v.is_valid(height, block()), why
+    assert counters.get("invalid_block") == 1
+
+
+@pytest.mark.parametrize("tip", [5, 6, 7])
+def test_a_block_after_any_tip_is_valid(tip):
+    """Odd and even tips (a height check written with ^ or | holds for some of them only)."""
+    v, _ = _validator(height=tip + 1)
+    h = tip + 1
+    assert v.is_valid(h, _block(height=h, last_commit=_cert(tip, PARENT)))
+
+
+def test_the_byte_bound_allows_a_megabyte_over_the_configured_size():
+    raw = _block(txs=[txmod.encode_tx(SENDER, i, b"k%d=" % i + b"v" * 300_000, CHAIN.decode())
+                      for i in range(4)])
+    slack = 1 << 20
+    assert len(raw) > slack
+    for limit, ok in ((len(raw) - slack, True), (len(raw) - slack - 1, False)):
+        v, _ = _validator()
+        v.block_bytes_max = limit
+        assert v.is_valid(5, raw) is ok, limit
+
+
+def test_nonces_are_checked_when_enforced():
+    from engine.nonces import NonceTable
+
+    def validator():
+        v, counters = _validator()
+        v.nonces = NonceTable(lambda key: None)  # nothing committed yet: nonces from 0
+        return v, counters
+
+    v, _ = validator()
+    assert v.is_valid(5, _block(txs=_txs(3)))
+    again = txmod.encode_tx(SENDER, 1, b"another=tx", CHAIN.decode())  # nonce 1 once more
+    v, counters = validator()
+    assert not v.is_valid(5, _block(txs=_txs(3) + [again]))
+    assert counters.get("invalid_block") == 1
+
+
+def test_the_nonce_refusal_names_the_transaction_and_the_reason(caplog):
+    from engine.nonces import NonceTable
+
+    v, _ = _validator()
+    v.nonces = NonceTable(lambda key: None)
+    again = txmod.encode_tx(SENDER, 1, b"another=tx", CHAIN.decode())
+    with caplog.at_level("WARNING", logger="engine.node.validity"):
+        assert not v.is_valid(5, _block(txs=_txs(3) + [again]))
+    assert "invalid block at height 5: transaction 3 has a used or too old nonce" in caplog.text
+
+
+def test_evidence_is_accepted_exactly_as_far_back_as_the_limit(monkeypatch):
+    from engine import limits
+
+    monkeypatch.setattr(limits, "evidence_age_heights_max", 2)
+    for ev_height, ok in ((3, True), (4, True), (2, False), (5, False)):
+        v, _ = _validator()
+        assert v.is_valid(5, _block(evidence=[_evidence(ev_height)])) is ok, ev_height
+
+
+def test_the_applications_verdict_is_asked_last_and_obeyed():
+    asked = []
+    for verdict in (True, False):
+        v, _counters = _validator()
+        v.app_accepts = lambda h, txs, ids, verdict=verdict: asked.append((h, len(txs),
+                                                                           len(ids))) or verdict
+        assert v.is_valid(5, _block()) is verdict
+    assert asked == [(5, 3, 3), (5, 3, 3)]
+
+
+def test_stage_cpu_gets_the_time_one_check_took():
+    v, _ = _validator()
+    got = []
+    v.stage_cpu = lambda stage, seconds: got.append((stage, seconds))
+    assert v.is_valid(5, _block())
+    (stage, seconds), = got
+    assert stage == "validity" and 0 <= seconds < 0.5
+
+
+def test_decoding_a_block_not_seen_before_gives_its_transaction_ids():
+    from engine.block import block_id
+
+    raw = _block()
+    v, _ = _validator()
+    block, ids = v.decoded(block_id(raw), raw)
+    assert block == Block.decode(raw) and ids == [blake3(t) for t in block.txs]
+    empty = _block(txs=[])
+    assert v.decoded(block_id(empty), empty)[1] == []
+
+
+def test_a_remembered_block_under_another_key_is_not_kept_whichever_way_it_differs():
+    from engine.block import block_id
+
+    raw = _block()
+    parsed = Block.decode(raw)
+    ids = [blake3(t) for t in parsed.txs]
+    for key in (LOW, HIGH):
+        v, _ = _validator()
+        v.remember_block(raw, key, parsed, ids)
+        assert v.block_hash(raw) == block_id(raw) and v.decoded(block_id(raw), raw)[0] \
+            is not parsed
+
+
+def test_every_cache_is_bounded_and_keeps_what_fits(monkeypatch):
+    from engine import limits
+
+    for name in ("decoded_blocks_cached_max", "valid_blocks_cached_max",
+                 "certificates_cached_max"):
+        monkeypatch.setattr(limits, name, 3)
+    v, _counters = _validator()
+    blocks = [_block(time_ms=1000 + i) for i in range(3)]
+    for raw in blocks:
+        assert v.is_valid(5, raw)
+    # Three fit: none is judged again (a verdict cache cleared too early would).
+    checked = []
+    v._check = lambda *a: checked.append(a)  # type: ignore[method-assign]
+    for raw in blocks:
+        assert v.is_valid(5, raw)
+    assert checked == [] and len(v._verdicts) == len(v._ids) == len(v._decoded) == 3
+    del v._check
+    certs = [_cert(4, PARENT, signers) for signers in ([0, 1, 2], [0, 1, 3], [0, 2, 3])]
+    for cert in certs:
+        v._check_last_commit(5, cert)
+    assert len(v._certificates_ok) == 3
+    more = [_block(time_ms=2000 + i) for i in range(5)]
+    for raw in more:
+        assert v.is_valid(5, raw)
+        assert len(v._verdicts) <= 3 and len(v._ids) <= 3 and len(v._decoded) <= 3
+    v._check_last_commit(5, _cert(4, PARENT, [1, 2, 3]))
+    assert len(v._certificates_ok) <= 3
