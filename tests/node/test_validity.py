@@ -335,3 +335,40 @@ def test_every_cache_is_bounded_and_keeps_what_fits(monkeypatch):
         assert len(v._verdicts) <= 3 and len(v._ids) <= 3 and len(v._decoded) <= 3
     v._check_last_commit(5, _cert(4, PARENT, [1, 2, 3]))
     assert len(v._certificates_ok) <= 3
+
+
+def test_the_sets_of_a_changing_history_are_the_ones_asked():
+    """Four sets, each signing its own heights: A 1..4, A2 5, B 6, C 7 on. A block at 6
+    names B and C, and its parent certificate is A2's (a set asked of another height, one
+    off, halved or doubled, names or verifies against another set)."""
+    from engine.node.valset import ValidatorHistory
+
+    keys = [SigningKey(bytes([i + 1]) * 32) for i in range(16)]
+
+    def vset(idx):
+        return cs.ValidatorSet([cs.Validator(keys[i].public_key, 10) for i in idx])
+
+    a, a2, b, c = vset(range(4)), vset(range(4, 8)), vset(range(8, 12)), vset(range(12, 16))
+    history = ValidatorHistory(a, committed_height=5)
+    for start, s in ((5, a2), (6, b), (7, c)):
+        history.record(start, s)
+
+    msg = cs.vote_sign_bytes(CHAIN, cs.VoteType.PRECOMMIT, 5, 0, PARENT)
+    parent_cert = cs.CommitCertificate.build(
+        5, 0, PARENT, {i: keys[4 + i].sign(msg) for i in range(3)}, 4).encode()
+
+    def block(**changes):
+        fields = {"height": 6, "last_commit": parent_cert, "validators_hash": b.hash(),
+                  "next_validators_hash": c.hash()}
+        return _block(**{**fields, **changes})
+
+    def validator():
+        v, _ = _validator(height=6)
+        v.history = history
+        return v
+
+    assert validator().is_valid(6, block())
+    assert validator().validator_hashes(6) == (b.hash(), c.hash())
+    for wrong in ({"validators_hash": a2.hash()}, {"next_validators_hash": b.hash()},
+                  {"last_commit": _cert(5, PARENT)}):  # signed by A
+        assert not validator().is_valid(6, block(**wrong)), wrong
