@@ -1,4 +1,5 @@
-"""`make mutate-broad`: cosmic-ray over engine/consensus, engine/store and the mempool.
+"""`make mutate-broad`: cosmic-ray over engine/consensus, engine/store, the mempool and four
+node modules (block sync, compact proposals, the WAL journal, block validity).
 
 For each module or package named on the command line: a cosmic-ray config in .cosmic-ray/ (the
 tests that cover it, a per-mutant timeout), a session database, a baseline run (the tests must
@@ -56,7 +57,7 @@ EXCLUDE = {
     "engine/mempool.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
     # Likewise in the store: every `|` is in an annotation.
     "engine/store/store.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
-    # And in block sync.
+    # And in the four node modules (block sync, compact proposals, the WAL, validity).
     "engine/node/blocksync.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
     "engine/node/compact.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
     "engine/node/wal.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
