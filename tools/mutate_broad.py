@@ -1,5 +1,6 @@
-"""`make mutate-broad`: cosmic-ray over engine/consensus, engine/store, the mempool and four
-node modules (block sync, compact proposals, the WAL journal, block validity).
+"""`make mutate-broad`: cosmic-ray over engine/consensus, engine/store, the mempool and six
+node modules (block sync, compact proposals, the WAL journal, block validity, the committer
+and the peer router).
 
 For each module or package named on the command line: a cosmic-ray config in .cosmic-ray/ (the
 tests that cover it, a per-mutant timeout), a session database, a baseline run (the tests must
@@ -48,6 +49,12 @@ TESTS = {
     "engine/node/blocksync.py": ["tests/node/test_blocksync_window.py",
                                  "tests/node/test_blocksync_held.py",
                                  "tests/node/test_insider_claims.py"],
+    "engine/node/commit.py": ["tests/node/test_commit_checks.py",
+                              "tests/node/test_optimistic_execution.py",
+                              "tests/node/test_app_lifecycle.py",
+                              "tests/node/test_app_interface.py"],
+    "engine/node/router.py": ["tests/node/test_fast_paths.py", "tests/node/test_valset_rules.py",
+                              "tests/node/test_compact_proposals.py"],
 }
 
 
@@ -57,11 +64,13 @@ EXCLUDE = {
     "engine/mempool.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
     # Likewise in the store: every `|` is in an annotation.
     "engine/store/store.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
-    # And in the four node modules (block sync, compact proposals, the WAL, validity).
+    # And in the six node modules (block sync, compact proposals, WAL, validity, commit, router).
     "engine/node/blocksync.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
     "engine/node/compact.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
     "engine/node/wal.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
     "engine/node/validity.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
+    "engine/node/commit.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
+    "engine/node/router.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
 }
 
 
