@@ -1,6 +1,6 @@
-"""`make mutate-broad`: cosmic-ray over engine/consensus, engine/store, the mempool and six
-node modules (block sync, compact proposals, the WAL journal, block validity, the committer
-and the peer router).
+"""`make mutate-broad`: cosmic-ray over engine/consensus, engine/store, the mempool and seven
+node modules (block sync, compact proposals, the WAL journal, block validity, the committer,
+the peer router and state sync).
 
 For each module or package named on the command line: a cosmic-ray config in .cosmic-ray/ (the
 tests that cover it, a per-mutant timeout), a session database, a baseline run (the tests must
@@ -53,8 +53,12 @@ TESTS = {
                               "tests/node/test_optimistic_execution.py",
                               "tests/node/test_app_lifecycle.py",
                               "tests/node/test_app_interface.py"],
-    "engine/node/router.py": ["tests/node/test_fast_paths.py", "tests/node/test_valset_rules.py",
+    "engine/node/router.py": ["tests/node/test_router_unit.py", "tests/node/test_fast_paths.py",
+                              "tests/node/test_valset_rules.py",
                               "tests/node/test_compact_proposals.py"],
+    # The unit tests first: with -x most mutants die there in seconds, before the networks.
+    "engine/node/statesync.py": ["tests/node/test_statesync_unit.py",
+                                 "tests/node/test_statesync.py"],
 }
 
 
@@ -64,13 +68,14 @@ EXCLUDE = {
     "engine/mempool.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
     # Likewise in the store: every `|` is in an annotation.
     "engine/store/store.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
-    # And in the six node modules (block sync, compact proposals, WAL, validity, commit, router).
+    # And in the node modules (block sync, compact proposals, WAL, validity, commit, router, ...).
     "engine/node/blocksync.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
     "engine/node/compact.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
     "engine/node/wal.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
     "engine/node/validity.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
     "engine/node/commit.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
     "engine/node/router.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
+    "engine/node/statesync.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
 }
 
 

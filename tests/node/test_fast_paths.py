@@ -102,6 +102,20 @@ def test_gossip_sends_every_transaction_once_in_order_within_the_limits(sizes, c
         assert len(m) == count_max or sum(len(e) + 5 for e in m) + len(nxt[0]) > frame // 2
     if len(envs) <= count_max and sum(len(e) + 5 for e in envs) <= frame // 2:
         assert len(messages) == (1 if envs else 0)
+    # The split's own budget: half a frame, 5 bytes counted per envelope (room for msgpack's
+    # framing whatever the sizes); no message holds more than that rule lets in.
+    for m in messages:
+        if len(m) > 1:
+            assert sum(len(e) + 5 for e in m[:-1]) + len(m[-1]) <= frame // 2
+
+
+def test_gossip_counts_each_new_message_from_zero():
+    """Half a frame of 100 bytes, 5 counted per envelope: [50] | [50, 45] | [50], the second
+    message filled to exactly 100 (55 + 45), as the first could have been."""
+    limits = NetLimits(txs_per_message_max=64, frame_bytes_max=200, tx_bytes_max=64)
+    envs = [b"a" * 50, b"b" * 50, b"c" * 45, b"d" * 50]
+    assert _gossip_messages(envs, limits) == [envs[:1], envs[1:3], envs[3:]]
+    assert _gossip_messages(envs[1:3], limits) == [envs[1:3]]
 
 
 def _block(txs) -> Block:
