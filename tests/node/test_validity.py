@@ -387,6 +387,8 @@ def test_the_sets_of_a_changing_history_are_the_ones_asked():
 
     assert validator().is_valid(6, block())
     assert validator().validator_hashes(6) == (b.hash(), c.hash())
+    # And at an odd height, where `height | 1` would be the height itself, not the next.
+    assert validator().validator_hashes(5) == (a2.hash(), b.hash())
     for wrong in ({"validators_hash": a2.hash()}, {"next_validators_hash": b.hash()},
                   {"last_commit": _cert(5, PARENT)}):  # signed by A
         assert not validator().is_valid(6, block(**wrong)), wrong
