@@ -7,6 +7,7 @@ refetched after a bad one)."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import msgpack
 import pytest
@@ -405,3 +406,136 @@ def test_a_run_refuses_a_state_that_hashes_to_another_app_hash():
     assert isinstance(err, StateSyncFailed) and "restored state hashes to" in str(err)
     assert s.store.restored == [] and snap.hash in s._refused  # type: ignore[attr-defined]
     assert s.counters.get("state_sync_snapshot_refused") >= 1
+
+
+# ---- an odd snapshot height ------------------------------------------------------------------------
+def test_a_snapshot_at_an_odd_height_needs_the_block_after_it():
+    """At height 3, ``3 ^ 1`` would be 2 and ``3 | 1`` 3: the next block is 4."""
+    assert _verify(_snap(3)).height == 3
+    blocks = dict(CHAIN_BLOCKS)
+    raw = _make(4, block_id(CHAIN_BLOCKS[2][0]), _app_hash(4))
+    blocks[4] = (raw, _cert(4, block_id(raw)))
+    with pytest.raises(ProtocolError, match="^block 4 does not link to block 3$"):
+        _verify(_snap(3), blocks)
+    chunks = [_state_chunk([(b"a", b"1")])]
+    s, sent, _ = _syncer()
+    v = _run(s, sent, _snap(3, chunks=tuple(chunks)), chunks)
+    assert v.height == 3 and v.app_hash == _app_hash(4)
+
+
+def test_verified_height_is_immutable():
+    import dataclasses
+    v = _verify(_snap(4))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        v.height = 5  # type: ignore[misc]
+
+
+# ---- offers after a refused one, messages state sync does not answer ---------------------------------
+def test_a_refused_offer_does_not_hide_the_offers_after_it():
+    s, _, _ = _syncer()
+    old, new = _snap(4), _snap(5, chunks=(b"n",))
+    s._refused.add(old.hash)
+    s.on_message(A, _msg(codec.SNAPSHOTS, [old.to_wire(), new.to_wire()]))
+    assert set(s._candidates) == {new.hash}
+
+
+def test_messages_of_other_kinds_are_ignored_during_state_sync():
+    s, sent, penalized = _syncer()
+    for kind, fields in ((codec.STATUS, (3, b"h" * 32)), (codec.TXS, ([b"t"],)),
+                         (codec.GET_BLOCKS, (1, 4)),
+                         (codec.GET_PROPOSAL_TXS, (3, b"h" * 32, [0])),
+                         (codec.PROPOSAL_TXS, (3, b"h" * 32, [0], [b"t"]))):
+        s.on_message(A, _msg(kind, *fields))
+    assert sent == [] and penalized == [] and s._candidates == {}
+
+
+# ---- pruned peers ------------------------------------------------------------------------------------
+def _ask_block(s: StateSyncer, sent: list, height: int, peers: list[bytes], answer):
+    """Run ``s._block(height, peers)``, answering each request with ``answer(peer, height)``
+    (a message kind and fields) or not at all (None)."""
+    async def main():
+        task = asyncio.ensure_future(s._block(height, peers, time.monotonic() + 0.5))
+        while not task.done():
+            while sent:
+                peer, m = sent.pop(0)
+                reply = answer(peer, m.fields[0])
+                if reply is not None:
+                    s.on_message(peer, _msg(*reply))
+            await asyncio.sleep(0.001)
+        return task
+    return asyncio.run(main())
+
+
+def test_a_trusted_height_pruned_on_every_peer_says_to_trust_a_later_block():
+    s, sent, _ = _syncer()
+    task = _ask_block(s, sent, 2, [A, B], lambda p, h: (codec.PRUNED, h, 7 if p == A else 9))
+    with pytest.raises(StateSyncFailed, match=r"^state_sync_trust_height 2 is pruned on every "
+                                              r"peer \(the earliest they hold: 7\)"):
+        task.result()
+
+
+def test_another_height_pruned_or_unserved_is_not_the_snapshots_fault():
+    s, sent, _ = _syncer()
+    # Height 4 (not the trusted one) pruned on one peer, the other silent: no peer served it.
+    task = _ask_block(s, sent, 4, [A, B], lambda p, h: (codec.PRUNED, h, 7) if p == A else None)
+    err = task.exception()
+    assert type(err).__name__ == "_NoPeer"
+    assert str(err) == "no peer served block 4 with a valid certificate (1 have pruned it)"
+    # The trusted height pruned on one peer of two: the other one serves it.
+    task = _ask_block(s, sent, 2, [A, B], lambda p, h: (codec.PRUNED, h, 7) if p == A
+                      else (codec.BLOCKS, [[h, *CHAIN_BLOCKS[h]]]))
+    assert task.result() == CHAIN_BLOCKS[2]
+
+
+def test_a_pruned_answer_from_a_peer_not_asked_or_for_no_request_is_ignored():
+    s, sent, _ = _syncer()
+    s.on_message(C, _msg(codec.PRUNED, 4, 9))  # nothing asked: ignored
+    calls: list[bytes] = []
+
+    def answer(peer, height):
+        calls.append(peer)
+        if peer == A:  # C, never asked, claims A's height is pruned; A then serves it
+            s.on_message(C, _msg(codec.PRUNED, height, 9))
+            return (codec.BLOCKS, [[height, *CHAIN_BLOCKS[height]]])
+        return None
+
+    task = _ask_block(s, sent, 4, [A, B], answer)
+    assert task.result() == CHAIN_BLOCKS[4] and calls == [A]
+
+
+# ---- time bounds -----------------------------------------------------------------------------------------
+def test_request_timeouts_follow_the_limit_and_the_deadline():
+    s, _, _ = _syncer()
+    now = time.monotonic()
+    assert s._timeout(now + 1000) == limits.state_sync_request_timeout_ms / 1000
+    assert 0.5 < s._timeout(now + 1.0) <= 1.0
+    assert s._timeout(now - 5) == 0.01
+
+
+def test_waiting_for_offers_ends_at_the_deadline_and_peers_are_asked_again_each_second():
+    s, sent, _ = _syncer(peers=(A, B))
+
+    async def main():
+        t0 = time.monotonic()
+        assert await s._next_candidate(t0 + 0.2) is None
+        assert time.monotonic() - t0 < 0.9  # the deadline, not the one-second wait
+        assert sorted(p for p, m in sent if m.kind == codec.GET_SNAPSHOTS) == [A, B]
+        sent.clear()
+        s._asked[A] = time.monotonic() - 1.5  # A was asked 1.5 s ago, B just now
+        await s._next_candidate(time.monotonic() + 0.05)
+        assert [p for p, m in sent if m.kind == codec.GET_SNAPSHOTS] == [A]
+
+    asyncio.run(main())
+
+
+def test_a_chunk_request_that_times_out_drops_the_peer_from_the_snapshot():
+    snap = _snap(4)
+    s, _, _ = _syncer()
+    s.on_message(A, _msg(codec.SNAPSHOTS, [snap.to_wire()]))
+    s.on_message(B, _msg(codec.SNAPSHOTS, [snap.to_wire()]))
+    got = asyncio.run(s._chunk(snap.hash, 0, A, time.monotonic() + 0.05))
+    assert got is None and s._candidates[snap.hash].peers == {B}
+    assert s._chunk_waiters == {}
+    # A candidate refused meanwhile: the timeout has nothing to update.
+    s._refuse(s._candidates[snap.hash], "test")
+    assert asyncio.run(s._chunk(snap.hash, 0, B, time.monotonic() + 0.05)) is None
