@@ -1,6 +1,6 @@
-"""`make mutate-broad`: cosmic-ray over engine/consensus, engine/store, the mempool and seven
+"""`make mutate-broad`: cosmic-ray over engine/consensus, engine/store, the mempool and eight
 node modules (block sync, compact proposals, the WAL journal, block validity, the committer,
-the peer router and state sync).
+the peer router, state sync and the consensus driver).
 
 For each module or package named on the command line: a cosmic-ray config in .cosmic-ray/ (the
 tests that cover it, a per-mutant timeout), a session database, a baseline run (the tests must
@@ -56,6 +56,9 @@ TESTS = {
     "engine/node/router.py": ["tests/node/test_router_unit.py", "tests/node/test_fast_paths.py",
                               "tests/node/test_valset_rules.py",
                               "tests/node/test_compact_proposals.py"],
+    "engine/node/driver.py": ["tests/node/test_driver.py", "tests/node/test_wal.py",
+                              "tests/node/test_replay.py", "tests/node/test_signer_history.py",
+                              "tests/node/test_height_phases.py"],
     # The unit tests first: with -x most mutants die there in seconds, before the networks.
     "engine/node/statesync.py": ["tests/node/test_statesync_unit.py",
                                  "tests/node/test_statesync.py"],
@@ -76,6 +79,7 @@ EXCLUDE = {
     "engine/node/commit.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
     "engine/node/router.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
     "engine/node/statesync.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
+    "engine/node/driver.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
 }
 
 

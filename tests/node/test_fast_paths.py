@@ -116,6 +116,12 @@ def test_gossip_counts_each_new_message_from_zero():
     envs = [b"a" * 50, b"b" * 50, b"c" * 45, b"d" * 50]
     assert _gossip_messages(envs, limits) == [envs[:1], envs[1:3], envs[3:]]
     assert _gossip_messages(envs[1:3], limits) == [envs[1:3]]
+    # A second message starts from zero, not below: 55 + 46 is over the 100.
+    envs = [b"a" * 50, b"b" * 50, b"c" * 46]
+    assert _gossip_messages(envs, limits) == [envs[:1], envs[1:2], envs[2:]]
+    # One message only when 5 bytes per envelope fit: 10 of 6 bytes count 110, so 9 + 1.
+    envs = [bytes([i]) * 6 for i in range(10)]
+    assert _gossip_messages(envs, limits) == [envs[:9], envs[9:]]
 
 
 def _block(txs) -> Block:

@@ -211,6 +211,24 @@ def test_one_vote_the_core_refuses_is_named_and_the_rest_go_in():
     assert driver.counters.get("dropped:not_a_validator") == 0
 
 
+def test_bad_votes_are_counted_whatever_the_mix():
+    """Only votes past the set (none verifiable), and three past the set with one good one:
+    the count is the number of bad votes (a remainder or a division would give 0 or fail)."""
+    router, driver, _ = _router()
+    past = [cs.Vote(cs.VoteType.PREVOTE, 3, 0, bytes(32), i, bytes(64)) for i in (4, 5, 6)]
+    with pytest.raises(ProtocolError, match="^2 invalid votes"):
+        router._on_votes(PEER, [v.encode() for v in past[:2]])
+    with pytest.raises(ProtocolError, match="^3 invalid votes"):
+        router._on_votes(PEER, [v.encode() for v in [*past, _vote(1)]])
+    assert [e.vote for e in driver.inputs] == [_vote(1)]
+
+
+def test_a_height_whose_set_is_unknown_is_counted_once_asked():
+    router, driver, _ = _router()
+    assert router._set_of(3) is VSET and driver.counters.get("dropped:set_unknown") == 0
+    assert router._set_of(9) is None and driver.counters.get("dropped:set_unknown") == 1
+
+
 # ---- verified ahead ----------------------------------------------------------------------------
 def test_a_block_with_nothing_left_to_verify_goes_in_at_once():
     raw, txs = _block()
@@ -232,6 +250,19 @@ def test_unverified_transactions_are_verified_first_then_the_proposal_goes_in():
     assert driver.inputs == [] and len(spawned) == 1
     asyncio.run(spawned.pop())
     assert pool.verified_ahead == [[ids[1], ids[3]]] and len(driver.inputs) == 1
+
+
+@pytest.mark.parametrize("error", [ProtocolError, ValueError])
+def test_a_block_that_does_not_decode_is_left_to_the_core(error):
+    router, driver, _ = _router()
+
+    def refuse(raw):
+        raise error("does not decode")
+
+    router.validator.block_hash = refuse  # type: ignore[method-assign]
+    assert router._unverified_txs(b"garbage") is None
+    router._accept_proposal(_proposal(_block()[0]), b"garbage")
+    assert len(driver.inputs) == 1  # the core judges it (and refuses it)
 
 
 @pytest.mark.parametrize("why", ["stopped", "height_gone"])
@@ -260,8 +291,9 @@ def test_get_proposal_txs_answers_at_a_high_height_and_refuses_any_index_past_th
     for past in (len(txs), len(txs) + 1, 99):
         router.on_message(PEER, _message(codec.GET_PROPOSAL_TXS, 1000, h, [0, past]))
     assert len(wire.sent) == 1 and wire.penalized == ["invalid_get_proposal_txs"] * 3
-    # Not our height: nothing to answer, and no fault of the asker.
-    router.on_message(PEER, _message(codec.GET_PROPOSAL_TXS, 999, h, [0]))
+    # Not our height (below or above): nothing to answer, and no fault of the asker.
+    for other in (999, 1001):
+        router.on_message(PEER, _message(codec.GET_PROPOSAL_TXS, other, h, [0]))
     assert len(wire.sent) == 1 and len(wire.penalized) == 3
 
 

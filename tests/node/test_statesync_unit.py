@@ -494,8 +494,9 @@ def test_a_pruned_answer_from_a_peer_not_asked_or_for_no_request_is_ignored():
 
     def answer(peer, height):
         calls.append(peer)
-        if peer == A:  # C, never asked, claims A's height is pruned; A then serves it
+        if peer == A:  # C and Z, never asked, claim A's height is pruned; A then serves it
             s.on_message(C, _msg(codec.PRUNED, height, 9))
+            s.on_message(b"0" * 32, _msg(codec.PRUNED, height, 9))  # an id below A's
             return (codec.BLOCKS, [[height, *CHAIN_BLOCKS[height]]])
         return None
 
@@ -539,3 +540,68 @@ def test_a_chunk_request_that_times_out_drops_the_peer_from_the_snapshot():
     # A candidate refused meanwhile: the timeout has nothing to update.
     s._refuse(s._candidates[snap.hash], "test")
     assert asyncio.run(s._chunk(snap.hash, 0, B, time.monotonic() + 0.05)) is None
+
+
+def test_the_trusted_height_pruned_on_some_peers_only_is_not_a_config_error():
+    s, sent, _ = _syncer()
+    task = _ask_block(s, sent, 2, [A, B], lambda p, h: (codec.PRUNED, h, 7) if p == A else None)
+    err = task.exception()
+    assert type(err).__name__ == "_NoPeer" and "(1 have pruned it)" in str(err)
+
+
+def test_another_height_pruned_on_every_peer_is_not_a_config_error():
+    s, sent, _ = _syncer()
+    task = _ask_block(s, sent, 4, [A, B], lambda p, h: (codec.PRUNED, h, 7))
+    err = task.exception()
+    assert type(err).__name__ == "_NoPeer" and "(2 have pruned it)" in str(err)
+
+
+def test_heights_above_256_are_compared_by_value():
+    """Certificate heights decode as new int objects: above 256 they are not the cached ones."""
+    blocks: dict[int, tuple[bytes, bytes]] = {}
+    parent = bytes(32)
+    for h in range(1000, 1004):
+        raw = _make(h, parent, bytes([h % 256]) * 32)
+        parent = block_id(raw)
+        blocks[h] = (raw, _cert(h, parent))
+    snap = Snapshot(int("1001"), 1, bytes([1002 % 256]) * 32, (chunk_hash(b"c"),))
+    v = verify_snapshot_header(chain_id=CHAIN, validators=VSET, verify_batch=_verify_batch,
+                               trust_height=int("1000"), trust_hash=block_id(blocks[1000][0]),
+                               snapshot=snap, blocks=blocks)
+    assert v.height == 1001 and v.block_hash == block_id(blocks[1001][0])
+
+
+def test_waiting_for_offers_wakes_at_least_once_a_second():
+    s, _, _ = _syncer(peers=())
+
+    async def main():
+        t0 = time.monotonic()
+        assert await s._next_candidate(t0 + 30) is None
+        return time.monotonic() - t0
+
+    assert 0.9 < asyncio.run(main()) < 1.8
+
+
+def test_a_run_goes_on_to_the_next_snapshot_when_one_cannot_be_served(monkeypatch):
+    """The best offer (height 5) comes from C alone, which answers nothing: its blocks come
+    from A and B, its chunk from nobody, so it is abandoned; the offer at 4 is restored."""
+    monkeypatch.setattr(limits, "state_sync_request_timeout_ms", 100)
+    chunks = [_state_chunk([(b"a", b"1")])]
+    best, good = _snap(5, chunks=(b"never",)), _snap(4, chunks=tuple(chunks))
+    s, sent, _ = _syncer(peers=(A, B, C))
+
+    async def main():
+        s.on_message(C, _msg(codec.SNAPSHOTS, [best.to_wire()]))
+        for peer in (A, B):
+            s.on_message(peer, _msg(codec.SNAPSHOTS, [good.to_wire()]))
+        task = asyncio.ensure_future(s.run(10.0))
+        while not task.done():
+            sent[:] = [(p, m) for p, m in sent if p != C]  # C never answers
+            _serve(s, sent, CHAIN_BLOCKS, chunks)
+            await asyncio.sleep(0.001)
+        return task.result()
+
+    v = asyncio.run(main())
+    assert v.height == 4 and best.hash in s._refused
+    assert s.counters.get("state_sync_snapshot_abandoned") == 1
+    assert s.counters.get("state_sync_restored") == 1
