@@ -1,6 +1,6 @@
-"""`make mutate-broad`: cosmic-ray over engine/consensus, engine/store, the mempool and nine
+"""`make mutate-broad`: cosmic-ray over engine/consensus, engine/store, the mempool and ten
 node modules (block sync, compact proposals, the WAL journal, block validity, the committer,
-the peer router, state sync, the consensus driver and the validator-set history).
+the peer router, state sync, the consensus driver, the validator-set history and snapshots).
 
 For each module or package named on the command line: a cosmic-ray config in .cosmic-ray/ (the
 tests that cover it, a per-mutant timeout), a session database, a baseline run (the tests must
@@ -61,6 +61,8 @@ TESTS = {
                               "tests/node/test_height_phases.py"],
     "engine/node/valset.py": ["tests/node/test_valset_rules.py", "tests/node/test_validity.py",
                               "tests/node/test_commit_unit.py"],
+    "engine/node/snapshots.py": ["tests/node/test_snapshots_unit.py",
+                                 "tests/node/test_statesync.py"],
     # The unit tests first: with -x most mutants die there in seconds, before the networks.
     "engine/node/statesync.py": ["tests/node/test_statesync_unit.py",
                                  "tests/node/test_statesync.py"],
@@ -82,6 +84,7 @@ EXCLUDE = {
     "engine/node/router.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
     "engine/node/statesync.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
     "engine/node/driver.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
+    "engine/node/snapshots.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
     # Not filtered in engine/node/valset.py: its `|=` set unions are code, not annotations.
 }
 
