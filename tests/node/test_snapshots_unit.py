@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 import msgpack
 
@@ -24,7 +25,7 @@ PEER, OTHER = b"p" * 32, b"q" * 32
 class _Reader:
     def __init__(self, height: int, items: list[tuple[bytes, bytes]]) -> None:
         self.height = height
-        self.app_hash = bytes([height]) * 32
+        self.app_hash = bytes([height % 256]) * 32
         self._items = items
         self.closed = False
 
@@ -123,8 +124,9 @@ def test_the_newest_are_kept_and_found_again_after_a_restart(tmp_path):
     assert m.load_chunk(snaps[0].hash, 0) is None  # trimmed
     # A crash's temporary folder, a damaged manifest, a manifest whose hash is not its own.
     base = tmp_path / SNAPSHOTS_DIR
-    (base / "tmp-40").mkdir()
-    (base / "tmp-40" / "chunk-000000").write_bytes(b"half")
+    for name in ("tmp-40", "tmp-50"):
+        (base / name).mkdir()
+        (base / name / "chunk-000000").write_bytes(b"half")
     (base / "25").mkdir()
     (base / "25" / "manifest.msgpack").write_bytes(b"\xc1 not msgpack")
     forged = snaps[1].to_wire()
@@ -133,7 +135,7 @@ def test_the_newest_are_kept_and_found_again_after_a_restart(tmp_path):
     (base / "26" / "manifest.msgpack").write_bytes(msgpack.packb(forged, use_bin_type=True))
     again = _manager(tmp_path, keep=2)
     assert again.snapshots() == [snaps[2], snaps[1]] and again.oldest_height() == 20
-    assert not (base / "tmp-40").exists()
+    assert not (base / "tmp-40").exists() and not (base / "tmp-50").exists()
     assert _manager(tmp_path / "empty").oldest_height() is None
 
 
@@ -146,6 +148,11 @@ def test_chunk_lookups_at_their_bounds(tmp_path):
     for index in (-1, snap.chunks, snap.chunks + 1):
         assert m.load_chunk(snap.hash, index) is None
     assert m.load_chunk(b"\x00" * 32, 0) is None
+    # Files beyond the manifest's chunks are not chunks of it, whatever the folder holds.
+    folder = tmp_path / SNAPSHOTS_DIR / "5"
+    for index in (-1, snap.chunks, snap.chunks + 1):
+        (folder / f"chunk-{index:06d}").write_bytes(b"planted")
+        assert m.load_chunk(snap.hash, index) is None
     os.remove(tmp_path / SNAPSHOTS_DIR / "5" / "chunk-000000")
     assert m.load_chunk(snap.hash, 0) is None  # unreadable: None, logged
 
@@ -212,9 +219,11 @@ def test_serving_is_rate_limited_per_peer_and_per_second(tmp_path, monkeypatch):
     assert len(m.wire.sent) == cap and m.counters.get("snapshot_requests_dropped") == 2  # type: ignore[attr-defined]
     m.on_get_snapshots(OTHER)  # another peer has its own allowance
     assert len(m.wire.sent) == cap + 1  # type: ignore[attr-defined]
-    clock[0] += 1.0  # the next second: allowed again
-    m.on_get_snapshots(PEER)
-    assert len(m.wire.sent) == cap + 2  # type: ignore[attr-defined]
+    clock[0] += 1.0  # the next second: the same allowance again, not one more or less
+    for _ in range(cap + 1):
+        m.on_get_snapshots(PEER)
+    assert len(m.wire.sent) == 2 * cap + 1  # type: ignore[attr-defined]
+    assert m.counters.get("snapshot_requests_dropped") == 3
 
 
 def test_the_rate_limit_table_is_bounded(tmp_path):
@@ -244,10 +253,11 @@ def test_chunks_are_served_or_answered_empty_and_counted(tmp_path):
     snap = m.take_now()
     m.on_get_chunk(PEER, snap.hash, 1)
     m.on_get_chunk(PEER, snap.hash, snap.chunks)
-    (_, served), (_, missing) = m.wire.sent  # type: ignore[attr-defined]
+    m.on_get_chunk(PEER, snap.hash, 0)
+    (_, served), (_, missing), _ = m.wire.sent  # type: ignore[attr-defined]
     assert served.fields == (snap.hash, 1, m.load_chunk(snap.hash, 1))
     assert missing.fields == (snap.hash, snap.chunks, b"")
-    assert m.counters.get("snapshot_chunks_served") == 1
+    assert m.counters.get("snapshot_chunks_served") == 2
     assert m.counters.get("snapshot_chunks_missing") == 1
 
 
@@ -255,10 +265,50 @@ def test_an_application_that_keeps_its_own_snapshots_is_served_instead(tmp_path)
     own = Snapshot(40, 7, b"\x01" * 32, (chunk_hash(b"own chunk 0"),))
     m = _manager(tmp_path, app=_App(own=[own]))
     m.on_get_snapshots(PEER)
-    m.on_get_chunk(PEER, own.hash, 0)
-    m.on_get_chunk(PEER, b"\x02" * 32, 0)  # not one of its snapshots
-    (_, offered), (_, chunk), (_, none) = m.wire.sent  # type: ignore[attr-defined]
+    m.on_get_chunk(PEER, bytes(bytearray(own.hash)), 0)  # equal bytes, another object
+    for other in (b"\x00" * 32, b"\xff" * 32):  # not one of its snapshots, either side
+        m.on_get_chunk(PEER, other, 0)
+    (_, offered), (_, chunk), (_, low), (_, high) = m.wire.sent  # type: ignore[attr-defined]
     assert [Snapshot.from_wire(w) for w in offered.fields[0]] == [own]
     assert chunk.fields == (own.hash, 0, b"own chunk 0")
-    assert none.fields == (b"\x02" * 32, 0, b"")
+    assert low.fields == (b"\x00" * 32, 0, b"") and high.fields == (b"\xff" * 32, 0, b"")
     assert m.app.loaded == [(40, 7, 0)]  # type: ignore[attr-defined]
+
+
+def test_a_commit_above_height_256_takes_its_snapshot(tmp_path):
+    """The reader's height and the commit's are equal ints, not the same object."""
+    spawned: list = []
+    m = _manager(tmp_path, interval=500, spawned=spawned)
+    m.store.height, m.store.items = int("1000"), _state(3)  # type: ignore[attr-defined]
+
+    async def main():
+        m.after_commit(int("1000"))
+        assert len(spawned) == 1
+        await spawned.pop()
+        m.close()
+
+    asyncio.run(main())
+    assert [s.height for s in m.snapshots()] == [1000]
+
+
+class _SlowReader(_Reader):
+    def items(self):
+        time.sleep(0.3)  # the walk is still running when the node stops
+        return super().items()
+
+
+def test_close_waits_for_a_snapshot_being_written(tmp_path):
+    """The node closes the store after this: a walk still running would read a closed store."""
+    spawned: list = []
+    m = _manager(tmp_path, interval=10, spawned=spawned)
+    m.store.state_reader = lambda: _SlowReader(10, _state(3))  # type: ignore[attr-defined]
+
+    async def main():
+        m.after_commit(10)
+        task = asyncio.ensure_future(spawned.pop())
+        await asyncio.sleep(0.05)  # the worker thread is in the walk
+        m.close()
+        assert (tmp_path / SNAPSHOTS_DIR / "10" / "manifest.msgpack").exists()
+        await task
+
+    asyncio.run(main())

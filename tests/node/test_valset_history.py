@@ -113,3 +113,16 @@ def test_peers_follow_the_sets_ahead():
     assert drop == {NODE[1], KEYS[4], KEYS[5]}
     admit, drop = f.plan(12)  # nothing admitted by key any more: nothing of that to drop
     assert drop == {NODE[1]}
+
+
+@pytest.mark.parametrize("height", [6, 7])
+def test_a_change_at_odd_and_even_heights(height):
+    """Records at 5 and 8: block 7's updates apply to the set of 8 (C), block 6's to the set
+    of 7 (B); each starts two heights on (heights where `| 1`, `| 2` or `^ 2` differ from the
+    sums)."""
+    h = ValidatorHistory(A, [(5, encode_set(B)), (8, encode_set(C))], committed_height=20)
+    start, new = h.next_change(height, [ValidatorUpdate(KEYS[9], 10)])
+    assert start == height + 2
+    base = C if height == 7 else B
+    assert [v.public_key for v in new.validators] == \
+        [v.public_key for v in base.validators] + [KEYS[9]]
