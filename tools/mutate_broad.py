@@ -1,6 +1,7 @@
-"""`make mutate-broad`: cosmic-ray over engine/consensus, engine/store, the mempool and ten
+"""`make mutate-broad`: cosmic-ray over engine/consensus, engine/store, the mempool and the
 node modules (block sync, compact proposals, the WAL journal, block validity, the committer,
-the peer router, state sync, the consensus driver, the validator-set history and snapshots).
+the peer router, state sync, the consensus driver, the validator-set history, snapshots, the
+evidence pool and pruning).
 
 For each module or package named on the command line: a cosmic-ray config in .cosmic-ray/ (the
 tests that cover it, a per-mutant timeout), a session database, a baseline run (the tests must
@@ -63,6 +64,8 @@ TESTS = {
                               "tests/node/test_commit_unit.py"],
     "engine/node/snapshots.py": ["tests/node/test_snapshots_unit.py",
                                  "tests/node/test_statesync.py"],
+    "engine/node/evidence.py": ["tests/node/test_evidence_pool.py"],
+    "engine/node/pruning.py": ["tests/node/test_pruning.py"],
     # The unit tests first: with -x most mutants die there in seconds, before the networks.
     "engine/node/statesync.py": ["tests/node/test_statesync_unit.py",
                                  "tests/node/test_statesync.py"],
@@ -88,6 +91,8 @@ EXCLUDE = {
     # Its `|=` set unions are code, but augmented assignments are not this operator's (the
     # unfiltered run of 2026-12-06 mutated only the `|` of annotations).
     "engine/node/valset.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
+    "engine/node/evidence.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
+    "engine/node/pruning.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
 }
 
 
