@@ -2,6 +2,7 @@
 heights, the pruner's bounds, and `engine store prune` on a stopped node."""
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -11,7 +12,8 @@ import pytest
 
 from engine import limits
 from engine.node import Node
-from engine.node.pruning import retain_height
+from engine.node.ports import Counters
+from engine.node.pruning import Pruner, retain_height
 from engine.store import Store, check_store, store_path
 from tests.node.helpers import run
 from tests.node.synchelpers import make_net, wait_until
@@ -88,7 +90,6 @@ def _store_with_blocks(path, count: int) -> None:
 def test_pruner_waits_for_a_batch_of_due_blocks(tmp_path):
     """One pruning write (a synced LMDB transaction) per ``prune_batch_blocks`` heights, not
     one per height: the base moves only once that many blocks are due."""
-    from engine.node.ports import Counters
     from engine.node.pruning import Pruner
 
     batch = limits.prune_batch_blocks
@@ -134,3 +135,104 @@ def test_store_prune_cli_keeps_the_newest_blocks_and_reports_page_reuse(tmp_path
                                           "--home", str(home)], capture_output=True,
                                          text=True, check=True).stdout)
         assert info["pages_reusable"] > 0
+
+
+def test_retain_height_at_an_odd_distance():
+    """1001 - 100 is odd: the newest 100 start at 902 (`| 1` would keep 901)."""
+    assert retain_height(1001, 100) == 902
+    assert retain_height(1001, 100, snapshot_height=950) == 902
+    assert retain_height(1001, 100, snapshot_height=900) == 900
+
+
+class _PruneStore:
+    """Heights base..latest held; ``prune`` removes at most ``blocks_max`` from the bottom."""
+
+    closed = False
+
+    def __init__(self, base: int, latest: int) -> None:
+        self.base, self.latest = base, latest
+        self.calls: list[tuple[int, int]] = []
+
+    def latest_height(self) -> int:
+        return self.latest
+
+    def base_height(self) -> int:
+        return self.base
+
+    def prune(self, target: int, *, blocks_max: int) -> int:
+        removed = min(blocks_max, target - self.base)
+        self.calls.append((self.base, removed))
+        self.base += removed
+        return removed
+
+
+def _run_pruner(store: _PruneStore, retain: int, commits: int = 1) -> Pruner:
+    pruner = Pruner(store=store, retain_blocks=retain, counters=Counters())  # type: ignore[arg-type]
+
+    async def main():
+        for _ in range(commits):
+            pruner.after_commit(store.latest)
+        for _ in range(50):  # let every scheduled step run
+            await asyncio.sleep(0)
+
+    asyncio.run(main())
+    return pruner
+
+
+def test_pruning_runs_in_bounded_steps_until_less_than_a_batch_is_due():
+    per = limits.prune_blocks_per_step
+    # 2.5 steps' worth due: three steps, one after the other, none at once.
+    store = _PruneStore(base=1, latest=1 + per * 5 // 2 + 100 - 1)
+    pruner = _run_pruner(store, retain=100, commits=3)
+    assert [removed for _, removed in store.calls] == [per, per, per // 2]
+    assert store.base == store.latest - 100 + 1
+    assert pruner.counters.get("blocks_pruned") == per * 5 // 2 and not pruner._scheduled
+
+
+def test_a_step_leaving_exactly_a_batch_due_schedules_another():
+    per, batch = limits.prune_blocks_per_step, limits.prune_batch_blocks
+    store = _PruneStore(base=1, latest=per + batch + 100)  # per + batch due
+    _run_pruner(store, retain=100)
+    assert [removed for _, removed in store.calls] == [per, batch]
+
+
+def test_less_than_a_batch_due_waits_and_a_closed_store_is_left_alone():
+    batch = limits.prune_batch_blocks
+    store = _PruneStore(base=1, latest=batch - 1 + 100)
+    _run_pruner(store, retain=100)
+    assert store.calls == []
+    store.latest += 1  # now exactly a batch is due
+    _run_pruner(store, retain=100)
+    assert store.calls == [(1, batch)]
+    closed = _PruneStore(base=1, latest=1000)
+    closed.closed = True
+    _run_pruner(closed, retain=100)
+    assert closed.calls == []
+    off = _PruneStore(base=1, latest=1000)
+    _run_pruner(off, retain=0)
+    assert off.calls == []
+
+
+def test_a_commit_while_a_step_is_scheduled_adds_no_second_step():
+    per = limits.prune_blocks_per_step
+    store = _PruneStore(base=1, latest=1 + 3 * per + 100 - 1)
+    pruner = Pruner(store=store, retain_blocks=100, counters=Counters())  # type: ignore[arg-type]
+    steps: list[int] = []
+    real = pruner.step
+
+    def counted() -> int:
+        steps.append(store.base)
+        return real()
+
+    pruner.step = counted  # type: ignore[method-assign]
+
+    async def main():
+        pruner.after_commit(store.latest)
+        await asyncio.sleep(0)  # first step ran and scheduled the next
+        pruner.after_commit(store.latest)  # one is scheduled already: nothing more
+        pruner.after_commit(store.latest)
+        for _ in range(20):
+            await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert len(store.calls) == 3 and len(set(steps)) == len(steps)
