@@ -228,6 +228,7 @@ def test_a_commit_while_a_step_is_scheduled_adds_no_second_step():
 
     async def main():
         pruner.after_commit(store.latest)
+        pruner.after_commit(store.latest)  # in the same turn: still one step
         await asyncio.sleep(0)  # first step ran and scheduled the next
         pruner.after_commit(store.latest)  # one is scheduled already: nothing more
         pruner.after_commit(store.latest)
@@ -235,4 +236,41 @@ def test_a_commit_while_a_step_is_scheduled_adds_no_second_step():
             await asyncio.sleep(0)
 
     asyncio.run(main())
-    assert len(store.calls) == 3 and len(set(steps)) == len(steps)
+    assert len(store.calls) == 3
+    assert steps == [1, 1 + per, 1 + 2 * per]  # each step once, none after the last
+
+
+@pytest.mark.parametrize("target", [519, 528])
+def test_the_next_step_is_scheduled_by_the_blocks_still_due(target):
+    """Target 519: 262 due after the first step, 6 after the second; target 528: 15 after the
+    second (a remainder or an exclusive or of the heights would stop early or step once more)."""
+    per = limits.prune_blocks_per_step
+    store = _PruneStore(base=1, latest=target + 99)
+    pruner = Pruner(store=store, retain_blocks=100, counters=Counters())  # type: ignore[arg-type]
+    steps: list[int] = []
+    real = pruner.step
+
+    def counted() -> int:
+        steps.append(store.base)
+        return real()
+
+    pruner.step = counted  # type: ignore[method-assign]
+
+    async def main():
+        pruner.after_commit(store.latest)
+        for _ in range(20):
+            await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert [removed for _, removed in store.calls] == [per, per] and steps == [1, 1 + per]
+
+
+def test_a_step_returns_what_it_removed_and_needs_no_loop_when_nothing_is_due():
+    store = _PruneStore(base=1, latest=100)
+    pruner = Pruner(store=store, retain_blocks=100, counters=Counters())  # type: ignore[arg-type]
+    assert pruner.step() == 0  # nothing due
+    store.closed = True
+    store.latest = 1000
+    assert pruner.step() == 0  # closed
+    pruner.after_commit(1000)  # outside an event loop (replay at start-up): nothing, no error
+    assert store.calls == [] and not pruner._scheduled
