@@ -8,18 +8,15 @@ from __future__ import annotations
 import asyncio
 import time
 import types
+from functools import partial
 
 import pytest
 
 from engine import consensus as cs
-from engine import crypto, tx
+from engine import crypto
 from engine.app import BlockResult, KVStoreApp, TxResult
-from engine.block import Block
 from engine.node.commit import BlockCommitter, _check_result, takes_context
-from engine.node.ports import Counters
-from engine.node.queries import RecentBlocks
-from engine.node.tip import ChainTip
-from engine.suite import get_suite
+from tests.node.commitfakes import decide, make_committer, signed_block
 
 CHAIN = "commit-unit"
 KEY = crypto.SigningKey.generate()
@@ -30,39 +27,7 @@ def _set(n: int) -> cs.ValidatorSet:
                             for _ in range(n)])
 
 
-def _block(height: int, payloads: list[bytes], *, last_commit: bytes = b"",
-           proposer_index: int = 0, time_ms: int = 1) -> tuple[bytes, bytes]:
-    txs = [tx.encode_tx(KEY, 1000 * height + i, p, CHAIN) for i, p in enumerate(payloads)]
-    b = Block.make(chain_id=CHAIN.encode(), height=height, time_ms=time_ms,
-                   parent_hash=bytes(32), app_hash=bytes(32), proposer_index=proposer_index,
-                   last_commit=last_commit, evidence=[], txs=txs, validators_hash=bytes(32),
-                   next_validators_hash=bytes(32))
-    return b.hash(), b.encode()
-
-
-class _Validator:
-    suite = get_suite(None)
-
-    def decoded(self, key: bytes, raw: bytes):
-        b = Block.decode(raw)
-        return b, self.suite.hash_many(list(b.txs)) if b.txs else []
-
-    def clear(self) -> None:
-        pass
-
-
-class _Store:
-    closed = False
-
-    def __init__(self) -> None:
-        self.saved: list[dict] = []
-        self.compactions = 0
-
-    def save_block(self, height, block_hash, head, txs, certificate, **kw) -> None:
-        self.saved.append({"height": height, "block_hash": block_hash, **kw})
-
-    def compact_index(self) -> None:
-        self.compactions += 1
+_block = partial(signed_block, CHAIN, KEY)
 
 
 class _History:
@@ -104,24 +69,10 @@ class _ContextApp(KVStoreApp):
 
 
 def _committer(app, *, history=None, deferred=None, metrics=None) -> BlockCommitter:
-    nothing = types.SimpleNamespace
-    c = BlockCommitter(
-        app=app, store=_Store(),  # type: ignore[arg-type]
-        mempool=nothing(decoded_many=lambda ids: [None] * len(ids),  # type: ignore[arg-type]
-                        remove_committed=lambda ids: None),
-        tip=ChainTip(), validator=_Validator(),  # type: ignore[arg-type]
-        evidence=nothing(on_committed=lambda ev: None),  # type: ignore[arg-type]
-        metrics=metrics or nothing(observe_block=lambda dt, n: None),  # type: ignore[arg-type]
-        recent=RecentBlocks(), waiters=nothing(committed=lambda h, ids: None),  # type: ignore
-        counters=Counters(), chain_id=CHAIN, history=history)
-    if deferred is not None:
-        c.defer = deferred.append
-    return c
+    return make_committer(app, chain=CHAIN, history=history, deferred=deferred, metrics=metrics)
 
 
-def _decide(height: int, block_hash: bytes, block: bytes) -> cs.Decide:
-    cert = types.SimpleNamespace(encode=lambda: b"certificate")
-    return cs.Decide(height, 0, block, block_hash, cert)  # type: ignore[arg-type]
+_decide = decide
 
 
 # ---- which finalize_block gets the context ------------------------------------------------------

@@ -10,56 +10,23 @@ import os
 import random
 import subprocess
 import sys
-import types
+from functools import partial
 
 import pytest
 
-from engine import consensus as cs
 from engine import crypto, tx
 from engine.app import Application, BlockResult, KVStoreApp, TxResult
-from engine.block import Block
 from engine.faults.walfault import damage_wal
 from engine.node.commit import BlockCommitter
-from engine.node.ports import Counters
-from engine.node.queries import RecentBlocks
-from engine.node.tip import ChainTip
 from engine.statetree import StateProof, verify_state_proof
-from engine.suite import get_suite
+from tests.node.commitfakes import decide, make_committer, signed_block
 from tests.node.helpers import make_testnet, make_txs, run, start_nodes
 
 CHAIN = "optimistic"
 KEY = crypto.SigningKey.generate()
 
 
-def _block(height: int, payloads: list[bytes], time_ms: int = 1) -> tuple[bytes, bytes]:
-    """(block hash, encoded block) of a block carrying ``payloads`` as signed transactions."""
-    txs = [tx.encode_tx(KEY, 1000 * height + i, p, CHAIN) for i, p in enumerate(payloads)]
-    b = Block.make(chain_id=CHAIN.encode(), height=height, time_ms=time_ms,
-                   parent_hash=bytes(32), app_hash=bytes(32), proposer_index=0, last_commit=b"",
-                   evidence=[], txs=txs, validators_hash=bytes(32),
-                   next_validators_hash=bytes(32))
-    return b.hash(), b.encode()
-
-
-class _Validator:
-    """What the committer asks of the block validator: decoded blocks, and a reset."""
-
-    suite = get_suite(None)
-
-    def decoded(self, key: bytes, raw: bytes):
-        b = Block.decode(raw)
-        return b, self.suite.hash_many(list(b.txs)) if b.txs else []
-
-    def clear(self) -> None:
-        pass
-
-
-class _Store:
-    def __init__(self) -> None:
-        self.saved: list[dict] = []
-
-    def save_block(self, height, block_hash, head, txs, certificate, **kw) -> None:
-        self.saved.append({"height": height, "block_hash": block_hash, **kw})
+_block = partial(signed_block, CHAIN, KEY)
 
 
 class _CountingApp(KVStoreApp):
@@ -76,24 +43,10 @@ class _CountingApp(KVStoreApp):
 
 
 def _committer(app: Application, *, deferred: list | None = None) -> BlockCommitter:
-    nothing = types.SimpleNamespace
-    c = BlockCommitter(
-        app=app, store=_Store(),  # type: ignore[arg-type]
-        mempool=nothing(decoded_many=lambda ids: [None] * len(ids),  # type: ignore[arg-type]
-                        remove_committed=lambda ids: None),
-        tip=ChainTip(), validator=_Validator(),  # type: ignore[arg-type]
-        evidence=nothing(on_committed=lambda ev: None),  # type: ignore[arg-type]
-        metrics=nothing(observe_block=lambda dt, n: None),  # type: ignore[arg-type]
-        recent=RecentBlocks(), waiters=nothing(committed=lambda h, ids: None),  # type: ignore
-        counters=Counters(), chain_id=CHAIN)
-    if deferred is not None:
-        c.defer = deferred.append
-    return c
+    return make_committer(app, chain=CHAIN, deferred=deferred)
 
 
-def _decide(height: int, block_hash: bytes, block: bytes) -> cs.Decide:
-    cert = types.SimpleNamespace(encode=lambda: b"certificate")
-    return cs.Decide(height, 0, block, block_hash, cert)  # type: ignore[arg-type]
+_decide = decide
 
 
 def _run(deferred: list) -> None:
