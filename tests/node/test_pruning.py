@@ -166,8 +166,23 @@ class _PruneStore:
         return removed
 
 
-def _run_pruner(store: _PruneStore, retain: int, commits: int = 1) -> Pruner:
+def _counting_pruner(store: _PruneStore, retain: int = 100) -> tuple[Pruner, list[int]]:
+    """A pruner whose steps are recorded (the store's base as each one starts)."""
     pruner = Pruner(store=store, retain_blocks=retain, counters=Counters())  # type: ignore[arg-type]
+    steps: list[int] = []
+    real = pruner.step
+
+    def counted() -> int:
+        steps.append(store.base)
+        return real()
+
+    pruner.step = counted  # type: ignore[method-assign]
+    return pruner, steps
+
+
+def _run_pruner(store: _PruneStore, retain: int, commits: int = 1) -> tuple[Pruner, list[int]]:
+    """``commits`` commits in one turn of the loop, then every step they lead to."""
+    pruner, steps = _counting_pruner(store, retain)
 
     async def main():
         for _ in range(commits):
@@ -176,14 +191,14 @@ def _run_pruner(store: _PruneStore, retain: int, commits: int = 1) -> Pruner:
             await asyncio.sleep(0)
 
     asyncio.run(main())
-    return pruner
+    return pruner, steps
 
 
 def test_pruning_runs_in_bounded_steps_until_less_than_a_batch_is_due():
     per = limits.prune_blocks_per_step
     # 2.5 steps' worth due: three steps, one after the other, none at once.
     store = _PruneStore(base=1, latest=1 + per * 5 // 2 + 100 - 1)
-    pruner = _run_pruner(store, retain=100, commits=3)
+    pruner, _ = _run_pruner(store, retain=100, commits=3)
     assert [removed for _, removed in store.calls] == [per, per, per // 2]
     assert store.base == store.latest - 100 + 1
     assert pruner.counters.get("blocks_pruned") == per * 5 // 2 and not pruner._scheduled
@@ -216,15 +231,7 @@ def test_less_than_a_batch_due_waits_and_a_closed_store_is_left_alone():
 def test_a_commit_while_a_step_is_scheduled_adds_no_second_step():
     per = limits.prune_blocks_per_step
     store = _PruneStore(base=1, latest=1 + 3 * per + 100 - 1)
-    pruner = Pruner(store=store, retain_blocks=100, counters=Counters())  # type: ignore[arg-type]
-    steps: list[int] = []
-    real = pruner.step
-
-    def counted() -> int:
-        steps.append(store.base)
-        return real()
-
-    pruner.step = counted  # type: ignore[method-assign]
+    pruner, steps = _counting_pruner(store)
 
     async def main():
         pruner.after_commit(store.latest)
@@ -246,22 +253,7 @@ def test_the_next_step_is_scheduled_by_the_blocks_still_due(target):
     second (a remainder or an exclusive or of the heights would stop early or step once more)."""
     per = limits.prune_blocks_per_step
     store = _PruneStore(base=1, latest=target + 99)
-    pruner = Pruner(store=store, retain_blocks=100, counters=Counters())  # type: ignore[arg-type]
-    steps: list[int] = []
-    real = pruner.step
-
-    def counted() -> int:
-        steps.append(store.base)
-        return real()
-
-    pruner.step = counted  # type: ignore[method-assign]
-
-    async def main():
-        pruner.after_commit(store.latest)
-        for _ in range(20):
-            await asyncio.sleep(0)
-
-    asyncio.run(main())
+    _, steps = _run_pruner(store, retain=100)
     assert [removed for _, removed in store.calls] == [per, per] and steps == [1, 1 + per]
 
 
