@@ -120,8 +120,7 @@ def _started(p: _Parts, height: int = 1) -> None:
 def _to_precommit(p: _Parts, block: bytes, height: int = 1) -> bytes:
     """A proposal and two other validators' prevotes for ``block``: this node precommits."""
     prop = _proposal(height, block)
-    if prop.proposer_index == 0:
-        pytest.skip("this node proposes at this height")  # the helpers below cover that
+    assert prop.proposer_index != 0, "choose a height where another validator proposes"
     p.driver.input(cs.ProposalReceived(prop, block), height)
     for i in (1, 2):
         p.driver.input(cs.VoteReceived(_vote(i, cs.VoteType.PREVOTE, height, prop.block_hash)),
@@ -137,6 +136,14 @@ def _height_where(proposer_is_own: bool, start: int = 5) -> int:
         if own == proposer_is_own:
             return h
     raise AssertionError
+
+
+def _running(proposer_is_own: bool) -> tuple[_Parts, int]:
+    """A driver started at a height where this node proposes round 0, or does not."""
+    h = _height_where(proposer_is_own)
+    p = _Parts(height=h)
+    _started(p, h)
+    return p, h
 
 
 # ---- which inputs reach the WAL -----------------------------------------------------------------
@@ -222,9 +229,7 @@ def test_without_a_gate_a_message_does_not_start_the_height():
 
 # ---- signatures: the steps they are persisted under -------------------------------------------------
 def test_a_proposers_proposal_and_prevote_are_persisted_together_under_their_steps():
-    h = _height_where(proposer_is_own=True)
-    p = _Parts(height=h)
-    _started(p, h)
+    p, h = _running(proposer_is_own=True)
     assert p.requests == [(h, 0)]
     p.driver.input(cs.ValueReady(h, 0, b"block"), h)
     assert p.driver.counters.get("signatures_persisted_together") == 2
@@ -235,9 +240,7 @@ def test_a_proposers_proposal_and_prevote_are_persisted_together_under_their_ste
 
 
 def test_a_single_signature_is_persisted_alone_under_its_step():
-    h = _height_where(proposer_is_own=False)
-    p = _Parts(height=h)
-    _started(p, h)
+    p, h = _running(proposer_is_own=False)
     block = b"theirs"
     prop = _proposal(h, block)
     p.driver.input(cs.ProposalReceived(prop, block), h)
@@ -252,9 +255,7 @@ def test_a_single_signature_is_persisted_alone_under_its_step():
 
 # ---- early execution ---------------------------------------------------------------------------------
 def test_an_own_precommit_for_a_block_hands_it_to_the_committer_early():
-    h = _height_where(proposer_is_own=False)
-    p = _Parts(height=h)
-    _started(p, h)
+    p, h = _running(proposer_is_own=False)
     marks: list[tuple[int, str]] = []
     p.driver.on_mark = lambda height, moment: marks.append((height, moment))
     block = b"early"
@@ -280,9 +281,7 @@ def test_early_execution_at_a_height_above_256():
 
 
 def test_a_nil_precommit_or_a_plain_committer_executes_nothing_early():
-    h = _height_where(proposer_is_own=False)
-    p = _Parts(height=h)
-    _started(p, h)
+    p, h = _running(proposer_is_own=False)
     p.driver.on_timeout(cs.TimeoutFired(h, 0, cs.Step.PROPOSE))  # no proposal: prevote nil
     for i in (1, 2, 3):  # prevotes for nil from three others: this node precommits nil
         p.driver.input(cs.VoteReceived(_vote(i, cs.VoteType.PREVOTE, h, cs.NIL)), h)
@@ -297,9 +296,7 @@ def test_a_nil_precommit_or_a_plain_committer_executes_nothing_early():
 
 
 def test_nothing_is_executed_early_while_replaying():
-    h = _height_where(proposer_is_own=False)
-    p = _Parts(height=h)
-    _started(p, h)
+    p, h = _running(proposer_is_own=False)
     _to_precommit(p, b"early", h)
     assert len(p.speculated) == 1
     again = _Parts(height=h, store=p.store)
@@ -316,9 +313,7 @@ def _decide_one(p: _Parts, h: int) -> None:
 
 
 def test_after_a_decision_the_next_height_starts_now_later_or_through_the_gate():
-    h = _height_where(proposer_is_own=False)
-    p = _Parts(height=h)
-    _started(p, h)
+    p, h = _running(proposer_is_own=False)
     _decide_one(p, h)
     assert p.core.height == h + 1 and p.core.started
 
@@ -377,9 +372,7 @@ def test_a_dropped_message_is_counted_by_the_first_word_of_its_reason():
 
 
 def test_a_stall_relays_the_proposals_of_the_round_not_our_own():
-    h = _height_where(proposer_is_own=False)
-    p = _Parts(height=h)
-    _started(p, h)
+    p, h = _running(proposer_is_own=False)
     block = b"relay me"
     prop = _proposal(h, block)
     p.driver.input(cs.ProposalReceived(prop, block), h)
@@ -391,9 +384,7 @@ def test_a_stall_relays_the_proposals_of_the_round_not_our_own():
 
 
 def test_a_stall_relays_the_prevotes_behind_the_valid_value():
-    h = _height_where(proposer_is_own=False)
-    p = _Parts(height=h)
-    _started(p, h)
+    p, h = _running(proposer_is_own=False)
     block_hash = _to_precommit(p, b"valid", h)
     assert p.core.valid_value is not None
     p.outbox.votes_sent.clear()
@@ -404,9 +395,7 @@ def test_a_stall_relays_the_prevotes_behind_the_valid_value():
 
 
 def test_a_stall_does_not_relay_our_own_proposal_twice():
-    h = _height_where(proposer_is_own=True)
-    p = _Parts(height=h)
-    _started(p, h)
+    p, h = _running(proposer_is_own=True)
     p.driver.input(cs.ValueReady(h, 0, b"ours"), h)
     p.outbox.proposals_sent.clear()
     p.driver.relay_on_stall(votes_max=10)
