@@ -69,14 +69,10 @@ def _snap(height: int = 4, app_hash: bytes | None = None, chunks: tuple = (b"c0"
 def _verify(snap: Snapshot, blocks=None, trust_height: int = 2, trust_hash: bytes | None = None):
     blocks = CHAIN_BLOCKS if blocks is None else blocks
     return verify_snapshot_header(
-        chain_id=CHAIN, validators=VSET, verify_batch=_verify_batch,
+        chain_id=CHAIN, validators=VSET, verify_batch=crypto.verify_batch,
         trust_height=trust_height,
         trust_hash=block_id(CHAIN_BLOCKS[trust_height][0]) if trust_hash is None else trust_hash,
         snapshot=snap, blocks=blocks)
-
-
-def _verify_batch(pks, msgs, sigs):
-    return crypto.verify_batch(pks, msgs, sigs)
 
 
 # ---- the snapshot header against the chain --------------------------------------------------------
@@ -195,7 +191,7 @@ def _syncer(app=None, peers=(b"a" * 32, b"b" * 32), trust_height: int = 2):
                     send=lambda p, raw: sent.append((p, codec.decode(raw, LIMITS))) or True,
                     penalize=lambda p, why: penalized.append((p, why)),
                     connected=lambda: list(peers), counters=Counters(),
-                    verify_batch=_verify_batch)
+                    verify_batch=crypto.verify_batch)
     return s, sent, penalized
 
 
@@ -565,7 +561,7 @@ def test_heights_above_256_are_compared_by_value():
         parent = block_id(raw)
         blocks[h] = (raw, _cert(h, parent))
     snap = Snapshot(int("1001"), 1, bytes([1002 % 256]) * 32, (chunk_hash(b"c"),))
-    v = verify_snapshot_header(chain_id=CHAIN, validators=VSET, verify_batch=_verify_batch,
+    v = verify_snapshot_header(chain_id=CHAIN, validators=VSET, verify_batch=crypto.verify_batch,
                                trust_height=int("1000"), trust_hash=block_id(blocks[1000][0]),
                                snapshot=snap, blocks=blocks)
     assert v.height == 1001 and v.block_hash == block_id(blocks[1001][0])
