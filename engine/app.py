@@ -325,21 +325,26 @@ def kv_ok(payload: bytes) -> bool:
         and not payload.startswith(RESERVED_PREFIX)
 
 
-#: kvstore payloads with this prefix change the validator set (``val:<64 hex>=<power>``).
+#: kvstore payloads with this prefix change the validator set (``val:<hex key>=<power>``).
 VAL_PREFIX = b"val:"
-#: The kvstore state key holding the validator admins (32-byte public keys, concatenated).
+#: The kvstore state key holding the validator admins (32-byte Ed25519 public keys,
+#: concatenated); an ``sm2-sm3`` chain's 64-byte SM2 admin keys are kept under their own key,
+#: so a key is only ever compared with whole keys of its own size.
 VAL_ADMINS_KEY = b"val:admins"
+VAL_ADMINS_KEYS = {32: VAL_ADMINS_KEY, 64: b"val:admins:sm2"}
 _TX_NOT_ADMIN = TxResult(3, "sender is not listed in validator_admins")
 
 
 def parse_val(payload: bytes) -> tuple[bytes, int] | None:
-    """``val:<64 hex digits of an Ed25519 public key>=<power>`` as (public key, power); None
-    when malformed (power: decimal digits, at most the total power bound)."""
+    """``val:<hex public key>=<power>`` as (public key, power): 64 hex digits for an Ed25519
+    key, 128 for an SM2 one (which of the two a chain takes is the engine's rule: a key must
+    have the size of the set's keys, engine/valset.py); None when malformed (power: decimal
+    digits, at most the total power bound)."""
     from engine import limits
 
     head, sep, power = bytes(payload).partition(b"=")
     hexkey = head[len(VAL_PREFIX):]
-    if not sep or not head.startswith(VAL_PREFIX) or len(hexkey) != 64 \
+    if not sep or not head.startswith(VAL_PREFIX) or len(hexkey) not in (64, 128) \
             or not 1 <= len(power) <= 19 or not power.isdigit():
         return None
     try:
@@ -353,9 +358,10 @@ def parse_val(payload: bytes) -> tuple[bytes, int] | None:
 class KVStoreApp(Application):
     """The built-in key/value store: a transaction's payload ``key=value`` sets ``key``.
 
-    Validator-set changes: a payload ``val:<64 hex digits of an Ed25519 public key>=<power>``
-    from a sender listed in the genesis app state under ``validator_admins`` (a list of hex
-    public keys, kept in state under ``val:admins``) sets that validator's power (0 removes
+    Validator-set changes: a payload ``val:<hex public key>=<power>`` (64 hex digits for an
+    Ed25519 key, 128 for an SM2 key on an ``sm2-sm3`` chain) from a sender listed in the
+    genesis app state under ``validator_admins`` (a list of hex public keys of the chain's
+    suite, kept in state under ``val:admins``, or ``val:admins:sm2`` for SM2 keys) sets that validator's power (0 removes
     it, a new key adds it) from height + 2 on, and records it in state under ``val:<hex>``.
     A change the engine would refuse (engine/valset.py: an empty set, more than
     ``limits.validator_updates_per_block_max`` in one block, ...) fails with code 2 and
@@ -395,7 +401,7 @@ class KVStoreApp(Application):
         if any(k.startswith(VAL_PREFIX) for k in writes):
             raise ValueError("genesis app_state keys may not start with 'val:' (reserved)")
         if admins:
-            writes[VAL_ADMINS_KEY] = b"".join(admins)
+            writes[VAL_ADMINS_KEYS[len(admins[0])]] = b"".join(admins)
         self._pending = writes
         self.tree.load([], 0)
         self.last_app_hash = self.tree.apply(0, writes, lambda key: None)
@@ -421,8 +427,8 @@ class KVStoreApp(Application):
     def check_tx(self, tx: Tx) -> CheckResult:
         if tx.payload.startswith(VAL_PREFIX):
             if parse_val(tx.payload) is None:
-                return CheckResult(1, "payload must be val:<64 hex digits of a public key>="
-                                      "<power>")
+                return CheckResult(1, "payload must be val:<64 or 128 hex digits of a public "
+                                      "key>=<power>")
             if not self._is_admin(tx.sender):
                 return CheckResult(_TX_NOT_ADMIN.code, _TX_NOT_ADMIN.log)
             return _CHECK_OK
@@ -483,8 +489,12 @@ class KVStoreApp(Application):
                            validator_updates=[ValidatorUpdate(k, p) for k, p in updates.items()])
 
     def _is_admin(self, sender: bytes) -> bool:
-        admins = self.state.get(VAL_ADMINS_KEY) or b""
-        return any(admins[i:i + 32] == sender for i in range(0, len(admins), 32))
+        n = len(sender)
+        where = VAL_ADMINS_KEYS.get(n)
+        if where is None:
+            return False
+        admins = self.state.get(where) or b""
+        return any(admins[i:i + n] == sender for i in range(0, len(admins), n))
 
     def _validator_tx(self, tx: Tx, updates: dict[bytes, int],
                       writes: dict[bytes, bytes | None],
@@ -543,18 +553,22 @@ class KVStoreApp(Application):
 
 
 def _admin_keys(value: Any) -> list[bytes]:
-    """The genesis ``validator_admins``: a list of 64-hex-digit public keys."""
+    """The genesis ``validator_admins``: a list of public keys in hex, all of one size (64
+    digits for Ed25519 keys, 128 for SM2 keys: the chain's suite)."""
     if not isinstance(value, list):
         raise ValueError("app_state validator_admins must be a list of hex public keys")  # noqa: TRY004 - a genesis error
-    keys = []
+    keys: list[bytes] = []
     for i, item in enumerate(value):
         try:
             key = bytes.fromhex(item) if isinstance(item, str) else b""
         except ValueError:
             key = b""
-        if len(key) != 32:
+        if len(key) not in (32, 64):
             raise ValueError(f"app_state validator_admins[{i}] must be 64 hex digits (an "
-                             f"Ed25519 public key)")
+                             f"Ed25519 public key) or 128 (an SM2 public key)")
+        if keys and len(key) != len(keys[0]):
+            raise ValueError(f"app_state validator_admins[{i}] is not of the size of "
+                             f"validator_admins[0]: every admin key is of the chain's suite")
         keys.append(key)
     return keys
 

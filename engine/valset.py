@@ -1,7 +1,8 @@
 """Validator-set changes: the updates an application returns and the rule that applies them.
 
 ``finalize_block(h)`` may return ``BlockResult.validator_updates``: a sequence of
-:class:`ValidatorUpdate` (32-byte Ed25519 public key, new power; power 0 removes the validator).
+:class:`ValidatorUpdate` (public key of the chain's suite: 32-byte Ed25519, or 64-byte SM2 on an
+``sm2-sm3`` chain; new power; power 0 removes the validator).
 They change the set that signs height ``h + 2`` (``UPDATE_DELAY_HEIGHTS``): the header of
 ``h + 1`` names that set as its ``next_validators_hash``, and block ``h + 1`` itself is still
 signed by the set that was announced by the header of ``h`` (CometBFT's rule). So the set of
@@ -14,8 +15,8 @@ height never depend on a block that is not decided yet.
   down when an earlier one leaves); a changed power is changed in place;
 - new validators are appended in the order the updates list them;
 - a batch is refused as a whole with ``ValueError`` naming the problem when it holds more than
-  ``limits.validator_updates_per_block_max`` updates, the same key twice, a key that is not 32
-  bytes, a power outside ``0..limits.voting_power_total_max``, removes a key that is not in the
+  ``limits.validator_updates_per_block_max`` updates, the same key twice, a key that is not of
+  the size of the set's keys (32 bytes on an Ed25519 chain, 64 on an SM2 one), a power outside ``0..limits.voting_power_total_max``, removes a key that is not in the
   set, or would leave a set that is empty, larger than ``limits.validators_max`` or heavier than
   ``limits.voting_power_total_max``.
 
@@ -30,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from engine import limits
-from engine.consensus.types import PUBLIC_KEY_BYTES, Validator, ValidatorSet
+from engine.consensus.types import PUBLIC_KEY_BYTES, PUBLIC_KEY_SIZES, Validator, ValidatorSet
 
 __all__ = ["UPDATE_DELAY_HEIGHTS", "ValidatorUpdate", "apply_updates", "decode_set",
            "encode_set"]
@@ -47,13 +48,20 @@ class ValidatorUpdate:
     power: int
 
 
-def check_update(update: object, where: str = "update") -> ValidatorUpdate:
-    """Types and ranges of one update; TypeError/ValueError naming ``where``."""
+_KEY_KINDS = {32: "an Ed25519 public key", 64: "an SM2 public key"}
+
+
+def check_update(update: object, where: str = "update",
+                 key_bytes: int = PUBLIC_KEY_BYTES) -> ValidatorUpdate:
+    """Types and ranges of one update whose key must be ``key_bytes`` long (the chain's
+    suite: 32 for Ed25519, 64 for SM2); TypeError/ValueError naming ``where``."""
+    if key_bytes not in PUBLIC_KEY_SIZES:
+        raise ValueError(f"key_bytes must be one of {PUBLIC_KEY_SIZES}, not {key_bytes!r}")
     if not isinstance(update, ValidatorUpdate):
         raise TypeError(f"{where} must be a ValidatorUpdate, not {type(update).__name__}")
-    if not isinstance(update.public_key, bytes) or len(update.public_key) != PUBLIC_KEY_BYTES:
-        raise ValueError(f"{where}.public_key must be {PUBLIC_KEY_BYTES} bytes (an Ed25519 "
-                         f"public key)")
+    if not isinstance(update.public_key, bytes) or len(update.public_key) != key_bytes:
+        raise ValueError(f"{where}.public_key must be {key_bytes} bytes ({_KEY_KINDS[key_bytes]}"
+                         f", the size of the set's keys)")
     if type(update.power) is not int or not 0 <= update.power <= limits.voting_power_total_max:
         raise ValueError(f"{where}.power must be an int in 0..{limits.voting_power_total_max}, "
                          f"not {update.power!r}")
@@ -61,7 +69,8 @@ def check_update(update: object, where: str = "update") -> ValidatorUpdate:
 
 
 def apply_updates(current: ValidatorSet, updates: Sequence[ValidatorUpdate]) -> ValidatorSet:
-    """The set after ``updates`` (module docstring); ``current`` itself when there are none."""
+    """The set after ``updates`` (module docstring); ``current`` itself when there are none.
+    Every key must have the size of ``current``'s keys (one suite per chain)."""
     if not isinstance(current, ValidatorSet):
         raise TypeError("current must be a ValidatorSet")
     updates = list(updates)
@@ -72,8 +81,9 @@ def apply_updates(current: ValidatorSet, updates: Sequence[ValidatorUpdate]) -> 
                          f"limits.validator_updates_per_block_max "
                          f"({limits.validator_updates_per_block_max})")
     new_power: dict[bytes, int] = {}
+    key_bytes = len(current.validators[0].public_key)
     for i, u in enumerate(updates):
-        check_update(u, f"validator_updates[{i}]")
+        check_update(u, f"validator_updates[{i}]", key_bytes)
         if u.public_key in new_power:
             raise ValueError(f"validator updates: key {u.public_key.hex()} appears twice")
         new_power[u.public_key] = u.power
@@ -102,15 +112,19 @@ def encode_set(vset: ValidatorSet) -> bytes:
     return vset.encode()
 
 
-def decode_set(data: bytes) -> ValidatorSet:
-    """A set from :func:`encode_set`; ValueError when malformed."""
+def decode_set(data: bytes, key_bytes: int = PUBLIC_KEY_BYTES) -> ValidatorSet:
+    """A set from :func:`encode_set` whose keys are ``key_bytes`` long (the chain's suite: 32
+    for Ed25519, 64 for SM2); ValueError when malformed."""
+    if key_bytes not in PUBLIC_KEY_SIZES:
+        raise ValueError(f"key_bytes must be one of {PUBLIC_KEY_SIZES}, not {key_bytes!r}")
     data = bytes(data)
     if len(data) < 4:
         raise ValueError("a validator set record is at least 4 bytes")
     (count,) = struct.unpack_from("<I", data)
-    if len(data) != 4 + 40 * count:
-        raise ValueError(f"a validator set record of {count} validators is {4 + 40 * count} "
-                         f"bytes, not {len(data)}")
-    return ValidatorSet([Validator(data[4 + 40 * i:36 + 40 * i],
-                                   struct.unpack_from("<Q", data, 36 + 40 * i)[0])
+    entry = key_bytes + 8
+    if len(data) != 4 + entry * count:
+        raise ValueError(f"a validator set record of {count} validators with {key_bytes}-byte "
+                         f"keys is {4 + entry * count} bytes, not {len(data)}")
+    return ValidatorSet([Validator(data[4 + entry * i:4 + entry * i + key_bytes],
+                                   struct.unpack_from("<Q", data, 4 + entry * i + key_bytes)[0])
                          for i in range(count)])

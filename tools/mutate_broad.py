@@ -69,6 +69,15 @@ TESTS = {
     # The unit tests first: with -x most mutants die there in seconds, before the networks.
     "engine/node/statesync.py": ["tests/node/test_statesync_unit.py",
                                  "tests/node/test_statesync.py"],
+    "engine/node/check.py": ["tests/node/test_check.py"],
+    "engine/node/events.py": ["tests/node/test_app_interface.py"],
+    "engine/node/queries.py": ["tests/node/test_app_interface.py", "tests/node/test_app_config.py"],
+    "engine/node/apphooks.py": ["tests/node/test_app_blocks.py",
+                                "tests/node/test_app_interface.py"],
+    "engine/node/production.py": ["tests/node/test_height_phases.py",
+                                  "tests/node/test_node_inprocess.py"],
+    "engine/node/phases.py": ["tests/node/test_height_phases.py"],
+    "engine/node/wire.py": ["tests/node/test_wire_unit.py"],
 }
 
 
@@ -93,6 +102,13 @@ EXCLUDE = {
     "engine/node/valset.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
     "engine/node/evidence.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
     "engine/node/pruning.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
+    "engine/node/check.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
+    "engine/node/events.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
+    "engine/node/queries.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
+    "engine/node/apphooks.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
+    "engine/node/production.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
+    "engine/node/phases.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
+    "engine/node/wire.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
 }
 
 

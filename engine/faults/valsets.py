@@ -17,7 +17,6 @@ from engine import config as cfgmod
 from engine import tx
 from engine.client import Client, ClientError
 from engine.store import Store, store_path
-from engine.suite import get_suite
 from engine.valset import decode_set
 
 if TYPE_CHECKING:
@@ -35,8 +34,9 @@ def submit_power(runner: Runner, i: int, power: int, members: list[int]) -> int:
     if not members:
         raise SetPowerFailed(f"set_power node{i}: no live member to send the transaction to")
     homes_dir = os.path.dirname(runner.homes[0])
-    admin = cfgmod._read_key(os.path.join(homes_dir, cfgmod.ADMIN_KEY_FILE), get_suite(None))
-    key = cfgmod.load_home(runner.homes[i]).validator_key.public_key
+    home = cfgmod.load_home(runner.homes[i])
+    admin = cfgmod._read_key(os.path.join(homes_dir, cfgmod.ADMIN_KEY_FILE), home.genesis.suite)
+    key = home.validator_key.public_key
     env = tx.encode_tx(admin, time.time_ns() // 1000, f"val:{key.hex()}={power}".encode(),
                        runner.chain_id)
     last: Exception | None = None
@@ -61,7 +61,7 @@ def check_history(runner: Runner, homes: dict[int, str]) -> list[str]:
     expected = sorted(runner.valset_changes)
     for node, home in homes.items():
         with Store(store_path(home), readonly=True) as store:
-            records = {h: decode_set(raw) for h, raw in store.validator_sets()}
+            records = {h: decode_set(raw, len(keys[0])) for h, raw in store.validator_sets()}
         if len(records) != len(expected):
             problems.append(f"node{node}: {len(records)} set-history records, "
                             f"{len(expected)} changes were committed")

@@ -1,9 +1,9 @@
 """A home for a node that joins a running network (``engine join``).
 
 It copies the network's genesis and peer list (the source home's peers plus the source node
-itself), and makes one new key that is both its validator key and its node key: a validator
-added after genesis is known to the other nodes by its validator key only, so it authenticates
-with that key and they admit it once the set names it (engine/node/valset.py
+itself), and makes one new key of the chain's suite that is both its validator key and its node
+key: a validator added after genesis is known to the other nodes by its validator key only, so
+it authenticates with that key and they admit it once the set names it (engine/node/valset.py
 ``PeerFollower``). The key is drawn until it sorts below every peer's node key: the peer set
 dials the keys above its own, so the new node dials everyone, and they need not know its
 address. Until the set adds its key the node follows the chain as a full node (it syncs from
@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 
-from engine import crypto
 from engine.config import (
     GENESIS_FILE,
     Home,
@@ -38,8 +37,9 @@ def init_joining_home(home: str, from_home: str, *, p2p_port: int, rpc_port: int
              PeerConfig(source.node_key.public_key.hex(), source.config.p2p_host,
                         source.config.p2p_port, source.validator_key.public_key.hex())]
     lowest = min(bytes.fromhex(p.node_key) for p in peers)
+    suite = source.genesis.suite
     for _ in range(KEY_DRAWS_MAX):
-        key = crypto.SigningKey.generate()
+        key = suite.generate_key()  # of the chain's suite (Ed25519, or SM2 on an sm2-sm3 chain)
         if key.public_key < lowest:
             break
     else:

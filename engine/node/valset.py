@@ -29,8 +29,9 @@ class ValidatorHistory:
             raise TypeError("genesis must be a ValidatorSet")
         self._starts: list[int] = [1]
         self._sets: list[cs.ValidatorSet] = [genesis]
+        key_bytes = len(genesis.validators[0].public_key)  # the chain's suite
         for height, raw in records:
-            self.record(height, decode_set(raw))
+            self.record(height, decode_set(raw, key_bytes))
         self.horizon = committed_height + UPDATE_DELAY_HEIGHTS
 
     @property

@@ -1,13 +1,17 @@
 """Validator-set changes end to end, in-process nodes on real sockets: the README flow (a fifth
 validator joins a running 4-validator testnet through the kvstore admin's `val:` transaction,
 then one is removed), checked through the set history, GET /validators?height=H, the
-certificates the new validator signs, the peer set, and `engine store check`."""
+certificates the new validator signs, the peer set, and `engine store check`; on both crypto
+suites (an `sm2-sm3` chain changes its set with SM2 keys: 64-byte keys in the updates, the
+set history and the certificates), and a node restarted after the changes reads its history
+back."""
 from __future__ import annotations
 
 import asyncio
 import os
 
 import aiohttp
+import pytest
 
 from engine import config, tx
 from engine.cli import main as cli_main
@@ -53,10 +57,13 @@ async def _signed_by(node: Node, index_of_key: bytes, from_height: int, timeout_
     raise AssertionError(f"no certificate from {from_height} to {h} carries that signature")
 
 
-def test_add_a_fifth_validator_then_remove_one(tmp_path):
+@pytest.mark.parametrize("crypto", ["ed25519-blake3", "sm2-sm3"])
+def test_add_a_fifth_validator_then_remove_one(tmp_path, crypto):
     net = tmp_path / "net"
-    homes = make_testnet(net, 4, CHAIN)
-    admin = config._read_key(str(net / config.ADMIN_KEY_FILE))
+    homes = make_testnet(net, 4, CHAIN, crypto=crypto)
+    suite = homes[0].genesis.suite
+    assert suite.name == crypto
+    admin = config._read_key(str(net / config.ADMIN_KEY_FILE), suite)
     assert homes[0].genesis.app_state["validator_admins"] == [admin.public_key.hex()]
     base = free_base_port(2)
     # The README's command: `engine join --home ... --from ... --p2p-port ... --rpc-port ...`.
@@ -66,6 +73,7 @@ def test_add_a_fifth_validator_then_remove_one(tmp_path):
     assert all(fifth_home.node_key.public_key < h.node_key.public_key for h in homes)
     assert fifth_home.genesis == homes[0].genesis
     fifth_key = fifth_home.validator_key.public_key
+    assert len(fifth_key) == suite.public_key_bytes
     removed_key = homes[3].validator_key.public_key
 
     async def main():
@@ -75,7 +83,17 @@ def test_add_a_fifth_validator_then_remove_one(tmp_path):
         fifth = Node(fifth_home)
         await fifth.start()
         try:
-            await _flow(nodes, fifth)
+            h, h2 = await _flow(nodes, fifth)
+            # A node restarted after both changes reads the set history back from its store
+            # (the records of h + 2 and h2 + 2, keys of the chain's suite) and goes on.
+            await nodes[0].stop()
+            nodes[0] = Node(homes[0])
+            await nodes[0].start()
+            for height in (h + 1, h + 2, h2 + 1, h2 + 2):
+                assert nodes[0].validator_set_at(height) == nodes[1].validator_set_at(height)
+            assert nodes[0].validator_set_at(h + 2) != nodes[0].validator_set_at(h + 1)
+            assert nodes[0].validator_set_at(h2 + 2) != nodes[0].validator_set_at(h2 + 1)
+            await nodes[0].wait_for_height(nodes[1].latest_height + 2, 30)
         finally:
             for n in [*nodes, fifth]:
                 await n.stop()
@@ -88,7 +106,8 @@ def test_add_a_fifth_validator_then_remove_one(tmp_path):
         assert fifth.latest_height == 0
 
         # A sender outside validator_admins is refused at admission.
-        outsider = config._read_key(os.path.join(homes[1].path, config.VALIDATOR_KEY_FILE))
+        outsider = config._read_key(os.path.join(homes[1].path, config.VALIDATOR_KEY_FILE),
+                                    suite)
         refused = await nodes[0].submit_tx(tx.encode_tx(
             outsider, 1, b"val:" + fifth_key.hex().encode() + b"=10", CHAIN))
         assert not refused.ok and "validator_admins" in refused.log
@@ -150,6 +169,7 @@ def test_add_a_fifth_validator_then_remove_one(tmp_path):
         info = nodes[0].block_info(top)
         assert info is not None
         assert max(info["certificate"]["signers"]) <= 3  # four validators now
+        return h, h2
 
     run(main(), 120)
     # `engine store check` verifies every certificate against the set of its height.

@@ -72,6 +72,94 @@ def test_not_an_update_is_a_type_error():
         decode_set(b"\x01\x00\x00\x00" + bytes(39))
 
 
+# --- SM2 chains: 64-byte keys throughout -------------------------------------------------------
+
+SM = get_suite("sm2-sm3")
+SM_KEYS = [SM.key_from_seed(bytes([i + 1]) * 32) for i in range(6)]
+S = [k.public_key for k in SM_KEYS]
+
+
+def sm_set(*powers: int) -> ValidatorSet:
+    return ValidatorSet([Validator(S[i], p) for i, p in enumerate(powers)])
+
+
+def test_an_sm2_set_changes_with_sm2_keys_and_its_record_reads_back_at_their_size():
+    base = sm_set(10, 10, 10, 10)
+    assert all(len(k) == 64 for k in S)
+    new = apply_updates(base, [ValidatorUpdate(S[1], 0), ValidatorUpdate(S[5], 7),
+                               ValidatorUpdate(S[2], 3)])
+    assert [(v.public_key, v.power) for v in new.validators] == \
+        [(S[0], 10), (S[2], 3), (S[3], 10), (S[5], 7)]
+    raw = new.encode()
+    assert len(raw) == 4 + 4 * 72
+    assert decode_set(raw, 64) == new and decode_set(raw, 64).hash(SM.hash) == new.hash(SM.hash)
+    with pytest.raises(ValueError, match="with 32-byte keys is 164 bytes, not 292"):
+        decode_set(raw)  # read as an Ed25519 record: the size gives it away
+    with pytest.raises(ValueError, match="with 64-byte keys is 292 bytes, not 164"):
+        decode_set(vset(1, 1, 1, 1).encode(), 64)
+    with pytest.raises(ValueError, match="key_bytes must be one of"):
+        decode_set(raw, 33)
+
+
+@pytest.mark.parametrize("base,key,message", [
+    (lambda: sm_set(5, 5), K[6], "must be 64 bytes \\(an SM2 public key"),
+    (lambda: vset(5, 5), S[4], "must be 32 bytes \\(an Ed25519 public key"),
+    (lambda: sm_set(5, 5), S[4][:63], "must be 64 bytes"),
+], ids=["ed25519-key-on-an-sm2-set", "sm2-key-on-an-ed25519-set", "short-sm2-key"])
+def test_an_update_key_of_the_other_suite_is_refused_naming_the_size(base, key, message):
+    with pytest.raises(ValueError, match="validator_updates\\[0\\].public_key " + message):
+        apply_updates(base(), [ValidatorUpdate(key, 1)])
+
+
+def test_a_history_of_an_sm2_chain_reads_its_records():
+    g = sm_set(1, 1, 1)
+    later = sm_set(1, 1, 1, 1)
+    h = ValidatorHistory(g, [(5, later.encode())], committed_height=10)
+    assert h.at(4) == g and h.at(5) == later and h.at(12) == later
+    with pytest.raises(ValueError, match="with 64-byte keys"):
+        ValidatorHistory(g, [(5, vset(1, 1).encode())])  # an Ed25519 record on an SM2 chain
+
+
+def test_kvstore_val_transactions_on_an_sm2_chain():
+    admin, other = SM_KEYS[4], SM_KEYS[5]
+    app = _kv([admin.public_key])
+    payload = b"val:" + S[3].hex().encode() + b"=7"
+    assert parse_val(payload) == (S[3], 7)
+    assert parse_val(b"val:" + S[3].hex().encode()[:-2] + b"=7") is None  # 126 digits
+    ok = app.check_tx(tx.decode_tx(tx.encode_tx(admin, 1, payload, "c")))
+    assert ok.ok, ok.log
+    refused = app.check_tx(tx.decode_tx(tx.encode_tx(other, 1, payload, "c")))
+    assert refused.code == 3
+    txs = [tx.decode_tx(tx.encode_tx(admin, i, p, "c")) for i, p in enumerate([
+        payload,
+        b"val:" + K[5].hex().encode() + b"=1",  # an Ed25519 key on an SM2 chain: code 2
+        b"val:" + S[0].hex().encode() + b"=0"])]
+    result = app.finalize_block(1, txs, _ctx(sm_set(1, 1)))
+    assert [r.code for r in result.tx_results] == [0, 2, 0]
+    assert "must be 64 bytes (an SM2 public key" in result.tx_results[1].log
+    assert list(result.validator_updates) == [ValidatorUpdate(S[3], 7), ValidatorUpdate(S[0], 0)]
+    new = apply_updates(sm_set(1, 1), result.validator_updates)
+    assert [v.public_key for v in new.validators] == [S[1], S[3]]
+
+
+def test_kvstore_admins_are_keys_of_one_size():
+    with pytest.raises(ValueError, match="validator_admins\\[1\\] is not of the size"):
+        KVStoreApp().init_chain("c", {"validator_admins": [K[0].hex(), S[0].hex()]})
+    with pytest.raises(ValueError, match="64 hex digits .* or 128"):
+        KVStoreApp().init_chain("c", {"validator_admins": [K[0].hex()[:62]]})
+    # Two Ed25519 admins side by side are not one SM2 admin, nor half an SM2 admin an Ed25519
+    # one: each size has its own state key, and a key is compared with whole keys of its size.
+    app = _kv([K[0], K[1]])
+    assert not app._is_admin(K[0] + K[1])
+    assert app._is_admin(K[1]) and not app._is_admin(K[2]) and not app._is_admin(b"")
+    assert app.state.get(b"val:admins") == K[0] + K[1]  # the Ed25519 layout is unchanged
+    sm_app = _kv([S[0], S[1]])
+    assert sm_app.state.get(b"val:admins:sm2") == S[0] + S[1]
+    assert sm_app.state.get(b"val:admins") is None
+    assert sm_app._is_admin(S[1]) and not sm_app._is_admin(S[1][:32])
+    assert not sm_app._is_admin(S[0][32:] + S[1][:32])
+
+
 # --- the history: h + 2 -------------------------------------------------------------------------
 
 def test_history_applies_updates_two_heights_later_and_not_beyond_the_horizon():
