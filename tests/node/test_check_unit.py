@@ -50,17 +50,19 @@ def _cert(height: int, block_hash: bytes, signers=range(3), *, cert_height: int 
 
 
 def _chain(header_at: dict[int, dict] | None = None,
-           last_commit_at: dict[int, bytes] | None = None, suite=ED) -> list[StoredBlock]:
-    """Stored blocks BASE..TOP, each signed by more than 2/3 of its height's set and carrying
-    its parent's certificate; ``header_at[h]`` overrides header fields at ``h`` (the block is
-    still hashed and signed as built), ``last_commit_at[h]`` its last commit."""
+           last_commit_at: dict[int, bytes] | None = None, suite=ED, *, base: int = BASE,
+           top: int = TOP, n_txs: int = 5) -> list[StoredBlock]:
+    """Stored blocks base..top of ``n_txs`` transactions, each signed by more than 2/3 of its
+    height's set and carrying its parent's certificate (none at height 1); ``header_at[h]``
+    overrides header fields at ``h`` (the block is still hashed and signed as built),
+    ``last_commit_at[h]`` its last commit."""
     header_at, last_commit_at = header_at or {}, last_commit_at or {}
     parent = suite.hash(b"the block before the piece")
     app = suite.hash(b"app before the piece")
-    last_commit = _cert(BASE - 1, parent, suite=suite)
+    last_commit = _cert(base - 1, parent, suite=suite) if base > 1 else b""
     blocks = []
-    for h in range(BASE, TOP + 1):
-        txs = [b"tx %d %d" % (h, i) for i in range(5)]
+    for h in range(base, top + 1):
+        txs = [b"tx %d %d" % (h, i) for i in range(n_txs)]
         fields = {"chain_id": CHAIN, "height": h, "time_ms": 1000 * h, "parent_hash": parent,
                   "app_hash": app, "proposer_index": h % 4,
                   "last_commit": last_commit_at.get(h, last_commit), "evidence": [], "txs": txs,
@@ -196,6 +198,21 @@ def test_a_header_naming_another_validator_set(field, message, value):
 def test_a_header_app_hash_that_is_not_the_one_stored_after_the_parent(app_hash):
     blocks = _chain(header_at={H: {"app_hash": app_hash}})
     assert _problems(blocks) == [f"header app hash is not the app hash stored after {H - 1}"]
+
+
+def test_a_block_of_more_than_256_transactions_counts_them_by_value():
+    blocks = _chain(base=H - 1, top=H, n_txs=300)
+    verify = make_verifier(CHAIN, GENESIS, RECORDS)
+    assert verify(blocks[1], blocks[0]) == []
+
+
+def test_the_last_commit_of_block_2_is_checked():
+    """Height 2 is the first with a parent certificate (block 1 carries none)."""
+    good = _chain(base=1, top=3)
+    verify = make_verifier(CHAIN, GENESIS, RECORDS)
+    assert [verify(b, good[i - 1] if i else None) for i, b in enumerate(good)] == [[]] * 3
+    bad = _chain(base=1, top=2, last_commit_at={2: _cert(1, LOW)})
+    assert verify(bad[1], bad[0]) == [LAST]
 
 
 def test_the_first_block_of_a_piece_is_checked_without_a_parent():

@@ -98,6 +98,70 @@ def test_an_unknown_moment_is_refused():
         phases.mark(1, "prevotes")
 
 
+def test_unknown_moments_on_both_sides_of_start_are_refused():
+    phases, _, _ = _recorder()
+    for name in ("begin", "unknown", "zzz"):  # below and above "start" in string order
+        with pytest.raises(ValueError, match="unknown height mark"):
+            phases.mark(1, name)
+
+
+def _runtime(name: str) -> str:
+    """``name`` as a new string object (not the interned literal): marks compare by value."""
+    return "".join(list(name))
+
+
+def test_marks_compare_names_and_heights_by_value():
+    """Names built at run time and heights above 256 (ints not cached by CPython) are the
+    same marks: a proposal held early for 300, then height 300 passed moment by moment."""
+    phases, clock, seen = _recorder()
+    h = 299
+    _pass(phases, clock, h, {"start": 0.0, "proposal": 0.01, "prevote": 0.02,
+                             "precommit": 0.03, "decide": 0.04})
+    clock.now = 0.045
+    phases.mark(int("300"), _runtime("proposal"))
+    clock.now = 0.05
+    phases.mark(int(str(h)), _runtime("saved"))
+    assert seen[-1] == ("height", 0.05)
+    seen.clear()
+    for name, t in (("start", 0.1), ("prevote", 0.11), ("precommit", 0.13), ("decide", 0.16),
+                    ("saved", 0.2)):
+        clock.now = t
+        phases.mark(int("300"), _runtime(name))
+    assert seen == [("propose", 0.0), ("prevote", 0.01), ("precommit", 0.02),
+                    ("decide", 0.03), ("commit", 0.04), ("height", 0.1)]
+
+
+def test_votes_before_a_height_started_are_not_an_early_proposal():
+    """Only a proposal is held for a height not started: a prevote or a precommit marked
+    before the start (a replayed or stray mark) is dropped, and the height's own proposal
+    ends its propose phase."""
+    phases, clock, seen = _recorder()
+    for name in ("prevote", "precommit", "decide"):
+        phases.mark(5, name)  # nothing started yet
+    _pass(phases, clock, 5, {"start": 1.0, "proposal": 1.2, "prevote": 1.25,
+                             "precommit": 1.3, "decide": 1.4, "saved": 1.5})
+    assert seen[0] == ("propose", 0.2)
+    seen.clear()
+    phases.mark(6, "start")
+    phases.mark(7, "prevote")  # a later height's vote while 6 runs: not held either
+    _pass(phases, clock, 6, {"saved": 2.0})
+    _pass(phases, clock, 7, {"start": 2.1, "proposal": 2.4, "saved": 2.5})
+    assert seen[-3:] == [("propose", 0.3), ("commit", 0.1), ("height", 0.4)]
+
+
+def test_a_stale_proposal_does_not_replace_one_held_for_the_next_height():
+    phases, clock, seen = _recorder()
+    _pass(phases, clock, 8, {"start": 0.0, "proposal": 0.01, "decide": 0.05})
+    clock.now = 0.06
+    phases.mark(9, "proposal")  # held for 9
+    phases.mark(7, "proposal")  # an old height's, relayed late: ignored
+    clock.now = 0.07
+    phases.mark(8, "saved")
+    seen.clear()
+    _pass(phases, clock, 9, {"start": 0.1, "decide": 0.15, "saved": 0.2})
+    assert seen == [("propose", 0.0), ("decide", 0.05), ("commit", 0.05), ("height", 0.1)]
+
+
 @pytest.mark.parametrize("seed", range(200))
 def test_the_phases_observed_always_add_up_to_the_height(seed):
     rng = random.Random(seed)
