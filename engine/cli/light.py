@@ -1,7 +1,8 @@
 """`engine light verify`: verify a header of a running chain from a trusted one, over RPC.
 
     engine light verify --rpc http://127.0.0.1:26657 --trusted-height 1 \\
-        --trusted-hash 5f3c... --height 5000 [--witness URL ...] [--sequential]
+        --trusted-hash 5f3c... --height 5000 [--witness URL ...] [--sequential] \\
+        [--crypto sm2-sm3]
 
 Prints the verified header's hash (hex) and exits 0; otherwise prints ``error: <reason>:
 <why>`` on stderr and exits 1 when the header was refused (``invalid``, ``trust_expired``,
@@ -30,6 +31,8 @@ def register(sub) -> None:
                    help="how old the trusted header may be (default: one week)")
     v.add_argument("--sequential", action="store_true",
                    help="verify every height instead of skipping")
+    v.add_argument("--crypto", default=None, metavar="SUITE",
+                   help="the chain's crypto suite: ed25519-blake3 (default) or sm2-sm3")
     v.add_argument("--json", action="store_true", help="print a JSON report instead of the hash")
     v.set_defaults(func=_verify)
 
@@ -53,9 +56,15 @@ def _verify(args) -> int:
         return _fail(2, "bad_argument", "--trusted-height must be at least 1")
     if args.trusting_period <= 0:
         return _fail(2, "bad_argument", "--trusting-period must be positive")
+    from engine.suite import get_suite
+
     try:
-        primary = RpcSource(args.rpc)
-        witnesses = [RpcSource(u) for u in args.witness]
+        suite = get_suite(args.crypto)
+    except ValueError as e:
+        return _fail(2, "bad_argument", f"--crypto: {e}")
+    try:
+        primary = RpcSource(args.rpc, suite=suite)
+        witnesses = [RpcSource(u, suite=suite) for u in args.witness]
     except ValueError as e:
         return _fail(2, "bad_argument", str(e))
     try:

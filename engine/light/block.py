@@ -3,7 +3,12 @@
 A light block is a header, the commit certificate of that header (which signs the header's hash,
 the block id) and the validator set that signs the height (whose hash the header names in
 ``validators_hash``). It carries no transaction: a few hundred bytes plus 64 per signer and 40
-per validator.
+per validator (72 on an SM2 chain).
+
+A light block belongs to a chain's crypto suite (engine/suite.py), given when it is decoded:
+the block id and the set's hash are the suite's hash (BLAKE3, or SM3 on an ``sm2-sm3`` chain),
+the set's keys are the suite's (32-byte Ed25519 or 64-byte SM2), and its certificate is
+verified with the suite's signatures. The bytes are the same layout in both suites.
 
 Binary form: ``version u8 = 1 | u32 len | header | u32 len | certificate | u32 len |
 validator set`` (each part in its own format: ``Header.encode``, ``CommitCertificate.encode``,
@@ -15,7 +20,7 @@ from a node the client does not trust.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from engine import limits
@@ -23,28 +28,32 @@ from engine.block import Header
 from engine.consensus.certificate import CommitCertificate
 from engine.consensus.types import Validator, ValidatorSet
 from engine.errors import ProtocolError
+from engine.suite import DEFAULT, Suite, get_suite
 
 __all__ = ["LightBlock", "decode_validator_set"]
 
 VERSION = 1
 _U32 = struct.Struct("<I")
-_ENTRY = struct.Struct("<32sQ")
-#: A light block's largest encoding: a header, a certificate and a set of validators_max.
-LIGHT_BLOCK_BYTES_MAX = 1024 + 64 + limits.validators_max * (64 + _ENTRY.size + 1)
+_ENTRIES = {32: struct.Struct("<32sQ"), 64: struct.Struct("<64sQ")}
+#: A light block's largest encoding: a header, a certificate and a set of validators_max (of
+#: the larger, SM2, keys).
+LIGHT_BLOCK_BYTES_MAX = 1024 + 64 + limits.validators_max * (64 + _ENTRIES[64].size + 1)
 
 
-def decode_validator_set(data: bytes) -> ValidatorSet:
-    """The inverse of ``ValidatorSet.encode``: ``u32 count | (public key 32 | power u64) *
-    count``; ProtocolError when malformed or not a valid set."""
+def decode_validator_set(data: bytes, suite: Suite | str | None = None) -> ValidatorSet:
+    """The inverse of ``ValidatorSet.encode``: ``u32 count | (public key | power u64) * count``
+    with the keys of ``suite`` (default ``ed25519-blake3``: 32 bytes; ``sm2-sm3``: 64);
+    ProtocolError when malformed or not a valid set."""
+    entry = _ENTRIES[get_suite(suite).public_key_bytes]
     if len(data) < 4:
         raise ProtocolError("validator set is truncated")
     (count,) = _U32.unpack_from(data)
     if not 1 <= count <= limits.validators_max:
         raise ProtocolError(f"validator set count {count} is outside 1..{limits.validators_max}")
-    if len(data) != 4 + count * _ENTRY.size:
-        raise ProtocolError(f"a set of {count} validators is {4 + count * _ENTRY.size} bytes, "
+    if len(data) != 4 + count * entry.size:
+        raise ProtocolError(f"a set of {count} validators is {4 + count * entry.size} bytes, "
                             f"not {len(data)}")
-    vals = [Validator(*_ENTRY.unpack_from(data, 4 + i * _ENTRY.size)) for i in range(count)]
+    vals = [Validator(*entry.unpack_from(data, 4 + i * entry.size)) for i in range(count)]
     try:
         return ValidatorSet(vals)
     except (ValueError, TypeError) as e:
@@ -56,6 +65,8 @@ class LightBlock:
     header: Header
     certificate: CommitCertificate
     validators: ValidatorSet
+    #: The chain's crypto suite: its hash names blocks and sets, its signatures certify.
+    suite: Suite = field(default=DEFAULT, compare=False, repr=False)
 
     @property
     def height(self) -> int:
@@ -66,14 +77,14 @@ class LightBlock:
         return self.header.time_ms
 
     def hash(self) -> bytes:
-        """The block id (BLAKE3 of the header)."""
-        return self.header.hash()
+        """The block id (the suite's hash of the header: BLAKE3, or SM3 on an SM2 chain)."""
+        return self.header.hash(self.suite)
 
     def check_basic(self) -> None:
         """The parts belong together (ProtocolError otherwise): the set is the one the header
         names, the certificate is for this header's height and hash. Signatures are checked by
         :mod:`engine.light.verify`."""
-        if self.validators.hash() != self.header.validators_hash:
+        if self.validators.hash(self.suite.hash) != self.header.validators_hash:
             raise ProtocolError(f"the validator set of height {self.height} is not the one its "
                                 "header names (validators_hash differs)")
         if self.certificate.height != self.header.height:
@@ -90,7 +101,9 @@ class LightBlock:
         return bytes([VERSION]) + b"".join(_U32.pack(len(p)) + p for p in parts)
 
     @classmethod
-    def decode(cls, data: bytes) -> LightBlock:
+    def decode(cls, data: bytes, suite: Suite | str | None = None) -> LightBlock:
+        """From the binary form, a light block of a ``suite`` chain (default
+        ``ed25519-blake3``)."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise ProtocolError("a light block must be bytes")
         data = bytes(data)
@@ -110,15 +123,18 @@ class LightBlock:
             off += n
         if off != len(data):
             raise ProtocolError(f"{len(data) - off} trailing bytes after the light block")
-        return cls.from_parts(*parts)
+        return cls.from_parts(parts[0], parts[1], parts[2], suite)
 
     @classmethod
-    def from_parts(cls, header: bytes, certificate: bytes, validators: bytes) -> LightBlock:
-        """From the three encoded parts (ProtocolError when any is malformed)."""
+    def from_parts(cls, header: bytes, certificate: bytes, validators: bytes,
+                   suite: Suite | str | None = None) -> LightBlock:
+        """From the three encoded parts of a ``suite`` chain's light block (ProtocolError when
+        any is malformed)."""
+        s = get_suite(suite)
         h = Header.decode(header)
-        vals = decode_validator_set(validators)
+        vals = decode_validator_set(validators, s)
         cert = CommitCertificate.decode(certificate, len(vals))
-        return cls(h, cert, vals)
+        return cls(h, cert, vals, s)
 
     def to_json(self) -> dict[str, Any]:
         return {"height": self.height, "hash": self.hash().hex(),
@@ -127,9 +143,10 @@ class LightBlock:
                 "validators": self.validators.encode().hex()}
 
     @classmethod
-    def from_json(cls, obj: Any) -> LightBlock:
-        """From the JSON form; ProtocolError naming what is wrong. ``height`` and ``hash`` are
-        informative and must agree with the header."""
+    def from_json(cls, obj: Any, suite: Suite | str | None = None) -> LightBlock:
+        """From the JSON form of a ``suite`` chain's light block (default ``ed25519-blake3``);
+        ProtocolError naming what is wrong. ``height`` and ``hash`` are informative and must
+        agree with the header."""
         if not isinstance(obj, dict):
             raise ProtocolError("a light block must be a JSON object")
         raw = {}
@@ -141,7 +158,7 @@ class LightBlock:
                 raw[name] = bytes.fromhex(text)
             except ValueError:
                 raise ProtocolError(f"light block field {name!r} is not hex") from None
-        lb = cls.from_parts(raw["header"], raw["certificate"], raw["validators"])
+        lb = cls.from_parts(raw["header"], raw["certificate"], raw["validators"], suite)
         if obj.get("height", lb.height) != lb.height:
             raise ProtocolError("light block 'height' disagrees with its header")
         if obj.get("hash", lb.hash().hex()) != lb.hash().hex():

@@ -20,7 +20,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engine import crypto
 from engine.consensus.types import check_chain_id
 from engine.errors import ProtocolError
 from engine.light.block import LightBlock
@@ -87,12 +86,15 @@ class ForkDetected(LightClientError):
 
 
 def conflict_evidence(chain_id: bytes, a: LightBlock, b: LightBlock, witness_source: str = "",
-                      verify_batch: VerifyBatch = crypto.verify_batch) -> ForkEvidence | None:
+                      verify_batch: VerifyBatch | None = None) -> ForkEvidence | None:
     """ForkEvidence when ``a`` and ``b`` are two different, each validly certified headers of
     ``chain_id`` at the same height; None when they are the same header. Raises
     VerificationFailed when either is not validly certified (then it proves nothing)."""
     if a.height != b.height:
         raise ValueError(f"the light blocks are of heights {a.height} and {b.height}")
+    if a.suite is not b.suite:
+        raise VerificationFailed(f"the light blocks are of the {a.suite.name} and the "
+                                 f"{b.suite.name} suites: not one chain")
     if a.hash() == b.hash():
         return None
     for lb in (a, b):
@@ -108,14 +110,18 @@ def conflict_evidence(chain_id: bytes, a: LightBlock, b: LightBlock, witness_sou
 
 class LightClient:
     """Verifies headers of ``chain_id`` from a trusted light block, fetching from ``primary``
-    and cross-checking with ``witnesses`` (:class:`engine.light.sources.LightBlockSource`)."""
+    and cross-checking with ``witnesses`` (:class:`engine.light.sources.LightBlockSource`).
+    The chain's crypto suite is the trusted block's (``trusted.suite``): every light block
+    verified from it must be of that suite (sources decode with theirs:
+    ``RpcSource(url, suite=...)``), and certificates are checked with its signatures unless
+    ``verify_batch`` is given."""
 
     def __init__(self, primary: LightBlockSource, trusted: LightBlock, *,
                  witnesses: Sequence[LightBlockSource] = (),
                  trusting_period_ms: int = TRUSTING_PERIOD_MS_DEFAULT,
                  clock_drift_ms: int = CLOCK_DRIFT_MS_DEFAULT,
                  now_ms: Callable[[], int] | None = None,
-                 verify_batch: VerifyBatch = crypto.verify_batch,
+                 verify_batch: VerifyBatch | None = None,
                  trusted_blocks_max: int = TRUSTED_BLOCKS_MAX):
         if not isinstance(trusted, LightBlock):
             raise TypeError(f"trusted must be a LightBlock, not {type(trusted).__name__}")

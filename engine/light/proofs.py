@@ -5,7 +5,8 @@ proof is as trustworthy as the validators who signed that header, and needs noth
 the chain:
 
 - a transaction is in block H when its Merkle audit path (``GET /tx/{id}``'s ``proof``) leads
-  from ``BLAKE3(envelope)`` (the tx id) to the ``tx_root`` of the header of H;
+  from ``BLAKE3(envelope)`` (the tx id; SM3 on an ``sm2-sm3`` chain, whose tree is SM3 too) to
+  the ``tx_root`` of the header of H;
 - a kvstore key has a value (or none) in the state after block H when its
   :class:`engine.statetree.StateProof` leads to the ``app_hash`` of the header of **H + 1**
   (a header carries the app hash of its parent's state).
@@ -15,11 +16,12 @@ from __future__ import annotations
 from typing import Any
 
 from engine.block import Header
-from engine.hashing import MerkleProof, verify_merkle_proof
+from engine.hashing import MerkleProof
 from engine.light.block import LightBlock
 from engine.light.verify import VerificationFailed
 from engine.statetree import StateProof
 from engine.statetree import verify_state_proof as _verify_state_root
+from engine.suite import Suite, get_suite
 
 __all__ = ["tx_proof_from_json", "verify_state_proof", "verify_tx_inclusion"]
 
@@ -43,10 +45,16 @@ def tx_proof_from_json(proof: Any) -> MerkleProof:
         raise ValueError(f"malformed transaction proof: {e!r}") from None
 
 
-def verify_tx_inclusion(block: LightBlock | Header, envelope: bytes, proof: MerkleProof) -> None:
+def verify_tx_inclusion(block: LightBlock | Header, envelope: bytes, proof: MerkleProof,
+                        suite: Suite | str | None = None) -> None:
     """Raise VerificationFailed unless ``envelope`` is transaction ``proof.index`` of the
-    (verified) block ``block``."""
+    (verified) block ``block``, hashed in the chain's suite: a light block's own, or ``suite``
+    for a bare header (default ``ed25519-blake3``)."""
     h = _header(block)
+    s = get_suite(suite) if suite is not None else \
+        block.suite if isinstance(block, LightBlock) else get_suite(None)
+    if isinstance(block, LightBlock) and s is not block.suite:
+        raise ValueError(f"suite {s.name} is not the light block's ({block.suite.name})")
     if not isinstance(envelope, (bytes, bytearray)) or not envelope:
         raise TypeError("envelope must be non-empty bytes")
     if not isinstance(proof, MerkleProof):
@@ -55,7 +63,7 @@ def verify_tx_inclusion(block: LightBlock | Header, envelope: bytes, proof: Merk
         raise VerificationFailed(f"the proof is for a block of {proof.size} transactions, "
                                  f"block {h.height} has {h.tx_count}")
     try:
-        ok = verify_merkle_proof(h.tx_root, bytes(envelope), proof)
+        ok = s.verify_tx_proof(h.tx_root, bytes(envelope), proof)
     except (ValueError, TypeError) as e:
         raise VerificationFailed(f"malformed transaction proof: {e}") from None
     if not ok:

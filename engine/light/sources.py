@@ -12,6 +12,7 @@ from typing import Protocol, runtime_checkable
 from engine.errors import ProtocolError
 from engine.light.block import LightBlock
 from engine.light.verify import LightClientError, VerificationFailed
+from engine.suite import Suite, get_suite
 
 __all__ = ["LightBlockSource", "MemorySource", "RpcSource", "SourceUnavailable"]
 
@@ -43,11 +44,14 @@ class MemorySource:
 
 
 class RpcSource:
-    """A node's RPC API: ``GET /light_block/{h}`` (the JSON form, docs/formats.md)."""
+    """A node's RPC API: ``GET /light_block/{h}`` (the JSON form, docs/formats.md), decoded as
+    light blocks of a ``suite`` chain (default ``ed25519-blake3``; ``sm2-sm3`` for an SM2
+    chain)."""
 
-    def __init__(self, url: str, timeout_s: float = 10.0):
+    def __init__(self, url: str, timeout_s: float = 10.0, suite: Suite | str | None = None):
         from engine.rpc.client import Client
 
+        self.suite = get_suite(suite)
         self.client = Client(url, timeout_s)
         self.name = url
 
@@ -59,7 +63,7 @@ class RpcSource:
         except ClientError as e:
             raise SourceUnavailable(f"{self.name}: light block {height}: {e}") from None
         try:
-            return LightBlock.from_json(obj)
+            return LightBlock.from_json(obj, self.suite)
         except ProtocolError as e:
             raise VerificationFailed(f"{self.name} sent a malformed light block for height "
                                      f"{height}: {e}") from None

@@ -15,15 +15,14 @@ height), an untrusted light block U of a later height is accepted when:
   as for an adjacent block, more than 2/3 of U's own set's power signed it. Too little overlap
   raises :class:`NotEnoughTrust`: the caller bisects.
 
-Every certificate is checked with **one** native batch verification (``crypto.verify_batch``)
-over all its signers; the two power tallies need no further signature work, since every signer
+Every certificate is checked with **one** native batch verification (the light block's suite's
+``verify_batch``: Ed25519, or SM2 on an ``sm2-sm3`` chain) over all its signers; the two power tallies need no further signature work, since every signer
 signs the same precommit bytes whichever set counts it.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from engine import crypto
 from engine.consensus.types import ValidatorSet
 from engine.errors import ProtocolError
 from engine.light.block import LightBlock
@@ -63,10 +62,11 @@ class NotEnoughTrust(LightClientError):
 
 
 def verify_certificate(chain_id: bytes, lb: LightBlock, trusted: ValidatorSet | None = None,
-                       verify_batch: VerifyBatch = crypto.verify_batch) -> tuple[int, int]:
+                       verify_batch: VerifyBatch | None = None) -> tuple[int, int]:
     """Check ``lb``'s certificate: more than 2/3 of ``lb.validators``' power signed it, and, when
     ``trusted`` is given, its signers hold more than 1/3 of ``trusted``'s power. One batch
-    signature verification. Returns (signed power in lb's set, signed power in ``trusted``)."""
+    signature verification (``verify_batch``, default: that of ``lb``'s suite). Returns (signed
+    power in lb's set, signed power in ``trusted``)."""
     cert, vals = lb.certificate, lb.validators
     try:
         power, signers = cert.quorum_signers(vals)
@@ -82,7 +82,7 @@ def verify_certificate(chain_id: bytes, lb: LightBlock, trusted: ValidatorSet | 
             raise NotEnoughTrust(f"signers of height {lb.height} hold {trusted_power} of the "
                                  f"trusted set's {trusted.total_power}: not more than 1/3")
     try:
-        cert.verify_signatures(chain_id, vals, signers, verify_batch)
+        cert.verify_signatures(chain_id, vals, signers, verify_batch or lb.suite.verify_batch)
     except ProtocolError as e:
         raise VerificationFailed(f"certificate of height {lb.height}: {e}") from None
     return power, trusted_power
@@ -98,11 +98,15 @@ def check_trust_fresh(trusted: LightBlock, now_ms: int, trusting_period_ms: int)
 
 def verify_light_block(chain_id: bytes, trusted: LightBlock, untrusted: LightBlock, *,
                        now_ms: int, trusting_period_ms: int, clock_drift_ms: int = 10_000,
-                       verify_batch: VerifyBatch = crypto.verify_batch) -> None:
+                       verify_batch: VerifyBatch | None = None) -> None:
     """Accept ``untrusted`` from ``trusted`` by the rules of the module docstring, or raise
-    VerificationFailed, TrustExpired or NotEnoughTrust."""
+    VerificationFailed, TrustExpired or NotEnoughTrust. Both must be of one crypto suite."""
     check_trust_fresh(trusted, now_ms, trusting_period_ms)
     h = untrusted.header
+    if untrusted.suite is not trusted.suite:
+        raise VerificationFailed(f"light block of height {h.height} is of the "
+                                 f"{untrusted.suite.name} suite, the trusted chain's is "
+                                 f"{trusted.suite.name}")
     if h.chain_id != chain_id:
         raise VerificationFailed(f"header of height {h.height} is for chain "
                                  f"{h.chain_id!r}, not {chain_id!r}")
