@@ -111,7 +111,7 @@ def test_the_outbox_encodes_votes_in_one_message_to_all_or_one(to):
 def test_the_outbox_sends_a_full_proposal_with_its_block(to):
     wire, peers = _wire()
     raw, proposal = _block(3)
-    PeerOutbox(wire, compact=False).proposal(proposal, raw, to=to)
+    PeerOutbox(wire).proposal(proposal, raw, to=to)  # full proposals by default
     (call,) = peers.calls
     assert call[:-1] == (("broadcast",) if to is None else ("send", to))
     msg = codec.decode(call[-1], LIMITS)
