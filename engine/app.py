@@ -361,8 +361,9 @@ class KVStoreApp(Application):
     Validator-set changes: a payload ``val:<hex public key>=<power>`` (64 hex digits for an
     Ed25519 key, 128 for an SM2 key on an ``sm2-sm3`` chain) from a sender listed in the
     genesis app state under ``validator_admins`` (a list of hex public keys of the chain's
-    suite, kept in state under ``val:admins``, or ``val:admins:sm2`` for SM2 keys) sets that validator's power (0 removes
-    it, a new key adds it) from height + 2 on, and records it in state under ``val:<hex>``.
+    suite, kept in state under ``val:admins``, or ``val:admins:sm2`` for SM2 keys) sets that
+    validator's power (0 removes it, a new key adds it) from height + 2 on, and records it in
+    state under ``val:<hex>``.
     A change the engine would refuse (engine/valset.py: an empty set, more than
     ``limits.validator_updates_per_block_max`` in one block, ...) fails with code 2 and
     changes nothing; a sender that is not an admin is refused with code 3. No plain

@@ -16,8 +16,9 @@ height never depend on a block that is not decided yet.
 - new validators are appended in the order the updates list them;
 - a batch is refused as a whole with ``ValueError`` naming the problem when it holds more than
   ``limits.validator_updates_per_block_max`` updates, the same key twice, a key that is not of
-  the size of the set's keys (32 bytes on an Ed25519 chain, 64 on an SM2 one), a power outside ``0..limits.voting_power_total_max``, removes a key that is not in the
-  set, or would leave a set that is empty, larger than ``limits.validators_max`` or heavier than
+  the size of the set's keys (32 bytes on an Ed25519 chain, 64 on an SM2 one), a power outside
+  ``0..limits.voting_power_total_max``, removes a key that is not in the set, or would leave a
+  set that is empty, larger than ``limits.validators_max`` or heavier than
   ``limits.voting_power_total_max``.
 
 An application that returns a refused batch has a bug every node shares (the batch is the same
