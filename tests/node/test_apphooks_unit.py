@@ -125,3 +125,63 @@ def test_a_slow_proposal_hook_is_logged_and_a_fast_one_is_not(caplog):
     assert warned[1].startswith("process_proposal took ") and "at height 301" in warned[1]
     ms = int(warned[0].split("took ")[1].split(" ms")[0])
     assert 140 <= ms < 5000  # the elapsed time in milliseconds
+
+
+def test_an_app_without_hooks_gets_the_node_defaults():
+    hooks = AppHooks(Application(), Counters())
+    assert hooks.prepares is False and hooks.processes is False
+    envs, ids = _envelopes(2)
+    assert hooks.prepare(1, envs) is envs
+    assert hooks.process(1, envs, ids) is True
+    assert hooks.recheck_tx is None
+    hooks.recheck(1)  # nothing to recheck with: no error
+    with_hooks = AppHooks(_Recorder(), Counters())
+    assert with_hooks.prepares is True and with_hooks.processes is True
+
+
+class _Pool:
+    def __init__(self, evict: list[bytes]) -> None:
+        self.evict = evict
+        self.rechecked: list = []
+
+    def __len__(self) -> int:
+        return 3
+
+    def recheck(self, fn):
+        self.rechecked.append(fn)
+        return self.evict
+
+
+class _Rechecking(Application):
+    def recheck_tx(self, tx, pending):
+        return CheckResult()
+
+
+def test_recheck_runs_over_the_pool_and_logs_only_evictions(caplog):
+    app = _Rechecking()
+    hooks = AppHooks(app, Counters())
+    hooks.recheck(300)  # no mempool attached yet: nothing, no error
+    with caplog.at_level(logging.INFO, logger="engine.node.apphooks"):
+        for evict, height in (([], 301), ([b"a", b"b"], 302)):
+            pool = _Pool(evict)
+            hooks.mempool = pool  # type: ignore[assignment]
+            hooks.recheck(height)
+            assert pool.rechecked == [app.recheck_tx]
+    logged = [r.getMessage() for r in caplog.records if "recheck" in r.getMessage()]
+    assert logged == ["recheck after block 302 evicted 2 transactions"]
+
+
+@pytest.mark.parametrize("elapsed_s,warned", [
+    (0.1, False),            # exactly 100 ms: not more than the threshold
+    (0.099609375, False),    # just below (exact binary fractions: no rounding in the test)
+    (0.10009765625, True),   # 100.1 ms: just above
+])
+def test_the_slow_hook_threshold_is_more_than_100_ms(monkeypatch, caplog, elapsed_s, warned):
+    from engine.node import apphooks
+
+    times = iter([0.0, elapsed_s])
+    monkeypatch.setattr(apphooks.time, "perf_counter", lambda: next(times))
+    envs, _ = _envelopes(1)
+    with caplog.at_level(logging.WARNING, logger="engine.node.apphooks"):
+        AppHooks(_Recorder(), Counters()).prepare(7, envs)
+    assert any("took" in r.getMessage() for r in caplog.records) is warned
