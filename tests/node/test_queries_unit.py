@@ -183,7 +183,18 @@ def test_wait_for_blocks_answers_a_bounded_range_and_skips_pruned_heights(chain)
         first = (await q.wait_for_blocks(BASE, 0.05, count_max=1))[0]
         assert first == {"height": BASE, "hash": (b"h" * 32).hex(), "num_txs": 1,
                          "tx_ids": [(b"i" * 32).hex()]}
+        assert [b["height"] for b in await q.wait_for_blocks(BASE, 0.05, count_max=2)] == \
+            [BASE]  # BASE + 1 is pruned; the range ends at BASE + 1 all the same
+        assert await q.wait_for_blocks(1, 0.05, count_max=2) == []  # height 1 is a height
         assert await q.wait_for_blocks(TOP + 1, 0.05) == []  # not there in time
+        # A block committed while waiting is answered.
+        waiting = asyncio.ensure_future(q.wait_for_blocks(TOP + 1, 5))
+        await asyncio.sleep(0.02)
+        assert not waiting.done()
+        q.recent.add(TOP + 1, b"n" * 32, [])
+        q.tip.height = TOP + 1
+        q.waiters.committed(TOP + 1, [])
+        assert [b["height"] for b in await waiting] == [TOP + 1]
         for bad in (0, -1, "1", 1.0):
             with pytest.raises(ValueError, match="from_height"):
                 await q.wait_for_blocks(bad, 0.05)  # type: ignore[arg-type]
@@ -206,8 +217,9 @@ def test_tx_info(chain):
     assert proof["root"] == store.load_block(300).tx_root.hex()
     assert (proof["index"], proof["size"]) == (1, 3)
     # A block stored without results: the defaults.
-    no_results = q.tx_info(blake3(blocks[BASE + 1][2][2]))
-    assert no_results["result"] == {"code": 0, "log": "", "data": "", "events": []}
+    for i in (0, 2):
+        no_results = q.tx_info(blake3(blocks[BASE + 1][2][i]))
+        assert no_results["result"] == {"code": 0, "log": "", "data": "", "events": []}
     assert q.tx_info(b"n" * 32) is None
 
     class Pruned:
@@ -231,6 +243,9 @@ def test_validator_set_at_checks_the_height_and_reads_the_history():
         with pytest.raises(ValueError, match="height must be an int >= 1"):
             q.validator_set_at(bad)  # type: ignore[arg-type]
     assert _queries(None).validator_set_at(999) == SET_A  # no history: the genesis set
+    assert _queries(None).validator_set_at(1) == SET_A
+    with pytest.raises(ValueError, match="height must be an int >= 1, not 0"):
+        _queries(None).validator_set_at(0)
 
 
 def test_validators_info_defaults_to_the_next_height():
@@ -257,6 +272,7 @@ def test_light_block(chain):
                   "certificate": store.load_block(300).certificate.hex(),
                   "validators": SET_A.encode().hex()}
     assert q.light_block(TOP + 1) is None
+    assert q.light_block(1) is None  # a height, not stored here
     for bad in (0, -3, "300"):
         with pytest.raises(ValueError, match="height must be a positive int"):
             q.light_block(bad)  # type: ignore[arg-type]
