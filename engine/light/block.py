@@ -35,9 +35,11 @@ __all__ = ["LightBlock", "decode_validator_set"]
 VERSION = 1
 _U32 = struct.Struct("<I")
 _ENTRIES = {32: struct.Struct("<32sQ"), 64: struct.Struct("<64sQ")}
-#: A light block's largest encoding: a header, a certificate and a set of validators_max (of
-#: the larger, SM2, keys).
-LIGHT_BLOCK_BYTES_MAX = 1024 + 64 + limits.validators_max * (64 + _ENTRIES[64].size + 1)
+#: A light block's largest encoding by key size: a header, a certificate and a set of
+#: validators_max (a signature, a set entry and a bitmap bit, rounded up to a byte, each).
+BYTES_MAX = {k: 1024 + 64 + limits.validators_max * (64 + e.size + 1) for k, e in _ENTRIES.items()}
+#: The largest of either suite.
+LIGHT_BLOCK_BYTES_MAX = max(BYTES_MAX.values())
 
 
 def decode_validator_set(data: bytes, suite: Suite | str | None = None) -> ValidatorSet:
@@ -107,8 +109,10 @@ class LightBlock:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise ProtocolError("a light block must be bytes")
         data = bytes(data)
-        if len(data) > LIGHT_BLOCK_BYTES_MAX:
-            raise ProtocolError(f"a light block is at most {LIGHT_BLOCK_BYTES_MAX} bytes")
+        s = get_suite(suite)
+        bytes_max = BYTES_MAX[s.public_key_bytes]
+        if len(data) > bytes_max:
+            raise ProtocolError(f"a {s.name} light block is at most {bytes_max} bytes")
         if not data or data[0] != VERSION:
             raise ProtocolError(f"light block version must be {VERSION}")
         parts, off = [], 1
@@ -123,7 +127,7 @@ class LightBlock:
             off += n
         if off != len(data):
             raise ProtocolError(f"{len(data) - off} trailing bytes after the light block")
-        return cls.from_parts(parts[0], parts[1], parts[2], suite)
+        return cls.from_parts(parts[0], parts[1], parts[2], s)
 
     @classmethod
     def from_parts(cls, header: bytes, certificate: bytes, validators: bytes,

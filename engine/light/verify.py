@@ -16,8 +16,9 @@ height), an untrusted light block U of a later height is accepted when:
   raises :class:`NotEnoughTrust`: the caller bisects.
 
 Every certificate is checked with **one** native batch verification (the light block's suite's
-``verify_batch``: Ed25519, or SM2 on an ``sm2-sm3`` chain) over all its signers; the two power tallies need no further signature work, since every signer
-signs the same precommit bytes whichever set counts it.
+``verify_batch``: Ed25519, or SM2 on an ``sm2-sm3`` chain) over all its signers; the two power
+tallies need no further signature work, since every signer signs the same precommit bytes
+whichever set counts it.
 """
 from __future__ import annotations
 
