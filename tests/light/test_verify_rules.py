@@ -54,8 +54,13 @@ def test_trust_ends_exactly_at_the_end_of_the_period():
     assert str(e.value) == ("the trusted header of height 1 expired 0 s ago (trusting period "
                             "3600 s): get a fresh trusted header")
     with pytest.raises(TrustExpired) as e:
-        _verify(trusted, target, end + 125_400)
-    assert "expired 125 s ago (trusting period 3600 s)" in str(e.value)
+        _verify(trusted, target, end + 125_600)
+    assert "expired 126 s ago (trusting period 3600 s)" in str(e.value)  # rounded, not floored
+    with pytest.raises(TrustExpired, match="expired 1000000 s ago"):
+        _verify(trusted, target, end + 1_000_000_000)
+    odd_period = 3_600_600
+    with pytest.raises(TrustExpired, match=r"\(trusting period 3601 s\)"):
+        _verify(trusted, target, trusted.time_ms + odd_period, trusting_period_ms=odd_period)
 
 
 def test_the_clock_drift_bound_is_inclusive_and_ten_seconds_by_default():
@@ -95,6 +100,14 @@ def test_heights_at_or_below_the_trusted_one_are_refused():
         with pytest.raises(VerificationFailed,
                            match=f"height {height} is not after the trusted height 5"):
             _verify(chain.light_block(5), chain.light_block(height), now)
+
+
+def test_the_chain_id_is_compared_by_value():
+    chain = _chain()
+    same = bytes(bytearray(CHAIN))  # equal, another object (as decoded from the wire)
+    assert same == CHAIN and same is not CHAIN
+    verify_light_block(same, chain.light_block(1), chain.light_block(2),
+                       now_ms=chain.header(12).time_ms, trusting_period_ms=PERIOD)
 
 
 @pytest.mark.parametrize("chain_id", [b"light-rulem", b"light-rulet"])  # below, above
