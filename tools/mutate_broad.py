@@ -85,10 +85,10 @@ TESTS = {
     "engine/node/wire.py": ["tests/node/test_wire_unit.py"],
     # The light client: the synthetic-chain tests of both suites (the SM2 testnet run is left
     # out: seconds per mutant for what the synthetic chains already cover).
-    "engine/light/verify.py": ["tests/light/test_client.py", "tests/sm/test_light_sm2.py",
-                               "-k", "not testnet"],
-    "engine/light/block.py": ["tests/light/test_client.py", "tests/sm/test_light_sm2.py",
-                              "-k", "not testnet"],
+    "engine/light/verify.py": ["tests/light/test_verify_rules.py", "tests/light/test_client.py",
+                               "tests/sm/test_light_sm2.py", "-k", "not testnet"],
+    "engine/light/block.py": ["tests/light/test_block_decoding.py", "tests/light/test_client.py",
+                              "tests/sm/test_light_sm2.py", "-k", "not testnet"],
     "engine/light/client.py": ["tests/light/test_client.py", "tests/sm/test_light_sm2.py",
                                "-k", "not testnet"],
 }
