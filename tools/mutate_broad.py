@@ -89,8 +89,8 @@ TESTS = {
                                "tests/sm/test_light_sm2.py", "-k", "not testnet"],
     "engine/light/block.py": ["tests/light/test_block_decoding.py", "tests/light/test_client.py",
                               "tests/sm/test_light_sm2.py", "-k", "not testnet"],
-    "engine/light/client.py": ["tests/light/test_client.py", "tests/sm/test_light_sm2.py",
-                               "-k", "not testnet"],
+    "engine/light/client.py": ["tests/light/test_client_rules.py", "tests/light/test_client.py",
+                               "tests/sm/test_light_sm2.py", "-k", "not testnet"],
 }
 
 
