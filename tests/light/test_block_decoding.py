@@ -82,6 +82,8 @@ def test_validator_set_counts_at_their_edges():
     for short in (b"", b"\x01\x00\x00"):
         with pytest.raises(ProtocolError, match="validator set is truncated"):
             decode_validator_set(short)
+    with pytest.raises(ProtocolError, match="count 0 is outside"):
+        decode_validator_set(_u32(0))  # four bytes: a count, read as one
 
 
 @pytest.mark.parametrize("suite,entry", [(None, 40), ("sm2-sm3", 72)])
@@ -130,6 +132,8 @@ def test_each_part_truncated_or_running_past_the_end_is_named(chain):
     raw = _assemble(header, cert, vals)
     cases = [
         (raw[:3], "truncated before its header"),
+        (raw[:4], "truncated before its header"),  # three bytes of the length prefix
+        (raw[:5], "the light block's header runs past its end"),
         (raw[:1 + 4 + len(header) + 2], "truncated before its certificate"),
         (raw[:1 + 4 + len(header) + 4 + len(cert)], "truncated before its validator set"),
         (b"\x01" + _u32(len(header) + 1) + header, "the light block's header runs past its end"),
@@ -138,6 +142,7 @@ def test_each_part_truncated_or_running_past_the_end_is_named(chain):
         (_assemble(header, cert) + _u32(len(vals) + 1) + vals,
          "the light block's validator set runs past its end"),
         (raw + b"abc", "3 trailing bytes after the light block"),
+        (raw + bytes(len(raw) + 5), f"{len(raw) + 5} trailing bytes after the light block"),
     ]
     for data, message in cases:
         with pytest.raises(ProtocolError, match=message):
@@ -165,7 +170,8 @@ def test_a_certificate_of_another_height_on_either_side(chain, delta):
     with pytest.raises(ProtocolError,
                        match=f"the certificate is for height {300 + delta}, the header for 300"):
         other.check_basic()
-    lb.check_basic()  # heights above 256, compared by value
+    lb.check_basic()
+    LightBlock.decode(lb.encode()).check_basic()  # heights above 256 decoded apart: by value
 
 
 def test_json_informative_fields_must_agree(chain):
