@@ -85,9 +85,10 @@ def test_the_gate_starts_at_once_for_a_pooled_transaction():
     assert driver.started == [300] and spawned == []
 
 
-def test_the_gate_starts_at_once_for_a_new_app_hash_to_carry_and_then_only_once():
-    tip = ChainTip(app_hash=b"b" * 32)
-    gate, driver, spawned = _gate(_Pool(), tip, b"a" * 32)
+@pytest.mark.parametrize("new,carried", [(b"b", b"a"), (b"a", b"b")])  # either order
+def test_the_gate_starts_at_once_for_a_new_app_hash_to_carry_and_then_only_once(new, carried):
+    tip = ChainTip(app_hash=new * 32)
+    gate, driver, spawned = _gate(_Pool(), tip, carried * 32)
     gate.gate(300)  # the last block changed the state: the next header must carry it
     assert driver.started == [300] and spawned == []
     driver.core.started = False
@@ -101,7 +102,7 @@ def test_a_waiting_gate_starts_when_a_transaction_arrives():
     gate, driver, spawned = _gate(pool, ChainTip(), bytes(32))
 
     async def main():
-        gate.gate(300)
+        gate.gate(int("300"))  # the driver's height by value (another int object above 256)
         task = asyncio.ensure_future(spawned[0])
         await asyncio.sleep(0.05)
         assert driver.started == []
@@ -290,7 +291,9 @@ def test_round_0_stops_waiting_when_a_transaction_arrives():
     async def main():
         p.request(300, 0)
         task = asyncio.ensure_future(spawned[0])
-        await asyncio.sleep(0.1)
+        cpu = time.thread_time()
+        await asyncio.sleep(0.3)
+        assert time.thread_time() - cpu < 0.1  # polling every 10 ms, not a busy loop
         assert driver.inputs == []
         pool.txs.append(b"tx")
         t0 = time.monotonic()
