@@ -125,14 +125,18 @@ async def _rpc_checks(node):
         assert sum(counters[s] for s in STAGES) + counters["native_threads"] \
             <= counters["process"] + 1e-6
         assert counters["txs_committed"] >= 21
-        # The phases of its heights (engine/node/phases.py): a validator of four passes every
-        # moment of a height, so each phase was observed once per stored height, and the
+        # The phases of its heights (engine/node/phases.py): every stored height is decided and
+        # committed, so those two phases are observed once per height; the others at most once
+        # per height and at least once (a node started after the others decides its first
+        # heights from their votes without casting its own, sometimes without the proposal:
+        # those moments are left out, and their time falls in the next phase it has); and the
         # phases add up to the heights.
         from engine.node.phases import PHASES
 
         heights = counters["phase_count:height"]
         assert heights >= 2, counters
-        assert all(counters[f"phase_count:{ph}"] == heights for ph in PHASES), counters
+        assert counters["phase_count:decide"] == counters["phase_count:commit"] == heights
+        assert all(1 <= counters[f"phase_count:{ph}"] <= heights for ph in PHASES), counters
         assert sum(counters[f"phase_sum:{ph}"] for ph in PHASES) == \
             pytest.approx(counters["phase_sum:height"])
 
