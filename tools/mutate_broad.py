@@ -83,6 +83,8 @@ TESTS = {
                                   "tests/node/test_node_inprocess.py"],
     "engine/node/phases.py": ["tests/node/test_height_phases.py"],
     "engine/node/wire.py": ["tests/node/test_wire_unit.py"],
+    "engine/node/signatures.py": ["tests/node/test_signatures_unit.py",
+                                  "tests/node/test_router_unit.py"],
     # The light client: the synthetic-chain tests of both suites (the SM2 testnet run is left
     # out: seconds per mutant for what the synthetic chains already cover).
     "engine/light/verify.py": ["tests/light/test_verify_rules.py", "tests/light/test_client.py",
@@ -122,6 +124,7 @@ EXCLUDE = {
     "engine/node/production.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
     "engine/node/phases.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
     "engine/node/wire.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
+    "engine/node/signatures.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
     "engine/light/verify.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
     "engine/light/block.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
     "engine/light/client.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
