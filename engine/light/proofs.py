@@ -51,8 +51,7 @@ def verify_tx_inclusion(block: LightBlock | Header, envelope: bytes, proof: Merk
     (verified) block ``block``, hashed in the chain's suite: a light block's own, or ``suite``
     for a bare header (default ``ed25519-blake3``)."""
     h = _header(block)
-    s = get_suite(suite) if suite is not None else \
-        block.suite if isinstance(block, LightBlock) else get_suite(None)
+    s = block.suite if isinstance(block, LightBlock) and suite is None else get_suite(suite)
     if isinstance(block, LightBlock) and s is not block.suite:
         raise ValueError(f"suite {s.name} is not the light block's ({block.suite.name})")
     if not isinstance(envelope, (bytes, bytearray)) or not envelope:

@@ -12,6 +12,7 @@ from engine.app import Event, TxResult
 from engine.node import events as ev
 from engine.node.commit import _packed_results
 from engine.node.events import EventBus, parse_filter, unpack_result
+from tests.node.helpers import run
 
 
 @pytest.mark.parametrize("text,parsed", [
@@ -64,8 +65,6 @@ def test_stored_results_read_back_with_and_without_events():
                                                       Event("fee")])
 
 
-def _run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 10))
 
 
 def test_the_subscriber_limit_is_exact_and_frees_on_close():
@@ -81,7 +80,7 @@ def test_the_subscriber_limit_is_exact_and_frees_on_close():
         with pytest.raises(ValueError, match="too many subscribers"):
             bus.subscribe()
 
-    _run(main())
+    run(main())
 
 
 def test_the_filter_limit_is_exact():
@@ -91,7 +90,7 @@ def test_the_filter_limit_is_exact():
         with pytest.raises(ValueError, match="at most 16 filters"):
             bus.subscribe([f"t{i}" for i in range(ev.FILTERS_MAX + 1)])
 
-    _run(main())
+    run(main())
 
 
 def test_the_queue_bound_is_checked_at_its_edges():
@@ -104,7 +103,7 @@ def test_the_queue_bound_is_checked_at_its_edges():
             with pytest.raises(ValueError, match="queue_max must be in 1..1024"):
                 bus.subscribe(queue_max=bad)  # type: ignore[arg-type]
 
-    _run(main())
+    run(main())
 
 
 def _publish(bus: EventBus, height: int, n: int, events=(), block_events=()) -> list[bytes]:
@@ -128,7 +127,7 @@ def test_a_slow_subscriber_is_dropped_with_its_reason_and_reads_none():
         assert await slow.get() is None
         assert slow not in bus._subs and fast in bus._subs
 
-    _run(main())
+    run(main())
 
 
 def test_close_wakes_a_waiting_reader_and_is_idempotent():
@@ -145,7 +144,7 @@ def test_close_wakes_a_waiting_reader_and_is_idempotent():
         bus.discard(sub)  # already gone: nothing to do
         assert not bus
 
-    _run(main())
+    run(main())
 
 
 def test_close_all_closes_every_subscriber_with_the_reason():
@@ -157,7 +156,7 @@ def test_close_all_closes_every_subscriber_with_the_reason():
         assert not bus
         assert [await s.get() for s in subs] == [None] * 3
 
-    _run(main())
+    run(main())
 
 
 def test_a_block_publishes_to_each_subscriber_what_its_filters_match():
@@ -184,7 +183,7 @@ def test_a_block_publishes_to_each_subscriber_what_its_filters_match():
         assert (await everything.get())["kind"] == "tx"
         assert transfers._queue.empty() and blocks._queue.empty()
 
-    _run(main())
+    run(main())
 
 
 def test_publish_to_nobody_builds_nothing():

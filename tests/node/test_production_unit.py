@@ -19,6 +19,7 @@ from engine.config import NodeConfig
 from engine.node.production import BlockProducer, EmptyBlockGate
 from engine.node.tip import ChainTip
 from engine.suite import DEFAULT
+from tests.node.helpers import run
 
 CHAIN = b"production-unit"
 
@@ -62,8 +63,6 @@ def _config(**changes) -> NodeConfig:
     return dataclasses.replace(NodeConfig(), **changes)
 
 
-def _run(coro, timeout_s: float = 10):
-    return asyncio.run(asyncio.wait_for(coro, timeout_s))
 
 
 # --- no empty blocks: when a height starts ----------------------------------------------------
@@ -110,7 +109,7 @@ def test_a_waiting_gate_starts_when_a_transaction_arrives():
         await asyncio.wait_for(task, 2)
         assert driver.started == [300]
 
-    _run(main())
+    run(main())
 
 
 def test_a_waiting_gate_starts_an_empty_block_after_the_interval():
@@ -126,7 +125,7 @@ def test_a_waiting_gate_starts_an_empty_block_after_the_interval():
         assert driver.started == [300]
         assert 0.18 <= time.monotonic() - t0 < 2.5
 
-    _run(main())
+    run(main())
 
 
 def test_without_an_interval_a_gate_waits_for_a_transaction_only_and_does_not_spin():
@@ -142,7 +141,7 @@ def test_without_an_interval_a_gate_waits_for_a_transaction_only_and_does_not_sp
         assert driver.started == [] and not task.done()
         task.cancel()
 
-    _run(main())
+    run(main())
 
 
 @pytest.mark.parametrize("moved", ["height", "started", "stopped"])
@@ -165,7 +164,7 @@ def test_a_waiting_gate_gives_up_once_the_height_moved_on(moved):
         await asyncio.sleep(0.03)
         assert driver.started == []
 
-    _run(main())
+    run(main())
 
 
 def test_an_unbound_gate_starts_nothing():
@@ -237,7 +236,7 @@ def _propose_time(tip_time_ms: int, pool: _Pool, round: int = 0, **cfg) -> tuple
         await spawned[0]
         return time.monotonic() - t0
 
-    return _run(main()), driver
+    return run(main()), driver
 
 
 def test_a_block_is_cut_the_rest_of_the_interval_after_the_previous_one():
@@ -300,7 +299,7 @@ def test_round_0_stops_waiting_when_a_transaction_arrives():
         await asyncio.wait_for(task, 3)
         return time.monotonic() - t0
 
-    assert _run(main()) < 0.5  # polled every 10 ms, not once a second
+    assert run(main()) < 0.5  # polled every 10 ms, not once a second
     assert list(Block.decode(driver.inputs[0][0].block).txs) == [b"tx"]  # type: ignore[attr-defined]
 
 
@@ -316,7 +315,7 @@ def test_a_request_that_went_stale_proposes_nothing(what):
     elif what == "stopped":
         driver.running = False
     p.request(300, 1)
-    _run(spawned[0])
+    run(spawned[0])
     assert driver.inputs == [] and stages == []
     assert p.validator.remembered == []  # type: ignore[attr-defined]
 
@@ -327,7 +326,7 @@ def test_a_proposal_is_made_remembered_as_valid_and_handed_to_the_driver(own_ind
     p, spawned, stages = _producer(_Pool([b"tx1", b"tx2"]), ChainTip(), driver,
                                    certs={299: b"cert 299"}, block_interval_ms=1)
     p.request(300, 1)
-    _run(spawned[0])
+    run(spawned[0])
     ((event, height),) = driver.inputs
     assert height == 300 and isinstance(event, cs.ValueReady)
     assert (event.height, event.round) == (300, 1)

@@ -24,6 +24,7 @@ from engine.node.tip import ChainTip
 from engine.node.valset import ValidatorHistory
 from engine.store import Store
 from engine.suite import get_suite
+from tests.node.helpers import run
 
 CHAIN = b"queries-unit"
 KEYS = [SigningKey(bytes([i + 1]) * 32) for i in range(5)]
@@ -35,8 +36,6 @@ GENESIS = Genesis(CHAIN.decode(), [GenesisValidator(f"v{i}", 10, k.public_key)
 BASE, TOP = 298, 301
 
 
-def _run(coro, timeout_s: float = 10):
-    return asyncio.run(asyncio.wait_for(coro, timeout_s))
 
 
 @pytest.fixture
@@ -101,7 +100,7 @@ def test_waiters_wake_heights_reached_and_transactions_committed():
         w.cancel_all()
         assert f301.cancelled() and t1.cancelled()
 
-    _run(main())
+    run(main())
 
 
 def test_wait_for_height_returns_at_once_waits_and_times_out_cleanly(chain):
@@ -120,7 +119,7 @@ def test_wait_for_height_returns_at_once_waits_and_times_out_cleanly(chain):
         q.waiters.committed(302, [])
         assert await later == 302
 
-    _run(main())
+    run(main())
 
 
 def test_wait_for_tx_finds_waits_and_times_out(chain):
@@ -135,7 +134,7 @@ def test_wait_for_tx_finds_waits_and_times_out(chain):
         assert await q.wait_for_tx(b"u" * 32, 0.05) is None
         assert q.waiters.txs == {}  # nothing left listed after the timeout
 
-    _run(main())
+    run(main())
 
 
 def test_block_info(chain):
@@ -199,7 +198,7 @@ def test_wait_for_blocks_answers_a_bounded_range_and_skips_pruned_heights(chain)
             with pytest.raises(ValueError, match="from_height"):
                 await q.wait_for_blocks(bad, 0.05)  # type: ignore[arg-type]
 
-    _run(main())
+    run(main())
 
 
 def test_tx_info(chain):

@@ -19,6 +19,7 @@ from engine.net.limits import NetLimits
 from engine.node.compact import assemble, split_block
 from engine.node.wire import LoopTimers, PeerOutbox, PeerWire
 from engine.suite import get_suite
+from tests.node.helpers import run
 
 CHAIN = b"wire-unit"
 KEY = SigningKey(b"\x07" * 32)
@@ -139,18 +140,17 @@ def test_the_compact_outbox_sends_the_head_and_the_ids_in_the_chains_suite(to, s
     assert (head, ids) == (split_block(raw, s)[0], split_block(raw, s)[2])
 
 
-def _run(coro):
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(coro)
-    finally:
-        loop.close()
+
+
+def _timers() -> tuple[LoopTimers, list[BaseException]]:
+    """Timers reporting callback errors to the returned list."""
+    errors: list[BaseException] = []
+    return LoopTimers(errors.append), errors
 
 
 def test_call_later_takes_milliseconds():
     async def main():
-        errors: list[BaseException] = []
-        timers = LoopTimers(errors.append)
+        timers, errors = _timers()
         fired: list[float] = []
         start = time.monotonic()
         timers.call_later(250, lambda: fired.append(time.monotonic() - start))
@@ -164,13 +164,12 @@ def test_call_later_takes_milliseconds():
         assert timers._handles == set()  # a fired timer is no longer pending
         assert errors == []
 
-    _run(main())
+    run(main())
 
 
 def test_call_soon_runs_first_in_first_out_and_reports_errors_without_stopping_others():
     async def main():
-        errors: list[BaseException] = []
-        timers = LoopTimers(errors.append)
+        timers, errors = _timers()
         order: list[int] = []
         boom = ValueError("boom")
 
@@ -187,13 +186,12 @@ def test_call_soon_runs_first_in_first_out_and_reports_errors_without_stopping_o
         assert errors == [boom]
         assert timers._handles == set()
 
-    _run(main())
+    run(main())
 
 
 def test_a_cancelled_timer_never_fires_and_is_no_longer_pending():
     async def main():
-        errors: list[BaseException] = []
-        timers = LoopTimers(errors.append)
+        timers, errors = _timers()
         fired: list[str] = []
         first = timers.call_later(20, lambda: fired.append("first"))
         timers.call_later(20, lambda: fired.append("second"))
@@ -206,13 +204,12 @@ def test_a_cancelled_timer_never_fires_and_is_no_longer_pending():
         assert timers._handles == set()
         assert errors == []
 
-    _run(main())
+    run(main())
 
 
 def test_cancel_all_stops_every_pending_timer():
     async def main():
-        errors: list[BaseException] = []
-        timers = LoopTimers(errors.append)
+        timers, errors = _timers()
         fired: list[int] = []
         for i in range(5):
             timers.call_later(10 * i, lambda i=i: fired.append(i))
@@ -222,7 +219,7 @@ def test_cancel_all_stops_every_pending_timer():
         await asyncio.sleep(0.1)
         assert fired == [] and errors == []
 
-    _run(main())
+    run(main())
 
 
 def test_a_handle_cancelled_before_it_was_scheduled_is_harmless():
