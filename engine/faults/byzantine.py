@@ -23,6 +23,7 @@ from typing import Any
 from engine import consensus as cs
 from engine.block import Block, block_id
 from engine.node.ports import Counters, Outbox, OutboxWrapper
+from engine.suite import Suite, get_suite
 
 log = logging.getLogger("engine.faults.byzantine")
 
@@ -34,8 +35,10 @@ class EquivocatingOutbox:
     and both to the rest (those see the equivocation directly)."""
 
     def __init__(self, inner: Outbox, peers: Callable[[], list[bytes]], counters: Counters, *,
-                 key: Any, chain_id: bytes, own_index: int, votes: bool, proposals: bool):
+                 key: Any, chain_id: bytes, own_index: int, votes: bool, proposals: bool,
+                 suite: Suite | None = None):
         self.inner, self.peers, self.counters = inner, peers, counters
+        self.suite = get_suite(suite)
         self.key, self.chain_id, self.own_index = key, chain_id, own_index
         self.equivocate_votes, self.equivocate_proposals = votes, proposals
 
@@ -74,8 +77,11 @@ class EquivocatingOutbox:
     def _conflicting_proposal(self, proposal: cs.Proposal,
                               block: bytes) -> tuple[cs.Proposal, bytes]:
         b = Block.decode(block)
-        alt = dataclasses.replace(b, time_ms=b.time_ms + 1).encode()
-        p = cs.Proposal(proposal.height, proposal.round, proposal.pol_round, block_id(alt),
+        # A valid block of the chain's suite (its tx root and id in that suite's hash), so the
+        # twin proposal is one honest nodes could accept.
+        alt = dataclasses.replace(b, time_ms=b.time_ms + 1).encode(self.suite)
+        p = cs.Proposal(proposal.height, proposal.round, proposal.pol_round,
+                        block_id(alt, self.suite),
                         proposal.proposer_index, b"")
         sig = self.key.sign(p.sign_bytes(self.chain_id))
         return dataclasses.replace(p, signature=sig), alt
@@ -97,6 +103,6 @@ def outbox_wrapper(home: Any, settings: dict[str, Any]) -> OutboxWrapper:
     def wrap(inner: Outbox, peers: Callable[[], list[bytes]], counters: Counters) -> Outbox:
         return EquivocatingOutbox(inner, peers, counters, key=key,
                                   chain_id=home.genesis.chain_id.encode(), own_index=own,
-                                  votes=votes, proposals=proposals)
+                                  votes=votes, proposals=proposals, suite=home.genesis.suite)
 
     return wrap

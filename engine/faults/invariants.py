@@ -10,12 +10,14 @@ import sys
 from collections import defaultdict
 
 from engine import consensus as cs
-from engine.block import Block
+from engine.block import Block, header_size
 from engine.consensus.types import PROPOSAL_DOMAIN, VOTE_DOMAIN
 from engine.faults.hooks import SIGNATURE_LOG
 from engine.store import Store, store_path
+from engine.suite import Suite
 
-__all__ = ["agreement", "committed_evidence", "double_signs", "store_checks", "txs_present"]
+__all__ = ["agreement", "chain_suite", "committed_evidence", "double_signs", "store_checks",
+           "txs_present"]
 
 
 def _open(home: str) -> Store:
@@ -152,6 +154,35 @@ def double_signs(homes: list[str]) -> dict[str, list[str]]:
         if len(variants) > 1:
             out[key].append(f"{kind} h={h} r={r} step={step}: {len(variants)} versions")
     return dict(out)
+
+
+def chain_suite(homes: dict[int, str], suite: Suite) -> list[str]:
+    """Each store holds a chain of ``suite``, whatever its genesis says: the newest block's
+    id is the suite's hash of its header, and every envelope of the newest block holding any
+    is of the suite's version (``engine store check`` judges a store by its own genesis, so a
+    run that built the wrong chain would pass it)."""
+    problems = []
+    for i, home in homes.items():
+        with _open(home) as st:
+            top = st.latest_height()
+            block = st.load_block(top) if top else None
+            if block is None:
+                problems.append(f"node{i} holds no block")
+                continue
+            header = block.header[:header_size(len(Block.decode(block.header,
+                                                                header_only=True).chain_id))]
+            if suite.hash(header) != block.block_hash:
+                problems.append(f"node{i}: block {top}'s id is not the {suite.name} hash "
+                                "of its header")
+            recent = list(st.blocks(max(st.base_height(), top - 50), top + 1))
+            txs = next((b.txs for b in reversed(recent) if b.txs), [])
+            if not txs:
+                problems.append(f"node{i}: none of the last 50 blocks holds a transaction")
+            wrong = [t for t in txs if t[0] != suite.tx_version]
+            if wrong:
+                problems.append(f"node{i}: {len(wrong)} envelopes of block {top} are not "
+                                f"{suite.name} envelopes (version {wrong[0][0]})")
+    return problems
 
 
 def state_synced(homes: dict[int, str]) -> list[str]:

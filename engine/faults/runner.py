@@ -30,7 +30,7 @@ from typing import Any
 import tomli_w
 
 from engine import config as cfgmod
-from engine import crypto, tx
+from engine import tx
 from engine.client import Client, ClientError
 from engine.consensus.proposer import ProposerSchedule
 from engine.faults import invariants, netns
@@ -39,6 +39,7 @@ from engine.faults.scenario import Scenario
 from engine.faults.walfault import damage_wal, wal_bytes
 from engine.localnet import free_base_port
 from engine.store import Store, store_path
+from engine.suite import get_suite
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 POWER = 10
@@ -62,6 +63,7 @@ class Report:
     scenario: str
     seed: int
     workdir: str
+    crypto: str = "ed25519-blake3"
     heights: dict[int, int] = field(default_factory=dict)
     txs_submitted: int = 0
     #: Accepted by a node (POST /txs said so), and of those, accepted by a node that was
@@ -77,7 +79,7 @@ class Report:
     elapsed_s: float = 0.0
 
     def summary(self) -> str:
-        return (f"{self.scenario} seed={self.seed}: heights {self.heights}, txs accepted "
+        return (f"{self.scenario} seed={self.seed} crypto={self.crypto}: heights {self.heights}, txs accepted "
                 f"{self.txs_acknowledged}/{self.txs_submitted} (at risk {self.txs_at_risk}, "
                 f"lost {self.txs_at_risk_lost}), faults {self.faults_seen}, "
                 f"evidence {len(self.evidence)} "
@@ -132,7 +134,7 @@ class _Load(threading.Thread):
             live = [i for i in self.runner.live() if i not in self.runner.outside]
             if not count or not live:
                 continue
-            key = crypto.SigningKey.from_seed(self.rng.randbytes(32))
+            key = self.runner.suite.key_from_seed(self.rng.randbytes(32))
             keys = [f"f{seq}-{n}".encode() for n in range(count)]
             envs = [tx.encode_tx(key, n, keys[n] + b"=v", chain) for n in range(count)]
             seq += 1
@@ -151,12 +153,6 @@ class _Load(threading.Thread):
                         self.state_keys[bytes.fromhex(t)] = keys[i]
 
 
-def blake3_ids(envs: list[bytes]) -> list[bytes]:
-    from engine.hashing import blake3_many
-
-    return blake3_many(envs)
-
-
 class Runner:
     def __init__(self, scenario: Scenario, workdir: str, log=print):
         self.sc = scenario
@@ -171,7 +167,8 @@ class Runner:
         self.chain_id = f"faults-{scenario.name}"[:40]
         self.net: netns.Network | None = None
         self.honest = set(scenario.honest_processes)
-        self.report = Report(scenario.path, scenario.seed, workdir)
+        self.suite = get_suite(scenario.crypto)
+        self.report = Report(scenario.path, scenario.seed, workdir, scenario.crypto)
         self._restarts = [0] * scenario.processes
         self._t0 = time.monotonic()
         self.load: _Load | None = None
@@ -206,7 +203,7 @@ class Runner:
             hosts, base = ["127.0.0.1"] * n, free_base_port(2 * n, self.rng)
         homes_dir = os.path.join(self.workdir, "homes")
         homes = cfgmod.init_testnet(homes_dir, n - sc.full_nodes, base_port=base,
-                                    chain_id=self.chain_id, hosts=hosts,
+                                    chain_id=self.chain_id, hosts=hosts, crypto=sc.crypto,
                                     full_nodes=sc.full_nodes, **sc.config)
         self.homes = [h.path for h in homes]
         genesis_validators = [{"name": f"node{i}", "power": POWER,
@@ -661,6 +658,7 @@ class Runner:
         if sc.expect_evidence and not accused & sc.faulty:
             problems.append("no evidence against the faulty validators was committed")
         problems += invariants.store_checks(all_homes, ROOT)
+        problems += invariants.chain_suite(all_homes, self.suite)
         problems += invariants.state_synced({i: self.homes[i] for i in sc.state_sync})
         if self.valset_changes:
             from engine.faults.valsets import check_history

@@ -19,6 +19,7 @@ expect_evidence = false # true: committed evidence against a faulty validator is
 known_bug = ""          # non-empty: reproduces an open bug (the test suite expects a failure)
 spares = 0              # nodes outside the genesis set (indexes after the validators): full
                         # nodes until a set_power step makes them validators
+crypto = "ed25519-blake3"  # the chain's suite: keys, signatures, hashes ("sm2-sm3": SM2/SM3)
 
 [config]                # engine.config.NodeConfig overrides for every node
 timeout_propose_ms = 800
@@ -37,6 +38,8 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 from typing import Any
+
+from engine.suite import SUITE_NAMES
 
 try:
     import tomllib
@@ -92,6 +95,7 @@ class Scenario:
     expect_evidence: bool = False
     known_bug: str = ""
     spares: int = 0
+    crypto: str = "ed25519-blake3"
     config: dict[str, Any] = field(default_factory=dict)
     chaos: dict[str, Any] | None = None
     steps: tuple[Step, ...] = ()
@@ -144,6 +148,8 @@ def load_scenario(path: str) -> Scenario:
 
 
 def _check(sc: Scenario, path: str) -> None:
+    if sc.crypto not in SUITE_NAMES:
+        raise _fail(path, f"crypto must be one of {list(SUITE_NAMES)}, not {sc.crypto!r}")
     if type(sc.validators) is not int or not 1 <= sc.validators <= VALIDATORS_MAX:
         raise _fail(path, f"validators must be in 1..{VALIDATORS_MAX}")
     if not 0 < sc.duration_s <= DURATION_S_MAX:

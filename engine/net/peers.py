@@ -40,7 +40,7 @@ from engine.net.errors import (
 from engine.net.limits import NetLimits
 from engine.net.secure import TAG_BYTES, SecureStream, handshake
 from engine.ratelog import RateLimitedLog
-from engine.suite import DEFAULT, Signer, Suite
+from engine.suite import DEFAULT, Signer, Suite, SuiteMismatch
 
 log = logging.getLogger("engine.net")
 _refusals = RateLimitedLog(log)
@@ -77,6 +77,11 @@ class PeerSet:
                  on_disconnect: PeerHandler | None = None, limits: NetLimits | None = None,
                  genesis_hash: bytes | None = None, suite: Suite = DEFAULT,
                  dial_all: bool = False):
+        if len(node_key.public_key) != suite.public_key_bytes:
+            # A key of the other suite would sign handshakes every peer refuses (a peer set
+            # built without the chain's suite once did exactly that, silently).
+            raise SuiteMismatch(f"node_key is a {len(node_key.public_key)}-byte key but the "
+                                f"suite {suite.name} takes {suite.public_key_bytes}-byte keys")
         self.node_key = node_key
         #: The chain's crypto suite: the node key's signature and the handshake's transcript hash.
         self.suite = suite

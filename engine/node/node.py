@@ -372,7 +372,7 @@ class Node:
             peers=[PeerAddress(bytes.fromhex(p.node_key), p.host, p.port) for p in cfg.peers],
             on_message=syncer.on_message, on_connect=syncer.on_connect,
             on_disconnect=syncer.on_disconnect, limits=self._net_limits,
-            genesis_hash=self.genesis_hash, dial_all=True)
+            genesis_hash=self.genesis_hash, dial_all=True, suite=self.suite)
         if self._seams.chaos is not None:
             peers.chaos = self._seams.chaos
         log.info("node %s: state sync from height %d on", cfg.moniker,

@@ -20,6 +20,7 @@ from engine.faults.invariants import double_signs, parse_sign_bytes
 from engine.faults.runner import ROOT, ScenarioFailed, run_scenario
 from engine.faults.scenario import load_scenario
 from engine.net.chaos import Chaos, ChaosConfig
+from engine.suite import ED25519_BLAKE3, SM2_SM3, get_suite
 
 SCENARIOS = sorted(glob.glob(os.path.join(ROOT, "tests", "scenarios", "*.toml")))
 RUN_ALL = os.environ.get("ENGINE_FAULTS_ALL") == "1"
@@ -43,6 +44,7 @@ def test_scenario(path, tmp_path):
         pytest.skip("network namespaces unavailable: " + ", ".join(netns.missing_tools()))
     report = run_scenario(sc, workdir=str(tmp_path / sc.name), log=lambda s: None)
     print(report.summary())
+    assert report.crypto == sc.crypto  # the stores hold a chain of it (the runner checks)
     assert report.heights and min(report.heights.values()) > 2
     # Each scenario proves its fault happened (the runner fails otherwise; checked here too).
     if any(step.action == "damage_wal" for step in sc.steps):
@@ -82,6 +84,11 @@ def test_scenario_files_are_checked(tmp_path):
     bad.write_text('name = "x"\n[[step]]\nat_s = 1\naction = "explode"\n')
     with pytest.raises(ValueError, match="unknown action"):
         load_scenario(str(bad))
+    bad.write_text('name = "x"\ncrypto = "rsa"\n')
+    with pytest.raises(ValueError, match="crypto must be one of .*'rsa'"):
+        load_scenario(str(bad))
+    bad.write_text('name = "x"\ncrypto = "sm2-sm3"\n')
+    assert load_scenario(str(bad)).crypto == "sm2-sm3"
 
 
 def test_chaos_layer_faults_are_seeded_and_bounded():
@@ -211,3 +218,31 @@ def test_a_run_where_no_decision_reused_an_early_execution_fails(tmp_path, monke
     r._check_early_execution()
     assert r.report.faults_seen["early_execution"] == {"executions": 5, "discarded": 5,
                                                         "reused": 3}
+
+
+@pytest.mark.parametrize("crypto", [ED25519_BLAKE3, SM2_SM3])
+def test_chain_suite_tells_which_suite_a_store_holds(tmp_path, crypto):
+    """The end-of-run check that an SM2 scenario really ran an SM2/SM3 chain: a store of
+    either suite passes for its own suite and fails for the other (block id and envelopes)."""
+    from engine import tx
+    from engine.block import Block, header_size
+    from engine.faults.invariants import chain_suite
+    from engine.store import Store, store_path
+
+    suite = get_suite(crypto)
+    other = get_suite(SM2_SM3 if crypto == ED25519_BLAKE3 else ED25519_BLAKE3)
+    envs = [tx.encode_tx(suite.generate_key(), n, b"k=v", "c") for n in range(3)]
+    block = Block(b"c", 1, 5, bytes(32), bytes(32), b"", 0, b"", (), tuple(envs),
+                  bytes(32), bytes(32))
+    head = block.head(suite)
+    home = str(tmp_path / "n0")
+    with Store(store_path(home), suite=suite) as st:
+        st.save_block(1, suite.hash(head[:header_size(1)]), head, envs, b"cert",
+                      parent_hash=bytes(32), app_hash=bytes(32))
+    assert chain_suite({0: home}, suite) == []
+    problems = chain_suite({0: home}, other)
+    assert any(f"not the {other.name} hash" in p for p in problems), problems
+    assert any(f"are not {other.name} envelopes" in p for p in problems), problems
+    empty = str(tmp_path / "n1")
+    Store(store_path(empty), suite=suite).close()
+    assert chain_suite({1: empty}, suite) == ["node1 holds no block"]

@@ -4,11 +4,14 @@ from __future__ import annotations
 import asyncio
 import os
 
+import pytest
+
 from engine import crypto
 from engine.net import codec
 from engine.net.limits import NetLimits
 from engine.net.peers import PeerAddress, PeerSet
 from engine.net.secure import handshake
+from engine.suite import SM2_SM3, SuiteMismatch, get_suite
 
 CHAIN = "peers-test"
 
@@ -137,3 +140,16 @@ def test_oversized_frame_is_counted_and_ends_the_connection():
         for ps in sets:
             await ps.stop()
     run(main())
+
+
+def test_a_node_key_of_the_other_suite_is_refused_up_front():
+    # An SM2 node key in a peer set left on the default suite would sign handshakes that
+    # every SM2 peer refuses; the state-sync peer set once did so. Now it cannot be built.
+    sm2_key = get_suite(SM2_SM3).generate_key()
+    args = {"chain_id": CHAIN, "listen_host": "127.0.0.1", "listen_port": 0, "peers": [],
+            "on_message": lambda key, m: None}
+    with pytest.raises(SuiteMismatch, match="64-byte key but the suite ed25519-blake3"):
+        PeerSet(node_key=sm2_key, **args)
+    with pytest.raises(SuiteMismatch, match="32-byte key but the suite sm2-sm3"):
+        PeerSet(node_key=crypto.SigningKey.generate(), suite=get_suite(SM2_SM3), **args)
+    assert PeerSet(node_key=sm2_key, suite=get_suite(SM2_SM3), **args).suite.name == SM2_SM3

@@ -11,10 +11,11 @@ FAST = {"timeout_propose_ms": 400, "timeout_prevote_ms": 200, "timeout_precommit
         "timeout_delta_ms": 100, "block_interval_ms": 20}
 
 
-def make_net(tmp_path, validators: int, full_nodes: int, **settings):
+def make_net(tmp_path, validators: int, full_nodes: int, crypto: str | None = None,
+             **settings):
     base = free_base_port(2 * (validators + full_nodes))
     return config.init_testnet(str(tmp_path), validators, base_port=base,
-                               chain_id="sync-chain", full_nodes=full_nodes,
+                               chain_id="sync-chain", full_nodes=full_nodes, crypto=crypto,
                                **{**FAST, **settings})
 
 

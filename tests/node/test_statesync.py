@@ -7,14 +7,17 @@ import asyncio
 import pytest
 
 from engine import limits
+from engine.block import header_size
 from engine.node import Node
 from engine.snapshot import Snapshot
+from engine.suite import ED25519_BLAKE3, SM2_SM3
 from tests.node.helpers import make_txs, run
 from tests.node.synchelpers import enable_state_sync, make_net, wait_until
 
 
 async def _load(node: Node, chain_id: str, count: int, prefix: str) -> None:
-    for r in await node.submit_txs(make_txs(chain_id, count, prefix)):
+    key = node.suite.generate_key()  # a sender of the chain's suite
+    for r in await node.submit_txs(make_txs(chain_id, count, prefix, key=key)):
         assert r.ok, r.log
 
 
@@ -32,9 +35,12 @@ async def _settled(val: Node, other: Node) -> None:
     _same_state(val, other)
 
 
-def test_full_node_joins_by_state_sync_with_identical_state(tmp_path, monkeypatch):
+@pytest.mark.parametrize("crypto", [ED25519_BLAKE3, SM2_SM3])
+def test_full_node_joins_by_state_sync_with_identical_state(tmp_path, monkeypatch, crypto):
+    # On an SM2/SM3 chain the syncing node's peer set must speak that suite: it once dialled
+    # with the default suite's handshake and every peer refused it.
     monkeypatch.setattr(limits, "snapshot_chunk_bytes", 2048)  # several chunks
-    homes = make_net(tmp_path, 1, 1, snapshot_interval=10)
+    homes = make_net(tmp_path, 1, 1, crypto=crypto, snapshot_interval=10)
     val_home, full_home = homes
 
     async def main():
@@ -50,6 +56,11 @@ def test_full_node_joins_by_state_sync_with_identical_state(tmp_path, monkeypatc
             try:
                 snap = full.counters.values
                 assert snap.get("state_sync_restored") == 1
+                assert full.suite.name == crypto
+                # The restored block's id is the suite's hash of its header.
+                top = full.store.load_block(full.store.base_height())
+                assert top is not None and full.suite.hash(
+                    top.header[:header_size(len("sync-chain"))]) == top.block_hash
                 base = full.store.base_height()
                 assert base >= 10 and base % 10 == 0  # restored at a snapshot, not replayed
                 await _load(val, "sync-chain", 50, "b")
