@@ -101,7 +101,8 @@ extensions = [
         _pybind_ext("engine._native_hash", "csrc/bindings/hash_module.cpp", "blake3",
                     "statetree"),
         _pybind_ext("engine._native_ed25519", "csrc/bindings/ed25519_module.cpp", "ed25519"),
-        _pybind_ext("engine._native_sm", "csrc/bindings/sm_module.cpp", "sm3", "sm2"),
+        _pybind_ext("engine._native_sm", "csrc/bindings/sm_module.cpp", "sm3", "sm2",
+                    "statetree"),
     )
     if e is not None
 ] + _cython_exts()

@@ -233,6 +233,10 @@ class Application:
         self.last_app_hash = bytes(32)
         self.home: str | None = None
         self.settings: dict[str, Any] = {}
+        #: The chain's crypto suite (genesis ``crypto``: ``ed25519-blake3`` or ``sm2-sm3``),
+        #: set by the node before ``init_chain``/``restore``, like ``home`` and ``settings``:
+        #: an app that hashes its state in the chain's suite reads it (the kvstore does).
+        self.crypto: str = "ed25519-blake3"
 
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version,
@@ -371,7 +375,8 @@ class KVStoreApp(Application):
 
     App hash = the root of a :class:`engine.statetree.StateTree` over the whole state (keys
     hashed into 4096 buckets, a Merkle root over the buckets; docs/formats.md "State
-    commitment"), so a key's value or its absence is provable against a header's ``app_hash``
+    commitment"; its hashes are the chain's suite's, ``self.crypto``: SM3 on an ``sm2-sm3``
+    chain), so a key's value or its absence is provable against a header's ``app_hash``
     (``query("/key", key, height)`` answers with a :class:`engine.statetree.StateProof` as JSON
     in ``proof``; ``engine.light.verify_state_proof`` checks it). A block touches only the
     buckets of the keys it writes. The genesis app state (string keys and values) is written at
@@ -404,14 +409,22 @@ class KVStoreApp(Application):
         if admins:
             writes[VAL_ADMINS_KEYS[len(admins[0])]] = b"".join(admins)
         self._pending = writes
+        self._chain_tree()
         self.tree.load([], 0)
         self.last_app_hash = self.tree.apply(0, writes, lambda key: None)
         return InitResult(self.last_app_hash, dict(writes))
+
+    def _chain_tree(self) -> None:
+        """The state tree in the chain's suite (``self.crypto``: SM3 on an SM2/SM3 chain)."""
+        if self.tree.suite.name != self.crypto:
+            self.tree = StateTree(self.tree.history_heights, self.tree.history_writes_max,
+                                  suite=self.crypto)
 
     def restore(self, height: int, app_hash: bytes) -> None:
         super().restore(height, app_hash)
         self._pending = {}
         self._finalized = None
+        self._chain_tree()
         # The engine's own records (nonces) share the state database; they are not the app's.
         self.tree.load([(k, v) for k, v in self.state.items(b"")
                         if not k.startswith(RESERVED_PREFIX)], height)
@@ -421,7 +434,7 @@ class KVStoreApp(Application):
 
     def snapshot_state_hash(self, entries: list[tuple[bytes, bytes]]) -> bytes | None:
         """The state tree root over restored entries (the engine's own records left out)."""
-        tree = StateTree()
+        tree = StateTree(suite=self.crypto)
         tree.load([(k, v) for k, v in entries if not k.startswith(RESERVED_PREFIX)], 0)
         return tree.root()
 

@@ -2,10 +2,12 @@
 value or its absence (the kvstore's app hash; docs/formats.md, "State commitment").
 
 Design (measured in README "Verifying another chain"): every key is hashed into one of
-``BUCKETS`` (4096) buckets by the top 12 bits of ``kh = BLAKE3(key)``. A bucket's bytes are its
-entries ``kh || BLAKE3(value)`` (64 bytes each) sorted by ``kh``; the state root is the engine's
-Merkle root (engine.hashing, RFC 6962 shape) over the 4096 bucket byte strings, so a bucket's
-leaf hash is ``BLAKE3(bucket bytes)``. A block that writes k keys recomputes at most k buckets
+``BUCKETS`` (4096) buckets by the top 12 bits of ``kh = H(key)``. A bucket's bytes are its
+entries ``kh || H(value)`` (64 bytes each) sorted by ``kh``; the state root is the suite's
+Merkle root (RFC 6962 shape) over the 4096 bucket byte strings. H and the tree are the chain
+suite's (``suite``, default ``ed25519-blake3``): BLAKE3 and the engine's BLAKE3 tree (a
+bucket's leaf hash ``BLAKE3(bucket bytes)``), or on an ``sm2-sm3`` chain SM3 and the SM3 tree
+(leaf hash ``SM3(0x00 || bucket bytes)``), so every hash of such a chain is SM3. A block that writes k keys recomputes at most k buckets
 (each ~N/4096 entries: 25 at 100,000 keys) and one root over 4096 leaf hashes (native, ~0.1 ms),
 never anything proportional to the whole state.
 
@@ -23,17 +25,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import NamedTuple, cast
+from typing import Any, NamedTuple, cast
 
-from engine import _native_hash
+from engine import _native_hash, _native_sm
 from engine.hashing import (
     HASH_BYTES,
     MerkleProof,
     blake3,
     blake3_many,
     merkle_root_from_hashes,
+    sm3,
+    sm3_many,
+    sm3_merkle_root_from_hashes,
     verify_merkle_proof,
+    verify_sm3_merkle_proof,
 )
+from engine.suite import ED25519_BLAKE3, SM2_SM3, Suite, get_suite
 
 __all__ = ["BUCKETS", "StateProof", "StateTree", "bucket_of", "verify_state_proof"]
 
@@ -48,8 +55,32 @@ HISTORY_WRITES_MAX = 200_000
 
 
 def bucket_of(key_hash: bytes) -> int:
-    """The bucket of a key, from its BLAKE3 hash (the top ``BUCKET_BITS`` bits)."""
+    """The bucket of a key, from its hash (the top ``BUCKET_BITS`` bits)."""
     return int.from_bytes(key_hash[:2], "big") >> (16 - BUCKET_BITS)
+
+
+class _Hashes(NamedTuple):
+    """The hashing of a tree of one suite."""
+
+    one: Callable[[bytes], bytes]
+    many: Callable[..., list[bytes]]
+    #: Root over packed leaf hashes.
+    root: Callable[..., bytes]
+    #: Whether a proof leads from a bucket's raw bytes to the root.
+    verify: Callable[[bytes, bytes, MerkleProof], bool]
+    buckets: Callable[[], object]
+
+
+_HASHES = {
+    ED25519_BLAKE3: _Hashes(blake3, blake3_many, merkle_root_from_hashes, verify_merkle_proof,
+                            _native_hash.BucketTree),
+    SM2_SM3: _Hashes(sm3, sm3_many, sm3_merkle_root_from_hashes, verify_sm3_merkle_proof,
+                     _native_sm.BucketTree),
+}
+
+
+def _hashes(suite: Suite | str | None) -> _Hashes:
+    return _HASHES[get_suite(suite).name]
 
 
 @dataclass(frozen=True)
@@ -94,12 +125,15 @@ class StateProof:
             raise ValueError(f"state proof field has the wrong type: {e}") from None
 
 
-def verify_state_proof(app_hash: bytes, proof: StateProof) -> None:
+def verify_state_proof(app_hash: bytes, proof: StateProof,
+                       suite: Suite | str | None = None) -> None:
     """Raise ValueError with the reason unless ``proof`` shows ``proof.key`` holding
-    ``proof.value`` (or being absent when None) under the state root ``app_hash``."""
+    ``proof.value`` (or being absent when None) under the state root ``app_hash`` of a tree
+    of ``suite`` (default ``ed25519-blake3``)."""
     if not isinstance(proof, StateProof):
         raise TypeError(f"proof must be a StateProof, not {type(proof).__name__}")
-    kh = blake3(proof.key)
+    h = _hashes(suite)
+    kh = h.one(proof.key)
     if bucket_of(kh) != proof.bucket:
         raise ValueError(f"the key belongs to bucket {bucket_of(kh)}, the proof shows bucket "
                          f"{proof.bucket}")
@@ -120,9 +154,9 @@ def verify_state_proof(app_hash: bytes, proof: StateProof) -> None:
             raise ValueError("the proof claims absence but the bucket holds the key")
     elif found is None:
         raise ValueError("the bucket does not hold the key")
-    elif found != blake3(proof.value):
+    elif found != h.one(proof.value):
         raise ValueError("the bucket holds another value for the key")
-    if len(proof.path) != BUCKET_BITS or not verify_merkle_proof(
+    if len(proof.path) != BUCKET_BITS or not h.verify(
             app_hash, entries, MerkleProof(proof.bucket, BUCKETS, proof.path)):
         raise ValueError("the bucket's audit path does not lead to the app hash")
 
@@ -134,10 +168,15 @@ class StateTree:
     key and value hashes in one call, which inserts, replaces or deletes each entry in its
     sorted bucket and rehashes the touched buckets side by side, so no Python runs per write
     beyond the two hashing calls. The history keeps each height's keys, key hashes and old
-    values as the lists they arrived in, plus the touched buckets' old leaf hashes."""
+    values as the lists they arrived in, plus the touched buckets' old leaf hashes. Every hash
+    is the ``suite``'s (default ``ed25519-blake3``: BLAKE3; ``sm2-sm3``: SM3)."""
 
     def __init__(self, history_heights: int = HISTORY_HEIGHTS,
-                 history_writes_max: int = HISTORY_WRITES_MAX):
+                 history_writes_max: int = HISTORY_WRITES_MAX, *,
+                 suite: Suite | str | None = None):
+        #: The chain suite whose hashes the tree uses (ValueError/TypeError for no suite).
+        self.suite = get_suite(suite)
+        self._h = _HASHES[self.suite.name]
         if type(history_heights) is not int or history_heights < 0:
             raise ValueError("history_heights must be a non-negative int")
         if type(history_writes_max) is not int or history_writes_max < 0:
@@ -147,7 +186,7 @@ class StateTree:
         self._reset(0)
 
     def _reset(self, height: int) -> None:
-        self._tree = _native_hash.BucketTree()
+        self._tree: Any = self._h.buckets()
         self._root: bytes | None = None
         self.height = height
         # height -> _Undo of the block at that height
@@ -164,8 +203,8 @@ class StateTree:
         self._reset(height)
         if not pairs:
             return
-        khs = blake3_many([k for k, _ in pairs])
-        vhs = blake3_many([v for _, v in pairs])
+        khs = self._h.many([k for k, _ in pairs])
+        vhs = self._h.many([v for _, v in pairs])
         self._tree.apply(b"".join(khs), b"".join(vhs), None)
 
     def apply(self, height: int, writes: Mapping[bytes, bytes | None],
@@ -179,13 +218,13 @@ class StateTree:
         undo = _Undo([], [], [], b"", b"")
         if keys:
             values = list(writes.values())
-            khs = blake3_many(keys, threads=1)
+            khs = self._h.many(keys, threads=1)
             live: bytes | None = None  # every write is live (no deletes): no flags
             if None in values:
                 live = bytes([v is not None for v in values])
             present = [v for v in values if v is not None] if live is not None \
                 else cast("list[bytes]", values)
-            vhs = b"".join(blake3_many(present, threads=1)) if present else b""
+            vhs = b"".join(self._h.many(present, threads=1)) if present else b""
             packed = b"".join(khs)
             olds: list[bytes | None] = []
             if history:
@@ -231,7 +270,7 @@ class StateTree:
         if undo.keys:
             live = bytes([v is not None for v in undo.olds])
             present = [v for v in undo.olds if v is not None]
-            vhs = b"".join(blake3_many(present, threads=1)) if present else b""
+            vhs = b"".join(self._h.many(present, threads=1)) if present else b""
             self._tree.apply(b"".join(undo.khs), vhs, live)
             self._root = None
             leaves = self._tree.leaves()
@@ -248,7 +287,7 @@ class StateTree:
     def root(self) -> bytes:
         if self._root is None:
             # 4096 leaves: one thread is faster than waking the pool.
-            self._root = merkle_root_from_hashes(self._tree.leaves(), threads=1)
+            self._root = self._h.root(self._tree.leaves(), threads=1)
         return self._root
 
     def __len__(self) -> int:
@@ -276,7 +315,7 @@ class StateTree:
         if at not in kept:
             raise ValueError(f"state at height {at} is not kept (kept: {kept.start}.."
                              f"{kept.stop - 1})")
-        kh = blake3(key)
+        kh = self._h.one(key)
         b = bucket_of(kh)
         value = current_value
         raw = self._tree.bucket(b)
@@ -293,7 +332,7 @@ class StateTree:
                     if old is None:
                         bucket.pop(k_hash, None)
                     else:
-                        bucket[k_hash] = k_hash + blake3(old)
+                        bucket[k_hash] = k_hash + self._h.one(old)
                     if k == key:
                         value = old
                 for j in range(len(undo.touched) // 2):
@@ -302,7 +341,7 @@ class StateTree:
                         undo.old_leaves[HASH_BYTES * j:HASH_BYTES * (j + 1)]
             leaves = bytes(rolled)
         entries = b"".join(bucket[k] for k in sorted(bucket))
-        return StateProof(key, value, at, b, entries, _perfect_path(leaves, b))
+        return StateProof(key, value, at, b, entries, _perfect_path(leaves, b, self._h.root))
 
 
 def _read_olds(keys: list[bytes], old_value: Callable[[bytes], bytes | None],
@@ -329,12 +368,14 @@ class _Undo(NamedTuple):
     old_leaves: bytes
 
 
-def _perfect_path(leaf_hashes: bytes, index: int) -> tuple[bytes, ...]:
+def _perfect_path(leaf_hashes: bytes, index: int, root: Callable[..., bytes]
+                  ) -> tuple[bytes, ...]:
     """The audit path of leaf ``index`` in the perfect tree over ``leaf_hashes`` (packed, a
-    power of two of them): the sibling subtree's root at each level, computed natively."""
+    power of two of them): the sibling subtree's root at each level (``root`` over packed
+    leaf hashes, the suite's), computed natively."""
     path = []
     for level in range(BUCKET_BITS):
         start = ((index >> level) ^ 1) << level
-        path.append(merkle_root_from_hashes(
+        path.append(root(
             leaf_hashes[HASH_BYTES * start:HASH_BYTES * (start + (1 << level))], threads=1))
     return tuple(path)

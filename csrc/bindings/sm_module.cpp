@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "bindings/bucket_tree.hpp"
 #include "bindings/common.hpp"
 
 extern "C" {
@@ -21,6 +22,13 @@ namespace {
 using engine_py::Buffer;
 using engine_py::BufferList;
 using engine_py::RawArray;
+
+// The state tree's leaf hash on an SM2/SM3 chain: the SM3 Merkle tree's leaf hash of a
+// bucket's bytes, SM3(0x00 || bytes) (docs/formats.md, "State commitment").
+int sm3_leaf_hash(const uint8_t *const *inputs, const size_t *lens, size_t n, uint8_t *out) {
+    static const uint8_t leaf_prefix[1] = {0x00};
+    return engine_sm3_many(inputs, lens, n, leaf_prefix, 1, out, nullptr, 1);
+}
 
 void check_sm3(int rc) {
     if (rc == ENGINE_SM3_ENOMEM) throw std::bad_alloc();
@@ -347,6 +355,7 @@ void force_isa(py::object name) {
 PYBIND11_MODULE(_native_sm, m) {
     m.doc() = "SM3 hashing and SM2 verification kernels (internal; use engine.hashing, engine.crypto)";
     m.def("sm3", &sm3_one, py::arg("data"));
+    engine_py::bind_bucket_tree(m, sm3_leaf_hash);
     m.def("sm3_many", &sm3_many, py::arg("messages"), py::arg("threads"));
     m.def("sm3_many_packed", &sm3_many_packed, py::arg("data"), py::arg("offsets"), py::arg("threads"));
     m.def("merkle_root", &merkle_root, py::arg("leaves"), py::arg("threads"));

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "blake3/blake3.h"
+enum { ENGINE_OK = 0, ENGINE_ENOMEM = -1 };
 
 typedef struct {
     uint8_t *data; /* len entries of ENGINE_TREE_ENTRY bytes */
@@ -17,6 +17,7 @@ struct engine_bucket_tree {
     bucket buckets[ENGINE_TREE_BUCKETS];
     uint8_t leaves[ENGINE_TREE_BUCKETS][ENGINE_TREE_HASH];
     size_t entries;
+    engine_tree_leaf_hash_fn leaf_hash;
     int broken; /* a rehash failed after the entries changed: every later call refuses */
 };
 
@@ -25,13 +26,15 @@ static unsigned bucket_of(const uint8_t *kh) {
            ((unsigned)kh[1] >> (16 - ENGINE_TREE_BUCKET_BITS));
 }
 
-engine_bucket_tree *engine_bucket_tree_new(void) {
+engine_bucket_tree *engine_bucket_tree_new(engine_tree_leaf_hash_fn leaf_hash) {
+    if (!leaf_hash) return NULL;
     engine_bucket_tree *t = calloc(1, sizeof *t);
     if (!t) return NULL;
+    t->leaf_hash = leaf_hash;
     const uint8_t *empty = (const uint8_t *)"";
     size_t zero = 0;
     uint8_t leaf[ENGINE_TREE_HASH];
-    if (engine_blake3_many(&empty, &zero, 1, NULL, leaf, 1) != ENGINE_OK) {
+    if (leaf_hash(&empty, &zero, 1, leaf) != ENGINE_OK) {
         free(t);
         return NULL;
     }
@@ -133,7 +136,8 @@ int engine_bucket_tree_apply(engine_bucket_tree *t, const uint8_t *khs, const ui
             ptrs[j] = bk->data ? bk->data : (const uint8_t *)"";
             lens[j] = (size_t)bk->len * ENGINE_TREE_ENTRY;
         }
-        rc = count ? engine_blake3_many(ptrs, lens, count, NULL, out, 1) : ENGINE_OK;
+        rc = count ? t->leaf_hash(ptrs, lens, count, out) : ENGINE_OK;
+        if (rc != ENGINE_OK) rc = ENGINE_ENOMEM;
         if (rc == ENGINE_OK) {
             for (size_t j = 0; j < count; j++)
                 memcpy(t->leaves[touched[j]], out + ENGINE_TREE_HASH * j, ENGINE_TREE_HASH);

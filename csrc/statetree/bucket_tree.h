@@ -1,6 +1,8 @@
 /* The kvstore state commitment's buckets (engine/statetree.py): 4096 buckets of 64-byte
- * entries `BLAKE3(key) || BLAKE3(value)` sorted by key hash, and each bucket's leaf hash
- * BLAKE3(entries). A block's writes are applied in one call: no per-write Python.
+ * entries `H(key) || H(value)` sorted by key hash, and each bucket's leaf hash, the chain
+ * suite's Merkle leaf hash of its entries (BLAKE3(entries), or SM3(0x00 || entries) on an
+ * SM2/SM3 chain): the tree is given that function, so this file hashes nothing itself.
+ * A block's writes are applied in one call: no per-write Python.
  * Not thread-safe: one caller at a time (the bindings hold the GIL). */
 #ifndef ENGINE_BUCKET_TREE_H
 #define ENGINE_BUCKET_TREE_H
@@ -17,8 +19,14 @@ enum { ENGINE_TREE_BUCKET_BITS = 12, ENGINE_TREE_BUCKETS = 1 << ENGINE_TREE_BUCK
 
 typedef struct engine_bucket_tree engine_bucket_tree;
 
-/* A tree with every bucket empty (every leaf BLAKE3("")); NULL when out of memory. */
-engine_bucket_tree *engine_bucket_tree_new(void);
+/* The leaf hash of n buckets' bytes (inputs[i], lens[i] bytes) into out + 32 i; returns
+ * ENGINE_OK (0), or nonzero on failure (ENGINE_ENOMEM, -1, when out of memory). */
+typedef int (*engine_tree_leaf_hash_fn)(const uint8_t *const *inputs, const size_t *lens,
+                                        size_t n, uint8_t *out);
+
+/* A tree with every bucket empty (every leaf leaf_hash("")) whose leaves are hashed by
+ * leaf_hash; NULL when out of memory or when leaf_hash fails. */
+engine_bucket_tree *engine_bucket_tree_new(engine_tree_leaf_hash_fn leaf_hash);
 void engine_bucket_tree_free(engine_bucket_tree *t);
 
 /* Apply n writes to distinct keys: khs holds n key hashes (32 bytes each); live[i] != 0 writes

@@ -18,8 +18,10 @@ its clock):
   ``xc/tx/<tx id hex>``.
 
 Genesis ``app_state``: ``{"counterparty_chain_id": "...", "trusted_light_block": "<hex of a
-binary light block of B>", "trusting_period_ms": N (optional)}`` (plus ordinary kvstore
-entries). Every refusal is a failed transaction with the reason in its log; ``check_tx`` runs
+binary light block of B>", "trusting_period_ms": N (optional), "counterparty_crypto":
+"ed25519-blake3" or "sm2-sm3" (optional, default ed25519-blake3: B's crypto suite, in which
+its light blocks, state proofs and transaction proofs are read)}`` (plus ordinary kvstore
+entries). A and B need not share a suite: an Ed25519 chain can follow an SM2/SM3 one. Every refusal is a failed transaction with the reason in its log; ``check_tx`` runs
 the same checks against committed state, so a bad proof does not reach a block.
 
 :func:`relay` is the relayer: it reads what A trusts, verifies B's headers up to the one that
@@ -42,12 +44,12 @@ from engine.app import (
     parse_kv,
 )
 from engine.errors import ProtocolError
-from engine.hashing import blake3
 from engine.light.block import LightBlock
 from engine.light.client import TRUSTING_PERIOD_MS_DEFAULT
 from engine.light.proofs import tx_proof_from_json, verify_state_proof, verify_tx_inclusion
 from engine.light.verify import LightClientError, verify_certificate, verify_light_block
 from engine.statetree import StateProof
+from engine.suite import ED25519_BLAKE3, Suite, get_suite
 
 __all__ = ["CrossChainApp", "relay"]
 
@@ -82,9 +84,10 @@ class CrossChainApp(KVStoreApp):
         state = dict(app_state)
         try:
             counterparty = str(state.pop("counterparty_chain_id")).encode()
-            trusted = LightBlock.decode(bytes.fromhex(state.pop("trusted_light_block")))
+            suite = get_suite(state.pop("counterparty_crypto", ED25519_BLAKE3))
+            trusted = LightBlock.decode(bytes.fromhex(state.pop("trusted_light_block")), suite)
             period = int(state.pop("trusting_period_ms", TRUSTING_PERIOD_MS_DEFAULT))
-        except (KeyError, ValueError, ProtocolError) as e:
+        except (KeyError, ValueError, TypeError, ProtocolError) as e:
             raise ValueError(f"crosschain genesis app_state: {e}") from None
         if trusted.header.chain_id != counterparty:
             raise ValueError("trusted_light_block is not of counterparty_chain_id")
@@ -93,7 +96,8 @@ class CrossChainApp(KVStoreApp):
         result = super().init_chain(chain_id, state)
         writes = dict(result.writes)
         writes[_CONFIG] = json.dumps({"chain_id": counterparty.decode(),
-                                      "trusting_period_ms": period}).encode()
+                                      "trusting_period_ms": period,
+                                      "crypto": suite.name}).encode()
         writes[_lb_key(trusted.height)] = trusted.encode()
         self._pending = writes
         self.tree.load([], 0)
@@ -107,16 +111,21 @@ class CrossChainApp(KVStoreApp):
             return self._writes[key]
         return self.state.get(key)
 
-    def _config(self) -> tuple[bytes, int]:
+    def _config(self) -> tuple[bytes, int, Suite]:
         raw = self._get(_CONFIG)
         if raw is None:
             raise _Refused("no counterparty configured")
         cfg = json.loads(raw)
-        return cfg["chain_id"].encode(), int(cfg["trusting_period_ms"])
+        return (cfg["chain_id"].encode(), int(cfg["trusting_period_ms"]),
+                get_suite(cfg.get("crypto", ED25519_BLAKE3)))
+
+    def _suite(self) -> Suite:
+        """The counterparty's crypto suite."""
+        return self._config()[2]
 
     def _trusted(self, height: int) -> LightBlock | None:
         raw = self._get(_lb_key(height))
-        return None if raw is None else LightBlock.decode(raw)
+        return None if raw is None else LightBlock.decode(raw, self._suite())
 
     def _anchor_below(self, height: int) -> LightBlock:
         heights = [int.from_bytes(k[len(_LB):], "big") for k, _ in self.state.items(_LB)]
@@ -132,9 +141,9 @@ class CrossChainApp(KVStoreApp):
     # ---- the three relay transactions ----
 
     def _header(self, raw: bytes, now_ms: int | None) -> dict[bytes, bytes | None]:
-        chain_id, period = self._config()
+        chain_id, period, suite = self._config()
         try:
-            lb = LightBlock.decode(raw)
+            lb = LightBlock.decode(raw, suite)
         except ProtocolError as e:
             raise _Refused(f"malformed light block: {e}") from None
         known = self._trusted(lb.height)
@@ -182,7 +191,7 @@ class CrossChainApp(KVStoreApp):
             verify_tx_inclusion(header, envelope, proof)
         except (LightClientError, TypeError) as e:
             raise _Refused(str(e)) from None
-        return {_TX + blake3(envelope).hex().encode(): struct.pack(">Q", height)}
+        return {_TX + header.suite.hash(envelope).hex().encode(): struct.pack(">Q", height)}
 
     def _execute(self, payload: bytes, now_ms: int | None) -> dict[bytes, bytes | None]:
         if payload.startswith(HEADER_PREFIX):
@@ -235,12 +244,17 @@ def relay(b_url: str, a_url: str, key: bytes, height: int, *, wait: bool = True)
     """Carry the proof of B's ``key`` in the state after ``height`` to A, with every B header A
     needs to check it; returns A's answers (one per submitted transaction). The relayer signs
     with a throwaway key: A trusts the proofs, not the relayer."""
-    from engine import crypto, tx
+    from engine import tx
     from engine.light import LightClient, RpcSource
     from engine.rpc.client import Client
 
     a = Client(a_url)
-    b = RpcSource(b_url)
+    b_crypto = Client(b_url)
+    try:
+        b_suite = b_crypto.status().get("crypto", ED25519_BLAKE3)
+    finally:
+        b_crypto.close()
+    b = RpcSource(b_url, suite=b_suite)
     try:
         a_status = a.status()
         latest = a.query("/latest")
@@ -249,7 +263,7 @@ def relay(b_url: str, a_url: str, key: bytes, height: int, *, wait: bool = True)
         target = lc.verify_to(height + 1)
         needed = [h for h in lc.trusted_heights() if anchor_height < h <= target.height]
         answer = b.client.query("/key", key, height=height, prove=True)
-        signer = crypto.SigningKey.generate()
+        signer = get_suite(a_status.get("crypto", ED25519_BLAKE3)).generate_key()
         payloads = [HEADER_PREFIX + lc.trusted_block(h).encode()  # type: ignore[union-attr]
                     for h in needed]
         payloads.append(STATE_PREFIX + json.dumps({"proof": answer["proof"]}).encode())

@@ -34,6 +34,15 @@ def _header(block: LightBlock | Header) -> Header:
     raise TypeError(f"block must be a LightBlock or a Header, not {type(block).__name__}")
 
 
+def _suite_of(block: LightBlock | Header, suite: Suite | str | None) -> Suite:
+    """The suite a proof about ``block`` is checked in: a light block's own (``suite``, when
+    given, must name it: ValueError otherwise), else ``suite`` (default ``ed25519-blake3``)."""
+    s = block.suite if isinstance(block, LightBlock) and suite is None else get_suite(suite)
+    if isinstance(block, LightBlock) and s is not block.suite:
+        raise ValueError(f"suite {s.name} is not the light block's ({block.suite.name})")
+    return s
+
+
 def tx_proof_from_json(proof: Any) -> MerkleProof:
     """The ``proof`` object of ``GET /tx/{id}`` as a MerkleProof (ValueError when malformed)."""
     try:
@@ -51,9 +60,7 @@ def verify_tx_inclusion(block: LightBlock | Header, envelope: bytes, proof: Merk
     (verified) block ``block``, hashed in the chain's suite: a light block's own, or ``suite``
     for a bare header (default ``ed25519-blake3``)."""
     h = _header(block)
-    s = block.suite if isinstance(block, LightBlock) and suite is None else get_suite(suite)
-    if isinstance(block, LightBlock) and s is not block.suite:
-        raise ValueError(f"suite {s.name} is not the light block's ({block.suite.name})")
+    s = _suite_of(block, suite)
     if not isinstance(envelope, (bytes, bytearray)) or not envelope:
         raise TypeError("envelope must be non-empty bytes")
     if not isinstance(proof, MerkleProof):
@@ -70,10 +77,14 @@ def verify_tx_inclusion(block: LightBlock | Header, envelope: bytes, proof: Merk
                                  "(its audit path does not lead to the header's tx root)")
 
 
-def verify_state_proof(block: LightBlock | Header, proof: StateProof) -> None:
+def verify_state_proof(block: LightBlock | Header, proof: StateProof,
+                       suite: Suite | str | None = None) -> None:
     """Raise VerificationFailed unless ``proof`` (key, value or None, height H) holds against
-    the app hash of the (verified) header ``block``, which must be of height H + 1."""
+    the app hash of the (verified) header ``block``, which must be of height H + 1. The state
+    tree is the chain suite's (the kvstore's: SM3 on an ``sm2-sm3`` chain): a light block's
+    own, or ``suite`` for a bare header (default ``ed25519-blake3``)."""
     h = _header(block)
+    s = _suite_of(block, suite)
     if not isinstance(proof, StateProof):
         raise TypeError(f"proof must be a StateProof, not {type(proof).__name__}")
     if h.height != proof.height + 1:
@@ -81,7 +92,7 @@ def verify_state_proof(block: LightBlock | Header, proof: StateProof) -> None:
                                  f"against the header of height {proof.height + 1}, not "
                                  f"{h.height}")
     try:
-        _verify_state_root(h.app_hash, proof)
+        _verify_state_root(h.app_hash, proof, s)
     except ValueError as e:
         raise VerificationFailed(f"state proof of key {proof.key!r} at height "
                                  f"{proof.height}: {e}") from None

@@ -147,6 +147,7 @@ class Node:
         store = self.store = Store(store_path(self.home.path), sync=self._store_sync,
                                    suite=self.suite)
         self._repair_wal(store)
+        self.app.crypto = self.suite.name  # before state sync: it hashes restored state
         if cfg.state_sync and store.latest_height() == 0 and store.genesis_app_hash() is None:
             await self._state_sync(store)
         self.app.state = _StoreState(store)
@@ -644,6 +645,7 @@ class Node:
         core, tip = self.core, self.tip
         return {
             "chain_id": self.home.genesis.chain_id,
+            "crypto": self.suite.name,
             "genesis_hash": self.genesis_hash.hex(),
             "node_id": self.node_key.public_key.hex(),
             "moniker": self.config.moniker,

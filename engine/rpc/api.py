@@ -72,6 +72,8 @@ class StatusInfo(TypedDict):
     """``GET /status``, ``Node.status()``; hashes and keys are hex."""
 
     chain_id: str
+    #: The chain's crypto suite (genesis ``crypto``): ``ed25519-blake3`` or ``sm2-sm3``.
+    crypto: str
     genesis_hash: str
     node_id: str
     moniker: str

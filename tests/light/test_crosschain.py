@@ -7,6 +7,8 @@ import asyncio
 import dataclasses
 import json
 
+import pytest
+
 from engine import config, crypto, tx
 from engine.app import BlockContext, MemoryState
 from engine.examples.crosschain import HEADER_PREFIX, STATE_PREFIX, TX_PREFIX, CrossChainApp, relay
@@ -14,6 +16,7 @@ from engine.hashing import blake3, merkle_proof
 from engine.light.synthetic import SyntheticChain, make_keys
 from engine.node import Node
 from engine.statetree import StateTree
+from engine.suite import ED25519_BLAKE3, SM2_SM3, get_suite
 from tests.node.helpers import make_testnet, run, start_nodes
 
 B = b"chain-b"
@@ -139,8 +142,12 @@ def test_relaying_across_set_changes_needs_the_intermediate_headers():
         assert a.block(_header(chain.light_block(h))) == [(0, "")], h
 
 
-def test_two_chains_in_process_with_the_relayer(tmp_path):
-    b_homes = make_testnet(tmp_path / "b", 4, chain_id="chain-b")
+@pytest.mark.parametrize("b_crypto", [ED25519_BLAKE3, SM2_SM3])
+def test_two_chains_in_process_with_the_relayer(tmp_path, b_crypto):
+    """A (Ed25519/BLAKE3) follows B of either suite: on an SM2/SM3 B the light blocks, the
+    state tree and its proofs are SM2/SM3, and A reads them so (``counterparty_crypto``)."""
+    b_homes = make_testnet(tmp_path / "b", 4, chain_id="chain-b", crypto=b_crypto)
+    b_key = get_suite(b_crypto).generate_key()
     key = crypto.SigningKey.generate()
 
     async def main():
@@ -153,13 +160,16 @@ def test_two_chains_in_process_with_the_relayer(tmp_path):
             trusted = b.light_block(1)
             from engine.light import LightBlock
 
-            trusted_hex = LightBlock.from_json(trusted).encode().hex()
+            trusted_hex = LightBlock.from_json(trusted, b_crypto).encode().hex()
             a_home = config.init_home(str(tmp_path / "a"), "chain-a", p2p_port=0, rpc_port=0,
                                       app_state={"counterparty_chain_id": "chain-b",
+                                                 "counterparty_crypto": b_crypto,
                                                  "trusted_light_block": trusted_hex})
             a_node = Node(a_home.path, app=CrossChainApp())
             await a_node.start()
-            r = await b.submit_tx(tx.encode_tx(key, 0, b"price=42", "chain-b"))
+            assert b.status()["crypto"] == b_crypto and a_node.status()["crypto"] == ED25519_BLAKE3
+            env_b = tx.encode_tx(b_key, 0, b"price=42", "chain-b")
+            r = await b.submit_tx(env_b)
             info = await b.wait_for_tx(r.tx_id, 20)
             await b.wait_for_height(info["height"] + 1, 20)
             answers = await loop.run_in_executor(
@@ -173,6 +183,18 @@ def test_two_chains_in_process_with_the_relayer(tmp_path):
                                "chain-a")
             res = await a_node.submit_tx(lie)
             assert not res.ok and "another value" in res.log
+            # B's transaction itself, proven against B's header of its height (B's tx tree),
+            # is recorded under its id on B (SM3 on an SM2/SM3 chain).
+            lb = LightBlock.from_json(b.light_block(info["height"]), b_crypto)
+            claim = {"height": info["height"], "tx": env_b.hex(), "proof": info["proof"]}
+            for nonce, payload in enumerate((HEADER_PREFIX + lb.encode(),
+                                             TX_PREFIX + json.dumps(claim).encode()), 1):
+                res = await a_node.submit_tx(tx.encode_tx(key, nonce, payload, "chain-a"))
+                assert res.ok, res.log
+                done = await a_node.wait_for_tx(res.tx_id, 20)
+                assert done["result"]["code"] == 0, done
+            recorded = a_node.app.state.get(b"xc/tx/" + r.tx_id.hex().encode())
+            assert recorded == info["height"].to_bytes(8, "big")
         finally:
             if a_node is not None:
                 await a_node.stop()

@@ -1,7 +1,8 @@
 """The light client on an SM2/SM3 chain: light blocks decoded in the chain's suite (64-byte
 keys, SM3 block ids and set hashes, SM2 certificates), verification across set changes and by
 bisection, forged and mixed-suite blocks refused, fork evidence, SM3 transaction proofs, and
-`engine light verify --crypto sm2-sm3` against a 4-validator SM2 testnet."""
+against a 4-validator SM2 testnet: SM3 state proofs of its kvstore and `engine light verify
+--crypto sm2-sm3`."""
 from __future__ import annotations
 
 import asyncio
@@ -26,9 +27,11 @@ from engine.light import (
     decode_validator_set,
     tx_proof_from_json,
     verify_light_block,
+    verify_state_proof,
     verify_tx_inclusion,
 )
 from engine.light.synthetic import SyntheticChain, make_keys
+from engine.statetree import StateProof
 from engine.suite import get_suite
 from tests.node.helpers import make_testnet, run, start_nodes
 
@@ -179,6 +182,17 @@ def test_light_client_against_an_sm2_testnet(tmp_path):
                     block = lc.verify_to(info["height"])
                     assert block.hash().hex() == node.block_info(info["height"])["hash"]
                     verify_tx_inclusion(block, env, tx_proof_from_json(info["proof"]))
+                    # The kvstore's state tree is SM3 on this chain: a proof of the value
+                    # verifies against the next header in its suite, not as a BLAKE3 tree.
+                    answer = src.client.query("/key", b"city", height=info["height"],
+                                              prove=True)
+                    proof = StateProof.from_json(answer["proof"])
+                    assert proof.value == b"xian"
+                    after = lc.verify_to(info["height"] + 1)
+                    verify_state_proof(after, proof)
+                    verify_state_proof(after.header, proof, "sm2-sm3")
+                    with pytest.raises(VerificationFailed, match="audit path|bucket"):
+                        verify_state_proof(after.header, proof)  # read as the default suite
                 finally:
                     src.close()
                 default = RpcSource(url)  # the SM2 chain's blocks read as Ed25519 ones
