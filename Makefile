@@ -117,10 +117,11 @@ demo: build
 
 # 4 validators under load for SOAK_DURATION s (default 20 min) with kills, pauses and the
 # attacks of issue 13; RSS and open fds per node in soak-results/soak.{csv,png} (README
-# "Security notes"). Not part of `make test`.
+# "Security notes"). Not part of `make test`. CRYPTO=sm2-sm3 make soak: on the SM2/SM3 suite.
 SOAK_DURATION ?= 1200
 soak: build
-	$(PY) -m engine.faults.soak --duration $(SOAK_DURATION) --out soak-results
+	$(PY) -m engine.faults.soak --duration $(SOAK_DURATION) --out soak-results \
+		$(if $(CRYPTO),--crypto $(CRYPTO))
 
 lint: build
 	$(PY) -m pip install --quiet ruff mypy

@@ -40,10 +40,11 @@ import tempfile
 import time
 import zlib
 
-from engine import config, crypto, limits, tx
+from engine import config, limits, tx
 from engine.localnet import free_base_port, shutdown_nodes, spawn_node
-from engine.net.secure import MAGIC
+from engine.net.secure import hello_magic
 from engine.rpc.body import join_envelopes
+from engine.suite import Suite, get_suite
 
 MiB = 1 << 20
 
@@ -67,13 +68,13 @@ def _proc_sample(pid: int) -> tuple[float, int, float] | None:
 
 
 # ---------------------------------------------------------------- attacks (blocking, threads)
-def _preauth_frame(port: int, body: bytes) -> None:
+def _preauth_frame(port: int, body: bytes, magic: bytes) -> None:
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
     eph = X25519PrivateKey.generate().public_key().public_bytes_raw()
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-            s.sendall(MAGIC + eph + len(body).to_bytes(4, "little"))
+            s.sendall(magic + eph + len(body).to_bytes(4, "little"))
             s.sendall(body)
             while s.recv(65536):
                 pass
@@ -123,7 +124,9 @@ async def _slot_hogs(port: int, seconds: float) -> None:
     await asyncio.gather(*(hog(f"127.0.0.{2 + i % 16}") for i in range(48)))
 
 
-async def attack_all(p2p_ports: list[int], rpc_ports: list[int]) -> None:
+async def attack_all(p2p_ports: list[int], rpc_ports: list[int],
+                     suite: Suite | None = None) -> None:
+    magic = hello_magic(get_suite(suite))  # the chain's own: the frames pass the magic check
     body = os.urandom(15 * MiB)
     gz = zlib.compressobj(9, zlib.DEFLATED, 31)
     bomb = gz.compress(bytes(256 * MiB)) + gz.flush()
@@ -131,7 +134,7 @@ async def attack_all(p2p_ports: list[int], rpc_ports: list[int]) -> None:
                 b"\r\nContent-Length: " + str(len(bomb)).encode() + b"\r\n\r\n" + bomb)
     jobs = []
     for port in p2p_ports:
-        jobs += [asyncio.to_thread(_preauth_frame, port, body) for _ in range(4)]
+        jobs += [asyncio.to_thread(_preauth_frame, port, body, magic) for _ in range(4)]
         jobs += [asyncio.to_thread(_reset_connect, port) for _ in range(50)]
         jobs.append(_slot_hogs(port, 8))
     for port in rpc_ports:
@@ -148,10 +151,10 @@ async def attack_all(p2p_ports: list[int], rpc_ports: list[int]) -> None:
 
 # ---------------------------------------------------------------- load
 async def load(rpc_ports: list[int], chain_id: str, rate_tps: int, stop: asyncio.Event,
-               stats: dict) -> None:
+               stats: dict, suite: Suite | None = None) -> None:
     import aiohttp
 
-    keys = [crypto.SigningKey.generate() for _ in rpc_ports]
+    keys = [get_suite(suite).generate_key() for _ in rpc_ports]
     nonces = [0] * len(rpc_ports)
     i = 0
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
@@ -199,14 +202,16 @@ async def _respawn(home: str, log: str, trace_dir: str | None, events: list, now
 
 
 async def soak(duration_s: float, out: str, fault_every_s: float, sample_every_s: float,
-               rate_tps: int, seed: int, trace_node: int | None = None) -> int:
+               rate_tps: int, seed: int, trace_node: int | None = None,
+               crypto: str | None = None) -> int:
     import aiohttp
 
     rng = random.Random(seed)
     os.makedirs(out, exist_ok=True)
     work = tempfile.mkdtemp(prefix="soak-", dir=out)
     base = free_base_port(8)
-    homes = config.init_testnet(work, 4, base_port=base, chain_id="soak")
+    suite = get_suite(crypto)
+    homes = config.init_testnet(work, 4, base_port=base, chain_id="soak", crypto=suite.name)
     p2p = [h.config.p2p_port for h in homes]
     rpc = [h.config.rpc_port for h in homes]
     logs = [os.path.join(work, f"node{i}.log") for i in range(4)]
@@ -254,12 +259,12 @@ async def soak(duration_s: float, out: str, fault_every_s: float, sample_every_s
                 os.kill(procs[i].pid, signal.SIGCONT)
             else:
                 t0 = now()
-                await attack_all(p2p, rpc)
+                await attack_all(p2p, rpc, suite)
                 attacks.append((t0, now()))
 
     await asyncio.sleep(3)
     tasks = [asyncio.create_task(sampler()), asyncio.create_task(faults()),
-             asyncio.create_task(load(rpc, "soak", rate_tps, stop, stats))]
+             asyncio.create_task(load(rpc, "soak", rate_tps, stop, stats, suite))]
     await asyncio.sleep(duration_s)
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -470,9 +475,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trace-node", type=int, choices=range(4), default=None,
                     help="heap snapshots of this node in OUT/heap-nodeN (engine/memtrace.py; "
                     "ENGINE_TRACEMALLOC_EVERY_S sets the interval)")
+    ap.add_argument("--crypto", choices=["ed25519-blake3", "sm2-sm3"], default="ed25519-blake3",
+                    help="the testnet's crypto suite (keys, signatures, hashes)")
     a = ap.parse_args(argv)
     return asyncio.run(soak(a.duration, a.out, a.fault_every, a.sample_every, a.rate, a.seed,
-                            a.trace_node))
+                            a.trace_node, a.crypto))
 
 
 if __name__ == "__main__":

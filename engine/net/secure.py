@@ -54,7 +54,7 @@ _TRANSCRIPT_DOMAIN = b"engine/p2p/transcript/v1"
 _AUTH_DOMAIN = b"engine/p2p/auth/v1"
 _KEYS_INFO = b"engine/p2p/keys/v1"
 
-__all__ = ["MAGIC", "SecureStream", "handshake"]
+__all__ = ["MAGIC", "SecureStream", "handshake", "hello_magic"]
 
 
 class _Sealer:
@@ -170,6 +170,12 @@ def _auth_message(role: int, transcript: bytes) -> bytes:
     return _AUTH_DOMAIN + bytes([role]) + transcript
 
 
+
+def hello_magic(suite: Suite = DEFAULT) -> bytes:
+    """The 8-byte magic a node of a ``suite`` chain opens its hello with (``MAGIC`` with the
+    suite's byte last)."""
+    return MAGIC[:-1] + bytes([_SUITE_MAGIC_BYTE[suite.name]])
+
 async def handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
                     node_key: Signer, chain_id: str, initiator: bool,
                     is_allowed: Callable[[bytes], bool], frame_bytes_max: int,
@@ -183,7 +189,7 @@ async def handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
     """
     eph = X25519PrivateKey.generate()
     eph_pub = eph.public_key().public_bytes_raw()
-    magic = MAGIC[:-1] + bytes([_SUITE_MAGIC_BYTE[suite.name]])
+    magic = hello_magic(suite)
     writer.write(magic + eph_pub)
     hello = await _read_exactly(reader, HELLO_BYTES)
     if hello[: len(MAGIC)] != magic:
