@@ -93,6 +93,10 @@ TESTS = {
                               "tests/sm/test_light_sm2.py", "-k", "not testnet"],
     "engine/light/client.py": ["tests/light/test_client_rules.py", "tests/light/test_client.py",
                                "tests/sm/test_light_sm2.py", "-k", "not testnet"],
+    "engine/statetree.py": ["tests/light/test_statetree.py", "tests/sm/test_statetree_sm3.py",
+                            "tests/light/test_crosschain.py", "-k", "not two_chains"],
+    "engine/light/proofs.py": ["tests/light/test_proofs_unit.py", "tests/light/test_crosschain.py",
+                               "tests/sm/test_light_sm2.py", "-k", "not two_chains and not testnet"],
 }
 
 
@@ -128,6 +132,8 @@ EXCLUDE = {
     "engine/light/verify.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
     "engine/light/block.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
     "engine/light/client.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
+    "engine/statetree.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
+    "engine/light/proofs.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
 }
 
 
