@@ -79,8 +79,8 @@ class Report:
     elapsed_s: float = 0.0
 
     def summary(self) -> str:
-        return (f"{self.scenario} seed={self.seed} crypto={self.crypto}: heights {self.heights}, txs accepted "
-                f"{self.txs_acknowledged}/{self.txs_submitted} (at risk {self.txs_at_risk}, "
+        return (f"{self.scenario} seed={self.seed} crypto={self.crypto}: heights "
+                f"{self.heights}, txs accepted {self.txs_acknowledged}/{self.txs_submitted} (at risk {self.txs_at_risk}, "
                 f"lost {self.txs_at_risk_lost}), faults {self.faults_seen}, "
                 f"evidence {len(self.evidence)} "
                 f"{sorted({v for _, v in self.evidence})}, equivocating keys "
