@@ -145,3 +145,28 @@ def test_transaction_proof_json():
             tx_proof_from_json(bad)
     with pytest.raises(ValueError):
         tx_proof_from_json({"index": 1, "size": 5, "path": ["zz"]})
+
+
+@pytest.mark.parametrize("crypto", SUITES)
+def test_heights_and_sizes_above_256_compare_by_value(crypto):
+    """Python caches small ints: a height or a transaction count compared by identity would
+    pass below 257 and refuse good proofs above. Block 300 of a 301-height chain holds 300
+    transactions; the state after 299 is proven against header 300."""
+    suite = get_suite(crypto)
+    envs = [b"tx-%d" % i for i in range(int("300"))]
+    tree = StateTree(history_heights=5, suite=suite)
+    tree.load([], 0)
+    roots, state = {0: tree.root()}, {}
+    for h in range(1, 302):
+        writes = {b"h": b"%d" % h} if h == 299 else {}
+        roots[h] = tree.apply(h, writes, state.get)
+        state.update(writes)
+    keys = make_keys(4, b"big-" + crypto.encode(), suite=suite)
+    chain = SyntheticChain(b"proofs", [(1, [(k, 10) for k in keys])], 301, suite=suite,
+                           app_hash=lambda h: roots[h - 1],
+                           tx_ids=lambda h: suite.hash_many(envs) if h == 300 else [])
+    lb = chain.light_block(300)
+    assert lb.header.tx_count == 300
+    verify_tx_inclusion(lb, envs[299], suite.tx_proof(envs, 299))
+    proof = tree.prove(b"h", state[b"h"], 299)
+    verify_state_proof(lb, proof)
