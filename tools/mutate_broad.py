@@ -93,6 +93,7 @@ TESTS = {
                               "tests/sm/test_light_sm2.py", "-k", "not testnet"],
     "engine/light/client.py": ["tests/light/test_client_rules.py", "tests/light/test_client.py",
                                "tests/sm/test_light_sm2.py", "-k", "not testnet"],
+    "engine/node/join.py": ["tests/node/test_join_unit.py"],
     "engine/statetree.py": ["tests/light/test_statetree.py", "tests/sm/test_statetree_sm3.py",
                             "tests/light/test_crosschain.py", "-k", "not two_chains"],
     "engine/light/proofs.py": ["tests/light/test_proofs_unit.py", "tests/light/test_crosschain.py",
@@ -132,6 +133,7 @@ EXCLUDE = {
     "engine/light/verify.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
     "engine/light/block.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
     "engine/light/client.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
+    "engine/node/join.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
     "engine/statetree.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
     "engine/light/proofs.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
 }
