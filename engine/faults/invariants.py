@@ -178,7 +178,9 @@ def chain_suite(homes: dict[int, str], suite: Suite) -> list[str]:
             # while the nodes catch up; the block id above already names the suite).
             recent = list(st.blocks(max(st.base_height(), top - 500), top + 1))
             with_txs = next((b for b in reversed(recent) if b.txs), None)
-            wrong = [t for t in with_txs.txs if t[0] != suite.tx_version] if with_txs else []
+            if with_txs is None:
+                continue
+            wrong = [t for t in with_txs.txs if t[0] != suite.tx_version]
             if wrong:
                 problems.append(f"node{i}: {len(wrong)} envelopes of block {with_txs.height} "
                                 f"are not {suite.name} envelopes (version {wrong[0][0]})")

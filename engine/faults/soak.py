@@ -312,7 +312,7 @@ async def soak(duration_s: float, out: str, fault_every_s: float, sample_every_s
                   and "Traceback" in _read(os.path.join(work, p))]
     if tracebacks:
         problems.append(f"tracebacks in {tracebacks}")
-    _plot(samples, events, os.path.join(out, "soak.png"), duration_s)
+    _plot(samples, events, os.path.join(out, "soak.png"), duration_s, suite.name)
     print(f"soak {duration_s:.0f} s: heights {heights}, accepted {stats['accepted']} txs, "
           f"{stats['errors']} load errors, {len(events)} faults; {os.path.join(out, 'soak.png')}")
     for i in range(4):
@@ -418,7 +418,7 @@ def _judge(samples, duration_s: float, store_mib: list[float] | None = None,
     return problems
 
 
-def _plot(samples, events, path: str, duration_s: float) -> None:
+def _plot(samples, events, path: str, duration_s: float, crypto: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -439,7 +439,8 @@ def _plot(samples, events, path: str, duration_s: float) -> None:
     ax2.set_ylabel("open fds")
     ax2.set_xlabel("seconds")
     ax1.legend(loc="upper left", fontsize=8)
-    ax1.set_title(f"soak: 4 validators, {duration_s:.0f} s, kills / pauses / attacks (grey)")
+    ax1.set_title(f"soak: 4 validators ({crypto}), {duration_s:.0f} s, kills / pauses / attacks "
+                  "(grey)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
