@@ -68,3 +68,46 @@ def test_a_home_that_exists_or_a_key_that_cannot_sort_low_enough_is_refused(tmp_
                                rpc_port=27303)
     assert draws == [ED25519_BLAKE3] * 7
     assert not os.path.exists(str(tmp_path / "other"))  # nothing written before the key
+
+
+def test_a_key_equal_to_a_peer_key_is_drawn_again(tmp_path, monkeypatch):
+    homes = config.init_testnet(str(tmp_path / "net"), 2, base_port=27400, chain_id="join-e")
+    lowest = min(bytes.fromhex(p.node_key) for p in homes[0].config.peers
+                 + [config.PeerConfig(homes[0].node_key.public_key.hex(), "", 0, "")])
+    real = Suite.generate_key
+    draws = []
+
+    def equal_then_real(suite):
+        draws.append(1)
+        if len(draws) == 1:
+            class Equal:
+                public_key = lowest  # sorts below no peer: equal to one
+            return Equal()
+        key = real(suite)
+        while key.public_key >= lowest:
+            key = real(suite)
+        return key
+
+    monkeypatch.setattr(Suite, "generate_key", equal_then_real)
+    joined = join.init_joining_home(str(tmp_path / "new"), homes[0].path, p2p_port=27500,
+                                    rpc_port=27501)
+    assert len(draws) == 2 and joined.node_key.public_key < lowest
+
+
+def test_a_genesis_that_was_not_copied_faithfully_is_refused(tmp_path, monkeypatch):
+    homes = config.init_testnet(str(tmp_path / "net"), 2, base_port=27600, chain_id="join-g")
+    write_home = join._write_home
+
+    def altered(home, conf, genesis, node_key, validator_key):
+        write_home(home, conf, genesis, node_key, validator_key)
+        path = os.path.join(home, config.GENESIS_FILE)
+        with open(path) as f:
+            obj = json.load(f)
+        obj["chain_id"] = "another-chain"
+        with open(path, "w") as f:
+            json.dump(obj, f)
+
+    monkeypatch.setattr(join, "_write_home", altered)
+    with pytest.raises(ValueError, match="the copied genesis differs from the source's"):
+        join.init_joining_home(str(tmp_path / "new"), homes[0].path, p2p_port=27700,
+                               rpc_port=27701)
