@@ -32,3 +32,17 @@ def test_skip_with_a_third_changed_needs_one_header():
     # tests/light/test_client.py).
     row = bench_skip(12, 1, heights=50)
     assert row["headers"] == 1 and row["signatures"] == 12
+
+
+@pytest.mark.bench_smoke
+def test_smoke_light_benchmark_on_sm2_chains():
+    """The same scenarios on SM2/SM3 chains: SM2 certificates checked by the SM2 batch, the
+    baseline a loop of single SM2 verifications, the skip verified to the SM3 id of the
+    target (a BLAKE3 comparison would fail the run)."""
+    rows = run_light(quick=True, progress=lambda line: None, crypto_suite="sm2-sm3")
+    assert [r["crypto"] for r in rows] == ["sm2-sm3"] * 3
+    for r in rows:
+        assert r["path"] == crypto.sm2_native_path() and r["ratio"] > 0
+        assert r["baseline"] == "loop of crypto.sm2_verify"
+    assert rows[0]["signatures"] == 30 and rows[2]["set_changed"] == "4/12"
+    assert rows[0]["checksum"] != run_light(quick=True, progress=lambda line: None)[0]["checksum"]

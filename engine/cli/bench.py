@@ -83,6 +83,8 @@ def register(sub) -> None:
     lt = bench.add_parser("light", help="light-client verification next to single verifies")
     lt.add_argument("--quick", action="store_true", help="tiny sizes (the smoke run)")
     lt.add_argument("--json", metavar="FILE", help="write the report here")
+    lt.add_argument("--crypto", default=None, choices=["ed25519-blake3", "sm2-sm3"],
+                    help="the chains' crypto suite (default ed25519-blake3)")
     lt.set_defaults(func=_light)
     s = bench.add_parser("sync", help="state sync vs block sync from genesis vs the ceiling")
     s.add_argument("--blocks", type=int, default=2000, help="chain length (default 2000)")
@@ -171,7 +173,8 @@ def _light(args: argparse.Namespace) -> int:
 
     print(f"engine bench light on {describe(machine_info())}", flush=True)
     try:
-        rows = run_light(quick=args.quick, progress=lambda line: print(line, flush=True))
+        rows = run_light(quick=args.quick, progress=lambda line: print(line, flush=True),
+                         crypto_suite=args.crypto)
     except RuntimeError as e:  # verdicts differed from the baseline's
         print(f"FAIL: {e}", file=sys.stderr)
         return 1
