@@ -101,7 +101,6 @@ class BucketTree {
     engine_bucket_tree *t_;
 };
 
-
 // Registers BucketTree() in module m, its leaves hashed by leaf_hash.
 inline void bind_bucket_tree(py::module_ &m, engine_tree_leaf_hash_fn leaf_hash) {
     py::class_<BucketTree>(m, "BucketTree", py::module_local())

@@ -15,7 +15,6 @@
 extern "C" {
 #include "blake3/blake3.h"
 #include "common/cpu.h"
-#include "statetree/bucket_tree.h"
 }
 
 namespace py = pybind11;

@@ -12,7 +12,8 @@ skipping client crosses 10,000 heights, next to a baseline timed in the same run
 Baseline for each: a loop of single verifications of the chain's suite (``engine.crypto.verify``
 for Ed25519, ``crypto.sm2_verify`` on an ``sm2-sm3`` chain: the same library and ISA path) over
 exactly the signatures the candidate checked. Both sides start with the suite's public-key
-cache emptied. ``crypto="sm2-sm3"`` runs every scenario on SM2/SM3 chains. Reported: headers per second for both, the ratio, the
+cache emptied. ``crypto_suite="sm2-sm3"`` runs every scenario on SM2/SM3 chains. Reported:
+headers per second for both, the ratio, the
 ISA path, and a checksum of the verified headers' hashes (equal for both sides, or no ratio).
 """
 from __future__ import annotations
@@ -178,9 +179,9 @@ def bench_skip(validators: int, repeat: int, heights: int = SKIP_HEIGHTS, rounds
 def run_light(quick: bool = False, progress: Callable[[str], None] = print,
               crypto_suite: str | None = None) -> list[dict[str, Any]]:
     """Every scenario; ``quick``: tiny sizes (the smoke run inside make test);
-    ``crypto_suite``: the chains' suite (default ed25519-blake3). SM2 verifies about 10x
-    slower than Ed25519, so its full sizes are smaller (the same set sizes, fewer blocks and
-    rounds)."""
+    ``crypto_suite``: the chains' suite (default ed25519-blake3). SM2 batches verify several
+    times slower than Ed25519's (no batch equation), so its full sizes are smaller: the same
+    set sizes, fewer blocks and rounds."""
     s = get_suite(crypto_suite)
     if quick:
         plan = [lambda: bench_light_blocks(10, 3, 1, s), lambda: bench_light_blocks(31, 2, 1, s),

@@ -21,7 +21,8 @@ Genesis ``app_state``: ``{"counterparty_chain_id": "...", "trusted_light_block":
 binary light block of B>", "trusting_period_ms": N (optional), "counterparty_crypto":
 "ed25519-blake3" or "sm2-sm3" (optional, default ed25519-blake3: B's crypto suite, in which
 its light blocks, state proofs and transaction proofs are read)}`` (plus ordinary kvstore
-entries). A and B need not share a suite: an Ed25519 chain can follow an SM2/SM3 one. Every refusal is a failed transaction with the reason in its log; ``check_tx`` runs
+entries). A and B need not share a suite: an Ed25519 chain can follow an SM2/SM3 one. Every
+refusal is a failed transaction with the reason in its log; ``check_tx`` runs
 the same checks against committed state, so a bad proof does not reach a block.
 
 :func:`relay` is the relayer: it reads what A trusts, verifies B's headers up to the one that
@@ -249,11 +250,11 @@ def relay(b_url: str, a_url: str, key: bytes, height: int, *, wait: bool = True)
     from engine.rpc.client import Client
 
     a = Client(a_url)
-    b_crypto = Client(b_url)
+    b_client = Client(b_url)
     try:
-        b_suite = b_crypto.status().get("crypto", ED25519_BLAKE3)
+        b_suite = b_client.status().get("crypto", ED25519_BLAKE3)
     finally:
-        b_crypto.close()
+        b_client.close()
     b = RpcSource(b_url, suite=b_suite)
     try:
         a_status = a.status()

@@ -19,22 +19,24 @@ SUITES = [ED25519_BLAKE3, SM2_SM3]
 ENVS = [b"envelope-%d" % i for i in range(5)]
 
 
-def _chain(crypto: str):
-    """A 12-height chain of ``crypto`` whose block 7 holds ENVS and whose app hashes are the
-    roots of a state tree of that suite (``price`` written at heights 3 and 5)."""
+def _chain(crypto: str, length: int = 12, tx_height: int = 7, envs: list[bytes] = ENVS,
+           writes_at: tuple[int, ...] = (3, 5), key: bytes = b"price"):
+    """A ``length``-height chain of ``crypto`` whose block ``tx_height`` holds ``envs`` and
+    whose app hashes are the roots of a state tree of that suite (``key`` written at the
+    heights ``writes_at``, its value the height)."""
     suite = get_suite(crypto)
     tree = StateTree(history_heights=20, suite=suite)
     tree.load([], 0)
     state: dict[bytes, bytes] = {}
     roots = {0: tree.root()}
-    for h in range(1, 13):
-        writes = {b"price": b"%d" % h} if h in (3, 5) else {}
+    for h in range(1, length + 1):
+        writes = {key: b"%d" % h} if h in writes_at else {}
         roots[h] = tree.apply(h, writes, state.get)
         state.update(writes)
     keys = make_keys(4, b"proofs-" + crypto.encode(), suite=suite)
-    chain = SyntheticChain(b"proofs", [(1, [(k, 10) for k in keys])], 12, suite=suite,
+    chain = SyntheticChain(b"proofs", [(1, [(k, 10) for k in keys])], length, suite=suite,
                            app_hash=lambda h: roots[h - 1],
-                           tx_ids=lambda h: suite.hash_many(ENVS) if h == 7 else [])
+                           tx_ids=lambda h: suite.hash_many(envs) if h == tx_height else [])
     return chain, tree, state
 
 
@@ -154,17 +156,8 @@ def test_heights_and_sizes_above_256_compare_by_value(crypto):
     transactions; the state after 299 is proven against header 300."""
     suite = get_suite(crypto)
     envs = [b"tx-%d" % i for i in range(int("300"))]
-    tree = StateTree(history_heights=5, suite=suite)
-    tree.load([], 0)
-    roots, state = {0: tree.root()}, {}
-    for h in range(1, 302):
-        writes = {b"h": b"%d" % h} if h == 299 else {}
-        roots[h] = tree.apply(h, writes, state.get)
-        state.update(writes)
-    keys = make_keys(4, b"big-" + crypto.encode(), suite=suite)
-    chain = SyntheticChain(b"proofs", [(1, [(k, 10) for k in keys])], 301, suite=suite,
-                           app_hash=lambda h: roots[h - 1],
-                           tx_ids=lambda h: suite.hash_many(envs) if h == 300 else [])
+    chain, tree, state = _chain(crypto, length=301, tx_height=300, envs=envs, writes_at=(299,),
+                                key=b"h")
     lb = chain.light_block(300)
     assert lb.header.tx_count == 300
     verify_tx_inclusion(lb, envs[299], suite.tx_proof(envs, 299))
