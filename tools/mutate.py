@@ -170,6 +170,12 @@ MUTANTS = [
            "            pass  # mutant: the early block stays in the state tree\n",
            ("tests/node/test_optimistic_execution.py",),
            "a second finalize_block for an uncommitted height replaces the first one"),
+    Mutant("partition-that-cuts-nothing", "engine/faults/netns.py",
+           "                        self.block(i, j)\n                        self.block(j, i)\n",
+           "                        pass  # mutant: the partition installs no rule\n",
+           ("tests/faults/test_faults.py::test_scenario[partition-minority]",),
+           "a network fault scenario proves its fault happened (the rules dropped packets, "
+           "the minority stood still)"),
     Mutant("held-sync-block-unverified", "engine/node/blocksync.py",
            "            self._buffer[height] = (raw, self._verified(height, cert_raw, vset), peer)\n"
            "            return True",

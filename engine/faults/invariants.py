@@ -16,8 +16,8 @@ from engine.faults.hooks import SIGNATURE_LOG
 from engine.store import Store, store_path
 from engine.suite import Suite
 
-__all__ = ["agreement", "chain_suite", "committed_evidence", "double_signs", "store_checks",
-           "txs_present"]
+__all__ = ["agreement", "chain_suite", "committed_evidence", "double_signs",
+           "partition_problem", "store_checks", "txs_present"]
 
 
 def _open(home: str) -> Store:
@@ -185,6 +185,28 @@ def chain_suite(homes: dict[int, str], suite: Suite) -> list[str]:
                 problems.append(f"node{i}: {len(wrong)} envelopes of block {with_txs.height} "
                                 f"are not {suite.name} envelopes (version {wrong[0][0]})")
     return problems
+
+
+def partition_problem(power: int, total: int, height_before: int | None,
+                      height_after: int | None, *, all_running: bool) -> str | None:
+    """What is wrong with one side of a partition, or None. ``power`` is the voting power
+    inside the group of ``total``; the heights are the group's highest when the partition
+    began and just before it healed. Without a quorum (more than 2/3 of the power) a group
+    can at most finish the height whose votes were already in flight: more is a fork risk, or a
+    partition that did not cut. With a quorum and every one of its validators running, it
+    must have committed at least two heights: otherwise the majority did not carry on. A
+    group with a quorum must answer its heights; one without may be silent (its nodes down or
+    starting), as it has nothing to show."""
+    quorum = 3 * power > 2 * total
+    if height_before is None or height_after is None:
+        return "had no node answering its height" if quorum else None
+    if not quorum and height_after > height_before + 1:
+        return (f"committed heights {height_before + 1}..{height_after} with {power} of "
+                f"{total} voting power (no quorum)")
+    if quorum and all_running and height_after < height_before + 2:
+        return (f"did not commit while partitioned (heights {height_before} -> "
+                f"{height_after}) with {power} of {total} voting power (a quorum)")
+    return None
 
 
 def state_synced(homes: dict[int, str]) -> list[str]:

@@ -15,11 +15,12 @@ import re
 import shutil
 import subprocess
 
-__all__ = ["Network", "missing_tools", "sweep_stale"]
+__all__ = ["Network", "missing_tools", "parse_dropped", "sweep_stale"]
 
 TABLE = "engine_faults"
 _NAME = re.compile(r"^ef(\d+)n\d+$")
 _BRIDGE = re.compile(r"^efb(\d+)$")
+_COUNTER = re.compile(r"\bcounter packets (\d+) bytes \d+")
 
 
 def missing_tools() -> list[str]:
@@ -39,6 +40,12 @@ def _run(*args: str, check: bool = True, stdin: str | None = None) -> str:
     if check and out.returncode != 0:
         raise RuntimeError(f"`{' '.join(args)}` failed: {out.stderr.strip()}")
     return out.stdout
+
+
+def parse_dropped(listing: str) -> int:
+    """The packets counted by the rules of an ``nft list table`` listing (each rule here
+    drops what it counts)."""
+    return sum(int(n) for n in _COUNTER.findall(listing))
 
 
 def _alive(pid: int) -> bool:
@@ -144,15 +151,26 @@ class Network:
         _run("ip", "netns", "exec", self.names[i], "nft", "-f", "-", stdin=script)
 
     # ---- faults
-    def heal(self) -> None:
-        """Remove every partition and loss rule."""
+    def heal(self) -> dict[int, int]:
+        """Remove every partition and loss rule; returns the packets each node's rules dropped
+        since the last heal (read just before the rules go: proof that the fault happened)."""
+        dropped = self.dropped()
         for i in range(len(self.names)):
             self._nft(i, f"flush chain inet {TABLE} input\nflush chain inet {TABLE} output\n")
+        return dropped
+
+    def dropped(self) -> dict[int, int]:
+        """Packets dropped so far by each node's rules (every rule counts what it drops)."""
+        return {i: parse_dropped(_run("ip", "netns", "exec", ns, "nft", "list", "table",
+                                      "inet", TABLE))
+                for i, ns in enumerate(self.names)}
 
     def block(self, src: int, dst: int) -> None:
         """Packets from node ``src`` to node ``dst`` are dropped (one direction)."""
-        self._nft(src, f"add rule inet {TABLE} output ip daddr {self.addresses[dst]} drop\n")
-        self._nft(dst, f"add rule inet {TABLE} input ip saddr {self.addresses[src]} drop\n")
+        self._nft(src, f"add rule inet {TABLE} output ip daddr {self.addresses[dst]} "
+                       "counter drop\n")
+        self._nft(dst, f"add rule inet {TABLE} input ip saddr {self.addresses[src]} "
+                       "counter drop\n")
 
     def partition(self, groups: list[list[int]]) -> None:
         """Nodes in different groups cannot reach each other (both directions)."""
@@ -166,8 +184,12 @@ class Network:
     def loss(self, nodes: list[int], pct: int) -> None:
         """Each packet between test nodes entering ``nodes`` is dropped with chance ``pct``%
         (the runner's RPC traffic from the bridge address is spared)."""
-        if not 0 <= pct <= 100:
-            raise ValueError(f"pct must be in 0..100, not {pct!r}")
+        if type(pct) is not int or not 0 <= pct <= 100:
+            raise ValueError(f"pct must be an int in 0..100, not {pct!r}")
+        if not pct:
+            return
+        # nft compares against 0..99: 100 % is a rule without the random draw.
+        draw = f"numgen random mod 100 < {pct} " if pct < 100 else ""
         for i in nodes:
             self._nft(i, f"add rule inet {TABLE} input ip saddr 10.213.{self.subnet}.0/24 "
-                         f"ip saddr != {self.gateway} numgen random mod 100 < {pct} drop\n")
+                         f"ip saddr != {self.gateway} {draw}counter drop\n")

@@ -48,6 +48,8 @@ RPC_MISSES_MAX = 10
 STARTUP_TIMEOUT_S = 60
 LOAD_TICK_S = 0.1
 LOG_TAIL_LINES = 15
+#: A partition in force this long must see each side holding a quorum commit.
+CUT_PROGRESS_S = 2.0
 #: Looks at a frozen node's WAL before a ``wal_records`` kill gives up.
 WAL_WAIT_TRIES = 100
 
@@ -153,6 +155,36 @@ class _Load(threading.Thread):
                         self.state_keys[bytes.fromhex(t)] = keys[i]
 
 
+def _highest(heights: dict[int, int | None], nodes: list[int]) -> int | None:
+    """The highest of ``nodes``' heights that are known (None: none is)."""
+    known = [h for i in nodes if (h := heights.get(i)) is not None]
+    return max(known) if known else None
+
+
+@dataclass
+class _NetWindow:
+    """The network faults applied since the last heal: when the first came, the steps, the
+    nodes each of which must have dropped packets (the senders of a one-way block, the
+    nodes taking packet loss), and each partition (:class:`_Cut`)."""
+
+    at_s: float
+    steps: list[str] = field(default_factory=list)
+    droppers: set[int] = field(default_factory=set)
+    partitions: list[_Cut] = field(default_factory=list)
+
+
+@dataclass
+class _Cut:
+    """One partition: its groups, every node's height once its rules were in and when it
+    ended (the heal, or the next partition laid over it), and how long it lasted."""
+
+    groups: list[list[int]]
+    before: dict[int, int | None]
+    started: float
+    after: dict[int, int | None] | None = None
+    lasted_s: float = 0.0
+
+
 class Runner:
     def __init__(self, scenario: Scenario, workdir: str, log=print):
         self.sc = scenario
@@ -181,6 +213,8 @@ class Runner:
         self.valset_changes: list[tuple[int, int, int]] = []
         #: The latest height in each killed node's store after its kill.
         self._height_at_kill: dict[int, int] = {}
+        #: The network faults in force since the last heal (None: none).
+        self._net_window: _NetWindow | None = None
 
     # ---------------------------------------------------------------- setup
     def _note(self, text: str) -> None:
@@ -454,22 +488,122 @@ class Runner:
 
     def _apply_net(self, action: str, args: dict[str, Any]) -> None:
         assert self.net is not None
-        if action == "partition":
-            self.net.partition(args["groups"])
-        elif action == "isolate_proposer":
-            victim = self._next_proposer()
-            others = [i for i in range(self.sc.processes) if i != victim]
-            self._note(f"isolating node{victim}, the proposer")
-            self.net.partition([[victim], others])
+        if action == "heal":
+            self._heal_net()
+            self.wait_progress("heal")
+            return
+        window = self._net_window
+        if window is None:
+            window = self._net_window = _NetWindow(round(time.monotonic() - self._t0, 1))
+        window.steps.append(f"{action} {args}" if args else action)
+        if action in ("partition", "isolate_proposer"):
+            if action == "partition":
+                groups = [list(g) for g in args["groups"]]
+            else:
+                victim = self._next_proposer()
+                groups = [[victim], [i for i in range(self.sc.processes) if i != victim]]
+                self._note(f"isolating node{victim}, the proposer")
+            nodes = [i for g in groups for i in g]
+            if window.partitions:  # the cut in force ends here, as far as its checks go
+                self._end_cut(window.partitions[-1])
+            self.net.partition(groups)
+            # Read once the rules are in: from here on no group can hear another.
+            window.partitions.append(_Cut(groups, self.heights(nodes), time.monotonic()))
         elif action == "block":
             for a in args["from"]:
                 for b in args["to"]:
                     self.net.block(a, b)
+            window.droppers.update(args["from"])
         elif action == "loss":
             self.net.loss(args["nodes"], int(args["pct"]))
-        elif action == "heal":
+            if int(args["pct"]):
+                window.droppers.update(args["nodes"])
+
+    def _heal_net(self) -> None:
+        """Remove the network faults, and prove they happened: every live node the faults
+        named dropped packets, and during each partition a group without a quorum of the
+        voting power did not commit (beyond the height in flight) while a group with one
+        whose validators all ran did."""
+        assert self.net is not None
+        window, self._net_window = self._net_window, None
+        if window is None:
             self.net.heal()
-            self.wait_progress("heal")
+            return
+        # Heights before the rules go: what each side of a partition did on its own.
+        if window.partitions:
+            self._end_cut(window.partitions[-1])
+        nodes = sorted({i for cut in window.partitions for g in cut.groups for i in g})
+        dropped = self.net.heal()
+        involved = window.droppers | set(nodes)
+        seen: dict[str, Any] = {"at_s": window.at_s, "steps": window.steps,
+                                "dropped": {f"node{i}": dropped.get(i, 0)
+                                            for i in sorted(involved)}}
+        running = {i for i in involved if self.state[i] == "running"}
+        problems = [f"node{i} dropped no packet" for i in sorted(window.droppers & running)
+                    if not dropped.get(i)]
+        for cut in window.partitions:
+            problems += self._cut_problems(cut.groups, dropped, running)
+        if window.partitions:
+            verdicts, skipped = self._partition_verdicts(window)
+            seen["partitions"] = verdicts
+            problems += [f"group {v['group']} {v['problem']}" for v in verdicts
+                         if v.get("problem")]
+            if skipped:
+                seen["partition_check_skipped"] = skipped
+        self.report.faults_seen.setdefault("net", []).append(seen)
+        self._note(f"healed: {seen}")
+        if problems:
+            raise ScenarioFailed(f"the network faults from {window.at_s}s ({window.steps}) "
+                                 f"did not act as claimed: {'; '.join(problems)}")
+
+    def _cut_problems(self, groups: list[list[int]], dropped: dict[int, int],
+                      running: set[int]) -> list[str]:
+        """A partition dropped packets across its cut: in all, and from every group holding
+        a running validator when another group holds one too (validators send each other
+        their votes; a full node may have been dialled by no one)."""
+        voters = [[i for i in g if i in running and i < self.sc.validators + self.sc.spares]
+                  for g in groups]
+        if sum(1 for g in groups if running & set(g)) < 2:
+            return []
+        problems = []
+        if not sum(dropped.get(i, 0) for g in groups for i in g):
+            problems.append(f"the partition {groups} dropped no packet")
+        for g, v in zip(groups, voters):
+            if v and sum(1 for w in voters if w) > 1 and not sum(dropped.get(i, 0) for i in g):
+                problems.append(f"group {g} of the partition dropped no packet")
+        return problems
+
+    def _end_cut(self, cut: _Cut) -> None:
+        cut.after = self.heights([i for g in cut.groups for i in g])
+        cut.lasted_s = time.monotonic() - cut.started
+
+    def _partition_verdicts(self, window: _NetWindow) -> tuple[list[dict[str, Any]], str]:
+        """Per group of each partition of ``window``: its voting power, its highest height
+        when the partition began and when it ended, and a ``problem`` when a group without
+        a quorum went on committing or one with a quorum (all its validators running, the
+        partition in force for at least ``CUT_PROGRESS_S``) did not
+        (engine/faults/invariants.py ``partition_problem``)."""
+        sc = self.sc
+        if self.valset_changes or sc.duplicate_key >= 0:
+            return [], "the voting power changed or a key runs twice"
+        members = [i for i in range(sc.validators + sc.spares) if i not in self.outside]
+        out = []
+        for cut in window.partitions:
+            for g in cut.groups:
+                voters = [i for i in g if i in members]
+                h0 = _highest(cut.before, g)
+                h1 = _highest(cut.after or {}, g)
+                verdict: dict[str, Any] = {
+                    "group": g, "power": POWER * len(voters), "of": POWER * len(members),
+                    "heights": [h0, h1]}
+                problem = invariants.partition_problem(
+                    POWER * len(voters), POWER * len(members), h0, h1,
+                    all_running=cut.lasted_s >= CUT_PROGRESS_S
+                    and all(self.state[i] == "running" for i in voters))
+                if problem:
+                    verdict["problem"] = problem
+                out.append(verdict)
+        return out, ""
 
     def _next_proposer(self) -> int:
         for i in self.live():
@@ -519,7 +653,7 @@ class Runner:
 
     def _heal_all(self) -> None:
         if self.net is not None:
-            self.net.heal()
+            self._heal_net()
         for i, s in enumerate(self.state):
             if s == "paused":
                 self._signal(i, signal.SIGCONT)
