@@ -48,6 +48,8 @@ RPC_MISSES_MAX = 10
 STARTUP_TIMEOUT_S = 60
 LOAD_TICK_S = 0.1
 LOG_TAIL_LINES = 15
+#: How long a paused node's RPC is given to (not) answer.
+PAUSED_PROBE_S = 1.0
 #: A partition in force this long must see each side holding a quorum commit.
 CUT_PROGRESS_S = 2.0
 #: Looks at a frozen node's WAL before a ``wal_records`` kill gives up.
@@ -213,6 +215,8 @@ class Runner:
         self.valset_changes: list[tuple[int, int, int]] = []
         #: The latest height in each killed node's store after its kill.
         self._height_at_kill: dict[int, int] = {}
+        #: Each paused node's height when it was paused.
+        self._height_at_pause: dict[int, int | None] = {}
         #: The network faults in force since the last heal (None: none).
         self._net_window: _NetWindow | None = None
 
@@ -333,6 +337,27 @@ class Runner:
             with Store(store_path(self.homes[i]), readonly=True) as store:
                 self._height_at_kill[i] = store.latest_height()
 
+    def _prove_paused(self, nodes: list[int]) -> None:
+        """Before SIGCONT: a paused node answers no RPC (a stopped process cannot), and the
+        network went on without it (``paused_behind``: the honest running nodes' height now
+        minus the node's height when it was paused, which it must then catch up)."""
+        if not nodes:
+            return
+        running = [j for j in self.live() if j in self.honest]
+        network = _highest(self.heights(running), running)
+        behind = self.report.faults_seen.setdefault("paused_behind", {})
+        for i in nodes:
+            with contextlib.suppress(ClientError):
+                Client(self.rpc_urls[i], timeout_s=PAUSED_PROBE_S).status()
+                raise ScenarioFailed(f"node{i} answered its RPC while paused: the pause did "
+                                     "not stop it")
+            at_pause = self._height_at_pause.pop(i, None)
+            if network is None or at_pause is None:
+                raise ScenarioFailed(f"cannot tell how far node{i} fell behind while paused "
+                                     f"(heights: network {network}, node{i} at its pause "
+                                     f"{at_pause})")
+            behind[f"node{i}"] = max(0, network - at_pause)
+
     def _stop_with_wal_records(self, i: int, p: subprocess.Popen) -> None:
         """Freeze node ``i`` (SIGSTOP) at an instant when its WAL holds records, so that the
         SIGKILL that follows leaves a WAL to damage. A node's WAL is emptied at every commit;
@@ -432,9 +457,11 @@ class Runner:
                     behind[f"node{i}"] = max(gap, behind.get(f"node{i}", 0))
         elif action == "pause":
             for i in nodes:
+                self._height_at_pause[i] = self.heights([i])[i]
                 self._signal(i, signal.SIGSTOP)
                 self.state[i] = "paused"
         elif action == "resume":
+            self._prove_paused([i for i in nodes if self.state[i] == "paused"])
             for i in nodes:
                 self._signal(i, signal.SIGCONT)
                 self.state[i] = "running"
@@ -654,6 +681,7 @@ class Runner:
     def _heal_all(self) -> None:
         if self.net is not None:
             self._heal_net()
+        self._prove_paused([i for i, s in enumerate(self.state) if s == "paused"])
         for i, s in enumerate(self.state):
             if s == "paused":
                 self._signal(i, signal.SIGCONT)

@@ -24,6 +24,7 @@ from engine.suite import ED25519_BLAKE3, SM2_SM3, get_suite
 
 SCENARIOS = sorted(glob.glob(os.path.join(ROOT, "tests", "scenarios", "*.toml")))
 RUN_ALL = os.environ.get("ENGINE_FAULTS_ALL") == "1"
+NET_FAULTS = ("partition", "isolate_proposer", "block", "loss")
 
 
 def _params():
@@ -64,6 +65,16 @@ def test_scenario(path, tmp_path):
         assert set(behind) >= restarted, report.faults_seen
         if sc.rate_tps >= 1000:  # seconds down under load: tens of heights of full blocks
             assert max(behind[n] for n in restarted) >= 10, behind
+    paused = {f"node{i}" for step in sc.steps if step.action == "pause"
+              for i in step.args["nodes"]}
+    if paused:  # each paused node answered nothing while stopped and fell behind
+        behind = report.faults_seen.get("paused_behind", {})
+        assert set(behind) >= paused and all(behind[n] > 0 for n in paused), behind
+    net_steps = [s for s in sc.steps if s.action in NET_FAULTS]
+    if net_steps:  # each network fault window dropped packets (the runner checks each node)
+        windows = report.faults_seen.get("net", [])
+        assert sum(len(w["steps"]) for w in windows) == len(net_steps), windows
+        assert all(sum(w["dropped"].values()) > 0 for w in windows), windows
     # Optimistic execution ran under the faults, and decisions used it (the runner checks).
     assert report.faults_seen["early_execution"].get("reused", 0) > 0, report.faults_seen
     if sc.expect_evidence:

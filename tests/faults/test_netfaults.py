@@ -1,4 +1,4 @@
-"""The network faults of the scenarios prove that they happened: the nftables rules count
+"""The network faults and pauses of the scenarios prove that they happened: the nftables rules count
 what they drop, and the runner fails a window whose rules dropped nothing or whose partition
 did not act as one (a group without a quorum committing, a group with one standing still)."""
 from __future__ import annotations
@@ -199,3 +199,37 @@ def test_namespace_rules_count_what_they_drop():
     finally:
         net.close()
     assert net.leftovers() == []
+
+
+def test_a_pause_that_did_not_stop_the_node_fails(tmp_path, monkeypatch):
+    """Before SIGCONT the runner asks each paused node for its status: a stopped process
+    cannot answer, so an answer means the pause never happened. It also records how far the
+    network went on without the node."""
+    from engine.client import ClientError
+
+    answering = {"0": True}
+
+    class FakeClient:
+        def __init__(self, url, timeout_s):
+            self.url = url
+
+        def status(self):
+            if self.url == "0" and not answering["0"]:
+                raise ClientError(0, "timeout", "timed out")
+            return {"latest_height": {"0": 7, "1": 12, "2": 12, "3": 12}[self.url]}
+
+    monkeypatch.setattr(runner_mod, "Client", FakeClient)
+    sc = load_scenario(os.path.join(ROOT, "tests", "scenarios", "pause-resume.toml"))
+    r = Runner(sc, str(tmp_path), log=lambda s: None)
+    r.rpc_urls, r.state = ["0", "1", "2", "3"], ["running"] * 4
+    r.wait_progress = lambda what, **kw: None
+    monkeypatch.setattr(runner_mod.Runner, "_signal", lambda self, i, sig: None)
+    r.apply("pause", {"nodes": [0]})
+    with pytest.raises(ScenarioFailed, match="node0 answered its RPC while paused"):
+        r.apply("resume", {"nodes": [0]})
+    answering["0"] = False
+    r.state[0] = "paused"
+    r._height_at_pause[0] = 7
+    r.apply("resume", {"nodes": [0]})
+    assert r.report.faults_seen["paused_behind"] == {"node0": 5}
+    assert r.state[0] == "running"
