@@ -94,6 +94,12 @@ TESTS = {
     "engine/light/client.py": ["tests/light/test_client_rules.py", "tests/light/test_client.py",
                                "tests/sm/test_light_sm2.py", "-k", "not testnet"],
     "engine/node/join.py": ["tests/node/test_join_unit.py"],
+    # The node's assembly: in-process networks and a single embedded validator, each a second
+    # or two (the fast files first: with -x most mutants stop there).
+    "engine/node/node.py": ["tests/node/test_genesis_checks.py", "tests/node/test_app_lifecycle.py",
+                            "tests/node/test_rpc_contract.py", "tests/node/test_app_interface.py",
+                            "tests/node/test_node_inprocess.py",
+                            "tests/node/test_wal_loss_resume.py", "tests/node/test_statesync.py"],
     "engine/statetree.py": ["tests/light/test_statetree.py", "tests/sm/test_statetree_sm3.py",
                             "tests/light/test_crosschain.py", "-k", "not two_chains"],
     "engine/light/proofs.py": ["tests/light/test_proofs_unit.py", "tests/light/test_crosschain.py",
@@ -130,6 +136,7 @@ EXCLUDE = {
     "engine/node/phases.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
     "engine/node/wire.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
     "engine/node/signatures.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
+    "engine/node/node.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
     "engine/light/verify.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
     "engine/light/block.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
     "engine/light/client.py": ["core/ReplaceBinaryOperator_BitOr_.*"],
