@@ -170,6 +170,12 @@ MUTANTS = [
            "            pass  # mutant: the early block stays in the state tree\n",
            ("tests/node/test_optimistic_execution.py",),
            "a second finalize_block for an uncommitted height replaces the first one"),
+    Mutant("synced-block-read-before-its-certificate-binds-it", "engine/node/blocksync.py",
+           "            if not self._is_certified(height, raw, cert, peer):\n                return\n",
+           "",
+           ("tests/node/test_blocksync_held.py",),
+           "nothing in a synced block is believed (its app hash above all) before the block is "
+           "the one its certificate signs: one peer must not halt a node"),
     Mutant("partition-that-cuts-nothing", "engine/faults/netns.py",
            "                        self.block(i, j)\n                        self.block(j, i)\n",
            "                        pass  # mutant: the partition installs no rule\n",

@@ -209,10 +209,31 @@ class BlockSync:
             del self._inflight[start]
         self._schedule()
 
+    def _is_certified(self, height: int, raw: bytes, cert: cs.CommitCertificate,
+                      peer: bytes) -> bool:
+        """``raw`` is the block its (verified) certificate signs: its id is the certificate's
+        block hash. A peer can pair a real certificate with another block (any header field
+        changed, the app hash say): that block is its sender's fault, penalised like a failed
+        certificate and the height asked again, and nothing in it is believed; above all not
+        its app hash, which would otherwise halt the node as a divergence of the network."""
+        assert self.driver is not None
+        try:
+            if self.driver.core.hash_block(raw) == cert.block_hash:
+                return True
+            why = "is not the block its certificate signs"
+        except ProtocolError as e:
+            why = f"does not decode: {e}"
+        log.debug("block %d from %s refused: it %s", height, peer.hex()[:12], why)
+        self.counters.add("sync_block_refused")
+        self._backed.discard(peer)
+        self._peer_heights[peer] = min(self._peer_heights.get(peer, 0), height - 1)
+        self.wire.penalize(peer, "invalid_blocks")
+        return False
+
     def _app_hash_diverged(self, height: int, raw: bytes) -> bool:
-        """A certified block that follows our tip but carries another app hash: more than 2/3
-        of the power computed another state after ``height - 1``. Waiting could never help
-        (every later block builds on theirs): halt, saying so."""
+        """A certified block (:meth:`_is_certified`) that follows our tip but carries another
+        app hash: more than 2/3 of the power computed another state after ``height - 1``.
+        Waiting could never help (every later block builds on theirs): halt, saying so."""
         header = Block.decode(raw)
         tip = self.tip
         if header.parent_hash != tip.block_hash or header.app_hash == tip.app_hash:
@@ -284,6 +305,8 @@ class BlockSync:
             if height not in self._buffer:
                 return
             raw, cert, peer = self._buffer.pop(height)
+            if not self._is_certified(height, raw, cert, peer):
+                return
             if self._app_hash_diverged(height, raw):
                 return
             driver.input(cs.CommitReceived(raw, cert), height)

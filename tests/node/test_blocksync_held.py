@@ -13,7 +13,7 @@ import pytest
 
 from engine import config, limits
 from engine import consensus as cs
-from engine.block import Block, with_txs
+from engine.block import Block, block_id, header_size, with_txs
 from engine.net import codec
 from engine.net.limits import NetLimits
 from engine.node import Node
@@ -78,6 +78,7 @@ class _Core:
     def __init__(self, vset: cs.ValidatorSet):
         self.height = 1
         self.vset = vset
+        self.hash_block = block_id  # the core's block id: the header's hash, body checked
 
     def validators_for(self, height: int) -> cs.ValidatorSet | None:
         return self.vset if height <= self.height + 1 else None
@@ -232,6 +233,43 @@ def test_a_block_that_diverges_from_our_app_hash_halts_the_node(chain):
         sync.on_blocks(b"p" * 32, _reply(blocks, 7, 2))
         assert driver.halted.startswith("app hash mismatch at height 6: ours " + wrong.hex())
         assert driver.committed == list(range(1, 7))  # block 7 never reached the core
+
+
+def _header_bit_flipped(raw: bytes, field: bytes) -> bytes:
+    """``raw`` with one bit of ``field`` (found in the header) flipped."""
+    n = header_size(len(Block.decode(raw, header_only=True).chain_id))
+    at = raw[:n].index(field)
+    return raw[:at] + bytes([raw[at] ^ 0x10]) + raw[at + 1:]
+
+
+def test_a_certified_block_swapped_for_another_never_halts_the_node(chain):
+    """Found by tests/node/test_peer_fuzz.py: a peer that sends the next block with its real
+    certificate but one bit of the header's app hash flipped made the node halt ("app hash
+    mismatch": the network's state differs from ours), because the app hash was compared
+    before anyone checked that the block is the one the certificate signs. Now such a block
+    is refused as its sender's fault; the same height from an honest peer goes in."""
+    _, blocks = chain
+    raw7, cert7, stored7 = blocks[7]
+    swapped = {
+        "app hash": _header_bit_flipped(raw7, stored7.app_hash),
+        "parent hash": _header_bit_flipped(raw7, blocks[6][2].block_hash),
+        "truncated": raw7[:-3],
+    }
+    for what, bad in swapped.items():
+        sync, wire, driver = _joiner(chain)
+        _synced_to(sync, driver, blocks, 6)
+        liar, honest = b"l" * 32, b"h" * 32
+        sync.on_blocks(liar, [[7, bad, cert7], _reply(blocks, 8, 1)[0]])
+        assert not driver.halted, (what, driver.halted)
+        assert driver.committed == list(range(1, 7)), what
+        assert wire.penalized == [(liar, "invalid_blocks")], what
+        assert sync.counters.get("sync_block_refused") == 1, what
+        assert liar not in sync._backed
+        sync.on_status(honest, TOP, b"\0" * 32)
+        asked = [s for p, s, _ in wire.asked() if p == honest]
+        assert asked and asked[0] == 7, (what, asked)  # height 7 asked again, of the other
+        sync.on_blocks(honest, _reply(blocks, 7, 1))
+        assert driver.committed == list(range(1, 9)), what  # 7, then the 8 buffered before
 
 
 def test_a_refused_senders_claim_stops_below_the_refused_height(chain):
