@@ -1,4 +1,6 @@
-"""Structured fuzzing of the peer protocol against a live network.
+"""Structured fuzzing of the peer protocol against live networks (three tests: mutants of real
+messages of every kind from an authenticated peer; a man-in-the-middle mutating the live frames
+of a node catching up by block sync; the same for a node joining by state sync).
 
 An authenticated peer (validator 3's node key; validator 3 itself is not running) first
 collects real messages of every one of the 15 kinds from node 0: what node 0 sends a peer
@@ -22,8 +24,8 @@ import random
 
 import msgpack
 
+from engine import config, crypto
 from engine import consensus as cs
-from engine import crypto
 from engine.net import codec
 from engine.net.secure import handshake
 from engine.suite import get_suite
@@ -37,9 +39,12 @@ MUTANTS_PER_BASE = int(os.environ.get("ENGINE_FUZZ_MUTANTS", "30"))
 #: of the block-sync answers, and how long it may take.
 LIVE_MUTANTS = int(os.environ.get("ENGINE_FUZZ_LIVE", "60"))
 FUZZ_SECONDS_MAX = 90
+#: How long the state-sync test's link mutates before it turns clean.
+STATE_SYNC_MUTATING_S = float(os.environ.get("ENGINE_FUZZ_STATE_SYNC_S", "8"))
 HANDSHAKE_MAX_FRAME = 1 << 24
 _INTS = (0, 1, -1, 2, 255, 2**31 - 1, 2**31, 2**32, 2**63 - 1, 2**63, 2**64 - 1, -2**63)
 _ODD = (None, True, 1.5, "text", {}, {"k": 1}, [], [[]], b"")
+_SYNC_ANSWERS = (codec.BLOCKS, codec.SNAPSHOTS, codec.CHUNK)
 
 
 def _leaves(obj, path=()):
@@ -312,13 +317,21 @@ async def _compact_with_ids(attacker: _Attacker, nodes) -> bytes:
 
 
 class _MutatingProxy:
-    """A man in the middle of the only link between node 0 and node 3, holding both node keys:
-    it forwards every frame and, while ``rate`` > 0, replaces that share of them with a mutant
-    (live messages of the moment: node 3's block-sync answers, proposals, votes, status...).
-    When either side hangs up it drops the pair; the dialling side dials again."""
+    """A man in the middle of the only link between node ``source`` and node ``victim``,
+    holding both node keys: it forwards every frame and, while ``rate`` > 0, replaces that
+    share of the victim's incoming frames with mutants (live messages of the moment: its
+    block-sync answers, snapshots and chunks, proposals, votes, status...). When either side
+    hangs up it drops the pair; the dialling side dials again."""
 
-    def __init__(self, homes, rng: random.Random, rate: float):
+    def __init__(self, homes, rng: random.Random, rate: float, source: int = 0,
+                 victim: int = 3):
         self.homes, self.rng, self.rate = homes, rng, rate
+        self.source, self.victim = source, victim
+        #: Rates of their own for some kinds (while ``rate`` is not 0).
+        self.kind_rates: dict[int, float] = {}
+        genesis = homes[0].genesis
+        self.handshake = {"chain_id": genesis.chain_id, "genesis_hash": genesis.hash(),
+                          "is_allowed": lambda k: True, "frame_bytes_max": HANDSHAKE_MAX_FRAME}
         #: While set, the link is cut: open pairs are dropped and new ones refused.
         self.cut = False
         self.mutated: dict[str, int] = {}
@@ -328,8 +341,8 @@ class _MutatingProxy:
         self.ports: dict[int, int] = {}
 
     async def start(self) -> None:
-        # Port for "node 0" as node 3 sees it, and for "node 3" as node 0 sees it.
-        for impersonated in (0, 3):
+        # Port for the source as the victim sees it, and for the victim as the source sees it.
+        for impersonated in (self.source, self.victim):
             server = await asyncio.start_server(
                 lambda r, w, i=impersonated: self._accept(r, w, i), "127.0.0.1", 0)
             self.servers.append(server)
@@ -344,23 +357,20 @@ class _MutatingProxy:
             if self.cut:
                 writer.close()
                 return
-            inbound = await handshake(reader, writer,
+            inbound = await handshake(reader, writer, initiator=False,
                                       node_key=self.homes[impersonated].node_key,
-                                      chain_id=CHAIN, initiator=False,
-                                      is_allowed=lambda k: True,
-                                      frame_bytes_max=HANDSHAKE_MAX_FRAME)
+                                      **self.handshake)
             r, w = await asyncio.open_connection(
                 "127.0.0.1", self.homes[impersonated].config.p2p_port)
-            outbound = await handshake(r, w, node_key=self.homes[3 - impersonated].node_key,
-                                       chain_id=CHAIN, initiator=True,
-                                       is_allowed=lambda k: True,
-                                       frame_bytes_max=HANDSHAKE_MAX_FRAME)
-            # Frames to node 3 are the ones mutated (its sync and consensus handlers); its
-            # frames to node 0 pass as they are, so node 0 keeps the link it relays through.
-            to_node3 = inbound if impersonated == 0 else outbound
-            from_node3 = outbound if impersonated == 0 else inbound
-            await asyncio.gather(self._pipe(from_node3, to_node3, True),
-                                 self._pipe(to_node3, from_node3, False))
+            other = self.victim if impersonated == self.source else self.source
+            outbound = await handshake(r, w, initiator=True,
+                                       node_key=self.homes[other].node_key, **self.handshake)
+            # Frames to the victim are the ones mutated (its sync and consensus handlers);
+            # its frames to the source pass as they are, so the source keeps the link.
+            to_victim = inbound if impersonated == self.source else outbound
+            from_victim = outbound if impersonated == self.source else inbound
+            await asyncio.gather(self._pipe(from_victim, to_victim, True),
+                                 self._pipe(to_victim, from_victim, False))
         except Exception:  # noqa: BLE001, S110 - a side hung up (as it should on garbage)
             pass
         finally:
@@ -376,9 +386,10 @@ class _MutatingProxy:
             if self.cut:
                 return
             kind_id = msgpack.unpackb(frame, raw=False)[0]
-            # Block-sync answers are few (a node behind asks for many heights at once): they
-            # are mutated twice as often.
-            rate = self.rate * (2 if kind_id == codec.BLOCKS else 1)
+            # Sync answers are few (a node behind asks for many heights at once; a joiner
+            # for a handful of offers and chunks): they are mutated twice as often.
+            rate = self.kind_rates.get(kind_id, self.rate * (2 if kind_id in _SYNC_ANSWERS
+                                                              else 1)) if self.rate else 0.0
             if mutate and rate and self.rng.random() < rate:
                 kind = codec.KIND_NAMES.get(kind_id, "?")
                 self.mutated[kind] = self.mutated.get(kind, 0) + 1
@@ -398,6 +409,21 @@ class _MutatingProxy:
             task.cancel()
 
 
+def _route_through(homes, proxy: _MutatingProxy) -> None:
+    """The victim's only link is to the source, through the proxy (both sides dial the proxy
+    as the other one; nobody else dials the victim, and the victim dials nobody else)."""
+    keys = [h.node_key.public_key.hex() for h in homes]
+    pair = {proxy.source, proxy.victim}
+    for i, home in enumerate(homes):
+        for peer in home.config.peers:
+            j = keys.index(peer.node_key)
+            if {i, j} == pair:
+                peer.host, peer.port = "127.0.0.1", proxy.ports[j]
+            elif proxy.victim in (i, j):
+                peer.host, peer.port = "", 0
+        config.save_config(home.path, home.config)  # for a node started from its path
+
+
 def _covered(mutated: dict[str, int]) -> bool:
     return sum(mutated.values()) >= LIVE_MUTANTS and mutated.get("blocks", 0) >= 3 and \
         {"votes", "status", "compact_proposal", "txs"} <= set(mutated)
@@ -415,14 +441,7 @@ def test_a_node_fed_mutated_live_messages_keeps_going_and_agrees(tmp_path):
 
     async def main():
         await proxy.start()
-        keys = [h.node_key.public_key.hex() for h in homes]
-        for i, home in enumerate(homes):
-            for peer in home.config.peers:
-                j = keys.index(peer.node_key)
-                if {i, j} == {0, 3}:  # through the proxy, as "the other one"
-                    peer.host, peer.port = "127.0.0.1", proxy.ports[j]
-                elif 3 in (i, j):  # no other link to node 3
-                    peer.host, peer.port = "", 0
+        _route_through(homes, proxy)
         nodes = await start_nodes(homes[:3])
         late = None
         try:
@@ -457,3 +476,83 @@ def test_a_node_fed_mutated_live_messages_keeps_going_and_agrees(tmp_path):
 
     mutated, forwarded, faults = run(main(), 240)
     print(f"forwarded {forwarded} frames, mutated {mutated}; node 3 counted {faults}")
+
+
+def test_a_node_joining_by_state_sync_through_mutated_frames_ends_with_the_state(
+        tmp_path, monkeypatch):
+    """A full node joins by state sync with its only link through the mutating proxy: the
+    snapshot offers, chunks and the blocks that certify the snapshot's height reach it mutated
+    a fifth of the time for STATE_SYNC_MUTATING_S, then clean. It must refuse every bad one
+    (never restore a state that is not the chain's), try again, restore once the link is
+    clean, follow the chain and end with the validator's state; no handler raises, nothing
+    halts."""
+    from engine import limits
+    from engine.node import Node
+    from tests.node.synchelpers import enable_state_sync, make_net, wait_until
+
+    monkeypatch.setattr(limits, "snapshot_chunk_bytes", 2048)  # several chunks per snapshot
+    homes = make_net(tmp_path, 1, 1, snapshot_interval=10)
+    rng = random.Random(SEED + 2)
+    proxy = _MutatingProxy(homes, rng, rate=0.2, source=0, victim=1)
+
+    async def main():
+        await proxy.start()
+        _route_through(homes, proxy)
+        val = Node(homes[0])
+        await val.start()
+        joiner = None
+        try:
+            for r in await val.submit_txs(make_txs("sync-chain", 400, "s")):
+                assert r.ok, r.log
+            await val.wait_for_height(25, 30)
+            await wait_until(lambda: val.snapshots.snapshots(), 10, "a snapshot")
+            enable_state_sync(homes[1], val, 5)
+            joiner = Node(homes[1].path)
+            starting = asyncio.ensure_future(joiner.start())
+            # Mutated for a while (each snapshot try needs a dozen messages in a row: the
+            # certifying blocks, every chunk; with a fifth of them mutated on its only link
+            # the joiner refuses and tries again, and rarely completes), until offers, chunks
+            # and blocks were all mutated, then a clean link: it must restore the chain's
+            # state, never another.
+            # Every chunk is mutated meanwhile, so no try can complete before the link is
+            # clean (a restore from a dirty link would prove nothing about the refusals).
+            proxy.kind_rates[codec.CHUNK] = 1.0
+            loop = asyncio.get_running_loop()
+            clean_at = loop.time() + STATE_SYNC_MUTATING_S
+            while not ({"snapshots", "chunk", "blocks"} <= set(proxy.mutated)
+                       and loop.time() > clean_at):
+                assert loop.time() < clean_at + 60, proxy.mutated
+                assert not starting.done(), proxy.mutated
+                await asyncio.sleep(0.2)
+            proxy.rate = 0.0
+            await asyncio.wait_for(starting, 90)
+            assert joiner.counters.values.get("state_sync_restored") == 1
+            assert joiner.store.base_height() >= 10
+            for r in await val.submit_txs(make_txs("sync-chain", 100, "t")):
+                assert r.ok, r.log
+            await wait_until(lambda: len(val.mempool) == 0, 30, "the mempool to drain")
+            goal = val.latest_height + 2
+            await joiner.wait_for_height(goal, 60)
+            await val.wait_for_height(goal, 30)
+            for n in (val, joiner):
+                assert n.halted is None, n.halted
+                assert n.peers.faults.get("handler_error", 0) == 0, n.peers.faults
+            base = joiner.store.base_height()
+            for h in range(base, goal + 1):
+                assert val.store.app_hash(h) == joiner.store.app_hash(h), h
+                assert val.block_info(h)["hash"] == joiner.block_info(h)["hash"], h
+            assert val.store.state_items() == joiner.store.state_items()
+            assert {"snapshots", "chunk", "blocks"} <= set(proxy.mutated), proxy.mutated
+            refused = {k: v for k, v in joiner.counters.values.items()
+                       if k.startswith("state_sync") and k != "state_sync_restored"}
+            assert refused, joiner.counters.values  # bad offers, blocks or chunks were seen
+            return dict(proxy.mutated), dict(joiner.counters.values)
+        finally:
+            await proxy.close()
+            if joiner is not None:
+                await joiner.stop()
+            await val.stop()
+
+    mutated, counters = run(main(), 200)
+    print(f"mutated {mutated}; joiner counted "
+          f"{ {k: v for k, v in counters.items() if k.startswith('state_sync')} }")
