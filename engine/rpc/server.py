@@ -51,6 +51,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from engine.errors import NodeHalted
@@ -564,6 +565,30 @@ class _GuardedSite(web.TCPSite):
         self._bound_port = self._server.sockets[0].getsockname()[1]
 
 
+class _HttpLog:
+    """aiohttp's server logger for the RPC. A request the client malformed at the HTTP level
+    (a line or header too long, a bad header, broken chunking: aiohttp answers 400 and closes)
+    is counted (``bad_http``) and noted on one rate-limited line, never logged with a
+    traceback (README, "Security notes"); everything else goes on to aiohttp's own logger as
+    aiohttp would send it, tracebacks included (those are bugs)."""
+
+    def __init__(self, refusals: dict[str, int]):
+        self._refusals = refusals
+        self._log = logging.getLogger("aiohttp.server")
+
+    def exception(self, msg: str, *args: Any, exc_info: Any = None, **kw: Any) -> None:
+        if isinstance(exc_info, HttpProcessingError):
+            self._refusals["bad_http"] = self._refusals.get("bad_http", 0) + 1
+            _refusals.warning("bad_http", "%s: %d %s",
+                              args[0] if args else "a client", exc_info.code,
+                              str(exc_info.message).splitlines()[0][:200])
+            return
+        self._log.exception(msg, *args, exc_info=exc_info, **kw)
+
+    def __getattr__(self, name: str) -> Any:  # debug, warning, isEnabledFor ...
+        return getattr(self._log, name)
+
+
 class RpcServer:
     """Runs :func:`make_app` for a node on its configured address."""
 
@@ -578,7 +603,7 @@ class RpcServer:
         # lingering_time=0: after a refusal the unread rest of a body is not waited for.
         self._runner = web.AppRunner(app, access_log=None, auto_decompress=False,
                                      keepalive_timeout=RPC_HEADER_TIMEOUT_MS / 1000,
-                                     lingering_time=0)
+                                     lingering_time=0, logger=_HttpLog(app[REFUSALS]))
         await self._runner.setup()
         site = _GuardedSite(self._runner, app[GUARD], self.host, self.port,
                             reuse_address=True)

@@ -192,3 +192,46 @@ def test_live_node_202_submit_tx_and_blocks_limit_32(tmp_path):
             await node.stop()
 
     run(main(), 120)
+
+
+def test_malformed_http_is_counted_and_logged_without_a_traceback(tmp_path, caplog):
+    """A request line or header over aiohttp's bounds, or a header line that is not one: 400,
+    counted as ``bad_http`` in /metrics, one WARNING line and no traceback (aiohttp logged each
+    with its whole stack before; the README promises no client makes a node log one)."""
+    import logging
+
+    base = free_base_port(2)
+    home = config.init_home(str(tmp_path / "solo"), "solo", p2p_port=base, rpc_port=base + 1)
+    host, port = home.rpc_url.split("//")[1].split(":")
+    requests = [f"GET /block/{'9' * 9000} HTTP/1.1\r\nHost: x\r\n\r\n".encode(),
+                f"GET /status HTTP/1.1\r\nHost: x\r\nX-Big: {'a' * 9000}\r\n\r\n".encode(),
+                b"GET /status HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n"]
+
+    async def raw(request: bytes) -> int:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            writer.write(request)
+            await writer.drain()
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n"), 10)
+            return int(head.split(b" ", 2)[1])
+        finally:
+            writer.close()
+
+    async def main():
+        from engine.node import Node
+
+        node = Node(home.path)
+        await node.start()
+        try:
+            with caplog.at_level(logging.DEBUG):
+                statuses = [await raw(r) for r in requests]
+            return statuses, await asyncio.to_thread(Client(home.rpc_url).metrics)
+        finally:
+            await node.stop()
+
+    statuses, metrics = run(main(), 60)
+    assert statuses == [400, 400, 400]
+    assert 'engine_rpc_refused_total{reason="bad_http"} 3' in metrics, metrics[-2000:]
+    traced = [r for r in caplog.records if r.exc_info and r.levelno >= logging.WARNING]
+    assert traced == [], [(r.name, r.getMessage()) for r in traced]
+    assert any("refused [bad_http]" in r.getMessage() for r in caplog.records)
