@@ -1,5 +1,5 @@
 """Structured fuzzing of the peer protocol against live networks (three tests: mutants of real
-messages of every kind from an authenticated peer; a man-in-the-middle mutating the live frames
+messages of every kind from an authenticated peer, on either suite's chain; a man-in-the-middle mutating the live frames
 of a node catching up by block sync; the same for a node joining by state sync).
 
 An authenticated peer (validator 3's node key; validator 3 itself is not running) first
@@ -23,12 +23,13 @@ import os
 import random
 
 import msgpack
+import pytest
 
-from engine import config, crypto
+from engine import config
 from engine import consensus as cs
 from engine.net import codec
 from engine.net.secure import handshake
-from engine.suite import get_suite
+from engine.suite import ED25519_BLAKE3, SM2_SM3, get_suite
 from tests.node.helpers import make_testnet, make_txs, run, start_nodes
 
 CHAIN = "fuzz-chain"
@@ -128,8 +129,8 @@ class _Attacker:
     """One authenticated connection to a node at a time, re-opened when the node hangs up;
     frames received are kept by kind."""
 
-    def __init__(self, port: int, node_key):
-        self.port, self.node_key = port, node_key
+    def __init__(self, port: int, node_key, suite):
+        self.port, self.node_key, self.suite = port, node_key, suite
         self.stream = None
         self.reader: asyncio.Task | None = None
         self.received: dict[int, list[bytes]] = {}
@@ -140,7 +141,7 @@ class _Attacker:
         r, w = await asyncio.open_connection("127.0.0.1", self.port)
         self.stream = await handshake(r, w, node_key=self.node_key, chain_id=CHAIN,
                                       initiator=True, is_allowed=lambda k: True,
-                                      frame_bytes_max=HANDSHAKE_MAX_FRAME)
+                                      frame_bytes_max=HANDSHAKE_MAX_FRAME, suite=self.suite)
         self.connections += 1
         self.reader = asyncio.create_task(self._read(self.stream))
 
@@ -194,15 +195,19 @@ def _signed_vote(key, chain: bytes, vtype: int, height: int, block_hash: bytes,
     return cs.Vote(cs.VoteType(vtype), height, 0, block_hash, index, sig)
 
 
-def test_mutated_messages_of_every_kind_never_raise_in_a_handler(tmp_path):
-    homes = make_testnet(tmp_path, 4, CHAIN, snapshot_interval=3, retain_blocks=0)
+@pytest.mark.parametrize("suite_name", [ED25519_BLAKE3, SM2_SM3])
+def test_mutated_messages_of_every_kind_never_raise_in_a_handler(tmp_path, suite_name):
+    """On either suite's chain (their votes, certificates, keys and envelopes differ in size
+    and decoding)."""
+    suite = get_suite(suite_name)
+    homes = make_testnet(tmp_path, 4, CHAIN, snapshot_interval=3, retain_blocks=0,
+                         crypto=suite_name)
     rng = random.Random(SEED)
-    sender = crypto.SigningKey.generate()
-    txs = make_txs(CHAIN, 400, prefix="f", key=sender)
+    txs = make_txs(CHAIN, 400, prefix="f", key=suite.generate_key())
 
     async def main():
         nodes = await start_nodes(homes[:3])
-        attacker = _Attacker(homes[0].config.p2p_port, homes[3].node_key)
+        attacker = _Attacker(homes[0].config.p2p_port, homes[3].node_key, suite)
         try:
             await asyncio.gather(*(n.wait_for_height(2, 30) for n in nodes))
             await attacker.connect()
@@ -233,7 +238,7 @@ def test_mutated_messages_of_every_kind_never_raise_in_a_handler(tmp_path):
             p = cs.Proposal.decode(fields[1])
             # Its first transaction as node 0 would answer for it (node 0 answers only while
             # at that height, a few milliseconds: the answer is built here instead).
-            by_id = {get_suite().hash(t): t for t in txs}
+            by_id = {suite.hash(t): t for t in txs}
             proposal_txs = codec.encode(codec.PROPOSAL_TXS, p.height, p.block_hash, [0],
                                         [by_id[fields[3][0]]])
             # What no honest node sends unasked: built real.
@@ -331,7 +336,8 @@ class _MutatingProxy:
         self.kind_rates: dict[int, float] = {}
         genesis = homes[0].genesis
         self.handshake = {"chain_id": genesis.chain_id, "genesis_hash": genesis.hash(),
-                          "is_allowed": lambda k: True, "frame_bytes_max": HANDSHAKE_MAX_FRAME}
+                          "is_allowed": lambda k: True, "frame_bytes_max": HANDSHAKE_MAX_FRAME,
+                          "suite": genesis.suite}
         #: While set, the link is cut: open pairs are dropped and new ones refused.
         self.cut = False
         self.mutated: dict[str, int] = {}
