@@ -1,6 +1,7 @@
 """Structured fuzzing of the peer protocol against live networks (three tests: mutants of real
-messages of every kind from an authenticated peer, on either suite's chain; a man-in-the-middle mutating the live frames
-of a node catching up by block sync; the same for a node joining by state sync).
+messages of every kind from an authenticated peer, on either suite's chain; a man-in-the-middle
+mutating the live frames of a node catching up by block sync; the same for a node joining by
+state sync).
 
 An authenticated peer (validator 3's node key; validator 3 itself is not running) first
 collects real messages of every one of the 15 kinds from node 0: what node 0 sends a peer
