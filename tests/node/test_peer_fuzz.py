@@ -41,6 +41,8 @@ MUTANTS_PER_BASE = int(os.environ.get("ENGINE_FUZZ_MUTANTS", "30"))
 #: of the block-sync answers, and how long it may take.
 LIVE_MUTANTS = int(os.environ.get("ENGINE_FUZZ_LIVE", "60"))
 FUZZ_SECONDS_MAX = 90
+#: The suite of the man-in-the-middle tests' chains (``ENGINE_FUZZ_CRYPTO``: ``sm2-sm3``).
+LIVE_CRYPTO = os.environ.get("ENGINE_FUZZ_CRYPTO", ED25519_BLAKE3)
 #: How long the state-sync test's link mutates before it turns clean.
 STATE_SYNC_MUTATING_S = float(os.environ.get("ENGINE_FUZZ_STATE_SYNC_S", "8"))
 HANDSHAKE_MAX_FRAME = 1 << 24
@@ -378,8 +380,8 @@ class _MutatingProxy:
             from_victim = outbound if impersonated == self.source else inbound
             await asyncio.gather(self._pipe(from_victim, to_victim, True),
                                  self._pipe(to_victim, from_victim, False))
-        except Exception:  # noqa: BLE001, S110 - a side hung up (as it should on garbage)
-            pass
+        except (Exception, asyncio.CancelledError):  # noqa: BLE001, S110 - a side hung up
+            pass  # (as it should on garbage), or the link was cut: the pair ends quietly
         finally:
             for s in (inbound, outbound):
                 if s is not None:
@@ -441,9 +443,9 @@ def test_a_node_fed_mutated_live_messages_keeps_going_and_agrees(tmp_path):
     runs through a proxy that turns 30 % of the frames it receives into mutants: block-sync
     answers, proposals, votes, gossip, all of the moment. Once the proxy stops mutating, node 3
     reaches the network's height with the same blocks; no handler of any node raised."""
-    homes = make_testnet(tmp_path, 4, CHAIN)
+    homes = make_testnet(tmp_path, 4, CHAIN, crypto=LIVE_CRYPTO)
     rng = random.Random(SEED + 1)
-    txs = make_txs(CHAIN, 2000, prefix="p")
+    txs = make_txs(CHAIN, 2000, prefix="p", key=get_suite(LIVE_CRYPTO).generate_key())
     proxy = _MutatingProxy(homes, rng, rate=0.3)
 
     async def main():
@@ -498,7 +500,8 @@ def test_a_node_joining_by_state_sync_through_mutated_frames_ends_with_the_state
     from tests.node.synchelpers import enable_state_sync, make_net, wait_until
 
     monkeypatch.setattr(limits, "snapshot_chunk_bytes", 2048)  # several chunks per snapshot
-    homes = make_net(tmp_path, 1, 1, snapshot_interval=10)
+    homes = make_net(tmp_path, 1, 1, crypto=LIVE_CRYPTO, snapshot_interval=10)
+    sender = get_suite(LIVE_CRYPTO).generate_key()
     rng = random.Random(SEED + 2)
     proxy = _MutatingProxy(homes, rng, rate=0.2, source=0, victim=1)
 
@@ -509,7 +512,7 @@ def test_a_node_joining_by_state_sync_through_mutated_frames_ends_with_the_state
         await val.start()
         joiner = None
         try:
-            for r in await val.submit_txs(make_txs("sync-chain", 400, "s")):
+            for r in await val.submit_txs(make_txs("sync-chain", 400, "s", key=sender)):
                 assert r.ok, r.log
             await val.wait_for_height(25, 30)
             await wait_until(lambda: val.snapshots.snapshots(), 10, "a snapshot")
@@ -535,7 +538,7 @@ def test_a_node_joining_by_state_sync_through_mutated_frames_ends_with_the_state
             await asyncio.wait_for(starting, 90)
             assert joiner.counters.values.get("state_sync_restored") == 1
             assert joiner.store.base_height() >= 10
-            for r in await val.submit_txs(make_txs("sync-chain", 100, "t")):
+            for r in await val.submit_txs(make_txs("sync-chain", 100, "t", key=get_suite(LIVE_CRYPTO).generate_key())):
                 assert r.ok, r.log
             await wait_until(lambda: len(val.mempool) == 0, 30, "the mempool to drain")
             goal = val.latest_height + 2
