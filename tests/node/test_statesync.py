@@ -56,6 +56,7 @@ def test_full_node_joins_by_state_sync_with_identical_state(tmp_path, monkeypatc
             try:
                 snap = full.counters.values
                 assert snap.get("state_sync_restored") == 1
+                assert 0 < full.state_sync_seconds < 60  # the time it took, in seconds
                 assert full.suite.name == crypto
                 # The restored block's id is the suite's hash of its header.
                 top = full.store.load_block(full.store.base_height())
