@@ -579,9 +579,9 @@ class _HttpLog:
     def exception(self, msg: str, *args: Any, exc_info: Any = None, **kw: Any) -> None:
         if isinstance(exc_info, HttpProcessingError):
             self._refusals["bad_http"] = self._refusals.get("bad_http", 0) + 1
-            _refusals.warning("bad_http", "%s: %d %s",
-                              args[0] if args else "a client", exc_info.code,
-                              str(exc_info.message).splitlines()[0][:200])
+            first = (str(exc_info.message).splitlines() or [""])[0]
+            _refusals.warning("bad_http", "%s: %d %s", args[0] if args else "a client",
+                              exc_info.code, first[:200])
             return
         self._log.exception(msg, *args, exc_info=exc_info, **kw)
 

@@ -235,3 +235,30 @@ def test_malformed_http_is_counted_and_logged_without_a_traceback(tmp_path, capl
     traced = [r for r in caplog.records if r.exc_info and r.levelno >= logging.WARNING]
     assert traced == [], [(r.name, r.getMessage()) for r in traced]
     assert any("refused [bad_http]" in r.getMessage() for r in caplog.records)
+
+
+def test_the_http_log_counts_client_faults_of_any_message_and_passes_bugs_on(caplog):
+    """aiohttp's errors without a message are counted too (the one-line note must not fail on
+    them), and an exception that is not the client's goes on to aiohttp's logger with its
+    traceback."""
+    import logging
+
+    from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError
+
+    from engine.rpc.server import _HttpLog
+
+    counts: dict[str, int] = {}
+    log = _HttpLog(counts)
+    with caplog.at_level(logging.DEBUG):
+        log.exception("Error handling request from %s", "10.0.0.1",
+                      exc_info=HttpProcessingError(code=400, message=""))
+        log.exception("Error handling request from %s", "10.0.0.1",
+                      exc_info=BadHttpMessage("two\nlines"))
+        assert counts == {"bad_http": 2}
+        assert not [r for r in caplog.records if r.exc_info]
+        try:
+            raise RuntimeError("our bug")
+        except RuntimeError as e:
+            log.exception("Unhandled exception", exc_info=e)
+    (bug,) = [r for r in caplog.records if r.exc_info]
+    assert bug.name == "aiohttp.server" and counts == {"bad_http": 2}
